@@ -1,0 +1,41 @@
+/**
+ * `zuno`: stores, universes and the replica client. Browser-safe; the server lives in `zuno/server`.
+ */
+export { applyUpdater } from './store'
+export type { Listener, Store, Updater } from './store'
+export { assertStoreKey, Universe } from './universe'
+export type { UniverseRole } from './universe'
+export { connect, ReplicaUniverse } from './client/replicaUniverse'
+export type {
+  ConnectionStatus,
+  EventSourceConstructor,
+  EventSourceLike,
+  ReadableValue,
+  ReplicaOptions,
+  Timers,
+} from './client/replicaUniverse'
+export { isZunoError, ZunoError } from './errors'
+export {
+  CLIENT_ID_PATTERN,
+  DEFAULT_LIMITS,
+  DEFAULT_PREFIX,
+  ERROR_STATUS,
+  formatEventId,
+  parseEventId,
+  PATHS,
+  PROTOCOL_VERSION,
+  SSE_EVENTS,
+  STORE_KEY_PATTERN,
+} from './protocol'
+export type {
+  ErrorBody,
+  ErrorCode,
+  EventId,
+  SnapshotMessage,
+  StateEvent,
+  StateResponse,
+  StoreState,
+  SyncAccepted,
+  SyncConflict,
+  SyncRequest,
+} from './protocol'

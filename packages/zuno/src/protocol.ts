@@ -1,0 +1,159 @@
+/**
+ * Wire protocol v1: every constant and message shape that the client and the server share.
+ * `docs/protocol.md` describes the same protocol in prose; keep the two in step.
+ */
+
+/** Version of the wire protocol described in `docs/protocol.md`. */
+export const PROTOCOL_VERSION = 1
+
+/** Where adapters mount the endpoints unless told otherwise. */
+export const DEFAULT_PREFIX = '/zuno'
+
+/** Endpoint paths, relative to the prefix. */
+export const PATHS = {
+  sync: '/sync',
+  sse: '/sse',
+  state: '/state',
+} as const
+
+/** SSE event names. */
+export const SSE_EVENTS = {
+  snapshot: 'snapshot',
+  state: 'state',
+} as const
+
+/** A store key: a letter or digit, then up to 127 of letters, digits and `._:-`. */
+export const STORE_KEY_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/
+
+/** A client id: 1 to 128 characters of letters, digits and `._:-`. */
+export const CLIENT_ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/
+
+/** Defaults the server applies unless configured otherwise. */
+export const DEFAULT_LIMITS = {
+  /** Largest accepted `POST /sync` body, in bytes. */
+  maxBodyBytes: 1024 * 1024,
+  /** Deepest accepted nesting of arrays and objects in a body. */
+  maxDepth: 64,
+} as const
+
+/** Error codes and the HTTP status each one is answered with. */
+export const ERROR_STATUS = {
+  bad_json: 400,
+  invalid_body: 400,
+  invalid_store_key: 400,
+  invalid_base_version: 400,
+  missing_state: 400,
+  invalid_client_id: 400,
+  invalid_op_id: 400,
+  too_deep: 400,
+  store_not_allowed: 403,
+  not_found: 404,
+  method_not_allowed: 405,
+  conflict: 409,
+  payload_too_large: 413,
+  unsupported_media_type: 415,
+  unavailable: 503,
+  // Client-side only: never sent by a server.
+  network: 0,
+  protocol: 0,
+  closed: 0,
+} as const
+
+/** A machine-readable error code. */
+export type ErrorCode = keyof typeof ERROR_STATUS
+
+/** Body of `POST /sync`: propose `state` as the next version of `storeKey`. */
+export interface SyncRequest<T = unknown> {
+  storeKey: string
+  /** The version the proposal was made on; accepted only if it is still the current one. */
+  baseVersion: number
+  state: T
+  /** Identifies the proposing client; with `opId` it makes retries idempotent. */
+  clientId: string
+  /** Per-client operation number, strictly increasing. */
+  opId: number
+}
+
+/** 200 answer to `POST /sync`. */
+export interface SyncAccepted<T = unknown> {
+  ok: true
+  storeKey: string
+  version: number
+  state: T
+}
+
+/** 409 answer to `POST /sync`: the proposal was stale; here is the current state. */
+export interface SyncConflict<T = unknown> {
+  ok: false
+  error: 'conflict'
+  storeKey: string
+  version: number
+  state: T
+}
+
+/** Every other non-2xx answer. */
+export interface ErrorBody {
+  ok: false
+  error: ErrorCode
+  message: string
+}
+
+/** One store as it stands at some cursor. */
+export interface StoreState<T = unknown> {
+  version: number
+  state: T
+}
+
+/** Data of the `snapshot` SSE event, and body of `GET /state` (which adds `cursor`). */
+export interface SnapshotMessage {
+  stores: Record<string, StoreState>
+}
+
+/** Body of `GET /state`. Pass `cursor` as `lastEventId` to `/sse` to continue without a gap. */
+export interface StateResponse extends SnapshotMessage {
+  cursor: string
+}
+
+/** Data of the `state` SSE event: one accepted change. */
+export interface StateEvent<T = unknown> {
+  storeKey: string
+  version: number
+  state: T
+  clientId: string
+  opId: number
+}
+
+/**
+ * Event ids are `<epoch>-<seq>`: the epoch is fixed for the life of one log, so an id from a
+ * log that has since been replaced (a restarted in-memory server, say) is never taken for a
+ * current one.
+ */
+export interface EventId {
+  epoch: string
+  seq: number
+}
+
+/** Formats an event id. */
+export function formatEventId(epoch: string, seq: number): string {
+  return `${epoch}-${seq}`
+}
+
+/** Parses an event id; `undefined` when it is not one. */
+export function parseEventId(id: string): EventId | undefined {
+  const dash = id.lastIndexOf('-')
+  if (dash <= 0 || dash === id.length - 1 || id.length > 64) return undefined
+  const digits = id.slice(dash + 1)
+  if (!/^\d{1,15}$/.test(digits)) return undefined
+  return { epoch: id.slice(0, dash), seq: Number(digits) }
+}
+
+/** True when `value` is an integer in `0..Number.MAX_SAFE_INTEGER`. */
+export function isNonNegativeInteger(value: unknown): value is number {
+  return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0
+}
+
+/** Parses a `stores=a,b` list; `undefined` means every store. */
+export function parseStoreList(value: string | null | undefined): string[] | undefined {
+  if (value === null || value === undefined || value === '') return undefined
+  return value.split(',')
+}

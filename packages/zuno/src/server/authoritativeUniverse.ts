@@ -1,0 +1,180 @@
+import { ZunoError } from '../errors'
+import type { StateResponse, StoreState } from '../protocol'
+import { applyUpdater, type StoreCell, type Updater } from '../store'
+import { Universe } from '../universe'
+import { randomId } from '../id'
+import { EventLog, type LogEntry } from './log'
+import { createMemoryStorage } from './memoryStorage'
+import { encodeStateFrame } from './sse'
+import type { CommitOutcome, CommittedEvent, Proposal, Storage } from './storage'
+
+/** Options of {@link createUniverse}. */
+export interface UniverseOptions {
+  /** Stores that exist from the start, with their initial state (at version 0). */
+  stores?: Record<string, unknown>
+  /**
+   * Whether clients may create a store that does not exist yet (by proposing on version 0).
+   * Default: only the stores declared in `stores`.
+   */
+  allowStore?: (storeKey: string) => boolean
+  /** Where the truth is kept. Default: in memory. */
+  storage?: Storage
+  /** How many recent events are kept for clients that resume. Default 10,000. */
+  retention?: number
+}
+
+/** How many times a server-side `set` retries after losing a race to another writer. */
+const SERVER_WRITE_ATTEMPTS = 64
+
+/**
+ * The server's universe: the source of truth. Clients propose through a sync adapter; server
+ * code reads and writes the same stores, and its writes are logged and streamed like any client's.
+ */
+export class AuthoritativeUniverse extends Universe {
+  readonly role = 'authoritative' as const
+  /** Settles once the storage has been read; requests wait for it. */
+  readonly ready: Promise<void>
+  readonly #storage: Storage
+  readonly #declared: Map<string, unknown>
+  readonly #allowStore: (storeKey: string) => boolean
+  readonly #retention: number
+  readonly #listeners = new Set<(entry: LogEntry) => void>()
+  /** Committed events waiting to be applied, so a write made by a listener keeps log order. */
+  readonly #arrivals: CommittedEvent[] = []
+  #applying = false
+  #log: EventLog | undefined
+  #stopCommits: (() => void) | undefined
+  /** Server writes get a client id of their own per instance, so restarts never reuse an op id. */
+  readonly #clientId = `server.${randomId()}`
+  #opId = 0
+
+  constructor(options: UniverseOptions = {}) {
+    super()
+    this.#storage = options.storage ?? createMemoryStorage()
+    this.#declared = new Map(Object.entries(options.stores ?? {}))
+    const declared = this.#declared
+    this.#allowStore = options.allowStore ?? ((storeKey) => declared.has(storeKey))
+    this.#retention = options.retention ?? 10_000
+    for (const [key, initial] of this.#declared) this.cell(key, initial)
+    this.ready = this.#start()
+    // Failures surface through `ready` and every request; this only avoids an unhandled rejection.
+    this.ready.catch(() => {})
+  }
+
+  async #start(): Promise<void> {
+    const image = await this.#storage.load()
+    this.#log = new EventLog(image.epoch, image.seq, this.#retention)
+    for (const [key, stored] of image.stores) this.cell(key).publish(stored.state, stored.version)
+    this.#stopCommits = this.#storage.onCommit((event) => this.#arrive(event))
+  }
+
+  /** The in-memory log, once ready. */
+  #readyLog(): EventLog {
+    if (this.#log === undefined) throw new ZunoError('unavailable', 'The universe is still loading')
+    return this.#log
+  }
+
+  /**
+   * Offers a change. `trusted` proposals (from server code) may create any store; others only
+   * those the universe allows.
+   */
+  async propose(proposal: Proposal, trusted = false): Promise<CommitOutcome> {
+    await this.ready
+    const existing = this.existing(proposal.storeKey)
+    const exists = existing !== undefined && (existing.version > 0 || this.#declared.has(proposal.storeKey))
+    if (!trusted && !exists && !this.#allowStore(proposal.storeKey)) {
+      throw new ZunoError('store_not_allowed', `Store ${JSON.stringify(proposal.storeKey)} may not be created`)
+    }
+    const outcome = await this.#storage.commit(proposal)
+    if (outcome.type === 'conflict' && outcome.version === 0) {
+      return { ...outcome, state: this.#declared.get(proposal.storeKey) }
+    }
+    return outcome
+  }
+
+  /** Every readable store (or those named) as of the returned cursor. */
+  snapshot(storeKeys?: readonly string[]): StateResponse {
+    const cursor = this.#readyLog().cursor
+    const stores: Record<string, StoreState> = {}
+    if (storeKeys === undefined) {
+      for (const cell of this.cells()) {
+        if (this.#isVisible(cell)) stores[cell.key] = { version: cell.version, state: cell.get() }
+      }
+    } else {
+      for (const key of storeKeys) {
+        const cell = this.existing(key)
+        if (cell !== undefined && this.#isVisible(cell)) stores[key] = { version: cell.version, state: cell.get() }
+      }
+    }
+    return { stores, cursor }
+  }
+
+  /** Log entries after `eventId`, or `undefined` when a snapshot is needed instead. */
+  since(eventId: string): LogEntry[] | undefined {
+    return this.#readyLog().since(eventId)
+  }
+
+  /** Calls `listener` with each committed event after it is applied; returns the unsubscribe. */
+  onCommit(listener: (entry: LogEntry) => void): () => void {
+    this.#listeners.add(listener)
+    return () => {
+      this.#listeners.delete(listener)
+    }
+  }
+
+  /** Stops following the storage and closes it. */
+  async close(): Promise<void> {
+    this.#stopCommits?.()
+    this.#listeners.clear()
+    await this.#storage.close()
+  }
+
+  protected async writeStore(cell: StoreCell<unknown>, next: Updater<unknown>): Promise<number> {
+    await this.ready
+    for (let attempt = 0; attempt < SERVER_WRITE_ATTEMPTS; attempt++) {
+      this.#opId += 1
+      const outcome = await this.propose(
+        {
+          storeKey: cell.key,
+          baseVersion: cell.version,
+          state: applyUpdater(next, cell.get()),
+          clientId: this.#clientId,
+          opId: this.#opId,
+        },
+        true,
+      )
+      if (outcome.type === 'accepted') return outcome.event.version
+    }
+    throw new ZunoError('conflict', `Gave up writing ${JSON.stringify(cell.key)} after ${SERVER_WRITE_ATTEMPTS} conflicts`)
+  }
+
+  #isVisible(cell: StoreCell<unknown>): boolean {
+    return cell.version > 0 || this.#declared.has(cell.key)
+  }
+
+  #arrive(event: CommittedEvent): void {
+    this.#arrivals.push(event)
+    if (this.#applying) return
+    this.#applying = true
+    try {
+      for (let i = 0; i < this.#arrivals.length; i++) this.#apply(this.#arrivals[i] as CommittedEvent)
+    } finally {
+      this.#arrivals.length = 0
+      this.#applying = false
+    }
+  }
+
+  #apply(event: CommittedEvent): void {
+    const log = this.#readyLog()
+    if (event.seq <= log.lastSeq) return
+    const entry: LogEntry = { event, frame: encodeStateFrame(event) }
+    log.append(entry)
+    this.cell(event.storeKey).publish(event.state, event.version)
+    for (const listener of this.#listeners) listener(entry)
+  }
+}
+
+/** Creates the authoritative (server) universe. */
+export function createUniverse(options?: UniverseOptions): AuthoritativeUniverse {
+  return new AuthoritativeUniverse(options)
+}

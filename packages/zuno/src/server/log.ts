@@ -1,0 +1,71 @@
+import { formatEventId, parseEventId } from '../protocol'
+import type { CommittedEvent } from './storage'
+
+/** A retained event and, once encoded, its SSE frame (so a replay never re-encodes). */
+export interface LogEntry {
+  event: CommittedEvent
+  frame: Uint8Array
+}
+
+/**
+ * The recent part of the versioned log, kept in memory to serve resumes: a ring of the last
+ * `retention` events, indexed by sequence number, so appends and lookups are O(1).
+ */
+export class EventLog {
+  readonly #ring: Array<LogEntry | undefined>
+  #lastSeq: number
+  #count = 0
+
+  constructor(
+    /** Epoch of the storage the events come from. */
+    readonly epoch: string,
+    /** Sequence number of the last event committed before this log started. */
+    lastSeq: number,
+    /** How many events are kept. */
+    readonly retention: number,
+  ) {
+    if (!Number.isSafeInteger(retention) || retention < 1) {
+      throw new RangeError('retention must be a positive integer')
+    }
+    this.#ring = new Array<LogEntry | undefined>(retention)
+    this.#lastSeq = lastSeq
+  }
+
+  /** Id of the last event; a snapshot taken now is current as of this id. */
+  get cursor(): string {
+    return formatEventId(this.epoch, this.#lastSeq)
+  }
+
+  /** Sequence number of the last event. */
+  get lastSeq(): number {
+    return this.#lastSeq
+  }
+
+  /** Appends the next event; events must arrive in sequence order. */
+  append(entry: LogEntry): void {
+    const { seq } = entry.event
+    if (seq !== this.#lastSeq + 1) {
+      // A gap (say, events trimmed by another instance) makes older ids unservable.
+      this.#count = 0
+    }
+    this.#ring[seq % this.retention] = entry
+    this.#lastSeq = seq
+    this.#count = Math.min(this.#count + 1, this.retention)
+  }
+
+  /**
+   * Every entry after `id`, oldest first, or `undefined` when they can no longer be served:
+   * an id of another epoch, one from the future, one older than the retention, or not an id.
+   */
+  since(id: string): LogEntry[] | undefined {
+    const parsed = parseEventId(id)
+    if (parsed === undefined || parsed.epoch !== this.epoch) return undefined
+    const oldestSeq = this.#lastSeq - this.#count + 1
+    if (parsed.seq > this.#lastSeq || parsed.seq < oldestSeq - 1) return undefined
+    const entries: LogEntry[] = []
+    for (let seq = parsed.seq + 1; seq <= this.#lastSeq; seq++) {
+      entries.push(this.#ring[seq % this.retention] as LogEntry)
+    }
+    return entries
+  }
+}

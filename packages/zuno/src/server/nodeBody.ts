@@ -1,0 +1,35 @@
+import { tooLarge } from './syncServer'
+
+/** The part of a Node.js `IncomingMessage` that reading a body needs. */
+export interface NodeBodyStream {
+  on(event: 'data', listener: (chunk: Uint8Array | string) => void): unknown
+  on(event: 'end', listener: () => void): unknown
+  on(event: 'error', listener: (error: Error) => void): unknown
+  removeAllListeners(event: 'data'): unknown
+  resume(): unknown
+}
+
+/**
+ * Reads a Node.js request body as UTF-8 text, stopping at `limit` bytes. Past the limit it
+ * rejects with `payload_too_large` and discards the rest, so the 413 can still be answered.
+ */
+export function readNodeBody(stream: NodeBodyStream, limit: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const decoder = new TextDecoder()
+    let text = ''
+    let bytes = 0
+    stream.on('data', (chunk) => {
+      const data = typeof chunk === 'string' ? new TextEncoder().encode(chunk) : chunk
+      bytes += data.byteLength
+      if (bytes > limit) {
+        stream.removeAllListeners('data')
+        stream.resume()
+        reject(tooLarge(limit))
+        return
+      }
+      text += decoder.decode(data, { stream: true })
+    })
+    stream.on('end', () => resolve(text + decoder.decode()))
+    stream.on('error', reject)
+  })
+}

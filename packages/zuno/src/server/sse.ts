@@ -1,0 +1,37 @@
+import { SSE_EVENTS, type SnapshotMessage, type StateEvent } from '../protocol'
+import type { CommittedEvent } from './storage'
+
+const encoder = new TextEncoder()
+
+/** Response headers of every SSE stream: never cached, transformed (compressed) or buffered. */
+export const SSE_HEADERS: Readonly<Record<string, string>> = {
+  'content-type': 'text/event-stream; charset=utf-8',
+  'cache-control': 'no-cache, no-transform',
+  'x-accel-buffering': 'no',
+  connection: 'keep-alive',
+}
+
+/** The `state` frame of one committed event. JSON never contains a raw newline, so one data line. */
+export function encodeStateFrame(event: CommittedEvent): Uint8Array {
+  const data: StateEvent = {
+    storeKey: event.storeKey,
+    version: event.version,
+    state: event.state,
+    clientId: event.clientId,
+    opId: event.opId,
+  }
+  return encoder.encode(`id: ${event.id}\nevent: ${SSE_EVENTS.state}\ndata: ${JSON.stringify(data)}\n\n`)
+}
+
+/** The `snapshot` frame: every readable store as of `cursor`. */
+export function encodeSnapshotFrame(cursor: string, snapshot: SnapshotMessage): Uint8Array {
+  return encoder.encode(`id: ${cursor}\nevent: ${SSE_EVENTS.snapshot}\ndata: ${JSON.stringify(snapshot)}\n\n`)
+}
+
+/** Tells the client how long to wait before reconnecting. */
+export function encodeRetryHint(retryMs: number): Uint8Array {
+  return encoder.encode(`retry: ${retryMs}\n\n`)
+}
+
+/** A comment line: keeps idle connections (and the proxies on the way) alive. */
+export const HEARTBEAT_FRAME: Uint8Array = encoder.encode(': ping\n\n')

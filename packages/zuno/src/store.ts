@@ -1,0 +1,93 @@
+/** A new value, or a function from the current value to the new one. */
+export type Updater<T> = T | ((previous: T) => T)
+
+/** Called after a store's state or version changed. */
+export type Listener<T> = (state: T, previous: T) => void
+
+/**
+ * A keyed, versioned, observable unit of state.
+ *
+ * `get()` returns the same object until the state changes, so it can be handed to
+ * `useSyncExternalStore` as it is.
+ */
+export interface Store<T> {
+  /** The store's key in its universe. */
+  readonly key: string
+  /** Number of accepted updates so far; 0 for a store nobody has written yet. */
+  readonly version: number
+  /** The current state. */
+  get(): T
+  /**
+   * Changes the state. On a replica the change shows at once and the promise settles when the
+   * server has accepted it (with the committed version) or finally refused it (with a `ZunoError`).
+   * Updater functions may run more than once (after a conflict) and must be pure.
+   */
+  set(next: Updater<T>): Promise<number>
+  /** Calls `listener` after every change; returns the function that stops it. */
+  subscribe(listener: Listener<T>): () => void
+}
+
+/** Applies an updater to a value. */
+export function applyUpdater<T>(next: Updater<T>, previous: T): T {
+  return typeof next === 'function' ? (next as (previous: T) => T)(previous) : next
+}
+
+/** Decides what `set` does; the universe that owns the store provides it. */
+export type StoreWriter = (store: StoreCell<unknown>, next: Updater<unknown>) => Promise<number>
+
+/** The store implementation shared by both roles; only the writer differs. */
+export class StoreCell<T> implements Store<T> {
+  #state: T
+  #version: number
+  readonly #listeners = new Set<Listener<T>>()
+  readonly #write: StoreWriter
+
+  constructor(
+    readonly key: string,
+    state: T,
+    version: number,
+    write: StoreWriter,
+  ) {
+    this.#state = state
+    this.#version = version
+    this.#write = write
+  }
+
+  get version(): number {
+    return this.#version
+  }
+
+  get(): T {
+    return this.#state
+  }
+
+  set(next: Updater<T>): Promise<number> {
+    return this.#write(this as StoreCell<unknown>, next as Updater<unknown>)
+  }
+
+  subscribe(listener: Listener<T>): () => void {
+    this.#listeners.add(listener)
+    return () => {
+      this.#listeners.delete(listener)
+    }
+  }
+
+  /** Shows a new state and version to the store's listeners. Internal to the owning universe. */
+  publish(state: T, version: number): void {
+    const previous = this.#state
+    if (previous === state && this.#version === version) return
+    this.#state = state
+    this.#version = version
+    for (const listener of this.#listeners) {
+      try {
+        listener(state, previous)
+      } catch (error) {
+        // A faulty listener must not stop the others or the sync engine that called us;
+        // rethrown on its own so it still surfaces where the host reports uncaught errors.
+        queueMicrotask(() => {
+          throw error
+        })
+      }
+    }
+  }
+}

@@ -1,0 +1,63 @@
+import { ZunoError } from './errors'
+import { STORE_KEY_PATTERN } from './protocol'
+import { type Store, StoreCell, type StoreWriter, type Updater } from './store'
+
+/** An authoritative universe is the server's source of truth; replicas follow one. */
+export type UniverseRole = 'authoritative' | 'replica'
+
+/** Throws `invalid_store_key` unless `key` matches the protocol's store key pattern. */
+export function assertStoreKey(key: string): void {
+  if (!STORE_KEY_PATTERN.test(key)) {
+    throw new ZunoError('invalid_store_key', `Invalid store key ${JSON.stringify(key)}`)
+  }
+}
+
+/** A registry of stores; what `set` does depends on the role, so each role subclasses this. */
+export abstract class Universe {
+  /** Whether this universe is the source of truth or follows one. */
+  abstract readonly role: UniverseRole
+  readonly #stores = new Map<string, StoreCell<unknown>>()
+  readonly #write: StoreWriter = (cell, next) => this.writeStore(cell, next)
+
+  /** Carries out `store.set(next)` for a store of this universe. */
+  protected abstract writeStore(cell: StoreCell<unknown>, next: Updater<unknown>): Promise<number>
+
+  /**
+   * The store under `key`, created on first use. `initial` is its state until the store has
+   * been written (or, on a replica, until the server's state arrives).
+   */
+  store<T>(key: string, initial?: T): Store<T> {
+    return this.cell(key, initial) as StoreCell<T>
+  }
+
+  /** True when a store with this key exists here. */
+  has(key: string): boolean {
+    return this.#stores.has(key)
+  }
+
+  /** Keys of every store that exists here. */
+  keys(): string[] {
+    return [...this.#stores.keys()]
+  }
+
+  /** The cell behind `store()`, for the universe's own machinery. */
+  protected cell(key: string, initial?: unknown): StoreCell<unknown> {
+    let cell = this.#stores.get(key)
+    if (cell === undefined) {
+      assertStoreKey(key)
+      cell = new StoreCell<unknown>(key, initial, 0, this.#write)
+      this.#stores.set(key, cell)
+    }
+    return cell
+  }
+
+  /** Existing cells, for snapshots. */
+  protected cells(): IterableIterator<StoreCell<unknown>> {
+    return this.#stores.values()
+  }
+
+  /** The existing cell under `key`, if any. */
+  protected existing(key: string): StoreCell<unknown> | undefined {
+    return this.#stores.get(key)
+  }
+}
