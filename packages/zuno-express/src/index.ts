@@ -1,32 +1,45 @@
-import type { NextFunction, Request, RequestHandler, Response } from 'express'
+import type { ErrorRequestHandler, NextFunction, Request, RequestHandler, Response } from 'express'
 import {
   type AuthoritativeUniverse,
+  errorResponse,
   JSON_HEADERS,
   readNodeBody,
   SSE_HEADERS,
   SyncServer,
   type SyncServerOptions,
+  tooLarge,
   type ZunoResponse,
 } from 'zuno/server'
+import { DEFAULT_LIMITS } from 'zuno'
 
 /** Options of {@link zuno}: the limits and timings of the sync server. */
 export type ZunoExpressOptions = SyncServerOptions
 
-/** The middleware, plus a handle on the sync server behind it. */
-export interface ZunoMiddleware extends RequestHandler {
+/**
+ * What `app.use` takes: the endpoints, then a handler that turns the errors of a body parser
+ * mounted before them into Zuno's JSON errors (Express passes errors only to 4-argument handlers).
+ */
+export interface ZunoMiddleware extends Array<RequestHandler | ErrorRequestHandler> {
   /** The transport-neutral server this middleware translates for. */
   readonly server: SyncServer
   /** Ends every open SSE stream; call it before `httpServer.close()` so shutdown is not held open. */
   close(): void
 }
 
+/** What body-parser attaches to the errors it passes on. */
+interface BodyParserError {
+  type?: string
+  body?: unknown
+}
+
 /**
  * Serves a universe over Zuno's protocol: mount it at the prefix, `app.use('/zuno', zuno(universe))`.
- * Mount it before body parsers, or after `express.json()`: a body that was already parsed is used as is.
+ * It reads bodies itself; after `express.json()` it uses the parsed body, and turns that parser's
+ * errors into Zuno's JSON errors.
  */
 export function zuno(universe: AuthoritativeUniverse, options: ZunoExpressOptions = {}): ZunoMiddleware {
   const server = new SyncServer(universe, options)
-  const middleware = (req: Request, res: Response, next: NextFunction): void => {
+  const handle = (req: Request, res: Response, next: NextFunction, parsedBody: unknown): void => {
     const url = new URL(req.url, 'http://zuno.invalid')
     server
       .handle({
@@ -35,11 +48,19 @@ export function zuno(universe: AuthoritativeUniverse, options: ZunoExpressOption
         query: url.searchParams,
         header: (name) => req.get(name),
         readBody: (limit) => readNodeBody(req, limit),
-        parsedBody: req.body,
+        parsedBody,
       })
       .then((response) => send(req, res, response), next)
   }
-  return Object.assign(middleware, { server, close: () => server.close() })
+  const endpoints: RequestHandler = (req, res, next) => handle(req, res, next, req.body)
+  const parserErrors: ErrorRequestHandler = (error: unknown, req, res, next) => {
+    const { type, body } = (error ?? {}) as BodyParserError
+    // A parser mounted before us failed: judge the raw text ourselves, as if we had read it.
+    if (type === 'entity.parse.failed' && typeof body === 'string') return handle(req, res, next, body)
+    if (type === 'entity.too.large') return send(req, res, errorResponse(tooLarge(options.maxBodyBytes ?? DEFAULT_LIMITS.maxBodyBytes)))
+    next(error)
+  }
+  return Object.assign([endpoints, parserErrors], { server, close: () => server.close() })
 }
 
 function send(req: Request, res: Response, response: ZunoResponse): void {

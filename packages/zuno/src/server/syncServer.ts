@@ -36,7 +36,10 @@ export interface ZunoRequest {
   header(name: string): string | null | undefined
   /** Reads the raw body as text; rejects with `payload_too_large` past `limit` bytes. */
   readBody(limit: number): Promise<string>
-  /** A body that the framework already parsed as JSON (then `readBody` is not called). */
+  /**
+   * A body the framework already read: a parsed JSON value, or the raw text as a string.
+   * When present, `readBody` is not called.
+   */
   parsedBody?: unknown
 }
 
@@ -129,16 +132,20 @@ export class SyncServer {
   }
 
   async #readProposal(request: ZunoRequest) {
-    if (request.parsedBody !== undefined && typeof request.parsedBody !== 'string') {
-      if (valueExceedsDepth(request.parsedBody, this.#maxDepth)) {
-        throw new ZunoError('too_deep', `JSON nests deeper than ${this.#maxDepth} levels`)
-      }
-      return validateProposal(request.parsedBody)
-    }
-    const declared = Number(request.header('content-length') ?? 0)
+    const lengthHeader = request.header('content-length')
+    const declared = Number(lengthHeader ?? 0)
     if (declared > this.#maxBodyBytes) throw tooLarge(this.#maxBodyBytes)
-    const text = typeof request.parsedBody === 'string' ? request.parsedBody : await request.readBody(this.#maxBodyBytes)
-    return parseProposalText(text, this.#maxDepth)
+    // Some parsers turn an empty body into `{}`; empty is empty, whatever was made of it.
+    const parsedBody = lengthHeader === '0' ? '' : request.parsedBody
+    if (typeof parsedBody === 'string') return parseProposalText(parsedBody, this.#maxDepth)
+    if (parsedBody === undefined) return parseProposalText(await request.readBody(this.#maxBodyBytes), this.#maxDepth)
+    // A framework parsed it already: check depth first (iteratively), then, without a declared
+    // length, measure what the body would have been.
+    if (valueExceedsDepth(parsedBody, this.#maxDepth)) {
+      throw new ZunoError('too_deep', `JSON nests deeper than ${this.#maxDepth} levels`)
+    }
+    if (!declared && utf8Length(JSON.stringify(parsedBody)) > this.#maxBodyBytes) throw tooLarge(this.#maxBodyBytes)
+    return validateProposal(parsedBody)
   }
 
   async #state(request: ZunoRequest): Promise<ZunoResponse> {
@@ -196,6 +203,11 @@ export class SyncServer {
     }
     return storeKeys
   }
+}
+
+const encoder = new TextEncoder()
+function utf8Length(text: string | undefined): number {
+  return text === undefined ? 0 : encoder.encode(text).byteLength
 }
 
 function json(status: number, body: unknown): ZunoResponse & { kind: 'json' } {

@@ -1,0 +1,465 @@
+/**
+ * The protocol conformance suite, written once: every adapter runs it against a real server
+ * it starts on 127.0.0.1, talking only HTTP (fetch) and SSE (raw fetch and the `eventsource` package).
+ */
+import { EventSource } from 'eventsource'
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { openRawStream, type RawStream } from '../support/sseReader'
+
+/** What a target must configure its server with. Plain data, so it can cross a process boundary. */
+export interface ConformanceConfig {
+  /** Declared stores and their initial states. */
+  stores: Record<string, unknown>
+  /** Clients may create stores whose key starts with this; no others. */
+  creatablePrefix: string
+  /** Events kept for resume. */
+  retention: number
+  maxBodyBytes: number
+  maxDepth: number
+  heartbeatMs: number
+}
+
+/** A server started by a target. */
+export interface RunningTarget {
+  /** Base URL including the prefix, such as `http://127.0.0.1:4321/zuno`. */
+  url: string
+  close(): Promise<void>
+}
+
+/** An adapter under test. */
+export interface ConformanceTarget {
+  name: string
+  start(config: ConformanceConfig): Promise<RunningTarget>
+}
+
+export const conformanceConfig: ConformanceConfig = {
+  stores: { counter: 0, todos: [], profile: { name: 'ada' } },
+  creatablePrefix: 'open.',
+  retention: 5,
+  maxBodyBytes: 64 * 1024,
+  maxDepth: 16,
+  heartbeatMs: 200,
+}
+
+interface Answer {
+  status: number
+  contentType: string | null
+  body: Record<string, unknown>
+}
+
+let nextOpId = 1
+/** A well-formed proposal; override fields to make it otherwise. */
+function proposal(fields: Record<string, unknown> = {}): Record<string, unknown> {
+  return { storeKey: 'counter', baseVersion: 0, state: 1, clientId: 'conformance', opId: nextOpId++, ...fields }
+}
+
+export function runConformanceSuite(target: ConformanceTarget): void {
+  describe(`protocol v1 conformance: ${target.name}`, () => {
+    let server: RunningTarget
+    const streams: Array<{ close(): void }> = []
+
+    beforeEach(async () => {
+      server = await target.start(conformanceConfig)
+    })
+    afterEach(async () => {
+      for (const stream of streams.splice(0)) stream.close()
+      await server.close()
+    })
+
+    const post = async (body: unknown, init: { contentType?: string | null; raw?: boolean } = {}): Promise<Answer> => {
+      const headers: Record<string, string> = {}
+      const contentType = init.contentType === undefined ? 'application/json' : init.contentType
+      if (contentType !== null) headers['content-type'] = contentType
+      const response = await fetch(`${server.url}/sync`, {
+        method: 'POST',
+        headers,
+        body: init.raw ? (body as string) : JSON.stringify(body),
+      })
+      return { status: response.status, contentType: response.headers.get('content-type'), body: await response.json() }
+    }
+    const getState = async (query = ''): Promise<Answer> => {
+      const response = await fetch(`${server.url}/state${query}`)
+      return { status: response.status, contentType: response.headers.get('content-type'), body: await response.json() }
+    }
+    const stream = async (query = '', headers: Record<string, string> = {}): Promise<RawStream> => {
+      const opened = await openRawStream(`${server.url}/sse${query}`, headers)
+      streams.push(opened)
+      return opened
+    }
+    const expectError = (answer: Answer, status: number, code: string) => {
+      expect(answer.status).toBe(status)
+      expect(answer.contentType).toMatch(/^application\/json/)
+      expect(answer.body).toMatchObject({ ok: false, error: code })
+      expect(typeof answer.body.message).toBe('string')
+    }
+    const expectUnchanged = async () => {
+      const { body } = await getState()
+      expect(body.stores).toEqual({
+        counter: { version: 0, state: 0 },
+        todos: { version: 0, state: [] },
+        profile: { version: 0, state: { name: 'ada' } },
+      })
+    }
+
+    describe('POST /sync', () => {
+      it('accepts a proposal on the current version and answers version + 1', async () => {
+        const answer = await post(proposal({ baseVersion: 0, state: 5 }))
+        expect(answer.status).toBe(200)
+        expect(answer.body).toEqual({ ok: true, storeKey: 'counter', version: 1, state: 5 })
+        const second = await post(proposal({ baseVersion: 1, state: 6 }))
+        expect(second.body).toEqual({ ok: true, storeKey: 'counter', version: 2, state: 6 })
+      })
+
+      it('answers 409 with the current state when baseVersion is stale', async () => {
+        await post(proposal({ baseVersion: 0, state: 7 }))
+        const answer = await post(proposal({ baseVersion: 0, state: 8 }))
+        expect(answer.status).toBe(409)
+        expect(answer.body).toEqual({ ok: false, error: 'conflict', storeKey: 'counter', version: 1, state: 7 })
+        const ahead = await post(proposal({ baseVersion: 5, state: 9 }))
+        expect(ahead.status).toBe(409)
+        expect(ahead.body).toMatchObject({ version: 1, state: 7 })
+      })
+
+      it('answers 409 with the declared initial state for a store never written', async () => {
+        const answer = await post(proposal({ storeKey: 'profile', baseVersion: 3, state: {} }))
+        expect(answer.status).toBe(409)
+        expect(answer.body).toEqual({ ok: false, error: 'conflict', storeKey: 'profile', version: 0, state: { name: 'ada' } })
+      })
+
+      it('creates an allowed store on baseVersion 0 and refuses keys the server does not allow', async () => {
+        const created = await post(proposal({ storeKey: 'open.notes', baseVersion: 0, state: ['hi'] }))
+        expect(created.body).toEqual({ ok: true, storeKey: 'open.notes', version: 1, state: ['hi'] })
+        expectError(await post(proposal({ storeKey: 'secret', baseVersion: 0, state: 1 })), 403, 'store_not_allowed')
+        const { body } = await getState()
+        expect(Object.keys(body.stores as object).sort()).toEqual(['counter', 'open.notes', 'profile', 'todos'])
+      })
+
+      it('answers a retried (clientId, opId) with the original 200 and applies it once', async () => {
+        const op = proposal({ baseVersion: 0, state: 41, clientId: 'retrier', opId: 7 })
+        const first = await post(op)
+        const retry = await post(op)
+        expect(first.status).toBe(200)
+        expect(retry.status).toBe(200)
+        expect(retry.body).toEqual(first.body)
+        const { body } = await getState('?stores=counter')
+        expect(body.stores).toEqual({ counter: { version: 1, state: 41 } })
+      })
+
+      it('never answers 409 to a retry of an applied op, even after others wrote', async () => {
+        const op = proposal({ baseVersion: 0, state: 1, clientId: 'late-retrier', opId: 1 })
+        const first = await post(op)
+        await post(proposal({ baseVersion: 1, state: 2 }))
+        const retry = await post(op)
+        expect(retry.status).toBe(200)
+        expect(retry.body).toEqual(first.body)
+        const { body } = await getState('?stores=counter')
+        expect(body.stores).toEqual({ counter: { version: 2, state: 2 } })
+      })
+
+      it('gives exactly one 200 among 20 concurrent proposals on one baseVersion', async () => {
+        const answers = await Promise.all(
+          Array.from({ length: 20 }, (_, i) => post(proposal({ baseVersion: 0, state: i, clientId: `racer-${i}` }))),
+        )
+        const statuses = answers.map((answer) => answer.status).sort()
+        expect(statuses.filter((status) => status === 200)).toHaveLength(1)
+        expect(statuses.filter((status) => status === 409)).toHaveLength(19)
+        const winner = answers.find((answer) => answer.status === 200)
+        const { body } = await getState('?stores=counter')
+        expect(body.stores).toEqual({ counter: { version: 1, state: winner?.body.state } })
+      })
+
+      it('loses no increment when clients read-modify-write with retry on 409, and streams every version once in order', async () => {
+        const clients = 5
+        const incrementsEach = 15
+        const total = clients * incrementsEach
+        const observer = new EventSource(`${server.url}/sse?stores=counter`)
+        streams.push(observer)
+        const seen: number[] = []
+        const done = new Promise<void>((resolve) => {
+          observer.addEventListener('state', (event) => {
+            seen.push((JSON.parse(event.data) as { version: number }).version)
+            if (seen.length === total) resolve()
+          })
+        })
+        await new Promise<void>((resolve) => observer.addEventListener('snapshot', () => resolve(), { once: true }))
+
+        const increment = async (clientId: string) => {
+          let { version, state } = { version: 0, state: 0 }
+          for (let i = 0; i < incrementsEach; i++) {
+            for (;;) {
+              const answer = await post({ storeKey: 'counter', baseVersion: version, state: state + 1, clientId, opId: nextOpId++ })
+              version = answer.body.version as number
+              state = answer.body.state as number
+              if (answer.status === 200) break
+              expect(answer.status).toBe(409)
+            }
+          }
+        }
+        await Promise.all(Array.from({ length: clients }, (_, i) => increment(`incrementer-${i}`)))
+        await done
+        expect(seen).toEqual(Array.from({ length: total }, (_, i) => i + 1))
+        const { body } = await getState('?stores=counter')
+        expect(body.stores).toEqual({ counter: { version: total, state: total } })
+      })
+
+      it('answers 415 to any content type but JSON', async () => {
+        for (const contentType of ['text/plain', 'application/x-www-form-urlencoded', 'multipart/form-data', 'application/jsonx', null]) {
+          expectError(await post(proposal(), { contentType }), 415, 'unsupported_media_type')
+        }
+        expect((await post(proposal({ baseVersion: 0 }), { contentType: 'application/json; charset=utf-8' })).status).toBe(200)
+      })
+
+      it('answers 400 bad_json to malformed JSON', async () => {
+        for (const raw of ['{', '{"storeKey":', 'nope', '', '{"a":1}}', '\u0000']) {
+          expectError(await post(raw, { raw: true }), 400, 'bad_json')
+        }
+        await expectUnchanged()
+      })
+
+      it('answers 400 invalid_body to a body that is not an object', async () => {
+        for (const body of [[], [proposal()], 'text', 42, null, true]) {
+          expectError(await post(body), 400, 'invalid_body')
+        }
+        await expectUnchanged()
+      })
+
+      it('answers 400 invalid_store_key to a bad store key', async () => {
+        for (const storeKey of ['', '-lead', '.dot', 'a b', 'a/b', '../etc', 'x'.repeat(129), 'ünï', 7, null, undefined]) {
+          expectError(await post(proposal({ storeKey, baseVersion: 0 })), 400, 'invalid_store_key')
+        }
+        await expectUnchanged()
+      })
+
+      it('answers 400 invalid_base_version unless baseVersion is a non-negative integer', async () => {
+        for (const baseVersion of [-1, 1.5, '0', null, undefined, 2 ** 53, Number.NaN, {}]) {
+          expectError(await post(proposal({ baseVersion })), 400, 'invalid_base_version')
+        }
+        await expectUnchanged()
+      })
+
+      it('answers 400 missing_state when state is absent', async () => {
+        const { state: _, ...withoutState } = proposal({ baseVersion: 0 })
+        expectError(await post(withoutState), 400, 'missing_state')
+        await expectUnchanged()
+      })
+
+      it('accepts null as a state', async () => {
+        expect((await post(proposal({ storeKey: 'profile', baseVersion: 0, state: null }))).body).toMatchObject({
+          ok: true,
+          version: 1,
+          state: null,
+        })
+      })
+
+      it('answers 400 to a bad clientId or opId', async () => {
+        for (const clientId of ['', 'a b', 'x'.repeat(129), 5, null]) {
+          expectError(await post(proposal({ baseVersion: 0, clientId })), 400, 'invalid_client_id')
+        }
+        for (const opId of [-1, 0.5, '3', null, undefined]) {
+          expectError(await post(proposal({ baseVersion: 0, opId })), 400, 'invalid_op_id')
+        }
+        await expectUnchanged()
+      })
+
+      it('answers 413 to a body over the limit, declared or streamed', async () => {
+        const huge = proposal({ baseVersion: 0, state: 'x'.repeat(conformanceConfig.maxBodyBytes) })
+        expectError(await post(huge), 413, 'payload_too_large')
+        // No Content-Length: the server must count as it reads.
+        const chunks = new ReadableStream<Uint8Array>({
+          start(controller) {
+            const piece = new TextEncoder().encode('x'.repeat(16 * 1024))
+            controller.enqueue(new TextEncoder().encode('{"storeKey":"counter","baseVersion":0,"clientId":"c","opId":1,"state":"'))
+            for (let i = 0; i < 8; i++) controller.enqueue(piece)
+            controller.enqueue(new TextEncoder().encode('"}'))
+            controller.close()
+          },
+        })
+        const response = await fetch(`${server.url}/sync`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: chunks,
+          duplex: 'half',
+        } as RequestInit)
+        expect(response.status).toBe(413)
+        expect(await response.json()).toMatchObject({ ok: false, error: 'payload_too_large' })
+        await expectUnchanged()
+      })
+
+      it('answers 400 too_deep to nesting deeper than the limit, however deep', async () => {
+        const deep = (levels: number) => `${'['.repeat(levels)}${']'.repeat(levels)}`
+        const body = (levels: number) =>
+          `{"storeKey":"todos","baseVersion":0,"clientId":"c","opId":1,"state":${deep(levels)}}`
+        expectError(await post(body(conformanceConfig.maxDepth + 1), { raw: true }), 400, 'too_deep')
+        expectError(await post(body(30_000), { raw: true }), 400, 'too_deep')
+        expect((await post(body(conformanceConfig.maxDepth - 1), { raw: true })).status).toBe(200)
+      })
+
+      it('answers 405 to other methods and 404 to unknown paths, in JSON', async () => {
+        const wrong = await fetch(`${server.url}/sync`)
+        expect(wrong.status).toBe(405)
+        expect(await wrong.json()).toMatchObject({ ok: false, error: 'method_not_allowed' })
+        const postState = await fetch(`${server.url}/state`, { method: 'POST' })
+        expect(postState.status).toBe(405)
+        const missing = await fetch(`${server.url}/nothing-here`)
+        expect(missing.status).toBe(404)
+        expect(await missing.json()).toMatchObject({ ok: false, error: 'not_found' })
+      })
+    })
+
+    describe('GET /sse', () => {
+      it('streams with SSE headers, a retry hint and a snapshot first', async () => {
+        const sse = await stream()
+        expect(sse.response.status).toBe(200)
+        expect(sse.response.headers.get('content-type')).toMatch(/^text\/event-stream/)
+        expect(sse.response.headers.get('cache-control')).toBe('no-cache, no-transform')
+        expect(sse.response.headers.get('x-accel-buffering')).toBe('no')
+        expect(sse.response.headers.get('content-encoding')).toBeNull()
+        const hint = await sse.next()
+        expect(hint.retry).toBeGreaterThan(0)
+        const snapshot = await sse.nextEvent()
+        expect(snapshot.event).toBe('snapshot')
+        expect(snapshot.id).toMatch(/^[A-Za-z0-9]+-0$/)
+        expect(JSON.parse(snapshot.data as string)).toEqual({
+          stores: {
+            counter: { version: 0, state: 0 },
+            todos: { version: 0, state: [] },
+            profile: { version: 0, state: { name: 'ada' } },
+          },
+        })
+      })
+
+      it('streams each accepted change as a state event, in log order, with its id', async () => {
+        const sse = await stream()
+        const snapshot = await sse.nextEvent()
+        await post(proposal({ baseVersion: 0, state: 1, clientId: 'writer', opId: 100 }))
+        await post(proposal({ storeKey: 'todos', baseVersion: 0, state: ['a'], clientId: 'writer', opId: 101 }))
+        await post(proposal({ baseVersion: 0, state: 99 })) // a conflict streams nothing
+        await post(proposal({ baseVersion: 1, state: 2, clientId: 'writer', opId: 102 }))
+        const events = [await sse.nextEvent(), await sse.nextEvent(), await sse.nextEvent()]
+        expect(events.map((event) => event.event)).toEqual(['state', 'state', 'state'])
+        expect(events.map((event) => JSON.parse(event.data as string))).toEqual([
+          { storeKey: 'counter', version: 1, state: 1, clientId: 'writer', opId: 100 },
+          { storeKey: 'todos', version: 1, state: ['a'], clientId: 'writer', opId: 101 },
+          { storeKey: 'counter', version: 2, state: 2, clientId: 'writer', opId: 102 },
+        ])
+        const epoch = (snapshot.id as string).split('-')[0]
+        expect(events.map((event) => event.id)).toEqual([`${epoch}-1`, `${epoch}-2`, `${epoch}-3`])
+        expect(await sse.drainEvents()).toEqual([])
+      })
+
+      it('sends heartbeat comments while idle', async () => {
+        const sse = await stream()
+        await sse.nextEvent()
+        const frame = await sse.next(conformanceConfig.heartbeatMs * 10)
+        expect(frame.comment).toBeDefined()
+        expect(frame.data).toBeUndefined()
+      })
+
+      const writeThree = async () => {
+        for (let version = 0; version < 3; version++) await post(proposal({ baseVersion: version, state: version + 1 }))
+      }
+
+      it('resumes from the Last-Event-ID header with exactly the missed events and no snapshot', async () => {
+        const first = await stream()
+        const snapshot = await first.nextEvent()
+        await post(proposal({ baseVersion: 0, state: 1 }))
+        const seen = await first.nextEvent()
+        first.close()
+        await post(proposal({ baseVersion: 1, state: 2 }))
+        await post(proposal({ baseVersion: 2, state: 3 }))
+        const resumed = await stream('', { 'last-event-id': seen.id as string })
+        const events = await resumed.drainEvents()
+        expect(events.map((event) => event.event)).toEqual(['state', 'state'])
+        expect(events.map((event) => JSON.parse(event.data as string).version)).toEqual([2, 3])
+        const epoch = (snapshot.id as string).split('-')[0]
+        expect(events.map((event) => event.id)).toEqual([`${epoch}-2`, `${epoch}-3`])
+      })
+
+      it('resumes from the lastEventId query the same way', async () => {
+        const snapshot = await (await stream()).nextEvent()
+        await writeThree()
+        const resumed = await stream(`?lastEventId=${encodeURIComponent(snapshot.id as string)}`)
+        const events = await resumed.drainEvents()
+        expect(events.map((event) => JSON.parse(event.data as string).version)).toEqual([1, 2, 3])
+      })
+
+      it('prefers the header to the query, as on an EventSource reconnect', async () => {
+        const snapshot = await (await stream()).nextEvent()
+        await writeThree()
+        const epoch = (snapshot.id as string).split('-')[0]
+        const resumed = await stream(`?lastEventId=${epoch}-0`, { 'last-event-id': `${epoch}-2` })
+        const events = await resumed.drainEvents()
+        expect(events.map((event) => JSON.parse(event.data as string).version)).toEqual([3])
+      })
+
+      it('sends nothing but heartbeats when resuming from the current id', async () => {
+        await writeThree()
+        const snapshot = await (await stream()).nextEvent()
+        const resumed = await stream('', { 'last-event-id': snapshot.id as string })
+        expect(await resumed.drainEvents()).toEqual([])
+      })
+
+      it('sends a snapshot for an unknown, foreign, future, malformed or too-old id', async () => {
+        const snapshot = await (await stream()).nextEvent()
+        const epoch = (snapshot.id as string).split('-')[0]
+        for (let version = 0; version < conformanceConfig.retention + 3; version++) {
+          await post(proposal({ baseVersion: version, state: version + 1 }))
+        }
+        const current = conformanceConfig.retention + 3
+        for (const id of ['otherEpoch-1', `${epoch}-999`, 'garbage', '-', `${epoch}-1`, 'x'.repeat(2000)]) {
+          const resumed = await stream('', { 'last-event-id': id })
+          const first = await resumed.nextEvent()
+          expect(first.event, `for id ${id.slice(0, 40)}`).toBe('snapshot')
+          expect(first.id).toBe(`${epoch}-${current}`)
+          expect(JSON.parse(first.data as string).stores.counter).toEqual({ version: current, state: current })
+          expect(await resumed.drainEvents(150)).toEqual([])
+        }
+        // The oldest id the log still serves replays exactly what was kept.
+        const oldest = current - conformanceConfig.retention
+        const resumed = await stream('', { 'last-event-id': `${epoch}-${oldest}` })
+        const events = await resumed.drainEvents()
+        expect(events.map((event) => JSON.parse(event.data as string).version)).toEqual(
+          Array.from({ length: conformanceConfig.retention }, (_, i) => oldest + i + 1),
+        )
+      })
+
+      it('limits the stream to ?stores=', async () => {
+        const sse = await stream('?stores=todos,open.list')
+        const snapshot = await sse.nextEvent()
+        expect(JSON.parse(snapshot.data as string)).toEqual({ stores: { todos: { version: 0, state: [] } } })
+        await post(proposal({ baseVersion: 0, state: 1 }))
+        await post(proposal({ storeKey: 'todos', baseVersion: 0, state: ['x'] }))
+        await post(proposal({ storeKey: 'open.list', baseVersion: 0, state: [1] }))
+        const events = await sse.drainEvents()
+        expect(events.map((event) => JSON.parse(event.data as string).storeKey)).toEqual(['todos', 'open.list'])
+      })
+
+      it('answers 400 to an invalid store key in ?stores=', async () => {
+        const response = await fetch(`${server.url}/sse?stores=ok,bad%20key`)
+        expect(response.status).toBe(400)
+        expect(await response.json()).toMatchObject({ ok: false, error: 'invalid_store_key' })
+      })
+    })
+
+    describe('GET /state', () => {
+      it('returns the stores and a cursor that /sse continues from with no gap and no overlap', async () => {
+        await post(proposal({ baseVersion: 0, state: 1 }))
+        const { status, body } = await getState()
+        expect(status).toBe(200)
+        expect(body.stores).toMatchObject({ counter: { version: 1, state: 1 } })
+        expect(typeof body.cursor).toBe('string')
+        await post(proposal({ baseVersion: 1, state: 2 }))
+        await post(proposal({ baseVersion: 2, state: 3 }))
+        const resumed = await stream(`?lastEventId=${encodeURIComponent(body.cursor as string)}`)
+        const events = await resumed.drainEvents()
+        expect(events.map((event) => JSON.parse(event.data as string).version)).toEqual([2, 3])
+      })
+
+      it('limits the answer to ?stores= and rejects invalid keys', async () => {
+        const { body } = await getState('?stores=todos,unknown')
+        expect(body.stores).toEqual({ todos: { version: 0, state: [] } })
+        expectError(await getState('?stores=%2E%2E'), 400, 'invalid_store_key')
+      })
+    })
+  })
+}
