@@ -1,0 +1,100 @@
+import { connect as connectTcp, type Socket } from 'node:net'
+import compression from 'compression'
+import express from 'express'
+import { afterEach, describe, expect, it } from 'vitest'
+import { createUniverse } from 'zuno/server'
+import { openRawStream } from '../../zuno/test/support/sseReader'
+import { zuno, type ZunoExpressOptions } from '../src/index'
+
+const cleanups: Array<() => unknown> = []
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
+})
+
+async function serve(options: ZunoExpressOptions = {}, customize: (app: express.Express) => void = () => {}) {
+  const universe = createUniverse({ stores: { counter: 0, blob: '' } })
+  const middleware = zuno(universe, options)
+  const app = express()
+  customize(app)
+  app.use('/zuno', middleware)
+  const server = app.listen(0, '127.0.0.1')
+  await new Promise<void>((resolve) => server.once('listening', resolve))
+  const port = (server.address() as { port: number }).port
+  cleanups.push(async () => {
+    middleware.close()
+    server.closeAllConnections()
+    await new Promise((resolve) => server.close(resolve))
+  })
+  return { universe, middleware, port, url: `http://127.0.0.1:${port}/zuno` }
+}
+
+async function until(condition: () => boolean, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time')
+    await new Promise((resolve) => setTimeout(resolve, 1))
+  }
+}
+
+describe('zuno-express', () => {
+  it('streams unbuffered and uncompressed behind the compression middleware', async () => {
+    const { universe, url } = await serve({}, (app) => app.use(compression({ threshold: 0 })))
+    const sse = await openRawStream(`${url}/sse`, { 'accept-encoding': 'gzip' })
+    cleanups.push(() => sse.close())
+    expect(sse.response.headers.get('content-encoding')).toBeNull()
+    await sse.nextEvent()
+    await universe.store<number>('counter').set(1)
+    const event = await sse.nextEvent(1000)
+    expect(JSON.parse(event.data as string)).toMatchObject({ storeKey: 'counter', version: 1, state: 1 })
+  })
+
+  it('streams server-side writes to clients like any proposal', async () => {
+    const { universe, url } = await serve()
+    const sse = await openRawStream(`${url}/sse`)
+    cleanups.push(() => sse.close())
+    await sse.nextEvent()
+    await universe.store<number>('counter').set((n) => n + 41)
+    const data = JSON.parse((await sse.nextEvent()).data as string)
+    expect(data).toMatchObject({ storeKey: 'counter', version: 1, state: 41 })
+    expect(data.clientId).toMatch(/^server\./)
+  })
+
+  it('forgets a stream as soon as its connection closes', async () => {
+    const { middleware, url } = await serve()
+    const streams = await Promise.all(Array.from({ length: 5 }, () => openRawStream(`${url}/sse`)))
+    await Promise.all(streams.map((sse) => sse.nextEvent()))
+    expect(middleware.server.streams).toBe(5)
+    for (const sse of streams) sse.close()
+    await until(() => middleware.server.streams === 0)
+  })
+
+  it('stops writing to a stalled reader past the queue cap while healthy readers get everything', async () => {
+    const maxQueuedBytes = 256 * 1024
+    const { universe, middleware, port, url } = await serve({ maxQueuedBytes })
+    // A reader that connects and never reads: its socket buffers fill, then Zuno's queue does.
+    const stalled: Socket = connectTcp(port, '127.0.0.1')
+    cleanups.push(() => stalled.destroy())
+    stalled.write(`GET /zuno/sse HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`)
+    stalled.pause()
+    const healthy = await openRawStream(`${url}/sse`)
+    cleanups.push(() => healthy.close())
+    await healthy.nextEvent()
+    await until(() => middleware.server.streams === 2)
+
+    const blob = universe.store<string>('blob')
+    const writes = 200
+    const received: number[] = []
+    const reading = (async () => {
+      while (received.length < writes) received.push(JSON.parse((await healthy.nextEvent(10_000)).data as string).version)
+    })()
+    for (let i = 0; i < writes; i++) {
+      await blob.set(`${i}:${'x'.repeat(64 * 1024)}`)
+      // The healthy reader keeps up (a few frames behind at most); the stalled one never reads.
+      await until(() => received.length >= i - 2)
+    }
+    await reading
+    expect(received).toEqual(Array.from({ length: writes }, (_, i) => i + 1))
+    // 200 × 64 KiB = 12.5 MiB were published; the stalled one was dropped instead of buffering it all.
+    await until(() => middleware.server.streams === 1)
+  })
+})

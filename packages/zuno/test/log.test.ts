@@ -1,0 +1,55 @@
+import { describe, expect, it } from 'vitest'
+import { EventLog, type LogEntry } from '../src/server/index'
+
+const entry = (seq: number): LogEntry => ({
+  event: { storeKey: 's', version: seq, state: seq, clientId: 'c', opId: seq, seq, id: `ep-${seq}` },
+  frame: new Uint8Array([seq]),
+})
+
+const seqs = (entries: LogEntry[] | undefined) => entries?.map((e) => e.event.seq)
+
+describe('EventLog', () => {
+  it('starts with a cursor at the last committed sequence', () => {
+    expect(new EventLog('ep', 0, 10).cursor).toBe('ep-0')
+    expect(new EventLog('ep', 42, 10).cursor).toBe('ep-42')
+  })
+
+  it('answers everything after an id it still holds', () => {
+    const log = new EventLog('ep', 0, 10)
+    for (let seq = 1; seq <= 5; seq++) log.append(entry(seq))
+    expect(log.cursor).toBe('ep-5')
+    expect(seqs(log.since('ep-0'))).toEqual([1, 2, 3, 4, 5])
+    expect(seqs(log.since('ep-3'))).toEqual([4, 5])
+    expect(seqs(log.since('ep-5'))).toEqual([])
+  })
+
+  it('keeps only the last `retention` events and says when an id is too old', () => {
+    const log = new EventLog('ep', 0, 3)
+    for (let seq = 1; seq <= 10; seq++) log.append(entry(seq))
+    expect(seqs(log.since('ep-7'))).toEqual([8, 9, 10])
+    expect(log.since('ep-6')).toBeUndefined()
+    expect(log.since('ep-0')).toBeUndefined()
+  })
+
+  it('refuses ids of another epoch, from the future, or malformed', () => {
+    const log = new EventLog('ep', 0, 3)
+    log.append(entry(1))
+    for (const id of ['other-1', 'ep-2', 'ep', 'ep-', '-1', 'ep-1.5', 'ep--1', '']) {
+      expect(log.since(id), id).toBeUndefined()
+    }
+  })
+
+  it('cannot serve ids from before a gap in the sequence', () => {
+    const log = new EventLog('ep', 0, 10)
+    log.append(entry(1))
+    log.append(entry(5))
+    expect(log.since('ep-1')).toBeUndefined()
+    expect(seqs(log.since('ep-4'))).toEqual([5])
+  })
+
+  it('starts empty after a restart at a later sequence', () => {
+    const log = new EventLog('ep', 100, 10)
+    expect(seqs(log.since('ep-100'))).toEqual([])
+    expect(log.since('ep-99')).toBeUndefined()
+  })
+})
