@@ -9,5 +9,5 @@ const project = (name: string, root: string, testTimeout = 20_000) => ({
 export default defineWorkspace([
   project('zuno', './packages/zuno'),
   project('zuno-express', './packages/zuno-express'),
-//EX
+  project('examples', './examples/express', 60_000),
 ])

@@ -1,0 +1,76 @@
+import { EventSource } from 'eventsource'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { connect } from 'zuno'
+import { type DemoServer, startDemo } from '../src/demoServer'
+
+let demo: DemoServer
+beforeAll(async () => {
+  demo = await startDemo(0)
+})
+afterAll(() => demo.close())
+
+async function until(condition: () => boolean, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time')
+    await new Promise((resolve) => setTimeout(resolve, 5))
+  }
+}
+
+describe('the Express demo', () => {
+  it('serves the page with the counter, the increment button, the status and the hint', async () => {
+    const response = await fetch(`${demo.url}/`)
+    expect(response.status).toBe(200)
+    const html = await response.text()
+    for (const testId of ['counter-value', 'counter-increment', 'connection-status', 'todo-list']) {
+      expect(html).toContain(`data-testid="${testId}"`)
+    }
+    expect(html).toContain('counter.set((n) => n + 1)')
+    expect(html).toContain('second tab')
+  })
+
+  it('serves the built zuno client as browser modules', async () => {
+    const response = await fetch(`${demo.url}/vendor/zuno/index.js`)
+    expect(response.status).toBe(200)
+    expect(response.headers.get('content-type')).toMatch(/javascript/)
+    const source = await response.text()
+    expect(source).toMatch(/export\s*{[^}]*\bconnect\b/)
+    expect(source).not.toMatch(/from\s*["'](?!\.)/) // no bare imports a browser could not resolve
+  })
+
+  it('starts with counter 0 and an empty todo list', async () => {
+    const state = await (await fetch(`${demo.url}/zuno/state`)).json()
+    expect(state.stores).toEqual({ counter: { version: 0, state: 0 }, todos: { version: 0, state: [] } })
+  })
+
+  it('keeps two replicas in sync, counter and todos alike', async () => {
+    const a = connect({ url: `${demo.url}/zuno`, EventSource })
+    const b = connect({ url: `${demo.url}/zuno`, EventSource })
+    try {
+      const counterB = b.store<number>('counter', 0)
+      const todosB = b.store<Array<{ text: string }>>('todos', [])
+      await Promise.all([
+        a.store<number>('counter', 0).set((n) => n + 1),
+        b.store<number>('counter', 0).set((n) => n + 1),
+        a.store<Array<{ id: string; text: string; done: boolean }>>('todos', []).set((all) => [
+          ...all,
+          { id: '1', text: 'try zuno', done: false },
+        ]),
+      ])
+      await until(() => counterB.get() === 2 && todosB.get().length === 1)
+      expect(demo.universe.store('counter').get()).toBe(2)
+    } finally {
+      a.close()
+      b.close()
+    }
+  })
+
+  it('refuses stores the demo does not declare', async () => {
+    const response = await fetch(`${demo.url}/zuno/sync`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ storeKey: 'other', baseVersion: 0, state: 1, clientId: 'c', opId: 1 }),
+    })
+    expect(response.status).toBe(403)
+  })
+})
