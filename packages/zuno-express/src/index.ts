@@ -7,10 +7,10 @@ import {
   SSE_HEADERS,
   SyncServer,
   type SyncServerOptions,
-  tooLarge,
+  splitTarget,
   type ZunoResponse,
 } from 'zuno/server'
-import { DEFAULT_LIMITS } from 'zuno'
+import { type ErrorCode, ZunoError } from 'zuno'
 
 /** Options of {@link zuno}: the limits and timings of the sync server. */
 export type ZunoExpressOptions = SyncServerOptions
@@ -29,8 +29,12 @@ export interface ZunoMiddleware extends Array<RequestHandler | ErrorRequestHandl
 /** What body-parser attaches to the errors it passes on. */
 interface BodyParserError {
   type?: string
+  status?: number
   body?: unknown
 }
+
+/** Zuno's code for each client error a body parser can report. */
+const PARSER_ERRORS: Record<number, ErrorCode> = { 413: 'payload_too_large', 415: 'unsupported_media_type' }
 
 /**
  * Serves a universe over Zuno's protocol: mount it at the prefix, `app.use('/zuno', zuno(universe))`.
@@ -40,12 +44,12 @@ interface BodyParserError {
 export function zuno(universe: AuthoritativeUniverse, options: ZunoExpressOptions = {}): ZunoMiddleware {
   const server = new SyncServer(universe, options)
   const handle = (req: Request, res: Response, next: NextFunction, parsedBody: unknown): void => {
-    const url = new URL(req.url, 'http://zuno.invalid')
+    const { path, query } = splitTarget(req.url)
     server
       .handle({
         method: req.method,
-        path: url.pathname,
-        query: url.searchParams,
+        path,
+        query,
         header: (name) => req.get(name),
         readBody: (limit) => readNodeBody(req, limit),
         parsedBody,
@@ -54,11 +58,12 @@ export function zuno(universe: AuthoritativeUniverse, options: ZunoExpressOption
   }
   const endpoints: RequestHandler = (req, res, next) => handle(req, res, next, req.body)
   const parserErrors: ErrorRequestHandler = (error: unknown, req, res, next) => {
-    const { type, body } = (error ?? {}) as BodyParserError
+    const { type, status, body } = (error ?? {}) as BodyParserError
+    if (type === undefined || status === undefined || status < 400 || status >= 500) return next(error)
     // A parser mounted before us failed: judge the raw text ourselves, as if we had read it.
     if (type === 'entity.parse.failed' && typeof body === 'string') return handle(req, res, next, body)
-    if (type === 'entity.too.large') return send(req, res, errorResponse(tooLarge(options.maxBodyBytes ?? DEFAULT_LIMITS.maxBodyBytes)))
-    next(error)
+    const code = PARSER_ERRORS[status] ?? 'invalid_body'
+    send(req, res, errorResponse(new ZunoError(code, `The request body was refused (${type})`)))
   }
   return Object.assign([endpoints, parserErrors], { server, close: () => server.close() })
 }

@@ -48,6 +48,18 @@ describe('zuno-express', () => {
     expect(JSON.parse(event.data as string)).toMatchObject({ storeKey: 'counter', version: 1, state: 1 })
   })
 
+  it('answers the errors of a body parser mounted first in JSON', async () => {
+    const { url } = await serve({}, (app) => app.use(express.json()))
+    const post = (contentType: string, body: string) =>
+      fetch(`${url}/sync`, { method: 'POST', headers: { 'content-type': contentType }, body })
+    const latin1 = await post('application/json; charset=latin1', '{}')
+    expect(latin1.status).toBe(415)
+    expect(await latin1.json()).toMatchObject({ ok: false, error: 'unsupported_media_type' })
+    const broken = await post('application/json', '{"storeKey":')
+    expect(broken.status).toBe(400)
+    expect(await broken.json()).toMatchObject({ ok: false, error: 'bad_json' })
+  })
+
   it('streams server-side writes to clients like any proposal', async () => {
     const { universe, url } = await serve()
     const sse = await openRawStream(`${url}/sse`)

@@ -1,9 +1,10 @@
+import { ZunoError } from '../errors'
 import { tooLarge } from './syncServer'
 
 /** The part of a Node.js `IncomingMessage` that reading a body needs. */
 export interface NodeBodyStream {
   on(event: 'data', listener: (chunk: Uint8Array | string) => void): unknown
-  on(event: 'end', listener: () => void): unknown
+  on(event: 'end' | 'close', listener: () => void): unknown
   on(event: 'error', listener: (error: Error) => void): unknown
   removeAllListeners(event: 'data'): unknown
   resume(): unknown
@@ -29,7 +30,11 @@ export function readNodeBody(stream: NodeBodyStream, limit: number): Promise<str
       }
       text += decoder.decode(data, { stream: true })
     })
+    // A client that goes away mid-body gets no answer, but the promise must still settle,
+    // and quietly: it is the client's doing, not the server's.
+    const unreadable = () => reject(new ZunoError('invalid_body', 'The request body ended early'))
     stream.on('end', () => resolve(text + decoder.decode()))
-    stream.on('error', reject)
+    stream.on('error', unreadable)
+    stream.on('close', unreadable)
   })
 }

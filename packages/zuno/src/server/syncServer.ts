@@ -49,6 +49,19 @@ export type ZunoResponse =
   /** An SSE stream: send `SSE_HEADERS` with status 200, then call `open` with the transport. */
   | { kind: 'sse'; open(sink: SseSink): Subscription }
 
+/**
+ * Splits a request target (`/sse?stores=a`) into path and query, never throwing: a target that is
+ * not a URL gets an empty path, which is answered 404.
+ */
+export function splitTarget(target: string): { path: string; query: URLSearchParams } {
+  try {
+    const url = new URL(target, 'http://zuno.invalid')
+    return { path: url.pathname, query: url.searchParams }
+  } catch {
+    return { path: '', query: new URLSearchParams() }
+  }
+}
+
 /** The JSON headers of every non-stream answer. */
 export const JSON_HEADERS: Readonly<Record<string, string>> = {
   'content-type': 'application/json; charset=utf-8',
