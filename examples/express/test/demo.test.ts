@@ -2,6 +2,7 @@ import { EventSource } from 'eventsource'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { connect } from 'zuno'
 import { type DemoServer, startDemo } from '../src/demoServer'
+import { until } from '../../../packages/zuno/test/support/until'
 
 let demo: DemoServer
 beforeAll(async () => {
@@ -9,13 +10,6 @@ beforeAll(async () => {
 })
 afterAll(() => demo.close())
 
-async function until(condition: () => boolean, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time')
-    await new Promise((resolve) => setTimeout(resolve, 5))
-  }
-}
 
 describe('the Express demo', () => {
   it('serves the page with the counter, the increment button, the status and the hint', async () => {

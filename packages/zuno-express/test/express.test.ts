@@ -5,6 +5,7 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { createUniverse } from 'zuno/server'
 import { openRawStream } from '../../zuno/test/support/sseReader'
 import { zuno, type ZunoExpressOptions } from '../src/index'
+import { until } from '../../zuno/test/support/until'
 
 const cleanups: Array<() => unknown> = []
 afterEach(async () => {
@@ -28,13 +29,6 @@ async function serve(options: ZunoExpressOptions = {}, customize: (app: express.
   return { universe, middleware, port, url: `http://127.0.0.1:${port}/zuno` }
 }
 
-async function until(condition: () => boolean, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time')
-    await new Promise((resolve) => setTimeout(resolve, 1))
-  }
-}
 
 describe('zuno-express', () => {
   it('streams unbuffered and uncompressed behind the compression middleware', async () => {

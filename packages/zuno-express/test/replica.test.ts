@@ -4,6 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { connect, type ReplicaOptions, type ReplicaUniverse } from 'zuno'
 import { type AuthoritativeUniverse, createUniverse } from 'zuno/server'
 import { zuno } from '../src/index'
+import { until } from '../../zuno/test/support/until'
 
 const cleanups: Array<() => unknown> = []
 afterEach(async () => {
@@ -30,13 +31,6 @@ function replica(url: string, options: Partial<ReplicaOptions> = {}): ReplicaUni
   return universe
 }
 
-async function until(condition: () => boolean, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time')
-    await new Promise((resolve) => setTimeout(resolve, 5))
-  }
-}
 
 describe('replica universe against a real server', () => {
   it('reports connecting, then connected, and receives the snapshot', async () => {
