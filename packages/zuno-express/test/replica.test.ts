@@ -49,9 +49,9 @@ describe('replica universe against a real server', () => {
     const counter = client.store<number>('counter', 0)
     const committed = counter.set(5)
     expect(counter.get()).toBe(5) // optimistic, before any answer
-    expect(client.pendingCount).toBe(1)
+    expect(client.pending.get()).toBe(1)
     await expect(committed).resolves.toBe(1)
-    expect(client.pendingCount).toBe(0)
+    expect(client.pending.get()).toBe(0)
     expect(universe.store('counter').get()).toBe(5)
   })
 

@@ -7,13 +7,13 @@ export { assertStoreKey, Universe } from './universe'
 export type { UniverseRole } from './universe'
 export { connect, ReplicaUniverse } from './client/replicaUniverse'
 export type {
-  ConnectionStatus,
-  EventSourceConstructor,
-  EventSourceLike,
+  ConflictInfo,
+  ConflictPolicy,
+  MergeInput,
   ReadableValue,
   ReplicaOptions,
-  Timers,
 } from './client/replicaUniverse'
+export type { ConnectionStatus, EventSourceConstructor, EventSourceLike, Timers } from './client/connection'
 export { isZunoError, ZunoError } from './errors'
 export {
   CLIENT_ID_PATTERN,

@@ -57,6 +57,7 @@ export const ERROR_STATUS = {
   network: 0,
   protocol: 0,
   closed: 0,
+  queue_full: 0,
 } as const
 
 /** A machine-readable error code. */

@@ -5,7 +5,6 @@ import {
   type ErrorBody,
   parseEventId,
   PATHS,
-  SSE_EVENTS,
   type SnapshotMessage,
   type StateEvent,
   type StoreState,
@@ -14,9 +13,13 @@ import {
 } from '../protocol'
 import { applyUpdater, type StoreCell, type Updater } from '../store'
 import { Universe } from '../universe'
-
-/** Connection state of a replica, for status indicators. */
-export type ConnectionStatus = 'connecting' | 'connected' | 'offline' | 'error'
+import { backoffDelay } from './backoff'
+import {
+  type ConnectionStatus,
+  type EventSourceConstructor,
+  StreamConnection,
+  type Timers,
+} from './connection'
 
 /** A value that can be read and watched. */
 export interface ReadableValue<T> {
@@ -24,22 +27,29 @@ export interface ReadableValue<T> {
   subscribe(listener: (value: T) => void): () => void
 }
 
-/** The part of the `EventSource` interface the client uses (the browser's, or the `eventsource` package's). */
-export interface EventSourceLike {
-  readonly readyState: number
-  onopen: ((event: Event) => unknown) | null
-  onerror: ((event: Event) => unknown) | null
-  addEventListener(type: string, listener: (event: MessageEvent<string>) => void): void
-  close(): void
+/** What a custom merge gets: the state the op was computed on, what it made of it, and the server's newer state. */
+export interface MergeInput<T = unknown> {
+  base: T
+  mine: T
+  theirs: T
 }
 
-/** A constructor of {@link EventSourceLike}. */
-export type EventSourceConstructor = new (url: string, init?: { withCredentials?: boolean }) => EventSourceLike
+/**
+ * What a replica does with a pending op when the server's state moves under it:
+ * - `rebase` (default): re-run the op on the server's state (updater functions run again; plain values stay);
+ * - `rollback`: on a conflict, drop the op, reject its promise and show the server's state;
+ * - `{ merge }`: compute the state to propose from the base, the op's result and the server's state.
+ */
+export type ConflictPolicy = 'rebase' | 'rollback' | { merge(input: MergeInput): unknown }
 
-/** The timer functions the client uses; injectable for deterministic tests. */
-export interface Timers {
-  setTimeout(callback: () => void, ms: number): unknown
-  clearTimeout(handle: unknown): void
+/** Told each time the server answers a proposal with 409. */
+export interface ConflictInfo {
+  storeKey: string
+  opId: number
+  /** How many times this op has now been refused. */
+  conflicts: number
+  /** The server's current state. */
+  theirs: StoreState
 }
 
 /** Options of {@link connect}. */
@@ -52,8 +62,16 @@ export interface ReplicaOptions {
   clientId?: string
   /** Resume the stream from this event id (such as the `cursor` of `GET /state`). */
   cursor?: string
+  /** One policy for every store, or one per store key (others rebase). Default `rebase`. */
+  conflictPolicy?: ConflictPolicy | Record<string, ConflictPolicy>
   /** How many times an op is proposed before a conflict rejects it. Default 10. */
   maxAttempts?: number
+  /** Most ops waiting at once, over all stores; past it `set` rejects with `queue_full`. Default 1,000. */
+  maxPendingOps?: number
+  /** Called on every 409. */
+  onConflict?: (info: ConflictInfo) => void
+  /** Called when an op is finally refused (its promise rejects with the same error). */
+  onError?: (error: ZunoError, op: { storeKey: string; opId: number }) => void
   /** Default: the global `fetch`. */
   fetch?: typeof fetch
   /** Default: the global `EventSource` (on Node.js 20, pass the `eventsource` package's). */
@@ -62,6 +80,8 @@ export interface ReplicaOptions {
   withCredentials?: boolean
   /** Default: the global timers. */
   timers?: Timers
+  /** Source of jitter, in [0, 1). Default `Math.random`. */
+  random?: () => number
 }
 
 /** One `set` waiting to be accepted. */
@@ -70,47 +90,59 @@ interface PendingOp {
   readonly update: Updater<unknown>
   readonly resolve: (version: number) => void
   readonly reject: (error: ZunoError) => void
-  /** The state `update` was last applied to, and what it gave; re-run only when the input changes. */
+  /** Whether `result` has been computed, on which state, and what it is. */
+  computed: boolean
   basedOn: unknown
   result: unknown
-  hasResult: boolean
-  /** The state of the proposal in flight. */
+  /** The state of the proposal last sent: after acceptance, the store's state. */
   sent: unknown
   /** Proposals answered 409 so far. */
   conflicts: number
-  /** Failed deliveries (network, 5xx) in a row, for backoff. */
+  /** Deliveries that failed in a row (network, 5xx), for backoff. */
   failures: number
 }
 
 /** What the replica knows of one store. */
 interface ReplicaStore {
   readonly cell: StoreCell<unknown>
+  readonly policy: ConflictPolicy
   /** The latest authoritative version and state. */
   confirmed: StoreState
-  /** Local ops not yet accepted, oldest first; the first is the one in flight. */
+  /** Local ops not yet accepted, oldest first; the first is the one proposed. */
   readonly pending: PendingOp[]
-  inFlight: boolean
+  /** A proposal is on the wire, or waiting out a backoff. */
+  busy: boolean
+  retryTimer: unknown
 }
 
-const BACKOFF_BASE_MS = 25
+type ProposalAnswer = { status: number; body: SyncAccepted | SyncConflict | ErrorBody }
+
+const CONFLICT_BACKOFF_BASE_MS = 10
+const DELIVERY_BACKOFF_BASE_MS = 100
 const BACKOFF_CAP_MS = 5_000
 
 /**
  * A replica universe: follows an authoritative server over SSE and proposes changes over HTTP.
- * `set` shows a change at once, then proposes it; a conflict adopts the server's state and
- * re-runs the pending updaters on it (rebase).
+ *
+ * Per store it keeps the confirmed `{version, state}` and a queue of pending ops; what a store
+ * shows is the ops replayed over the confirmed state. One proposal per store is in flight; when
+ * the server's state moves (a 409, or another client's event), pending ops are recomputed on it
+ * according to the store's {@link ConflictPolicy}.
  */
 export class ReplicaUniverse extends Universe {
   readonly role = 'replica' as const
   /** Identifies this replica's proposals. */
   readonly clientId: string
   readonly #status = new Observable<ConnectionStatus>('connecting')
+  readonly #pendingCount = new Observable(0)
+  readonly #lastError = new Observable<ZunoError | undefined>(undefined)
   readonly #replicas = new Map<string, ReplicaStore>()
+  readonly #options: ReplicaOptions
   readonly #url: string
   readonly #fetch: typeof fetch
   readonly #timers: Timers
-  readonly #maxAttempts: number
-  readonly #eventSource: EventSourceLike
+  readonly #random: () => number
+  readonly #connection: StreamConnection
   #opId = 0
   #epoch: string | undefined
   #lastEventId: string | undefined
@@ -118,6 +150,7 @@ export class ReplicaUniverse extends Universe {
 
   constructor(options: ReplicaOptions) {
     super()
+    this.#options = options
     this.#url = options.url.replace(/\/+$/, '')
     this.clientId = options.clientId ?? randomId()
     this.#fetch = options.fetch ?? globalThis.fetch.bind(globalThis)
@@ -125,16 +158,28 @@ export class ReplicaUniverse extends Universe {
       setTimeout: (callback, ms) => globalThis.setTimeout(callback, ms),
       clearTimeout: (handle) => globalThis.clearTimeout(handle as ReturnType<typeof setTimeout>),
     }
-    this.#maxAttempts = options.maxAttempts ?? 10
+    this.#random = options.random ?? Math.random
     const EventSourceImpl = options.EventSource ?? (globalThis as { EventSource?: EventSourceConstructor }).EventSource
     if (EventSourceImpl === undefined) {
       throw new TypeError('No EventSource here: pass one (on Node.js, the `eventsource` package) as options.EventSource')
     }
     if (options.cursor !== undefined) this.#noteEventId(options.cursor)
-    this.#eventSource = new EventSourceImpl(this.#streamUrl(options.stores, options.cursor), {
-      withCredentials: options.withCredentials ?? false,
-    })
-    this.#listen(this.#eventSource)
+    this.#connection = new StreamConnection(
+      {
+        url: this.#url,
+        stores: options.stores,
+        EventSource: EventSourceImpl,
+        withCredentials: options.withCredentials ?? false,
+        timers: this.#timers,
+        random: this.#random,
+        resumeFrom: () => this.#lastEventId,
+      },
+      {
+        snapshot: (message, id) => this.#applySnapshot(message, id),
+        state: (event, id) => this.#applyEvent(event, id),
+        status: (status) => this.#setStatus(status),
+      },
+    )
   }
 
   /** The connection status. */
@@ -142,32 +187,41 @@ export class ReplicaUniverse extends Universe {
     return this.#status
   }
 
+  /** Number of ops not yet accepted, over every store. */
+  get pending(): ReadableValue<number> {
+    return this.#pendingCount
+  }
+
+  /** The last error: a refused op, or a failed delivery. */
+  get lastError(): ReadableValue<ZunoError | undefined> {
+    return this.#lastError
+  }
+
   /** The id of the last event applied: where a reconnect resumes. */
   get lastEventId(): string | undefined {
     return this.#lastEventId
-  }
-
-  /** Number of ops not yet accepted, over every store. */
-  get pendingCount(): number {
-    let count = 0
-    for (const replica of this.#replicas.values()) count += replica.pending.length
-    return count
   }
 
   /** Closes the stream; ops still pending reject with a `closed` error. */
   close(): void {
     if (this.#closed) return
     this.#closed = true
-    this.#eventSource.close()
+    this.#connection.close()
     for (const replica of this.#replicas.values()) {
+      if (replica.retryTimer !== undefined) this.#timers.clearTimeout(replica.retryTimer)
       for (const op of replica.pending.splice(0)) op.reject(new ZunoError('closed', 'The replica was closed'))
       this.#show(replica)
     }
+    this.#pendingCount.set(0)
     this.#status.set('error')
   }
 
   protected writeStore(cell: StoreCell<unknown>, next: Updater<unknown>): Promise<number> {
     if (this.#closed) return Promise.reject(new ZunoError('closed', 'The replica was closed'))
+    const limit = this.#options.maxPendingOps ?? 1000
+    if (this.#pendingCount.get() >= limit) {
+      return Promise.reject(new ZunoError('queue_full', `${limit} ops are already waiting; try again later`))
+    }
     const replica = this.#replica(cell.key)
     return new Promise<number>((resolve, reject) => {
       this.#opId += 1
@@ -176,13 +230,14 @@ export class ReplicaUniverse extends Universe {
         update: next,
         resolve,
         reject,
+        computed: false,
         basedOn: undefined,
         result: undefined,
-        hasResult: false,
         sent: undefined,
         conflicts: 0,
         failures: 0,
       })
+      this.#countPending(1)
       this.#show(replica)
       this.#pump(replica)
     })
@@ -192,158 +247,187 @@ export class ReplicaUniverse extends Universe {
     let replica = this.#replicas.get(key)
     if (replica === undefined) {
       const cell = this.cell(key)
-      replica = { cell, confirmed: { version: cell.version, state: cell.get() }, pending: [], inFlight: false }
+      const policies = this.#options.conflictPolicy
+      const policy =
+        policies === undefined || policies === 'rebase' || policies === 'rollback' || 'merge' in policies
+          ? (policies as ConflictPolicy | undefined)
+          : policies[key]
+      replica = {
+        cell,
+        policy: policy ?? 'rebase',
+        confirmed: { version: cell.version, state: cell.get() },
+        pending: [],
+        busy: false,
+        retryTimer: undefined,
+      }
       this.#replicas.set(key, replica)
     }
     return replica
   }
 
-  /** Publishes the pending ops replayed over the confirmed state. Updaters re-run only on new input. */
+  /** Publishes the pending ops replayed over the confirmed state; an op is recomputed only when its input changed. */
   #show(replica: ReplicaStore): void {
     let state = replica.confirmed.state
     for (const op of replica.pending) {
-      if (!op.hasResult || op.basedOn !== state) {
+      if (!op.computed || op.basedOn !== state) {
+        const { policy } = replica
+        op.result =
+          op.computed && typeof policy === 'object'
+            ? policy.merge({ base: op.basedOn, mine: op.result, theirs: state })
+            : applyUpdater(op.update, state)
         op.basedOn = state
-        op.result = applyUpdater(op.update, state)
-        op.hasResult = true
+        op.computed = true
       }
       state = op.result
     }
     replica.cell.publish(state, replica.confirmed.version)
   }
 
-  /** Sends the oldest pending op unless one is already in flight: one proposal per store at a time. */
+  /** Proposes the oldest pending op unless the store is busy: one proposal per store at a time. */
   #pump(replica: ReplicaStore): void {
     const op = replica.pending[0]
-    if (op === undefined || replica.inFlight || this.#closed) return
-    replica.inFlight = true
+    if (op === undefined || replica.busy || this.#closed) return
+    replica.busy = true
     op.sent = op.result
-    void this.#propose(replica.cell.key, replica.confirmed.version, op.sent, op.opId).then(
+    this.#propose(replica.cell.key, replica.confirmed.version, op.sent, op.opId).then(
       (answer) => {
-        replica.inFlight = false
+        replica.busy = false
         this.#settle(replica, op, answer)
       },
       (error: unknown) => {
-        replica.inFlight = false
-        this.#retryLater(replica, op, error)
+        replica.busy = false
+        this.#deliveryFailed(replica, op, error)
       },
     )
   }
 
-  async #propose(storeKey: string, baseVersion: number, state: unknown, opId: number) {
+  async #propose(storeKey: string, baseVersion: number, state: unknown, opId: number): Promise<ProposalAnswer> {
     const response = await this.#fetch(`${this.#url}${PATHS.sync}`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ storeKey, baseVersion, state, clientId: this.clientId, opId }),
     })
-    if (response.status >= 500) throw new ZunoError('unavailable', `Server answered ${response.status}`)
-    const body = (await response.json()) as SyncAccepted | SyncConflict | ErrorBody
+    if (response.status >= 500) throw new ZunoError('unavailable', `The server answered ${response.status}`)
+    const body = (await response.json()) as ProposalAnswer['body']
     return { status: response.status, body }
   }
 
-  #settle(replica: ReplicaStore, op: PendingOp, answer: { status: number; body: SyncAccepted | SyncConflict | ErrorBody }): void {
+  #settle(replica: ReplicaStore, op: PendingOp, { status, body }: ProposalAnswer): void {
     if (replica.pending[0] !== op) {
-      // Already settled by our own echo on the stream.
+      // Settled already, by our own echo on the stream.
       this.#pump(replica)
       return
     }
-    const { status, body } = answer
     if (status === 200 && body.ok) {
       // Only a 409 changes what is sent, and a 409 proves no earlier attempt was applied,
-      // so the accepted state is the one sent last: keep that object for a stable identity.
+      // so the accepted state is the one sent last: keep that object, for a stable identity.
       this.#confirm(replica, op, body.version)
     } else if (status === 409 && 'version' in body) {
-      this.#adopt(replica, { version: body.version, state: body.state })
+      const theirs = { version: body.version, state: body.state }
+      if (theirs.version > replica.confirmed.version) replica.confirmed = theirs
       op.conflicts += 1
-      if (op.conflicts >= this.#maxAttempts) {
-        this.#drop(replica, op, new ZunoError('conflict', `Gave up on ${replica.cell.key} after ${op.conflicts} conflicts`))
+      this.#options.onConflict?.({ storeKey: replica.cell.key, opId: op.opId, conflicts: op.conflicts, theirs })
+      if (replica.policy === 'rollback' || op.conflicts >= (this.#options.maxAttempts ?? 10)) {
+        const reason = replica.policy === 'rollback' ? 'the store rolls back on conflict' : `${op.conflicts} conflicts`
+        this.#refuse(replica, op, new ZunoError('conflict', `${replica.cell.key}: op ${op.opId} refused (${reason})`))
       } else {
         this.#show(replica)
-        this.#later(replica, op.conflicts - 1)
+        this.#retry(replica, op.conflicts - 1, CONFLICT_BACKOFF_BASE_MS)
       }
     } else {
-      const error = body as ErrorBody
-      this.#drop(replica, op, new ZunoError(error.error ?? 'protocol', error.message ?? `Server answered ${status}`))
+      const error = body as Partial<ErrorBody>
+      this.#refuse(replica, op, new ZunoError(error.error ?? 'protocol', error.message ?? `The server answered ${status}`))
     }
   }
 
-  /** Network failures and 5xx: the op stays first in line and is sent again, same ids, after a pause. */
-  #retryLater(replica: ReplicaStore, op: PendingOp, error: unknown): void {
+  /** The network or the server failed: the op stays first in line and goes again, same ids, after a pause. */
+  #deliveryFailed(replica: ReplicaStore, op: PendingOp, error: unknown): void {
+    if (this.#closed) return
+    this.#lastError.set(
+      isZunoError(error) ? error : new ZunoError('network', 'Could not reach the server', { cause: error }),
+    )
     if (replica.pending[0] !== op) return this.#pump(replica)
-    if (isZunoError(error) && error.code === 'closed') return
     op.failures += 1
-    this.#later(replica, op.failures)
+    this.#retry(replica, op.failures, DELIVERY_BACKOFF_BASE_MS)
   }
 
-  #later(replica: ReplicaStore, retry: number): void {
-    if (retry <= 0) return this.#pump(replica)
-    const ceiling = Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** (retry - 1))
-    const delay = ceiling / 2 + Math.random() * (ceiling / 2)
-    replica.inFlight = true
-    this.#timers.setTimeout(() => {
-      replica.inFlight = false
+  /** Proposes again after a jittered pause (none for the first retry after a conflict). */
+  #retry(replica: ReplicaStore, attempt: number, baseMs: number): void {
+    if (attempt <= 0) return this.#pump(replica)
+    replica.busy = true
+    replica.retryTimer = this.#timers.setTimeout(
+      () => {
+        replica.retryTimer = undefined
+        replica.busy = false
+        this.#pump(replica)
+      },
+      backoffDelay(attempt, baseMs, BACKOFF_CAP_MS, this.#random),
+    )
+  }
+
+  /** Back online: ops waiting out a delivery backoff go now. */
+  #flush(): void {
+    for (const replica of this.#replicas.values()) {
+      if (replica.retryTimer === undefined) continue
+      this.#timers.clearTimeout(replica.retryTimer)
+      replica.retryTimer = undefined
+      replica.busy = false
       this.#pump(replica)
-    }, delay)
+    }
   }
 
   #confirm(replica: ReplicaStore, op: PendingOp, version: number): void {
     replica.pending.shift()
     if (version > replica.confirmed.version) replica.confirmed = { version, state: op.sent }
+    this.#countPending(-1)
     this.#show(replica)
     op.resolve(version)
     this.#pump(replica)
   }
 
-  #drop(replica: ReplicaStore, op: PendingOp, error: ZunoError): void {
+  #refuse(replica: ReplicaStore, op: PendingOp, error: ZunoError): void {
     replica.pending.shift()
+    this.#countPending(-1)
     this.#show(replica)
+    this.#lastError.set(error)
+    this.#options.onError?.(error, { storeKey: replica.cell.key, opId: op.opId })
     op.reject(error)
     this.#pump(replica)
   }
 
-  /** Takes the server's state when it is newer than what we had. */
-  #adopt(replica: ReplicaStore, incoming: StoreState): void {
-    if (incoming.version > replica.confirmed.version) replica.confirmed = incoming
-  }
-
-  #listen(source: EventSourceLike): void {
-    source.onopen = () => this.#status.set('connected')
-    source.onerror = () => {
-      if (this.#closed) return
-      // 2 is EventSource.CLOSED: the source gave up and will not reconnect by itself.
-      this.#status.set(source.readyState === 2 ? 'error' : 'offline')
+  #applySnapshot(message: SnapshotMessage, eventId: string): void {
+    const epochChanged = this.#noteEventId(eventId)
+    for (const [key, incoming] of Object.entries(message.stores)) {
+      const replica = this.#replica(key)
+      // A snapshot is the truth as of its id; equal versions take the server's state too
+      // (a store's initial state is the server's to declare), and a new epoch restarts versions.
+      if (epochChanged || incoming.version >= replica.confirmed.version) replica.confirmed = incoming
+      this.#show(replica)
     }
-    source.addEventListener(SSE_EVENTS.snapshot, (event) => {
-      const message = parseData<SnapshotMessage>(event.data)
-      if (message === undefined) return
-      const epochChanged = this.#noteEventId(event.lastEventId)
-      for (const [key, incoming] of Object.entries(message.stores)) {
-        const replica = this.#replica(key)
-        // A snapshot is the truth as of its id; equal versions take the server's state too
-        // (a store's initial state is the server's to declare), and a new epoch restarts versions.
-        if (epochChanged || incoming.version >= replica.confirmed.version) replica.confirmed = incoming
-        this.#show(replica)
-      }
-    })
-    source.addEventListener(SSE_EVENTS.state, (event) => {
-      const message = parseData<StateEvent>(event.data)
-      if (message === undefined) return
-      this.#noteEventId(event.lastEventId)
-      this.#applyEvent(message)
-    })
   }
 
-  #applyEvent(event: StateEvent): void {
+  #applyEvent(event: StateEvent, eventId: string): void {
     const replica = this.#replica(event.storeKey)
     const head = replica.pending[0]
     if (head !== undefined && event.clientId === this.clientId && event.opId === head.opId) {
       // Our own op, seen on the stream before (or instead of) its HTTP answer.
+      this.#noteEventId(eventId)
       this.#confirm(replica, head, event.version)
       return
     }
+    if (event.version > replica.confirmed.version + 1 && this.#sameEpoch(eventId)) {
+      // Versions are missing in between: never apply out of order; start over from a snapshot.
+      this.#connection.resync()
+      return
+    }
+    this.#noteEventId(eventId)
     if (event.version <= replica.confirmed.version) return
     replica.confirmed = { version: event.version, state: event.state }
     this.#show(replica)
+  }
+
+  #sameEpoch(eventId: string): boolean {
+    return this.#epoch === undefined || parseEventId(eventId)?.epoch === this.#epoch
   }
 
   /** Records the id of an applied event; true when it belongs to a new epoch (a restarted server). */
@@ -356,20 +440,13 @@ export class ReplicaUniverse extends Universe {
     return changed
   }
 
-  #streamUrl(stores: readonly string[] | undefined, cursor: string | undefined): string {
-    const query = new URLSearchParams()
-    if (stores !== undefined) query.set('stores', stores.join(','))
-    if (cursor !== undefined) query.set('lastEventId', cursor)
-    const search = query.toString()
-    return `${this.#url}${PATHS.sse}${search ? `?${search}` : ''}`
+  #setStatus(status: ConnectionStatus): void {
+    this.#status.set(status)
+    if (status === 'connected') this.#flush()
   }
-}
 
-function parseData<T>(data: string): T | undefined {
-  try {
-    return JSON.parse(data) as T
-  } catch {
-    return undefined
+  #countPending(delta: number): void {
+    this.#pendingCount.set(this.#pendingCount.get() + delta)
   }
 }
 

@@ -17,7 +17,7 @@ export interface UniverseOptions {
    * Default: only the stores declared in `stores`.
    */
   allowStore?: (storeKey: string) => boolean
-  /** Where the truth is kept. Default: in memory. */
+  /** Where the truth is kept. Default: in memory. A storage passed in stays open when the universe closes. */
   storage?: Storage
   /** How many recent events are kept for clients that resume. Default 10,000. */
   retention?: number
@@ -35,6 +35,7 @@ export class AuthoritativeUniverse extends Universe {
   /** Settles once the storage has been read; requests wait for it. */
   readonly ready: Promise<void>
   readonly #storage: Storage
+  readonly #ownsStorage: boolean
   readonly #declared: Map<string, unknown>
   readonly #allowStore: (storeKey: string) => boolean
   readonly #retention: number
@@ -51,6 +52,7 @@ export class AuthoritativeUniverse extends Universe {
   constructor(options: UniverseOptions = {}) {
     super()
     this.#storage = options.storage ?? createMemoryStorage()
+    this.#ownsStorage = options.storage === undefined
     this.#declared = new Map(Object.entries(options.stores ?? {}))
     const declared = this.#declared
     this.#allowStore = options.allowStore ?? ((storeKey) => declared.has(storeKey))
@@ -122,11 +124,11 @@ export class AuthoritativeUniverse extends Universe {
     }
   }
 
-  /** Stops following the storage and closes it. */
+  /** Stops following the storage, and closes it if the universe made it. */
   async close(): Promise<void> {
     this.#stopCommits?.()
     this.#listeners.clear()
-    await this.#storage.close()
+    if (this.#ownsStorage) await this.#storage.close()
   }
 
   protected async writeStore(cell: StoreCell<unknown>, next: Updater<unknown>): Promise<number> {

@@ -1,0 +1,139 @@
+import { PATHS, SSE_EVENTS, type SnapshotMessage, type StateEvent } from '../protocol'
+import { backoffDelay } from './backoff'
+
+/** Connection state of a replica, for status indicators. */
+export type ConnectionStatus = 'connecting' | 'connected' | 'offline' | 'error'
+
+/** The part of the `EventSource` interface the client uses (the browser's, or the `eventsource` package's). */
+export interface EventSourceLike {
+  readonly readyState: number
+  onopen: ((event: Event) => unknown) | null
+  onerror: ((event: Event) => unknown) | null
+  addEventListener(type: string, listener: (event: MessageEvent<string>) => void): void
+  close(): void
+}
+
+/** A constructor of {@link EventSourceLike}. */
+export type EventSourceConstructor = new (url: string, init?: { withCredentials?: boolean }) => EventSourceLike
+
+/** The timer functions the client uses; injectable for deterministic tests. */
+export interface Timers {
+  setTimeout(callback: () => void, ms: number): unknown
+  clearTimeout(handle: unknown): void
+}
+
+/** What the stream reports to its replica. */
+export interface StreamHandlers {
+  snapshot(message: SnapshotMessage, eventId: string): void
+  state(event: StateEvent, eventId: string): void
+  status(status: ConnectionStatus): void
+}
+
+/** Options of {@link StreamConnection}. */
+export interface StreamOptions {
+  /** Base URL of the mount, without a trailing slash. */
+  url: string
+  stores: readonly string[] | undefined
+  EventSource: EventSourceConstructor
+  withCredentials: boolean
+  timers: Timers
+  random: () => number
+  /** The id to resume from when (re)connecting; `undefined` asks for a snapshot. */
+  resumeFrom(): string | undefined
+}
+
+const RECONNECT_BASE_MS = 250
+const RECONNECT_CAP_MS = 10_000
+/** `EventSource.CLOSED`: the source will not reconnect by itself (an HTTP error, say). */
+const CLOSED = 2
+
+/**
+ * The downstream half of a replica: one SSE stream that it reconnects by itself, with jittered
+ * backoff, always resuming from the last event the replica applied (the built-in reconnect of
+ * `EventSource` would resume from the last event it *received*, which is not the same after a resync).
+ */
+export class StreamConnection {
+  readonly #options: StreamOptions
+  readonly #handlers: StreamHandlers
+  #source: EventSourceLike | undefined
+  #retryTimer: unknown
+  #failures = 0
+  #forceSnapshot = false
+  #closed = false
+
+  constructor(options: StreamOptions, handlers: StreamHandlers) {
+    this.#options = options
+    this.#handlers = handlers
+    this.#open()
+  }
+
+  /** Drops the stream and opens a new one that starts with a snapshot. */
+  resync(): void {
+    if (this.#closed) return
+    this.#forceSnapshot = true
+    this.#drop()
+    this.#open()
+  }
+
+  /** Closes for good. */
+  close(): void {
+    this.#closed = true
+    this.#drop()
+  }
+
+  #open(): void {
+    this.#retryTimer = undefined
+    if (this.#closed) return
+    const resumeFrom = this.#forceSnapshot ? undefined : this.#options.resumeFrom()
+    this.#forceSnapshot = false
+    const source = new this.#options.EventSource(this.#streamUrl(resumeFrom), {
+      withCredentials: this.#options.withCredentials,
+    })
+    this.#source = source
+    this.#handlers.status('connecting')
+    source.onopen = () => {
+      this.#failures = 0
+      this.#handlers.status('connected')
+    }
+    source.onerror = () => {
+      if (source !== this.#source) return
+      const fatal = source.readyState === CLOSED
+      this.#drop()
+      this.#failures += 1
+      this.#handlers.status(fatal ? 'error' : 'offline')
+      const delay = backoffDelay(this.#failures, RECONNECT_BASE_MS, RECONNECT_CAP_MS, this.#options.random)
+      this.#retryTimer = this.#options.timers.setTimeout(() => this.#open(), delay)
+    }
+    source.addEventListener(SSE_EVENTS.snapshot, (event) => {
+      const message = parseData<SnapshotMessage>(event.data)
+      if (source === this.#source && message?.stores) this.#handlers.snapshot(message, event.lastEventId)
+    })
+    source.addEventListener(SSE_EVENTS.state, (event) => {
+      const message = parseData<StateEvent>(event.data)
+      if (source === this.#source && message?.storeKey) this.#handlers.state(message, event.lastEventId)
+    })
+  }
+
+  #drop(): void {
+    if (this.#retryTimer !== undefined) this.#options.timers.clearTimeout(this.#retryTimer)
+    this.#retryTimer = undefined
+    this.#source?.close()
+    this.#source = undefined
+  }
+
+  #streamUrl(resumeFrom: string | undefined): string {
+    const query = new URLSearchParams()
+    if (this.#options.stores !== undefined) query.set('stores', this.#options.stores.join(','))
+    if (resumeFrom !== undefined) query.set('lastEventId', resumeFrom)
+    const search = query.toString()
+    return `${this.#options.url}${PATHS.sse}${search ? `?${search}` : ''}`
+  }
+}
+
+function parseData<T>(data: string): T | undefined {
+  try {
+    return JSON.parse(data) as T
+  } catch {
+    return undefined
+  }
+}
