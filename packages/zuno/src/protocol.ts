@@ -58,6 +58,7 @@ export const ERROR_STATUS = {
   protocol: 0,
   closed: 0,
   queue_full: 0,
+  update_failed: 0,
 } as const
 
 /** A machine-readable error code. */

@@ -100,6 +100,8 @@ interface PendingOp {
   conflicts: number
   /** Deliveries that failed in a row (network, 5xx), for backoff. */
   failures: number
+  /** Set when the updater threw: the op is not proposed (again) and rejects with this. */
+  failure: ZunoError | undefined
 }
 
 /** What the replica knows of one store. */
@@ -146,6 +148,8 @@ export class ReplicaUniverse extends Universe {
   #opId = 0
   #epoch: string | undefined
   #lastEventId: string | undefined
+  /** Whether the server's states are known (a snapshot arrived, or a cursor was given): until then nothing is proposed. */
+  #synced: boolean
   #closed = false
 
   constructor(options: ReplicaOptions) {
@@ -163,6 +167,7 @@ export class ReplicaUniverse extends Universe {
     if (EventSourceImpl === undefined) {
       throw new TypeError('No EventSource here: pass one (on Node.js, the `eventsource` package) as options.EventSource')
     }
+    this.#synced = options.cursor !== undefined
     if (options.cursor !== undefined) this.#noteEventId(options.cursor)
     this.#connection = new StreamConnection(
       {
@@ -236,6 +241,7 @@ export class ReplicaUniverse extends Universe {
         sent: undefined,
         conflicts: 0,
         failures: 0,
+        failure: undefined,
       })
       this.#countPending(1)
       this.#show(replica)
@@ -269,12 +275,18 @@ export class ReplicaUniverse extends Universe {
   #show(replica: ReplicaStore): void {
     let state = replica.confirmed.state
     for (const op of replica.pending) {
-      if (!op.computed || op.basedOn !== state) {
+      if (op.failure === undefined && (!op.computed || op.basedOn !== state)) {
         const { policy } = replica
-        op.result =
-          op.computed && typeof policy === 'object'
-            ? policy.merge({ base: op.basedOn, mine: op.result, theirs: state })
-            : applyUpdater(op.update, state)
+        try {
+          op.result =
+            op.computed && typeof policy === 'object'
+              ? policy.merge({ base: op.basedOn, mine: op.result, theirs: state })
+              : applyUpdater(op.update, state)
+        } catch (error) {
+          // A throwing updater changes nothing; the op rejects when its turn comes (see #pump).
+          op.failure = new ZunoError('update_failed', `The update of ${replica.cell.key} threw`, { cause: error })
+          op.result = state
+        }
         op.basedOn = state
         op.computed = true
       }
@@ -286,7 +298,8 @@ export class ReplicaUniverse extends Universe {
   /** Proposes the oldest pending op unless the store is busy: one proposal per store at a time. */
   #pump(replica: ReplicaStore): void {
     const op = replica.pending[0]
-    if (op === undefined || replica.busy || this.#closed) return
+    if (op === undefined || replica.busy || this.#closed || !this.#synced) return
+    if (op.failure !== undefined) return this.#refuse(replica, op, op.failure)
     replica.busy = true
     op.sent = op.result
     this.#propose(replica.cell.key, replica.confirmed.version, op.sent, op.opId).then(
@@ -327,7 +340,9 @@ export class ReplicaUniverse extends Universe {
       if (theirs.version > replica.confirmed.version) replica.confirmed = theirs
       op.conflicts += 1
       this.#options.onConflict?.({ storeKey: replica.cell.key, opId: op.opId, conflicts: op.conflicts, theirs })
-      if (replica.policy === 'rollback' || op.conflicts >= (this.#options.maxAttempts ?? 10)) {
+      if (op.failure !== undefined) {
+        this.#refuse(replica, op, op.failure)
+      } else if (replica.policy === 'rollback' || op.conflicts >= (this.#options.maxAttempts ?? 10)) {
         const reason = replica.policy === 'rollback' ? 'the store rolls back on conflict' : `${op.conflicts} conflicts`
         this.#refuse(replica, op, new ZunoError('conflict', `${replica.cell.key}: op ${op.opId} refused (${reason})`))
       } else {
@@ -403,6 +418,13 @@ export class ReplicaUniverse extends Universe {
       // (a store's initial state is the server's to declare), and a new epoch restarts versions.
       if (epochChanged || incoming.version >= replica.confirmed.version) replica.confirmed = incoming
       this.#show(replica)
+    }
+    if (!this.#synced) {
+      this.#synced = true
+      for (const replica of this.#replicas.values()) {
+        this.#show(replica)
+        this.#pump(replica)
+      }
     }
   }
 

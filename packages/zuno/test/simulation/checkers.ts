@@ -1,0 +1,140 @@
+import type { CommittedEvent } from '../../src/server/index'
+import type { Attempt } from './simNetwork'
+
+/** An op as its caller saw it: what `set` settled with. */
+export interface OpRecord {
+  clientId: string
+  storeKey: string
+  opId: number
+  outcome: 'pending' | 'resolved' | 'rejected'
+  version?: number
+  error?: string
+}
+
+const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b)
+
+/** The server's history of one store, indexed by version. */
+function historyOf(committed: readonly CommittedEvent[], storeKey: string): CommittedEvent[] {
+  return committed.filter((event) => event.storeKey === storeKey)
+}
+
+/** Every store's versions run 1, 2, 3, … and the log's sequence numbers increase by one. */
+export function checkContiguous(committed: readonly CommittedEvent[]): string[] {
+  const problems: string[] = []
+  const versions = new Map<string, number>()
+  committed.forEach((event, index) => {
+    if (event.seq !== index + 1) problems.push(`log seq ${event.seq} at position ${index + 1}`)
+    const expected = (versions.get(event.storeKey) ?? 0) + 1
+    if (event.version !== expected) problems.push(`${event.storeKey}: version ${event.version} where ${expected} was due`)
+    versions.set(event.storeKey, event.version)
+  })
+  return problems
+}
+
+/** No (clientId, opId) is applied twice, however often it was sent. */
+export function checkExactlyOnce(committed: readonly CommittedEvent[]): string[] {
+  const seen = new Set<string>()
+  const problems: string[] = []
+  for (const event of committed) {
+    const key = `${event.clientId}#${event.opId}`
+    if (seen.has(key)) problems.push(`op ${key} applied twice`)
+    seen.add(key)
+  }
+  return problems
+}
+
+/** Every `set` settled; each resolved one is in the history at its version; no rejected one is. */
+export function checkAcknowledged(ops: readonly OpRecord[], committed: readonly CommittedEvent[]): string[] {
+  const byOp = new Map(committed.map((event) => [`${event.clientId}#${event.opId}`, event]))
+  const problems: string[] = []
+  for (const op of ops) {
+    const event = byOp.get(`${op.clientId}#${op.opId}`)
+    if (op.outcome === 'pending') problems.push(`op ${op.clientId}#${op.opId} never settled`)
+    if (op.outcome === 'resolved' && (event === undefined || event.version !== op.version || event.storeKey !== op.storeKey)) {
+      problems.push(`acknowledged op ${op.clientId}#${op.opId} (v${op.version}) is not in the history`)
+    }
+    if (op.outcome === 'rejected' && event !== undefined) {
+      problems.push(`rejected op ${op.clientId}#${op.opId} was applied at v${event.version}`)
+    }
+  }
+  return problems
+}
+
+/**
+ * Each store's history is linearizable as a compare-and-set register with versions. The versions
+ * order the writes, so the check is that this order agrees with real time and with every answer:
+ * - a write acknowledged before another write was invoked has the lower version;
+ * - a 409 reports a version that had been written (by a write invoked before the answer came),
+ *   with that write's state, and not one overwritten before the request went out;
+ * - a 200 reports its own write's version and state.
+ * Attempts that were never answered may take effect at any time after they were sent.
+ */
+export function checkLinearizable(
+  attempts: readonly Attempt[],
+  committed: readonly CommittedEvent[],
+  initial: Record<string, unknown>,
+): string[] {
+  const problems: string[] = []
+  const storeKeys = new Set(committed.map((event) => event.storeKey))
+  for (const storeKey of storeKeys) {
+    const history = historyOf(committed, storeKey)
+    const ofStore = attempts.filter((attempt) => attempt.storeKey === storeKey)
+    // The earliest invocation of each applied op: the write took effect after it.
+    const firstSent = new Map<string, number>()
+    for (const attempt of ofStore) {
+      const key = `${attempt.clientId}#${attempt.opId}`
+      if (!firstSent.has(key)) firstSent.set(key, attempt.invokedAt)
+    }
+    const invokedAt = (event: CommittedEvent) =>
+      event.clientId.startsWith('server.') ? 0 : (firstSent.get(`${event.clientId}#${event.opId}`) ?? Number.NaN)
+    // When each version was first known to have been acknowledged.
+    const ackedAt = new Map<number, number>()
+    for (const attempt of ofStore) {
+      if (attempt.status !== 200 || attempt.answer === undefined || attempt.respondedAt === undefined) continue
+      const { version, state } = attempt.answer
+      const event = history[version - 1]
+      if (event === undefined || event.clientId !== attempt.clientId || event.opId !== attempt.opId) {
+        problems.push(`${storeKey}: 200 for ${attempt.clientId}#${attempt.opId} at v${version}, which is another write`)
+        continue
+      }
+      if (!same(state, event.state)) problems.push(`${storeKey}: 200 at v${version} with a state the log does not have`)
+      ackedAt.set(version, Math.min(ackedAt.get(version) ?? Number.POSITIVE_INFINITY, attempt.respondedAt))
+    }
+    // Real-time order: no write may get a lower version than one acknowledged before it was sent.
+    const acks = [...ackedAt.entries()].sort((a, b) => a[1] - b[1])
+    const bySending = history.map((event) => ({ event, invoked: invokedAt(event) })).sort((a, b) => a.invoked - b.invoked)
+    let ackIndex = 0
+    let highestAcked = 0
+    for (const { event, invoked } of bySending) {
+      if (Number.isNaN(invoked)) {
+        problems.push(`${storeKey}: v${event.version} was written by an op nobody sent`)
+        continue
+      }
+      while (ackIndex < acks.length && (acks[ackIndex] as [number, number])[1] < invoked) {
+        highestAcked = Math.max(highestAcked, (acks[ackIndex] as [number, number])[0])
+        ackIndex++
+      }
+      if (highestAcked > event.version) {
+        problems.push(`${storeKey}: v${highestAcked} was acknowledged before v${event.version} was even sent`)
+      }
+    }
+    // Conflicts: the reported version was written, visible in time, with its state, and not stale.
+    for (const attempt of ofStore) {
+      if (attempt.status !== 409 || attempt.answer === undefined || attempt.respondedAt === undefined) continue
+      const { version, state } = attempt.answer
+      if (version === attempt.baseVersion) problems.push(`${storeKey}: 409 for a proposal on the current version`)
+      const written = version === 0 ? undefined : history[version - 1]
+      const expectedState = written === undefined ? initial[storeKey] : written.state
+      if (version > history.length) problems.push(`${storeKey}: 409 reports v${version}, never written`)
+      else if (!same(state, expectedState)) problems.push(`${storeKey}: 409 at v${version} with a state the log does not have`)
+      if (written !== undefined && invokedAt(written) > attempt.respondedAt) {
+        problems.push(`${storeKey}: 409 reports v${version} before anyone sent it`)
+      }
+      const nextAck = ackedAt.get(version + 1)
+      if (nextAck !== undefined && nextAck < attempt.invokedAt) {
+        problems.push(`${storeKey}: 409 reports v${version}, but v${version + 1} was acknowledged before the request`)
+      }
+    }
+  }
+  return problems
+}
