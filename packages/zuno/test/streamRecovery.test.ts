@@ -1,0 +1,95 @@
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
+import { EventSource } from 'eventsource'
+import { afterEach, describe, expect, it } from 'vitest'
+import { connect } from '../src/index'
+import { until } from './support/until'
+
+/**
+ * A scripted SSE server, to put the replica in situations a correct Zuno server never creates
+ * (a version gap) or creates only under failures (a stream that dies, an epoch that changes).
+ */
+async function scriptedServer(script: (connection: number, req: IncomingMessage, res: ServerResponse) => void) {
+  const urls: string[] = []
+  const server = createServer((req, res) => {
+    urls.push(req.url ?? '')
+    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' })
+    script(urls.length, req, res)
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const close = async () => {
+    server.closeAllConnections()
+    await new Promise((resolve) => server.close(resolve))
+  }
+  return { urls, url: `http://127.0.0.1:${(server.address() as { port: number }).port}/zuno`, close }
+}
+
+const frame = (id: string, event: string, data: unknown) => `id: ${id}\nevent: ${event}\ndata: ${JSON.stringify(data)}\n\n`
+const state = (version: number, value: number) => ({ storeKey: 'counter', version, state: value, clientId: 'x', opId: version })
+
+const cleanups: Array<() => unknown> = []
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
+})
+
+describe('replica stream recovery', () => {
+  it('never applies an event past a version gap: it resyncs from a snapshot instead', async () => {
+    const server = await scriptedServer((connection, _req, res) => {
+      if (connection === 1) {
+        res.write(frame('ep-0', 'snapshot', { stores: { counter: { version: 0, state: 0 } } }))
+        res.write(frame('ep-1', 'state', state(1, 1)))
+        res.write(frame('ep-3', 'state', state(3, 3))) // v2 never came
+      } else {
+        res.write(frame('ep-3', 'snapshot', { stores: { counter: { version: 3, state: 33 } } }))
+      }
+    })
+    cleanups.push(server.close)
+    const replica = connect({ url: server.url, EventSource })
+    cleanups.push(() => replica.close())
+    const counter = replica.store<number>('counter', 0)
+    const shown: number[] = []
+    counter.subscribe((value) => shown.push(value))
+    await until(() => counter.version === 3)
+    expect(shown).toEqual([1, 33])
+    expect(server.urls[1]).toBe('/zuno/sse') // a fresh stream: no lastEventId, so a snapshot
+  })
+
+  it('reconnects by itself after the stream dies and resumes from the last applied id', async () => {
+    const server = await scriptedServer((connection, _req, res) => {
+      if (connection === 1) {
+        res.write(frame('ep-0', 'snapshot', { stores: { counter: { version: 0, state: 0 } } }))
+        res.write(frame('ep-1', 'state', state(1, 1)))
+        setTimeout(() => res.destroy(), 20)
+      } else {
+        res.write(frame('ep-2', 'state', state(2, 2)))
+      }
+    })
+    cleanups.push(server.close)
+    const statuses: string[] = []
+    const replica = connect({ url: server.url, EventSource })
+    cleanups.push(() => replica.close())
+    replica.status.subscribe((status) => statuses.push(status))
+    const counter = replica.store<number>('counter', 0)
+    await until(() => counter.version === 2)
+    expect(server.urls[1]).toBe('/zuno/sse?lastEventId=ep-1')
+    expect(statuses).toEqual(['connected', 'offline', 'connecting', 'connected'])
+  })
+
+  it('adopts the snapshot of a restarted server (new epoch) even with lower versions', async () => {
+    const server = await scriptedServer((connection, _req, res) => {
+      if (connection === 1) {
+        res.write(frame('old-5', 'snapshot', { stores: { counter: { version: 5, state: 5 } } }))
+        setTimeout(() => res.destroy(), 20)
+      } else {
+        res.write(frame('new-0', 'snapshot', { stores: { counter: { version: 0, state: 0 } } }))
+      }
+    })
+    cleanups.push(server.close)
+    const replica = connect({ url: server.url, EventSource })
+    cleanups.push(() => replica.close())
+    const counter = replica.store<number>('counter', 0)
+    await until(() => counter.version === 5)
+    await until(() => replica.lastEventId === 'new-0')
+    expect(counter.version).toBe(0)
+    expect(counter.get()).toBe(0)
+  })
+})
