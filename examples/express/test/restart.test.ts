@@ -1,0 +1,108 @@
+/**
+ * Real network: the demo server in a child process, Node replicas on `eventsource`, the server
+ * killed with SIGKILL mid-run and started again on the same port. The demo keeps its state in
+ * memory, so the restarted server starts a new epoch; the replicas must notice, resync, re-propose
+ * what was still pending, and converge, with every op settled and none applied twice.
+ */
+import { type ChildProcess, spawn } from 'node:child_process'
+import { createServer } from 'node:net'
+import { fileURLToPath } from 'node:url'
+import { EventSource } from 'eventsource'
+import { afterAll, describe, expect, it } from 'vitest'
+import { connect, type ReplicaUniverse } from 'zuno'
+import { until } from '../../../packages/zuno/test/support/until'
+
+const exampleDir = fileURLToPath(new URL('..', import.meta.url))
+
+async function freePort(): Promise<number> {
+  const probe = createServer()
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve))
+  const { port } = probe.address() as { port: number }
+  await new Promise((resolve) => probe.close(resolve))
+  return port
+}
+
+async function startDemo(port: number): Promise<ChildProcess> {
+  // Node itself with tsx as a loader: one process, so SIGKILL really kills the server.
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], { cwd: exampleDir, env: { ...process.env, PORT: String(port) }, stdio: 'pipe' })
+  await new Promise<void>((resolve, reject) => {
+    child.stdout?.on('data', (chunk: Buffer) => {
+      if (chunk.toString().includes('Zuno demo on')) resolve()
+    })
+    child.once('exit', (code) => reject(new Error(`demo exited with ${code}`)))
+  })
+  return child
+}
+
+const children: ChildProcess[] = []
+const replicas: ReplicaUniverse[] = []
+afterAll(() => {
+  for (const replica of replicas) replica.close()
+  for (const child of children) child.kill('SIGKILL')
+})
+
+describe('replicas ride out a killed and restarted server', () => {
+  it('settle every op, apply none twice, and converge', async () => {
+    const port = await freePort()
+    children.push(await startDemo(port))
+    const url = `http://127.0.0.1:${port}/zuno`
+    for (let i = 0; i < 4; i++) replicas.push(connect({ url, EventSource, clientId: `node-${i}`, maxAttempts: 1000 }))
+    await until(() => replicas.every((replica) => replica.status.get() === 'connected'), 15_000)
+
+    type Todo = { id: string; text: string; done: boolean }
+    const outcomes: Array<{ id: string; settledAt: number; ok: boolean }> = []
+    let restartedAt = Number.POSITIVE_INFINITY
+    const work = replicas.map(async (replica, i) => {
+      const todos = replica.store<Todo[]>('todos', [])
+      const counter = replica.store<number>('counter', 0)
+      const pending: Array<Promise<unknown>> = []
+      for (let k = 0; k < 40; k++) {
+        const id = `${replica.clientId}-${k}`
+        pending.push(counter.set((n) => n + 1))
+        pending.push(
+          todos.set((all) => [...all, { id, text: id, done: false }]).then(
+            () => outcomes.push({ id, settledAt: Date.now(), ok: true }),
+            () => outcomes.push({ id, settledAt: Date.now(), ok: false }),
+          ),
+        )
+        await new Promise((resolve) => setTimeout(resolve, 5 + i))
+      }
+      return Promise.allSettled(pending)
+    })
+
+    // Kill the server hard in the middle of the load, then bring it back on the same port.
+    await until(() => outcomes.length >= 30, 15_000)
+    children[0]?.kill('SIGKILL')
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    children.push(await startDemo(port))
+    restartedAt = Date.now()
+
+    const settled = (await Promise.all(work)).flat()
+    expect(settled.filter((result) => result.status === 'rejected')).toEqual([])
+    expect(outcomes.every((outcome) => outcome.ok)).toBe(true)
+
+    const server = async () => (await (await fetch(`${url}/state`)).json()) as {
+      stores: { counter: { version: number; state: number }; todos: { version: number; state: Todo[] } }
+    }
+    const { stores } = await server()
+    // Every increment that reached the restarted server was counted on the right base.
+    expect(stores.counter.state).toBe(stores.counter.version)
+    // Every todo acknowledged by the restarted server is there, once.
+    const ids = stores.todos.state.map((todo) => todo.id)
+    expect(new Set(ids).size).toBe(ids.length)
+    const afterRestart = outcomes.filter((o) => o.settledAt > restartedAt)
+    expect(afterRestart.length).toBeGreaterThan(0) // the kill really came mid-load
+    for (const outcome of afterRestart) expect(ids).toContain(outcome.id)
+    // And every replica shows exactly the server's state.
+    await until(
+      () =>
+        replicas.every(
+          (replica) =>
+            replica.store('counter').version === stores.counter.version &&
+            replica.store('todos').version === stores.todos.version &&
+            JSON.stringify(replica.store('todos').get()) === JSON.stringify(stores.todos.state),
+        ),
+      15_000,
+    )
+  })
+})
