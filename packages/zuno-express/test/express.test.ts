@@ -4,7 +4,8 @@ import express from 'express'
 import { afterEach, describe, expect, it } from 'vitest'
 import { createUniverse } from 'zuno/server'
 import { openRawStream } from '../../zuno/test/support/sseReader'
-import { zuno, type ZunoExpressOptions } from '../src/index'
+import type { ZunoExpressOptions } from '../src/index'
+import { serveExpress } from './serveExpress'
 import { until } from '../../zuno/test/support/until'
 
 const cleanups: Array<() => unknown> = []
@@ -12,21 +13,10 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
 })
 
-async function serve(options: ZunoExpressOptions = {}, customize: (app: express.Express) => void = () => {}) {
-  const universe = createUniverse({ stores: { counter: 0, blob: '' } })
-  const middleware = zuno(universe, options)
-  const app = express()
-  customize(app)
-  app.use('/zuno', middleware)
-  const server = app.listen(0, '127.0.0.1')
-  await new Promise<void>((resolve) => server.once('listening', resolve))
-  const port = (server.address() as { port: number }).port
-  cleanups.push(async () => {
-    middleware.close()
-    server.closeAllConnections()
-    await new Promise((resolve) => server.close(resolve))
-  })
-  return { universe, middleware, port, url: `http://127.0.0.1:${port}/zuno` }
+async function serve(options: ZunoExpressOptions = {}, customize?: (app: express.Express) => void) {
+  const served = await serveExpress(createUniverse({ stores: { counter: 0, blob: '' } }), options, customize)
+  cleanups.push(served.close)
+  return served
 }
 
 

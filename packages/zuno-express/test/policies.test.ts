@@ -1,27 +1,19 @@
-import express from 'express'
 import { EventSource } from 'eventsource'
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import { type ConflictInfo, connect, type ReplicaOptions, type ReplicaUniverse, type ZunoError } from 'zuno'
-import { type AuthoritativeUniverse, createUniverse } from 'zuno/server'
+import { createUniverse } from 'zuno/server'
 import { until } from '../../zuno/test/support/until'
-import { zuno } from '../src/index'
+import { serveExpress } from './serveExpress'
 
 const cleanups: Array<() => unknown> = []
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
 })
 
-async function serve(): Promise<{ universe: AuthoritativeUniverse; url: string }> {
-  const universe = createUniverse({ stores: { counter: 0, doc: { title: 'a', body: 'x' } } })
-  const middleware = zuno(universe)
-  const server = express().use('/zuno', middleware).listen(0, '127.0.0.1')
-  await new Promise<void>((resolve) => server.once('listening', resolve))
-  cleanups.push(async () => {
-    middleware.close()
-    server.closeAllConnections()
-    await new Promise((resolve) => server.close(resolve))
-  })
-  return { universe, url: `http://127.0.0.1:${(server.address() as { port: number }).port}/zuno` }
+async function serve() {
+  const served = await serveExpress(createUniverse({ stores: { counter: 0, doc: { title: 'a', body: 'x' } } }))
+  cleanups.push(served.close)
+  return served
 }
 
 /** A replica that does not follow `counter` or `doc`, so its proposals there start stale. */

@@ -1,9 +1,8 @@
-import express from 'express'
 import { EventSource } from 'eventsource'
 import { afterEach, describe, expect, it } from 'vitest'
 import { connect, type ReplicaOptions, type ReplicaUniverse } from 'zuno'
-import { type AuthoritativeUniverse, createUniverse } from 'zuno/server'
-import { zuno } from '../src/index'
+import { createUniverse } from 'zuno/server'
+import { serveExpress } from './serveExpress'
 import { until } from '../../zuno/test/support/until'
 
 const cleanups: Array<() => unknown> = []
@@ -11,18 +10,10 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
 })
 
-async function serve(): Promise<{ universe: AuthoritativeUniverse; url: string }> {
-  const universe = createUniverse({ stores: { counter: 0, todos: [] as string[] } })
-  const middleware = zuno(universe)
-  const app = express().use('/zuno', middleware)
-  const server = app.listen(0, '127.0.0.1')
-  await new Promise<void>((resolve) => server.once('listening', resolve))
-  cleanups.push(async () => {
-    middleware.close()
-    server.closeAllConnections()
-    await new Promise((resolve) => server.close(resolve))
-  })
-  return { universe, url: `http://127.0.0.1:${(server.address() as { port: number }).port}/zuno` }
+async function serve() {
+  const served = await serveExpress(createUniverse({ stores: { counter: 0, todos: [] as string[] } }))
+  cleanups.push(served.close)
+  return served
 }
 
 function replica(url: string, options: Partial<ReplicaOptions> = {}): ReplicaUniverse {

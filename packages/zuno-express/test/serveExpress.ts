@@ -1,0 +1,40 @@
+import express from 'express'
+import type { AuthoritativeUniverse } from 'zuno/server'
+import { type ZunoExpressOptions, type ZunoMiddleware, zuno } from '../src/index'
+
+/** A universe served by Express on an ephemeral 127.0.0.1 port. */
+export interface ServedUniverse {
+  universe: AuthoritativeUniverse
+  middleware: ZunoMiddleware
+  port: number
+  /** Base URL with the `/zuno` prefix. */
+  url: string
+  close(): Promise<void>
+}
+
+/** Mounts `universe` at `/zuno` (after whatever `customize` adds) and listens. */
+export async function serveExpress(
+  universe: AuthoritativeUniverse,
+  options: ZunoExpressOptions = {},
+  customize: (app: express.Express) => void = () => {},
+): Promise<ServedUniverse> {
+  const middleware = zuno(universe, options)
+  const app = express()
+  customize(app)
+  app.use('/zuno', middleware)
+  const server = app.listen(0, '127.0.0.1')
+  await new Promise<void>((resolve) => server.once('listening', resolve))
+  const { port } = server.address() as { port: number }
+  return {
+    universe,
+    middleware,
+    port,
+    url: `http://127.0.0.1:${port}/zuno`,
+    async close() {
+      middleware.close()
+      server.closeAllConnections()
+      await new Promise((resolve) => server.close(resolve))
+      await universe.close()
+    },
+  }
+}
