@@ -254,10 +254,7 @@ export class ReplicaUniverse extends Universe {
     if (replica === undefined) {
       const cell = this.cell(key)
       const policies = this.#options.conflictPolicy
-      const policy =
-        policies === undefined || policies === 'rebase' || policies === 'rollback' || 'merge' in policies
-          ? (policies as ConflictPolicy | undefined)
-          : policies[key]
+      const policy = isPolicy(policies) ? policies : policies?.[key]
       replica = {
         cell,
         policy: policy ?? 'rebase',
@@ -470,6 +467,10 @@ export class ReplicaUniverse extends Universe {
   #countPending(delta: number): void {
     this.#pendingCount.set(this.#pendingCount.get() + delta)
   }
+}
+
+function isPolicy(value: ReplicaOptions['conflictPolicy']): value is ConflictPolicy {
+  return value === 'rebase' || value === 'rollback' || typeof (value as { merge?: unknown })?.merge === 'function'
 }
 
 /** Connects a replica universe to a Zuno server. */
