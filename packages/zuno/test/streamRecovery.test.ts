@@ -31,6 +31,14 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
 })
 
+/** A replica of the scripted server, closed (with the server) after the test. */
+function follow(server: { url: string; close(): Promise<void> }) {
+  cleanups.push(server.close)
+  const replica = connect({ url: server.url, EventSource })
+  cleanups.push(() => replica.close())
+  return replica
+}
+
 describe('replica stream recovery', () => {
   it('never applies an event past a version gap: it resyncs from a snapshot instead', async () => {
     const server = await scriptedServer((connection, _req, res) => {
@@ -42,9 +50,7 @@ describe('replica stream recovery', () => {
         res.write(frame('ep-3', 'snapshot', { stores: { counter: { version: 3, state: 33 } } }))
       }
     })
-    cleanups.push(server.close)
-    const replica = connect({ url: server.url, EventSource })
-    cleanups.push(() => replica.close())
+    const replica = follow(server)
     const counter = replica.store<number>('counter', 0)
     const shown: number[] = []
     counter.subscribe((value) => shown.push(value))
@@ -63,10 +69,8 @@ describe('replica stream recovery', () => {
         res.write(frame('ep-2', 'state', state(2, 2)))
       }
     })
-    cleanups.push(server.close)
     const statuses: string[] = []
-    const replica = connect({ url: server.url, EventSource })
-    cleanups.push(() => replica.close())
+    const replica = follow(server)
     replica.status.subscribe((status) => statuses.push(status))
     const counter = replica.store<number>('counter', 0)
     await until(() => counter.version === 2)
@@ -83,9 +87,7 @@ describe('replica stream recovery', () => {
         res.write(frame('new-0', 'snapshot', { stores: { counter: { version: 0, state: 0 } } }))
       }
     })
-    cleanups.push(server.close)
-    const replica = connect({ url: server.url, EventSource })
-    cleanups.push(() => replica.close())
+    const replica = follow(server)
     const counter = replica.store<number>('counter', 0)
     await until(() => counter.version === 5)
     await until(() => replica.lastEventId === 'new-0')

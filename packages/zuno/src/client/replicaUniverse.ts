@@ -418,10 +418,7 @@ export class ReplicaUniverse extends Universe {
     }
     if (!this.#synced) {
       this.#synced = true
-      for (const replica of this.#replicas.values()) {
-        this.#show(replica)
-        this.#pump(replica)
-      }
+      for (const replica of this.#replicas.values()) this.#pump(replica)
     }
   }
 

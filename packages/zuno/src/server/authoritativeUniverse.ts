@@ -83,7 +83,7 @@ export class AuthoritativeUniverse extends Universe {
   async propose(proposal: Proposal, trusted = false): Promise<CommitOutcome> {
     await this.ready
     const existing = this.existing(proposal.storeKey)
-    const exists = existing !== undefined && (existing.version > 0 || this.#declared.has(proposal.storeKey))
+    const exists = existing !== undefined && this.#isVisible(existing)
     if (!trusted && !exists && !this.#allowStore(proposal.storeKey)) {
       throw new ZunoError('store_not_allowed', `Store ${JSON.stringify(proposal.storeKey)} may not be created`)
     }
@@ -94,9 +94,14 @@ export class AuthoritativeUniverse extends Universe {
     return outcome
   }
 
+  /** Id of the last event applied here: a snapshot taken now is current as of it. */
+  get cursor(): string {
+    return this.#readyLog().cursor
+  }
+
   /** Every readable store (or those named) as of the returned cursor. */
   snapshot(storeKeys?: readonly string[]): StateResponse {
-    const cursor = this.#readyLog().cursor
+    const cursor = this.cursor
     const stores: Record<string, StoreState> = {}
     if (storeKeys === undefined) {
       for (const cell of this.cells()) {

@@ -197,12 +197,14 @@ export class SyncServer {
   }
 
   #snapshotFrame(storeKeys: readonly string[] | undefined): Uint8Array {
-    const { stores, cursor } = this.#universe.snapshot(storeKeys)
-    if (storeKeys !== undefined) return encodeSnapshotFrame(cursor, { stores })
-    if (this.#snapshotCache?.cursor !== cursor) {
-      this.#snapshotCache = { cursor, frame: encodeSnapshotFrame(cursor, { stores }) }
+    // The full snapshot only changes with a commit, so it is built and encoded once per cursor.
+    if (storeKeys === undefined && this.#snapshotCache?.cursor === this.#universe.cursor) {
+      return this.#snapshotCache.frame
     }
-    return this.#snapshotCache.frame
+    const { stores, cursor } = this.#universe.snapshot(storeKeys)
+    const frame = encodeSnapshotFrame(cursor, { stores })
+    if (storeKeys === undefined) this.#snapshotCache = { cursor, frame }
+    return frame
   }
 
   #storeFilter(request: ZunoRequest): string[] | undefined {
