@@ -13,6 +13,8 @@ export type {
   ReadableValue,
   ReplicaOptions,
 } from './client/replicaUniverse'
+export { createIndexedDbOutbox } from './client/outbox'
+export type { IndexedDbOutboxOptions, Outbox, OutboxEntry } from './client/outbox'
 export type { ConnectionStatus, EventSourceConstructor, EventSourceLike, Timers } from './client/connection'
 export { isZunoError, ZunoError } from './errors'
 export {

@@ -14,6 +14,7 @@ import {
 import { applyUpdater, type StoreCell, type Updater } from '../store'
 import { Universe } from '../universe'
 import { backoffDelay } from './backoff'
+import type { Outbox, OutboxEntry } from './outbox'
 import {
   type ConnectionStatus,
   type EventSourceConstructor,
@@ -70,6 +71,11 @@ export interface ReplicaOptions {
   maxPendingOps?: number
   /** Called on every 409. */
   onConflict?: (info: ConflictInfo) => void
+  /**
+   * Keep queued ops across reloads (opt in; `createIndexedDbOutbox()` in browsers). After a reload
+   * each op is proposed again under its original ids, as the state it last produced.
+   */
+  outbox?: Outbox
   /** Called when an op is finally refused (its promise rejects with the same error). */
   onError?: (error: ZunoError, op: { storeKey: string; opId: number }) => void
   /** Default: the global `fetch`. */
@@ -86,7 +92,11 @@ export interface ReplicaOptions {
 
 /** One `set` waiting to be accepted. */
 interface PendingOp {
+  /** This replica's id, or the one of the session that queued the op before a reload. */
+  readonly clientId: string
   readonly opId: number
+  /** When `set` was called (ms since the epoch); restored ops replay in this order. */
+  readonly queuedAt: number
   readonly update: Updater<unknown>
   readonly resolve: (version: number) => void
   readonly reject: (error: ZunoError) => void
@@ -150,6 +160,8 @@ export class ReplicaUniverse extends Universe {
   #lastEventId: string | undefined
   /** Whether the server's states are known (a snapshot arrived, or a cursor was given): until then nothing is proposed. */
   #synced: boolean
+  /** While the outbox is being read, nothing is proposed, so restored ops go first. */
+  #restoring: boolean
   #closed = false
 
   constructor(options: ReplicaOptions) {
@@ -168,6 +180,14 @@ export class ReplicaUniverse extends Universe {
       throw new TypeError('No EventSource here: pass one (on Node.js, the `eventsource` package) as options.EventSource')
     }
     this.#synced = options.cursor !== undefined
+    this.#restoring = options.outbox !== undefined
+    options.outbox?.load().then(
+      (entries) => this.#restore(entries),
+      (error: unknown) => {
+        this.#lastError.set(new ZunoError('protocol', 'Could not read the outbox', { cause: error }))
+        this.#restore([])
+      },
+    )
     if (options.cursor !== undefined) this.#noteEventId(options.cursor)
     this.#connection = new StreamConnection(
       {
@@ -230,8 +250,10 @@ export class ReplicaUniverse extends Universe {
     const replica = this.#replica(cell.key)
     return new Promise<number>((resolve, reject) => {
       this.#opId += 1
-      replica.pending.push({
+      const op: PendingOp = {
+        clientId: this.clientId,
         opId: this.#opId,
+        queuedAt: Date.now(),
         update: next,
         resolve,
         reject,
@@ -242,9 +264,11 @@ export class ReplicaUniverse extends Universe {
         conflicts: 0,
         failures: 0,
         failure: undefined,
-      })
+      }
+      replica.pending.push(op)
       this.#countPending(1)
       this.#show(replica)
+      this.#save(replica, op)
       this.#pump(replica)
     })
   }
@@ -295,11 +319,14 @@ export class ReplicaUniverse extends Universe {
   /** Proposes the oldest pending op unless the store is busy: one proposal per store at a time. */
   #pump(replica: ReplicaStore): void {
     const op = replica.pending[0]
-    if (op === undefined || replica.busy || this.#closed || !this.#synced) return
+    if (op === undefined || replica.busy || this.#closed || !this.#synced || this.#restoring) return
     if (op.failure !== undefined) return this.#refuse(replica, op, op.failure)
     replica.busy = true
-    op.sent = op.result
-    this.#propose(replica.cell.key, replica.confirmed.version, op.sent, op.opId).then(
+    if (op.sent !== op.result) {
+      op.sent = op.result
+      this.#save(replica, op)
+    }
+    this.#propose(replica.cell.key, replica.confirmed.version, op).then(
       (answer) => {
         replica.busy = false
         this.#settle(replica, op, answer)
@@ -311,11 +338,12 @@ export class ReplicaUniverse extends Universe {
     )
   }
 
-  async #propose(storeKey: string, baseVersion: number, state: unknown, opId: number): Promise<ProposalAnswer> {
+  async #propose(storeKey: string, baseVersion: number, op: PendingOp): Promise<ProposalAnswer> {
+    const { sent: state, clientId, opId } = op
     const response = await this.#fetch(`${this.#url}${PATHS.sync}`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ storeKey, baseVersion, state, clientId: this.clientId, opId }),
+      body: JSON.stringify({ storeKey, baseVersion, state, clientId, opId }),
     })
     if (response.status >= 500) throw new ZunoError('unavailable', `The server answered ${response.status}`)
     const body = (await response.json()) as ProposalAnswer['body']
@@ -393,6 +421,7 @@ export class ReplicaUniverse extends Universe {
     if (version > replica.confirmed.version) replica.confirmed = { version, state: op.sent }
     this.#countPending(-1)
     this.#show(replica)
+    this.#forget(op)
     op.resolve(version)
     this.#pump(replica)
   }
@@ -401,6 +430,7 @@ export class ReplicaUniverse extends Universe {
     replica.pending.shift()
     this.#countPending(-1)
     this.#show(replica)
+    this.#forget(op)
     this.#lastError.set(error)
     this.#options.onError?.(error, { storeKey: replica.cell.key, opId: op.opId })
     op.reject(error)
@@ -425,7 +455,7 @@ export class ReplicaUniverse extends Universe {
   #applyEvent(event: StateEvent, eventId: string): void {
     const replica = this.#replica(event.storeKey)
     const head = replica.pending[0]
-    if (head !== undefined && event.clientId === this.clientId && event.opId === head.opId) {
+    if (head !== undefined && event.clientId === head.clientId && event.opId === head.opId) {
       // Our own op, seen on the stream before (or instead of) its HTTP answer.
       this.#noteEventId(eventId)
       this.#confirm(replica, head, event.version)
@@ -454,6 +484,58 @@ export class ReplicaUniverse extends Universe {
     const changed = this.#epoch !== undefined && epoch !== this.#epoch
     this.#epoch = epoch
     return changed
+  }
+
+  /** Puts ops queued before a reload first in line, as plain values under their original ids. */
+  #restore(entries: OutboxEntry[]): void {
+    entries.sort((a, b) => a.queuedAt - b.queuedAt || a.opId - b.opId)
+    const byStore = new Map<string, PendingOp[]>()
+    for (const entry of entries) {
+      const restored: PendingOp = {
+        clientId: entry.clientId,
+        opId: entry.opId,
+        queuedAt: entry.queuedAt,
+        update: entry.state,
+        // Nobody awaits these any more; a refusal still reaches onError and lastError.
+        resolve: () => {},
+        reject: () => {},
+        computed: false,
+        basedOn: undefined,
+        result: undefined,
+        sent: entry.state,
+        conflicts: 0,
+        failures: 0,
+        failure: undefined,
+      }
+      const list = byStore.get(entry.storeKey) ?? []
+      list.push(restored)
+      byStore.set(entry.storeKey, list)
+    }
+    this.#restoring = false
+    for (const [key, ops] of byStore) {
+      const replica = this.#replica(key)
+      replica.pending.unshift(...ops)
+      this.#countPending(ops.length)
+      this.#show(replica)
+    }
+    for (const replica of this.#replicas.values()) this.#pump(replica)
+  }
+
+  #save(replica: ReplicaStore, op: PendingOp): void {
+    const { outbox } = this.#options
+    if (outbox === undefined || op.failure !== undefined) return
+    const { clientId, opId, queuedAt } = op
+    outbox.put({ clientId, opId, queuedAt, storeKey: replica.cell.key, state: op.result }).catch((error: unknown) => {
+      this.#lastError.set(new ZunoError('protocol', 'Could not write the outbox', { cause: error }))
+    })
+  }
+
+  #forget(op: PendingOp): void {
+    this.#options.outbox?.delete(op.clientId, op.opId).catch((error: unknown) => {
+      // A stale entry is proposed again after a reload and answered from the server's
+      // idempotency record while that still holds it; say so rather than stay silent.
+      this.#lastError.set(new ZunoError('protocol', 'Could not clear the outbox', { cause: error }))
+    })
   }
 
   #setStatus(status: ConnectionStatus): void {
