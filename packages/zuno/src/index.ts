@@ -15,6 +15,7 @@ export type {
 } from './client/replicaUniverse'
 export { createIndexedDbOutbox } from './client/outbox'
 export type { IndexedDbOutboxOptions, Outbox, OutboxEntry } from './client/outbox'
+export type { BroadcastChannelConstructor, BroadcastChannelLike, LockManagerLike, TabMessage } from './client/tabs'
 export type { ConnectionStatus, EventSourceConstructor, EventSourceLike, Timers } from './client/connection'
 export { isZunoError, ZunoError } from './errors'
 export {

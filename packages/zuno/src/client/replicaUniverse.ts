@@ -7,6 +7,7 @@ import {
   PATHS,
   type SnapshotMessage,
   type StateEvent,
+  type StateResponse,
   type StoreState,
   type SyncAccepted,
   type SyncConflict,
@@ -15,6 +16,7 @@ import { applyUpdater, type StoreCell, type Updater } from '../store'
 import { Universe } from '../universe'
 import { backoffDelay } from './backoff'
 import type { Outbox, OutboxEntry } from './outbox'
+import { type BroadcastChannelConstructor, type LockManagerLike, TabLink, type TabMessage } from './tabs'
 import {
   type ConnectionStatus,
   type EventSourceConstructor,
@@ -61,8 +63,11 @@ export interface ReplicaOptions {
   stores?: readonly string[]
   /** This replica's id. Default: a random one. */
   clientId?: string
-  /** Resume the stream from this event id (such as the `cursor` of `GET /state`). */
-  cursor?: string
+  /**
+   * Start from states the server rendered with (`GET /state`, or `dehydrate()` on the server): the
+   * stores show them at once and the stream continues from their `cursor`, with no gap and no overlap.
+   */
+  hydrate?: StateResponse
   /** One policy for every store, or one per store key (others rebase). Default `rebase`. */
   conflictPolicy?: ConflictPolicy | Record<string, ConflictPolicy>
   /** How many times an op is proposed before a conflict rejects it. Default 10. */
@@ -78,6 +83,17 @@ export interface ReplicaOptions {
   outbox?: Outbox
   /** Called when an op is finally refused (its promise rejects with the same error). */
   onError?: (error: ZunoError, op: { storeKey: string; opId: number }) => void
+  /**
+   * Share one stream between the tabs of a browser: the leader tab holds it and relays to the
+   * others, and every tab shows the others' pending ops. Default: on where there is a `window`.
+   */
+  tabs?: boolean
+  /** Keeps two users of one browser apart: tabs share only with tabs of the same principal. */
+  principal?: string
+  /** Default: the global `BroadcastChannel`. */
+  BroadcastChannel?: BroadcastChannelConstructor
+  /** Web Locks for leader election; default `navigator.locks`. Without them every tab holds its own stream. */
+  locks?: LockManagerLike
   /** Default: the global `fetch`. */
   fetch?: typeof fetch
   /** Default: the global `EventSource` (on Node.js 20, pass the `eventsource` package's). */
@@ -125,6 +141,12 @@ interface ReplicaStore {
   /** A proposal is on the wire, or waiting out a backoff. */
   busy: boolean
   retryTimer: unknown
+  /** Whether `confirmed` came from the server (and so can be handed to a new tab). */
+  known: boolean
+  /** Other tabs' pending results, by tab: shown under this tab's own ops until confirmed or stale. */
+  readonly foreign: Map<string, { baseVersion: number; state: unknown; arrival: number }>
+  /** What this tab last told the others of its pending ops here. */
+  announced: { baseVersion: number; state: unknown } | undefined
 }
 
 type ProposalAnswer = { status: number; body: SyncAccepted | SyncConflict | ErrorBody }
@@ -154,11 +176,15 @@ export class ReplicaUniverse extends Universe {
   readonly #fetch: typeof fetch
   readonly #timers: Timers
   readonly #random: () => number
-  readonly #connection: StreamConnection
+  readonly #streamOptions: ConstructorParameters<typeof StreamConnection>[0]
+  /** The stream, held by the leader tab (or by this replica alone when tabs are off). */
+  #connection: StreamConnection | undefined
+  readonly #tabs: TabLink | undefined
+  #arrivals = 0
   #opId = 0
   #epoch: string | undefined
   #lastEventId: string | undefined
-  /** Whether the server's states are known (a snapshot arrived, or a cursor was given): until then nothing is proposed. */
+  /** Whether the server's states are known (a snapshot arrived, or `hydrate` gave them): until then nothing is proposed. */
   #synced: boolean
   /** While the outbox is being read, nothing is proposed, so restored ops go first. */
   #restoring: boolean
@@ -179,7 +205,7 @@ export class ReplicaUniverse extends Universe {
     if (EventSourceImpl === undefined) {
       throw new TypeError('No EventSource here: pass one (on Node.js, the `eventsource` package) as options.EventSource')
     }
-    this.#synced = options.cursor !== undefined
+    this.#synced = false
     this.#restoring = options.outbox !== undefined
     options.outbox?.load().then(
       (entries) => this.#restore(entries),
@@ -188,23 +214,87 @@ export class ReplicaUniverse extends Universe {
         this.#restore([])
       },
     )
-    if (options.cursor !== undefined) this.#noteEventId(options.cursor)
-    this.#connection = new StreamConnection(
-      {
-        url: this.#url,
-        stores: options.stores,
-        EventSource: EventSourceImpl,
-        withCredentials: options.withCredentials ?? false,
-        timers: this.#timers,
-        random: this.#random,
-        resumeFrom: () => this.#lastEventId,
+    if (options.hydrate !== undefined) this.#applySnapshot(options.hydrate, options.hydrate.cursor)
+    this.#streamOptions = {
+      url: this.#url,
+      stores: options.stores,
+      EventSource: EventSourceImpl,
+      withCredentials: options.withCredentials ?? false,
+      timers: this.#timers,
+      random: this.#random,
+      resumeFrom: () => this.#lastEventId,
+    }
+    const BroadcastChannelImpl = options.BroadcastChannel ?? globalThis.BroadcastChannel
+    const tabs = options.tabs ?? typeof window !== 'undefined'
+    if (tabs && BroadcastChannelImpl !== undefined) {
+      const locks = options.locks ?? (globalThis.navigator as { locks?: LockManagerLike } | undefined)?.locks
+      const channel = `zuno:${new URL(this.#url, globalThis.location?.href ?? 'http://localhost').href}:${options.principal ?? ''}`
+      this.#tabs = new TabLink(this.clientId, channel, BroadcastChannelImpl, locks, {
+        lead: () => this.#lead(),
+        message: (message) => this.#fromTab(message),
+      })
+      if (!this.#tabs.leader) this.#tabs.post({ type: 'hello', from: this.clientId })
+    } else {
+      this.#lead()
+    }
+  }
+
+  /** Opens the stream: this replica (tab) is the one that holds it, and relays it to the others. */
+  #lead(): void {
+    if (this.#closed) return
+    const from = this.clientId
+    this.#connection = new StreamConnection(this.#streamOptions, {
+      snapshot: (message, eventId) => {
+        this.#applySnapshot(message, eventId)
+        this.#tabs?.post({ type: 'snapshot', from, message, eventId })
       },
-      {
-        snapshot: (message, id) => this.#applySnapshot(message, id),
-        state: (event, id) => this.#applyEvent(event, id),
-        status: (status) => this.#setStatus(status),
+      state: (event, eventId) => {
+        this.#applyEvent(event, eventId)
+        this.#tabs?.post({ type: 'state', from, event, eventId })
       },
-    )
+      status: (status) => {
+        this.#setStatus(status)
+        this.#tabs?.post({ type: 'status', from, status })
+      },
+    })
+  }
+
+  #fromTab(message: TabMessage): void {
+    if (this.#closed) return
+    const leading = this.#connection !== undefined
+    switch (message.type) {
+      case 'hello':
+        if (leading && this.#synced) this.#greet()
+        break
+      case 'snapshot':
+        if (!leading) this.#applySnapshot(message.message, message.eventId)
+        break
+      case 'state':
+        if (!leading) this.#applyEvent(message.event, message.eventId)
+        break
+      case 'status':
+        if (!leading) this.#setStatus(message.status)
+        break
+      case 'pending': {
+        const replica = this.#replica(message.storeKey)
+        if (message.pending) {
+          replica.foreign.set(message.from, { baseVersion: message.baseVersion, state: message.state, arrival: ++this.#arrivals })
+        } else {
+          replica.foreign.delete(message.from)
+        }
+        this.#show(replica)
+        break
+      }
+    }
+  }
+
+  /** The leader's answer to a new tab: one snapshot of what it knows, and its status. */
+  #greet(): void {
+    const stores: Record<string, StoreState> = {}
+    for (const [key, replica] of this.#replicas) if (replica.known) stores[key] = replica.confirmed
+    const from = this.clientId
+    this.#tabs?.post({ type: 'snapshot', from, message: { stores }, eventId: this.#lastEventId ?? '' })
+    this.#tabs?.post({ type: 'status', from, status: this.#status.get() })
   }
 
   /** The connection status. */
@@ -231,13 +321,14 @@ export class ReplicaUniverse extends Universe {
   close(): void {
     if (this.#closed) return
     this.#closed = true
-    this.#connection.close()
+    this.#connection?.close()
     for (const replica of this.#replicas.values()) {
       if (replica.retryTimer !== undefined) this.#timers.clearTimeout(replica.retryTimer)
       for (const op of replica.pending.splice(0)) op.reject(new ZunoError('closed', 'The replica was closed'))
       this.#show(replica)
     }
     this.#pendingCount.set(0)
+    this.#tabs?.close()
     this.#status.set('error')
   }
 
@@ -286,6 +377,9 @@ export class ReplicaUniverse extends Universe {
         pending: [],
         busy: false,
         retryTimer: undefined,
+        known: false,
+        foreign: new Map(),
+        announced: undefined,
       }
       this.#replicas.set(key, replica)
     }
@@ -313,7 +407,55 @@ export class ReplicaUniverse extends Universe {
       }
       state = op.result
     }
-    replica.cell.publish(state, replica.confirmed.version)
+    this.#announce(replica, state)
+    replica.cell.publish(this.#withOtherTabs(replica, state), replica.confirmed.version)
+  }
+
+  #confirmFromServer(replica: ReplicaStore, confirmed: StoreState): void {
+    replica.confirmed = confirmed
+    replica.known = true
+  }
+
+  /**
+   * What to show: this tab's ops replayed over the latest pending result of another tab, if one
+   * is still based on the current version; otherwise `own`, computed on the confirmed state.
+   * (Proposals always use `own`: another tab's ops are that tab's to propose.)
+   */
+  #withOtherTabs(replica: ReplicaStore, own: unknown): unknown {
+    if (replica.foreign.size === 0) return own
+    let latest: { state: unknown; arrival: number } | undefined
+    for (const [tab, theirs] of replica.foreign) {
+      if (theirs.baseVersion < replica.confirmed.version) replica.foreign.delete(tab)
+      else if (latest === undefined || theirs.arrival > latest.arrival) latest = theirs
+    }
+    if (latest === undefined) return own
+    let state = latest.state
+    for (const op of replica.pending) {
+      try {
+        state = applyUpdater(op.update, state)
+      } catch {
+        // Shown as if the op were not there; its own rejection comes from the confirmed chain.
+      }
+    }
+    return state
+  }
+
+  /** Tells the other tabs what this tab's pending ops make of the store, when that changed. */
+  #announce(replica: ReplicaStore, own: unknown): void {
+    if (this.#tabs === undefined) return
+    const pending = replica.pending.length > 0
+    const baseVersion = replica.confirmed.version
+    const last = replica.announced
+    const unchanged = pending ? last !== undefined && last.state === own && last.baseVersion === baseVersion : last === undefined
+    if (unchanged) return
+    replica.announced = pending ? { baseVersion, state: own } : undefined
+    this.#tabs.post({ type: 'pending', from: this.clientId, storeKey: replica.cell.key, baseVersion, pending, state: pending ? own : null })
+  }
+
+  /** Starts over from a snapshot: the leader reopens its stream; a follower asks the leader. */
+  #resync(): void {
+    if (this.#connection !== undefined) this.#connection.resync()
+    else this.#tabs?.post({ type: 'hello', from: this.clientId })
   }
 
   /** Proposes the oldest pending op unless the store is busy: one proposal per store at a time. */
@@ -362,7 +504,7 @@ export class ReplicaUniverse extends Universe {
       this.#confirm(replica, op, body.version)
     } else if (status === 409 && 'version' in body) {
       const theirs = { version: body.version, state: body.state }
-      if (theirs.version > replica.confirmed.version) replica.confirmed = theirs
+      if (theirs.version > replica.confirmed.version) this.#confirmFromServer(replica, theirs)
       op.conflicts += 1
       this.#options.onConflict?.({ storeKey: replica.cell.key, opId: op.opId, conflicts: op.conflicts, theirs })
       if (op.failure !== undefined) {
@@ -418,7 +560,7 @@ export class ReplicaUniverse extends Universe {
 
   #confirm(replica: ReplicaStore, op: PendingOp, version: number): void {
     replica.pending.shift()
-    if (version > replica.confirmed.version) replica.confirmed = { version, state: op.sent }
+    if (version > replica.confirmed.version) this.#confirmFromServer(replica, { version, state: op.sent })
     this.#countPending(-1)
     this.#show(replica)
     this.#forget(op)
@@ -443,7 +585,7 @@ export class ReplicaUniverse extends Universe {
       const replica = this.#replica(key)
       // A snapshot is the truth as of its id; equal versions take the server's state too
       // (a store's initial state is the server's to declare), and a new epoch restarts versions.
-      if (epochChanged || incoming.version >= replica.confirmed.version) replica.confirmed = incoming
+      if (epochChanged || incoming.version >= replica.confirmed.version) this.#confirmFromServer(replica, incoming)
       this.#show(replica)
     }
     if (!this.#synced) {
@@ -463,12 +605,12 @@ export class ReplicaUniverse extends Universe {
     }
     if (event.version > replica.confirmed.version + 1 && this.#sameEpoch(eventId)) {
       // Versions are missing in between: never apply out of order; start over from a snapshot.
-      this.#connection.resync()
+      this.#resync()
       return
     }
     this.#noteEventId(eventId)
     if (event.version <= replica.confirmed.version) return
-    replica.confirmed = { version: event.version, state: event.state }
+    this.#confirmFromServer(replica, { version: event.version, state: event.state })
     this.#show(replica)
   }
 
