@@ -6,5 +6,13 @@ const here = (path: string) => fileURLToPath(new URL(path, import.meta.url))
 export const alias = {
   'zuno/server': here('./packages/zuno/src/server/index.ts'),
   'zuno-express': here('./packages/zuno-express/src/index.ts'),
+  'zuno-react': here('./packages/zuno-react/src/index.ts'),
   zuno: here('./packages/zuno/src/index.ts'),
 }
+
+/** The same, with React and react-dom taken from the React 18 fixture package. */
+export const react18Alias = [
+  { find: /^react(\/.*)?$/, replacement: `${here('./packages/zuno-react/react18/node_modules/react')}$1` },
+  { find: /^react-dom(\/.*)?$/, replacement: `${here('./packages/zuno-react/react18/node_modules/react-dom')}$1` },
+  ...Object.entries(alias).map(([find, replacement]) => ({ find, replacement })),
+]

@@ -1,13 +1,28 @@
 import { defineWorkspace } from 'vitest/config'
-import { alias } from './vitest.shared'
+import { alias, react18Alias } from './vitest.shared'
 
 const project = (name: string, root: string, testTimeout = 20_000) => ({
   resolve: { alias },
   test: { name, root, include: ['test/**/*.test.ts'], testTimeout, hookTimeout: 20_000 },
 })
 
+const reactProject = (name: string, resolveAlias: typeof alias | typeof react18Alias) => ({
+  resolve: { alias: resolveAlias },
+  test: {
+    name,
+    root: './packages/zuno-react',
+    include: ['test/**/*.test.tsx'],
+    environment: 'happy-dom',
+    // The hooks talk to real servers on 127.0.0.1 from a page that is not on that origin.
+    environmentOptions: { happyDOM: { url: 'http://localhost/', settings: { fetch: { disableSameOriginPolicy: true } } } },
+    testTimeout: 20_000,
+  },
+})
+
 export default defineWorkspace([
   project('zuno', './packages/zuno'),
   project('zuno-express', './packages/zuno-express'),
+  reactProject('zuno-react (React 19)', alias),
+  reactProject('zuno-react (React 18)', react18Alias),
   project('examples', './examples/express', 60_000),
 ])

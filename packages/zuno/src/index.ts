@@ -13,6 +13,7 @@ export type {
   ReadableValue,
   ReplicaOptions,
 } from './client/replicaUniverse'
+export { createSnapshotUniverse, SnapshotUniverse } from './client/snapshotUniverse'
 export { createIndexedDbOutbox } from './client/outbox'
 export type { IndexedDbOutboxOptions, Outbox, OutboxEntry } from './client/outbox'
 export type { BroadcastChannelConstructor, BroadcastChannelLike, LockManagerLike, TabMessage } from './client/tabs'

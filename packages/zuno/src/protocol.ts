@@ -59,6 +59,7 @@ export const ERROR_STATUS = {
   closed: 0,
   queue_full: 0,
   update_failed: 0,
+  read_only: 0,
 } as const
 
 /** A machine-readable error code. */

@@ -1,0 +1,94 @@
+import { createContext, createElement, type ReactNode, useCallback, useContext, useRef, useSyncExternalStore } from 'react'
+import type { ConnectionStatus, ReadableValue, StateResponse, Store, Universe, ZunoError } from 'zuno'
+
+/** A universe that reports sync status: a replica, or the snapshot universe of a server render. */
+export type ObservedUniverse = Universe & {
+  readonly status: ReadableValue<ConnectionStatus>
+  readonly pending: ReadableValue<number>
+  readonly lastError: ReadableValue<ZunoError | undefined>
+}
+
+const UniverseContext = createContext<Universe | null>(null)
+
+/** Makes `universe` available to the hooks below it. */
+export function ZunoProvider(props: { universe: Universe; children?: ReactNode }): ReactNode {
+  return createElement(UniverseContext.Provider, { value: props.universe }, props.children)
+}
+
+/** The universe of the nearest `ZunoProvider`. */
+export function useUniverse<U extends Universe = Universe>(): U {
+  const universe = useContext(UniverseContext)
+  if (universe === null) throw new Error('useUniverse: wrap the tree in <ZunoProvider universe={…}>')
+  return universe as U
+}
+
+/** The store itself, for `set`. Stable across renders. */
+export function useStoreApi<T>(key: string, initial?: T): Store<T> {
+  return useUniverse().store<T>(key, initial)
+}
+
+/**
+ * The state of a store, or the part `select` picks. Re-renders only when the selection changes by
+ * `equal` (default `Object.is`), so a selector may return a new object as long as `equal` sees through it.
+ */
+export function useStore<T, S = T>(
+  key: string,
+  select: (state: T) => S = identity as (state: T) => S,
+  equal: (a: S, b: S) => boolean = Object.is,
+): S {
+  const store = useStoreApi<T>(key)
+  const memo = useRef<{ state: T; select: (state: T) => S; selected: S } | undefined>(undefined)
+  // Cached by state and selector, so React's repeated calls agree and nothing loops.
+  const getSelection = () => {
+    const state = store.get()
+    const last = memo.current
+    if (last !== undefined && last.state === state && last.select === select) return last.selected
+    const selected = select(state)
+    // The same selection by `equal`: hand back the old object, so React sees no change and skips the render.
+    const kept = last !== undefined && equal(last.selected, selected) ? last.selected : selected
+    memo.current = { state, select, selected: kept }
+    return kept
+  }
+  const subscribe = useCallback((onChange: () => void) => store.subscribe(onChange), [store])
+  return useSyncExternalStore(subscribe, getSelection, getSelection)
+}
+
+/** Equality of plain objects and arrays one level deep: for selectors that build a new object. */
+export function shallowEqual<T>(a: T, b: T): boolean {
+  if (Object.is(a, b)) return true
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false
+  const keysA = Object.keys(a)
+  if (keysA.length !== Object.keys(b).length) return false
+  return keysA.every((k) => Object.hasOwn(b, k) && Object.is((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k]))
+}
+
+/** The connection status: `connecting | connected | offline | error`. */
+export function useConnectionStatus(): ConnectionStatus {
+  return useValue(useUniverse<ObservedUniverse>().status)
+}
+
+/** How many ops wait for the server. */
+export function usePendingCount(): number {
+  return useValue(useUniverse<ObservedUniverse>().pending)
+}
+
+/** The last refused op or failed delivery. */
+export function useLastError(): ZunoError | undefined {
+  return useValue(useUniverse<ObservedUniverse>().lastError)
+}
+
+/**
+ * Safe JSON of a snapshot for an inline `<script>`: the server embeds it, the client passes it to
+ * `connect({ hydrate })`.
+ */
+export function serializeState(state: StateResponse): string {
+  return JSON.stringify(state).replace(/[<>&\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)
+}
+
+function useValue<T>(value: ReadableValue<T>): T {
+  const subscribe = useCallback((onChange: () => void) => value.subscribe(onChange), [value])
+  const get = () => value.get()
+  return useSyncExternalStore(subscribe, get, get)
+}
+
+const identity = <T>(value: T) => value

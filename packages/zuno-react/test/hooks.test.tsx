@@ -1,0 +1,183 @@
+import { EventSource } from 'eventsource'
+import { act, version as reactVersion } from 'react'
+import { createRoot, hydrateRoot, type Root } from 'react-dom/client'
+import { renderToString } from 'react-dom/server'
+import { afterEach, describe, expect, it } from 'vitest'
+import { connect, createSnapshotUniverse, type Universe } from 'zuno'
+import { createUniverse } from 'zuno/server'
+import {
+  serializeState,
+  shallowEqual,
+  useConnectionStatus,
+  usePendingCount,
+  useStore,
+  useStoreApi,
+  ZunoProvider,
+} from 'zuno-react'
+import { until } from '../../zuno/test/support/until'
+import { serveExpress } from '../../zuno-express/test/serveExpress'
+
+;(globalThis as { IS_REACT_ACT_ENVIRONMENT?: boolean }).IS_REACT_ACT_ENVIRONMENT = true
+
+const cleanups: Array<() => unknown> = []
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
+})
+
+function mount(universe: Universe, element: React.ReactNode): { container: HTMLElement; root: Root } {
+  const container = document.createElement('div')
+  document.body.append(container)
+  const root = createRoot(container)
+  act(() => root.render(<ZunoProvider universe={universe}>{element}</ZunoProvider>))
+  cleanups.push(() => {
+    act(() => root.unmount())
+    container.remove()
+  })
+  return { container, root }
+}
+
+describe(`zuno-react on React ${reactVersion}`, () => {
+  it('renders the store and re-renders once per change, not for other stores', async () => {
+    const universe = createUniverse({ stores: { counter: 0, other: 0 } })
+    await universe.ready
+    let renders = 0
+    function Counter() {
+      renders += 1
+      return <span>{useStore<number>('counter')}</span>
+    }
+    const { container } = mount(universe, <Counter />)
+    expect(container.textContent).toBe('0')
+    expect(renders).toBe(1)
+    await act(() => universe.store<number>('counter').set(1))
+    expect(container.textContent).toBe('1')
+    expect(renders).toBe(2)
+    await act(() => universe.store<number>('other').set(1))
+    expect(renders).toBe(2)
+  })
+
+  it('does not loop or re-render for a selector that builds a new object, given shallowEqual', async () => {
+    const universe = createUniverse({ stores: { user: { name: 'ada', visits: 0 } } })
+    await universe.ready
+    let renders = 0
+    function Name() {
+      renders += 1
+      const { name } = useStore<{ name: string; visits: number }, { name: string }>(
+        'user',
+        (user) => ({ name: user.name }), // a new object on every call, and a new selector on every render
+        shallowEqual,
+      )
+      return <b>{name}</b>
+    }
+    const { container } = mount(universe, <Name />)
+    expect(renders).toBe(1)
+    await act(() => universe.store<{ name: string; visits: number }>('user').set((u) => ({ ...u, visits: 1 })))
+    expect(renders).toBe(1)
+    await act(() => universe.store<{ name: string; visits: number }>('user').set((u) => ({ ...u, name: 'grace' })))
+    expect(container.textContent).toBe('grace')
+    expect(renders).toBe(2)
+  })
+
+  it('re-renders for a primitive selection only when it changes', async () => {
+    const universe = createUniverse({ stores: { todos: [] as string[] } })
+    await universe.ready
+    let renders = 0
+    function Count() {
+      renders += 1
+      return <i>{useStore<string[], number>('todos', (todos) => todos.length)}</i>
+    }
+    const { container } = mount(universe, <Count />)
+    await act(() => universe.store<string[]>('todos').set(['a']))
+    await act(() => universe.store<string[]>('todos').set(['b']))
+    expect(container.textContent).toBe('1')
+    expect(renders).toBe(2)
+  })
+
+  it('shows status and pending ops of a replica, and sets through useStoreApi', async () => {
+    const served = await serveExpress(createUniverse({ stores: { counter: 0 } }))
+    cleanups.push(served.close)
+    const replica = connect({ url: served.url, EventSource, tabs: false, fetch: globalThis.fetch })
+    cleanups.push(() => replica.close())
+    let increment: () => Promise<number> = async () => 0
+    function Panel() {
+      const counter = useStoreApi<number>('counter', 0)
+      increment = () => counter.set((n) => n + 1)
+      return (
+        <p>
+          {useConnectionStatus()}/{usePendingCount()}/{useStore<number>('counter')}
+        </p>
+      )
+    }
+    const { container } = mount(replica, <Panel />)
+    // Wait on the universe, then let React render: inside act, React 18 defers renders to its end.
+    await until(() => replica.status.get() === 'connected')
+    await act(async () => {})
+    expect(container.textContent).toBe('connected/0/0')
+    let done: Promise<number> = Promise.resolve(0)
+    act(() => {
+      done = increment()
+    })
+    expect(container.textContent).toBe('connected/1/1') // at once, before the server answers
+    await act(() => done)
+    expect(container.textContent).toBe('connected/0/1')
+    expect(served.universe.store('counter').get()).toBe(1)
+  })
+
+  it('renders on the server and hydrates on the client with no mismatch and no missed event', async () => {
+    const served = await serveExpress(createUniverse({ stores: { counter: 0, todos: ['ssr'] } }))
+    cleanups.push(served.close)
+    await served.universe.store<number>('counter').set(5)
+    function App() {
+      const counter = useStore<number>('counter')
+      const todos = useStore<string[]>('todos')
+      return (
+        <main>
+          <span id="counter">{counter}</span>
+          <span id="todos">{todos.join(',')}</span>
+          <span id="status">{useConnectionStatus()}</span>
+        </main>
+      )
+    }
+    // The server: a universe per request, frozen at one snapshot, and its state embedded in the page.
+    const state = served.universe.snapshot()
+    const html = renderToString(
+      <ZunoProvider universe={createSnapshotUniverse(state)}>
+        <App />
+      </ZunoProvider>,
+    )
+    const embedded = serializeState(state)
+    expect(html).toContain('<span id="counter">5</span>')
+
+    // A change lands between the render and the hydration: the client must not miss it.
+    await served.universe.store<number>('counter').set(6)
+
+    const container = document.createElement('div')
+    container.innerHTML = html
+    document.body.append(container)
+    const errors: unknown[] = []
+    const originalError = console.error
+    console.error = (...args: unknown[]) => errors.push(args.join(' '))
+    // Hydrate as a browser does, outside act(): React's own scheduler renders, as it would for real.
+    const actEnvironment = globalThis as { IS_REACT_ACT_ENVIRONMENT?: boolean }
+    actEnvironment.IS_REACT_ACT_ENVIRONMENT = false
+    const replica = connect({ url: served.url, EventSource, tabs: false, hydrate: JSON.parse(embedded) })
+    try {
+      const root = hydrateRoot(
+        container,
+        <ZunoProvider universe={replica}>
+          <App />
+        </ZunoProvider>,
+        { onRecoverableError: (error) => errors.push(error) },
+      )
+      cleanups.push(() => root.unmount())
+      expect(container.querySelector('#counter')?.textContent).toBe('5') // no flash: the server's state first
+      await until(() => container.querySelector('#counter')?.textContent === '6')
+      expect(container.querySelector('#todos')?.textContent).toBe('ssr')
+      await until(() => container.querySelector('#status')?.textContent === 'connected')
+    } finally {
+      console.error = originalError
+      actEnvironment.IS_REACT_ACT_ENVIRONMENT = true
+      replica.close()
+    }
+    expect(errors.map(String)).toEqual([])
+  })
+})

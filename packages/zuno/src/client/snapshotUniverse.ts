@@ -1,0 +1,41 @@
+import { ZunoError } from '../errors'
+import { Observable } from '../observable'
+import type { StateResponse } from '../protocol'
+import type { StoreCell, Updater } from '../store'
+import { Universe } from '../universe'
+import type { ConnectionStatus } from './connection'
+import type { ReadableValue } from './replicaUniverse'
+
+/**
+ * A read-only universe frozen at one snapshot: what server-side rendering renders from, one per
+ * request. It reports the status a replica starts with, so the server's HTML and the client's
+ * first render agree.
+ */
+export class SnapshotUniverse extends Universe {
+  readonly role = 'replica' as const
+  /** Always `connecting`, as a freshly hydrated replica is. */
+  readonly status: ReadableValue<ConnectionStatus> = new Observable<ConnectionStatus>('connecting')
+  /** Always 0. */
+  readonly pending: ReadableValue<number> = new Observable(0)
+  /** Always undefined. */
+  readonly lastError: ReadableValue<ZunoError | undefined> = new Observable<ZunoError | undefined>(undefined)
+
+  constructor(
+    /** The snapshot, to hand to the client as `connect({ hydrate })`. */
+    readonly state: StateResponse,
+  ) {
+    super()
+    for (const [key, { version, state: value }] of Object.entries(state.stores)) {
+      this.cell(key, value).publish(value, version)
+    }
+  }
+
+  protected writeStore(cell: StoreCell<unknown>, _next: Updater<unknown>): Promise<number> {
+    return Promise.reject(new ZunoError('read_only', `${cell.key} is read-only while rendering on the server`))
+  }
+}
+
+/** A read-only universe of one snapshot (`universe.snapshot()` on the server, or `GET /state`). */
+export function createSnapshotUniverse(state: StateResponse): SnapshotUniverse {
+  return new SnapshotUniverse(state)
+}
