@@ -53,6 +53,14 @@ export function useStore<T, S = T>(
   return useSyncExternalStore(subscribe, getSelection, getSelection)
 }
 
+/** The version of a store: how many updates the server has accepted. */
+export function useStoreVersion(key: string): number {
+  const store = useStoreApi(key)
+  const subscribe = useCallback((onChange: () => void) => store.subscribe(onChange), [store])
+  const get = () => store.version
+  return useSyncExternalStore(subscribe, get, get)
+}
+
 /** Equality of plain objects and arrays one level deep: for selectors that build a new object. */
 export function shallowEqual<T>(a: T, b: T): boolean {
   if (Object.is(a, b)) return true

@@ -12,6 +12,7 @@ import {
   usePendingCount,
   useStore,
   useStoreApi,
+  useStoreVersion,
   ZunoProvider,
 } from 'zuno-react'
 import { until } from '../../zuno/test/support/until'
@@ -103,7 +104,7 @@ describe(`zuno-react on React ${reactVersion}`, () => {
       increment = () => counter.set((n) => n + 1)
       return (
         <p>
-          {useConnectionStatus()}/{usePendingCount()}/{useStore<number>('counter')}
+          {useConnectionStatus()}/{usePendingCount()}/{useStore<number>('counter')}/v{useStoreVersion('counter')}
         </p>
       )
     }
@@ -111,14 +112,14 @@ describe(`zuno-react on React ${reactVersion}`, () => {
     // Wait on the universe, then let React render: inside act, React 18 defers renders to its end.
     await until(() => replica.status.get() === 'connected')
     await act(async () => {})
-    expect(container.textContent).toBe('connected/0/0')
+    expect(container.textContent).toBe('connected/0/0/v0')
     let done: Promise<number> = Promise.resolve(0)
     act(() => {
       done = increment()
     })
-    expect(container.textContent).toBe('connected/1/1') // at once, before the server answers
+    expect(container.textContent).toBe('connected/1/1/v0') // at once, before the server answers
     await act(() => done)
-    expect(container.textContent).toBe('connected/0/1')
+    expect(container.textContent).toBe('connected/0/1/v1')
     expect(served.universe.store('counter').get()).toBe(1)
   })
 

@@ -1,33 +1,32 @@
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { createRequire } from 'node:module'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import express from 'express'
+import { renderToString } from 'react-dom/server'
+import { createSnapshotUniverse } from 'zuno'
 import { type AuthoritativeUniverse, createUniverse } from 'zuno/server'
 import { zuno } from 'zuno-express'
+import { serializeState, ZunoProvider } from 'zuno-react'
+import { App } from './app/App'
+import { page } from './page'
+import { demoStores } from './stores'
 
-/** One todo item of the demo. */
-export interface Todo {
-  id: string
-  text: string
-  done: boolean
-}
-
-/** The demo's stores and their initial states. */
-export const demoStores = { counter: 0, todos: [] as Todo[] }
+export type { Todo } from './stores'
+export { demoStores } from './stores'
 
 /** A running demo. */
 export interface DemoServer {
   universe: AuthoritativeUniverse
   server: Server
   url: string
+  /** Open SSE streams: one per browser when its tabs share. */
+  streams(): number
   close(): Promise<void>
 }
 
-const publicDir = join(dirname(fileURLToPath(import.meta.url)), '..', 'public')
-// The browser imports the built `zuno` package as it will be published: its ESM files, unbundled.
-const zunoDist = join(dirname(createRequire(import.meta.url).resolve('zuno/package.json')), 'dist')
+/** Where `pnpm build:app` puts the browser bundle. */
+const bundleDir = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist')
 
 /** Starts the demo on `port` (0 for any free one) on `host`. */
 export async function startDemo(port: number, host = '127.0.0.1'): Promise<DemoServer> {
@@ -35,19 +34,30 @@ export async function startDemo(port: number, host = '127.0.0.1'): Promise<DemoS
   const sync = zuno(universe)
   const app = express()
   app.use('/zuno', sync)
-  app.use('/vendor/zuno', express.static(zunoDist, { fallthrough: false }))
-  app.use(express.static(publicDir))
+  // Server-side rendering, one snapshot universe per request; the client hydrates from the same snapshot.
+  app.get('/', (_req, res) => {
+    const state = universe.snapshot()
+    const markup = renderToString(
+      <ZunoProvider universe={createSnapshotUniverse(state)}>
+        <App />
+      </ZunoProvider>,
+    )
+    res.type('html').set('cache-control', 'no-store').send(page(markup, serializeState(state)))
+  })
+  app.use(express.static(bundleDir))
 
   const server = createServer(app)
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)
     server.listen(port, host, resolve)
   })
+  await universe.ready
   const address = server.address() as AddressInfo
   return {
     universe,
     server,
     url: `http://${host}:${address.port}`,
+    streams: () => sync.server.streams,
     async close() {
       sync.close()
       server.closeAllConnections()
