@@ -1,0 +1,136 @@
+/**
+ * End to end in real headless Chromium (Debian's, driven by playwright-core) against the demo:
+ * real BroadcastChannel, real Web Locks, real EventSource, HTTP/1.1.
+ */
+import { existsSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
+import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core'
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest'
+import { until } from '../../../packages/zuno/test/support/until'
+import { type DemoServer, startDemo } from '../src/demoServer'
+
+const executablePath = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
+const haveChromium = existsSync(executablePath)
+if (!haveChromium && process.env.CI) {
+  throw new Error(`Chromium is required in CI and missing at ${executablePath} (apt-get install -y chromium)`)
+}
+const bundle = fileURLToPath(new URL('../dist/app.js', import.meta.url))
+
+let browser: Browser
+let demo: DemoServer
+const contexts: BrowserContext[] = []
+
+const counterOf = (page: Page) => page.locator('[data-testid="counter-value"]')
+const connected = (page: Page) => page.waitForSelector('[data-testid="connection-status"][data-status="connected"]')
+const shows = async (page: Page, value: number) => {
+  await page.waitForFunction(
+    (expected) => document.querySelector('[data-testid="counter-value"]')?.textContent === String(expected),
+    value,
+    { timeout: 15_000 },
+  )
+}
+
+async function tabs(count: number, context?: BrowserContext): Promise<Page[]> {
+  const ctx = context ?? (await browser.newContext())
+  if (context === undefined) contexts.push(ctx)
+  const pages: Page[] = []
+  for (let i = 0; i < count; i++) {
+    const page = await ctx.newPage()
+    await page.goto(demo.url)
+    pages.push(page)
+  }
+  await Promise.all(pages.map(connected))
+  return pages
+}
+
+describe.skipIf(!haveChromium)('the demo in Chromium', () => {
+  beforeAll(async () => {
+    if (!existsSync(bundle)) throw new Error('dist/app.js is missing: run `pnpm build` first')
+    browser = await chromium.launch({
+      executablePath,
+      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    })
+  })
+  afterAll(() => browser?.close())
+  beforeEach(async () => {
+    demo = await startDemo(0)
+  })
+  afterEach(async () => {
+    for (const context of contexts.splice(0)) await context.close()
+    await demo.close()
+  })
+
+  it('keeps two tabs in sync', async () => {
+    const [a, b] = (await tabs(2)) as [Page, Page]
+    for (let i = 0; i < 3; i++) await a.click('[data-testid="counter-increment"]')
+    await shows(b, 3)
+    await b.fill('input[name=text]', 'buy milk')
+    await b.click('button[type=submit]')
+    await a.waitForSelector('[data-testid="todo-list"] li:has-text("buy milk")')
+  })
+
+  it('loads and syncs eight tabs of one browser over one stream', async () => {
+    const pages = await tabs(8)
+    await until(() => demo.streams() === 1) // the leader tab's; the 6-connections-per-origin limit is never near
+    await pages[0]?.click('[data-testid="counter-increment"]')
+    await Promise.all(pages.map((page) => shows(page, 1)))
+    await pages[7]?.click('[data-testid="counter-increment"]')
+    await Promise.all(pages.map((page) => shows(page, 2)))
+    expect(demo.universe.store('counter').get()).toBe(2)
+    expect(demo.streams()).toBe(1)
+  })
+
+  it('syncs two browsers (contexts) through the server', async () => {
+    const [a] = (await tabs(1)) as [Page]
+    const [b] = (await tabs(1)) as [Page]
+    await a.click('[data-testid="counter-increment"]')
+    await shows(b, 1)
+    await b.click('[data-testid="counter-increment"]')
+    await shows(a, 2)
+    expect(demo.streams()).toBe(2)
+  })
+
+  it('shows a click made offline at once, in the sibling tab too, and delivers it once back online', async () => {
+    const context = await browser.newContext()
+    contexts.push(context)
+    const [a, b] = (await tabs(2, context)) as [Page, Page]
+    await context.setOffline(true)
+    await a.click('[data-testid="counter-increment"]')
+    await expect(counterOf(a).textContent()).resolves.toBe('1')
+    await shows(b, 1) // through BroadcastChannel, with no network
+    await a.waitForSelector('[data-testid="pending-count"][data-pending="1"]')
+    expect(demo.universe.store('counter').get()).toBe(0)
+    await context.setOffline(false)
+    await until(() => demo.universe.store('counter').get() === 1, 30_000)
+    await a.waitForSelector('[data-testid="pending-count"][data-pending="0"]', { timeout: 30_000 })
+    await shows(b, 1)
+    expect(demo.universe.store('counter').version).toBe(1)
+  })
+
+  it('carries on when the leader tab closes mid-stream', async () => {
+    const [leader, b, c] = (await tabs(3)) as [Page, Page, Page]
+    await until(() => demo.streams() === 1)
+    await leader.close()
+    // A write while no tab holds the stream: the next leader must resume from its last event id.
+    await demo.universe.store<number>('counter').set(10)
+    await Promise.all([shows(b, 10), shows(c, 10)])
+    await until(() => demo.streams() === 1)
+    await c.click('[data-testid="counter-increment"]')
+    await Promise.all([shows(b, 11), shows(c, 11)])
+    expect(demo.universe.store('counter').get()).toBe(11)
+  })
+
+  it('counts all of 40 concurrent clicks from two browsers', async () => {
+    const [a] = (await tabs(1)) as [Page]
+    const [b] = (await tabs(1)) as [Page]
+    const burst = (page: Page) =>
+      page.evaluate(() => {
+        const button = document.querySelector<HTMLButtonElement>('[data-testid="counter-increment"]')
+        for (let i = 0; i < 20; i++) button?.click()
+      })
+    await Promise.all([burst(a), burst(b)])
+    await until(() => demo.universe.store('counter').get() === 40, 30_000)
+    await Promise.all([shows(a, 40), shows(b, 40)])
+    expect(demo.universe.store('counter').version).toBe(40)
+  })
+})
