@@ -120,6 +120,35 @@ describe.skipIf(!haveChromium)('the demo in Chromium', () => {
     expect(demo.universe.store('counter').get()).toBe(11)
   })
 
+  it('keeps clicks that could not be sent across a reload, and applies each once', async () => {
+    const context = await browser.newContext()
+    contexts.push(context)
+    const [a, b] = (await tabs(2, context)) as [Page, Page]
+    // The page still loads; only proposals fail, as when the API is down.
+    await context.route('**/zuno/sync', (route) => route.abort('connectionrefused'))
+    await a.click('[data-testid="counter-increment"]')
+    await a.click('[data-testid="counter-increment"]')
+    await a.waitForSelector('[data-testid="pending-count"][data-pending="2"]')
+    // Both clicks are in IndexedDB before the reload.
+    await a.waitForFunction(
+      () =>
+        new Promise((resolve) => {
+          const open = indexedDB.open('zuno-demo')
+          open.onsuccess = () => {
+            const count = open.result.transaction('ops').objectStore('ops').count()
+            count.onsuccess = () => resolve(count.result === 2)
+          }
+        }),
+    )
+    await a.reload()
+    await connected(a)
+    expect(demo.universe.store('counter').get()).toBe(0)
+    await context.unroute('**/zuno/sync')
+    await until(() => demo.universe.store('counter').get() === 2, 30_000)
+    await Promise.all([shows(a, 2), shows(b, 2)])
+    expect(demo.universe.store('counter').version).toBe(2)
+  })
+
   it('counts all of 40 concurrent clicks from two browsers', async () => {
     const [a] = (await tabs(1)) as [Page]
     const [b] = (await tabs(1)) as [Page]

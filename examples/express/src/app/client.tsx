@@ -1,5 +1,5 @@
 import { hydrateRoot } from 'react-dom/client'
-import { connect, type StateResponse } from 'zuno'
+import { connect, createIndexedDbOutbox, type StateResponse } from 'zuno'
 import { ZunoProvider } from 'zuno-react'
 import { App, type ConflictNote } from './App'
 
@@ -25,6 +25,8 @@ const conflicts = {
 const universe = connect({
   url: '/zuno',
   hydrate: window.__ZUNO__,
+  // Clicks that could not be sent yet survive a reload.
+  outbox: createIndexedDbOutbox({ name: 'zuno-demo' }),
   onConflict({ storeKey, conflicts: count, theirs }) {
     const text = `${storeKey}: someone else wrote v${theirs.version} first; rebased (attempt ${count + 1})`
     notes = [...notes, { id: notes.length, text }]

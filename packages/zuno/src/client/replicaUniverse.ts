@@ -92,7 +92,10 @@ export interface ReplicaOptions {
   principal?: string
   /** Default: the global `BroadcastChannel`. */
   BroadcastChannel?: BroadcastChannelConstructor
-  /** Web Locks for leader election; default `navigator.locks`. Without them every tab holds its own stream. */
+  /**
+   * Web Locks, default `navigator.locks`: they elect the leader tab and keep an open tab's outbox
+   * entries its own. Without them every tab holds its own stream, and the outbox assumes one tab.
+   */
   locks?: LockManagerLike
   /** Default: the global `fetch`. */
   fetch?: typeof fetch
@@ -180,6 +183,9 @@ export class ReplicaUniverse extends Universe {
   /** The stream, held by the leader tab (or by this replica alone when tabs are off). */
   #connection: StreamConnection | undefined
   readonly #tabs: TabLink | undefined
+  readonly #locks: LockManagerLike | undefined
+  /** Releases the Web Locks this replica holds (its own outbox, and those it took over). */
+  readonly #releases: Array<() => void> = []
   #arrivals = 0
   #opId = 0
   #epoch: string | undefined
@@ -207,7 +213,12 @@ export class ReplicaUniverse extends Universe {
     }
     this.#synced = false
     this.#restoring = options.outbox !== undefined
-    options.outbox?.load().then(
+    this.#locks = options.locks ?? (globalThis.navigator as { locks?: LockManagerLike } | undefined)?.locks
+    if (options.outbox !== undefined) void this.#hold(`zuno-outbox:${this.clientId}`)
+    options.outbox
+      ?.load()
+      .then((entries) => this.#claim(entries))
+      .then(
       (entries) => this.#restore(entries),
       (error: unknown) => {
         this.#lastError.set(new ZunoError('protocol', 'Could not read the outbox', { cause: error }))
@@ -227,7 +238,7 @@ export class ReplicaUniverse extends Universe {
     const BroadcastChannelImpl = options.BroadcastChannel ?? globalThis.BroadcastChannel
     const tabs = options.tabs ?? typeof window !== 'undefined'
     if (tabs && BroadcastChannelImpl !== undefined) {
-      const locks = options.locks ?? (globalThis.navigator as { locks?: LockManagerLike } | undefined)?.locks
+      const locks = this.#locks
       const channel = `zuno:${new URL(this.#url, globalThis.location?.href ?? 'http://localhost').href}:${options.principal ?? ''}`
       this.#tabs = new TabLink(this.clientId, channel, BroadcastChannelImpl, locks, {
         lead: () => this.#lead(),
@@ -324,11 +335,15 @@ export class ReplicaUniverse extends Universe {
     this.#connection?.close()
     for (const replica of this.#replicas.values()) {
       if (replica.retryTimer !== undefined) this.#timers.clearTimeout(replica.retryTimer)
-      for (const op of replica.pending.splice(0)) op.reject(new ZunoError('closed', 'The replica was closed'))
+      const message = this.#options.outbox
+        ? 'The replica was closed; the op stays in the outbox for the next session'
+        : 'The replica was closed'
+      for (const op of replica.pending.splice(0)) op.reject(new ZunoError('closed', message))
       this.#show(replica)
     }
     this.#pendingCount.set(0)
     this.#tabs?.close()
+    for (const release of this.#releases.splice(0)) release()
     this.#status.set('error')
   }
 
@@ -626,6 +641,32 @@ export class ReplicaUniverse extends Universe {
     const changed = this.#epoch !== undefined && epoch !== this.#epoch
     this.#epoch = epoch
     return changed
+  }
+
+  /** Takes a Web Lock if it is free and keeps it until the replica closes; resolves whether it got it. */
+  #hold(name: string): Promise<boolean> {
+    const locks = this.#locks
+    if (locks === undefined) return Promise.resolve(true)
+    return new Promise<boolean>((resolve) => {
+      locks
+        .request(name, { ifAvailable: true }, (lock) => {
+          resolve(lock !== null)
+          return lock === null ? Promise.resolve() : new Promise<void>((release) => this.#releases.push(release))
+        })
+        .catch(() => resolve(false))
+    })
+  }
+
+  /**
+   * The outbox entries this replica may replay: those of sessions that are gone. An open tab holds
+   * the lock named after its client id, so its entries stay its own; a reloaded or closed tab's
+   * lock is free, and whoever takes it replays that tab's ops.
+   */
+  async #claim(entries: OutboxEntry[]): Promise<OutboxEntry[]> {
+    const owners = [...new Set(entries.map((entry) => entry.clientId))]
+    const claimed = await Promise.all(owners.map((owner) => this.#hold(`zuno-outbox:${owner}`)))
+    const mine = new Set(owners.filter((_, i) => claimed[i]))
+    return entries.filter((entry) => mine.has(entry.clientId))
   }
 
   /** Puts ops queued before a reload first in line, as plain values under their original ids. */

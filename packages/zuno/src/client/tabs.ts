@@ -13,7 +13,11 @@ export type BroadcastChannelConstructor = new (name: string) => BroadcastChannel
 
 /** The part of the Web Locks API (`navigator.locks`) leader election uses. */
 export interface LockManagerLike {
-  request(name: string, options: { signal?: AbortSignal }, callback: () => Promise<unknown>): Promise<unknown>
+  request(
+    name: string,
+    options: { signal?: AbortSignal; ifAvailable?: boolean },
+    callback: (lock: unknown) => Promise<unknown>,
+  ): Promise<unknown>
 }
 
 /** Messages between the tabs of one universe (same origin, same URL, same principal). */
