@@ -161,5 +161,7 @@ describe.skipIf(!haveChromium)('the demo in Chromium', () => {
     await until(() => demo.universe.store('counter').get() === 40, 30_000)
     await Promise.all([shows(a, 40), shows(b, 40)])
     expect(demo.universe.store('counter').version).toBe(40)
+    // The two browsers raced, so some proposals met a 409 and were rebased: the page lists them.
+    await Promise.any([a, b].map((page) => page.waitForSelector('[data-testid="conflicts"] li', { timeout: 5000 })))
   })
 })
