@@ -7,6 +7,7 @@ export const alias = {
   'zuno/server': here('./packages/zuno/src/server/index.ts'),
   'zuno-express': here('./packages/zuno-express/src/index.ts'),
   'zuno-react': here('./packages/zuno-react/src/index.ts'),
+  'zuno-elysia': here('./packages/zuno-elysia/src/index.ts'),
   zuno: here('./packages/zuno/src/index.ts'),
 }
 

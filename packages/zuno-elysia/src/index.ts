@@ -1,0 +1,25 @@
+import { Elysia } from 'elysia'
+import { type AuthoritativeUniverse, createFetchHandler, type FetchHandlerOptions, type SyncServer } from 'zuno/server'
+
+/** Options of {@link zuno}: where to mount, and the sync server's limits and timings. */
+export type ZunoElysiaOptions = FetchHandlerOptions
+
+/**
+ * An Elysia plugin serving a universe: `app.use(zuno(universe))` adds `POST /zuno/sync`,
+ * `GET /zuno/sse` and `GET /zuno/state`. The work is core's web-standard handler; Elysia routes to it
+ * with body parsing off, so the handler reads (and limits) the raw body itself.
+ */
+export function zuno(universe: AuthoritativeUniverse, options: ZunoElysiaOptions = {}) {
+  const prefix = (options.prefix ?? '/zuno').replace(/\/+$/, '')
+  const handler = createFetchHandler(universe, { ...options, prefix })
+  const route = ({ request }: { request: Request }) => handler(request)
+  const plugin = new Elysia({ name: 'zuno', seed: prefix })
+    .all(prefix, route, { parse: 'none' })
+    .all(`${prefix}/*`, route, { parse: 'none' })
+  return Object.assign(plugin, {
+    /** The transport-neutral server behind the plugin. */
+    zunoServer: handler.server as SyncServer,
+    /** Ends every open SSE stream, before the app stops. */
+    closeStreams: () => handler.close(),
+  })
+}

@@ -1,0 +1,95 @@
+import { node } from '@elysiajs/node'
+import { Elysia } from 'elysia'
+import { afterEach, describe, expect, it } from 'vitest'
+import { createUniverse } from 'zuno/server'
+import { openRawStream, type RawStream } from '../../zuno/test/support/sseReader'
+import { until } from '../../zuno/test/support/until'
+import { zuno } from '../src/index'
+import { haveBun, startElysiaOnNode, startOnBun } from './targets'
+
+const cleanups: Array<() => unknown> = []
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
+})
+
+async function streams(count: number, url: string): Promise<RawStream[]> {
+  const opened = await Promise.all(Array.from({ length: count }, () => openRawStream(`${url}/sse`)))
+  await Promise.all(opened.map((stream) => stream.nextEvent()))
+  return opened
+}
+
+const propose = (url: string, body: string, length?: number) =>
+  fetch(`${url}/sync`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...(length === undefined ? {} : { 'content-length': String(length) }) },
+    body,
+  })
+
+describe('zuno-elysia', () => {
+  it('is a typed Elysia plugin that composes with other routes', async () => {
+    const universe = createUniverse({ stores: { counter: 0 } })
+    const app = new Elysia({ adapter: node() }).use(zuno(universe)).get('/health', () => 'ok')
+    const response = await app.handle(new Request('http://localhost/zuno/state'))
+    expect(await response.json()).toMatchObject({ stores: { counter: { version: 0, state: 0 } } })
+    expect(await (await app.handle(new Request('http://localhost/health'))).text()).toBe('ok')
+    // Registering the same plugin twice (same name and prefix) is deduplicated by Elysia.
+    const twice = new Elysia().use(zuno(universe)).use(zuno(universe))
+    expect(twice.routes.filter((route) => route.path === '/zuno/*')).toHaveLength(1)
+  })
+
+  describe.skipIf(!haveBun)('on Bun', () => {
+    it('keeps an idle stream alive past Bun’s 10 s idle timeout', async () => {
+      const server = await startOnBun('elysia', {})
+      cleanups.push(server.close)
+      const sse = await openRawStream(`${server.url}/sse`)
+      cleanups.push(() => sse.close())
+      await sse.nextEvent()
+      // 12 s with no change: heartbeat comments (every 5 s by default) keep the connection busy.
+      let heartbeats = 0
+      const until12s = Date.now() + 12_000
+      while (Date.now() < until12s) {
+        const frame = await sse.next(Math.max(1, until12s - Date.now())).catch(() => undefined)
+        if (frame?.comment !== undefined) heartbeats += 1
+      }
+      expect(heartbeats).toBeGreaterThanOrEqual(2)
+      const answer = await propose(server.url, JSON.stringify({ storeKey: 'counter', baseVersion: 0, state: 1, clientId: 'c', opId: 1 }))
+      expect(answer.status).toBe(200)
+      expect(JSON.parse((await sse.nextEvent()).data as string)).toMatchObject({ version: 1, state: 1 })
+    }, 30_000)
+
+    it('lets go of streams whose clients disconnect', async () => {
+      const server = await startOnBun('elysia', {})
+      cleanups.push(server.close)
+      const count = async () => Number(await (await fetch(server.url.replace('/zuno', '/debug/streams'))).text())
+      const opened = await streams(5, server.url)
+      expect(await count()).toBe(5)
+      for (const stream of opened) stream.close()
+      await until(async () => (await count()) === 0)
+    })
+
+    it('refuses bodies over the default 1 MiB limit, not Bun’s 128 MiB', async () => {
+      const server = await startOnBun('elysia', {})
+      cleanups.push(server.close)
+      const big = JSON.stringify({ storeKey: 'counter', baseVersion: 0, state: 'x'.repeat(1_100_000), clientId: 'c', opId: 1 })
+      const answer = await propose(server.url, big)
+      expect(answer.status).toBe(413)
+      expect(await answer.json()).toMatchObject({ ok: false, error: 'payload_too_large' })
+    })
+  })
+
+  it('lets go of streams whose clients disconnect, on Node.js', async () => {
+    const server = await startElysiaOnNode({
+      stores: { counter: 0 },
+      creatablePrefix: 'open.',
+      retention: 10,
+      maxBodyBytes: 1024,
+      maxDepth: 8,
+      heartbeatMs: 1000,
+    })
+    cleanups.push(server.close)
+    const opened = await streams(3, server.url)
+    expect(server.streams()).toBe(3)
+    for (const stream of opened) stream.close()
+    await until(() => server.streams() === 0)
+  })
+})
