@@ -26,4 +26,5 @@ export default defineWorkspace([
   reactProject('zuno-react (React 19)', alias),
   reactProject('zuno-react (React 18)', react18Alias),
   project('examples', './examples/express', 60_000),
+  project('examples-elysia', './examples/elysia', 60_000),
 ])

@@ -3,13 +3,9 @@ import type { AddressInfo } from 'node:net'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import express from 'express'
-import { renderToString } from 'react-dom/server'
-import { createSnapshotUniverse } from 'zuno'
 import { type AuthoritativeUniverse, createUniverse } from 'zuno/server'
 import { zuno } from 'zuno-express'
-import { serializeState, ZunoProvider } from 'zuno-react'
-import { App } from './app/App'
-import { page } from './page'
+import { renderDemoPage } from './render'
 import { demoStores } from './stores'
 
 export type { Todo } from './stores'
@@ -25,7 +21,7 @@ export interface DemoServer {
   close(): Promise<void>
 }
 
-/** Where `pnpm build:app` puts the browser bundle. */
+/** Where `build:app` puts the browser bundle. */
 const bundleDir = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist')
 
 /** Starts the demo on `port` (0 for any free one) on `host`. */
@@ -36,13 +32,7 @@ export async function startDemo(port: number, host = '127.0.0.1'): Promise<DemoS
   app.use('/zuno', sync)
   // Server-side rendering, one snapshot universe per request; the client hydrates from the same snapshot.
   app.get('/', (_req, res) => {
-    const state = universe.snapshot()
-    const markup = renderToString(
-      <ZunoProvider universe={createSnapshotUniverse(state)}>
-        <App />
-      </ZunoProvider>,
-    )
-    res.type('html').set('cache-control', 'no-store').send(page(markup, serializeState(state)))
+    res.type('html').set('cache-control', 'no-store').send(renderDemoPage(universe))
   })
   app.use(express.static(bundleDir))
 

@@ -1,0 +1,86 @@
+/** The Bun demo serves the same demo as the Express one: same stores, page, test ids and sync. */
+import { type ChildProcess, spawn } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import { createServer } from 'node:net'
+import { fileURLToPath } from 'node:url'
+import { EventSource } from 'eventsource'
+import { chromium } from 'playwright-core'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { connect } from 'zuno'
+import { until } from '../../../packages/zuno/test/support/until'
+
+const bun = fileURLToPath(new URL('../node_modules/.bin/bun', import.meta.url))
+const chromiumPath = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
+if (!existsSync(bun) && process.env.CI) throw new Error(`Bun is required in CI and missing at ${bun}`)
+if (!existsSync(chromiumPath) && process.env.CI) throw new Error(`Chromium is required in CI and missing at ${chromiumPath}`)
+
+let child: ChildProcess
+let url: string
+
+describe.skipIf(!existsSync(bun))('the demo on Elysia and Bun', () => {
+  beforeAll(async () => {
+    const probe = createServer()
+    await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve))
+    const { port } = probe.address() as { port: number }
+    await new Promise((resolve) => probe.close(resolve))
+    child = spawn(bun, ['src/main.ts'], {
+      cwd: fileURLToPath(new URL('..', import.meta.url)),
+      env: { ...process.env, PORT: String(port) },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    })
+    await new Promise<void>((resolve, reject) => {
+      child.stdout?.on('data', (chunk: Buffer) => chunk.toString().includes('Zuno demo on') && resolve())
+      child.once('exit', (code) => reject(new Error(`bun exited with ${code}`)))
+    })
+    url = `http://127.0.0.1:${port}`
+  })
+  afterAll(() => {
+    child?.kill('SIGKILL')
+  })
+
+  it('renders the same page, with the same test ids and stores', async () => {
+    const html = await (await fetch(`${url}/`)).text()
+    for (const testId of ['counter-value', 'counter-increment', 'connection-status', 'todo-list', 'hint']) {
+      expect(html).toContain(`data-testid="${testId}"`)
+    }
+    expect((await fetch(`${url}/app.js`)).status).toBe(200)
+    const state = await (await fetch(`${url}/zuno/state`)).json()
+    expect(Object.keys(state.stores).sort()).toEqual(['counter', 'todos'])
+  })
+
+  it('keeps Node replicas in sync through Bun', async () => {
+    const a = connect({ url: `${url}/zuno`, EventSource })
+    const b = connect({ url: `${url}/zuno`, EventSource })
+    try {
+      const start = (await (await fetch(`${url}/zuno/state`)).json()).stores.counter.version as number
+      await Promise.all(Array.from({ length: 10 }, () => a.store<number>('counter', 0).set((n) => n + 1)))
+      await until(() => b.store<number>('counter', 0).version === start + 10)
+    } finally {
+      a.close()
+      b.close()
+    }
+  })
+
+  it.skipIf(!existsSync(chromiumPath))('syncs two tabs in Chromium', async () => {
+    const browser = await chromium.launch({
+      executablePath: chromiumPath,
+      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    })
+    try {
+      const context = await browser.newContext()
+      const [a, b] = [await context.newPage(), await context.newPage()]
+      for (const page of [a, b]) {
+        await page.goto(url)
+        await page.waitForSelector('[data-testid="connection-status"][data-status="connected"]')
+      }
+      const before = Number(await a.locator('[data-testid="counter-value"]').textContent())
+      await a.click('[data-testid="counter-increment"]')
+      await b.waitForFunction(
+        (expected) => document.querySelector('[data-testid="counter-value"]')?.textContent === String(expected),
+        before + 1,
+      )
+    } finally {
+      await browser.close()
+    }
+  })
+})
