@@ -1,4 +1,4 @@
-import { ERROR_STATUS, type ErrorBody, type ErrorCode } from './protocol'
+import { ERROR_STATUS, type ErrorBody, type ErrorCode, type SchemaIssue } from './protocol'
 
 /** The one error type Zuno throws and rejects with; `code` says what went wrong. */
 export class ZunoError extends Error {
@@ -6,18 +6,27 @@ export class ZunoError extends Error {
   /** HTTP status the code maps to (0 for errors that only happen on the client). */
   readonly status: number
 
+  /** With `invalid_state`: what the schema found wrong. */
+  readonly issues: readonly SchemaIssue[] | undefined
+  /** Seconds to wait before trying again (429 and 503 answers). */
+  readonly retryAfter: number | undefined
+
   constructor(
     readonly code: ErrorCode,
     message: string,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; issues?: readonly SchemaIssue[]; retryAfter?: number },
   ) {
     super(message, options)
     this.status = ERROR_STATUS[code]
+    this.issues = options?.issues
+    this.retryAfter = options?.retryAfter
   }
 
   /** The JSON body a server answers with. */
   toBody(): ErrorBody {
-    return { ok: false, error: this.code, message: this.message }
+    const body: ErrorBody = { ok: false, error: this.code, message: this.message }
+    if (this.issues !== undefined) body.issues = this.issues
+    return body
   }
 }
 

@@ -20,6 +20,10 @@ export const PATHS = {
 export const SSE_EVENTS = {
   snapshot: 'snapshot',
   state: 'state',
+  /** The replay of a resumed stream is complete: the client is current again. */
+  resumed: 'resumed',
+  /** The server is dropping this stream (it fell too far behind): reconnect for a snapshot. */
+  resync: 'resync',
 } as const
 
 /** A store key: a letter or digit, then up to 127 of letters, digits and `._:-`. */
@@ -46,13 +50,23 @@ export const ERROR_STATUS = {
   invalid_client_id: 400,
   invalid_op_id: 400,
   too_deep: 400,
+  unauthenticated: 401,
+  forbidden: 403,
+  origin_not_allowed: 403,
+  client_id_taken: 403,
+  store_limit: 403,
   store_not_allowed: 403,
   not_found: 404,
   method_not_allowed: 405,
   conflict: 409,
   payload_too_large: 413,
+  state_too_large: 413,
   unsupported_media_type: 415,
+  invalid_state: 422,
+  rate_limited: 429,
   unavailable: 503,
+  too_many_streams: 503,
+  shutting_down: 503,
   // Client-side only: never sent by a server.
   network: 0,
   protocol: 0,
@@ -99,6 +113,14 @@ export interface ErrorBody {
   ok: false
   error: ErrorCode
   message: string
+  /** With `invalid_state`: what the store's schema found wrong. */
+  issues?: readonly SchemaIssue[]
+}
+
+/** One problem a schema found, as Standard Schema reports it. */
+export interface SchemaIssue {
+  message: string
+  path?: ReadonlyArray<PropertyKey | { key: PropertyKey }>
 }
 
 /** One store as it stands at some cursor. */

@@ -25,6 +25,8 @@ export interface Timers {
 /** What the stream reports to its replica. */
 export interface StreamHandlers {
   snapshot(message: SnapshotMessage, eventId: string): void
+  /** A resumed stream has replayed what was missed. */
+  resumed(): void
   state(event: StateEvent, eventId: string): void
   status(status: ConnectionStatus): void
 }
@@ -40,6 +42,8 @@ export interface StreamOptions {
   random: () => number
   /** The id to resume from when (re)connecting; `undefined` asks for a snapshot. */
   resumeFrom(): string | undefined
+  /** A short-lived token for the server's `authenticate`, sent as `?token=` (EventSource cannot send headers). */
+  token: (() => string | undefined) | undefined
 }
 
 const RECONNECT_BASE_MS = 250
@@ -108,6 +112,13 @@ export class StreamConnection {
       const message = parseData<SnapshotMessage>(event.data)
       if (source === this.#source && message?.stores) this.#handlers.snapshot(message, event.lastEventId)
     })
+    source.addEventListener(SSE_EVENTS.resumed, () => {
+      if (source === this.#source) this.#handlers.resumed()
+    })
+    source.addEventListener(SSE_EVENTS.resync, () => {
+      // The server dropped us for falling behind: start over from a snapshot.
+      if (source === this.#source) this.resync()
+    })
     source.addEventListener(SSE_EVENTS.state, (event) => {
       const message = parseData<StateEvent>(event.data)
       if (source === this.#source && message?.storeKey) this.#handlers.state(message, event.lastEventId)
@@ -125,6 +136,8 @@ export class StreamConnection {
     const query = new URLSearchParams()
     if (this.#options.stores !== undefined) query.set('stores', this.#options.stores.join(','))
     if (resumeFrom !== undefined) query.set('lastEventId', resumeFrom)
+    const token = this.#options.token?.()
+    if (token !== undefined) query.set('token', token)
     const search = query.toString()
     return `${this.#options.url}${PATHS.sse}${search ? `?${search}` : ''}`
   }

@@ -97,6 +97,12 @@ export interface ReplicaOptions {
    * entries its own. Without them every tab holds its own stream, and the outbox assumes one tab.
    */
   locks?: LockManagerLike
+  /**
+   * A short-lived credential for the server's `authenticate`, read at every request: proposals send
+   * it as `Authorization: Bearer …`, streams as `?token=…` (EventSource cannot send headers).
+   * Cookies need nothing: same-origin requests carry them.
+   */
+  token?: () => string | undefined
   /** Default: the global `fetch`. */
   fetch?: typeof fetch
   /** Default: the global `EventSource` (on Node.js 20, pass the `eventsource` package's). */
@@ -154,6 +160,7 @@ interface ReplicaStore {
 
 type ProposalAnswer = { status: number; body: SyncAccepted | SyncConflict | ErrorBody }
 
+const JSON_REQUEST = { 'content-type': 'application/json' }
 const CONFLICT_BACKOFF_BASE_MS = 10
 const DELIVERY_BACKOFF_BASE_MS = 100
 const BACKOFF_CAP_MS = 5_000
@@ -234,6 +241,7 @@ export class ReplicaUniverse extends Universe {
       timers: this.#timers,
       random: this.#random,
       resumeFrom: () => this.#lastEventId,
+      token: options.token,
     }
     const BroadcastChannelImpl = options.BroadcastChannel ?? globalThis.BroadcastChannel
     const tabs = options.tabs ?? typeof window !== 'undefined'
@@ -263,6 +271,10 @@ export class ReplicaUniverse extends Universe {
         this.#applyEvent(event, eventId)
         this.#tabs?.post({ type: 'state', from, event, eventId })
       },
+      resumed: () => {
+        this.#markSynced()
+        this.#tabs?.post({ type: 'resumed', from })
+      },
       status: (status) => {
         this.#setStatus(status)
         this.#tabs?.post({ type: 'status', from, status })
@@ -282,6 +294,9 @@ export class ReplicaUniverse extends Universe {
         break
       case 'state':
         if (!leading) this.#applyEvent(message.event, message.eventId)
+        break
+      case 'resumed':
+        if (!leading) this.#markSynced()
         break
       case 'status':
         if (!leading) this.#setStatus(message.status)
@@ -497,12 +512,18 @@ export class ReplicaUniverse extends Universe {
 
   async #propose(storeKey: string, baseVersion: number, op: PendingOp): Promise<ProposalAnswer> {
     const { sent: state, clientId, opId } = op
+    const token = this.#options.token?.()
     const response = await this.#fetch(`${this.#url}${PATHS.sync}`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json' },
+      headers: token === undefined ? JSON_REQUEST : { ...JSON_REQUEST, authorization: `Bearer ${token}` },
       body: JSON.stringify({ storeKey, baseVersion, state, clientId, opId }),
     })
-    if (response.status >= 500) throw new ZunoError('unavailable', `The server answered ${response.status}`)
+    if (response.status >= 500 || response.status === 429) {
+      // Not a refusal of the op: the server is busy or limiting us. Try again later, same ids.
+      const retryAfter = Number(response.headers.get('retry-after')) || undefined
+      const code = response.status === 429 ? 'rate_limited' : 'unavailable'
+      throw new ZunoError(code, `The server answered ${response.status}`, retryAfter === undefined ? {} : { retryAfter })
+    }
     const body = (await response.json()) as ProposalAnswer['body']
     return { status: response.status, body }
   }
@@ -545,11 +566,12 @@ export class ReplicaUniverse extends Universe {
     )
     if (replica.pending[0] !== op) return this.#pump(replica)
     op.failures += 1
-    this.#retry(replica, op.failures, DELIVERY_BACKOFF_BASE_MS)
+    const waitAtLeast = isZunoError(error) && error.retryAfter !== undefined ? error.retryAfter * 1000 : 0
+    this.#retry(replica, op.failures, DELIVERY_BACKOFF_BASE_MS, waitAtLeast)
   }
 
   /** Proposes again after a jittered pause (none for the first retry after a conflict). */
-  #retry(replica: ReplicaStore, attempt: number, baseMs: number): void {
+  #retry(replica: ReplicaStore, attempt: number, baseMs: number, waitAtLeast = 0): void {
     if (attempt <= 0) return this.#pump(replica)
     replica.busy = true
     replica.retryTimer = this.#timers.setTimeout(
@@ -558,7 +580,7 @@ export class ReplicaUniverse extends Universe {
         replica.busy = false
         this.#pump(replica)
       },
-      backoffDelay(attempt, baseMs, BACKOFF_CAP_MS, this.#random),
+      Math.max(waitAtLeast, backoffDelay(attempt, baseMs, BACKOFF_CAP_MS, this.#random)),
     )
   }
 
@@ -603,10 +625,14 @@ export class ReplicaUniverse extends Universe {
       if (epochChanged || incoming.version >= replica.confirmed.version) this.#confirmFromServer(replica, incoming)
       this.#show(replica)
     }
-    if (!this.#synced) {
-      this.#synced = true
-      for (const replica of this.#replicas.values()) this.#pump(replica)
-    }
+    this.#markSynced()
+  }
+
+  /** The server's states are known again: what waited can be proposed. */
+  #markSynced(): void {
+    if (this.#synced) return
+    this.#synced = true
+    for (const replica of this.#replicas.values()) this.#pump(replica)
   }
 
   #applyEvent(event: StateEvent, eventId: string): void {
@@ -723,7 +749,11 @@ export class ReplicaUniverse extends Universe {
 
   #setStatus(status: ConnectionStatus): void {
     this.#status.set(status)
-    if (status === 'connected') this.#flush()
+    // A lost stream may come back to a restarted server, whose versions start over: propose
+    // nothing on a version we knew before until the new stream has said where things stand
+    // (a snapshot, or the end of a replay).
+    if (status !== 'connected') this.#synced = false
+    else this.#flush()
   }
 
   #countPending(delta: number): void {

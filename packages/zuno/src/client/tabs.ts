@@ -27,6 +27,7 @@ export type TabMessage =
   /** The leader's stream, relayed: a snapshot (also the answer to `hello`), or one change. */
   | { type: 'snapshot'; from: string; message: SnapshotMessage; eventId: string }
   | { type: 'state'; from: string; event: StateEvent; eventId: string }
+  | { type: 'resumed'; from: string }
   /** The leader's connection status. */
   | { type: 'status'; from: string; status: ConnectionStatus }
   /** What a tab's own pending ops make of a store (`pending: false` once it has none). */

@@ -99,18 +99,14 @@ export class AuthoritativeUniverse extends Universe {
     return this.#readyLog().cursor
   }
 
-  /** Every readable store (or those named) as of the returned cursor. */
-  snapshot(storeKeys?: readonly string[]): StateResponse {
+  /** Every store (or those named, or those `readable` admits) as of the returned cursor. */
+  snapshot(storeKeys?: readonly string[], readable?: (storeKey: string) => boolean): StateResponse {
     const cursor = this.cursor
     const stores: Record<string, StoreState> = {}
-    if (storeKeys === undefined) {
-      for (const cell of this.cells()) {
-        if (this.#isVisible(cell)) stores[cell.key] = { version: cell.version, state: cell.get() }
-      }
-    } else {
-      for (const key of storeKeys) {
-        const cell = this.existing(key)
-        if (cell !== undefined && this.#isVisible(cell)) stores[key] = { version: cell.version, state: cell.get() }
+    const cells = storeKeys === undefined ? this.cells() : storeKeys.map((key) => this.existing(key))
+    for (const cell of cells) {
+      if (cell !== undefined && this.#isVisible(cell) && (readable === undefined || readable(cell.key))) {
+        stores[cell.key] = { version: cell.version, state: cell.get() }
       }
     }
     return { stores, cursor }

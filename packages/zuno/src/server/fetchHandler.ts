@@ -56,6 +56,7 @@ export function toResponse(response: ZunoResponse, signal?: AbortSignal): Respon
             return (controller.desiredSize ?? 0) > 0
           },
           close() {
+            subscription?.close()
             try {
               controller.close()
             } catch {

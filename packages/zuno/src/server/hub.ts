@@ -34,13 +34,15 @@ class Subscriber implements Subscription {
     readonly hub: Hub,
     readonly sink: SseSink,
     readonly storeKeys: ReadonlySet<string> | undefined,
+    /** For a subscriber to every store: which ones it may read (`undefined`: all). */
+    readonly readable: ((storeKey: string) => boolean) | undefined,
   ) {}
 
   send(frame: Uint8Array): void {
     if (this.queue !== undefined) {
       this.queue.push(frame)
       this.queuedBytes += frame.byteLength
-      if (this.queuedBytes > this.hub.options.maxQueuedBytes) this.drop()
+      if (this.queuedBytes > this.hub.options.maxQueuedBytes) this.drop(true)
       return
     }
     if (!this.sink.write(frame)) this.queue = []
@@ -67,8 +69,10 @@ class Subscriber implements Subscription {
     this.hub.remove(this)
   }
 
-  drop(): void {
+  /** Ends the stream; `resync` first tells the client it fell behind and needs a snapshot. */
+  drop(resync = false): void {
     this.close()
+    if (resync) this.sink.write(this.hub.resyncFrame)
     this.sink.close()
   }
 }
@@ -88,6 +92,7 @@ export class Hub {
   constructor(
     readonly options: HubOptions,
     readonly heartbeatFrame: Uint8Array,
+    readonly resyncFrame: Uint8Array,
   ) {}
 
   /** Number of open subscriptions. */
@@ -99,8 +104,13 @@ export class Hub {
    * Registers a subscriber after writing its opening frames, in the same tick, so that no
    * event can fall between what it was sent and what it receives live.
    */
-  add(sink: SseSink, storeKeys: ReadonlySet<string> | undefined, opening: Uint8Array[]): Subscription {
-    const subscriber = new Subscriber(this, sink, storeKeys)
+  add(
+    sink: SseSink,
+    storeKeys: ReadonlySet<string> | undefined,
+    readable: ((storeKey: string) => boolean) | undefined,
+    opening: Uint8Array[],
+  ): Subscription {
+    const subscriber = new Subscriber(this, sink, storeKeys, readable)
     for (const frame of opening) subscriber.send(frame)
     if (subscriber.closed) return subscriber
     if (storeKeys === undefined) {
@@ -119,8 +129,11 @@ export class Hub {
 
   /** Sends a committed event's frame to everyone subscribed to its store. */
   publish(entry: LogEntry): void {
-    for (const subscriber of this.#everything) subscriber.send(entry.frame)
-    const interested = this.#byStore.get(entry.event.storeKey)
+    const { storeKey } = entry.event
+    for (const subscriber of this.#everything) {
+      if (subscriber.readable === undefined || subscriber.readable(storeKey)) subscriber.send(entry.frame)
+    }
+    const interested = this.#byStore.get(storeKey)
     if (interested !== undefined) for (const subscriber of interested) subscriber.send(entry.frame)
   }
 

@@ -35,3 +35,9 @@ export function encodeRetryHint(retryMs: number): Uint8Array {
 
 /** A comment line: keeps idle connections (and the proxies on the way) alive. */
 export const HEARTBEAT_FRAME: Uint8Array = encoder.encode(': ping\n\n')
+
+/** Sent as a stream is dropped for falling behind: the client should reconnect for a snapshot. */
+export const RESYNC_FRAME: Uint8Array = encoder.encode(`event: ${SSE_EVENTS.resync}\ndata: {}\n\n`)
+
+/** Ends the replay of a resumed stream: from here on the client is current. */
+export const RESUMED_FRAME: Uint8Array = encoder.encode(`event: ${SSE_EVENTS.resumed}\ndata: {}\n\n`)

@@ -7,9 +7,11 @@ import {
   type SyncAccepted,
   type SyncConflict,
 } from '../protocol'
+import { type Authenticate, type AuthRequest, type Authorize, ClientBindings, type Principal, readCookie } from './auth'
 import type { AuthoritativeUniverse } from './authoritativeUniverse'
 import { Hub, type SseSink, type Subscription } from './hub'
-import { encodeRetryHint, encodeSnapshotFrame, HEARTBEAT_FRAME } from './sse'
+import { RateLimiter, StreamLimiter } from './limits'
+import { encodeRetryHint, encodeSnapshotFrame, HEARTBEAT_FRAME, RESUMED_FRAME, RESYNC_FRAME } from './sse'
 import { isJsonContentType, parseProposalText, validateProposal, valueExceedsDepth } from './validate'
 
 /** Options shared by every adapter. */
@@ -22,8 +24,20 @@ export interface SyncServerOptions {
   heartbeatMs?: number
   /** The `retry:` hint sent to SSE clients, in ms. Default 1,000. */
   retryMs?: number
-  /** Bytes queued for a stalled SSE subscriber before it is dropped to resume later. Default 4 MiB. */
+  /** Bytes queued for a stalled SSE subscriber before it is dropped with a resync instruction. Default 4 MiB. */
   maxQueuedBytes?: number
+  /** Who is asking: from a cookie, the `Authorization` header or (for SSE) a query token. 401 when it returns nothing. */
+  authenticate?: Authenticate
+  /** Whether the principal may read or write a store (403 when not). Default: everything. */
+  authorize?: Authorize
+  /** Browser origins allowed to call; a request with another `Origin` gets 403. Default: any. */
+  allowedOrigins?: readonly string[]
+  /** Open SSE streams in all (503 with Retry-After above). Default 10,000. */
+  maxStreams?: number
+  /** Open SSE streams per authenticated principal. Default 16. */
+  maxStreamsPerPrincipal?: number
+  /** Proposals a second per principal (or per client, when anonymous); bursts of twice as many. Default 50. */
+  maxProposalsPerSecond?: number
 }
 
 /** A request as the engine needs it; each adapter builds one from its framework's request. */
@@ -81,6 +95,15 @@ export class SyncServer {
   readonly #stopFollowing: () => void
   /** The unfiltered snapshot frame, reused until the next commit. */
   #snapshotCache: { cursor: string; frame: Uint8Array } | undefined
+  readonly #authenticate: Authenticate | undefined
+  readonly #authorize: Authorize | undefined
+  readonly #allowedOrigins: ReadonlySet<string> | undefined
+  readonly #clients = new ClientBindings(100_000)
+  readonly #rate: RateLimiter
+  readonly #streamLimit: StreamLimiter
+  /** Proposals being handled, so shutdown can wait for them. */
+  readonly #inFlight = new Set<Promise<unknown>>()
+  #shuttingDown = false
 
   constructor(universe: AuthoritativeUniverse, options: SyncServerOptions = {}) {
     this.#universe = universe
@@ -90,8 +113,15 @@ export class SyncServer {
     this.#hub = new Hub(
       { heartbeatMs: options.heartbeatMs ?? 5000, maxQueuedBytes: options.maxQueuedBytes ?? 4 * 1024 * 1024 },
       HEARTBEAT_FRAME,
+      RESYNC_FRAME,
     )
     this.#stopFollowing = universe.onCommit((entry) => this.#hub.publish(entry))
+    this.#authenticate = options.authenticate
+    this.#authorize = options.authorize
+    this.#allowedOrigins = options.allowedOrigins && new Set(options.allowedOrigins)
+    const rate = options.maxProposalsPerSecond ?? 50
+    this.#rate = new RateLimiter(rate, rate * 2)
+    this.#streamLimit = new StreamLimiter(options.maxStreams ?? 10_000, options.maxStreamsPerPrincipal ?? 16)
   }
 
   /** Number of open SSE streams. */
@@ -102,32 +132,93 @@ export class SyncServer {
   /** Answers one request. Never rejects: every failure becomes a JSON error response. */
   async handle(request: ZunoRequest): Promise<ZunoResponse> {
     try {
-      switch (request.path) {
-        case PATHS.sync:
-          return request.method === 'POST' ? await this.#sync(request) : methodNotAllowed('POST')
-        case PATHS.sse:
-          return request.method === 'GET' ? await this.#sse(request) : methodNotAllowed('GET')
-        case PATHS.state:
-          return request.method === 'GET' ? await this.#state(request) : methodNotAllowed('GET')
-        default:
-          throw new ZunoError('not_found', `No Zuno endpoint at ${JSON.stringify(request.path)}`)
+      const allowed = { [PATHS.sync]: 'POST', [PATHS.sse]: 'GET', [PATHS.state]: 'GET' }[request.path]
+      if (allowed === undefined) throw new ZunoError('not_found', `No Zuno endpoint at ${JSON.stringify(request.path.slice(0, 200))}`)
+      if (request.method !== allowed) return methodNotAllowed(allowed)
+      if (this.#shuttingDown) throw new ZunoError('shutting_down', 'The server is shutting down; try another', { retryAfter: 1 })
+      this.#checkOrigin(request)
+      const principal = await this.#identify(request)
+      if (request.path === PATHS.sse) return await this.#sse(request, principal)
+      if (request.path === PATHS.state) return await this.#state(request, principal)
+      const handling = this.#sync(request, principal)
+      this.#inFlight.add(handling)
+      try {
+        return await handling
+      } finally {
+        this.#inFlight.delete(handling)
       }
     } catch (error) {
       return errorResponse(error)
     }
   }
 
-  /** Ends every stream (clients reconnect) and stops following the universe. */
+  /** Ends every stream at once (clients reconnect) and stops following the universe. */
   close(): void {
     this.#stopFollowing()
     this.#hub.closeAll()
   }
 
-  async #sync(request: ZunoRequest): Promise<ZunoResponse> {
+  /**
+   * Graceful shutdown: new requests get 503 `shutting_down`, proposals in flight finish (so every
+   * acknowledged write is in the universe), then streams end with a retry hint, so clients
+   * reconnect (to another instance, behind a load balancer). Then stop the HTTP server.
+   */
+  async shutdown(): Promise<void> {
+    this.#shuttingDown = true
+    await Promise.allSettled([...this.#inFlight])
+    this.close()
+  }
+
+  #checkOrigin(request: ZunoRequest): void {
+    const origin = request.header('origin')
+    if (this.#allowedOrigins !== undefined && origin && !this.#allowedOrigins.has(origin)) {
+      throw new ZunoError('origin_not_allowed', `Origin ${JSON.stringify(origin.slice(0, 200))} may not call this server`)
+    }
+  }
+
+  async #identify(request: ZunoRequest): Promise<Principal | undefined> {
+    if (this.#authenticate === undefined) return undefined
+    const view: AuthRequest = {
+      header: (name) => request.header(name),
+      query: request.query,
+      cookie: (name) => readCookie(request.header('cookie'), name),
+    }
+    const principal = await this.#authenticate(view)
+    if (principal === undefined) throw new ZunoError('unauthenticated', 'Sign in first')
+    return principal
+  }
+
+  #may(principal: Principal | undefined, storeKey: string, action: 'read' | 'write'): boolean {
+    return this.#authorize === undefined || this.#authorize({ principal, storeKey, action })
+  }
+
+  #mustRead(principal: Principal | undefined, storeKeys: readonly string[] | undefined): void {
+    for (const storeKey of storeKeys ?? []) {
+      if (!this.#may(principal, storeKey, 'read')) throw new ZunoError('forbidden', `You may not read ${JSON.stringify(storeKey)}`)
+    }
+  }
+
+  /** The stores a principal may read, as a cached predicate; `undefined` when everything is readable. */
+  #readable(principal: Principal | undefined): ((storeKey: string) => boolean) | undefined {
+    if (this.#authorize === undefined) return undefined
+    const decided = new Map<string, boolean>()
+    return (storeKey) => {
+      let may = decided.get(storeKey)
+      if (may === undefined) decided.set(storeKey, (may = this.#may(principal, storeKey, 'read')))
+      return may
+    }
+  }
+
+  async #sync(request: ZunoRequest, principal: Principal | undefined): Promise<ZunoResponse> {
     if (!isJsonContentType(request.header('content-type'))) {
       throw new ZunoError('unsupported_media_type', 'POST /sync takes Content-Type: application/json')
     }
     const proposal = await this.#readProposal(request)
+    if (!this.#may(principal, proposal.storeKey, 'write')) {
+      throw new ZunoError('forbidden', `You may not write ${JSON.stringify(proposal.storeKey)}`)
+    }
+    if (principal !== undefined) this.#clients.claim(proposal.clientId, principal.id)
+    this.#rate.take(principal?.id ?? `client:${proposal.clientId}`)
     const outcome = await this.#universe.propose(proposal)
     if (outcome.type === 'conflict') {
       const body: SyncConflict = {
@@ -161,21 +252,34 @@ export class SyncServer {
     return validateProposal(parsedBody)
   }
 
-  async #state(request: ZunoRequest): Promise<ZunoResponse> {
+  async #state(request: ZunoRequest, principal: Principal | undefined): Promise<ZunoResponse> {
     const storeKeys = this.#storeFilter(request)
+    this.#mustRead(principal, storeKeys)
     await this.#universe.ready
-    return json(200, this.#universe.snapshot(storeKeys))
+    return json(200, this.#universe.snapshot(storeKeys, this.#readable(principal)))
   }
 
-  async #sse(request: ZunoRequest): Promise<ZunoResponse> {
+  async #sse(request: ZunoRequest, principal: Principal | undefined): Promise<ZunoResponse> {
     const storeKeys = this.#storeFilter(request)
+    this.#mustRead(principal, storeKeys)
     await this.#universe.ready
     // The header wins: EventSource sends it on every reconnect, with a newer id than the URL's.
     const lastEventId = request.header('last-event-id') || request.query.get('lastEventId') || undefined
     const keySet = storeKeys === undefined ? undefined : new Set(storeKeys)
+    const readable = storeKeys === undefined ? this.#readable(principal) : undefined
+    const release = this.#streamLimit.open(principal?.id)
     return {
       kind: 'sse',
-      open: (sink) => this.#hub.add(sink, keySet, this.#openingFrames(lastEventId, storeKeys, keySet)),
+      open: (sink) => {
+        const subscription = this.#hub.add(sink, keySet, readable, this.#openingFrames(lastEventId, storeKeys, keySet ?? readable))
+        return {
+          drained: () => subscription.drained(),
+          close: () => {
+            release()
+            subscription.close()
+          },
+        }
+      },
     }
   }
 
@@ -183,27 +287,26 @@ export class SyncServer {
   #openingFrames(
     lastEventId: string | undefined,
     storeKeys: readonly string[] | undefined,
-    keySet: ReadonlySet<string> | undefined,
+    wanted: ReadonlySet<string> | ((storeKey: string) => boolean) | undefined,
   ): Uint8Array[] {
     const missed = lastEventId === undefined ? undefined : this.#universe.since(lastEventId)
     if (missed !== undefined) {
+      const keep = typeof wanted === 'function' ? wanted : wanted === undefined ? undefined : (key: string) => wanted.has(key)
       const frames = [this.#retryHint]
-      for (const entry of missed) {
-        if (keySet === undefined || keySet.has(entry.event.storeKey)) frames.push(entry.frame)
-      }
+      for (const entry of missed) if (keep === undefined || keep(entry.event.storeKey)) frames.push(entry.frame)
+      frames.push(RESUMED_FRAME)
       return frames
     }
-    return [this.#retryHint, this.#snapshotFrame(storeKeys)]
+    return [this.#retryHint, this.#snapshotFrame(storeKeys, typeof wanted === 'function' ? wanted : undefined)]
   }
 
-  #snapshotFrame(storeKeys: readonly string[] | undefined): Uint8Array {
+  #snapshotFrame(storeKeys: readonly string[] | undefined, readable: ((storeKey: string) => boolean) | undefined): Uint8Array {
+    const shared = storeKeys === undefined && readable === undefined
     // The full snapshot only changes with a commit, so it is built and encoded once per cursor.
-    if (storeKeys === undefined && this.#snapshotCache?.cursor === this.#universe.cursor) {
-      return this.#snapshotCache.frame
-    }
-    const { stores, cursor } = this.#universe.snapshot(storeKeys)
+    if (shared && this.#snapshotCache?.cursor === this.#universe.cursor) return this.#snapshotCache.frame
+    const { stores, cursor } = this.#universe.snapshot(storeKeys, readable)
     const frame = encodeSnapshotFrame(cursor, { stores })
-    if (storeKeys === undefined) this.#snapshotCache = { cursor, frame }
+    if (shared) this.#snapshotCache = { cursor, frame }
     return frame
   }
 
@@ -241,7 +344,11 @@ export function tooLarge(limit: number): ZunoError {
 
 /** Turns anything thrown into a JSON error; unexpected failures become 503 and are reported. */
 export function errorResponse(error: unknown): ZunoResponse {
-  if (isZunoError(error) && error.status >= 400) return json(error.status, error.toBody())
+  if (isZunoError(error) && error.status >= 400) {
+    const response = json(error.status, error.toBody())
+    if (error.retryAfter !== undefined) response.headers = { 'retry-after': String(error.retryAfter) }
+    return response
+  }
   // Not a client's fault, and not a crash: say "try again" and let the host see what happened.
   console.error('[zuno] unexpected error while handling a request', error)
   return json(503, { ok: false, error: 'unavailable', message: 'The server could not handle the request; try again' })

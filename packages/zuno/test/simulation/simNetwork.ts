@@ -119,7 +119,7 @@ export class SimNetwork {
       attempt.status = answer.status
       const json = JSON.parse(answer.body) as { version?: number; state?: unknown }
       if (json.version !== undefined) attempt.answer = { version: json.version, state: json.state }
-      return { status: answer.status, json: async () => JSON.parse(answer.body) } as Response
+      return { status: answer.status, headers: new Headers(), json: async () => JSON.parse(answer.body) } as Response
     }) as typeof fetch
   }
 
@@ -189,7 +189,8 @@ export class SimNetwork {
   #boot(): void {
     this.universe = createUniverse({ stores: this.#stores, storage: this.#storage, retention: 50 })
     this.universe.onCommit((entry) => this.committed.push(entry.event))
-    this.#server = new SyncServer(this.universe, { heartbeatMs: 1e9 })
+    // Rate limits count real time, which a virtual run does not spend.
+    this.#server = new SyncServer(this.universe, { heartbeatMs: 1e9, maxProposalsPerSecond: 1e9 })
   }
 }
 

@@ -1,0 +1,65 @@
+import { ZunoError } from '../errors'
+
+/** Who is asking, as the app's `authenticate` says. `id` must be stable and unique per user. */
+export interface Principal {
+  id: string
+}
+
+/** What `authenticate` sees of a request. EventSource cannot send headers: read a cookie or a query token. */
+export interface AuthRequest {
+  header(name: string): string | null | undefined
+  query: URLSearchParams
+  cookie(name: string): string | undefined
+}
+
+/** Identifies the principal of a request; `undefined` means not signed in (answered 401). May be async. */
+export type Authenticate<P extends Principal = Principal> = (request: AuthRequest) => P | undefined | Promise<P | undefined>
+
+/**
+ * May `principal` read or write `storeKey`? Synchronous on purpose: it runs for every proposal and,
+ * on the fan-out path, once per stream and store. Do lookups in `authenticate` and carry the result
+ * on the principal.
+ */
+export type Authorize<P extends Principal = Principal> = (check: {
+  principal: P | undefined
+  storeKey: string
+  action: 'read' | 'write'
+}) => boolean
+
+/** Reads one cookie from a `Cookie` header. */
+export function readCookie(header: string | null | undefined, name: string): string | undefined {
+  if (!header) return undefined
+  for (const part of header.split(';')) {
+    const eq = part.indexOf('=')
+    if (eq !== -1 && part.slice(0, eq).trim() === name) {
+      const value = part.slice(eq + 1).trim()
+      try {
+        return decodeURIComponent(value)
+      } catch {
+        return value
+      }
+    }
+  }
+  return undefined
+}
+
+/**
+ * Binds each client id to the principal that used it first, so one user can neither replay nor
+ * collide with another's `(clientId, opId)`. Bounded: the oldest bindings are forgotten first.
+ */
+export class ClientBindings {
+  readonly #owners = new Map<string, string>()
+
+  constructor(readonly capacity: number) {}
+
+  /** Throws `client_id_taken` if `clientId` belongs to another principal. */
+  claim(clientId: string, principalId: string): void {
+    const owner = this.#owners.get(clientId)
+    if (owner === undefined) {
+      this.#owners.set(clientId, principalId)
+      if (this.#owners.size > this.capacity) this.#owners.delete(this.#owners.keys().next().value as string)
+    } else if (owner !== principalId) {
+      throw new ZunoError('client_id_taken', 'This clientId belongs to another user; pick a fresh one')
+    }
+  }
+}

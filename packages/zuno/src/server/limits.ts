@@ -1,0 +1,66 @@
+import { ZunoError } from '../errors'
+
+/**
+ * Token buckets per key: `rate` proposals a second on average, bursts up to `burst`. Bounded: the
+ * least recently used buckets are forgotten first (a forgotten bucket starts full again).
+ */
+export class RateLimiter {
+  readonly #buckets = new Map<string, { tokens: number; at: number }>()
+
+  constructor(
+    readonly rate: number,
+    readonly burst: number,
+    readonly capacity = 100_000,
+    readonly now: () => number = Date.now,
+  ) {}
+
+  /** Takes one token for `key`, or throws `rate_limited` with the seconds until the next one. */
+  take(key: string): void {
+    const now = this.now()
+    const bucket = this.#buckets.get(key) ?? { tokens: this.burst, at: now }
+    this.#buckets.delete(key) // re-inserted below: Map order is our LRU order
+    bucket.tokens = Math.min(this.burst, bucket.tokens + ((now - bucket.at) / 1000) * this.rate)
+    bucket.at = now
+    this.#buckets.set(key, bucket)
+    if (this.#buckets.size > this.capacity) this.#buckets.delete(this.#buckets.keys().next().value as string)
+    if (bucket.tokens < 1) {
+      const retryAfter = Math.ceil((1 - bucket.tokens) / this.rate)
+      throw new ZunoError('rate_limited', `More than ${this.rate} proposals a second; slow down`, { retryAfter })
+    }
+    bucket.tokens -= 1
+  }
+}
+
+/** Counts open streams, in all and per principal, and refuses past either limit. */
+export class StreamLimiter {
+  #total = 0
+  readonly #perPrincipal = new Map<string, number>()
+
+  constructor(
+    readonly maxTotal: number,
+    readonly maxPerPrincipal: number,
+    readonly random: () => number = Math.random,
+  ) {}
+
+  /** Reserves a place, or throws `too_many_streams` with a jittered Retry-After; returns its release. */
+  open(principalId: string | undefined): () => void {
+    const mine = principalId === undefined ? 0 : (this.#perPrincipal.get(principalId) ?? 0)
+    if (this.#total >= this.maxTotal || mine >= this.maxPerPrincipal) {
+      // Spread the retries out, so a crowd turned away does not come back all at once.
+      const retryAfter = 1 + Math.floor(this.random() * 10)
+      throw new ZunoError('too_many_streams', 'Too many open streams; try again shortly', { retryAfter })
+    }
+    this.#total += 1
+    if (principalId !== undefined) this.#perPrincipal.set(principalId, mine + 1)
+    let released = false
+    return () => {
+      if (released) return
+      released = true
+      this.#total -= 1
+      if (principalId === undefined) return
+      const left = (this.#perPrincipal.get(principalId) ?? 1) - 1
+      if (left === 0) this.#perPrincipal.delete(principalId)
+      else this.#perPrincipal.set(principalId, left)
+    }
+  }
+}
