@@ -19,6 +19,8 @@ export type { IndexedDbOutboxOptions, Outbox, OutboxEntry } from './client/outbo
 export type { BroadcastChannelConstructor, BroadcastChannelLike, LockManagerLike, TabMessage } from './client/tabs'
 export type { ConnectionStatus, EventSourceConstructor, EventSourceLike, Timers } from './client/connection'
 export { isZunoError, ZunoError } from './errors'
+export { validateState } from './schema'
+export type { Schemas, StatesOf } from './schema'
 export {
   CLIENT_ID_PATTERN,
   DEFAULT_LIMITS,
@@ -34,6 +36,7 @@ export {
 export type {
   ErrorBody,
   ErrorCode,
+  SchemaIssue,
   EventId,
   SnapshotMessage,
   StateEvent,

@@ -120,7 +120,7 @@ export interface ErrorBody {
 /** One problem a schema found, as Standard Schema reports it. */
 export interface SchemaIssue {
   message: string
-  path?: ReadonlyArray<PropertyKey | { key: PropertyKey }>
+  path?: ReadonlyArray<string | number>
 }
 
 /** One store as it stands at some cursor. */

@@ -13,7 +13,7 @@ export function assertStoreKey(key: string): void {
 }
 
 /** A registry of stores; what `set` does depends on the role, so each role subclasses this. */
-export abstract class Universe {
+export abstract class Universe<TStores extends Record<string, unknown> = Record<string, unknown>> {
   /** Whether this universe is the source of truth or follows one. */
   abstract readonly role: UniverseRole
   readonly #stores = new Map<string, StoreCell<unknown>>()
@@ -26,8 +26,11 @@ export abstract class Universe {
    * The store under `key`, created on first use. `initial` is its state until the store has
    * been written (or, on a replica, until the server's state arrives).
    */
-  store<T>(key: string, initial?: T): Store<T> {
-    return this.cell(key, initial) as StoreCell<T>
+  store<K extends keyof TStores & string>(key: K, initial?: TStores[K]): Store<TStores[K]>
+  store<T>(key: string, initial?: T): Store<T>
+  // biome-ignore lint/suspicious/noExplicitAny: the overloads above give the caller its type
+  store(key: string, initial?: unknown): Store<any> {
+    return this.cell(key, initial)
   }
 
   /** True when a store with this key exists here. */

@@ -12,6 +12,7 @@ import {
   type SyncAccepted,
   type SyncConflict,
 } from '../protocol'
+import { type Schemas, schemaFor, type StatesOf, validateState } from '../schema'
 import { applyUpdater, type StoreCell, type Updater } from '../store'
 import { Universe } from '../universe'
 import { backoffDelay } from './backoff'
@@ -56,7 +57,7 @@ export interface ConflictInfo {
 }
 
 /** Options of {@link connect}. */
-export interface ReplicaOptions {
+export interface ReplicaOptions<S extends Schemas = Schemas> {
   /** Where the server mounted Zuno, such as `/zuno` or `http://127.0.0.1:3000/zuno`. */
   url: string
   /** Follow only these stores. Default: every store the server streams. */
@@ -68,6 +69,11 @@ export interface ReplicaOptions {
    * stores show them at once and the stream continues from their `cursor`, with no gap and no overlap.
    */
   hydrate?: StateResponse
+  /**
+   * Per-store Standard Schemas: an op whose state does not match is refused here, with the issues
+   * (`invalid_state`), before it is proposed; `store(key)` is typed from them.
+   */
+  schemas?: S
   /** One policy for every store, or one per store key (others rebase). Default `rebase`. */
   conflictPolicy?: ConflictPolicy | Record<string, ConflictPolicy>
   /** How many times an op is proposed before a conflict rejects it. Default 10. */
@@ -173,7 +179,7 @@ const BACKOFF_CAP_MS = 5_000
  * the server's state moves (a 409, or another client's event), pending ops are recomputed on it
  * according to the store's {@link ConflictPolicy}.
  */
-export class ReplicaUniverse extends Universe {
+export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<string, unknown>> extends Universe<TStores> {
   readonly role = 'replica' as const
   /** Identifies this replica's proposals. */
   readonly clientId: string
@@ -181,7 +187,7 @@ export class ReplicaUniverse extends Universe {
   readonly #pendingCount = new Observable(0)
   readonly #lastError = new Observable<ZunoError | undefined>(undefined)
   readonly #replicas = new Map<string, ReplicaStore>()
-  readonly #options: ReplicaOptions
+  readonly #options: ReplicaOptions<Schemas>
   readonly #url: string
   readonly #fetch: typeof fetch
   readonly #timers: Timers
@@ -203,7 +209,7 @@ export class ReplicaUniverse extends Universe {
   #restoring: boolean
   #closed = false
 
-  constructor(options: ReplicaOptions) {
+  constructor(options: ReplicaOptions<Schemas>) {
     super()
     this.#options = options
     this.#url = options.url.replace(/\/+$/, '')
@@ -498,14 +504,25 @@ export class ReplicaUniverse extends Universe {
       op.sent = op.result
       this.#save(replica, op)
     }
-    this.#propose(replica.cell.key, replica.confirmed.version, op).then(
-      (answer) => {
+    const key = replica.cell.key
+    const schema = schemaFor(this.#options.schemas, key)
+    const checked = schema === undefined ? Promise.resolve() : validateState(schema, key, op.sent)
+    checked.then(
+      () =>
+        this.#propose(key, replica.confirmed.version, op).then(
+          (answer) => {
+            replica.busy = false
+            this.#settle(replica, op, answer)
+          },
+          (error: unknown) => {
+            replica.busy = false
+            this.#deliveryFailed(replica, op, error)
+          },
+        ),
+      (invalid: unknown) => {
         replica.busy = false
-        this.#settle(replica, op, answer)
-      },
-      (error: unknown) => {
-        replica.busy = false
-        this.#deliveryFailed(replica, op, error)
+        const error = isZunoError(invalid) ? invalid : new ZunoError('invalid_state', `The schema of ${key} threw`, { cause: invalid })
+        this.#refuse(replica, op, error)
       },
     )
   }
@@ -554,7 +571,8 @@ export class ReplicaUniverse extends Universe {
       }
     } else {
       const error = body as Partial<ErrorBody>
-      this.#refuse(replica, op, new ZunoError(error.error ?? 'protocol', error.message ?? `The server answered ${status}`))
+      const issues = error.issues === undefined ? {} : { issues: error.issues }
+      this.#refuse(replica, op, new ZunoError(error.error ?? 'protocol', error.message ?? `The server answered ${status}`, issues))
     }
   }
 
@@ -765,7 +783,9 @@ function isPolicy(value: ReplicaOptions['conflictPolicy']): value is ConflictPol
   return value === 'rebase' || value === 'rollback' || typeof (value as { merge?: unknown })?.merge === 'function'
 }
 
-/** Connects a replica universe to a Zuno server. */
-export function connect(options: ReplicaOptions): ReplicaUniverse {
+/** Connects a replica universe to a Zuno server; with `schemas`, `store(key)` is typed from them. */
+export function connect<S extends Schemas = Schemas>(
+  options: ReplicaOptions<S>,
+): ReplicaUniverse<Schemas extends S ? Record<string, unknown> : StatesOf<S>> {
   return new ReplicaUniverse(options)
 }

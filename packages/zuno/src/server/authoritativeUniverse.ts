@@ -1,5 +1,6 @@
 import { ZunoError } from '../errors'
 import type { StateResponse, StoreState } from '../protocol'
+import { type Schemas, schemaFor, type StatesOf, validateState } from '../schema'
 import { applyUpdater, type StoreCell, type Updater } from '../store'
 import { Universe } from '../universe'
 import { randomId } from '../id'
@@ -9,7 +10,7 @@ import { encodeStateFrame } from './sse'
 import type { CommitOutcome, CommittedEvent, Proposal, Storage } from './storage'
 
 /** Options of {@link createUniverse}. */
-export interface UniverseOptions {
+export interface UniverseOptions<S extends Schemas = Schemas> {
   /** Stores that exist from the start, with their initial state (at version 0). */
   stores?: Record<string, unknown>
   /**
@@ -21,6 +22,15 @@ export interface UniverseOptions {
   storage?: Storage
   /** How many recent events are kept for clients that resume. Default 10,000. */
   retention?: number
+  /**
+   * Per-store Standard Schemas (zod, valibot, arktype…). Every write, a client's or the server's,
+   * is validated (422 `invalid_state` with the issues); the schema's output is what is stored.
+   */
+  schemas?: S
+  /** Most stores that may exist (403 `store_limit` for one more). Default 10,000. */
+  maxStores?: number
+  /** Largest state of one store, in bytes of JSON (413 `state_too_large`). Default: only the body limit. */
+  maxStateBytes?: number
 }
 
 /** How many times a server-side `set` retries after losing a race to another writer. */
@@ -30,7 +40,7 @@ const SERVER_WRITE_ATTEMPTS = 64
  * The server's universe: the source of truth. Clients propose through a sync adapter; server
  * code reads and writes the same stores, and its writes are logged and streamed like any client's.
  */
-export class AuthoritativeUniverse extends Universe {
+export class AuthoritativeUniverse<TStores extends Record<string, unknown> = Record<string, unknown>> extends Universe<TStores> {
   readonly role = 'authoritative' as const
   /** Settles once the storage has been read; requests wait for it. */
   readonly ready: Promise<void>
@@ -39,6 +49,9 @@ export class AuthoritativeUniverse extends Universe {
   readonly #declared: Map<string, unknown>
   readonly #allowStore: (storeKey: string) => boolean
   readonly #retention: number
+  readonly #schemas: Schemas | undefined
+  readonly #maxStores: number
+  readonly #maxStateBytes: number | undefined
   readonly #listeners = new Set<(entry: LogEntry) => void>()
   /** Committed events waiting to be applied, so a write made by a listener keeps log order. */
   readonly #arrivals: CommittedEvent[] = []
@@ -49,7 +62,7 @@ export class AuthoritativeUniverse extends Universe {
   readonly #clientId = `server.${randomId()}`
   #opId = 0
 
-  constructor(options: UniverseOptions = {}) {
+  constructor(options: UniverseOptions<Schemas> = {}) {
     super()
     this.#storage = options.storage ?? createMemoryStorage()
     this.#ownsStorage = options.storage === undefined
@@ -57,6 +70,9 @@ export class AuthoritativeUniverse extends Universe {
     const declared = this.#declared
     this.#allowStore = options.allowStore ?? ((storeKey) => declared.has(storeKey))
     this.#retention = options.retention ?? 10_000
+    this.#schemas = options.schemas
+    this.#maxStores = options.maxStores ?? 10_000
+    this.#maxStateBytes = options.maxStateBytes
     for (const [key, initial] of this.#declared) this.cell(key, initial)
     this.ready = this.#start()
     // Failures surface through `ready` and every request; this only avoids an unhandled rejection.
@@ -87,6 +103,14 @@ export class AuthoritativeUniverse extends Universe {
     if (!trusted && !exists && !this.#allowStore(proposal.storeKey)) {
       throw new ZunoError('store_not_allowed', `Store ${JSON.stringify(proposal.storeKey)} may not be created`)
     }
+    if (!exists && this.#visibleCount() >= this.#maxStores) {
+      throw new ZunoError('store_limit', `No more than ${this.#maxStores} stores`)
+    }
+    if (this.#maxStateBytes !== undefined && utf8Length(JSON.stringify(proposal.state)) > this.#maxStateBytes) {
+      throw new ZunoError('state_too_large', `A state may take at most ${this.#maxStateBytes} bytes`)
+    }
+    const schema = schemaFor(this.#schemas, proposal.storeKey)
+    if (schema !== undefined) proposal = { ...proposal, state: await validateState(schema, proposal.storeKey, proposal.state) }
     const outcome = await this.#storage.commit(proposal)
     if (outcome.type === 'conflict' && outcome.version === 0) {
       return { ...outcome, state: this.#declared.get(proposal.storeKey) }
@@ -151,6 +175,12 @@ export class AuthoritativeUniverse extends Universe {
     throw new ZunoError('conflict', `Gave up writing ${JSON.stringify(cell.key)} after ${SERVER_WRITE_ATTEMPTS} conflicts`)
   }
 
+  #visibleCount(): number {
+    let count = 0
+    for (const cell of this.cells()) if (this.#isVisible(cell)) count += 1
+    return count
+  }
+
   #isVisible(cell: StoreCell<unknown>): boolean {
     return cell.version > 0 || this.#declared.has(cell.key)
   }
@@ -177,7 +207,14 @@ export class AuthoritativeUniverse extends Universe {
   }
 }
 
-/** Creates the authoritative (server) universe. */
-export function createUniverse(options?: UniverseOptions): AuthoritativeUniverse {
+/** Creates the authoritative (server) universe; with `schemas`, `store(key)` is typed from them. */
+export function createUniverse<S extends Schemas = Schemas>(
+  options?: UniverseOptions<S>,
+): AuthoritativeUniverse<Schemas extends S ? Record<string, unknown> : StatesOf<S>> {
   return new AuthoritativeUniverse(options)
+}
+
+const encoder = new TextEncoder()
+function utf8Length(text: string | undefined): number {
+  return text === undefined ? 0 : encoder.encode(text).byteLength
 }
