@@ -1,5 +1,5 @@
 import { Elysia } from 'elysia'
-import { type AuthoritativeUniverse, createFetchHandler, type FetchHandlerOptions, type SyncServer } from 'zuno/server'
+import { createFetchHandler, type FetchHandlerOptions, type ServedUniverse, type SyncServer } from 'zuno/server'
 
 /** Options of {@link zuno}: where to mount, and the sync server's limits and timings. */
 export type ZunoElysiaOptions = FetchHandlerOptions
@@ -9,7 +9,7 @@ export type ZunoElysiaOptions = FetchHandlerOptions
  * `GET /zuno/sse` and `GET /zuno/state`. The work is core's web-standard handler; Elysia routes to it
  * with body parsing off, so the handler reads (and limits) the raw body itself.
  */
-export function zuno(universe: AuthoritativeUniverse, options: ZunoElysiaOptions = {}) {
+export function zuno(universe: ServedUniverse, options: ZunoElysiaOptions = {}) {
   const prefix = (options.prefix ?? '/zuno').replace(/\/+$/, '')
   const handler = createFetchHandler(universe, { ...options, prefix })
   const route = ({ request }: { request: Request }) => handler(request)
@@ -19,7 +19,9 @@ export function zuno(universe: AuthoritativeUniverse, options: ZunoElysiaOptions
   return Object.assign(plugin, {
     /** The transport-neutral server behind the plugin. */
     zunoServer: handler.server as SyncServer,
-    /** Ends every open SSE stream, before the app stops. */
+    /** Ends every open SSE stream at once, before the app stops. */
     closeStreams: () => handler.close(),
+    /** Graceful: refuse new requests, finish proposals in flight, end streams with a retry hint. */
+    shutdown: () => handler.shutdown(),
   })
 }

@@ -1,6 +1,6 @@
 import type { ErrorRequestHandler, NextFunction, Request, RequestHandler, Response } from 'express'
 import {
-  type AuthoritativeUniverse,
+  type ServedUniverse,
   errorResponse,
   JSON_HEADERS,
   readNodeBody,
@@ -22,8 +22,13 @@ export type ZunoExpressOptions = SyncServerOptions
 export interface ZunoMiddleware extends Array<RequestHandler | ErrorRequestHandler> {
   /** The transport-neutral server this middleware translates for. */
   readonly server: SyncServer
-  /** Ends every open SSE stream; call it before `httpServer.close()` so shutdown is not held open. */
+  /** Ends every open SSE stream at once; call it before `httpServer.close()` so shutdown is not held open. */
   close(): void
+  /**
+   * Graceful shutdown: new requests get 503, proposals in flight finish, streams end with a retry
+   * hint. Then `httpServer.close()`.
+   */
+  shutdown(): Promise<void>
 }
 
 /** What body-parser attaches to the errors it passes on. */
@@ -41,7 +46,7 @@ const PARSER_ERRORS: Record<number, ErrorCode> = { 413: 'payload_too_large', 415
  * It reads bodies itself; after `express.json()` it uses the parsed body, and turns that parser's
  * errors into Zuno's JSON errors.
  */
-export function zuno(universe: AuthoritativeUniverse, options: ZunoExpressOptions = {}): ZunoMiddleware {
+export function zuno(universe: ServedUniverse, options: ZunoExpressOptions = {}): ZunoMiddleware {
   const server = new SyncServer(universe, options)
   const handle = (req: Request, res: Response, next: NextFunction, parsedBody: unknown): void => {
     const { path, query } = splitTarget(req.url)
@@ -65,7 +70,7 @@ export function zuno(universe: AuthoritativeUniverse, options: ZunoExpressOption
     const code = PARSER_ERRORS[status] ?? 'invalid_body'
     send(req, res, errorResponse(new ZunoError(code, `The request body was refused (${type})`)))
   }
-  return Object.assign([endpoints, parserErrors], { server, close: () => server.close() })
+  return Object.assign([endpoints, parserErrors], { server, close: () => server.close(), shutdown: () => server.shutdown() })
 }
 
 function send(req: Request, res: Response, response: ZunoResponse): void {

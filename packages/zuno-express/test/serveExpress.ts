@@ -1,10 +1,10 @@
 import express from 'express'
-import type { AuthoritativeUniverse } from 'zuno/server'
+import type { ServedUniverse } from 'zuno/server'
 import { type ZunoExpressOptions, type ZunoMiddleware, zuno } from '../src/index'
 
 /** A universe served by Express on an ephemeral 127.0.0.1 port. */
-export interface ServedUniverse {
-  universe: AuthoritativeUniverse
+export interface ExpressServer<U> {
+  universe: U
   middleware: ZunoMiddleware
   port: number
   /** Base URL with the `/zuno` prefix. */
@@ -13,11 +13,11 @@ export interface ServedUniverse {
 }
 
 /** Mounts `universe` at `/zuno` (after whatever `customize` adds) and listens. */
-export async function serveExpress(
-  universe: AuthoritativeUniverse,
+export async function serveExpress<U extends ServedUniverse & { close(): Promise<void> }>(
+  universe: U,
   options: ZunoExpressOptions = {},
   customize: (app: express.Express) => void = () => {},
-): Promise<ServedUniverse> {
+): Promise<ExpressServer<U>> {
   const middleware = zuno(universe, options)
   const app = express()
   customize(app)

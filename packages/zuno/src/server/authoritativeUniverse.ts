@@ -207,6 +207,9 @@ export class AuthoritativeUniverse<TStores extends Record<string, unknown> = Rec
   }
 }
 
+/** What the sync server needs of a universe: any authoritative universe, whatever its store types. */
+export type ServedUniverse = Pick<AuthoritativeUniverse, 'ready' | 'cursor' | 'propose' | 'snapshot' | 'since' | 'onCommit'>
+
 /** Creates the authoritative (server) universe; with `schemas`, `store(key)` is typed from them. */
 export function createUniverse<S extends Schemas = Schemas>(
   options?: UniverseOptions<S>,

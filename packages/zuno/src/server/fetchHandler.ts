@@ -1,6 +1,6 @@
 import { ZunoError } from '../errors'
 import { DEFAULT_PREFIX } from '../protocol'
-import type { AuthoritativeUniverse } from './authoritativeUniverse'
+import type { ServedUniverse } from './authoritativeUniverse'
 import type { Subscription } from './hub'
 import { SSE_HEADERS } from './sse'
 import { JSON_HEADERS, SyncServer, type SyncServerOptions, tooLarge, type ZunoResponse } from './syncServer'
@@ -17,13 +17,15 @@ export interface FetchHandler {
   readonly server: SyncServer
   /** Ends every open SSE stream. */
   close(): void
+  /** Graceful: refuse new requests, finish proposals in flight, end streams with a retry hint. */
+  shutdown(): Promise<void>
 }
 
 /**
  * Serves a universe to any fetch runtime: `Bun.serve({ fetch: handler })`, Deno, Hono, Next.js
  * route handlers, Cloudflare-style workers. Requests outside the prefix get a 404 JSON error.
  */
-export function createFetchHandler(universe: AuthoritativeUniverse, options: FetchHandlerOptions = {}): FetchHandler {
+export function createFetchHandler(universe: ServedUniverse, options: FetchHandlerOptions = {}): FetchHandler {
   const server = new SyncServer(universe, options)
   const prefix = (options.prefix ?? DEFAULT_PREFIX).replace(/\/+$/, '')
   const handler = async (request: Request): Promise<Response> => {
@@ -38,7 +40,7 @@ export function createFetchHandler(universe: AuthoritativeUniverse, options: Fet
     })
     return toResponse(response, request.signal)
   }
-  return Object.assign(handler, { server, close: () => server.close() })
+  return Object.assign(handler, { server, close: () => server.close(), shutdown: () => server.shutdown() })
 }
 
 /** Turns the engine's answer into a web `Response`; an SSE stream is pulled by the runtime as it drains. */

@@ -155,9 +155,12 @@ export class Hub {
     }
   }
 
-  /** Ends every stream. */
-  closeAll(): void {
-    for (const subscriber of this.#subscribers) subscriber.drop()
+  /** Ends every stream, after `farewell` (such as a retry hint) where given. */
+  closeAll(farewell?: Uint8Array): void {
+    for (const subscriber of this.#subscribers) {
+      if (farewell !== undefined && subscriber.queue === undefined) subscriber.sink.write(farewell)
+      subscriber.drop()
+    }
   }
 
   #beat(): void {

@@ -3,7 +3,7 @@
  * `createUniverse` and an adapter.
  */
 export { AuthoritativeUniverse, createUniverse } from './authoritativeUniverse'
-export type { UniverseOptions } from './authoritativeUniverse'
+export type { ServedUniverse, UniverseOptions } from './authoritativeUniverse'
 export { EventLog } from './log'
 export type { LogEntry } from './log'
 export { createMemoryStorage } from './memoryStorage'
@@ -18,3 +18,4 @@ export type { FetchHandler, FetchHandlerOptions } from './fetchHandler'
 export { readNodeBody } from './nodeBody'
 export type { NodeBodyStream } from './nodeBody'
 export { isJsonContentType, parseProposalText, validateProposal } from './validate'
+export type { Authenticate, AuthRequest, Authorize, Principal } from './auth'

@@ -8,7 +8,7 @@ import {
   type SyncConflict,
 } from '../protocol'
 import { type Authenticate, type AuthRequest, type Authorize, ClientBindings, type Principal, readCookie } from './auth'
-import type { AuthoritativeUniverse } from './authoritativeUniverse'
+import type { ServedUniverse } from './authoritativeUniverse'
 import { Hub, type SseSink, type Subscription } from './hub'
 import { RateLimiter, StreamLimiter } from './limits'
 import { encodeRetryHint, encodeSnapshotFrame, HEARTBEAT_FRAME, RESUMED_FRAME, RESYNC_FRAME } from './sse'
@@ -87,7 +87,7 @@ export const JSON_HEADERS: Readonly<Record<string, string>> = {
  * fans accepted changes out to SSE subscribers. Adapters only translate requests and responses.
  */
 export class SyncServer {
-  readonly #universe: AuthoritativeUniverse
+  readonly #universe: ServedUniverse
   readonly #hub: Hub
   readonly #maxBodyBytes: number
   readonly #maxDepth: number
@@ -105,7 +105,7 @@ export class SyncServer {
   readonly #inFlight = new Set<Promise<unknown>>()
   #shuttingDown = false
 
-  constructor(universe: AuthoritativeUniverse, options: SyncServerOptions = {}) {
+  constructor(universe: ServedUniverse, options: SyncServerOptions = {}) {
     this.#universe = universe
     this.#maxBodyBytes = options.maxBodyBytes ?? DEFAULT_LIMITS.maxBodyBytes
     this.#maxDepth = options.maxDepth ?? DEFAULT_LIMITS.maxDepth
@@ -166,7 +166,8 @@ export class SyncServer {
   async shutdown(): Promise<void> {
     this.#shuttingDown = true
     await Promise.allSettled([...this.#inFlight])
-    this.close()
+    this.#stopFollowing()
+    this.#hub.closeAll(this.#retryHint)
   }
 
   #checkOrigin(request: ZunoRequest): void {
