@@ -52,7 +52,9 @@ describe('the Express demo', () => {
           { id: '1', text: 'try zuno', done: false },
         ]),
       ])
-      await until(() => counterB.get() === 2 && todosB.get().length === 1)
+      await until(() => counterB.get() === 2 && todosB.get().length === 1).catch(() => {
+        throw new Error(`b shows ${counterB.get()} v${counterB.version}, ${JSON.stringify(todosB.get())}; server ${demo.universe.store('counter').get()}`)
+      })
       expect(demo.universe.store('counter').get()).toBe(2)
     } finally {
       a.close()

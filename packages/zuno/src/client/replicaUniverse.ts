@@ -505,11 +505,13 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
       this.#save(replica, op)
     }
     const key = replica.cell.key
+    // The base goes with the state it was computed on: read both now, not after the schema check.
+    const baseVersion = replica.confirmed.version
     const schema = schemaFor(this.#options.schemas, key)
     const checked = schema === undefined ? Promise.resolve() : validateState(schema, key, op.sent)
     checked.then(
       () =>
-        this.#propose(key, replica.confirmed.version, op).then(
+        this.#propose(key, baseVersion, op).then(
           (answer) => {
             replica.busy = false
             this.#settle(replica, op, answer)
