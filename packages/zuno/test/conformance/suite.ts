@@ -2,9 +2,15 @@
  * The protocol conformance suite, written once: every adapter runs it against a real server
  * it starts on 127.0.0.1, talking only HTTP (fetch) and SSE (raw fetch and the `eventsource` package).
  */
+import { readFileSync } from 'node:fs'
 import { EventSource } from 'eventsource'
+import fc from 'fast-check'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { openRawStream, type RawStream } from '../support/sseReader'
+import type { HostileCase } from './makeHostileCorpus'
+
+/** The checked-in hostile-input corpus (regenerate with makeHostileCorpus.ts). */
+const hostileCorpus = JSON.parse(readFileSync(new URL('./hostile-corpus.json', import.meta.url), 'utf8')) as HostileCase[]
 
 /** What a target must configure its server with. Plain data, so it can cross a process boundary. */
 export interface ConformanceConfig {
@@ -445,6 +451,78 @@ export function runConformanceSuite(target: ConformanceTarget): void {
         expect(response.status).toBe(400)
         expect(await response.json()).toMatchObject({ ok: false, error: 'invalid_store_key' })
       })
+    })
+
+    describe('hostile input', () => {
+      it(`refuses all ${hostileCorpus.length} cases of the corpus with the expected 4xx JSON error, changing nothing`, async () => {
+        const mismatches: string[] = []
+        for (const hostile of hostileCorpus) {
+          const response = await fetch(`${server.url}${hostile.target}`, {
+            method: hostile.method,
+            headers: hostile.headers,
+            body: hostile.body,
+            signal: AbortSignal.timeout(5000), // a hang fails the case
+          })
+          const text = await response.text()
+          let code: unknown
+          try {
+            code = (JSON.parse(text) as { error?: unknown }).error
+          } catch {
+            code = `not JSON: ${text.slice(0, 60)}`
+          }
+          if (response.status !== hostile.status || code !== hostile.error) {
+            mismatches.push(`${hostile.name}: ${response.status} ${String(code)} (wanted ${hostile.status} ${hostile.error})`)
+          }
+        }
+        expect(mismatches).toEqual([])
+        await expectUnchanged()
+      }, 60_000)
+
+      it('never answers 5xx, and answers every 4xx in JSON with a code, for fuzzed sync bodies', async () => {
+        const body = fc.oneof(
+          fc.json(),
+          fc.string(),
+          fc.record(
+            {
+              storeKey: fc.oneof(fc.string(), fc.constantFrom('counter', 'todos', '__proto__', 'constructor')),
+              baseVersion: fc.oneof(fc.integer(), fc.double(), fc.string(), fc.constant(null)),
+              state: fc.jsonValue(),
+              clientId: fc.oneof(fc.string(), fc.constant('fuzz')),
+              opId: fc.oneof(fc.integer(), fc.double(), fc.string()),
+            },
+            { requiredKeys: [] },
+          ).map((value) => JSON.stringify(value)),
+        )
+        await fc.assert(
+          fc.asyncProperty(body, async (text) => {
+            const response = await fetch(`${server.url}/sync`, {
+              method: 'POST',
+              headers: { 'content-type': 'application/json' },
+              body: text,
+              signal: AbortSignal.timeout(5000),
+            })
+            expect(response.status).toBeLessThan(500)
+            const answer = (await response.json()) as { ok: boolean; error?: string }
+            if (response.status >= 400) expect(typeof answer.error).toBe('string')
+          }),
+          { numRuns: 150, seed: 20261126 },
+        )
+      }, 60_000)
+
+      it('never answers 5xx to fuzzed stream and state queries', async () => {
+        await fc.assert(
+          fc.asyncProperty(fc.string(), fc.string(), async (stores, lastEventId) => {
+            const query = new URLSearchParams({ stores, lastEventId }).toString()
+            for (const path of ['/sse', '/state']) {
+              const response = await fetch(`${server.url}${path}?${query}`, { signal: AbortSignal.timeout(5000) })
+              expect(response.status).toBeLessThan(500)
+              if (response.status >= 400) expect(await response.json()).toMatchObject({ ok: false, error: expect.any(String) })
+              else await response.body?.cancel()
+            }
+          }),
+          { numRuns: 75, seed: 20261126 },
+        )
+      }, 60_000)
     })
 
     describe('GET /state', () => {

@@ -1,0 +1,321 @@
+/**
+ * Writes hostile-corpus.json: requests every adapter must refuse with a 4xx JSON error (with the
+ * given code), changing nothing. Run `node --import tsx makeHostileCorpus.ts` after editing; the
+ * JSON is checked in, so the corpus is reviewable and stable.
+ */
+import { writeFileSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
+
+export interface HostileCase {
+  name: string
+  method: string
+  /** Below the prefix, with any query. */
+  target: string
+  headers: Record<string, string>
+  body: string | null
+  status: number
+  error: string
+}
+
+const JSON_TYPE = { 'content-type': 'application/json' }
+const cases: HostileCase[] = []
+const add = (c: Omit<HostileCase, 'headers'> & { headers?: Record<string, string> }) =>
+  cases.push({ headers: JSON_TYPE, ...c })
+
+/** A well-formed proposal for a declared store; cases override or remove fields. */
+const base = { storeKey: 'counter', baseVersion: 0, state: 1, clientId: 'hostile', opId: 1 }
+const proposal = (fields: Record<string, unknown>, drop: string[] = []) => {
+  const body: Record<string, unknown> = { ...base, ...fields }
+  for (const key of drop) delete body[key]
+  return JSON.stringify(body)
+}
+
+// Malformed JSON.
+for (const [name, body] of [
+  ['empty', ''],
+  ['whitespace', '   \n\t '],
+  ['open brace', '{'],
+  ['close brace', '}'],
+  ['truncated after key', '{"storeKey":'],
+  ['truncated string', '{"storeKey":"coun'],
+  ['trailing comma', '{"storeKey":"counter",}'],
+  ['trailing garbage', `${proposal({})}x`],
+  ['two documents', `${proposal({})}${proposal({})}`],
+  ['single quotes', "{'storeKey':'counter'}"],
+  ['unquoted keys', '{storeKey:"counter"}'],
+  ['NaN', '{"storeKey":"counter","baseVersion":NaN,"state":1}'],
+  ['Infinity', '{"storeKey":"counter","baseVersion":Infinity,"state":1}'],
+  ['undefined literal', '{"state":undefined}'],
+  ['line comment', '// hi\n{}'],
+  ['block comment', '/* hi */ {}'],
+  ['raw control character in string', '{"storeKey":"co\u0001unter"}'],
+  ['bad escape', '{"storeKey":"\\x41"}'],
+  ['short unicode escape', '{"storeKey":"\\u12"}'],
+  ['hex number', '{"baseVersion":0x10}'],
+  ['leading zero number', '{"baseVersion":01}'],
+  ['plus sign number', '{"baseVersion":+1}'],
+  ['bare word', 'counter'],
+  ['null byte', '\u0000'],
+  ['only quotes', '""""'],
+  ['array of open brackets', '[[['],
+  ['javascript', 'alert(1)'],
+  ['html', '<script>alert(1)</script>'],
+  ['xml', '<?xml version="1.0"?><a/>'],
+  ['form encoding', 'storeKey=counter&baseVersion=0&state=1'],
+  ['yaml', 'storeKey: counter\nbaseVersion: 0'],
+  ['missing colon', '{"storeKey" "counter"}'],
+  ['missing value', '{"storeKey":}'],
+  ['nested truncation', '{"state":{"a":[1,2,{"b":'],
+  ['unterminated array', '[1,2,3'],
+  ['lone minus', '-'],
+  ['exponent without digits', '{"baseVersion":1e}'],
+  ['true prefix', 'tru'],
+  ['smart quotes', '{“storeKey”:“counter”}'],
+] as const) {
+  add({ name: `malformed JSON: ${name}`, method: 'POST', target: '/sync', body, status: 400, error: 'bad_json' })
+}
+
+// JSON, but not an object.
+for (const [name, body] of [
+  ['array', '[]'],
+  ['array of proposals', `[${proposal({})}]`],
+  ['string', '"counter"'],
+  ['number', '42'],
+  ['negative number', '-1'],
+  ['float', '3.14'],
+  ['true', 'true'],
+  ['false', 'false'],
+  ['null', 'null'],
+  ['nested array', '[[1]]'],
+  ['empty string', '""'],
+  ['large number', '1e309'],
+] as const) {
+  add({ name: `not an object: ${name}`, method: 'POST', target: '/sync', body, status: 400, error: 'invalid_body' })
+}
+
+// Store keys.
+const badKeys: Array<[string, unknown]> = [
+  ['empty', ''],
+  ['space', 'a b'],
+  ['leading dash', '-counter'],
+  ['leading dot', '.counter'],
+  ['leading underscore', '_counter'],
+  ['leading colon', ':counter'],
+  ['slash', 'a/b'],
+  ['backslash', 'a\\b'],
+  ['path traversal', '../etc/passwd'],
+  ['encoded traversal', '%2e%2e%2fsecret'],
+  ['null byte', 'counter\u0000'],
+  ['newline', 'counter\nx'],
+  ['carriage return', 'counter\r\nSet-Cookie: x=1'],
+  ['tab', 'counter\t'],
+  ['unicode letters', 'zähler'],
+  ['emoji', 'count🙂'],
+  ['right-to-left override', 'abc\u202Edef'],
+  ['zero-width space', 'coun\u200Bter'],
+  ['129 characters', 'a'.repeat(129)],
+  ['10,000 characters', 'a'.repeat(10_000)],
+  ['__proto__', '__proto__'],
+  ['angle brackets', '<script>'],
+  ['quote', 'a"b'],
+  ['semicolon', 'a;b'],
+  ['comma', 'a,b'],
+  ['question mark', 'a?b'],
+  ['hash', 'a#b'],
+  ['percent', 'a%b'],
+  ['asterisk', '*'],
+  ['SQL injection', "x' OR '1'='1"],
+  ['number', 7],
+  ['zero', 0],
+  ['true', true],
+  ['null', null],
+  ['array', ['counter']],
+  ['object', { key: 'counter' }],
+  ['nested object with toString', { toString: 'counter' }],
+]
+for (const [name, storeKey] of badKeys) {
+  add({ name: `store key: ${name}`, method: 'POST', target: '/sync', body: proposal({ storeKey }), status: 400, error: 'invalid_store_key' })
+}
+add({ name: 'store key: missing', method: 'POST', target: '/sync', body: proposal({}, ['storeKey']), status: 400, error: 'invalid_store_key' })
+
+// Base versions.
+const badVersions: Array<[string, unknown]> = [
+  ['negative', -1],
+  ['negative zero as string', '-0'],
+  ['fraction', 0.5],
+  ['large fraction', 1.0000001],
+  ['string', '0'],
+  ['string number', '1'],
+  ['null', null],
+  ['true', true],
+  ['false', false],
+  ['array', [0]],
+  ['object', { value: 0 }],
+  ['2^53', 2 ** 53],
+  ['1e300', 1e300],
+  ['negative large', -(2 ** 60)],
+  ['empty string', ''],
+  ['hex string', '0x1'],
+]
+for (const [name, baseVersion] of badVersions) {
+  add({ name: `baseVersion: ${name}`, method: 'POST', target: '/sync', body: proposal({ baseVersion }), status: 400, error: 'invalid_base_version' })
+}
+add({ name: 'baseVersion: missing', method: 'POST', target: '/sync', body: proposal({}, ['baseVersion']), status: 400, error: 'invalid_base_version' })
+
+// State.
+add({ name: 'state: missing', method: 'POST', target: '/sync', body: proposal({}, ['state']), status: 400, error: 'missing_state' })
+
+// Client ids and op ids.
+const badClients: Array<[string, unknown]> = [
+  ['empty', ''],
+  ['space', 'a b'],
+  ['129 characters', 'c'.repeat(129)],
+  ['newline', 'a\nb'],
+  ['header injection', 'a\r\nSet-Cookie: x=1'],
+  ['unicode', 'klïent'],
+  ['slash', 'a/b'],
+  ['number', 5],
+  ['null', null],
+  ['array', ['a']],
+  ['object', { id: 'a' }],
+  ['true', true],
+]
+for (const [name, clientId] of badClients) {
+  add({ name: `clientId: ${name}`, method: 'POST', target: '/sync', body: proposal({ clientId }), status: 400, error: 'invalid_client_id' })
+}
+add({ name: 'clientId: missing', method: 'POST', target: '/sync', body: proposal({}, ['clientId']), status: 400, error: 'invalid_client_id' })
+const badOps: Array<[string, unknown]> = [
+  ['negative', -1],
+  ['fraction', 1.5],
+  ['string', '1'],
+  ['null', null],
+  ['array', [1]],
+  ['object', {}],
+  ['2^53', 2 ** 53],
+  ['true', true],
+]
+for (const [name, opId] of badOps) {
+  add({ name: `opId: ${name}`, method: 'POST', target: '/sync', body: proposal({ opId }), status: 400, error: 'invalid_op_id' })
+}
+add({ name: 'opId: missing', method: 'POST', target: '/sync', body: proposal({}, ['opId']), status: 400, error: 'invalid_op_id' })
+
+// Prototype tricks at the top level: own properties only count.
+add({
+  name: 'fields hidden under __proto__',
+  method: 'POST',
+  target: '/sync',
+  body: `{"__proto__":${proposal({})}}`,
+  status: 400,
+  error: 'invalid_store_key',
+})
+add({
+  name: 'fields hidden under constructor.prototype',
+  method: 'POST',
+  target: '/sync',
+  body: `{"constructor":{"prototype":${proposal({})}}}`,
+  status: 400,
+  error: 'invalid_store_key',
+})
+
+// Content types.
+for (const contentType of [
+  'text/plain',
+  'text/json',
+  'text/html',
+  'application/xml',
+  'application/x-www-form-urlencoded',
+  'multipart/form-data; boundary=x',
+  'application/json-patch+json',
+  'application/vnd.api+json',
+  'application/jsonx',
+  'application/javascript',
+  '*/*',
+  'application/*',
+  'json',
+  'application',
+  'application/octet-stream',
+]) {
+  add({
+    name: `content type: ${contentType}`,
+    method: 'POST',
+    target: '/sync',
+    headers: { 'content-type': contentType },
+    body: proposal({}),
+    status: 415,
+    error: 'unsupported_media_type',
+  })
+}
+add({ name: 'content type: missing', method: 'POST', target: '/sync', headers: {}, body: proposal({}), status: 415, error: 'unsupported_media_type' })
+
+// Depth bombs (the suite's limit is 16).
+for (const levels of [17, 20, 64, 1_000, 30_000]) {
+  add({
+    name: `depth: ${levels} nested arrays in state`,
+    method: 'POST',
+    target: '/sync',
+    body: `{"storeKey":"todos","baseVersion":0,"clientId":"c","opId":1,"state":${'['.repeat(levels)}${']'.repeat(levels)}}`,
+    status: 400,
+    error: 'too_deep',
+  })
+}
+add({
+  name: 'depth: 100 nested objects',
+  method: 'POST',
+  target: '/sync',
+  body: `{"storeKey":"todos","baseVersion":0,"clientId":"c","opId":1,"state":${'{"a":'.repeat(100)}1${'}'.repeat(100)}}`,
+  status: 400,
+  error: 'too_deep',
+})
+add({ name: 'depth: unbalanced opening brackets only', method: 'POST', target: '/sync', body: '['.repeat(10_000), status: 400, error: 'too_deep' })
+
+// Size (the suite's limit is 64 KiB).
+add({ name: 'size: 65 KiB string state', method: 'POST', target: '/sync', body: proposal({ state: 'x'.repeat(65 * 1024) }), status: 413, error: 'payload_too_large' })
+add({ name: 'size: 200 KiB of whitespace', method: 'POST', target: '/sync', body: ' '.repeat(200 * 1024), status: 413, error: 'payload_too_large' })
+add({ name: 'size: many small keys', method: 'POST', target: '/sync', body: proposal({ state: Object.fromEntries(Array.from({ length: 10_000 }, (_, i) => [`k${i}`, i])) }), status: 413, error: 'payload_too_large' })
+
+// Stores the server does not let clients create.
+for (const storeKey of ['secret', 'admin', 'constructor', 'toString', 'hasOwnProperty', 'valueOf', 'prototype', 'users:1', 'counter2', 'COUNTER']) {
+  add({ name: `undeclared store: ${storeKey}`, method: 'POST', target: '/sync', body: proposal({ storeKey }), status: 403, error: 'store_not_allowed' })
+}
+
+// Methods and paths.
+for (const [method, target] of [
+  ['GET', '/sync'],
+  ['PUT', '/sync'],
+  ['DELETE', '/sync'],
+  ['PATCH', '/sync'],
+  ['POST', '/sse'],
+  ['PUT', '/sse'],
+  ['DELETE', '/sse'],
+  ['POST', '/state'],
+  ['PUT', '/state'],
+  ['DELETE', '/state'],
+] as const) {
+  add({ name: `method: ${method} ${target}`, method, target, body: method === 'GET' || method === 'DELETE' ? null : proposal({}), status: 405, error: 'method_not_allowed' })
+}
+for (const target of ['/nothing', '/sync/extra', '/SYNC', '/Sse', '/state/', '/sse.json', '/admin', '/%00', '/sync%00', '/.env', '/sync;x']) {
+  add({ name: `path: ${target}`, method: 'GET', target, headers: {}, body: null, status: 404, error: 'not_found' })
+}
+
+// Query attacks on /sse and /state.
+for (const [name, query] of [
+  ['invalid key', 'stores=bad%20key'],
+  ['traversal', 'stores=..%2Fsecret'],
+  ['null byte', 'stores=counter%00'],
+  ['empty entries', 'stores=counter,,todos'],
+  ['trailing comma', 'stores=counter,'],
+  ['leading comma', 'stores=,counter'],
+  ['only commas', 'stores=,,,'],
+  ['unicode', 'stores=z%C3%A4hler'],
+  ['1,001 stores', `stores=${Array.from({ length: 1001 }, (_, i) => `s${i}`).join(',')}`],
+  ['long key', `stores=${'a'.repeat(200)}`],
+  ['newline', 'stores=counter%0Aset-cookie'],
+  ['script', 'stores=%3Cscript%3E'],
+] as const) {
+  add({ name: `sse query: ${name}`, method: 'GET', target: `/sse?${query}`, headers: {}, body: null, status: 400, error: 'invalid_store_key' })
+  add({ name: `state query: ${name}`, method: 'GET', target: `/state?${query}`, headers: {}, body: null, status: 400, error: 'invalid_store_key' })
+}
+
+const here = fileURLToPath(new URL('./hostile-corpus.json', import.meta.url))
+writeFileSync(here, `${JSON.stringify(cases, null, 1)}\n`)
+console.log(`${cases.length} cases written to ${here}`)
