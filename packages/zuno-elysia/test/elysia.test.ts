@@ -2,6 +2,7 @@ import { node } from '@elysiajs/node'
 import { Elysia } from 'elysia'
 import { afterEach, describe, expect, it } from 'vitest'
 import { createUniverse } from 'zuno/server'
+import { slowStorage } from '../../zuno/test/support/slowStorage'
 import { openRawStream, type RawStream } from '../../zuno/test/support/sseReader'
 import { until } from '../../zuno/test/support/until'
 import { zuno } from '../src/index'
@@ -91,5 +92,35 @@ describe('zuno-elysia', () => {
     expect(server.streams()).toBe(3)
     for (const stream of opened) stream.close()
     await until(() => server.streams() === 0)
+  })
+
+  it('shuts down gracefully on Node.js: in-flight proposals finish, new requests get 503, streams get a retry hint', async () => {
+    const storage = slowStorage()
+    const universe = createUniverse({ stores: { counter: 0 }, storage })
+    const plugin = zuno(universe)
+    const response = await new Elysia({ adapter: node() }).use(plugin).handle(new Request('http://localhost/zuno/sse'))
+    const reader = (response.body as ReadableStream<Uint8Array>).getReader()
+    const inFlight = new Elysia().use(plugin).handle(
+      new Request('http://localhost/zuno/sync', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ storeKey: 'counter', baseVersion: 0, state: 42, clientId: 'c', opId: 1 }),
+      }),
+    )
+    await until(() => storage.waiting() === 1)
+    const stopping = plugin.shutdown()
+    const refused = await new Elysia().use(plugin).handle(new Request('http://localhost/zuno/state'))
+    expect(refused.status).toBe(503)
+    storage.release()
+    await stopping
+    expect((await inFlight).status).toBe(200)
+    expect(universe.store('counter').get()).toBe(42)
+    let text = ''
+    for (;;) {
+      const { done, value } = await reader.read()
+      if (done) break
+      text += new TextDecoder().decode(value)
+    }
+    expect(text.trimEnd().endsWith('retry: 1000')).toBe(true)
   })
 })

@@ -5,7 +5,8 @@ import * as v from 'valibot'
 import { afterEach, describe, expect, expectTypeOf, it } from 'vitest'
 import { z } from 'zod'
 import { connect } from 'zuno'
-import { createMemoryStorage, createUniverse, type ServedUniverse, type Storage, type SyncServerOptions } from 'zuno/server'
+import { createUniverse, type ServedUniverse, type SyncServerOptions } from 'zuno/server'
+import { slowStorage } from '../../zuno/test/support/slowStorage'
 import { openRawStream } from '../../zuno/test/support/sseReader'
 import { until } from '../../zuno/test/support/until'
 import { serveExpress } from './serveExpress'
@@ -330,26 +331,6 @@ describe('slow consumers', () => {
 })
 
 describe('graceful shutdown', () => {
-  /** A storage whose commits wait until released, to hold proposals in flight. */
-  function slowStorage(): Storage & { release(): void; waiting(): number } {
-    const inner = createMemoryStorage()
-    let open = () => {}
-    const gate = new Promise<void>((resolve) => {
-      open = resolve
-    })
-    let waiting = 0
-    return {
-      ...inner,
-      async commit(proposal) {
-        waiting += 1
-        await gate
-        return inner.commit(proposal)
-      },
-      release: () => open(),
-      waiting: () => waiting,
-    }
-  }
-
   it('finishes proposals in flight, refuses new requests, and ends streams with a retry hint', async () => {
     const storage = slowStorage()
     const universe = createUniverse({ stores: { counter: 0 }, storage })

@@ -78,6 +78,23 @@ describe('replica stream recovery', () => {
     expect(statuses).toEqual(['connected', 'offline', 'connecting', 'connected'])
   })
 
+  it('starts over from a snapshot when the server drops it with a resync instruction', async () => {
+    const server = await scriptedServer((connection, _req, res) => {
+      if (connection === 1) {
+        res.write(frame('ep-0', 'snapshot', { stores: { counter: { version: 0, state: 0 } } }))
+        res.write(frame('ep-1', 'state', state(1, 1)))
+        res.write('event: resync\ndata: {}\n\n')
+        res.end()
+      } else {
+        res.write(frame('ep-9', 'snapshot', { stores: { counter: { version: 9, state: 9 } } }))
+      }
+    })
+    const replica = follow(server)
+    const counter = replica.store<number>('counter', 0)
+    await until(() => counter.version === 9)
+    expect(server.urls[1]).toBe('/zuno/sse') // no lastEventId: a fresh snapshot, not a resume
+  })
+
   it('adopts the snapshot of a restarted server (new epoch) even with lower versions', async () => {
     const server = await scriptedServer((connection, _req, res) => {
       if (connection === 1) {
