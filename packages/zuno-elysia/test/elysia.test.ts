@@ -123,4 +123,30 @@ describe('zuno-elysia', () => {
     }
     expect(text.trimEnd().endsWith('retry: 1000')).toBe(true)
   })
+
+  it('applies authentication, authorization and origin checks like every adapter', async () => {
+    const universe = createUniverse({ stores: { counter: 0, secret: 's' } })
+    const app = new Elysia({ adapter: node() }).use(
+      zuno(universe, {
+        authenticate: (request) => (request.cookie('session') === 'ok' ? { id: 'u1' } : undefined),
+        authorize: ({ storeKey }) => storeKey !== 'secret',
+        allowedOrigins: ['https://app.example'],
+      }),
+    )
+    const call = (path: string, headers: Record<string, string>, body?: unknown) =>
+      app.handle(
+        new Request(`http://localhost/zuno${path}`, {
+          method: body === undefined ? 'GET' : 'POST',
+          headers: { 'content-type': 'application/json', ...headers },
+          ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+        }),
+      )
+    expect((await call('/state', {})).status).toBe(401)
+    expect((await call('/state', { cookie: 'session=ok', origin: 'https://evil.example' })).status).toBe(403)
+    const write = { storeKey: 'secret', baseVersion: 0, state: 'x', clientId: 'c', opId: 1 }
+    expect((await call('/sync', { cookie: 'session=ok' }, write)).status).toBe(403)
+    expect(universe.store('secret').get()).toBe('s')
+    const state = await (await call('/state', { cookie: 'session=ok' })).json()
+    expect(Object.keys(state.stores)).toEqual(['counter'])
+  })
 })
