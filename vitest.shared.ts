@@ -5,9 +5,11 @@ const here = (path: string) => fileURLToPath(new URL(path, import.meta.url))
 /** Tests import the packages' sources, so they never run against a stale build. */
 export const alias = {
   'zuno/server': here('./packages/zuno/src/server/index.ts'),
+  'zuno/file': here('./packages/zuno/src/file/index.ts'),
   'zuno-express': here('./packages/zuno-express/src/index.ts'),
   'zuno-react': here('./packages/zuno-react/src/index.ts'),
   'zuno-elysia': here('./packages/zuno-elysia/src/index.ts'),
+  'zuno-redis': here('./packages/zuno-redis/src/index.ts'),
   zuno: here('./packages/zuno/src/index.ts'),
 }
 

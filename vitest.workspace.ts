@@ -23,6 +23,7 @@ export default defineWorkspace([
   project('zuno', './packages/zuno'),
   project('zuno-express', './packages/zuno-express'),
   project('zuno-elysia', './packages/zuno-elysia', 30_000),
+  project('zuno-redis', './packages/zuno-redis', 60_000),
   reactProject('zuno-react (React 19)', alias),
   reactProject('zuno-react (React 18)', react18Alias),
   project('examples', './examples/express', 60_000),

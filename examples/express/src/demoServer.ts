@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import express from 'express'
-import { type AuthoritativeUniverse, createUniverse } from 'zuno/server'
+import { type AuthoritativeUniverse, createUniverse, type Storage } from 'zuno/server'
 import { zuno } from 'zuno-express'
 import { renderDemoPage } from './render'
 import { demoStores } from './stores'
@@ -24,9 +24,9 @@ export interface DemoServer {
 /** Where `build:app` puts the browser bundle. */
 const bundleDir = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist')
 
-/** Starts the demo on `port` (0 for any free one) on `host`. */
-export async function startDemo(port: number, host = '127.0.0.1'): Promise<DemoServer> {
-  const universe = createUniverse({ stores: demoStores })
+/** Starts the demo on `port` (0 for any free one) on `host`, keeping its state in `storage` (default: memory). */
+export async function startDemo(port: number, host = '127.0.0.1', storage?: Storage): Promise<DemoServer> {
+  const universe = createUniverse({ stores: demoStores, ...(storage ? { storage } : {}) })
   const sync = zuno(universe)
   const app = express()
   app.use('/zuno', sync)
@@ -49,10 +49,11 @@ export async function startDemo(port: number, host = '127.0.0.1'): Promise<DemoS
     url: `http://${host}:${address.port}`,
     streams: () => sync.server.streams,
     async close() {
-      sync.close()
+      await sync.shutdown()
       server.closeAllConnections()
       await new Promise((resolve) => server.close(resolve))
       await universe.close()
+      await storage?.close()
     },
   }
 }

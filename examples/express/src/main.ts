@@ -1,9 +1,19 @@
+import { fileURLToPath } from 'node:url'
+import { createFileStorage } from 'zuno/file'
+import type { Storage } from 'zuno/server'
+import { createRedisStorage } from 'zuno-redis'
 import { startDemo } from './demoServer'
 
 const port = Number(process.env.PORT ?? 3000)
 const host = process.env.HOST ?? '127.0.0.1'
-const demo = await startDemo(port, host)
-console.log(`Zuno demo on ${demo.url} (open it in two tabs and click)`)
+
+// Durable by default: a file log in ZUNO_DATA_DIR; with ZUNO_REDIS_URL, Redis (many instances).
+const redisUrl = process.env.ZUNO_REDIS_URL
+const dataDir = process.env.ZUNO_DATA_DIR ?? fileURLToPath(new URL('../.data', import.meta.url))
+const storage: Storage = redisUrl ? createRedisStorage({ url: redisUrl, namespace: 'zuno-demo' }) : createFileStorage({ dir: dataDir })
+
+const demo = await startDemo(port, host, storage)
+console.log(`Zuno demo on ${demo.url} (${redisUrl ? `Redis at ${redisUrl}` : `data in ${dataDir}`}; open it in two tabs and click)`)
 
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.once(signal, () => {

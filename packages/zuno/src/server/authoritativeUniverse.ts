@@ -81,7 +81,9 @@ export class AuthoritativeUniverse<TStores extends Record<string, unknown> = Rec
 
   async #start(): Promise<void> {
     const image = await this.#storage.load()
-    this.#log = new EventLog(image.epoch, image.seq, this.#retention)
+    const recent = image.recent ?? []
+    this.#log = new EventLog(image.epoch, image.seq - recent.length, this.#retention)
+    for (const event of recent) this.#log.append({ event, frame: encodeStateFrame(event) })
     for (const [key, stored] of image.stores) this.cell(key).publish(stored.state, stored.version)
     this.#stopCommits = this.#storage.onCommit((event) => this.#arrive(event))
   }

@@ -26,6 +26,8 @@ export interface StorageImage {
   /** Sequence number of the last committed event (0 when none). */
   seq: number
   stores: Map<string, StoreState>
+  /** The last events before `seq`, oldest first, if the storage keeps them: clients can then resume across a restart. */
+  recent?: CommittedEvent[]
 }
 
 /**
