@@ -1,3 +1,8 @@
+import { execFileSync } from 'node:child_process'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { node } from '@elysiajs/node'
 import { Elysia } from 'elysia'
 import { afterEach, describe, expect, it } from 'vitest'
@@ -6,7 +11,7 @@ import { slowStorage } from '../../zuno/test/support/slowStorage'
 import { openRawStream, type RawStream } from '../../zuno/test/support/sseReader'
 import { until } from '../../zuno/test/support/until'
 import { zuno } from '../src/index'
-import { haveBun, startElysiaOnNode, startOnBun } from './targets'
+import { bunPath, haveBun, startElysiaOnNode, startOnBun } from './targets'
 
 const cleanups: Array<() => unknown> = []
 afterEach(async () => {
@@ -39,6 +44,15 @@ describe('zuno-elysia', () => {
   })
 
   describe.skipIf(!haveBun)('on Bun', () => {
+    it('runs the durable file log on Bun too', async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'zuno-bun-file-'))
+      cleanups.push(() => rmSync(dir, { recursive: true, force: true }))
+      const output = execFileSync(bunPath, [fileURLToPath(new URL('./fixtures/fileOnBun.ts', import.meta.url))], {
+        env: { ...process.env, DATA_DIR: dir },
+      }).toString()
+      expect(JSON.parse(output)).toEqual({ runtime: 'bun', counter: { version: 3, state: 3 } })
+    })
+
     it('keeps an idle stream alive past Bun’s 10 s idle timeout', async () => {
       const server = await startOnBun('elysia', {})
       cleanups.push(server.close)
