@@ -1,12 +1,7 @@
-import { defineConfig } from 'tsup'
+import { packageBuild } from '../../tsup.shared'
 
-export default defineConfig({
-  entry: { index: 'src/index.ts', server: 'src/server/index.ts', file: 'src/file/index.ts' },
-  format: ['esm', 'cjs'],
-  dts: true,
-  sourcemap: true,
-  clean: true,
-  target: 'es2022',
+// Shared code between the entry points goes to chunks, so `ZunoError` is one class everywhere.
+export default packageBuild({ index: 'src/index.ts', server: 'src/server/index.ts', file: 'src/file/index.ts' }, [], {
   splitting: true,
   treeshake: true,
 })

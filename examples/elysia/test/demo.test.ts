@@ -1,12 +1,12 @@
 /** The Bun demo serves the same demo as the Express one: same stores, page, test ids and sync. */
 import { type ChildProcess, spawn } from 'node:child_process'
 import { existsSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { fileURLToPath } from 'node:url'
 import { EventSource } from 'eventsource'
 import { chromium } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { connect } from 'zuno'
+import { freePort } from '../../../packages/zuno/test/support/freePort'
 import { until } from '../../../packages/zuno/test/support/until'
 
 const bun = fileURLToPath(new URL('../node_modules/.bin/bun', import.meta.url))
@@ -19,10 +19,7 @@ let url: string
 
 describe.skipIf(!existsSync(bun))('the demo on Elysia and Bun', () => {
   beforeAll(async () => {
-    const probe = createServer()
-    await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve))
-    const { port } = probe.address() as { port: number }
-    await new Promise((resolve) => probe.close(resolve))
+    const port = await freePort()
     child = spawn(bun, ['src/main.ts'], {
       cwd: fileURLToPath(new URL('..', import.meta.url)),
       env: { ...process.env, PORT: String(port) },

@@ -5,11 +5,11 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterAll, describe, expect, it } from 'vitest'
+import { freePort } from '../../../packages/zuno/test/support/freePort'
 
 const exampleDir = fileURLToPath(new URL('..', import.meta.url))
 const dataDir = mkdtempSync(join(tmpdir(), 'zuno-durable-'))
@@ -35,10 +35,7 @@ async function start(port: number): Promise<ChildProcess> {
 
 describe('the durable file log', () => {
   it('keeps every acknowledged write through kill -9, and versions continue', async () => {
-    const probe = createServer()
-    await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve))
-    const { port } = probe.address() as { port: number }
-    await new Promise((resolve) => probe.close(resolve))
+    const port = await freePort()
     const url = `http://127.0.0.1:${port}/zuno`
     const server = await start(port)
 

@@ -6,7 +6,6 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -14,16 +13,10 @@ import { EventSource } from 'eventsource'
 import { afterAll, describe, expect, it } from 'vitest'
 import { connect, type ReplicaUniverse } from 'zuno'
 import { until } from '../../../packages/zuno/test/support/until'
+import { freePort } from '../../../packages/zuno/test/support/freePort'
 
 const exampleDir = fileURLToPath(new URL('..', import.meta.url))
 
-async function freePort(): Promise<number> {
-  const probe = createServer()
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve))
-  const { port } = probe.address() as { port: number }
-  await new Promise((resolve) => probe.close(resolve))
-  return port
-}
 
 const dataDir = mkdtempSync(join(tmpdir(), 'zuno-restart-'))
 

@@ -1,12 +1,12 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { existsSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { fileURLToPath } from 'node:url'
 import { node } from '@elysiajs/node'
 import { Elysia } from 'elysia'
 import { createUniverse } from 'zuno/server'
 import type { ConformanceConfig, RunningTarget } from '../../zuno/test/conformance/suite'
 import { zuno } from '../src/index'
+import { freePort } from '../../zuno/test/support/freePort'
 
 /** The real Bun binary that the `bun` npm package installs. */
 export const bunPath = fileURLToPath(new URL('../node_modules/.bin/bun', import.meta.url))
@@ -47,13 +47,6 @@ interface NodeServerHandle {
   node?: { server?: { closeAllConnections(): void } }
 }
 
-async function freePort(): Promise<number> {
-  const probe = createServer()
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve))
-  const { port } = probe.address() as { port: number }
-  await new Promise((resolve) => probe.close(resolve))
-  return port
-}
 
 /** Starts Elysia on Node.js (through @elysiajs/node) in this process. */
 export async function startElysiaOnNode(config: ConformanceConfig): Promise<RunningTarget & { streams(): number }> {

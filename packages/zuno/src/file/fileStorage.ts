@@ -3,6 +3,7 @@ import { join } from 'node:path'
 import { randomId } from '../id'
 import { formatEventId, type StoreState } from '../protocol'
 import type { CommitOutcome, CommittedEvent, Proposal, Storage, StorageImage } from '../server/storage'
+import { StoreTable } from '../server/storeTable'
 
 /** When the log is flushed to disk. */
 export type FsyncPolicy =
@@ -54,8 +55,7 @@ export function createFileStorage(options: FileStorageOptions): Storage {
   const snapshotPath = join(dir, 'snapshot.json')
   const logPath = join(dir, 'log.jsonl')
 
-  const stores = new Map<string, StoreState>()
-  const answers = new Map<string, StoreState>()
+  const table = new StoreTable(window)
   const listeners = new Set<(event: CommittedEvent) => void>()
   let recent: CommittedEvent[] = []
   let epoch = ''
@@ -65,21 +65,14 @@ export function createFileStorage(options: FileStorageOptions): Storage {
   let flushTimer: ReturnType<typeof setInterval> | undefined
   let dirty = false
 
-  const remember = (line: LogLine) => {
-    const state = { version: line.version, state: line.state }
-    stores.set(line.storeKey, state)
-    answers.set(`${line.clientId}\u0000${line.opId}`, state)
-    if (answers.size > window) answers.delete(answers.keys().next().value as string)
-  }
-
   const recover = () => {
     mkdirSync(dir, { recursive: true })
     if (existsSync(snapshotPath)) {
       const snapshot = JSON.parse(readFileSync(snapshotPath, 'utf8')) as Snapshot
       epoch = snapshot.epoch
       seq = snapshot.seq
-      for (const [key, state] of Object.entries(snapshot.stores)) stores.set(key, state)
-      for (const [key, answer] of snapshot.answers ?? []) answers.set(key, answer)
+      for (const [key, state] of Object.entries(snapshot.stores)) table.states.set(key, state)
+      for (const [key, answer] of snapshot.answers ?? []) table.answers.set(key, answer)
     } else {
       epoch = randomId()
       writeSnapshot()
@@ -100,7 +93,7 @@ export function createFileStorage(options: FileStorageOptions): Storage {
         end = bytes.indexOf(10, start)
         if (line.seq <= seq) continue // already in the snapshot
         seq = line.seq
-        remember(line)
+        table.record(line)
         recent.push({ ...line, id: formatEventId(epoch, line.seq) })
         if (recent.length > recentLimit * 2) recent = recent.slice(-recentLimit)
         sinceSnapshot += 1
@@ -123,7 +116,7 @@ export function createFileStorage(options: FileStorageOptions): Storage {
   }
 
   function writeSnapshot(): void {
-    const snapshot: Snapshot = { epoch, seq, stores: Object.fromEntries(stores), answers: [...answers] }
+    const snapshot: Snapshot = { epoch, seq, stores: Object.fromEntries(table.states), answers: [...table.answers] }
     const temporary = `${snapshotPath}.tmp`
     const fd = openSync(temporary, 'w')
     writeSync(fd, JSON.stringify(snapshot))
@@ -144,32 +137,20 @@ export function createFileStorage(options: FileStorageOptions): Storage {
   return {
     async load(): Promise<StorageImage> {
       if (log === -1) recover()
-      return { epoch, seq, stores: new Map(stores), recent: [...recent] }
+      return { epoch, seq, stores: new Map(table.states), recent: [...recent] }
     },
 
     async commit(proposal: Proposal): Promise<CommitOutcome> {
-      const opKey = `${proposal.clientId}\u0000${proposal.opId}`
-      const answered = answers.get(opKey)
-      if (answered !== undefined) return { type: 'duplicate', ...answered }
-      const current = stores.get(proposal.storeKey)
-      const version = current?.version ?? 0
-      if (proposal.baseVersion !== version) return { type: 'conflict', version, state: current?.state }
-
-      const line: LogLine = {
-        storeKey: proposal.storeKey,
-        version: version + 1,
-        state: proposal.state,
-        clientId: proposal.clientId,
-        opId: proposal.opId,
-        seq: seq + 1,
-      }
+      const refused = table.refuse(proposal)
+      if (refused !== undefined) return refused
+      const event = table.accept(proposal, epoch, seq + 1)
+      const { id: _, ...line } = event
       // Written (and, by default, flushed) before anything changes in memory or is acknowledged.
       writeSync(log, `${JSON.stringify(line)}\n`)
       if (fsyncPolicy === 'always') fsyncSync(log)
       else dirty = true
-      seq = line.seq
-      remember(line)
-      const event: CommittedEvent = { ...line, id: formatEventId(epoch, line.seq) }
+      seq = event.seq
+      table.record(event)
       for (const listener of listeners) listener(event)
       if (++sinceSnapshot >= snapshotEvery) compact()
       return { type: 'accepted', event }
