@@ -17,6 +17,7 @@ import { applyUpdater, type StoreCell, type Updater } from '../store'
 import { Universe } from '../universe'
 import { backoffDelay } from './backoff'
 import type { Outbox, OutboxEntry } from './outbox'
+import { OutboxKeeper } from './outboxKeeper'
 import { type BroadcastChannelConstructor, type LockManagerLike, TabLink, type TabMessage } from './tabs'
 import {
   type ConnectionStatus,
@@ -197,8 +198,7 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
   #connection: StreamConnection | undefined
   readonly #tabs: TabLink | undefined
   readonly #locks: LockManagerLike | undefined
-  /** Releases the Web Locks this replica holds (its own outbox, and those it took over). */
-  readonly #releases: Array<() => void> = []
+  readonly #outbox: OutboxKeeper | undefined
   #arrivals = 0
   #opId = 0
   #epoch: string | undefined
@@ -227,11 +227,8 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
     this.#synced = false
     this.#restoring = options.outbox !== undefined
     this.#locks = options.locks ?? (globalThis.navigator as { locks?: LockManagerLike } | undefined)?.locks
-    if (options.outbox !== undefined) void this.#hold(`zuno-outbox:${this.clientId}`)
-    options.outbox
-      ?.load()
-      .then((entries) => this.#claim(entries))
-      .then(
+    this.#outbox = options.outbox && new OutboxKeeper(options.outbox, this.#locks, this.clientId, (error) => this.#lastError.set(error))
+    this.#outbox?.takeOver().then(
       (entries) => this.#restore(entries),
       (error: unknown) => {
         this.#lastError.set(new ZunoError('protocol', 'Could not read the outbox', { cause: error }))
@@ -364,7 +361,7 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
     }
     this.#pendingCount.set(0)
     this.#tabs?.close()
-    for (const release of this.#releases.splice(0)) release()
+    this.#outbox?.close()
     this.#status.set('error')
   }
 
@@ -689,35 +686,8 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
     return changed
   }
 
-  /** Takes a Web Lock if it is free and keeps it until the replica closes; resolves whether it got it. */
-  #hold(name: string): Promise<boolean> {
-    const locks = this.#locks
-    if (locks === undefined) return Promise.resolve(true)
-    return new Promise<boolean>((resolve) => {
-      locks
-        .request(name, { ifAvailable: true }, (lock) => {
-          resolve(lock !== null)
-          return lock === null ? Promise.resolve() : new Promise<void>((release) => this.#releases.push(release))
-        })
-        .catch(() => resolve(false))
-    })
-  }
-
-  /**
-   * The outbox entries this replica may replay: those of sessions that are gone. An open tab holds
-   * the lock named after its client id, so its entries stay its own; a reloaded or closed tab's
-   * lock is free, and whoever takes it replays that tab's ops.
-   */
-  async #claim(entries: OutboxEntry[]): Promise<OutboxEntry[]> {
-    const owners = [...new Set(entries.map((entry) => entry.clientId))]
-    const claimed = await Promise.all(owners.map((owner) => this.#hold(`zuno-outbox:${owner}`)))
-    const mine = new Set(owners.filter((_, i) => claimed[i]))
-    return entries.filter((entry) => mine.has(entry.clientId))
-  }
-
   /** Puts ops queued before a reload first in line, as plain values under their original ids. */
   #restore(entries: OutboxEntry[]): void {
-    entries.sort((a, b) => a.queuedAt - b.queuedAt || a.opId - b.opId)
     const byStore = new Map<string, PendingOp[]>()
     for (const entry of entries) {
       const restored: PendingOp = {
@@ -751,20 +721,13 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
   }
 
   #save(replica: ReplicaStore, op: PendingOp): void {
-    const { outbox } = this.#options
-    if (outbox === undefined || op.failure !== undefined) return
+    if (this.#outbox === undefined || op.failure !== undefined) return
     const { clientId, opId, queuedAt } = op
-    outbox.put({ clientId, opId, queuedAt, storeKey: replica.cell.key, state: op.result }).catch((error: unknown) => {
-      this.#lastError.set(new ZunoError('protocol', 'Could not write the outbox', { cause: error }))
-    })
+    this.#outbox.save({ clientId, opId, queuedAt, storeKey: replica.cell.key, state: op.result })
   }
 
   #forget(op: PendingOp): void {
-    this.#options.outbox?.delete(op.clientId, op.opId).catch((error: unknown) => {
-      // A stale entry is proposed again after a reload and answered from the server's
-      // idempotency record while that still holds it; say so rather than stay silent.
-      this.#lastError.set(new ZunoError('protocol', 'Could not clear the outbox', { cause: error }))
-    })
+    this.#outbox?.forget(op.clientId, op.opId)
   }
 
   #setStatus(status: ConnectionStatus): void {

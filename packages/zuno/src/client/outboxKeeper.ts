@@ -1,0 +1,68 @@
+import { ZunoError } from '../errors'
+import type { Outbox, OutboxEntry } from './outbox'
+import type { LockManagerLike } from './tabs'
+
+/**
+ * A replica's side of its outbox: it writes and clears entries, and at start takes over the
+ * entries of sessions that are gone. An open tab holds a Web Lock named after its client id, so a
+ * new tab leaves a live tab's entries alone; a reloaded or closed tab's lock is free, and whoever
+ * takes it replays that tab's ops. Without Web Locks the outbox assumes a single tab.
+ */
+export class OutboxKeeper {
+  /** Releases the locks held: this session's own, and those taken over. */
+  readonly #releases: Array<() => void> = []
+
+  constructor(
+    readonly outbox: Outbox,
+    readonly locks: LockManagerLike | undefined,
+    clientId: string,
+    /** Told of write failures, which are not fatal to the op but must not be silent. */
+    readonly report: (error: ZunoError) => void,
+  ) {
+    void this.#hold(lockName(clientId))
+  }
+
+  /** The entries of sessions that are gone, oldest first; from now on they are this replica's. */
+  async takeOver(): Promise<OutboxEntry[]> {
+    const entries = await this.outbox.load()
+    const owners = [...new Set(entries.map((entry) => entry.clientId))]
+    const claimed = await Promise.all(owners.map((owner) => this.#hold(lockName(owner))))
+    const mine = new Set(owners.filter((_, i) => claimed[i]))
+    return entries.filter((entry) => mine.has(entry.clientId)).sort((a, b) => a.queuedAt - b.queuedAt || a.opId - b.opId)
+  }
+
+  /** Stores (or replaces) an op's entry. */
+  save(entry: OutboxEntry): void {
+    this.outbox.put(entry).catch((error: unknown) => this.report(new ZunoError('protocol', 'Could not write the outbox', { cause: error })))
+  }
+
+  /** Clears an op's entry once it is accepted or refused. */
+  forget(clientId: string, opId: number): void {
+    this.outbox.delete(clientId, opId).catch((error: unknown) => {
+      // A stale entry is proposed again after a reload and answered from the server's
+      // idempotency record while that still holds it; say so rather than stay silent.
+      this.report(new ZunoError('protocol', 'Could not clear the outbox', { cause: error }))
+    })
+  }
+
+  /** Lets go of the locks: the entries left become the next session's. */
+  close(): void {
+    for (const release of this.#releases.splice(0)) release()
+  }
+
+  /** Takes a Web Lock if it is free and keeps it until `close`; resolves whether it got it. */
+  #hold(name: string): Promise<boolean> {
+    const locks = this.locks
+    if (locks === undefined) return Promise.resolve(true)
+    return new Promise<boolean>((resolve) => {
+      locks
+        .request(name, { ifAvailable: true }, (lock) => {
+          resolve(lock !== null)
+          return lock === null ? Promise.resolve() : new Promise<void>((release) => this.#releases.push(release))
+        })
+        .catch(() => resolve(false))
+    })
+  }
+}
+
+const lockName = (clientId: string) => `zuno-outbox:${clientId}`
