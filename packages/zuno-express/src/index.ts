@@ -55,7 +55,7 @@ export function zuno(universe: ServedUniverse, options: ZunoExpressOptions = {})
         method: req.method,
         path,
         query,
-        header: (name) => req.get(name),
+        header: (name) => headerValue(req.headers[name]),
         readBody: (limit) => readNodeBody(req, limit),
         parsedBody,
       })
@@ -75,7 +75,12 @@ export function zuno(universe: ServedUniverse, options: ZunoExpressOptions = {})
 
 function send(req: Request, res: Response, response: ZunoResponse): void {
   if (response.kind === 'json') {
-    const headers: Record<string, string> = { ...JSON_HEADERS, ...response.headers }
+    // A declared length spares the client chunked decoding and the server a write per chunk.
+    const headers: Record<string, string | number> = {
+      ...JSON_HEADERS,
+      'content-length': Buffer.byteLength(response.body),
+      ...response.headers,
+    }
     // After a 413 the rest of the body is still arriving; closing is cheaper than reading it.
     if (response.status === 413) headers.connection = 'close'
     res.writeHead(response.status, headers).end(response.body)
@@ -98,4 +103,9 @@ function send(req: Request, res: Response, response: ZunoResponse): void {
   })
   res.on('drain', () => subscription.drained())
   res.on('close', () => subscription.close())
+}
+
+/** One header's value; Node gives repeated headers (other than `set-cookie`) joined already. */
+function headerValue(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value.join(', ') : value
 }

@@ -1,4 +1,5 @@
 import { ZunoError } from '../errors'
+import { BoundedMap } from './boundedMap'
 
 /** Who is asking, as the app's `authenticate` says. `id` must be stable and unique per user. */
 export interface Principal {
@@ -48,16 +49,17 @@ export function readCookie(header: string | null | undefined, name: string): str
  * collide with another's `(clientId, opId)`. Bounded: the oldest bindings are forgotten first.
  */
 export class ClientBindings {
-  readonly #owners = new Map<string, string>()
+  readonly #owners: BoundedMap<string, string>
 
-  constructor(readonly capacity: number) {}
+  constructor(readonly capacity: number) {
+    this.#owners = new BoundedMap(capacity)
+  }
 
   /** Throws `client_id_taken` if `clientId` belongs to another principal. */
   claim(clientId: string, principalId: string): void {
     const owner = this.#owners.get(clientId)
     if (owner === undefined) {
       this.#owners.set(clientId, principalId)
-      if (this.#owners.size > this.capacity) this.#owners.delete(this.#owners.keys().next().value as string)
     } else if (owner !== principalId) {
       throw new ZunoError('client_id_taken', 'This clientId belongs to another user; pick a fresh one')
     }

@@ -4,9 +4,8 @@ import { type Schemas, schemaFor, type StatesOf, validateState } from '../schema
 import { applyUpdater, type StoreCell, type Updater } from '../store'
 import { Universe } from '../universe'
 import { randomId } from '../id'
-import { EventLog, type LogEntry } from './log'
+import { EventLog, type LogEntry, logEntry } from './log'
 import { createMemoryStorage } from './memoryStorage'
-import { encodeStateFrame } from './sse'
 import type { CommitOutcome, CommittedEvent, Proposal, Storage } from './storage'
 
 /** Options of {@link createUniverse}. */
@@ -61,6 +60,8 @@ export class AuthoritativeUniverse<TStores extends Record<string, unknown> = Rec
   /** Server writes get a client id of their own per instance, so restarts never reuse an op id. */
   readonly #clientId = `server.${randomId()}`
   #opId = 0
+  /** Stores that exist for clients (declared, or written at least once); kept as a count so a check is O(1). */
+  #visibleCount = 0
 
   constructor(options: UniverseOptions<Schemas> = {}) {
     super()
@@ -74,6 +75,7 @@ export class AuthoritativeUniverse<TStores extends Record<string, unknown> = Rec
     this.#maxStores = options.maxStores ?? 10_000
     this.#maxStateBytes = options.maxStateBytes
     for (const [key, initial] of this.#declared) this.cell(key, initial)
+    this.#visibleCount = this.#declared.size
     this.ready = this.#start()
     // Failures surface through `ready` and every request; this only avoids an unhandled rejection.
     this.ready.catch(() => {})
@@ -83,8 +85,8 @@ export class AuthoritativeUniverse<TStores extends Record<string, unknown> = Rec
     const image = await this.#storage.load()
     const recent = image.recent ?? []
     this.#log = new EventLog(image.epoch, image.seq - recent.length, this.#retention)
-    for (const event of recent) this.#log.append({ event, frame: encodeStateFrame(event) })
-    for (const [key, stored] of image.stores) this.cell(key).publish(stored.state, stored.version)
+    for (const event of recent) this.#log.append(logEntry(event))
+    for (const [key, stored] of image.stores) this.#publish(key, stored.state, stored.version)
     this.#stopCommits = this.#storage.onCommit((event) => this.#arrive(event))
   }
 
@@ -105,7 +107,7 @@ export class AuthoritativeUniverse<TStores extends Record<string, unknown> = Rec
     if (!trusted && !exists && !this.#allowStore(proposal.storeKey)) {
       throw new ZunoError('store_not_allowed', `Store ${JSON.stringify(proposal.storeKey)} may not be created`)
     }
-    if (!exists && this.#visibleCount() >= this.#maxStores) {
+    if (!exists && this.#visibleCount >= this.#maxStores) {
       throw new ZunoError('store_limit', `No more than ${this.#maxStores} stores`)
     }
     if (this.#maxStateBytes !== undefined && utf8Length(JSON.stringify(proposal.state)) > this.#maxStateBytes) {
@@ -177,14 +179,16 @@ export class AuthoritativeUniverse<TStores extends Record<string, unknown> = Rec
     throw new ZunoError('conflict', `Gave up writing ${JSON.stringify(cell.key)} after ${SERVER_WRITE_ATTEMPTS} conflicts`)
   }
 
-  #visibleCount(): number {
-    let count = 0
-    for (const cell of this.cells()) if (this.#isVisible(cell)) count += 1
-    return count
-  }
-
   #isVisible(cell: StoreCell<unknown>): boolean {
     return cell.version > 0 || this.#declared.has(cell.key)
+  }
+
+  /** Shows a committed state, counting the store once it becomes visible. */
+  #publish(key: string, state: unknown, version: number): void {
+    const cell = this.cell(key)
+    const wasVisible = this.#isVisible(cell)
+    cell.publish(state, version)
+    if (!wasVisible && this.#isVisible(cell)) this.#visibleCount += 1
   }
 
   #arrive(event: CommittedEvent): void {
@@ -202,9 +206,9 @@ export class AuthoritativeUniverse<TStores extends Record<string, unknown> = Rec
   #apply(event: CommittedEvent): void {
     const log = this.#readyLog()
     if (event.seq <= log.lastSeq) return
-    const entry: LogEntry = { event, frame: encodeStateFrame(event) }
+    const entry = logEntry(event)
     log.append(entry)
-    this.cell(event.storeKey).publish(event.state, event.version)
+    this.#publish(event.storeKey, event.state, event.version)
     for (const listener of this.#listeners) listener(entry)
   }
 }

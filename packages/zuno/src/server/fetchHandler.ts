@@ -46,7 +46,8 @@ export function createFetchHandler(universe: ServedUniverse, options: FetchHandl
 /** Turns the engine's answer into a web `Response`; an SSE stream is pulled by the runtime as it drains. */
 export function toResponse(response: ZunoResponse, signal?: AbortSignal): Response {
   if (response.kind === 'json') {
-    return new Response(response.body, { status: response.status, headers: { ...JSON_HEADERS, ...response.headers } })
+    const headers = response.headers === undefined ? JSON_HEADERS : { ...JSON_HEADERS, ...response.headers }
+    return new Response(response.body, { status: response.status, headers })
   }
   let subscription: Subscription | undefined
   const stream = new ReadableStream<Uint8Array>(
@@ -84,6 +85,13 @@ export function toResponse(response: ZunoResponse, signal?: AbortSignal): Respon
 /** Reads a request body as text, refusing it past `limit` bytes without reading the rest. */
 export async function readRequestBody(request: Request, limit: number): Promise<string> {
   if (request.body === null) return ''
+  const declared = Number(request.headers.get('content-length') ?? Number.NaN)
+  if (Number.isSafeInteger(declared) && declared <= limit) {
+    // The runtime reads no more than the declared length, and natively: much faster than a reader.
+    return request.text().catch((error: unknown) => {
+      throw new ZunoError('invalid_body', 'The request body could not be read', { cause: error })
+    })
+  }
   const reader = request.body.getReader()
   const decoder = new TextDecoder()
   let text = ''

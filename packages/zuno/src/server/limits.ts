@@ -1,28 +1,29 @@
 import { ZunoError } from '../errors'
+import { BoundedMap } from './boundedMap'
 
 /**
- * Token buckets per key: `rate` proposals a second on average, bursts up to `burst`. Bounded: the
- * least recently used buckets are forgotten first (a forgotten bucket starts full again).
+ * Token buckets per key: `rate` proposals a second on average, bursts up to `burst`. Bounded: past
+ * `capacity` keys the oldest buckets are forgotten first (a forgotten bucket starts full again).
  */
 export class RateLimiter {
-  readonly #buckets = new Map<string, { tokens: number; at: number }>()
+  readonly #buckets: BoundedMap<string, { tokens: number; at: number }>
 
   constructor(
     readonly rate: number,
     readonly burst: number,
     readonly capacity = 100_000,
     readonly now: () => number = Date.now,
-  ) {}
+  ) {
+    this.#buckets = new BoundedMap(capacity)
+  }
 
   /** Takes one token for `key`, or throws `rate_limited` with the seconds until the next one. */
   take(key: string): void {
     const now = this.now()
-    const bucket = this.#buckets.get(key) ?? { tokens: this.burst, at: now }
-    this.#buckets.delete(key) // re-inserted below: Map order is our LRU order
+    let bucket = this.#buckets.get(key)
+    if (bucket === undefined) this.#buckets.set(key, (bucket = { tokens: this.burst, at: now }))
     bucket.tokens = Math.min(this.burst, bucket.tokens + ((now - bucket.at) / 1000) * this.rate)
     bucket.at = now
-    this.#buckets.set(key, bucket)
-    if (this.#buckets.size > this.capacity) this.#buckets.delete(this.#buckets.keys().next().value as string)
     if (bucket.tokens < 1) {
       const retryAfter = Math.ceil((1 - bucket.tokens) / this.rate)
       throw new ZunoError('rate_limited', `More than ${this.rate} proposals a second; slow down`, { retryAfter })

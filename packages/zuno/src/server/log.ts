@@ -1,10 +1,22 @@
 import { formatEventId, parseEventId } from '../protocol'
+import { encodeStateFrame } from './sse'
 import type { CommittedEvent } from './storage'
 
-/** A retained event and, once encoded, its SSE frame (so a replay never re-encodes). */
+/** A retained event and its SSE frame, encoded once and shared by every subscriber and replay. */
 export interface LogEntry {
-  event: CommittedEvent
-  frame: Uint8Array
+  readonly event: CommittedEvent
+  readonly frame: Uint8Array
+}
+
+/** The log entry of an event; its frame is encoded when first read, so never when nobody streams. */
+export function logEntry(event: CommittedEvent): LogEntry {
+  let frame: Uint8Array | undefined
+  return {
+    event,
+    get frame() {
+      return (frame ??= encodeStateFrame(event))
+    },
+  }
 }
 
 /**

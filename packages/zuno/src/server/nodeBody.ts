@@ -32,8 +32,16 @@ export function readNodeBody(stream: NodeBodyStream, limit: number): Promise<str
     })
     // A client that goes away mid-body gets no answer, but the promise must still settle,
     // and quietly: it is the client's doing, not the server's.
-    const unreadable = () => reject(new ZunoError('invalid_body', 'The request body ended early'))
-    stream.on('end', () => resolve(text + decoder.decode()))
+    // Node emits 'close' after every 'end' as well: only a close before the end is an error, and
+    // only then is an error (with its stack trace) worth building.
+    let ended = false
+    const unreadable = () => {
+      if (!ended) reject(new ZunoError('invalid_body', 'The request body ended early'))
+    }
+    stream.on('end', () => {
+      ended = true
+      resolve(text + decoder.decode())
+    })
     stream.on('error', unreadable)
     stream.on('close', unreadable)
   })

@@ -1,4 +1,5 @@
 import { formatEventId, type StoreState } from '../protocol'
+import { BoundedMap } from './boundedMap'
 import type { CommitOutcome, CommittedEvent, Proposal } from './storage'
 
 /**
@@ -7,12 +8,15 @@ import type { CommitOutcome, CommittedEvent, Proposal } from './storage'
  */
 export class StoreTable {
   readonly states = new Map<string, StoreState>()
-  readonly answers = new Map<string, StoreState>()
+  /** The answers to recent `(clientId, opId)` pairs; the oldest are forgotten first. */
+  readonly answers: BoundedMap<string, StoreState>
 
   constructor(
-    /** How many answers are kept; the oldest are forgotten first. */
+    /** How many answers are kept. */
     readonly window: number,
-  ) {}
+  ) {
+    this.answers = new BoundedMap(window)
+  }
 
   /** The answer to a proposal that cannot be accepted (a retry, or a stale base); `undefined` if it can. */
   refuse(proposal: Proposal): CommitOutcome | undefined {
@@ -35,7 +39,6 @@ export class StoreTable {
     const state = { version: change.version, state: change.state }
     this.states.set(change.storeKey, state)
     this.answers.set(answerKey(change), state)
-    if (this.answers.size > this.window) this.answers.delete(this.answers.keys().next().value as string)
   }
 }
 
