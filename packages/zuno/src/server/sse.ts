@@ -3,6 +3,17 @@ import type { CommittedEvent } from './storage'
 
 const encoder = new TextEncoder()
 
+/** The Node.js `Buffer` class where there is one (Node, Bun), without needing Node's types. */
+const NodeBuffer = (globalThis as { Buffer?: { from(text: string): Uint8Array } }).Buffer
+
+/**
+ * UTF-8 bytes of a frame. On Node a `Buffer`: `http` writes one as it is, while a plain
+ * `Uint8Array` costs it extra work on every write, and a frame is written once per subscriber.
+ */
+function encode(text: string): Uint8Array {
+  return NodeBuffer === undefined ? encoder.encode(text) : NodeBuffer.from(text)
+}
+
 /** Response headers of every SSE stream: never cached, transformed (compressed) or buffered. */
 export const SSE_HEADERS: Readonly<Record<string, string>> = {
   'content-type': 'text/event-stream; charset=utf-8',
@@ -20,24 +31,24 @@ export function encodeStateFrame(event: CommittedEvent): Uint8Array {
     clientId: event.clientId,
     opId: event.opId,
   }
-  return encoder.encode(`id: ${event.id}\nevent: ${SSE_EVENTS.state}\ndata: ${JSON.stringify(data)}\n\n`)
+  return encode(`id: ${event.id}\nevent: ${SSE_EVENTS.state}\ndata: ${JSON.stringify(data)}\n\n`)
 }
 
 /** The `snapshot` frame: every readable store as of `cursor`. */
 export function encodeSnapshotFrame(cursor: string, snapshot: SnapshotMessage): Uint8Array {
-  return encoder.encode(`id: ${cursor}\nevent: ${SSE_EVENTS.snapshot}\ndata: ${JSON.stringify(snapshot)}\n\n`)
+  return encode(`id: ${cursor}\nevent: ${SSE_EVENTS.snapshot}\ndata: ${JSON.stringify(snapshot)}\n\n`)
 }
 
 /** Tells the client how long to wait before reconnecting. */
 export function encodeRetryHint(retryMs: number): Uint8Array {
-  return encoder.encode(`retry: ${retryMs}\n\n`)
+  return encode(`retry: ${retryMs}\n\n`)
 }
 
 /** A comment line: keeps idle connections (and the proxies on the way) alive. */
-export const HEARTBEAT_FRAME: Uint8Array = encoder.encode(': ping\n\n')
+export const HEARTBEAT_FRAME: Uint8Array = encode(': ping\n\n')
 
 /** Sent as a stream is dropped for falling behind: the client should reconnect for a snapshot. */
-export const RESYNC_FRAME: Uint8Array = encoder.encode(`event: ${SSE_EVENTS.resync}\ndata: {}\n\n`)
+export const RESYNC_FRAME: Uint8Array = encode(`event: ${SSE_EVENTS.resync}\ndata: {}\n\n`)
 
 /** Ends the replay of a resumed stream: from here on the client is current. */
-export const RESUMED_FRAME: Uint8Array = encoder.encode(`event: ${SSE_EVENTS.resumed}\ndata: {}\n\n`)
+export const RESUMED_FRAME: Uint8Array = encode(`event: ${SSE_EVENTS.resumed}\ndata: {}\n\n`)
