@@ -1,0 +1,201 @@
+/** Writes what a run found: docs/benchmarks/results.json, README.md and its SVG charts. */
+import { execFileSync } from 'node:child_process'
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { cpus, release, totalmem } from 'node:os'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { canPin } from './process'
+import type { BenchConfig, Comparison, SuiteResult } from './results'
+import { barChart, lineChart, type Series } from './svg'
+
+const benchRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
+const outputDir = join(benchRoot, '..', 'docs', 'benchmarks')
+
+function packageVersion(path: string): string {
+  try {
+    return (JSON.parse(readFileSync(join(path, 'package.json'), 'utf8')) as { version: string }).version
+  } catch {
+    return 'unknown'
+  }
+}
+
+function versions(): Record<string, string> {
+  const dependency = (name: string) => packageVersion(join(benchRoot, 'node_modules', name))
+  let bun = 'unknown'
+  try {
+    bun = execFileSync(join(benchRoot, 'node_modules', '.bin', 'bun'), ['--version'], { encoding: 'utf8' }).trim()
+  } catch {
+    // reported as unknown
+  }
+  return {
+    zuno: packageVersion(join(benchRoot, '..', 'packages', 'zuno')),
+    node: process.versions.node,
+    bun,
+    express: dependency('express'),
+    elysia: dependency('elysia'),
+    'socket.io': dependency('socket.io'),
+    zustand: dependency('zustand'),
+    react: dependency('react'),
+    autocannon: dependency('autocannon'),
+  }
+}
+
+function machine(): Record<string, unknown> {
+  return {
+    cpu: cpus()[0]?.model ?? 'unknown',
+    cores: cpus().length,
+    memoryGiB: Math.round(totalmem() / 2 ** 30),
+    os: `${process.platform} ${release()}`,
+    pinning: canPin ? 'servers on core 0, load generators on core 1 (taskset)' : 'none (fewer than 2 cores or no taskset)',
+  }
+}
+
+/** A run's results, as written to results.json. */
+export interface Run {
+  config: BenchConfig
+  results: SuiteResult[]
+  failures: string[]
+  seconds: number
+}
+
+export async function writeReport(run: Run): Promise<string[]> {
+  mkdirSync(outputDir, { recursive: true })
+  const document = {
+    generatedAt: new Date().toISOString(),
+    mode: run.config.quick ? 'quick' : 'full',
+    repetitions: run.config.reps,
+    seconds: Math.round(run.seconds),
+    machine: machine(),
+    versions: versions(),
+    comparisons: run.results.flatMap((result) => result.comparisons),
+    suites: run.results,
+    failures: run.failures,
+  }
+  const charts = writeCharts(run.results)
+  writeFileSync(join(outputDir, 'results.json'), `${JSON.stringify(document, null, 2)}\n`)
+  writeFileSync(join(outputDir, 'README.md'), markdown(document, charts))
+  return ['docs/benchmarks/results.json', 'docs/benchmarks/README.md', ...charts.map((chart) => `docs/benchmarks/${chart.file}`)]
+}
+
+interface Chart {
+  file: string
+  title: string
+}
+
+function writeCharts(results: SuiteResult[]): Chart[] {
+  const charts: Chart[] = []
+  const save = (file: string, title: string, svg: string) => {
+    writeFileSync(join(outputDir, file), svg)
+    charts.push({ file, title })
+  }
+  const fanout = results.find((result) => result.id === 'fanout')
+  if (fanout !== undefined) {
+    const sizes = Object.keys(fanout.figures).map((key) => Number(key.slice(2)))
+    const byServer = new Map<string, Series>()
+    const byServerRate = new Map<string, Series>()
+    for (const n of sizes) {
+      const servers = fanout.figures[`N=${n}`] as Record<string, { name: string; p99Ms: number; deliveriesPerSecond: number }>
+      for (const { name, p99Ms, deliveriesPerSecond } of Object.values(servers)) {
+        if (!byServer.has(name)) byServer.set(name, { name, points: [] })
+        if (!byServerRate.has(name)) byServerRate.set(name, { name, points: [] })
+        byServer.get(name)?.points.push([n, p99Ms])
+        byServerRate.get(name)?.points.push([n, deliveriesPerSecond])
+      }
+    }
+    save('fanout-latency.svg', 'Fan-out: p99 from commit to the last subscriber', lineChart({ title: 'p99 commit → last subscriber', xLabel: 'SSE subscribers', yLabel: 'ms (lower is better)', series: [...byServer.values()] }))
+    save('fanout-throughput.svg', 'Fan-out: deliveries per second', lineChart({ title: 'Deliveries per second', xLabel: 'SSE subscribers', yLabel: 'deliveries/s (higher is better)', series: [...byServerRate.values()] }))
+  }
+  const throughput = results.find((result) => result.id === 'throughput')
+  if (throughput !== undefined) {
+    const bars = Object.values(throughput.figures as Record<string, { short: string; acceptedPerSecond: number; zuno: boolean }>).map((figure) => ({
+      label: figure.short,
+      value: figure.acceptedPerSecond,
+      zuno: figure.zuno,
+    }))
+    save('throughput.svg', 'Sync throughput against its baselines', barChart({ title: 'Accepted proposals per second, 50 connections', yLabel: 'accepted/s (higher is better)', bars }))
+  }
+  const core = results.find((result) => result.id === 'core')
+  if (core !== undefined) {
+    const series: Series[] = [
+      { name: 'Zuno store.set', points: [] },
+      { name: 'zustand setState', points: [] },
+    ]
+    for (const comparison of core.comparisons) {
+      const n = Number(/notify ([\d,]+)/.exec(comparison.metric)?.[1]?.replace(/,/g, ''))
+      series[0]?.points.push([n, comparison.zuno / 1000])
+      series[1]?.points.push([n, comparison.baseline / 1000])
+    }
+    save('core.svg', 'Core: updates per second against subscribers', lineChart({ title: 'Updates per second, N subscribers notified', xLabel: 'subscribers', yLabel: 'thousand updates/s', series }))
+  }
+  return charts
+}
+
+function number(value: number): string {
+  return Math.abs(value) >= 1000 ? Math.round(value).toLocaleString('en-US') : String(value)
+}
+
+function verdict(comparison: Comparison): string {
+  if (comparison.target === undefined) return '—'
+  const goal = `${comparison.target.op === '>=' ? '≥' : '≤'} ${comparison.target.value}`
+  return comparison.met ? `${goal} ✅` : `${goal} ❌`
+}
+
+function figuresMarkdown(figures: Record<string, unknown>, depth = 0): string[] {
+  const lines: string[] = []
+  const scalars = Object.entries(figures).filter(([, value]) => typeof value !== 'object' || value === null)
+  for (const [key, value] of scalars) lines.push(`- ${key}: ${typeof value === 'number' ? number(value) : String(value)}`)
+  if (scalars.length > 0) lines.push('')
+  for (const [key, value] of Object.entries(figures)) {
+    if (typeof value !== 'object' || value === null) continue
+    const rows = Object.entries(value as Record<string, unknown>)
+    const isTable = rows.length > 0 && rows.every(([, row]) => typeof row === 'object' && row !== null && !Array.isArray(row) && Object.values(row).every((cell) => typeof cell !== 'object'))
+    if (isTable) {
+      const columns = [...new Set(rows.flatMap(([, row]) => Object.keys(row as object)))].filter((column) => column !== 'short' && column !== 'zuno')
+      lines.push(`**${key}**`, '', `| | ${columns.join(' | ')} |`, `| --- |${columns.map(() => ' ---: |').join('')}`)
+      for (const [name, row] of rows) {
+        const cells = columns.map((column) => {
+          const cell = (row as Record<string, unknown>)[column]
+          return typeof cell === 'number' ? number(cell) : String(cell ?? '')
+        })
+        lines.push(`| ${name} | ${cells.join(' | ')} |`)
+      }
+      lines.push('')
+    } else if (!Array.isArray(value) && depth < 1 && rows.every(([, row]) => typeof row === 'object')) {
+      lines.push(`**${key}**`, '', ...figuresMarkdown(value as Record<string, unknown>, depth + 1))
+    } else {
+      lines.push(`- ${key}: \`${JSON.stringify(value)}\``, '')
+    }
+  }
+  return lines
+}
+
+function markdown(document: { generatedAt: string; mode: string; repetitions: number; seconds: number; machine: Record<string, unknown>; versions: Record<string, string>; comparisons: Comparison[]; suites: SuiteResult[]; failures: string[] }, charts: Chart[]): string {
+  const lines = [
+    '# Zuno benchmarks',
+    '',
+    `Written by \`pnpm bench${document.mode === 'quick' ? ' --quick' : ''}\` on ${document.generatedAt.slice(0, 10)} in ${document.seconds} s; do not edit by hand. ` +
+      `Every figure is the median of ${document.repetitions} runs, interleaved with its baseline's; every ratio is Zuno's figure over the baseline's. The raw runs are in [results.json](results.json).`,
+    '',
+    `Machine: ${Object.values(document.machine).join('; ')}.`,
+    '',
+    `Versions: ${Object.entries(document.versions).map(([name, version]) => `${name} ${version}`).join(', ')}.`,
+    '',
+    '## Summary',
+    '',
+    '| Metric | Zuno | Baseline | Ratio | Target |',
+    '| --- | ---: | --- | ---: | :---: |',
+    ...document.comparisons.map(
+      (c) => `| ${c.metric} | ${number(c.zuno)} ${c.unit} | ${c.baselineName}: ${number(c.baseline)} ${c.unit} | ${c.ratio} | ${verdict(c)} |`,
+    ),
+    '',
+    ...(document.failures.length > 0 ? ['**Suites that failed in this run:**', '', ...document.failures.map((failure) => `- ${failure}`), ''] : []),
+    '## Charts',
+    '',
+    ...charts.flatMap((chart) => [`![${chart.title}](${chart.file})`, '']),
+  ]
+  for (const suite of document.suites) {
+    lines.push(`## ${suite.title}`, '', suite.method, '', ...figuresMarkdown(suite.figures))
+    if (suite.notes.length > 0) lines.push('Notes from this run:', '', ...suite.notes.map((note) => `- ${note}`), '')
+  }
+  return `${lines.join('\n').replace(/\n{3,}/g, '\n\n').trim()}\n`
+}
