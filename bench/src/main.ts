@@ -44,7 +44,7 @@ for (const suite of selected) {
     console.error(`\n${suite.title} failed: ${(error as Error).stack}`)
   }
 }
-const written = await writeReport({ config, results, failures, seconds: (Date.now() - started) / 1000 })
+const written = await writeReport({ config, results, failures, seconds: (Date.now() - started) / 1000 }, only !== undefined)
 console.log(`\nWrote ${written.join(' and ')} in ${Math.round((Date.now() - started) / 1000)} s.`)
 for (const result of results) {
   for (const c of result.comparisons) {

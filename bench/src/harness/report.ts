@@ -58,23 +58,44 @@ export interface Run {
   seconds: number
 }
 
-export async function writeReport(run: Run): Promise<string[]> {
+/**
+ * Writes the report. A run of some suites only (`--only`) keeps the other suites' results from the
+ * previous report, marked with the date they were measured, so the report stays whole.
+ */
+export async function writeReport(run: Run, partial: boolean): Promise<string[]> {
   mkdirSync(outputDir, { recursive: true })
+  const now = new Date().toISOString()
+  const stamped = run.results.map((result) => ({ ...result, measuredAt: now }))
+  const suites = partial ? mergeWithPrevious(stamped) : stamped
   const document = {
-    generatedAt: new Date().toISOString(),
+    generatedAt: now,
     mode: run.config.quick ? 'quick' : 'full',
     repetitions: run.config.reps,
     seconds: Math.round(run.seconds),
     machine: machine(),
     versions: versions(),
-    comparisons: run.results.flatMap((result) => result.comparisons),
-    suites: run.results,
+    comparisons: suites.flatMap((result) => result.comparisons),
+    suites,
     failures: run.failures,
   }
-  const charts = writeCharts(run.results)
+  const charts = writeCharts(suites)
   writeFileSync(join(outputDir, 'results.json'), `${JSON.stringify(document, null, 2)}\n`)
   writeFileSync(join(outputDir, 'README.md'), markdown(document, charts))
   return ['docs/benchmarks/results.json', 'docs/benchmarks/README.md', ...charts.map((chart) => `docs/benchmarks/${chart.file}`)]
+}
+
+type StampedResult = SuiteResult & { measuredAt: string }
+
+function mergeWithPrevious(fresh: StampedResult[]): StampedResult[] {
+  let previous: StampedResult[] = []
+  try {
+    const document = JSON.parse(readFileSync(join(outputDir, 'results.json'), 'utf8')) as { generatedAt: string; suites: StampedResult[] }
+    previous = document.suites.map((suite) => ({ ...suite, measuredAt: suite.measuredAt ?? document.generatedAt }))
+  } catch {
+    return fresh
+  }
+  const merged = previous.map((old) => fresh.find((result) => result.id === old.id) ?? old)
+  return [...merged, ...fresh.filter((result) => !previous.some((old) => old.id === result.id))]
 }
 
 interface Chart {
@@ -169,12 +190,14 @@ function figuresMarkdown(figures: Record<string, unknown>, depth = 0): string[] 
   return lines
 }
 
-function markdown(document: { generatedAt: string; mode: string; repetitions: number; seconds: number; machine: Record<string, unknown>; versions: Record<string, string>; comparisons: Comparison[]; suites: SuiteResult[]; failures: string[] }, charts: Chart[]): string {
+function markdown(document: { generatedAt: string; mode: string; repetitions: number; seconds: number; machine: Record<string, unknown>; versions: Record<string, string>; comparisons: Comparison[]; suites: StampedResult[]; failures: string[] }, charts: Chart[]): string {
   const lines = [
     '# Zuno benchmarks',
     '',
     `Written by \`pnpm bench${document.mode === 'quick' ? ' --quick' : ''}\` on ${document.generatedAt.slice(0, 10)} in ${document.seconds} s; do not edit by hand. ` +
       `Every figure is the median of ${document.repetitions} runs, interleaved with its baseline's; every ratio is Zuno's figure over the baseline's. The raw runs are in [results.json](results.json).`,
+    '',
+    'What these figures led us to change, and why some targets are out of reach: [docs/performance.md](../performance.md).',
     '',
     `Machine: ${Object.values(document.machine).join('; ')}.`,
     '',
@@ -194,7 +217,8 @@ function markdown(document: { generatedAt: string; mode: string; repetitions: nu
     ...charts.flatMap((chart) => [`![${chart.title}](${chart.file})`, '']),
   ]
   for (const suite of document.suites) {
-    lines.push(`## ${suite.title}`, '', suite.method, '', ...figuresMarkdown(suite.figures))
+    const earlier = suite.measuredAt === document.generatedAt ? '' : ` (from an earlier run, ${suite.measuredAt.slice(0, 16).replace('T', ' ')} UTC)`
+    lines.push(`## ${suite.title}${earlier}`, '', suite.method, '', ...figuresMarkdown(suite.figures))
     if (suite.notes.length > 0) lines.push('Notes from this run:', '', ...suite.notes.map((note) => `- ${note}`), '')
   }
   return `${lines.join('\n').replace(/\n{3,}/g, '\n\n').trim()}\n`

@@ -13,6 +13,7 @@ const targets = [
   { id: 'expressZuno', name: 'Zuno on Express', short: 'Zuno+Express', zuno: true, script: 'servers/expressZuno.ts', runtime: 'node' },
   { id: 'bunPlain', name: 'plain Bun.serve JSON route', short: 'Bun.serve', zuno: false, script: 'servers/bunPlain.ts', runtime: 'bun' },
   { id: 'elysiaZuno', name: 'Zuno on Elysia (Bun)', short: 'Zuno+Elysia', zuno: true, script: 'servers/elysiaZuno.ts', runtime: 'bun' },
+  { id: 'bunZuno', name: 'Zuno fetch handler on Bun.serve', short: 'Zuno+Bun', zuno: true, script: 'servers/bunZuno.ts', runtime: 'bun' },
 ] as const
 
 type TargetId = (typeof targets)[number]['id']
@@ -83,6 +84,7 @@ export const throughput: Suite = {
           compare('Sync throughput: Express adapter', 'accepted/s', runs('expressZuno'), 'plain Express JSON route', runs('expressPlain'), { op: '>=', value: 0.9 }),
           compare('Sync throughput: Elysia plugin on Bun', 'accepted/s', runs('elysiaZuno'), 'plain Bun.serve JSON route', runs('bunPlain'), { op: '>=', value: 0.8 }),
           compare('Sync throughput: Express adapter against the node:http ceiling', 'accepted/s', runs('expressZuno'), 'node:http JSON route', runs('node')),
+          compare('Sync throughput: fetch handler on Bun.serve, no framework', 'accepted/s', runs('bunZuno'), 'plain Bun.serve JSON route', runs('bunPlain')),
         ],
         figures: Object.fromEntries(
           targets.map((target) => [
