@@ -8,6 +8,7 @@ import {
   SyncServer,
   type SyncServerOptions,
   splitTarget,
+  streamToNodeResponse,
   type ZunoResponse,
 } from 'zuno/server'
 import { type ErrorCode, ZunoError } from 'zuno'
@@ -92,17 +93,7 @@ function send(req: Request, res: Response, response: ZunoResponse): void {
   // Set one by one so middleware such as `compression` sees `no-transform` and leaves the stream alone.
   for (const [name, value] of Object.entries(SSE_HEADERS)) res.setHeader(name, value)
   res.status(200).flushHeaders()
-  const flush = (res as Response & { flush?: () => void }).flush?.bind(res)
-  const subscription = response.open({
-    write(chunk) {
-      const ok = res.write(chunk)
-      flush?.()
-      return ok
-    },
-    close: () => res.end(),
-  })
-  res.on('drain', () => subscription.drained())
-  res.on('close', () => subscription.close())
+  streamToNodeResponse(res, response.open)
 }
 
 /** One header's value; Node gives repeated headers (other than `set-cookie`) joined already. */

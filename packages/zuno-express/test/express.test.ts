@@ -93,4 +93,42 @@ describe('zuno-express', () => {
     // 200 × 64 KiB = 12.5 MiB were published; the stalled one was dropped instead of buffering it all.
     await until(() => middleware.server.streams === 1)
   })
+
+  it('holds frames for a reader that pauses and, once it reads again, sends every one in order', async () => {
+    const { universe, middleware, port } = await serve({ maxQueuedBytes: 64 * 1024 * 1024 })
+    const reader: Socket = connectTcp(port, '127.0.0.1')
+    cleanups.push(() => reader.destroy())
+    const chunks: Buffer[] = []
+    let bytes = 0
+    reader.on('data', (chunk: Buffer) => {
+      chunks.push(chunk)
+      bytes += chunk.length
+    })
+    reader.write(`GET /zuno/sse HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`)
+    await until(() => middleware.server.streams === 1)
+    reader.pause()
+    // 16 MiB: more than the kernel's socket buffers take, so the server must wait for a drain;
+    // less than the queue cap, so the reader is not dropped.
+    const writes = 64
+    for (let i = 0; i < writes; i++) await universe.store<string>('blob').set(`${i}:${'x'.repeat(256 * 1024)}`)
+    reader.resume()
+    const versions = () => [...decodeChunked(Buffer.concat(chunks)).matchAll(/"storeKey":"blob","version":(\d+)/g)].map((match) => Number(match[1]))
+    await until(() => bytes >= writes * 256 * 1024, 10_000)
+    await until(() => versions().length === writes)
+    expect(versions()).toEqual(Array.from({ length: writes }, (_, i) => i + 1))
+  })
 })
+
+/** The body of a raw HTTP/1.1 response in chunked encoding, as far as it has arrived. */
+function decodeChunked(raw: Buffer): string {
+  let at = raw.indexOf('\r\n\r\n') + 4
+  let body = ''
+  for (;;) {
+    const lineEnd = raw.indexOf('\r\n', at)
+    if (lineEnd < 0) return body
+    const size = Number.parseInt(raw.subarray(at, lineEnd).toString('latin1'), 16)
+    if (size === 0 || lineEnd + 2 + size + 2 > raw.length) return body
+    body += raw.subarray(lineEnd + 2, lineEnd + 2 + size).toString('utf8')
+    at = lineEnd + 2 + size + 2
+  }
+}
