@@ -56,6 +56,8 @@ export class AuthoritativeUniverse<TStores extends Record<string, unknown> = Rec
   readonly #arrivals: CommittedEvent[] = []
   #applying = false
   #log: EventLog | undefined
+  /** Set once `ready` has settled successfully, so a write need not wait a turn for it. */
+  #started = false
   #stopCommits: (() => void) | undefined
   /** Server writes get a client id of their own per instance, so restarts never reuse an op id. */
   readonly #clientId = `server.${randomId()}`
@@ -88,6 +90,7 @@ export class AuthoritativeUniverse<TStores extends Record<string, unknown> = Rec
     for (const event of recent) this.#log.append(logEntry(event))
     for (const [key, stored] of image.stores) this.#publish(key, stored.state, stored.version)
     this.#stopCommits = this.#storage.onCommit((event) => this.#arrive(event))
+    this.#started = true
   }
 
   /** The in-memory log, once ready. */
@@ -101,7 +104,7 @@ export class AuthoritativeUniverse<TStores extends Record<string, unknown> = Rec
    * those the universe allows.
    */
   async propose(proposal: Proposal, trusted = false): Promise<CommitOutcome> {
-    await this.ready
+    if (!this.#started) await this.ready
     const existing = this.existing(proposal.storeKey)
     const exists = existing !== undefined && this.#isVisible(existing)
     if (!trusted && !exists && !this.#allowStore(proposal.storeKey)) {
@@ -161,7 +164,7 @@ export class AuthoritativeUniverse<TStores extends Record<string, unknown> = Rec
   }
 
   protected async writeStore(cell: StoreCell<unknown>, next: Updater<unknown>): Promise<number> {
-    await this.ready
+    if (!this.#started) await this.ready
     for (let attempt = 0; attempt < SERVER_WRITE_ATTEMPTS; attempt++) {
       this.#opId += 1
       const outcome = await this.propose(

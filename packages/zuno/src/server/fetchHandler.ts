@@ -29,16 +29,17 @@ export function createFetchHandler(universe: ServedUniverse, options: FetchHandl
   const server = new SyncServer(universe, options)
   const prefix = (options.prefix ?? DEFAULT_PREFIX).replace(/\/+$/, '')
   const handler = async (request: Request): Promise<Response> => {
-    const url = new URL(request.url)
-    const path = url.pathname.startsWith(prefix) ? url.pathname.slice(prefix.length) : ''
+    const { pathname, query } = splitRequestUrl(request.url)
+    const path = pathname.startsWith(prefix) ? pathname.slice(prefix.length) : ''
     const response = await server.handle({
       method: request.method,
       path,
-      query: url.searchParams,
+      query,
       header: (name) => request.headers.get(name),
       readBody: (limit) => readRequestBody(request, limit),
     })
-    return toResponse(response, request.signal)
+    // Reading `request.signal` makes some runtimes (Bun) build an AbortSignal: only streams need one.
+    return toResponse(response, response.kind === 'sse' ? request.signal : undefined)
   }
   return Object.assign(handler, { server, close: () => server.close(), shutdown: () => server.shutdown() })
 }
@@ -108,4 +109,18 @@ export async function readRequestBody(request: Request, limit: number): Promise<
     }
     text += decoder.decode(value, { stream: true })
   }
+}
+
+/**
+ * The path and query of a `Request`'s URL, which the runtime has already parsed and normalized,
+ * so slicing the string gives what `new URL()` would, without building one per request.
+ */
+function splitRequestUrl(url: string): { pathname: string; query: URLSearchParams } {
+  const pathStart = url.indexOf('/', url.indexOf('//') + 2)
+  if (pathStart < 0) return { pathname: '/', query: new URLSearchParams() }
+  const question = url.indexOf('?', pathStart)
+  const hash = url.indexOf('#', pathStart)
+  const end = hash < 0 ? url.length : hash
+  if (question < 0 || question > end) return { pathname: url.slice(pathStart, end), query: new URLSearchParams() }
+  return { pathname: url.slice(pathStart, question), query: new URLSearchParams(url.slice(question + 1, end)) }
 }
