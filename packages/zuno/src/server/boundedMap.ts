@@ -24,10 +24,9 @@ export class BoundedMap<K, V> implements Iterable<[K, V]> {
 
   /** Adds or replaces; a replaced key keeps its place in line. */
   set(key: K, value: V): void {
-    if (this.#map.has(key)) {
-      this.#map.set(key, value)
-      return
-    }
+    const size = this.#map.size
+    this.#map.set(key, value)
+    if (this.#map.size === size) return // replaced in place
     if (this.#order.length < this.capacity) {
       this.#order.push(key)
     } else {
@@ -35,7 +34,6 @@ export class BoundedMap<K, V> implements Iterable<[K, V]> {
       this.#order[this.#oldest] = key
       this.#oldest = (this.#oldest + 1) % this.capacity
     }
-    this.#map.set(key, value)
   }
 
   /** Entries, oldest first. */

@@ -10,12 +10,17 @@ export interface LogEntry {
 
 /** The log entry of an event; its frame is encoded when first read, so never when nobody streams. */
 export function logEntry(event: CommittedEvent): LogEntry {
-  let frame: Uint8Array | undefined
-  return {
-    event,
-    get frame() {
-      return (frame ??= encodeStateFrame(event))
-    },
+  return new LazyEntry(event)
+}
+
+/** A class rather than an object literal with a getter: one small object per commit, no closure. */
+class LazyEntry implements LogEntry {
+  #frame: Uint8Array | undefined
+
+  constructor(readonly event: CommittedEvent) {}
+
+  get frame(): Uint8Array {
+    return (this.#frame ??= encodeStateFrame(this.event))
   }
 }
 
