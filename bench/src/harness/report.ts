@@ -197,6 +197,8 @@ function markdown(document: { generatedAt: string; mode: string; repetitions: nu
     `Written by \`pnpm bench${document.mode === 'quick' ? ' --quick' : ''}\` on ${document.generatedAt.slice(0, 10)} in ${document.seconds} s; do not edit by hand. ` +
       `Every figure is the median of ${document.repetitions} runs, interleaved with its baseline's; every ratio is Zuno's figure over the baseline's. The raw runs are in [results.json](results.json).`,
     '',
+    'Zuno runs from its TypeScript sources (the root tsconfig maps the package names to them), the code its packages are built from. Servers run pinned to one core and every load generator in a process of its own on the other.',
+    '',
     'What these figures led us to change, and why some targets are out of reach: [docs/performance.md](../performance.md).',
     '',
     `Machine: ${Object.values(document.machine).join('; ')}.`,
