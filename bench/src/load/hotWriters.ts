@@ -1,9 +1,13 @@
 /**
- * Contention: writers that each keep one connection and increment a counter, rebasing on the
- * state a 409 carries and retrying until accepted. `shared` puts all of them on one store;
- * otherwise each has its own (the uncontended rate).
+ * Contention: writers that each increment a counter as fast as they can. `shared` puts all of them
+ * on one store; otherwise each has its own (the uncontended rate). Two kinds of writer:
+ * - `replica`: Zuno's own client (`connect`), awaiting `store.set(n => n + 1)`; it rebases on the
+ *   state a 409 carries and retries after a short jittered backoff, giving up after 10 conflicts;
+ * - `protocol`: a bare loop over one keep-alive connection that rebases and retries at once.
  */
 import { Agent, request } from 'node:http'
+import { EventSource } from 'eventsource'
+import { connect } from 'zuno'
 import { monotonicMs, onCommand, report } from '../harness/channel'
 
 interface Answer {
@@ -27,8 +31,59 @@ function post(agent: Agent, port: number, payload: string): Promise<Answer> {
   })
 }
 
+/** Writers through Zuno's client: attempts per write are 1 + the conflicts it reports. */
+async function runReplicas(port: number, writers: number, shared: boolean, label: string, durationMs: number): Promise<void> {
+  const replicas = Array.from({ length: writers }, () => {
+    const conflicts = new Map<number, number>()
+    const universe = connect({
+      url: `http://127.0.0.1:${port}/zuno`,
+      EventSource,
+      onConflict: ({ opId }) => conflicts.set(opId, (conflicts.get(opId) ?? 0) + 1),
+    })
+    return { universe, conflicts }
+  })
+  await Promise.all(replicas.map(({ universe }) => waitConnected(universe)))
+  const deadline = monotonicMs() + durationMs
+  const attempts: number[] = []
+  let gaveUp = 0
+  const started = monotonicMs()
+  await Promise.all(
+    replicas.map(async ({ universe, conflicts }, index) => {
+      const counter = universe.store<number>(shared ? `${label}hot` : `${label}own${index}`, 0)
+      while (monotonicMs() < deadline) {
+        const opsBefore = conflicts.size
+        try {
+          await counter.set((n) => (n ?? 0) + 1)
+          attempts.push(1 + [...conflicts.values()].slice(opsBefore).reduce((a, b) => a + b, 0))
+        } catch {
+          gaveUp += 1
+        }
+        conflicts.clear()
+      }
+    }),
+  )
+  const seconds = (monotonicMs() - started) / 1000
+  for (const { universe } of replicas) universe.close()
+  report({ type: 'result', accepted: attempts.length, seconds, attempts, unexpected: 0, gaveUp })
+}
+
+function waitConnected(universe: ReturnType<typeof connect>): Promise<void> {
+  return new Promise((resolve) => {
+    if (universe.status.get() === 'connected') return resolve()
+    const stop = universe.status.subscribe((status) => {
+      if (status === 'connected') {
+        stop()
+        resolve()
+      }
+    })
+  })
+}
+
 onCommand(async (command) => {
   if (command.type !== 'run') return
+  if (command.client === 'replica') {
+    return runReplicas(command.port as number, command.writers as number, command.shared as boolean, command.label as string, command.durationMs as number)
+  }
   const port = command.port as number
   const writers = command.writers as number
   const deadline = monotonicMs() + (command.durationMs as number)
