@@ -1,10 +1,11 @@
 /**
  * `pnpm bench [--quick] [--only a,b]`: runs the benchmark suites, prints progress, and writes
- * docs/benchmarks/results.json and docs/benchmarks/README.md.
+ * docs/benchmarks/results.json and docs/benchmarks/README.md with its charts. `--only` re-measures
+ * some suites and keeps the others' last results; `--report` only renders the README again.
  */
 import { canPin } from './harness/process'
 import { Progress } from './harness/progress'
-import { writeReport } from './harness/report'
+import { rewriteReport, writeReport } from './harness/report'
 import type { BenchConfig, Suite, SuiteResult } from './harness/results'
 import { core } from './suites/core'
 import { fanout } from './suites/fanout'
@@ -16,6 +17,10 @@ import { throughput } from './suites/throughput'
 const suites: Suite[] = [throughput, fanout, memory, hotStore, reconnect, core]
 
 const args = process.argv.slice(2)
+if (args.includes('--report')) {
+  console.log(`Rewrote ${rewriteReport().join(' and ')} from docs/benchmarks/results.json.`)
+  process.exit()
+}
 const quick = args.includes('--quick')
 const onlyIndex = args.indexOf('--only')
 const only = onlyIndex >= 0 ? new Set((args[onlyIndex + 1] ?? '').split(',')) : undefined

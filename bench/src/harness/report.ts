@@ -86,6 +86,15 @@ export async function writeReport(run: Run, partial: boolean): Promise<string[]>
 
 type StampedResult = SuiteResult & { measuredAt: string }
 
+/** Renders README.md and the charts again from results.json, measuring nothing (`--report`). */
+export function rewriteReport(): string[] {
+  const document = JSON.parse(readFileSync(join(outputDir, 'results.json'), 'utf8')) as Parameters<typeof markdown>[0]
+  document.suites = document.suites.map((suite) => ({ ...suite, measuredAt: suite.measuredAt ?? document.generatedAt }))
+  const charts = writeCharts(document.suites)
+  writeFileSync(join(outputDir, 'README.md'), markdown(document, charts))
+  return ['docs/benchmarks/README.md', ...charts.map((chart) => `docs/benchmarks/${chart.file}`)]
+}
+
 function mergeWithPrevious(fresh: StampedResult[]): StampedResult[] {
   let previous: StampedResult[] = []
   try {
@@ -161,31 +170,44 @@ function verdict(comparison: Comparison): string {
   return comparison.met ? `${goal} ✅` : `${goal} ❌`
 }
 
-function figuresMarkdown(figures: Record<string, unknown>, depth = 0): string[] {
+type Row = Record<string, unknown>
+
+/** A record whose values are all flat records: one table, a row each. */
+function isTable(value: unknown): value is Record<string, Row> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false
+  const rows = Object.values(value)
+  return (
+    rows.length > 0 &&
+    rows.every((row) => typeof row === 'object' && row !== null && !Array.isArray(row) && Object.values(row).every((cell) => typeof cell !== 'object'))
+  )
+}
+
+function table(title: string | undefined, rows: Record<string, Row>): string[] {
+  // `short` and a true/false `zuno` label the charts; the table has the full name.
+  const chartOnly = (column: string) =>
+    column === 'short' || (column === 'zuno' && Object.values(rows).every((row) => typeof row[column] === 'boolean'))
+  const columns = [...new Set(Object.values(rows).flatMap((row) => Object.keys(row)))].filter((column) => !chartOnly(column))
+  const cell = (value: unknown) => (typeof value === 'number' ? number(value) : String(value ?? ''))
+  return [
+    ...(title === undefined ? [] : [`**${title}**`, '']),
+    `| ${columns.join(' | ')} |`,
+    `|${columns.map((_, i) => (i === 0 ? ' --- |' : ' ---: |')).join('')}`,
+    ...Object.values(rows).map((row) => `| ${columns.map((column) => cell(row[column])).join(' | ')} |`),
+    '',
+  ]
+}
+
+function figuresMarkdown(figures: Record<string, unknown>): string[] {
+  if (isTable(figures)) return table(undefined, figures)
   const lines: string[] = []
-  const scalars = Object.entries(figures).filter(([, value]) => typeof value !== 'object' || value === null)
-  for (const [key, value] of scalars) lines.push(`- ${key}: ${typeof value === 'number' ? number(value) : String(value)}`)
-  if (scalars.length > 0) lines.push('')
+  for (const [key, value] of Object.entries(figures)) {
+    if (typeof value !== 'object' || value === null) lines.push(`- ${key}: ${typeof value === 'number' ? number(value) : String(value)}`)
+  }
+  if (lines.length > 0) lines.push('')
   for (const [key, value] of Object.entries(figures)) {
     if (typeof value !== 'object' || value === null) continue
-    const rows = Object.entries(value as Record<string, unknown>)
-    const isTable = rows.length > 0 && rows.every(([, row]) => typeof row === 'object' && row !== null && !Array.isArray(row) && Object.values(row).every((cell) => typeof cell !== 'object'))
-    if (isTable) {
-      const columns = [...new Set(rows.flatMap(([, row]) => Object.keys(row as object)))].filter((column) => column !== 'short' && column !== 'zuno')
-      lines.push(`**${key}**`, '', `| | ${columns.join(' | ')} |`, `| --- |${columns.map(() => ' ---: |').join('')}`)
-      for (const [name, row] of rows) {
-        const cells = columns.map((column) => {
-          const cell = (row as Record<string, unknown>)[column]
-          return typeof cell === 'number' ? number(cell) : String(cell ?? '')
-        })
-        lines.push(`| ${name} | ${cells.join(' | ')} |`)
-      }
-      lines.push('')
-    } else if (!Array.isArray(value) && depth < 1 && rows.every(([, row]) => typeof row === 'object')) {
-      lines.push(`**${key}**`, '', ...figuresMarkdown(value as Record<string, unknown>, depth + 1))
-    } else {
-      lines.push(`- ${key}: \`${JSON.stringify(value)}\``, '')
-    }
+    if (isTable(value)) lines.push(...table(key, value))
+    else lines.push(`**${key}**`, '', '```json', JSON.stringify(value, null, 2), '```', '')
   }
   return lines
 }
@@ -201,7 +223,7 @@ function markdown(document: { generatedAt: string; mode: string; repetitions: nu
     '',
     'What these figures led us to change, and why some targets are out of reach: [docs/performance.md](../performance.md).',
     '',
-    `Machine: ${Object.values(document.machine).join('; ')}.`,
+    `Machine: ${Object.entries(document.machine).map(([key, value]) => `${key} ${String(value)}`).join('; ')}.`,
     '',
     `Versions: ${Object.entries(document.versions).map(([name, version]) => `${name} ${version}`).join(', ')}.`,
     '',

@@ -6,6 +6,15 @@ import { median } from '../harness/stats'
 
 const SUBSCRIBERS = [1, 10, 100, 1000, 10_000]
 
+/** What load/renders.tsx reports: rows rendered per update, by selector kind and library. */
+interface RenderCounts {
+  type: string
+  rows: number
+  ideal: Record<string, number>
+  value: Record<'zuno' | 'zustand', Record<string, number>>
+  object: Record<'zuno' | 'zustand', Record<string, number>>
+}
+
 export const core: Suite = {
   id: 'core',
   title: 'Core, locally',
@@ -22,7 +31,7 @@ export const core: Suite = {
           { type: 'run', subscribers: n, reps: config.reps, targetMs: config.quick ? 150 : 500 },
           'result',
         )
-        comparisons.push(compare(`Core: store.set + notify ${n.toLocaleString('en-US')} subscribers`, 'updates/s', result.zuno, 'zustand setState', result.zustand, { op: '>=', value: 1 }))
+        comparisons.push(compare(`Core: store.set + notify ${n.toLocaleString('en-US')} subscriber${n === 1 ? '' : 's'}`, 'updates/s', result.zuno, 'zustand setState', result.zustand, { op: '>=', value: 1 }))
         progress.detail(`${Math.round(median(result.zuno)).toLocaleString('en-US')} against ${Math.round(median(result.zustand)).toLocaleString('en-US')} updates/s`)
       } finally {
         await child?.stop()
@@ -32,18 +41,28 @@ export const core: Suite = {
     // React's `act` exists only in its development build; counts do not depend on the build.
     const renders = new ChildProcess({ name: 'renders', script: 'load/renders.tsx', core: SERVER_CORE, env: { NODE_ENV: 'development' } })
     try {
-      const counts = await renders.next<{ type: string }>('result')
-      const { type: _type, ...rest } = counts
-      figures.reactRenders = rest
+      const counts = await renders.next<RenderCounts>('result')
+      const rows: Record<string, Record<string, unknown>> = {}
+      for (const mode of ['value', 'object'] as const) {
+        for (const [update, ideal] of Object.entries(counts.ideal)) {
+          rows[`${mode}: ${update}`] = {
+            update,
+            selector: mode === 'value' ? 'picks a number' : 'builds an object (shallow equality)',
+            ideal,
+            zuno: counts[mode].zuno[update],
+            zustand: counts[mode].zustand[update],
+          }
+        }
+      }
+      figures[`Rows rendered per update, of ${counts.rows}`] = rows
     } finally {
       await renders.stop()
     }
-    figures.subscriberCounts = SUBSCRIBERS
     return {
       id: 'core',
       title: 'Core, locally',
       method:
-        "One process on one core. Zuno: `await store.set(n)` on a server universe (in memory), which commits a new version to the log and notifies the store's subscribers; zustand: `setState({ counter: n })`, which notifies its subscribers. Both run the same number of updates per run, interleaved. React: 100 rows, each selecting its own item with `useStore(key, selector)` or zustand's `useStore(store, selector)`, rendered under happy-dom; rows rendered per update are counted.",
+        "One process on one core. Zuno: `await store.set(n)` on a server universe (in memory), which commits a new version to the log and notifies the store's subscribers; zustand: `setState({ counter: n })`, which notifies its subscribers. Each side runs as many updates as fill about 0.5 s (0.15 s with --quick), the two interleaved run by run; every subscriber is a distinct function. React: 100 rows, each selecting its own item with `useStore(key, selector)` or zustand's `useStore(store, selector)`, rendered under happy-dom; rows rendered per update are counted.",
       comparisons,
       figures,
       notes: [],
