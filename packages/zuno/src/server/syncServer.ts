@@ -71,7 +71,10 @@ export function splitTarget(target: string): { path: string; query: URLSearchPar
   // The common case, a plain path such as `/sync` or `/sse?stores=a`, needs no URL parser.
   const question = target.indexOf('?')
   const path = question < 0 ? target : target.slice(0, question)
-  if (PLAIN_PATH.test(path)) return { path, query: new URLSearchParams(question < 0 ? '' : target.slice(question + 1)) }
+  // (`URLSearchParams` drops a leading `?`, which the URL parser would keep as part of a key.)
+  if (PLAIN_PATH.test(path) && PLAIN_TARGET.test(target) && target[question + 1] !== '?') {
+    return { path, query: new URLSearchParams(question < 0 ? '' : target.slice(question + 1)) }
+  }
   try {
     const url = new URL(target, 'http://zuno.invalid')
     return { path: url.pathname, query: url.searchParams }
@@ -89,6 +92,8 @@ const ALLOWED_METHODS: ReadonlyMap<string, string> = new Map([
 
 /** A path the URL parser would leave as it is: no dots, escapes or other surprises. */
 const PLAIN_PATH = /^(\/[A-Za-z0-9_-]+)+$/
+/** A target with nothing the URL parser would trim, encode or cut off: printable ASCII, no `#`. */
+const PLAIN_TARGET = /^[!"$-~]*$/
 
 /** The JSON headers of every non-stream answer. */
 export const JSON_HEADERS: Readonly<Record<string, string>> = {
