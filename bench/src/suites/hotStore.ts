@@ -36,7 +36,7 @@ export const hotStore: Suite = {
   title: 'Hot store',
   steps: (config) => 1 + config.reps * clients.length * 2,
   async run(config: BenchConfig, progress: Progress): Promise<SuiteResult> {
-    const durationMs = config.quick ? 1500 : 10_000
+    const durationMs = config.quick ? 1000 : 10_000
     progress.step('hot store: starting Zuno on Express and the writers')
     const { child: server, ready } = await start<{ type: string; port: number }>({ name: 'zuno', script: 'servers/expressZuno.ts', core: SERVER_CORE })
     const { child: writers } = await start({ name: 'writers', script: 'load/hotWriters.ts', core: LOAD_CORE })

@@ -56,7 +56,7 @@ export const throughput: Suite = {
           'result',
           ms + 60_000,
         )
-      for (const target of targets) await drive(servers.get(target.id) as number, 1000)
+      for (const target of targets) await drive(servers.get(target.id) as number, config.quick ? 500 : 1000)
 
       const rates = new Map<TargetId, number[]>(targets.map((target) => [target.id, []]))
       const latencies = new Map<TargetId, { p50: number[]; p99: number[] }>(targets.map((target) => [target.id, { p50: [], p99: [] }]))
