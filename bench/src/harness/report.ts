@@ -215,7 +215,10 @@ function markdown(document: { generatedAt: string; mode: string; repetitions: nu
   const lines = [
     '# Zuno benchmarks',
     '',
-    `Written by \`pnpm bench${document.mode === 'quick' ? ' --quick' : ''}\` on ${document.generatedAt.slice(0, 10)} in ${document.seconds} s; do not edit by hand. ` +
+    `Written by \`pnpm bench${document.mode === 'quick' ? ' --quick' : ''}\` on ${document.generatedAt.slice(0, 10)}; do not edit by hand. ` +
+      (document.suites.some((suite) => suite.measuredAt !== document.generatedAt)
+        ? 'Some suites were measured by an earlier run, as their headings say. '
+        : `The run took ${document.seconds} s. `) +
       `Every figure is the median of ${document.repetitions} runs, interleaved with its baseline's; every ratio is Zuno's figure over the baseline's. The raw runs are in [results.json](results.json).`,
     '',
     'Zuno runs from its TypeScript sources (the root tsconfig maps the package names to them), the code its packages are built from. Servers run pinned to one core and every load generator in a process of its own on the other.',
