@@ -56,7 +56,6 @@ export function createFileStorage(options: FileStorageOptions): Storage {
   const logPath = join(dir, 'log.jsonl')
 
   const table = new StoreTable(window)
-  const listeners = new Set<(event: CommittedEvent) => void>()
   let recent: CommittedEvent[] = []
   let epoch = ''
   let seq = 0
@@ -150,21 +149,15 @@ export function createFileStorage(options: FileStorageOptions): Storage {
       if (fsyncPolicy === 'always') fsyncSync(log)
       else dirty = true
       seq = event.seq
-      table.record(event)
-      for (const listener of listeners) listener(event)
+      table.commit(event)
       if (++sinceSnapshot >= snapshotEvery) compact()
       return { type: 'accepted', event }
     },
 
-    onCommit(listener) {
-      listeners.add(listener)
-      return () => {
-        listeners.delete(listener)
-      }
-    },
+    onCommit: (listener) => table.onCommit(listener),
 
     async close() {
-      listeners.clear()
+      table.close()
       if (flushTimer !== undefined) clearInterval(flushTimer)
       if (log !== -1) {
         flush()

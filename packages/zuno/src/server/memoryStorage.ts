@@ -1,5 +1,5 @@
 import { randomId } from '../id'
-import type { CommitOutcome, CommittedEvent, Proposal, Storage, StorageImage } from './storage'
+import type { CommitOutcome, Proposal, Storage, StorageImage } from './storage'
 import { StoreTable } from './storeTable'
 
 /** Options of {@link createMemoryStorage}. */
@@ -12,7 +12,6 @@ export interface MemoryStorageOptions {
 export function createMemoryStorage(options: MemoryStorageOptions = {}): Storage {
   const epoch = randomId()
   const table = new StoreTable(options.idempotencyWindow ?? 10_000)
-  const listeners = new Set<(event: CommittedEvent) => void>()
   let seq = 0
 
   return {
@@ -25,20 +24,14 @@ export function createMemoryStorage(options: MemoryStorageOptions = {}): Storage
       if (refused !== undefined) return refused
       seq += 1
       const event = table.accept(proposal, epoch, seq)
-      table.record(event)
-      for (const listener of listeners) listener(event)
+      table.commit(event)
       return { type: 'accepted', event }
     },
 
-    onCommit(listener) {
-      listeners.add(listener)
-      return () => {
-        listeners.delete(listener)
-      }
-    },
+    onCommit: (listener) => table.onCommit(listener),
 
     async close() {
-      listeners.clear()
+      table.close()
     },
   }
 }

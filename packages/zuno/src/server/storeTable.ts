@@ -4,9 +4,11 @@ import type { CommitOutcome, CommittedEvent, Proposal } from './storage'
 
 /**
  * The in-process half of a storage that keeps its truth here (memory, file): every store's current
- * state and the recent `(clientId, opId)` answers, and the compare-and-set decision on them.
+ * state and the recent `(clientId, opId)` answers, the compare-and-set decision on them, and the
+ * storage's commit listeners.
  */
 export class StoreTable {
+  readonly #listeners = new Set<(event: CommittedEvent) => void>()
   readonly states = new Map<string, StoreState>()
   /** The answers to recent `(clientId, opId)` pairs; the oldest are forgotten first. */
   readonly answers: BoundedMap<string, StoreState>
@@ -39,6 +41,25 @@ export class StoreTable {
     const state = { version: change.version, state: change.state }
     this.states.set(change.storeKey, state)
     this.answers.set(answerKey(change), state)
+  }
+
+  /** Records a change just committed and tells the listeners. */
+  commit(event: CommittedEvent): void {
+    this.record(event)
+    for (const listener of this.#listeners) listener(event)
+  }
+
+  /** `Storage.onCommit`: calls `listener` with each committed change; returns the unsubscribe. */
+  onCommit(listener: (event: CommittedEvent) => void): () => void {
+    this.#listeners.add(listener)
+    return () => {
+      this.#listeners.delete(listener)
+    }
+  }
+
+  /** Forgets every listener, as the storage closes. */
+  close(): void {
+    this.#listeners.clear()
   }
 }
 
