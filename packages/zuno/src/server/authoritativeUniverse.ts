@@ -4,6 +4,7 @@ import { type Schemas, schemaFor, type StatesOf, validateState } from '../schema
 import { applyUpdater, type StoreCell, type Updater } from '../store'
 import { Universe } from '../universe'
 import { randomId } from '../id'
+import { utf8Length } from './bytes'
 import { EventLog, type LogEntry, logEntry } from './log'
 import { createMemoryStorage } from './memoryStorage'
 import type { CommitOutcome, CommittedEvent, Proposal, Storage } from './storage'
@@ -224,9 +225,4 @@ export function createUniverse<S extends Schemas = Schemas>(
   options?: UniverseOptions<S>,
 ): AuthoritativeUniverse<Schemas extends S ? Record<string, unknown> : StatesOf<S>> {
   return new AuthoritativeUniverse(options)
-}
-
-const encoder = new TextEncoder()
-function utf8Length(text: string | undefined): number {
-  return text === undefined ? 0 : encoder.encode(text).byteLength
 }

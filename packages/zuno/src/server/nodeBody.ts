@@ -1,4 +1,5 @@
 import { ZunoError } from '../errors'
+import { utf8Bytes } from './bytes'
 import { tooLarge } from './syncServer'
 
 /** The part of a Node.js `IncomingMessage` that reading a body needs. */
@@ -20,7 +21,7 @@ export function readNodeBody(stream: NodeBodyStream, limit: number): Promise<str
     let text = ''
     let bytes = 0
     stream.on('data', (chunk) => {
-      const data = typeof chunk === 'string' ? new TextEncoder().encode(chunk) : chunk
+      const data = typeof chunk === 'string' ? utf8Bytes(chunk) : chunk
       bytes += data.byteLength
       if (bytes > limit) {
         stream.removeAllListeners('data')

@@ -1,3 +1,4 @@
+import { type BufferClass, NodeBuffer, utf8Bytes } from './bytes'
 import type { SseSink, Subscription } from './hub'
 
 /** The part of a Node.js socket an SSE stream writes to. */
@@ -22,19 +23,18 @@ export interface NodeStreamResponse {
   flush?: () => void
 }
 
-const NodeBuffer = (globalThis as { Buffer?: { from(text: string): Uint8Array; concat(list: Uint8Array[]): Uint8Array } }).Buffer
-const CRLF = NodeBuffer?.from('\r\n')
-
 /** Each frame's HTTP/1.1 chunk, built once and shared by every subscriber; freed with the frame. */
 const chunks = new WeakMap<Uint8Array, Uint8Array>()
+const CRLF = utf8Bytes('\r\n')
 
-function chunkOf(frame: Uint8Array): Uint8Array {
+/** The chunk carrying `frame`: its size in hex, the bytes, CRLF. */
+function chunkOf(frame: Uint8Array, buffer: BufferClass): Uint8Array {
   let chunk = chunks.get(frame)
-  if (chunk === undefined && NodeBuffer !== undefined && CRLF !== undefined) {
-    chunk = NodeBuffer.concat([NodeBuffer.from(`${frame.byteLength.toString(16)}\r\n`), frame, CRLF])
+  if (chunk === undefined) {
+    chunk = buffer.concat([buffer.from(`${frame.byteLength.toString(16)}\r\n`), frame, CRLF])
     chunks.set(frame, chunk)
   }
-  return chunk as Uint8Array
+  return chunk
 }
 
 /**
@@ -50,14 +50,11 @@ export function streamToNodeResponse(res: NodeStreamResponse, open: (sink: SseSi
   // Decided once: from here on only this stream writes to the response, so if the response holds
   // no bytes of its own now (its headers are on the socket), it never will.
   const direct =
-    res.chunkedEncoding === true &&
-    res.flush === undefined &&
-    socket !== null &&
-    NodeBuffer !== undefined &&
-    res.writableLength === socket.writableLength
+    res.chunkedEncoding === true && res.flush === undefined && socket !== null && res.writableLength === socket.writableLength
+  const buffer = direct ? NodeBuffer : undefined
   const subscription = open({
     write(frame) {
-      if (direct) return socket.write(chunkOf(frame))
+      if (buffer !== undefined) return (socket as NodeSocket).write(chunkOf(frame, buffer))
       const ok = res.write(frame)
       res.flush?.()
       return ok
@@ -66,9 +63,9 @@ export function streamToNodeResponse(res: NodeStreamResponse, open: (sink: SseSi
   })
   const drained = () => subscription.drained()
   res.on('drain', drained)
-  if (direct) socket.on('drain', drained)
+  if (buffer !== undefined) socket?.on('drain', drained)
   res.on('close', () => {
-    if (direct) socket.off('drain', drained)
+    if (buffer !== undefined) socket?.off('drain', drained)
     subscription.close()
   })
 }

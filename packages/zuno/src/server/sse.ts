@@ -1,18 +1,6 @@
 import { SSE_EVENTS, type SnapshotMessage, type StateEvent } from '../protocol'
+import { utf8Bytes as encode } from './bytes'
 import type { CommittedEvent } from './storage'
-
-const encoder = new TextEncoder()
-
-/** The Node.js `Buffer` class where there is one (Node, Bun), without needing Node's types. */
-const NodeBuffer = (globalThis as { Buffer?: { from(text: string): Uint8Array } }).Buffer
-
-/**
- * UTF-8 bytes of a frame. On Node a `Buffer`: `http` writes one as it is, while a plain
- * `Uint8Array` costs it extra work on every write, and a frame is written once per subscriber.
- */
-function encode(text: string): Uint8Array {
-  return NodeBuffer === undefined ? encoder.encode(text) : NodeBuffer.from(text)
-}
 
 /** Response headers of every SSE stream: never cached, transformed (compressed) or buffered. */
 export const SSE_HEADERS: Readonly<Record<string, string>> = {

@@ -9,6 +9,7 @@ import {
 } from '../protocol'
 import { type Authenticate, type AuthRequest, type Authorize, ClientBindings, type Principal, readCookie } from './auth'
 import type { ServedUniverse } from './authoritativeUniverse'
+import { utf8Length } from './bytes'
 import { Hub, type SseSink, type Subscription } from './hub'
 import { RateLimiter, StreamLimiter } from './limits'
 import { encodeRetryHint, encodeSnapshotFrame, HEARTBEAT_FRAME, RESUMED_FRAME, RESYNC_FRAME } from './sse'
@@ -344,10 +345,6 @@ export class SyncServer {
   }
 }
 
-const encoder = new TextEncoder()
-function utf8Length(text: string | undefined): number {
-  return text === undefined ? 0 : encoder.encode(text).byteLength
-}
 
 function json(status: number, body: unknown): ZunoResponse & { kind: 'json' } {
   return { kind: 'json', status, body: JSON.stringify(body) }
