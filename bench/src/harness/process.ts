@@ -95,11 +95,11 @@ export class Child {
     return this.next<T>(answer, timeoutMs)
   }
 
-  /** Stops the child (SIGKILL when `hard`) and waits for it to exit. */
-  async stop(hard = false): Promise<void> {
+  /** Stops the child (SIGTERM, then SIGKILL after 3 s) and waits for it to exit. */
+  async stop(): Promise<void> {
     if (this.#process.exitCode !== null || this.#process.signalCode !== null) return
     const exited = new Promise<void>((resolve) => this.#process.once('exit', () => resolve()))
-    this.#process.kill(hard ? 'SIGKILL' : 'SIGTERM')
+    this.#process.kill('SIGTERM')
     const timer = setTimeout(() => this.#process.kill('SIGKILL'), 3000)
     await exited
     clearTimeout(timer)

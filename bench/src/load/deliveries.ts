@@ -2,8 +2,6 @@
  * Counts deliveries per event across many subscribers and keeps, per event, when the last
  * subscriber got it: the fan-out figures come from here, the same for every server.
  */
-import { monotonicMs } from '../harness/channel'
-
 export interface DeliveryReport {
   /** Per event: ms from its commit stamp to its arrival at the last subscriber. */
   latencies: number[]
@@ -18,7 +16,6 @@ export class Deliveries {
   readonly #counts: number[] = []
   readonly #lastArrival: number[] = []
   readonly #stamps: number[] = []
-  #waiter: { first: number; end: number; expected: number; resolve: () => void } | undefined
 
   /** One subscriber got event `seq`; `stamp` reads the event's commit time (called once per event). */
   record(seq: number, now: number, stamp: () => number): void {
@@ -26,40 +23,20 @@ export class Deliveries {
     this.#counts[seq] = count
     this.#lastArrival[seq] = now
     if (count === 1) this.#stamps[seq] = stamp()
-    const waiter = this.#waiter
-    if (waiter !== undefined && seq === waiter.end - 1 && count >= waiter.expected && this.#complete(waiter)) {
-      this.#waiter = undefined
-      waiter.resolve()
-    }
   }
 
-  /** Waits until events `first`..`first+count-1` each reached `expected` subscribers (or the timeout). */
+  /**
+   * Waits until events `first`..`first+count-1` each reached `expected` subscribers (or the
+   * timeout). It polls: arrival times are taken as deliveries happen, so the poll costs no accuracy.
+   */
   async wait(first: number, count: number, expected: number, timeoutMs: number): Promise<DeliveryReport> {
     const end = first + count
-    const waiter = { first, end, expected, resolve: () => {} }
-    if (!this.#complete(waiter)) {
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, timeoutMs)
-        waiter.resolve = () => {
-          clearTimeout(timer)
-          resolve()
-        }
-        this.#waiter = waiter
-        // Deliveries may have completed out of order; poll rarely as a safety net.
-        const poll = setInterval(() => {
-          if (this.#complete(waiter)) {
-            clearInterval(poll)
-            waiter.resolve()
-          }
-        }, 100)
-        const stop = waiter.resolve
-        waiter.resolve = () => {
-          clearInterval(poll)
-          stop()
-        }
-      })
-      this.#waiter = undefined
+    const complete = () => {
+      for (let seq = first; seq < end; seq++) if ((this.#counts[seq] ?? 0) < expected) return false
+      return true
     }
+    const deadline = Date.now() + timeoutMs
+    while (!complete() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5))
     const latencies: number[] = []
     let delivered = 0
     let lastArrival = 0
@@ -69,12 +46,7 @@ export class Deliveries {
       latencies.push(arrival - (this.#stamps[seq] ?? Number.NaN))
       if (arrival > lastArrival) lastArrival = arrival
     }
-    return { latencies, delivered, firstStamp: this.#stamps[first] ?? Number.NaN, lastArrival, complete: this.#complete(waiter) }
-  }
-
-  #complete(waiter: { first: number; end: number; expected: number }): boolean {
-    for (let seq = waiter.first; seq < waiter.end; seq++) if ((this.#counts[seq] ?? 0) < waiter.expected) return false
-    return true
+    return { latencies, delivered, firstStamp: this.#stamps[first] ?? Number.NaN, lastArrival, complete: complete() }
   }
 }
 
@@ -86,5 +58,3 @@ export async function inBatches<T>(items: T[], limit: number, task: (item: T) =>
   }
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker))
 }
-
-export { monotonicMs }

@@ -1,7 +1,7 @@
 /** Many socket.io clients in one process (websocket transport), read like the SSE subscribers. */
 import { io, type Socket } from 'socket.io-client'
-import { onCommand, report } from '../harness/channel'
-import { Deliveries, inBatches, monotonicMs } from './deliveries'
+import { monotonicMs, onCommand, report } from '../harness/channel'
+import { Deliveries, inBatches } from './deliveries'
 
 interface FeedEvent {
   state: { seq: number; t: number }

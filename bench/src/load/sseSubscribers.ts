@@ -5,8 +5,8 @@
  * skipped by the same scan. The least work a client can do, so the servers are what is measured.
  */
 import { connect, type Socket } from 'node:net'
-import { onCommand, report } from '../harness/channel'
-import { Deliveries, inBatches, monotonicMs } from './deliveries'
+import { monotonicMs, onCommand, report } from '../harness/channel'
+import { Deliveries, inBatches } from './deliveries'
 
 const deliveries = new Deliveries()
 const open: Socket[] = []
