@@ -130,11 +130,13 @@ export class Hub {
   /** Sends a committed event's frame to everyone subscribed to its store. */
   publish(entry: LogEntry): void {
     const { storeKey } = entry.event
-    for (const subscriber of this.#everything) {
-      if (subscriber.readable === undefined || subscriber.readable(storeKey)) subscriber.send(entry.frame)
-    }
     const interested = this.#byStore.get(storeKey)
-    if (interested !== undefined) for (const subscriber of interested) subscriber.send(entry.frame)
+    if (this.#everything.size === 0 && interested === undefined) return // nobody: the frame stays unencoded
+    const frame = entry.frame
+    for (const subscriber of this.#everything) {
+      if (subscriber.readable === undefined || subscriber.readable(storeKey)) subscriber.send(frame)
+    }
+    if (interested !== undefined) for (const subscriber of interested) subscriber.send(frame)
   }
 
   /** Internal: forgets a closed subscriber. */
