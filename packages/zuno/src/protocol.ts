@@ -1,10 +1,14 @@
 /**
- * Wire protocol v1: every constant and message shape that the client and the server share.
- * `docs/protocol.md` describes the same protocol in prose; keep the two in step.
+ * Wire protocol v2: every constant and message shape that the client and the server share.
+ * `docs/protocol.md` describes the same protocol in prose (and `docs/design/protocol-v2.md` why);
+ * keep them in step.
  */
 
 /** Version of the wire protocol described in `docs/protocol.md`. */
-export const PROTOCOL_VERSION = 1
+export const PROTOCOL_VERSION = 2
+
+/** The header (and, on `GET /sse`, the `v` query parameter) that names the protocol version. */
+export const PROTOCOL_HEADER = 'zuno-protocol'
 
 /** Where adapters mount the endpoints unless told otherwise. */
 export const DEFAULT_PREFIX = '/zuno'
@@ -29,8 +33,19 @@ export const SSE_EVENTS = {
 /** A store key: a letter or digit, then up to 127 of letters, digits and `._:-`. */
 export const STORE_KEY_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/
 
-/** A client id: 1 to 128 characters of letters, digits and `._:-`. */
-export const CLIENT_ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/
+/**
+ * A client id: `<tag>.<secret>`, 16 and 22 random base64url characters. The tag is public (events
+ * carry it as `writer`); the secret never leaves the client's proposals.
+ */
+export const CLIENT_ID_PATTERN = /^[A-Za-z0-9_-]{16}\.[A-Za-z0-9_-]{22}$/
+
+/** An epoch: letters and digits, as event ids carry it. */
+export const EPOCH_PATTERN = /^[A-Za-z0-9]{1,48}$/
+
+/** The public part of a client id: what the stream shows of the writer of an event. */
+export function writerTag(clientId: string): string {
+  return clientId.slice(0, 16)
+}
 
 /** Defaults the server applies unless configured otherwise. */
 export const DEFAULT_LIMITS = {
@@ -49,16 +64,23 @@ export const ERROR_STATUS = {
   missing_state: 400,
   invalid_client_id: 400,
   invalid_op_id: 400,
+  invalid_epoch: 400,
+  unsupported_protocol: 400,
   too_deep: 400,
   unauthenticated: 401,
   forbidden: 403,
   origin_not_allowed: 403,
-  client_id_taken: 403,
   store_limit: 403,
   store_not_allowed: 403,
   not_found: 404,
   method_not_allowed: 405,
   conflict: 409,
+  /** The op's epoch is not the server's: wait for the new epoch's snapshot, then re-propose. */
+  epoch_changed: 409,
+  /** The server keeps no record of this client (forgotten, or a new storage): take a fresh identity. */
+  unknown_client: 409,
+  /** This opId was processed with another store or payload: a client bug, never answered with another op's answer. */
+  op_id_reused: 409,
   payload_too_large: 413,
   state_too_large: 413,
   unsupported_media_type: 415,
@@ -74,6 +96,8 @@ export const ERROR_STATUS = {
   queue_full: 0,
   update_failed: 0,
   read_only: 0,
+  /** The op was sent, never answered, and its client was forgotten: it may or may not have been applied. */
+  outcome_unknown: 0,
 } as const
 
 /** A machine-readable error code. */
@@ -84,10 +108,12 @@ export interface SyncRequest<T = unknown> {
   storeKey: string
   /** The version the proposal was made on; accepted only if it is still the current one. */
   baseVersion: number
+  /** The epoch of that version (from the event ids the client has seen). */
+  epoch: string
   state: T
-  /** Identifies the proposing client; with `opId` it makes retries idempotent. */
+  /** Identifies the proposing client (see {@link CLIENT_ID_PATTERN}); with `opId` it makes retries idempotent. */
   clientId: string
-  /** Per-client operation number, strictly increasing. */
+  /** Per-client operation number: 1, 2, 3, … in the order the client issued its ops. */
   opId: number
 }
 
@@ -97,6 +123,11 @@ export interface SyncAccepted<T = unknown> {
   storeKey: string
   version: number
   state: T
+  /**
+   * The op was processed before and its answer is no longer kept: `version` and `state` are the
+   * store's current ones, not necessarily what the op made.
+   */
+  duplicate?: true
 }
 
 /** 409 answer to `POST /sync`: the proposal was stale; here is the current state. */
@@ -144,7 +175,8 @@ export interface StateEvent<T = unknown> {
   storeKey: string
   version: number
   state: T
-  clientId: string
+  /** The writer's public tag ({@link writerTag} of its client id): a writer recognises its own ops by it. */
+  writer: string
   opId: number
 }
 

@@ -1,8 +1,10 @@
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, truncateSync, writeSync } from 'node:fs'
 import { join } from 'node:path'
 import { randomId } from '../id'
-import { formatEventId, type StoreState } from '../protocol'
-import type { CommitOutcome, CommittedEvent, Proposal, Storage, StorageImage } from '../server/storage'
+import { formatEventId, type StoreState, writerTag } from '../protocol'
+import { CLIENT_DEFAULTS, ClientLedger, type ClientRecord } from '../server/clientLedger'
+import type { ClientRecordOptions } from '../server/memoryStorage'
+import type { CommitOutcome, CommitRequest, CommittedEvent, OpIdentity, RefusalRequest, Storage, StorageImage } from '../server/storage'
 import { StoreTable } from '../server/storeTable'
 
 /** When the log is flushed to disk. */
@@ -15,7 +17,7 @@ export type FsyncPolicy =
   | 'never'
 
 /** Options of {@link createFileStorage}. */
-export interface FileStorageOptions {
+export interface FileStorageOptions extends ClientRecordOptions {
   /** The folder for `snapshot.json` and `log.jsonl`; created if missing. */
   dir: string
   fsync?: FsyncPolicy
@@ -23,21 +25,25 @@ export interface FileStorageOptions {
   fsyncIntervalMs?: number
   /** Write a snapshot and start a fresh log after this many events. Default 10,000. */
   snapshotEvery?: number
-  /** How many recent `(clientId, opId)` answers are kept for idempotent retries. Default 10,000. */
-  idempotencyWindow?: number
   /** How many recent events a restarted server can still replay to resuming clients. Default 1,000. */
   recent?: number
 }
 
-/** One line of the log: a committed event. */
-type LogLine = Omit<CommittedEvent, 'id'>
+/** The format of the folder's files; an older one is refused (nothing was published with it), a newer one too. */
+const FORMAT = 2
+
+/** One line of the log: a committed event with its op's identity, or a refusal for good. */
+type LogLine =
+  | (Omit<CommittedEvent, 'id'> & OpIdentity & { at: number })
+  | { refusal: RefusalRequest; at: number }
 
 interface Snapshot {
+  format: number
   epoch: string
   seq: number
   stores: Record<string, StoreState>
-  /** Recent idempotency answers, so a retry across a restart is still recognised. */
-  answers: Array<[string, StoreState]>
+  /** Every client's record, so exactly-once holds across a restart. */
+  clients: Array<[string, ClientRecord]>
 }
 
 /**
@@ -50,12 +56,17 @@ export function createFileStorage(options: FileStorageOptions): Storage {
   const { dir } = options
   const fsyncPolicy = options.fsync ?? 'always'
   const snapshotEvery = options.snapshotEvery ?? 10_000
-  const window = options.idempotencyWindow ?? 10_000
   const recentLimit = options.recent ?? 1000
   const snapshotPath = join(dir, 'snapshot.json')
   const logPath = join(dir, 'log.jsonl')
 
-  const table = new StoreTable(window)
+  const ledger = new ClientLedger(
+    options.idempotencyWindow ?? CLIENT_DEFAULTS.idempotencyWindow,
+    options.clientLifetimeMs ?? CLIENT_DEFAULTS.clientLifetimeMs,
+    options.now,
+  )
+  const now = options.now ?? Date.now
+  const table = new StoreTable(ledger)
   let recent: CommittedEvent[] = []
   let epoch = ''
   let seq = 0
@@ -68,10 +79,13 @@ export function createFileStorage(options: FileStorageOptions): Storage {
     mkdirSync(dir, { recursive: true })
     if (existsSync(snapshotPath)) {
       const snapshot = JSON.parse(readFileSync(snapshotPath, 'utf8')) as Snapshot
+      if (snapshot.format !== FORMAT) {
+        throw new Error(`${dir} holds Zuno data of format ${snapshot.format ?? 1}; this version reads format ${FORMAT} only`)
+      }
       epoch = snapshot.epoch
       seq = snapshot.seq
       for (const [key, state] of Object.entries(snapshot.stores)) table.states.set(key, state)
-      for (const [key, answer] of snapshot.answers ?? []) table.answers.set(key, answer)
+      ledger.restore(snapshot.clients)
     } else {
       epoch = randomId()
       writeSnapshot()
@@ -90,12 +104,18 @@ export function createFileStorage(options: FileStorageOptions): Storage {
         }
         start = end + 1
         end = bytes.indexOf(10, start)
+        sinceSnapshot += 1
+        if ('refusal' in line) {
+          table.recordRefusal(line.refusal, line.at)
+          continue
+        }
         if (line.seq <= seq) continue // already in the snapshot
         seq = line.seq
-        table.record(line)
-        recent.push({ ...line, id: formatEventId(epoch, line.seq) })
+        const { principal, clientId, digest, at, ...event } = line
+        const committed = { ...event, id: formatEventId(epoch, line.seq) }
+        table.record(committed, { principal, clientId, digest, opId: line.opId }, at)
+        recent.push(committed)
         if (recent.length > recentLimit * 2) recent = recent.slice(-recentLimit)
-        sinceSnapshot += 1
       }
       if (start < bytes.length) truncateSync(logPath, start)
       recent = recent.slice(-recentLimit)
@@ -115,13 +135,20 @@ export function createFileStorage(options: FileStorageOptions): Storage {
   }
 
   function writeSnapshot(): void {
-    const snapshot: Snapshot = { epoch, seq, stores: Object.fromEntries(table.states), answers: [...table.answers] }
+    const snapshot: Snapshot = { format: FORMAT, epoch, seq, stores: Object.fromEntries(table.states), clients: ledger.entries() }
     const temporary = `${snapshotPath}.tmp`
     const fd = openSync(temporary, 'w')
     writeSync(fd, JSON.stringify(snapshot))
     fsyncSync(fd)
     closeSync(fd)
     renameSync(temporary, snapshotPath) // atomic: the old snapshot or the new one, never half of one
+  }
+
+  /** Writes one line (and, by default, flushes it) before anything changes in memory or is acknowledged. */
+  const append = (line: LogLine) => {
+    writeSync(log, `${JSON.stringify(line)}\n`)
+    if (fsyncPolicy === 'always') fsyncSync(log)
+    else dirty = true
   }
 
   const compact = () => {
@@ -139,19 +166,28 @@ export function createFileStorage(options: FileStorageOptions): Storage {
       return { epoch, seq, stores: new Map(table.states), recent: [...recent] }
     },
 
-    async commit(proposal: Proposal): Promise<CommitOutcome> {
-      const refused = table.refuse(proposal)
+    async commit(request: CommitRequest): Promise<CommitOutcome> {
+      const refused = table.refuse(request, epoch)
       if (refused !== undefined) return refused
-      const event = table.accept(proposal, epoch, seq + 1)
-      const { id: _, ...line } = event
-      // Written (and, by default, flushed) before anything changes in memory or is acknowledged.
-      writeSync(log, `${JSON.stringify(line)}\n`)
-      if (fsyncPolicy === 'always') fsyncSync(log)
-      else dirty = true
+      const event = table.accept(request, epoch, seq + 1, writerTag(request.clientId))
+      const { id: _, ...logged } = event
+      const { principal, clientId, digest } = request
+      const at = now()
+      append({ ...logged, principal, clientId, digest, at })
       seq = event.seq
-      table.commit(event)
+      table.commit(event, request)
       if (++sinceSnapshot >= snapshotEvery) compact()
       return { type: 'accepted', event }
+    },
+
+    async refuse(request: RefusalRequest): Promise<CommitOutcome> {
+      const decided = table.decide(request, epoch)
+      if (decided !== undefined) return decided
+      const at = now()
+      append({ refusal: request, at })
+      const outcome = table.recordRefusal(request, at)
+      if (++sinceSnapshot >= snapshotEvery) compact()
+      return outcome
     },
 
     onCommit: (listener) => table.onCommit(listener),

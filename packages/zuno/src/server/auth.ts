@@ -1,6 +1,3 @@
-import { ZunoError } from '../errors'
-import { BoundedMap } from './boundedMap'
-
 /** Who is asking, as the app's `authenticate` says. `id` must be stable and unique per user. */
 export interface Principal {
   id: string
@@ -42,26 +39,4 @@ export function readCookie(header: string | null | undefined, name: string): str
     }
   }
   return undefined
-}
-
-/**
- * Binds each client id to the principal that used it first, so one user can neither replay nor
- * collide with another's `(clientId, opId)`. Bounded: the oldest bindings are forgotten first.
- */
-export class ClientBindings {
-  readonly #owners: BoundedMap<string, string>
-
-  constructor(readonly capacity: number) {
-    this.#owners = new BoundedMap(capacity)
-  }
-
-  /** Throws `client_id_taken` if `clientId` belongs to another principal. */
-  claim(clientId: string, principalId: string): void {
-    const owner = this.#owners.get(clientId)
-    if (owner === undefined) {
-      this.#owners.set(clientId, principalId)
-    } else if (owner !== principalId) {
-      throw new ZunoError('client_id_taken', 'This clientId belongs to another user; pick a fresh one')
-    }
-  }
 }

@@ -1,13 +1,16 @@
-import { ZunoError } from '../errors'
-import type { StateResponse, StoreState } from '../protocol'
+import { isZunoError, ZunoError } from '../errors'
+import { newClientId } from '../id'
+import type { StateResponse, StoreState, SyncRequest } from '../protocol'
 import { type Schemas, schemaFor, type StatesOf, validateState } from '../schema'
 import { applyUpdater, type StoreCell, type Updater } from '../store'
 import { Universe } from '../universe'
-import { randomId } from '../id'
 import { utf8Length } from './bytes'
+import { opDigest } from './clientLedger'
+import { deepFreeze, toJsonValue } from './json'
 import { EventLog, type LogEntry, logEntry } from './log'
 import { createMemoryStorage } from './memoryStorage'
-import type { CommitOutcome, CommittedEvent, Proposal, Storage } from './storage'
+import { notifyEach } from './notify'
+import type { CommitOutcome, CommittedEvent, OpAnswer, OpIdentity, Storage } from './storage'
 
 /** Options of {@link createUniverse}. */
 export interface UniverseOptions<S extends Schemas = Schemas> {
@@ -22,6 +25,8 @@ export interface UniverseOptions<S extends Schemas = Schemas> {
   storage?: Storage
   /** How many recent events are kept for clients that resume. Default 10,000. */
   retention?: number
+  /** How many bytes of recent events (as SSE frames) are kept for clients that resume. Default 64 MiB. */
+  retentionBytes?: number
   /**
    * Per-store Standard Schemas (zod, valibot, arktype…). Every write, a client's or the server's,
    * is validated (422 `invalid_state` with the issues); the schema's output is what is stored.
@@ -36,9 +41,30 @@ export interface UniverseOptions<S extends Schemas = Schemas> {
 /** How many times a server-side `set` retries after losing a race to another writer. */
 const SERVER_WRITE_ATTEMPTS = 64
 
+/** What became of a proposal, as the sync server answers it. */
+export type ProposalResult =
+  /** Accepted now, or before (`duplicate`: processed earlier and its answer no longer kept; this is the current truth). */
+  | { type: 'accepted'; storeKey: string; version: number; state: unknown; duplicate?: true }
+  /** The base was stale: here is the current truth. */
+  | { type: 'conflict'; storeKey: string; version: number; state: unknown }
+  /** Refused: for good (recorded, a retry gets the same), or without a decision (unknown client, another epoch, a reused opId). */
+  | { type: 'refused'; error: ZunoError }
+
+/** A proposal waiting for its event. */
+interface Waiter {
+  seq: number
+  resolve: () => void
+}
+
+/** Who proposes: the principal's id (`''` when anonymous) scopes the client's ids. */
+export interface Proposer {
+  principal: string
+}
+
 /**
  * The server's universe: the source of truth. Clients propose through a sync adapter; server
- * code reads and writes the same stores, and its writes are logged and streamed like any client's.
+ * code reads and writes the same stores, and its writes are checked, logged and streamed like any
+ * client's. States it holds are frozen: what `get()` and `snapshot()` return cannot be mutated.
  */
 export class AuthoritativeUniverse<TStores extends Record<string, unknown> = Record<string, unknown>> extends Universe<TStores> {
   readonly role = 'authoritative' as const
@@ -49,6 +75,7 @@ export class AuthoritativeUniverse<TStores extends Record<string, unknown> = Rec
   readonly #declared: Map<string, unknown>
   readonly #allowStore: (storeKey: string) => boolean
   readonly #retention: number
+  readonly #retentionBytes: number
   readonly #schemas: Schemas | undefined
   readonly #maxStores: number
   readonly #maxStateBytes: number | undefined
@@ -57,12 +84,16 @@ export class AuthoritativeUniverse<TStores extends Record<string, unknown> = Rec
   readonly #arrivals: CommittedEvent[] = []
   #applying = false
   #log: EventLog | undefined
+  /** Proposals waiting for their event to be applied here, so an answer never runs ahead of the state. */
+  #waiters: Waiter[] = []
   /** Set once `ready` has settled successfully, so a write need not wait a turn for it. */
   #started = false
   #stopCommits: (() => void) | undefined
-  /** Server writes get a client id of their own per instance, so restarts never reuse an op id. */
-  readonly #clientId = `server.${randomId()}`
-  #opId = 0
+  #stopResets: (() => void) | undefined
+  readonly #resetListeners = new Set<() => void>()
+  /** Server writes are a client of their own, one op at a time, in the order `set` was called. */
+  #server = { clientId: newClientId(), opId: 0 }
+  #serverWrites: Promise<unknown> = Promise.resolve()
   /** Stores that exist for clients (declared, or written at least once); kept as a count so a check is O(1). */
   #visibleCount = 0
 
@@ -70,10 +101,11 @@ export class AuthoritativeUniverse<TStores extends Record<string, unknown> = Rec
     super()
     this.#storage = options.storage ?? createMemoryStorage()
     this.#ownsStorage = options.storage === undefined
-    this.#declared = new Map(Object.entries(options.stores ?? {}))
+    this.#declared = new Map(Object.entries(options.stores ?? {}).map(([key, initial]) => [key, deepFreeze(toJsonValue(initial, key))]))
     const declared = this.#declared
     this.#allowStore = options.allowStore ?? ((storeKey) => declared.has(storeKey))
     this.#retention = options.retention ?? 10_000
+    this.#retentionBytes = options.retentionBytes ?? 64 * 1024 * 1024
     this.#schemas = options.schemas
     this.#maxStores = options.maxStores ?? 10_000
     this.#maxStateBytes = options.maxStateBytes
@@ -85,13 +117,42 @@ export class AuthoritativeUniverse<TStores extends Record<string, unknown> = Rec
   }
 
   async #start(): Promise<void> {
+    await this.#load()
+    this.#stopCommits = this.#storage.onCommit((event) => this.#arrive(event))
+    this.#stopResets = this.#storage.onReset?.(() => {
+      this.#load().then(
+        () => notifyEach(this.#resetListeners, undefined, 'a reset listener of the universe'),
+        (error: unknown) => console.error('[zuno] reloading the storage after a new epoch failed', error),
+      )
+    })
+    this.#started = true
+  }
+
+  /** Reads the storage's image: at start, and again when its history moved to a new epoch. */
+  async #load(): Promise<void> {
     const image = await this.#storage.load()
     const recent = image.recent ?? []
-    this.#log = new EventLog(image.epoch, image.seq - recent.length, this.#retention)
-    for (const event of recent) this.#log.append(logEntry(event))
-    for (const [key, stored] of image.stores) this.#publish(key, stored.state, stored.version)
-    this.#stopCommits = this.#storage.onCommit((event) => this.#arrive(event))
-    this.#started = true
+    const log = new EventLog(image.epoch, image.seq - recent.length, this.#retention, this.#retentionBytes)
+    for (const event of recent) log.append(logEntry(event))
+    const reloading = this.#log !== undefined
+    this.#log = log
+    for (const [key, stored] of image.stores) this.#publish(key, deepFreeze(stored.state), stored.version)
+    if (reloading) {
+      // A new epoch: stores it does not have start over from their declared state.
+      for (const cell of this.cells()) {
+        if (!image.stores.has(cell.key)) cell.publish(this.#declared.get(cell.key), 0)
+      }
+      this.#visibleCount = [...this.cells()].filter((cell) => this.#isVisible(cell)).length
+      for (const waiter of this.#waiters.splice(0)) waiter.resolve()
+    }
+  }
+
+  /** Calls `listener` after the universe reloaded a storage that moved to a new epoch; returns the unsubscribe. */
+  onReset(listener: () => void): () => void {
+    this.#resetListeners.add(listener)
+    return () => {
+      this.#resetListeners.delete(listener)
+    }
   }
 
   /** The in-memory log, once ready. */
@@ -100,30 +161,111 @@ export class AuthoritativeUniverse<TStores extends Record<string, unknown> = Rec
     return this.#log
   }
 
-  /**
-   * Offers a change. `trusted` proposals (from server code) may create any store; others only
-   * those the universe allows.
-   */
-  async propose(proposal: Proposal, trusted = false): Promise<CommitOutcome> {
+  /** The epoch of the history this universe serves: proposals must name it. */
+  get epoch(): string {
+    return this.#readyLog().epoch
+  }
+
+  /** Offers a client's op, already validated as a `POST /sync` body. */
+  async propose(request: SyncRequest, proposer: Proposer): Promise<ProposalResult> {
     if (!this.#started) await this.ready
-    const existing = this.existing(proposal.storeKey)
-    const exists = existing !== undefined && this.#isVisible(existing)
-    if (!trusted && !exists && !this.#allowStore(proposal.storeKey)) {
-      throw new ZunoError('store_not_allowed', `Store ${JSON.stringify(proposal.storeKey)} may not be created`)
+    const stateJson = JSON.stringify(request.state)
+    const op: OpIdentity = {
+      principal: proposer.principal,
+      clientId: request.clientId,
+      opId: request.opId,
+      digest: opDigest(request.storeKey, request.baseVersion, stateJson),
     }
-    if (!exists && this.#visibleCount >= this.#maxStores) {
-      throw new ZunoError('store_limit', `No more than ${this.#maxStores} stores`)
+    return this.#decide(request, op, stateJson, false)
+  }
+
+  /**
+   * Refuses a client's op for good (the sync server's authorization said no): recorded like an
+   * acceptance, so a retry gets the same answer and the client's next op can follow.
+   */
+  async refuse(request: SyncRequest, proposer: Proposer, error: ZunoError): Promise<ProposalResult> {
+    if (!this.#started) await this.ready
+    const op: OpIdentity = {
+      principal: proposer.principal,
+      clientId: request.clientId,
+      opId: request.opId,
+      digest: opDigest(request.storeKey, request.baseVersion, JSON.stringify(request.state)),
     }
-    if (this.#maxStateBytes !== undefined && utf8Length(JSON.stringify(proposal.state)) > this.#maxStateBytes) {
-      throw new ZunoError('state_too_large', `A state may take at most ${this.#maxStateBytes} bytes`)
+    return this.#record(request, op, error)
+  }
+
+  async #decide(request: SyncRequest, op: OpIdentity, stateJson: string, byServer: boolean): Promise<ProposalResult> {
+    this.#checkHealth()
+    const { storeKey } = request
+    let state = request.state
+    try {
+      const existing = this.existing(storeKey)
+      const exists = existing !== undefined && this.#isVisible(existing)
+      if (!byServer && !exists && !this.#allowStore(storeKey)) {
+        throw new ZunoError('store_not_allowed', `Store ${JSON.stringify(storeKey)} may not be created`)
+      }
+      if (!exists && this.#visibleCount >= this.#maxStores) {
+        throw new ZunoError('store_limit', `No more than ${this.#maxStores} stores`)
+      }
+      if (this.#maxStateBytes !== undefined && utf8Length(stateJson) > this.#maxStateBytes) {
+        throw new ZunoError('state_too_large', `A state may take at most ${this.#maxStateBytes} bytes`)
+      }
+      const schema = schemaFor(this.#schemas, storeKey)
+      if (schema !== undefined) state = await validateState(schema, storeKey, state)
+    } catch (error) {
+      if (!isZunoError(error)) throw error
+      return this.#record(request, op, error)
     }
-    const schema = schemaFor(this.#schemas, proposal.storeKey)
-    if (schema !== undefined) proposal = { ...proposal, state: await validateState(schema, proposal.storeKey, proposal.state) }
-    const outcome = await this.#storage.commit(proposal)
-    if (outcome.type === 'conflict' && outcome.version === 0) {
-      return { ...outcome, state: this.#declared.get(proposal.storeKey) }
+    const write = { storeKey, baseVersion: request.baseVersion, state }
+    const outcome = await this.#storage.commit({ ...op, epoch: request.epoch, write })
+    if (outcome.type === 'accepted') await this.#reached(outcome.event.seq)
+    return this.#answer(storeKey, outcome)
+  }
+
+  /** Records a refusal for good, unless the op was processed before (then that answer stands). */
+  async #record(request: SyncRequest, op: OpIdentity, error: ZunoError): Promise<ProposalResult> {
+    this.#checkHealth()
+    const { storeKey } = request
+    const refusal = { ...op, epoch: request.epoch, storeKey, error: error.code, message: error.message }
+    const outcome = await this.#storage.refuse(error.issues === undefined ? refusal : { ...refusal, issues: error.issues })
+    return this.#answer(storeKey, outcome)
+  }
+
+  #answer(storeKey: string, outcome: CommitOutcome): ProposalResult {
+    switch (outcome.type) {
+      case 'accepted': {
+        const { version, state } = outcome.event
+        return { type: 'accepted', storeKey, version, state }
+      }
+      case 'answered':
+        return answerOf(outcome.answer)
+      case 'processed': {
+        const cell = this.existing(storeKey)
+        return { type: 'accepted', storeKey, version: cell?.version ?? 0, state: cell?.get(), duplicate: true }
+      }
+      case 'conflict': {
+        // Version 0 is the declared initial state, which only the server knows.
+        const state = outcome.version === 0 ? this.#declared.get(storeKey) : outcome.state
+        return { type: 'conflict', storeKey, version: outcome.version, state }
+      }
+      case 'reused':
+        return refused('op_id_reused', 'This opId was processed with another store or state; use the next opId')
+      case 'unknown_client':
+        return refused('unknown_client', 'This server keeps no record of this client: start again with a fresh client id from opId 1')
+      case 'epoch_changed':
+        return refused('epoch_changed', `The server's history is now epoch ${outcome.epoch}: reload its snapshot and propose again`)
     }
-    return outcome
+  }
+
+  #checkHealth(): void {
+    const health = this.#storage.health?.()
+    if (health !== undefined && !health.ok) throw new ZunoError('unavailable', `The storage cannot take writes: ${health.reason}`, { retryAfter: 1 })
+  }
+
+  /** Resolves once the event `seq` has been applied here. */
+  #reached(seq: number): Promise<void> | undefined {
+    if (this.#readyLog().lastSeq >= seq) return undefined
+    return new Promise((resolve) => this.#waiters.push({ seq, resolve }))
   }
 
   /** Id of the last event applied here: a snapshot taken now is current as of it. */
@@ -131,7 +273,7 @@ export class AuthoritativeUniverse<TStores extends Record<string, unknown> = Rec
     return this.#readyLog().cursor
   }
 
-  /** Every store (or those named, or those `readable` admits) as of the returned cursor. */
+  /** Every store (or those named, or those `readable` admits) as of the returned cursor; the states are frozen. */
   snapshot(storeKeys?: readonly string[], readable?: (storeKey: string) => boolean): StateResponse {
     const cursor = this.cursor
     const stores: Record<string, StoreState> = {}
@@ -160,25 +302,49 @@ export class AuthoritativeUniverse<TStores extends Record<string, unknown> = Rec
   /** Stops following the storage, and closes it if the universe made it. */
   async close(): Promise<void> {
     this.#stopCommits?.()
+    this.#stopResets?.()
     this.#listeners.clear()
+    this.#resetListeners.clear()
+    for (const waiter of this.#waiters.splice(0)) waiter.resolve()
     if (this.#ownsStorage) await this.#storage.close()
   }
 
-  protected async writeStore(cell: StoreCell<unknown>, next: Updater<unknown>): Promise<number> {
+  /** Server writes go one at a time, in call order: their opIds must reach the storage in order. */
+  protected writeStore(cell: StoreCell<unknown>, next: Updater<unknown>): Promise<number> {
+    const write = this.#serverWrites.then(() => this.#writeAsServer(cell, next))
+    this.#serverWrites = write.catch(() => {})
+    return write
+  }
+
+  async #writeAsServer(cell: StoreCell<unknown>, next: Updater<unknown>): Promise<number> {
     if (!this.#started) await this.ready
+    const server = this.#server
+    const opId = ++server.opId
     for (let attempt = 0; attempt < SERVER_WRITE_ATTEMPTS; attempt++) {
-      this.#opId += 1
-      const outcome = await this.propose(
-        {
-          storeKey: cell.key,
-          baseVersion: cell.version,
-          state: applyUpdater(next, cell.get()),
-          clientId: this.#clientId,
-          opId: this.#opId,
-        },
-        true,
-      )
-      if (outcome.type === 'accepted') return outcome.event.version
+      // The same checks as a client's proposal: JSON only, then the limits and the schema.
+      const state = toJsonValue(applyUpdater(next, cell.get()), cell.key)
+      const stateJson = JSON.stringify(state)
+      const request: SyncRequest = { storeKey: cell.key, baseVersion: cell.version, epoch: this.epoch, state, clientId: server.clientId, opId }
+      const op: OpIdentity = { principal: '', clientId: server.clientId, opId, digest: opDigest(cell.key, cell.version, stateJson) }
+      let result: ProposalResult
+      try {
+        result = await this.#decide(request, op, stateJson, true)
+      } catch (error) {
+        // In doubt: the op may or may not have landed. It is never sent again; later writes go under a fresh identity.
+        this.#server = { clientId: newClientId(), opId: 0 }
+        throw error
+      }
+      if (result.type === 'accepted') return result.version
+      if (result.type === 'conflict' && cell.version < result.version) {
+        // Another instance's write, not yet applied here: give the stream a moment to bring it.
+        await new Promise((resolve) => setTimeout(resolve, Math.min(attempt, 20)))
+      }
+      if (result.type === 'refused') {
+        const { code } = result.error
+        if (code !== 'unknown_client' && code !== 'epoch_changed') throw result.error
+        this.#server = { clientId: newClientId(), opId: 0 }
+        return this.#writeAsServer(cell, next)
+      }
     }
     throw new ZunoError('conflict', `Gave up writing ${JSON.stringify(cell.key)} after ${SERVER_WRITE_ATTEMPTS} conflicts`)
   }
@@ -210,15 +376,36 @@ export class AuthoritativeUniverse<TStores extends Record<string, unknown> = Rec
   #apply(event: CommittedEvent): void {
     const log = this.#readyLog()
     if (event.seq <= log.lastSeq) return
+    deepFreeze(event.state)
     const entry = logEntry(event)
     log.append(entry)
     this.#publish(event.storeKey, event.state, event.version)
-    for (const listener of this.#listeners) listener(entry)
+    notifyEach(this.#listeners, entry, 'a commit listener of the universe')
+    if (this.#waiters.length > 0) this.#wake(event.seq)
+  }
+
+  #wake(seq: number): void {
+    const waiting: Waiter[] = []
+    for (const waiter of this.#waiters) {
+      if (waiter.seq <= seq) waiter.resolve()
+      else waiting.push(waiter)
+    }
+    this.#waiters = waiting
   }
 }
 
+function refused(code: 'op_id_reused' | 'unknown_client' | 'epoch_changed', message: string): ProposalResult {
+  return { type: 'refused', error: new ZunoError(code, message) }
+}
+
+function answerOf(answer: OpAnswer): ProposalResult {
+  if (answer.type === 'accepted') return { ...answer }
+  const options = answer.issues === undefined ? {} : { issues: answer.issues }
+  return { type: 'refused', error: new ZunoError(answer.error, answer.message, options) }
+}
+
 /** What the sync server needs of a universe: any authoritative universe, whatever its store types. */
-export type ServedUniverse = Pick<AuthoritativeUniverse, 'ready' | 'cursor' | 'propose' | 'snapshot' | 'since' | 'onCommit'>
+export type ServedUniverse = Pick<AuthoritativeUniverse, 'ready' | 'cursor' | 'propose' | 'refuse' | 'snapshot' | 'since' | 'onCommit' | 'onReset'>
 
 /** Creates the authoritative (server) universe; with `schemas`, `store(key)` is typed from them. */
 export function createUniverse<S extends Schemas = Schemas>(

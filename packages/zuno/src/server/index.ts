@@ -3,12 +3,26 @@
  * `createUniverse` and an adapter.
  */
 export { AuthoritativeUniverse, createUniverse } from './authoritativeUniverse'
-export type { ServedUniverse, UniverseOptions } from './authoritativeUniverse'
+export type { Proposer, ProposalResult, ServedUniverse, UniverseOptions } from './authoritativeUniverse'
 export { EventLog } from './log'
 export type { LogEntry } from './log'
 export { createMemoryStorage } from './memoryStorage'
-export type { MemoryStorageOptions } from './memoryStorage'
-export type { CommitOutcome, CommittedEvent, Proposal, Storage, StorageImage } from './storage'
+export type { ClientRecordOptions, MemoryStorageOptions } from './memoryStorage'
+export type {
+  CommitOutcome,
+  CommitRequest,
+  CommittedEvent,
+  OpAnswer,
+  OpIdentity,
+  RefusalAnswer,
+  RefusalRequest,
+  Storage,
+  StorageHealth,
+  StorageImage,
+  Write,
+} from './storage'
+export { advanceRecord, CLIENT_DEFAULTS, ClientLedger, clientKey, decideOp, opDigest } from './clientLedger'
+export type { ClientRecord, KeptAnswer } from './clientLedger'
 export type { SseSink, Subscription } from './hub'
 export { HEARTBEAT_FRAME, SSE_HEADERS } from './sse'
 export { errorResponse, JSON_HEADERS, splitTarget, SyncServer, tooLarge } from './syncServer'

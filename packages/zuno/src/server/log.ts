@@ -26,12 +26,16 @@ class LazyEntry implements LogEntry {
 
 /**
  * The recent part of the versioned log, kept in memory to serve resumes: a ring of the last
- * `retention` events, indexed by sequence number, so appends and lookups are O(1).
+ * `retention` events (fewer when they would take more than `retentionBytes` as frames), indexed by
+ * sequence number, so appends and lookups are O(1).
  */
 export class EventLog {
   readonly #ring: Array<LogEntry | undefined>
+  /** The frame size of each kept entry, at the same index. */
+  readonly #sizes: Float64Array
   #lastSeq: number
   #count = 0
+  #bytes = 0
 
   constructor(
     /** Epoch of the storage the events come from. */
@@ -40,12 +44,26 @@ export class EventLog {
     lastSeq: number,
     /** How many events are kept. */
     readonly retention: number,
+    /** How many bytes of frames are kept; the newest event is kept whatever its size. */
+    readonly retentionBytes: number = Number.POSITIVE_INFINITY,
   ) {
     if (!Number.isSafeInteger(retention) || retention < 1) {
       throw new RangeError('retention must be a positive integer')
     }
+    if (!(retentionBytes > 0)) throw new RangeError('retentionBytes must be positive')
     this.#ring = new Array<LogEntry | undefined>(retention)
+    this.#sizes = new Float64Array(retention)
     this.#lastSeq = lastSeq
+  }
+
+  /** Bytes of frames kept. */
+  get bytes(): number {
+    return this.#bytes
+  }
+
+  /** Events kept. */
+  get size(): number {
+    return this.#count
   }
 
   /** Id of the last event; a snapshot taken now is current as of this id. */
@@ -63,11 +81,27 @@ export class EventLog {
     const { seq } = entry.event
     if (seq !== this.#lastSeq + 1) {
       // A gap (say, events trimmed by another instance) makes older ids unservable.
+      this.#ring.fill(undefined)
       this.#count = 0
+      this.#bytes = 0
     }
-    this.#ring[seq % this.retention] = entry
+    if (this.#count === this.retention) this.#dropOldest()
+    const slot = seq % this.retention
+    const size = this.retentionBytes === Number.POSITIVE_INFINITY ? 0 : entry.frame.byteLength
+    this.#ring[slot] = entry
+    this.#sizes[slot] = size
     this.#lastSeq = seq
-    this.#count = Math.min(this.#count + 1, this.retention)
+    this.#count += 1
+    this.#bytes += size
+    while (this.#bytes > this.retentionBytes && this.#count > 1) this.#dropOldest()
+  }
+
+  #dropOldest(): void {
+    const slot = (this.#lastSeq - this.#count + 1) % this.retention
+    this.#bytes -= this.#sizes[slot] as number
+    this.#ring[slot] = undefined
+    this.#sizes[slot] = 0
+    this.#count -= 1
   }
 
   /**

@@ -1,17 +1,32 @@
 import { randomId } from '../id'
-import type { CommitOutcome, Proposal, Storage, StorageImage } from './storage'
+import { writerTag } from '../protocol'
+import { CLIENT_DEFAULTS, ClientLedger } from './clientLedger'
+import type { CommitOutcome, CommitRequest, RefusalRequest, Storage, StorageImage } from './storage'
 import { StoreTable } from './storeTable'
 
-/** Options of {@link createMemoryStorage}. */
-export interface MemoryStorageOptions {
-  /** How many recent `(clientId, opId)` answers are kept for idempotent retries. Default 10,000. */
+/** What a storage keeps per client; every storage takes these options. */
+export interface ClientRecordOptions {
+  /** Answers kept per client for retries of ops already processed. Default 16; 1 is enough for Zuno's client. */
   idempotencyWindow?: number
+  /** A client with no op processed for this long may be forgotten (its next op gets `unknown_client`). Default 30 days. */
+  clientLifetimeMs?: number
+  /** The clock the lifetime is measured on. Default `Date.now`. */
+  now?: () => number
 }
+
+/** Options of {@link createMemoryStorage}. */
+export interface MemoryStorageOptions extends ClientRecordOptions {}
 
 /** Keeps everything in this process; a restart starts a new, empty epoch. */
 export function createMemoryStorage(options: MemoryStorageOptions = {}): Storage {
   const epoch = randomId()
-  const table = new StoreTable(options.idempotencyWindow ?? 10_000)
+  const table = new StoreTable(
+    new ClientLedger(
+      options.idempotencyWindow ?? CLIENT_DEFAULTS.idempotencyWindow,
+      options.clientLifetimeMs ?? CLIENT_DEFAULTS.clientLifetimeMs,
+      options.now,
+    ),
+  )
   let seq = 0
 
   return {
@@ -19,13 +34,17 @@ export function createMemoryStorage(options: MemoryStorageOptions = {}): Storage
       return { epoch, seq, stores: new Map(table.states) }
     },
 
-    async commit(proposal: Proposal): Promise<CommitOutcome> {
-      const refused = table.refuse(proposal)
+    async commit(request: CommitRequest): Promise<CommitOutcome> {
+      const refused = table.refuse(request, epoch)
       if (refused !== undefined) return refused
       seq += 1
-      const event = table.accept(proposal, epoch, seq)
-      table.commit(event)
+      const event = table.accept(request, epoch, seq, writerTag(request.clientId))
+      table.commit(event, request)
       return { type: 'accepted', event }
+    },
+
+    async refuse(request: RefusalRequest): Promise<CommitOutcome> {
+      return table.decide(request, epoch) ?? table.recordRefusal(request)
     },
 
     onCommit: (listener) => table.onCommit(listener),

@@ -1,4 +1,4 @@
-import { SSE_EVENTS, type SnapshotMessage, type StateEvent } from '../protocol'
+import { PROTOCOL_HEADER, PROTOCOL_VERSION, SSE_EVENTS, type SnapshotMessage, type StateEvent } from '../protocol'
 import { utf8Bytes as encode } from './bytes'
 import type { CommittedEvent } from './storage'
 
@@ -8,6 +8,7 @@ export const SSE_HEADERS: Readonly<Record<string, string>> = {
   'cache-control': 'no-cache, no-transform',
   'x-accel-buffering': 'no',
   connection: 'keep-alive',
+  [PROTOCOL_HEADER]: String(PROTOCOL_VERSION),
 }
 
 /** The `state` frame of one committed event. JSON never contains a raw newline, so one data line. */
@@ -16,7 +17,7 @@ export function encodeStateFrame(event: CommittedEvent): Uint8Array {
     storeKey: event.storeKey,
     version: event.version,
     state: event.state,
-    clientId: event.clientId,
+    writer: event.writer,
     opId: event.opId,
   }
   return encode(`id: ${event.id}\nevent: ${SSE_EVENTS.state}\ndata: ${JSON.stringify(data)}\n\n`)

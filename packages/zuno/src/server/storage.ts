@@ -1,27 +1,85 @@
-import type { StateEvent, StoreState, SyncRequest } from '../protocol'
+import type { ErrorCode, SchemaIssue, StoreState } from '../protocol'
 
-/** A proposed change, already validated. */
-export type Proposal = SyncRequest
+/** Who sent an op, and which op it is: the key of exactly-once. */
+export interface OpIdentity {
+  /** The authenticated principal's id; `''` when the server has no `authenticate`. */
+  principal: string
+  clientId: string
+  /** 1, 2, 3, … per client, in the order the client issued its ops. */
+  opId: number
+  /** Identifies the op's content (store, base, state): a reused opId with other content is refused. */
+  digest: string
+}
+
+/** One write of an op: the next state of a store, on the version it was computed on. */
+export interface Write {
+  storeKey: string
+  baseVersion: number
+  state: unknown
+}
+
+/** An op to commit: accepted iff `epoch` is the storage's and `baseVersion` the store's current version. */
+export interface CommitRequest extends OpIdentity {
+  epoch: string
+  write: Write
+}
+
+/** A refusal for good of an op, recorded like an acceptance: the client's mark moves past it. */
+export interface RefusalRequest extends OpIdentity {
+  epoch: string
+  storeKey: string
+  error: RefusalAnswer['error']
+  message: string
+  issues?: readonly SchemaIssue[]
+}
+
+/** What a processed op was answered; kept per client, so a retry gets the same answer. */
+export type OpAnswer =
+  | { type: 'accepted'; storeKey: string; version: number; state: unknown }
+  | RefusalAnswer
+
+/** The answer to an op refused for good. */
+export interface RefusalAnswer {
+  type: 'refused'
+  storeKey: string
+  error: ErrorCode
+  message: string
+  issues?: readonly SchemaIssue[]
+}
 
 /** An accepted change with its place in the universe-wide log. */
-export interface CommittedEvent extends StateEvent {
+export interface CommittedEvent {
+  storeKey: string
+  version: number
+  state: unknown
+  /** The writer's public tag (`writerTag(clientId)`). */
+  writer: string
+  opId: number
   /** Universe-wide, strictly increasing; 1 for the first change of an epoch. */
   seq: number
   /** The event id clients resume from: `<epoch>-<seq>`. */
   id: string
 }
 
-/** What became of a proposal. */
+/** What became of an op. */
 export type CommitOutcome =
   | { type: 'accepted'; event: CommittedEvent }
-  /** The same `(clientId, opId)` was accepted before: here is that original answer. */
-  | { type: 'duplicate'; version: number; state: unknown }
-  /** `baseVersion` was stale: here is the current state. */
+  /** The op was processed before; this is its kept answer (the same one, for a refusal just recorded). */
+  | { type: 'answered'; answer: OpAnswer }
+  /** The op was processed before and its answer is no longer kept: answer with the store's current truth. */
+  | { type: 'processed' }
+  /** The opId was processed with other content. */
+  | { type: 'reused' }
+  /** `baseVersion` was stale: here is the current state. Nothing was recorded. */
   | { type: 'conflict'; version: number; state: unknown }
+  /** The storage keeps no record of this client and the op is not its first. */
+  | { type: 'unknown_client' }
+  /** The op was made in another epoch than the storage's. */
+  | { type: 'epoch_changed'; epoch: string }
 
 /** What a storage holds when a universe starts on it. */
 export interface StorageImage {
-  /** Identifies this log; ids of another epoch are never taken for this one's. */
+  /** Identifies this history; ids of another epoch are never taken for this one's. */
   epoch: string
   /** Sequence number of the last committed event (0 when none). */
   seq: number
@@ -30,21 +88,35 @@ export interface StorageImage {
   recent?: CommittedEvent[]
 }
 
+/** Whether a storage can take writes. */
+export type StorageHealth = { ok: true } | { ok: false; reason: string }
+
 /**
  * Where an authoritative universe keeps its truth. `commit` is the one atomic step of the
- * protocol: compare the version, write the state, remember the `(clientId, opId)` and append
- * to the log, all or nothing. Implementations: memory (default); a durable log and Redis plug in here.
+ * protocol: check the client's mark, compare the version, write the state, advance the mark and
+ * keep the answer, and append to the log, all or nothing. Implementations: memory (default), the
+ * file log (`zuno/file`) and Redis (`zuno-redis`); `docs/design/protocol-v2.md` gives the contract.
  */
 export interface Storage {
   /** Reads the current image once, when the universe starts. */
   load(): Promise<StorageImage>
-  /** Applies the proposal iff `baseVersion` is the store's current version. */
-  commit(proposal: Proposal): Promise<CommitOutcome>
+  /** Decides and, if accepted, commits one op. Rejects only when the storage failed (nothing was acknowledged). */
+  commit(request: CommitRequest): Promise<CommitOutcome>
+  /** Records a refusal for good, unless the op was processed already (then that answer comes back). */
+  refuse(request: RefusalRequest): Promise<CommitOutcome>
   /**
    * Calls `listener` with every committed event, in log order, including those committed
    * through other instances sharing the storage. Returns the function that stops it.
    */
   onCommit(listener: (event: CommittedEvent) => void): () => void
+  /**
+   * Calls `listener` when the storage's history changed under a running universe: it moved to a
+   * new epoch (Redis lost data, say). The universe then loads the storage again and every stream
+   * starts over from a snapshot. Storages whose epoch never changes while open need not have it.
+   */
+  onReset?(listener: () => void): () => void
+  /** Whether the storage takes writes now; a failed one is answered 503 until it recovers. Default: ok. */
+  health?(): StorageHealth
   /** Releases resources. */
   close(): Promise<void>
 }

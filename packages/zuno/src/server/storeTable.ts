@@ -1,52 +1,63 @@
 import { formatEventId, type StoreState } from '../protocol'
-import { BoundedMap } from './boundedMap'
-import type { CommitOutcome, CommittedEvent, Proposal } from './storage'
+import { ClientLedger } from './clientLedger'
+import { notifyEach } from './notify'
+import type { CommitOutcome, CommitRequest, CommittedEvent, OpIdentity, RefusalRequest } from './storage'
 
 /**
  * The in-process half of a storage that keeps its truth here (memory, file): every store's current
- * state and the recent `(clientId, opId)` answers, the compare-and-set decision on them, and the
- * storage's commit listeners.
+ * state and every client's record, the decisions on them, and the storage's commit listeners.
  */
 export class StoreTable {
   readonly #listeners = new Set<(event: CommittedEvent) => void>()
   readonly states = new Map<string, StoreState>()
-  /** The answers to recent `(clientId, opId)` pairs; the oldest are forgotten first. */
-  readonly answers: BoundedMap<string, StoreState>
 
-  constructor(
-    /** How many answers are kept. */
-    readonly window: number,
-  ) {
-    this.answers = new BoundedMap(window)
-  }
+  constructor(readonly ledger: ClientLedger) {}
 
-  /** The answer to a proposal that cannot be accepted (a retry, or a stale base); `undefined` if it can. */
-  refuse(proposal: Proposal): CommitOutcome | undefined {
-    const answered = this.answers.get(answerKey(proposal))
-    if (answered !== undefined) return { type: 'duplicate', ...answered }
-    const current = this.states.get(proposal.storeKey)
+  /** The outcome of an op that cannot be accepted (a retry, a stale base, …); `undefined` if it can. */
+  refuse(request: CommitRequest, epoch: string): CommitOutcome | undefined {
+    const decided = this.decide(request, epoch)
+    if (decided !== undefined) return decided
+    const { storeKey, baseVersion } = request.write
+    const current = this.states.get(storeKey)
     const version = current?.version ?? 0
-    return proposal.baseVersion === version ? undefined : { type: 'conflict', version, state: current?.state }
+    return baseVersion === version ? undefined : { type: 'conflict', version, state: current?.state }
   }
 
-  /** The event that accepting `proposal` as the `seq`-th change makes. */
-  accept(proposal: Proposal, epoch: string, seq: number): CommittedEvent {
-    const version = (this.states.get(proposal.storeKey)?.version ?? 0) + 1
-    const { storeKey, state, clientId, opId } = proposal
-    return { storeKey, version, state, clientId, opId, seq, id: formatEventId(epoch, seq) }
+  /** The epoch and client checks alone: what a refusal for good must pass before it is recorded. */
+  decide(request: OpIdentity & { epoch: string }, epoch: string): CommitOutcome | undefined {
+    if (request.epoch !== epoch) return { type: 'epoch_changed', epoch }
+    return this.ledger.decide(request)
   }
 
-  /** Records a committed (or recovered) change. */
-  record(change: Omit<CommittedEvent, 'id' | 'seq'>): void {
-    const state = { version: change.version, state: change.state }
-    this.states.set(change.storeKey, state)
-    this.answers.set(answerKey(change), state)
+  /** The event that accepting `request` as the `seq`-th change makes. */
+  accept(request: CommitRequest, epoch: string, seq: number, writer: string): CommittedEvent {
+    const { storeKey, state } = request.write
+    const version = (this.states.get(storeKey)?.version ?? 0) + 1
+    return { storeKey, version, state, writer, opId: request.opId, seq, id: formatEventId(epoch, seq) }
   }
 
-  /** Records a change just committed and tells the listeners. */
-  commit(event: CommittedEvent): void {
-    this.record(event)
-    for (const listener of this.#listeners) listener(event)
+  /** Records an accepted change (just committed, or recovered) and its client's answer. */
+  record(event: CommittedEvent, op: OpIdentity, at?: number): void {
+    const { storeKey, version, state } = event
+    this.states.set(storeKey, { version, state })
+    this.ledger.record(op, { type: 'accepted', storeKey, version, state }, at)
+  }
+
+  /** Records a refusal for good (just decided, or recovered). */
+  recordRefusal(request: RefusalRequest, at?: number): CommitOutcome {
+    const { storeKey, error, message, issues } = request
+    const answer = { type: 'refused' as const, storeKey, error, message, ...(issues === undefined ? {} : { issues }) }
+    this.ledger.record(request, answer, at)
+    return { type: 'answered', answer }
+  }
+
+  /**
+   * Records a change just committed; the listeners hear of it once the commit has returned, the
+   * same way as from a storage shared by several instances.
+   */
+  commit(event: CommittedEvent, op: OpIdentity): void {
+    this.record(event, op)
+    if (this.#listeners.size > 0) queueMicrotask(() => notifyEach(this.#listeners, event, 'a commit listener'))
   }
 
   /** `Storage.onCommit`: calls `listener` with each committed change; returns the unsubscribe. */
@@ -61,8 +72,4 @@ export class StoreTable {
   close(): void {
     this.#listeners.clear()
   }
-}
-
-function answerKey(op: { clientId: string; opId: number }): string {
-  return `${op.clientId}\u0000${op.opId}`
 }

@@ -3,11 +3,13 @@ import {
   DEFAULT_LIMITS,
   PATHS,
   parseStoreList,
+  PROTOCOL_HEADER,
+  PROTOCOL_VERSION,
   STORE_KEY_PATTERN,
   type SyncAccepted,
   type SyncConflict,
 } from '../protocol'
-import { type Authenticate, type AuthRequest, type Authorize, ClientBindings, type Principal, readCookie } from './auth'
+import { type Authenticate, type AuthRequest, type Authorize, type Principal, readCookie } from './auth'
 import type { ServedUniverse } from './authoritativeUniverse'
 import { utf8Length } from './bytes'
 import { Hub, type SseSink, type Subscription } from './hub'
@@ -100,6 +102,7 @@ const PLAIN_TARGET = /^[!"$-~]*$/
 export const JSON_HEADERS: Readonly<Record<string, string>> = {
   'content-type': 'application/json; charset=utf-8',
   'cache-control': 'no-store',
+  [PROTOCOL_HEADER]: String(PROTOCOL_VERSION),
 }
 
 /**
@@ -118,7 +121,6 @@ export class SyncServer {
   readonly #authenticate: Authenticate | undefined
   readonly #authorize: Authorize | undefined
   readonly #allowedOrigins: ReadonlySet<string> | undefined
-  readonly #clients = new ClientBindings(100_000)
   readonly #rate: RateLimiter
   readonly #streamLimit: StreamLimiter
   /** Proposals being handled, so shutdown can wait for them. */
@@ -135,7 +137,13 @@ export class SyncServer {
       HEARTBEAT_FRAME,
       RESYNC_FRAME,
     )
-    this.#stopFollowing = universe.onCommit((entry) => this.#hub.publish(entry))
+    const stopCommits = universe.onCommit((entry) => this.#hub.publish(entry))
+    // A new epoch: every stream starts over from a snapshot of the new history.
+    const stopResets = universe.onReset(() => this.#hub.closeAll(RESYNC_FRAME))
+    this.#stopFollowing = () => {
+      stopCommits()
+      stopResets()
+    }
     this.#authenticate = options.authenticate
     this.#authorize = options.authorize
     this.#allowedOrigins = options.allowedOrigins && new Set(options.allowedOrigins)
@@ -156,6 +164,7 @@ export class SyncServer {
       if (allowed === undefined) throw new ZunoError('not_found', `No Zuno endpoint at ${JSON.stringify(request.path.slice(0, 200))}`)
       if (request.method !== allowed) return methodNotAllowed(allowed)
       if (this.#shuttingDown) throw new ZunoError('shutting_down', 'The server is shutting down; try another', { retryAfter: 1 })
+      checkProtocol(request)
       this.#checkOrigin(request)
       // Without authentication there is nobody to wait for: no extra turn of the event loop.
       const principal = this.#authenticate === undefined ? undefined : await this.#identify(request)
@@ -236,25 +245,25 @@ export class SyncServer {
       throw new ZunoError('unsupported_media_type', 'POST /sync takes Content-Type: application/json')
     }
     const proposal = await this.#readProposal(request)
-    if (!this.#may(principal, proposal.storeKey, 'write')) {
-      throw new ZunoError('forbidden', `You may not write ${JSON.stringify(proposal.storeKey)}`)
-    }
-    if (principal !== undefined) this.#clients.claim(proposal.clientId, principal.id)
     this.#rate.take(principal?.id ?? `client:${proposal.clientId}`)
-    const outcome = await this.#universe.propose(proposal)
-    if (outcome.type === 'conflict') {
-      const body: SyncConflict = {
-        ok: false,
-        error: 'conflict',
-        storeKey: proposal.storeKey,
-        version: outcome.version,
-        state: outcome.state,
+    // Client ids are scoped to their principal: another user's ids reach a client of one's own.
+    const proposer = { principal: principal?.id ?? '' }
+    const result = this.#may(principal, proposal.storeKey, 'write')
+      ? await this.#universe.propose(proposal, proposer)
+      : await this.#universe.refuse(proposal, proposer, new ZunoError('forbidden', `You may not write ${JSON.stringify(proposal.storeKey)}`))
+    switch (result.type) {
+      case 'accepted': {
+        const { storeKey, version, state } = result
+        const body: SyncAccepted = result.duplicate ? { ok: true, storeKey, version, state, duplicate: true } : { ok: true, storeKey, version, state }
+        return json(200, body)
       }
-      return json(409, body)
+      case 'conflict': {
+        const body: SyncConflict = { ok: false, error: 'conflict', storeKey: result.storeKey, version: result.version, state: result.state }
+        return json(409, body)
+      }
+      case 'refused':
+        throw result.error
     }
-    const committed = outcome.type === 'accepted' ? outcome.event : outcome
-    const body: SyncAccepted = { ok: true, storeKey: proposal.storeKey, version: committed.version, state: committed.state }
-    return json(200, body)
   }
 
   async #readProposal(request: ZunoRequest) {
@@ -345,6 +354,16 @@ export class SyncServer {
   }
 }
 
+
+/** A request that names another protocol version than this server's is refused before anything else. */
+function checkProtocol(request: ZunoRequest): void {
+  const named = request.header(PROTOCOL_HEADER) ?? request.query.get('v')
+  if (named && named !== PROTOCOL_VERSION_TEXT) {
+    throw new ZunoError('unsupported_protocol', `This server speaks Zuno protocol ${PROTOCOL_VERSION}, not ${JSON.stringify(named.slice(0, 20))}`)
+  }
+}
+
+const PROTOCOL_VERSION_TEXT = String(PROTOCOL_VERSION)
 
 function json(status: number, body: unknown): ZunoResponse & { kind: 'json' } {
   return { kind: 'json', status, body: JSON.stringify(body) }

@@ -1,6 +1,5 @@
 import { ZunoError } from '../errors'
-import { CLIENT_ID_PATTERN, isNonNegativeInteger, STORE_KEY_PATTERN } from '../protocol'
-import type { Proposal } from './storage'
+import { CLIENT_ID_PATTERN, EPOCH_PATTERN, isNonNegativeInteger, STORE_KEY_PATTERN, type SyncRequest } from '../protocol'
 
 const OPEN_BRACE = 0x7b
 const CLOSE_BRACE = 0x7d
@@ -53,7 +52,7 @@ export function isJsonContentType(contentType: string | null | undefined): boole
 }
 
 /** Parses a raw `POST /sync` body; throws a `ZunoError` naming the first problem. */
-export function parseProposalText(text: string, maxDepth: number): Proposal {
+export function parseProposalText(text: string, maxDepth: number): SyncRequest {
   if (textExceedsDepth(text, maxDepth)) {
     throw new ZunoError('too_deep', `JSON nests deeper than ${maxDepth} levels`)
   }
@@ -67,16 +66,19 @@ export function parseProposalText(text: string, maxDepth: number): Proposal {
 }
 
 /** Checks a parsed `POST /sync` body; throws a `ZunoError` naming the first problem. */
-export function validateProposal(body: unknown): Proposal {
+export function validateProposal(body: unknown): SyncRequest {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) {
     throw new ZunoError('invalid_body', 'The body must be a JSON object')
   }
-  const { storeKey, baseVersion, state, clientId, opId } = body as Record<string, unknown>
+  const { storeKey, baseVersion, epoch, state, clientId, opId } = body as Record<string, unknown>
   if (typeof storeKey !== 'string' || !STORE_KEY_PATTERN.test(storeKey)) {
     throw new ZunoError('invalid_store_key', `storeKey must match ${STORE_KEY_PATTERN}`)
   }
   if (!isNonNegativeInteger(baseVersion)) {
     throw new ZunoError('invalid_base_version', 'baseVersion must be a non-negative integer')
+  }
+  if (typeof epoch !== 'string' || !EPOCH_PATTERN.test(epoch)) {
+    throw new ZunoError('invalid_epoch', `epoch must match ${EPOCH_PATTERN}: the epoch of the event ids the client has seen`)
   }
   if (state === undefined || !Object.hasOwn(body, 'state')) {
     throw new ZunoError('missing_state', 'state is required')
@@ -84,8 +86,8 @@ export function validateProposal(body: unknown): Proposal {
   if (typeof clientId !== 'string' || !CLIENT_ID_PATTERN.test(clientId)) {
     throw new ZunoError('invalid_client_id', `clientId must match ${CLIENT_ID_PATTERN}`)
   }
-  if (!isNonNegativeInteger(opId)) {
-    throw new ZunoError('invalid_op_id', 'opId must be a non-negative integer')
+  if (!isNonNegativeInteger(opId) || opId < 1) {
+    throw new ZunoError('invalid_op_id', 'opId must be a positive integer')
   }
-  return { storeKey, baseVersion, state, clientId, opId }
+  return { storeKey, baseVersion, epoch, state, clientId, opId }
 }

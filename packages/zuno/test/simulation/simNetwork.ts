@@ -72,6 +72,8 @@ export class SimNetwork {
     storage: Storage,
     stores: Record<string, unknown>,
     faults: Faults,
+    /** Events the universe keeps for resumes. */
+    readonly retention = 50,
   ) {
     this.#storage = storage
     this.#stores = stores
@@ -187,7 +189,7 @@ export class SimNetwork {
   }
 
   #boot(): void {
-    this.universe = createUniverse({ stores: this.#stores, storage: this.#storage, retention: 50 })
+    this.universe = createUniverse({ stores: this.#stores, storage: this.#storage, retention: this.retention })
     this.universe.onCommit((entry) => this.committed.push(entry.event))
     // Rate limits count real time, which a virtual run does not spend.
     this.#server = new SyncServer(this.universe, { heartbeatMs: 1e9, maxProposalsPerSecond: 1e9 })

@@ -31,10 +31,20 @@ interface Run {
   ops: OpRecord[]
 }
 
-async function simulate(seed: number): Promise<Run> {
+/** How much the server remembers: roomy, and every bound at its smallest. */
+interface Bounds {
+  name: string
+  idempotencyWindow: number
+  retention: number
+}
+const ROOMY: Bounds = { name: 'roomy bounds', idempotencyWindow: 1_000_000, retention: 50 }
+const SMALLEST: Bounds = { name: 'smallest bounds', idempotencyWindow: Number(process.env.ZUNO_SIM_WINDOW ?? 3), retention: 3 }
+
+async function simulate(seed: number, bounds: Bounds = ROOMY): Promise<Run> {
   const random = seededRandom(seed)
   const clock = new VirtualClock()
-  const network = new SimNetwork(clock, random, createMemoryStorage({ idempotencyWindow: 1_000_000 }), STORES, HOSTILE)
+  const storage = createMemoryStorage({ idempotencyWindow: bounds.idempotencyWindow })
+  const network = new SimNetwork(clock, random, storage, STORES, HOSTILE, bounds.retention)
   const replicas = Array.from({ length: CLIENTS }, (_, i) =>
     connect({
       url: 'http://sim.invalid/zuno',
@@ -94,10 +104,10 @@ function describeRun(seed: number, run: Run, problems: string[]): string {
   return lines.join('\n')
 }
 
-describe('simulation under injected faults', () => {
+describe.each([ROOMY, SMALLEST])('simulation under injected faults, $name', (bounds) => {
   for (const seed of SEEDS) {
     it(`seed ${seed}: ${CLIENTS} replicas, ${CLIENTS * OPS_PER_CLIENT} ops, no write lost, all converge`, async () => {
-      const run = await simulate(seed)
+      const run = await simulate(seed, bounds)
       const { network, replicas, ops } = run
       const committed = network.committed
       const problems = [

@@ -1,0 +1,125 @@
+import type { CommitOutcome, OpAnswer, OpIdentity } from './storage'
+
+/** Defaults of what a storage keeps per client. */
+export const CLIENT_DEFAULTS = {
+  /** Answers kept per client. One is enough for a client that sends one op at a time. */
+  idempotencyWindow: 16,
+  /** A client silent for this long may be forgotten: 30 days. */
+  clientLifetimeMs: 30 * 24 * 60 * 60 * 1000,
+} as const
+
+/** What a storage keeps of one client, advanced atomically with the client's writes. */
+export interface ClientRecord {
+  /** The highest opId processed (accepted, or refused for good). */
+  mark: number
+  /** The answers to the last ops processed, oldest first. */
+  answers: KeptAnswer[]
+  /** When the client last had an op processed (ms since the epoch). */
+  seenAt: number
+}
+
+/** One kept answer. */
+export interface KeptAnswer {
+  opId: number
+  digest: string
+  answer: OpAnswer
+}
+
+/**
+ * Decides an op against what is kept of its client: `undefined` when it is the client's next op
+ * (go on and compare versions), else the outcome to answer with, and nothing changes.
+ */
+export function decideOp(record: ClientRecord | undefined, op: OpIdentity): CommitOutcome | undefined {
+  const mark = record?.mark ?? 0
+  if (op.opId <= mark) {
+    const kept = record?.answers.find((answer) => answer.opId === op.opId)
+    if (kept === undefined) return { type: 'processed' }
+    return kept.digest === op.digest ? { type: 'answered', answer: kept.answer } : { type: 'reused' }
+  }
+  return op.opId === mark + 1 ? undefined : { type: 'unknown_client' }
+}
+
+/** The record after `op` was processed with `answer`, keeping the last `window` answers. */
+export function advanceRecord(record: ClientRecord | undefined, op: OpIdentity, answer: OpAnswer, window: number, now: number): ClientRecord {
+  const answers = record === undefined ? [] : record.answers.slice(Math.max(0, record.answers.length - window + 1))
+  answers.push({ opId: op.opId, digest: op.digest, answer })
+  return { mark: op.opId, answers, seenAt: now }
+}
+
+/** The key of a client's record: client ids are scoped to their principal. */
+export function clientKey(op: { principal: string; clientId: string }): string {
+  return `${op.principal.length}:${op.principal}:${op.clientId}`
+}
+
+/**
+ * The client records of a storage that keeps its truth in this process (memory, file): a map in
+ * order of last use, so records past the client lifetime are dropped from its front.
+ */
+export class ClientLedger {
+  readonly #records = new Map<string, ClientRecord>()
+
+  constructor(
+    readonly window: number = CLIENT_DEFAULTS.idempotencyWindow,
+    readonly lifetimeMs: number = CLIENT_DEFAULTS.clientLifetimeMs,
+    readonly now: () => number = Date.now,
+  ) {
+    if (!Number.isSafeInteger(window) || window < 1) throw new RangeError('idempotencyWindow must be a positive integer')
+    if (!(lifetimeMs > 0)) throw new RangeError('clientLifetimeMs must be positive')
+  }
+
+  /** See {@link decideOp}. */
+  decide(op: OpIdentity): CommitOutcome | undefined {
+    this.#forgetExpired()
+    return decideOp(this.#records.get(clientKey(op)), op)
+  }
+
+  /** Records that `op` was processed with `answer`. */
+  record(op: OpIdentity, answer: OpAnswer, at: number = this.now()): void {
+    const key = clientKey(op)
+    const next = advanceRecord(this.#records.get(key), op, answer, this.window, at)
+    this.#records.delete(key) // re-inserted last: the map stays in order of use
+    this.#records.set(key, next)
+  }
+
+  /** Every record, by key, oldest use first: what a durable storage writes down. */
+  entries(): Array<[string, ClientRecord]> {
+    this.#forgetExpired()
+    return [...this.#records]
+  }
+
+  /** Restores records written down by {@link entries}. */
+  restore(entries: Iterable<[string, ClientRecord]>): void {
+    for (const [key, record] of entries) this.#records.set(key, record)
+    this.#forgetExpired()
+  }
+
+  #forgetExpired(): void {
+    const oldest = this.now() - this.lifetimeMs
+    for (const [key, record] of this.#records) {
+      if (record.seenAt >= oldest) break
+      this.#records.delete(key)
+    }
+  }
+}
+
+/**
+ * A short digest of an op's content, to tell a retry from a reused opId. Not cryptographic: a
+ * client can only collide with its own ops, which are scoped to its principal.
+ */
+export function opDigest(storeKey: string, baseVersion: number, stateJson: string): string {
+  return `${storeKey}:${baseVersion}:${stateJson.length}:${hash53(stateJson).toString(36)}`
+}
+
+/** A 53-bit string hash (two 32-bit multiply-xor lanes). */
+function hash53(text: string): number {
+  let h1 = 0xdeadbeef
+  let h2 = 0x41c6ce57
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i)
+    h1 = Math.imul(h1 ^ code, 2654435761)
+    h2 = Math.imul(h2 ^ code, 1597334677)
+  }
+  h1 = Math.imul(h1 ^ (h1 >>> 16), 2246822507) ^ Math.imul(h2 ^ (h2 >>> 13), 3266489909)
+  h2 = Math.imul(h2 ^ (h2 >>> 16), 2246822507) ^ Math.imul(h1 ^ (h1 >>> 13), 3266489909)
+  return 4294967296 * (2097151 & h2) + (h1 >>> 0)
+}

@@ -1,0 +1,64 @@
+import { ZunoError } from '../errors'
+import { DEFAULT_LIMITS } from '../protocol'
+
+/**
+ * Checks that `value` is plain JSON and returns it: what the server stores must read back the same
+ * from every storage and over the wire. `undefined`, functions, symbols, BigInts, non-finite
+ * numbers, sparse arrays, class instances and cycles are refused with `invalid_state`.
+ */
+export function toJsonValue(value: unknown, storeKey: string): unknown {
+  const problem = findNonJson(value)
+  if (problem !== undefined) {
+    throw new ZunoError('invalid_state', `The state of ${JSON.stringify(storeKey)} is not JSON: ${problem}`)
+  }
+  return value
+}
+
+function findNonJson(root: unknown): string | undefined {
+  const stack: Array<[unknown, string, number]> = [[root, 'the state', 0]]
+  let visited = 0
+  while (stack.length > 0) {
+    const [value, where, depth] = stack.pop() as [unknown, string, number]
+    switch (typeof value) {
+      case 'string':
+      case 'boolean':
+        continue
+      case 'number':
+        if (!Number.isFinite(value)) return `${where} is ${value}`
+        continue
+      case 'object':
+        break
+      default:
+        return `${where} is ${typeof value === 'undefined' ? 'undefined' : `a ${typeof value}`}`
+    }
+    if (value === null) continue
+    // A cycle shows up as depth without end.
+    if (depth >= DEFAULT_LIMITS.maxDepth) return `${where} nests deeper than ${DEFAULT_LIMITS.maxDepth} levels (or refers to itself)`
+    if (++visited > 10_000_000) return 'it is too large'
+    if (Array.isArray(value)) {
+      for (let i = 0; i < value.length; i++) {
+        if (!(i in value)) return `${where}[${i}] is a hole`
+        stack.push([value[i], `${where}[${i}]`, depth + 1])
+      }
+      continue
+    }
+    const prototype = Object.getPrototypeOf(value)
+    if (prototype !== Object.prototype && prototype !== null) return `${where} is a ${value.constructor?.name ?? 'class instance'}`
+    for (const key of Object.keys(value)) stack.push([(value as Record<string, unknown>)[key], `${where}.${key}`, depth + 1])
+  }
+  return undefined
+}
+
+/** Freezes `value` and everything in it, so no reader can change the server's truth through it. */
+export function deepFreeze<T>(value: T): T {
+  if (typeof value !== 'object' || value === null || Object.isFrozen(value)) return value
+  const stack: object[] = [value]
+  while (stack.length > 0) {
+    const current = stack.pop() as object
+    Object.freeze(current)
+    for (const child of Object.values(current)) {
+      if (typeof child === 'object' && child !== null && !Object.isFrozen(child)) stack.push(child)
+    }
+  }
+  return value
+}
