@@ -103,6 +103,18 @@ export const ERROR_STATUS = {
 /** A machine-readable error code. */
 export type ErrorCode = keyof typeof ERROR_STATUS
 
+/**
+ * Refusals for good that the server records against the op, like an acceptance: the op's id is
+ * used up, and the client's next op takes the next one. Any other refusal leaves the id free.
+ */
+export const RECORDED_REFUSALS: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  'forbidden',
+  'store_not_allowed',
+  'store_limit',
+  'state_too_large',
+  'invalid_state',
+])
+
 /** Body of `POST /sync`: propose `state` as the next version of `storeKey`. */
 export interface SyncRequest<T = unknown> {
   storeKey: string

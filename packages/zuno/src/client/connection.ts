@@ -1,4 +1,4 @@
-import { PATHS, SSE_EVENTS, type SnapshotMessage, type StateEvent } from '../protocol'
+import { PATHS, PROTOCOL_VERSION, SSE_EVENTS, type SnapshotMessage, type StateEvent } from '../protocol'
 import { backoffDelay } from './backoff'
 
 /** Connection state of a replica, for status indicators. */
@@ -134,6 +134,7 @@ export class StreamConnection {
 
   #streamUrl(resumeFrom: string | undefined): string {
     const query = new URLSearchParams()
+    query.set('v', String(PROTOCOL_VERSION))
     if (this.#options.stores !== undefined) query.set('stores', this.#options.stores.join(','))
     if (resumeFrom !== undefined) query.set('lastEventId', resumeFrom)
     const token = this.#options.token?.()

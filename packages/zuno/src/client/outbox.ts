@@ -1,3 +1,5 @@
+import { newClientId } from '../id'
+
 /** An op waiting to be accepted, as kept across page reloads. */
 export interface OutboxEntry {
   /** The client id it was proposed under; a retry after a reload keeps it, so it stays idempotent. */
@@ -8,6 +10,8 @@ export interface OutboxEntry {
   state: unknown
   /** When it was queued (ms since the epoch); restored ops replay in this order. */
   queuedAt: number
+  /** Set while the op is in doubt (sent, never answered): the base and epoch it was sent on, so a retry sends it unchanged. */
+  sentOn?: { baseVersion: number; epoch: string }
 }
 
 /**
@@ -32,6 +36,8 @@ export interface IndexedDbOutboxOptions {
 }
 
 const STORE = 'ops'
+/** The outbox's format, as the IndexedDB version: 2 since protocol v2's client ids. */
+const FORMAT = 2
 
 /** An {@link Outbox} in IndexedDB: one object store keyed by `[clientId, opId]`. */
 export function createIndexedDbOutbox(options: IndexedDbOutboxOptions = {}): Outbox {
@@ -41,8 +47,11 @@ export function createIndexedDbOutbox(options: IndexedDbOutboxOptions = {}): Out
 
   const open = () => {
     database ??= new Promise<IDBDatabase>((resolve, reject) => {
-      const request = factory.open(options.name ?? 'zuno-outbox', 1)
-      request.onupgradeneeded = () => request.result.createObjectStore(STORE, { keyPath: ['clientId', 'opId'] })
+      const request = factory.open(options.name ?? 'zuno-outbox', FORMAT)
+      request.onupgradeneeded = (event) => {
+        if (event.oldVersion === 0) request.result.createObjectStore(STORE, { keyPath: ['clientId', 'opId'] })
+        else migrateFromV1(request.transaction?.objectStore(STORE))
+      }
       request.onsuccess = () => resolve(request.result)
       request.onerror = () => reject(request.error)
     })
@@ -68,5 +77,20 @@ export function createIndexedDbOutbox(options: IndexedDbOutboxOptions = {}): Out
     delete: async (clientId, opId) => {
       await run('readwrite', (store) => store.delete([clientId, opId]))
     },
+  }
+}
+
+/**
+ * Format 1 named ops by client ids that protocol v2 refuses. Its ops move, in their order, to one
+ * fresh client whose opIds start at 1: the server has never seen that client, so none can be a duplicate.
+ */
+function migrateFromV1(store: IDBObjectStore | undefined): void {
+  if (store === undefined) return
+  const request = store.getAll() as IDBRequest<OutboxEntry[]>
+  request.onsuccess = () => {
+    const clientId = newClientId()
+    const entries = request.result.sort((a, b) => a.queuedAt - b.queuedAt || a.opId - b.opId)
+    store.clear()
+    entries.forEach((entry, index) => store.put({ clientId, opId: index + 1, storeKey: entry.storeKey, state: entry.state, queuedAt: entry.queuedAt }))
   }
 }

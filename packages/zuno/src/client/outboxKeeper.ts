@@ -19,6 +19,11 @@ export class OutboxKeeper {
     /** Told of write failures, which are not fatal to the op but must not be silent. */
     readonly report: (error: ZunoError) => void,
   ) {
+    this.adopt(clientId)
+  }
+
+  /** Holds the lock of a client id this session now writes under (its own, or a fresh one after `unknown_client`). */
+  adopt(clientId: string): void {
     void this.#hold(lockName(clientId))
   }
 

@@ -1,10 +1,14 @@
 import { isZunoError, ZunoError } from '../errors'
-import { randomId } from '../id'
+import { newClientId } from '../id'
 import { Observable } from '../observable'
 import {
   type ErrorBody,
   parseEventId,
   PATHS,
+  PROTOCOL_HEADER,
+  PROTOCOL_VERSION,
+  RECORDED_REFUSALS,
+  writerTag,
   type SnapshotMessage,
   type StateEvent,
   type StateResponse,
@@ -63,8 +67,6 @@ export interface ReplicaOptions<S extends Schemas = Schemas> {
   url: string
   /** Follow only these stores. Default: every store the server streams. */
   stores?: readonly string[]
-  /** This replica's id. Default: a random one. */
-  clientId?: string
   /**
    * Start from states the server rendered with (`GET /state`, or `dehydrate()` on the server): the
    * stores show them at once and the stream continues from their `cursor`, with no gap and no overlap.
@@ -124,9 +126,11 @@ export interface ReplicaOptions<S extends Schemas = Schemas> {
 
 /** One `set` waiting to be accepted. */
 interface PendingOp {
-  /** This replica's id, or the one of the session that queued the op before a reload. */
-  readonly clientId: string
-  readonly opId: number
+  /** The store it writes. */
+  readonly replica: ReplicaStore
+  /** This replica's id, or the one of the session that queued the op before a reload; a fresh one after `unknown_client`. */
+  clientId: string
+  opId: number
   /** When `set` was called (ms since the epoch); restored ops replay in this order. */
   readonly queuedAt: number
   readonly update: Updater<unknown>
@@ -144,6 +148,8 @@ interface PendingOp {
   failures: number
   /** Set when the updater threw: the op is not proposed (again) and rejects with this. */
   failure: ZunoError | undefined
+  /** The body last sent, while its outcome is unknown (no definitive answer): a retry sends exactly it again. */
+  inDoubt: { baseVersion: number; state: unknown; epoch: string } | undefined
 }
 
 /** What the replica knows of one store. */
@@ -152,11 +158,10 @@ interface ReplicaStore {
   readonly policy: ConflictPolicy
   /** The latest authoritative version and state. */
   confirmed: StoreState
-  /** Local ops not yet accepted, oldest first; the first is the one proposed. */
+  /** Local ops not yet accepted, oldest first. */
   readonly pending: PendingOp[]
-  /** A proposal is on the wire, or waiting out a backoff. */
-  busy: boolean
-  retryTimer: unknown
+  /** The state the app gave `store(key, initial)`: what the store shows while the server has none. */
+  readonly initial: unknown
   /** Whether `confirmed` came from the server (and so can be handed to a new tab). */
   known: boolean
   /** Other tabs' pending results, by tab: shown under this tab's own ops until confirmed or stale. */
@@ -182,8 +187,13 @@ const BACKOFF_CAP_MS = 5_000
  */
 export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<string, unknown>> extends Universe<TStores> {
   readonly role = 'replica' as const
-  /** Identifies this replica's proposals. */
-  readonly clientId: string
+  /** This replica's identity: its client id and the last opId it issued. */
+  #identity = { clientId: newClientId(), opId: 0 }
+  /** Every pending op of every store, in the order they were issued: they are proposed in this order, one at a time. */
+  readonly #queue: PendingOp[] = []
+  /** A proposal is on the wire, or waiting out a backoff. */
+  #busy = false
+  #retryTimer: unknown
   readonly #status = new Observable<ConnectionStatus>('connecting')
   readonly #pendingCount = new Observable(0)
   readonly #lastError = new Observable<ZunoError | undefined>(undefined)
@@ -200,7 +210,6 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
   readonly #locks: LockManagerLike | undefined
   readonly #outbox: OutboxKeeper | undefined
   #arrivals = 0
-  #opId = 0
   #epoch: string | undefined
   #lastEventId: string | undefined
   /** Whether the server's states are known (a snapshot arrived, or `hydrate` gave them): until then nothing is proposed. */
@@ -213,7 +222,6 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
     super()
     this.#options = options
     this.#url = options.url.replace(/\/+$/, '')
-    this.clientId = options.clientId ?? randomId()
     this.#fetch = options.fetch ?? globalThis.fetch.bind(globalThis)
     this.#timers = options.timers ?? {
       setTimeout: (callback, ms) => globalThis.setTimeout(callback, ms),
@@ -326,6 +334,14 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
     this.#tabs?.post({ type: 'status', from, status: this.#status.get() })
   }
 
+  /**
+   * Identifies this replica's proposals; random and never chosen by the app. It changes only when
+   * the server has forgotten the client (`unknown_client`): the queue then goes on under a fresh one.
+   */
+  get clientId(): string {
+    return this.#identity.clientId
+  }
+
   /** The connection status. */
   get status(): ReadableValue<ConnectionStatus> {
     return this.#status
@@ -351,8 +367,9 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
     if (this.#closed) return
     this.#closed = true
     this.#connection?.close()
+    if (this.#retryTimer !== undefined) this.#timers.clearTimeout(this.#retryTimer)
+    this.#queue.length = 0
     for (const replica of this.#replicas.values()) {
-      if (replica.retryTimer !== undefined) this.#timers.clearTimeout(replica.retryTimer)
       const message = this.#options.outbox
         ? 'The replica was closed; the op stays in the outbox for the next session'
         : 'The replica was closed'
@@ -373,10 +390,10 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
     }
     const replica = this.#replica(cell.key)
     return new Promise<number>((resolve, reject) => {
-      this.#opId += 1
       const op: PendingOp = {
-        clientId: this.clientId,
-        opId: this.#opId,
+        replica,
+        clientId: this.#identity.clientId,
+        opId: ++this.#identity.opId,
         queuedAt: Date.now(),
         update: next,
         resolve,
@@ -388,12 +405,14 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
         conflicts: 0,
         failures: 0,
         failure: undefined,
+        inDoubt: undefined,
       }
       replica.pending.push(op)
+      this.#queue.push(op)
       this.#countPending(1)
       this.#show(replica)
-      this.#save(replica, op)
-      this.#pump(replica)
+      this.#save(op)
+      this.#pump()
     })
   }
 
@@ -408,8 +427,7 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
         policy: policy ?? 'rebase',
         confirmed: { version: cell.version, state: cell.get() },
         pending: [],
-        busy: false,
-        retryTimer: undefined,
+        initial: cell.get(),
         known: false,
         foreign: new Map(),
         announced: undefined,
@@ -491,48 +509,56 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
     else this.#tabs?.post({ type: 'hello', from: this.clientId })
   }
 
-  /** Proposes the oldest pending op unless the store is busy: one proposal per store at a time. */
-  #pump(replica: ReplicaStore): void {
-    const op = replica.pending[0]
-    if (op === undefined || replica.busy || this.#closed || !this.#synced || this.#restoring) return
-    if (op.failure !== undefined) return this.#refuse(replica, op, op.failure)
-    replica.busy = true
-    if (op.sent !== op.result) {
-      op.sent = op.result
-      this.#save(replica, op)
-    }
+  /**
+   * Proposes the oldest pending op of the whole replica, unless one is on the wire already: the
+   * server takes a client's ops in the order they were issued, one at a time.
+   */
+  #pump(): void {
+    const op = this.#queue[0]
+    if (op === undefined || this.#busy || this.#closed || !this.#synced || this.#restoring) return
+    const { replica } = op
+    if (op.failure !== undefined) return this.#refuse(op, op.failure)
+    this.#busy = true
     const key = replica.cell.key
-    // The base goes with the state it was computed on: read both now, not after the schema check.
-    const baseVersion = replica.confirmed.version
+    const epoch = this.#epoch ?? ''
+    // An op in doubt goes again exactly as it went (unless the epoch changed: that history is gone);
+    // otherwise the base goes with the state it was computed on, read now, not after the schema check.
+    const resend = op.inDoubt !== undefined && op.inDoubt.epoch === epoch ? op.inDoubt : undefined
+    if (resend === undefined && op.sent !== op.result) {
+      op.sent = op.result
+      this.#save(op)
+    }
+    const body = resend ?? { baseVersion: replica.confirmed.version, state: op.sent, epoch }
     const schema = schemaFor(this.#options.schemas, key)
-    const checked = schema === undefined ? Promise.resolve() : validateState(schema, key, op.sent)
+    const checked = schema === undefined || resend !== undefined ? Promise.resolve() : validateState(schema, key, body.state)
     checked.then(
       () =>
-        this.#propose(key, baseVersion, op).then(
+        this.#propose(key, body, op).then(
           (answer) => {
-            replica.busy = false
-            this.#settle(replica, op, answer)
+            this.#busy = false
+            this.#settle(op, answer)
           },
           (error: unknown) => {
-            replica.busy = false
-            this.#deliveryFailed(replica, op, error)
+            this.#busy = false
+            this.#deliveryFailed(op, body, error)
           },
         ),
       (invalid: unknown) => {
-        replica.busy = false
+        this.#busy = false
         const error = isZunoError(invalid) ? invalid : new ZunoError('invalid_state', `The schema of ${key} threw`, { cause: invalid })
-        this.#refuse(replica, op, error)
+        this.#refuse(op, error)
       },
     )
   }
 
-  async #propose(storeKey: string, baseVersion: number, op: PendingOp): Promise<ProposalAnswer> {
-    const { sent: state, clientId, opId } = op
+  async #propose(storeKey: string, body: { baseVersion: number; state: unknown; epoch: string }, op: PendingOp): Promise<ProposalAnswer> {
+    const { clientId, opId } = op
     const token = this.#options.token?.()
+    const headers = token === undefined ? JSON_REQUEST : { ...JSON_REQUEST, authorization: `Bearer ${token}` }
     const response = await this.#fetch(`${this.#url}${PATHS.sync}`, {
       method: 'POST',
-      headers: token === undefined ? JSON_REQUEST : { ...JSON_REQUEST, authorization: `Bearer ${token}` },
-      body: JSON.stringify({ storeKey, baseVersion, state, clientId, opId }),
+      headers,
+      body: JSON.stringify({ storeKey, baseVersion: body.baseVersion, epoch: body.epoch, state: body.state, clientId, opId }),
     })
     if (response.status >= 500 || response.status === 429) {
       // Not a refusal of the op: the server is busy or limiting us. Try again later, same ids.
@@ -540,101 +566,180 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
       const code = response.status === 429 ? 'rate_limited' : 'unavailable'
       throw new ZunoError(code, `The server answered ${response.status}`, retryAfter === undefined ? {} : { retryAfter })
     }
-    const body = (await response.json()) as ProposalAnswer['body']
-    return { status: response.status, body }
+    const named = response.headers.get(PROTOCOL_HEADER)
+    if (named !== null && named !== String(PROTOCOL_VERSION)) {
+      return { status: 400, body: { ok: false, error: 'protocol', message: `The server speaks Zuno protocol ${named}, this client ${PROTOCOL_VERSION}` } }
+    }
+    const answer = (await response.json()) as ProposalAnswer['body']
+    return { status: response.status, body: answer }
   }
 
-  #settle(replica: ReplicaStore, op: PendingOp, { status, body }: ProposalAnswer): void {
-    if (replica.pending[0] !== op) {
+  #settle(op: PendingOp, { status, body }: ProposalAnswer): void {
+    if (this.#queue[0] !== op) {
       // Settled already, by our own echo on the stream.
-      this.#pump(replica)
+      this.#pump()
       return
     }
+    const { replica } = op
     if (status === 200 && body.ok) {
-      // Only a 409 changes what is sent, and a 409 proves no earlier attempt was applied,
-      // so the accepted state is the one sent last: keep that object, for a stable identity.
-      this.#confirm(replica, op, body.version)
-    } else if (status === 409 && 'version' in body) {
+      this.#confirm(op, { version: body.version, state: body.state })
+      return
+    }
+    const code = (body as Partial<ErrorBody>).error
+    if (status === 409 && code === 'conflict' && 'version' in body) {
+      // Definitive: the op was not applied, and its id stays free for the rebased attempt.
+      op.inDoubt = undefined
       const theirs = { version: body.version, state: body.state }
       if (theirs.version > replica.confirmed.version) this.#confirmFromServer(replica, theirs)
       op.conflicts += 1
       this.#options.onConflict?.({ storeKey: replica.cell.key, opId: op.opId, conflicts: op.conflicts, theirs })
       if (op.failure !== undefined) {
-        this.#refuse(replica, op, op.failure)
+        this.#refuse(op, op.failure)
       } else if (replica.policy === 'rollback' || op.conflicts >= (this.#options.maxAttempts ?? 10)) {
         const reason = replica.policy === 'rollback' ? 'the store rolls back on conflict' : `${op.conflicts} conflicts`
-        this.#refuse(replica, op, new ZunoError('conflict', `${replica.cell.key}: op ${op.opId} refused (${reason})`))
+        this.#refuse(op, new ZunoError('conflict', `${replica.cell.key}: op ${op.opId} refused (${reason})`))
       } else {
         this.#show(replica)
-        this.#retry(replica, op.conflicts - 1, CONFLICT_BACKOFF_BASE_MS)
+        this.#retry(op.conflicts - 1, CONFLICT_BACKOFF_BASE_MS)
       }
-    } else {
-      const error = body as Partial<ErrorBody>
-      const issues = error.issues === undefined ? {} : { issues: error.issues }
-      this.#refuse(replica, op, new ZunoError(error.error ?? 'protocol', error.message ?? `The server answered ${status}`, issues))
+      return
     }
+    if (code === 'epoch_changed') {
+      // Not processed. Go again once the stream has brought the new epoch (at once, if it has).
+      op.failures += 1
+      this.#retry(op.inDoubt?.epoch !== this.#epoch ? 0 : op.failures, DELIVERY_BACKOFF_BASE_MS)
+      return
+    }
+    if (code === 'unknown_client') return this.#startAfresh(op)
+    if (code === 'op_id_reused' && op.inDoubt !== undefined) {
+      // Processed earlier, in a form this replica no longer sends (sent before a new epoch): its outcome is not known here.
+      return this.#refuse(op, new ZunoError('outcome_unknown', `${replica.cell.key}: op ${op.opId} may or may not have been applied`), { used: true })
+    }
+    const error = body as Partial<ErrorBody>
+    const issues = error.issues === undefined ? {} : { issues: error.issues }
+    const refusal = new ZunoError(error.error ?? 'protocol', error.message ?? `The server answered ${status}`, issues)
+    this.#refuse(op, refusal, { used: RECORDED_REFUSALS.has(refusal.code) })
   }
 
-  /** The network or the server failed: the op stays first in line and goes again, same ids, after a pause. */
-  #deliveryFailed(replica: ReplicaStore, op: PendingOp, error: unknown): void {
+  /**
+   * The server keeps no record of this client: it was forgotten, or the storage is new. An op in
+   * doubt in the current epoch may have been applied before that, so it is never sent again under
+   * another identity: it rejects with `outcome_unknown`. The rest of the queue goes on, in order,
+   * under a fresh identity.
+   */
+  #startAfresh(head: PendingOp): void {
+    if (head.inDoubt !== undefined && head.inDoubt.epoch === this.#epoch) {
+      this.#refuse(head, new ZunoError('outcome_unknown', `${head.replica.cell.key}: op ${head.opId} was sent, never answered, and the server has since forgotten this client`), { next: false })
+    }
+    this.#identity = { clientId: newClientId(), opId: 0 }
+    this.#outbox?.adopt(this.#identity.clientId)
+    for (const op of this.#queue) {
+      this.#forget(op)
+      op.clientId = this.#identity.clientId
+      op.opId = ++this.#identity.opId
+      op.inDoubt = undefined
+      this.#save(op)
+    }
+    this.#pump()
+  }
+
+  /** The network or the server failed: the op stays first in line, in doubt, and goes again unchanged after a pause. */
+  #deliveryFailed(op: PendingOp, body: { baseVersion: number; state: unknown; epoch: string }, error: unknown): void {
     if (this.#closed) return
     this.#lastError.set(
       isZunoError(error) ? error : new ZunoError('network', 'Could not reach the server', { cause: error }),
     )
-    if (replica.pending[0] !== op) return this.#pump(replica)
+    if (this.#queue[0] !== op) return this.#pump()
+    // A 429 is decided before anything is done; anything else may have been applied.
+    if (!(isZunoError(error) && error.code === 'rate_limited')) op.inDoubt = body
     op.failures += 1
     const waitAtLeast = isZunoError(error) && error.retryAfter !== undefined ? error.retryAfter * 1000 : 0
-    this.#retry(replica, op.failures, DELIVERY_BACKOFF_BASE_MS, waitAtLeast)
+    this.#retry(op.failures, DELIVERY_BACKOFF_BASE_MS, waitAtLeast)
   }
 
   /** Proposes again after a jittered pause (none for the first retry after a conflict). */
-  #retry(replica: ReplicaStore, attempt: number, baseMs: number, waitAtLeast = 0): void {
-    if (attempt <= 0) return this.#pump(replica)
-    replica.busy = true
-    replica.retryTimer = this.#timers.setTimeout(
+  #retry(attempt: number, baseMs: number, waitAtLeast = 0): void {
+    if (attempt <= 0) return this.#pump()
+    this.#busy = true
+    this.#retryTimer = this.#timers.setTimeout(
       () => {
-        replica.retryTimer = undefined
-        replica.busy = false
-        this.#pump(replica)
+        this.#retryTimer = undefined
+        this.#busy = false
+        this.#pump()
       },
       Math.max(waitAtLeast, backoffDelay(attempt, baseMs, BACKOFF_CAP_MS, this.#random)),
     )
   }
 
-  /** Back online: ops waiting out a delivery backoff go now. */
+  /** Back online: an op waiting out a delivery backoff goes now. */
   #flush(): void {
-    for (const replica of this.#replicas.values()) {
-      if (replica.retryTimer === undefined) continue
-      this.#timers.clearTimeout(replica.retryTimer)
-      replica.retryTimer = undefined
-      replica.busy = false
-      this.#pump(replica)
-    }
+    if (this.#retryTimer === undefined) return
+    this.#timers.clearTimeout(this.#retryTimer)
+    this.#retryTimer = undefined
+    this.#busy = false
+    this.#pump()
   }
 
-  #confirm(replica: ReplicaStore, op: PendingOp, version: number): void {
-    replica.pending.shift()
-    if (version > replica.confirmed.version) this.#confirmFromServer(replica, { version, state: op.sent })
+  /** The op was accepted; `confirmed` is what the server made of it (its schema may have transformed it). */
+  #confirm(op: PendingOp, confirmed: StoreState): void {
+    const { replica } = op
+    this.#dequeue(op)
+    if (confirmed.version > replica.confirmed.version) this.#confirmFromServer(replica, confirmed)
     this.#countPending(-1)
     this.#show(replica)
     this.#forget(op)
-    op.resolve(version)
-    this.#pump(replica)
+    op.resolve(confirmed.version)
+    this.#pump()
   }
 
-  #refuse(replica: ReplicaStore, op: PendingOp, error: ZunoError): void {
-    replica.pending.shift()
+  /**
+   * Drops the op and rejects its promise. Unless the server used up its id (`used`: it recorded
+   * the refusal), the ops after it of the same client move down one id, so the ids the server sees
+   * stay contiguous.
+   */
+  #refuse(op: PendingOp, error: ZunoError, { used = false, next = true } = {}): void {
+    const { replica } = op
+    this.#dequeue(op)
+    if (!used) this.#freeId(op)
     this.#countPending(-1)
     this.#show(replica)
     this.#forget(op)
     this.#lastError.set(error)
     this.#options.onError?.(error, { storeKey: replica.cell.key, opId: op.opId })
     op.reject(error)
-    this.#pump(replica)
+    if (next) this.#pump()
+  }
+
+  #freeId(dropped: PendingOp): void {
+    for (const op of this.#queue) {
+      if (op.clientId !== dropped.clientId || op.opId < dropped.opId) continue
+      this.#forget(op)
+      op.opId -= 1
+      this.#save(op)
+    }
+    if (this.#identity.clientId === dropped.clientId) this.#identity.opId -= 1
+  }
+
+  /** Takes the op (the oldest of the replica, and so of its store) out of both queues. */
+  #dequeue(op: PendingOp): void {
+    if (this.#queue[0] === op) this.#queue.shift()
+    else this.#queue.splice(this.#queue.indexOf(op), 1)
+    const pending = op.replica.pending
+    if (pending[0] === op) pending.shift()
+    else pending.splice(pending.indexOf(op), 1)
   }
 
   #applySnapshot(message: SnapshotMessage, eventId: string): void {
     const epochChanged = this.#noteEventId(eventId)
+    if (epochChanged) {
+      // A new history: every store this replica holds starts over from it, the ones it lacks from their initial state.
+      for (const [key, replica] of this.#replicas) {
+        if (!Object.hasOwn(message.stores, key)) {
+          this.#confirmFromServer(replica, { version: 0, state: replica.initial })
+          this.#show(replica)
+        }
+      }
+    }
     for (const [key, incoming] of Object.entries(message.stores)) {
       const replica = this.#replica(key)
       // A snapshot is the truth as of its id; equal versions take the server's state too
@@ -649,16 +754,16 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
   #markSynced(): void {
     if (this.#synced) return
     this.#synced = true
-    for (const replica of this.#replicas.values()) this.#pump(replica)
+    this.#pump()
   }
 
   #applyEvent(event: StateEvent, eventId: string): void {
     const replica = this.#replica(event.storeKey)
-    const head = replica.pending[0]
-    if (head !== undefined && event.clientId === head.clientId && event.opId === head.opId) {
+    const head = this.#queue[0]
+    if (head !== undefined && head.replica === replica && event.opId === head.opId && event.writer === writerTag(head.clientId)) {
       // Our own op, seen on the stream before (or instead of) its HTTP answer.
       this.#noteEventId(eventId)
-      this.#confirm(replica, head, event.version)
+      this.#confirm(head, { version: event.version, state: event.state })
       return
     }
     if (event.version > replica.confirmed.version + 1 && this.#sameEpoch(eventId)) {
@@ -686,44 +791,43 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
     return changed
   }
 
-  /** Puts ops queued before a reload first in line, as plain values under their original ids. */
+  /**
+   * Puts ops queued before a reload first in line, as plain values under their original ids. The
+   * first may have been on the wire when the page went away, so it counts as in doubt.
+   */
   #restore(entries: OutboxEntry[]): void {
-    const byStore = new Map<string, PendingOp[]>()
-    for (const entry of entries) {
-      const restored: PendingOp = {
-        clientId: entry.clientId,
-        opId: entry.opId,
-        queuedAt: entry.queuedAt,
-        update: entry.state,
-        // Nobody awaits these any more; a refusal still reaches onError and lastError.
-        resolve: () => {},
-        reject: () => {},
-        computed: false,
-        basedOn: undefined,
-        result: undefined,
-        sent: entry.state,
-        conflicts: 0,
-        failures: 0,
-        failure: undefined,
-      }
-      const list = byStore.get(entry.storeKey) ?? []
-      list.push(restored)
-      byStore.set(entry.storeKey, list)
-    }
+    const restored = entries.map((entry, index): PendingOp => ({
+      replica: this.#replica(entry.storeKey),
+      clientId: entry.clientId,
+      opId: entry.opId,
+      queuedAt: entry.queuedAt,
+      update: entry.state,
+      // Nobody awaits these any more; a refusal still reaches onError and lastError.
+      resolve: () => {},
+      reject: () => {},
+      computed: false,
+      basedOn: undefined,
+      result: undefined,
+      sent: entry.state,
+      conflicts: 0,
+      failures: 0,
+      failure: undefined,
+      inDoubt: index === 0 && entry.sentOn !== undefined ? { ...entry.sentOn, state: entry.state } : undefined,
+    }))
     this.#restoring = false
-    for (const [key, ops] of byStore) {
-      const replica = this.#replica(key)
-      replica.pending.unshift(...ops)
-      this.#countPending(ops.length)
-      this.#show(replica)
-    }
-    for (const replica of this.#replicas.values()) this.#pump(replica)
+    this.#queue.unshift(...restored)
+    for (const op of [...restored].reverse()) op.replica.pending.unshift(op)
+    this.#countPending(restored.length)
+    for (const replica of new Set(restored.map((op) => op.replica))) this.#show(replica)
+    this.#pump()
   }
 
-  #save(replica: ReplicaStore, op: PendingOp): void {
+  #save(op: PendingOp): void {
     if (this.#outbox === undefined || op.failure !== undefined) return
     const { clientId, opId, queuedAt } = op
-    this.#outbox.save({ clientId, opId, queuedAt, storeKey: replica.cell.key, state: op.result })
+    const entry: OutboxEntry = { clientId, opId, queuedAt, storeKey: op.replica.cell.key, state: op.inDoubt?.state ?? op.result }
+    if (op.inDoubt !== undefined) entry.sentOn = { baseVersion: op.inDoubt.baseVersion, epoch: op.inDoubt.epoch }
+    this.#outbox.save(entry)
   }
 
   #forget(op: PendingOp): void {

@@ -7,7 +7,7 @@ const write = (seq: number, version: number, clientId: string, opId: number, sta
   storeKey: 's',
   version,
   state,
-  clientId,
+  writer: clientId,
   opId,
   seq,
   id: `e-${seq}`,
@@ -39,9 +39,20 @@ describe('simulation checkers catch what they claim to', () => {
   })
 
   it('catch a lost acknowledged write and an applied rejected one', () => {
-    expect(checkAcknowledged([{ clientId: 'c', storeKey: 's', opId: 9, outcome: 'resolved', version: 3 }], good)).toHaveLength(1)
-    expect(checkAcknowledged([{ clientId: 'b', storeKey: 's', opId: 1, outcome: 'rejected' }], good)).toHaveLength(1)
-    expect(checkAcknowledged([{ clientId: 'b', storeKey: 's', opId: 1, outcome: 'pending' }], good)).toHaveLength(1)
+    const writers = new Map([['a', new Set(['a'])], ['b', new Set(['b'])], ['c', new Set(['c'])]])
+    const fine = [
+      { replica: 'a', storeKey: 's', outcome: 'resolved' as const, version: 1 },
+      { replica: 'b', storeKey: 's', outcome: 'resolved' as const, version: 2 },
+    ]
+    expect(checkAcknowledged(fine, good, writers)).toEqual([])
+    // Acknowledged, but the log has no such write (or another replica's).
+    expect(checkAcknowledged([...fine, { replica: 'c', storeKey: 's', outcome: 'resolved', version: 3 }], good, writers)).toHaveLength(2)
+    expect(checkAcknowledged([{ replica: 'c', storeKey: 's', outcome: 'resolved', version: 2 }], good, writers).length).toBeGreaterThan(0)
+    // Rejected, yet applied.
+    expect(checkAcknowledged([fine[0] as (typeof fine)[0], { replica: 'b', storeKey: 's', outcome: 'rejected' }], good, writers)).toHaveLength(1)
+    // Of unknown outcome: applied or not, both fine.
+    expect(checkAcknowledged([fine[0] as (typeof fine)[0], { replica: 'b', storeKey: 's', outcome: 'rejected', error: 'outcome_unknown' }], good, writers)).toEqual([])
+    expect(checkAcknowledged([{ replica: 'b', storeKey: 's', outcome: 'pending' }], good, writers).length).toBeGreaterThan(0)
   })
 
   it('catch a write ordered against real time', () => {

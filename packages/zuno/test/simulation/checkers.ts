@@ -1,11 +1,12 @@
+import { writerTag } from '../../src/protocol'
 import type { CommittedEvent } from '../../src/server/index'
 import type { Attempt } from './simNetwork'
 
 /** An op as its caller saw it: what `set` settled with. */
 export interface OpRecord {
-  clientId: string
+  /** Which replica issued it. */
+  replica: string
   storeKey: string
-  opId: number
   outcome: 'pending' | 'resolved' | 'rejected'
   version?: number
   error?: string
@@ -31,30 +32,54 @@ export function checkContiguous(committed: readonly CommittedEvent[]): string[] 
   return problems
 }
 
-/** No (clientId, opId) is applied twice, however often it was sent. */
+/** No (writer, opId) is applied twice, however often it was sent. */
 export function checkExactlyOnce(committed: readonly CommittedEvent[]): string[] {
   const seen = new Set<string>()
   const problems: string[] = []
   for (const event of committed) {
-    const key = `${event.clientId}#${event.opId}`
+    const key = `${event.writer}#${event.opId}`
     if (seen.has(key)) problems.push(`op ${key} applied twice`)
     seen.add(key)
   }
   return problems
 }
 
-/** Every `set` settled; each resolved one is in the history at its version; no rejected one is. */
-export function checkAcknowledged(ops: readonly OpRecord[], committed: readonly CommittedEvent[]): string[] {
-  const byOp = new Map(committed.map((event) => [`${event.clientId}#${event.opId}`, event]))
+/**
+ * Every `set` settled; each resolved one is in the history at its version, written by its replica,
+ * and no two claim the same write; a replica's writes in the log number its resolved ops, plus at
+ * most those rejected as `outcome_unknown` (which may or may not have been applied).
+ * `writers` gives each replica's writer tags (a replica takes a fresh one if the server forgot it).
+ */
+export function checkAcknowledged(
+  ops: readonly OpRecord[],
+  committed: readonly CommittedEvent[],
+  writers: ReadonlyMap<string, ReadonlySet<string>>,
+): string[] {
   const problems: string[] = []
+  const claimed = new Set<string>()
+  const byWrite = new Map(committed.map((event) => [`${event.storeKey}@${event.version}`, event]))
+  const counts = new Map<string, { resolved: number; unknown: number }>()
   for (const op of ops) {
-    const event = byOp.get(`${op.clientId}#${op.opId}`)
-    if (op.outcome === 'pending') problems.push(`op ${op.clientId}#${op.opId} never settled`)
-    if (op.outcome === 'resolved' && (event === undefined || event.version !== op.version || event.storeKey !== op.storeKey)) {
-      problems.push(`acknowledged op ${op.clientId}#${op.opId} (v${op.version}) is not in the history`)
+    const count = counts.get(op.replica) ?? { resolved: 0, unknown: 0 }
+    counts.set(op.replica, count)
+    if (op.outcome === 'pending') problems.push(`an op of ${op.replica} on ${op.storeKey} never settled`)
+    if (op.outcome === 'rejected' && op.error === 'outcome_unknown') count.unknown += 1
+    if (op.outcome !== 'resolved') continue
+    count.resolved += 1
+    const write = `${op.storeKey}@${op.version}`
+    const event = byWrite.get(write)
+    if (event === undefined || !writers.get(op.replica)?.has(event.writer)) {
+      problems.push(`acknowledged op of ${op.replica} (${write}) is not in the history as its write`)
+    } else if (claimed.has(write)) {
+      problems.push(`two acknowledged ops claim ${write}`)
     }
-    if (op.outcome === 'rejected' && event !== undefined) {
-      problems.push(`rejected op ${op.clientId}#${op.opId} was applied at v${event.version}`)
+    claimed.add(write)
+  }
+  for (const [replica, { resolved, unknown }] of counts) {
+    const tags = writers.get(replica) ?? new Set()
+    const applied = committed.filter((event) => tags.has(event.writer)).length
+    if (applied < resolved || applied > resolved + unknown) {
+      problems.push(`${replica}: ${applied} writes in the log for ${resolved} acknowledged ops (${unknown} of unknown outcome)`)
     }
   }
   return problems
@@ -82,18 +107,25 @@ export function checkLinearizable(
     // The earliest invocation of each applied op: the write took effect after it.
     const firstSent = new Map<string, number>()
     for (const attempt of ofStore) {
-      const key = `${attempt.clientId}#${attempt.opId}`
+      const key = `${writerTag(attempt.clientId)}#${attempt.opId}`
       if (!firstSent.has(key)) firstSent.set(key, attempt.invokedAt)
     }
-    const invokedAt = (event: CommittedEvent) =>
-      event.clientId.startsWith('server.') ? 0 : (firstSent.get(`${event.clientId}#${event.opId}`) ?? Number.NaN)
+    const invokedAt = (event: CommittedEvent) => firstSent.get(`${event.writer}#${event.opId}`) ?? Number.NaN
     // When each version was first known to have been acknowledged.
     const ackedAt = new Map<number, number>()
     for (const attempt of ofStore) {
       if (attempt.status !== 200 || attempt.answer === undefined || attempt.respondedAt === undefined) continue
       const { version, state } = attempt.answer
       const event = history[version - 1]
-      if (event === undefined || event.clientId !== attempt.clientId || event.opId !== attempt.opId) {
+      if (attempt.answer.duplicate) {
+        // Processed long ago, answered with the current truth: at or after the op's own write.
+        const own = history.find((e) => e.writer === writerTag(attempt.clientId) && e.opId === attempt.opId)
+        if (own === undefined || own.version > version || event === undefined || !same(state, event.state)) {
+          problems.push(`${storeKey}: duplicate 200 for ${attempt.clientId}#${attempt.opId} at v${version} does not follow its write`)
+        }
+        continue
+      }
+      if (event === undefined || event.writer !== writerTag(attempt.clientId) || event.opId !== attempt.opId) {
         problems.push(`${storeKey}: 200 for ${attempt.clientId}#${attempt.opId} at v${version}, which is another write`)
         continue
       }

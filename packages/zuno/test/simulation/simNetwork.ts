@@ -35,7 +35,7 @@ export interface Attempt {
   invokedAt: number
   respondedAt?: number
   status?: number
-  answer?: { version: number; state: unknown }
+  answer?: { version: number; state: unknown; duplicate?: true }
 }
 
 interface MessageEventLike {
@@ -119,8 +119,9 @@ export class SimNetwork {
       }
       attempt.respondedAt = this.clock.now
       attempt.status = answer.status
-      const json = JSON.parse(answer.body) as { version?: number; state?: unknown }
-      if (json.version !== undefined) attempt.answer = { version: json.version, state: json.state }
+      if (process.env.ZUNO_SIM_DEBUG && answer.status !== 200 && !answer.body.includes('"conflict"')) console.log('ANSWER', attempt.clientId, attempt.opId, this.clock.now, answer.body)
+      const json = JSON.parse(answer.body) as { version?: number; state?: unknown; duplicate?: true }
+      if (json.version !== undefined) attempt.answer = { version: json.version, state: json.state, ...(json.duplicate ? { duplicate: true } : {}) }
       return { status: answer.status, headers: new Headers(), json: async () => JSON.parse(answer.body) } as Response
     }) as typeof fetch
   }

@@ -5,6 +5,7 @@
  */
 import { describe, expect, it } from 'vitest'
 import { connect, type ReplicaUniverse } from '../../src/index'
+import { writerTag } from '../../src/protocol'
 import { createMemoryStorage } from '../../src/server/index'
 import {
   checkAcknowledged,
@@ -29,6 +30,8 @@ interface Run {
   network: SimNetwork
   replicas: ReplicaUniverse[]
   ops: OpRecord[]
+  /** Each replica's writer tags, by replica name. */
+  writers: Map<string, Set<string>>
 }
 
 /** How much the server remembers: roomy, and every bound at its smallest. */
@@ -38,7 +41,7 @@ interface Bounds {
   retention: number
 }
 const ROOMY: Bounds = { name: 'roomy bounds', idempotencyWindow: 1_000_000, retention: 50 }
-const SMALLEST: Bounds = { name: 'smallest bounds', idempotencyWindow: Number(process.env.ZUNO_SIM_WINDOW ?? 3), retention: 3 }
+const SMALLEST: Bounds = { name: 'smallest bounds', idempotencyWindow: 1, retention: 1 }
 
 async function simulate(seed: number, bounds: Bounds = ROOMY): Promise<Run> {
   const random = seededRandom(seed)
@@ -48,7 +51,6 @@ async function simulate(seed: number, bounds: Bounds = ROOMY): Promise<Run> {
   const replicas = Array.from({ length: CLIENTS }, (_, i) =>
     connect({
       url: 'http://sim.invalid/zuno',
-      clientId: `c${i}`,
       fetch: network.fetchFor(),
       EventSource: network.EventSource,
       timers: clock,
@@ -58,23 +60,35 @@ async function simulate(seed: number, bounds: Bounds = ROOMY): Promise<Run> {
     }),
   )
   const ops: OpRecord[] = []
+  const writers = new Map<string, Set<string>>()
   replicas.forEach((replica, i) => {
-    let opId = 0 // a replica numbers its ops 1, 2, 3, … in the order of `set` calls
+    const tags = new Set([writerTag(replica.clientId)])
+    writers.set(`c${i}`, tags)
+    // A replica takes a fresh identity when the server has forgotten it: note every tag it writes under.
+    const noteTag = () => tags.add(writerTag(replica.clientId))
+    let issued = 0
     for (let k = 0; k < OPS_PER_CLIENT; k++) {
       clock.setTimeout(() => {
         const pick = random()
         const storeKey = pick < 0.5 ? 'counter' : pick < 0.8 ? 'list' : 'value'
-        const record: OpRecord = { clientId: replica.clientId, storeKey, opId: ++opId, outcome: 'pending' }
+        const record: OpRecord = { replica: `c${i}`, storeKey, outcome: 'pending' }
+        const item = `c${i}:${++issued}`
         ops.push(record)
         const promise =
           storeKey === 'counter'
             ? replica.store<number>('counter').set((n) => n + 1)
             : storeKey === 'list'
-              ? replica.store<string[]>('list').set((list) => [...list, `c${i}:${record.opId}`])
+              ? replica.store<string[]>('list').set((list) => [...list, item])
               : replica.store<number>('value').set(Math.floor(random() * 1000))
         promise.then(
-          (version) => Object.assign(record, { outcome: 'resolved', version }),
-          (error: { code?: string }) => Object.assign(record, { outcome: 'rejected', error: error.code }),
+          (version) => {
+            noteTag()
+            Object.assign(record, { outcome: 'resolved', version })
+          },
+          (error: { code?: string }) => {
+            noteTag()
+            Object.assign(record, { outcome: 'rejected', error: error.code })
+          },
         )
       }, random() * WORKLOAD_MS)
     }
@@ -87,13 +101,13 @@ async function simulate(seed: number, bounds: Bounds = ROOMY): Promise<Run> {
   // Quiescence: the network calms down and everything in flight lands.
   network.faults = CALM
   await clock.run()
-  return { network, replicas, ops }
+  return { network, replicas, ops, writers }
 }
 
 function describeRun(seed: number, run: Run, problems: string[]): string {
   const lines = [`seed ${seed}: ${problems.length} problem(s)`, ...problems.slice(0, 20), '', 'history (last 60 commits):']
   for (const event of run.network.committed.slice(-60)) {
-    lines.push(`  #${event.seq} ${event.storeKey} v${event.version} by ${event.clientId}#${event.opId} = ${JSON.stringify(event.state).slice(0, 60)}`)
+    lines.push(`  #${event.seq} ${event.storeKey} v${event.version} by ${event.writer}#${event.opId} = ${JSON.stringify(event.state).slice(0, 60)}`)
   }
   lines.push('attempts (last 60):')
   for (const attempt of run.network.attempts.slice(-60)) {
@@ -108,12 +122,12 @@ describe.each([ROOMY, SMALLEST])('simulation under injected faults, $name', (bou
   for (const seed of SEEDS) {
     it(`seed ${seed}: ${CLIENTS} replicas, ${CLIENTS * OPS_PER_CLIENT} ops, no write lost, all converge`, async () => {
       const run = await simulate(seed, bounds)
-      const { network, replicas, ops } = run
+      const { network, replicas, ops, writers } = run
       const committed = network.committed
       const problems = [
         ...checkContiguous(committed),
         ...checkExactlyOnce(committed),
-        ...checkAcknowledged(ops, committed),
+        ...checkAcknowledged(ops, committed, writers),
         ...checkLinearizable(network.attempts, committed, STORES),
       ]
 
@@ -136,9 +150,9 @@ describe.each([ROOMY, SMALLEST])('simulation under injected faults, $name', (bou
         for (const replica of replicas) {
           const store = replica.store(key)
           if (store.version !== server.version || JSON.stringify(store.get()) !== JSON.stringify(server.get())) {
-            problems.push(`${replica.clientId} shows ${key} v${store.version}, the server v${server.version}`)
+            problems.push(`${writerTag(replica.clientId)} shows ${key} v${store.version}, the server v${server.version}`)
           }
-          if (replica.pending.get() !== 0) problems.push(`${replica.clientId} still has ${replica.pending.get()} pending ops`)
+          if (replica.pending.get() !== 0) problems.push(`${writerTag(replica.clientId)} still has ${replica.pending.get()} pending ops`)
         }
       }
 
@@ -160,7 +174,7 @@ describe.each([ROOMY, SMALLEST])('simulation under injected faults, $name', (bou
   }
 
   it('replays a seed exactly', async () => {
-    const summary = (run: Run) => run.network.committed.map((e) => `${e.storeKey}@${e.version}:${e.clientId}#${e.opId}`)
+    const summary = (run: Run) => run.network.committed.map((e) => `${e.storeKey}@${e.version}:${e.opId}`)
     const first = await simulate(SEEDS[0] as number)
     const second = await simulate(SEEDS[0] as number)
     expect(summary(second)).toEqual(summary(first))
