@@ -1,19 +1,19 @@
 /**
- * The Zuno demo on Bun: the same stores, page and browser bundle as the Express demo
+ * The Zuno demo on Bun: the same stores, schemas, page and browser bundle as the Express demo
  * (examples/express), served by Elysia with the zuno-elysia plugin. Run with `pnpm demo:bun`.
  */
 import { Elysia } from 'elysia'
 import { createUniverse } from 'zuno/server'
 import { zuno } from 'zuno-elysia'
 import { renderDemoPage } from '../../express/src/render'
-import { demoStores } from '../../express/src/stores'
+import { demoSchemas, demoStores } from '../../express/src/stores'
 
 /** The part of Bun's global used here (no @types/bun needed for one call). */
 declare const Bun: { file(path: URL): Blob }
 
 /** The browser bundle that the Express example builds (`pnpm build`). */
 const bundle = Bun.file(new URL('../../express/dist/app.js', import.meta.url))
-const universe = createUniverse({ stores: demoStores })
+const universe = createUniverse({ stores: demoStores, schemas: demoSchemas })
 
 const app = new Elysia()
   .use(zuno(universe))

@@ -6,14 +6,14 @@ import express from 'express'
 import { type AuthoritativeUniverse, createUniverse, type Storage } from 'zuno/server'
 import { zuno } from 'zuno-express'
 import { renderDemoPage } from './render'
-import { demoStores } from './stores'
+import { type DemoStates, demoSchemas, demoStores } from './stores'
 
-export type { Todo } from './stores'
-export { demoStores } from './stores'
+export type { DemoStates, Todo } from './stores'
+export { demoSchemas, demoStores } from './stores'
 
 /** A running demo. */
 export interface DemoServer {
-  universe: AuthoritativeUniverse
+  universe: AuthoritativeUniverse<DemoStates>
   server: Server
   url: string
   /** Open SSE streams: one per browser when its tabs share. */
@@ -26,7 +26,7 @@ const bundleDir = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist')
 
 /** Starts the demo on `port` (0 for any free one) on `host`, keeping its state in `storage` (default: memory). */
 export async function startDemo(port: number, host = '127.0.0.1', storage?: Storage): Promise<DemoServer> {
-  const universe = createUniverse({ stores: demoStores, ...(storage ? { storage } : {}) })
+  const universe = createUniverse({ stores: demoStores, schemas: demoSchemas, ...(storage ? { storage } : {}) })
   const sync = zuno(universe)
   const app = express()
   app.use('/zuno', sync)
