@@ -17,7 +17,10 @@ const universe = createUniverse({ stores: demoStores, schemas: demoSchemas })
 
 const app = new Elysia()
   .use(zuno(universe))
-  .get('/', () => new Response(renderDemoPage(universe), { headers: { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' } }))
+  .get('/', async () => {
+    const { status, html } = await renderDemoPage(universe)
+    return new Response(html, { status, headers: { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' } })
+  })
   .get('/app.js', () => new Response(bundle, { headers: { 'content-type': 'text/javascript; charset=utf-8' } }))
   .listen({ port: Number(process.env.PORT ?? 3000), hostname: process.env.HOST ?? '127.0.0.1' })
 
