@@ -1,38 +1,30 @@
 /** The Bun demo serves the same demo as the Express one: same stores, page, test ids and sync. */
-import { type ChildProcess, spawn } from 'node:child_process'
-import { existsSync } from 'node:fs'
-import { fileURLToPath } from 'node:url'
+import { existsSync, mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { EventSource } from 'eventsource'
 import { chromium } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { connect } from 'zuno'
 import { freePort } from '../../../packages/zuno/test/support/freePort'
 import { until } from '../../../packages/zuno/test/support/until'
+import { type BunDemo, haveBun, startBunDemo } from './bunDemo'
 
-const bun = fileURLToPath(new URL('../node_modules/.bin/bun', import.meta.url))
 const chromiumPath = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
-if (!existsSync(bun) && process.env.CI) throw new Error(`Bun is required in CI and missing at ${bun}`)
 if (!existsSync(chromiumPath) && process.env.CI) throw new Error(`Chromium is required in CI and missing at ${chromiumPath}`)
 
-let child: ChildProcess
+const dataDir = mkdtempSync(join(tmpdir(), 'zuno-bun-demo-'))
+let demo: BunDemo
 let url: string
 
-describe.skipIf(!existsSync(bun))('the demo on Elysia and Bun', () => {
+describe.skipIf(!haveBun)('the demo on Elysia and Bun', () => {
   beforeAll(async () => {
-    const port = await freePort()
-    child = spawn(bun, ['src/main.ts'], {
-      cwd: fileURLToPath(new URL('..', import.meta.url)),
-      env: { ...process.env, PORT: String(port) },
-      stdio: ['ignore', 'pipe', 'inherit'],
-    })
-    await new Promise<void>((resolve, reject) => {
-      child.stdout?.on('data', (chunk: Buffer) => chunk.toString().includes('Zuno demo on') && resolve())
-      child.once('exit', (code) => reject(new Error(`bun exited with ${code}`)))
-    })
-    url = `http://127.0.0.1:${port}`
+    demo = await startBunDemo(await freePort(), dataDir)
+    url = demo.url
   })
-  afterAll(() => {
-    child?.kill('SIGKILL')
+  afterAll(async () => {
+    await demo?.stop()
+    rmSync(dataDir, { recursive: true, force: true })
   })
 
   it('renders the same page, with the same test ids and stores', async () => {

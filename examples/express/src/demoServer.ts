@@ -2,18 +2,19 @@ import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import express from 'express'
+import express, { type ErrorRequestHandler } from 'express'
 import { type AuthoritativeUniverse, createUniverse, type Storage } from 'zuno/server'
 import { zuno } from 'zuno-express'
+import { errorPage } from './page'
 import { renderDemoPage } from './render'
-import { demoStores } from './stores'
+import { type DemoStates, demoSchemas, demoStores } from './stores'
 
-export type { Todo } from './stores'
-export { demoStores } from './stores'
+export type { DemoStates, Todo } from './stores'
+export { demoSchemas, demoStores } from './stores'
 
 /** A running demo. */
 export interface DemoServer {
-  universe: AuthoritativeUniverse
+  universe: AuthoritativeUniverse<DemoStates>
   server: Server
   url: string
   /** Open SSE streams: one per browser when its tabs share. */
@@ -24,17 +25,27 @@ export interface DemoServer {
 /** Where `build:app` puts the browser bundle. */
 const bundleDir = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist')
 
+/** Any other failure: logged here, answered with a plain page (Express's own shows the stack outside production). */
+const plainErrors: ErrorRequestHandler = (error, _req, res, next) => {
+  if (res.headersSent) return next(error)
+  const status = typeof error?.status === 'number' && error.status >= 400 && error.status < 600 ? error.status : 500
+  if (status >= 500) console.error('zuno demo: request failed', error)
+  res.status(status).type('html').send(errorPage)
+}
+
 /** Starts the demo on `port` (0 for any free one) on `host`, keeping its state in `storage` (default: memory). */
 export async function startDemo(port: number, host = '127.0.0.1', storage?: Storage): Promise<DemoServer> {
-  const universe = createUniverse({ stores: demoStores, ...(storage ? { storage } : {}) })
+  const universe = createUniverse({ stores: demoStores, schemas: demoSchemas, ...(storage ? { storage } : {}) })
   const sync = zuno(universe)
   const app = express()
   app.use('/zuno', sync)
   // Server-side rendering, one snapshot universe per request; the client hydrates from the same snapshot.
-  app.get('/', (_req, res) => {
-    res.type('html').set('cache-control', 'no-store').send(renderDemoPage(universe))
+  app.get('/', async (_req, res) => {
+    const { status, html } = await renderDemoPage(universe)
+    res.status(status).type('html').set('cache-control', 'no-store').send(html)
   })
   app.use(express.static(bundleDir))
+  app.use(plainErrors)
 
   const server = createServer(app)
   await new Promise<void>((resolve, reject) => {

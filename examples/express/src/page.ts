@@ -39,3 +39,17 @@ export function page(markup: string, serializedState: string): string {
 </html>
 `
 }
+
+/** What `GET /` answers when rendering fails: no stack, no message, nothing about the server. */
+export const errorPage = `<!doctype html>
+<html lang="en">
+  <head>
+    <meta charset="utf-8" />
+    <title>Zuno demo: error</title>
+  </head>
+  <body>
+    <h1>Something went wrong</h1>
+    <p>The page could not be shown. Try again in a moment.</p>
+  </body>
+</html>
+`
