@@ -45,7 +45,7 @@ describe('replicas ride out a killed and restarted server', () => {
     const port = await freePort()
     children.push(await startDemo(port))
     const url = `http://127.0.0.1:${port}/zuno`
-    for (let i = 0; i < 4; i++) replicas.push(connect({ url, EventSource, clientId: `node-${i}`, maxAttempts: 1000 }))
+    for (let i = 0; i < 4; i++) replicas.push(connect({ url, EventSource, maxAttempts: 1000 }))
     await until(() => replicas.every((replica) => replica.status.get() === 'connected'), 15_000)
 
     type Todo = { id: string; text: string; done: boolean }

@@ -52,7 +52,9 @@ describe('zuno-express', () => {
     await universe.store<number>('counter').set((n) => n + 41)
     const data = JSON.parse((await sse.nextEvent()).data as string)
     expect(data).toMatchObject({ storeKey: 'counter', version: 1, state: 41 })
-    expect(data.clientId).toMatch(/^server\./)
+    // The server writes as a client of its own: a public tag, never a secret id.
+    expect(data.writer).toMatch(/^[A-Za-z0-9_-]{16}$/)
+    expect(data).not.toHaveProperty('clientId')
   })
 
   it('forgets a stream as soon as its connection closes', async () => {

@@ -5,6 +5,7 @@ import * as v from 'valibot'
 import { afterEach, describe, expect, expectTypeOf, it } from 'vitest'
 import { z } from 'zod'
 import { connect } from 'zuno'
+import { newClientId } from '../../zuno/src/id'
 import { createUniverse, type ServedUniverse, type SyncServerOptions } from 'zuno/server'
 import { slowStorage } from '../../zuno/test/support/slowStorage'
 import { openRawStream } from '../../zuno/test/support/sseReader'
@@ -19,15 +20,20 @@ afterEach(async () => {
 async function serve<U extends ServedUniverse & { close(): Promise<void> }>(universe: U, options: SyncServerOptions = {}) {
   const served = await serveExpress(universe, options)
   cleanups.push(served.close)
+  await universe.ready
+  epochs.set(served.url, (universe as unknown as { epoch: string }).epoch)
   return served
 }
 
-let opId = 1
+/** Each server's epoch, which raw proposals must name. */
+const epochs = new Map<string, string>()
+
+/** A raw proposal: by default the first op of a fresh client. */
 const post = (url: string, body: Record<string, unknown>, headers: Record<string, string> = {}) =>
   fetch(`${url}/sync`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', ...headers },
-    body: JSON.stringify({ storeKey: 'counter', baseVersion: 0, state: 1, clientId: 'c', opId: opId++, ...body }),
+    body: JSON.stringify({ storeKey: 'counter', baseVersion: 0, epoch: epochs.get(url), state: 1, clientId: newClientId(), opId: 1, ...body }),
   })
 
 /** Principals from a `session` cookie, an `Authorization: Bearer` header, or a `token` query (for SSE). */
@@ -58,7 +64,7 @@ describe('authentication and authorization', () => {
   it('takes a cookie, a bearer header, or a query token for EventSource', async () => {
     const { url } = await serve(privateStores(), auth)
     expect((await post(url, {}, { cookie: 'theme=dark; session=alice-secret' })).status).toBe(200)
-    expect((await post(url, { clientId: 'bob-client', baseVersion: 1, state: 2 }, { authorization: 'Bearer bob-secret' })).status).toBe(200)
+    expect((await post(url, { baseVersion: 1, state: 2 }, { authorization: 'Bearer bob-secret' })).status).toBe(200)
     const sse = await openRawStream(`${url}/sse?token=alice-secret`)
     cleanups.push(() => sse.close())
     expect(sse.response.status).toBe(200)
@@ -90,16 +96,20 @@ describe('authentication and authorization', () => {
     expect(events.map((event) => JSON.parse(event.data as string).storeKey)).toEqual(['alice.private'])
   })
 
-  it('binds a clientId to its principal: no collision with, or replay of, another user’s ops', async () => {
+  it('scopes a clientId to its principal: a replay of another user’s ids gets nothing of theirs', async () => {
     const { universe, url } = await serve(privateStores(), auth)
-    const op = { clientId: 'shared-id', opId: 1, baseVersion: 0, state: 5 }
+    const op = { clientId: newClientId(), opId: 1, baseVersion: 0, state: 5 }
     expect((await post(url, op, { cookie: 'session=alice-secret' })).status).toBe(200)
+    // For Bob the same ids are a client of his own: a new op, on a stale base. Not Alice's 200.
     const replay = await post(url, op, { cookie: 'session=bob-secret' })
-    expect(replay.status).toBe(403)
-    expect(await replay.json()).toMatchObject({ error: 'client_id_taken' })
-    const collide = await post(url, { ...op, opId: 2, baseVersion: 1, state: 6 }, { cookie: 'session=bob-secret' })
-    expect(collide.status).toBe(403)
+    expect(replay.status).toBe(409)
+    expect(await replay.json()).toMatchObject({ error: 'conflict', version: 1 })
+    const ahead = await post(url, { ...op, opId: 2, baseVersion: 1, state: 6 }, { cookie: 'session=bob-secret' })
+    expect(ahead.status).toBe(409)
+    expect(await ahead.json()).toMatchObject({ error: 'unknown_client' })
     expect(universe.store('counter').get()).toBe(5)
+    // Alice's next op is still hers.
+    expect((await post(url, { ...op, opId: 2, baseVersion: 1, state: 6 }, { cookie: 'session=alice-secret' })).status).toBe(200)
   })
 
   it('lets a replica authenticate with a token for both proposals and stream', async () => {
@@ -209,13 +219,14 @@ describe('limits', () => {
     const universe = createUniverse({ stores: { counter: 0 } })
     const { url } = await serve(universe, { maxProposalsPerSecond: 5 })
     const statuses: number[] = []
-    for (let i = 0; i < 15; i++) statuses.push((await post(url, { clientId: 'hasty', baseVersion: i, state: i + 1 })).status)
+    const hasty = newClientId()
+    for (let i = 0; i < 15; i++) statuses.push((await post(url, { clientId: hasty, opId: i + 1, baseVersion: i, state: i + 1 })).status)
     expect(statuses.filter((status) => status === 200)).toHaveLength(10) // the burst: twice the rate
-    const limited = await post(url, { clientId: 'hasty', baseVersion: 10, state: 11 })
+    const limited = await post(url, { clientId: hasty, opId: 11, baseVersion: 10, state: 11 })
     expect(limited.status).toBe(429)
     expect(Number(limited.headers.get('retry-after'))).toBeGreaterThan(0)
     // A replica is told to wait, waits, and gets through: no op is dropped.
-    const replica = connect({ url, EventSource, clientId: 'patient' })
+    const replica = connect({ url, EventSource })
     cleanups.push(() => replica.close())
     const counter = replica.store<number>('counter')
     const all = await Promise.all(Array.from({ length: 12 }, () => counter.set((n) => n + 1)))
@@ -255,7 +266,7 @@ describe('prototype pollution', () => {
     for (const key of ['__proto__', 'constructor', 'prototype']) {
       for (const depth of [1, 2, 5, 10]) {
         const storeKey = `store.${key.replace(/_/g, 'u')}.${depth}`
-        const raw = `{"storeKey":"${storeKey}","baseVersion":0,"clientId":"c","opId":${opId++},"state":${JSON.stringify(nasty(depth, key))}}`
+        const raw = `{"storeKey":"${storeKey}","baseVersion":0,"epoch":"${epochs.get(url)}","clientId":"${newClientId()}","opId":1,"state":${JSON.stringify(nasty(depth, key))}}`
         const response = await fetch(`${url}/sync`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: raw })
         expect(response.status).toBe(200)
         const stored = (await (await fetch(`${url}/state?stores=${storeKey}`)).json()).stores[storeKey].state

@@ -1,15 +1,18 @@
 import { describe, expect, it } from 'vitest'
+import { newClientId } from '../src/id'
 import { createFetchHandler, createUniverse } from '../src/server/index'
 import { until } from './support/until'
 
-const proposal = (fields: Record<string, unknown> = {}) =>
-  JSON.stringify({ storeKey: 'counter', baseVersion: 0, state: 1, clientId: 'c', opId: 1, ...fields })
+const proposal = (epoch: string, fields: Record<string, unknown> = {}) =>
+  JSON.stringify({ storeKey: 'counter', baseVersion: 0, epoch, state: 1, clientId: newClientId(), opId: 1, ...fields })
 
 describe('web-standard fetch handler', () => {
   it('answers web Requests with web Responses', async () => {
-    const handler = createFetchHandler(createUniverse({ stores: { counter: 0 } }))
+    const universe = createUniverse({ stores: { counter: 0 } })
+    await universe.ready
+    const handler = createFetchHandler(universe)
     const response = await handler(
-      new Request('http://localhost/zuno/sync', { method: 'POST', headers: { 'content-type': 'application/json' }, body: proposal() }),
+      new Request('http://localhost/zuno/sync', { method: 'POST', headers: { 'content-type': 'application/json' }, body: proposal(universe.epoch) }),
     )
     expect(response.status).toBe(200)
     expect(response.headers.get('content-type')).toMatch(/^application\/json/)

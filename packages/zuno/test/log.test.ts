@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest'
 import { EventLog, type LogEntry } from '../src/server/index'
 
 const entry = (seq: number): LogEntry => ({
-  event: { storeKey: 's', version: seq, state: seq, clientId: 'c', opId: seq, seq, id: `ep-${seq}` },
+  event: { storeKey: 's', version: seq, state: seq, writer: 'c', opId: seq, seq, id: `ep-${seq}` },
   frame: new Uint8Array([seq]),
 })
 

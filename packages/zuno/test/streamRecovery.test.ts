@@ -24,7 +24,7 @@ async function scriptedServer(script: (connection: number, req: IncomingMessage,
 }
 
 const frame = (id: string, event: string, data: unknown) => `id: ${id}\nevent: ${event}\ndata: ${JSON.stringify(data)}\n\n`
-const state = (version: number, value: number) => ({ storeKey: 'counter', version, state: value, clientId: 'x', opId: version })
+const state = (version: number, value: number) => ({ storeKey: 'counter', version, state: value, writer: 'x', opId: version })
 
 const cleanups: Array<() => unknown> = []
 afterEach(async () => {
@@ -56,7 +56,7 @@ describe('replica stream recovery', () => {
     counter.subscribe((value) => shown.push(value))
     await until(() => counter.version === 3)
     expect(shown).toEqual([1, 33])
-    expect(server.urls[1]).toBe('/zuno/sse') // a fresh stream: no lastEventId, so a snapshot
+    expect(server.urls[1]).toBe('/zuno/sse?v=2') // a fresh stream: no lastEventId, so a snapshot
   })
 
   it('reconnects by itself after the stream dies and resumes from the last applied id', async () => {
@@ -74,7 +74,7 @@ describe('replica stream recovery', () => {
     replica.status.subscribe((status) => statuses.push(status))
     const counter = replica.store<number>('counter', 0)
     await until(() => counter.version === 2)
-    expect(server.urls[1]).toBe('/zuno/sse?lastEventId=ep-1')
+    expect(server.urls[1]).toBe('/zuno/sse?v=2&lastEventId=ep-1')
     expect(statuses).toEqual(['connected', 'offline', 'connecting', 'connected'])
   })
 
@@ -92,7 +92,7 @@ describe('replica stream recovery', () => {
     const replica = follow(server)
     const counter = replica.store<number>('counter', 0)
     await until(() => counter.version === 9)
-    expect(server.urls[1]).toBe('/zuno/sse') // no lastEventId: a fresh snapshot, not a resume
+    expect(server.urls[1]).toBe('/zuno/sse?v=2') // no lastEventId: a fresh snapshot, not a resume
   })
 
   it('adopts the snapshot of a restarted server (new epoch) even with lower versions', async () => {

@@ -1,5 +1,8 @@
 import { describe, expect, it } from 'vitest'
-import { createMemoryStorage, createUniverse } from '../src/server/index'
+import { newClientId } from '../src/id'
+import { createUniverse } from '../src/server/index'
+
+const ANONYMOUS = { principal: '' }
 
 describe('AuthoritativeUniverse', () => {
   it('is a registry of stores with the authoritative role', () => {
@@ -24,41 +27,87 @@ describe('AuthoritativeUniverse', () => {
 
   it('accepts a proposal only on the current version', async () => {
     const universe = createUniverse({ stores: { counter: 0 } })
-    const accepted = await universe.propose({ storeKey: 'counter', baseVersion: 0, state: 1, clientId: 'a', opId: 1 })
-    expect(accepted).toMatchObject({ type: 'accepted', event: { version: 1, state: 1, seq: 1 } })
-    const stale = await universe.propose({ storeKey: 'counter', baseVersion: 0, state: 9, clientId: 'b', opId: 1 })
-    expect(stale).toEqual({ type: 'conflict', version: 1, state: 1 })
+    await universe.ready
+    const [a, b] = [newClientId(), newClientId()]
+    const op = { storeKey: 'counter', epoch: universe.epoch, opId: 1 }
+    expect(await universe.propose({ ...op, baseVersion: 0, state: 1, clientId: a }, ANONYMOUS)).toEqual({ type: 'accepted', storeKey: 'counter', version: 1, state: 1 })
+    const stale = await universe.propose({ ...op, baseVersion: 0, state: 9, clientId: b }, ANONYMOUS)
+    expect(stale).toEqual({ type: 'conflict', storeKey: 'counter', version: 1, state: 1 })
     expect(universe.store('counter').get()).toBe(1)
-  })
-
-  it('answers a repeated (clientId, opId) with the original result and applies it once', async () => {
-    const universe = createUniverse({ stores: { counter: 0 } })
-    const op = { storeKey: 'counter', baseVersion: 0, state: 1, clientId: 'a', opId: 1 }
-    await universe.propose(op)
-    expect(await universe.propose(op)).toEqual({ type: 'duplicate', version: 1, state: 1 })
-    expect(universe.store('counter').version).toBe(1)
-  })
-
-  it('forgets idempotency records past the window, oldest first', async () => {
-    const universe = createUniverse({ stores: { counter: 0 }, storage: createMemoryStorage({ idempotencyWindow: 2 }) })
-    for (let opId = 1; opId <= 3; opId++) {
-      await universe.propose({ storeKey: 'counter', baseVersion: opId - 1, state: opId, clientId: 'a', opId })
-    }
-    const forgotten = await universe.propose({ storeKey: 'counter', baseVersion: 0, state: 1, clientId: 'a', opId: 1 })
-    expect(forgotten.type).toBe('conflict') // never applied twice: the version moved on
-    const remembered = await universe.propose({ storeKey: 'counter', baseVersion: 2, state: 3, clientId: 'a', opId: 3 })
-    expect(remembered).toEqual({ type: 'duplicate', version: 3, state: 3 })
   })
 
   it('refuses clients a store it does not allow, but lets server code create one', async () => {
     const universe = createUniverse({ stores: { counter: 0 }, allowStore: (key) => key.startsWith('room:') })
-    await expect(
-      universe.propose({ storeKey: 'secret', baseVersion: 0, state: 1, clientId: 'a', opId: 1 }),
-    ).rejects.toMatchObject({ code: 'store_not_allowed', status: 403 })
-    await expect(
-      universe.propose({ storeKey: 'room:1', baseVersion: 0, state: 1, clientId: 'a', opId: 2 }),
-    ).resolves.toMatchObject({ type: 'accepted' })
+    await universe.ready
+    const clientId = newClientId()
+    const refused = await universe.propose({ storeKey: 'secret', baseVersion: 0, epoch: universe.epoch, state: 1, clientId, opId: 1 }, ANONYMOUS)
+    expect(refused).toMatchObject({ type: 'refused', error: { code: 'store_not_allowed', status: 403 } })
+    const accepted = await universe.propose({ storeKey: 'room:1', baseVersion: 0, epoch: universe.epoch, state: 1, clientId, opId: 2 }, ANONYMOUS)
+    expect(accepted).toMatchObject({ type: 'accepted' })
     await expect(universe.store('secret').set(1)).resolves.toBe(1)
+  })
+
+  it('checks server writes as it checks proposals: JSON only, limits and schemas', async () => {
+    const universe = createUniverse({ stores: { counter: 0 }, maxStateBytes: 100 })
+    await universe.ready
+    const store = universe.store<unknown>('counter')
+    for (const bad of [undefined, 10n, { f: () => 1 }, Number.NaN, { nested: undefined }, [1, , 3], new Date(0), new Map()]) {
+      await expect(store.set(bad)).rejects.toMatchObject({ code: 'invalid_state' })
+    }
+    const cyclic: Record<string, unknown> = {}
+    cyclic.self = cyclic
+    await expect(store.set(cyclic)).rejects.toMatchObject({ code: 'invalid_state' })
+    await expect(store.set('x'.repeat(200))).rejects.toMatchObject({ code: 'state_too_large' })
+    // Nothing of that reached the truth, and the server still writes.
+    expect(universe.snapshot().stores.counter).toEqual({ version: 0, state: 0 })
+    await expect(store.set(1)).resolves.toBe(1)
+  })
+
+  it('hands out frozen states: no reader can change the truth', async () => {
+    const universe = createUniverse({ stores: { todos: [{ title: 'b' }, { title: 'a' }] } })
+    await universe.ready
+    const { stores } = universe.snapshot()
+    const todos = stores.todos?.state as Array<{ title: string }>
+    expect(() => todos.sort((x, y) => x.title.localeCompare(y.title))).toThrow(TypeError)
+    expect(() => {
+      ;(todos[0] as { title: string }).title = 'changed'
+    }).toThrow(TypeError)
+    await universe.store<Array<{ title: string }>>('todos').set((list) => [...list, { title: 'c' }])
+    const written = universe.store<Array<{ title: string }>>('todos').get()
+    expect(Object.isFrozen(written) && Object.isFrozen(written[2])).toBe(true)
+    expect(universe.snapshot().stores.todos?.state).toEqual([{ title: 'b' }, { title: 'a' }, { title: 'c' }])
+  })
+
+  it('keeps fanning out when a commit listener throws', async () => {
+    const universe = createUniverse({ stores: { counter: 0 } })
+    const seen: number[] = []
+    const errors: unknown[] = []
+    const original = console.error
+    console.error = (...args: unknown[]) => errors.push(args)
+    try {
+      universe.onCommit(() => {
+        throw new Error('faulty listener')
+      })
+      universe.onCommit((entry) => seen.push(entry.event.version))
+      await universe.store<number>('counter').set(1)
+      await universe.store<number>('counter').set(2)
+    } finally {
+      console.error = original
+    }
+    expect(seen).toEqual([1, 2])
+    expect(errors).toHaveLength(2)
+  })
+
+  it('writes from server code one at a time, in call order, whatever their stores', async () => {
+    const universe = createUniverse({ stores: { a: 0, b: 0 } })
+    await universe.ready
+    const versions = await Promise.all([
+      universe.store<number>('a').set(1),
+      universe.store<number>('b').set(1),
+      universe.store<number>('a').set((n) => n + 1),
+    ])
+    expect(versions).toEqual([1, 1, 2])
+    expect(universe.since(universe.cursor.replace(/-\d+$/, '-0'))?.map((e) => `${e.event.storeKey}@${e.event.version}`)).toEqual(['a@1', 'b@1', 'a@2'])
   })
 
   it('logs server writes like client proposals, in commit order, even when a listener writes', async () => {

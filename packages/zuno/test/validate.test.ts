@@ -1,3 +1,4 @@
+import { newClientId } from '../src/id'
 import { describe, expect, it } from 'vitest'
 import { isJsonContentType, parseProposalText } from '../src/server/index'
 import { textExceedsDepth, valueExceedsDepth } from '../src/server/validate'
@@ -28,7 +29,7 @@ describe('request validation', () => {
 
   it('keeps __proto__ in a state as plain data', () => {
     const proposal = parseProposalText(
-      '{"storeKey":"s","baseVersion":0,"clientId":"c","opId":1,"state":{"__proto__":{"polluted":true}}}',
+      `{"storeKey":"s","baseVersion":0,"epoch":"e1","clientId":"${newClientId()}","opId":1,"state":{"__proto__":{"polluted":true}}}`,
       8,
     )
     expect(({} as Record<string, unknown>).polluted).toBeUndefined()

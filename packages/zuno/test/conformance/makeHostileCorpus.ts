@@ -22,8 +22,13 @@ const cases: HostileCase[] = []
 const add = (c: Omit<HostileCase, 'headers'> & { headers?: Record<string, string> }) =>
   cases.push({ headers: JSON_TYPE, ...c })
 
+/** Stands for the epoch of the server under test; the suite puts it in before sending. */
+export const EPOCH_PLACEHOLDER = '$EPOCH'
+/** Stands for a fresh client id, one per case; the suite puts it in before sending. */
+export const CLIENT_PLACEHOLDER = '$CLIENT.$CLIENTCLIENTCLIENTCLIENTCL'
+
 /** A well-formed proposal for a declared store; cases override or remove fields. */
-const base = { storeKey: 'counter', baseVersion: 0, state: 1, clientId: 'hostile', opId: 1 }
+const base = { storeKey: 'counter', baseVersion: 0, epoch: EPOCH_PLACEHOLDER, state: 1, clientId: CLIENT_PLACEHOLDER, opId: 1 }
 const proposal = (fields: Record<string, unknown>, drop: string[] = []) => {
   const body: Record<string, unknown> = { ...base, ...fields }
   for (const key of drop) delete body[key]
@@ -179,12 +184,16 @@ const badClients: Array<[string, unknown]> = [
   ['array', ['a']],
   ['object', { id: 'a' }],
   ['true', true],
+  ['chosen by the app (protocol v1)', 'device-42'],
+  ['a secret one character short', `${'t'.repeat(16)}.${'s'.repeat(21)}`],
+  ['no tag', `.${'s'.repeat(22)}`],
 ]
 for (const [name, clientId] of badClients) {
   add({ name: `clientId: ${name}`, method: 'POST', target: '/sync', body: proposal({ clientId }), status: 400, error: 'invalid_client_id' })
 }
 add({ name: 'clientId: missing', method: 'POST', target: '/sync', body: proposal({}, ['clientId']), status: 400, error: 'invalid_client_id' })
 const badOps: Array<[string, unknown]> = [
+  ['zero (ops count from 1)', 0],
   ['negative', -1],
   ['fraction', 1.5],
   ['string', '1'],
@@ -198,6 +207,30 @@ for (const [name, opId] of badOps) {
   add({ name: `opId: ${name}`, method: 'POST', target: '/sync', body: proposal({ opId }), status: 400, error: 'invalid_op_id' })
 }
 add({ name: 'opId: missing', method: 'POST', target: '/sync', body: proposal({}, ['opId']), status: 400, error: 'invalid_op_id' })
+
+const badEpochs: Array<[string, unknown]> = [
+  ['empty', ''],
+  ['with a dash', 'ab-1'],
+  ['49 characters', 'e'.repeat(49)],
+  ['number', 5],
+  ['null', null],
+]
+for (const [name, epoch] of badEpochs) {
+  add({ name: `epoch: ${name}`, method: 'POST', target: '/sync', body: proposal({ epoch }), status: 400, error: 'invalid_epoch' })
+}
+add({ name: 'epoch: missing', method: 'POST', target: '/sync', body: proposal({}, ['epoch']), status: 400, error: 'invalid_epoch' })
+add({ name: 'epoch: another one', method: 'POST', target: '/sync', body: proposal({ epoch: 'anotherepoch' }), status: 409, error: 'epoch_changed' })
+add({ name: 'opId: skips ahead of an unknown client', method: 'POST', target: '/sync', body: proposal({ opId: 2 }), status: 409, error: 'unknown_client' })
+add({
+  name: 'protocol: another version named',
+  method: 'POST',
+  target: '/sync',
+  headers: { ...JSON_TYPE, 'zuno-protocol': '1' },
+  body: proposal({}),
+  status: 400,
+  error: 'unsupported_protocol',
+})
+add({ name: 'protocol: another version on the stream', method: 'GET', target: '/sse?v=3', headers: {}, body: null, status: 400, error: 'unsupported_protocol' })
 
 // Prototype tricks at the top level: own properties only count.
 add({
@@ -253,7 +286,7 @@ for (const levels of [17, 20, 64, 1_000, 30_000]) {
     name: `depth: ${levels} nested arrays in state`,
     method: 'POST',
     target: '/sync',
-    body: `{"storeKey":"todos","baseVersion":0,"clientId":"c","opId":1,"state":${'['.repeat(levels)}${']'.repeat(levels)}}`,
+    body: `{"storeKey":"todos","baseVersion":0,"epoch":"${EPOCH_PLACEHOLDER}","clientId":"${CLIENT_PLACEHOLDER}","opId":1,"state":${'['.repeat(levels)}${']'.repeat(levels)}}`,
     status: 400,
     error: 'too_deep',
   })
@@ -262,7 +295,7 @@ add({
   name: 'depth: 100 nested objects',
   method: 'POST',
   target: '/sync',
-  body: `{"storeKey":"todos","baseVersion":0,"clientId":"c","opId":1,"state":${'{"a":'.repeat(100)}1${'}'.repeat(100)}}`,
+  body: `{"storeKey":"todos","baseVersion":0,"epoch":"${EPOCH_PLACEHOLDER}","clientId":"${CLIENT_PLACEHOLDER}","opId":1,"state":${'{"a":'.repeat(100)}1${'}'.repeat(100)}}`,
   status: 400,
   error: 'too_deep',
 })

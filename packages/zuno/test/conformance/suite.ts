@@ -6,8 +6,10 @@ import { readFileSync } from 'node:fs'
 import { EventSource } from 'eventsource'
 import fc from 'fast-check'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { newClientId } from '../../src/id'
+import { parseEventId, writerTag } from '../../src/protocol'
 import { openRawStream, type RawStream } from '../support/sseReader'
-import type { HostileCase } from './makeHostileCorpus'
+import { CLIENT_PLACEHOLDER, EPOCH_PLACEHOLDER, type HostileCase } from './makeHostileCorpus'
 
 /** The checked-in hostile-input corpus (regenerate with makeHostileCorpus.ts). */
 const hostileCorpus = JSON.parse(readFileSync(new URL('./hostile-corpus.json', import.meta.url), 'utf8')) as HostileCase[]
@@ -57,19 +59,31 @@ interface Answer {
 const stateVersions = (events: Array<{ event?: string; data?: string }>) =>
   events.filter((event) => event.event === 'state').map((event) => JSON.parse(event.data as string).version as number)
 
-let nextOpId = 1
-/** A well-formed proposal; override fields to make it otherwise. */
+/** Client ids by readable name, so a test can speak of "the writer". */
+const namedIds = new Map<string, string>()
+const named = (name: string): string => {
+  let id = namedIds.get(name)
+  if (id === undefined) namedIds.set(name, (id = newClientId()))
+  return id
+}
+
+/** The epoch of the server under test: proposals must name it. */
+let epoch = ''
+
+/** A well-formed proposal, by default the first op of a fresh client; override fields to make it otherwise. */
 function proposal(fields: Record<string, unknown> = {}): Record<string, unknown> {
-  return { storeKey: 'counter', baseVersion: 0, state: 1, clientId: 'conformance', opId: nextOpId++, ...fields }
+  return { storeKey: 'counter', baseVersion: 0, epoch, state: 1, clientId: newClientId(), opId: 1, ...fields }
 }
 
 export function runConformanceSuite(target: ConformanceTarget): void {
-  describe(`protocol v1 conformance: ${target.name}`, () => {
+  describe(`protocol v2 conformance: ${target.name}`, () => {
     let server: RunningTarget
     const streams: Array<{ close(): void }> = []
 
     beforeEach(async () => {
       server = await target.start(conformanceConfig)
+      const { cursor } = (await (await fetch(`${server.url}/state`)).json()) as { cursor: string }
+      epoch = parseEventId(cursor)?.epoch ?? ''
     })
     afterEach(async () => {
       for (const stream of streams.splice(0)) stream.close()
@@ -145,7 +159,7 @@ export function runConformanceSuite(target: ConformanceTarget): void {
       })
 
       it('answers a retried (clientId, opId) with the original 200 and applies it once', async () => {
-        const op = proposal({ baseVersion: 0, state: 41, clientId: 'retrier', opId: 7 })
+        const op = proposal({ baseVersion: 0, state: 41, clientId: named('retrier'), opId: 1 })
         const first = await post(op)
         const retry = await post(op)
         expect(first.status).toBe(200)
@@ -156,7 +170,7 @@ export function runConformanceSuite(target: ConformanceTarget): void {
       })
 
       it('never answers 409 to a retry of an applied op, even after others wrote', async () => {
-        const op = proposal({ baseVersion: 0, state: 1, clientId: 'late-retrier', opId: 1 })
+        const op = proposal({ baseVersion: 0, state: 1, clientId: named('late-retrier'), opId: 1 })
         const first = await post(op)
         await post(proposal({ baseVersion: 1, state: 2 }))
         const retry = await post(op)
@@ -166,10 +180,55 @@ export function runConformanceSuite(target: ConformanceTarget): void {
         expect(body.stores).toEqual({ counter: { version: 2, state: 2 } })
       })
 
+      it('never answers another op\'s answer: a reused opId with another store or state is refused', async () => {
+        const clientId = named('reuser')
+        const first = await post(proposal({ baseVersion: 0, state: 1, clientId, opId: 1 }))
+        expect(first.status).toBe(200)
+        for (const reused of [proposal({ storeKey: 'todos', state: [], clientId, opId: 1 }), proposal({ state: 2, clientId, opId: 1 })]) {
+          const answer = await post(reused)
+          expectError(answer, 409, 'op_id_reused')
+          expect(answer.body).not.toHaveProperty('state')
+        }
+        // An unknown client, or one that skips ids, is told so and nothing changes.
+        expectError(await post(proposal({ baseVersion: 1, state: 3, clientId, opId: 3 })), 409, 'unknown_client')
+        expectError(await post(proposal({ baseVersion: 1, state: 3, opId: 2 })), 409, 'unknown_client')
+        const { body } = await getState('?stores=counter,todos')
+        expect(body.stores).toEqual({ counter: { version: 1, state: 1 }, todos: { version: 0, state: [] } })
+      })
+
+      it('answers 409 epoch_changed to a proposal made in another epoch, and 400 to a bad epoch', async () => {
+        expectError(await post(proposal({ epoch: 'someotherepoch' })), 409, 'epoch_changed')
+        for (const bad of ['', 'a-b', 'x'.repeat(49), 5, null, undefined]) {
+          expectError(await post(proposal({ epoch: bad })), 400, 'invalid_epoch')
+        }
+        await expectUnchanged()
+      })
+
+      it('names its protocol on every answer, and refuses a request for another one', async () => {
+        const ok = await fetch(`${server.url}/sync`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'zuno-protocol': '2' },
+          body: JSON.stringify(proposal()),
+        })
+        expect(ok.status).toBe(200)
+        expect(ok.headers.get('zuno-protocol')).toBe('2')
+        const old = await fetch(`${server.url}/sync`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'zuno-protocol': '1' },
+          body: JSON.stringify(proposal({ baseVersion: 1 })),
+        })
+        expect(old.status).toBe(400)
+        expect(await old.json()).toMatchObject({ ok: false, error: 'unsupported_protocol' })
+        const oldStream = await fetch(`${server.url}/sse?v=1`)
+        expect(oldStream.status).toBe(400)
+        expect(await oldStream.json()).toMatchObject({ ok: false, error: 'unsupported_protocol' })
+        const stateAnswer = await fetch(`${server.url}/state`)
+        expect(stateAnswer.headers.get('zuno-protocol')).toBe('2')
+        await stateAnswer.body?.cancel()
+      })
+
       it('gives exactly one 200 among 20 concurrent proposals on one baseVersion', async () => {
-        const answers = await Promise.all(
-          Array.from({ length: 20 }, (_, i) => post(proposal({ baseVersion: 0, state: i, clientId: `racer-${i}` }))),
-        )
+        const answers = await Promise.all(Array.from({ length: 20 }, (_, i) => post(proposal({ baseVersion: 0, state: i }))))
         const statuses = answers.map((answer) => answer.status).sort()
         expect(statuses.filter((status) => status === 200)).toHaveLength(1)
         expect(statuses.filter((status) => status === 409)).toHaveLength(19)
@@ -195,9 +254,10 @@ export function runConformanceSuite(target: ConformanceTarget): void {
 
         const increment = async (clientId: string) => {
           let { version, state } = { version: 0, state: 0 }
-          for (let i = 0; i < incrementsEach; i++) {
+          for (let opId = 1; opId <= incrementsEach; opId++) {
+            // A 409 leaves the op's id free: the rebased attempt goes under the same one.
             for (;;) {
-              const answer = await post({ storeKey: 'counter', baseVersion: version, state: state + 1, clientId, opId: nextOpId++ })
+              const answer = await post({ storeKey: 'counter', baseVersion: version, epoch, state: state + 1, clientId, opId })
               version = answer.body.version as number
               state = answer.body.state as number
               if (answer.status === 200) break
@@ -205,7 +265,7 @@ export function runConformanceSuite(target: ConformanceTarget): void {
             }
           }
         }
-        await Promise.all(Array.from({ length: clients }, (_, i) => increment(`incrementer-${i}`)))
+        await Promise.all(Array.from({ length: clients }, () => increment(newClientId())))
         await done
         expect(seen).toEqual(Array.from({ length: total }, (_, i) => i + 1))
         const { body } = await getState('?stores=counter')
@@ -262,10 +322,11 @@ export function runConformanceSuite(target: ConformanceTarget): void {
       })
 
       it('answers 400 to a bad clientId or opId', async () => {
-        for (const clientId of ['', 'a b', 'x'.repeat(129), 5, null]) {
+        // v1's chosen ids are refused too: an id must be a random tag and secret.
+        for (const clientId of ['', 'a b', 'x'.repeat(129), 5, null, 'device-42', `${'a'.repeat(16)}.${'b'.repeat(21)}`]) {
           expectError(await post(proposal({ baseVersion: 0, clientId })), 400, 'invalid_client_id')
         }
-        for (const opId of [-1, 0.5, '3', null, undefined]) {
+        for (const opId of [-1, 0, 0.5, '3', null, undefined]) {
           expectError(await post(proposal({ baseVersion: 0, opId })), 400, 'invalid_op_id')
         }
         await expectUnchanged()
@@ -278,7 +339,7 @@ export function runConformanceSuite(target: ConformanceTarget): void {
         const chunks = new ReadableStream<Uint8Array>({
           start(controller) {
             const piece = new TextEncoder().encode('x'.repeat(16 * 1024))
-            controller.enqueue(new TextEncoder().encode('{"storeKey":"counter","baseVersion":0,"clientId":"c","opId":1,"state":"'))
+            controller.enqueue(new TextEncoder().encode(`{"storeKey":"counter","baseVersion":0,"epoch":"${epoch}","clientId":"${newClientId()}","opId":1,"state":"`))
             for (let i = 0; i < 8; i++) controller.enqueue(piece)
             controller.enqueue(new TextEncoder().encode('"}'))
             controller.close()
@@ -298,7 +359,7 @@ export function runConformanceSuite(target: ConformanceTarget): void {
       it('answers 400 too_deep to nesting deeper than the limit, however deep', async () => {
         const deep = (levels: number) => `${'['.repeat(levels)}${']'.repeat(levels)}`
         const body = (levels: number) =>
-          `{"storeKey":"todos","baseVersion":0,"clientId":"c","opId":1,"state":${deep(levels)}}`
+          `{"storeKey":"todos","baseVersion":0,"epoch":"${epoch}","clientId":"${newClientId()}","opId":1,"state":${deep(levels)}}`
         expectError(await post(body(conformanceConfig.maxDepth + 1), { raw: true }), 400, 'too_deep')
         expectError(await post(body(30_000), { raw: true }), 400, 'too_deep')
         expect((await post(body(conformanceConfig.maxDepth - 1), { raw: true })).status).toBe(200)
@@ -341,17 +402,20 @@ export function runConformanceSuite(target: ConformanceTarget): void {
       it('streams each accepted change as a state event, in log order, with its id', async () => {
         const sse = await stream()
         const snapshot = await sse.nextEvent()
-        await post(proposal({ baseVersion: 0, state: 1, clientId: 'writer', opId: 100 }))
-        await post(proposal({ storeKey: 'todos', baseVersion: 0, state: ['a'], clientId: 'writer', opId: 101 }))
+        const writer = named('writer')
+        await post(proposal({ baseVersion: 0, state: 1, clientId: writer, opId: 1 }))
+        await post(proposal({ storeKey: 'todos', baseVersion: 0, state: ['a'], clientId: writer, opId: 2 }))
         await post(proposal({ baseVersion: 0, state: 99 })) // a conflict streams nothing
-        await post(proposal({ baseVersion: 1, state: 2, clientId: 'writer', opId: 102 }))
+        await post(proposal({ baseVersion: 1, state: 2, clientId: writer, opId: 3 }))
         const events = [await sse.nextEvent(), await sse.nextEvent(), await sse.nextEvent()]
         expect(events.map((event) => event.event)).toEqual(['state', 'state', 'state'])
         expect(events.map((event) => JSON.parse(event.data as string))).toEqual([
-          { storeKey: 'counter', version: 1, state: 1, clientId: 'writer', opId: 100 },
-          { storeKey: 'todos', version: 1, state: ['a'], clientId: 'writer', opId: 101 },
-          { storeKey: 'counter', version: 2, state: 2, clientId: 'writer', opId: 102 },
+          { storeKey: 'counter', version: 1, state: 1, writer: writerTag(writer), opId: 1 },
+          { storeKey: 'todos', version: 1, state: ['a'], writer: writerTag(writer), opId: 2 },
+          { storeKey: 'counter', version: 2, state: 2, writer: writerTag(writer), opId: 3 },
         ])
+        // The stream shows the public tag only, never the secret that proposals need.
+        expect(events.some((event) => (event.data as string).includes(writer))).toBe(false)
         const epoch = (snapshot.id as string).split('-')[0]
         expect(events.map((event) => event.id)).toEqual([`${epoch}-1`, `${epoch}-2`, `${epoch}-3`])
         expect(await sse.drainEvents()).toEqual([])
@@ -457,10 +521,12 @@ export function runConformanceSuite(target: ConformanceTarget): void {
       it(`refuses all ${hostileCorpus.length} cases of the corpus with the expected 4xx JSON error, changing nothing`, async () => {
         const mismatches: string[] = []
         for (const hostile of hostileCorpus) {
+          // Each case is the first op of a client of its own, in the server's epoch.
+          const body = hostile.body?.replaceAll(EPOCH_PLACEHOLDER, epoch).replaceAll(CLIENT_PLACEHOLDER, newClientId()) ?? null
           const response = await fetch(`${server.url}${hostile.target}`, {
             method: hostile.method,
             headers: hostile.headers,
-            body: hostile.body,
+            body,
             signal: AbortSignal.timeout(5000), // a hang fails the case
           })
           const text = await response.text()
@@ -487,7 +553,8 @@ export function runConformanceSuite(target: ConformanceTarget): void {
               storeKey: fc.oneof(fc.string(), fc.constantFrom('counter', 'todos', '__proto__', 'constructor')),
               baseVersion: fc.oneof(fc.integer(), fc.double(), fc.string(), fc.constant(null)),
               state: fc.jsonValue(),
-              clientId: fc.oneof(fc.string(), fc.constant('fuzz')),
+              epoch: fc.oneof(fc.string(), fc.constant(epoch), fc.constant('otherepoch')),
+              clientId: fc.oneof(fc.string(), fc.constant(named('fuzz'))),
               opId: fc.oneof(fc.integer(), fc.double(), fc.string()),
             },
             { requiredKeys: [] },
