@@ -11,6 +11,7 @@ import { createUniverse } from 'zuno/server'
 import { freePort } from '../../../packages/zuno/test/support/freePort'
 import { demoStores } from '../../express/src/stores'
 import { type BunDemo, haveBun, startBunDemo } from './bunDemo'
+import { epochOf, rawProposal } from '../../../packages/zuno/test/support/rawProposal'
 
 const folders: string[] = []
 const dataDir = () => {
@@ -31,11 +32,12 @@ afterAll(() => {
   for (const dir of folders) rmSync(dir, { recursive: true, force: true })
 })
 
-const propose = (url: string, body: Record<string, unknown>) =>
+/** A raw proposal, each the first op of a fresh client. */
+const propose = async (url: string, body: Record<string, unknown>) =>
   fetch(`${url}/zuno/sync`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ clientId: 'anonymous', opId: 1, ...body }),
+    body: rawProposal(await epochOf(`${url}/zuno`), body),
   })
 
 type State = { stores: { counter: { version: number; state: number }; todos: { version: number; state: unknown } } }
@@ -48,7 +50,7 @@ describe.skipIf(!haveBun)('the Bun demo’s state', () => {
     expect(first.banner).toContain(`data in ${dir}`)
     expect((await propose(first.url, { storeKey: 'counter', baseVersion: 0, state: 7 })).status).toBe(200)
     const todos = [{ id: 'a', text: 'kept on disk', done: true }]
-    expect((await propose(first.url, { storeKey: 'todos', baseVersion: 0, state: todos, opId: 2 })).status).toBe(200)
+    expect((await propose(first.url, { storeKey: 'todos', baseVersion: 0, state: todos })).status).toBe(200)
     await first.stop('SIGTERM') // the graceful path; the file log is fsynced before each acknowledgement anyway
     expect(first.child.exitCode).toBe(0)
 
@@ -61,7 +63,7 @@ describe.skipIf(!haveBun)('the Bun demo’s state', () => {
     expect(html).toContain('kept on disk')
 
     // Versions continue after the restart, and a hard kill loses nothing acknowledged either.
-    expect((await propose(second.url, { storeKey: 'counter', baseVersion: 1, state: 8, opId: 3 })).status).toBe(200)
+    expect((await propose(second.url, { storeKey: 'counter', baseVersion: 1, state: 8 })).status).toBe(200)
     await second.stop('SIGKILL')
     const third = await start(dir)
     expect((await stateOf(third.url)).stores.counter).toEqual({ version: 2, state: 8 })

@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { connect } from 'zuno'
 import { type DemoServer, startDemo } from '../src/demoServer'
 import { until } from '../../../packages/zuno/test/support/until'
+import { epochOf, rawProposal } from '../../../packages/zuno/test/support/rawProposal'
 
 let demo: DemoServer
 beforeAll(async () => {
@@ -66,7 +67,7 @@ describe('the Express demo', () => {
     const response = await fetch(`${demo.url}/zuno/sync`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ storeKey: 'other', baseVersion: 0, state: 1, clientId: 'c', opId: 1 }),
+      body: rawProposal(await epochOf(`${demo.url}/zuno`), { storeKey: 'other' }),
     })
     expect(response.status).toBe(403)
   })

@@ -10,6 +10,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterAll, describe, expect, it } from 'vitest'
 import { freePort } from '../../../packages/zuno/test/support/freePort'
+import { epochOf, rawProposal } from '../../../packages/zuno/test/support/rawProposal'
 
 const exampleDir = fileURLToPath(new URL('..', import.meta.url))
 const dataDir = mkdtempSync(join(tmpdir(), 'zuno-durable-'))
@@ -42,6 +43,8 @@ describe('the durable file log', () => {
     // Four writers append to the todo list with compare-and-set, as fast as they can.
     const acknowledged: Array<{ id: string; version: number }> = []
     let killed = false
+    const epoch = await epochOf(url)
+    // Each attempt is the first op of a fresh client: a client's ids must stay contiguous, and these raw writers keep no queue.
     const writer = async (name: string) => {
       let base = 0
       let list: Array<{ id: string }> = []
@@ -51,7 +54,7 @@ describe('the durable file log', () => {
           const response = await fetch(`${url}/sync`, {
             method: 'POST',
             headers: { 'content-type': 'application/json' },
-            body: JSON.stringify({ storeKey: 'todos', baseVersion: base, state: [...list, { id, text: id, done: false }], clientId: name, opId: k + 1 }),
+            body: rawProposal(epoch, { storeKey: 'todos', baseVersion: base, state: [...list, { id, text: id, done: false }] }),
           })
           const body = (await response.json()) as { version: number; state: Array<{ id: string }> }
           if (response.status === 429) {
@@ -89,7 +92,7 @@ describe('the durable file log', () => {
     const next = await fetch(`${url}/sync`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ storeKey: 'todos', baseVersion: state.stores.todos.version, state: [], clientId: 'after', opId: 1 }),
+      body: rawProposal(await epochOf(url), { storeKey: 'todos', baseVersion: state.stores.todos.version, state: [] }),
     })
     expect(((await next.json()) as { version: number }).version).toBe(state.stores.todos.version + 1)
   }, 60_000)

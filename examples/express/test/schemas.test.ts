@@ -11,6 +11,7 @@ import { createFileStorage } from 'zuno/file'
 import { createUniverse } from 'zuno/server'
 import { type DemoServer, demoStores, startDemo } from '../src/demoServer'
 import { renderDemoPage } from '../src/render'
+import { epochOf, rawProposal } from '../../../packages/zuno/test/support/rawProposal'
 
 const folders: string[] = []
 const dataDir = () => {
@@ -36,11 +37,12 @@ afterEach(async () => {
   for (const demo of running.splice(0)) await demo.close()
 })
 
-const propose = (demo: DemoServer, body: Record<string, unknown>) =>
+/** A raw proposal, each the first op of a fresh client. */
+const propose = async (demo: DemoServer, body: Record<string, unknown>) =>
   fetch(`${demo.url}/zuno/sync`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ clientId: 'anonymous', opId: 1, ...body }),
+    body: rawProposal(await epochOf(`${demo.url}/zuno`), body),
   })
 
 /** A page that gives nothing away: no stack frames, no file paths. */

@@ -12,6 +12,7 @@ import { openRawStream, type RawStream } from '../../zuno/test/support/sseReader
 import { until } from '../../zuno/test/support/until'
 import { zuno } from '../src/index'
 import { bunPath, haveBun, startElysiaOnNode, startOnBun } from './targets'
+import { epochOf, rawProposal } from '../../zuno/test/support/rawProposal'
 
 const cleanups: Array<() => unknown> = []
 afterEach(async () => {
@@ -67,7 +68,7 @@ describe('zuno-elysia', () => {
         if (frame?.comment !== undefined) heartbeats += 1
       }
       expect(heartbeats).toBeGreaterThanOrEqual(2)
-      const answer = await propose(server.url, JSON.stringify({ storeKey: 'counter', baseVersion: 0, state: 1, clientId: 'c', opId: 1 }))
+      const answer = await propose(server.url, rawProposal(await epochOf(server.url)))
       expect(answer.status).toBe(200)
       expect(JSON.parse((await sse.nextEvent()).data as string)).toMatchObject({ version: 1, state: 1 })
     }, 30_000)
@@ -85,7 +86,7 @@ describe('zuno-elysia', () => {
     it('refuses bodies over the default 1 MiB limit, not Bun’s 128 MiB', async () => {
       const server = await startOnBun('elysia', {})
       cleanups.push(server.close)
-      const big = JSON.stringify({ storeKey: 'counter', baseVersion: 0, state: 'x'.repeat(1_100_000), clientId: 'c', opId: 1 })
+      const big = rawProposal(await epochOf(server.url), { state: 'x'.repeat(1_100_000) })
       const answer = await propose(server.url, big)
       expect(answer.status).toBe(413)
       expect(await answer.json()).toMatchObject({ ok: false, error: 'payload_too_large' })
@@ -118,7 +119,7 @@ describe('zuno-elysia', () => {
       new Request('http://localhost/zuno/sync', {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ storeKey: 'counter', baseVersion: 0, state: 42, clientId: 'c', opId: 1 }),
+        body: rawProposal(universe.epoch, { state: 42 }),
       }),
     )
     await until(() => storage.waiting() === 1)
@@ -157,7 +158,8 @@ describe('zuno-elysia', () => {
       )
     expect((await call('/state', {})).status).toBe(401)
     expect((await call('/state', { cookie: 'session=ok', origin: 'https://evil.example' })).status).toBe(403)
-    const write = { storeKey: 'secret', baseVersion: 0, state: 'x', clientId: 'c', opId: 1 }
+    await universe.ready
+    const write = JSON.parse(rawProposal(universe.epoch, { storeKey: 'secret', state: 'x' }))
     expect((await call('/sync', { cookie: 'session=ok' }, write)).status).toBe(403)
     expect(universe.store('secret').get()).toBe('s')
     const state = await (await call('/state', { cookie: 'session=ok' })).json()
