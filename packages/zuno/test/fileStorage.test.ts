@@ -1,4 +1,4 @@
-import { appendFileSync, readFileSync, writeFileSync } from 'node:fs'
+import { appendFileSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { newClientId } from '../src/id'
@@ -79,6 +79,46 @@ describe('file storage', () => {
     expect(second.universe.store('counter').get()).toBe(25)
     expect(second.universe.store('counter').version).toBe(25)
     await second.close()
+  })
+
+  it('compacts by size as well as by count: the folder follows the live state', async () => {
+    const dir = freshDir()
+    const first = await openFile(dir, { logFloorBytes: 64 * 1024, idempotencyWindow: 1 })
+    const write = proposer(first.universe)
+    let largest = 0
+    for (let v = 0; v < 200; v++) {
+      await write(v, 'x'.repeat(10_000 + v), v + 1)
+      largest = Math.max(largest, statSync(join(dir, 'log.jsonl')).size)
+    }
+    const snapshot = statSync(join(dir, 'snapshot.json')).size
+    // 2 MB written; the log stays under 4 × the snapshot + the floor (plus the line that crossed it).
+    expect(largest).toBeLessThanOrEqual(4 * snapshot + 64 * 1024 + 11_000)
+    await first.close()
+    const second = await openFile(dir)
+    expect(second.universe.store('counter').version).toBe(200)
+    await second.close()
+  })
+
+  it('bounds the events kept for resumes by bytes as well as by count', async () => {
+    const dir = freshDir()
+    const first = await openFile(dir)
+    const write = proposer(first.universe)
+    for (let v = 0; v < 50; v++) await write(v, 'y'.repeat(1000), v + 1)
+    await first.close()
+    // The newest lines that fit in 10,000 bytes (about 1.2 KB each), contiguous up to the last.
+    const sizes = readFileSync(join(dir, 'log.jsonl'), 'utf8').trim().split('\n').map((line) => Buffer.byteLength(line) + 1)
+    let kept = 0
+    for (let bytes = 0; bytes + (sizes[sizes.length - 1 - kept] ?? Infinity) <= 10_000; kept++) bytes += sizes[sizes.length - 1 - kept] ?? 0
+    expect(kept).toBeGreaterThan(3)
+    const byBytes = await openFile(dir, { recentBytes: 10_000 })
+    const epoch = byBytes.universe.epoch
+    expect(byBytes.universe.since(`${epoch}-${50 - kept}`)?.map((entry) => entry.event.seq)).toEqual(Array.from({ length: kept }, (_, i) => 51 - kept + i))
+    expect(byBytes.universe.since(`${epoch}-${49 - kept}`)).toBeUndefined()
+    await byBytes.close()
+    const byCount = await openFile(dir, { recent: 5 })
+    expect(byCount.universe.since(`${epoch}-45`)).toHaveLength(5)
+    expect(byCount.universe.since(`${epoch}-44`)).toBeUndefined()
+    await byCount.close()
   })
 
   it('refuses a folder of another format, naming the folder', async () => {

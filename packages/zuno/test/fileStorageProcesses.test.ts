@@ -132,6 +132,7 @@ describe('file storage growth', () => {
       const written = await run('fileGrowth.ts', dir, { args: ['write', String(WRITES)] }).exited
       expect(written.code, written.stderr).toBe(0)
       const sizes = jsonLines(written.stdout)[0] as { maxFolder: number; folder: number; stateBytes: number; snapshot: number }
+      console.log(`${WRITES} writes: ${JSON.stringify(sizes)}`)
       expect(sizes.stateBytes).toBeGreaterThan(250_000)
       // The live state: the store plus its client's kept answers (16 by default), all in the snapshot.
       expect(sizes.snapshot).toBeLessThan(20 * sizes.stateBytes)
@@ -143,6 +144,7 @@ describe('file storage growth', () => {
       const loaded = await run('fileGrowth.ts', dir, { args: ['load'], nodeFlags: ['--expose-gc'] }).exited
       expect(loaded.code, loaded.stderr).toBe(0)
       const memory = jsonLines(loaded.stdout)[0] as { rss: number; heapUsed: number; version: number }
+      console.log(`restart: ${JSON.stringify(memory)}`)
       expect(memory.version).toBe(WRITES)
       // Recent events are kept to 16 MiB, the live state is a few MiB: far from the history's 1.3 GB.
       expect(memory.heapUsed).toBeLessThan(96 * 1024 * 1024)
