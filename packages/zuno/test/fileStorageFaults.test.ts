@@ -25,8 +25,8 @@ function faultyFs() {
   const systemError = (code: string) => Object.assign(new Error(`${code}: injected`), { code })
   const fs: FileSystem = {
     ...nodeFs,
-    openSync: ((path: nodeFs.PathLike, ...rest: []) => {
-      const fd = nodeFs.openSync(path, ...rest)
+    openSync: ((path: nodeFs.PathLike, flags: nodeFs.OpenMode, mode?: nodeFs.Mode) => {
+      const fd = nodeFs.openSync(path, flags, mode)
       if (String(path).endsWith('log.jsonl')) logFds.add(fd)
       return fd
     }) as typeof nodeFs.openSync,
