@@ -51,7 +51,7 @@ describe('zuno-elysia', () => {
       const output = execFileSync(bunPath, [fileURLToPath(new URL('./fixtures/fileOnBun.ts', import.meta.url))], {
         env: { ...process.env, DATA_DIR: dir },
       }).toString()
-      expect(JSON.parse(output)).toEqual({ runtime: 'bun', counter: { version: 3, state: 3 } })
+      expect(JSON.parse(output)).toEqual({ runtime: 'bun', locked: 'locked', counter: { version: 3, state: 3 } })
     })
 
     it('keeps an idle stream alive past Bun’s 10 s idle timeout', async () => {

@@ -1,77 +1,142 @@
-import { appendFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { appendFileSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
-import { createFileStorage, type FileStorageOptions } from '../src/file/index'
-import { createUniverse } from '../src/server/index'
+import { newClientId } from '../src/id'
+import { freshDir, openFile, proposer, removeDirs } from './support/fileUniverse'
 
-const dirs: string[] = []
-afterEach(() => {
-  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true })
-})
-const freshDir = () => {
-  const dir = mkdtempSync(join(tmpdir(), 'zuno-file-'))
-  dirs.push(dir)
-  return dir
-}
-
-async function open(dir: string, options: Partial<FileStorageOptions> = {}) {
-  const universe = createUniverse({ stores: { counter: 0 }, storage: createFileStorage({ dir, ...options }) })
-  await universe.ready
-  return universe
-}
-const write = (universe: Awaited<ReturnType<typeof open>>, baseVersion: number, state: number, opId = baseVersion + 1) =>
-  universe.propose({ storeKey: 'counter', baseVersion, state, clientId: 'w', opId })
+afterEach(removeDirs)
 
 describe('file storage', () => {
   it('keeps every acknowledged write, the epoch and idempotency across a restart', async () => {
     const dir = freshDir()
-    const first = await open(dir)
-    for (let v = 0; v < 5; v++) await write(first, v, v + 1)
-    const cursor = first.snapshot().cursor
-    // No close(): as after a crash.
-    const second = await open(dir)
-    expect(second.store('counter').get()).toBe(5)
-    expect(second.store('counter').version).toBe(5)
-    expect(second.snapshot().cursor).toBe(cursor)
-    expect(await write(second, 0, 1, 1)).toEqual({ type: 'duplicate', version: 1, state: 1 })
-    expect(await write(second, 5, 6)).toMatchObject({ type: 'accepted', event: { version: 6, seq: 6 } })
+    const first = await openFile(dir)
+    const write = proposer(first.universe)
+    for (let v = 0; v < 5; v++) await write(v, v + 1, v + 1)
+    const cursor = first.universe.snapshot().cursor
+    await first.storage.close() // the universe is left as it was, as after a crash
+    const second = await openFile(dir)
+    const again = proposer(second.universe)
+    expect(second.universe.store('counter').get()).toBe(5)
+    expect(second.universe.store('counter').version).toBe(5)
+    expect(second.universe.snapshot().cursor).toBe(cursor)
     // Clients can resume across the restart: recent events are replayable.
-    expect(second.since(cursor.replace(/-5$/, '-3'))?.map((entry) => entry.event.version)).toEqual([4, 5, 6])
+    expect(second.universe.since(cursor.replace(/-5$/, '-3'))?.map((entry) => entry.event.version)).toEqual([4, 5])
+    expect(await again(5, 6, 1)).toMatchObject({ type: 'accepted', version: 6 })
+    await second.close()
+  })
+
+  it('answers a retry of an op processed before the restart with its kept answer', async () => {
+    const dir = freshDir()
+    const clientId = newClientId()
+    const first = await openFile(dir)
+    await proposer(first.universe, clientId)(0, 1, 1)
+    await first.close()
+    const second = await openFile(dir)
+    const again = proposer(second.universe, clientId)
+    expect(await again(0, 1, 1)).toEqual({ type: 'accepted', storeKey: 'counter', version: 1, state: 1 })
+    expect(await again(1, 2, 2)).toMatchObject({ type: 'accepted', version: 2 })
+    await second.close()
   })
 
   it('tolerates a torn last record: that write was never acknowledged', async () => {
     const dir = freshDir()
-    const first = await open(dir)
-    for (let v = 0; v < 3; v++) await write(first, v, v + 1)
+    const first = await openFile(dir)
+    const write = proposer(first.universe)
+    for (let v = 0; v < 3; v++) await write(v, v + 1, v + 1)
+    await first.close()
     appendFileSync(join(dir, 'log.jsonl'), '{"storeKey":"counter","version":4,"sta')
-    const second = await open(dir)
-    expect(second.store('counter').version).toBe(3)
-    expect(await write(second, 3, 4)).toMatchObject({ type: 'accepted', event: { version: 4 } })
-    const third = await open(dir)
-    expect(third.store('counter').get()).toBe(4)
+    const second = await openFile(dir)
+    expect(second.universe.store('counter').version).toBe(3)
+    expect(await proposer(second.universe)(3, 4, 1)).toMatchObject({ type: 'accepted', version: 4 })
+    await second.close()
+    const third = await openFile(dir)
+    expect(third.universe.store('counter').get()).toBe(4)
+    await third.close()
+  })
+
+  it('refuses to start on a log damaged in the middle rather than drop what follows', async () => {
+    const dir = freshDir()
+    const first = await openFile(dir)
+    const write = proposer(first.universe)
+    for (let v = 0; v < 3; v++) await write(v, v + 1, v + 1)
+    await first.close()
+    const path = join(dir, 'log.jsonl')
+    const lines = readFileSync(path, 'utf8').split('\n')
+    lines[1] = 'garbage'
+    writeFileSync(path, lines.join('\n'))
+    await expect(openFile(dir)).rejects.toThrow(path)
   })
 
   it('snapshots and compacts the log, and recovers from snapshot plus log', async () => {
     const dir = freshDir()
-    const first = await open(dir, { snapshotEvery: 10 })
-    for (let v = 0; v < 25; v++) await write(first, v, v + 1)
+    const first = await openFile(dir, { snapshotEvery: 10 })
+    const write = proposer(first.universe)
+    for (let v = 0; v < 25; v++) await write(v, v + 1, v + 1)
     const lines = readFileSync(join(dir, 'log.jsonl'), 'utf8').trim().split('\n')
     expect(lines).toHaveLength(5) // 25 events: two compactions, five since
-    const second = await open(dir, { snapshotEvery: 10 })
-    expect(second.store('counter').get()).toBe(25)
-    expect(second.store('counter').version).toBe(25)
-    expect(await write(second, 0, 1, 1)).toMatchObject({ type: 'duplicate' }) // answers survive compaction
+    await first.close()
+    const second = await openFile(dir, { snapshotEvery: 10 })
+    expect(second.universe.store('counter').get()).toBe(25)
+    expect(second.universe.store('counter').version).toBe(25)
+    await second.close()
+  })
+
+  it('compacts by size as well as by count: the folder follows the live state', async () => {
+    const dir = freshDir()
+    const first = await openFile(dir, { logFloorBytes: 64 * 1024, idempotencyWindow: 1 })
+    const write = proposer(first.universe)
+    let largest = 0
+    for (let v = 0; v < 200; v++) {
+      await write(v, 'x'.repeat(10_000 + v), v + 1)
+      largest = Math.max(largest, statSync(join(dir, 'log.jsonl')).size)
+    }
+    const snapshot = statSync(join(dir, 'snapshot.json')).size
+    // 2 MB written; the log stays under 4 × the snapshot + the floor (plus the line that crossed it).
+    expect(largest).toBeLessThanOrEqual(4 * snapshot + 64 * 1024 + 11_000)
+    await first.close()
+    const second = await openFile(dir)
+    expect(second.universe.store('counter').version).toBe(200)
+    await second.close()
+  })
+
+  it('bounds the events kept for resumes by bytes as well as by count', async () => {
+    const dir = freshDir()
+    const first = await openFile(dir)
+    const write = proposer(first.universe)
+    for (let v = 0; v < 50; v++) await write(v, 'y'.repeat(1000), v + 1)
+    await first.close()
+    // The newest lines that fit in 10,000 bytes (about 1.2 KB each), contiguous up to the last.
+    const sizes = readFileSync(join(dir, 'log.jsonl'), 'utf8').trim().split('\n').map((line) => Buffer.byteLength(line) + 1)
+    let kept = 0
+    for (let bytes = 0; bytes + (sizes[sizes.length - 1 - kept] ?? Infinity) <= 10_000; kept++) bytes += sizes[sizes.length - 1 - kept] ?? 0
+    expect(kept).toBeGreaterThan(3)
+    const byBytes = await openFile(dir, { recentBytes: 10_000 })
+    const epoch = byBytes.universe.epoch
+    expect(byBytes.universe.since(`${epoch}-${50 - kept}`)?.map((entry) => entry.event.seq)).toEqual(Array.from({ length: kept }, (_, i) => 51 - kept + i))
+    expect(byBytes.universe.since(`${epoch}-${49 - kept}`)).toBeUndefined()
+    await byBytes.close()
+    const byCount = await openFile(dir, { recent: 5 })
+    expect(byCount.universe.since(`${epoch}-45`)).toHaveLength(5)
+    expect(byCount.universe.since(`${epoch}-44`)).toBeUndefined()
+    await byCount.close()
+  })
+
+  it('refuses a folder of another format, naming the folder', async () => {
+    const dir = freshDir()
+    const first = await openFile(dir)
+    await first.close()
+    const path = join(dir, 'snapshot.json')
+    writeFileSync(path, JSON.stringify({ ...JSON.parse(readFileSync(path, 'utf8')), format: 3 }))
+    await expect(openFile(dir)).rejects.toThrow(`${dir} holds Zuno data of format 3`)
   })
 
   it('flushes on an interval when asked, and on close', async () => {
     const dir = freshDir()
-    const storage = createFileStorage({ dir, fsync: 'interval', fsyncIntervalMs: 10 })
-    const universe = createUniverse({ stores: { counter: 0 }, storage })
-    await universe.ready
-    await universe.propose({ storeKey: 'counter', baseVersion: 0, state: 1, clientId: 'w', opId: 1 })
-    await universe.close()
-    await storage.close()
-    expect((await open(dir)).store('counter').get()).toBe(1)
+    const first = await openFile(dir, { fsync: 'interval', fsyncIntervalMs: 10 })
+    await proposer(first.universe)(0, 1, 1)
+    await first.close()
+    const second = await openFile(dir)
+    expect(second.universe.store('counter').get()).toBe(1)
+    await second.close()
   })
 })

@@ -1,63 +1,70 @@
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, truncateSync, writeSync } from 'node:fs'
 import { join } from 'node:path'
+import { ZunoError } from '../errors'
 import { randomId } from '../id'
-import { formatEventId, type StoreState, writerTag } from '../protocol'
-import { CLIENT_DEFAULTS, ClientLedger, type ClientRecord } from '../server/clientLedger'
+import { formatEventId, writerTag } from '../protocol'
+import { CLIENT_DEFAULTS, ClientLedger } from '../server/clientLedger'
 import type { ClientRecordOptions } from '../server/memoryStorage'
-import type { CommitOutcome, CommitRequest, CommittedEvent, OpIdentity, RefusalRequest, Storage, StorageImage } from '../server/storage'
+import type { CommitOutcome, CommitRequest, CommittedEvent, OpIdentity, RefusalRequest, Storage, StorageHealth, StorageImage } from '../server/storage'
 import { StoreTable } from '../server/storeTable'
+import { type FileSystem, nodeFileSystem } from './fileSystem'
+import { type FolderLock, lockFolder } from './folderLock'
+import { type FsyncPolicy, LogFile } from './logFile'
+import { readLog } from './logReader'
+import { RecentEvents } from './recentEvents'
+import { FORMAT, readSnapshot, type Snapshot, writeSnapshot } from './snapshot'
 
-/** When the log is flushed to disk. */
-export type FsyncPolicy =
-  /** Before every acknowledgement: an acknowledged write survives a power cut. The default. */
-  | 'always'
-  /** At most every `fsyncIntervalMs`: a crash of the process loses nothing, a power cut the last moments. */
-  | 'interval'
-  /** Left to the operating system. */
-  | 'never'
+export type { FsyncPolicy } from './logFile'
+export type { FileSystem } from './fileSystem'
 
 /** Options of {@link createFileStorage}. */
 export interface FileStorageOptions extends ClientRecordOptions {
-  /** The folder for `snapshot.json` and `log.jsonl`; created if missing. */
+  /** The folder for `snapshot.json`, `log.jsonl` and `lock`; created if missing. One process uses it at a time. */
   dir: string
   fsync?: FsyncPolicy
   /** With `fsync: 'interval'`. Default 100. */
   fsyncIntervalMs?: number
-  /** Write a snapshot and start a fresh log after this many events. Default 10,000. */
+  /** Write a snapshot and start a fresh log after this many log lines. Default 10,000. */
   snapshotEvery?: number
+  /**
+   * Also write a snapshot once the log is larger than `logRatio` × the last snapshot plus
+   * `logFloorBytes`, so the folder follows the live state, not its history. Defaults 4 and 8 MiB.
+   */
+  logRatio?: number
+  logFloorBytes?: number
   /** How many recent events a restarted server can still replay to resuming clients. Default 1,000. */
   recent?: number
+  /** How many bytes (of log lines) those recent events may take. Default 16 MiB. */
+  recentBytes?: number
+  /** While failed, how often to try to recover. Default 1,000 ms; 0: only on {@link FileStorage.recover}. */
+  recoverEveryMs?: number
+  /** The file-system calls; default `node:fs`. For tests that make a write or a flush fail. */
+  fs?: FileSystem
 }
 
-/** The format of the folder's files; an older one is refused (nothing was published with it), a newer one too. */
-const FORMAT = 2
+/** The file storage: a {@link Storage} that can also be asked to recover from a failure now. */
+export interface FileStorage extends Storage {
+  health(): StorageHealth
+  /** Tries now to leave `failed` (cut the log back to its last good length, flush); returns whether healthy. */
+  recover(): boolean
+}
 
 /** One line of the log: a committed event with its op's identity, or a refusal for good. */
-type LogLine =
-  | (Omit<CommittedEvent, 'id'> & OpIdentity & { at: number })
-  | { refusal: RefusalRequest; at: number }
-
-interface Snapshot {
-  format: number
-  epoch: string
-  seq: number
-  stores: Record<string, StoreState>
-  /** Every client's record, so exactly-once holds across a restart. */
-  clients: Array<[string, ClientRecord]>
-}
+type LogLine = (Omit<CommittedEvent, 'id'> & OpIdentity & { at: number }) | { refusal: RefusalRequest; at: number }
 
 /**
- * A durable, embedded storage: an append-only log of JSON lines plus a periodic snapshot, in one
- * folder, with no dependencies; it runs on Node.js and on Bun. Recovery reads the snapshot and
- * replays the log after it, and tolerates a torn last line (a crash mid-write): that write was
- * never acknowledged. The epoch is kept, so event ids stay valid across restarts.
+ * A durable, embedded storage: an append-only log of JSON lines plus a snapshot, in one folder
+ * held by one process, with no dependencies; it runs on Node.js and on Bun. Recovery reads the
+ * snapshot and replays the log after it, and cuts a torn last line (a crash mid-write: never
+ * acknowledged). The epoch is kept, so event ids stay valid across restarts. A write or flush that
+ * fails is not acknowledged and puts the storage in `failed` until the log is cut back to its last
+ * good length.
  */
-export function createFileStorage(options: FileStorageOptions): Storage {
+export function createFileStorage(options: FileStorageOptions): FileStorage {
   const { dir } = options
-  const fsyncPolicy = options.fsync ?? 'always'
+  const fs = options.fs ?? nodeFileSystem
   const snapshotEvery = options.snapshotEvery ?? 10_000
-  const recentLimit = options.recent ?? 1000
-  const snapshotPath = join(dir, 'snapshot.json')
+  const logRatio = options.logRatio ?? 4
+  const logFloorBytes = options.logFloorBytes ?? 8 * 1024 * 1024
   const logPath = join(dir, 'log.jsonl')
 
   const ledger = new ClientLedger(
@@ -70,135 +77,152 @@ export function createFileStorage(options: FileStorageOptions): Storage {
   let recent: CommittedEvent[] = []
   let epoch = ''
   let seq = 0
-  let sinceSnapshot = 0
-  let log = -1
-  let flushTimer: ReturnType<typeof setInterval> | undefined
-  let dirty = false
+  let linesSinceSnapshot = 0
+  let snapshotBytes = 0
+  /** After a snapshot failed: the log length at which to try again, so a full disk is not retried per write. */
+  let snapshotRetryAt = 0
+  let lock: FolderLock | undefined
+  let log: LogFile | undefined
 
-  const recover = () => {
-    mkdirSync(dir, { recursive: true })
-    if (existsSync(snapshotPath)) {
-      const snapshot = JSON.parse(readFileSync(snapshotPath, 'utf8')) as Snapshot
-      if (snapshot.format !== FORMAT) {
-        throw new Error(`${dir} holds Zuno data of format ${snapshot.format ?? 1}; this version reads format ${FORMAT} only`)
+  const snapshotNow = (): Snapshot => ({ format: FORMAT, epoch, seq, stores: Object.fromEntries(table.states), clients: ledger.entries() })
+
+  const start = () => {
+    fs.mkdirSync(dir, { recursive: true })
+    lock = lockFolder(fs, dir)
+    let fd: number | undefined
+    try {
+      const found = readSnapshot(fs, dir)
+      if (found !== undefined) {
+        const { snapshot } = found
+        epoch = snapshot.epoch
+        seq = snapshot.seq
+        snapshotBytes = found.bytes
+        for (const [key, state] of Object.entries(snapshot.stores)) table.states.set(key, state)
+        ledger.restore(snapshot.clients)
+      } else {
+        epoch = randomId()
+        snapshotBytes = writeSnapshot(fs, dir, snapshotNow())
       }
-      epoch = snapshot.epoch
-      seq = snapshot.seq
-      for (const [key, state] of Object.entries(snapshot.stores)) table.states.set(key, state)
-      ledger.restore(snapshot.clients)
-    } else {
-      epoch = randomId()
-      writeSnapshot()
-    }
-    if (existsSync(logPath)) {
-      const bytes = readFileSync(logPath)
-      let start = 0
-      let end = bytes.indexOf(10) // '\n'
-      // Only complete lines count: a last line without its newline is a write the crash cut short.
-      while (end !== -1) {
+      fd = fs.openSync(logPath, 'a+')
+      const kept = new RecentEvents(options.recent ?? 1000, options.recentBytes ?? 16 * 1024 * 1024)
+      const good = readLog(fs, fd, logPath, (bytes) => {
         let line: LogLine
         try {
-          line = JSON.parse(bytes.subarray(start, end).toString('utf8')) as LogLine
+          line = JSON.parse(bytes.toString('utf8')) as LogLine
         } catch {
-          break // a torn line can only be the last one written; stop there
+          return false
         }
-        start = end + 1
-        end = bytes.indexOf(10, start)
-        sinceSnapshot += 1
+        linesSinceSnapshot += 1
         if ('refusal' in line) {
-          table.recordRefusal(line.refusal, line.at)
-          continue
+          // Skipped if the snapshot has it already (a crash between a snapshot and emptying the log).
+          if (ledger.decide(line.refusal) === undefined) table.recordRefusal(line.refusal, line.at)
+          return true
         }
-        if (line.seq <= seq) continue // already in the snapshot
+        if (line.seq <= seq) return true // in the snapshot already
+        if (line.seq !== seq + 1) throw new Error(`${logPath} skips from seq ${seq} to ${line.seq}: the folder ${dir} is damaged`)
         seq = line.seq
         const { principal, clientId, digest, at, ...event } = line
         const committed = { ...event, id: formatEventId(epoch, line.seq) }
         table.record(committed, { principal, clientId, digest, opId: line.opId }, at)
-        recent.push(committed)
-        if (recent.length > recentLimit * 2) recent = recent.slice(-recentLimit)
+        kept.push(committed, bytes.length + 1)
+        return true
+      })
+      recent = kept.take()
+      if (good < fs.fstatSync(fd).size) {
+        // A torn last write: never acknowledged. Cut it, durably, before anything is appended.
+        fs.ftruncateSync(fd, good)
+        fs.fsyncSync(fd)
       }
-      if (start < bytes.length) truncateSync(logPath, start)
-      recent = recent.slice(-recentLimit)
+      log = new LogFile(fs, fd, good, options.fsync ?? 'always', {
+        fsyncIntervalMs: options.fsyncIntervalMs ?? 100,
+        retryEveryMs: options.recoverEveryMs ?? 1000,
+      })
+    } catch (error) {
+      if (fd !== undefined) fs.closeSync(fd)
+      lock.release()
+      lock = undefined
+      throw error
     }
-    log = openSync(logPath, 'a')
-    if (fsyncPolicy === 'interval') {
-      flushTimer = setInterval(flush, options.fsyncIntervalMs ?? 100)
-      ;(flushTimer as { unref?: () => void }).unref?.()
-    }
+    compactIfDue() // a log grown large under an older version is compacted now, not at the next write
   }
 
-  const flush = () => {
-    if (dirty && log !== -1) {
-      fsyncSync(log)
-      dirty = false
+  const compactIfDue = () => {
+    if (log === undefined || !log.health().ok) return
+    const bySize = log.length > logRatio * snapshotBytes + logFloorBytes && log.length >= snapshotRetryAt
+    if (linesSinceSnapshot < snapshotEvery && !bySize) return
+    try {
+      snapshotBytes = writeSnapshot(fs, dir, snapshotNow())
+    } catch (error) {
+      // The log still has every write, so nothing is lost; try again once it has grown some more.
+      console.error(`[zuno] writing the snapshot in ${dir} failed; the log keeps growing until it succeeds`, error)
+      snapshotRetryAt = log.length + logFloorBytes
+      linesSinceSnapshot = 0
+      return
     }
+    snapshotRetryAt = 0
+    linesSinceSnapshot = 0
+    // The snapshot holds every line now. If this cut is lost (a crash), recovery skips those lines.
+    log.reset()
   }
 
-  function writeSnapshot(): void {
-    const snapshot: Snapshot = { format: FORMAT, epoch, seq, stores: Object.fromEntries(table.states), clients: ledger.entries() }
-    const temporary = `${snapshotPath}.tmp`
-    const fd = openSync(temporary, 'w')
-    writeSync(fd, JSON.stringify(snapshot))
-    fsyncSync(fd)
-    closeSync(fd)
-    renameSync(temporary, snapshotPath) // atomic: the old snapshot or the new one, never half of one
+  const opened = (): LogFile => {
+    if (log === undefined) throw new ZunoError('unavailable', `The file storage in ${dir} is not open`, { retryAfter: 1 })
+    return log
   }
 
-  /** Writes one line (and, by default, flushes it) before anything changes in memory or is acknowledged. */
+  /** Writes one line before anything changes in memory or is acknowledged; throws `unavailable` if it did not land. */
   const append = (line: LogLine) => {
-    writeSync(log, `${JSON.stringify(line)}\n`)
-    if (fsyncPolicy === 'always') fsyncSync(log)
-    else dirty = true
-  }
-
-  const compact = () => {
-    writeSnapshot()
-    // Everything in the log is in the snapshot now; a crash before this truncation only means
-    // replaying lines the snapshot already has, which recovery skips.
-    closeSync(log)
-    log = openSync(logPath, 'w')
-    sinceSnapshot = 0
+    opened().append(Buffer.from(`${JSON.stringify(line)}\n`))
+    linesSinceSnapshot += 1
   }
 
   return {
     async load(): Promise<StorageImage> {
-      if (log === -1) recover()
-      return { epoch, seq, stores: new Map(table.states), recent: [...recent] }
+      if (log === undefined) start()
+      const image = { epoch, seq, stores: new Map(table.states), recent }
+      recent = [] // handed over once: the universe keeps its own resume log from here
+      return image
     },
 
     async commit(request: CommitRequest): Promise<CommitOutcome> {
+      opened().refuseIfFailed()
       const refused = table.refuse(request, epoch)
       if (refused !== undefined) return refused
       const event = table.accept(request, epoch, seq + 1, writerTag(request.clientId))
       const { id: _, ...logged } = event
       const { principal, clientId, digest } = request
-      const at = now()
-      append({ ...logged, principal, clientId, digest, at })
+      append({ ...logged, principal, clientId, digest, at: now() })
       seq = event.seq
       table.commit(event, request)
-      if (++sinceSnapshot >= snapshotEvery) compact()
+      compactIfDue()
       return { type: 'accepted', event }
     },
 
     async refuse(request: RefusalRequest): Promise<CommitOutcome> {
+      opened().refuseIfFailed()
       const decided = table.decide(request, epoch)
       if (decided !== undefined) return decided
       const at = now()
       append({ refusal: request, at })
       const outcome = table.recordRefusal(request, at)
-      if (++sinceSnapshot >= snapshotEvery) compact()
+      compactIfDue()
       return outcome
     },
 
     onCommit: (listener) => table.onCommit(listener),
 
+    health: () => log?.health() ?? { ok: true },
+
+    recover: () => log?.recover() ?? true,
+
     async close() {
       table.close()
-      if (flushTimer !== undefined) clearInterval(flushTimer)
-      if (log !== -1) {
-        flush()
-        closeSync(log)
-        log = -1
+      try {
+        log?.close()
+      } finally {
+        log = undefined
+        lock?.release()
+        lock = undefined
       }
     },
   }

@@ -1,3 +1,3 @@
 /** `zuno/file`: the embedded durable storage (Node.js and Bun). */
 export { createFileStorage } from './fileStorage'
-export type { FileStorageOptions, FsyncPolicy } from './fileStorage'
+export type { FileStorage, FileStorageOptions, FileSystem, FsyncPolicy } from './fileStorage'

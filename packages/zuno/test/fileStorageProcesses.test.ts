@@ -1,0 +1,155 @@
+/**
+ * The file storage under real processes: a real full disk (`ulimit -f`), two processes on one
+ * folder, a holder killed with SIGKILL, and growth over thousands of large states.
+ */
+import { type ChildProcess, spawn } from 'node:child_process'
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { hostname } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { afterEach, describe, expect, it } from 'vitest'
+import { freshDir, openFile, removeDirs } from './support/fileUniverse'
+
+const testDir = fileURLToPath(new URL('.', import.meta.url))
+const children: ChildProcess[] = []
+afterEach(() => {
+  for (const child of children.splice(0)) if (child.exitCode === null) child.kill('SIGKILL')
+  removeDirs()
+})
+
+/** Runs a fixture in a child Node process (through bash, for a `ulimit`); resolves with its output and exit code. */
+function run(fixture: string, dataDir: string, options: { args?: string[]; ulimitKb?: number; nodeFlags?: string[] } = {}) {
+  const command = ['exec', JSON.stringify(process.execPath), ...(options.nodeFlags ?? []), '--import', 'tsx', `fixtures/${fixture}`, ...(options.args ?? [])].join(' ')
+  const child = spawn('bash', ['-c', options.ulimitKb === undefined ? command : `ulimit -f ${options.ulimitKb}; ${command}`], {
+    cwd: testDir,
+    env: { ...process.env, DATA_DIR: dataDir },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  children.push(child)
+  let stdout = ''
+  let stderr = ''
+  child.stdout?.on('data', (chunk: Buffer) => {
+    stdout += chunk
+  })
+  child.stderr?.on('data', (chunk: Buffer) => {
+    stderr += chunk
+  })
+  const exited = new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) =>
+    child.once('exit', (code) => resolve({ code, stdout, stderr })),
+  )
+  const printed = (text: string) =>
+    new Promise<void>((resolve, reject) => {
+      const check = () => stdout.includes(text) && resolve()
+      child.stdout?.on('data', check)
+      child.once('exit', (code) => reject(new Error(`${fixture} exited with ${code} before printing ${text}: ${stderr}`)))
+      check()
+    })
+  return { child, exited, printed }
+}
+
+const jsonLines = (text: string) =>
+  text
+    .split('\n')
+    .filter((line) => line.startsWith('{'))
+    .map((line) => JSON.parse(line) as Record<string, unknown>)
+
+describe('file storage on a real full disk', () => {
+  it('acknowledges only what landed: a restart without the limit has every acknowledged write, each id with one content', async () => {
+    const dir = freshDir()
+    const { exited } = run('fileFullDisk.ts', dir, { ulimitKb: 16 })
+    const { code, stdout, stderr } = await exited
+    expect(code, stderr).toBe(0)
+    const lines = jsonLines(stdout)
+    const acks = lines.filter((line) => 'ack' in line) as Array<{ ack: number; version: number; id: string }>
+    const failed = lines.filter((line) => 'failed' in line)
+    // The limit was really hit, and writes went on being acknowledged after failures.
+    expect(acks.length).toBeGreaterThan(10)
+    expect(failed.length).toBeGreaterThan(10)
+    expect(acks.some((ack) => ack.ack > (failed[0]?.failed as number))).toBe(true)
+    // One writer: each acknowledged write is the next version.
+    expect(acks.map((ack) => ack.version)).toEqual(acks.map((_, i) => i + 1))
+
+    const restarted = await openFile(dir)
+    const last = acks[acks.length - 1] as { ack: number; version: number; id: string }
+    const doc = restarted.universe.store('doc')
+    expect(doc.version).toBe(last.version)
+    expect((doc.get() as { k: number }).k).toBe(last.ack)
+    expect(restarted.universe.cursor).toBe(last.id)
+    // Every event still in the log is the acknowledged one with that id (the rest are in the snapshot).
+    const byId = new Map(acks.map((ack) => [ack.id, ack.ack]))
+    const logged = readFileSync(join(dir, 'log.jsonl'), 'utf8').split('\n').filter(Boolean)
+    for (const line of logged) {
+      const { seq, state } = JSON.parse(line) as { seq: number; state: { k: number } }
+      expect(state.k).toBe(byId.get(`${restarted.universe.epoch}-${seq}`))
+    }
+    await restarted.close()
+  })
+})
+
+describe('one folder, one process', () => {
+  it('refuses a second process on the folder, naming it; a holder killed with SIGKILL does not block a restart', async () => {
+    const dir = freshDir()
+    const holder = run('fileHolder.ts', dir)
+    await holder.printed('ready')
+
+    const second = await run('fileHolder.ts', dir).exited
+    expect(second.code).toBe(3)
+    expect(second.stderr).toContain(dir)
+    expect(second.stderr).toContain('in use')
+
+    holder.child.kill('SIGKILL')
+    await holder.exited
+    const third = run('fileHolder.ts', dir)
+    await third.printed('ready')
+    third.child.kill('SIGKILL')
+  })
+
+  it('refuses a second storage in the same process until the first is closed', async () => {
+    const dir = freshDir()
+    const first = await openFile(dir)
+    await expect(openFile(dir)).rejects.toThrow(`${dir} is in use by another Zuno file storage`)
+    await first.close()
+    const again = await openFile(dir)
+    await again.close()
+  })
+
+  it('takes over a lock left by this pid in an earlier life (pid 1 in a restarted container)', async () => {
+    const dir = freshDir()
+    mkdirSync(dir, { recursive: true })
+    writeFileSync(join(dir, 'lock'), JSON.stringify({ pid: process.pid, host: hostname(), token: 'an-earlier-life', startedAt: 0 }))
+    const storage = await openFile(dir)
+    await storage.close()
+  })
+})
+
+describe('file storage growth', () => {
+  // 5,000 writes of ~256 KB: about a minute on two cores.
+  const WRITES = 5000
+  it(
+    'keeps the folder within a small multiple of the live state, and restarts with bounded memory',
+    async () => {
+      const dir = freshDir()
+      const written = await run('fileGrowth.ts', dir, { args: ['write', String(WRITES)] }).exited
+      expect(written.code, written.stderr).toBe(0)
+      const sizes = jsonLines(written.stdout)[0] as { maxFolder: number; folder: number; stateBytes: number; snapshot: number }
+      console.log(`${WRITES} writes: ${JSON.stringify(sizes)}`)
+      expect(sizes.stateBytes).toBeGreaterThan(250_000)
+      // The live state: the store plus its client's kept answers (16 by default), all in the snapshot.
+      expect(sizes.snapshot).toBeLessThan(20 * sizes.stateBytes)
+      // Log ≤ 4 × snapshot + 8 MiB (plus the line that crossed it), snapshot beside it.
+      const bound = 5 * sizes.snapshot + 8 * 1024 * 1024 + 2 * sizes.stateBytes
+      expect(sizes.maxFolder).toBeLessThanOrEqual(bound)
+      expect(sizes.folder).toBeLessThanOrEqual(bound)
+
+      const loaded = await run('fileGrowth.ts', dir, { args: ['load'], nodeFlags: ['--expose-gc'] }).exited
+      expect(loaded.code, loaded.stderr).toBe(0)
+      const memory = jsonLines(loaded.stdout)[0] as { rss: number; heapUsed: number; version: number }
+      console.log(`restart: ${JSON.stringify(memory)}`)
+      expect(memory.version).toBe(WRITES)
+      // Recent events are kept to 16 MiB, the live state is a few MiB: far from the history's 1.3 GB.
+      expect(memory.heapUsed).toBeLessThan(96 * 1024 * 1024)
+      expect(memory.rss).toBeLessThan(320 * 1024 * 1024)
+    },
+    240_000,
+  )
+})
