@@ -35,11 +35,13 @@ const storages: Array<[string, (options: Options) => () => Storage]> = [
   }],
 ]
 
-describe.each(storages)('exactly-once on the %s storage', (_name, makeStorage) => {
+describe.each(storages)('exactly-once on the %s storage', (name, makeStorage) => {
   async function start(options: Options = {}) {
     const open = makeStorage(options)
+    let storage: Storage
     const boot = async () => {
-      const universe = createUniverse({ stores: { counter: 0, other: 0 }, storage: open() })
+      storage = open()
+      const universe = createUniverse({ stores: { counter: 0, other: 0 }, storage })
       await universe.ready
       return universe
     }
@@ -53,6 +55,9 @@ describe.each(storages)('exactly-once on the %s storage', (_name, makeStorage) =
       propose,
       /** A new universe on the same storage (a restart, for the file storage). */
       async restart() {
+        await universe.close()
+        // A storage of its own process (file) is closed, as a stopped server's would be; memory's lives on.
+        if (name === 'file') await storage.close()
         universe = await boot()
       },
     }
