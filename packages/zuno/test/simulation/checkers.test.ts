@@ -14,6 +14,7 @@ const write = (seq: number, version: number, clientId: string, opId: number, sta
 })
 const attempt = (fields: Partial<Attempt>): Attempt => ({
   clientId: 'a',
+  epoch: 'e',
   storeKey: 's',
   opId: 1,
   baseVersion: 0,
@@ -44,15 +45,15 @@ describe('simulation checkers catch what they claim to', () => {
       { replica: 'a', storeKey: 's', outcome: 'resolved' as const, version: 1 },
       { replica: 'b', storeKey: 's', outcome: 'resolved' as const, version: 2 },
     ]
-    expect(checkAcknowledged(fine, good, writers)).toEqual([])
+    expect(checkAcknowledged(fine, new Map([['e', good]]), writers)).toEqual([])
     // Acknowledged, but the log has no such write (or another replica's).
-    expect(checkAcknowledged([...fine, { replica: 'c', storeKey: 's', outcome: 'resolved', version: 3 }], good, writers)).toHaveLength(2)
-    expect(checkAcknowledged([{ replica: 'c', storeKey: 's', outcome: 'resolved', version: 2 }], good, writers).length).toBeGreaterThan(0)
+    expect(checkAcknowledged([...fine, { replica: 'c', storeKey: 's', outcome: 'resolved', version: 3 }], new Map([['e', good]]), writers)).toHaveLength(2)
+    expect(checkAcknowledged([{ replica: 'c', storeKey: 's', outcome: 'resolved', version: 2 }], new Map([['e', good]]), writers).length).toBeGreaterThan(0)
     // Rejected, yet applied.
-    expect(checkAcknowledged([fine[0] as (typeof fine)[0], { replica: 'b', storeKey: 's', outcome: 'rejected' }], good, writers)).toHaveLength(1)
+    expect(checkAcknowledged([fine[0] as (typeof fine)[0], { replica: 'b', storeKey: 's', outcome: 'rejected' }], new Map([['e', good]]), writers)).toHaveLength(1)
     // Of unknown outcome: applied or not, both fine.
-    expect(checkAcknowledged([fine[0] as (typeof fine)[0], { replica: 'b', storeKey: 's', outcome: 'rejected', error: 'outcome_unknown' }], good, writers)).toEqual([])
-    expect(checkAcknowledged([{ replica: 'b', storeKey: 's', outcome: 'pending' }], good, writers).length).toBeGreaterThan(0)
+    expect(checkAcknowledged([fine[0] as (typeof fine)[0], { replica: 'b', storeKey: 's', outcome: 'rejected', error: 'outcome_unknown' }], new Map([['e', good]]), writers)).toEqual([])
+    expect(checkAcknowledged([{ replica: 'b', storeKey: 's', outcome: 'pending' }], new Map([['e', good]]), writers).length).toBeGreaterThan(0)
   })
 
   it('catch a write ordered against real time', () => {

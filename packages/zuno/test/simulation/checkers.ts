@@ -45,19 +45,29 @@ export function checkExactlyOnce(committed: readonly CommittedEvent[]): string[]
 }
 
 /**
- * Every `set` settled; each resolved one is in the history at its version, written by its replica,
- * and no two claim the same write; a replica's writes in the log number its resolved ops, plus at
- * most those rejected as `outcome_unknown` (which may or may not have been applied).
- * `writers` gives each replica's writer tags (a replica takes a fresh one if the server forgot it).
+ * Every `set` settled; each resolved one is in the history (of some epoch) at its version, written
+ * by its replica, and no two claim the same write. A replica's writes in the log number at least
+ * its resolved ops, and at most those plus the ones rejected as `outcome_unknown` (applied or not)
+ * plus one per fresh storage (an op in doubt when a storage was replaced is proposed again on the
+ * new one: the history it may have landed in is gone). `writers` gives each replica's writer tags.
  */
 export function checkAcknowledged(
   ops: readonly OpRecord[],
-  committed: readonly CommittedEvent[],
+  epochs: ReadonlyMap<string, readonly CommittedEvent[]>,
   writers: ReadonlyMap<string, ReadonlySet<string>>,
+  freshStorages = 0,
 ): string[] {
   const problems: string[] = []
   const claimed = new Set<string>()
-  const byWrite = new Map(committed.map((event) => [`${event.storeKey}@${event.version}`, event]))
+  const byWrite = new Map<string, CommittedEvent[]>()
+  for (const [epoch, committed] of epochs) {
+    for (const event of committed) {
+      const key = `${event.storeKey}@${event.version}`
+      const list = byWrite.get(key) ?? []
+      list.push(Object.assign({}, event, { id: `${epoch}:${event.id}` }))
+      byWrite.set(key, list)
+    }
+  }
   const counts = new Map<string, { resolved: number; unknown: number }>()
   for (const op of ops) {
     const count = counts.get(op.replica) ?? { resolved: 0, unknown: 0 }
@@ -67,18 +77,18 @@ export function checkAcknowledged(
     if (op.outcome !== 'resolved') continue
     count.resolved += 1
     const write = `${op.storeKey}@${op.version}`
-    const event = byWrite.get(write)
-    if (event === undefined || !writers.get(op.replica)?.has(event.writer)) {
-      problems.push(`acknowledged op of ${op.replica} (${write}) is not in the history as its write`)
-    } else if (claimed.has(write)) {
-      problems.push(`two acknowledged ops claim ${write}`)
-    }
-    claimed.add(write)
+    const tags = writers.get(op.replica)
+    const mine = (byWrite.get(write) ?? []).filter((event) => tags?.has(event.writer))
+    const unclaimed = mine.find((event) => !claimed.has(event.id))
+    if (mine.length === 0) problems.push(`acknowledged op of ${op.replica} (${write}) is not in the history as its write`)
+    else if (unclaimed === undefined) problems.push(`two acknowledged ops claim ${write}`)
+    else claimed.add(unclaimed.id)
   }
+  const all = [...epochs.values()].flat()
   for (const [replica, { resolved, unknown }] of counts) {
     const tags = writers.get(replica) ?? new Set()
-    const applied = committed.filter((event) => tags.has(event.writer)).length
-    if (applied < resolved || applied > resolved + unknown) {
+    const applied = all.filter((event) => tags.has(event.writer)).length
+    if (applied < resolved || applied > resolved + unknown + freshStorages) {
       problems.push(`${replica}: ${applied} writes in the log for ${resolved} acknowledged ops (${unknown} of unknown outcome)`)
     }
   }

@@ -30,6 +30,8 @@ export interface Attempt {
   clientId: string
   storeKey: string
   opId: number
+  /** The epoch the proposal named. */
+  epoch: string
   baseVersion: number
   state: unknown
   invokedAt: number
@@ -47,55 +49,86 @@ const CONNECTING = 0
 const OPEN = 1
 const CLOSED = 2
 
+/** What the simulated servers run on. */
+export interface SimServers {
+  /** The storage the first boot uses; `restart({ fresh: true })` asks for a new one. */
+  storage: () => Storage
+  stores: Record<string, unknown>
+  /** Stores clients may create. */
+  allowStore?: (storeKey: string) => boolean
+  /** Events each universe keeps for resumes. */
+  retention: number
+  /** Server instances sharing the storage; requests and streams go to any that is up. */
+  instances: number
+}
+
+/** One server instance: a universe and its sync server, while it is up. */
+interface Instance {
+  universe: AuthoritativeUniverse
+  server: SyncServer
+}
+
 /**
- * An in-process network between replicas and one authoritative universe: real client code, real
- * server code, and between them deliveries scheduled on a virtual clock, with faults injected from
- * a seeded PRNG. The server can be restarted on the same storage (as a durable store would survive).
+ * An in-process network between replicas and one or more authoritative instances sharing a
+ * storage: real client code, real server code, and between them deliveries scheduled on a virtual
+ * clock, with faults injected from a seeded PRNG. An instance can be restarted on the same storage
+ * (as a durable store would survive), or every instance onto a fresh, empty one (a new epoch).
  */
 export class SimNetwork {
   faults: Faults
-  /** Every committed event, across restarts, in log order. */
+  /** Every committed event, across restarts and epochs, in log order. */
   readonly committed: CommittedEvent[] = []
   /** Every proposal attempt, in invocation order. */
   readonly attempts: Attempt[] = []
   /** How many faults were injected, by kind. */
-  readonly injected = { lostAnswers: 0, duplicates: 0, cuts: 0, restarts: 0 }
-  universe!: AuthoritativeUniverse
-  #server: SyncServer | undefined
-  readonly #streams = new Set<SimEventSource>()
-  readonly #storage: Storage
-  readonly #stores: Record<string, unknown>
+  readonly injected = { lostAnswers: 0, duplicates: 0, cuts: 0, restarts: 0, freshStorages: 0 }
+  /** Error answers the clients received, by code: shows which paths a run went through. */
+  readonly errors = new Map<string, number>()
+  readonly #instances: Array<Instance | undefined>
+  readonly #streams = new Map<SimEventSource, Instance>()
+  #storage: Storage
+  #stopRecording: () => void = () => {}
 
   constructor(
     readonly clock: VirtualClock,
     readonly random: () => number,
-    storage: Storage,
-    stores: Record<string, unknown>,
+    readonly config: SimServers,
     faults: Faults,
-    /** Events the universe keeps for resumes. */
-    readonly retention = 50,
   ) {
-    this.#storage = storage
-    this.#stores = stores
     this.faults = faults
-    this.#boot()
+    this.#storage = this.#record(config.storage())
+    this.#instances = Array.from({ length: config.instances }, () => undefined)
+    for (let i = 0; i < config.instances; i++) this.#boot(i)
   }
 
-  /** Whether the server is up. */
-  get up(): boolean {
-    return this.#server !== undefined
+  /** The universe of the first instance that is up: the server's truth, for the checks. */
+  get universe(): AuthoritativeUniverse {
+    const up = this.#instances.find((instance) => instance !== undefined)
+    if (up === undefined) throw new Error('no instance is up')
+    return up.universe
   }
 
-  /** Kills the server (every stream breaks, requests fail) and boots a new one after `downtimeMs`. */
-  restart(downtimeMs: number): void {
-    const server = this.#server
-    if (server === undefined) return
-    this.#server = undefined
+  /**
+   * Kills an instance at random (its streams break, its requests fail) and boots it again after
+   * `downtimeMs`; with `fresh`, kills every instance and boots them all on a new, empty storage.
+   */
+  restart(downtimeMs: number, { fresh = false } = {}): void {
+    const victims = fresh ? this.#instances.map((_, i) => i) : [Math.floor(this.random() * this.#instances.length)]
     this.injected.restarts += 1
-    for (const stream of [...this.#streams]) stream.fail(CONNECTING)
-    server.close()
-    void this.universe.close()
-    this.clock.setTimeout(() => this.#boot(), downtimeMs)
+    if (fresh) {
+      this.injected.freshStorages += 1
+      this.#stopRecording()
+      this.#storage = this.#record(this.config.storage())
+    }
+    for (const index of victims) {
+      const instance = this.#instances[index]
+      if (instance === undefined) continue
+      this.#instances[index] = undefined
+      for (const [stream, owner] of [...this.#streams]) if (owner === instance) stream.fail(CONNECTING)
+      instance.server.close()
+      void instance.universe.close()
+      this.clock.setTimeout(() => this.#boot(index), downtimeMs)
+    }
   }
 
   /** A `fetch` for one client: POST /sync only, which is all a replica sends. */
@@ -119,8 +152,8 @@ export class SimNetwork {
       }
       attempt.respondedAt = this.clock.now
       attempt.status = answer.status
-      if (process.env.ZUNO_SIM_DEBUG && answer.status !== 200 && !answer.body.includes('"conflict"')) console.log('ANSWER', attempt.clientId, attempt.opId, this.clock.now, answer.body)
-      const json = JSON.parse(answer.body) as { version?: number; state?: unknown; duplicate?: true }
+      const json = JSON.parse(answer.body) as { version?: number; state?: unknown; duplicate?: true; error?: string }
+      if (json.error !== undefined) this.errors.set(json.error, (this.errors.get(json.error) ?? 0) + 1)
       if (json.version !== undefined) attempt.answer = { version: json.version, state: json.state, ...(json.duplicate ? { duplicate: true } : {}) }
       return { status: answer.status, headers: new Headers(), json: async () => JSON.parse(answer.body) } as Response
     }) as typeof fetch
@@ -136,16 +169,16 @@ export class SimNetwork {
     }
   }
 
-  /** Internal: registers a stream and connects it after a delay. */
+  /** Internal: connects a stream to an instance that is up, after a delay. */
   connectStream(stream: SimEventSource): void {
-    this.#streams.add(stream)
     this.clock.setTimeout(() => {
       if (stream.readyState === CLOSED) return
-      const server = this.#server
-      if (server === undefined) return stream.fail(CONNECTING)
+      const instance = this.#pick()
+      if (instance === undefined) return stream.fail(CONNECTING)
+      this.#streams.set(stream, instance)
       const { path, query } = splitTarget(stream.target)
-      void server.handle(request('GET', path, query, '')).then((response) => {
-        if (response.kind !== 'sse' || stream.readyState === CLOSED || this.#server !== server) {
+      void instance.server.handle(request('GET', path, query, '')).then((response) => {
+        if (response.kind !== 'sse' || stream.readyState === CLOSED || !this.#instances.includes(instance)) {
           return stream.fail(CONNECTING)
         }
         stream.opened(
@@ -180,20 +213,32 @@ export class SimNetwork {
     return new Promise((resolve) => this.clock.setTimeout(resolve, this.#latency()))
   }
 
+  /** An instance that is up, at random (a load balancer without stickiness). */
+  #pick(): Instance | undefined {
+    const up = this.#instances.filter((instance): instance is Instance => instance !== undefined)
+    return up[Math.floor(this.random() * up.length)]
+  }
+
   async #deliverPost(target: string, body: string): Promise<{ status: number; body: string } | undefined> {
     await this.#delay()
-    const server = this.#server
-    if (server === undefined) return undefined
+    const instance = this.#pick()
+    if (instance === undefined) return undefined
     const { path, query } = splitTarget(target)
-    const response = await server.handle(request('POST', path, query, body))
+    const response = await instance.server.handle(request('POST', path, query, body))
     return response.kind === 'json' ? { status: response.status, body: response.body } : undefined
   }
 
-  #boot(): void {
-    this.universe = createUniverse({ stores: this.#stores, storage: this.#storage, retention: this.retention })
-    this.universe.onCommit((entry) => this.committed.push(entry.event))
+  /** Records every event the storage commits, once, whichever instance committed it. */
+  #record(storage: Storage): Storage {
+    this.#stopRecording = storage.onCommit((event) => this.committed.push(event))
+    return storage
+  }
+
+  #boot(index: number): void {
+    const { stores, allowStore, retention } = this.config
+    const universe = createUniverse({ stores, storage: this.#storage, retention, ...(allowStore ? { allowStore } : {}) })
     // Rate limits count real time, which a virtual run does not spend.
-    this.#server = new SyncServer(this.universe, { heartbeatMs: 1e9, maxProposalsPerSecond: 1e9 })
+    this.#instances[index] = { universe, server: new SyncServer(universe, { heartbeatMs: 1e9, maxProposalsPerSecond: 1e9 }) }
   }
 }
 

@@ -1,12 +1,13 @@
 /**
- * Deterministic simulation: real replicas against a real authoritative universe over an in-process
+ * Deterministic simulation: real replicas against real authoritative instances over an in-process
  * network that loses answers, duplicates and reorders requests, cuts streams mid-frame, delays
- * everything and restarts the server. Each seed replays exactly; a failing one prints its history.
+ * everything and restarts servers: on the same storage, onto a fresh one (a new epoch), and one of
+ * two instances sharing a storage. Each seed replays exactly; a failing one prints its history.
  */
 import { describe, expect, it } from 'vitest'
 import { connect, type ReplicaUniverse } from '../../src/index'
-import { writerTag } from '../../src/protocol'
-import { createMemoryStorage } from '../../src/server/index'
+import { parseEventId, writerTag } from '../../src/protocol'
+import { type CommittedEvent, createMemoryStorage } from '../../src/server/index'
 import {
   checkAcknowledged,
   checkContiguous,
@@ -19,12 +20,15 @@ import { seededRandom, VirtualClock } from './virtualClock'
 
 const SEEDS = [101, 202, 303, 404, 505]
 const CLIENTS = 5
-const OPS_PER_CLIENT = 420 // 5 seeds × 5 clients × 420 = 10,500 ops per run
+const OPS_PER_CLIENT = 420 // 5 seeds × 5 clients × 420 = 10,500 ops per scenario
 const WORKLOAD_MS = 60_000
 const RESTARTS = 2
 
 const HOSTILE: Faults = { minDelayMs: 1, maxDelayMs: 40, loseResponse: 0.05, duplicateRequest: 0.05, cutStream: 0.01 }
 const STORES = { counter: 0, list: [] as string[], value: 0 }
+/** A store the clients create themselves: after a new epoch it is gone until someone writes it again. */
+const DYNAMIC = 'made.by.clients'
+const KEYS = [...Object.keys(STORES), DYNAMIC]
 
 interface Run {
   network: SimNetwork
@@ -34,20 +38,41 @@ interface Run {
   writers: Map<string, Set<string>>
 }
 
-/** How much the server remembers: roomy, and every bound at its smallest. */
-interface Bounds {
+/** What the servers remember and how they fail. */
+interface Scenario {
   name: string
   idempotencyWindow: number
+  /** How long a silent client is remembered, in virtual ms. */
+  clientLifetimeMs: number
   retention: number
+  /** Instances sharing the storage. */
+  instances: number
+  /** How many of the restarts are onto a fresh, empty storage (a new epoch). */
+  freshRestarts: number
 }
-const ROOMY: Bounds = { name: 'roomy bounds', idempotencyWindow: 1_000_000, retention: 50 }
-const SMALLEST: Bounds = { name: 'smallest bounds', idempotencyWindow: 1, retention: 1 }
+const DAY = 86_400_000
+const ROOMY: Scenario = { name: 'roomy bounds', idempotencyWindow: 1_000_000, clientLifetimeMs: DAY, retention: 50, instances: 1, freshRestarts: 0 }
+/** Clients silent for 400 ms are forgotten: the ops they then had in doubt reject as `outcome_unknown`. */
+const SMALLEST: Scenario = { name: 'smallest bounds', idempotencyWindow: 1, clientLifetimeMs: 400, retention: 1, instances: 1, freshRestarts: 0 }
+const NEW_EPOCHS: Scenario = { ...SMALLEST, name: 'smallest bounds, restarts onto fresh storage', clientLifetimeMs: DAY, freshRestarts: RESTARTS }
+const TWO_INSTANCES: Scenario = { ...SMALLEST, name: 'smallest bounds, two instances on one storage', instances: 2 }
 
-async function simulate(seed: number, bounds: Bounds = ROOMY): Promise<Run> {
+async function simulate(seed: number, scenario: Scenario): Promise<Run> {
   const random = seededRandom(seed)
   const clock = new VirtualClock()
-  const storage = createMemoryStorage({ idempotencyWindow: bounds.idempotencyWindow })
-  const network = new SimNetwork(clock, random, storage, STORES, HOSTILE, bounds.retention)
+  const network = new SimNetwork(
+    clock,
+    random,
+    {
+      storage: () =>
+        createMemoryStorage({ idempotencyWindow: scenario.idempotencyWindow, clientLifetimeMs: scenario.clientLifetimeMs, now: () => clock.now }),
+      stores: STORES,
+      allowStore: (key) => key === DYNAMIC,
+      retention: scenario.retention,
+      instances: scenario.instances,
+    },
+    HOSTILE,
+  )
   const replicas = Array.from({ length: CLIENTS }, (_, i) =>
     connect({
       url: 'http://sim.invalid/zuno',
@@ -70,7 +95,7 @@ async function simulate(seed: number, bounds: Bounds = ROOMY): Promise<Run> {
     for (let k = 0; k < OPS_PER_CLIENT; k++) {
       clock.setTimeout(() => {
         const pick = random()
-        const storeKey = pick < 0.5 ? 'counter' : pick < 0.8 ? 'list' : 'value'
+        const storeKey = pick < 0.45 ? 'counter' : pick < 0.75 ? 'list' : pick < 0.9 ? 'value' : DYNAMIC
         const record: OpRecord = { replica: `c${i}`, storeKey, outcome: 'pending' }
         const item = `c${i}:${++issued}`
         ops.push(record)
@@ -79,7 +104,9 @@ async function simulate(seed: number, bounds: Bounds = ROOMY): Promise<Run> {
             ? replica.store<number>('counter').set((n) => n + 1)
             : storeKey === 'list'
               ? replica.store<string[]>('list').set((list) => [...list, item])
-              : replica.store<number>('value').set(Math.floor(random() * 1000))
+              : storeKey === 'value'
+                ? replica.store<number>('value').set(Math.floor(random() * 1000))
+                : replica.store<number>(DYNAMIC, 0).set((n) => (n ?? 0) + 1)
         promise.then(
           (version) => {
             noteTag()
@@ -94,7 +121,8 @@ async function simulate(seed: number, bounds: Bounds = ROOMY): Promise<Run> {
     }
   })
   for (let r = 0; r < RESTARTS; r++) {
-    clock.setTimeout(() => network.restart(100 + random() * 900), random() * WORKLOAD_MS)
+    const fresh = r < scenario.freshRestarts
+    clock.setTimeout(() => network.restart(100 + random() * 900, { fresh }), random() * WORKLOAD_MS)
   }
 
   await clock.run(() => clock.now > WORKLOAD_MS && ops.length === CLIENTS * OPS_PER_CLIENT && ops.every((op) => op.outcome !== 'pending'))
@@ -118,53 +146,72 @@ function describeRun(seed: number, run: Run, problems: string[]): string {
   return lines.join('\n')
 }
 
-describe.each([ROOMY, SMALLEST])('simulation under injected faults, $name', (bounds) => {
+/** The history split by epoch, in order: each epoch is a history of its own. */
+function byEpoch(committed: readonly CommittedEvent[]): Map<string, CommittedEvent[]> {
+  const epochs = new Map<string, CommittedEvent[]>()
+  for (const event of committed) {
+    const epoch = parseEventId(event.id)?.epoch ?? ''
+    const list = epochs.get(epoch) ?? []
+    list.push(event)
+    epochs.set(epoch, list)
+  }
+  return epochs
+}
+
+describe.each([ROOMY, SMALLEST, NEW_EPOCHS, TWO_INSTANCES])('simulation under injected faults, $name', (scenario) => {
   for (const seed of SEEDS) {
     it(`seed ${seed}: ${CLIENTS} replicas, ${CLIENTS * OPS_PER_CLIENT} ops, no write lost, all converge`, async () => {
-      const run = await simulate(seed, bounds)
+      const run = await simulate(seed, scenario)
       const { network, replicas, ops, writers } = run
-      const committed = network.committed
-      const problems = [
-        ...checkContiguous(committed),
-        ...checkExactlyOnce(committed),
-        ...checkAcknowledged(ops, committed, writers),
-        ...checkLinearizable(network.attempts, committed, STORES),
-      ]
-
-      // Rebase correctness: every accepted op was computed on the state it was accepted on.
-      const history = (key: string) => committed.filter((event) => event.storeKey === key)
-      history('counter').forEach((event) => {
-        if (event.state !== event.version) problems.push(`counter v${event.version} holds ${event.state}`)
-      })
-      history('list').forEach((event, index, all) => {
-        const before = index === 0 ? [] : (all[index - 1]?.state as string[])
-        const list = event.state as string[]
-        if (list.length !== before.length + 1 || list.slice(0, -1).join() !== before.join()) {
-          problems.push(`list v${event.version} is not v${event.version - 1} plus one item`)
+      const epochs = byEpoch(network.committed)
+      const problems = checkAcknowledged(ops, epochs, writers, scenario.freshRestarts)
+      for (const [epoch, committed] of epochs) {
+        const attempts = network.attempts.filter((attempt) => attempt.epoch === epoch)
+        problems.push(
+          ...checkContiguous(committed),
+          ...checkExactlyOnce(committed),
+          ...checkLinearizable(attempts, committed, STORES),
+        )
+        // Rebase correctness: every accepted op was computed on the state it was accepted on.
+        const history = (key: string) => committed.filter((event) => event.storeKey === key)
+        for (const key of ['counter', DYNAMIC]) {
+          history(key).forEach((event) => {
+            if (event.state !== event.version) problems.push(`${key} v${event.version} holds ${event.state}`)
+          })
         }
-      })
+        history('list').forEach((event, index, all) => {
+          const before = index === 0 ? [] : (all[index - 1]?.state as string[])
+          const list = event.state as string[]
+          if (list.length !== before.length + 1 || list.slice(0, -1).join() !== before.join()) {
+            problems.push(`list v${event.version} is not v${event.version - 1} plus one item`)
+          }
+        })
+      }
+      expect(epochs.size).toBe(1 + scenario.freshRestarts)
 
       // Convergence: after quiescence every replica shows exactly the server's version and state.
-      for (const [key] of Object.entries(STORES)) {
+      for (const key of KEYS) {
         const server = network.universe.store(key)
         for (const replica of replicas) {
           const store = replica.store(key)
-          if (store.version !== server.version || JSON.stringify(store.get()) !== JSON.stringify(server.get())) {
+          const sameState = server.version === 0 || JSON.stringify(store.get()) === JSON.stringify(server.get())
+          if (store.version !== server.version || !sameState) {
             problems.push(`${writerTag(replica.clientId)} shows ${key} v${store.version}, the server v${server.version}`)
           }
-          if (replica.pending.get() !== 0) problems.push(`${writerTag(replica.clientId)} still has ${replica.pending.get()} pending ops`)
         }
+      }
+      for (const replica of replicas) {
+        if (replica.pending.get() !== 0) problems.push(`${writerTag(replica.clientId)} still has ${replica.pending.get()} pending ops`)
       }
 
       // The faults really happened.
-      const { lostAnswers, duplicates, cuts, restarts } = network.injected
-      expect({ lostAnswers, duplicates, cuts, restarts }).toEqual({
-        lostAnswers: expect.any(Number),
-        duplicates: expect.any(Number),
-        cuts: expect.any(Number),
-        restarts: RESTARTS,
-      })
+      const { lostAnswers, duplicates, cuts, restarts, freshStorages } = network.injected
+      expect({ restarts, freshStorages }).toEqual({ restarts: RESTARTS, freshStorages: scenario.freshRestarts })
       for (const count of [lostAnswers, duplicates, cuts]) expect(count).toBeGreaterThan(10)
+      // The paths the scenario is about were taken: forgotten clients, new epochs.
+      if (scenario.clientLifetimeMs < DAY) expect(network.errors.get('unknown_client')).toBeGreaterThan(0)
+      if (scenario.freshRestarts > 0) expect(network.errors.get('epoch_changed') ?? 0).toBeGreaterThanOrEqual(0)
+      if (process.env.ZUNO_SIM_DEBUG) console.log(scenario.name, seed, Object.fromEntries(network.errors), ops.filter((op) => op.error === 'outcome_unknown').length)
       expect(ops.filter((op) => op.outcome === 'resolved').length).toBeGreaterThan(ops.length * 0.9)
 
       if (problems.length > 0) console.error(describeRun(seed, run, problems))
@@ -175,8 +222,8 @@ describe.each([ROOMY, SMALLEST])('simulation under injected faults, $name', (bou
 
   it('replays a seed exactly', async () => {
     const summary = (run: Run) => run.network.committed.map((e) => `${e.storeKey}@${e.version}:${e.opId}`)
-    const first = await simulate(SEEDS[0] as number)
-    const second = await simulate(SEEDS[0] as number)
+    const first = await simulate(SEEDS[0] as number, scenario)
+    const second = await simulate(SEEDS[0] as number, scenario)
     expect(summary(second)).toEqual(summary(first))
     for (const replica of [...first.replicas, ...second.replicas]) replica.close()
   })
