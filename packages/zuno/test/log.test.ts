@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest'
 import { EventLog, type LogEntry } from '../src/server/index'
 
-const entry = (seq: number): LogEntry => ({
+const entry = (seq: number, bytes = 1): LogEntry => ({
   event: { storeKey: 's', version: seq, state: seq, writer: 'c', opId: seq, seq, id: `ep-${seq}` },
-  frame: new Uint8Array([seq]),
+  frame: new Uint8Array(bytes),
 })
 
 const seqs = (entries: LogEntry[] | undefined) => entries?.map((e) => e.event.seq)
@@ -29,6 +29,23 @@ describe('EventLog', () => {
     expect(seqs(log.since('ep-7'))).toEqual([8, 9, 10])
     expect(log.since('ep-6')).toBeUndefined()
     expect(log.since('ep-0')).toBeUndefined()
+  })
+
+  it('keeps no more than `retentionBytes` of frames, however many events it may keep', () => {
+    // 10,000 events of 1 MB would be 10 GB; with a 3 MB bound three stay.
+    const log = new EventLog('ep', 0, 10_000, 3_000_000)
+    for (let seq = 1; seq <= 50; seq++) log.append(entry(seq, 1_000_000))
+    expect(log.size).toBe(3)
+    expect(log.bytes).toBe(3_000_000)
+    expect(seqs(log.since('ep-47'))).toEqual([48, 49, 50])
+    expect(log.since('ep-46')).toBeUndefined()
+    // Small events fill the room the big ones leave.
+    for (let seq = 51; seq <= 60; seq++) log.append(entry(seq, 10))
+    expect(seqs(log.since('ep-48'))).toEqual([49, 50, ...Array.from({ length: 10 }, (_, i) => 51 + i)])
+    // The newest event stays, whatever its size.
+    log.append(entry(61, 5_000_000))
+    expect(log.size).toBe(1)
+    expect(seqs(log.since('ep-60'))).toEqual([61])
   })
 
   it('refuses ids of another epoch, from the future, or malformed', () => {
