@@ -121,6 +121,29 @@ describe('file storage', () => {
     await byCount.close()
   })
 
+  it('migrates a format 1 folder (protocol v1) at start, keeping the old files as *.v1', async () => {
+    const dir = freshDir()
+    // What a v1 server left: a snapshot without `format`, with v1 answers, and log lines after it.
+    const v1Snapshot = { epoch: 'oldepoch1', seq: 2, stores: { counter: { version: 2, state: 2 } }, answers: [['device-42\u00001', { version: 1, state: 1 }]] }
+    const v1Log = [
+      { storeKey: 'counter', version: 3, state: 3, clientId: 'device-42', opId: 3, seq: 3 },
+      { storeKey: 'todos', version: 1, state: ['a'], clientId: 'device-42', opId: 4, seq: 4 },
+    ]
+    writeFileSync(join(dir, 'snapshot.json'), JSON.stringify(v1Snapshot))
+    writeFileSync(join(dir, 'log.jsonl'), v1Log.map((line) => `${JSON.stringify(line)}\n`).join(''))
+    const opened = await openFile(dir)
+    expect(opened.universe.snapshot().stores).toMatchObject({ counter: { version: 3, state: 3 }, todos: { version: 1, state: ['a'] } })
+    expect(opened.universe.cursor).toBe('oldepoch1-4') // the same history: clients resume by snapshot or replay as before
+    expect(await proposer(opened.universe)(3, 4, 1)).toMatchObject({ type: 'accepted', version: 4 })
+    await opened.close()
+    expect(JSON.parse(readFileSync(join(dir, 'snapshot.json'), 'utf8'))).toMatchObject({ format: 2, epoch: 'oldepoch1', seq: 4 })
+    expect(JSON.parse(readFileSync(join(dir, 'snapshot.json.v1'), 'utf8'))).toEqual(v1Snapshot)
+    expect(readFileSync(join(dir, 'log.jsonl.v1'), 'utf8').trim().split('\n')).toHaveLength(2)
+    const again = await openFile(dir)
+    expect(again.universe.store('counter').get()).toBe(4)
+    await again.close()
+  })
+
   it('refuses a folder of another format, naming the folder', async () => {
     const dir = freshDir()
     const first = await openFile(dir)

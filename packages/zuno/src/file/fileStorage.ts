@@ -6,12 +6,12 @@ import { CLIENT_DEFAULTS, ClientLedger } from '../server/clientLedger'
 import type { ClientRecordOptions } from '../server/memoryStorage'
 import type { CommitOutcome, CommitRequest, CommittedEvent, OpIdentity, RefusalRequest, Storage, StorageHealth, StorageImage } from '../server/storage'
 import { StoreTable } from '../server/storeTable'
-import { type FileSystem, nodeFileSystem } from './fileSystem'
+import { errorCode, type FileSystem, nodeFileSystem } from './fileSystem'
 import { type FolderLock, lockFolder } from './folderLock'
 import { type FsyncPolicy, LogFile } from './logFile'
 import { readLog } from './logReader'
 import { RecentEvents } from './recentEvents'
-import { FORMAT, readSnapshot, type Snapshot, writeSnapshot } from './snapshot'
+import { FORMAT, readSnapshot, type Snapshot, writeFileWhole, writeSnapshot } from './snapshot'
 
 export type { FsyncPolicy } from './logFile'
 export type { FileSystem } from './fileSystem'
@@ -82,6 +82,8 @@ export function createFileStorage(options: FileStorageOptions): FileStorage {
   /** After a snapshot failed: the log length at which to try again, so a full disk is not retried per write. */
   let snapshotRetryAt = 0
   let lock: FolderLock | undefined
+  /** The folder holds format 1 files, being rewritten as format 2. */
+  let migrating = false
   let log: LogFile | undefined
 
   const snapshotNow = (): Snapshot => ({ format: FORMAT, epoch, seq, stores: Object.fromEntries(table.states), clients: ledger.entries() })
@@ -92,6 +94,8 @@ export function createFileStorage(options: FileStorageOptions): FileStorage {
     let fd: number | undefined
     try {
       const found = readSnapshot(fs, dir)
+      migrating = found?.migrating ?? false
+      if (migrating) keepFormat1Files()
       if (found !== undefined) {
         const { snapshot } = found
         epoch = snapshot.epoch
@@ -121,6 +125,12 @@ export function createFileStorage(options: FileStorageOptions): FileStorage {
         if (line.seq <= seq) return true // in the snapshot already
         if (line.seq !== seq + 1) throw new Error(`${logPath} skips from seq ${seq} to ${line.seq}: the folder ${dir} is damaged`)
         seq = line.seq
+        if (migrating) {
+          // A format 1 line: the state counts; its client id means nothing to protocol v2.
+          const { storeKey, version, state } = line as unknown as { storeKey: string; version: number; state: unknown }
+          table.states.set(storeKey, { version, state })
+          return true
+        }
         const { principal, clientId, digest, at, ...event } = line
         const committed = { ...event, id: formatEventId(epoch, line.seq) }
         table.record(committed, { principal, clientId, digest, opId: line.opId }, at)
@@ -143,7 +153,26 @@ export function createFileStorage(options: FileStorageOptions): FileStorage {
       lock = undefined
       throw error
     }
+    if (migrating) {
+      // Rewritten as format 2 at once: a snapshot of everything, and an empty log.
+      snapshotBytes = writeSnapshot(fs, dir, snapshotNow())
+      log.reset()
+      linesSinceSnapshot = 0
+      console.warn(`[zuno] migrated ${dir} from format 1 to ${FORMAT}; the old files are kept as *.v1`)
+    }
     compactIfDue() // a log grown large under an older version is compacted now, not at the next write
+  }
+
+  /** Keeps format 1's files beside the folder's new ones, as `*.v1`, before they are rewritten. */
+  const keepFormat1Files = () => {
+    for (const name of ['snapshot.json', 'log.jsonl']) {
+      const path = join(dir, name)
+      try {
+        writeFileWhole(fs, `${path}.v1`, fs.readFileSync(path))
+      } catch (error) {
+        if (errorCode(error) !== 'ENOENT') throw error
+      }
+    }
   }
 
   const compactIfDue = () => {
