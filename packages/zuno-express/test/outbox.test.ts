@@ -83,4 +83,33 @@ describe('ops queued offline survive a reload', () => {
     expect(universe.store('counter').version).toBe(1)
     expect(universe.store('counter').get()).toBe(5)
   })
+
+  it('lands every op once when the page goes away with the first one on the wire', async () => {
+    const { universe, url } = await serve()
+    const indexedDB = new IDBFactory()
+    // The request reaches the server and is applied; its answer never comes back.
+    const hangs: typeof fetch = async (input, init) => {
+      await fetch(input, init)
+      return new Promise<Response>(() => {})
+    }
+    const outbox = createIndexedDbOutbox({ indexedDB })
+    // Following another store only, so no echo on the stream settles the op either.
+    const before = replica(url, { fetch: hangs, stores: ['todos'], outbox: createIndexedDbOutbox({ indexedDB }) })
+    await until(() => before.status.get() === 'connected')
+    const counter = before.store<number>('counter', 0)
+    for (let i = 0; i < 3; i++) void counter.set((n) => n + 1).catch(() => {})
+    await until(() => universe.store('counter').version === 1)
+    await until(async () => (await outbox.load()).length === 3)
+    before.close() // mid-request
+
+    // The first op was written down as sent: it goes again unchanged and gets its kept answer; the
+    // two after it follow. (Sent on a new base, it would be refused as a reused id, and the rest with it.)
+    const after = replica(url, { outbox: createIndexedDbOutbox({ indexedDB }) })
+    await until(() => after.pending.get() === 0 && universe.store('counter').version === 3).catch((error) => {
+      throw new Error(`${error}: pending ${after.pending.get()}, server v${universe.store('counter').version}, last error ${after.lastError.get()?.code} ${after.lastError.get()?.message}`)
+    })
+    expect(universe.store('counter').get()).toBe(3)
+    expect(after.lastError.get()).toBeUndefined()
+    await until(async () => (await outbox.load()).length === 0)
+  })
 })

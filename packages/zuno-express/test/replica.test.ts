@@ -10,6 +10,15 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
 })
 
+/** An EventSource class whose streams come from `actual` whatever URL the replica asks for under `asked`. */
+function pointedAt(actual: string, asked: string): typeof EventSource {
+  return class extends EventSource {
+    constructor(target: string | URL, init?: ConstructorParameters<typeof EventSource>[1]) {
+      super(String(target).replace(asked, actual), init)
+    }
+  }
+}
+
 async function serve() {
   const served = await serveExpress(createUniverse({ stores: { counter: 0, todos: [] as string[] } }))
   cleanups.push(served.close)
@@ -122,6 +131,52 @@ describe('replica universe against a real server', () => {
     expect(bodies).toHaveLength(2)
     expect(bodies[1]).toBe(bodies[0])
     expect(universe.store('counter').version).toBe(1)
+  })
+
+  it('re-sends an op in doubt unchanged, even when another write moved the store meanwhile', async () => {
+    const { universe, url } = await serve()
+    let first = true
+    const bodies: Array<Record<string, unknown>> = []
+    // The first answer is lost; before the retry, someone else writes the store.
+    const flakyFetch: typeof fetch = async (input, init) => {
+      bodies.push(JSON.parse(String(init?.body)))
+      const response = await fetch(input, init)
+      if (first) {
+        first = false
+        await universe.store<number>('counter').set(100)
+        throw new TypeError('network error: response lost after commit')
+      }
+      return response
+    }
+    // Following another store only, so the answer (not the stream's echo) settles the op.
+    const client = replica(url, { fetch: flakyFetch, stores: ['todos'] })
+    await until(() => client.status.get() === 'connected')
+    await expect(client.store<number>('counter', 0).set((n) => n + 1)).resolves.toBe(1)
+    // The retry was the same body (a rebased one would be a reused id) and was answered as the original.
+    expect(bodies.length).toBeGreaterThanOrEqual(2)
+    for (const body of bodies.slice(1)) expect(body).toEqual(bodies[0])
+    expect(universe.store('counter').get()).toBe(100)
+    expect(universe.store('counter').version).toBe(2)
+  })
+
+  it('backs off after epoch_changed until its stream brings the new epoch, instead of re-sending at once', async () => {
+    // Its stream comes from one server, its proposals reach another in a newer epoch (an instance
+    // behind a balancer that moved on first): every proposal is answered epoch_changed.
+    const streamed = await serve()
+    const { universe, url } = await serve()
+    let posts = 0
+    const toNewer: typeof fetch = (input, init) => {
+      posts += 1
+      return fetch(input, init)
+    }
+    const client = replica(url, { fetch: toNewer, EventSource: pointedAt(streamed.url, url) })
+    await until(() => client.status.get() === 'connected')
+    void client.store<number>('counter', 0).set((n) => n + 1).catch(() => {})
+    await new Promise((resolve) => setTimeout(resolve, 600))
+    expect(universe.store('counter').version).toBe(0)
+    expect(client.lastError.get()?.code).toBe('epoch_changed')
+    expect(posts).toBeGreaterThan(0)
+    expect(posts).toBeLessThan(10) // a replica that re-sent at once would have posted hundreds of times
   })
 
   it('rejects pending ops when closed', async () => {

@@ -148,8 +148,20 @@ interface PendingOp {
   failures: number
   /** Set when the updater threw: the op is not proposed (again) and rejects with this. */
   failure: ZunoError | undefined
-  /** The body last sent, while its outcome is unknown (no definitive answer): a retry sends exactly it again. */
-  inDoubt: { baseVersion: number; state: unknown; epoch: string } | undefined
+  /** The body of the attempt on the wire, or of the last one, until an answer shows it was not applied. */
+  lastSent: WireBody | undefined
+  /**
+   * An attempt got no definitive answer (the network failed, a 5xx, a reload mid-request): it may
+   * have been applied. Until an answer settles that, the op goes again exactly as `lastSent`.
+   */
+  doubted: boolean
+}
+
+/** What a proposal says of its op besides the ids. */
+interface WireBody {
+  baseVersion: number
+  state: unknown
+  epoch: string
 }
 
 /** What the replica knows of one store. */
@@ -172,7 +184,7 @@ interface ReplicaStore {
 
 type ProposalAnswer = { status: number; body: SyncAccepted | SyncConflict | ErrorBody }
 
-const JSON_REQUEST = { 'content-type': 'application/json' }
+const JSON_REQUEST = { 'content-type': 'application/json', [PROTOCOL_HEADER]: String(PROTOCOL_VERSION) }
 const CONFLICT_BACKOFF_BASE_MS = 10
 const DELIVERY_BACKOFF_BASE_MS = 100
 const BACKOFF_CAP_MS = 5_000
@@ -405,7 +417,8 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
         conflicts: 0,
         failures: 0,
         failure: undefined,
-        inDoubt: undefined,
+        lastSent: undefined,
+        doubted: false,
       }
       replica.pending.push(op)
       this.#queue.push(op)
@@ -523,26 +536,27 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
     const epoch = this.#epoch ?? ''
     // An op in doubt goes again exactly as it went (unless the epoch changed: that history is gone);
     // otherwise the base goes with the state it was computed on, read now, not after the schema check.
-    const resend = op.inDoubt !== undefined && op.inDoubt.epoch === epoch ? op.inDoubt : undefined
-    if (resend === undefined && op.sent !== op.result) {
-      op.sent = op.result
-      this.#save(op)
-    }
-    const body = resend ?? { baseVersion: replica.confirmed.version, state: op.sent, epoch }
+    const resend = op.doubted && op.lastSent?.epoch === epoch ? op.lastSent : undefined
+    if (resend === undefined) op.sent = op.result
+    const body: WireBody = resend ?? { baseVersion: replica.confirmed.version, state: op.sent, epoch }
     const schema = schemaFor(this.#options.schemas, key)
     const checked = schema === undefined || resend !== undefined ? Promise.resolve() : validateState(schema, key, body.state)
     checked.then(
-      () =>
+      () => {
+        // Written down before it goes: a reload from here on restores the op as possibly applied.
+        op.lastSent = body
+        this.#save(op)
         this.#propose(key, body, op).then(
           (answer) => {
             this.#busy = false
-            this.#settle(op, answer)
+            this.#settle(op, answer, body)
           },
           (error: unknown) => {
             this.#busy = false
-            this.#deliveryFailed(op, body, error)
+            this.#deliveryFailed(op, error)
           },
-        ),
+        )
+      },
       (invalid: unknown) => {
         this.#busy = false
         const error = isZunoError(invalid) ? invalid : new ZunoError('invalid_state', `The schema of ${key} threw`, { cause: invalid })
@@ -551,7 +565,7 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
     )
   }
 
-  async #propose(storeKey: string, body: { baseVersion: number; state: unknown; epoch: string }, op: PendingOp): Promise<ProposalAnswer> {
+  async #propose(storeKey: string, body: WireBody, op: PendingOp): Promise<ProposalAnswer> {
     const { clientId, opId } = op
     const token = this.#options.token?.()
     const headers = token === undefined ? JSON_REQUEST : { ...JSON_REQUEST, authorization: `Bearer ${token}` }
@@ -574,7 +588,7 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
     return { status: response.status, body: answer }
   }
 
-  #settle(op: PendingOp, { status, body }: ProposalAnswer): void {
+  #settle(op: PendingOp, { status, body }: ProposalAnswer, sent: WireBody): void {
     if (this.#queue[0] !== op) {
       // Settled already, by our own echo on the stream.
       this.#pump()
@@ -587,8 +601,9 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
     }
     const code = (body as Partial<ErrorBody>).error
     if (status === 409 && code === 'conflict' && 'version' in body) {
-      // Definitive: the op was not applied, and its id stays free for the rebased attempt.
-      op.inDoubt = undefined
+      // Definitive: the op was not applied (nor any earlier attempt: its answer would have been kept),
+      // and its id stays free for the rebased attempt.
+      this.#notApplied(op)
       const theirs = { version: body.version, state: body.state }
       if (theirs.version > replica.confirmed.version) this.#confirmFromServer(replica, theirs)
       op.conflicts += 1
@@ -606,14 +621,20 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
     }
     if (code === 'epoch_changed') {
       // Not processed. Go again once the stream has brought the new epoch (at once, if it has).
+      this.#lastError.set(new ZunoError('epoch_changed', (body as Partial<ErrorBody>).message ?? 'The server is in a newer epoch'))
+      this.#notApplied(op)
       op.failures += 1
-      this.#retry(op.inDoubt?.epoch !== this.#epoch ? 0 : op.failures, DELIVERY_BACKOFF_BASE_MS)
+      this.#retry(sent.epoch !== this.#epoch ? 0 : op.failures, DELIVERY_BACKOFF_BASE_MS)
       return
     }
     if (code === 'unknown_client') return this.#startAfresh(op)
-    if (code === 'op_id_reused' && op.inDoubt !== undefined) {
+    if (code === 'op_id_reused' && op.doubted) {
       // Processed earlier, in a form this replica no longer sends (sent before a new epoch): its outcome is not known here.
       return this.#refuse(op, new ZunoError('outcome_unknown', `${replica.cell.key}: op ${op.opId} may or may not have been applied`), { used: true })
+    }
+    if (code === 'unauthenticated') {
+      // Not decided: the op waits (with backoff) for credentials that work, under the same ids.
+      return this.#deliveryFailed(op, new ZunoError('unauthenticated', (body as Partial<ErrorBody>).message ?? 'Sign in first'))
     }
     const error = body as Partial<ErrorBody>
     const issues = error.issues === undefined ? {} : { issues: error.issues }
@@ -628,7 +649,7 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
    * under a fresh identity.
    */
   #startAfresh(head: PendingOp): void {
-    if (head.inDoubt !== undefined && head.inDoubt.epoch === this.#epoch) {
+    if (head.doubted && head.lastSent?.epoch === this.#epoch) {
       this.#refuse(head, new ZunoError('outcome_unknown', `${head.replica.cell.key}: op ${head.opId} was sent, never answered, and the server has since forgotten this client`), { next: false })
     }
     this.#identity = { clientId: newClientId(), opId: 0 }
@@ -637,21 +658,29 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
       this.#forget(op)
       op.clientId = this.#identity.clientId
       op.opId = ++this.#identity.opId
-      op.inDoubt = undefined
+      op.lastSent = undefined
+      op.doubted = false
       this.#save(op)
     }
     this.#pump()
   }
 
+  /** An answer showed the op was not applied: it may be rebased, and a reload need not treat it as in doubt. */
+  #notApplied(op: PendingOp): void {
+    op.doubted = false
+    op.lastSent = undefined
+    this.#save(op)
+  }
+
   /** The network or the server failed: the op stays first in line, in doubt, and goes again unchanged after a pause. */
-  #deliveryFailed(op: PendingOp, body: { baseVersion: number; state: unknown; epoch: string }, error: unknown): void {
+  #deliveryFailed(op: PendingOp, error: unknown): void {
     if (this.#closed) return
     this.#lastError.set(
       isZunoError(error) ? error : new ZunoError('network', 'Could not reach the server', { cause: error }),
     )
     if (this.#queue[0] !== op) return this.#pump()
-    // A 429 is decided before anything is done; anything else may have been applied.
-    if (!(isZunoError(error) && error.code === 'rate_limited')) op.inDoubt = body
+    // A 429 or a 401 is decided before anything is done; anything else may have been applied.
+    if (!(isZunoError(error) && (error.code === 'rate_limited' || error.code === 'unauthenticated'))) op.doubted = true
     op.failures += 1
     const waitAtLeast = isZunoError(error) && error.retryAfter !== undefined ? error.retryAfter * 1000 : 0
     this.#retry(op.failures, DELIVERY_BACKOFF_BASE_MS, waitAtLeast)
@@ -732,6 +761,8 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
   #applySnapshot(message: SnapshotMessage, eventId: string): void {
     const epochChanged = this.#noteEventId(eventId)
     if (epochChanged) {
+      // An op told `epoch_changed` need not wait out its pause.
+      this.#flush()
       // A new history: every store this replica holds starts over from it, the ones it lacks from their initial state.
       for (const [key, replica] of this.#replicas) {
         if (!Object.hasOwn(message.stores, key)) {
@@ -792,11 +823,11 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
   }
 
   /**
-   * Puts ops queued before a reload first in line, as plain values under their original ids. The
-   * first may have been on the wire when the page went away, so it counts as in doubt.
+   * Puts ops queued before a reload first in line, as plain values under their original ids. One
+   * whose entry says it was sent may have been applied: it counts as in doubt.
    */
   #restore(entries: OutboxEntry[]): void {
-    const restored = entries.map((entry, index): PendingOp => ({
+    const restored = entries.map((entry): PendingOp => ({
       replica: this.#replica(entry.storeKey),
       clientId: entry.clientId,
       opId: entry.opId,
@@ -812,7 +843,8 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
       conflicts: 0,
       failures: 0,
       failure: undefined,
-      inDoubt: index === 0 && entry.sentOn !== undefined ? { ...entry.sentOn, state: entry.state } : undefined,
+      lastSent: entry.sentOn === undefined ? undefined : { ...entry.sentOn, state: entry.state },
+      doubted: entry.sentOn !== undefined,
     }))
     this.#restoring = false
     this.#queue.unshift(...restored)
@@ -825,8 +857,8 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
   #save(op: PendingOp): void {
     if (this.#outbox === undefined || op.failure !== undefined) return
     const { clientId, opId, queuedAt } = op
-    const entry: OutboxEntry = { clientId, opId, queuedAt, storeKey: op.replica.cell.key, state: op.inDoubt?.state ?? op.result }
-    if (op.inDoubt !== undefined) entry.sentOn = { baseVersion: op.inDoubt.baseVersion, epoch: op.inDoubt.epoch }
+    const entry: OutboxEntry = { clientId, opId, queuedAt, storeKey: op.replica.cell.key, state: op.lastSent?.state ?? op.result }
+    if (op.lastSent !== undefined) entry.sentOn = { baseVersion: op.lastSent.baseVersion, epoch: op.lastSent.epoch }
     this.#outbox.save(entry)
   }
 
