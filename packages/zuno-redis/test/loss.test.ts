@@ -156,10 +156,12 @@ describe.skipIf(!haveRedis)('zuno-redis losing data', () => {
     const other = new RawClient(instances[1].url)
     other.epoch = first
     other.known.set('counter', { version: 10, state: 10 })
-    const { answer } = await other.update('counter', (n) => (n as number) + 1)
+    const { answer, request } = await other.update('counter', (n) => (n as number) + 1)
     expect(answer.body).toMatchObject({ version: 11, state: 11 })
     const { epoch: second } = await state(instances[1].url)
     expect(second).not.toBe(first)
+    // Refused as of another epoch first (nothing written), then accepted in the new one.
+    expect(request.epoch).toBe(second)
     await until(async () => (await state(instances[0].url)).epoch === second)
 
     // seq gone: found by the follow loops, with no write to trip on it.
@@ -179,5 +181,45 @@ describe.skipIf(!haveRedis)('zuno-redis losing data', () => {
     expect(Math.min(...seqs(second))).toBeGreaterThan(10)
     expect(Math.min(...seqs(third))).toBeGreaterThan(Math.max(...seqs(second)))
     expect((await state(instances[0].url)).stores.counter).toEqual({ version: 16, state: 16 })
+  }, 60_000)
+
+  it('a failover to a lagging replica (keys restored from three events back): a new epoch, no event id reused with other content', async () => {
+    const ns = namespace()
+    const instances = (await Promise.all([startInstance(ns), startInstance(ns)])) as [Instance, Instance]
+    const seen = new Map<string, string>()
+    const reused: string[] = []
+    for (const instance of instances) cleanups.push(recordIds(instance.url, seen, reused))
+    const { epoch: first } = await state(instances[0].url)
+    const writer = new RawClient(instances[0].url)
+    const redis = redisClient()
+    const keys = [`{${ns}}:epoch`, `{${ns}}:seq`, `{${ns}}:log`, `{${ns}}:stores`, `{${ns}}:s:counter`]
+    let replica: Array<Buffer | null> = []
+    for (let i = 0; i < 10; i++) {
+      await writer.update('counter', (n) => (n as number) + 1)
+      if (i === 6) replica = await Promise.all(keys.map((key) => redis.dumpBuffer(key)))
+    }
+    await until(() => seen.has(`${first}-10`))
+    await until(async () => (await state(instances[1].url)).cursor === `${first}-10`)
+
+    // The failover: every key as the replica had it, same epoch id, seq 7, the Stream's last id 7.
+    await Promise.all(keys.map((key, i) => redis.restore(key, 0, replica[i] as Buffer, 'REPLACE')))
+    expect(await redis.get(`{${ns}}:seq`)).toBe('7')
+    // A client that saw version 7 writes at once through the other instance, in the epoch it knows.
+    const lagging = new RawClient(instances[1].url)
+    lagging.epoch = first
+    lagging.known.set('counter', { version: 7, state: 7 })
+    const { answer, request } = await lagging.update('counter', () => 'after the failover')
+    expect(answer.body).toMatchObject({ version: 8, state: 'after the failover' })
+    // Never accepted in the epoch the replica rolled back: that would reuse the id `${first}-8`.
+    expect(request.epoch).not.toBe(first)
+    await until(async () => {
+      const [a, b] = await Promise.all(instances.map((instance) => state(instance.url)))
+      return a?.epoch !== first && a?.epoch === b?.epoch
+    }, 10_000)
+    const { epoch: second } = await state(instances[0].url)
+    await until(() => seen.has(`${second}-8`))
+    expect(reused).toEqual([])
+    expect(seen.get(`${first}-8`)).not.toContain('after the failover')
+    expect((await state(instances[0].url)).stores.counter).toEqual({ version: 8, state: 'after the failover' })
   }, 60_000)
 })
