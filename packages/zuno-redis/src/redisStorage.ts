@@ -396,7 +396,8 @@ export function createRedisStorage(options: RedisStorageOptions): Storage {
       resetListeners.clear()
       loaded()
       reader.disconnect()
-      await commands.quit().catch(() => {})
+      if (connecting === undefined) commands.disconnect()
+      else await commands.quit().catch(() => {})
     },
   }
 }

@@ -154,7 +154,8 @@ return {id, tostring(base), tostring(seq), tostring(format)}
 `
 
 /**
- * LOAD: RECONCILE, then the stores, seq and recent events as of that one moment.
+ * LOAD: RECONCILE, then the stores, seq and recent events as of that one moment. The store hashes
+ * are not in KEYS (their names come from the set); they share the namespace's slot.
  * KEYS: epoch, seq, log, stores. ARGV: candidate, expected, floor, recent, store key prefix.
  * Reply: {epoch, base, seq, format, {storeKey, version, stateJson, …}, entries (newest first)}.
  */
