@@ -4,7 +4,8 @@
  * Stream, every instance moves to one new epoch, clients resync by snapshot, no event id is reused.
  */
 import { describe, expect, it } from 'vitest'
-import { parseEventId, writerTag } from 'zuno'
+import { newClientId, parseEventId, writerTag } from 'zuno'
+import { createRedisStorage } from '../src/index'
 import { openRawStream, type RawStream, type SseFrame } from '../../zuno/test/support/sseReader'
 import { until } from '../../zuno/test/support/until'
 import { redisAvailable } from './redisAvailable'
@@ -222,4 +223,31 @@ describe.skipIf(!haveRedis)('zuno-redis losing data', () => {
     expect(seen.get(`${first}-8`)).not.toContain('after the failover')
     expect((await state(instances[0].url)).stores.counter).toEqual({ version: 8, state: 'after the failover' })
   }, 60_000)
+
+  it('an instance that started after the Stream lost its tail: the refused XADD moves to a new epoch, ids go on past the lost ones', async () => {
+    const ns = namespace()
+    const redis = redisClient()
+    const first = createRedisStorage({ namespace: ns })
+    cleanups.push(() => first.close())
+    const { epoch } = await first.load()
+    const clientId = newClientId()
+    for (let i = 0; i < 3; i++) {
+      const write = { storeKey: 'counter', baseVersion: i, state: i + 1 }
+      await first.commit({ principal: '', clientId, opId: i + 1, digest: `d${i}`, epoch, write })
+    }
+    await first.close()
+    // The last event and seq roll back; the Stream still remembers it gave id 0-3.
+    await redis.xdel(`{${ns}}:log`, '0-3')
+    await redis.set(`{${ns}}:seq`, 2)
+    const second = createRedisStorage({ namespace: ns })
+    cleanups.push(() => second.close())
+    const image = await second.load()
+    expect(image).toMatchObject({ epoch, seq: 2 })
+    const op = { principal: '', clientId: newClientId(), opId: 1, digest: 'x', epoch, write: { storeKey: 'counter', baseVersion: 3, state: 4 } }
+    const refused = await second.commit(op)
+    expect(refused).toMatchObject({ type: 'epoch_changed' })
+    const next = (refused as { epoch: string }).epoch
+    expect(next).not.toBe(epoch)
+    expect(await second.commit({ ...op, epoch: next })).toMatchObject({ type: 'accepted', event: { seq: 4, id: `${next}-4` } })
+  })
 })
