@@ -2,7 +2,7 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { Redis } from 'ioredis'
 import { describe, expect, it, vi } from 'vitest'
-import { newClientId } from 'zuno'
+import { newClientId, parseEventId } from 'zuno'
 import type { CommittedEvent, ProposalResult, StorageHealth } from 'zuno/server'
 import { freePort } from '../../zuno/test/support/freePort'
 import { until } from '../../zuno/test/support/until'
@@ -134,4 +134,43 @@ describe.skipIf(!haveRedis)('zuno-redis follow loop', () => {
       error: { code: 'epoch_changed' },
     })
   }, 40_000)
+
+  it('after a reset, holds events back until the universe has loaded the new epoch, then goes on from its image', async () => {
+    const warn = vi.spyOn(console, 'warn').mockImplementation(() => {})
+    cleanups.push(() => warn.mockRestore())
+    const ns = namespace()
+    const a = createRedisStorage({ namespace: ns })
+    cleanups.push(() => a.close())
+    await a.load()
+    let phase = 'running'
+    const delivered: Array<{ id: string; phase: string }> = []
+    let image: Awaited<ReturnType<typeof a.load>> | undefined
+    a.onCommit((event) => delivered.push({ id: event.id, phase }))
+    a.onReset?.(() => {
+      phase = 'reset'
+      // A slow reload: events committed meanwhile must wait for it, not reach the old universe.
+      setTimeout(async () => {
+        image = await a.load()
+        phase = 'loaded'
+      }, 700)
+    })
+    // The namespace is wiped; another instance starts on it (a new epoch) and writes at once.
+    const redis = redisClient()
+    await redis.del(...(await redis.keys(`{${ns}}:*`)))
+    const b = createRedisStorage({ namespace: ns })
+    cleanups.push(() => b.close())
+    const { epoch } = await b.load()
+    const clientId = newClientId()
+    for (let i = 0; i < 6; i++) {
+      const write = { storeKey: 'counter', baseVersion: i, state: i + 1 }
+      await b.commit({ principal: '', clientId, opId: i + 1, digest: `d${i}`, epoch, write })
+      await sleep(200)
+    }
+    await until(() => phase === 'loaded' && delivered.length > 0 && delivered.at(-1)?.id === `${epoch}-6`, 10_000)
+    expect(delivered.filter((d) => d.phase !== 'loaded')).toEqual([])
+    expect(image?.epoch).toBe(epoch)
+    // What the image had is not delivered again; what came after it is, in order.
+    const after = delivered.map((d) => parseEventId(d.id)?.seq)
+    expect(after).toEqual(Array.from({ length: 6 - (image?.seq ?? 0) }, (_, i) => (image?.seq ?? 0) + i + 1))
+  }, 30_000)
 })
