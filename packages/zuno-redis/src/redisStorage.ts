@@ -35,6 +35,8 @@ const BLOCK_MS = 1000
 const STALL_MS = 3000
 /** Backoff of the follow loop after an error: doubled from the first, up to the last. */
 const BACKOFF_MS = [100, 5000] as const
+/** Longest wait of a `processed` answer for this instance to catch up with the Stream. */
+const CAUGHT_UP_MS = 5000
 /** A reset not followed by a `load()` within this long is announced again. */
 const RELOAD_WAIT_MS = 5000
 
@@ -90,7 +92,7 @@ export function createRedisStorage(options: RedisStorageOptions): Storage {
     return (commands as unknown as Record<string, Script>)[name]?.bind(commands) as Script
   }
   const commitScript = script('zunoCommit', 6, COMMIT)
-  const refuseScript = script('zunoRefuse', 3, REFUSE)
+  const refuseScript = script('zunoRefuse', 4, REFUSE)
   const reconcileScript = script('zunoReconcile', 3, RECONCILE)
   const loadScript = script('zunoLoad', 4, LOAD)
 
@@ -141,6 +143,7 @@ export function createRedisStorage(options: RedisStorageOptions): Storage {
     delivered = seq
     known = seq
     generation += 1
+    wakeCaughtUp()
     if (resetListeners.size === 0) return
     awaitingLoad = true
     notifyEach(resetListeners, undefined, 'a reset listener')
@@ -209,6 +212,7 @@ export function createRedisStorage(options: RedisStorageOptions): Storage {
           notifyEach(commitListeners, event, 'a commit listener')
           if (at !== generation) break
         }
+        wakeCaughtUp()
       } catch (error) {
         if (closed) break
         loopError = error instanceof Error ? error.message : String(error)
@@ -227,10 +231,32 @@ export function createRedisStorage(options: RedisStorageOptions): Storage {
     return { type: 'epoch_changed', epoch }
   }
 
+  /** Processes waiting for the follow loop to deliver a seq (or for the history to be replaced). */
+  let caughtUpWaiters: Array<{ seq: number; at: number; resolve: () => void }> = []
+  const wakeCaughtUp = () => {
+    if (caughtUpWaiters.length === 0) return
+    const waiting = caughtUpWaiters.filter((waiter) => waiter.seq > delivered && waiter.at === generation && !closed)
+    for (const waiter of caughtUpWaiters) if (!waiting.includes(waiter)) waiter.resolve()
+    caughtUpWaiters = waiting
+  }
+  /**
+   * Resolves once this instance has delivered `seq` of `requestEpoch` (so the universe's stores are
+   * at least that current), at once when the epoch is not this instance's, and after `CAUGHT_UP_MS` at most.
+   */
+  const caughtUp = (seq: number, requestEpoch: string): Promise<void> | undefined => {
+    if (seq <= delivered || requestEpoch !== epoch || !following) return undefined
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, CAUGHT_UP_MS)
+      caughtUpWaiters.push({ seq, at: generation, resolve: () => (clearTimeout(timer), resolve()) })
+    })
+  }
+
   /** The outcomes both scripts share; `undefined` for the ones only COMMIT gives. */
-  const decided = (reply: Reply, storeKey: string): CommitOutcome | undefined => {
+  const decided = async (reply: Reply, storeKey: string, requestEpoch: string): Promise<CommitOutcome | undefined> => {
     switch (reply[0]) {
       case 'processed':
+        // Answered with the store's current truth: the universe must have read at least this far.
+        await caughtUp(Number(reply[1]), requestEpoch)
         return { type: 'processed' }
       case 'reused':
         return { type: 'reused' }
@@ -277,6 +303,7 @@ export function createRedisStorage(options: RedisStorageOptions): Storage {
       generation += 1
       awaitingLoad = false
       loaded()
+      wakeCaughtUp()
       return { epoch: id, seq, stores, recent: events }
     },
 
@@ -329,7 +356,7 @@ export function createRedisStorage(options: RedisStorageOptions): Storage {
         case 'lost':
           return afterLoss(request.epoch)
       }
-      const outcome = decided(reply, storeKey)
+      const outcome = await decided(reply, storeKey, request.epoch)
       if (outcome === undefined) throw new Error(`zuno-redis: unexpected reply ${String(reply[0])}`)
       return outcome
     },
@@ -341,6 +368,7 @@ export function createRedisStorage(options: RedisStorageOptions): Storage {
       try {
         reply = await refuseScript(
           keys.epoch,
+          keys.seq,
           keys.log,
           keys.client(request),
           request.epoch,
@@ -357,7 +385,7 @@ export function createRedisStorage(options: RedisStorageOptions): Storage {
         throw unavailable(error)
       }
       if (reply[0] === 'lost') return afterLoss(request.epoch)
-      const outcome = decided(reply, storeKey)
+      const outcome = await decided(reply, storeKey, request.epoch)
       if (outcome === undefined) throw new Error(`zuno-redis: unexpected reply ${String(reply[0])}`)
       return outcome
     },
@@ -395,6 +423,7 @@ export function createRedisStorage(options: RedisStorageOptions): Storage {
       commitListeners.clear()
       resetListeners.clear()
       loaded()
+      wakeCaughtUp()
       reader.disconnect()
       if (connecting === undefined) commands.disconnect()
       else await commands.quit().catch(() => {})

@@ -69,15 +69,16 @@ end
 /**
  * Decides an op against its client's record, as \`decideOp\` does: nil when it is the client's next
  * op, else the reply. A kept acceptance is answered with the state of its event while the Stream
- * keeps it (checked to be that op's), else as \`processed\`.
+ * keeps it (checked to be that op's), else as \`processed\` with the current seq (the instance
+ * answers with the store once it has followed the Stream that far).
  */
 const DECIDE = `
-local function decide(clientKey, log, opId, digest, storeKey, writer)
+local function decide(clientKey, log, opId, digest, storeKey, writer, seq)
   local mark = tonumber(redis.call('HGET', clientKey, 'm') or '0')
   local n = tonumber(opId)
   if n <= mark then
     local kept = redis.call('HMGET', clientKey, 'd:' .. opId, 'r:' .. opId)
-    if not kept[1] or not kept[2] then return {'processed'} end
+    if not kept[1] or not kept[2] then return {'processed', tostring(seq)} end
     if kept[1] ~= digest then return {'reused'} end
     if string.sub(kept[2], 1, 1) == 'x' then return {'answered', kept[2]} end
     local version, seq = string.match(kept[2], '^a(%d+):(%d+)$')
@@ -87,7 +88,7 @@ local function decide(clientKey, log, opId, digest, storeKey, writer)
       for i = 1, #entry[2], 2 do f[entry[2][i]] = entry[2][i + 1] end
       if f.k == storeKey and f.v == version and f.w == writer and f.o == opId then return {'answered', kept[2], f.s} end
     end
-    return {'processed'}
+    return {'processed', tostring(seq)}
   end
   if n ~= mark + 1 then return {'unknown_client'} end
   return nil
@@ -113,7 +114,7 @@ if id ~= ARGV[1] then return {'epoch_changed', id} end
 local seq = tonumber(redis.call('GET', KEYS[2]) or '')
 if not seq or seq < tonumber(ARGV[2]) then return {'lost'} end
 redis.call('SISMEMBER', KEYS[5], ARGV[3])
-local decided = decide(KEYS[6], KEYS[3], ARGV[7], ARGV[8], ARGV[3], ARGV[6])
+local decided = decide(KEYS[6], KEYS[3], ARGV[7], ARGV[8], ARGV[3], ARGV[6], seq)
 if decided then return decided end
 local version = tonumber(redis.call('HGET', KEYS[4], 'v') or '0')
 if version ~= tonumber(ARGV[4]) then return {'conflict', tostring(version), redis.call('HGET', KEYS[4], 's')} end
@@ -130,16 +131,16 @@ return {'accepted', tostring(nextVersion), tostring(nextSeq)}
 `
 
 /**
- * REFUSE. KEYS: epoch, log, client. ARGV: epoch, opId, digest, storeKey, writer, answerJson,
+ * REFUSE. KEYS: epoch, seq, log, client. ARGV: epoch, opId, digest, storeKey, writer, answerJson,
  * window, lifetimeMs, now. Replies like COMMIT, with {'answered', 'x' .. answerJson} when recorded.
  */
 export const REFUSE = `${DECIDE}
 local id = redis.call('HGET', KEYS[1], 'id')
 if not id then return {'lost'} end
 if id ~= ARGV[1] then return {'epoch_changed', id} end
-local decided = decide(KEYS[3], KEYS[2], ARGV[2], ARGV[3], ARGV[4], ARGV[5])
+local decided = decide(KEYS[4], KEYS[3], ARGV[2], ARGV[3], ARGV[4], ARGV[5], redis.call('GET', KEYS[2]) or '0')
 if decided then return decided end
-record(KEYS[3], ARGV[2], ARGV[3], 'x' .. ARGV[6], ARGV[7], ARGV[8], ARGV[9])
+record(KEYS[4], ARGV[2], ARGV[3], 'x' .. ARGV[6], ARGV[7], ARGV[8], ARGV[9])
 return {'answered', 'x' .. ARGV[6]}
 `
 

@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest'
 import { newClientId } from 'zuno'
 import { redisAvailable } from './redisAvailable'
-import { namespace, post, redisClient, startInstance, state } from './support'
+import { namespace, openUniverse, post, redisClient, startInstance, state } from './support'
 
 const haveRedis = await redisAvailable()
 
@@ -65,4 +65,22 @@ describe.skipIf(!haveRedis)('zuno-redis exactly-once', () => {
     expect(await redis.hget(`{${ns}}:c:6:reader:${clientId}`, 'm')).toBe('2')
     expect(await redis.xlen(`{${ns}}:log`)).toBe(0)
   }, 30_000)
+
+  it('answers a forgotten op with a truth at least as new as the op, even on an instance that has not followed the Stream yet', async () => {
+    const ns = namespace()
+    const a = openUniverse(ns, { idempotencyWindow: 1 })
+    const b = openUniverse(ns, { idempotencyWindow: 1 })
+    await Promise.all([a.ready, b.ready])
+    const principal = { principal: 'alice' }
+    for (let round = 0; round < 20; round++) {
+      const clientId = newClientId()
+      const version = b.store('counter').version
+      const op = (opId: number, baseVersion: number, value: number) => ({ storeKey: 'counter', baseVersion, epoch: b.epoch, state: value, clientId, opId })
+      expect(await b.propose(op(1, version, round * 2), principal)).toMatchObject({ type: 'accepted', version: version + 1 })
+      expect(await b.propose(op(2, version + 1, round * 2 + 1), principal)).toMatchObject({ type: 'accepted', version: version + 2 })
+      // Op 1 again, on A at once: processed, and answered no older than op 2.
+      const retry = await a.propose(op(1, version, round * 2), principal)
+      expect(retry).toEqual({ type: 'accepted', storeKey: 'counter', version: version + 2, state: round * 2 + 1, duplicate: true })
+    }
+  })
 })
