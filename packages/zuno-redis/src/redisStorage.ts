@@ -136,6 +136,26 @@ export function createRedisStorage(options: RedisStorageOptions): Storage {
     }
   }
 
+  /** Processes waiting for the follow loop to deliver a seq (or for the history to be replaced). */
+  let caughtUpWaiters: Array<{ seq: number; at: number; resolve: () => void }> = []
+  const wakeCaughtUp = () => {
+    if (caughtUpWaiters.length === 0) return
+    const waiting = caughtUpWaiters.filter((waiter) => waiter.seq > delivered && waiter.at === generation && !closed)
+    for (const waiter of caughtUpWaiters) if (!waiting.includes(waiter)) waiter.resolve()
+    caughtUpWaiters = waiting
+  }
+  /**
+   * Resolves once this instance has delivered `seq` of `requestEpoch` (so the universe's stores are
+   * at least that current), at once when the epoch is not this instance's, and after `CAUGHT_UP_MS` at most.
+   */
+  const caughtUp = (seq: number, requestEpoch: string): Promise<void> | undefined => {
+    if (seq <= delivered || requestEpoch !== epoch || !following) return undefined
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, CAUGHT_UP_MS)
+      caughtUpWaiters.push({ seq, at: generation, resolve: () => (clearTimeout(timer), resolve()) })
+    })
+  }
+
   /** Takes `nextEpoch` (from `seq`) as this instance's history, and tells the universe to reload. */
   const replaceHistory = (nextEpoch: string, seq: number, why: string) => {
     console.warn(`[zuno-redis] ${why}: now epoch ${nextEpoch} from seq ${seq}; reloading`)
@@ -229,26 +249,6 @@ export function createRedisStorage(options: RedisStorageOptions): Storage {
     await reconcile(0, true)
     if (epoch === requestEpoch) throw new ZunoError('unavailable', 'Redis history is being checked; try again', { retryAfter: 1 })
     return { type: 'epoch_changed', epoch }
-  }
-
-  /** Processes waiting for the follow loop to deliver a seq (or for the history to be replaced). */
-  let caughtUpWaiters: Array<{ seq: number; at: number; resolve: () => void }> = []
-  const wakeCaughtUp = () => {
-    if (caughtUpWaiters.length === 0) return
-    const waiting = caughtUpWaiters.filter((waiter) => waiter.seq > delivered && waiter.at === generation && !closed)
-    for (const waiter of caughtUpWaiters) if (!waiting.includes(waiter)) waiter.resolve()
-    caughtUpWaiters = waiting
-  }
-  /**
-   * Resolves once this instance has delivered `seq` of `requestEpoch` (so the universe's stores are
-   * at least that current), at once when the epoch is not this instance's, and after `CAUGHT_UP_MS` at most.
-   */
-  const caughtUp = (seq: number, requestEpoch: string): Promise<void> | undefined => {
-    if (seq <= delivered || requestEpoch !== epoch || !following) return undefined
-    return new Promise((resolve) => {
-      const timer = setTimeout(resolve, CAUGHT_UP_MS)
-      caughtUpWaiters.push({ seq, at: generation, resolve: () => (clearTimeout(timer), resolve()) })
-    })
   }
 
   /** The outcomes both scripts share; `undefined` for the ones only COMMIT gives. */
