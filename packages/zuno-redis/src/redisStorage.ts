@@ -27,6 +27,8 @@ export interface RedisStorageOptions extends ClientRecordOptions {
   retention?: number
   /** How many recent events a starting instance loads, to serve resumes at once. Default 1,000. */
   recent?: number
+  /** How many bytes of recent events (their fields) a starting instance loads at most. Default 64 MiB. */
+  recentBytes?: number
 }
 
 /** How long the follow loop blocks on the Stream before it checks the epoch again. */
@@ -71,6 +73,7 @@ export function createRedisStorage(options: RedisStorageOptions): Storage {
   }
   const retention = options.retention ?? 10_000
   const recent = options.recent ?? 1000
+  const recentBytes = options.recentBytes ?? 64 * 1024 * 1024
   const window = options.idempotencyWindow ?? CLIENT_DEFAULTS.idempotencyWindow
   const lifetimeMs = options.clientLifetimeMs ?? CLIENT_DEFAULTS.clientLifetimeMs
   const now = options.now ?? Date.now
@@ -279,7 +282,7 @@ export function createRedisStorage(options: RedisStorageOptions): Storage {
   return {
     async load(): Promise<StorageImage> {
       await connect()
-      const reply = await loadScript(keys.epoch, keys.seq, keys.log, keys.stores, newEpochId(), epoch, known, recent, keys.storePrefix)
+      const reply = await loadScript(keys.epoch, keys.seq, keys.log, keys.stores, newEpochId(), epoch, known, recent, keys.storePrefix, recentBytes)
       const [id, , seqText, format, flat, latest] = reply as [string, string, string, string, string[], Entry[]]
       if (Number(seqText) < 0) {
         throw new Error(`Redis namespace ${options.namespace} holds Zuno data of format ${format}; this version reads format ${FORMAT} only`)

@@ -157,7 +157,7 @@ return {id, tostring(base), tostring(seq), tostring(format)}
 /**
  * LOAD: RECONCILE, then the stores, seq and recent events as of that one moment. The store hashes
  * are not in KEYS (their names come from the set); they share the namespace's slot.
- * KEYS: epoch, seq, log, stores. ARGV: candidate, expected, floor, recent, store key prefix.
+ * KEYS: epoch, seq, log, stores. ARGV: candidate, expected, floor, recent, store key prefix, recent bytes.
  * Reply: {epoch, base, seq, format, {storeKey, version, stateJson, …}, entries (newest first)}.
  */
 export const LOAD = `${ENSURE}
@@ -172,10 +172,22 @@ for _, key in ipairs(redis.call('SMEMBERS', KEYS[4])) do
     stores[#stores + 1] = h[2]
   end
 end
+-- The newest events, at most ARGV[4] of them and ARGV[6] bytes, read in chunks so the bound holds in Redis too.
 local recent = {}
-local count = tonumber(ARGV[4])
-if count > 0 and seq > base then
-  recent = redis.call('XREVRANGE', KEYS[3], '0-' .. seq, '(0-' .. base, 'COUNT', count)
+local want, budget, bytes = tonumber(ARGV[4]), tonumber(ARGV[6]), 0
+local from = '0-' .. seq
+while #recent < want and seq > base do
+  local chunk = redis.call('XREVRANGE', KEYS[3], from, '(0-' .. base, 'COUNT', math.min(100, want - #recent))
+  if #chunk == 0 then break end
+  for _, entry in ipairs(chunk) do
+    for i = 2, #entry[2], 2 do bytes = bytes + #entry[2][i] end
+    if bytes > budget then
+      want = 0
+      break
+    end
+    recent[#recent + 1] = entry
+  end
+  from = '(' .. chunk[#chunk][1]
 end
 return {id, tostring(base), tostring(seq), tostring(format), stores, recent}
 `

@@ -55,4 +55,25 @@ describe.skipIf(!haveRedis)('zuno-redis load', () => {
     await redis.hset(`{${ns}}:epoch`, 'format', 3)
     await expect(storage(ns).load()).rejects.toThrow(/format 3; this version reads format 2/)
   })
+
+  it('loads at most `recent` events and `recentBytes` of them, the newest, contiguous up to seq', async () => {
+    const ns = namespace()
+    const writer = storage(ns)
+    const { epoch } = await writer.load()
+    const clientId = newClientId()
+    const big = 'x'.repeat(10_000)
+    for (let i = 0; i < 250; i++) {
+      const write = { storeKey: 'big', baseVersion: i, state: `${i}${big}` }
+      await writer.commit({ principal: '', clientId, opId: i + 1, digest: `d${i}`, epoch, write })
+    }
+    const seqs = (image: { recent?: Array<{ seq: number }> }) => image.recent?.map((event) => event.seq)
+    const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i)
+    expect(seqs(await storage(ns).load())).toEqual(range(1, 250))
+    const counted = createRedisStorage({ namespace: ns, recent: 120 })
+    cleanups.push(() => counted.close())
+    expect(seqs(await counted.load())).toEqual(range(131, 250))
+    const bounded = createRedisStorage({ namespace: ns, recentBytes: 50_500 })
+    cleanups.push(() => bounded.close())
+    expect(seqs(await bounded.load())).toEqual(range(246, 250))
+  })
 })
