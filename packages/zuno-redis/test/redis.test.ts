@@ -1,112 +1,109 @@
 /** zuno-redis against a real Redis at 127.0.0.1:6379, with real server processes. */
-import { type ChildProcess, spawn } from 'node:child_process'
+import { type ChildProcess } from 'node:child_process'
 import { createServer, request as httpRequest } from 'node:http'
-import { fileURLToPath } from 'node:url'
 import { EventSource } from 'eventsource'
-import { Redis } from 'ioredis'
-import { afterEach, describe, expect, it } from 'vitest'
-import { connect, type ReplicaUniverse } from 'zuno'
-import { createUniverse } from 'zuno/server'
+import { describe, expect, it } from 'vitest'
+import { newClientId } from 'zuno'
 import { until } from '../../zuno/test/support/until'
-import { createRedisStorage } from '../src/index'
 import { redisAvailable } from './redisAvailable'
+import { cleanups, namespace, openUniverse, post, RawClient, startInstance, state } from './support'
 
 const haveRedis = await redisAvailable()
-const cleanups: Array<() => unknown> = []
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
-})
+const anonymous = { principal: '' }
 
-/** A namespace of its own per test, deleted afterwards. */
-function namespace(): string {
-  const ns = `zuno-test-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`
-  cleanups.push(async () => {
-    const redis = new Redis('redis://127.0.0.1:6379')
-    const keys = await redis.keys(`{${ns}}:*`)
-    if (keys.length > 0) await redis.del(...keys)
-    await redis.quit()
+/** An SSE observer (EventSource reconnects with Last-Event-ID) recording every version it is shown. */
+function observe(url: string): { versions: number[]; open: () => boolean } {
+  const source = new EventSource(`${url}/sse?v=2`)
+  cleanups.push(() => source.close())
+  const versions: number[] = []
+  let opened = false
+  source.addEventListener('snapshot', (event) => {
+    opened = true
+    const counter = (JSON.parse(event.data) as { stores: Record<string, { version: number }> }).stores.counter
+    versions.push(counter?.version ?? 0)
   })
-  return ns
+  source.addEventListener('state', (event) => {
+    const change = JSON.parse(event.data) as { storeKey: string; version: number }
+    if (change.storeKey === 'counter') versions.push(change.version)
+  })
+  return { versions, open: () => opened }
 }
-
-const fixture = fileURLToPath(new URL('./fixtures/instance.ts', import.meta.url))
-
-/** Starts one server process on Redis; resolves with its port and the process. */
-function startInstance(ns: string): Promise<{ port: number; child: ChildProcess; url: string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', fixture], {
-    env: { ...process.env, NAMESPACE: ns },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  })
-  cleanups.push(() => child.kill('SIGKILL'))
-  return new Promise((resolve, reject) => {
-    child.stdout?.on('data', (chunk: Buffer) => {
-      const port = /READY (\d+)/.exec(chunk.toString())?.[1]
-      if (port) resolve({ port: Number(port), child, url: `http://127.0.0.1:${port}/zuno` })
-    })
-    child.once('exit', (code) => reject(new Error(`instance exited with ${code}`)))
-  })
-}
-
-function replica(url: string): ReplicaUniverse {
-  const universe = connect({ url, EventSource, maxAttempts: 1000 })
-  cleanups.push(() => universe.close())
-  return universe
-}
-
-const propose = (url: string, body: Record<string, unknown>) =>
-  fetch(`${url}/sync`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ storeKey: 'counter', baseVersion: 0, state: 1, clientId: 'c', opId: 1, ...body }),
-  })
 
 describe.skipIf(!haveRedis)('zuno-redis', () => {
   it('commits atomically, answers conflicts and retries, and fans out from the Stream', async () => {
     const ns = namespace()
-    const universe = createUniverse({ stores: { counter: 0 }, storage: createRedisStorage({ namespace: ns }) })
-    cleanups.push(() => universe.close())
+    const universe = openUniverse(ns)
     await universe.ready
-    const op = { storeKey: 'counter', baseVersion: 0, state: 5, clientId: 'a', opId: 1 }
-    expect(await universe.propose(op)).toMatchObject({ type: 'accepted', event: { version: 1, seq: 1 } })
-    expect(await universe.propose(op)).toEqual({ type: 'duplicate', version: 1, state: 5 })
-    expect(await universe.propose({ ...op, opId: 2, state: 9 })).toEqual({ type: 'conflict', version: 1, state: 5 })
+    const clientId = newClientId()
+    const op = { storeKey: 'counter', baseVersion: 0, epoch: universe.epoch, state: 5, clientId, opId: 1 }
+    expect(await universe.propose(op, anonymous)).toEqual({ type: 'accepted', storeKey: 'counter', version: 1, state: 5 })
+    expect(await universe.propose(op, anonymous)).toEqual({ type: 'accepted', storeKey: 'counter', version: 1, state: 5 })
+    expect(await universe.propose({ ...op, opId: 2, state: 9 }, anonymous)).toEqual({ type: 'conflict', storeKey: 'counter', version: 1, state: 5 })
     await until(() => universe.store('counter').version === 1) // delivered by the Stream
     expect(universe.store('counter').get()).toBe(5)
   })
 
   it('keeps state, epoch and recent events across a restart, so clients resume by id', async () => {
     const ns = namespace()
-    const first = createUniverse({ stores: { counter: 0 }, storage: createRedisStorage({ namespace: ns }) })
+    const first = openUniverse(ns)
     await first.ready
-    for (let v = 0; v < 3; v++) await first.propose({ storeKey: 'counter', baseVersion: v, state: v + 1, clientId: 'a', opId: v + 1 })
+    const clientId = newClientId()
+    for (let v = 0; v < 3; v++) {
+      await first.propose({ storeKey: 'counter', baseVersion: v, epoch: first.epoch, state: v + 1, clientId, opId: v + 1 }, anonymous)
+    }
     await until(() => first.store('counter').version === 3)
     const cursor = first.snapshot().cursor
     await first.close()
-    const second = createUniverse({ stores: { counter: 0 }, storage: createRedisStorage({ namespace: ns }) })
-    cleanups.push(() => second.close())
+    await first.storage.close()
+    const second = openUniverse(ns)
     await second.ready
     expect(second.store('counter').get()).toBe(3)
     expect(second.snapshot().cursor).toBe(cursor) // same epoch, same sequence
     expect(second.since(cursor.replace(/-3$/, '-1'))?.map((entry) => entry.event.version)).toEqual([2, 3])
+    // The client's record lives in Redis: its retry is answered on the new instance, the next op follows.
+    const retry = { storeKey: 'counter', baseVersion: 2, epoch: second.epoch, state: 3, clientId, opId: 3 }
+    expect(await second.propose(retry, anonymous)).toEqual({ type: 'accepted', storeKey: 'counter', version: 3, state: 3 })
+    expect(await second.propose({ ...retry, baseVersion: 3, state: 4, opId: 4 }, anonymous)).toMatchObject({ type: 'accepted', version: 4 })
+  })
+
+  it('never writes the secret client id to Redis data', async () => {
+    const ns = namespace()
+    const universe = openUniverse(ns)
+    await universe.ready
+    const clientId = newClientId()
+    await universe.propose({ storeKey: 'counter', baseVersion: 0, epoch: universe.epoch, state: 1, clientId, opId: 1 }, anonymous)
+    const { Redis } = await import('ioredis')
+    const redis = new Redis()
+    cleanups.push(() => redis.quit())
+    const entries = await redis.xrange(`{${ns}}:log`, '-', '+')
+    expect(JSON.stringify(entries)).not.toContain(clientId.slice(17))
+    expect(JSON.stringify(entries)).toContain(clientId.slice(0, 16))
   })
 
   it('gives exactly one winner to concurrent compare-and-set across three instances, and every client converges', async () => {
     const ns = namespace()
     const instances = await Promise.all([startInstance(ns), startInstance(ns), startInstance(ns)])
+    const { epoch } = await state(instances[0]?.url as string)
     const answers = await Promise.all(
-      Array.from({ length: 30 }, (_, i) => propose((instances[i % 3] as { url: string }).url, { clientId: `racer${i}`, state: i })),
+      Array.from({ length: 30 }, (_, i) =>
+        post((instances[i % 3] as { url: string }).url, { storeKey: 'counter', baseVersion: 0, epoch, state: i, clientId: newClientId(), opId: 1 }),
+      ),
     )
     expect(answers.filter((answer) => answer.status === 200)).toHaveLength(1)
     expect(answers.filter((answer) => answer.status === 409)).toHaveLength(29)
 
-    const replicas = Array.from({ length: 6 }, (_, i) => replica((instances[i % 3] as { url: string }).url))
-    await Promise.all(replicas.flatMap((r) => Array.from({ length: 10 }, () => r.store<number>('counter').set((n) => n + 1))))
-    const { version, state } = await (await fetch(`${instances[0]?.url}/state`)).json().then((s) => s.stores.counter)
-    expect(version).toBe(61)
-    await until(() => replicas.every((r) => r.store('counter').version === 61 && r.store('counter').get() === state), 15_000)
-    for (const instance of instances) {
-      expect((await (await fetch(`${instance.url}/state`)).json()).stores.counter).toEqual({ version: 61, state })
-    }
+    const observers = instances.map((instance) => observe(instance.url))
+    await until(() => observers.every((o) => o.open()))
+    const clients = Array.from({ length: 6 }, (_, i) => new RawClient((instances[i % 3] as { url: string }).url))
+    await Promise.all(
+      clients.map(async (client) => {
+        for (let i = 0; i < 10; i++) await client.update('counter', (n) => (n as number) + 1)
+      }),
+    )
+    // Every write resolved: 60 increments on the winner's version 1, each instance there once it has followed the Stream.
+    const value = (answers.find((answer) => answer.status === 200)?.body.state as number) + 60
+    await until(() => observers.every((o) => o.versions.at(-1) === 61), 15_000)
+    for (const instance of instances) expect((await state(instance.url)).stores.counter).toEqual({ version: 61, state: value })
   }, 60_000)
 
   it('fails over: after kill -9 of one instance, its clients resume on another with no gap', async () => {
@@ -133,15 +130,10 @@ describe.skipIf(!haveRedis)('zuno-redis', () => {
     })
     const url = `http://127.0.0.1:${(proxy.address() as { port: number }).port}/zuno`
 
-    const observers = [replica(url), replica(url), replica(url), replica(url)]
-    const seen = observers.map(() => [] as number[])
-    observers.forEach((observer, i) => {
-      observer.store<number>('counter').subscribe(() => (seen[i] as number[]).push(observer.store('counter').version))
-    })
-    await until(() => observers.every((o) => o.status.get() === 'connected'))
+    const observers = [observe(url), observe(url), observe(url), observe(url)]
+    await until(() => observers.every((o) => o.open()))
 
-    const writer = createUniverse({ stores: { counter: 0 }, storage: createRedisStorage({ namespace: ns }) })
-    cleanups.push(() => writer.close())
+    const writer = openUniverse(ns)
     await writer.ready
     for (let i = 0; i < 60; i++) {
       if (i === 20) {
@@ -152,10 +144,10 @@ describe.skipIf(!haveRedis)('zuno-redis', () => {
       await writer.store<number>('counter').set((n) => n + 1)
       await new Promise((resolve) => setTimeout(resolve, 10))
     }
-    await until(() => observers.every((o) => o.store('counter').version === 60), 20_000)
+    await until(() => observers.every((o) => o.versions.at(-1) === 60), 20_000)
     // Every observer saw every version, once and in order: resumed, not re-snapshotted past a gap.
     // (Version 0 is the initial snapshot.)
-    for (const versions of seen) {
+    for (const { versions } of observers) {
       expect(versions.filter((v, i) => v > 0 && v !== versions[i - 1])).toEqual(Array.from({ length: 60 }, (_, i) => i + 1))
     }
   }, 60_000)

@@ -19,6 +19,7 @@ export type { IndexedDbOutboxOptions, Outbox, OutboxEntry } from './client/outbo
 export type { BroadcastChannelConstructor, BroadcastChannelLike, LockManagerLike, TabMessage } from './client/tabs'
 export type { ConnectionStatus, EventSourceConstructor, EventSourceLike, Timers } from './client/connection'
 export { isZunoError, ZunoError } from './errors'
+export { newClientId } from './id'
 export { validateState } from './schema'
 export type { Schemas, StatesOf } from './schema'
 export {
@@ -32,6 +33,7 @@ export {
   PROTOCOL_VERSION,
   SSE_EVENTS,
   STORE_KEY_PATTERN,
+  writerTag,
 } from './protocol'
 export type {
   ErrorBody,

@@ -23,6 +23,7 @@ export type {
 } from './storage'
 export { advanceRecord, CLIENT_DEFAULTS, ClientLedger, clientKey, decideOp, opDigest } from './clientLedger'
 export type { ClientRecord, KeptAnswer } from './clientLedger'
+export { notifyEach } from './notify'
 export type { SseSink, Subscription } from './hub'
 export { HEARTBEAT_FRAME, SSE_HEADERS } from './sse'
 export { errorResponse, JSON_HEADERS, splitTarget, SyncServer, tooLarge } from './syncServer'

@@ -1,0 +1,435 @@
+import { Redis } from 'ioredis'
+import { formatEventId, type StoreState, writerTag, ZunoError } from 'zuno'
+import {
+  CLIENT_DEFAULTS,
+  type ClientRecordOptions,
+  type CommitOutcome,
+  type CommitRequest,
+  type CommittedEvent,
+  clientKey,
+  notifyEach,
+  type OpAnswer,
+  type RefusalAnswer,
+  type RefusalRequest,
+  type Storage,
+  type StorageHealth,
+  type StorageImage,
+} from 'zuno/server'
+import { COMMIT, FORMAT, LOAD, RECONCILE, REFUSE } from './scripts'
+
+/** Options of {@link createRedisStorage}. */
+export interface RedisStorageOptions extends ClientRecordOptions {
+  /** Keys are prefixed `{namespace}:`; one namespace per app (the braces keep a cluster slot). */
+  namespace: string
+  /** Default `redis://127.0.0.1:6379`. */
+  url?: string
+  /** How many events the Stream keeps (approximately) for resuming clients. Default 10,000. */
+  retention?: number
+  /** How many recent events a starting instance loads, to serve resumes at once. Default 1,000. */
+  recent?: number
+  /** How many bytes of recent events (their fields) a starting instance loads at most. Default 64 MiB. */
+  recentBytes?: number
+}
+
+/** How long the follow loop blocks on the Stream before it checks the epoch again. */
+const BLOCK_MS = 1000
+/** A follow loop silent this much longer than a block means Redis is not answering. */
+const STALL_MS = 3000
+/** Backoff of the follow loop after an error: doubled from the first, up to the last. */
+const BACKOFF_MS = [100, 5000] as const
+/** Longest wait of a `processed` answer for this instance to catch up with the Stream. */
+const CAUGHT_UP_MS = 5000
+/** A reset not followed by a `load()` within this long is announced again. */
+const RELOAD_WAIT_MS = 5000
+
+type Reply = Array<string | null | Reply>
+type Entry = [id: string, fields: string[]]
+type Script = (...args: Array<string | number>) => Promise<Reply>
+
+/** An epoch id: letters and digits, as event ids carry it. */
+function newEpochId(): string {
+  const random = crypto.getRandomValues(new Uint32Array(2))
+  return `${Date.now().toString(36)}${random[0]?.toString(36)}${random[1]?.toString(36)}`
+}
+
+const seqOf = (id: string) => Number(id.slice(id.indexOf('-') + 1))
+
+/**
+ * Storage on Redis, for many server instances sharing one world. Each step (commit, refusal,
+ * load, epoch check) is one Lua script, all or nothing; a commit is acknowledged only once its
+ * event is in the Stream. Every instance fans out from the Stream, in log order, and moves to a
+ * new epoch when Redis lost acknowledged history.
+ */
+export function createRedisStorage(options: RedisStorageOptions): Storage {
+  const url = options.url ?? 'redis://127.0.0.1:6379'
+  const ns = `{${options.namespace}}`
+  const keys = {
+    epoch: `${ns}:epoch`,
+    seq: `${ns}:seq`,
+    log: `${ns}:log`,
+    stores: `${ns}:stores`,
+    storePrefix: `${ns}:s:`,
+    client: (op: { principal: string; clientId: string }) => `${ns}:c:${clientKey(op)}`,
+  }
+  const retention = options.retention ?? 10_000
+  const recent = options.recent ?? 1000
+  const recentBytes = options.recentBytes ?? 64 * 1024 * 1024
+  const window = options.idempotencyWindow ?? CLIENT_DEFAULTS.idempotencyWindow
+  const lifetimeMs = options.clientLifetimeMs ?? CLIENT_DEFAULTS.clientLifetimeMs
+  const now = options.now ?? Date.now
+  if (!Number.isSafeInteger(window) || window < 1) throw new RangeError('idempotencyWindow must be a positive integer')
+  if (!Number.isSafeInteger(lifetimeMs) || lifetimeMs < 1) throw new RangeError('clientLifetimeMs must be a positive integer')
+
+  const commands = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 2 })
+  // The follow loop blocks on XREAD, so it has a connection of its own.
+  const reader = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1 })
+  /** The last error of each connection, until it is ready again. */
+  const connectionErrors = new Map<Redis, string>()
+  for (const connection of [commands, reader]) {
+    connection.on('error', (error: Error) => connectionErrors.set(connection, error.message))
+    connection.on('ready', () => connectionErrors.delete(connection))
+  }
+  // Sent once, then run by SHA (ioredis falls back to EVAL on NOSCRIPT, after a Redis restart).
+  const script = (name: string, numberOfKeys: number, lua: string): Script => {
+    commands.defineCommand(name, { numberOfKeys, lua })
+    return (commands as unknown as Record<string, Script>)[name]?.bind(commands) as Script
+  }
+  const commitScript = script('zunoCommit', 6, COMMIT)
+  const refuseScript = script('zunoRefuse', 4, REFUSE)
+  const reconcileScript = script('zunoReconcile', 3, RECONCILE)
+  const loadScript = script('zunoLoad', 4, LOAD)
+
+  const commitListeners = new Set<(event: CommittedEvent) => void>()
+  const resetListeners = new Set<() => void>()
+  /** What this instance knows of the history: its epoch, the last event it delivered, the last it knows of. */
+  let epoch = ''
+  let delivered = 0
+  let known = 0
+  /** Bumped whenever the epoch (or the delivery position) is replaced: what was read before is dropped. */
+  let generation = 0
+  /** A reset was announced; delivery waits for the universe's next `load()`. */
+  let awaitingLoad = false
+  let loaded: () => void = () => {}
+  let following = false
+  let lastHeard = 0
+  let loopError: string | undefined
+  let closed = false
+  let connecting: Promise<unknown> | undefined
+  let reconciling: Promise<void> = Promise.resolve()
+
+  const connect = () => (connecting ??= Promise.all([commands.connect(), reader.connect()]))
+
+  const unavailable = (error: unknown) =>
+    error instanceof ZunoError
+      ? error
+      : new ZunoError('unavailable', `Redis did not answer: ${error instanceof Error ? error.message : String(error)}`, { cause: error, retryAfter: 1 })
+
+  const toEvent = (eventEpoch: string, [id, fields]: Entry): CommittedEvent => {
+    const f: Record<string, string> = {}
+    for (let i = 0; i < fields.length; i += 2) f[fields[i] as string] = fields[i + 1] as string
+    const seq = seqOf(id)
+    return {
+      storeKey: f.k as string,
+      version: Number(f.v),
+      state: JSON.parse(f.s as string),
+      writer: f.w as string,
+      opId: Number(f.o),
+      seq,
+      id: formatEventId(eventEpoch, seq),
+    }
+  }
+
+  /** Processes waiting for the follow loop to deliver a seq (or for the history to be replaced). */
+  let caughtUpWaiters: Array<{ seq: number; at: number; resolve: () => void }> = []
+  const wakeCaughtUp = () => {
+    if (caughtUpWaiters.length === 0) return
+    const waiting = caughtUpWaiters.filter((waiter) => waiter.seq > delivered && waiter.at === generation && !closed)
+    for (const waiter of caughtUpWaiters) if (!waiting.includes(waiter)) waiter.resolve()
+    caughtUpWaiters = waiting
+  }
+  /**
+   * Resolves once this instance has delivered `seq` of `requestEpoch` (so the universe's stores are
+   * at least that current), at once when the epoch is not this instance's, and after `CAUGHT_UP_MS` at most.
+   */
+  const caughtUp = (seq: number, requestEpoch: string): Promise<void> | undefined => {
+    if (seq <= delivered || requestEpoch !== epoch || !following) return undefined
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, CAUGHT_UP_MS)
+      caughtUpWaiters.push({ seq, at: generation, resolve: () => (clearTimeout(timer), resolve()) })
+    })
+  }
+
+  /** Takes `nextEpoch` (from `seq`) as this instance's history, and tells the universe to reload. */
+  const replaceHistory = (nextEpoch: string, seq: number, why: string) => {
+    console.warn(`[zuno-redis] ${why}: now epoch ${nextEpoch} from seq ${seq}; reloading`)
+    epoch = nextEpoch
+    delivered = seq
+    known = seq
+    generation += 1
+    wakeCaughtUp()
+    if (resetListeners.size === 0) return
+    awaitingLoad = true
+    notifyEach(resetListeners, undefined, 'a reset listener')
+  }
+
+  /**
+   * Checks the epoch against Redis (`seen`: the highest seq this instance saw in its epoch) and
+   * moves to a new one if history was lost, one check at a time.
+   */
+  const reconcile = (seen: number, strict = false): Promise<void> => {
+    const run = reconciling.then(async () => {
+      const floor = Math.max(known, seen)
+      const [id, , seq] = (await reconcileScript(keys.epoch, keys.seq, keys.log, newEpochId(), epoch, floor, strict ? 1 : 0)) as string[]
+      if (Number(seq) < 0) throw new Error(`Redis namespace ${options.namespace} holds Zuno data of a newer format than ${FORMAT}`)
+      if (id !== epoch) replaceHistory(id as string, Number(seq), `Redis history changed under epoch ${epoch}`)
+    })
+    reconciling = run.catch(() => {})
+    return run
+  }
+
+  const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+  /** Waits for `load()` after a reset, announcing it again if none comes. */
+  const waitForLoad = async () => {
+    const reload = new Promise<void>((resolve) => (loaded = resolve))
+    const timer = setTimeout(() => loaded(), RELOAD_WAIT_MS)
+    await reload
+    clearTimeout(timer)
+    if (awaitingLoad && !closed) notifyEach(resetListeners, undefined, 'a reset listener')
+  }
+
+  /** Follows the Stream and hands each event to the listeners, in order; survives every error. */
+  const follow = async () => {
+    if (following) return
+    following = true
+    lastHeard = Date.now()
+    let backoff: number = BACKOFF_MS[0]
+    while (!closed) {
+      if (awaitingLoad) {
+        await waitForLoad()
+        continue
+      }
+      const at = generation
+      const from = delivered
+      try {
+        const reply = (await reader.xread('COUNT', 1000, 'BLOCK', BLOCK_MS, 'STREAMS', keys.log, `0-${from}`)) as Array<[string, Entry[]]> | null
+        const entries = reply?.[0]?.[1] ?? []
+        const last = entries.at(-1)
+        // The entries count only if the history they came from is still this epoch's.
+        await reconcile(last === undefined ? 0 : seqOf(last[0]))
+        lastHeard = Date.now()
+        loopError = undefined
+        backoff = BACKOFF_MS[0]
+        if (at !== generation || closed) continue
+        let expected = from + 1
+        for (const entry of entries) {
+          if (seqOf(entry[0]) !== expected && resetListeners.size > 0) {
+            // Events this instance never delivered are gone from the Stream: start over from a snapshot.
+            replaceHistory(epoch, from, `the Stream lost events after ${from} before this instance read them`)
+            break
+          }
+          expected = seqOf(entry[0]) + 1
+          const event = toEvent(epoch, entry)
+          delivered = event.seq
+          if (event.seq > known) known = event.seq
+          notifyEach(commitListeners, event, 'a commit listener')
+          if (at !== generation) break
+        }
+        wakeCaughtUp()
+      } catch (error) {
+        if (closed) break
+        loopError = error instanceof Error ? error.message : String(error)
+        console.error(`[zuno-redis] following the Stream failed; retrying in ${backoff} ms`, error)
+        await sleep(backoff)
+        backoff = Math.min(backoff * 2, BACKOFF_MS[1])
+      }
+    }
+    following = false
+  }
+
+  /** After a write refused as `lost`: reconcile, then answer with the epoch it moved to. */
+  const afterLoss = async (requestEpoch: string): Promise<CommitOutcome> => {
+    await reconcile(0, true)
+    if (epoch === requestEpoch) throw new ZunoError('unavailable', 'Redis history is being checked; try again', { retryAfter: 1 })
+    return { type: 'epoch_changed', epoch }
+  }
+
+  /** The outcomes both scripts share; `undefined` for the ones only COMMIT gives. */
+  const decided = async (reply: Reply, storeKey: string, requestEpoch: string): Promise<CommitOutcome | undefined> => {
+    switch (reply[0]) {
+      case 'processed':
+        // Answered with the store's current truth: the universe must have read at least this far.
+        await caughtUp(Number(reply[1]), requestEpoch)
+        return { type: 'processed' }
+      case 'reused':
+        return { type: 'reused' }
+      case 'unknown_client':
+        return { type: 'unknown_client' }
+      case 'epoch_changed':
+        if (reply[1] !== epoch) void reconcile(0).catch(() => {})
+        return { type: 'epoch_changed', epoch: reply[1] as string }
+      case 'answered': {
+        const kept = reply[1] as string
+        if (kept.startsWith('x')) return { type: 'answered', answer: JSON.parse(kept.slice(1)) as RefusalAnswer }
+        const version = Number(kept.slice(1, kept.indexOf(':')))
+        const answer: OpAnswer = { type: 'accepted', storeKey, version, state: JSON.parse(reply[2] as string) }
+        return { type: 'answered', answer }
+      }
+    }
+    return undefined
+  }
+
+  return {
+    async load(): Promise<StorageImage> {
+      await connect()
+      const reply = await loadScript(keys.epoch, keys.seq, keys.log, keys.stores, newEpochId(), epoch, known, recent, keys.storePrefix, recentBytes)
+      const [id, , seqText, format, flat, latest] = reply as [string, string, string, string, string[], Entry[]]
+      if (Number(seqText) < 0) {
+        throw new Error(`Redis namespace ${options.namespace} holds Zuno data of format ${format}; this version reads format ${FORMAT} only`)
+      }
+      const seq = Number(seqText)
+      const stores = new Map<string, StoreState>()
+      for (let i = 0; i < flat.length; i += 3) {
+        stores.set(flat[i] as string, { version: Number(flat[i + 1]), state: JSON.parse(flat[i + 2] as string) })
+      }
+      // The recent events, oldest first, as far back as they follow each other up to `seq`.
+      const events: CommittedEvent[] = []
+      for (const entry of latest) {
+        if (seqOf(entry[0]) !== seq - events.length) break
+        events.push(toEvent(id, entry))
+      }
+      events.reverse()
+      if (id !== epoch && epoch !== '') console.warn(`[zuno-redis] loaded epoch ${id} (was ${epoch})`)
+      epoch = id
+      delivered = seq
+      known = seq
+      generation += 1
+      awaitingLoad = false
+      loaded()
+      wakeCaughtUp()
+      return { epoch: id, seq, stores, recent: events }
+    },
+
+    async commit(request: CommitRequest): Promise<CommitOutcome> {
+      const { storeKey, baseVersion, state } = request.write
+      const writer = writerTag(request.clientId)
+      let reply: Reply
+      try {
+        reply = await commitScript(
+          keys.epoch,
+          keys.seq,
+          keys.log,
+          `${keys.storePrefix}${storeKey}`,
+          keys.stores,
+          keys.client(request),
+          request.epoch,
+          request.epoch === epoch ? known : 0,
+          storeKey,
+          baseVersion,
+          JSON.stringify(state),
+          writer,
+          request.opId,
+          request.digest,
+          window,
+          lifetimeMs,
+          now(),
+          retention,
+        )
+      } catch (error) {
+        throw unavailable(error)
+      }
+      switch (reply[0]) {
+        case 'accepted': {
+          const seq = Number(reply[2])
+          if (request.epoch === epoch) known = Math.max(known, seq)
+          else void reconcile(0).catch(() => {})
+          const event: CommittedEvent = {
+            storeKey,
+            version: Number(reply[1]),
+            state,
+            writer,
+            opId: request.opId,
+            seq,
+            id: formatEventId(request.epoch, seq),
+          }
+          return { type: 'accepted', event }
+        }
+        case 'conflict':
+          return { type: 'conflict', version: Number(reply[1]), state: reply[2] == null ? undefined : JSON.parse(reply[2] as string) }
+        case 'lost':
+          return afterLoss(request.epoch)
+      }
+      const outcome = await decided(reply, storeKey, request.epoch)
+      if (outcome === undefined) throw new Error(`zuno-redis: unexpected reply ${String(reply[0])}`)
+      return outcome
+    },
+
+    async refuse(request: RefusalRequest): Promise<CommitOutcome> {
+      const { storeKey, error, message, issues } = request
+      const answer: RefusalAnswer = { type: 'refused', storeKey, error, message, ...(issues === undefined ? {} : { issues }) }
+      let reply: Reply
+      try {
+        reply = await refuseScript(
+          keys.epoch,
+          keys.seq,
+          keys.log,
+          keys.client(request),
+          request.epoch,
+          request.opId,
+          request.digest,
+          storeKey,
+          writerTag(request.clientId),
+          JSON.stringify(answer),
+          window,
+          lifetimeMs,
+          now(),
+        )
+      } catch (error) {
+        throw unavailable(error)
+      }
+      if (reply[0] === 'lost') return afterLoss(request.epoch)
+      const outcome = await decided(reply, storeKey, request.epoch)
+      if (outcome === undefined) throw new Error(`zuno-redis: unexpected reply ${String(reply[0])}`)
+      return outcome
+    },
+
+    onCommit(listener) {
+      commitListeners.add(listener)
+      void follow()
+      return () => {
+        commitListeners.delete(listener)
+      }
+    },
+
+    onReset(listener) {
+      resetListeners.add(listener)
+      return () => {
+        resetListeners.delete(listener)
+      }
+    },
+
+    health(): StorageHealth {
+      if (closed) return { ok: false, reason: 'the storage is closed' }
+      const [connectionError] = connectionErrors.values()
+      if (connectionError !== undefined) return { ok: false, reason: `Redis is unreachable (${connectionError})` }
+      if (awaitingLoad) return { ok: false, reason: 'Redis history moved to a new epoch; reloading' }
+      if (following) {
+        if (loopError !== undefined) return { ok: false, reason: `the Stream cannot be read (${loopError})` }
+        const silent = Date.now() - lastHeard
+        if (silent > BLOCK_MS + STALL_MS) return { ok: false, reason: `Redis has not answered for ${silent} ms` }
+      }
+      return { ok: true }
+    },
+
+    async close() {
+      closed = true
+      commitListeners.clear()
+      resetListeners.clear()
+      loaded()
+      wakeCaughtUp()
+      reader.disconnect()
+      if (connecting === undefined) commands.disconnect()
+      else await commands.quit().catch(() => {})
+    },
+  }
+}

@@ -1,0 +1,193 @@
+/**
+ * The Lua scripts of the Redis storage: one per step, each all or nothing. Redis does not roll a
+ * script back when a command in it fails, so every script reads (and so type-checks) each key it
+ * needs before its first write, and its first write is the one that may still be refused (XADD).
+ *
+ * Keys of a namespace `{ns}` (the braces keep them in one cluster slot):
+ * - `{ns}:epoch`  hash: `id` (the epoch), `base` (its first seq is base + 1), `format` (2)
+ * - `{ns}:seq`    the seq of the last event
+ * - `{ns}:log`    the Stream: entry `0-<seq>` with `k` store key, `v` version, `s` state JSON,
+ *                 `w` writer tag, `o` opId (never the secret client id)
+ * - `{ns}:stores` set of store keys; `{ns}:s:<storeKey>` hash: `v` version, `s` state JSON
+ * - `{ns}:c:<clientKey>` hash: `m` mark, `t` seenAt, `d:<opId>` digest and `r:<opId>` answer of
+ *                 the last ops; expires after the client lifetime
+ */
+
+/** The data format this version writes and reads. */
+export const FORMAT = 2
+
+/**
+ * Helpers shared by the scripts. `ensure` returns the current epoch after moving to a new one if
+ * the history lost acknowledged data: the epoch key gone (a restart without persistence, a
+ * FLUSHDB), `seq` gone or behind the Stream, or `seq` behind what the caller already saw in its
+ * epoch (`floor`: a failover to a lagging replica). The new epoch starts from what is left. The
+ * cheap check sees entries past `seq`; `strict` also the Stream's last generated id (XINFO).
+ */
+const ENSURE = `
+local FORMAT = ${FORMAT}
+local function streamTop(log)
+  if redis.call('EXISTS', log) == 0 then return 0 end
+  local info = redis.call('XINFO', 'STREAM', log)
+  for i = 1, #info, 2 do
+    if info[i] == 'last-generated-id' then return tonumber(string.match(info[i + 1], '%-(%d+)$')) or 0 end
+  end
+  return 0
+end
+local function newEpoch(epochKey, seqKey, log, candidate)
+  local seq = tonumber(redis.call('GET', seqKey) or '0') or 0
+  local top = streamTop(log)
+  if top > seq then seq = top end
+  redis.call('SET', seqKey, seq)
+  redis.call('DEL', epochKey)
+  redis.call('HSET', epochKey, 'id', candidate, 'base', seq, 'format', FORMAT)
+  return seq
+end
+local function ensure(epochKey, seqKey, log, candidate, expected, floor, strict)
+  if redis.call('TYPE', epochKey).ok ~= 'hash' then
+    -- none: a new namespace, or one that lost its data; string: format 1, migrated to a new epoch
+    local seq = newEpoch(epochKey, seqKey, log, candidate)
+    return candidate, seq, seq, FORMAT
+  end
+  local e = redis.call('HMGET', epochKey, 'id', 'base', 'format')
+  local format = tonumber(e[3] or '0') or 0
+  if format > FORMAT then return e[1], 0, -1, format end
+  local seq = tonumber(redis.call('GET', seqKey) or '')
+  local lost = not e[1] or not seq
+  if not lost then
+    lost = (e[1] == expected and seq < floor) or #redis.call('XREVRANGE', log, '+', '(0-' .. seq, 'COUNT', 1) > 0
+    -- strict (after an XADD was refused): also entries deleted past seq, which the check above cannot see
+    if not lost and strict then lost = streamTop(log) > seq end
+  end
+  if lost then
+    local s = newEpoch(epochKey, seqKey, log, candidate)
+    return candidate, s, s, FORMAT
+  end
+  return e[1], tonumber(e[2] or '0') or 0, seq, format
+end
+`
+
+/**
+ * Decides an op against its client's record, as \`decideOp\` does: nil when it is the client's next
+ * op, else the reply. A kept acceptance is answered with the state of its event while the Stream
+ * keeps it (checked to be that op's), else as \`processed\` with the current seq (the instance
+ * answers with the store once it has followed the Stream that far).
+ */
+const DECIDE = `
+local function decide(clientKey, log, opId, digest, storeKey, writer, seq)
+  local mark = tonumber(redis.call('HGET', clientKey, 'm') or '0')
+  local n = tonumber(opId)
+  if n <= mark then
+    local kept = redis.call('HMGET', clientKey, 'd:' .. opId, 'r:' .. opId)
+    if not kept[1] or not kept[2] then return {'processed', tostring(seq)} end
+    if kept[1] ~= digest then return {'reused'} end
+    if string.sub(kept[2], 1, 1) == 'x' then return {'answered', kept[2]} end
+    local version, seq = string.match(kept[2], '^a(%d+):(%d+)$')
+    local entry = redis.call('XRANGE', log, '0-' .. seq, '0-' .. seq)[1]
+    if entry then
+      local f = {}
+      for i = 1, #entry[2], 2 do f[entry[2][i]] = entry[2][i + 1] end
+      if f.k == storeKey and f.v == version and f.w == writer and f.o == opId then return {'answered', kept[2], f.s} end
+    end
+    return {'processed', tostring(seq)}
+  end
+  if n ~= mark + 1 then return {'unknown_client'} end
+  return nil
+end
+local function record(clientKey, opId, digest, answer, window, lifetime, now)
+  redis.call('HSET', clientKey, 'm', opId, 't', now, 'd:' .. opId, digest, 'r:' .. opId, answer)
+  local old = tonumber(opId) - tonumber(window)
+  if old >= 1 then redis.call('HDEL', clientKey, 'd:' .. old, 'r:' .. old) end
+  redis.call('PEXPIRE', clientKey, lifetime)
+end
+`
+
+/**
+ * COMMIT. KEYS: epoch, seq, log, store, stores, client. ARGV: epoch, floor, storeKey, baseVersion,
+ * stateJson, writer, opId, digest, window, lifetimeMs, now, retention.
+ * Replies: {'accepted', version, seq} | {'conflict', version, stateJson|nil} | {'epoch_changed', epoch}
+ * | {'lost'} | a decision of DECIDE.
+ */
+export const COMMIT = `${DECIDE}
+local id = redis.call('HGET', KEYS[1], 'id')
+if not id then return {'lost'} end
+if id ~= ARGV[1] then return {'epoch_changed', id} end
+local seq = tonumber(redis.call('GET', KEYS[2]) or '')
+if not seq or seq < tonumber(ARGV[2]) then return {'lost'} end
+redis.call('SISMEMBER', KEYS[5], ARGV[3])
+local decided = decide(KEYS[6], KEYS[3], ARGV[7], ARGV[8], ARGV[3], ARGV[6], seq)
+if decided then return decided end
+local version = tonumber(redis.call('HGET', KEYS[4], 'v') or '0')
+if version ~= tonumber(ARGV[4]) then return {'conflict', tostring(version), redis.call('HGET', KEYS[4], 's')} end
+local nextVersion = version + 1
+local nextSeq = seq + 1
+-- The first write: refused when seq is behind the Stream (the history was rolled back), and then nothing was written.
+local added = redis.pcall('XADD', KEYS[3], 'MAXLEN', '~', ARGV[12], '0-' .. nextSeq, 'k', ARGV[3], 'v', nextVersion, 's', ARGV[5], 'w', ARGV[6], 'o', ARGV[7])
+if type(added) == 'table' and added.err then return {'lost'} end
+redis.call('INCR', KEYS[2])
+redis.call('HSET', KEYS[4], 'v', nextVersion, 's', ARGV[5])
+redis.call('SADD', KEYS[5], ARGV[3])
+record(KEYS[6], ARGV[7], ARGV[8], 'a' .. nextVersion .. ':' .. nextSeq, ARGV[9], ARGV[10], ARGV[11])
+return {'accepted', tostring(nextVersion), tostring(nextSeq)}
+`
+
+/**
+ * REFUSE. KEYS: epoch, seq, log, client. ARGV: epoch, opId, digest, storeKey, writer, answerJson,
+ * window, lifetimeMs, now. Replies like COMMIT, with {'answered', 'x' .. answerJson} when recorded.
+ */
+export const REFUSE = `${DECIDE}
+local id = redis.call('HGET', KEYS[1], 'id')
+if not id then return {'lost'} end
+if id ~= ARGV[1] then return {'epoch_changed', id} end
+local decided = decide(KEYS[4], KEYS[3], ARGV[2], ARGV[3], ARGV[4], ARGV[5], redis.call('GET', KEYS[2]) or '0')
+if decided then return decided end
+record(KEYS[4], ARGV[2], ARGV[3], 'x' .. ARGV[6], ARGV[7], ARGV[8], ARGV[9])
+return {'answered', 'x' .. ARGV[6]}
+`
+
+/**
+ * RECONCILE: the epoch as it stands, moved to a new one if history was lost. A compare-and-set:
+ * of instances that saw the same loss, the first moves to a new epoch and the others find it.
+ * KEYS: epoch, seq, log. ARGV: candidate, expected, floor, strict. Reply: {epoch, base, seq, format}.
+ */
+export const RECONCILE = `${ENSURE}
+local id, base, seq, format = ensure(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4] == '1')
+return {id, tostring(base), tostring(seq), tostring(format)}
+`
+
+/**
+ * LOAD: RECONCILE, then the stores, seq and recent events as of that one moment. The store hashes
+ * are not in KEYS (their names come from the set); they share the namespace's slot.
+ * KEYS: epoch, seq, log, stores. ARGV: candidate, expected, floor, recent, store key prefix, recent bytes.
+ * Reply: {epoch, base, seq, format, {storeKey, version, stateJson, …}, entries (newest first)}.
+ */
+export const LOAD = `${ENSURE}
+local id, base, seq, format = ensure(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], tonumber(ARGV[3]), false)
+if seq < 0 then return {id, '0', '-1', tostring(format), {}, {}} end
+local stores = {}
+for _, key in ipairs(redis.call('SMEMBERS', KEYS[4])) do
+  local h = redis.call('HMGET', ARGV[5] .. key, 'v', 's')
+  if h[1] and h[2] then
+    stores[#stores + 1] = key
+    stores[#stores + 1] = h[1]
+    stores[#stores + 1] = h[2]
+  end
+end
+-- The newest events, at most ARGV[4] of them and ARGV[6] bytes, read in chunks so the bound holds in Redis too.
+local recent = {}
+local want, budget, bytes = tonumber(ARGV[4]), tonumber(ARGV[6]), 0
+local from = '0-' .. seq
+while #recent < want and seq > base do
+  local chunk = redis.call('XREVRANGE', KEYS[3], from, '(0-' .. base, 'COUNT', math.min(100, want - #recent))
+  if #chunk == 0 then break end
+  for _, entry in ipairs(chunk) do
+    for i = 2, #entry[2], 2 do bytes = bytes + #entry[2][i] end
+    if bytes > budget then
+      want = 0
+      break
+    end
+    recent[#recent + 1] = entry
+  end
+  from = '(' .. chunk[#chunk][1]
+end
+return {id, tostring(base), tostring(seq), tostring(format), stores, recent}
+`
