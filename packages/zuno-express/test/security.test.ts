@@ -112,6 +112,22 @@ describe('authentication and authorization', () => {
     expect((await post(url, { ...op, opId: 2, baseVersion: 1, state: 6 }, { cookie: 'session=alice-secret' })).status).toBe(200)
   })
 
+  it('tells a principal who may write but not read a store its version, never its state', async () => {
+    const dropbox: SyncServerOptions = {
+      ...auth,
+      authorize: ({ storeKey, action }) => storeKey === 'counter' || (storeKey === 'dropbox' && action === 'write'),
+    }
+    const universe = createUniverse({ stores: { counter: 0, dropbox: 'secret notes' } })
+    const { url } = await serve(universe, dropbox)
+    await universe.store('dropbox').set('more secret notes')
+    const stale = await post(url, { storeKey: 'dropbox', baseVersion: 0, state: 'mine' }, { cookie: 'session=alice-secret' })
+    expect(stale.status).toBe(409)
+    const conflict = await stale.json()
+    expect(conflict).toEqual({ ok: false, error: 'conflict', storeKey: 'dropbox', version: 1 })
+    const accepted = await post(url, { storeKey: 'dropbox', baseVersion: 1, state: 'mine' }, { cookie: 'session=alice-secret' })
+    expect(await accepted.json()).toEqual({ ok: true, storeKey: 'dropbox', version: 2 })
+  })
+
   it('lets a replica authenticate with a token for both proposals and stream', async () => {
     const { universe, url } = await serve(privateStores(), auth)
     const replica = connect({ url, EventSource, token: () => 'alice-secret' })

@@ -78,6 +78,32 @@ describe('AuthoritativeUniverse', () => {
     expect(universe.snapshot().stores.todos?.state).toEqual([{ title: 'b' }, { title: 'a' }, { title: 'c' }])
   })
 
+  it('copies what server code writes: the caller keeps a mutable object, the truth is frozen', async () => {
+    const universe = createUniverse({ stores: { doc: {} } })
+    await universe.ready
+    const mine = { items: [1] }
+    await universe.store('doc').set(mine)
+    mine.items.push(2)
+    expect(universe.store('doc').get()).toEqual({ items: [1] })
+    expect(Object.isFrozen(universe.store('doc').get())).toBe(true)
+  })
+
+  it('uses no op id on a server write that never reached the storage', async () => {
+    const universe = createUniverse({ stores: { counter: 0 } })
+    await universe.ready
+    const store = universe.store<number>('counter')
+    await store.set(1)
+    await expect(store.set(() => {
+      throw new Error('no')
+    })).rejects.toThrow('no')
+    await expect(store.set(Number.NaN)).rejects.toMatchObject({ code: 'invalid_state' })
+    await store.set(2)
+    // Both writes went under one identity, ids 1 and 2: nothing was skipped, nothing started afresh.
+    const events = universe.since(universe.cursor.replace(/-\d+$/, '-0'))?.map((entry) => entry.event) ?? []
+    expect(events.map((event) => event.opId)).toEqual([1, 2])
+    expect(new Set(events.map((event) => event.writer)).size).toBe(1)
+  })
+
   it('keeps fanning out when a commit listener throws', async () => {
     const universe = createUniverse({ stores: { counter: 0 } })
     const seen: number[] = []

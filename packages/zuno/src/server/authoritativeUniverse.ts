@@ -1,6 +1,6 @@
 import { isZunoError, ZunoError } from '../errors'
 import { newClientId } from '../id'
-import type { StateResponse, StoreState, SyncRequest } from '../protocol'
+import { RECORDED_REFUSALS, type StateResponse, type StoreState, type SyncRequest } from '../protocol'
 import { type Schemas, schemaFor, type StatesOf, validateState } from '../schema'
 import { applyUpdater, type StoreCell, type Updater } from '../store'
 import { Universe } from '../universe'
@@ -319,10 +319,12 @@ export class AuthoritativeUniverse<TStores extends Record<string, unknown> = Rec
   async #writeAsServer(cell: StoreCell<unknown>, next: Updater<unknown>): Promise<number> {
     if (!this.#started) await this.ready
     const server = this.#server
-    const opId = ++server.opId
+    // The next id, used up only once the storage has processed the op (a conflict leaves it free).
+    const opId = server.opId + 1
     for (let attempt = 0; attempt < SERVER_WRITE_ATTEMPTS; attempt++) {
-      // The same checks as a client's proposal: JSON only, then the limits and the schema.
-      const state = toJsonValue(applyUpdater(next, cell.get()), cell.key)
+      // The same checks as a client's proposal: JSON only, then the limits and the schema. A copy,
+      // so freezing the truth never freezes the caller's own object.
+      const state = structuredClone(toJsonValue(applyUpdater(next, cell.get()), cell.key))
       const stateJson = JSON.stringify(state)
       const request: SyncRequest = { storeKey: cell.key, baseVersion: cell.version, epoch: this.epoch, state, clientId: server.clientId, opId }
       const op: OpIdentity = { principal: '', clientId: server.clientId, opId, digest: opDigest(cell.key, cell.version, stateJson) }
@@ -334,13 +336,17 @@ export class AuthoritativeUniverse<TStores extends Record<string, unknown> = Rec
         this.#server = { clientId: newClientId(), opId: 0 }
         throw error
       }
-      if (result.type === 'accepted') return result.version
+      if (result.type === 'accepted') {
+        server.opId = opId
+        return result.version
+      }
       if (result.type === 'conflict' && cell.version < result.version) {
         // Another instance's write, not yet applied here: give the stream a moment to bring it.
         await new Promise((resolve) => setTimeout(resolve, Math.min(attempt, 20)))
       }
       if (result.type === 'refused') {
         const { code } = result.error
+        if (RECORDED_REFUSALS.has(code)) server.opId = opId
         if (code !== 'unknown_client' && code !== 'epoch_changed') throw result.error
         this.#server = { clientId: newClientId(), opId: 0 }
         return this.#writeAsServer(cell, next)

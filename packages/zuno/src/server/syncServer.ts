@@ -251,14 +251,18 @@ export class SyncServer {
     const result = this.#may(principal, proposal.storeKey, 'write')
       ? await this.#universe.propose(proposal, proposer)
       : await this.#universe.refuse(proposal, proposer, new ZunoError('forbidden', `You may not write ${JSON.stringify(proposal.storeKey)}`))
+    // A principal who may write a store but not read it learns its version, never its state.
+    const unreadable = this.#authorize !== undefined && !this.#may(principal, proposal.storeKey, 'read')
     switch (result.type) {
       case 'accepted': {
         const { storeKey, version, state } = result
         const body: SyncAccepted = result.duplicate ? { ok: true, storeKey, version, state, duplicate: true } : { ok: true, storeKey, version, state }
+        if (unreadable) delete (body as Partial<SyncAccepted>).state
         return json(200, body)
       }
       case 'conflict': {
         const body: SyncConflict = { ok: false, error: 'conflict', storeKey: result.storeKey, version: result.version, state: result.state }
+        if (unreadable) delete (body as Partial<SyncConflict>).state
         return json(409, body)
       }
       case 'refused':
