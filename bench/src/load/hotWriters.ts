@@ -7,8 +7,9 @@
  */
 import { Agent, request } from 'node:http'
 import { EventSource } from 'eventsource'
-import { connect } from 'zuno'
+import { connect, newClientId } from 'zuno'
 import { monotonicMs, onCommand, report } from '../harness/channel'
+import { epochAt } from './epoch'
 
 interface Answer {
   status: number
@@ -89,17 +90,19 @@ onCommand(async (command) => {
   const deadline = monotonicMs() + (command.durationMs as number)
   const attempts: number[] = []
   let unexpected = 0
+  const epoch = await epochAt(port)
   const writer = async (index: number) => {
     const agent = new Agent({ keepAlive: true, maxSockets: 1 })
-    const clientId = `${command.label as string}w${index}`
-    const storeKey = command.shared ? `${command.label as string}hot` : `${clientId}own`
+    const clientId = newClientId()
+    const storeKey = command.shared ? `${command.label as string}hot` : `${command.label as string}w${index}own`
     let version = 0
     let state = 0
     let opId = 0
     while (monotonicMs() < deadline) {
+      // A 409 leaves the op's id free: the rebased attempt goes under the same one.
+      opId += 1
       for (let attempt = 1; ; attempt++) {
-        opId += 1
-        const answer = await post(agent, port, JSON.stringify({ storeKey, baseVersion: version, state: state + 1, clientId, opId }))
+        const answer = await post(agent, port, JSON.stringify({ storeKey, baseVersion: version, epoch, state: state + 1, clientId, opId }))
         if (answer.status === 200 || answer.status === 409) {
           version = answer.body.version
           state = answer.body.state ?? 0

@@ -4,7 +4,9 @@
  * is accepted by a correct server. The same load drives Zuno and the baselines.
  */
 import autocannon from 'autocannon'
+import { newClientId } from 'zuno'
 import { onCommand, report } from '../harness/channel'
+import { epochAt } from './epoch'
 
 /** A store the load proposes to, with the version its last answer gave. */
 interface Slot {
@@ -26,8 +28,9 @@ onCommand(async (command) => {
   const connections = command.connections as number
   const stores = connections * (command.storesPerConnection as number)
   const run = command.run as number
+  const epoch = await epochAt(command.port as number)
   // Each store has a client of its own, as when many users each edit their own things.
-  free = Array.from({ length: stores }, (_, i) => ({ storeKey: `r${run}s${i}`, clientId: `r${run}c${i}`, version: 0, opId: 0 }))
+  free = Array.from({ length: stores }, (_, i) => ({ storeKey: `r${run}s${i}`, clientId: newClientId(), version: 0, opId: 0 }))
   const result = await autocannon({
     url: `http://127.0.0.1:${command.port as number}`,
     connections,
@@ -41,19 +44,23 @@ onCommand(async (command) => {
           const slot = free.pop()
           if (slot === undefined) throw new Error('no free store: a request never got its answer')
           context.slot = slot
-          slot.opId += 1
+          // A client's ops are numbered 1, 2, 3, …; an id is used up only by an accepted op.
           const body = JSON.stringify({
             storeKey: slot.storeKey,
             baseVersion: slot.version,
-            state: { n: slot.opId, label: 'benchmark' },
+            epoch,
+            state: { n: slot.opId + 1, label: 'benchmark' },
             clientId: slot.clientId,
-            opId: slot.opId,
+            opId: slot.opId + 1,
           })
           return { ...req, body }
         },
         onResponse: (status, body, context: { slot?: Slot }) => {
           const slot = context.slot as Slot
-          if (status === 200) slot.version = (JSON.parse(body) as { version: number }).version
+          if (status === 200) {
+            slot.version = (JSON.parse(body) as { version: number }).version
+            slot.opId += 1
+          }
           free.unshift(slot)
         },
       },

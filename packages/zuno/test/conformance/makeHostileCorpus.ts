@@ -5,6 +5,7 @@
  */
 import { writeFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
+import { CLIENT_PLACEHOLDER, EPOCH_PLACEHOLDER } from './placeholders'
 
 export interface HostileCase {
   name: string
@@ -22,10 +23,6 @@ const cases: HostileCase[] = []
 const add = (c: Omit<HostileCase, 'headers'> & { headers?: Record<string, string> }) =>
   cases.push({ headers: JSON_TYPE, ...c })
 
-/** Stands for the epoch of the server under test; the suite puts it in before sending. */
-export const EPOCH_PLACEHOLDER = '$EPOCH'
-/** Stands for a fresh client id, one per case; the suite puts it in before sending. */
-export const CLIENT_PLACEHOLDER = '$CLIENT.$CLIENTCLIENTCLIENTCLIENTCL'
 
 /** A well-formed proposal for a declared store; cases override or remove fields. */
 const base = { storeKey: 'counter', baseVersion: 0, epoch: EPOCH_PLACEHOLDER, state: 1, clientId: CLIENT_PLACEHOLDER, opId: 1 }

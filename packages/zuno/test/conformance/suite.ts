@@ -9,7 +9,8 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { newClientId } from '../../src/id'
 import { parseEventId, writerTag } from '../../src/protocol'
 import { openRawStream, type RawStream } from '../support/sseReader'
-import { CLIENT_PLACEHOLDER, EPOCH_PLACEHOLDER, type HostileCase } from './makeHostileCorpus'
+import type { HostileCase } from './makeHostileCorpus'
+import { CLIENT_PLACEHOLDER, EPOCH_PLACEHOLDER } from './placeholders'
 
 /** The checked-in hostile-input corpus (regenerate with makeHostileCorpus.ts). */
 const hostileCorpus = JSON.parse(readFileSync(new URL('./hostile-corpus.json', import.meta.url), 'utf8')) as HostileCase[]

@@ -1,0 +1,4 @@
+/** Stands for the epoch of the server under test in the hostile corpus; the suite puts it in before sending. */
+export const EPOCH_PLACEHOLDER = '$EPOCH'
+/** Stands for a fresh client id, one per case; the suite puts it in before sending. */
+export const CLIENT_PLACEHOLDER = '$CLIENT.$CLIENTCLIENTCLIENTCLIENTCL'
