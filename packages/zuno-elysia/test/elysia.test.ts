@@ -100,6 +100,7 @@ describe('zuno-elysia', () => {
       maxBodyBytes: 1024,
       maxDepth: 8,
       heartbeatMs: 1000,
+      maxProposalsPerSecond: 50,
     })
     cleanups.push(server.close)
     const opened = await streams(3, server.url)
