@@ -16,9 +16,13 @@ if (!haveBun && process.env.CI) throw new Error(`Bun is required in CI and missi
 const fixture = fileURLToPath(new URL('./fixtures/bunServer.ts', import.meta.url))
 
 /** Starts the fixture under Bun: Elysia, or core's fetch handler on Bun.serve. */
-export function startOnBun(target: 'elysia' | 'fetch', config: Partial<ConformanceConfig>): Promise<RunningTarget & { child: ChildProcess }> {
+export function startOnBun(
+  target: 'elysia' | 'fetch',
+  config: Partial<ConformanceConfig>,
+  env: Record<string, string> = {},
+): Promise<RunningTarget & { child: ChildProcess }> {
   const child = spawn(bunPath, [fixture], {
-    env: { ...process.env, TARGET: target, ZUNO_CONFIG: JSON.stringify(config) },
+    env: { ...process.env, ...env, TARGET: target, ZUNO_CONFIG: JSON.stringify(config) },
     stdio: ['ignore', 'pipe', 'inherit'],
   })
   return new Promise((resolve, reject) => {
