@@ -54,7 +54,7 @@ export function createFetchHandler(universe: ServedUniverse, options: FetchHandl
     // A refused body still arriving: read and drop it (bounded) first, or the runtime closes the
     // connection under a client that is still sending, which then sees EPIPE instead of the 413.
     if (response.kind === 'json' && response.status === 413 && !bodyRead && request.body !== null && !request.bodyUsed) {
-      await discardRest(request.body.getReader(), discardBudget(maxBodyBytes))
+      await discardRest(request.body.getReader(), declaredRest(request, 0, maxBodyBytes))
     }
     // Reading `request.signal` makes some runtimes (Bun) build an AbortSignal: only streams need one.
     return toResponse(response, response.kind === 'sse' ? request.signal : undefined)
@@ -118,6 +118,15 @@ function peerOf(request: Request, runtime: PeerSource | null | undefined): strin
   return typeof ip === 'string' && ip !== '' ? ip : undefined
 }
 
+/**
+ * How much of a refused body is left to drop: what its declared length says, when that is within
+ * the budget. A body of unknown or larger length is not read on: it may never end.
+ */
+function declaredRest(request: Request, read: number, limit: number): number {
+  const declared = Number(request.headers.get('content-length') ?? Number.NaN)
+  return Number.isSafeInteger(declared) && declared <= discardBudget(limit) ? declared - read : 0
+}
+
 /** Reads and drops what is left of a body, up to `budget` bytes and for at most `DISCARD_MS`, then cancels it. */
 async function discardRest(reader: ReadableStreamDefaultReader<Uint8Array>, budget: number): Promise<void> {
   // A client that stalls mid-body must not hold the answer: cancelling ends the pending read.
@@ -157,7 +166,7 @@ export async function readRequestBody(request: Request, limit: number): Promise<
     if (done) return text + decoder.decode()
     bytes += value.byteLength
     if (bytes > limit) {
-      await discardRest(reader, discardBudget(limit))
+      await discardRest(reader, declaredRest(request, bytes, limit))
       throw tooLarge(limit)
     }
     text += decoder.decode(value, { stream: true })
