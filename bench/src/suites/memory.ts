@@ -15,6 +15,7 @@ const servers = [
   { id: 'raw', name: 'raw SSE (node:http)', script: 'servers/rawSse.ts' },
   { id: 'expressRaw', name: 'raw SSE route in Express', script: 'servers/expressRawSse.ts' },
   { id: 'zuno', name: 'Zuno on Express', script: 'servers/expressZuno.ts' },
+  { id: 'nodeZuno', name: 'Zuno node:http handler', script: 'servers/nodeZuno.ts' },
 ] as const
 
 export const memory: Suite = {
@@ -58,6 +59,8 @@ export const memory: Suite = {
         compare('Memory per idle SSE subscriber (heap + external)', 'bytes', heap.get('zuno') as number[], 'raw SSE route in Express', heap.get('expressRaw') as number[], { op: '<=', value: 1.5 }),
         compare('Memory per idle SSE subscriber (RSS)', 'bytes', rss.get('zuno') as number[], 'raw SSE route in Express', rss.get('expressRaw') as number[], { op: '<=', value: 1.5 }),
         compare('Memory per idle SSE subscriber (heap + external) against bare node:http', 'bytes', heap.get('zuno') as number[], 'raw SSE (node:http)', heap.get('raw') as number[]),
+        compare('Memory per idle SSE subscriber (heap + external): node:http handler', 'bytes', heap.get('nodeZuno') as number[], 'raw SSE (node:http)', heap.get('raw') as number[], { op: '<=', value: 1.5 }),
+        compare('Memory per idle SSE subscriber (RSS): node:http handler', 'bytes', rss.get('nodeZuno') as number[], 'raw SSE (node:http)', rss.get('raw') as number[], { op: '<=', value: 1.5 }),
       ],
       figures: Object.fromEntries(
         servers.map((spec) => [spec.id, { name: spec.name, heapBytesPerSubscriber: round(median(heap.get(spec.id) ?? [])), rssBytesPerSubscriber: round(median(rss.get(spec.id) ?? [])) }]),

@@ -10,6 +10,7 @@ const STORES_PER_CONNECTION = 20
 const targets = [
   { id: 'node', name: 'node:http JSON route (ceiling)', short: 'node:http', zuno: false, script: 'servers/nodePlain.ts', runtime: 'node' },
   { id: 'expressPlain', name: 'plain Express JSON route', short: 'Express', zuno: false, script: 'servers/expressPlain.ts', runtime: 'node' },
+  { id: 'nodeZuno', name: 'Zuno node:http handler', short: 'Zuno+node', zuno: true, script: 'servers/nodeZuno.ts', runtime: 'node' },
   { id: 'expressZuno', name: 'Zuno on Express', short: 'Zuno+Express', zuno: true, script: 'servers/expressZuno.ts', runtime: 'node' },
   { id: 'bunPlain', name: 'plain Bun.serve JSON route', short: 'Bun.serve', zuno: false, script: 'servers/bunPlain.ts', runtime: 'bun' },
   { id: 'elysiaZuno', name: 'Zuno on Elysia (Bun)', short: 'Zuno+Elysia', zuno: true, script: 'servers/elysiaZuno.ts', runtime: 'bun' },
@@ -83,6 +84,7 @@ export const throughput: Suite = {
         comparisons: [
           compare('Sync throughput: Express adapter', 'accepted/s', runs('expressZuno'), 'plain Express JSON route', runs('expressPlain'), { op: '>=', value: 0.9 }),
           compare('Sync throughput: Elysia plugin on Bun', 'accepted/s', runs('elysiaZuno'), 'plain Bun.serve JSON route', runs('bunPlain'), { op: '>=', value: 0.8 }),
+          compare('Sync throughput: node:http handler, no framework', 'accepted/s', runs('nodeZuno'), 'node:http JSON route', runs('node'), { op: '>=', value: 0.8 }),
           compare('Sync throughput: Express adapter against the node:http ceiling', 'accepted/s', runs('expressZuno'), 'node:http JSON route', runs('node')),
           compare('Sync throughput: fetch handler on Bun.serve, no framework', 'accepted/s', runs('bunZuno'), 'plain Bun.serve JSON route', runs('bunPlain')),
         ],

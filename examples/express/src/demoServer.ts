@@ -20,6 +20,12 @@ export interface DemoServer {
   /** Open SSE streams: one per browser when its tabs share. */
   streams(): number
   close(): Promise<void>
+  /**
+   * Graceful stop, for SIGTERM: new requests get 503 JSON while proposals in flight finish and
+   * streams end with a retry hint; for `drainMs` requests still get that 503 instead of a refused
+   * connection; then the HTTP server closes, then the universe and the storage.
+   */
+  shutdown(drainMs?: number): Promise<void>
 }
 
 /** Where `build:app` puts the browser bundle. */
@@ -59,6 +65,17 @@ export async function startDemo(port: number, host = '127.0.0.1', storage?: Stor
     server,
     url: `http://${host}:${address.port}`,
     streams: () => sync.server.streams,
+    async shutdown(drainMs = 500) {
+      await sync.shutdown()
+      await new Promise((resolve) => setTimeout(resolve, drainMs))
+      const closed = new Promise((resolve) => server.close(resolve))
+      // A client that holds a request open past the drain does not hold the exit.
+      const stuck = setTimeout(() => server.closeAllConnections(), 5000)
+      await closed
+      clearTimeout(stuck)
+      await universe.close()
+      await storage?.close()
+    },
     async close() {
       await sync.shutdown()
       server.closeAllConnections()

@@ -15,8 +15,16 @@ const storage: Storage = redisUrl ? createRedisStorage({ url: redisUrl, namespac
 const demo = await startDemo(port, host, storage)
 console.log(`Zuno demo on ${demo.url} (${redisUrl ? `Redis at ${redisUrl}` : `data in ${dataDir}`}; open it in two tabs and click)`)
 
+// Graceful: proposals in flight finish, new requests get 503 JSON, then the server, the universe
+// and the storage close, in that order.
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.once(signal, () => {
-    void demo.close().then(() => process.exit(0))
+    demo.shutdown(Number(process.env.ZUNO_DRAIN_MS ?? 500)).then(
+      () => process.exit(0),
+      (error: unknown) => {
+        console.error('[demo] shutdown failed', error)
+        process.exit(1)
+      },
+    )
   })
 }

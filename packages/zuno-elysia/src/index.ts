@@ -1,5 +1,5 @@
 import { Elysia } from 'elysia'
-import { createFetchHandler, type FetchHandlerOptions, type ServedUniverse, type SyncServer } from 'zuno/server'
+import { createFetchHandler, type FetchHandlerOptions, type PeerSource, type ServedUniverse, type SyncServer } from 'zuno/server'
 
 /** Options of {@link zuno}: where to mount, and the sync server's limits and timings. */
 export type ZunoElysiaOptions = FetchHandlerOptions
@@ -12,7 +12,8 @@ export type ZunoElysiaOptions = FetchHandlerOptions
 export function zuno(universe: ServedUniverse, options: ZunoElysiaOptions = {}) {
   const prefix = (options.prefix ?? '/zuno').replace(/\/+$/, '')
   const handler = createFetchHandler(universe, { ...options, prefix })
-  const route = ({ request }: { request: Request }) => handler(request)
+  // Elysia's `server` (Bun's) knows the client's address, which anonymous limits are kept by.
+  const route = ({ request, server }: { request: Request; server: PeerSource | null }) => handler(request, server)
   const plugin = new Elysia({ name: 'zuno', seed: prefix })
     .all(prefix, route, { parse: 'none' })
     .all(`${prefix}/*`, route, { parse: 'none' })

@@ -1,4 +1,6 @@
 import { execFileSync } from 'node:child_process'
+import type { Server } from 'node:http'
+import { connect } from 'node:net'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -7,6 +9,8 @@ import { node } from '@elysiajs/node'
 import { Elysia } from 'elysia'
 import { afterEach, describe, expect, it } from 'vitest'
 import { createUniverse } from 'zuno/server'
+import { abandonStreams, gatedAuthenticate } from '../../zuno/test/support/abandon'
+import { freePort } from '../../zuno/test/support/freePort'
 import { slowStorage } from '../../zuno/test/support/slowStorage'
 import { openRawStream, type RawStream } from '../../zuno/test/support/sseReader'
 import { until } from '../../zuno/test/support/until'
@@ -83,6 +87,29 @@ describe('zuno-elysia', () => {
       await until(async () => (await count()) === 0)
     })
 
+    for (const target of ['elysia', 'fetch'] as const) {
+      it(`gives back the place of every stream whose client left during an async authenticate (${target})`, async () => {
+        const server = await startOnBun(target, {}, { GATED: '1' })
+        cleanups.push(server.close)
+        const debug = async (route: string) => (await fetch(server.url.replace('/zuno', `/debug/${route}`))).text()
+        const { hostname, port } = new URL(server.url)
+        for (let i = 0; i < 20; i++) {
+          const socket = connect(Number(port), hostname)
+          socket.on('error', () => {})
+          socket.write(`GET /zuno/sse HTTP/1.1\r\nHost: ${hostname}:${port}\r\n\r\n`)
+          await until(async () => JSON.parse(await debug('counts')).entered === i + 1)
+          socket.destroy()
+        }
+        // Bun has seen every client leave (their requests' signals aborted) before authenticate returns.
+        await until(async () => JSON.parse(await debug('counts')).aborted === 20)
+        await debug('open-gate')
+        const opened = await streams(5, server.url)
+        expect((await fetch(`${server.url}/sse`)).status).toBe(503)
+        for (const stream of opened) stream.close()
+        await until(async () => (await debug('streams')) === '0')
+      })
+    }
+
     it('refuses bodies over the default 1 MiB limit, not Bun’s 128 MiB', async () => {
       const server = await startOnBun('elysia', {})
       cleanups.push(server.close)
@@ -101,12 +128,36 @@ describe('zuno-elysia', () => {
       maxBodyBytes: 1024,
       maxDepth: 8,
       heartbeatMs: 1000,
+      maxProposalsPerSecond: 50,
     })
     cleanups.push(server.close)
     const opened = await streams(3, server.url)
     expect(server.streams()).toBe(3)
     for (const stream of opened) stream.close()
     await until(() => server.streams() === 0)
+  })
+
+  it('gives back the place of every stream whose client left during an async authenticate, on Node.js', async () => {
+    const gated = gatedAuthenticate()
+    const universe = createUniverse({ stores: { counter: 0 } })
+    const plugin = zuno(universe, { authenticate: gated.authenticate, maxStreams: 5, maxStreamsPerPrincipal: 16 })
+    const port = await freePort()
+    const app = new Elysia({ adapter: node() }).use(plugin)
+    const info = await new Promise<{ stop(): Promise<void> | void; raw?: { node?: { server?: Server } } }>((resolve) =>
+      app.listen({ hostname: '127.0.0.1', port }, (listening) => resolve(listening as never)),
+    )
+    const http = info.raw?.node?.server as Server
+    cleanups.push(async () => {
+      plugin.closeStreams()
+      http.closeAllConnections()
+      await info.stop()
+    })
+    const url = `http://127.0.0.1:${port}/zuno`
+    await abandonStreams(url, 20, gated, () => new Promise((resolve) => http.getConnections((_, count) => resolve(count))))
+    const opened = await streams(5, url)
+    expect((await fetch(`${url}/sse`)).status).toBe(503)
+    for (const stream of opened) stream.close()
+    await until(() => plugin.zunoServer.streams === 0)
   })
 
   it('shuts down gracefully on Node.js: in-flight proposals finish, new requests get 503, streams get a retry hint', async () => {

@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url'
 import { node } from '@elysiajs/node'
 import { Elysia } from 'elysia'
 import { createUniverse } from 'zuno/server'
-import type { ConformanceConfig, RunningTarget } from '../../zuno/test/conformance/suite'
+import { type ConformanceConfig, type RunningTarget, serverOptions } from '../../zuno/test/conformance/suite'
 import { zuno } from '../src/index'
 import { freePort } from '../../zuno/test/support/freePort'
 
@@ -16,9 +16,13 @@ if (!haveBun && process.env.CI) throw new Error(`Bun is required in CI and missi
 const fixture = fileURLToPath(new URL('./fixtures/bunServer.ts', import.meta.url))
 
 /** Starts the fixture under Bun: Elysia, or core's fetch handler on Bun.serve. */
-export function startOnBun(target: 'elysia' | 'fetch', config: Partial<ConformanceConfig>): Promise<RunningTarget & { child: ChildProcess }> {
+export function startOnBun(
+  target: 'elysia' | 'fetch',
+  config: Partial<ConformanceConfig>,
+  env: Record<string, string> = {},
+): Promise<RunningTarget & { child: ChildProcess }> {
   const child = spawn(bunPath, [fixture], {
-    env: { ...process.env, TARGET: target, ZUNO_CONFIG: JSON.stringify(config) },
+    env: { ...process.env, ...env, TARGET: target, ZUNO_CONFIG: JSON.stringify(config) },
     stdio: ['ignore', 'pipe', 'inherit'],
   })
   return new Promise((resolve, reject) => {
@@ -30,6 +34,10 @@ export function startOnBun(target: 'elysia' | 'fetch', config: Partial<Conforman
       resolve({
         child,
         url: `http://127.0.0.1:${port}/zuno`,
+        // The fixture shuts its sync server down when asked on a debug route.
+        shutdown: async () => {
+          await (await fetch(`http://127.0.0.1:${port}/debug/shutdown`, { method: 'POST' })).text()
+        },
         close: () =>
           new Promise<void>((done) => {
             if (child.exitCode !== null) return done()
@@ -55,7 +63,7 @@ export async function startElysiaOnNode(config: ConformanceConfig): Promise<Runn
     allowStore: (key) => key.startsWith(config.creatablePrefix),
     retention: config.retention,
   })
-  const plugin = zuno(universe, { maxBodyBytes: config.maxBodyBytes, maxDepth: config.maxDepth, heartbeatMs: config.heartbeatMs })
+  const plugin = zuno(universe, serverOptions(config))
   const app = new Elysia({ adapter: node() }).use(plugin)
   // The Node adapter reports the port it was given, so give it a free one.
   const port = await freePort()
@@ -65,6 +73,7 @@ export async function startElysiaOnNode(config: ConformanceConfig): Promise<Runn
   return {
     url: `http://127.0.0.1:${port}/zuno`,
     streams: () => plugin.zunoServer.streams,
+    shutdown: () => plugin.shutdown(),
     async close() {
       plugin.closeStreams()
       server.raw?.node?.server?.closeAllConnections()

@@ -1,20 +1,9 @@
-import type { ErrorRequestHandler, NextFunction, Request, RequestHandler, Response } from 'express'
-import {
-  type ServedUniverse,
-  errorResponse,
-  JSON_HEADERS,
-  readNodeBody,
-  SSE_HEADERS,
-  SyncServer,
-  type SyncServerOptions,
-  splitTarget,
-  streamToNodeResponse,
-  type ZunoResponse,
-} from 'zuno/server'
+import type { ErrorRequestHandler, RequestHandler } from 'express'
 import { type ErrorCode, ZunoError } from 'zuno'
+import { createNodeHandler, errorResponse, JSON_HEADERS, type NodeHandlerOptions, type ServedUniverse, type SyncServer } from 'zuno/server'
 
 /** Options of {@link zuno}: the limits and timings of the sync server. */
-export type ZunoExpressOptions = SyncServerOptions
+export type ZunoExpressOptions = Omit<NodeHandlerOptions, 'prefix'>
 
 /**
  * What `app.use` takes: the endpoints, then a handler that turns the errors of a body parser
@@ -25,18 +14,8 @@ export interface ZunoMiddleware extends Array<RequestHandler | ErrorRequestHandl
   readonly server: SyncServer
   /** Ends every open SSE stream at once; call it before `httpServer.close()` so shutdown is not held open. */
   close(): void
-  /**
-   * Graceful shutdown: new requests get 503, proposals in flight finish, streams end with a retry
-   * hint. Then `httpServer.close()`.
-   */
+  /** Graceful shutdown: new requests get 503, proposals in flight finish, streams end with a retry hint. Then `httpServer.close()`. */
   shutdown(): Promise<void>
-}
-
-/** What body-parser attaches to the errors it passes on. */
-interface BodyParserError {
-  type?: string
-  status?: number
-  body?: unknown
 }
 
 /** Zuno's code for each client error a body parser can report. */
@@ -44,59 +23,26 @@ const PARSER_ERRORS: Record<number, ErrorCode> = { 413: 'payload_too_large', 415
 
 /**
  * Serves a universe over Zuno's protocol: mount it at the prefix, `app.use('/zuno', zuno(universe))`.
- * It reads bodies itself; after `express.json()` it uses the parsed body, and turns that parser's
- * errors into Zuno's JSON errors.
+ * Core's `node:http` handler does the work; after `express.json()` it uses the parsed body, and a
+ * parser's errors become Zuno's JSON errors.
  */
 export function zuno(universe: ServedUniverse, options: ZunoExpressOptions = {}): ZunoMiddleware {
-  const server = new SyncServer(universe, options)
-  const handle = (req: Request, res: Response, next: NextFunction, parsedBody: unknown): void => {
-    const { path, query } = splitTarget(req.url)
-    server
-      .handle({
-        method: req.method,
-        path,
-        query,
-        header: (name) => headerValue(req.headers[name]),
-        readBody: (limit) => readNodeBody(req, limit),
-        parsedBody,
-      })
-      .then((response) => send(req, res, response), next)
-  }
-  const endpoints: RequestHandler = (req, res, next) => handle(req, res, next, req.body)
+  const handler = createNodeHandler(universe, { ...options, prefix: '' })
+  const endpoints: RequestHandler = (req, res) => handler(req, res)
   const parserErrors: ErrorRequestHandler = (error: unknown, req, res, next) => {
-    const { type, status, body } = (error ?? {}) as BodyParserError
+    const { type, status, body } = (error ?? {}) as { type?: string; status?: number; body?: unknown }
     if (type === undefined || status === undefined || status < 400 || status >= 500) return next(error)
     // A parser mounted before us failed: judge the raw text ourselves, as if we had read it.
-    if (type === 'entity.parse.failed' && typeof body === 'string') return handle(req, res, next, body)
-    const code = PARSER_ERRORS[status] ?? 'invalid_body'
-    send(req, res, errorResponse(new ZunoError(code, `The request body was refused (${type})`)))
-  }
-  return Object.assign([endpoints, parserErrors], { server, close: () => server.close(), shutdown: () => server.shutdown() })
-}
-
-function send(req: Request, res: Response, response: ZunoResponse): void {
-  if (response.kind === 'json') {
-    // A declared length spares the client chunked decoding and the server a write per chunk.
-    const headers: Record<string, string | number> = {
-      ...JSON_HEADERS,
-      'content-length': Buffer.byteLength(response.body),
-      ...response.headers,
+    if (type === 'entity.parse.failed' && typeof body === 'string') {
+      req.body = body
+      return handler(req, res)
     }
-    // After a 413 the rest of the body is still arriving; closing is cheaper than reading it.
-    if (response.status === 413) headers.connection = 'close'
-    res.writeHead(response.status, headers).end(response.body)
-    return
+    const answer = errorResponse(new ZunoError(PARSER_ERRORS[status] ?? 'invalid_body', `The request body was refused (${type})`))
+    if (answer.kind === 'json') res.status(answer.status).set(JSON_HEADERS).send(answer.body)
   }
-  if (res.destroyed) return
-  req.socket.setTimeout(0)
-  req.socket.setNoDelay(true)
-  // Set one by one so middleware such as `compression` sees `no-transform` and leaves the stream alone.
-  for (const [name, value] of Object.entries(SSE_HEADERS)) res.setHeader(name, value)
-  res.status(200).flushHeaders()
-  streamToNodeResponse(res, response.open)
-}
-
-/** One header's value; Node gives repeated headers (other than `set-cookie`) joined already. */
-function headerValue(value: string | string[] | undefined): string | undefined {
-  return Array.isArray(value) ? value.join(', ') : value
+  return Object.assign([endpoints, parserErrors], {
+    server: handler.server,
+    close: () => handler.close(),
+    shutdown: () => handler.shutdown(),
+  })
 }

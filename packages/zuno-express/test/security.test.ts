@@ -7,6 +7,7 @@ import { z } from 'zod'
 import { connect } from 'zuno'
 import { newClientId } from '../../zuno/src/id'
 import { createUniverse, type ServedUniverse, type SyncServerOptions } from 'zuno/server'
+import { abandonStreams, gatedAuthenticate } from '../../zuno/test/support/abandon'
 import { slowStorage } from '../../zuno/test/support/slowStorage'
 import { openRawStream } from '../../zuno/test/support/sseReader'
 import { until } from '../../zuno/test/support/until'
@@ -218,6 +219,57 @@ describe('limits', () => {
     expect((await open('bob-secret')).status).toBe(503) // the total is reached
   })
 
+  it('gives back the place of every stream whose client left during an async authenticate', async () => {
+    const gated = gatedAuthenticate()
+    const { url, middleware, http } = await serve(createUniverse({ stores: { counter: 0 } }), {
+      authenticate: gated.authenticate,
+      maxStreams: 5,
+      maxStreamsPerPrincipal: 16,
+    })
+    const connections = () => new Promise<number>((resolve) => http.getConnections((_, count) => resolve(count)))
+    await abandonStreams(url, 20, gated, connections)
+    // All five places are free again: five streams of the same principal open, a sixth is refused.
+    const opened = await Promise.all(Array.from({ length: 5 }, () => openRawStream(`${url}/sse`)))
+    for (const sse of opened) {
+      cleanups.push(() => sse.close())
+      expect(sse.response.status).toBe(200)
+      expect((await sse.nextEvent()).event).toBe('snapshot')
+    }
+    expect((await fetch(`${url}/sse`)).status).toBe(503)
+    for (const sse of opened) sse.close()
+    await until(() => middleware.server.streams === 0)
+  })
+
+  it('caps anonymous streams per peer address', async () => {
+    const { url } = await serve(createUniverse({ stores: { counter: 0 } }), { maxStreamsPerPrincipal: 2 })
+    const open = async () => {
+      const sse = await openRawStream(`${url}/sse`)
+      cleanups.push(() => sse.close())
+      return sse.response
+    }
+    expect((await open()).status).toBe(200)
+    expect((await open()).status).toBe(200)
+    const third = await open()
+    expect(third.status).toBe(503)
+    expect(await third.json()).toMatchObject({ error: 'too_many_streams' })
+  })
+
+  it('takes the peer from X-Forwarded-For only with trustProxy', async () => {
+    const limited = { maxProposalsPerSecond: 1 }
+    const burst = async (url: string) => {
+      const statuses: number[] = []
+      for (let i = 0; i < 3; i++) {
+        const response = await post(url, { baseVersion: i, state: i + 1 }, { 'x-forwarded-for': `10.0.0.${i}, 127.0.0.1` })
+        statuses.push(response.status)
+      }
+      return statuses
+    }
+    // Without trust, the header is the client's claim and changes nothing: one address, one budget.
+    expect(await burst((await serve(createUniverse({ stores: { counter: 0 } }), limited)).url)).toEqual([200, 200, 429])
+    // Behind a trusted proxy each forwarded address has its own budget.
+    expect(await burst((await serve(createUniverse({ stores: { counter: 0 } }), { ...limited, trustProxy: true })).url)).toEqual([200, 200, 200])
+  })
+
   it('frees a stream place when the stream closes', async () => {
     const { url } = await serve(privateStores(), { maxStreams: 1 })
     const first = await openRawStream(`${url}/sse`)
@@ -231,7 +283,7 @@ describe('limits', () => {
     })
   })
 
-  it('limits the proposal rate per client with 429 and Retry-After, which a replica waits out', async () => {
+  it('limits the proposal rate per peer with 429 and Retry-After, which a replica waits out', async () => {
     const universe = createUniverse({ stores: { counter: 0 } })
     const { url } = await serve(universe, { maxProposalsPerSecond: 5 })
     const statuses: number[] = []
@@ -308,7 +360,7 @@ describe('prototype pollution', () => {
 describe('slow consumers', () => {
   it('keeps memory bounded with 100 stalled readers under a heavy write load, while healthy readers get everything', async () => {
     const universe = createUniverse({ stores: { blob: '' } })
-    const { middleware, port, url } = await serve(universe, { maxQueuedBytes: 1024 * 1024, maxProposalsPerSecond: 1e6 })
+    const { middleware, port, url } = await serve(universe, { maxQueuedBytes: 1024 * 1024, maxProposalsPerSecond: 1e6, maxStreamsPerPrincipal: 1000 })
     const stalled: Socket[] = []
     for (let i = 0; i < Number(process.env.STALLED ?? 100); i++) {
       const socket = connectTcp(port, '127.0.0.1')

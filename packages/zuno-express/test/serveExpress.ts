@@ -1,3 +1,4 @@
+import type { Server } from 'node:http'
 import express from 'express'
 import type { ServedUniverse } from 'zuno/server'
 import { type ZunoExpressOptions, type ZunoMiddleware, zuno } from '../src/index'
@@ -7,6 +8,7 @@ export interface ExpressServer<U> {
   universe: U
   middleware: ZunoMiddleware
   port: number
+  http: Server
   /** Base URL with the `/zuno` prefix. */
   url: string
   close(): Promise<void>
@@ -29,6 +31,7 @@ export async function serveExpress<U extends ServedUniverse & { close(): Promise
     universe,
     middleware,
     port,
+    http: server,
     url: `http://127.0.0.1:${port}/zuno`,
     async close() {
       middleware.close()

@@ -1,10 +1,10 @@
 import express from 'express'
 import { createUniverse } from 'zuno/server'
-import type { ConformanceConfig, RunningTarget } from '../../zuno/test/conformance/suite'
+import { type ConformanceConfig, type RunningTarget, serverOptions } from '../../zuno/test/conformance/suite'
 import { serveExpress } from './serveExpress'
 
 /** Starts an Express app serving a fresh universe configured for the conformance suite. */
-export function startExpress(
+export async function startExpress(
   config: ConformanceConfig,
   customize?: (app: express.Express) => void,
 ): Promise<RunningTarget> {
@@ -13,6 +13,6 @@ export function startExpress(
     allowStore: (key) => key.startsWith(config.creatablePrefix),
     retention: config.retention,
   })
-  const options = { maxBodyBytes: config.maxBodyBytes, maxDepth: config.maxDepth, heartbeatMs: config.heartbeatMs }
-  return serveExpress(universe, options, customize)
+  const served = await serveExpress(universe, serverOptions(config), customize)
+  return { url: served.url, close: served.close, shutdown: () => served.middleware.shutdown() }
 }

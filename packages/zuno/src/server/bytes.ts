@@ -2,6 +2,7 @@
 
 export interface BufferClass {
   from(text: string): Uint8Array
+  from(memory: ArrayBufferLike, offset: number, length: number): Uint8Array & { toString(encoding: 'utf8'): string }
   concat(list: Uint8Array[]): Uint8Array
   byteLength(text: string): number
 }
@@ -10,6 +11,7 @@ export interface BufferClass {
 export const NodeBuffer = (globalThis as { Buffer?: BufferClass }).Buffer
 
 const encoder = new TextEncoder()
+const decoder = new TextDecoder()
 
 /**
  * The UTF-8 bytes of a text. On Node a `Buffer`: `http` writes one as it is, while a plain
@@ -17,6 +19,21 @@ const encoder = new TextEncoder()
  */
 export function utf8Bytes(text: string): Uint8Array {
   return NodeBuffer === undefined ? encoder.encode(text) : NodeBuffer.from(text)
+}
+
+/**
+ * The UTF-8 text of some bytes, invalid sequences replaced (as `TextDecoder` does). Through
+ * `Buffer` where there is one: a request body is decoded once per request, and a `TextDecoder`
+ * costs more than the JSON it holds for small bodies.
+ */
+export function utf8Text(chunks: readonly Uint8Array[]): string {
+  if (NodeBuffer === undefined) {
+    let text = ''
+    for (const chunk of chunks) text += decoder.decode(chunk, { stream: true })
+    return text + decoder.decode()
+  }
+  const bytes = chunks.length === 1 ? (chunks[0] as Uint8Array) : NodeBuffer.concat(chunks as Uint8Array[])
+  return NodeBuffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8')
 }
 
 /** How many bytes a text takes in UTF-8 (0 for none), without encoding it where `Buffer` can count. */

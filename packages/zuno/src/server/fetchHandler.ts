@@ -1,7 +1,8 @@
 import { ZunoError } from '../errors'
-import { DEFAULT_PREFIX } from '../protocol'
+import { DEFAULT_LIMITS, DEFAULT_PREFIX } from '../protocol'
 import type { ServedUniverse } from './authoritativeUniverse'
 import type { Subscription } from './hub'
+import { DISCARD_MS, discardBudget } from './limits'
 import { SSE_HEADERS } from './sse'
 import { JSON_HEADERS, SyncServer, type SyncServerOptions, tooLarge, type ZunoResponse } from './syncServer'
 
@@ -11,9 +12,15 @@ export interface FetchHandlerOptions extends SyncServerOptions {
   prefix?: string
 }
 
+/** What a runtime may pass beside the request: Bun's server, which knows the client's address. */
+export interface PeerSource {
+  requestIP?(request: Request): { address: string } | null | undefined
+}
+
 /** A web-standard handler, plus the sync server behind it. */
 export interface FetchHandler {
-  (request: Request): Promise<Response>
+  /** `server` (Bun passes its own) gives the peer address that anonymous limits are kept by. */
+  (request: Request, server?: PeerSource | null): Promise<Response>
   readonly server: SyncServer
   /** Ends every open SSE stream. */
   close(): void
@@ -28,16 +35,27 @@ export interface FetchHandler {
 export function createFetchHandler(universe: ServedUniverse, options: FetchHandlerOptions = {}): FetchHandler {
   const server = new SyncServer(universe, options)
   const prefix = (options.prefix ?? DEFAULT_PREFIX).replace(/\/+$/, '')
-  const handler = async (request: Request): Promise<Response> => {
+  const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_LIMITS.maxBodyBytes
+  const handler = async (request: Request, runtime?: PeerSource | null): Promise<Response> => {
     const { pathname, query } = splitRequestUrl(request.url)
     const path = pathname.startsWith(prefix) ? pathname.slice(prefix.length) : ''
+    let bodyRead = false
     const response = await server.handle({
       method: request.method,
       path,
       query,
       header: (name) => request.headers.get(name),
-      readBody: (limit) => readRequestBody(request, limit),
+      readBody: (limit) => {
+        bodyRead = true
+        return readRequestBody(request, limit)
+      },
+      peer: peerOf(request, runtime),
     })
+    // A refused body still arriving: read and drop it (bounded) first, or the runtime closes the
+    // connection under a client that is still sending, which then sees EPIPE instead of the 413.
+    if (response.kind === 'json' && response.status === 413 && !bodyRead && request.body !== null && !request.bodyUsed) {
+      await discardRest(request.body.getReader(), declaredRest(request, 0, maxBodyBytes))
+    }
     // Reading `request.signal` makes some runtimes (Bun) build an AbortSignal: only streams need one.
     return toResponse(response, response.kind === 'sse' ? request.signal : undefined)
   }
@@ -49,6 +67,11 @@ export function toResponse(response: ZunoResponse, signal?: AbortSignal): Respon
   if (response.kind === 'json') {
     const headers = response.headers === undefined ? JSON_HEADERS : { ...JSON_HEADERS, ...response.headers }
     return new Response(response.body, { status: response.status, headers })
+  }
+  // The client left while the answer was being prepared: give its stream place back.
+  if (signal?.aborted) {
+    response.cancel()
+    return new Response(null, { status: 499 })
   }
   let subscription: Subscription | undefined
   const stream = new ReadableStream<Uint8Array>(
@@ -83,7 +106,46 @@ export function toResponse(response: ZunoResponse, signal?: AbortSignal): Respon
   return new Response(stream, { status: 200, headers: SSE_HEADERS })
 }
 
-/** Reads a request body as text, refusing it past `limit` bytes without reading the rest. */
+/** The client's address: from Bun's server, or a `request.ip` (srvx, behind `@elysiajs/node`); else unknown. */
+function peerOf(request: Request, runtime: PeerSource | null | undefined): string | undefined {
+  try {
+    const address = runtime?.requestIP?.(request)?.address
+    if (address) return address
+  } catch {
+    // Runtimes that imitate Bun's server may throw here (Elysia's Node adapter does).
+  }
+  const ip = (request as { ip?: unknown }).ip
+  return typeof ip === 'string' && ip !== '' ? ip : undefined
+}
+
+/**
+ * How much of a refused body is left to drop: what its declared length says, when that is within
+ * the budget. A body of unknown or larger length is not read on: it may never end.
+ */
+function declaredRest(request: Request, read: number, limit: number): number {
+  const declared = Number(request.headers.get('content-length') ?? Number.NaN)
+  return Number.isSafeInteger(declared) && declared <= discardBudget(limit) ? declared - read : 0
+}
+
+/** Reads and drops what is left of a body, up to `budget` bytes and for at most `DISCARD_MS`, then cancels it. */
+async function discardRest(reader: ReadableStreamDefaultReader<Uint8Array>, budget: number): Promise<void> {
+  // A client that stalls mid-body must not hold the answer: cancelling ends the pending read.
+  const timer = setTimeout(() => void reader.cancel().catch(() => {}), DISCARD_MS)
+  try {
+    for (let left = budget; left > 0; ) {
+      const { done, value } = await reader.read()
+      if (done) return
+      left -= value.byteLength
+    }
+  } catch {
+    // The client went away: nothing left to read.
+  } finally {
+    clearTimeout(timer)
+    reader.cancel().catch(() => {})
+  }
+}
+
+/** Reads a request body as text, refusing it past `limit` bytes (the rest is read and dropped, bounded). */
 export async function readRequestBody(request: Request, limit: number): Promise<string> {
   if (request.body === null) return ''
   const declared = Number(request.headers.get('content-length') ?? Number.NaN)
@@ -104,7 +166,7 @@ export async function readRequestBody(request: Request, limit: number): Promise<
     if (done) return text + decoder.decode()
     bytes += value.byteLength
     if (bytes > limit) {
-      await reader.cancel().catch(() => {})
+      await discardRest(reader, declaredRest(request, bytes, limit))
       throw tooLarge(limit)
     }
     text += decoder.decode(value, { stream: true })

@@ -32,6 +32,17 @@ export class RateLimiter {
   }
 }
 
+/** For at most this long a refused, too-large body is still read (and dropped), ms. */
+export const DISCARD_MS = 2000
+
+/**
+ * How much of a refused, too-large body is read and dropped before the connection closes: enough
+ * that a client still sending reads the 413 instead of EPIPE, bounded so nobody can keep us reading.
+ */
+export function discardBudget(limit: number): number {
+  return Math.max(2 * limit, 16 * 1024 * 1024)
+}
+
 /** Counts open streams, in all and per principal, and refuses past either limit. */
 export class StreamLimiter {
   #total = 0

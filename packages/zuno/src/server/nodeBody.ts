@@ -1,5 +1,5 @@
 import { ZunoError } from '../errors'
-import { utf8Bytes } from './bytes'
+import { utf8Bytes, utf8Text } from './bytes'
 import { tooLarge } from './syncServer'
 
 /** The part of a Node.js `IncomingMessage` that reading a body needs. */
@@ -17,8 +17,7 @@ export interface NodeBodyStream {
  */
 export function readNodeBody(stream: NodeBodyStream, limit: number): Promise<string> {
   return new Promise((resolve, reject) => {
-    const decoder = new TextDecoder()
-    let text = ''
+    const chunks: Uint8Array[] = []
     let bytes = 0
     stream.on('data', (chunk) => {
       const data = typeof chunk === 'string' ? utf8Bytes(chunk) : chunk
@@ -29,7 +28,7 @@ export function readNodeBody(stream: NodeBodyStream, limit: number): Promise<str
         reject(tooLarge(limit))
         return
       }
-      text += decoder.decode(data, { stream: true })
+      chunks.push(data)
     })
     // A client that goes away mid-body gets no answer, but the promise must still settle,
     // and quietly: it is the client's doing, not the server's.
@@ -41,7 +40,7 @@ export function readNodeBody(stream: NodeBodyStream, limit: number): Promise<str
     }
     stream.on('end', () => {
       ended = true
-      resolve(text + decoder.decode())
+      resolve(utf8Text(chunks))
     })
     stream.on('error', unreadable)
     stream.on('close', unreadable)

@@ -39,8 +39,14 @@ export interface SyncServerOptions {
   maxStreams?: number
   /** Open SSE streams per authenticated principal. Default 16. */
   maxStreamsPerPrincipal?: number
-  /** Proposals a second per principal (or per client, when anonymous); bursts of twice as many. Default 50. */
+  /** Proposals a second per principal (or per peer address, when anonymous); bursts of twice as many. Default 50. */
   maxProposalsPerSecond?: number
+  /**
+   * Take the peer address from the first `X-Forwarded-For` hop instead of the connection. Only
+   * behind a proxy that sets that header itself: otherwise any client can claim any address.
+   * Default false.
+   */
+  trustProxy?: boolean
 }
 
 /** A request as the engine needs it; each adapter builds one from its framework's request. */
@@ -53,6 +59,8 @@ export interface ZunoRequest {
   header(name: string): string | null | undefined
   /** Reads the raw body as text; rejects with `payload_too_large` past `limit` bytes. */
   readBody(limit: number): Promise<string>
+  /** The client's address (the connection's remote address); anonymous limits are kept per peer. */
+  peer?: string | undefined
   /**
    * A body the framework already read: a parsed JSON value, or the raw text as a string.
    * When present, `readBody` is not called.
@@ -63,8 +71,11 @@ export interface ZunoRequest {
 /** What the adapter sends back. */
 export type ZunoResponse =
   | { kind: 'json'; status: number; body: string; headers?: Record<string, string> }
-  /** An SSE stream: send `SSE_HEADERS` with status 200, then call `open` with the transport. */
-  | { kind: 'sse'; open(sink: SseSink): Subscription }
+  /**
+   * An SSE stream: send `SSE_HEADERS` with status 200, then call `open` with the transport; or, when
+   * the client has left meanwhile, call `cancel` instead, which gives its place back.
+   */
+  | { kind: 'sse'; open(sink: SseSink): Subscription; cancel(): void }
 
 /**
  * Splits a request target (`/sse?stores=a`) into path and query, never throwing: a target that is
@@ -126,6 +137,7 @@ export class SyncServer {
   /** Proposals being handled, so shutdown can wait for them. */
   readonly #inFlight = new Set<Promise<unknown>>()
   #shuttingDown = false
+  readonly #trustProxy: boolean
 
   constructor(universe: ServedUniverse, options: SyncServerOptions = {}) {
     this.#universe = universe
@@ -150,6 +162,12 @@ export class SyncServer {
     const rate = options.maxProposalsPerSecond ?? 50
     this.#rate = new RateLimiter(rate, rate * 2)
     this.#streamLimit = new StreamLimiter(options.maxStreams ?? 10_000, options.maxStreamsPerPrincipal ?? 16)
+    this.#trustProxy = options.trustProxy === true
+  }
+
+  /** True once `shutdown()` has begun: every new request is answered 503 `shutting_down`. */
+  get shuttingDown(): boolean {
+    return this.#shuttingDown
   }
 
   /** Number of open SSE streams. */
@@ -163,11 +181,13 @@ export class SyncServer {
       const allowed = ALLOWED_METHODS.get(request.path)
       if (allowed === undefined) throw new ZunoError('not_found', `No Zuno endpoint at ${JSON.stringify(request.path.slice(0, 200))}`)
       if (request.method !== allowed) return methodNotAllowed(allowed)
-      if (this.#shuttingDown) throw new ZunoError('shutting_down', 'The server is shutting down; try another', { retryAfter: 1 })
+      if (this.#shuttingDown) throw shuttingDown()
       checkProtocol(request)
       this.#checkOrigin(request)
       // Without authentication there is nobody to wait for: no extra turn of the event loop.
       const principal = this.#authenticate === undefined ? undefined : await this.#identify(request)
+      // Shutdown may have begun while `authenticate` ran: it waits only for proposals it knows of.
+      if (this.#shuttingDown) throw shuttingDown()
       if (request.path === PATHS.sse) return await this.#sse(request, principal)
       if (request.path === PATHS.state) return await this.#state(request, principal)
       const handling = this.#sync(request, principal)
@@ -245,7 +265,7 @@ export class SyncServer {
       throw new ZunoError('unsupported_media_type', 'POST /sync takes Content-Type: application/json')
     }
     const proposal = await this.#readProposal(request)
-    this.#rate.take(principal?.id ?? `client:${proposal.clientId}`)
+    this.#rate.take(principal?.id ?? this.#peerKey(request) ?? `client:${proposal.clientId}`)
     // Client ids are scoped to their principal: another user's ids reach a client of one's own.
     const proposer = { principal: principal?.id ?? '' }
     const result = this.#may(principal, proposal.storeKey, 'write')
@@ -302,10 +322,19 @@ export class SyncServer {
     const lastEventId = request.header('last-event-id') || request.query.get('lastEventId') || undefined
     const keySet = storeKeys === undefined ? undefined : new Set(storeKeys)
     const readable = storeKeys === undefined ? this.#readable(principal) : undefined
-    const release = this.#streamLimit.open(principal?.id)
+    if (this.#shuttingDown) throw shuttingDown()
+    const release = this.#streamLimit.open(principal?.id ?? this.#peerKey(request))
     return {
       kind: 'sse',
+      cancel: release,
       open: (sink) => {
+        if (this.#shuttingDown) {
+          // Shutdown began between the answer and its opening: end at once, with the retry hint.
+          release()
+          sink.write(this.#retryHint)
+          sink.close()
+          return { drained() {}, close() {} }
+        }
         const subscription = this.#hub.add(sink, keySet, readable, this.#openingFrames(lastEventId, storeKeys, keySet ?? readable))
         return {
           drained: () => subscription.drained(),
@@ -345,6 +374,15 @@ export class SyncServer {
     return frame
   }
 
+  /**
+   * Whose budget an anonymous request spends: its peer address, not the client id, which the
+   * client chooses. `undefined` where the adapter knows no address.
+   */
+  #peerKey(request: ZunoRequest): string | undefined {
+    const peer = (this.#trustProxy && firstForwardedHop(request.header('x-forwarded-for'))) || request.peer
+    return peer ? `peer:${peer}` : undefined
+  }
+
   #storeFilter(request: ZunoRequest): string[] | undefined {
     const storeKeys = parseStoreList(request.query.get('stores'))
     if (storeKeys === undefined) return undefined
@@ -376,6 +414,17 @@ function json(status: number, body: unknown): ZunoResponse & { kind: 'json' } {
 function methodNotAllowed(allow: string): ZunoResponse {
   const error = new ZunoError('method_not_allowed', `Use ${allow}`)
   return { ...json(error.status, error.toBody()), headers: { allow } }
+}
+
+function shuttingDown(): ZunoError {
+  return new ZunoError('shutting_down', 'The server is shutting down; try another', { retryAfter: 1 })
+}
+
+/** The client's address as the first proxy saw it: the leftmost `X-Forwarded-For` entry. */
+function firstForwardedHop(header: string | null | undefined): string | undefined {
+  if (!header) return undefined
+  const comma = header.indexOf(',')
+  return (comma < 0 ? header : header.slice(0, comma)).trim() || undefined
 }
 
 /** The `payload_too_large` error; adapters throw it from `readBody`. */

@@ -3,6 +3,7 @@
  * it starts on 127.0.0.1, talking only HTTP (fetch) and SSE (raw fetch and the `eventsource` package).
  */
 import { readFileSync } from 'node:fs'
+import { connect } from 'node:net'
 import { EventSource } from 'eventsource'
 import fc from 'fast-check'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
@@ -26,12 +27,22 @@ export interface ConformanceConfig {
   maxBodyBytes: number
   maxDepth: number
   heartbeatMs: number
+  /** Per principal, or per peer address when anonymous (every test client is on one address). */
+  maxProposalsPerSecond: number
+}
+
+/** The sync server options a target passes on from a config. */
+export function serverOptions(config: ConformanceConfig) {
+  const { maxBodyBytes, maxDepth, heartbeatMs, maxProposalsPerSecond } = config
+  return { maxBodyBytes, maxDepth, heartbeatMs, maxProposalsPerSecond }
 }
 
 /** A server started by a target. */
 export interface RunningTarget {
   /** Base URL including the prefix, such as `http://127.0.0.1:4321/zuno`. */
   url: string
+  /** Graceful shutdown of the sync server (the HTTP server keeps listening). */
+  shutdown(): Promise<void>
   close(): Promise<void>
 }
 
@@ -48,6 +59,7 @@ export const conformanceConfig: ConformanceConfig = {
   maxBodyBytes: 64 * 1024,
   maxDepth: 16,
   heartbeatMs: 200,
+  maxProposalsPerSecond: 100_000,
 }
 
 interface Answer {
@@ -74,6 +86,21 @@ let epoch = ''
 /** A well-formed proposal, by default the first op of a fresh client; override fields to make it otherwise. */
 function proposal(fields: Record<string, unknown> = {}): Record<string, unknown> {
   return { storeKey: 'counter', baseVersion: 0, epoch, state: 1, clientId: newClientId(), opId: 1, ...fields }
+}
+
+/** The body of a raw HTTP/1.1 response, de-chunked when it was sent in chunks. */
+function httpBody(response: string): string {
+  const split = response.indexOf('\r\n\r\n')
+  let rest = response.slice(split + 4)
+  if (!/^transfer-encoding: *chunked/im.test(response.slice(0, split))) return rest
+  let body = ''
+  for (;;) {
+    const lineEnd = rest.indexOf('\r\n')
+    const size = Number.parseInt(rest.slice(0, lineEnd), 16)
+    if (!(size > 0)) return body
+    body += rest.slice(lineEnd + 2, lineEnd + 2 + size)
+    rest = rest.slice(lineEnd + 2 + size + 2)
+  }
 }
 
 export function runConformanceSuite(target: ConformanceTarget): void {
@@ -611,6 +638,81 @@ export function runConformanceSuite(target: ConformanceTarget): void {
         const { body } = await getState('?stores=todos,unknown')
         expect(body.stores).toEqual({ todos: { version: 0, state: [] } })
         expectError(await getState('?stores=%2E%2E'), 400, 'invalid_store_key')
+      })
+    })
+
+    describe('serving lifecycle', () => {
+      const eightMegabytes = JSON.stringify(proposal({ state: 'x'.repeat(8 * 1024 * 1024) }))
+
+      it('answers an 8 MB body with a 413 JSON error that fetch reads, not EPIPE', async () => {
+        for (let i = 0; i < 3; i++) {
+          const answer = await post(eightMegabytes, { raw: true })
+          expectError(answer, 413, 'payload_too_large')
+        }
+        await expectUnchanged()
+      })
+
+      it('answers an 8 MB body with a 413 JSON error that a raw socket reads, with no reset', async () => {
+        const { hostname, port, pathname } = new URL(`${server.url}/sync`)
+        const head = `POST ${pathname} HTTP/1.1\r\nHost: ${hostname}:${port}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(eightMegabytes)}\r\n\r\n`
+        const { text, error } = await new Promise<{ text: string; error: Error | undefined }>((resolve) => {
+          const socket = connect(Number(port), hostname)
+          let text = ''
+          let error: Error | undefined
+          socket.on('data', (chunk) => (text += chunk.toString()))
+          socket.on('error', (cause) => (error = cause))
+          socket.on('close', () => resolve({ text, error }))
+          socket.write(head)
+          socket.end(eightMegabytes)
+        })
+        expect(error).toBeUndefined()
+        expect(text).toMatch(/^HTTP\/1\.1 413 /)
+        expect(text).toMatch(/content-type: application\/json/i)
+        expect(JSON.parse(httpBody(text))).toMatchObject({ ok: false, error: 'payload_too_large' })
+      })
+
+      it('answers 429 past the rate to anonymous proposals from one address, whatever their clientId', async () => {
+        const limited = await target.start({ ...conformanceConfig, maxProposalsPerSecond: 1 })
+        try {
+          const statuses: number[] = []
+          for (let i = 0; i < 20 && !statuses.includes(429); i++) {
+            const response = await fetch(`${limited.url}/sync`, {
+              method: 'POST',
+              headers: { 'content-type': 'application/json' },
+              body: JSON.stringify(proposal({ storeKey: `open.k${i}`, baseVersion: 0 })), // a fresh client id each time
+            })
+            statuses.push(response.status)
+            if (response.status === 429) {
+              expect(Number(response.headers.get('retry-after'))).toBeGreaterThan(0)
+              expect(await response.json()).toMatchObject({ ok: false, error: 'rate_limited' })
+            } else await response.body?.cancel()
+          }
+          // The burst (twice the rate) goes through, then the same address is refused, new ids or not.
+          expect(statuses.slice(0, 2)).toEqual([200, 200])
+          expect(statuses).toContain(429)
+        } finally {
+          await limited.close()
+        }
+      })
+
+      it('after shutdown, answers new streams and proposals 503 shutting_down in JSON, with Retry-After', async () => {
+        const open = await stream()
+        await open.nextEvent()
+        await server.shutdown()
+        const refusedStream = await fetch(`${server.url}/sse`)
+        expect(refusedStream.status).toBe(503)
+        expect(refusedStream.headers.get('content-type')).toMatch(/^application\/json/)
+        expect(Number(refusedStream.headers.get('retry-after'))).toBeGreaterThan(0)
+        expect(await refusedStream.json()).toMatchObject({ ok: false, error: 'shutting_down' })
+        expectError(await post(proposal({ baseVersion: 0, state: 3 })), 503, 'shutting_down')
+        // The stream that was open ends with a retry hint, so its client reconnects elsewhere.
+        const frames = []
+        for (;;) {
+          const frame = await open.next(5000).catch(() => undefined)
+          if (frame === undefined) break
+          frames.push(frame)
+        }
+        expect(frames.some((frame) => frame.retry !== undefined)).toBe(true)
       })
     })
   })
