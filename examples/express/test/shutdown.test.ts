@@ -11,6 +11,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterAll, describe, expect, it } from 'vitest'
 import { freePort } from '../../../packages/zuno/test/support/freePort'
+import { epochOf, rawProposal } from '../../../packages/zuno/test/support/rawProposal'
 import { until } from '../../../packages/zuno/test/support/until'
 
 const exampleDir = fileURLToPath(new URL('..', import.meta.url))
@@ -44,6 +45,7 @@ describe('SIGTERM during a burst of proposals', () => {
     const server = await start(port)
     const exited = new Promise<number | null>((resolve) => server.once('exit', (code) => resolve(code)))
 
+    const epoch = await epochOf(url)
     const acknowledged: string[] = []
     const unexpected: unknown[] = []
     // Each client appends its own todos to one list, read-modify-write, until the server says it is going.
@@ -58,13 +60,8 @@ describe('SIGTERM during a burst of proposals', () => {
             response = await fetch(`${url}/sync`, {
               method: 'POST',
               headers: { 'content-type': 'application/json' },
-              body: JSON.stringify({
-                storeKey: 'todos',
-                baseVersion: version,
-                state: [...todos, { id, text: id, done: false }],
-                clientId: name,
-                opId: k + 1,
-              }),
+              // Each attempt is the first op of a fresh client: raw writers keep no queue.
+              body: rawProposal(epoch, { storeKey: 'todos', baseVersion: version, state: [...todos, { id, text: id, done: false }] }),
             })
           } catch (error) {
             unexpected.push(error)

@@ -218,7 +218,11 @@ export class AuthoritativeUniverse<TStores extends Record<string, unknown> = Rec
     }
     const write = { storeKey, baseVersion: request.baseVersion, state }
     const outcome = await this.#storage.commit({ ...op, epoch: request.epoch, write })
-    if (outcome.type === 'accepted') await this.#reached(outcome.event.seq)
+    if (outcome.type === 'accepted') {
+      // Usually applied already (an in-process storage delivers before the commit's promise settles): no extra turn then.
+      const reached = this.#reached(outcome.event.seq)
+      if (reached !== undefined) await reached
+    }
     return this.#answer(storeKey, outcome)
   }
 

@@ -674,12 +674,14 @@ export function runConformanceSuite(target: ConformanceTarget): void {
       it('answers 429 past the rate to anonymous proposals from one address, whatever their clientId', async () => {
         const limited = await target.start({ ...conformanceConfig, maxProposalsPerSecond: 1 })
         try {
+          const { cursor } = (await (await fetch(`${limited.url}/state`)).json()) as { cursor: string }
+          const limitedEpoch = parseEventId(cursor)?.epoch
           const statuses: number[] = []
           for (let i = 0; i < 20 && !statuses.includes(429); i++) {
             const response = await fetch(`${limited.url}/sync`, {
               method: 'POST',
               headers: { 'content-type': 'application/json' },
-              body: JSON.stringify(proposal({ storeKey: `open.k${i}`, baseVersion: 0 })), // a fresh client id each time
+              body: JSON.stringify(proposal({ storeKey: `open.k${i}`, baseVersion: 0, epoch: limitedEpoch })), // a fresh client id each time
             })
             statuses.push(response.status)
             if (response.status === 429) {
