@@ -129,6 +129,37 @@ describe('authentication and authorization', () => {
     expect(await accepted.json()).toEqual({ ok: true, storeKey: 'dropbox', version: 2 })
   })
 
+  it('gives a reader of the stream nothing to pass its ops off as another client’s', async () => {
+    const universe = createUniverse({ stores: { counter: 0 } })
+    const { url } = await serve(universe)
+    // The victim's proposals are slow to arrive; its ops wait, open to being impersonated.
+    const slow: typeof fetch = async (input, init) => {
+      await new Promise((resolve) => setTimeout(resolve, 300))
+      return fetch(input, init)
+    }
+    const victim = connect({ url, EventSource, fetch: slow })
+    cleanups.push(() => victim.close())
+    const counter = victim.store<number>('counter', 0)
+    const sse = await openRawStream(`${url}/sse`)
+    cleanups.push(() => sse.close())
+    await sse.nextEvent()
+    await counter.set(1)
+    const seen = JSON.parse((await sse.nextEvent()).data as string) as { writer: string; opId: number }
+    const mine = counter.set(42)
+    // The attacker makes an id that starts with the victim's tag, brings it to the victim's next opId
+    // with cheap refusals, and writes first.
+    const forged = `${seen.writer}.${'A'.repeat(22)}`
+    for (let opId = 1; opId <= seen.opId; opId++) await post(url, { storeKey: 'not.declared', clientId: forged, opId })
+    expect((await post(url, { baseVersion: 1, state: 666, clientId: forged, opId: seen.opId + 1 })).status).toBe(200)
+    const forgedEvent = JSON.parse((await sse.nextEvent()).data as string) as { writer: string; opId: number }
+    expect(forgedEvent.opId).toBe(seen.opId + 1)
+    expect(forgedEvent.writer).not.toBe(seen.writer) // the tag is a hash of the whole id, not its start
+    // The victim's op is not taken for applied: it is rebased and applied on top.
+    expect(await mine).toBe(3)
+    expect(universe.store('counter').get()).toBe(42)
+    await until(() => counter.get() === 42 && counter.version === 3)
+  })
+
   it('lets a replica authenticate with a token for both proposals and stream', async () => {
     const { universe, url } = await serve(privateStores(), auth)
     const replica = connect({ url, EventSource, token: () => 'alice-secret' })

@@ -14,7 +14,7 @@ function randomBase64url(length: number): string {
   return text
 }
 
-/** A fresh client id, `<tag>.<secret>`: 96 public bits and 132 secret ones (see `CLIENT_ID_PATTERN`). */
+/** A fresh client id: 228 random bits (see `CLIENT_ID_PATTERN`); what others see of it is its `writerTag`. */
 export function newClientId(): string {
   return `${randomBase64url(16)}.${randomBase64url(22)}`
 }

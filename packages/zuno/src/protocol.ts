@@ -4,6 +4,8 @@
  * keep them in step.
  */
 
+import { sha256 } from './sha256'
+
 /** Version of the wire protocol described in `docs/protocol.md`. */
 export const PROTOCOL_VERSION = 2
 
@@ -34,17 +36,36 @@ export const SSE_EVENTS = {
 export const STORE_KEY_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/
 
 /**
- * A client id: `<tag>.<secret>`, 16 and 22 random base64url characters. The tag is public (events
- * carry it as `writer`); the secret never leaves the client's proposals.
+ * A client id: 16 and 22 random base64url characters, joined by a dot (228 random bits). It never
+ * leaves the client's proposals; events name their writer by {@link writerTag} of it.
  */
 export const CLIENT_ID_PATTERN = /^[A-Za-z0-9_-]{16}\.[A-Za-z0-9_-]{22}$/
 
 /** An epoch: letters and digits, as event ids carry it. */
 export const EPOCH_PATTERN = /^[A-Za-z0-9]{1,48}$/
 
-/** The public part of a client id: what the stream shows of the writer of an event. */
+const BASE64URL = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'
+const tags = new Map<string, string>()
+
+/**
+ * What the stream shows of the writer of an event: the first 96 bits of the SHA-256 of its client
+ * id, in base64url. The writer recognises its own ops by it; nobody can make an id with a given
+ * tag, so nobody can pass their ops off as someone else's.
+ */
 export function writerTag(clientId: string): string {
-  return clientId.slice(0, 16)
+  let tag = tags.get(clientId)
+  if (tag !== undefined) return tag
+  const bytes = new Uint8Array(clientId.length)
+  for (let i = 0; i < clientId.length; i++) bytes[i] = clientId.charCodeAt(i) & 0xff
+  const digest = sha256(bytes)
+  tag = ''
+  for (let i = 0; i < 12; i += 3) {
+    const n = ((digest[i] as number) << 16) | ((digest[i + 1] as number) << 8) | (digest[i + 2] as number)
+    tag += `${BASE64URL[n >>> 18]}${BASE64URL[(n >>> 12) & 63]}${BASE64URL[(n >>> 6) & 63]}${BASE64URL[n & 63]}`
+  }
+  if (tags.size >= 4096) tags.clear() // a cache of the ids seen lately, not a registry
+  tags.set(clientId, tag)
+  return tag
 }
 
 /** Defaults the server applies unless configured otherwise. */
