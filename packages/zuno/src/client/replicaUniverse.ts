@@ -151,10 +151,11 @@ interface PendingOp {
   /** The body of the attempt on the wire, or of the last one, until an answer shows it was not applied. */
   lastSent: WireBody | undefined
   /**
-   * An attempt got no definitive answer (the network failed, a 5xx, a reload mid-request): it may
-   * have been applied. Until an answer settles that, the op goes again exactly as `lastSent`.
+   * The epoch of an attempt that got no definitive answer (the network failed, a 5xx, a reload
+   * mid-request): it may have been applied there. Until an answer settles that, the op goes again
+   * with `lastSent`'s base and state, so the server can recognise it.
    */
-  doubted: boolean
+  doubtedIn: string | undefined
 }
 
 /** What a proposal says of its op besides the ids. */
@@ -418,7 +419,7 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
         failures: 0,
         failure: undefined,
         lastSent: undefined,
-        doubted: false,
+        doubtedIn: undefined,
       }
       replica.pending.push(op)
       this.#queue.push(op)
@@ -534,9 +535,10 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
     this.#busy = true
     const key = replica.cell.key
     const epoch = this.#epoch ?? ''
-    // An op in doubt goes again exactly as it went (unless the epoch changed: that history is gone);
-    // otherwise the base goes with the state it was computed on, read now, not after the schema check.
-    const resend = op.doubted && op.lastSent?.epoch === epoch ? op.lastSent : undefined
+    // An op in doubt goes again as it went, in the current epoch: if the storage kept it (the same
+    // history, or one that survived a new epoch), it is recognised. Otherwise the base goes with the
+    // state it was computed on, read now, not after the schema check.
+    const resend = op.doubtedIn !== undefined && op.lastSent !== undefined ? { ...op.lastSent, epoch } : undefined
     if (resend === undefined) op.sent = op.result
     const body: WireBody = resend ?? { baseVersion: replica.confirmed.version, state: op.sent, epoch }
     const schema = schemaFor(this.#options.schemas, key)
@@ -553,7 +555,7 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
           },
           (error: unknown) => {
             this.#busy = false
-            this.#deliveryFailed(op, error)
+            this.#deliveryFailed(op, error, body)
           },
         )
       },
@@ -622,19 +624,25 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
     if (code === 'epoch_changed') {
       // Not processed. Go again once the stream has brought the new epoch (at once, if it has).
       this.#lastError.set(new ZunoError('epoch_changed', (body as Partial<ErrorBody>).message ?? 'The server is in a newer epoch'))
-      this.#notApplied(op)
+      // This attempt was not applied; an earlier one in doubt still may have been.
+      if (op.doubtedIn === undefined) this.#notApplied(op)
       op.failures += 1
       this.#retry(sent.epoch !== this.#epoch ? 0 : op.failures, DELIVERY_BACKOFF_BASE_MS)
       return
     }
     if (code === 'unknown_client') return this.#startAfresh(op)
-    if (code === 'op_id_reused' && op.doubted) {
-      // Processed earlier, in a form this replica no longer sends (sent before a new epoch): its outcome is not known here.
-      return this.#refuse(op, new ZunoError('outcome_unknown', `${replica.cell.key}: op ${op.opId} may or may not have been applied`), { used: true })
+    if (code === 'op_id_reused') {
+      // The server processed this id with other content. If the op was in doubt, that may have been
+      // this op, in a form it no longer sends: its outcome is not known here. Either way the id is used.
+      const error =
+        op.doubtedIn !== undefined
+          ? new ZunoError('outcome_unknown', `${replica.cell.key}: op ${op.opId} may or may not have been applied`)
+          : new ZunoError('op_id_reused', (body as Partial<ErrorBody>).message ?? 'The server processed this id before')
+      return this.#refuse(op, error, { used: true })
     }
     if (code === 'unauthenticated') {
       // Not decided: the op waits (with backoff) for credentials that work, under the same ids.
-      return this.#deliveryFailed(op, new ZunoError('unauthenticated', (body as Partial<ErrorBody>).message ?? 'Sign in first'))
+      return this.#deliveryFailed(op, new ZunoError('unauthenticated', (body as Partial<ErrorBody>).message ?? 'Sign in first'), sent)
     }
     const error = body as Partial<ErrorBody>
     const issues = error.issues === undefined ? {} : { issues: error.issues }
@@ -649,7 +657,7 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
    * under a fresh identity.
    */
   #startAfresh(head: PendingOp): void {
-    if (head.doubted && head.lastSent?.epoch === this.#epoch) {
+    if (head.doubtedIn === this.#epoch) {
       this.#refuse(head, new ZunoError('outcome_unknown', `${head.replica.cell.key}: op ${head.opId} was sent, never answered, and the server has since forgotten this client`), { next: false })
     }
     this.#identity = { clientId: newClientId(), opId: 0 }
@@ -659,7 +667,7 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
       op.clientId = this.#identity.clientId
       op.opId = ++this.#identity.opId
       op.lastSent = undefined
-      op.doubted = false
+      op.doubtedIn = undefined
       this.#save(op)
     }
     this.#pump()
@@ -667,20 +675,20 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
 
   /** An answer showed the op was not applied: it may be rebased, and a reload need not treat it as in doubt. */
   #notApplied(op: PendingOp): void {
-    op.doubted = false
+    op.doubtedIn = undefined
     op.lastSent = undefined
     this.#save(op)
   }
 
   /** The network or the server failed: the op stays first in line, in doubt, and goes again unchanged after a pause. */
-  #deliveryFailed(op: PendingOp, error: unknown): void {
+  #deliveryFailed(op: PendingOp, error: unknown, sent: WireBody): void {
     if (this.#closed) return
     this.#lastError.set(
       isZunoError(error) ? error : new ZunoError('network', 'Could not reach the server', { cause: error }),
     )
     if (this.#queue[0] !== op) return this.#pump()
     // A 429 or a 401 is decided before anything is done; anything else may have been applied.
-    if (!(isZunoError(error) && (error.code === 'rate_limited' || error.code === 'unauthenticated'))) op.doubted = true
+    if (!(isZunoError(error) && (error.code === 'rate_limited' || error.code === 'unauthenticated'))) op.doubtedIn = sent.epoch
     op.failures += 1
     const waitAtLeast = isZunoError(error) && error.retryAfter !== undefined ? error.retryAfter * 1000 : 0
     this.#retry(op.failures, DELIVERY_BACKOFF_BASE_MS, waitAtLeast)
@@ -844,7 +852,7 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
       failures: 0,
       failure: undefined,
       lastSent: entry.sentOn === undefined ? undefined : { ...entry.sentOn, state: entry.state },
-      doubted: entry.sentOn !== undefined,
+      doubtedIn: entry.sentOn?.epoch,
     }))
     this.#restoring = false
     this.#queue.unshift(...restored)

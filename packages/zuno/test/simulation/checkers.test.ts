@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest'
+import { writerTag } from '../../src/protocol'
 import type { CommittedEvent } from '../../src/server/index'
 import { checkAcknowledged, checkContiguous, checkExactlyOnce, checkLinearizable } from './checkers'
 import type { Attempt } from './simNetwork'
@@ -7,7 +8,7 @@ const write = (seq: number, version: number, clientId: string, opId: number, sta
   storeKey: 's',
   version,
   state,
-  writer: clientId,
+  writer: writerTag(clientId),
   opId,
   seq,
   id: `e-${seq}`,
@@ -40,7 +41,7 @@ describe('simulation checkers catch what they claim to', () => {
   })
 
   it('catch a lost acknowledged write and an applied rejected one', () => {
-    const writers = new Map([['a', new Set(['a'])], ['b', new Set(['b'])], ['c', new Set(['c'])]])
+    const writers = new Map(['a', 'b', 'c'].map((name) => [name, new Set([writerTag(name)])]))
     const fine = [
       { replica: 'a', storeKey: 's', outcome: 'resolved' as const, version: 1 },
       { replica: 'b', storeKey: 's', outcome: 'resolved' as const, version: 2 },
