@@ -271,8 +271,9 @@ export function createRedisStorage(options: RedisStorageOptions): Storage {
       case 'answered': {
         const kept = reply[1] as string
         if (kept.startsWith('x')) return { type: 'answered', answer: JSON.parse(kept.slice(1)) as RefusalAnswer }
-        const version = Number(kept.slice(1, kept.indexOf(':')))
-        const answer: OpAnswer = { type: 'accepted', storeKey, version, state: JSON.parse(reply[2] as string) }
+        const colon = kept.indexOf(':')
+        const version = Number(kept.slice(1, colon))
+        const answer: OpAnswer = { type: 'accepted', storeKey, version, seq: Number(kept.slice(colon + 1)), state: JSON.parse(reply[2] as string) }
         return { type: 'answered', answer }
       }
     }

@@ -70,6 +70,9 @@ describe.each(storages)('exactly-once on the %s storage', (name, makeStorage) =>
     expect(await server.propose('', op)).toEqual({ type: 'accepted', storeKey: 'counter', version: 1, state: 1 })
     expect(await server.propose('', op)).toEqual({ type: 'accepted', storeKey: 'counter', version: 1, state: 1 })
     expect(server.universe.store('counter').version).toBe(1)
+    // Another client writes on: the retry is still answered with what the op made (read from the log).
+    await server.propose('', { storeKey: 'counter', baseVersion: 1, state: 2, clientId: newClientId(), opId: 1 })
+    expect(await server.propose('', op)).toEqual({ type: 'accepted', storeKey: 'counter', version: 1, state: 1 })
   })
 
   it('never applies an op twice once its answer is forgotten: the retry is a duplicate with the current truth, not a 409', async () => {

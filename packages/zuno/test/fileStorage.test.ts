@@ -144,6 +144,22 @@ describe('file storage', () => {
     await again.close()
   })
 
+  it('keeps what it knows of each client small: the folder follows the live state, not the number of clients', async () => {
+    const dir = freshDir()
+    const opened = await openFile(dir, { snapshotEvery: 1 })
+    const big = 'x'.repeat(200_000)
+    // 60 clients, each writing a 200 KB state once: 12 MB of history, one 200 KB live state.
+    for (let v = 0; v < 60; v++) await proposer(opened.universe)(v, `${v}${big}`, 1)
+    await opened.close()
+    const snapshot = statSync(join(dir, 'snapshot.json')).size
+    expect(snapshot).toBeGreaterThan(200_000)
+    expect(snapshot).toBeLessThan(200_000 + 60 * 1_000) // about a few hundred bytes per client record
+    const again = await openFile(dir)
+    // A retry of the last write is still answered as the original, with its state.
+    expect((again.universe.store('counter').get() as string).startsWith('59')).toBe(true)
+    await again.close()
+  })
+
   it('refuses a folder of another format, naming the folder', async () => {
     const dir = freshDir()
     const first = await openFile(dir)

@@ -10,7 +10,7 @@ import { deepFreeze, toJsonValue } from './json'
 import { EventLog, type LogEntry, logEntry } from './log'
 import { createMemoryStorage } from './memoryStorage'
 import { notifyEach } from './notify'
-import type { CommitOutcome, CommittedEvent, OpAnswer, OpIdentity, Storage } from './storage'
+import type { CommitOutcome, CommittedEvent, OpAnswer, OpIdentity, RefusalAnswer, Storage } from './storage'
 
 /** Options of {@link createUniverse}. */
 export interface UniverseOptions<S extends Schemas = Schemas> {
@@ -242,7 +242,7 @@ export class AuthoritativeUniverse<TStores extends Record<string, unknown> = Rec
         return { type: 'accepted', storeKey, version, state }
       }
       case 'answered':
-        return answerOf(outcome.answer)
+        return this.#answerOf(outcome.answer)
       case 'processed': {
         const cell = this.existing(storeKey)
         return { type: 'accepted', storeKey, version: cell?.version ?? 0, state: cell?.get(), duplicate: true }
@@ -259,6 +259,18 @@ export class AuthoritativeUniverse<TStores extends Record<string, unknown> = Rec
       case 'epoch_changed':
         return refused('epoch_changed', `The server's history is now epoch ${outcome.epoch}: reload its snapshot and propose again`)
     }
+  }
+
+  /** A kept answer, with the state it made: from the answer, the store, or the resume log, else the current truth. */
+  #answerOf(answer: OpAnswer): ProposalResult {
+    if (answer.type === 'refused') return refusalOf(answer)
+    const { storeKey, version } = answer
+    if ('state' in answer) return { type: 'accepted', storeKey, version, state: answer.state }
+    const cell = this.existing(storeKey)
+    if (cell !== undefined && cell.version === version) return { type: 'accepted', storeKey, version, state: cell.get() }
+    const logged = this.#readyLog().at(answer.seq)?.event
+    if (logged !== undefined && logged.storeKey === storeKey) return { type: 'accepted', storeKey, version, state: logged.state }
+    return { type: 'accepted', storeKey, version: cell?.version ?? 0, state: cell?.get(), duplicate: true }
   }
 
   #checkHealth(): void {
@@ -408,8 +420,7 @@ function refused(code: 'op_id_reused' | 'unknown_client' | 'epoch_changed', mess
   return { type: 'refused', error: new ZunoError(code, message) }
 }
 
-function answerOf(answer: OpAnswer): ProposalResult {
-  if (answer.type === 'accepted') return { ...answer }
+function refusalOf(answer: RefusalAnswer): ProposalResult {
   const options = answer.issues === undefined ? {} : { issues: answer.issues }
   return { type: 'refused', error: new ZunoError(answer.error, answer.message, options) }
 }

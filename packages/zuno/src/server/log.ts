@@ -104,6 +104,12 @@ export class EventLog {
     this.#count -= 1
   }
 
+  /** The entry of event `seq`, if it is still kept. */
+  at(seq: number): LogEntry | undefined {
+    if (seq > this.#lastSeq || seq <= this.#lastSeq - this.#count) return undefined
+    return this.#ring[seq % this.retention]
+  }
+
   /**
    * Every entry after `id`, oldest first, or `undefined` when they can no longer be served:
    * an id of another epoch, one from the future, one older than the retention, or not an id.

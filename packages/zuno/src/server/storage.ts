@@ -35,7 +35,11 @@ export interface RefusalRequest extends OpIdentity {
 
 /** What a processed op was answered; kept per client, so a retry gets the same answer. */
 export type OpAnswer =
-  | { type: 'accepted'; storeKey: string; version: number; state: unknown }
+  /**
+   * `seq` places the write in the log. `state` is there when the storage has it at hand (Redis reads
+   * it back from its Stream); the in-process storages keep no copy of every client's last state.
+   */
+  | { type: 'accepted'; storeKey: string; version: number; seq: number; state?: unknown }
   | RefusalAnswer
 
 /** The answer to an op refused for good. */

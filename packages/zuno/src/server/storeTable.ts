@@ -38,9 +38,11 @@ export class StoreTable {
 
   /** Records an accepted change (just committed, or recovered) and its client's answer. */
   record(event: CommittedEvent, op: OpIdentity, at?: number): void {
-    const { storeKey, version, state } = event
+    const { storeKey, version, state, seq } = event
     this.states.set(storeKey, { version, state })
-    this.ledger.record(op, { type: 'accepted', storeKey, version, state }, at)
+    // The answer names the write, not its state: a copy of every client's last state would make
+    // memory grow with the clients instead of the live state.
+    this.ledger.record(op, { type: 'accepted', storeKey, version, seq }, at)
   }
 
   /** Records a refusal for good (just decided, or recovered). */
