@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest'
+import { z } from 'zod'
 import { newClientId } from '../src/id'
 import { createUniverse } from '../src/server/index'
 
@@ -61,6 +62,27 @@ describe('AuthoritativeUniverse', () => {
     // Nothing of that reached the truth, and the server still writes.
     expect(universe.snapshot().stores.counter).toEqual({ version: 0, state: 0 })
     await expect(store.set(1)).resolves.toBe(1)
+  })
+
+  it('checks what a schema makes of a state as it checks the state: JSON only, within the limits', async () => {
+    const universe = createUniverse({
+      stores: { when: '', gone: 0, big: 0, upper: '' },
+      maxStateBytes: 50,
+      schemas: {
+        when: z.string().transform((text) => new Date(text)),
+        gone: z.number().transform(() => undefined),
+        big: z.number().transform((n) => 'x'.repeat(n)),
+        upper: z.string().transform((text) => text.trim().toUpperCase()),
+      },
+    })
+    await universe.ready
+    const propose = (storeKey: string, state: unknown) =>
+      universe.propose({ storeKey, baseVersion: 0, epoch: universe.epoch, state, clientId: newClientId(), opId: 1 }, ANONYMOUS)
+    expect(await propose('when', '2026-01-01')).toMatchObject({ type: 'refused', error: { code: 'invalid_state' } })
+    expect(await propose('gone', 1)).toMatchObject({ type: 'refused', error: { code: 'invalid_state' } })
+    expect(await propose('big', 100)).toMatchObject({ type: 'refused', error: { code: 'state_too_large' } })
+    expect(await propose('upper', '  bob ')).toEqual({ type: 'accepted', storeKey: 'upper', version: 1, state: 'BOB' })
+    expect(universe.snapshot().stores).toMatchObject({ when: { version: 0 }, gone: { version: 0 }, big: { version: 0 } })
   })
 
   it('hands out frozen states: no reader can change the truth', async () => {

@@ -211,7 +211,16 @@ export class AuthoritativeUniverse<TStores extends Record<string, unknown> = Rec
         throw new ZunoError('state_too_large', `A state may take at most ${this.#maxStateBytes} bytes`)
       }
       const schema = schemaFor(this.#schemas, storeKey)
-      if (schema !== undefined) state = await validateState(schema, storeKey, state)
+      if (schema !== undefined) {
+        // What a schema makes of the state is what is stored: it must be JSON and within the limits too.
+        const output = await validateState(schema, storeKey, state)
+        if (output !== state) {
+          state = structuredClone(toJsonValue(output, storeKey))
+          if (this.#maxStateBytes !== undefined && utf8Length(JSON.stringify(state)) > this.#maxStateBytes) {
+            throw new ZunoError('state_too_large', `A state may take at most ${this.#maxStateBytes} bytes`)
+          }
+        }
+      }
     } catch (error) {
       if (!isZunoError(error)) throw error
       return this.#record(request, op, error)
@@ -232,6 +241,8 @@ export class AuthoritativeUniverse<TStores extends Record<string, unknown> = Rec
     const { storeKey } = request
     const refusal = { ...op, epoch: request.epoch, storeKey, error: error.code, message: error.message }
     const outcome = await this.#storage.refuse(error.issues === undefined ? refusal : { ...refusal, issues: error.issues })
+    // Processed long ago under this id, answer gone: the refusal stands, and tells nothing of the store.
+    if (outcome.type === 'processed') return { type: 'refused', error }
     return this.#answer(storeKey, outcome)
   }
 

@@ -6,15 +6,15 @@ import { DEFAULT_LIMITS } from '../protocol'
  * from every storage and over the wire. `undefined`, functions, symbols, BigInts, non-finite
  * numbers, sparse arrays, class instances and cycles are refused with `invalid_state`.
  */
-export function toJsonValue(value: unknown, storeKey: string): unknown {
-  const problem = findNonJson(value)
+export function toJsonValue(value: unknown, storeKey: string, maxDepth: number = DEFAULT_LIMITS.maxDepth): unknown {
+  const problem = findNonJson(value, maxDepth)
   if (problem !== undefined) {
     throw new ZunoError('invalid_state', `The state of ${JSON.stringify(storeKey)} is not JSON: ${problem}`)
   }
   return value
 }
 
-function findNonJson(root: unknown): string | undefined {
+function findNonJson(root: unknown, maxDepth: number): string | undefined {
   const stack: Array<[unknown, string, number]> = [[root, 'the state', 0]]
   let visited = 0
   while (stack.length > 0) {
@@ -33,7 +33,7 @@ function findNonJson(root: unknown): string | undefined {
     }
     if (value === null) continue
     // A cycle shows up as depth without end.
-    if (depth >= DEFAULT_LIMITS.maxDepth) return `${where} nests deeper than ${DEFAULT_LIMITS.maxDepth} levels (or refers to itself)`
+    if (depth >= maxDepth) return `${where} nests deeper than ${maxDepth} levels (or refers to itself)`
     if (++visited > 10_000_000) return 'it is too large'
     if (Array.isArray(value)) {
       for (let i = 0; i < value.length; i++) {

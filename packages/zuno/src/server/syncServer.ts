@@ -15,6 +15,7 @@ import { utf8Length } from './bytes'
 import { Hub, type SseSink, type Subscription } from './hub'
 import { RateLimiter, StreamLimiter } from './limits'
 import { encodeRetryHint, encodeSnapshotFrame, HEARTBEAT_FRAME, RESUMED_FRAME, RESYNC_FRAME } from './sse'
+import { toJsonValue } from './json'
 import { isJsonContentType, parseProposalText, validateProposal, valueExceedsDepth } from './validate'
 
 /** Options shared by every adapter. */
@@ -304,7 +305,10 @@ export class SyncServer {
       throw new ZunoError('too_deep', `JSON nests deeper than ${this.#maxDepth} levels`)
     }
     if (!declared && utf8Length(JSON.stringify(parsedBody)) > this.#maxBodyBytes) throw tooLarge(this.#maxBodyBytes)
-    return validateProposal(parsedBody)
+    const proposal = validateProposal(parsedBody)
+    // A framework's parser may have read 1e400 as Infinity, which JSON cannot carry on.
+    toJsonValue(proposal.state, proposal.storeKey, this.#maxDepth + 1)
+    return proposal
   }
 
   async #state(request: ZunoRequest, principal: Principal | undefined): Promise<ZunoResponse> {

@@ -1,4 +1,5 @@
 import { ZunoError } from '../errors'
+import { toJsonValue } from './json'
 import { CLIENT_ID_PATTERN, EPOCH_PATTERN, isNonNegativeInteger, STORE_KEY_PATTERN, type SyncRequest } from '../protocol'
 
 const OPEN_BRACE = 0x7b
@@ -62,8 +63,14 @@ export function parseProposalText(text: string, maxDepth: number): SyncRequest {
   } catch {
     throw new ZunoError('bad_json', 'The body is not valid JSON')
   }
-  return validateProposal(body)
+  const proposal = validateProposal(body)
+  // JSON.parse reads 1e400 as Infinity, which JSON cannot say back: only a long exponent or a
+  // very long number can make one, so only then is the state walked.
+  if (HUGE_NUMBER.test(text)) toJsonValue(proposal.state, proposal.storeKey, maxDepth + 1)
+  return proposal
 }
+
+const HUGE_NUMBER = /[eE]\+?\d{3}|\d{309}/
 
 /** Checks a parsed `POST /sync` body; throws a `ZunoError` naming the first problem. */
 export function validateProposal(body: unknown): SyncRequest {

@@ -229,6 +229,18 @@ add({
 })
 add({ name: 'protocol: another version on the stream', method: 'GET', target: '/sse?v=3', headers: {}, body: null, status: 400, error: 'unsupported_protocol' })
 
+// Numbers JSON.parse reads as Infinity: JSON cannot say them back.
+for (const [name, number] of [['1e400', '1e400'], ['-1e999', '-1e999'], ['310 digits', '9'.repeat(310)]]) {
+  add({
+    name: `state: ${name}`,
+    method: 'POST',
+    target: '/sync',
+    body: `{"storeKey":"counter","baseVersion":0,"epoch":"${EPOCH_PLACEHOLDER}","clientId":"${CLIENT_PLACEHOLDER}","opId":1,"state":{"n":[${number}]}}`,
+    status: 422,
+    error: 'invalid_state',
+  })
+}
+
 // Prototype tricks at the top level: own properties only count.
 add({
   name: 'fields hidden under __proto__',
