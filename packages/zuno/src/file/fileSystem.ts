@@ -18,6 +18,7 @@ export type FileSystem = Pick<
   | 'unlinkSync'
   | 'mkdirSync'
   | 'statSync'
+  | 'utimesSync'
 >
 
 export const nodeFileSystem: FileSystem = nodeFs

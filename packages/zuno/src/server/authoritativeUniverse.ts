@@ -198,6 +198,7 @@ export class AuthoritativeUniverse<TStores extends Record<string, unknown> = Rec
     this.#checkHealth()
     const { storeKey } = request
     let state = request.state
+    let stateBytes = stateJson.length
     try {
       const existing = this.existing(storeKey)
       const exists = existing !== undefined && this.#isVisible(existing)
@@ -216,7 +217,8 @@ export class AuthoritativeUniverse<TStores extends Record<string, unknown> = Rec
         const output = await validateState(schema, storeKey, state)
         if (output !== state) {
           state = structuredClone(toJsonValue(output, storeKey))
-          if (this.#maxStateBytes !== undefined && utf8Length(JSON.stringify(state)) > this.#maxStateBytes) {
+          stateBytes = utf8Length(JSON.stringify(state))
+          if (this.#maxStateBytes !== undefined && stateBytes > this.#maxStateBytes) {
             throw new ZunoError('state_too_large', `A state may take at most ${this.#maxStateBytes} bytes`)
           }
         }
@@ -225,7 +227,7 @@ export class AuthoritativeUniverse<TStores extends Record<string, unknown> = Rec
       if (!isZunoError(error)) throw error
       return this.#record(request, op, error)
     }
-    const write = { storeKey, baseVersion: request.baseVersion, state }
+    const write = { storeKey, baseVersion: request.baseVersion, state, stateBytes }
     const outcome = await this.#storage.commit({ ...op, epoch: request.epoch, write })
     if (outcome.type === 'accepted') {
       // Usually applied already (an in-process storage delivers before the commit's promise settles): no extra turn then.

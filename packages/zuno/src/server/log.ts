@@ -87,7 +87,9 @@ export class EventLog {
     }
     if (this.#count === this.retention) this.#dropOldest()
     const slot = seq % this.retention
-    const size = this.retentionBytes === Number.POSITIVE_INFINITY ? 0 : entry.frame.byteLength
+    // A measured state saves encoding a frame nobody may ever stream (100 bytes for the frame's fields).
+    const { stateBytes } = entry.event
+    const size = this.retentionBytes === Number.POSITIVE_INFINITY ? 0 : stateBytes !== undefined ? stateBytes + 100 : entry.frame.byteLength
     this.#ring[slot] = entry
     this.#sizes[slot] = size
     this.#lastSeq = seq

@@ -16,6 +16,8 @@ export interface Write {
   storeKey: string
   baseVersion: number
   state: unknown
+  /** About how many bytes the state takes as JSON, when the caller measured it (no storage need encode it to know). */
+  stateBytes?: number
 }
 
 /** An op to commit: accepted iff `epoch` is the storage's and `baseVersion` the store's current version. */
@@ -59,6 +61,8 @@ export interface CommittedEvent {
   /** The writer's public tag (`writerTag(clientId)`). */
   writer: string
   opId: number
+  /** About how many bytes the state takes as JSON, when known: the resume log counts it without encoding a frame. */
+  stateBytes?: number
   /** Universe-wide, strictly increasing; 1 for the first change of an epoch. */
   seq: number
   /** The event id clients resume from: `<epoch>-<seq>`. */

@@ -31,9 +31,11 @@ export class StoreTable {
 
   /** The event that accepting `request` as the `seq`-th change makes. */
   accept(request: CommitRequest, epoch: string, seq: number, writer: string): CommittedEvent {
-    const { storeKey, state } = request.write
+    const { storeKey, state, stateBytes } = request.write
     const version = (this.states.get(storeKey)?.version ?? 0) + 1
-    return { storeKey, version, state, writer, opId: request.opId, seq, id: formatEventId(epoch, seq) }
+    const event: CommittedEvent = { storeKey, version, state, writer, opId: request.opId, seq, id: formatEventId(epoch, seq) }
+    if (stateBytes !== undefined) event.stateBytes = stateBytes
+    return event
   }
 
   /** Records an accepted change (just committed, or recovered) and its client's answer. */
