@@ -157,10 +157,12 @@ export interface SyncAccepted<T = unknown> {
   version: number
   state: T
   /**
-   * The op was processed before and its answer is no longer kept: `version` and `state` are the
-   * store's current ones, not necessarily what the op made.
+   * The op was processed before and what it made is no longer at hand: `version` and `state` are
+   * the store's current ones, not necessarily what the op made.
    */
   duplicate?: true
+  /** With `duplicate`, when known: the version the op made. */
+  opVersion?: number
 }
 
 /** 409 answer to `POST /sync`: the proposal was stale; here is the current state. */

@@ -598,7 +598,7 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
     }
     const { replica } = op
     if (status === 200 && body.ok) {
-      this.#confirm(op, { version: body.version, state: body.state })
+      this.#confirm(op, { version: body.version, state: body.state }, body.opVersion)
       return
     }
     const code = (body as Partial<ErrorBody>).error
@@ -717,15 +717,18 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
     this.#pump()
   }
 
-  /** The op was accepted; `confirmed` is what the server made of it (its schema may have transformed it). */
-  #confirm(op: PendingOp, confirmed: StoreState): void {
+  /**
+   * The op was accepted; `confirmed` is what the server made of it (its schema may have transformed
+   * it), or the store's current truth with `opVersion`, the version the op made, for a late answer.
+   */
+  #confirm(op: PendingOp, confirmed: StoreState, opVersion = confirmed.version): void {
     const { replica } = op
     this.#dequeue(op)
     if (confirmed.version > replica.confirmed.version) this.#confirmFromServer(replica, confirmed)
     this.#countPending(-1)
     this.#show(replica)
     this.#forget(op)
-    op.resolve(confirmed.version)
+    op.resolve(opVersion)
     this.#pump()
   }
 

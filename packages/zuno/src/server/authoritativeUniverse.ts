@@ -44,7 +44,7 @@ const SERVER_WRITE_ATTEMPTS = 64
 /** What became of a proposal, as the sync server answers it. */
 export type ProposalResult =
   /** Accepted now, or before (`duplicate`: processed earlier and its answer no longer kept; this is the current truth). */
-  | { type: 'accepted'; storeKey: string; version: number; state: unknown; duplicate?: true }
+  | { type: 'accepted'; storeKey: string; version: number; state: unknown; duplicate?: true; opVersion?: number }
   /** The base was stale: here is the current truth. */
   | { type: 'conflict'; storeKey: string; version: number; state: unknown }
   /** Refused: for good (recorded, a retry gets the same), or without a decision (unknown client, another epoch, a reused opId). */
@@ -283,7 +283,7 @@ export class AuthoritativeUniverse<TStores extends Record<string, unknown> = Rec
     if (cell !== undefined && cell.version === version) return { type: 'accepted', storeKey, version, state: cell.get() }
     const logged = this.#readyLog().at(answer.seq)?.event
     if (logged !== undefined && logged.storeKey === storeKey) return { type: 'accepted', storeKey, version, state: logged.state }
-    return { type: 'accepted', storeKey, version: cell?.version ?? 0, state: cell?.get(), duplicate: true }
+    return { type: 'accepted', storeKey, version: cell?.version ?? 0, state: cell?.get(), duplicate: true, opVersion: version }
   }
 
   #checkHealth(): void {

@@ -278,6 +278,7 @@ export class SyncServer {
       case 'accepted': {
         const { storeKey, version, state } = result
         const body: SyncAccepted = result.duplicate ? { ok: true, storeKey, version, state, duplicate: true } : { ok: true, storeKey, version, state }
+        if (result.opVersion !== undefined) body.opVersion = result.opVersion
         if (unreadable) delete (body as Partial<SyncAccepted>).state
         return json(200, body)
       }
