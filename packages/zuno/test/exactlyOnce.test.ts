@@ -171,6 +171,24 @@ describe.each(storages)('exactly-once on the %s storage', (name, makeStorage) =>
     expect(await server.propose('', { storeKey: 'counter', baseVersion: 2, state: 3, clientId: busy, opId: 2 })).toMatchObject({ type: 'accepted' })
   })
 
+  it('forgets a client at once when its lifetime ends between two sweeps, answers and all', async () => {
+    let now = 0
+    const server = await start({ clientLifetimeMs: 2_000, now: () => now })
+    const [a, b] = [newClientId(), newClientId()]
+    await server.propose('', { storeKey: 'counter', baseVersion: 0, state: 1, clientId: a, opId: 1 })
+    await server.propose('', { storeKey: 'other', baseVersion: 0, state: 1, clientId: a, opId: 2 })
+    now = 1_900
+    await server.propose('', { storeKey: 'counter', baseVersion: 1, state: 2, clientId: b, opId: 1 }) // a sweep: a is not due yet
+    now = 2_100 // a is past its lifetime, and the next sweep is not due
+    expect(await server.propose('', { storeKey: 'counter', baseVersion: 2, state: 3, clientId: a, opId: 3 })).toMatchObject({
+      type: 'refused',
+      error: { code: 'unknown_client' },
+    })
+    // Started afresh under the same id, its old answers are gone: op 2 is a new op, not op 2 of before.
+    await server.propose('', { storeKey: 'counter', baseVersion: 2, state: 3, clientId: a, opId: 1 })
+    expect(await server.propose('', { storeKey: 'other', baseVersion: 1, state: 9, clientId: a, opId: 2 })).toMatchObject({ type: 'accepted', version: 2, state: 9 })
+  })
+
   it('keeps the marks and answers across a restart', async () => {
     const server = await start({ idempotencyWindow: 1 })
     const [alice, bob] = [newClientId(), newClientId()]

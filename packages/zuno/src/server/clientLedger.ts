@@ -57,6 +57,8 @@ export function clientKey(op: { principal: string; clientId: string }): string {
  */
 export class ClientLedger {
   readonly #records = new Map<string, ClientRecord>()
+  /** When expired records were last dropped: a sweep per op would cost an iterator each time. */
+  #sweptAt = Number.NEGATIVE_INFINITY
 
   constructor(
     readonly window: number = CLIENT_DEFAULTS.idempotencyWindow,
@@ -69,14 +71,20 @@ export class ClientLedger {
 
   /** See {@link decideOp}. */
   decide(op: OpIdentity): CommitOutcome | undefined {
-    this.#forgetExpired()
-    return decideOp(this.#records.get(clientKey(op)), op)
+    const now = this.now()
+    if (now - this.#sweptAt >= Math.min(1000, this.lifetimeMs / 4)) this.#forgetExpired()
+    const record = this.#records.get(clientKey(op))
+    // Between sweeps, a record past its lifetime still counts as forgotten.
+    return decideOp(record !== undefined && record.seenAt < now - this.lifetimeMs ? undefined : record, op)
   }
 
   /** Records that `op` was processed with `answer`. */
   record(op: OpIdentity, answer: OpAnswer, at: number = this.now()): void {
     const key = clientKey(op)
-    const next = advanceRecord(this.#records.get(key), op, answer, this.window, at)
+    const existing = this.#records.get(key)
+    // One past its lifetime but not swept yet is gone already: its answers must not carry over.
+    const live = existing !== undefined && existing.seenAt >= at - this.lifetimeMs ? existing : undefined
+    const next = advanceRecord(live, op, answer, this.window, at)
     this.#records.delete(key) // re-inserted last: the map stays in order of use
     this.#records.set(key, next)
   }
@@ -94,7 +102,8 @@ export class ClientLedger {
   }
 
   #forgetExpired(): void {
-    const oldest = this.now() - this.lifetimeMs
+    this.#sweptAt = this.now()
+    const oldest = this.#sweptAt - this.lifetimeMs
     for (const [key, record] of this.#records) {
       if (record.seenAt >= oldest) break
       this.#records.delete(key)

@@ -3,6 +3,8 @@ import { ClientLedger } from './clientLedger'
 import { notifyEach } from './notify'
 import type { CommitOutcome, CommitRequest, CommittedEvent, OpIdentity, RefusalRequest } from './storage'
 
+const RESOLVED = Promise.resolve()
+
 /**
  * The in-process half of a storage that keeps its truth here (memory, file): every store's current
  * state and every client's record, the decisions on them, and the storage's commit listeners.
@@ -61,7 +63,9 @@ export class StoreTable {
    */
   commit(event: CommittedEvent, op: OpIdentity): void {
     this.record(event, op)
-    if (this.#listeners.size > 0) queueMicrotask(() => notifyEach(this.#listeners, event, 'a commit listener'))
+    // A resolved promise rather than queueMicrotask, which wraps every callback in an async
+    // resource on Node.js: a measurable cost on the hot path.
+    if (this.#listeners.size > 0) void RESOLVED.then(() => notifyEach(this.#listeners, event, 'a commit listener'))
   }
 
   /** `Storage.onCommit`: calls `listener` with each committed change; returns the unsubscribe. */
