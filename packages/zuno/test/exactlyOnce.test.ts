@@ -185,7 +185,10 @@ describe.each(storages)('exactly-once on the %s storage', (name, makeStorage) =>
       error: { code: 'unknown_client' },
     })
     // Started afresh under the same id, its old answers are gone: op 2 is a new op, not op 2 of before.
-    await server.propose('', { storeKey: 'counter', baseVersion: 2, state: 3, clientId: a, opId: 1 })
+    const fresh = { storeKey: 'counter', baseVersion: 2, state: 3, clientId: a, opId: 1 }
+    await server.propose('', fresh)
+    // A retry of the new op 1 gets its own answer, not the one op 1 had before.
+    expect(await server.propose('', fresh)).toEqual({ type: 'accepted', storeKey: 'counter', version: 3, state: 3 })
     expect(await server.propose('', { storeKey: 'other', baseVersion: 1, state: 9, clientId: a, opId: 2 })).toMatchObject({ type: 'accepted', version: 2, state: 9 })
   })
 
