@@ -6,12 +6,10 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, afterEach, describe, expect, it } from 'vitest'
-import { createFileStorage } from 'zuno/file'
-import { createUniverse } from 'zuno/server'
 import { freePort } from '../../../packages/zuno/test/support/freePort'
-import { demoStores } from '../../express/src/stores'
 import { type BunDemo, haveBun, startBunDemo } from './bunDemo'
 import { epochOf, rawProposal } from '../../../packages/zuno/test/support/rawProposal'
+import { writeUncheckedTodos } from '../../express/test/support/uncheckedState'
 
 const folders: string[] = []
 const dataDir = () => {
@@ -81,11 +79,7 @@ describe.skipIf(!haveBun)('the Bun demo’s state', () => {
 
   it('renders a folder that holds an invalid todos state with the initial todos, without a stack trace, and logs it', async () => {
     const dir = dataDir()
-    const storage = createFileStorage({ dir })
-    const unchecked = createUniverse({ stores: demoStores, storage })
-    await unchecked.store('todos').set('pwned')
-    await unchecked.close()
-    await storage.close()
+    await writeUncheckedTodos(dir, 'pwned')
 
     const demo = await start(dir)
     const page = await fetch(`${demo.url}/`)

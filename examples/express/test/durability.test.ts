@@ -3,42 +3,21 @@
  * acknowledgement) is killed with SIGKILL during a write load and restarted on the same folder.
  * Every acknowledged write must be there, and versions must continue from where they were.
  */
-import { type ChildProcess, spawn } from 'node:child_process'
-import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { afterAll, describe, expect, it } from 'vitest'
 import { freePort } from '../../../packages/zuno/test/support/freePort'
 import { epochOf, rawProposal } from '../../../packages/zuno/test/support/rawProposal'
+import { demoProcesses } from './support/demoProcess'
 
-const exampleDir = fileURLToPath(new URL('..', import.meta.url))
-const dataDir = mkdtempSync(join(tmpdir(), 'zuno-durable-'))
-const children: ChildProcess[] = []
+const demos = demoProcesses('durable')
 afterAll(() => {
-  for (const child of children) child.kill('SIGKILL')
-  rmSync(dataDir, { recursive: true, force: true })
+  demos.stop()
 })
-
-async function start(port: number): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
-    cwd: exampleDir,
-    env: { ...process.env, PORT: String(port), ZUNO_DATA_DIR: dataDir },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  })
-  children.push(child)
-  await new Promise<void>((resolve, reject) => {
-    child.stdout?.on('data', (chunk: Buffer) => chunk.toString().includes('Zuno demo on') && resolve())
-    child.once('exit', (code) => reject(new Error(`demo exited with ${code}`)))
-  })
-  return child
-}
 
 describe('the durable file log', () => {
   it('keeps every acknowledged write through kill -9, and versions continue', async () => {
     const port = await freePort()
     const url = `http://127.0.0.1:${port}/zuno`
-    const server = await start(port)
+    const server = await demos.start(port)
 
     // Four writers append to the todo list with compare-and-set, as fast as they can.
     const acknowledged: Array<{ id: string; version: number }> = []
@@ -79,7 +58,7 @@ describe('the durable file log', () => {
     server.kill('SIGKILL')
     await Promise.all([exited, ...writers])
 
-    await start(port)
+    await demos.start(port)
     const state = (await (await fetch(`${url}/state`)).json()) as {
       stores: { todos: { version: number; state: Array<{ id: string }> } }
     }

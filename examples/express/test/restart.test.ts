@@ -4,46 +4,26 @@
  * durable file log, so nothing acknowledged is lost; the replicas must ride out the outage,
  * re-propose what was still pending, and converge, with every op settled and none applied twice.
  */
-import { type ChildProcess, spawn } from 'node:child_process'
-import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { EventSource } from 'eventsource'
 import { afterAll, describe, expect, it } from 'vitest'
 import { connect, type ReplicaUniverse } from 'zuno'
 import { until } from '../../../packages/zuno/test/support/until'
 import { freePort } from '../../../packages/zuno/test/support/freePort'
+import { demoProcesses } from './support/demoProcess'
 
-const exampleDir = fileURLToPath(new URL('..', import.meta.url))
+const demos = demoProcesses('restart')
 
-
-const dataDir = mkdtempSync(join(tmpdir(), 'zuno-restart-'))
-
-async function startDemo(port: number): Promise<ChildProcess> {
-  // Node itself with tsx as a loader: one process, so SIGKILL really kills the server.
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], { cwd: exampleDir, env: { ...process.env, PORT: String(port), ZUNO_DATA_DIR: dataDir }, stdio: 'pipe' })
-  await new Promise<void>((resolve, reject) => {
-    child.stdout?.on('data', (chunk: Buffer) => {
-      if (chunk.toString().includes('Zuno demo on')) resolve()
-    })
-    child.once('exit', (code) => reject(new Error(`demo exited with ${code}`)))
-  })
-  return child
-}
-
-const children: ChildProcess[] = []
+const children: Array<Awaited<ReturnType<typeof demos.start>>> = []
 const replicas: ReplicaUniverse[] = []
 afterAll(() => {
   for (const replica of replicas) replica.close()
-  for (const child of children) child.kill('SIGKILL')
-  rmSync(dataDir, { recursive: true, force: true })
+  demos.stop()
 })
 
 describe('replicas ride out a killed and restarted server', () => {
   it('settle every op, apply none twice, and converge', async () => {
     const port = await freePort()
-    children.push(await startDemo(port))
+    children.push(await demos.start(port))
     const url = `http://127.0.0.1:${port}/zuno`
     for (let i = 0; i < 4; i++) replicas.push(connect({ url, EventSource, maxAttempts: 1000 }))
     await until(() => replicas.every((replica) => replica.status.get() === 'connected'), 15_000)
@@ -73,7 +53,7 @@ describe('replicas ride out a killed and restarted server', () => {
     await until(() => outcomes.length >= 30, 15_000)
     children[0]?.kill('SIGKILL')
     await new Promise((resolve) => setTimeout(resolve, 300))
-    children.push(await startDemo(port))
+    children.push(await demos.start(port))
     restartedAt = Date.now()
 
     const settled = (await Promise.all(work)).flat()

@@ -12,6 +12,7 @@ import { createUniverse } from 'zuno/server'
 import { type DemoServer, demoStores, startDemo } from '../src/demoServer'
 import { renderDemoPage } from '../src/render'
 import { epochOf, rawProposal } from '../../../packages/zuno/test/support/rawProposal'
+import { writeUncheckedTodos } from './support/uncheckedState'
 
 const folders: string[] = []
 const dataDir = () => {
@@ -101,11 +102,7 @@ describe('the demo’s schemas', () => {
   it('renders a data folder that holds an invalid todos state with the initial todos, logs it, and lets the next write replace it', async () => {
     // A data folder written without schemas, as an older version of the demo did.
     const dir = dataDir()
-    const storage = createFileStorage({ dir })
-    const unchecked = createUniverse({ stores: demoStores, storage })
-    await unchecked.store('todos').set('pwned')
-    await unchecked.close()
-    await storage.close()
+    await writeUncheckedTodos(dir, 'pwned')
 
     const demo = await start(dir)
     const page = await fetch(`${demo.url}/`)

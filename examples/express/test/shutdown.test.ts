@@ -4,37 +4,16 @@
  * or 503 `shutting_down` in JSON. The process exits 0, and after a restart on the same folder every
  * acknowledged write is there.
  */
-import { type ChildProcess, spawn } from 'node:child_process'
-import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { afterAll, describe, expect, it } from 'vitest'
 import { freePort } from '../../../packages/zuno/test/support/freePort'
 import { epochOf, rawProposal } from '../../../packages/zuno/test/support/rawProposal'
 import { until } from '../../../packages/zuno/test/support/until'
+import { demoProcesses } from './support/demoProcess'
 
-const exampleDir = fileURLToPath(new URL('..', import.meta.url))
-const dataDir = mkdtempSync(join(tmpdir(), 'zuno-sigterm-'))
-const children: ChildProcess[] = []
+const demos = demoProcesses('sigterm')
 afterAll(() => {
-  for (const child of children) child.kill('SIGKILL')
-  rmSync(dataDir, { recursive: true, force: true })
+  demos.stop()
 })
-
-async function start(port: number): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
-    cwd: exampleDir,
-    env: { ...process.env, PORT: String(port), ZUNO_DATA_DIR: dataDir },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  })
-  children.push(child)
-  await new Promise<void>((resolve, reject) => {
-    child.stdout?.on('data', (chunk: Buffer) => chunk.toString().includes('Zuno demo on') && resolve())
-    child.once('exit', (code) => reject(new Error(`demo exited with ${code}`)))
-  })
-  return child
-}
 
 type Todo = { id: string; text: string; done: boolean }
 
@@ -42,7 +21,7 @@ describe('SIGTERM during a burst of proposals', () => {
   it('answers every request (200, 409 or 503 JSON, never a reset), exits 0 and keeps every acknowledged write', async () => {
     const port = await freePort()
     const url = `http://127.0.0.1:${port}/zuno`
-    const server = await start(port)
+    const server = await demos.start(port)
     const exited = new Promise<number | null>((resolve) => server.once('exit', (code) => resolve(code)))
 
     const epoch = await epochOf(url)
@@ -92,7 +71,7 @@ describe('SIGTERM during a burst of proposals', () => {
     expect(unexpected).toEqual([])
     expect(await exited).toBe(0)
 
-    await start(port)
+    await demos.start(port)
     const answer = (await (await fetch(`${url}/state?stores=todos`)).json()) as { stores: { todos: { state: Todo[] } } }
     const kept = new Set(answer.stores.todos.state.map((todo) => todo.id))
     expect(acknowledged.filter((id) => !kept.has(id))).toEqual([])

@@ -2,8 +2,7 @@ import { join } from 'node:path'
 import { ZunoError } from '../errors'
 import { randomId } from '../id'
 import { formatEventId, writerTag } from '../protocol'
-import { CLIENT_DEFAULTS, ClientLedger } from '../server/clientLedger'
-import type { ClientRecordOptions } from '../server/memoryStorage'
+import { ClientLedger, type ClientRecordOptions } from '../server/clientLedger'
 import type { CommitOutcome, CommitRequest, CommittedEvent, OpIdentity, RefusalRequest, Storage, StorageHealth, StorageImage } from '../server/storage'
 import { StoreTable } from '../server/storeTable'
 import { errorCode, type FileSystem, nodeFileSystem } from './fileSystem'
@@ -67,12 +66,8 @@ export function createFileStorage(options: FileStorageOptions): FileStorage {
   const logFloorBytes = options.logFloorBytes ?? 8 * 1024 * 1024
   const logPath = join(dir, 'log.jsonl')
 
-  const ledger = new ClientLedger(
-    options.idempotencyWindow ?? CLIENT_DEFAULTS.idempotencyWindow,
-    options.clientLifetimeMs ?? CLIENT_DEFAULTS.clientLifetimeMs,
-    options.now,
-  )
-  const now = options.now ?? Date.now
+  const ledger = new ClientLedger(options)
+  const now = ledger.now
   const table = new StoreTable(ledger)
   let recent: CommittedEvent[] = []
   let epoch = ''

@@ -170,13 +170,7 @@ export class AuthoritativeUniverse<TStores extends Record<string, unknown> = Rec
   async propose(request: SyncRequest, proposer: Proposer): Promise<ProposalResult> {
     if (!this.#started) await this.ready
     const stateJson = JSON.stringify(request.state)
-    const op: OpIdentity = {
-      principal: proposer.principal,
-      clientId: request.clientId,
-      opId: request.opId,
-      digest: opDigest(request.storeKey, request.baseVersion, stateJson),
-    }
-    return this.#decide(request, op, stateJson, false)
+    return this.#decide(request, identify(request, proposer.principal, stateJson), stateJson, false)
   }
 
   /**
@@ -185,13 +179,8 @@ export class AuthoritativeUniverse<TStores extends Record<string, unknown> = Rec
    */
   async refuse(request: SyncRequest, proposer: Proposer, error: ZunoError): Promise<ProposalResult> {
     if (!this.#started) await this.ready
-    const op: OpIdentity = {
-      principal: proposer.principal,
-      clientId: request.clientId,
-      opId: request.opId,
-      digest: opDigest(request.storeKey, request.baseVersion, JSON.stringify(request.state)),
-    }
-    return this.#record(request, op, error)
+    this.#checkHealth()
+    return this.#record(request, identify(request, proposer.principal, JSON.stringify(request.state)), error)
   }
 
   async #decide(request: SyncRequest, op: OpIdentity, stateJson: string, byServer: boolean): Promise<ProposalResult> {
@@ -237,9 +226,8 @@ export class AuthoritativeUniverse<TStores extends Record<string, unknown> = Rec
     return this.#answer(storeKey, outcome)
   }
 
-  /** Records a refusal for good, unless the op was processed before (then that answer stands). */
+  /** Records a refusal for good, unless the op was processed before (then that answer stands). Callers checked the storage's health. */
   async #record(request: SyncRequest, op: OpIdentity, error: ZunoError): Promise<ProposalResult> {
-    this.#checkHealth()
     const { storeKey } = request
     const refusal = { ...op, epoch: request.epoch, storeKey, error: error.code, message: error.message }
     const outcome = await this.#storage.refuse(error.issues === undefined ? refusal : { ...refusal, issues: error.issues })
@@ -356,10 +344,9 @@ export class AuthoritativeUniverse<TStores extends Record<string, unknown> = Rec
       const state = structuredClone(toJsonValue(applyUpdater(next, cell.get()), cell.key))
       const stateJson = JSON.stringify(state)
       const request: SyncRequest = { storeKey: cell.key, baseVersion: cell.version, epoch: this.epoch, state, clientId: server.clientId, opId }
-      const op: OpIdentity = { principal: '', clientId: server.clientId, opId, digest: opDigest(cell.key, cell.version, stateJson) }
       let result: ProposalResult
       try {
-        result = await this.#decide(request, op, stateJson, true)
+        result = await this.#decide(request, identify(request, '', stateJson), stateJson, true)
       } catch (error) {
         // In doubt: the op may or may not have landed. It is never sent again; later writes go under a fresh identity.
         this.#server = { clientId: newClientId(), opId: 0 }
@@ -431,6 +418,12 @@ export class AuthoritativeUniverse<TStores extends Record<string, unknown> = Rec
 
 function refused(code: 'op_id_reused' | 'unknown_client' | 'epoch_changed', message: string): ProposalResult {
   return { type: 'refused', error: new ZunoError(code, message) }
+}
+
+/** Who sent an op and which op it is, with the digest that tells a retry from a reused id. */
+function identify(request: SyncRequest, principal: string, stateJson: string): OpIdentity {
+  const { clientId, opId, storeKey, baseVersion } = request
+  return { principal, clientId, opId, digest: opDigest(storeKey, baseVersion, stateJson) }
 }
 
 function refusalOf(answer: RefusalAnswer): ProposalResult {

@@ -8,6 +8,16 @@ export const CLIENT_DEFAULTS = {
   clientLifetimeMs: 30 * 24 * 60 * 60 * 1000,
 } as const
 
+/** What a storage keeps per client; every storage takes these options. */
+export interface ClientRecordOptions {
+  /** Answers kept per client for retries of ops already processed. Default 16; 1 is enough for Zuno's client. */
+  idempotencyWindow?: number
+  /** A client with no op processed for this long may be forgotten (its next op gets `unknown_client`). Default 30 days. */
+  clientLifetimeMs?: number
+  /** The clock the lifetime is measured on. Default `Date.now`. */
+  now?: () => number
+}
+
 /** What a storage keeps of one client, advanced atomically with the client's writes. */
 export interface ClientRecord {
   /** The highest opId processed (accepted, or refused for good). */
@@ -60,11 +70,14 @@ export class ClientLedger {
   /** When expired records were last dropped: a sweep per op would cost an iterator each time. */
   #sweptAt = Number.NEGATIVE_INFINITY
 
-  constructor(
-    readonly window: number = CLIENT_DEFAULTS.idempotencyWindow,
-    readonly lifetimeMs: number = CLIENT_DEFAULTS.clientLifetimeMs,
-    readonly now: () => number = Date.now,
-  ) {
+  readonly window: number
+  readonly lifetimeMs: number
+  readonly now: () => number
+
+  constructor(options: ClientRecordOptions = {}) {
+    const window = (this.window = options.idempotencyWindow ?? CLIENT_DEFAULTS.idempotencyWindow)
+    const lifetimeMs = (this.lifetimeMs = options.clientLifetimeMs ?? CLIENT_DEFAULTS.clientLifetimeMs)
+    this.now = options.now ?? Date.now
     if (!Number.isSafeInteger(window) || window < 1) throw new RangeError('idempotencyWindow must be a positive integer')
     if (!(lifetimeMs > 0)) throw new RangeError('clientLifetimeMs must be positive')
   }

@@ -7,7 +7,7 @@ export type { Proposer, ProposalResult, ServedUniverse, UniverseOptions } from '
 export { EventLog } from './log'
 export type { LogEntry } from './log'
 export { createMemoryStorage } from './memoryStorage'
-export type { ClientRecordOptions, MemoryStorageOptions } from './memoryStorage'
+export type { MemoryStorageOptions } from './memoryStorage'
 export type {
   CommitOutcome,
   CommitRequest,
@@ -21,8 +21,9 @@ export type {
   StorageImage,
   Write,
 } from './storage'
-export { advanceRecord, CLIENT_DEFAULTS, ClientLedger, clientKey, decideOp, opDigest } from './clientLedger'
-export type { ClientRecord, KeptAnswer } from './clientLedger'
+// What a storage of its own (zuno-redis) shares with the built-in ones: the defaults and record keys.
+export { CLIENT_DEFAULTS, clientKey } from './clientLedger'
+export type { ClientRecordOptions } from './clientLedger'
 export { notifyEach } from './notify'
 export type { SseSink, Subscription } from './hub'
 export { HEARTBEAT_FRAME, SSE_HEADERS } from './sse'

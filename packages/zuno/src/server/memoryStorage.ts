@@ -1,18 +1,8 @@
 import { randomId } from '../id'
 import { writerTag } from '../protocol'
-import { CLIENT_DEFAULTS, ClientLedger } from './clientLedger'
+import { ClientLedger, type ClientRecordOptions } from './clientLedger'
 import type { CommitOutcome, CommitRequest, RefusalRequest, Storage, StorageImage } from './storage'
 import { StoreTable } from './storeTable'
-
-/** What a storage keeps per client; every storage takes these options. */
-export interface ClientRecordOptions {
-  /** Answers kept per client for retries of ops already processed. Default 16; 1 is enough for Zuno's client. */
-  idempotencyWindow?: number
-  /** A client with no op processed for this long may be forgotten (its next op gets `unknown_client`). Default 30 days. */
-  clientLifetimeMs?: number
-  /** The clock the lifetime is measured on. Default `Date.now`. */
-  now?: () => number
-}
 
 /** Options of {@link createMemoryStorage}. */
 export interface MemoryStorageOptions extends ClientRecordOptions {}
@@ -20,13 +10,7 @@ export interface MemoryStorageOptions extends ClientRecordOptions {}
 /** Keeps everything in this process; a restart starts a new, empty epoch. */
 export function createMemoryStorage(options: MemoryStorageOptions = {}): Storage {
   const epoch = randomId()
-  const table = new StoreTable(
-    new ClientLedger(
-      options.idempotencyWindow ?? CLIENT_DEFAULTS.idempotencyWindow,
-      options.clientLifetimeMs ?? CLIENT_DEFAULTS.clientLifetimeMs,
-      options.now,
-    ),
-  )
+  const table = new StoreTable(new ClientLedger(options))
   let seq = 0
 
   return {
