@@ -6,6 +6,7 @@ import { dirname, join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import type { Message } from './channel'
+import { compiled } from './compile'
 
 const benchRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
 const bunBinary = join(benchRoot, 'node_modules', '.bin', 'bun')
@@ -40,9 +41,11 @@ export class Child {
   #stderr = ''
 
   constructor(readonly spec: ChildSpec) {
-    const script = join(benchRoot, 'src', spec.script)
+    // Bun runs TypeScript as it is; Node runs it compiled (see `compiled`).
     const command =
-      spec.runtime === 'bun' ? [bunBinary, script] : [process.execPath, ...(spec.nodeFlags ?? []), '--import', 'tsx', script]
+      spec.runtime === 'bun'
+        ? [bunBinary, join(benchRoot, 'src', spec.script)]
+        : [process.execPath, ...(spec.nodeFlags ?? []), compiled(spec.script)]
     const pinned = canPin ? ['/usr/bin/taskset', '-c', String(spec.core), ...command] : command
     this.#process = spawn(pinned[0] as string, [...pinned.slice(1), ...(spec.args ?? [])], {
       cwd: benchRoot,
