@@ -1,3 +1,4 @@
+import type { StandardSchemaV1 } from '@standard-schema/spec'
 import { isZunoError, ZunoError } from '../errors'
 import { newClientId } from '../id'
 import { RECORDED_REFUSALS, type StateResponse, type StoreState, type SyncRequest } from '../protocol'
@@ -167,8 +168,8 @@ export class AuthoritativeUniverse<TStores extends Record<string, unknown> = Rec
   }
 
   /** Offers a client's op, already validated as a `POST /sync` body. */
-  async propose(request: SyncRequest, proposer: Proposer): Promise<ProposalResult> {
-    if (!this.#started) await this.ready
+  propose(request: SyncRequest, proposer: Proposer): Promise<ProposalResult> {
+    if (!this.#started) return this.ready.then(() => this.propose(request, proposer))
     const stateJson = JSON.stringify(request.state)
     return this.#decide(request, identify(request, proposer.principal, stateJson), stateJson, false)
   }
@@ -183,41 +184,64 @@ export class AuthoritativeUniverse<TStores extends Record<string, unknown> = Rec
     return this.#record(request, identify(request, proposer.principal, JSON.stringify(request.state)), error)
   }
 
-  async #decide(request: SyncRequest, op: OpIdentity, stateJson: string, byServer: boolean): Promise<ProposalResult> {
-    this.#checkHealth()
-    const { storeKey } = request
-    let state = request.state
-    let stateBytes = stateJson.length
+  /**
+   * Checks an op against the store and the schema, then commits it or records its refusal. Not
+   * an async function: without a schema nothing here waits, and each await would cost a turn.
+   */
+  #decide(request: SyncRequest, op: OpIdentity, stateJson: string, byServer: boolean): Promise<ProposalResult> {
     try {
-      const existing = this.existing(storeKey)
-      const exists = existing !== undefined && this.#isVisible(existing)
-      if (!byServer && !exists && !this.#allowStore(storeKey)) {
-        throw new ZunoError('store_not_allowed', `Store ${JSON.stringify(storeKey)} may not be created`)
-      }
-      if (!exists && this.#visibleCount >= this.#maxStores) {
-        throw new ZunoError('store_limit', `No more than ${this.#maxStores} stores`)
-      }
-      if (this.#maxStateBytes !== undefined && utf8Length(stateJson) > this.#maxStateBytes) {
-        throw new ZunoError('state_too_large', `A state may take at most ${this.#maxStateBytes} bytes`)
-      }
-      const schema = schemaFor(this.#schemas, storeKey)
-      if (schema !== undefined) {
-        // What a schema makes of the state is what is stored: it must be JSON and within the limits too.
-        const output = await validateState(schema, storeKey, state)
-        if (output !== state) {
-          state = structuredClone(toJsonValue(output, storeKey))
-          stateBytes = utf8Length(JSON.stringify(state))
-          if (this.#maxStateBytes !== undefined && stateBytes > this.#maxStateBytes) {
-            throw new ZunoError('state_too_large', `A state may take at most ${this.#maxStateBytes} bytes`)
-          }
-        }
-      }
+      this.#checkHealth()
     } catch (error) {
-      if (!isZunoError(error)) throw error
+      return Promise.reject(error)
+    }
+    try {
+      this.#admit(request.storeKey, stateJson.length, stateJson, byServer)
+    } catch (error) {
+      if (!isZunoError(error)) return Promise.reject(error)
       return this.#record(request, op, error)
     }
-    const write = { storeKey, baseVersion: request.baseVersion, state, stateBytes }
-    const outcome = await this.#storage.commit({ ...op, epoch: request.epoch, write })
+    const schema = schemaFor(this.#schemas, request.storeKey)
+    if (schema === undefined) return this.#commit(request, op, request.state, stateJson.length)
+    return this.#validated(schema, request).then(
+      ({ state, stateBytes }) => this.#commit(request, op, state, stateBytes ?? stateJson.length),
+      (error: unknown) => {
+        if (!isZunoError(error)) throw error
+        return this.#record(request, op, error)
+      },
+    )
+  }
+
+  /** Whether the store may take this state at all: it may be created, and the state fits. */
+  #admit(storeKey: string, stateLength: number, stateJson: string, byServer: boolean): void {
+    const existing = this.existing(storeKey)
+    const exists = existing !== undefined && this.#isVisible(existing)
+    if (!byServer && !exists && !this.#allowStore(storeKey)) {
+      throw new ZunoError('store_not_allowed', `Store ${JSON.stringify(storeKey)} may not be created`)
+    }
+    if (!exists && this.#visibleCount >= this.#maxStores) {
+      throw new ZunoError('store_limit', `No more than ${this.#maxStores} stores`)
+    }
+    // UTF-16 length ≥ UTF-8 length / 3: only a state that might be too large is measured.
+    if (this.#maxStateBytes !== undefined && stateLength * 3 > this.#maxStateBytes && utf8Length(stateJson) > this.#maxStateBytes) {
+      throw new ZunoError('state_too_large', `A state may take at most ${this.#maxStateBytes} bytes`)
+    }
+  }
+
+  /** What the store's schema makes of the state (what is stored, so it must be JSON and within the limits too); `stateBytes` only when it changed. */
+  async #validated(schema: StandardSchemaV1, request: SyncRequest): Promise<{ state: unknown; stateBytes: number | undefined }> {
+    const output = await validateState(schema, request.storeKey, request.state)
+    if (output === request.state) return { state: output, stateBytes: undefined }
+    const state = structuredClone(toJsonValue(output, request.storeKey))
+    const stateBytes = utf8Length(JSON.stringify(state))
+    if (this.#maxStateBytes !== undefined && stateBytes > this.#maxStateBytes) {
+      throw new ZunoError('state_too_large', `A state may take at most ${this.#maxStateBytes} bytes`)
+    }
+    return { state, stateBytes }
+  }
+
+  async #commit(request: SyncRequest, op: OpIdentity, state: unknown, stateBytes: number): Promise<ProposalResult> {
+    const { storeKey, baseVersion, epoch } = request
+    const outcome = await this.#storage.commit({ ...op, epoch, write: { storeKey, baseVersion, state, stateBytes } })
     if (outcome.type === 'accepted') {
       // Usually applied already (an in-process storage delivers before the commit's promise settles): no extra turn then.
       const reached = this.#reached(outcome.event.seq)

@@ -49,11 +49,18 @@ export function decideOp(record: ClientRecord | undefined, op: OpIdentity): Comm
   return op.opId === mark + 1 ? undefined : { type: 'unknown_client' }
 }
 
-/** The record after `op` was processed with `answer`, keeping the last `window` answers. */
+/**
+ * Advances `record` (or a new one) past `op`, processed with `answer`, keeping the last `window`
+ * answers. In place: the ledger owns its records, and a copy per op would only make garbage.
+ */
 export function advanceRecord(record: ClientRecord | undefined, op: OpIdentity, answer: OpAnswer, window: number, now: number): ClientRecord {
-  const answers = record === undefined ? [] : record.answers.slice(Math.max(0, record.answers.length - window + 1))
-  answers.push({ opId: op.opId, digest: op.digest, answer })
-  return { mark: op.opId, answers, seenAt: now }
+  const kept: KeptAnswer = { opId: op.opId, digest: op.digest, answer }
+  if (record === undefined) return { mark: op.opId, answers: [kept], seenAt: now }
+  record.answers.push(kept)
+  if (record.answers.length > window) record.answers.splice(0, record.answers.length - window)
+  record.mark = op.opId
+  record.seenAt = now
+  return record
 }
 
 /** The key of a client's record: client ids are scoped to their principal. */
@@ -69,6 +76,9 @@ export class ClientLedger {
   readonly #records = new Map<string, ClientRecord>()
   /** When expired records were last dropped: a sweep per op would cost an iterator each time. */
   #sweptAt = Number.NEGATIVE_INFINITY
+  /** The op last looked up and its key: an accepted op is looked up, then recorded. */
+  #lastOp: OpIdentity | undefined
+  #lastKey = ''
 
   readonly window: number
   readonly lifetimeMs: number
@@ -86,14 +96,14 @@ export class ClientLedger {
   decide(op: OpIdentity): CommitOutcome | undefined {
     const now = this.now()
     if (now - this.#sweptAt >= Math.min(1000, this.lifetimeMs / 4)) this.#forgetExpired()
-    const record = this.#records.get(clientKey(op))
+    const record = this.#records.get(this.#keyOf(op))
     // Between sweeps, a record past its lifetime still counts as forgotten.
     return decideOp(record !== undefined && record.seenAt < now - this.lifetimeMs ? undefined : record, op)
   }
 
   /** Records that `op` was processed with `answer`. */
   record(op: OpIdentity, answer: OpAnswer, at: number = this.now()): void {
-    const key = clientKey(op)
+    const key = this.#keyOf(op)
     const existing = this.#records.get(key)
     // One past its lifetime but not swept yet is gone already: its answers must not carry over.
     const live = existing !== undefined && existing.seenAt >= at - this.lifetimeMs ? existing : undefined
@@ -112,6 +122,14 @@ export class ClientLedger {
   restore(entries: Iterable<[string, ClientRecord]>): void {
     for (const [key, record] of entries) this.#records.set(key, record)
     this.#forgetExpired()
+  }
+
+  #keyOf(op: OpIdentity): string {
+    if (op !== this.#lastOp) {
+      this.#lastOp = op
+      this.#lastKey = clientKey(op)
+    }
+    return this.#lastKey
   }
 
   #forgetExpired(): void {

@@ -8,6 +8,7 @@ import {
   STORE_KEY_PATTERN,
   type SyncAccepted,
   type SyncConflict,
+  type SyncRequest,
 } from '../protocol'
 import { type Authenticate, type AuthRequest, type Authorize, type Principal, readCookie } from './auth'
 import type { ServedUniverse } from './authoritativeUniverse'
@@ -265,7 +266,8 @@ export class SyncServer {
     if (!isJsonContentType(request.header('content-type'))) {
       throw new ZunoError('unsupported_media_type', 'POST /sync takes Content-Type: application/json')
     }
-    const proposal = await this.#readProposal(request)
+    // One await at most: for the body, when no framework has read it already.
+    const proposal = this.#parsedProposal(request) ?? parseProposalText(await request.readBody(this.#maxBodyBytes), this.#maxDepth)
     this.#rate.take(principal?.id ?? this.#peerKey(request) ?? `client:${proposal.clientId}`)
     // Client ids are scoped to their principal: another user's ids reach a client of one's own.
     const proposer = { principal: principal?.id ?? '' }
@@ -292,14 +294,15 @@ export class SyncServer {
     }
   }
 
-  async #readProposal(request: ZunoRequest) {
+  /** The proposal when the body is at hand (empty, or parsed by a framework); `undefined` when it must be read. */
+  #parsedProposal(request: ZunoRequest): SyncRequest | undefined {
     const lengthHeader = request.header('content-length')
     const declared = Number(lengthHeader ?? 0)
     if (declared > this.#maxBodyBytes) throw tooLarge(this.#maxBodyBytes)
     // Some parsers turn an empty body into `{}`; empty is empty, whatever was made of it.
     const parsedBody = lengthHeader === '0' ? '' : request.parsedBody
     if (typeof parsedBody === 'string') return parseProposalText(parsedBody, this.#maxDepth)
-    if (parsedBody === undefined) return parseProposalText(await request.readBody(this.#maxBodyBytes), this.#maxDepth)
+    if (parsedBody === undefined) return undefined
     // A framework parsed it already: check depth first (iteratively), then, without a declared
     // length, measure what the body would have been.
     if (valueExceedsDepth(parsedBody, this.#maxDepth)) {
