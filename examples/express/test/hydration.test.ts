@@ -1,0 +1,43 @@
+/**
+ * Server rendering and hydration of the Express demo in real Chromium: several tabs, each hydrating
+ * while the others already lead and relay, render exactly the server's snapshot (status included),
+ * so React reports no mismatch (#418), and then show the live state.
+ */
+import { existsSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
+import { type Browser, chromium } from 'playwright-core'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { type DemoServer, startDemo } from '../src/demoServer'
+import { openThreeTabs } from './support/hydrationCheck'
+
+const executablePath = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
+const haveChromium = existsSync(executablePath)
+if (!haveChromium && process.env.CI) throw new Error(`Chromium is required in CI and missing at ${executablePath}`)
+const bundle = fileURLToPath(new URL('../dist/app.js', import.meta.url))
+
+let browser: Browser
+let demo: DemoServer
+
+describe.skipIf(!haveChromium)('hydration of the Express demo in Chromium', () => {
+  beforeAll(async () => {
+    if (!existsSync(bundle)) throw new Error('dist/app.js is missing: run `pnpm build` first')
+    browser = await chromium.launch({
+      executablePath,
+      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    })
+    demo = await startDemo(0)
+  })
+  afterAll(async () => {
+    await browser?.close()
+    await demo?.close()
+  })
+
+  it('hydrates three tabs with no page error, five times over, each with a write in between', async () => {
+    for (let run = 0; run < 5; run++) {
+      await demo.universe.store<number>('counter').set((n) => n + 1)
+      const { errors, counters } = await openThreeTabs(browser, demo.url, () => demo.universe.store<number>('counter').get())
+      expect(errors).toEqual([])
+      for (const { connected } of counters) expect(connected).toBe(String(demo.universe.store('counter').get()))
+    }
+  })
+})

@@ -1,0 +1,94 @@
+/**
+ * Tabs of one browser in real headless Chromium against a real server: a tab says `connected`
+ * only once it shows the server's data, and tabs that follow different stores each get theirs.
+ */
+import { existsSync } from 'node:fs'
+import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core'
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest'
+import { until } from '../../../packages/zuno/test/support/until'
+import { startTabServer, type TabServer } from './support/tabServer'
+
+const executablePath = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
+const haveChromium = existsSync(executablePath)
+if (!haveChromium && process.env.CI) throw new Error(`Chromium is required in CI and missing at ${executablePath}`)
+
+const stores = { 'doc.1': { title: 'one' }, 'doc.2': { title: 'two' } }
+
+let browser: Browser
+let server: TabServer
+let context: BrowserContext
+let errors: string[]
+
+/** Opens a tab on the test page and fails the test on any page error or console error in it. */
+async function tab(query: string): Promise<Page> {
+  const page = await context.newPage()
+  page.on('pageerror', (error) => errors.push(`pageerror: ${error.message}`))
+  page.on('console', (message) => {
+    if (message.type() === 'error') errors.push(`console: ${message.text()}`)
+  })
+  await page.goto(`${server.url}/?${query}`)
+  await page.waitForFunction(() => 'zuno' in window)
+  return page
+}
+
+const statusOf = (page: Page) => page.evaluate(() => (window as unknown as { zuno: { status: { get(): string } } }).zuno.status.get())
+const shown = (page: Page) => page.evaluate(() => (window as unknown as { shown(): Record<string, unknown> }).shown())
+/** Every status the tab reported, with what its stores showed at that moment. */
+const statuses = (page: Page) =>
+  page.evaluate(() => (window as unknown as { statuses: { status: string; stores: Record<string, unknown> }[] }).statuses)
+const connected = (page: Page) => until(async () => (await statusOf(page)) === 'connected', 15_000)
+
+describe.skipIf(!haveChromium)('tabs in Chromium', () => {
+  beforeAll(async () => {
+    browser = await chromium.launch({
+      executablePath,
+      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    })
+  })
+  afterAll(() => browser?.close())
+  beforeEach(async () => {
+    errors = []
+    server = await startTabServer(stores)
+    context = await browser.newContext()
+  })
+  afterEach(async () => {
+    await context.close()
+    await server.close()
+    expect(errors).toEqual([])
+  })
+
+  it('shows data in a new tab that joins while the leader is not yet synced, before it says connected', async () => {
+    await server.universe.store('doc.1').set({ title: 'one, edited' })
+    server.hold()
+    // The leader starts from hydration, then waits on its stream: it is not synced.
+    const leader = await tab('stores=doc.1&hydrate=1')
+    await until(() => server.streamRequests() === 1, 15_000)
+    const follower = await tab('stores=doc.1')
+    // The follower's hello reached the leader while it was not synced; now the leader resumes.
+    server.open()
+    await connected(leader)
+    await connected(follower)
+    expect(await shown(follower)).toEqual({ 'doc.1': { title: 'one, edited' } })
+    for (const { status, stores: seen } of await statuses(follower)) {
+      if (status === 'connected') expect(seen).toEqual({ 'doc.1': { title: 'one, edited' } })
+    }
+    await server.universe.store('doc.1').set({ title: 'one, again' })
+    await until(async () => JSON.stringify(await shown(follower)) === JSON.stringify({ 'doc.1': { title: 'one, again' } }), 15_000)
+  })
+
+  it('gives each of two tabs with different store filters its own stores, including after edits', async () => {
+    const one = await tab('stores=doc.1')
+    await connected(one)
+    const two = await tab('stores=doc.2')
+    await connected(two)
+    await until(async () => JSON.stringify(await shown(two)) === JSON.stringify({ 'doc.2': { title: 'two' } }), 15_000)
+    await server.universe.store('doc.2').set({ title: 'two, edited' })
+    await server.universe.store('doc.1').set({ title: 'one, edited' })
+    await until(async () => JSON.stringify(await shown(two)) === JSON.stringify({ 'doc.2': { title: 'two, edited' } }), 15_000)
+    await until(async () => JSON.stringify(await shown(one)) === JSON.stringify({ 'doc.1': { title: 'one, edited' } }), 15_000)
+    // A write from the tab that follows doc.2 reaches the server and stays in that tab.
+    await two.evaluate(() => (window as unknown as { zuno: { store(key: string): { set(v: unknown): Promise<number> } } }).zuno.store('doc.2').set({ title: 'two, from the tab' }))
+    expect(server.universe.store('doc.2').get()).toEqual({ title: 'two, from the tab' })
+    expect(await shown(two)).toEqual({ 'doc.2': { title: 'two, from the tab' } })
+  })
+})
