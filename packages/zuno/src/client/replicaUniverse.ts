@@ -22,6 +22,7 @@ import { Universe } from '../universe'
 import { backoffDelay } from './backoff'
 import type { Outbox, OutboxEntry } from './outbox'
 import { OutboxKeeper } from './outboxKeeper'
+import { tabChannelName } from './tabChannel'
 import { type BroadcastChannelConstructor, type LockManagerLike, TabLink, type TabMessage } from './tabs'
 import {
   type ConnectionStatus,
@@ -271,7 +272,7 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
     const tabs = options.tabs ?? typeof window !== 'undefined'
     if (tabs && BroadcastChannelImpl !== undefined) {
       const locks = this.#locks
-      const channel = `zuno:${new URL(this.#url, globalThis.location?.href ?? 'http://localhost').href}:${options.principal ?? ''}`
+      const channel = tabChannelName(this.#url, options.principal, options.stores)
       this.#tabs = new TabLink(this.clientId, channel, BroadcastChannelImpl, locks, {
         lead: () => this.#lead(),
         message: (message) => this.#fromTab(message),
