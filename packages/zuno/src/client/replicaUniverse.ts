@@ -230,6 +230,15 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
   #synced: boolean
   /** While the outbox is being read, nothing is proposed, so restored ops go first. */
   #restoring: boolean
+  /** Leader: a tab asked for the state while this one was not synced; it is answered once synced. */
+  #greetWhenSynced = false
+  /**
+   * Follower: it has asked the leader for the state and no snapshot has come yet. Until one does,
+   * it is not `connected` (it may hold nothing, or a hydration older than the leader's view).
+   */
+  #awaitingLeader = false
+  /** Follower: the leader's status as last relayed, shown once the leader's snapshot is here. */
+  #leaderStatus: ConnectionStatus | undefined
   #closed = false
 
   constructor(options: ReplicaOptions<Schemas>) {
@@ -277,7 +286,7 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
         lead: () => this.#lead(),
         message: (message) => this.#fromTab(message),
       })
-      if (!this.#tabs.leader) this.#tabs.post({ type: 'hello', from: this.clientId })
+      if (!this.#tabs.leader) this.#askLeader()
     } else {
       this.#lead()
     }
@@ -287,10 +296,14 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
   #lead(): void {
     if (this.#closed) return
     const from = this.clientId
+    // A tab that asked before this one led (its hello reached no leader) is answered once synced.
+    this.#greetWhenSynced = this.#tabs !== undefined
+    this.#awaitingLeader = false
     this.#connection = new StreamConnection(this.#streamOptions, {
       snapshot: (message, eventId) => {
         this.#applySnapshot(message, eventId)
         this.#tabs?.post({ type: 'snapshot', from, message, eventId })
+        this.#greetIfAsked()
       },
       state: (event, eventId) => {
         this.#applyEvent(event, eventId)
@@ -299,6 +312,7 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
       resumed: () => {
         this.#markSynced()
         this.#tabs?.post({ type: 'resumed', from })
+        this.#greetIfAsked()
       },
       status: (status) => {
         this.#setStatus(status)
@@ -312,19 +326,30 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
     const leading = this.#connection !== undefined
     switch (message.type) {
       case 'hello':
-        if (leading && this.#synced) this.#greet()
+        if (!leading) break
+        if (this.#synced) this.#greet()
+        else this.#greetWhenSynced = true
         break
       case 'snapshot':
-        if (!leading) this.#applySnapshot(message.message, message.eventId)
+        if (leading) break
+        this.#applySnapshot(message.message, message.eventId)
+        if (this.#awaitingLeader) {
+          this.#awaitingLeader = false
+          if (this.#leaderStatus !== undefined) this.#setStatus(this.#leaderStatus)
+        }
         break
       case 'state':
         if (!leading) this.#applyEvent(message.event, message.eventId)
         break
       case 'resumed':
-        if (!leading) this.#markSynced()
+        // The leader's replay is complete, but that says nothing of a tab that has none of its state yet.
+        if (!leading && !this.#awaitingLeader) this.#markSynced()
         break
       case 'status':
-        if (!leading) this.#setStatus(message.status)
+        if (leading) break
+        this.#leaderStatus = message.status
+        // `connected` means this tab shows the server's state: not before the leader's snapshot.
+        this.#setStatus(this.#awaitingLeader && message.status === 'connected' ? 'connecting' : message.status)
         break
       case 'pending': {
         const replica = this.#replica(message.storeKey)
@@ -337,6 +362,19 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
         break
       }
     }
+  }
+
+  /** Follower: asks the leader for one snapshot of what it knows; until it comes, this tab is not `connected`. */
+  #askLeader(): void {
+    this.#awaitingLeader = true
+    this.#tabs?.post({ type: 'hello', from: this.clientId })
+  }
+
+  /** Leader, now synced: answers the tabs that asked while it was not. */
+  #greetIfAsked(): void {
+    if (!this.#greetWhenSynced || !this.#synced) return
+    this.#greetWhenSynced = false
+    this.#greet()
   }
 
   /** The leader's answer to a new tab: one snapshot of what it knows, and its status. */
