@@ -1,5 +1,5 @@
 import { createContext, createElement, type ReactNode, useCallback, useContext, useRef, useSyncExternalStore } from 'react'
-import type { ConnectionStatus, ReadableValue, StateResponse, Store, Universe, ZunoError } from 'zuno'
+import type { ConnectionStatus, FirstRender, ReadableValue, StateResponse, Store, Universe, ZunoError } from 'zuno'
 
 /** A universe that reports sync status: a replica, or the snapshot universe of a server render. */
 export type ObservedUniverse = Universe & {
@@ -7,6 +7,9 @@ export type ObservedUniverse = Universe & {
   readonly pending: ReadableValue<number>
   readonly lastError: ReadableValue<ZunoError | undefined>
 }
+
+/** What hydration renders: a hydrated replica's (or a server render's) first render, when it has one. */
+const firstRenderOf = (universe: Universe): FirstRender | undefined => (universe as { firstRender?: FirstRender }).firstRender
 
 const UniverseContext = createContext<Universe | null>(null)
 
@@ -36,29 +39,43 @@ export function useStore<T, S = T>(
   select: (state: T) => S = identity as (state: T) => S,
   equal: (a: S, b: S) => boolean = Object.is,
 ): S {
-  const store = useStoreApi<T>(key)
-  const memo = useRef<{ state: T; select: (state: T) => S; selected: S } | undefined>(undefined)
-  // Cached by state and selector, so React's repeated calls agree and nothing loops.
-  const getSelection = () => {
-    const state = store.get()
-    const last = memo.current
-    if (last !== undefined && last.state === state && last.select === select) return last.selected
-    const selected = select(state)
-    // The same selection by `equal`: hand back the old object, so React sees no change and skips the render.
-    const kept = last !== undefined && equal(last.selected, selected) ? last.selected : selected
-    memo.current = { state, select, selected: kept }
-    return kept
-  }
+  const universe = useUniverse()
+  const store = universe.store<T>(key)
+  const memo = useRef<Selection<T, S> | undefined>(undefined)
+  const firstMemo = useRef<Selection<T, S> | undefined>(undefined)
+  const getSelection = () => selectCached(memo, store.get(), select, equal)
+  // During hydration: the state the server rendered, not whatever has arrived since (it follows at once).
+  const first = firstRenderOf(universe)
+  const getFirstSelection = first === undefined ? getSelection : () => selectCached(firstMemo, first.store(key).state as T, select, equal)
   const subscribe = useCallback((onChange: () => void) => store.subscribe(onChange), [store])
-  return useSyncExternalStore(subscribe, getSelection, getSelection)
+  return useSyncExternalStore(subscribe, getSelection, getFirstSelection)
+}
+
+interface Selection<T, S> {
+  state: T
+  select: (state: T) => S
+  selected: S
+}
+
+/** `select(state)`, cached by state and selector so React's repeated calls agree and nothing loops. */
+function selectCached<T, S>(memo: { current: Selection<T, S> | undefined }, state: T, select: (state: T) => S, equal: (a: S, b: S) => boolean): S {
+  const last = memo.current
+  if (last !== undefined && last.state === state && last.select === select) return last.selected
+  const selected = select(state)
+  // The same selection by `equal`: hand back the old object, so React sees no change and skips the render.
+  const kept = last !== undefined && equal(last.selected, selected) ? last.selected : selected
+  memo.current = { state, select, selected: kept }
+  return kept
 }
 
 /** The version of a store: how many updates the server has accepted. */
 export function useStoreVersion(key: string): number {
-  const store = useStoreApi(key)
+  const universe = useUniverse()
+  const store = universe.store(key)
   const subscribe = useCallback((onChange: () => void) => store.subscribe(onChange), [store])
   const get = () => store.version
-  return useSyncExternalStore(subscribe, get, get)
+  const first = firstRenderOf(universe)
+  return useSyncExternalStore(subscribe, get, first === undefined ? get : () => first.store(key).version)
 }
 
 /** Equality of plain objects and arrays one level deep: for selectors that build a new object. */
@@ -72,17 +89,23 @@ export function shallowEqual<T>(a: T, b: T): boolean {
 
 /** The connection status: `connecting | connected | offline | error`. */
 export function useConnectionStatus(): ConnectionStatus {
-  return useValue(useUniverse<ObservedUniverse>().status)
+  const universe = useUniverse<ObservedUniverse>()
+  const first = firstRenderOf(universe)
+  return useValue(universe.status, first && (() => first.status))
 }
 
 /** How many ops wait for the server. */
 export function usePendingCount(): number {
-  return useValue(useUniverse<ObservedUniverse>().pending)
+  const universe = useUniverse<ObservedUniverse>()
+  const first = firstRenderOf(universe)
+  return useValue(universe.pending, first && (() => first.pending))
 }
 
 /** The last refused op or failed delivery. */
 export function useLastError(): ZunoError | undefined {
-  return useValue(useUniverse<ObservedUniverse>().lastError)
+  const universe = useUniverse<ObservedUniverse>()
+  const first = firstRenderOf(universe)
+  return useValue(universe.lastError, first && (() => first.lastError))
 }
 
 /**
@@ -93,10 +116,11 @@ export function serializeState(state: StateResponse): string {
   return JSON.stringify(state).replace(/[<>&\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)
 }
 
-function useValue<T>(value: ReadableValue<T>): T {
+/** A value; while hydrating, what the server rendered (`getFirst`), when the page was rendered on the server. */
+function useValue<T>(value: ReadableValue<T>, getFirst: (() => T) | undefined): T {
   const subscribe = useCallback((onChange: () => void) => value.subscribe(onChange), [value])
   const get = () => value.get()
-  return useSyncExternalStore(subscribe, get, get)
+  return useSyncExternalStore(subscribe, get, getFirst ?? get)
 }
 
 const identity = <T>(value: T) => value

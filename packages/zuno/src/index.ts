@@ -14,6 +14,7 @@ export type {
   ReplicaOptions,
 } from './client/replicaUniverse'
 export { createSnapshotUniverse, SnapshotUniverse } from './client/snapshotUniverse'
+export type { FirstRender } from './client/firstRender'
 export { createIndexedDbOutbox } from './client/outbox'
 export type { IndexedDbOutboxOptions, Outbox, OutboxEntry } from './client/outbox'
 export type { BroadcastChannelConstructor, BroadcastChannelLike, LockManagerLike, TabMessage } from './client/tabs'

@@ -9,7 +9,8 @@ export interface ConflictNote {
   text: string
 }
 
-const noConflicts: ReadableValue<ConflictNote[]> = { get: () => [], subscribe: () => () => {} }
+const none: ConflictNote[] = []
+const noConflicts: ReadableValue<ConflictNote[]> = { get: () => none, subscribe: () => () => {} }
 
 /** The demo page; rendered on the server, hydrated in the browser. */
 export function App({ conflicts = noConflicts }: { conflicts?: ReadableValue<ConflictNote[]> }) {
@@ -98,7 +99,8 @@ function Todos() {
 }
 
 function Conflicts({ conflicts }: { conflicts: ReadableValue<ConflictNote[]> }) {
-  const notes = useSyncExternalStore(conflicts.subscribe, conflicts.get, conflicts.get)
+  // The server lists none: hydration starts from none too, and the page's own follow right after.
+  const notes = useSyncExternalStore(conflicts.subscribe, conflicts.get, noConflicts.get)
   const error: ZunoError | undefined = useLastError()
   if (notes.length === 0 && error === undefined) return null
   return (

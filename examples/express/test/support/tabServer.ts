@@ -61,6 +61,11 @@ export async function startTabServer(stores: Record<string, unknown>): Promise<T
   const server: Server = createServer(app)
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   await universe.ready
+  const open = () => {
+    const waiting = held ?? []
+    held = undefined
+    for (const next of waiting) next()
+  }
   return {
     universe,
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
@@ -68,13 +73,9 @@ export async function startTabServer(stores: Record<string, unknown>): Promise<T
     hold() {
       held ??= []
     },
-    open() {
-      const waiting = held ?? []
-      held = undefined
-      for (const next of waiting) next()
-    },
+    open,
     async close() {
-      this.open()
+      open()
       sync.close()
       server.closeAllConnections()
       await new Promise((resolve) => server.close(resolve))

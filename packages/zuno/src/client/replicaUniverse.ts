@@ -22,6 +22,7 @@ import { Universe } from '../universe'
 import { backoffDelay } from './backoff'
 import type { Outbox, OutboxEntry } from './outbox'
 import { OutboxKeeper } from './outboxKeeper'
+import { type FirstRender, firstRenderOf } from './firstRender'
 import { tabChannelName } from './tabChannel'
 import { type BroadcastChannelConstructor, type LockManagerLike, TabLink, type TabMessage } from './tabs'
 import {
@@ -240,6 +241,11 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
   /** Follower: the leader's status as last relayed, shown once the leader's snapshot is here. */
   #leaderStatus: ConnectionStatus | undefined
   #closed = false
+  /**
+   * With `hydrate`: what the first render shows, to match the server's HTML (for `getServerSnapshot`).
+   * Without it there is no server render to match.
+   */
+  readonly firstRender: FirstRender | undefined
 
   constructor(options: ReplicaOptions<Schemas>) {
     super()
@@ -267,6 +273,7 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
       },
     )
     if (options.hydrate !== undefined) this.#applySnapshot(options.hydrate, options.hydrate.cursor)
+    this.firstRender = options.hydrate && firstRenderOf(options.hydrate, (key) => this.#replica(key).initial)
     this.#streamOptions = {
       url: this.#url,
       stores: options.stores,

@@ -4,6 +4,7 @@ import type { StateResponse } from '../protocol'
 import type { StoreCell, Updater } from '../store'
 import { Universe } from '../universe'
 import type { ConnectionStatus } from './connection'
+import { type FirstRender, firstRenderOf } from './firstRender'
 import type { ReadableValue } from './replicaUniverse'
 
 /**
@@ -19,12 +20,15 @@ export class SnapshotUniverse extends Universe {
   readonly pending: ReadableValue<number> = new Observable(0)
   /** Always undefined. */
   readonly lastError: ReadableValue<ZunoError | undefined> = new Observable<ZunoError | undefined>(undefined)
+  /** What the page renders from: the same as what the hydrating replica's first render shows. */
+  readonly firstRender: FirstRender
 
   constructor(
     /** The snapshot, to hand to the client as `connect({ hydrate })`. */
     readonly state: StateResponse,
   ) {
     super()
+    this.firstRender = firstRenderOf(state, (key) => this.cell(key).get())
     for (const [key, { version, state: value }] of Object.entries(state.stores)) {
       this.cell(key, value).publish(value, version)
     }
