@@ -181,4 +181,54 @@ describe(`zuno-react on React ${reactVersion}`, () => {
     }
     expect(errors.map(String)).toEqual([])
   })
+  it('hydrates with no mismatch when newer state and status arrived before hydration, then shows them', async () => {
+    const served = await serveExpress(createUniverse({ stores: { counter: 0 } }))
+    cleanups.push(served.close)
+    function App() {
+      return (
+        <main>
+          <span id="counter">{useStore<number>('counter')}</span>
+          <span id="version">{useStoreVersion('counter')}</span>
+          <span id="status">{useConnectionStatus()}</span>
+          <span id="pending">{usePendingCount()}</span>
+        </main>
+      )
+    }
+    const state = served.universe.snapshot()
+    const html = renderToString(
+      <ZunoProvider universe={createSnapshotUniverse(state)}>
+        <App />
+      </ZunoProvider>,
+    )
+    expect(html).toContain('<span id="status">connecting</span>')
+    const container = document.createElement('div')
+    container.innerHTML = html
+    document.body.append(container)
+    const errors: unknown[] = []
+    const originalError = console.error
+    console.error = (...args: unknown[]) => errors.push(args.join(' '))
+    const actEnvironment = globalThis as { IS_REACT_ACT_ENVIRONMENT?: boolean }
+    actEnvironment.IS_REACT_ACT_ENVIRONMENT = false
+    const replica = connect({ url: served.url, EventSource, tabs: false, hydrate: JSON.parse(serializeState(state)) })
+    try {
+      // As in a tab that hears from the leader before the page's script hydrates: connected, and newer.
+      await until(() => replica.status.get() === 'connected')
+      await served.universe.store<number>('counter').set(7)
+      await until(() => replica.store('counter').get() === 7)
+      const root = hydrateRoot(
+        container,
+        <ZunoProvider universe={replica}>
+          <App />
+        </ZunoProvider>,
+        { onRecoverableError: (error) => errors.push(error) },
+      )
+      cleanups.push(() => root.unmount())
+      await until(() => container.textContent === '71connected0')
+    } finally {
+      console.error = originalError
+      actEnvironment.IS_REACT_ACT_ENVIRONMENT = true
+      replica.close()
+    }
+    expect(errors.map(String)).toEqual([])
+  })
 })
