@@ -95,8 +95,9 @@ export interface ReplicaOptions<S extends Schemas = Schemas> {
   /** Called when an op is finally refused (its promise rejects with the same error). */
   onError?: (error: ZunoError, op: { storeKey: string; opId: number }) => void
   /**
-   * Share one stream between the tabs of a browser: the leader tab holds it and relays to the
-   * others, and every tab shows the others' pending ops. Default: on where there is a `window`.
+   * Share one stream between the tabs of a browser that follow the same `stores`: the leader tab
+   * holds it and relays to the others, and every tab shows the others' pending ops. Tabs with
+   * another filter share among themselves, on a stream of their own. Default: on where there is a `window`.
    */
   tabs?: boolean
   /** Keeps two users of one browser apart: tabs share only with tabs of the same principal. */

@@ -20,9 +20,9 @@ export interface LockManagerLike {
   ): Promise<unknown>
 }
 
-/** Messages between the tabs of one universe (same origin, same URL, same principal). */
+/** Messages between the tabs of one universe (same origin, same URL, same principal, same store filter). */
 export type TabMessage =
-  /** A new follower asks for the current state; only the leader answers. */
+  /** A new follower asks for the current state; only the leader answers, once it is synced. */
   | { type: 'hello'; from: string }
   /** The leader's stream, relayed: a snapshot (also the answer to `hello`), or one change. */
   | { type: 'snapshot'; from: string; message: SnapshotMessage; eventId: string }
