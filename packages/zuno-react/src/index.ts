@@ -89,23 +89,17 @@ export function shallowEqual<T>(a: T, b: T): boolean {
 
 /** The connection status: `connecting | connected | offline | error`. */
 export function useConnectionStatus(): ConnectionStatus {
-  const universe = useUniverse<ObservedUniverse>()
-  const first = firstRenderOf(universe)
-  return useValue(universe.status, first && (() => first.status))
+  return useObserved('status')
 }
 
 /** How many ops wait for the server. */
 export function usePendingCount(): number {
-  const universe = useUniverse<ObservedUniverse>()
-  const first = firstRenderOf(universe)
-  return useValue(universe.pending, first && (() => first.pending))
+  return useObserved('pending')
 }
 
 /** The last refused op or failed delivery. */
 export function useLastError(): ZunoError | undefined {
-  const universe = useUniverse<ObservedUniverse>()
-  const first = firstRenderOf(universe)
-  return useValue(universe.lastError, first && (() => first.lastError))
+  return useObserved('lastError')
 }
 
 /**
@@ -116,11 +110,16 @@ export function serializeState(state: StateResponse): string {
   return JSON.stringify(state).replace(/[<>&\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)
 }
 
-/** A value; while hydrating, what the server rendered (`getFirst`), when the page was rendered on the server. */
-function useValue<T>(value: ReadableValue<T>, getFirst: (() => T) | undefined): T {
+type Observed = Pick<FirstRender, 'status' | 'pending' | 'lastError'>
+
+/** One of the universe's observed values; while hydrating, what the server rendered, if it rendered. */
+function useObserved<K extends keyof Observed>(field: K): Observed[K] {
+  const universe = useUniverse<ObservedUniverse>()
+  const value = universe[field] as ReadableValue<Observed[K]>
+  const first = firstRenderOf(universe)
   const subscribe = useCallback((onChange: () => void) => value.subscribe(onChange), [value])
   const get = () => value.get()
-  return useSyncExternalStore(subscribe, get, getFirst ?? get)
+  return useSyncExternalStore(subscribe, get, first === undefined ? get : () => first[field])
 }
 
 const identity = <T>(value: T) => value
