@@ -16,6 +16,8 @@ export interface TabServer {
   url: string
   /** SSE requests received so far (held or not). */
   streamRequests(): number
+  /** SSE streams open now. */
+  streams(): number
   /** Holds every SSE request that arrives from now on, until {@link TabServer.open}. */
   hold(): void
   /** Lets the held SSE requests (and later ones) through. */
@@ -70,6 +72,7 @@ export async function startTabServer(stores: Record<string, unknown>): Promise<T
     universe,
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
     streamRequests: () => streamRequests,
+    streams: () => sync.server.streams,
     hold() {
       held ??= []
     },
