@@ -4,7 +4,7 @@ import { EventSource } from 'eventsource'
 import { afterEach, describe, expect, it } from 'vitest'
 import { connect } from 'zuno'
 import { createFileStorage } from 'zuno/file'
-import { type AuthoritativeUniverse, createNodeHandler, createUniverse, type UniverseOptions } from 'zuno/server'
+import { createNodeHandler, createUniverse, type ServedUniverse, type UniverseOptions } from 'zuno/server'
 import { freshDir, removeDirs } from './support/fileUniverse'
 import { until } from './support/until'
 
@@ -24,7 +24,7 @@ const shouted: StandardSchemaV1<unknown, string> = {
 }
 
 /** Serves `universe` with core's node:http handler on 127.0.0.1 (on `port`, when given); closed after the test. */
-async function serve(universe: AuthoritativeUniverse, port = 0): Promise<{ url: string; port: number; stop(): Promise<void> }> {
+async function serve(universe: ServedUniverse, port = 0): Promise<{ url: string; port: number; stop(): Promise<void> }> {
   const handler = createNodeHandler(universe)
   const server: Server = createServer(handler)
   await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve))
