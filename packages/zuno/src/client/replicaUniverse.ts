@@ -800,6 +800,12 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
   }
 
   #applyEvent(event: StateEvent, eventId: string): void {
+    if (!this.#sameEpoch(eventId)) {
+      // A history this replica has no snapshot of: applying it would strand the stores it does not
+      // mention at versions of the old one. Start over from a snapshot, which resets them all.
+      this.#resync()
+      return
+    }
     const replica = this.#replica(event.storeKey)
     const head = this.#queue[0]
     if (head !== undefined && head.replica === replica && event.opId === head.opId && event.writer === writerTag(head.clientId)) {
@@ -808,12 +814,13 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
       this.#confirm(head, { version: event.version, state: event.state })
       return
     }
-    if (event.version > replica.confirmed.version + 1 && this.#sameEpoch(eventId)) {
+    if (event.version > replica.confirmed.version + 1) {
       // Versions are missing in between: never apply out of order; start over from a snapshot.
       this.#resync()
       return
     }
     this.#noteEventId(eventId)
+    // Within an epoch versions never go back: an older one comes from an instance that lags. Keep the newer.
     if (event.version <= replica.confirmed.version) return
     this.#confirmFromServer(replica, { version: event.version, state: event.state })
     this.#show(replica)
