@@ -181,4 +181,47 @@ describe(`zuno-react on React ${reactVersion}`, () => {
     }
     expect(errors.map(String)).toEqual([])
   })
+  it('shows the same initial value whichever hook asks for the store first', async () => {
+    // `likes` is a store the server does not have yet: until someone writes it, replicas show its initial state.
+    const served = await serveExpress(createUniverse({ stores: {}, allowStore: () => true }))
+    cleanups.push(served.close)
+    const replica = connect({ url: served.url, EventSource, tabs: false, fetch: globalThis.fetch })
+    cleanups.push(() => replica.close())
+    let like: () => Promise<number> = async () => 0
+    function ReadsFirst() {
+      const likes = useStore<number>('likes')
+      const api = useStoreApi<number>('likes', 0)
+      like = () => api.set((n) => n + 1)
+      return <b>{String(likes)}</b>
+    }
+    function DeclaresFirst() {
+      useStoreApi<number>('likes', 0)
+      return <i>{String(useStore<number>('likes'))}</i>
+    }
+    const { container } = mount(replica, <><ReadsFirst /><DeclaresFirst /></>)
+    await until(() => replica.status.get() === 'connected')
+    await act(async () => {})
+    expect(container.textContent).toBe('00')
+    await act(() => like())
+    expect(container.textContent).toBe('11')
+    expect(served.universe.store('likes').get()).toBe(1)
+  })
+
+  it('takes the initial states declared in connect for the very first render, and refuses another one', async () => {
+    const served = await serveExpress(createUniverse({ stores: {}, allowStore: () => true }))
+    cleanups.push(served.close)
+    const replica = connect({ url: served.url, EventSource, tabs: false, fetch: globalThis.fetch, initial: { likes: 0 } })
+    cleanups.push(() => replica.close())
+    const rendered: string[] = []
+    function Likes() {
+      const likes = String(useStore<number>('likes'))
+      rendered.push(likes)
+      return <b>{likes}</b>
+    }
+    const { container } = mount(replica, <Likes />)
+    expect(container.textContent).toBe('0')
+    expect(rendered).toEqual(['0'])
+    expect(() => replica.store('likes', 5)).toThrow(expect.objectContaining({ code: 'initial_mismatch' }))
+    expect(() => replica.store('likes', 0)).not.toThrow()
+  })
 })
