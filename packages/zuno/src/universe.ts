@@ -56,7 +56,9 @@ export abstract class Universe<TStores extends Record<string, unknown> = Record<
       cell = new StoreCell<unknown>(key, initial, 0, this.#write)
       this.#stores.set(key, cell)
     } else if (initial !== undefined && this.#initials.declare(key, initial)) {
-      this.initialDeclared(cell, initial)
+      // Often called while rendering (useStoreApi): components already showing the store hear of it just after.
+      const existing = cell
+      existing.deferNotifications(() => this.initialDeclared(existing, initial))
     }
     return cell
   }
