@@ -221,7 +221,7 @@ function markdown(document: { generatedAt: string; mode: string; repetitions: nu
         : `The run took ${document.seconds} s. `) +
       `Every figure is the median of ${document.repetitions} runs, interleaved with its baseline's; every ratio is Zuno's figure over the baseline's. The raw runs are in [results.json](results.json).`,
     '',
-    'On Node, every process (servers, baselines and load generators alike) runs compiled JavaScript, and Zuno runs from its packages\' builds (`dist`), as a user\'s server does; Bun runs TypeScript natively and, through the root tsconfig's paths, Zuno's sources. Servers run pinned to one core and every load generator in a process of its own on the other.',
+    "On Node, every process (servers, baselines and load generators alike) runs compiled JavaScript, and Zuno runs from its packages' builds (`dist`), as a user's server does; Bun runs TypeScript natively and, through the root tsconfig's paths, Zuno's sources. Servers run pinned to one core and every load generator in a process of its own on the other.",
     '',
     'What these figures led us to change, and why some targets are out of reach: [docs/performance.md](../performance.md).',
     '',

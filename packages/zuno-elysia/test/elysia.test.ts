@@ -128,6 +128,7 @@ describe('zuno-elysia', () => {
       maxBodyBytes: 1024,
       maxDepth: 8,
       heartbeatMs: 1000,
+      resumeWaitMs: 100,
       maxProposalsPerSecond: 50,
     })
     cleanups.push(server.close)

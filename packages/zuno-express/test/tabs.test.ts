@@ -49,6 +49,30 @@ describe('tabs without Web Locks', () => {
     await until(() => counterB.version === 1 && counterB.get() === 1)
   })
 
+  it('show the state the server made of a tab’s op, in that tab and its siblings, not the one it sent', async () => {
+    const trimmed = {
+      '~standard': {
+        version: 1 as const,
+        vendor: 'test',
+        validate: (value: unknown) => (typeof value === 'string' ? { value: value.trim().toUpperCase() } : { issues: [{ message: 'a string' }] }),
+      },
+    }
+    const served = await serveExpress(createUniverse({ stores: { name: '' }, schemas: { name: trimmed } }))
+    cleanups.push(served.close)
+    let online = false
+    const a = tab(served.url, { fetch: (input, init) => (online ? fetch(input, init) : offline(input, init)) })
+    const b = tab(served.url)
+    await until(() => a.status.get() === 'connected' && b.status.get() === 'connected')
+    const nameA = a.store<string>('name', '')
+    const nameB = b.store<string>('name', '')
+    const written = nameA.set('  bob ')
+    await until(() => nameB.get() === '  bob ') // pending in A, shown in B
+    online = true
+    expect(await written).toBe(1)
+    await until(() => nameB.version === 1)
+    expect([nameA.get(), nameB.get(), served.universe.store('name').get()]).toEqual(['BOB', 'BOB', 'BOB'])
+  })
+
   it('keep two principals apart', async () => {
     const { url } = await serve()
     const alice = tab(url, { principal: 'alice', fetch: offline })

@@ -25,13 +25,18 @@ export function useUniverse<U extends Universe = Universe>(): U {
   return universe as U
 }
 
-/** The store itself, for `set`. Stable across renders. */
+/**
+ * The store itself, for `set`. Stable across renders. `initial` declares the store's initial state
+ * if nothing declared one before (`connect({ initial })` is the place that makes every first render
+ * agree); another value than the declared one throws `initial_mismatch`.
+ */
 export function useStoreApi<T>(key: string, initial?: T): Store<T> {
   return useUniverse().store<T>(key, initial)
 }
 
 /**
- * The state of a store, or the part `select` picks. Re-renders only when the selection changes by
+ * The state of a store, or the part `select` picks. It declares no initial state, so it shows the
+ * same whether it runs before or after the hook that declares one. Re-renders only when the selection changes by
  * `equal` (default `Object.is`), so a selector may return a new object as long as `equal` sees through it.
  */
 export function useStore<T, S = T>(

@@ -1,8 +1,8 @@
 import { EventSource } from 'eventsource'
-import { act, version as reactVersion } from 'react'
+import { act, version as reactVersion, useState } from 'react'
 import { createRoot, hydrateRoot, type Root } from 'react-dom/client'
 import { renderToString } from 'react-dom/server'
-import { afterEach, describe, expect, it } from 'vitest'
+import { afterEach, describe, expect, it, vi } from 'vitest'
 import { connect, createSnapshotUniverse, type Universe } from 'zuno'
 import { createUniverse } from 'zuno/server'
 import {
@@ -230,5 +230,81 @@ describe(`zuno-react on React ${reactVersion}`, () => {
       replica.close()
     }
     expect(errors.map(String)).toEqual([])
+  })
+
+  it('shows the same initial value whichever hook asks for the store first', async () => {
+    // `likes` is a store the server does not have yet: until someone writes it, replicas show its initial state.
+    const served = await serveExpress(createUniverse({ stores: {}, allowStore: () => true }))
+    cleanups.push(served.close)
+    const replica = connect({ url: served.url, EventSource, tabs: false, fetch: globalThis.fetch })
+    cleanups.push(() => replica.close())
+    let like: () => Promise<number> = async () => 0
+    function ReadsFirst() {
+      const likes = useStore<number>('likes')
+      const api = useStoreApi<number>('likes', 0)
+      like = () => api.set((n) => n + 1)
+      return <b>{String(likes)}</b>
+    }
+    function DeclaresFirst() {
+      useStoreApi<number>('likes', 0)
+      return <i>{String(useStore<number>('likes'))}</i>
+    }
+    const { container } = mount(replica, <><ReadsFirst /><DeclaresFirst /></>)
+    await until(() => replica.status.get() === 'connected')
+    await act(async () => {})
+    expect(container.textContent).toBe('00')
+    await act(() => like())
+    expect(container.textContent).toBe('11')
+    expect(served.universe.store('likes').get()).toBe(1)
+  })
+
+  it('takes the initial states declared in connect for the very first render, and refuses another one', async () => {
+    const served = await serveExpress(createUniverse({ stores: {}, allowStore: () => true }))
+    cleanups.push(served.close)
+    const replica = connect({ url: served.url, EventSource, tabs: false, fetch: globalThis.fetch, initial: { likes: 0 } })
+    cleanups.push(() => replica.close())
+    const rendered: string[] = []
+    function Likes() {
+      const likes = String(useStore<number>('likes'))
+      rendered.push(likes)
+      return <b>{likes}</b>
+    }
+    const { container } = mount(replica, <Likes />)
+    expect(container.textContent).toBe('0')
+    expect(rendered).toEqual(['0'])
+    expect(() => replica.store('likes', 5)).toThrow(expect.objectContaining({ code: 'initial_mismatch' }))
+    expect(() => replica.store('likes', 0)).not.toThrow()
+  })
+  it('tells components already showing a store of an initial state declared later, without updating them mid-render', async () => {
+    const errors = vi.spyOn(console, 'error')
+    cleanups.push(() => errors.mockRestore())
+    const served = await serveExpress(createUniverse({ stores: {}, allowStore: () => true }))
+    cleanups.push(served.close)
+    const replica = connect({ url: served.url, EventSource, tabs: false, fetch: globalThis.fetch })
+    cleanups.push(() => replica.close())
+    let showDeclarer: () => void = () => {}
+    function Reader() {
+      return <b>{String(useStore<number>('likes'))}</b>
+    }
+    function Declarer() {
+      return <i>{String(useStoreApi<number>('likes', 0).get())}</i>
+    }
+    function Page() {
+      const [declared, setDeclared] = useState(false)
+      showDeclarer = () => setDeclared(true)
+      return (
+        <>
+          <Reader />
+          {declared ? <Declarer /> : null}
+        </>
+      )
+    }
+    const { container } = mount(replica, <Page />)
+    await until(() => replica.status.get() === 'connected')
+    await act(async () => {})
+    expect(container.textContent).toBe('undefined') // nobody declared one yet
+    await act(async () => showDeclarer())
+    expect(container.textContent).toBe('00')
+    expect(errors.mock.calls.map((call) => String(call[0]))).not.toContainEqual(expect.stringContaining('while rendering a different component'))
   })
 })

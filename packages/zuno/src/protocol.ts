@@ -117,6 +117,8 @@ export const ERROR_STATUS = {
   queue_full: 0,
   update_failed: 0,
   read_only: 0,
+  /** A store was given another initial state than the one declared for it. */
+  initial_mismatch: 0,
   /** The op was sent, never answered, and its client was forgotten: it may or may not have been applied. */
   outcome_unknown: 0,
 } as const

@@ -41,6 +41,9 @@ export class StoreCell<T> implements Store<T> {
   #version: number
   readonly #listeners = new Set<Listener<T>>()
   readonly #write: StoreWriter
+  /** Inside `deferNotifications`: publish changes the state and leaves telling to later. */
+  #deferring = false
+  #deferredFrom: { state: T } | undefined
 
   constructor(
     readonly key: string,
@@ -78,6 +81,32 @@ export class StoreCell<T> implements Store<T> {
     if (previous === state && this.#version === version) return
     this.#state = state
     this.#version = version
+    if (this.#deferring) {
+      this.#deferredFrom ??= { state: previous }
+      return
+    }
+    this.#notify(state, previous)
+  }
+
+  /**
+   * Runs `change`, telling listeners of what it published on a microtask rather than during the
+   * call: for a change made while a UI may be rendering (React forbids updating one component
+   * while rendering another). The new state is readable at once.
+   */
+  deferNotifications(change: () => void): void {
+    this.#deferring = true
+    try {
+      change()
+    } finally {
+      this.#deferring = false
+    }
+    const from = this.#deferredFrom
+    if (from === undefined) return
+    this.#deferredFrom = undefined
+    queueMicrotask(() => this.#notify(this.#state, from.state))
+  }
+
+  #notify(state: T, previous: T): void {
     for (const listener of this.#listeners) {
       try {
         listener(state, previous)

@@ -1,4 +1,5 @@
 import { ZunoError } from './errors'
+import { InitialStates } from './initialStates'
 import { STORE_KEY_PATTERN } from './protocol'
 import { type Store, StoreCell, type StoreWriter, type Updater } from './store'
 
@@ -17,6 +18,7 @@ export abstract class Universe<TStores extends Record<string, unknown> = Record<
   /** Whether this universe is the source of truth or follows one. */
   abstract readonly role: UniverseRole
   readonly #stores = new Map<string, StoreCell<unknown>>()
+  readonly #initials = new InitialStates()
   readonly #write: StoreWriter = (cell, next) => this.writeStore(cell, next)
 
   /** Carries out `store.set(next)` for a store of this universe. */
@@ -24,7 +26,9 @@ export abstract class Universe<TStores extends Record<string, unknown> = Record<
 
   /**
    * The store under `key`, created on first use. `initial` is its state until the store has
-   * been written (or, on a replica, until the server's state arrives).
+   * been written (or, on a replica, until the server's state arrives). A store has one initial
+   * state, declared by the first call that gives one, whichever it is (a call without `initial`
+   * declares nothing); a call with another one throws `initial_mismatch`.
    */
   store<K extends keyof TStores & string>(key: K, initial?: TStores[K]): Store<TStores[K]>
   store<T>(key: string, initial?: T): Store<T>
@@ -43,15 +47,29 @@ export abstract class Universe<TStores extends Record<string, unknown> = Record<
     return [...this.#stores.keys()]
   }
 
-  /** The cell behind `store()`, for the universe's own machinery. */
+  /** The cell behind `store()`, for the universe's own machinery; an `initial` given declares the store's initial state. */
   protected cell(key: string, initial?: unknown): StoreCell<unknown> {
     let cell = this.#stores.get(key)
     if (cell === undefined) {
       assertStoreKey(key)
+      if (initial !== undefined) this.#initials.declare(key, initial)
       cell = new StoreCell<unknown>(key, initial, 0, this.#write)
       this.#stores.set(key, cell)
+    } else if (initial !== undefined && this.#initials.declare(key, initial)) {
+      // Often called while rendering (useStoreApi): components already showing the store hear of it just after.
+      const existing = cell
+      existing.deferNotifications(() => this.initialDeclared(existing, initial))
     }
     return cell
+  }
+
+  /**
+   * A store that exists already got its initial state declared only now (it was first asked for
+   * without one). It shows it if it has no state of its own yet; a replica also starts over from it
+   * on a new epoch.
+   */
+  protected initialDeclared(cell: StoreCell<unknown>, initial: unknown): void {
+    if (cell.version === 0 && cell.get() === undefined) cell.publish(initial, 0)
   }
 
   /** Existing cells, for snapshots. */

@@ -111,4 +111,27 @@ describe('replica stream recovery', () => {
     expect(counter.version).toBe(0)
     expect(counter.get()).toBe(0)
   })
+
+  it('never applies an event of another epoch before that epoch\'s snapshot: it starts over from one', async () => {
+    const server = await scriptedServer((connection, _req, res) => {
+      if (connection === 1) {
+        res.write(frame('old-0', 'snapshot', { stores: { counter: { version: 0, state: 0 }, notes: { version: 0, state: 'a' } } }))
+        res.write(frame('old-1', 'state', { ...state(1, 1), storeKey: 'notes', state: 'b' }))
+        res.write(frame('old-2', 'state', { ...state(2, 2), storeKey: 'notes', state: 'c' }))
+        // Whatever sent this, it belongs to a history the replica has no snapshot of.
+        res.write(frame('new-1', 'state', state(1, 7)))
+      } else {
+        res.write(frame('new-1', 'snapshot', { stores: { counter: { version: 1, state: 7 } } }))
+      }
+    })
+    const replica = follow(server)
+    const notes = replica.store<string>('notes', 'initial')
+    const counter = replica.store<number>('counter', 0)
+    await until(() => notes.version === 2)
+    await until(() => server.urls.length === 2 && replica.lastEventId === 'new-1')
+    expect(server.urls[1]).toBe('/zuno/sse?v=2')
+    // The new epoch reset what it does not hold to the initial state, and nothing of the old history stays.
+    expect({ version: notes.version, state: notes.get() }).toEqual({ version: 0, state: 'initial' })
+    expect({ version: counter.version, state: counter.get() }).toEqual({ version: 1, state: 7 })
+  })
 })

@@ -67,6 +67,13 @@ export interface ConflictInfo {
 export interface ReplicaOptions<S extends Schemas = Schemas> {
   /** Where the server mounted Zuno, such as `/zuno` or `http://127.0.0.1:3000/zuno`. */
   url: string
+  /**
+   * The initial state of each store, declared once for the whole app: what a store shows until the
+   * server's state (or an op) says otherwise, and what it starts over from on a new epoch when the
+   * server does not have it. `store(key, initial)` may declare one too; another value for the same
+   * store throws `initial_mismatch`.
+   */
+  initial?: Partial<Record<string, unknown>>
   /** Follow only these stores. Default: every store the server streams. */
   stores?: readonly string[]
   /**
@@ -176,8 +183,8 @@ interface ReplicaStore {
   confirmed: StoreState
   /** Local ops not yet accepted, oldest first. */
   readonly pending: PendingOp[]
-  /** The state the app gave `store(key, initial)`: what the store shows while the server has none. */
-  readonly initial: unknown
+  /** The declared initial state (`connect({ initial })`, `store(key, initial)`): what the store shows while the server has none. */
+  initial: unknown
   /** Whether `confirmed` came from the server (and so can be handed to a new tab). */
   known: boolean
   /** Other tabs' pending results, by tab: shown under this tab's own ops until confirmed or stale. */
@@ -273,6 +280,7 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
         this.#restore([])
       },
     )
+    for (const [key, initial] of Object.entries(options.initial ?? {})) this.cell(key, initial)
     if (options.hydrate !== undefined) this.#applySnapshot(options.hydrate, options.hydrate.cursor)
     this.firstRender = options.hydrate && firstRenderOf(options.hydrate, (key) => this.#replica(key).initial)
     this.#streamOptions = {
@@ -496,6 +504,16 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
       this.#replicas.set(key, replica)
     }
     return replica
+  }
+
+  /** A late declaration of a store's initial state: shown if the server has said nothing of the store yet. */
+  protected override initialDeclared(cell: StoreCell<unknown>, initial: unknown): void {
+    const replica = this.#replicas.get(cell.key)
+    if (replica === undefined) return super.initialDeclared(cell, initial)
+    replica.initial = initial
+    if (replica.known || replica.confirmed.version !== 0 || replica.confirmed.state !== undefined) return
+    replica.confirmed = { version: 0, state: initial }
+    this.#show(replica)
   }
 
   /** Publishes the pending ops replayed over the confirmed state; an op is recomputed only when its input changed. */
@@ -847,6 +865,12 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
   }
 
   #applyEvent(event: StateEvent, eventId: string): void {
+    if (!this.#sameEpoch(eventId)) {
+      // A history this replica has no snapshot of: applying it would strand the stores it does not
+      // mention at versions of the old one. Start over from a snapshot, which resets them all.
+      this.#resync()
+      return
+    }
     const replica = this.#replica(event.storeKey)
     const head = this.#queue[0]
     if (head !== undefined && head.replica === replica && event.opId === head.opId && event.writer === writerTag(head.clientId)) {
@@ -855,12 +879,13 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
       this.#confirm(head, { version: event.version, state: event.state })
       return
     }
-    if (event.version > replica.confirmed.version + 1 && this.#sameEpoch(eventId)) {
+    if (event.version > replica.confirmed.version + 1) {
       // Versions are missing in between: never apply out of order; start over from a snapshot.
       this.#resync()
       return
     }
     this.#noteEventId(eventId)
+    // Within an epoch versions never go back: an older one comes from an instance that lags. Keep the newer.
     if (event.version <= replica.confirmed.version) return
     this.#confirmFromServer(replica, { version: event.version, state: event.state })
     this.#show(replica)

@@ -30,7 +30,8 @@ export class SnapshotUniverse extends Universe {
     super()
     this.firstRender = firstRenderOf(state, (key) => this.cell(key).get())
     for (const [key, { version, state: value }] of Object.entries(state.stores)) {
-      this.cell(key, value).publish(value, version)
+      // The server's state, not a declaration: the app's own initial states stay the app's.
+      this.cell(key).publish(value, version)
     }
   }
 

@@ -1,7 +1,7 @@
 import type { StandardSchemaV1 } from '@standard-schema/spec'
 import { isZunoError, ZunoError } from '../errors'
 import { newClientId } from '../id'
-import { RECORDED_REFUSALS, type StateResponse, type StoreState, type SyncRequest } from '../protocol'
+import { parseEventId, RECORDED_REFUSALS, type StateResponse, type StoreState, type SyncRequest } from '../protocol'
 import { type Schemas, schemaFor, type StatesOf, validateState } from '../schema'
 import { applyUpdater, type StoreCell, type Updater } from '../store'
 import { Universe } from '../universe'
@@ -309,6 +309,32 @@ export class AuthoritativeUniverse<TStores extends Record<string, unknown> = Rec
     return new Promise((resolve) => this.#waiters.push({ seq, resolve }))
   }
 
+  /**
+   * Waits until this universe has applied the event `eventId` names, for at most `timeoutMs`: a
+   * client resuming from it saw it on another instance, and this one's follow of the storage is
+   * behind. `undefined` when there is nothing to wait for (applied already, another epoch, not an id).
+   */
+  catchUp(eventId: string, timeoutMs: number): Promise<void> | undefined {
+    const target = parseEventId(eventId)
+    const log = this.#readyLog()
+    if (target === undefined || target.epoch !== log.epoch || target.seq <= log.lastSeq || !(timeoutMs > 0)) return undefined
+    return new Promise((resolve) => {
+      const waiter: Waiter = {
+        seq: target.seq,
+        resolve: () => {
+          clearTimeout(timer)
+          resolve()
+        },
+      }
+      // Past the bound the waiter goes, so ids from the far future cannot pile waiters up.
+      const timer = setTimeout(() => {
+        this.#waiters = this.#waiters.filter((other) => other !== waiter)
+        resolve()
+      }, timeoutMs)
+      this.#waiters.push(waiter)
+    })
+  }
+
   /** Id of the last event applied here: a snapshot taken now is current as of it. */
   get cursor(): string {
     return this.#readyLog().cursor
@@ -456,7 +482,7 @@ function refusalOf(answer: RefusalAnswer): ProposalResult {
 }
 
 /** What the sync server needs of a universe: any authoritative universe, whatever its store types. */
-export type ServedUniverse = Pick<AuthoritativeUniverse, 'ready' | 'cursor' | 'propose' | 'refuse' | 'snapshot' | 'since' | 'onCommit' | 'onReset'>
+export type ServedUniverse = Pick<AuthoritativeUniverse, 'ready' | 'cursor' | 'propose' | 'refuse' | 'snapshot' | 'since' | 'catchUp' | 'onCommit' | 'onReset'>
 
 /** Creates the authoritative (server) universe; with `schemas`, `store(key)` is typed from them. */
 export function createUniverse<S extends Schemas = Schemas>(

@@ -49,6 +49,13 @@ export interface SyncServerOptions {
    * Default false.
    */
   trustProxy?: boolean
+  /**
+   * How long a stream that resumes from an event this instance has not applied yet waits for it, in
+   * ms. Another instance on the same storage streamed that event, and this one's follow of the
+   * storage is behind. Past the bound the stream starts with a snapshot as of this instance's own
+   * position; the replica keeps whatever it holds that is newer. Default 3,000.
+   */
+  resumeWaitMs?: number
 }
 
 /** A request as the engine needs it; each adapter builds one from its framework's request. */
@@ -140,6 +147,7 @@ export class SyncServer {
   readonly #inFlight = new Set<Promise<unknown>>()
   #shuttingDown = false
   readonly #trustProxy: boolean
+  readonly #resumeWaitMs: number
 
   constructor(universe: ServedUniverse, options: SyncServerOptions = {}) {
     this.#universe = universe
@@ -165,6 +173,7 @@ export class SyncServer {
     this.#rate = new RateLimiter(rate, rate * 2)
     this.#streamLimit = new StreamLimiter(options.maxStreams ?? 10_000, options.maxStreamsPerPrincipal ?? 16)
     this.#trustProxy = options.trustProxy === true
+    this.#resumeWaitMs = options.resumeWaitMs ?? 3000
   }
 
   /** True once `shutdown()` has begun: every new request is answered 503 `shutting_down`. */
@@ -332,6 +341,15 @@ export class SyncServer {
     const readable = storeKeys === undefined ? this.#readable(principal) : undefined
     if (this.#shuttingDown) throw shuttingDown()
     const release = this.#streamLimit.open(principal?.id ?? this.#peerKey(request))
+    // Never answer a resume with a truth older than the client saw: wait (bounded) for this instance to catch up.
+    const catchingUp = lastEventId === undefined ? undefined : this.#universe.catchUp(lastEventId, this.#resumeWaitMs)
+    if (catchingUp !== undefined) {
+      await catchingUp
+      if (this.#shuttingDown) {
+        release()
+        throw shuttingDown()
+      }
+    }
     return {
       kind: 'sse',
       cancel: release,

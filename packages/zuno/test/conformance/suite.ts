@@ -29,12 +29,14 @@ export interface ConformanceConfig {
   heartbeatMs: number
   /** Per principal, or per peer address when anonymous (every test client is on one address). */
   maxProposalsPerSecond: number
+  /** How long a resume from an id past the server's position waits before the snapshot. */
+  resumeWaitMs: number
 }
 
 /** The sync server options a target passes on from a config. */
 export function serverOptions(config: ConformanceConfig) {
-  const { maxBodyBytes, maxDepth, heartbeatMs, maxProposalsPerSecond } = config
-  return { maxBodyBytes, maxDepth, heartbeatMs, maxProposalsPerSecond }
+  const { maxBodyBytes, maxDepth, heartbeatMs, maxProposalsPerSecond, resumeWaitMs } = config
+  return { maxBodyBytes, maxDepth, heartbeatMs, maxProposalsPerSecond, resumeWaitMs }
 }
 
 /** A server started by a target. */
@@ -60,6 +62,7 @@ export const conformanceConfig: ConformanceConfig = {
   maxDepth: 16,
   heartbeatMs: 200,
   maxProposalsPerSecond: 100_000,
+  resumeWaitMs: 100,
 }
 
 interface Answer {
@@ -503,7 +506,7 @@ export function runConformanceSuite(target: ConformanceTarget): void {
         expect((await resumed.drainEvents()).map((event) => event.event)).toEqual(['resumed'])
       })
 
-      it('sends a snapshot for an unknown, foreign, future, malformed or too-old id', async () => {
+      it('sends a snapshot for an unknown, foreign, future (once resumeWaitMs is out), malformed or too-old id', async () => {
         const snapshot = await (await stream()).nextEvent()
         const epoch = (snapshot.id as string).split('-')[0]
         for (let version = 0; version < conformanceConfig.retention + 3; version++) {
