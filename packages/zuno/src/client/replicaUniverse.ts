@@ -13,12 +13,11 @@ import {
   type StateEvent,
   type StateResponse,
   type StoreState,
-  type SyncAccepted,
-  type SyncConflict,
 } from '../protocol'
 import { type Schemas, schemaFor, type StatesOf, validateState } from '../schema'
 import { applyUpdater, type StoreCell, type Updater } from '../store'
 import { Universe } from '../universe'
+import { type ProposalAnswer, readProposalAnswer } from './answers'
 import { backoffDelay } from './backoff'
 import type { Outbox, OutboxEntry } from './outbox'
 import { OutboxKeeper } from './outboxKeeper'
@@ -182,8 +181,6 @@ interface ReplicaStore {
   /** What this tab last told the others of its pending ops here. */
   announced: { baseVersion: number; state: unknown } | undefined
 }
-
-type ProposalAnswer = { status: number; body: SyncAccepted | SyncConflict | ErrorBody }
 
 const JSON_REQUEST = { 'content-type': 'application/json', [PROTOCOL_HEADER]: String(PROTOCOL_VERSION) }
 const CONFLICT_BACKOFF_BASE_MS = 10
@@ -576,18 +573,7 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
       headers,
       body: JSON.stringify({ storeKey, baseVersion: body.baseVersion, epoch: body.epoch, state: body.state, clientId, opId }),
     })
-    if (response.status >= 500 || response.status === 429) {
-      // Not a refusal of the op: the server is busy or limiting us. Try again later, same ids.
-      const retryAfter = Number(response.headers.get('retry-after')) || undefined
-      const code = response.status === 429 ? 'rate_limited' : 'unavailable'
-      throw new ZunoError(code, `The server answered ${response.status}`, retryAfter === undefined ? {} : { retryAfter })
-    }
-    const named = response.headers.get(PROTOCOL_HEADER)
-    if (named !== null && named !== String(PROTOCOL_VERSION)) {
-      return { status: 400, body: { ok: false, error: 'protocol', message: `The server speaks Zuno protocol ${named}, this client ${PROTOCOL_VERSION}` } }
-    }
-    const answer = (await response.json()) as ProposalAnswer['body']
-    return { status: response.status, body: answer }
+    return readProposalAnswer(response)
   }
 
   #settle(op: PendingOp, { status, body }: ProposalAnswer, sent: WireBody): void {
