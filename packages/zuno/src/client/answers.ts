@@ -39,6 +39,20 @@ export async function readProposalAnswer(response: Response): Promise<ProposalAn
   return { status, body: { ok: false, error: code, message: `Something in front of the server answered ${status}` } }
 }
 
+/**
+ * What an HTTP error answer to the stream (`GET /sse`) means, from its status and, where the
+ * client could read it, its body: Zuno's code when the body is Zuno's JSON, otherwise a code for
+ * the status (`unauthenticated`, `forbidden`, `unavailable`, `rate_limited`, `http_<status>`).
+ */
+export function streamRefusal(status: number, bodyText: string | undefined): ZunoError {
+  const body = bodyText === undefined ? undefined : zunoBody(bodyText)
+  if (body !== undefined && body.ok === false && typeof body.error === 'string') {
+    return new ZunoError(body.error, 'message' in body ? body.message : `The stream was answered ${status}`)
+  }
+  const code = status === 401 ? 'unauthenticated' : status === 403 ? 'forbidden' : status === 429 ? 'rate_limited' : status >= 500 ? 'unavailable' : (`http_${status}` as const)
+  return new ZunoError(code, `The stream was answered ${status}`)
+}
+
 /** The body as Zuno's JSON, or `undefined` when it is something else (HTML, text, a bare status). */
 function zunoBody(text: string): ProposalAnswer['body'] | undefined {
   let parsed: unknown

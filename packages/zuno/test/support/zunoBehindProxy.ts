@@ -1,5 +1,5 @@
 import { createServer, type IncomingMessage, request, type Server, type ServerResponse } from 'node:http'
-import { type Authenticate, createNodeHandler, createUniverse, type UniverseOptions } from '../../src/server/index'
+import { createNodeHandler, createUniverse, type NodeHandlerOptions, type UniverseOptions } from '../../src/server/index'
 
 /** What the proxy says instead of forwarding: a status, and the body a proxy would write (HTML, or nothing). */
 export interface ProxyAnswer {
@@ -26,10 +26,10 @@ async function stop(server: Server): Promise<void> {
 }
 
 /** A real Zuno server (core's node:http handler) on an ephemeral port; `seen` lists what reached it. */
-export async function startZuno(options: { authenticate?: Authenticate; universe?: UniverseOptions; port?: number } = {}) {
+export async function startZuno(options: { handler?: NodeHandlerOptions; universe?: UniverseOptions; port?: number } = {}) {
   const universe = createUniverse({ stores: { counter: 0 }, allowStore: () => true, ...options.universe })
   await universe.ready
-  const handler = createNodeHandler(universe, options.authenticate === undefined ? {} : { authenticate: options.authenticate })
+  const handler = createNodeHandler(universe, options.handler ?? {})
   const seen: SeenRequest[] = []
   const server = createServer((req, res) => {
     const url = req.url ?? ''
