@@ -54,6 +54,8 @@ export interface StreamOptions {
   withCredentials: boolean
   timers: Timers
   random: () => number
+  /** Whether ops are waiting for the stream: reconnect pauses are then capped at one second, not ten. */
+  hurry(): boolean
   /** The id to resume from when (re)connecting; `undefined` asks for a snapshot. */
   resumeFrom(): string | undefined
   /** A short-lived token for the server's `authenticate`, sent as `?token=` (EventSource cannot send headers). */
@@ -62,6 +64,8 @@ export interface StreamOptions {
 
 const RECONNECT_BASE_MS = 250
 const RECONNECT_CAP_MS = 10_000
+/** The cap while ops wait: someone is waiting for them, and one replica's reconnects are cheap. */
+const HURRIED_RECONNECT_CAP_MS = 1_000
 /** `EventSource.CLOSED`: the source will not reconnect by itself (an HTTP error, say). */
 const CLOSED = 2
 
@@ -166,7 +170,8 @@ export class StreamConnection {
   }
 
   #reconnectLater(): void {
-    const delay = backoffDelay(this.#failures, RECONNECT_BASE_MS, RECONNECT_CAP_MS, this.#options.random)
+    const cap = this.#options.hurry() ? HURRIED_RECONNECT_CAP_MS : RECONNECT_CAP_MS
+    const delay = backoffDelay(this.#failures, RECONNECT_BASE_MS, cap, this.#options.random)
     this.#retryTimer = this.#options.timers.setTimeout(() => this.#open(), delay)
   }
 

@@ -268,6 +268,7 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
       withCredentials: options.withCredentials ?? false,
       timers: this.#timers,
       random: this.#random,
+      hurry: () => this.#queue.length > 0,
       resumeFrom: () => this.#lastEventId,
       token: options.token,
     }
@@ -460,6 +461,8 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
       this.#countPending(1)
       this.#show(replica)
       this.#save(op)
+      // The stream is down and may be waiting out a long pause: try now, since someone waits for this op.
+      if ((this.#streamStatus === 'offline' || this.#streamStatus === 'error') && this.#hold.refusal === undefined) this.#connection?.retry()
       this.#pump()
     })
   }
