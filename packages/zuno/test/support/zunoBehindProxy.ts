@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, request, type Server, type ServerResponse } from 'node:http'
 import { createNodeHandler, createUniverse, type NodeHandlerOptions, type UniverseOptions } from '../../src/server/index'
 
-/** What the proxy says instead of forwarding: a status, and the body a proxy would write (HTML, or nothing). */
+/** What the proxy says instead of forwarding: a status, and the body a proxy would write (HTML, or nothing); status 0 drops the connection unanswered. */
 export interface ProxyAnswer {
   status: number
   body?: string
@@ -56,20 +56,24 @@ export async function startZuno(options: { handler?: NodeHandlerOptions; univers
  * those `intercept` answers itself, as a load balancer or a body-size limit in front of an app
  * would (an HTML 502, an HTML 413, a bare 404). `intercept` sees the request and its whole body.
  */
-export async function startProxy(target: { port: number }, intercept: (req: IncomingMessage, body: string) => ProxyAnswer | undefined) {
+export async function startProxy(target: { port: number; host?: string }, intercept: (req: IncomingMessage, body: string) => ProxyAnswer | undefined) {
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
     const chunks: Buffer[] = []
     req.on('data', (chunk: Buffer) => chunks.push(chunk))
     req.on('end', () => {
       const body = Buffer.concat(chunks)
       const answer = intercept(req, body.toString('utf8'))
+      if (answer?.status === 0) {
+        req.socket.destroy()
+        return
+      }
       if (answer !== undefined) {
         const headers: Record<string, string> = answer.body === undefined ? {} : { 'content-type': answer.contentType ?? 'text/html' }
         res.writeHead(answer.status, headers).end(answer.body)
         return
       }
       const upstream = request(
-        { host: '127.0.0.1', port: target.port, method: req.method, path: req.url, headers: req.headers },
+        { host: target.host ?? '127.0.0.1', port: target.port, method: req.method, path: req.url, headers: req.headers },
         (reply) => {
           res.writeHead(reply.statusCode ?? 502, reply.headers)
           reply.pipe(res)
