@@ -122,6 +122,24 @@ describe('credentials the server refuses', () => {
     expect(zuno.seen.filter((request) => request.path === '/zuno/sse')).toHaveLength(2)
   })
 
+  it('reads why the stream was refused with one fetch where EventSource does not say (as in browsers)', async () => {
+    const server = await serverTaking(new Set(['fresh']))
+    // The real EventSource, with what a browser's error event carries: no status.
+    class BrowserLikeEventSource extends EventSource {
+      override set onerror(listener: ((event: Event) => unknown) | null) {
+        super.onerror = listener === null ? null : () => listener(new Event('error'))
+      }
+      override get onerror() {
+        return super.onerror
+      }
+    }
+    const replica = connect({ url: server.zuno.url, EventSource: BrowserLikeEventSource, timers: hurried, token: () => 'expired' })
+    cleanups.push(() => replica.close())
+    await until(() => replica.status.get() === 'unauthorized')
+    expect(replica.lastError.get()?.code).toBe('unauthenticated')
+    expect(server.streams()).toBe(2) // the stream, and the fetch that read its answer
+  })
+
   it('stops the stream on a 403 with status forbidden and the server’s code in lastError', async () => {
     const zuno = await startZuno({ handler: { authenticate: () => ({ id: 'ada' }), authorize: () => false } })
     cleanups.push(() => zuno.close())
