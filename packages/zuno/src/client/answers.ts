@@ -53,6 +53,11 @@ export function streamRefusal(status: number, bodyText: string | undefined): Zun
   return new ZunoError(code, `The stream was answered ${status}`)
 }
 
+/** True for a refusal of the credentials themselves: asking again with the same ones gets the same answer. */
+export function refusesCredentials(error: ZunoError): boolean {
+  return error.code === 'unauthenticated' || error.code === 'forbidden' || error.code === 'origin_not_allowed'
+}
+
 /** The body as Zuno's JSON, or `undefined` when it is something else (HTML, text, a bare status). */
 function zunoBody(text: string): ProposalAnswer['body'] | undefined {
   let parsed: unknown

@@ -1,6 +1,6 @@
-import type { ZunoError } from '../errors'
+import { ZunoError } from '../errors'
 import { PATHS, PROTOCOL_VERSION, SSE_EVENTS, type SnapshotMessage, type StateEvent } from '../protocol'
-import { streamRefusal } from './answers'
+import { refusesCredentials, streamRefusal } from './answers'
 import { backoffDelay } from './backoff'
 
 /**
@@ -143,7 +143,7 @@ export class StreamConnection {
         // Something else (retry, resync, close) took over while the answer was read.
         if (this.#closed || this.#source !== undefined || this.#retryTimer !== undefined) return
         this.#handlers.refused(error)
-        if (error.code === 'unauthenticated' || error.code === 'forbidden' || error.code === 'origin_not_allowed') {
+        if (refusesCredentials(error)) {
           // Retrying cannot help until the credentials change: stop (see retry()).
           this.#handlers.status(error.code === 'unauthenticated' ? 'unauthorized' : 'forbidden')
           return
@@ -193,7 +193,7 @@ export class StreamConnection {
       if (response.ok) return streamRefusal(response.status, undefined)
       return streamRefusal(response.status, await response.text())
     } catch (cause) {
-      return streamRefusal(503, JSON.stringify({ ok: false, error: 'network', message: String(cause) }))
+      return new ZunoError('network', 'Could not reach the server to read why the stream failed', { cause })
     } finally {
       abort.abort()
     }

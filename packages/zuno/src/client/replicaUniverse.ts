@@ -17,7 +17,7 @@ import {
 import { type Schemas, schemaFor, type StatesOf, validateState } from '../schema'
 import { applyUpdater, type StoreCell, type Updater } from '../store'
 import { Universe } from '../universe'
-import { type ProposalAnswer, readProposalAnswer } from './answers'
+import { type ProposalAnswer, readProposalAnswer, refusesCredentials } from './answers'
 import { backoffDelay } from './backoff'
 import { CredentialHold } from './credentialHold'
 import type { Outbox, OutboxEntry } from './outbox'
@@ -310,7 +310,7 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
       },
       refused: (error) => {
         this.#lastError.set(error)
-        if (error.code === 'unauthenticated' || error.code === 'forbidden' || error.code === 'origin_not_allowed') this.#hold.hold(error)
+        if (refusesCredentials(error)) this.#hold.hold(error)
       },
     })
   }
