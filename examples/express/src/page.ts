@@ -21,7 +21,8 @@ export function page(markup: string, serializedState: string): string {
       .status { display: flex; align-items: center; gap: 0.5rem; font-size: 0.9rem; color: #5a6275; }
       .dot { width: 0.6rem; height: 0.6rem; border-radius: 50%; background: #c9a227; }
       .status[data-status='connected'] .dot { background: #2ea44f; }
-      .status[data-status='error'] .dot, .status[data-status='offline'] .dot { background: #d73a49; }
+      .status[data-status='error'] .dot, .status[data-status='offline'] .dot, .status[data-status='unauthorized'] .dot,
+      .status[data-status='forbidden'] .dot { background: #d73a49; }
       ul { list-style: none; padding: 0; margin: 0.75rem 0 0; }
       li { display: flex; align-items: center; gap: 0.5rem; padding: 0.3rem 0; }
       li.done span { text-decoration: line-through; color: #8a91a3; }
@@ -29,6 +30,8 @@ export function page(markup: string, serializedState: string): string {
       input[type='text'] { flex: 1; font: inherit; padding: 0.5rem; border-radius: 8px; border: 1px solid #c9cfdc; }
       .meta { font-size: 0.85rem; color: #8a91a3; }
       .conflicts li { font-size: 0.9rem; color: #8a5a00; }
+      .problem.delivery h2 { color: #5a6275; }
+      .problem.credentials h2, .problem.refused h2 { color: #d73a49; }
     </style>
   </head>
   <body>

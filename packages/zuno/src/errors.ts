@@ -1,4 +1,4 @@
-import { ERROR_STATUS, type ErrorBody, type ErrorCode, type SchemaIssue } from './protocol'
+import { type ErrorBody, type ErrorCode, type SchemaIssue, statusOfCode } from './protocol'
 
 /** The one error type Zuno throws and rejects with; `code` says what went wrong. */
 export class ZunoError extends Error {
@@ -17,7 +17,7 @@ export class ZunoError extends Error {
     options?: { cause?: unknown; issues?: readonly SchemaIssue[]; retryAfter?: number },
   ) {
     super(message, options)
-    this.status = ERROR_STATUS[code]
+    this.status = statusOfCode(code)
     this.issues = options?.issues
     this.retryAfter = options?.retryAfter
   }

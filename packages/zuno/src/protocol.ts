@@ -123,8 +123,20 @@ export const ERROR_STATUS = {
   outcome_unknown: 0,
 } as const
 
+/**
+ * An answer that is not Zuno's (a proxy's HTML 413, a bare 404): the client names it by its HTTP
+ * status, since it carries no Zuno code.
+ */
+export type HttpErrorCode = `http_${number}`
+
 /** A machine-readable error code. */
-export type ErrorCode = keyof typeof ERROR_STATUS
+export type ErrorCode = keyof typeof ERROR_STATUS | HttpErrorCode
+
+/** The HTTP status an error code stands for (0 for client-side codes). */
+export function statusOfCode(code: ErrorCode): number {
+  if (Object.hasOwn(ERROR_STATUS, code)) return ERROR_STATUS[code as keyof typeof ERROR_STATUS]
+  return Number(code.slice('http_'.length)) || 0
+}
 
 /**
  * Refusals for good that the server records against the op, like an acceptance: the op's id is

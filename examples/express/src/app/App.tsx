@@ -2,6 +2,7 @@ import { type FormEvent, useState, useSyncExternalStore } from 'react'
 import { type ReadableValue, type ZunoError } from 'zuno'
 import { useConnectionStatus, useLastError, usePendingCount, useStore, useStoreApi, useStoreVersion } from 'zuno-react'
 import type { Todo } from '../stores'
+import { ERROR_HEADINGS, errorKind } from './errorKind'
 
 /** A conflict as the page lists it. */
 export interface ConflictNote {
@@ -24,6 +25,7 @@ export function App({ conflicts = noConflicts }: { conflicts?: ReadableValue<Con
       <Counter />
       <Todos />
       <Conflicts conflicts={conflicts} />
+      <LastProblem />
     </main>
   )
 }
@@ -101,7 +103,9 @@ function Todos() {
 function Conflicts({ conflicts }: { conflicts: ReadableValue<ConflictNote[]> }) {
   // The server lists none: hydration starts from none too, and the page's own follow right after.
   const notes = useSyncExternalStore(conflicts.subscribe, conflicts.get, noConflicts.get)
-  const error: ZunoError | undefined = useLastError()
+  const lastError: ZunoError | undefined = useLastError()
+  // Only a conflict belongs here; other errors have their own section (LastProblem).
+  const error = lastError !== undefined && errorKind(lastError) === 'conflict' ? lastError : undefined
   if (notes.length === 0 && error === undefined) return null
   return (
     <section className="conflicts" data-testid="conflicts">
@@ -112,6 +116,20 @@ function Conflicts({ conflicts }: { conflicts: ReadableValue<ConflictNote[]> }) 
         ))}
       </ul>
       {error ? <p className="meta">last error: {error.code}</p> : null}
+    </section>
+  )
+}
+
+/** The last error that is not a conflict, under a heading that says what kind it is. */
+function LastProblem() {
+  const error: ZunoError | undefined = useLastError()
+  if (error === undefined) return null
+  const kind = errorKind(error)
+  if (kind === 'conflict') return null
+  return (
+    <section className={`problem ${kind}`} data-testid="last-error" data-kind={kind}>
+      <h2>{ERROR_HEADINGS[kind]}</h2>
+      <p className="meta">last error: {error.code}</p>
     </section>
   )
 }

@@ -1,8 +1,18 @@
+import { ZunoError } from '../errors'
 import { PATHS, PROTOCOL_VERSION, SSE_EVENTS, type SnapshotMessage, type StateEvent } from '../protocol'
+import { refusesCredentials, streamRefusal } from './answers'
 import { backoffDelay } from './backoff'
 
-/** Connection state of a replica, for status indicators. */
-export type ConnectionStatus = 'connecting' | 'connected' | 'offline' | 'error'
+/**
+ * Connection state of a replica, for status indicators:
+ * - `connecting`, `connected`;
+ * - `offline`: the stream was lost (the network, a restart); it reconnects with backoff;
+ * - `error`: the server (or a proxy) answered the stream with an error; it reconnects with backoff;
+ * - `unauthorized` / `forbidden`: the server refused the credentials (401 / 403). Nothing is retried
+ *   until the `token` option gives another token or the app calls `retry()`;
+ * - `closed`: `close()` was called.
+ */
+export type ConnectionStatus = 'connecting' | 'connected' | 'offline' | 'error' | 'unauthorized' | 'forbidden' | 'closed'
 
 /** The part of the `EventSource` interface the client uses (the browser's, or the `eventsource` package's). */
 export interface EventSourceLike {
@@ -29,6 +39,8 @@ export interface StreamHandlers {
   resumed(): void
   state(event: StateEvent, eventId: string): void
   status(status: ConnectionStatus): void
+  /** The stream was answered with an HTTP error; with `unauthenticated` or `forbidden` it stopped until {@link StreamConnection.retry}. */
+  refused(error: ZunoError): void
 }
 
 /** Options of {@link StreamConnection}. */
@@ -37,9 +49,13 @@ export interface StreamOptions {
   url: string
   stores: readonly string[] | undefined
   EventSource: EventSourceConstructor
+  /** Reads the status of a refused stream where the `EventSource` does not tell it (browsers never do). */
+  fetch: typeof fetch
   withCredentials: boolean
   timers: Timers
   random: () => number
+  /** Whether ops are waiting for the stream: reconnect pauses are then capped at one second, not ten. */
+  hurry(): boolean
   /** The id to resume from when (re)connecting; `undefined` asks for a snapshot. */
   resumeFrom(): string | undefined
   /** A short-lived token for the server's `authenticate`, sent as `?token=` (EventSource cannot send headers). */
@@ -48,6 +64,8 @@ export interface StreamOptions {
 
 const RECONNECT_BASE_MS = 250
 const RECONNECT_CAP_MS = 10_000
+/** The cap while ops wait: someone is waiting for them, and one replica's reconnects are cheap. */
+const HURRIED_RECONNECT_CAP_MS = 1_000
 /** `EventSource.CLOSED`: the source will not reconnect by itself (an HTTP error, say). */
 const CLOSED = 2
 
@@ -79,6 +97,16 @@ export class StreamConnection {
     this.#open()
   }
 
+  /**
+   * Connects now, unless a stream is open or opening: after new credentials, or when the app knows
+   * the network is back. Cuts a reconnect backoff short.
+   */
+  retry(): void {
+    if (this.#closed || this.#source !== undefined) return
+    this.#drop()
+    this.#open()
+  }
+
   /** Closes for good. */
   close(): void {
     this.#closed = true
@@ -90,7 +118,8 @@ export class StreamConnection {
     if (this.#closed) return
     const resumeFrom = this.#forceSnapshot ? undefined : this.#options.resumeFrom()
     this.#forceSnapshot = false
-    const source = new this.#options.EventSource(this.#streamUrl(resumeFrom), {
+    const url = this.#streamUrl(resumeFrom)
+    const source = new this.#options.EventSource(url, {
       withCredentials: this.#options.withCredentials,
     })
     this.#source = source
@@ -99,14 +128,29 @@ export class StreamConnection {
       this.#failures = 0
       this.#handlers.status('connected')
     }
-    source.onerror = () => {
+    source.onerror = (event) => {
       if (source !== this.#source) return
-      const fatal = source.readyState === CLOSED
+      // CLOSED: answered with an HTTP error (or not an event stream), which EventSource never retries.
+      const answered = source.readyState === CLOSED
       this.#drop()
       this.#failures += 1
-      this.#handlers.status(fatal ? 'error' : 'offline')
-      const delay = backoffDelay(this.#failures, RECONNECT_BASE_MS, RECONNECT_CAP_MS, this.#options.random)
-      this.#retryTimer = this.#options.timers.setTimeout(() => this.#open(), delay)
+      if (!answered) {
+        this.#handlers.status('offline')
+        this.#reconnectLater()
+        return
+      }
+      void this.#readRefusal(event, url).then((error) => {
+        // Something else (retry, resync, close) took over while the answer was read.
+        if (this.#closed || this.#source !== undefined || this.#retryTimer !== undefined) return
+        this.#handlers.refused(error)
+        if (refusesCredentials(error)) {
+          // Retrying cannot help until the credentials change: stop (see retry()).
+          this.#handlers.status(error.code === 'unauthenticated' ? 'unauthorized' : 'forbidden')
+          return
+        }
+        this.#handlers.status('error')
+        this.#reconnectLater()
+      })
     }
     source.addEventListener(SSE_EVENTS.snapshot, (event) => {
       const message = parseData<SnapshotMessage>(event.data)
@@ -123,6 +167,36 @@ export class StreamConnection {
       const message = parseData<StateEvent>(event.data)
       if (source === this.#source && message?.storeKey) this.#handlers.state(message, event.lastEventId)
     })
+  }
+
+  #reconnectLater(): void {
+    const cap = this.#options.hurry() ? HURRIED_RECONNECT_CAP_MS : RECONNECT_CAP_MS
+    const delay = backoffDelay(this.#failures, RECONNECT_BASE_MS, cap, this.#options.random)
+    this.#retryTimer = this.#options.timers.setTimeout(() => this.#open(), delay)
+  }
+
+  /**
+   * Why the stream was refused. The `eventsource` package tells the status (`code`); a browser's
+   * EventSource tells nothing, so the same request is made once with `fetch` to read the answer.
+   */
+  async #readRefusal(event: Event, url: string): Promise<ZunoError> {
+    const status = (event as { code?: unknown }).code
+    if (typeof status === 'number' && status >= 300) return streamRefusal(status, undefined)
+    const abort = new AbortController()
+    try {
+      const response = await this.#options.fetch(url, {
+        headers: { accept: 'text/event-stream' },
+        credentials: this.#options.withCredentials ? 'include' : 'same-origin',
+        signal: abort.signal,
+      })
+      // Accepted this time (a passing failure, or an answer that is not an event stream): reconnect with backoff.
+      if (response.ok) return streamRefusal(response.status, undefined)
+      return streamRefusal(response.status, await response.text())
+    } catch (cause) {
+      return new ZunoError('network', 'Could not reach the server to read why the stream failed', { cause })
+    } finally {
+      abort.abort()
+    }
   }
 
   #drop(): void {

@@ -13,13 +13,13 @@ import {
   type StateEvent,
   type StateResponse,
   type StoreState,
-  type SyncAccepted,
-  type SyncConflict,
 } from '../protocol'
 import { type Schemas, schemaFor, type StatesOf, validateState } from '../schema'
 import { applyUpdater, type StoreCell, type Updater } from '../store'
 import { Universe } from '../universe'
+import { type ProposalAnswer, readProposalAnswer, refusesCredentials } from './answers'
 import { backoffDelay } from './backoff'
+import { CredentialHold } from './credentialHold'
 import type { Outbox, OutboxEntry } from './outbox'
 import { OutboxKeeper } from './outboxKeeper'
 import { type FirstRender, firstRenderOf } from './firstRender'
@@ -193,8 +193,6 @@ interface ReplicaStore {
   announced: { baseVersion: number; state: unknown } | undefined
 }
 
-type ProposalAnswer = { status: number; body: SyncAccepted | SyncConflict | ErrorBody }
-
 const JSON_REQUEST = { 'content-type': 'application/json', [PROTOCOL_HEADER]: String(PROTOCOL_VERSION) }
 const CONFLICT_BACKOFF_BASE_MS = 10
 const DELIVERY_BACKOFF_BASE_MS = 100
@@ -218,6 +216,10 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
   #busy = false
   #retryTimer: unknown
   readonly #status = new Observable<ConnectionStatus>('connecting')
+  /** The stream's own status (this tab's, or the leader tab's); {@link status} adds the hold and `closed` to it. */
+  #streamStatus: ConnectionStatus = 'connecting'
+  /** Set while the server refuses this replica's credentials: nothing is sent until they change. */
+  readonly #hold: CredentialHold
   readonly #pendingCount = new Observable(0)
   readonly #lastError = new Observable<ZunoError | undefined>(undefined)
   readonly #replicas = new Map<string, ReplicaStore>()
@@ -265,6 +267,7 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
       clearTimeout: (handle) => globalThis.clearTimeout(handle as ReturnType<typeof setTimeout>),
     }
     this.#random = options.random ?? Math.random
+    this.#hold = new CredentialHold(options.token, this.#timers, () => this.#retryNow())
     const EventSourceImpl = options.EventSource ?? (globalThis as { EventSource?: EventSourceConstructor }).EventSource
     if (EventSourceImpl === undefined) {
       throw new TypeError('No EventSource here: pass one (on Node.js, the `eventsource` package) as options.EventSource')
@@ -287,9 +290,11 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
       url: this.#url,
       stores: options.stores,
       EventSource: EventSourceImpl,
+      fetch: this.#fetch,
       withCredentials: options.withCredentials ?? false,
       timers: this.#timers,
       random: this.#random,
+      hurry: () => this.#queue.length > 0,
       resumeFrom: () => this.#lastEventId,
       token: options.token,
     }
@@ -334,7 +339,32 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
         this.#setStatus(status)
         this.#tabs?.post({ type: 'status', from, status })
       },
+      refused: (error) => {
+        this.#lastError.set(error)
+        if (refusesCredentials(error)) this.#hold.hold(error)
+      },
     })
+  }
+
+  /**
+   * Try again now, the held ops and the stream alike: after the server refused the credentials
+   * (call it once the app has new ones: a fresh cookie, say; a new `token()` is noticed by itself),
+   * or when the app knows the network is back (a reconnect backoff is cut short).
+   */
+  retry(): void {
+    if (this.#closed) return
+    this.#hold.clear()
+    this.#retryNow()
+  }
+
+  /** Reconnects the stream (through the leader tab, when another tab holds it) and sends what waits. */
+  #retryNow(): void {
+    if (this.#closed) return
+    if (this.#connection !== undefined) this.#connection.retry()
+    else this.#tabs?.post({ type: 'retry', from: this.clientId })
+    this.#publishStatus()
+    this.#flush()
+    this.#pump()
   }
 
   #fromTab(message: TabMessage): void {
@@ -366,6 +396,10 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
         this.#leaderStatus = message.status
         // `connected` means this tab shows the server's state: not before the leader's snapshot.
         this.#setStatus(this.#awaitingLeader && message.status === 'connected' ? 'connecting' : message.status)
+        break
+      case 'retry':
+        // Another tab has new credentials; they are shared (cookies, storage), so the stream tries them.
+        if (leading) this.retry()
         break
       case 'pending': {
         const replica = this.#replica(message.storeKey)
@@ -430,11 +464,12 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
     return this.#lastEventId
   }
 
-  /** Closes the stream; ops still pending reject with a `closed` error. */
+  /** Closes the stream; ops still pending reject with a `closed` error, and `status` becomes `closed`. */
   close(): void {
     if (this.#closed) return
     this.#closed = true
     this.#connection?.close()
+    this.#hold.clear()
     if (this.#retryTimer !== undefined) this.#timers.clearTimeout(this.#retryTimer)
     this.#queue.length = 0
     for (const replica of this.#replicas.values()) {
@@ -447,7 +482,7 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
     this.#pendingCount.set(0)
     this.#tabs?.close()
     this.#outbox?.close()
-    this.#status.set('error')
+    this.#publishStatus()
   }
 
   protected writeStore(cell: StoreCell<unknown>, next: Updater<unknown>): Promise<number> {
@@ -481,6 +516,8 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
       this.#countPending(1)
       this.#show(replica)
       this.#save(op)
+      // The stream is down and may be waiting out a long pause: try now, since someone waits for this op.
+      if ((this.#streamStatus === 'offline' || this.#streamStatus === 'error') && this.#hold.refusal === undefined) this.#connection?.retry()
       this.#pump()
     })
   }
@@ -594,7 +631,7 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
    */
   #pump(): void {
     const op = this.#queue[0]
-    if (op === undefined || this.#busy || this.#closed || !this.#synced || this.#restoring) return
+    if (op === undefined || this.#busy || this.#closed || !this.#synced || this.#restoring || this.#hold.refusal !== undefined) return
     const { replica } = op
     if (op.failure !== undefined) return this.#refuse(op, op.failure)
     this.#busy = true
@@ -641,18 +678,7 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
       headers,
       body: JSON.stringify({ storeKey, baseVersion: body.baseVersion, epoch: body.epoch, state: body.state, clientId, opId }),
     })
-    if (response.status >= 500 || response.status === 429) {
-      // Not a refusal of the op: the server is busy or limiting us. Try again later, same ids.
-      const retryAfter = Number(response.headers.get('retry-after')) || undefined
-      const code = response.status === 429 ? 'rate_limited' : 'unavailable'
-      throw new ZunoError(code, `The server answered ${response.status}`, retryAfter === undefined ? {} : { retryAfter })
-    }
-    const named = response.headers.get(PROTOCOL_HEADER)
-    if (named !== null && named !== String(PROTOCOL_VERSION)) {
-      return { status: 400, body: { ok: false, error: 'protocol', message: `The server speaks Zuno protocol ${named}, this client ${PROTOCOL_VERSION}` } }
-    }
-    const answer = (await response.json()) as ProposalAnswer['body']
-    return { status: response.status, body: answer }
+    return readProposalAnswer(response)
   }
 
   #settle(op: PendingOp, { status, body }: ProposalAnswer, sent: WireBody): void {
@@ -706,8 +732,14 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
       return this.#refuse(op, error, { used: true })
     }
     if (code === 'unauthenticated') {
-      // Not decided: the op waits (with backoff) for credentials that work, under the same ids.
-      return this.#deliveryFailed(op, new ZunoError('unauthenticated', (body as Partial<ErrorBody>).message ?? 'Sign in first'), sent)
+      // Not decided, and asking again with the same credentials gets the same answer: the op (and
+      // so the queue) waits, under the same ids, until the token changes or the app calls retry().
+      const error = new ZunoError('unauthenticated', (body as Partial<ErrorBody>).message ?? 'Sign in first')
+      if (op.doubtedIn === undefined) this.#notApplied(op)
+      this.#lastError.set(error)
+      this.#hold.hold(error)
+      this.#publishStatus()
+      return
     }
     const error = body as Partial<ErrorBody>
     const issues = error.issues === undefined ? {} : { issues: error.issues }
@@ -950,12 +982,20 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
   }
 
   #setStatus(status: ConnectionStatus): void {
-    this.#status.set(status)
+    this.#streamStatus = status
+    this.#publishStatus()
     // A lost stream may come back to a restarted server, whose versions start over: propose
     // nothing on a version we knew before until the new stream has said where things stand
     // (a snapshot, or the end of a replay).
     if (status !== 'connected') this.#synced = false
     else this.#flush()
+  }
+
+  /** What `status` shows: `closed` after close(); while held, why; otherwise the stream's status. */
+  #publishStatus(): void {
+    const refusal = this.#hold.refusal?.code
+    const held = refusal === undefined ? undefined : refusal === 'unauthenticated' ? 'unauthorized' : 'forbidden'
+    this.#status.set(this.#closed ? 'closed' : (held ?? this.#streamStatus))
   }
 
   #countPending(delta: number): void {

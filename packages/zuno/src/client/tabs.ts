@@ -30,6 +30,8 @@ export type TabMessage =
   | { type: 'resumed'; from: string }
   /** The leader's connection status. */
   | { type: 'status'; from: string; status: ConnectionStatus }
+  /** A tab asks the leader to retry its stream now (new credentials, say). */
+  | { type: 'retry'; from: string }
   /** What a tab's own pending ops make of a store (`pending: false` once it has none). */
   | { type: 'pending'; from: string; storeKey: string; baseVersion: number; pending: boolean; state: unknown }
 

@@ -155,7 +155,7 @@ export class SimNetwork {
       const json = JSON.parse(answer.body) as { version?: number; state?: unknown; duplicate?: true; error?: string }
       if (json.error !== undefined) this.errors.set(json.error, (this.errors.get(json.error) ?? 0) + 1)
       if (json.version !== undefined) attempt.answer = { version: json.version, state: json.state, ...(json.duplicate ? { duplicate: true } : {}) }
-      return { status: answer.status, headers: new Headers(), json: async () => JSON.parse(answer.body) } as Response
+      return { status: answer.status, headers: new Headers(), text: async () => answer.body, json: async () => JSON.parse(answer.body) } as Response
     }) as typeof fetch
   }
 

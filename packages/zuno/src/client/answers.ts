@@ -1,0 +1,73 @@
+import { ZunoError } from '../errors'
+import { type ErrorBody, PROTOCOL_HEADER, PROTOCOL_VERSION, type SyncAccepted, type SyncConflict } from '../protocol'
+
+/** An answer to a proposal that decided something, in Zuno's own words. */
+export interface ProposalAnswer {
+  status: number
+  body: SyncAccepted | SyncConflict | ErrorBody
+}
+
+/**
+ * Reads the answer to `POST /sync`. Every answer is classified, whoever sent it (the server, or a
+ * proxy in front of it):
+ * - Zuno's JSON (success or error) is returned as it is, to be handled by its code;
+ * - 5xx, 429 and 408 decide nothing: they throw a {@link ZunoError} (`unavailable`,
+ *   `rate_limited`) that the replica retries with backoff;
+ * - a 401 that is not Zuno's (a proxy's login) still means "credentials": `unauthenticated`;
+ * - any other 4xx that is not Zuno's (a proxy's HTML 413, a bare 404) refuses the op with
+ *   `http_<status>`: retrying would get the same answer;
+ * - a 2xx that is not Zuno's (a captive portal's page) proves nothing was applied: thrown, so the
+ *   replica retries it like a network failure.
+ */
+export async function readProposalAnswer(response: Response): Promise<ProposalAnswer> {
+  const { status } = response
+  if (status >= 500 || status === 429 || status === 408) {
+    // Not a refusal of the op: the server (or a proxy) is busy, limiting us, or gave up waiting.
+    const retryAfter = Number(response.headers.get('retry-after')) || undefined
+    const code = status === 429 ? 'rate_limited' : 'unavailable'
+    throw new ZunoError(code, `The server answered ${status}`, retryAfter === undefined ? {} : { retryAfter })
+  }
+  const named = response.headers.get(PROTOCOL_HEADER)
+  if (named !== null && named !== String(PROTOCOL_VERSION)) {
+    const message = `The server speaks Zuno protocol ${named}, this client ${PROTOCOL_VERSION}`
+    return { status: 400, body: { ok: false, error: 'protocol', message } }
+  }
+  const body = zunoBody(await response.text().catch(() => ''))
+  if (body !== undefined) return { status, body }
+  if (status < 400) throw new ZunoError('protocol', `The server answered ${status} with a body that is not Zuno's`)
+  const code = status === 401 ? 'unauthenticated' : (`http_${status}` as const)
+  return { status, body: { ok: false, error: code, message: `Something in front of the server answered ${status}` } }
+}
+
+/**
+ * What an HTTP error answer to the stream (`GET /sse`) means, from its status and, where the
+ * client could read it, its body: Zuno's code when the body is Zuno's JSON, otherwise a code for
+ * the status (`unauthenticated`, `forbidden`, `unavailable`, `rate_limited`, `http_<status>`).
+ */
+export function streamRefusal(status: number, bodyText: string | undefined): ZunoError {
+  const body = bodyText === undefined ? undefined : zunoBody(bodyText)
+  if (body !== undefined && body.ok === false && typeof body.error === 'string') {
+    return new ZunoError(body.error, 'message' in body ? body.message : `The stream was answered ${status}`)
+  }
+  const code = status === 401 ? 'unauthenticated' : status === 403 ? 'forbidden' : status === 429 ? 'rate_limited' : status >= 500 ? 'unavailable' : (`http_${status}` as const)
+  return new ZunoError(code, `The stream was answered ${status}`)
+}
+
+/** True for a refusal of the credentials themselves: asking again with the same ones gets the same answer. */
+export function refusesCredentials(error: ZunoError): boolean {
+  return error.code === 'unauthenticated' || error.code === 'forbidden' || error.code === 'origin_not_allowed'
+}
+
+/** The body as Zuno's JSON, or `undefined` when it is something else (HTML, text, a bare status). */
+function zunoBody(text: string): ProposalAnswer['body'] | undefined {
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(text)
+  } catch {
+    return undefined
+  }
+  if (typeof parsed !== 'object' || parsed === null) return undefined
+  const { ok, error } = parsed as { ok?: unknown; error?: unknown }
+  if (ok === true || (ok === false && typeof error === 'string')) return parsed as ProposalAnswer['body']
+  return undefined
+}

@@ -1,0 +1,73 @@
+import type { IncomingMessage } from 'node:http'
+import { EventSource } from 'eventsource'
+import { afterEach, describe, expect, it } from 'vitest'
+import { connect, type ZunoError } from '../src/index'
+import { htmlPage, type ProxyAnswer, startProxy, startZuno } from './support/zunoBehindProxy'
+import { until } from './support/until'
+
+const cleanups: Array<() => unknown> = []
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
+})
+
+/** What the proxy in front of the server does with one proposal (its parsed body, and how many proposals it has seen). */
+type ProposalRule = (proposal: { storeKey: string; state: unknown; opId: number }, count: number) => ProxyAnswer | undefined
+
+/** A real Zuno server behind a real proxy that answers some proposals itself, and a replica that goes through the proxy. */
+async function behindProxy(rule: ProposalRule) {
+  const zuno = await startZuno()
+  cleanups.push(() => zuno.close())
+  let proposals = 0
+  const proxy = await startProxy(zuno, (req: IncomingMessage, body) => {
+    if (req.method !== 'POST') return undefined
+    return rule(JSON.parse(body), ++proposals)
+  })
+  cleanups.push(proxy.close)
+  const replica = connect({ url: proxy.url, EventSource })
+  cleanups.push(() => replica.close())
+  await until(() => replica.status.get() === 'connected')
+  const syncsSeen = () => zuno.seen.filter((request) => request.method === 'POST').length
+  return { zuno, replica, syncsSeen, proposalsSent: () => proposals }
+}
+
+/** A body-size limit in front of the app, as nginx's `client_max_body_size` answers it. */
+const sizeLimit: ProposalRule = ({ state }) =>
+  typeof state === 'string' && state.length > 100 ? { status: 413, body: htmlPage(413, 'Request Entity Too Large') } : undefined
+
+describe('answers that are not Zuno’s', () => {
+  it('refuses an op a proxy answers with an HTML 413 as http_413, and the queue moves on', async () => {
+    const { zuno, replica, syncsSeen, proposalsSent } = await behindProxy(sizeLimit)
+    const note = replica.store<string>('note', '')
+    const refused = note.set('x'.repeat(500)).catch((error: ZunoError) => error)
+    const accepted = note.set('short')
+    const error = (await refused) as ZunoError
+    expect([error.code, error.status]).toEqual(['http_413', 413])
+    // The refused op was never recorded, so the next one takes its id and goes through.
+    expect(await accepted).toBe(1)
+    expect(zuno.universe.store('note').get()).toBe('short')
+    expect(note.get()).toBe('short')
+    expect([proposalsSent(), syncsSeen()]).toEqual([2, 1]) // tried once, not retried
+    expect(replica.lastError.get()?.code).toBe('http_413')
+  })
+
+  it('refuses an op a proxy answers with a bare 404 (no body) as http_404', async () => {
+    // A router in front of the app that only knows some paths answers everything else with an empty 404.
+    const { replica, syncsSeen } = await behindProxy(({ storeKey }) => (storeKey === 'unrouted' ? { status: 404 } : undefined))
+    const refused = await replica.store<number>('unrouted', 0).set(1).catch((error: ZunoError) => error)
+    expect((refused as ZunoError).code).toBe('http_404')
+    expect(await replica.store<number>('counter', 0).set(3)).toBe(1)
+    expect(syncsSeen()).toBe(1)
+  })
+
+  it('retries an op a proxy answers with an HTML 502 until the server takes it, applied once', async () => {
+    const badGateway = { status: 502, body: htmlPage(502, 'Bad Gateway') }
+    const { zuno, replica, syncsSeen, proposalsSent } = await behindProxy((proposal, count) =>
+      count <= 2 ? badGateway : sizeLimit(proposal, count),
+    )
+    const counter = replica.store<number>('counter', 0)
+    expect(await counter.set((n) => n + 1)).toBe(1)
+    expect(proposalsSent()).toBe(3) // two 502s, then the server's answer
+    expect(zuno.universe.store('counter').get()).toBe(1)
+    expect(syncsSeen()).toBe(1)
+  })
+})
