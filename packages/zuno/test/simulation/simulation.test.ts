@@ -38,6 +38,8 @@ const LEADER_CLOSES = 2
 const LATER_TABS = 2
 /** Ops issued in the browser, each by one of the tabs open at the time. */
 const BROWSER_OPS = OPS_PER_CLIENT
+/** Ops a leader tab issues just before it closes. */
+const CLOSING_BURST = 4
 
 const HOSTILE: Faults = {
   minDelayMs: 1,
@@ -211,8 +213,13 @@ async function simulate(seed: number, scenario: Scenario): Promise<Run> {
     }
     openTabs.splice(openTabs.indexOf(leader), 1)
     closedTabs.add(leader)
-    leadersClosed += 1
-    replicas.get(leader)?.close()
+    // The user was busy in that tab: it closes with ops queued, one of them perhaps on the wire.
+    const tab = replicas.get(leader) as ReplicaUniverse
+    for (let k = 0; k < CLOSING_BURST; k++) issue(leader, tab)
+    clock.setTimeout(() => {
+      leadersClosed += 1
+      tab.close()
+    }, random() * 60)
   }
   for (let c = 0; c < LEADER_CLOSES; c++) clock.setTimeout(closeLeader, random() * WORKLOAD_MS)
   for (let t = 0; t < LATER_TABS; t++) clock.setTimeout(openTab, random() * WORKLOAD_MS)
@@ -222,7 +229,7 @@ async function simulate(seed: number, scenario: Scenario): Promise<Run> {
     clock.setTimeout(() => network.restart(100 + random() * 900, { fresh }), random() * WORKLOAD_MS)
   }
 
-  const totalOps = CLIENTS * OPS_PER_CLIENT + BROWSER_OPS
+  const totalOps = CLIENTS * OPS_PER_CLIENT + BROWSER_OPS + LEADER_CLOSES * CLOSING_BURST
   await clock.run(
     () => clock.now > WORKLOAD_MS && leadersClosed === LEADER_CLOSES && ops.length === totalOps && ops.every((op) => op.outcome !== 'pending'),
   )
@@ -312,6 +319,8 @@ describe.each([ROOMY, SMALLEST, NEW_EPOCHS, TWO_INSTANCES])('simulation under in
       expect(closedTabs.size).toBe(LEADER_CLOSES)
       expect(run.leaderships).toBeGreaterThanOrEqual(1 + LEADER_CLOSES)
       expect(open.size).toBe(CLIENTS + FIRST_TABS - LEADER_CLOSES + LATER_TABS)
+      // What the closing tabs had queued rejected as the client documents (no outbox: `closed`).
+      expect(ops.filter((op) => op.error === 'closed').length).toBeGreaterThan(0)
       // The schemas changed what was sent: some op's state on the wire is not what the server stored.
       expect(network.attempts.some((attempt) => attempt.storeKey === 'label' && attempt.answer && attempt.answer.state !== attempt.state)).toBe(true)
       if (process.env.ZUNO_SIM_DEBUG) {
