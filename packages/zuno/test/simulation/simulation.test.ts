@@ -28,7 +28,7 @@ import { seededRandom, VirtualClock } from './virtualClock'
 
 const SEEDS = [101, 202, 303, 404, 505]
 const CLIENTS = 5
-const OPS_PER_CLIENT = 420 // 5 seeds × 5 clients × 420 = 10,500 ops per scenario
+const OPS_PER_CLIENT = 420 // with the browser's tabs, 5 seeds × 2,528 = 12,640 ops per scenario
 const WORKLOAD_MS = 60_000
 const RESTARTS = 2
 
@@ -40,6 +40,7 @@ const LATER_TABS = 2
 const BROWSER_OPS = OPS_PER_CLIENT
 /** Ops a leader tab issues just before it closes. */
 const CLOSING_BURST = 4
+const TOTAL_OPS = CLIENTS * OPS_PER_CLIENT + BROWSER_OPS + LEADER_CLOSES * CLOSING_BURST
 
 const HOSTILE: Faults = {
   minDelayMs: 1,
@@ -229,9 +230,8 @@ async function simulate(seed: number, scenario: Scenario): Promise<Run> {
     clock.setTimeout(() => network.restart(100 + random() * 900, { fresh }), random() * WORKLOAD_MS)
   }
 
-  const totalOps = CLIENTS * OPS_PER_CLIENT + BROWSER_OPS + LEADER_CLOSES * CLOSING_BURST
   await clock.run(
-    () => clock.now > WORKLOAD_MS && leadersClosed === LEADER_CLOSES && ops.length === totalOps && ops.every((op) => op.outcome !== 'pending'),
+    () => clock.now > WORKLOAD_MS && leadersClosed === LEADER_CLOSES && ops.length === TOTAL_OPS && ops.every((op) => op.outcome !== 'pending'),
   )
   // Quiescence: the network calms down and everything in flight lands.
   network.faults = CALM
@@ -267,7 +267,7 @@ function byEpoch(committed: readonly CommittedEvent[]): Map<string, CommittedEve
 
 describe.each([ROOMY, SMALLEST, NEW_EPOCHS, TWO_INSTANCES])('simulation under injected faults, $name', (scenario) => {
   for (const seed of SEEDS) {
-    it(`seed ${seed}: ${CLIENTS} replicas and a browser's tabs, ${CLIENTS * OPS_PER_CLIENT + BROWSER_OPS} ops, no write lost, all converge`, async () => {
+    it(`seed ${seed}: ${CLIENTS} replicas and a browser's tabs, ${TOTAL_OPS} ops, no write lost, all converge`, async () => {
       const run = await simulate(seed, scenario)
       const { network, replicas, closedTabs, ops, writers } = run
       const epochs = byEpoch(network.committed)
