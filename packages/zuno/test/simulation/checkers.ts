@@ -49,7 +49,9 @@ export function checkExactlyOnce(committed: readonly CommittedEvent[]): string[]
  * by its replica, and no two claim the same write. A replica's writes in the log number at least
  * its resolved ops, and at most those plus the ones rejected as `outcome_unknown` (applied or not)
  * plus one per fresh storage (an op in doubt when a storage was replaced is proposed again on the
- * new one: the history it may have landed in is gone). `writers` gives each replica's writer tags.
+ * new one: the history it may have landed in is gone), plus one if the replica was closed (a tab
+ * closed with a proposal on the wire: its `set` rejects as `closed`, yet the server may take it; the
+ * ops queued behind it were never sent). `writers` gives each replica's writer tags.
  */
 export function checkAcknowledged(
   ops: readonly OpRecord[],
@@ -68,12 +70,13 @@ export function checkAcknowledged(
       byWrite.set(key, list)
     }
   }
-  const counts = new Map<string, { resolved: number; unknown: number }>()
+  const counts = new Map<string, { resolved: number; unknown: number; closed: boolean }>()
   for (const op of ops) {
-    const count = counts.get(op.replica) ?? { resolved: 0, unknown: 0 }
+    const count = counts.get(op.replica) ?? { resolved: 0, unknown: 0, closed: false }
     counts.set(op.replica, count)
     if (op.outcome === 'pending') problems.push(`an op of ${op.replica} on ${op.storeKey} never settled`)
     if (op.outcome === 'rejected' && op.error === 'outcome_unknown') count.unknown += 1
+    if (op.outcome === 'rejected' && op.error === 'closed') count.closed = true
     if (op.outcome !== 'resolved') continue
     count.resolved += 1
     const write = `${op.storeKey}@${op.version}`
@@ -85,10 +88,10 @@ export function checkAcknowledged(
     else claimed.add(unclaimed.id)
   }
   const all = [...epochs.values()].flat()
-  for (const [replica, { resolved, unknown }] of counts) {
+  for (const [replica, { resolved, unknown, closed }] of counts) {
     const tags = writers.get(replica) ?? new Set()
     const applied = all.filter((event) => tags.has(event.writer)).length
-    if (applied < resolved || applied > resolved + unknown + freshStorages) {
+    if (applied < resolved || applied > resolved + unknown + freshStorages + (closed ? 1 : 0)) {
       problems.push(`${replica}: ${applied} writes in the log for ${resolved} acknowledged ops (${unknown} of unknown outcome)`)
     }
   }
@@ -177,6 +180,61 @@ export function checkLinearizable(
         problems.push(`${storeKey}: 409 reports v${version}, but v${version + 1} was acknowledged before the request`)
       }
     }
+  }
+  return problems
+}
+
+/**
+ * A proxy's HTML 413 refuses the op for good: for each replica, every 413 it was answered is one of
+ * its ops rejected with `http_413` (and so not resolved, and not counted as applied above), and no
+ * op was refused so without one. `attempts` are every proposal sent; `writers` each replica's tags.
+ */
+export function checkRefusedByProxy(
+  ops: readonly OpRecord[],
+  attempts: readonly Attempt[],
+  writers: ReadonlyMap<string, ReadonlySet<string>>,
+): string[] {
+  const problems: string[] = []
+  for (const [replica, tags] of writers) {
+    const answered = attempts.filter((attempt) => attempt.proxy === 'too_large' && tags.has(writerTag(attempt.clientId))).length
+    const refused = ops.filter((op) => op.replica === replica && op.outcome === 'rejected' && op.error === 'http_413').length
+    if (answered !== refused) problems.push(`${replica}: ${answered} HTML 413 answers, ${refused} ops rejected as http_413`)
+  }
+  return problems
+}
+
+/** What the convergence check reads of a store, on the server or on a replica. */
+export interface StoreView {
+  readonly version: number
+  get(): unknown
+}
+
+/**
+ * After quiescence every replica (every open tab included) shows, store by store, exactly the
+ * server's version and state: not its own unconfirmed state, not another tab's, not what it sent
+ * before the server's schema transformed it. A store the server never wrote (version 0) only has
+ * to agree on the version: its state there is whatever initial state the replica was given.
+ */
+export function checkConverged(
+  server: (storeKey: string) => StoreView,
+  replicas: ReadonlyMap<string, { store(storeKey: string): StoreView; pending: { get(): number } }>,
+  storeKeys: readonly string[],
+): string[] {
+  const problems: string[] = []
+  for (const storeKey of storeKeys) {
+    const truth = server(storeKey)
+    for (const [name, replica] of replicas) {
+      const shown = replica.store(storeKey)
+      const sameState = truth.version === 0 || same(shown.get(), truth.get())
+      if (shown.version !== truth.version || !sameState) {
+        problems.push(
+          `${name} shows ${storeKey} v${shown.version} ${JSON.stringify(shown.get())?.slice(0, 60)}, the server v${truth.version} ${JSON.stringify(truth.get())?.slice(0, 60)}`,
+        )
+      }
+    }
+  }
+  for (const [name, replica] of replicas) {
+    if (replica.pending.get() !== 0) problems.push(`${name} still has ${replica.pending.get()} pending ops`)
   }
   return problems
 }

@@ -3,12 +3,14 @@ import {
   type AuthoritativeUniverse,
   type CommittedEvent,
   createUniverse,
+  JSON_HEADERS,
   type Storage,
   type Subscription,
   splitTarget,
   SyncServer,
   type ZunoRequest,
 } from '../../src/server/index'
+import type { Schemas } from '../../src/schema'
 import type { VirtualClock } from './virtualClock'
 
 /** How hostile the simulated network is. Probabilities per message; delays in virtual ms. */
@@ -21,9 +23,27 @@ export interface Faults {
   duplicateRequest: number
   /** An SSE stream breaks in the middle of a frame. */
   cutStream: number
+  /** A proxy in front of the servers answers a POST with an HTML 502 or 504 page and never forwards it. */
+  proxyFailsBefore: number
+  /** A proxy forwards a POST, the server processes it, and the proxy replaces the answer with an HTML 502 or 504. */
+  proxyFailsAfter: number
+  /** A proxy refuses a POST as too large (HTML 413) and never forwards it. */
+  proxyTooLarge: number
 }
 
-export const CALM: Faults = { minDelayMs: 1, maxDelayMs: 5, loseResponse: 0, duplicateRequest: 0, cutStream: 0 }
+export const CALM: Faults = {
+  minDelayMs: 1,
+  maxDelayMs: 5,
+  loseResponse: 0,
+  duplicateRequest: 0,
+  cutStream: 0,
+  proxyFailsBefore: 0,
+  proxyFailsAfter: 0,
+  proxyTooLarge: 0,
+}
+
+/** Where a proxy's HTML answer came from, relative to the server. */
+export type ProxyAnswer = 'before' | 'after' | 'too_large'
 
 /** One proposal as its client saw it: when it went out, and what (if anything) came back when. */
 export interface Attempt {
@@ -38,12 +58,16 @@ export interface Attempt {
   respondedAt?: number
   status?: number
   answer?: { version: number; state: unknown; duplicate?: true }
+  /** The answer was a proxy's HTML page, not the server's. */
+  proxy?: ProxyAnswer
 }
 
 interface MessageEventLike {
   data: string
   lastEventId: string
 }
+
+const PROXY_REASONS: Record<number, string> = { 413: 'Request Entity Too Large', 502: 'Bad Gateway', 504: 'Gateway Time-out' }
 
 const CONNECTING = 0
 const OPEN = 1
@@ -56,6 +80,8 @@ export interface SimServers {
   stores: Record<string, unknown>
   /** Stores clients may create. */
   allowStore?: (storeKey: string) => boolean
+  /** The servers' schemas: they may transform what a client proposes. */
+  schemas?: Schemas
   /** Events each universe keeps for resumes. */
   retention: number
   /** Server instances sharing the storage; requests and streams go to any that is up. */
@@ -81,7 +107,19 @@ export class SimNetwork {
   /** Every proposal attempt, in invocation order. */
   readonly attempts: Attempt[] = []
   /** How many faults were injected, by kind. */
-  readonly injected = { lostAnswers: 0, duplicates: 0, cuts: 0, restarts: 0, freshStorages: 0 }
+  readonly injected = {
+    lostAnswers: 0,
+    duplicates: 0,
+    cuts: 0,
+    restarts: 0,
+    freshStorages: 0,
+    /** HTML 502/504 from the proxy, the request never forwarded. */
+    htmlBefore: 0,
+    /** HTML 502/504 from the proxy in place of the server's answer: the op was processed. */
+    htmlAfter: 0,
+    /** HTML 413 from the proxy, the request never forwarded. */
+    html413: 0,
+  }
   /** Error answers the clients received, by code: shows which paths a run went through. */
   readonly errors = new Map<string, number>()
   readonly #instances: Array<Instance | undefined>
@@ -131,7 +169,11 @@ export class SimNetwork {
     }
   }
 
-  /** A `fetch` for one client: POST /sync only, which is all a replica sends. */
+  /**
+   * A `fetch` for one client: POST /sync only, which is all a replica sends. Answers are real
+   * `Response` objects with the server's headers (or, from the proxy, an HTML page), so the client
+   * reads status, headers and body as it would from a browser's fetch.
+   */
   fetchFor(): typeof fetch {
     return (async (input: string | URL | Request, init?: RequestInit) => {
       const body = String(init?.body ?? '')
@@ -139,6 +181,16 @@ export class SimNetwork {
       const attempt: Attempt = { ...parsed, invokedAt: this.clock.now }
       this.attempts.push(attempt)
       const target = new URL(String(input))
+      // The proxy may answer by itself, before anything reaches a server.
+      const { proxyTooLarge, proxyFailsBefore, proxyFailsAfter } = this.faults
+      const roll = this.random()
+      if (roll < proxyTooLarge + proxyFailsBefore) {
+        await this.#delay()
+        const tooLarge = roll < proxyTooLarge
+        if (tooLarge) this.injected.html413 += 1
+        else this.injected.htmlBefore += 1
+        return this.#proxyAnswer(attempt, tooLarge ? 413 : this.#gatewayStatus(), tooLarge ? 'too_large' : 'before')
+      }
       const copies = this.random() < this.faults.duplicateRequest ? 2 : 1
       if (copies === 2) this.injected.duplicates += 1
       const answers = Array.from({ length: copies }, () => this.#deliverPost(target.pathname + target.search, body))
@@ -150,13 +202,32 @@ export class SimNetwork {
         if (answer !== undefined) this.injected.lostAnswers += 1
         throw new TypeError('simulated network failure')
       }
+      if (this.random() < proxyFailsAfter) {
+        // The proxy times out or drops the upstream connection after the server committed.
+        this.injected.htmlAfter += 1
+        return this.#proxyAnswer(attempt, this.#gatewayStatus(), 'after')
+      }
       attempt.respondedAt = this.clock.now
       attempt.status = answer.status
       const json = JSON.parse(answer.body) as { version?: number; state?: unknown; duplicate?: true; error?: string }
       if (json.error !== undefined) this.errors.set(json.error, (this.errors.get(json.error) ?? 0) + 1)
       if (json.version !== undefined) attempt.answer = { version: json.version, state: json.state, ...(json.duplicate ? { duplicate: true } : {}) }
-      return { status: answer.status, headers: new Headers(), text: async () => answer.body, json: async () => JSON.parse(answer.body) } as Response
+      return new Response(answer.body, { status: answer.status, headers: { ...JSON_HEADERS, ...answer.headers } })
     }) as typeof fetch
+  }
+
+  /** A 502 (bad gateway) or a 504 (gateway timeout), as a proxy says either. */
+  #gatewayStatus(): number {
+    return this.random() < 0.5 ? 502 : 504
+  }
+
+  /** The HTML page a proxy such as nginx sends for an error, recorded on the attempt. */
+  #proxyAnswer(attempt: Attempt, status: number, proxy: ProxyAnswer): Response {
+    attempt.respondedAt = this.clock.now
+    attempt.status = status
+    attempt.proxy = proxy
+    const page = `<html>\r\n<head><title>${status} ${PROXY_REASONS[status]}</title></head>\r\n<body>\r\n<center><h1>${status} ${PROXY_REASONS[status]}</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n`
+    return new Response(page, { status, headers: { 'content-type': 'text/html', server: 'nginx' } })
   }
 
   /** An `EventSource` class for clients on this network. */
@@ -219,13 +290,13 @@ export class SimNetwork {
     return up[Math.floor(this.random() * up.length)]
   }
 
-  async #deliverPost(target: string, body: string): Promise<{ status: number; body: string } | undefined> {
+  async #deliverPost(target: string, body: string): Promise<{ status: number; body: string; headers?: Record<string, string> } | undefined> {
     await this.#delay()
     const instance = this.#pick()
     if (instance === undefined) return undefined
     const { path, query } = splitTarget(target)
     const response = await instance.server.handle(request('POST', path, query, body))
-    return response.kind === 'json' ? { status: response.status, body: response.body } : undefined
+    return response.kind === 'json' ? response : undefined
   }
 
   /** Records every event the storage commits, once, whichever instance committed it. */
@@ -235,8 +306,14 @@ export class SimNetwork {
   }
 
   #boot(index: number): void {
-    const { stores, allowStore, retention } = this.config
-    const universe = createUniverse({ stores, storage: this.#storage, retention, ...(allowStore ? { allowStore } : {}) })
+    const { stores, allowStore, retention, schemas } = this.config
+    const universe = createUniverse({
+      stores,
+      storage: this.#storage,
+      retention,
+      ...(allowStore ? { allowStore } : {}),
+      ...(schemas ? { schemas } : {}),
+    })
     // Rate limits count real time, which a virtual run does not spend.
     this.#instances[index] = { universe, server: new SyncServer(universe, { heartbeatMs: 1e9, maxProposalsPerSecond: 1e9 }) }
   }
@@ -287,7 +364,10 @@ export class SimEventSource implements EventSourceLike {
   opened(subscription: Subscription): void {
     this.#subscription = subscription
     this.readyState = OPEN
-    this.#schedule(() => this.onopen?.({} as Event))
+    // A source closed (or broken) in the meantime says nothing more, as a browser's does not.
+    this.#schedule(() => {
+      if (this.readyState === OPEN) this.onopen?.({} as Event)
+    })
   }
 
   /** Internal: bytes from the server. */

@@ -2,8 +2,13 @@
  * Deterministic simulation: real replicas against real authoritative instances over an in-process
  * network that loses answers, duplicates and reorders requests, cuts streams mid-frame, delays
  * everything and restarts servers: on the same storage, onto a fresh one (a new epoch), and one of
- * two instances sharing a storage. Each seed replays exactly; a failing one prints its history.
+ * two instances sharing a storage. A proxy in front of the servers answers some requests with HTML
+ * error pages (502/504 instead of forwarding or in place of the server's answer, rarely a 413), the
+ * servers' schemas transform what clients send, and one browser runs several tabs that share a
+ * stream through an elected leader tab, which closes during the run. Each seed replays exactly; a
+ * failing one prints its history.
  */
+import type { StandardSchemaV1 } from '@standard-schema/spec'
 import { describe, expect, it } from 'vitest'
 import { connect, type ReplicaUniverse } from '../../src/index'
 import { parseEventId, writerTag } from '../../src/protocol'
@@ -11,28 +16,75 @@ import { type CommittedEvent, createMemoryStorage } from '../../src/server/index
 import {
   checkAcknowledged,
   checkContiguous,
+  checkConverged,
+  checkRefusedByProxy,
   checkExactlyOnce,
   checkLinearizable,
   type OpRecord,
 } from './checkers'
 import { CALM, type Faults, SimNetwork } from './simNetwork'
+import { SimBrowser } from './simBrowser'
 import { seededRandom, VirtualClock } from './virtualClock'
 
 const SEEDS = [101, 202, 303, 404, 505]
 const CLIENTS = 5
-const OPS_PER_CLIENT = 420 // 5 seeds × 5 clients × 420 = 10,500 ops per scenario
+const OPS_PER_CLIENT = 420 // with the browser's tabs, 5 seeds × 2,528 = 12,640 ops per scenario
 const WORKLOAD_MS = 60_000
 const RESTARTS = 2
 
-const HOSTILE: Faults = { minDelayMs: 1, maxDelayMs: 40, loseResponse: 0.05, duplicateRequest: 0.05, cutStream: 0.01 }
-const STORES = { counter: 0, list: [] as string[], value: 0 }
+/** The browser's tabs: how many open at first, how many leaders close and how many tabs open later. */
+const FIRST_TABS = 3
+const LEADER_CLOSES = 2
+const LATER_TABS = 2
+/** Ops issued in the browser, each by one of the tabs open at the time. */
+const BROWSER_OPS = OPS_PER_CLIENT
+/** Ops a leader tab issues just before it closes. */
+const CLOSING_BURST = 4
+const TOTAL_OPS = CLIENTS * OPS_PER_CLIENT + BROWSER_OPS + LEADER_CLOSES * CLOSING_BURST
+
+const HOSTILE: Faults = {
+  minDelayMs: 1,
+  maxDelayMs: 40,
+  loseResponse: 0.05,
+  duplicateRequest: 0.05,
+  cutStream: 0.01,
+  proxyFailsBefore: 0.02,
+  proxyFailsAfter: 0.02,
+  proxyTooLarge: 0.001,
+}
+const STORES = { counter: 0, list: [] as string[], value: 0, label: '' }
 /** A store the clients create themselves: after a new epoch it is gone until someone writes it again. */
 const DYNAMIC = 'made.by.clients'
 const KEYS = [...Object.keys(STORES), DYNAMIC]
 
+/** A Standard Schema, written out: accepts what `accepts` allows and stores `transform` of it. */
+function transforming<T>(accepts: (input: unknown) => input is T, transform: (input: T) => T): StandardSchemaV1<T> {
+  return {
+    '~standard': {
+      version: 1,
+      vendor: 'zuno-simulation',
+      validate: (input) => (accepts(input) ? { value: transform(input) } : { issues: [{ message: 'unexpected type' }] }),
+    },
+  }
+}
+/**
+ * The servers store something other than what clients send: `value` rounded to a multiple of 10,
+ * `label` trimmed and upper-cased. A replica that kept what it sent would then differ from the server.
+ */
+const SCHEMAS = {
+  value: transforming((input): input is number => typeof input === 'number', (n) => Math.round(n / 10) * 10),
+  label: transforming((input): input is string => typeof input === 'string', (text) => text.trim().toUpperCase()),
+}
+
 interface Run {
   network: SimNetwork
-  replicas: ReplicaUniverse[]
+  browser: SimBrowser
+  /** Every replica by name: `c0`…, and the browser's tabs `t0`…, open or closed. */
+  replicas: Map<string, ReplicaUniverse>
+  /** The tabs closed during the run (each was the leader when it closed). */
+  closedTabs: Set<string>
+  /** How many times a tab became the leader. */
+  leaderships: number
   ops: OpRecord[]
   /** Each replica's writer tags, by replica name. */
   writers: Map<string, Set<string>>
@@ -68,68 +120,123 @@ async function simulate(seed: number, scenario: Scenario): Promise<Run> {
         createMemoryStorage({ idempotencyWindow: scenario.idempotencyWindow, clientLifetimeMs: scenario.clientLifetimeMs, now: () => clock.now }),
       stores: STORES,
       allowStore: (key) => key === DYNAMIC,
+      schemas: SCHEMAS,
       retention: scenario.retention,
       instances: scenario.instances,
     },
     HOSTILE,
   )
-  const replicas = Array.from({ length: CLIENTS }, (_, i) =>
-    connect({
+  const browser = new SimBrowser(clock, () => network.latency())
+  const replicas = new Map<string, ReplicaUniverse>()
+  const ops: OpRecord[] = []
+  const writers = new Map<string, Set<string>>()
+  let replicaSeed = 0
+  const open = (name: string, tab: boolean): ReplicaUniverse => {
+    const replica = connect({
       url: 'http://sim.invalid/zuno',
       fetch: network.fetchFor(),
       EventSource: network.EventSource,
       timers: clock,
-      random: seededRandom(seed * 31 + i),
+      random: seededRandom(seed * 31 + replicaSeed++),
       maxAttempts: 100,
       maxPendingOps: 1_000_000,
-    }),
-  )
-  const ops: OpRecord[] = []
-  const writers = new Map<string, Set<string>>()
-  replicas.forEach((replica, i) => {
-    const tags = new Set([writerTag(replica.clientId)])
-    writers.set(`c${i}`, tags)
+      // Tabs of one browser: same URL, same (absent) store filter, so one channel and one leader.
+      ...(tab ? { tabs: true, BroadcastChannel: browser.channelFor(), locks: browser.locksFor(name) } : { tabs: false }),
+    })
+    replicas.set(name, replica)
+    writers.set(name, new Set([writerTag(replica.clientId)]))
+    return replica
+  }
+
+  let issued = 0
+  /** One `set` by the replica `name`, on a store picked at random, recorded as its caller sees it. */
+  const issue = (name: string, replica: ReplicaUniverse) => {
+    const tags = writers.get(name) as Set<string>
     // A replica takes a fresh identity when the server has forgotten it: note every tag it writes under.
     const noteTag = () => tags.add(writerTag(replica.clientId))
-    let issued = 0
-    for (let k = 0; k < OPS_PER_CLIENT; k++) {
-      clock.setTimeout(() => {
-        const pick = random()
-        const storeKey = pick < 0.45 ? 'counter' : pick < 0.75 ? 'list' : pick < 0.9 ? 'value' : DYNAMIC
-        const record: OpRecord = { replica: `c${i}`, storeKey, outcome: 'pending' }
-        const item = `c${i}:${++issued}`
-        ops.push(record)
-        const promise =
-          storeKey === 'counter'
-            ? replica.store<number>('counter').set((n) => n + 1)
-            : storeKey === 'list'
-              ? replica.store<string[]>('list').set((list) => [...list, item])
-              : storeKey === 'value'
-                ? replica.store<number>('value').set(Math.floor(random() * 1000))
-                : replica.store<number>(DYNAMIC, 0).set((n) => (n ?? 0) + 1)
-        promise.then(
-          (version) => {
-            noteTag()
-            Object.assign(record, { outcome: 'resolved', version })
-          },
-          (error: { code?: string }) => {
-            noteTag()
-            Object.assign(record, { outcome: 'rejected', error: error.code })
-          },
-        )
-      }, random() * WORKLOAD_MS)
+    const pick = random()
+    const storeKey = pick < 0.4 ? 'counter' : pick < 0.65 ? 'list' : pick < 0.8 ? 'value' : pick < 0.9 ? 'label' : DYNAMIC
+    const record: OpRecord = { replica: name, storeKey, outcome: 'pending' }
+    const item = `${name}:${++issued}`
+    ops.push(record)
+    const promise =
+      storeKey === 'counter'
+        ? replica.store<number>('counter').set((n) => n + 1)
+        : storeKey === 'list'
+          ? replica.store<string[]>('list').set((list) => [...list, item])
+          : storeKey === 'value'
+            ? replica.store<number>('value').set(Math.floor(random() * 1000))
+            : storeKey === 'label'
+              ? replica.store<string>('label').set(`  set by ${item} `)
+              : replica.store<number>(DYNAMIC, 0).set((n) => (n ?? 0) + 1)
+    promise.then(
+      (version) => {
+        noteTag()
+        Object.assign(record, { outcome: 'resolved', version })
+      },
+      (error: { code?: string }) => {
+        noteTag()
+        Object.assign(record, { outcome: 'rejected', error: error.code })
+      },
+    )
+  }
+
+  for (let i = 0; i < CLIENTS; i++) {
+    const name = `c${i}`
+    const replica = open(name, false)
+    for (let k = 0; k < OPS_PER_CLIENT; k++) clock.setTimeout(() => issue(name, replica), random() * WORKLOAD_MS)
+  }
+
+  // The browser: tabs open and close during the run; each op goes to a tab open at the time.
+  let tabCount = 0
+  const openTabs: string[] = []
+  const closedTabs = new Set<string>()
+  const openTab = () => {
+    const name = `t${tabCount++}`
+    open(name, true)
+    openTabs.push(name)
+  }
+  for (let t = 0; t < FIRST_TABS; t++) openTab()
+  for (let k = 0; k < BROWSER_OPS; k++) {
+    clock.setTimeout(() => {
+      const name = openTabs[Math.floor(random() * openTabs.length)] as string
+      issue(name, replicas.get(name) as ReplicaUniverse)
+    }, random() * WORKLOAD_MS)
+  }
+  let leadersClosed = 0
+  /** Closes the tab that leads; while leadership is changing hands there is none, so it looks again later. */
+  const closeLeader = () => {
+    const [lock] = browser.heldLocks()
+    const leader = lock === undefined ? undefined : browser.holder(lock)
+    if (leader === undefined || openTabs.length < 2) {
+      clock.setTimeout(closeLeader, 50)
+      return
     }
-  })
+    openTabs.splice(openTabs.indexOf(leader), 1)
+    closedTabs.add(leader)
+    // The user was busy in that tab: it closes with ops queued, one of them perhaps on the wire.
+    const tab = replicas.get(leader) as ReplicaUniverse
+    for (let k = 0; k < CLOSING_BURST; k++) issue(leader, tab)
+    clock.setTimeout(() => {
+      leadersClosed += 1
+      tab.close()
+    }, random() * 60)
+  }
+  for (let c = 0; c < LEADER_CLOSES; c++) clock.setTimeout(closeLeader, random() * WORKLOAD_MS)
+  for (let t = 0; t < LATER_TABS; t++) clock.setTimeout(openTab, random() * WORKLOAD_MS)
+
   for (let r = 0; r < RESTARTS; r++) {
     const fresh = r < scenario.freshRestarts
     clock.setTimeout(() => network.restart(100 + random() * 900, { fresh }), random() * WORKLOAD_MS)
   }
 
-  await clock.run(() => clock.now > WORKLOAD_MS && ops.length === CLIENTS * OPS_PER_CLIENT && ops.every((op) => op.outcome !== 'pending'))
+  await clock.run(
+    () => clock.now > WORKLOAD_MS && leadersClosed === LEADER_CLOSES && ops.length === TOTAL_OPS && ops.every((op) => op.outcome !== 'pending'),
+  )
   // Quiescence: the network calms down and everything in flight lands.
   network.faults = CALM
   await clock.run()
-  return { network, replicas, ops, writers }
+  return { network, browser, replicas, closedTabs, leaderships: browser.grants, ops, writers }
 }
 
 function describeRun(seed: number, run: Run, problems: string[]): string {
@@ -140,7 +247,7 @@ function describeRun(seed: number, run: Run, problems: string[]): string {
   lines.push('attempts (last 60):')
   for (const attempt of run.network.attempts.slice(-60)) {
     lines.push(
-      `  t=${attempt.invokedAt}→${attempt.respondedAt ?? 'lost'} ${attempt.clientId}#${attempt.opId} ${attempt.storeKey} base ${attempt.baseVersion} → ${attempt.status ?? '-'} ${attempt.answer ? `v${attempt.answer.version}` : ''}`,
+      `  t=${attempt.invokedAt}→${attempt.respondedAt ?? 'lost'} ${attempt.clientId}#${attempt.opId} ${attempt.storeKey} base ${attempt.baseVersion} → ${attempt.status ?? '-'}${attempt.proxy ? ` (proxy, ${attempt.proxy})` : ''} ${attempt.answer ? `v${attempt.answer.version}` : ''}`,
     )
   }
   return lines.join('\n')
@@ -160,11 +267,12 @@ function byEpoch(committed: readonly CommittedEvent[]): Map<string, CommittedEve
 
 describe.each([ROOMY, SMALLEST, NEW_EPOCHS, TWO_INSTANCES])('simulation under injected faults, $name', (scenario) => {
   for (const seed of SEEDS) {
-    it(`seed ${seed}: ${CLIENTS} replicas, ${CLIENTS * OPS_PER_CLIENT} ops, no write lost, all converge`, async () => {
+    it(`seed ${seed}: ${CLIENTS} replicas and a browser's tabs, ${TOTAL_OPS} ops, no write lost, all converge`, async () => {
       const run = await simulate(seed, scenario)
-      const { network, replicas, ops, writers } = run
+      const { network, replicas, closedTabs, ops, writers } = run
       const epochs = byEpoch(network.committed)
       const problems = checkAcknowledged(ops, epochs, writers, scenario.freshRestarts)
+      problems.push(...checkRefusedByProxy(ops, network.attempts, writers))
       for (const [epoch, committed] of epochs) {
         const attempts = network.attempts.filter((attempt) => attempt.epoch === epoch)
         problems.push(
@@ -186,37 +294,45 @@ describe.each([ROOMY, SMALLEST, NEW_EPOCHS, TWO_INSTANCES])('simulation under in
             problems.push(`list v${event.version} is not v${event.version - 1} plus one item`)
           }
         })
+        // The schemas transformed every write.
+        for (const event of history('value')) if ((event.state as number) % 10 !== 0) problems.push(`value v${event.version} holds ${event.state}`)
+        for (const event of history('label')) {
+          const label = event.state as string
+          if (label !== label.trim().toUpperCase()) problems.push(`label v${event.version} holds ${JSON.stringify(label)}`)
+        }
       }
       expect(epochs.size).toBe(1 + scenario.freshRestarts)
 
-      // Convergence: after quiescence every replica shows exactly the server's version and state.
-      for (const key of KEYS) {
-        const server = network.universe.store(key)
-        for (const replica of replicas) {
-          const store = replica.store(key)
-          const sameState = server.version === 0 || JSON.stringify(store.get()) === JSON.stringify(server.get())
-          if (store.version !== server.version || !sameState) {
-            problems.push(`${writerTag(replica.clientId)} shows ${key} v${store.version}, the server v${server.version}`)
-          }
-        }
-      }
-      for (const replica of replicas) {
-        if (replica.pending.get() !== 0) problems.push(`${writerTag(replica.clientId)} still has ${replica.pending.get()} pending ops`)
-      }
+      // Convergence: after quiescence every replica and every open tab shows the server's version and state.
+      const open = new Map([...replicas].filter(([name]) => !closedTabs.has(name)))
+      problems.push(...checkConverged((key) => network.universe.store(key), open, KEYS))
 
       // The faults really happened.
-      const { lostAnswers, duplicates, cuts, restarts, freshStorages } = network.injected
+      const { lostAnswers, duplicates, cuts, restarts, freshStorages, htmlBefore, htmlAfter, html413 } = network.injected
       expect({ restarts, freshStorages }).toEqual({ restarts: RESTARTS, freshStorages: scenario.freshRestarts })
-      for (const count of [lostAnswers, duplicates, cuts]) expect(count).toBeGreaterThan(10)
+      for (const count of [lostAnswers, duplicates, cuts, htmlBefore, htmlAfter]) expect(count).toBeGreaterThan(10)
+      expect(html413).toBeGreaterThan(0)
       // The paths the scenario is about were taken: forgotten clients, new epochs.
       if (scenario.clientLifetimeMs < DAY) expect(network.errors.get('unknown_client')).toBeGreaterThan(0)
       if (scenario.freshRestarts > 0) expect(network.errors.get('epoch_changed') ?? 0).toBeGreaterThanOrEqual(0)
-      if (process.env.ZUNO_SIM_DEBUG) console.log(scenario.name, seed, Object.fromEntries(network.errors), ops.filter((op) => op.error === 'outcome_unknown').length)
+      // Leaders closed and others took over: a first leader, then one more per close.
+      expect(closedTabs.size).toBe(LEADER_CLOSES)
+      expect(run.leaderships).toBeGreaterThanOrEqual(1 + LEADER_CLOSES)
+      expect(open.size).toBe(CLIENTS + FIRST_TABS - LEADER_CLOSES + LATER_TABS)
+      // What the closing tabs had queued rejected as the client documents (no outbox: `closed`).
+      expect(ops.filter((op) => op.error === 'closed').length).toBeGreaterThan(0)
+      // The schemas changed what was sent: some op's state on the wire is not what the server stored.
+      expect(network.attempts.some((attempt) => attempt.storeKey === 'label' && attempt.answer && attempt.answer.state !== attempt.state)).toBe(true)
+      if (process.env.ZUNO_SIM_DEBUG) {
+        const rejected = new Map<string, number>()
+        for (const op of ops) if (op.error !== undefined) rejected.set(op.error, (rejected.get(op.error) ?? 0) + 1)
+        console.log(scenario.name, seed, Object.fromEntries(network.errors), network.injected, Object.fromEntries(rejected), run.leaderships)
+      }
       expect(ops.filter((op) => op.outcome === 'resolved').length).toBeGreaterThan(ops.length * 0.9)
 
       if (problems.length > 0) console.error(describeRun(seed, run, problems))
       expect(problems).toEqual([])
-      for (const replica of replicas) replica.close()
+      for (const replica of replicas.values()) replica.close()
     })
   }
 
@@ -225,6 +341,6 @@ describe.each([ROOMY, SMALLEST, NEW_EPOCHS, TWO_INSTANCES])('simulation under in
     const first = await simulate(SEEDS[0] as number, scenario)
     const second = await simulate(SEEDS[0] as number, scenario)
     expect(summary(second)).toEqual(summary(first))
-    for (const replica of [...first.replicas, ...second.replicas]) replica.close()
+    for (const replica of [...first.replicas.values(), ...second.replicas.values()]) replica.close()
   })
 })
