@@ -3,7 +3,7 @@ import { act, version as reactVersion, useState } from 'react'
 import { createRoot, hydrateRoot, type Root } from 'react-dom/client'
 import { renderToString } from 'react-dom/server'
 import { afterEach, describe, expect, it, vi } from 'vitest'
-import { connect, createSnapshotUniverse, type Universe } from 'zuno'
+import { connect, createSnapshotUniverse, type StateResponse, type Universe } from 'zuno'
 import { createUniverse } from 'zuno/server'
 import {
   serializeState,
@@ -24,6 +24,38 @@ const cleanups: Array<() => unknown> = []
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
 })
+
+/** What the server sends: the page rendered from a snapshot universe of `state`. */
+function renderOnServer(state: StateResponse, app: React.ReactNode): string {
+  return renderToString(<ZunoProvider universe={createSnapshotUniverse(state)}>{app}</ZunoProvider>)
+}
+
+/**
+ * The page's HTML in a container and a browser-like hydration of it: outside act() (React's own
+ * scheduler renders, as it would for real), with every console error and recoverable error kept.
+ * `run` gets a `hydrate` to call when the test is ready for it; the errors are returned.
+ */
+async function inBrowserPage(html: string, run: (page: { container: HTMLElement; hydrate: (universe: Universe, app: React.ReactNode) => void }) => Promise<void>): Promise<unknown[]> {
+  const container = document.createElement('div')
+  container.innerHTML = html
+  document.body.append(container)
+  const errors: unknown[] = []
+  const originalError = console.error
+  console.error = (...args: unknown[]) => errors.push(args.join(' '))
+  const actEnvironment = globalThis as { IS_REACT_ACT_ENVIRONMENT?: boolean }
+  actEnvironment.IS_REACT_ACT_ENVIRONMENT = false
+  const hydrate = (universe: Universe, app: React.ReactNode) => {
+    const root = hydrateRoot(container, <ZunoProvider universe={universe}>{app}</ZunoProvider>, { onRecoverableError: (error) => errors.push(error) })
+    cleanups.push(() => root.unmount())
+  }
+  try {
+    await run({ container, hydrate })
+  } finally {
+    console.error = originalError
+    actEnvironment.IS_REACT_ACT_ENVIRONMENT = true
+  }
+  return errors
+}
 
 function mount(universe: Universe, element: React.ReactNode): { container: HTMLElement; root: Root } {
   const container = document.createElement('div')
@@ -140,47 +172,25 @@ describe(`zuno-react on React ${reactVersion}`, () => {
     }
     // The server: a universe per request, frozen at one snapshot, and its state embedded in the page.
     const state = served.universe.snapshot()
-    const html = renderToString(
-      <ZunoProvider universe={createSnapshotUniverse(state)}>
-        <App />
-      </ZunoProvider>,
-    )
+    const html = renderOnServer(state, <App />)
     const embedded = serializeState(state)
     expect(html).toContain('<span id="counter">5</span>')
 
     // A change lands between the render and the hydration: the client must not miss it.
     await served.universe.store<number>('counter').set(6)
 
-    const container = document.createElement('div')
-    container.innerHTML = html
-    document.body.append(container)
-    const errors: unknown[] = []
-    const originalError = console.error
-    console.error = (...args: unknown[]) => errors.push(args.join(' '))
-    // Hydrate as a browser does, outside act(): React's own scheduler renders, as it would for real.
-    const actEnvironment = globalThis as { IS_REACT_ACT_ENVIRONMENT?: boolean }
-    actEnvironment.IS_REACT_ACT_ENVIRONMENT = false
     const replica = connect({ url: served.url, EventSource, tabs: false, hydrate: JSON.parse(embedded) })
-    try {
-      const root = hydrateRoot(
-        container,
-        <ZunoProvider universe={replica}>
-          <App />
-        </ZunoProvider>,
-        { onRecoverableError: (error) => errors.push(error) },
-      )
-      cleanups.push(() => root.unmount())
+    cleanups.push(() => replica.close())
+    const errors = await inBrowserPage(html, async ({ container, hydrate }) => {
+      hydrate(replica, <App />)
       expect(container.querySelector('#counter')?.textContent).toBe('5') // no flash: the server's state first
       await until(() => container.querySelector('#counter')?.textContent === '6')
       expect(container.querySelector('#todos')?.textContent).toBe('ssr')
       await until(() => container.querySelector('#status')?.textContent === 'connected')
-    } finally {
-      console.error = originalError
-      actEnvironment.IS_REACT_ACT_ENVIRONMENT = true
-      replica.close()
-    }
+    })
     expect(errors.map(String)).toEqual([])
   })
+
   it('hydrates with no mismatch when newer state and status arrived before hydration, then shows them', async () => {
     const served = await serveExpress(createUniverse({ stores: { counter: 0 } }))
     cleanups.push(served.close)
@@ -195,40 +205,18 @@ describe(`zuno-react on React ${reactVersion}`, () => {
       )
     }
     const state = served.universe.snapshot()
-    const html = renderToString(
-      <ZunoProvider universe={createSnapshotUniverse(state)}>
-        <App />
-      </ZunoProvider>,
-    )
+    const html = renderOnServer(state, <App />)
     expect(html).toContain('<span id="status">connecting</span>')
-    const container = document.createElement('div')
-    container.innerHTML = html
-    document.body.append(container)
-    const errors: unknown[] = []
-    const originalError = console.error
-    console.error = (...args: unknown[]) => errors.push(args.join(' '))
-    const actEnvironment = globalThis as { IS_REACT_ACT_ENVIRONMENT?: boolean }
-    actEnvironment.IS_REACT_ACT_ENVIRONMENT = false
     const replica = connect({ url: served.url, EventSource, tabs: false, hydrate: JSON.parse(serializeState(state)) })
-    try {
+    cleanups.push(() => replica.close())
+    const errors = await inBrowserPage(html, async ({ container, hydrate }) => {
       // As in a tab that hears from the leader before the page's script hydrates: connected, and newer.
       await until(() => replica.status.get() === 'connected')
       await served.universe.store<number>('counter').set(7)
       await until(() => replica.store('counter').get() === 7)
-      const root = hydrateRoot(
-        container,
-        <ZunoProvider universe={replica}>
-          <App />
-        </ZunoProvider>,
-        { onRecoverableError: (error) => errors.push(error) },
-      )
-      cleanups.push(() => root.unmount())
+      hydrate(replica, <App />)
       await until(() => container.textContent === '71connected0')
-    } finally {
-      console.error = originalError
-      actEnvironment.IS_REACT_ACT_ENVIRONMENT = true
-      replica.close()
-    }
+    })
     expect(errors.map(String)).toEqual([])
   })
 
