@@ -59,6 +59,16 @@ describe('answers that are not Zuno’s', () => {
     expect(syncsSeen()).toBe(1)
   })
 
+  it('does not take a 200 of another shape for an acceptance: the op is retried until the server answers', async () => {
+    // Someone else's API (or a misrouted request) answering `{"ok":true}`: no version, so nothing was accepted.
+    const notZunos = { status: 200, body: '{"ok":true}', contentType: 'application/json' }
+    const { zuno, replica, syncsSeen, proposalsSent } = await behindProxy((_proposal, count) => (count === 1 ? notZunos : undefined))
+    const counter = replica.store<number>('counter', 0)
+    expect(await counter.set(41)).toBe(1)
+    expect(zuno.universe.store('counter').get()).toBe(41)
+    expect([proposalsSent(), syncsSeen()]).toEqual([2, 1])
+  })
+
   it('retries an op a proxy answers with an HTML 502 until the server takes it, applied once', async () => {
     const badGateway = { status: 502, body: htmlPage(502, 'Bad Gateway') }
     const { zuno, replica, syncsSeen, proposalsSent } = await behindProxy((proposal, count) =>

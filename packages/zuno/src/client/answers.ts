@@ -1,5 +1,5 @@
 import { ZunoError } from '../errors'
-import { type ErrorBody, PROTOCOL_HEADER, PROTOCOL_VERSION, type SyncAccepted, type SyncConflict } from '../protocol'
+import { type ErrorBody, isNonNegativeInteger, PROTOCOL_HEADER, PROTOCOL_VERSION, type SyncAccepted, type SyncConflict } from '../protocol'
 
 /** An answer to a proposal that decided something, in Zuno's own words. */
 export interface ProposalAnswer {
@@ -32,7 +32,11 @@ export async function readProposalAnswer(response: Response): Promise<ProposalAn
     const message = `The server speaks Zuno protocol ${named}, this client ${PROTOCOL_VERSION}`
     return { status: 400, body: { ok: false, error: 'protocol', message } }
   }
-  const body = zunoBody(await response.text().catch(() => ''))
+  // A body that cannot be read says nothing of the op: like a dropped connection, it is retried.
+  const text = await response.text().catch((cause: unknown) => {
+    throw new ZunoError('network', `The answer (${status}) could not be read`, { cause })
+  })
+  const body = zunoBody(text)
   if (body !== undefined) return { status, body }
   if (status < 400) throw new ZunoError('protocol', `The server answered ${status} with a body that is not Zuno's`)
   const code = status === 401 ? 'unauthenticated' : (`http_${status}` as const)
@@ -67,7 +71,9 @@ function zunoBody(text: string): ProposalAnswer['body'] | undefined {
     return undefined
   }
   if (typeof parsed !== 'object' || parsed === null) return undefined
-  const { ok, error } = parsed as { ok?: unknown; error?: unknown }
-  if (ok === true || (ok === false && typeof error === 'string')) return parsed as ProposalAnswer['body']
+  const { ok, error, version } = parsed as { ok?: unknown; error?: unknown; version?: unknown }
+  // An acceptance names the version it made: `{"ok":true}` alone (someone else's API) proves nothing.
+  if (ok === true && isNonNegativeInteger(version)) return parsed as ProposalAnswer['body']
+  if (ok === false && typeof error === 'string') return parsed as ProposalAnswer['body']
   return undefined
 }

@@ -85,8 +85,8 @@ export class AuthoritativeUniverse<TStores extends Record<string, unknown> = Rec
   readonly #arrivals: CommittedEvent[] = []
   #applying = false
   #log: EventLog | undefined
-  /** Proposals waiting for their event to be applied here, so an answer never runs ahead of the state. */
-  #waiters: Waiter[] = []
+  /** Proposals waiting for their event, and resumes waiting for this instance to catch up: a set, so a timed-out one leaves in O(1). */
+  readonly #waiters = new Set<Waiter>()
   /** Set once `ready` has settled successfully, so a write need not wait a turn for it. */
   #started = false
   #stopCommits: (() => void) | undefined
@@ -144,7 +144,7 @@ export class AuthoritativeUniverse<TStores extends Record<string, unknown> = Rec
         if (!image.stores.has(cell.key)) cell.publish(this.#declared.get(cell.key), 0)
       }
       this.#visibleCount = [...this.cells()].filter((cell) => this.#isVisible(cell)).length
-      for (const waiter of this.#waiters.splice(0)) waiter.resolve()
+      this.#wakeAll()
     }
   }
 
@@ -306,7 +306,7 @@ export class AuthoritativeUniverse<TStores extends Record<string, unknown> = Rec
   /** Resolves once the event `seq` has been applied here. */
   #reached(seq: number): Promise<void> | undefined {
     if (this.#readyLog().lastSeq >= seq) return undefined
-    return new Promise((resolve) => this.#waiters.push({ seq, resolve }))
+    return new Promise((resolve) => this.#waiters.add({ seq, resolve }))
   }
 
   /**
@@ -328,10 +328,10 @@ export class AuthoritativeUniverse<TStores extends Record<string, unknown> = Rec
       }
       // Past the bound the waiter goes, so ids from the far future cannot pile waiters up.
       const timer = setTimeout(() => {
-        this.#waiters = this.#waiters.filter((other) => other !== waiter)
+        this.#waiters.delete(waiter)
         resolve()
       }, timeoutMs)
-      this.#waiters.push(waiter)
+      this.#waiters.add(waiter)
     })
   }
 
@@ -372,7 +372,7 @@ export class AuthoritativeUniverse<TStores extends Record<string, unknown> = Rec
     this.#stopResets?.()
     this.#listeners.clear()
     this.#resetListeners.clear()
-    for (const waiter of this.#waiters.splice(0)) waiter.resolve()
+    this.#wakeAll()
     if (this.#ownsStorage) await this.#storage.close()
   }
 
@@ -453,17 +453,23 @@ export class AuthoritativeUniverse<TStores extends Record<string, unknown> = Rec
     log.append(entry)
     this.#publish(event.storeKey, event.state, event.version)
     notifyEach(this.#listeners, entry, 'a commit listener of the universe')
-    if (this.#waiters.length > 0) this.#wake(event.seq)
+    if (this.#waiters.size > 0) this.#wake(event.seq)
   }
 
   #wake(seq: number): void {
-    const waiting: Waiter[] = []
     for (const waiter of this.#waiters) {
-      if (waiter.seq <= seq) waiter.resolve()
-      else waiting.push(waiter)
+      if (waiter.seq > seq) continue
+      this.#waiters.delete(waiter)
+      waiter.resolve()
     }
-    this.#waiters = waiting
   }
+
+  #wakeAll(): void {
+    const waiting = [...this.#waiters]
+    this.#waiters.clear()
+    for (const waiter of waiting) waiter.resolve()
+  }
+
 }
 
 function refused(code: 'op_id_reused' | 'unknown_client' | 'epoch_changed', message: string): ProposalResult {
