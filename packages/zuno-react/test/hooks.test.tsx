@@ -26,8 +26,8 @@ afterEach(async () => {
 })
 
 /** What the server sends: the page rendered from a snapshot universe of `state`. */
-function renderOnServer(state: StateResponse, app: React.ReactNode): string {
-  return renderToString(<ZunoProvider universe={createSnapshotUniverse(state)}>{app}</ZunoProvider>)
+function renderOnServer(state: StateResponse, app: React.ReactNode, initial?: Record<string, unknown>): string {
+  return renderToString(<ZunoProvider universe={createSnapshotUniverse(state, initial === undefined ? {} : { initial })}>{app}</ZunoProvider>)
 }
 
 /**
@@ -218,6 +218,33 @@ describe(`zuno-react on React ${reactVersion}`, () => {
       await until(() => container.textContent === '71connected0')
     })
     expect(errors.map(String)).toEqual([])
+  })
+
+  it('renders a store the snapshot lacks from the initial state both sides declare, with no mismatch', async () => {
+    const served = await serveExpress(createUniverse({ stores: {}, allowStore: () => true }))
+    cleanups.push(served.close)
+    const initial = { likes: 0 }
+    function App() {
+      return <span id="likes">likes: {String(useStore<number>('likes'))}</span>
+    }
+    const state = served.universe.snapshot()
+    const html = renderOnServer(state, <App />, initial)
+    expect(html).toContain('likes: <!-- -->0')
+    const replica = connect({ url: served.url, EventSource, tabs: false, hydrate: JSON.parse(serializeState(state)), initial })
+    cleanups.push(() => replica.close())
+    const errors = await inBrowserPage(html, async ({ container, hydrate }) => {
+      hydrate(replica, <App />)
+      await until(() => replica.status.get() === 'connected')
+      expect(container.textContent).toBe('likes: 0')
+    })
+    expect(errors.map(String)).toEqual([])
+  })
+
+  it('takes the same initial object literal with its keys in another order as the same declaration', () => {
+    const page = createSnapshotUniverse({ stores: {}, cursor: '' })
+    page.store('doc', { title: '', body: '' })
+    expect(() => page.store('doc', { body: '', title: '' })).not.toThrow()
+    expect(() => page.store('doc', { body: 'x', title: '' })).toThrow(expect.objectContaining({ code: 'initial_mismatch' }))
   })
 
   it('shows the same initial value whichever hook asks for the store first', async () => {

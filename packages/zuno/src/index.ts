@@ -13,7 +13,7 @@ export type {
   ReadableValue,
   ReplicaOptions,
 } from './client/replicaUniverse'
-export { createSnapshotUniverse, SnapshotUniverse } from './client/snapshotUniverse'
+export { createSnapshotUniverse, SnapshotUniverse, type SnapshotUniverseOptions } from './client/snapshotUniverse'
 export type { FirstRender } from './client/firstRender'
 export { createIndexedDbOutbox } from './client/outbox'
 export type { IndexedDbOutboxOptions, Outbox, OutboxEntry } from './client/outbox'

@@ -10,8 +10,8 @@ export class InitialStates {
 
   /**
    * Declares `value` as the initial state of `key`. True when this is the first declaration;
-   * false when the same one was made before (equal as JSON: literals are new objects on every
-   * render). Throws `initial_mismatch` when another was.
+   * false when the same one was made before (equal as JSON, whatever the order of object keys:
+   * literals are new objects on every render). Throws `initial_mismatch` when another was.
    */
   declare(key: string, value: unknown): boolean {
     const json = jsonOf(value)
@@ -28,11 +28,17 @@ export class InitialStates {
   }
 }
 
+/** The value as JSON with every object's keys sorted: the same literal written with its keys in another order is the same declaration. */
 function jsonOf(value: unknown): string | undefined {
   try {
-    return JSON.stringify(value)
+    return JSON.stringify(value, sortedKeys)
   } catch {
     // Not JSON (a cycle, a BigInt): such values compare by identity.
     return undefined
   }
+}
+
+function sortedKeys(_key: string, value: unknown): unknown {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return value
+  return Object.fromEntries(Object.entries(value).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
 }

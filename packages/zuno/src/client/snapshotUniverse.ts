@@ -26,8 +26,11 @@ export class SnapshotUniverse extends Universe {
   constructor(
     /** The snapshot, to hand to the client as `connect({ hydrate })`. */
     readonly state: StateResponse,
+    options: SnapshotUniverseOptions = {},
   ) {
     super()
+    // Declared before anything reads them, so a store the snapshot lacks renders as the client's first render does.
+    for (const [key, initial] of Object.entries(options.initial ?? {})) this.cell(key, initial)
     this.firstRender = firstRenderOf(state, (key) => this.cell(key).get())
     for (const [key, { version, state: value }] of Object.entries(state.stores)) {
       // The server's state, not a declaration: the app's own initial states stay the app's.
@@ -40,7 +43,16 @@ export class SnapshotUniverse extends Universe {
   }
 }
 
+/** Options of {@link createSnapshotUniverse}. */
+export interface SnapshotUniverseOptions {
+  /**
+   * The initial states the client declares in `connect({ initial })`: pass the same object, so a
+   * store the snapshot lacks renders the same on the server as in the client's first render.
+   */
+  initial?: Partial<Record<string, unknown>>
+}
+
 /** A read-only universe of one snapshot (`universe.snapshot()` on the server, or `GET /state`). */
-export function createSnapshotUniverse(state: StateResponse): SnapshotUniverse {
-  return new SnapshotUniverse(state)
+export function createSnapshotUniverse(state: StateResponse, options?: SnapshotUniverseOptions): SnapshotUniverse {
+  return new SnapshotUniverse(state, options)
 }
