@@ -1,3 +1,4 @@
+import { createServer } from 'node:http'
 import { EventSource } from 'eventsource'
 import { afterEach, describe, expect, it } from 'vitest'
 import { connect, type Timers, type ZunoError } from '../src/index'
@@ -18,6 +19,22 @@ afterEach(async () => {
 const hurried: Timers = {
   setTimeout: (callback) => setTimeout(callback, 1),
   clearTimeout: (handle) => clearTimeout(handle as ReturnType<typeof setTimeout>),
+}
+
+/** The same, but a timeout of 10 s or more (the read of a stream's refusal) keeps its length. */
+const hurriedButPatient: Timers = {
+  setTimeout: (callback, ms) => setTimeout(callback, ms >= 10_000 ? ms : 1),
+  clearTimeout: (handle) => clearTimeout(handle as ReturnType<typeof setTimeout>),
+}
+
+/** The real EventSource, with what a browser's error event carries: no status. */
+class BrowserLikeEventSource extends EventSource {
+  override set onerror(listener: ((event: Event) => unknown) | null) {
+    super.onerror = listener === null ? null : () => listener(new Event('error'))
+  }
+  override get onerror() {
+    return super.onerror
+  }
 }
 
 /** A server whose `authenticate` takes the tokens in `valid` (as `?token=` on the stream, a bearer on proposals). */
@@ -124,20 +141,34 @@ describe('credentials the server refuses', () => {
 
   it('reads why the stream was refused with one fetch where EventSource does not say (as in browsers)', async () => {
     const server = await serverTaking(new Set(['fresh']))
-    // The real EventSource, with what a browser's error event carries: no status.
-    class BrowserLikeEventSource extends EventSource {
-      override set onerror(listener: ((event: Event) => unknown) | null) {
-        super.onerror = listener === null ? null : () => listener(new Event('error'))
-      }
-      override get onerror() {
-        return super.onerror
-      }
-    }
-    const replica = connect({ url: server.zuno.url, EventSource: BrowserLikeEventSource, timers: hurried, token: () => 'expired' })
+    const replica = connect({ url: server.zuno.url, EventSource: BrowserLikeEventSource, timers: hurriedButPatient, token: () => 'expired' })
     cleanups.push(() => replica.close())
     await until(() => replica.status.get() === 'unauthorized')
     expect(replica.lastError.get()?.code).toBe('unauthenticated')
     expect(server.streams()).toBe(2) // the stream, and the fetch that read its answer
+  })
+
+  it('counts a read of the refusal that never answers as a network failure, and tries the stream again', async () => {
+    // The stream is refused with a 503; the read of why (the browser path) goes into a black hole.
+    const requests: string[] = []
+    const server = createServer((req, res) => {
+      requests.push(req.url ?? '')
+      if (requests.length === 2) return // the refusal read: never answered
+      res.writeHead(503, { 'content-type': 'application/json' }).end('{"ok":false,"error":"unavailable","message":"busy"}')
+    })
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    cleanups.push(() => new Promise((resolve) => server.close(resolve)))
+    cleanups.push(() => server.closeAllConnections())
+    const { port } = server.address() as { port: number }
+    // Pauses hurried; the read's timeout long enough for the read to reach the server, and no longer.
+    const timers: Timers = {
+      setTimeout: (callback, ms) => setTimeout(callback, ms >= 10_000 ? 200 : 1),
+      clearTimeout: (handle) => clearTimeout(handle as ReturnType<typeof setTimeout>),
+    }
+    const replica = connect({ url: `http://127.0.0.1:${port}/zuno`, EventSource: BrowserLikeEventSource, timers })
+    cleanups.push(() => replica.close())
+    await until(() => requests.length >= 3)
+    expect(replica.lastError.get()?.code).toBe('network')
   })
 
   it('stops the stream on a 403 with status forbidden and the server’s code in lastError', async () => {

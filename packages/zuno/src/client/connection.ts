@@ -3,6 +3,9 @@ import { PATHS, PROTOCOL_VERSION, SSE_EVENTS, type SnapshotMessage, type StateEv
 import { refusesCredentials, streamRefusal } from './answers'
 import { backoffDelay } from './backoff'
 
+
+/** How long reading why a stream was refused may take before it counts as a network failure, ms. */
+const REFUSAL_READ_MS = 10_000
 /**
  * Connection state of a replica, for status indicators:
  * - `connecting`, `connected`;
@@ -183,6 +186,8 @@ export class StreamConnection {
     const status = (event as { code?: unknown }).code
     if (typeof status === 'number' && status >= 300) return streamRefusal(status, undefined)
     const abort = new AbortController()
+    // A read that never answers (a black-holed connection) must not leave the stream closed for good.
+    const timer = this.#options.timers.setTimeout(() => abort.abort(), REFUSAL_READ_MS)
     try {
       const response = await this.#options.fetch(url, {
         headers: { accept: 'text/event-stream' },
@@ -195,6 +200,7 @@ export class StreamConnection {
     } catch (cause) {
       return new ZunoError('network', 'Could not reach the server to read why the stream failed', { cause })
     } finally {
+      this.#options.timers.clearTimeout(timer)
       abort.abort()
     }
   }
