@@ -132,6 +132,10 @@ export interface ReplicaOptions<S extends Schemas = Schemas> {
   timers?: Timers
   /** Source of jitter, in [0, 1). Default `Math.random`. */
   random?: () => number
+  /** The clock, in ms since the epoch: when an op was queued (restored ops replay in this order). Default `Date.now`. */
+  now?: () => number
+  /** Makes this replica's client ids: the first, and a fresh one after `unknown_client`. Default {@link newClientId}. */
+  newId?: () => string
 }
 
 /** One `set` waiting to be accepted. */
@@ -209,7 +213,7 @@ const BACKOFF_CAP_MS = 5_000
 export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<string, unknown>> extends Universe<TStores> {
   readonly role = 'replica' as const
   /** This replica's identity: its client id and the last opId it issued. */
-  #identity = { clientId: newClientId(), opId: 0 }
+  #identity: { clientId: string; opId: number }
   /** Every pending op of every store, in the order they were issued: they are proposed in this order, one at a time. */
   readonly #queue: PendingOp[] = []
   /** A proposal is on the wire, or waiting out a backoff. */
@@ -260,6 +264,7 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
   constructor(options: ReplicaOptions<Schemas>) {
     super()
     this.#options = options
+    this.#identity = { clientId: (options.newId ?? newClientId)(), opId: 0 }
     this.#url = options.url.replace(/\/+$/, '')
     this.#fetch = options.fetch ?? globalThis.fetch.bind(globalThis)
     this.#timers = options.timers ?? {
@@ -497,7 +502,7 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
         replica,
         clientId: this.#identity.clientId,
         opId: ++this.#identity.opId,
-        queuedAt: Date.now(),
+        queuedAt: (this.#options.now ?? Date.now)(),
         update: next,
         resolve,
         reject,
@@ -757,7 +762,7 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
     if (head.doubtedIn === this.#epoch) {
       this.#refuse(head, new ZunoError('outcome_unknown', `${head.replica.cell.key}: op ${head.opId} was sent, never answered, and the server has since forgotten this client`), { next: false })
     }
-    this.#identity = { clientId: newClientId(), opId: 0 }
+    this.#identity = { clientId: (this.#options.newId ?? newClientId)(), opId: 0 }
     this.#outbox?.adopt(this.#identity.clientId)
     for (const op of this.#queue) {
       this.#forget(op)
