@@ -15,12 +15,22 @@ import {
   type StoreState,
 } from '../protocol'
 import { type Schemas, schemaFor, type StatesOf, validateState } from '../schema'
-import { applyUpdater, type StoreCell, type Updater } from '../store'
+import type { StoreCell, Updater } from '../store'
 import { Universe } from '../universe'
 import { type ProposalAnswer, readProposalAnswer, refusesCredentials } from './answers'
 import { backoffDelay } from './backoff'
 import { CredentialHold } from './credentialHold'
 import type { Outbox, OutboxEntry } from './outbox'
+import {
+  type ConflictPolicy,
+  PendingQueue,
+  type PendingOp,
+  type Renumbered,
+  type ReplicaStore,
+  replay,
+  type WireBody,
+  withOtherTabs,
+} from './pendingQueue'
 import { OutboxKeeper } from './outboxKeeper'
 import { type FirstRender, firstRenderOf } from './firstRender'
 import { tabChannelName } from './tabChannel'
@@ -32,26 +42,13 @@ import {
   type Timers,
 } from './connection'
 
+export type { ConflictPolicy, MergeInput } from './pendingQueue'
+
 /** A value that can be read and watched. */
 export interface ReadableValue<T> {
   get(): T
   subscribe(listener: (value: T) => void): () => void
 }
-
-/** What a custom merge gets: the state the op was computed on, what it made of it, and the server's newer state. */
-export interface MergeInput<T = unknown> {
-  base: T
-  mine: T
-  theirs: T
-}
-
-/**
- * What a replica does with a pending op when the server's state moves under it:
- * - `rebase` (default): re-run the op on the server's state (updater functions run again; plain values stay);
- * - `rollback`: on a conflict, drop the op, reject its promise and show the server's state;
- * - `{ merge }`: compute the state to propose from the base, the op's result and the server's state.
- */
-export type ConflictPolicy = 'rebase' | 'rollback' | { merge(input: MergeInput): unknown }
 
 /** Told each time the server answers a proposal with 409. */
 export interface ConflictInfo {
@@ -138,65 +135,6 @@ export interface ReplicaOptions<S extends Schemas = Schemas> {
   newId?: () => string
 }
 
-/** One `set` waiting to be accepted. */
-interface PendingOp {
-  /** The store it writes. */
-  readonly replica: ReplicaStore
-  /** This replica's id, or the one of the session that queued the op before a reload; a fresh one after `unknown_client`. */
-  clientId: string
-  opId: number
-  /** When `set` was called (ms since the epoch); restored ops replay in this order. */
-  readonly queuedAt: number
-  readonly update: Updater<unknown>
-  readonly resolve: (version: number) => void
-  readonly reject: (error: ZunoError) => void
-  /** Whether `result` has been computed, on which state, and what it is. */
-  computed: boolean
-  basedOn: unknown
-  result: unknown
-  /** The state of the proposal last sent: after acceptance, the store's state. */
-  sent: unknown
-  /** Proposals answered 409 so far. */
-  conflicts: number
-  /** Deliveries that failed in a row (network, 5xx), for backoff. */
-  failures: number
-  /** Set when the updater threw: the op is not proposed (again) and rejects with this. */
-  failure: ZunoError | undefined
-  /** The body of the attempt on the wire, or of the last one, until an answer shows it was not applied. */
-  lastSent: WireBody | undefined
-  /**
-   * The epoch of an attempt that got no definitive answer (the network failed, a 5xx, a reload
-   * mid-request): it may have been applied there. Until an answer settles that, the op goes again
-   * with `lastSent`'s base and state, so the server can recognise it.
-   */
-  doubtedIn: string | undefined
-}
-
-/** What a proposal says of its op besides the ids. */
-interface WireBody {
-  baseVersion: number
-  state: unknown
-  epoch: string
-}
-
-/** What the replica knows of one store. */
-interface ReplicaStore {
-  readonly cell: StoreCell<unknown>
-  readonly policy: ConflictPolicy
-  /** The latest authoritative version and state. */
-  confirmed: StoreState
-  /** Local ops not yet accepted, oldest first. */
-  readonly pending: PendingOp[]
-  /** The declared initial state (`connect({ initial })`, `store(key, initial)`): what the store shows while the server has none. */
-  initial: unknown
-  /** Whether `confirmed` came from the server (and so can be handed to a new tab). */
-  known: boolean
-  /** Other tabs' pending results, by tab: shown under this tab's own ops until confirmed or stale. */
-  readonly foreign: Map<string, { baseVersion: number; state: unknown; arrival: number }>
-  /** What this tab last told the others of its pending ops here. */
-  announced: { baseVersion: number; state: unknown } | undefined
-}
-
 const JSON_REQUEST = { 'content-type': 'application/json', [PROTOCOL_HEADER]: String(PROTOCOL_VERSION) }
 const CONFLICT_BACKOFF_BASE_MS = 10
 const DELIVERY_BACKOFF_BASE_MS = 100
@@ -212,10 +150,8 @@ const BACKOFF_CAP_MS = 5_000
  */
 export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<string, unknown>> extends Universe<TStores> {
   readonly role = 'replica' as const
-  /** This replica's identity: its client id and the last opId it issued. */
-  #identity: { clientId: string; opId: number }
-  /** Every pending op of every store, in the order they were issued: they are proposed in this order, one at a time. */
-  readonly #queue: PendingOp[] = []
+  /** Every pending op of every store, in order, and this replica's identity (client id and last opId). */
+  readonly #queue: PendingQueue
   /** A proposal is on the wire, or waiting out a backoff. */
   #busy = false
   #retryTimer: unknown
@@ -264,7 +200,7 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
   constructor(options: ReplicaOptions<Schemas>) {
     super()
     this.#options = options
-    this.#identity = { clientId: (options.newId ?? newClientId)(), opId: 0 }
+    this.#queue = new PendingQueue((options.newId ?? newClientId)())
     this.#url = options.url.replace(/\/+$/, '')
     this.#fetch = options.fetch ?? globalThis.fetch.bind(globalThis)
     this.#timers = options.timers ?? {
@@ -446,7 +382,7 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
    * the server has forgotten the client (`unknown_client`): the queue then goes on under a fresh one.
    */
   get clientId(): string {
-    return this.#identity.clientId
+    return this.#queue.clientId
   }
 
   /** The connection status. */
@@ -476,7 +412,7 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
     this.#connection?.close()
     this.#hold.clear()
     if (this.#retryTimer !== undefined) this.#timers.clearTimeout(this.#retryTimer)
-    this.#queue.length = 0
+    this.#queue.clear()
     for (const replica of this.#replicas.values()) {
       const message = this.#options.outbox
         ? 'The replica was closed; the op stays in the outbox for the next session'
@@ -498,26 +434,7 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
     }
     const replica = this.#replica(cell.key)
     return new Promise<number>((resolve, reject) => {
-      const op: PendingOp = {
-        replica,
-        clientId: this.#identity.clientId,
-        opId: ++this.#identity.opId,
-        queuedAt: (this.#options.now ?? Date.now)(),
-        update: next,
-        resolve,
-        reject,
-        computed: false,
-        basedOn: undefined,
-        result: undefined,
-        sent: undefined,
-        conflicts: 0,
-        failures: 0,
-        failure: undefined,
-        lastSent: undefined,
-        doubtedIn: undefined,
-      }
-      replica.pending.push(op)
-      this.#queue.push(op)
+      const op = this.#queue.enqueue(replica, next, (this.#options.now ?? Date.now)(), resolve, reject)
       this.#countPending(1)
       this.#show(replica)
       this.#save(op)
@@ -558,58 +475,16 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
     this.#show(replica)
   }
 
-  /** Publishes the pending ops replayed over the confirmed state; an op is recomputed only when its input changed. */
+  /** Publishes the pending ops replayed over the confirmed state (and other tabs' results), and tells the other tabs. */
   #show(replica: ReplicaStore): void {
-    let state = replica.confirmed.state
-    for (const op of replica.pending) {
-      if (op.failure === undefined && (!op.computed || op.basedOn !== state)) {
-        const { policy } = replica
-        try {
-          op.result =
-            op.computed && typeof policy === 'object'
-              ? policy.merge({ base: op.basedOn, mine: op.result, theirs: state })
-              : applyUpdater(op.update, state)
-        } catch (error) {
-          // A throwing updater changes nothing; the op rejects when its turn comes (see #pump).
-          op.failure = new ZunoError('update_failed', `The update of ${replica.cell.key} threw`, { cause: error })
-          op.result = state
-        }
-        op.basedOn = state
-        op.computed = true
-      }
-      state = op.result
-    }
+    const state = replay(replica)
     this.#announce(replica, state)
-    replica.cell.publish(this.#withOtherTabs(replica, state), replica.confirmed.version)
+    replica.cell.publish(withOtherTabs(replica, state), replica.confirmed.version)
   }
 
   #confirmFromServer(replica: ReplicaStore, confirmed: StoreState): void {
     replica.confirmed = confirmed
     replica.known = true
-  }
-
-  /**
-   * What to show: this tab's ops replayed over the latest pending result of another tab, if one
-   * is still based on the current version; otherwise `own`, computed on the confirmed state.
-   * (Proposals always use `own`: another tab's ops are that tab's to propose.)
-   */
-  #withOtherTabs(replica: ReplicaStore, own: unknown): unknown {
-    if (replica.foreign.size === 0) return own
-    let latest: { state: unknown; arrival: number } | undefined
-    for (const [tab, theirs] of replica.foreign) {
-      if (theirs.baseVersion < replica.confirmed.version) replica.foreign.delete(tab)
-      else if (latest === undefined || theirs.arrival > latest.arrival) latest = theirs
-    }
-    if (latest === undefined) return own
-    let state = latest.state
-    for (const op of replica.pending) {
-      try {
-        state = applyUpdater(op.update, state)
-      } catch {
-        // Shown as if the op were not there; its own rejection comes from the confirmed chain.
-      }
-    }
-    return state
   }
 
   /** Tells the other tabs what this tab's pending ops make of the store, when that changed. */
@@ -635,7 +510,7 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
    * server takes a client's ops in the order they were issued, one at a time.
    */
   #pump(): void {
-    const op = this.#queue[0]
+    const op = this.#queue.head
     if (op === undefined || this.#busy || this.#closed || !this.#synced || this.#restoring || this.#hold.refusal !== undefined) return
     const { replica } = op
     if (op.failure !== undefined) return this.#refuse(op, op.failure)
@@ -687,7 +562,7 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
   }
 
   #settle(op: PendingOp, { status, body }: ProposalAnswer, sent: WireBody): void {
-    if (this.#queue[0] !== op) {
+    if (this.#queue.head !== op) {
       // Settled already, by our own echo on the stream.
       this.#pump()
       return
@@ -762,16 +637,9 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
     if (head.doubtedIn === this.#epoch) {
       this.#refuse(head, new ZunoError('outcome_unknown', `${head.replica.cell.key}: op ${head.opId} was sent, never answered, and the server has since forgotten this client`), { next: false })
     }
-    this.#identity = { clientId: (this.#options.newId ?? newClientId)(), opId: 0 }
-    this.#outbox?.adopt(this.#identity.clientId)
-    for (const op of this.#queue) {
-      this.#forget(op)
-      op.clientId = this.#identity.clientId
-      op.opId = ++this.#identity.opId
-      op.lastSent = undefined
-      op.doubtedIn = undefined
-      this.#save(op)
-    }
+    const clientId = (this.#options.newId ?? newClientId)()
+    this.#outbox?.adopt(clientId)
+    this.#moved(this.#queue.renumberAs(clientId))
     this.#pump()
   }
 
@@ -788,7 +656,7 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
     this.#lastError.set(
       isZunoError(error) ? error : new ZunoError('network', 'Could not reach the server', { cause: error }),
     )
-    if (this.#queue[0] !== op) return this.#pump()
+    if (this.#queue.head !== op) return this.#pump()
     // A 429 or a 401 is decided before anything is done; anything else may have been applied.
     if (!(isZunoError(error) && (error.code === 'rate_limited' || error.code === 'unauthenticated'))) op.doubtedIn = sent.epoch
     op.failures += 1
@@ -825,7 +693,7 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
    */
   #confirm(op: PendingOp, confirmed: StoreState, opVersion = confirmed.version): void {
     const { replica } = op
-    this.#dequeue(op)
+    this.#queue.dequeue(op)
     if (confirmed.version > replica.confirmed.version) this.#confirmFromServer(replica, confirmed)
     this.#countPending(-1)
     this.#show(replica)
@@ -841,8 +709,8 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
    */
   #refuse(op: PendingOp, error: ZunoError, { used = false, next = true } = {}): void {
     const { replica } = op
-    this.#dequeue(op)
-    if (!used) this.#freeId(op)
+    this.#queue.dequeue(op)
+    if (!used) this.#moved(this.#queue.freeId(op))
     this.#countPending(-1)
     this.#show(replica)
     this.#forget(op)
@@ -852,23 +720,12 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
     if (next) this.#pump()
   }
 
-  #freeId(dropped: PendingOp): void {
-    for (const op of this.#queue) {
-      if (op.clientId !== dropped.clientId || op.opId < dropped.opId) continue
-      this.#forget(op)
-      op.opId -= 1
+  /** Moves the outbox entries of ops whose ids changed. */
+  #moved(renumbered: Renumbered[]): void {
+    for (const { op, was } of renumbered) {
+      this.#outbox?.forget(was.clientId, was.opId)
       this.#save(op)
     }
-    if (this.#identity.clientId === dropped.clientId) this.#identity.opId -= 1
-  }
-
-  /** Takes the op (the oldest of the replica, and so of its store) out of both queues. */
-  #dequeue(op: PendingOp): void {
-    if (this.#queue[0] === op) this.#queue.shift()
-    else this.#queue.splice(this.#queue.indexOf(op), 1)
-    const pending = op.replica.pending
-    if (pending[0] === op) pending.shift()
-    else pending.splice(pending.indexOf(op), 1)
   }
 
   #applySnapshot(message: SnapshotMessage, eventId: string): void {
@@ -909,7 +766,7 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
       return
     }
     const replica = this.#replica(event.storeKey)
-    const head = this.#queue[0]
+    const head = this.#queue.head
     if (head !== undefined && head.replica === replica && event.opId === head.opId && event.writer === writerTag(head.clientId)) {
       // Our own op, seen on the stream before (or instead of) its HTTP answer.
       this.#noteEventId(eventId)
@@ -942,44 +799,17 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
     return changed
   }
 
-  /**
-   * Puts ops queued before a reload first in line, as plain values under their original ids. One
-   * whose entry says it was sent may have been applied: it counts as in doubt.
-   */
+  /** Ops queued before a reload go first (see {@link PendingQueue.restore}); nothing was proposed while they were read. */
   #restore(entries: OutboxEntry[]): void {
-    const restored = entries.map((entry): PendingOp => ({
-      replica: this.#replica(entry.storeKey),
-      clientId: entry.clientId,
-      opId: entry.opId,
-      queuedAt: entry.queuedAt,
-      update: entry.state,
-      // Nobody awaits these any more; a refusal still reaches onError and lastError.
-      resolve: () => {},
-      reject: () => {},
-      computed: false,
-      basedOn: undefined,
-      result: undefined,
-      sent: entry.state,
-      conflicts: 0,
-      failures: 0,
-      failure: undefined,
-      lastSent: entry.sentOn === undefined ? undefined : { ...entry.sentOn, state: entry.state },
-      doubtedIn: entry.sentOn?.epoch,
-    }))
     this.#restoring = false
-    this.#queue.unshift(...restored)
-    for (const op of [...restored].reverse()) op.replica.pending.unshift(op)
+    const restored = this.#queue.restore(entries, (key) => this.#replica(key))
     this.#countPending(restored.length)
     for (const replica of new Set(restored.map((op) => op.replica))) this.#show(replica)
     this.#pump()
   }
 
   #save(op: PendingOp): void {
-    if (this.#outbox === undefined || op.failure !== undefined) return
-    const { clientId, opId, queuedAt } = op
-    const entry: OutboxEntry = { clientId, opId, queuedAt, storeKey: op.replica.cell.key, state: op.lastSent?.state ?? op.result }
-    if (op.lastSent !== undefined) entry.sentOn = { baseVersion: op.lastSent.baseVersion, epoch: op.lastSent.epoch }
-    this.#outbox.save(entry)
+    this.#outbox?.saveOp(op)
   }
 
   #forget(op: PendingOp): void {
