@@ -2,12 +2,7 @@ import { isZunoError, ZunoError } from '../errors'
 import { newClientId } from '../id'
 import { Observable } from '../observable'
 import {
-  type ErrorBody,
   parseEventId,
-  PATHS,
-  PROTOCOL_HEADER,
-  PROTOCOL_VERSION,
-  RECORDED_REFUSALS,
   writerTag,
   type SnapshotMessage,
   type StateEvent,
@@ -17,8 +12,8 @@ import {
 import { type Schemas, schemaFor, type StatesOf, validateState } from '../schema'
 import type { StoreCell, Updater } from '../store'
 import { Universe } from '../universe'
-import { type ProposalAnswer, readProposalAnswer, refusesCredentials } from './answers'
-import { backoffDelay } from './backoff'
+import { type ProposalAnswer, refusesCredentials } from './answers'
+import { CONFLICT_BACKOFF_BASE_MS, classify, classifyFailure, DELIVERY_BACKOFF_BASE_MS, Proposer } from './proposer'
 import { CredentialHold } from './credentialHold'
 import type { Outbox, OutboxEntry } from './outbox'
 import {
@@ -135,11 +130,6 @@ export interface ReplicaOptions<S extends Schemas = Schemas> {
   newId?: () => string
 }
 
-const JSON_REQUEST = { 'content-type': 'application/json', [PROTOCOL_HEADER]: String(PROTOCOL_VERSION) }
-const CONFLICT_BACKOFF_BASE_MS = 10
-const DELIVERY_BACKOFF_BASE_MS = 100
-const BACKOFF_CAP_MS = 5_000
-
 /**
  * A replica universe: follows an authoritative server over SSE and proposes changes over HTTP.
  *
@@ -152,9 +142,8 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
   readonly role = 'replica' as const
   /** Every pending op of every store, in order, and this replica's identity (client id and last opId). */
   readonly #queue: PendingQueue
-  /** A proposal is on the wire, or waiting out a backoff. */
-  #busy = false
-  #retryTimer: unknown
+  /** Delivers the head of the queue, one proposal at a time, with backoff. */
+  readonly #proposer: Proposer
   readonly #status = new Observable<ConnectionStatus>('connecting')
   /** The stream's own status (this tab's, or the leader tab's); {@link status} adds the hold and `closed` to it. */
   #streamStatus: ConnectionStatus = 'connecting'
@@ -208,6 +197,7 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
       clearTimeout: (handle) => globalThis.clearTimeout(handle as ReturnType<typeof setTimeout>),
     }
     this.#random = options.random ?? Math.random
+    this.#proposer = new Proposer({ url: this.#url, fetch: this.#fetch, token: options.token, timers: this.#timers, random: this.#random })
     this.#hold = new CredentialHold(options.token, this.#timers, () => this.#retryNow())
     const EventSourceImpl = options.EventSource ?? (globalThis as { EventSource?: EventSourceConstructor }).EventSource
     if (EventSourceImpl === undefined) {
@@ -411,7 +401,7 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
     this.#closed = true
     this.#connection?.close()
     this.#hold.clear()
-    if (this.#retryTimer !== undefined) this.#timers.clearTimeout(this.#retryTimer)
+    this.#proposer.close()
     this.#queue.clear()
     for (const replica of this.#replicas.values()) {
       const message = this.#options.outbox
@@ -511,10 +501,10 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
    */
   #pump(): void {
     const op = this.#queue.head
-    if (op === undefined || this.#busy || this.#closed || !this.#synced || this.#restoring || this.#hold.refusal !== undefined) return
+    if (op === undefined || this.#proposer.busy || this.#closed || !this.#synced || this.#restoring || this.#hold.refusal !== undefined) return
     const { replica } = op
     if (op.failure !== undefined) return this.#refuse(op, op.failure)
-    this.#busy = true
+    this.#proposer.start()
     const key = replica.cell.key
     const epoch = this.#epoch ?? ''
     // An op in doubt goes again as it went, in the current epoch: if the storage kept it (the same
@@ -530,101 +520,71 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
         // Written down before it goes: a reload from here on restores the op as possibly applied.
         op.lastSent = body
         this.#save(op)
-        this.#propose(key, body, op).then(
+        this.#proposer.send(key, body, op).then(
           (answer) => {
-            this.#busy = false
+            this.#proposer.done()
             this.#settle(op, answer, body)
           },
           (error: unknown) => {
-            this.#busy = false
+            this.#proposer.done()
             this.#deliveryFailed(op, error, body)
           },
         )
       },
       (invalid: unknown) => {
-        this.#busy = false
+        this.#proposer.done()
         const error = isZunoError(invalid) ? invalid : new ZunoError('invalid_state', `The schema of ${key} threw`, { cause: invalid })
         this.#refuse(op, error)
       },
     )
   }
 
-  async #propose(storeKey: string, body: WireBody, op: PendingOp): Promise<ProposalAnswer> {
-    const { clientId, opId } = op
-    const token = this.#options.token?.()
-    const headers = token === undefined ? JSON_REQUEST : { ...JSON_REQUEST, authorization: `Bearer ${token}` }
-    const response = await this.#fetch(`${this.#url}${PATHS.sync}`, {
-      method: 'POST',
-      headers,
-      body: JSON.stringify({ storeKey, baseVersion: body.baseVersion, epoch: body.epoch, state: body.state, clientId, opId }),
-    })
-    return readProposalAnswer(response)
-  }
-
-  #settle(op: PendingOp, { status, body }: ProposalAnswer, sent: WireBody): void {
+  #settle(op: PendingOp, answer: ProposalAnswer, sent: WireBody): void {
     if (this.#queue.head !== op) {
       // Settled already, by our own echo on the stream.
       this.#pump()
       return
     }
     const { replica } = op
-    if (status === 200 && body.ok) {
-      this.#confirm(op, { version: body.version, state: body.state }, body.opVersion)
-      return
-    }
-    const code = (body as Partial<ErrorBody>).error
-    if (status === 409 && code === 'conflict' && 'version' in body) {
-      // Definitive: the op was not applied (nor any earlier attempt: its answer would have been kept),
-      // and its id stays free for the rebased attempt.
-      this.#notApplied(op)
-      const theirs = { version: body.version, state: body.state }
-      if (theirs.version > replica.confirmed.version) this.#confirmFromServer(replica, theirs)
-      op.conflicts += 1
-      this.#options.onConflict?.({ storeKey: replica.cell.key, opId: op.opId, conflicts: op.conflicts, theirs })
-      if (op.failure !== undefined) {
-        this.#refuse(op, op.failure)
-      } else if (replica.policy === 'rollback' || op.conflicts >= (this.#options.maxAttempts ?? 10)) {
-        const reason = replica.policy === 'rollback' ? 'the store rolls back on conflict' : `${op.conflicts} conflicts`
-        this.#refuse(op, new ZunoError('conflict', `${replica.cell.key}: op ${op.opId} refused (${reason})`))
-      } else {
-        this.#show(replica)
-        this.#retry(op.conflicts - 1, CONFLICT_BACKOFF_BASE_MS)
+    const outcome = classify(op, answer)
+    switch (outcome.type) {
+      case 'accepted':
+        return this.#confirm(op, outcome.confirmed, outcome.opVersion)
+      case 'conflict': {
+        this.#notApplied(op)
+        const { theirs } = outcome
+        if (theirs.version > replica.confirmed.version) this.#confirmFromServer(replica, theirs)
+        op.conflicts += 1
+        this.#options.onConflict?.({ storeKey: replica.cell.key, opId: op.opId, conflicts: op.conflicts, theirs })
+        if (op.failure !== undefined) {
+          this.#refuse(op, op.failure)
+        } else if (replica.policy === 'rollback' || op.conflicts >= (this.#options.maxAttempts ?? 10)) {
+          const reason = replica.policy === 'rollback' ? 'the store rolls back on conflict' : `${op.conflicts} conflicts`
+          this.#refuse(op, new ZunoError('conflict', `${replica.cell.key}: op ${op.opId} refused (${reason})`))
+        } else {
+          this.#show(replica)
+          this.#retry(op.conflicts - 1, CONFLICT_BACKOFF_BASE_MS)
+        }
+        return
       }
-      return
+      case 'epoch_changed':
+        // Not processed. Go again once the stream has brought the new epoch (at once, if it has).
+        this.#lastError.set(outcome.error)
+        // This attempt was not applied; an earlier one in doubt still may have been.
+        if (op.doubtedIn === undefined) this.#notApplied(op)
+        op.failures += 1
+        return this.#retry(sent.epoch !== this.#epoch ? 0 : op.failures, DELIVERY_BACKOFF_BASE_MS)
+      case 'unknown_client':
+        return this.#startAfresh(op)
+      case 'held':
+        if (op.doubtedIn === undefined) this.#notApplied(op)
+        this.#lastError.set(outcome.error)
+        this.#hold.hold(outcome.error)
+        this.#publishStatus()
+        return
+      case 'refused':
+        return this.#refuse(op, outcome.error, { used: outcome.used })
     }
-    if (code === 'epoch_changed') {
-      // Not processed. Go again once the stream has brought the new epoch (at once, if it has).
-      this.#lastError.set(new ZunoError('epoch_changed', (body as Partial<ErrorBody>).message ?? 'The server is in a newer epoch'))
-      // This attempt was not applied; an earlier one in doubt still may have been.
-      if (op.doubtedIn === undefined) this.#notApplied(op)
-      op.failures += 1
-      this.#retry(sent.epoch !== this.#epoch ? 0 : op.failures, DELIVERY_BACKOFF_BASE_MS)
-      return
-    }
-    if (code === 'unknown_client') return this.#startAfresh(op)
-    if (code === 'op_id_reused') {
-      // The server processed this id with other content. If the op was in doubt, that may have been
-      // this op, in a form it no longer sends: its outcome is not known here. Either way the id is used.
-      const error =
-        op.doubtedIn !== undefined
-          ? new ZunoError('outcome_unknown', `${replica.cell.key}: op ${op.opId} may or may not have been applied`)
-          : new ZunoError('op_id_reused', (body as Partial<ErrorBody>).message ?? 'The server processed this id before')
-      return this.#refuse(op, error, { used: true })
-    }
-    if (code === 'unauthenticated') {
-      // Not decided, and asking again with the same credentials gets the same answer: the op (and
-      // so the queue) waits, under the same ids, until the token changes or the app calls retry().
-      const error = new ZunoError('unauthenticated', (body as Partial<ErrorBody>).message ?? 'Sign in first')
-      if (op.doubtedIn === undefined) this.#notApplied(op)
-      this.#lastError.set(error)
-      this.#hold.hold(error)
-      this.#publishStatus()
-      return
-    }
-    const error = body as Partial<ErrorBody>
-    const issues = error.issues === undefined ? {} : { issues: error.issues }
-    const refusal = new ZunoError(error.error ?? 'protocol', error.message ?? `The server answered ${status}`, issues)
-    this.#refuse(op, refusal, { used: RECORDED_REFUSALS.has(refusal.code) })
   }
 
   /**
@@ -653,38 +613,22 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
   /** The network or the server failed: the op stays first in line, in doubt, and goes again unchanged after a pause. */
   #deliveryFailed(op: PendingOp, error: unknown, sent: WireBody): void {
     if (this.#closed) return
-    this.#lastError.set(
-      isZunoError(error) ? error : new ZunoError('network', 'Could not reach the server', { cause: error }),
-    )
+    const failure = classifyFailure(error)
+    this.#lastError.set(failure.error)
     if (this.#queue.head !== op) return this.#pump()
-    // A 429 or a 401 is decided before anything is done; anything else may have been applied.
-    if (!(isZunoError(error) && (error.code === 'rate_limited' || error.code === 'unauthenticated'))) op.doubtedIn = sent.epoch
+    if (failure.mayHaveApplied) op.doubtedIn = sent.epoch
     op.failures += 1
-    const waitAtLeast = isZunoError(error) && error.retryAfter !== undefined ? error.retryAfter * 1000 : 0
-    this.#retry(op.failures, DELIVERY_BACKOFF_BASE_MS, waitAtLeast)
+    this.#retry(op.failures, DELIVERY_BACKOFF_BASE_MS, failure.waitAtLeast)
   }
 
   /** Proposes again after a jittered pause (none for the first retry after a conflict). */
   #retry(attempt: number, baseMs: number, waitAtLeast = 0): void {
-    if (attempt <= 0) return this.#pump()
-    this.#busy = true
-    this.#retryTimer = this.#timers.setTimeout(
-      () => {
-        this.#retryTimer = undefined
-        this.#busy = false
-        this.#pump()
-      },
-      Math.max(waitAtLeast, backoffDelay(attempt, baseMs, BACKOFF_CAP_MS, this.#random)),
-    )
+    this.#proposer.retry(attempt, baseMs, () => this.#pump(), waitAtLeast)
   }
 
   /** Back online: an op waiting out a delivery backoff goes now. */
   #flush(): void {
-    if (this.#retryTimer === undefined) return
-    this.#timers.clearTimeout(this.#retryTimer)
-    this.#retryTimer = undefined
-    this.#busy = false
-    this.#pump()
+    if (this.#proposer.flush()) this.#pump()
   }
 
   /**
