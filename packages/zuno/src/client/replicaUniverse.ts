@@ -27,6 +27,7 @@ import {
   withOtherTabs,
 } from './pendingQueue'
 import { OutboxKeeper } from './outboxKeeper'
+import { SyncState } from './syncState'
 import { type FirstRender, firstRenderOf } from './firstRender'
 import { tabChannelName } from './tabChannel'
 import { type BroadcastChannelConstructor, type LockManagerLike, TabLink, type TabMessage } from './tabs'
@@ -144,9 +145,8 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
   readonly #queue: PendingQueue
   /** Delivers the head of the queue, one proposal at a time, with backoff. */
   readonly #proposer: Proposer
-  readonly #status = new Observable<ConnectionStatus>('connecting')
-  /** The stream's own status (this tab's, or the leader tab's); {@link status} adds the hold and `closed` to it. */
-  #streamStatus: ConnectionStatus = 'connecting'
+  /** Status, synced, restoring, the tab hand-over and closed: one state machine. */
+  readonly #sync: SyncState
   /** Set while the server refuses this replica's credentials: nothing is sent until they change. */
   readonly #hold: CredentialHold
   readonly #pendingCount = new Observable(0)
@@ -166,20 +166,6 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
   #arrivals = 0
   #epoch: string | undefined
   #lastEventId: string | undefined
-  /** Whether the server's states are known (a snapshot arrived, or `hydrate` gave them): until then nothing is proposed. */
-  #synced: boolean
-  /** While the outbox is being read, nothing is proposed, so restored ops go first. */
-  #restoring: boolean
-  /** Leader: a tab asked for the state while this one was not synced; it is answered once synced. */
-  #greetWhenSynced = false
-  /**
-   * Follower: it has asked the leader for the state and no snapshot has come yet. Until one does,
-   * it is not `connected` (it may hold nothing, or a hydration older than the leader's view).
-   */
-  #awaitingLeader = false
-  /** Follower: the leader's status as last relayed, shown once the leader's snapshot is here. */
-  #leaderStatus: ConnectionStatus | undefined
-  #closed = false
   /**
    * With `hydrate`: what the first render shows, to match the server's HTML (for `getServerSnapshot`).
    * Without it there is no server render to match.
@@ -203,8 +189,7 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
     if (EventSourceImpl === undefined) {
       throw new TypeError('No EventSource here: pass one (on Node.js, the `eventsource` package) as options.EventSource')
     }
-    this.#synced = false
-    this.#restoring = options.outbox !== undefined
+    this.#sync = new SyncState(options.outbox !== undefined, () => this.#hold.refusal)
     this.#locks = options.locks ?? (globalThis.navigator as { locks?: LockManagerLike } | undefined)?.locks
     this.#outbox = options.outbox && new OutboxKeeper(options.outbox, this.#locks, this.clientId, (error) => this.#lastError.set(error))
     this.#outbox?.takeOver().then(
@@ -246,11 +231,10 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
 
   /** Opens the stream: this replica (tab) is the one that holds it, and relays it to the others. */
   #lead(): void {
-    if (this.#closed) return
+    if (this.#sync.closed) return
     const from = this.clientId
     // A tab that asked before this one led (its hello reached no leader) is answered once synced.
-    this.#greetWhenSynced = this.#tabs !== undefined
-    this.#awaitingLeader = false
+    this.#sync.lead(this.#tabs !== undefined)
     this.#connection = new StreamConnection(this.#streamOptions, {
       snapshot: (message, eventId) => {
         this.#applySnapshot(message, eventId)
@@ -283,50 +267,45 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
    * or when the app knows the network is back (a reconnect backoff is cut short).
    */
   retry(): void {
-    if (this.#closed) return
+    if (this.#sync.closed) return
     this.#hold.clear()
     this.#retryNow()
   }
 
   /** Reconnects the stream (through the leader tab, when another tab holds it) and sends what waits. */
   #retryNow(): void {
-    if (this.#closed) return
+    if (this.#sync.closed) return
     if (this.#connection !== undefined) this.#connection.retry()
     else this.#tabs?.post({ type: 'retry', from: this.clientId })
-    this.#publishStatus()
+    this.#sync.publish()
     this.#flush()
     this.#pump()
   }
 
   #fromTab(message: TabMessage): void {
-    if (this.#closed) return
+    if (this.#sync.closed) return
     const leading = this.#connection !== undefined
     switch (message.type) {
       case 'hello':
         if (!leading) break
-        if (this.#synced) this.#greet()
-        else this.#greetWhenSynced = true
+        if (this.#sync.greetRequested()) this.#greet()
         break
       case 'snapshot':
         if (leading) break
         this.#applySnapshot(message.message, message.eventId)
-        if (this.#awaitingLeader) {
-          this.#awaitingLeader = false
-          if (this.#leaderStatus !== undefined) this.#setStatus(this.#leaderStatus)
-        }
+        const leaderStatus = this.#sync.leaderSnapshot()
+        if (leaderStatus !== undefined) this.#setStatus(leaderStatus)
         break
       case 'state':
         if (!leading) this.#applyEvent(message.event, message.eventId)
         break
       case 'resumed':
         // The leader's replay is complete, but that says nothing of a tab that has none of its state yet.
-        if (!leading && !this.#awaitingLeader) this.#markSynced()
+        if (!leading && !this.#sync.awaitingLeader) this.#markSynced()
         break
       case 'status':
         if (leading) break
-        this.#leaderStatus = message.status
-        // `connected` means this tab shows the server's state: not before the leader's snapshot.
-        this.#setStatus(this.#awaitingLeader && message.status === 'connected' ? 'connecting' : message.status)
+        this.#setStatus(this.#sync.leaderStatus(message.status))
         break
       case 'retry':
         // Another tab has new credentials; they are shared (cookies, storage), so the stream tries them.
@@ -347,15 +326,13 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
 
   /** Follower: asks the leader for one snapshot of what it knows; until it comes, this tab is not `connected`. */
   #askLeader(): void {
-    this.#awaitingLeader = true
+    this.#sync.askLeader()
     this.#tabs?.post({ type: 'hello', from: this.clientId })
   }
 
   /** Leader, now synced: answers the tabs that asked while it was not. */
   #greetIfAsked(): void {
-    if (!this.#greetWhenSynced || !this.#synced) return
-    this.#greetWhenSynced = false
-    this.#greet()
+    if (this.#sync.takeGreeting()) this.#greet()
   }
 
   /** The leader's answer to a new tab: one snapshot of what it knows, and its status. */
@@ -364,7 +341,7 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
     for (const [key, replica] of this.#replicas) if (replica.known) stores[key] = replica.confirmed
     const from = this.clientId
     this.#tabs?.post({ type: 'snapshot', from, message: { stores }, eventId: this.#lastEventId ?? '' })
-    this.#tabs?.post({ type: 'status', from, status: this.#status.get() })
+    this.#tabs?.post({ type: 'status', from, status: this.#sync.status.get() })
   }
 
   /**
@@ -377,7 +354,7 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
 
   /** The connection status. */
   get status(): ReadableValue<ConnectionStatus> {
-    return this.#status
+    return this.#sync.status
   }
 
   /** Number of ops not yet accepted, over every store. */
@@ -397,8 +374,7 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
 
   /** Closes the stream; ops still pending reject with a `closed` error, and `status` becomes `closed`. */
   close(): void {
-    if (this.#closed) return
-    this.#closed = true
+    if (!this.#sync.close()) return
     this.#connection?.close()
     this.#hold.clear()
     this.#proposer.close()
@@ -413,11 +389,11 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
     this.#pendingCount.set(0)
     this.#tabs?.close()
     this.#outbox?.close()
-    this.#publishStatus()
+    this.#sync.publish()
   }
 
   protected writeStore(cell: StoreCell<unknown>, next: Updater<unknown>): Promise<number> {
-    if (this.#closed) return Promise.reject(new ZunoError('closed', 'The replica was closed'))
+    if (this.#sync.closed) return Promise.reject(new ZunoError('closed', 'The replica was closed'))
     const limit = this.#options.maxPendingOps ?? 1000
     if (this.#pendingCount.get() >= limit) {
       return Promise.reject(new ZunoError('queue_full', `${limit} ops are already waiting; try again later`))
@@ -429,7 +405,7 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
       this.#show(replica)
       this.#save(op)
       // The stream is down and may be waiting out a long pause: try now, since someone waits for this op.
-      if ((this.#streamStatus === 'offline' || this.#streamStatus === 'error') && this.#hold.refusal === undefined) this.#connection?.retry()
+      if (this.#sync.streamDown) this.#connection?.retry()
       this.#pump()
     })
   }
@@ -501,7 +477,7 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
    */
   #pump(): void {
     const op = this.#queue.head
-    if (op === undefined || this.#proposer.busy || this.#closed || !this.#synced || this.#restoring || this.#hold.refusal !== undefined) return
+    if (op === undefined || this.#proposer.busy || !this.#sync.mayPropose) return
     const { replica } = op
     if (op.failure !== undefined) return this.#refuse(op, op.failure)
     this.#proposer.start()
@@ -580,7 +556,7 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
         if (op.doubtedIn === undefined) this.#notApplied(op)
         this.#lastError.set(outcome.error)
         this.#hold.hold(outcome.error)
-        this.#publishStatus()
+        this.#sync.publish()
         return
       case 'refused':
         return this.#refuse(op, outcome.error, { used: outcome.used })
@@ -612,7 +588,7 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
 
   /** The network or the server failed: the op stays first in line, in doubt, and goes again unchanged after a pause. */
   #deliveryFailed(op: PendingOp, error: unknown, sent: WireBody): void {
-    if (this.#closed) return
+    if (this.#sync.closed) return
     const failure = classifyFailure(error)
     this.#lastError.set(failure.error)
     if (this.#queue.head !== op) return this.#pump()
@@ -697,9 +673,7 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
 
   /** The server's states are known again: what waited can be proposed. */
   #markSynced(): void {
-    if (this.#synced) return
-    this.#synced = true
-    this.#pump()
+    if (this.#sync.markSynced()) this.#pump()
   }
 
   #applyEvent(event: StateEvent, eventId: string): void {
@@ -745,7 +719,7 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
 
   /** Ops queued before a reload go first (see {@link PendingQueue.restore}); nothing was proposed while they were read. */
   #restore(entries: OutboxEntry[]): void {
-    this.#restoring = false
+    this.#sync.restored()
     const restored = this.#queue.restore(entries, (key) => this.#replica(key))
     this.#countPending(restored.length)
     for (const replica of new Set(restored.map((op) => op.replica))) this.#show(replica)
@@ -761,20 +735,8 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
   }
 
   #setStatus(status: ConnectionStatus): void {
-    this.#streamStatus = status
-    this.#publishStatus()
-    // A lost stream may come back to a restarted server, whose versions start over: propose
-    // nothing on a version we knew before until the new stream has said where things stand
-    // (a snapshot, or the end of a replay).
-    if (status !== 'connected') this.#synced = false
-    else this.#flush()
-  }
-
-  /** What `status` shows: `closed` after close(); while held, why; otherwise the stream's status. */
-  #publishStatus(): void {
-    const refusal = this.#hold.refusal?.code
-    const held = refusal === undefined ? undefined : refusal === 'unauthenticated' ? 'unauthorized' : 'forbidden'
-    this.#status.set(this.#closed ? 'closed' : (held ?? this.#streamStatus))
+    this.#sync.streamStatus(status)
+    if (status === 'connected') this.#flush()
   }
 
   #countPending(delta: number): void {
