@@ -30,7 +30,8 @@ import { OutboxKeeper } from './outboxKeeper'
 import { SyncState } from './syncState'
 import { type FirstRender, firstRenderOf } from './firstRender'
 import { tabChannelName } from './tabChannel'
-import { type BroadcastChannelConstructor, type LockManagerLike, TabLink, type TabMessage } from './tabs'
+import type { BroadcastChannelConstructor, LockManagerLike } from './tabs'
+import { TabRelay } from './tabRelay'
 import {
   type ConnectionStatus,
   type EventSourceConstructor,
@@ -160,10 +161,10 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
   readonly #streamOptions: ConstructorParameters<typeof StreamConnection>[0]
   /** The stream, held by the leader tab (or by this replica alone when tabs are off). */
   #connection: StreamConnection | undefined
-  readonly #tabs: TabLink | undefined
+  /** The other tabs of this browser, when tabs share a stream. */
+  readonly #tabs: TabRelay | undefined
   readonly #locks: LockManagerLike | undefined
   readonly #outbox: OutboxKeeper | undefined
-  #arrivals = 0
   #epoch: string | undefined
   #lastEventId: string | undefined
   /**
@@ -219,11 +220,22 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
     if (tabs && BroadcastChannelImpl !== undefined) {
       const locks = this.#locks
       const channel = tabChannelName(this.#url, options.principal, options.stores)
-      this.#tabs = new TabLink(this.clientId, channel, BroadcastChannelImpl, locks, {
+      this.#tabs = new TabRelay(channel, BroadcastChannelImpl, locks, {
+        sync: this.#sync,
+        clientId: () => this.clientId,
+        leading: () => this.#connection !== undefined,
         lead: () => this.#lead(),
-        message: (message) => this.#fromTab(message),
+        applySnapshot: (message, eventId) => this.#applySnapshot(message, eventId),
+        applyEvent: (event, eventId) => this.#applyEvent(event, eventId),
+        markSynced: () => this.#markSynced(),
+        setStatus: (status) => this.#setStatus(status),
+        retry: () => this.retry(),
+        replica: (key) => this.#replica(key),
+        show: (replica) => this.#show(replica),
+        knownStates: () => this.#knownStates(),
+        lastEventId: () => this.#lastEventId,
       })
-      if (!this.#tabs.leader) this.#askLeader()
+      if (!this.#tabs.leader) this.#tabs.askLeader()
     } else {
       this.#lead()
     }
@@ -232,27 +244,24 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
   /** Opens the stream: this replica (tab) is the one that holds it, and relays it to the others. */
   #lead(): void {
     if (this.#sync.closed) return
-    const from = this.clientId
     // A tab that asked before this one led (its hello reached no leader) is answered once synced.
     this.#sync.lead(this.#tabs !== undefined)
     this.#connection = new StreamConnection(this.#streamOptions, {
       snapshot: (message, eventId) => {
         this.#applySnapshot(message, eventId)
-        this.#tabs?.post({ type: 'snapshot', from, message, eventId })
-        this.#greetIfAsked()
+        this.#tabs?.snapshot(message, eventId)
       },
       state: (event, eventId) => {
         this.#applyEvent(event, eventId)
-        this.#tabs?.post({ type: 'state', from, event, eventId })
+        this.#tabs?.state(event, eventId)
       },
       resumed: () => {
         this.#markSynced()
-        this.#tabs?.post({ type: 'resumed', from })
-        this.#greetIfAsked()
+        this.#tabs?.resumed()
       },
       status: (status) => {
         this.#setStatus(status)
-        this.#tabs?.post({ type: 'status', from, status })
+        this.#tabs?.status(status)
       },
       refused: (error) => {
         this.#lastError.set(error)
@@ -276,72 +285,17 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
   #retryNow(): void {
     if (this.#sync.closed) return
     if (this.#connection !== undefined) this.#connection.retry()
-    else this.#tabs?.post({ type: 'retry', from: this.clientId })
+    else this.#tabs?.retry()
     this.#sync.publish()
     this.#flush()
     this.#pump()
   }
 
-  #fromTab(message: TabMessage): void {
-    if (this.#sync.closed) return
-    const leading = this.#connection !== undefined
-    switch (message.type) {
-      case 'hello':
-        if (!leading) break
-        if (this.#sync.greetRequested()) this.#greet()
-        break
-      case 'snapshot':
-        if (leading) break
-        this.#applySnapshot(message.message, message.eventId)
-        const leaderStatus = this.#sync.leaderSnapshot()
-        if (leaderStatus !== undefined) this.#setStatus(leaderStatus)
-        break
-      case 'state':
-        if (!leading) this.#applyEvent(message.event, message.eventId)
-        break
-      case 'resumed':
-        // The leader's replay is complete, but that says nothing of a tab that has none of its state yet.
-        if (!leading && !this.#sync.awaitingLeader) this.#markSynced()
-        break
-      case 'status':
-        if (leading) break
-        this.#setStatus(this.#sync.leaderStatus(message.status))
-        break
-      case 'retry':
-        // Another tab has new credentials; they are shared (cookies, storage), so the stream tries them.
-        if (leading) this.retry()
-        break
-      case 'pending': {
-        const replica = this.#replica(message.storeKey)
-        if (message.pending) {
-          replica.foreign.set(message.from, { baseVersion: message.baseVersion, state: message.state, arrival: ++this.#arrivals })
-        } else {
-          replica.foreign.delete(message.from)
-        }
-        this.#show(replica)
-        break
-      }
-    }
-  }
-
-  /** Follower: asks the leader for one snapshot of what it knows; until it comes, this tab is not `connected`. */
-  #askLeader(): void {
-    this.#sync.askLeader()
-    this.#tabs?.post({ type: 'hello', from: this.clientId })
-  }
-
-  /** Leader, now synced: answers the tabs that asked while it was not. */
-  #greetIfAsked(): void {
-    if (this.#sync.takeGreeting()) this.#greet()
-  }
-
-  /** The leader's answer to a new tab: one snapshot of what it knows, and its status. */
-  #greet(): void {
+  /** What this replica knows of the server's states: the leader's answer to a new tab. */
+  #knownStates(): Record<string, StoreState> {
     const stores: Record<string, StoreState> = {}
     for (const [key, replica] of this.#replicas) if (replica.known) stores[key] = replica.confirmed
-    const from = this.clientId
-    this.#tabs?.post({ type: 'snapshot', from, message: { stores }, eventId: this.#lastEventId ?? '' })
-    this.#tabs?.post({ type: 'status', from, status: this.#sync.status.get() })
+    return stores
   }
 
   /**
@@ -444,7 +398,7 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
   /** Publishes the pending ops replayed over the confirmed state (and other tabs' results), and tells the other tabs. */
   #show(replica: ReplicaStore): void {
     const state = replay(replica)
-    this.#announce(replica, state)
+    this.#tabs?.announce(replica, state)
     replica.cell.publish(withOtherTabs(replica, state), replica.confirmed.version)
   }
 
@@ -453,22 +407,10 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
     replica.known = true
   }
 
-  /** Tells the other tabs what this tab's pending ops make of the store, when that changed. */
-  #announce(replica: ReplicaStore, own: unknown): void {
-    if (this.#tabs === undefined) return
-    const pending = replica.pending.length > 0
-    const baseVersion = replica.confirmed.version
-    const last = replica.announced
-    const unchanged = pending ? last !== undefined && last.state === own && last.baseVersion === baseVersion : last === undefined
-    if (unchanged) return
-    replica.announced = pending ? { baseVersion, state: own } : undefined
-    this.#tabs.post({ type: 'pending', from: this.clientId, storeKey: replica.cell.key, baseVersion, pending, state: pending ? own : null })
-  }
-
   /** Starts over from a snapshot: the leader reopens its stream; a follower asks the leader. */
   #resync(): void {
     if (this.#connection !== undefined) this.#connection.resync()
-    else this.#tabs?.post({ type: 'hello', from: this.clientId })
+    else this.#tabs?.resync()
   }
 
   /**
