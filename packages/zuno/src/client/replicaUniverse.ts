@@ -2,7 +2,6 @@ import { isZunoError, ZunoError } from '../errors'
 import { newClientId } from '../id'
 import { Observable } from '../observable'
 import {
-  parseEventId,
   writerTag,
   type SnapshotMessage,
   type StateEvent,
@@ -27,6 +26,7 @@ import {
 } from './pendingQueue'
 import { OutboxKeeper } from './outboxKeeper'
 import { SyncState } from './syncState'
+import { EventCursor } from './eventCursor'
 import { type FirstRender, firstRenderOf } from './firstRender'
 import { tabChannelName } from './tabChannel'
 import type { LockManagerLike } from './tabs'
@@ -75,8 +75,8 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
   readonly #tabs: TabRelay | undefined
   readonly #locks: LockManagerLike | undefined
   readonly #outbox: OutboxKeeper | undefined
-  #epoch: string | undefined
-  #lastEventId: string | undefined
+  /** The epoch followed and the last event id applied. */
+  readonly #cursor = new EventCursor()
   /**
    * With `hydrate`: what the first render shows, to match the server's HTML (for `getServerSnapshot`).
    * Without it there is no server render to match.
@@ -122,7 +122,7 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
       timers: this.#timers,
       random: this.#random,
       hurry: () => this.#queue.length > 0,
-      resumeFrom: () => this.#lastEventId,
+      resumeFrom: () => this.#cursor.lastEventId,
       token: options.token,
     }
     const BroadcastChannelImpl = options.BroadcastChannel ?? globalThis.BroadcastChannel
@@ -143,7 +143,7 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
         replica: (key) => this.#replica(key),
         show: (replica) => this.#show(replica),
         knownStates: () => this.#knownStates(),
-        lastEventId: () => this.#lastEventId,
+        lastEventId: () => this.#cursor.lastEventId,
       })
       if (!this.#tabs.leader) this.#tabs.askLeader()
     } else {
@@ -233,7 +233,7 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
 
   /** The id of the last event applied: where a reconnect resumes. */
   get lastEventId(): string | undefined {
-    return this.#lastEventId
+    return this.#cursor.lastEventId
   }
 
   /** Closes the stream; ops still pending reject with a `closed` error, and `status` becomes `closed`. */
@@ -334,7 +334,7 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
     if (op.failure !== undefined) return this.#refuse(op, op.failure)
     this.#proposer.start()
     const key = replica.cell.key
-    const epoch = this.#epoch ?? ''
+    const epoch = this.#cursor.epoch ?? ''
     // An op in doubt goes again as it went, in the current epoch: if the storage kept it (the same
     // history, or one that survived a new epoch), it is recognised. Otherwise the base goes with the
     // state it was computed on, read now, not after the schema check.
@@ -401,7 +401,7 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
         // This attempt was not applied; an earlier one in doubt still may have been.
         if (op.doubtedIn === undefined) this.#notApplied(op)
         op.failures += 1
-        return this.#retry(sent.epoch !== this.#epoch ? 0 : op.failures, DELIVERY_BACKOFF_BASE_MS)
+        return this.#retry(sent.epoch !== this.#cursor.epoch ? 0 : op.failures, DELIVERY_BACKOFF_BASE_MS)
       case 'unknown_client':
         return this.#startAfresh(op)
       case 'held':
@@ -422,7 +422,7 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
    * under a fresh identity.
    */
   #startAfresh(head: PendingOp): void {
-    if (head.doubtedIn === this.#epoch) {
+    if (head.doubtedIn === this.#cursor.epoch) {
       this.#refuse(head, new ZunoError('outcome_unknown', `${head.replica.cell.key}: op ${head.opId} was sent, never answered, and the server has since forgotten this client`), { next: false })
     }
     const clientId = (this.#options.newId ?? newClientId)()
@@ -501,7 +501,7 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
   }
 
   #applySnapshot(message: SnapshotMessage, eventId: string): void {
-    const epochChanged = this.#noteEventId(eventId)
+    const epochChanged = this.#cursor.note(eventId)
     if (epochChanged) {
       // An op told `epoch_changed` need not wait out its pause.
       this.#flush()
@@ -529,7 +529,7 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
   }
 
   #applyEvent(event: StateEvent, eventId: string): void {
-    if (!this.#sameEpoch(eventId)) {
+    if (!this.#cursor.sameEpoch(eventId)) {
       // A history this replica has no snapshot of: applying it would strand the stores it does not
       // mention at versions of the old one. Start over from a snapshot, which resets them all.
       this.#resync()
@@ -539,7 +539,7 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
     const head = this.#queue.head
     if (head !== undefined && head.replica === replica && event.opId === head.opId && event.writer === writerTag(head.clientId)) {
       // Our own op, seen on the stream before (or instead of) its HTTP answer.
-      this.#noteEventId(eventId)
+      this.#cursor.note(eventId)
       this.#confirm(head, { version: event.version, state: event.state })
       return
     }
@@ -548,25 +548,11 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
       this.#resync()
       return
     }
-    this.#noteEventId(eventId)
+    this.#cursor.note(eventId)
     // Within an epoch versions never go back: an older one comes from an instance that lags. Keep the newer.
     if (event.version <= replica.confirmed.version) return
     this.#confirmFromServer(replica, { version: event.version, state: event.state })
     this.#show(replica)
-  }
-
-  #sameEpoch(eventId: string): boolean {
-    return this.#epoch === undefined || parseEventId(eventId)?.epoch === this.#epoch
-  }
-
-  /** Records the id of an applied event; true when it belongs to a new epoch (a restarted server). */
-  #noteEventId(id: string): boolean {
-    if (!id) return false
-    this.#lastEventId = id
-    const epoch = parseEventId(id)?.epoch
-    const changed = this.#epoch !== undefined && epoch !== this.#epoch
-    this.#epoch = epoch
-    return changed
   }
 
   /** Ops queued before a reload go first (see {@link PendingQueue.restore}); nothing was proposed while they were read. */
