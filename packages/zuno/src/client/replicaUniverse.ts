@@ -26,6 +26,7 @@ import {
 } from './pendingQueue'
 import { OutboxKeeper } from './outboxKeeper'
 import { SyncState } from './syncState'
+import { confirmFromServer, ReplicaStores } from './replicaStores'
 import { EventCursor } from './eventCursor'
 import { type FirstRender, firstRenderOf } from './firstRender'
 import { tabChannelName } from './tabChannel'
@@ -62,7 +63,7 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
   readonly #hold: CredentialHold
   readonly #pendingCount = new Observable(0)
   readonly #lastError = new Observable<ZunoError | undefined>(undefined)
-  readonly #replicas = new Map<string, ReplicaStore>()
+  readonly #replicas: ReplicaStores
   readonly #options: ReplicaOptions<Schemas>
   readonly #url: string
   readonly #fetch: typeof fetch
@@ -87,6 +88,7 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
     super()
     this.#options = options
     this.#queue = new PendingQueue((options.newId ?? newClientId)())
+    this.#replicas = new ReplicaStores((key) => this.cell(key), options.conflictPolicy)
     this.#url = options.url.replace(/\/+$/, '')
     this.#fetch = options.fetch ?? globalThis.fetch.bind(globalThis)
     this.#timers = options.timers ?? {
@@ -112,7 +114,7 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
     )
     for (const [key, initial] of Object.entries(options.initial ?? {})) this.cell(key, initial)
     if (options.hydrate !== undefined) this.#applySnapshot(options.hydrate, options.hydrate.cursor)
-    this.firstRender = options.hydrate && firstRenderOf(options.hydrate, (key) => this.#replica(key).initial)
+    this.firstRender = options.hydrate && firstRenderOf(options.hydrate, (key) => this.#replicas.get(key).initial)
     this.#streamOptions = {
       url: this.#url,
       stores: options.stores,
@@ -140,9 +142,9 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
         markSynced: () => this.#markSynced(),
         setStatus: (status) => this.#setStatus(status),
         retry: () => this.retry(),
-        replica: (key) => this.#replica(key),
+        replica: (key) => this.#replicas.get(key),
         show: (replica) => this.#show(replica),
-        knownStates: () => this.#knownStates(),
+        knownStates: () => this.#replicas.known(),
         lastEventId: () => this.#cursor.lastEventId,
       })
       if (!this.#tabs.leader) this.#tabs.askLeader()
@@ -201,12 +203,6 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
     this.#pump()
   }
 
-  /** What this replica knows of the server's states: the leader's answer to a new tab. */
-  #knownStates(): Record<string, StoreState> {
-    const stores: Record<string, StoreState> = {}
-    for (const [key, replica] of this.#replicas) if (replica.known) stores[key] = replica.confirmed
-    return stores
-  }
 
   /**
    * Identifies this replica's proposals; random and never chosen by the app. It changes only when
@@ -243,7 +239,7 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
     this.#hold.clear()
     this.#proposer.close()
     this.#queue.clear()
-    for (const replica of this.#replicas.values()) {
+    for (const [, replica] of this.#replicas.entries()) {
       const message = this.#options.outbox
         ? 'The replica was closed; the op stays in the outbox for the next session'
         : 'The replica was closed'
@@ -262,7 +258,7 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
     if (this.#pendingCount.get() >= limit) {
       return Promise.reject(new ZunoError('queue_full', `${limit} ops are already waiting; try again later`))
     }
-    const replica = this.#replica(cell.key)
+    const replica = this.#replicas.get(cell.key)
     return new Promise<number>((resolve, reject) => {
       const op = this.#queue.enqueue(replica, next, (this.#options.now ?? Date.now)(), resolve, reject)
       this.#countPending(1)
@@ -274,30 +270,9 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
     })
   }
 
-  #replica(key: string): ReplicaStore {
-    let replica = this.#replicas.get(key)
-    if (replica === undefined) {
-      const cell = this.cell(key)
-      const policies = this.#options.conflictPolicy
-      const policy = isPolicy(policies) ? policies : policies?.[key]
-      replica = {
-        cell,
-        policy: policy ?? 'rebase',
-        confirmed: { version: cell.version, state: cell.get() },
-        pending: [],
-        initial: cell.get(),
-        known: false,
-        foreign: new Map(),
-        announced: undefined,
-      }
-      this.#replicas.set(key, replica)
-    }
-    return replica
-  }
-
   /** A late declaration of a store's initial state: shown if the server has said nothing of the store yet. */
   protected override initialDeclared(cell: StoreCell<unknown>, initial: unknown): void {
-    const replica = this.#replicas.get(cell.key)
+    const replica = this.#replicas.find(cell.key)
     if (replica === undefined) return super.initialDeclared(cell, initial)
     replica.initial = initial
     if (replica.known || replica.confirmed.version !== 0 || replica.confirmed.state !== undefined) return
@@ -310,11 +285,6 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
     const state = replay(replica)
     this.#tabs?.announce(replica, state)
     replica.cell.publish(withOtherTabs(replica, state), replica.confirmed.version)
-  }
-
-  #confirmFromServer(replica: ReplicaStore, confirmed: StoreState): void {
-    replica.confirmed = confirmed
-    replica.known = true
   }
 
   /** Starts over from a snapshot: the leader reopens its stream; a follower asks the leader. */
@@ -381,7 +351,7 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
       case 'conflict': {
         this.#notApplied(op)
         const { theirs } = outcome
-        if (theirs.version > replica.confirmed.version) this.#confirmFromServer(replica, theirs)
+        if (theirs.version > replica.confirmed.version) confirmFromServer(replica, theirs)
         op.conflicts += 1
         this.#options.onConflict?.({ storeKey: replica.cell.key, opId: op.opId, conflicts: op.conflicts, theirs })
         if (op.failure !== undefined) {
@@ -466,7 +436,7 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
   #confirm(op: PendingOp, confirmed: StoreState, opVersion = confirmed.version): void {
     const { replica } = op
     this.#queue.dequeue(op)
-    if (confirmed.version > replica.confirmed.version) this.#confirmFromServer(replica, confirmed)
+    if (confirmed.version > replica.confirmed.version) confirmFromServer(replica, confirmed)
     this.#countPending(-1)
     this.#show(replica)
     this.#forget(op)
@@ -506,18 +476,18 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
       // An op told `epoch_changed` need not wait out its pause.
       this.#flush()
       // A new history: every store this replica holds starts over from it, the ones it lacks from their initial state.
-      for (const [key, replica] of this.#replicas) {
+      for (const [key, replica] of this.#replicas.entries()) {
         if (!Object.hasOwn(message.stores, key)) {
-          this.#confirmFromServer(replica, { version: 0, state: replica.initial })
+          confirmFromServer(replica, { version: 0, state: replica.initial })
           this.#show(replica)
         }
       }
     }
     for (const [key, incoming] of Object.entries(message.stores)) {
-      const replica = this.#replica(key)
+      const replica = this.#replicas.get(key)
       // A snapshot is the truth as of its id; equal versions take the server's state too
       // (a store's initial state is the server's to declare), and a new epoch restarts versions.
-      if (epochChanged || incoming.version >= replica.confirmed.version) this.#confirmFromServer(replica, incoming)
+      if (epochChanged || incoming.version >= replica.confirmed.version) confirmFromServer(replica, incoming)
       this.#show(replica)
     }
     this.#markSynced()
@@ -535,7 +505,7 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
       this.#resync()
       return
     }
-    const replica = this.#replica(event.storeKey)
+    const replica = this.#replicas.get(event.storeKey)
     const head = this.#queue.head
     if (head !== undefined && head.replica === replica && event.opId === head.opId && event.writer === writerTag(head.clientId)) {
       // Our own op, seen on the stream before (or instead of) its HTTP answer.
@@ -551,14 +521,14 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
     this.#cursor.note(eventId)
     // Within an epoch versions never go back: an older one comes from an instance that lags. Keep the newer.
     if (event.version <= replica.confirmed.version) return
-    this.#confirmFromServer(replica, { version: event.version, state: event.state })
+    confirmFromServer(replica, { version: event.version, state: event.state })
     this.#show(replica)
   }
 
   /** Ops queued before a reload go first (see {@link PendingQueue.restore}); nothing was proposed while they were read. */
   #restore(entries: OutboxEntry[]): void {
     this.#sync.restored()
-    const restored = this.#queue.restore(entries, (key) => this.#replica(key))
+    const restored = this.#queue.restore(entries, (key) => this.#replicas.get(key))
     this.#countPending(restored.length)
     for (const replica of new Set(restored.map((op) => op.replica))) this.#show(replica)
     this.#pump()
@@ -580,10 +550,6 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
   #countPending(delta: number): void {
     this.#pendingCount.set(this.#pendingCount.get() + delta)
   }
-}
-
-function isPolicy(value: ReplicaOptions['conflictPolicy']): value is ConflictPolicy {
-  return value === 'rebase' || value === 'rollback' || typeof (value as { merge?: unknown })?.merge === 'function'
 }
 
 /** Connects a replica universe to a Zuno server; with `schemas`, `store(key)` is typed from them. */
