@@ -1,5 +1,6 @@
 import { ZunoError } from '../errors'
 import type { Outbox, OutboxEntry } from './outbox'
+import type { PendingOp } from './pendingQueue'
 import type { LockManagerLike } from './tabs'
 
 /**
@@ -34,6 +35,15 @@ export class OutboxKeeper {
     const claimed = await Promise.all(owners.map((owner) => this.#hold(lockName(owner))))
     const mine = new Set(owners.filter((_, i) => claimed[i]))
     return entries.filter((entry) => mine.has(entry.clientId)).sort((a, b) => a.queuedAt - b.queuedAt || a.opId - b.opId)
+  }
+
+  /** Writes down what a reload needs of the op: the state it last produced or sent, and where it went. An op whose updater threw is not kept. */
+  saveOp(op: PendingOp): void {
+    if (op.failure !== undefined) return
+    const { clientId, opId, queuedAt } = op
+    const entry: OutboxEntry = { clientId, opId, queuedAt, storeKey: op.replica.cell.key, state: op.lastSent?.state ?? op.result }
+    if (op.lastSent !== undefined) entry.sentOn = { baseVersion: op.lastSent.baseVersion, epoch: op.lastSent.epoch }
+    this.save(entry)
   }
 
   /** Stores (or replaces) an op's entry. */

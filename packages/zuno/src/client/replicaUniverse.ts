@@ -2,29 +2,36 @@ import { isZunoError, ZunoError } from '../errors'
 import { newClientId } from '../id'
 import { Observable } from '../observable'
 import {
-  type ErrorBody,
-  parseEventId,
-  PATHS,
-  PROTOCOL_HEADER,
-  PROTOCOL_VERSION,
-  RECORDED_REFUSALS,
   writerTag,
   type SnapshotMessage,
   type StateEvent,
-  type StateResponse,
   type StoreState,
 } from '../protocol'
 import { type Schemas, schemaFor, type StatesOf, validateState } from '../schema'
-import { applyUpdater, type StoreCell, type Updater } from '../store'
+import type { StoreCell, Updater } from '../store'
 import { Universe } from '../universe'
-import { type ProposalAnswer, readProposalAnswer, refusesCredentials } from './answers'
-import { backoffDelay } from './backoff'
+import { type ProposalAnswer, refusesCredentials } from './answers'
+import { CONFLICT_BACKOFF_BASE_MS, classify, classifyFailure, DELIVERY_BACKOFF_BASE_MS, Proposer } from './proposer'
 import { CredentialHold } from './credentialHold'
-import type { Outbox, OutboxEntry } from './outbox'
+import type { OutboxEntry } from './outbox'
+import {
+  type ConflictPolicy,
+  PendingQueue,
+  type PendingOp,
+  type Renumbered,
+  type ReplicaStore,
+  replay,
+  type WireBody,
+  withOtherTabs,
+} from './pendingQueue'
 import { OutboxKeeper } from './outboxKeeper'
+import { SyncState } from './syncState'
+import { confirmFromServer, ReplicaStores } from './replicaStores'
+import { EventCursor } from './eventCursor'
 import { type FirstRender, firstRenderOf } from './firstRender'
 import { tabChannelName } from './tabChannel'
-import { type BroadcastChannelConstructor, type LockManagerLike, TabLink, type TabMessage } from './tabs'
+import type { LockManagerLike } from './tabs'
+import { TabRelay } from './tabRelay'
 import {
   type ConnectionStatus,
   type EventSourceConstructor,
@@ -32,171 +39,9 @@ import {
   type Timers,
 } from './connection'
 
-/** A value that can be read and watched. */
-export interface ReadableValue<T> {
-  get(): T
-  subscribe(listener: (value: T) => void): () => void
-}
+import type { ReadableValue, ReplicaOptions } from './replicaOptions'
 
-/** What a custom merge gets: the state the op was computed on, what it made of it, and the server's newer state. */
-export interface MergeInput<T = unknown> {
-  base: T
-  mine: T
-  theirs: T
-}
-
-/**
- * What a replica does with a pending op when the server's state moves under it:
- * - `rebase` (default): re-run the op on the server's state (updater functions run again; plain values stay);
- * - `rollback`: on a conflict, drop the op, reject its promise and show the server's state;
- * - `{ merge }`: compute the state to propose from the base, the op's result and the server's state.
- */
-export type ConflictPolicy = 'rebase' | 'rollback' | { merge(input: MergeInput): unknown }
-
-/** Told each time the server answers a proposal with 409. */
-export interface ConflictInfo {
-  storeKey: string
-  opId: number
-  /** How many times this op has now been refused. */
-  conflicts: number
-  /** The server's current state. */
-  theirs: StoreState
-}
-
-/** Options of {@link connect}. */
-export interface ReplicaOptions<S extends Schemas = Schemas> {
-  /** Where the server mounted Zuno, such as `/zuno` or `http://127.0.0.1:3000/zuno`. */
-  url: string
-  /**
-   * The initial state of each store, declared once for the whole app: what a store shows until the
-   * server's state (or an op) says otherwise, and what it starts over from on a new epoch when the
-   * server does not have it. `store(key, initial)` may declare one too; another value for the same
-   * store throws `initial_mismatch`.
-   */
-  initial?: Partial<Record<string, unknown>>
-  /** Follow only these stores. Default: every store the server streams. */
-  stores?: readonly string[]
-  /**
-   * Start from states the server rendered with (`GET /state`, or `dehydrate()` on the server): the
-   * stores show them at once and the stream continues from their `cursor`, with no gap and no overlap.
-   */
-  hydrate?: StateResponse
-  /**
-   * Per-store Standard Schemas: an op whose state does not match is refused here, with the issues
-   * (`invalid_state`), before it is proposed; `store(key)` is typed from them.
-   */
-  schemas?: S
-  /** One policy for every store, or one per store key (others rebase). Default `rebase`. */
-  conflictPolicy?: ConflictPolicy | Record<string, ConflictPolicy>
-  /** How many times an op is proposed before a conflict rejects it. Default 10. */
-  maxAttempts?: number
-  /** Most ops waiting at once, over all stores; past it `set` rejects with `queue_full`. Default 1,000. */
-  maxPendingOps?: number
-  /** Called on every 409. */
-  onConflict?: (info: ConflictInfo) => void
-  /**
-   * Keep queued ops across reloads (opt in; `createIndexedDbOutbox()` in browsers). After a reload
-   * each op is proposed again under its original ids, as the state it last produced.
-   */
-  outbox?: Outbox
-  /** Called when an op is finally refused (its promise rejects with the same error). */
-  onError?: (error: ZunoError, op: { storeKey: string; opId: number }) => void
-  /**
-   * Share one stream between the tabs of a browser that follow the same `stores`: the leader tab
-   * holds it and relays to the others, and every tab shows the others' pending ops. Tabs with
-   * another filter share among themselves, on a stream of their own. Default: on where there is a `window`.
-   */
-  tabs?: boolean
-  /** Keeps two users of one browser apart: tabs share only with tabs of the same principal. */
-  principal?: string
-  /** Default: the global `BroadcastChannel`. */
-  BroadcastChannel?: BroadcastChannelConstructor
-  /**
-   * Web Locks, default `navigator.locks`: they elect the leader tab and keep an open tab's outbox
-   * entries its own. Without them every tab holds its own stream, and the outbox assumes one tab.
-   */
-  locks?: LockManagerLike
-  /**
-   * A short-lived credential for the server's `authenticate`, read at every request: proposals send
-   * it as `Authorization: Bearer …`, streams as `?token=…` (EventSource cannot send headers).
-   * Cookies need nothing: same-origin requests carry them.
-   */
-  token?: () => string | undefined
-  /** Default: the global `fetch`. */
-  fetch?: typeof fetch
-  /** Default: the global `EventSource` (on Node.js 20, pass the `eventsource` package's). */
-  EventSource?: EventSourceConstructor
-  /** Send cookies with cross-origin SSE requests. Default false. */
-  withCredentials?: boolean
-  /** Default: the global timers. */
-  timers?: Timers
-  /** Source of jitter, in [0, 1). Default `Math.random`. */
-  random?: () => number
-}
-
-/** One `set` waiting to be accepted. */
-interface PendingOp {
-  /** The store it writes. */
-  readonly replica: ReplicaStore
-  /** This replica's id, or the one of the session that queued the op before a reload; a fresh one after `unknown_client`. */
-  clientId: string
-  opId: number
-  /** When `set` was called (ms since the epoch); restored ops replay in this order. */
-  readonly queuedAt: number
-  readonly update: Updater<unknown>
-  readonly resolve: (version: number) => void
-  readonly reject: (error: ZunoError) => void
-  /** Whether `result` has been computed, on which state, and what it is. */
-  computed: boolean
-  basedOn: unknown
-  result: unknown
-  /** The state of the proposal last sent: after acceptance, the store's state. */
-  sent: unknown
-  /** Proposals answered 409 so far. */
-  conflicts: number
-  /** Deliveries that failed in a row (network, 5xx), for backoff. */
-  failures: number
-  /** Set when the updater threw: the op is not proposed (again) and rejects with this. */
-  failure: ZunoError | undefined
-  /** The body of the attempt on the wire, or of the last one, until an answer shows it was not applied. */
-  lastSent: WireBody | undefined
-  /**
-   * The epoch of an attempt that got no definitive answer (the network failed, a 5xx, a reload
-   * mid-request): it may have been applied there. Until an answer settles that, the op goes again
-   * with `lastSent`'s base and state, so the server can recognise it.
-   */
-  doubtedIn: string | undefined
-}
-
-/** What a proposal says of its op besides the ids. */
-interface WireBody {
-  baseVersion: number
-  state: unknown
-  epoch: string
-}
-
-/** What the replica knows of one store. */
-interface ReplicaStore {
-  readonly cell: StoreCell<unknown>
-  readonly policy: ConflictPolicy
-  /** The latest authoritative version and state. */
-  confirmed: StoreState
-  /** Local ops not yet accepted, oldest first. */
-  readonly pending: PendingOp[]
-  /** The declared initial state (`connect({ initial })`, `store(key, initial)`): what the store shows while the server has none. */
-  initial: unknown
-  /** Whether `confirmed` came from the server (and so can be handed to a new tab). */
-  known: boolean
-  /** Other tabs' pending results, by tab: shown under this tab's own ops until confirmed or stale. */
-  readonly foreign: Map<string, { baseVersion: number; state: unknown; arrival: number }>
-  /** What this tab last told the others of its pending ops here. */
-  announced: { baseVersion: number; state: unknown } | undefined
-}
-
-const JSON_REQUEST = { 'content-type': 'application/json', [PROTOCOL_HEADER]: String(PROTOCOL_VERSION) }
-const CONFLICT_BACKOFF_BASE_MS = 10
-const DELIVERY_BACKOFF_BASE_MS = 100
-const BACKOFF_CAP_MS = 5_000
+export type { ConflictInfo, ConflictPolicy, MergeInput, ReadableValue, ReplicaOptions } from './replicaOptions'
 
 /**
  * A replica universe: follows an authoritative server over SSE and proposes changes over HTTP.
@@ -208,21 +53,17 @@ const BACKOFF_CAP_MS = 5_000
  */
 export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<string, unknown>> extends Universe<TStores> {
   readonly role = 'replica' as const
-  /** This replica's identity: its client id and the last opId it issued. */
-  #identity = { clientId: newClientId(), opId: 0 }
-  /** Every pending op of every store, in the order they were issued: they are proposed in this order, one at a time. */
-  readonly #queue: PendingOp[] = []
-  /** A proposal is on the wire, or waiting out a backoff. */
-  #busy = false
-  #retryTimer: unknown
-  readonly #status = new Observable<ConnectionStatus>('connecting')
-  /** The stream's own status (this tab's, or the leader tab's); {@link status} adds the hold and `closed` to it. */
-  #streamStatus: ConnectionStatus = 'connecting'
+  /** Every pending op of every store, in order, and this replica's identity (client id and last opId). */
+  readonly #queue: PendingQueue
+  /** Delivers the head of the queue, one proposal at a time, with backoff. */
+  readonly #proposer: Proposer
+  /** Status, synced, restoring, the tab hand-over and closed: one state machine. */
+  readonly #sync: SyncState
   /** Set while the server refuses this replica's credentials: nothing is sent until they change. */
   readonly #hold: CredentialHold
   readonly #pendingCount = new Observable(0)
   readonly #lastError = new Observable<ZunoError | undefined>(undefined)
-  readonly #replicas = new Map<string, ReplicaStore>()
+  readonly #replicas: ReplicaStores
   readonly #options: ReplicaOptions<Schemas>
   readonly #url: string
   readonly #fetch: typeof fetch
@@ -231,26 +72,12 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
   readonly #streamOptions: ConstructorParameters<typeof StreamConnection>[0]
   /** The stream, held by the leader tab (or by this replica alone when tabs are off). */
   #connection: StreamConnection | undefined
-  readonly #tabs: TabLink | undefined
+  /** The other tabs of this browser, when tabs share a stream. */
+  readonly #tabs: TabRelay | undefined
   readonly #locks: LockManagerLike | undefined
   readonly #outbox: OutboxKeeper | undefined
-  #arrivals = 0
-  #epoch: string | undefined
-  #lastEventId: string | undefined
-  /** Whether the server's states are known (a snapshot arrived, or `hydrate` gave them): until then nothing is proposed. */
-  #synced: boolean
-  /** While the outbox is being read, nothing is proposed, so restored ops go first. */
-  #restoring: boolean
-  /** Leader: a tab asked for the state while this one was not synced; it is answered once synced. */
-  #greetWhenSynced = false
-  /**
-   * Follower: it has asked the leader for the state and no snapshot has come yet. Until one does,
-   * it is not `connected` (it may hold nothing, or a hydration older than the leader's view).
-   */
-  #awaitingLeader = false
-  /** Follower: the leader's status as last relayed, shown once the leader's snapshot is here. */
-  #leaderStatus: ConnectionStatus | undefined
-  #closed = false
+  /** The epoch followed and the last event id applied. */
+  readonly #cursor = new EventCursor()
   /**
    * With `hydrate`: what the first render shows, to match the server's HTML (for `getServerSnapshot`).
    * Without it there is no server render to match.
@@ -260,6 +87,8 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
   constructor(options: ReplicaOptions<Schemas>) {
     super()
     this.#options = options
+    this.#queue = new PendingQueue((options.newId ?? newClientId)())
+    this.#replicas = new ReplicaStores((key) => this.cell(key), options.conflictPolicy)
     this.#url = options.url.replace(/\/+$/, '')
     this.#fetch = options.fetch ?? globalThis.fetch.bind(globalThis)
     this.#timers = options.timers ?? {
@@ -267,13 +96,13 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
       clearTimeout: (handle) => globalThis.clearTimeout(handle as ReturnType<typeof setTimeout>),
     }
     this.#random = options.random ?? Math.random
+    this.#proposer = new Proposer({ url: this.#url, fetch: this.#fetch, token: options.token, timers: this.#timers, random: this.#random })
     this.#hold = new CredentialHold(options.token, this.#timers, () => this.#retryNow())
     const EventSourceImpl = options.EventSource ?? (globalThis as { EventSource?: EventSourceConstructor }).EventSource
     if (EventSourceImpl === undefined) {
       throw new TypeError('No EventSource here: pass one (on Node.js, the `eventsource` package) as options.EventSource')
     }
-    this.#synced = false
-    this.#restoring = options.outbox !== undefined
+    this.#sync = new SyncState(options.outbox !== undefined, () => this.#hold.refusal)
     this.#locks = options.locks ?? (globalThis.navigator as { locks?: LockManagerLike } | undefined)?.locks
     this.#outbox = options.outbox && new OutboxKeeper(options.outbox, this.#locks, this.clientId, (error) => this.#lastError.set(error))
     this.#outbox?.takeOver().then(
@@ -285,7 +114,7 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
     )
     for (const [key, initial] of Object.entries(options.initial ?? {})) this.cell(key, initial)
     if (options.hydrate !== undefined) this.#applySnapshot(options.hydrate, options.hydrate.cursor)
-    this.firstRender = options.hydrate && firstRenderOf(options.hydrate, (key) => this.#replica(key).initial)
+    this.firstRender = options.hydrate && firstRenderOf(options.hydrate, (key) => this.#replicas.get(key).initial)
     this.#streamOptions = {
       url: this.#url,
       stores: options.stores,
@@ -295,7 +124,7 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
       timers: this.#timers,
       random: this.#random,
       hurry: () => this.#queue.length > 0,
-      resumeFrom: () => this.#lastEventId,
+      resumeFrom: () => this.#cursor.lastEventId,
       token: options.token,
     }
     const BroadcastChannelImpl = options.BroadcastChannel ?? globalThis.BroadcastChannel
@@ -303,11 +132,22 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
     if (tabs && BroadcastChannelImpl !== undefined) {
       const locks = this.#locks
       const channel = tabChannelName(this.#url, options.principal, options.stores)
-      this.#tabs = new TabLink(this.clientId, channel, BroadcastChannelImpl, locks, {
+      this.#tabs = new TabRelay(channel, BroadcastChannelImpl, locks, {
+        sync: this.#sync,
+        clientId: () => this.clientId,
+        leading: () => this.#connection !== undefined,
         lead: () => this.#lead(),
-        message: (message) => this.#fromTab(message),
+        applySnapshot: (message, eventId) => this.#applySnapshot(message, eventId),
+        applyEvent: (event, eventId) => this.#applyEvent(event, eventId),
+        markSynced: () => this.#markSynced(),
+        setStatus: (status) => this.#setStatus(status),
+        retry: () => this.retry(),
+        replica: (key) => this.#replicas.get(key),
+        show: (replica) => this.#show(replica),
+        knownStates: () => this.#replicas.known(),
+        lastEventId: () => this.#cursor.lastEventId,
       })
-      if (!this.#tabs.leader) this.#askLeader()
+      if (!this.#tabs.leader) this.#tabs.askLeader()
     } else {
       this.#lead()
     }
@@ -315,29 +155,25 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
 
   /** Opens the stream: this replica (tab) is the one that holds it, and relays it to the others. */
   #lead(): void {
-    if (this.#closed) return
-    const from = this.clientId
+    if (this.#sync.closed) return
     // A tab that asked before this one led (its hello reached no leader) is answered once synced.
-    this.#greetWhenSynced = this.#tabs !== undefined
-    this.#awaitingLeader = false
+    this.#sync.lead(this.#tabs !== undefined)
     this.#connection = new StreamConnection(this.#streamOptions, {
       snapshot: (message, eventId) => {
         this.#applySnapshot(message, eventId)
-        this.#tabs?.post({ type: 'snapshot', from, message, eventId })
-        this.#greetIfAsked()
+        this.#tabs?.snapshot(message, eventId)
       },
       state: (event, eventId) => {
         this.#applyEvent(event, eventId)
-        this.#tabs?.post({ type: 'state', from, event, eventId })
+        this.#tabs?.state(event, eventId)
       },
       resumed: () => {
         this.#markSynced()
-        this.#tabs?.post({ type: 'resumed', from })
-        this.#greetIfAsked()
+        this.#tabs?.resumed()
       },
       status: (status) => {
         this.#setStatus(status)
-        this.#tabs?.post({ type: 'status', from, status })
+        this.#tabs?.status(status)
       },
       refused: (error) => {
         this.#lastError.set(error)
@@ -352,101 +188,33 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
    * or when the app knows the network is back (a reconnect backoff is cut short).
    */
   retry(): void {
-    if (this.#closed) return
+    if (this.#sync.closed) return
     this.#hold.clear()
     this.#retryNow()
   }
 
   /** Reconnects the stream (through the leader tab, when another tab holds it) and sends what waits. */
   #retryNow(): void {
-    if (this.#closed) return
+    if (this.#sync.closed) return
     if (this.#connection !== undefined) this.#connection.retry()
-    else this.#tabs?.post({ type: 'retry', from: this.clientId })
-    this.#publishStatus()
+    else this.#tabs?.retry()
+    this.#sync.publish()
     this.#flush()
     this.#pump()
   }
 
-  #fromTab(message: TabMessage): void {
-    if (this.#closed) return
-    const leading = this.#connection !== undefined
-    switch (message.type) {
-      case 'hello':
-        if (!leading) break
-        if (this.#synced) this.#greet()
-        else this.#greetWhenSynced = true
-        break
-      case 'snapshot':
-        if (leading) break
-        this.#applySnapshot(message.message, message.eventId)
-        if (this.#awaitingLeader) {
-          this.#awaitingLeader = false
-          if (this.#leaderStatus !== undefined) this.#setStatus(this.#leaderStatus)
-        }
-        break
-      case 'state':
-        if (!leading) this.#applyEvent(message.event, message.eventId)
-        break
-      case 'resumed':
-        // The leader's replay is complete, but that says nothing of a tab that has none of its state yet.
-        if (!leading && !this.#awaitingLeader) this.#markSynced()
-        break
-      case 'status':
-        if (leading) break
-        this.#leaderStatus = message.status
-        // `connected` means this tab shows the server's state: not before the leader's snapshot.
-        this.#setStatus(this.#awaitingLeader && message.status === 'connected' ? 'connecting' : message.status)
-        break
-      case 'retry':
-        // Another tab has new credentials; they are shared (cookies, storage), so the stream tries them.
-        if (leading) this.retry()
-        break
-      case 'pending': {
-        const replica = this.#replica(message.storeKey)
-        if (message.pending) {
-          replica.foreign.set(message.from, { baseVersion: message.baseVersion, state: message.state, arrival: ++this.#arrivals })
-        } else {
-          replica.foreign.delete(message.from)
-        }
-        this.#show(replica)
-        break
-      }
-    }
-  }
-
-  /** Follower: asks the leader for one snapshot of what it knows; until it comes, this tab is not `connected`. */
-  #askLeader(): void {
-    this.#awaitingLeader = true
-    this.#tabs?.post({ type: 'hello', from: this.clientId })
-  }
-
-  /** Leader, now synced: answers the tabs that asked while it was not. */
-  #greetIfAsked(): void {
-    if (!this.#greetWhenSynced || !this.#synced) return
-    this.#greetWhenSynced = false
-    this.#greet()
-  }
-
-  /** The leader's answer to a new tab: one snapshot of what it knows, and its status. */
-  #greet(): void {
-    const stores: Record<string, StoreState> = {}
-    for (const [key, replica] of this.#replicas) if (replica.known) stores[key] = replica.confirmed
-    const from = this.clientId
-    this.#tabs?.post({ type: 'snapshot', from, message: { stores }, eventId: this.#lastEventId ?? '' })
-    this.#tabs?.post({ type: 'status', from, status: this.#status.get() })
-  }
 
   /**
    * Identifies this replica's proposals; random and never chosen by the app. It changes only when
    * the server has forgotten the client (`unknown_client`): the queue then goes on under a fresh one.
    */
   get clientId(): string {
-    return this.#identity.clientId
+    return this.#queue.clientId
   }
 
   /** The connection status. */
   get status(): ReadableValue<ConnectionStatus> {
-    return this.#status
+    return this.#sync.status
   }
 
   /** Number of ops not yet accepted, over every store. */
@@ -461,18 +229,17 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
 
   /** The id of the last event applied: where a reconnect resumes. */
   get lastEventId(): string | undefined {
-    return this.#lastEventId
+    return this.#cursor.lastEventId
   }
 
   /** Closes the stream; ops still pending reject with a `closed` error, and `status` becomes `closed`. */
   close(): void {
-    if (this.#closed) return
-    this.#closed = true
+    if (!this.#sync.close()) return
     this.#connection?.close()
     this.#hold.clear()
-    if (this.#retryTimer !== undefined) this.#timers.clearTimeout(this.#retryTimer)
-    this.#queue.length = 0
-    for (const replica of this.#replicas.values()) {
+    this.#proposer.close()
+    this.#queue.clear()
+    for (const [, replica] of this.#replicas.entries()) {
       const message = this.#options.outbox
         ? 'The replica was closed; the op stays in the outbox for the next session'
         : 'The replica was closed'
@@ -482,70 +249,30 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
     this.#pendingCount.set(0)
     this.#tabs?.close()
     this.#outbox?.close()
-    this.#publishStatus()
+    this.#sync.publish()
   }
 
   protected writeStore(cell: StoreCell<unknown>, next: Updater<unknown>): Promise<number> {
-    if (this.#closed) return Promise.reject(new ZunoError('closed', 'The replica was closed'))
+    if (this.#sync.closed) return Promise.reject(new ZunoError('closed', 'The replica was closed'))
     const limit = this.#options.maxPendingOps ?? 1000
     if (this.#pendingCount.get() >= limit) {
       return Promise.reject(new ZunoError('queue_full', `${limit} ops are already waiting; try again later`))
     }
-    const replica = this.#replica(cell.key)
+    const replica = this.#replicas.get(cell.key)
     return new Promise<number>((resolve, reject) => {
-      const op: PendingOp = {
-        replica,
-        clientId: this.#identity.clientId,
-        opId: ++this.#identity.opId,
-        queuedAt: Date.now(),
-        update: next,
-        resolve,
-        reject,
-        computed: false,
-        basedOn: undefined,
-        result: undefined,
-        sent: undefined,
-        conflicts: 0,
-        failures: 0,
-        failure: undefined,
-        lastSent: undefined,
-        doubtedIn: undefined,
-      }
-      replica.pending.push(op)
-      this.#queue.push(op)
+      const op = this.#queue.enqueue(replica, next, (this.#options.now ?? Date.now)(), resolve, reject)
       this.#countPending(1)
       this.#show(replica)
       this.#save(op)
       // The stream is down and may be waiting out a long pause: try now, since someone waits for this op.
-      if ((this.#streamStatus === 'offline' || this.#streamStatus === 'error') && this.#hold.refusal === undefined) this.#connection?.retry()
+      if (this.#sync.streamDown) this.#connection?.retry()
       this.#pump()
     })
   }
 
-  #replica(key: string): ReplicaStore {
-    let replica = this.#replicas.get(key)
-    if (replica === undefined) {
-      const cell = this.cell(key)
-      const policies = this.#options.conflictPolicy
-      const policy = isPolicy(policies) ? policies : policies?.[key]
-      replica = {
-        cell,
-        policy: policy ?? 'rebase',
-        confirmed: { version: cell.version, state: cell.get() },
-        pending: [],
-        initial: cell.get(),
-        known: false,
-        foreign: new Map(),
-        announced: undefined,
-      }
-      this.#replicas.set(key, replica)
-    }
-    return replica
-  }
-
   /** A late declaration of a store's initial state: shown if the server has said nothing of the store yet. */
   protected override initialDeclared(cell: StoreCell<unknown>, initial: unknown): void {
-    const replica = this.#replicas.get(cell.key)
+    const replica = this.#replicas.find(cell.key)
     if (replica === undefined) return super.initialDeclared(cell, initial)
     replica.initial = initial
     if (replica.known || replica.confirmed.version !== 0 || replica.confirmed.state !== undefined) return
@@ -553,76 +280,17 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
     this.#show(replica)
   }
 
-  /** Publishes the pending ops replayed over the confirmed state; an op is recomputed only when its input changed. */
+  /** Publishes the pending ops replayed over the confirmed state (and other tabs' results), and tells the other tabs. */
   #show(replica: ReplicaStore): void {
-    let state = replica.confirmed.state
-    for (const op of replica.pending) {
-      if (op.failure === undefined && (!op.computed || op.basedOn !== state)) {
-        const { policy } = replica
-        try {
-          op.result =
-            op.computed && typeof policy === 'object'
-              ? policy.merge({ base: op.basedOn, mine: op.result, theirs: state })
-              : applyUpdater(op.update, state)
-        } catch (error) {
-          // A throwing updater changes nothing; the op rejects when its turn comes (see #pump).
-          op.failure = new ZunoError('update_failed', `The update of ${replica.cell.key} threw`, { cause: error })
-          op.result = state
-        }
-        op.basedOn = state
-        op.computed = true
-      }
-      state = op.result
-    }
-    this.#announce(replica, state)
-    replica.cell.publish(this.#withOtherTabs(replica, state), replica.confirmed.version)
-  }
-
-  #confirmFromServer(replica: ReplicaStore, confirmed: StoreState): void {
-    replica.confirmed = confirmed
-    replica.known = true
-  }
-
-  /**
-   * What to show: this tab's ops replayed over the latest pending result of another tab, if one
-   * is still based on the current version; otherwise `own`, computed on the confirmed state.
-   * (Proposals always use `own`: another tab's ops are that tab's to propose.)
-   */
-  #withOtherTabs(replica: ReplicaStore, own: unknown): unknown {
-    if (replica.foreign.size === 0) return own
-    let latest: { state: unknown; arrival: number } | undefined
-    for (const [tab, theirs] of replica.foreign) {
-      if (theirs.baseVersion < replica.confirmed.version) replica.foreign.delete(tab)
-      else if (latest === undefined || theirs.arrival > latest.arrival) latest = theirs
-    }
-    if (latest === undefined) return own
-    let state = latest.state
-    for (const op of replica.pending) {
-      try {
-        state = applyUpdater(op.update, state)
-      } catch {
-        // Shown as if the op were not there; its own rejection comes from the confirmed chain.
-      }
-    }
-    return state
-  }
-
-  /** Tells the other tabs what this tab's pending ops make of the store, when that changed. */
-  #announce(replica: ReplicaStore, own: unknown): void {
-    if (this.#tabs === undefined) return
-    const pending = replica.pending.length > 0
-    const baseVersion = replica.confirmed.version
-    const last = replica.announced
-    const unchanged = pending ? last !== undefined && last.state === own && last.baseVersion === baseVersion : last === undefined
-    if (unchanged) return
-    replica.announced = pending ? { baseVersion, state: own } : undefined
-    this.#tabs.post({ type: 'pending', from: this.clientId, storeKey: replica.cell.key, baseVersion, pending, state: pending ? own : null })
+    const state = replay(replica)
+    this.#tabs?.announce(replica, state)
+    replica.cell.publish(withOtherTabs(replica, state), replica.confirmed.version)
   }
 
   /** Starts over from a snapshot: the leader reopens its stream; a follower asks the leader. */
   #resync(): void {
     if (this.#connection !== undefined) this.#connection.resync()
-    else this.#tabs?.post({ type: 'hello', from: this.clientId })
+    else this.#tabs?.resync()
   }
 
   /**
@@ -630,13 +298,13 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
    * server takes a client's ops in the order they were issued, one at a time.
    */
   #pump(): void {
-    const op = this.#queue[0]
-    if (op === undefined || this.#busy || this.#closed || !this.#synced || this.#restoring || this.#hold.refusal !== undefined) return
+    const op = this.#queue.head
+    if (op === undefined || this.#proposer.busy || !this.#sync.mayPropose) return
     const { replica } = op
     if (op.failure !== undefined) return this.#refuse(op, op.failure)
-    this.#busy = true
+    this.#proposer.start()
     const key = replica.cell.key
-    const epoch = this.#epoch ?? ''
+    const epoch = this.#cursor.epoch ?? ''
     // An op in doubt goes again as it went, in the current epoch: if the storage kept it (the same
     // history, or one that survived a new epoch), it is recognised. Otherwise the base goes with the
     // state it was computed on, read now, not after the schema check.
@@ -650,101 +318,71 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
         // Written down before it goes: a reload from here on restores the op as possibly applied.
         op.lastSent = body
         this.#save(op)
-        this.#propose(key, body, op).then(
+        this.#proposer.send(key, body, op).then(
           (answer) => {
-            this.#busy = false
+            this.#proposer.done()
             this.#settle(op, answer, body)
           },
           (error: unknown) => {
-            this.#busy = false
+            this.#proposer.done()
             this.#deliveryFailed(op, error, body)
           },
         )
       },
       (invalid: unknown) => {
-        this.#busy = false
+        this.#proposer.done()
         const error = isZunoError(invalid) ? invalid : new ZunoError('invalid_state', `The schema of ${key} threw`, { cause: invalid })
         this.#refuse(op, error)
       },
     )
   }
 
-  async #propose(storeKey: string, body: WireBody, op: PendingOp): Promise<ProposalAnswer> {
-    const { clientId, opId } = op
-    const token = this.#options.token?.()
-    const headers = token === undefined ? JSON_REQUEST : { ...JSON_REQUEST, authorization: `Bearer ${token}` }
-    const response = await this.#fetch(`${this.#url}${PATHS.sync}`, {
-      method: 'POST',
-      headers,
-      body: JSON.stringify({ storeKey, baseVersion: body.baseVersion, epoch: body.epoch, state: body.state, clientId, opId }),
-    })
-    return readProposalAnswer(response)
-  }
-
-  #settle(op: PendingOp, { status, body }: ProposalAnswer, sent: WireBody): void {
-    if (this.#queue[0] !== op) {
+  #settle(op: PendingOp, answer: ProposalAnswer, sent: WireBody): void {
+    if (this.#queue.head !== op) {
       // Settled already, by our own echo on the stream.
       this.#pump()
       return
     }
     const { replica } = op
-    if (status === 200 && body.ok) {
-      this.#confirm(op, { version: body.version, state: body.state }, body.opVersion)
-      return
-    }
-    const code = (body as Partial<ErrorBody>).error
-    if (status === 409 && code === 'conflict' && 'version' in body) {
-      // Definitive: the op was not applied (nor any earlier attempt: its answer would have been kept),
-      // and its id stays free for the rebased attempt.
-      this.#notApplied(op)
-      const theirs = { version: body.version, state: body.state }
-      if (theirs.version > replica.confirmed.version) this.#confirmFromServer(replica, theirs)
-      op.conflicts += 1
-      this.#options.onConflict?.({ storeKey: replica.cell.key, opId: op.opId, conflicts: op.conflicts, theirs })
-      if (op.failure !== undefined) {
-        this.#refuse(op, op.failure)
-      } else if (replica.policy === 'rollback' || op.conflicts >= (this.#options.maxAttempts ?? 10)) {
-        const reason = replica.policy === 'rollback' ? 'the store rolls back on conflict' : `${op.conflicts} conflicts`
-        this.#refuse(op, new ZunoError('conflict', `${replica.cell.key}: op ${op.opId} refused (${reason})`))
-      } else {
-        this.#show(replica)
-        this.#retry(op.conflicts - 1, CONFLICT_BACKOFF_BASE_MS)
+    const outcome = classify(op, answer)
+    switch (outcome.type) {
+      case 'accepted':
+        return this.#confirm(op, outcome.confirmed, outcome.opVersion)
+      case 'conflict': {
+        this.#notApplied(op)
+        const { theirs } = outcome
+        if (theirs.version > replica.confirmed.version) confirmFromServer(replica, theirs)
+        op.conflicts += 1
+        this.#options.onConflict?.({ storeKey: replica.cell.key, opId: op.opId, conflicts: op.conflicts, theirs })
+        if (op.failure !== undefined) {
+          this.#refuse(op, op.failure)
+        } else if (replica.policy === 'rollback' || op.conflicts >= (this.#options.maxAttempts ?? 10)) {
+          const reason = replica.policy === 'rollback' ? 'the store rolls back on conflict' : `${op.conflicts} conflicts`
+          this.#refuse(op, new ZunoError('conflict', `${replica.cell.key}: op ${op.opId} refused (${reason})`))
+        } else {
+          this.#show(replica)
+          this.#retry(op.conflicts - 1, CONFLICT_BACKOFF_BASE_MS)
+        }
+        return
       }
-      return
+      case 'epoch_changed':
+        // Not processed. Go again once the stream has brought the new epoch (at once, if it has).
+        this.#lastError.set(outcome.error)
+        // This attempt was not applied; an earlier one in doubt still may have been.
+        if (op.doubtedIn === undefined) this.#notApplied(op)
+        op.failures += 1
+        return this.#retry(sent.epoch !== this.#cursor.epoch ? 0 : op.failures, DELIVERY_BACKOFF_BASE_MS)
+      case 'unknown_client':
+        return this.#startAfresh(op)
+      case 'held':
+        if (op.doubtedIn === undefined) this.#notApplied(op)
+        this.#lastError.set(outcome.error)
+        this.#hold.hold(outcome.error)
+        this.#sync.publish()
+        return
+      case 'refused':
+        return this.#refuse(op, outcome.error, { used: outcome.used })
     }
-    if (code === 'epoch_changed') {
-      // Not processed. Go again once the stream has brought the new epoch (at once, if it has).
-      this.#lastError.set(new ZunoError('epoch_changed', (body as Partial<ErrorBody>).message ?? 'The server is in a newer epoch'))
-      // This attempt was not applied; an earlier one in doubt still may have been.
-      if (op.doubtedIn === undefined) this.#notApplied(op)
-      op.failures += 1
-      this.#retry(sent.epoch !== this.#epoch ? 0 : op.failures, DELIVERY_BACKOFF_BASE_MS)
-      return
-    }
-    if (code === 'unknown_client') return this.#startAfresh(op)
-    if (code === 'op_id_reused') {
-      // The server processed this id with other content. If the op was in doubt, that may have been
-      // this op, in a form it no longer sends: its outcome is not known here. Either way the id is used.
-      const error =
-        op.doubtedIn !== undefined
-          ? new ZunoError('outcome_unknown', `${replica.cell.key}: op ${op.opId} may or may not have been applied`)
-          : new ZunoError('op_id_reused', (body as Partial<ErrorBody>).message ?? 'The server processed this id before')
-      return this.#refuse(op, error, { used: true })
-    }
-    if (code === 'unauthenticated') {
-      // Not decided, and asking again with the same credentials gets the same answer: the op (and
-      // so the queue) waits, under the same ids, until the token changes or the app calls retry().
-      const error = new ZunoError('unauthenticated', (body as Partial<ErrorBody>).message ?? 'Sign in first')
-      if (op.doubtedIn === undefined) this.#notApplied(op)
-      this.#lastError.set(error)
-      this.#hold.hold(error)
-      this.#publishStatus()
-      return
-    }
-    const error = body as Partial<ErrorBody>
-    const issues = error.issues === undefined ? {} : { issues: error.issues }
-    const refusal = new ZunoError(error.error ?? 'protocol', error.message ?? `The server answered ${status}`, issues)
-    this.#refuse(op, refusal, { used: RECORDED_REFUSALS.has(refusal.code) })
   }
 
   /**
@@ -754,19 +392,12 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
    * under a fresh identity.
    */
   #startAfresh(head: PendingOp): void {
-    if (head.doubtedIn === this.#epoch) {
+    if (head.doubtedIn === this.#cursor.epoch) {
       this.#refuse(head, new ZunoError('outcome_unknown', `${head.replica.cell.key}: op ${head.opId} was sent, never answered, and the server has since forgotten this client`), { next: false })
     }
-    this.#identity = { clientId: newClientId(), opId: 0 }
-    this.#outbox?.adopt(this.#identity.clientId)
-    for (const op of this.#queue) {
-      this.#forget(op)
-      op.clientId = this.#identity.clientId
-      op.opId = ++this.#identity.opId
-      op.lastSent = undefined
-      op.doubtedIn = undefined
-      this.#save(op)
-    }
+    const clientId = (this.#options.newId ?? newClientId)()
+    this.#outbox?.adopt(clientId)
+    this.#moved(this.#queue.renumberAs(clientId))
     this.#pump()
   }
 
@@ -779,39 +410,23 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
 
   /** The network or the server failed: the op stays first in line, in doubt, and goes again unchanged after a pause. */
   #deliveryFailed(op: PendingOp, error: unknown, sent: WireBody): void {
-    if (this.#closed) return
-    this.#lastError.set(
-      isZunoError(error) ? error : new ZunoError('network', 'Could not reach the server', { cause: error }),
-    )
-    if (this.#queue[0] !== op) return this.#pump()
-    // A 429 or a 401 is decided before anything is done; anything else may have been applied.
-    if (!(isZunoError(error) && (error.code === 'rate_limited' || error.code === 'unauthenticated'))) op.doubtedIn = sent.epoch
+    if (this.#sync.closed) return
+    const failure = classifyFailure(error)
+    this.#lastError.set(failure.error)
+    if (this.#queue.head !== op) return this.#pump()
+    if (failure.mayHaveApplied) op.doubtedIn = sent.epoch
     op.failures += 1
-    const waitAtLeast = isZunoError(error) && error.retryAfter !== undefined ? error.retryAfter * 1000 : 0
-    this.#retry(op.failures, DELIVERY_BACKOFF_BASE_MS, waitAtLeast)
+    this.#retry(op.failures, DELIVERY_BACKOFF_BASE_MS, failure.waitAtLeast)
   }
 
   /** Proposes again after a jittered pause (none for the first retry after a conflict). */
   #retry(attempt: number, baseMs: number, waitAtLeast = 0): void {
-    if (attempt <= 0) return this.#pump()
-    this.#busy = true
-    this.#retryTimer = this.#timers.setTimeout(
-      () => {
-        this.#retryTimer = undefined
-        this.#busy = false
-        this.#pump()
-      },
-      Math.max(waitAtLeast, backoffDelay(attempt, baseMs, BACKOFF_CAP_MS, this.#random)),
-    )
+    this.#proposer.retry(attempt, baseMs, () => this.#pump(), waitAtLeast)
   }
 
   /** Back online: an op waiting out a delivery backoff goes now. */
   #flush(): void {
-    if (this.#retryTimer === undefined) return
-    this.#timers.clearTimeout(this.#retryTimer)
-    this.#retryTimer = undefined
-    this.#busy = false
-    this.#pump()
+    if (this.#proposer.flush()) this.#pump()
   }
 
   /**
@@ -820,8 +435,8 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
    */
   #confirm(op: PendingOp, confirmed: StoreState, opVersion = confirmed.version): void {
     const { replica } = op
-    this.#dequeue(op)
-    if (confirmed.version > replica.confirmed.version) this.#confirmFromServer(replica, confirmed)
+    this.#queue.dequeue(op)
+    if (confirmed.version > replica.confirmed.version) confirmFromServer(replica, confirmed)
     this.#countPending(-1)
     this.#show(replica)
     this.#forget(op)
@@ -836,8 +451,8 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
    */
   #refuse(op: PendingOp, error: ZunoError, { used = false, next = true } = {}): void {
     const { replica } = op
-    this.#dequeue(op)
-    if (!used) this.#freeId(op)
+    this.#queue.dequeue(op)
+    if (!used) this.#moved(this.#queue.freeId(op))
     this.#countPending(-1)
     this.#show(replica)
     this.#forget(op)
@@ -847,43 +462,32 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
     if (next) this.#pump()
   }
 
-  #freeId(dropped: PendingOp): void {
-    for (const op of this.#queue) {
-      if (op.clientId !== dropped.clientId || op.opId < dropped.opId) continue
-      this.#forget(op)
-      op.opId -= 1
+  /** Moves the outbox entries of ops whose ids changed. */
+  #moved(renumbered: Renumbered[]): void {
+    for (const { op, was } of renumbered) {
+      this.#outbox?.forget(was.clientId, was.opId)
       this.#save(op)
     }
-    if (this.#identity.clientId === dropped.clientId) this.#identity.opId -= 1
-  }
-
-  /** Takes the op (the oldest of the replica, and so of its store) out of both queues. */
-  #dequeue(op: PendingOp): void {
-    if (this.#queue[0] === op) this.#queue.shift()
-    else this.#queue.splice(this.#queue.indexOf(op), 1)
-    const pending = op.replica.pending
-    if (pending[0] === op) pending.shift()
-    else pending.splice(pending.indexOf(op), 1)
   }
 
   #applySnapshot(message: SnapshotMessage, eventId: string): void {
-    const epochChanged = this.#noteEventId(eventId)
+    const epochChanged = this.#cursor.note(eventId)
     if (epochChanged) {
       // An op told `epoch_changed` need not wait out its pause.
       this.#flush()
       // A new history: every store this replica holds starts over from it, the ones it lacks from their initial state.
-      for (const [key, replica] of this.#replicas) {
+      for (const [key, replica] of this.#replicas.entries()) {
         if (!Object.hasOwn(message.stores, key)) {
-          this.#confirmFromServer(replica, { version: 0, state: replica.initial })
+          confirmFromServer(replica, { version: 0, state: replica.initial })
           this.#show(replica)
         }
       }
     }
     for (const [key, incoming] of Object.entries(message.stores)) {
-      const replica = this.#replica(key)
+      const replica = this.#replicas.get(key)
       // A snapshot is the truth as of its id; equal versions take the server's state too
       // (a store's initial state is the server's to declare), and a new epoch restarts versions.
-      if (epochChanged || incoming.version >= replica.confirmed.version) this.#confirmFromServer(replica, incoming)
+      if (epochChanged || incoming.version >= replica.confirmed.version) confirmFromServer(replica, incoming)
       this.#show(replica)
     }
     this.#markSynced()
@@ -891,23 +495,21 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
 
   /** The server's states are known again: what waited can be proposed. */
   #markSynced(): void {
-    if (this.#synced) return
-    this.#synced = true
-    this.#pump()
+    if (this.#sync.markSynced()) this.#pump()
   }
 
   #applyEvent(event: StateEvent, eventId: string): void {
-    if (!this.#sameEpoch(eventId)) {
+    if (!this.#cursor.sameEpoch(eventId)) {
       // A history this replica has no snapshot of: applying it would strand the stores it does not
       // mention at versions of the old one. Start over from a snapshot, which resets them all.
       this.#resync()
       return
     }
-    const replica = this.#replica(event.storeKey)
-    const head = this.#queue[0]
+    const replica = this.#replicas.get(event.storeKey)
+    const head = this.#queue.head
     if (head !== undefined && head.replica === replica && event.opId === head.opId && event.writer === writerTag(head.clientId)) {
       // Our own op, seen on the stream before (or instead of) its HTTP answer.
-      this.#noteEventId(eventId)
+      this.#cursor.note(eventId)
       this.#confirm(head, { version: event.version, state: event.state })
       return
     }
@@ -916,65 +518,24 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
       this.#resync()
       return
     }
-    this.#noteEventId(eventId)
+    this.#cursor.note(eventId)
     // Within an epoch versions never go back: an older one comes from an instance that lags. Keep the newer.
     if (event.version <= replica.confirmed.version) return
-    this.#confirmFromServer(replica, { version: event.version, state: event.state })
+    confirmFromServer(replica, { version: event.version, state: event.state })
     this.#show(replica)
   }
 
-  #sameEpoch(eventId: string): boolean {
-    return this.#epoch === undefined || parseEventId(eventId)?.epoch === this.#epoch
-  }
-
-  /** Records the id of an applied event; true when it belongs to a new epoch (a restarted server). */
-  #noteEventId(id: string): boolean {
-    if (!id) return false
-    this.#lastEventId = id
-    const epoch = parseEventId(id)?.epoch
-    const changed = this.#epoch !== undefined && epoch !== this.#epoch
-    this.#epoch = epoch
-    return changed
-  }
-
-  /**
-   * Puts ops queued before a reload first in line, as plain values under their original ids. One
-   * whose entry says it was sent may have been applied: it counts as in doubt.
-   */
+  /** Ops queued before a reload go first (see {@link PendingQueue.restore}); nothing was proposed while they were read. */
   #restore(entries: OutboxEntry[]): void {
-    const restored = entries.map((entry): PendingOp => ({
-      replica: this.#replica(entry.storeKey),
-      clientId: entry.clientId,
-      opId: entry.opId,
-      queuedAt: entry.queuedAt,
-      update: entry.state,
-      // Nobody awaits these any more; a refusal still reaches onError and lastError.
-      resolve: () => {},
-      reject: () => {},
-      computed: false,
-      basedOn: undefined,
-      result: undefined,
-      sent: entry.state,
-      conflicts: 0,
-      failures: 0,
-      failure: undefined,
-      lastSent: entry.sentOn === undefined ? undefined : { ...entry.sentOn, state: entry.state },
-      doubtedIn: entry.sentOn?.epoch,
-    }))
-    this.#restoring = false
-    this.#queue.unshift(...restored)
-    for (const op of [...restored].reverse()) op.replica.pending.unshift(op)
+    this.#sync.restored()
+    const restored = this.#queue.restore(entries, (key) => this.#replicas.get(key))
     this.#countPending(restored.length)
     for (const replica of new Set(restored.map((op) => op.replica))) this.#show(replica)
     this.#pump()
   }
 
   #save(op: PendingOp): void {
-    if (this.#outbox === undefined || op.failure !== undefined) return
-    const { clientId, opId, queuedAt } = op
-    const entry: OutboxEntry = { clientId, opId, queuedAt, storeKey: op.replica.cell.key, state: op.lastSent?.state ?? op.result }
-    if (op.lastSent !== undefined) entry.sentOn = { baseVersion: op.lastSent.baseVersion, epoch: op.lastSent.epoch }
-    this.#outbox.save(entry)
+    this.#outbox?.saveOp(op)
   }
 
   #forget(op: PendingOp): void {
@@ -982,29 +543,13 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
   }
 
   #setStatus(status: ConnectionStatus): void {
-    this.#streamStatus = status
-    this.#publishStatus()
-    // A lost stream may come back to a restarted server, whose versions start over: propose
-    // nothing on a version we knew before until the new stream has said where things stand
-    // (a snapshot, or the end of a replay).
-    if (status !== 'connected') this.#synced = false
-    else this.#flush()
-  }
-
-  /** What `status` shows: `closed` after close(); while held, why; otherwise the stream's status. */
-  #publishStatus(): void {
-    const refusal = this.#hold.refusal?.code
-    const held = refusal === undefined ? undefined : refusal === 'unauthenticated' ? 'unauthorized' : 'forbidden'
-    this.#status.set(this.#closed ? 'closed' : (held ?? this.#streamStatus))
+    this.#sync.streamStatus(status)
+    if (status === 'connected') this.#flush()
   }
 
   #countPending(delta: number): void {
     this.#pendingCount.set(this.#pendingCount.get() + delta)
   }
-}
-
-function isPolicy(value: ReplicaOptions['conflictPolicy']): value is ConflictPolicy {
-  return value === 'rebase' || value === 'rollback' || typeof (value as { merge?: unknown })?.merge === 'function'
 }
 
 /** Connects a replica universe to a Zuno server; with `schemas`, `store(key)` is typed from them. */

@@ -1,0 +1,152 @@
+/**
+ * Delivery of proposals, one on the wire at a time: builds the request, sends it, says what the
+ * answer means, and times the pause before the next attempt.
+ */
+import { isZunoError, ZunoError } from '../errors'
+import { type ErrorBody, PATHS, PROTOCOL_HEADER, PROTOCOL_VERSION, RECORDED_REFUSALS, type StoreState } from '../protocol'
+import { type ProposalAnswer, readProposalAnswer } from './answers'
+import { backoffDelay } from './backoff'
+import type { Timers } from './connection'
+import type { PendingOp, WireBody } from './pendingQueue'
+
+const JSON_REQUEST = { 'content-type': 'application/json', [PROTOCOL_HEADER]: String(PROTOCOL_VERSION) }
+export const CONFLICT_BACKOFF_BASE_MS = 10
+export const DELIVERY_BACKOFF_BASE_MS = 100
+const BACKOFF_CAP_MS = 5_000
+
+/** What an answer means for its op, for the replica to act on. */
+export type Outcome =
+  /** `confirmed` is what the server made of it; `opVersion` the version the op made. */
+  | { type: 'accepted'; confirmed: StoreState; opVersion: number }
+  /** Definitive: the op was not applied, and its id stays free for the rebased attempt. */
+  | { type: 'conflict'; theirs: StoreState }
+  /** Not processed: the server is in a newer epoch. */
+  | { type: 'epoch_changed'; error: ZunoError }
+  /** The server keeps no record of this client. */
+  | { type: 'unknown_client' }
+  /** Not decided; the same credentials get the same answer: hold until they change. */
+  | { type: 'held'; error: ZunoError }
+  /** Refused; `used` when the server recorded the refusal (and so used up the id). */
+  | { type: 'refused'; error: ZunoError; used: boolean }
+
+/** What a failed delivery (network, 5xx, 429, a body not Zuno's) means. */
+export interface DeliveryFailure {
+  error: ZunoError
+  /** A 429 or a 401 is decided before anything is done; anything else may have been applied. */
+  mayHaveApplied: boolean
+  /** The server's `Retry-After`, in ms (0 without one). */
+  waitAtLeast: number
+}
+
+export interface ProposerOptions {
+  url: string
+  fetch: typeof fetch
+  token: (() => string | undefined) | undefined
+  timers: Timers
+  random: () => number
+}
+
+export class Proposer {
+  readonly #options: ProposerOptions
+  /** A proposal is on the wire, or waiting out a backoff. */
+  #busy = false
+  #retryTimer: unknown
+
+  constructor(options: ProposerOptions) {
+    this.#options = options
+  }
+
+  get busy(): boolean {
+    return this.#busy
+  }
+
+  /** Marks a proposal as under way (its schema check included), until {@link done}. */
+  start(): void {
+    this.#busy = true
+  }
+
+  /** The proposal under way was answered, failed, or never went. */
+  done(): void {
+    this.#busy = false
+  }
+
+  /** Sends one proposal and reads the answer (throws what decides nothing). */
+  async send(storeKey: string, body: WireBody, op: PendingOp): Promise<ProposalAnswer> {
+    const { clientId, opId } = op
+    const token = this.#options.token?.()
+    const headers = token === undefined ? JSON_REQUEST : { ...JSON_REQUEST, authorization: `Bearer ${token}` }
+    const response = await this.#options.fetch(`${this.#options.url}${PATHS.sync}`, {
+      method: 'POST',
+      headers,
+      body: JSON.stringify({ storeKey, baseVersion: body.baseVersion, epoch: body.epoch, state: body.state, clientId, opId }),
+    })
+    return readProposalAnswer(response)
+  }
+
+  /** Proposes again (`next`) after a jittered pause (none for the first retry after a conflict). */
+  retry(attempt: number, baseMs: number, next: () => void, waitAtLeast = 0): void {
+    if (attempt <= 0) return next()
+    this.#busy = true
+    this.#retryTimer = this.#options.timers.setTimeout(
+      () => {
+        this.#retryTimer = undefined
+        this.#busy = false
+        next()
+      },
+      Math.max(waitAtLeast, backoffDelay(attempt, baseMs, BACKOFF_CAP_MS, this.#options.random)),
+    )
+  }
+
+  /** Cuts a pause short; true when one was waited out. */
+  flush(): boolean {
+    if (this.#retryTimer === undefined) return false
+    this.#options.timers.clearTimeout(this.#retryTimer)
+    this.#retryTimer = undefined
+    this.#busy = false
+    return true
+  }
+
+  close(): void {
+    if (this.#retryTimer !== undefined) this.#options.timers.clearTimeout(this.#retryTimer)
+  }
+}
+
+/** What the server's (or a proxy's) answer means for `op`. */
+export function classify(op: PendingOp, { status, body }: ProposalAnswer): Outcome {
+  if (status === 200 && body.ok) {
+    return { type: 'accepted', confirmed: { version: body.version, state: body.state }, opVersion: body.opVersion ?? body.version }
+  }
+  const code = (body as Partial<ErrorBody>).error
+  const message = (body as Partial<ErrorBody>).message
+  if (status === 409 && code === 'conflict' && 'version' in body) {
+    // Definitive: the op was not applied (nor any earlier attempt: its answer would have been kept),
+    // and its id stays free for the rebased attempt.
+    return { type: 'conflict', theirs: { version: body.version, state: body.state } }
+  }
+  if (code === 'epoch_changed') return { type: 'epoch_changed', error: new ZunoError('epoch_changed', message ?? 'The server is in a newer epoch') }
+  if (code === 'unknown_client') return { type: 'unknown_client' }
+  if (code === 'op_id_reused') {
+    // The server processed this id with other content. If the op was in doubt, that may have been
+    // this op, in a form it no longer sends: its outcome is not known here. Either way the id is used.
+    const error =
+      op.doubtedIn !== undefined
+        ? new ZunoError('outcome_unknown', `${op.replica.cell.key}: op ${op.opId} may or may not have been applied`)
+        : new ZunoError('op_id_reused', message ?? 'The server processed this id before')
+    return { type: 'refused', error, used: true }
+  }
+  // Not decided, and asking again with the same credentials gets the same answer: the op (and
+  // so the queue) waits, under the same ids, until the token changes or the app calls retry().
+  if (code === 'unauthenticated') return { type: 'held', error: new ZunoError('unauthenticated', message ?? 'Sign in first') }
+  const error = body as Partial<ErrorBody>
+  const issues = error.issues === undefined ? {} : { issues: error.issues }
+  const refusal = new ZunoError(error.error ?? 'protocol', error.message ?? `The server answered ${status}`, issues)
+  return { type: 'refused', error: refusal, used: RECORDED_REFUSALS.has(refusal.code) }
+}
+
+/** What a delivery that threw means: the op stays first in line and goes again unchanged after a pause. */
+export function classifyFailure(error: unknown): DeliveryFailure {
+  const zunoError = isZunoError(error) ? error : new ZunoError('network', 'Could not reach the server', { cause: error })
+  const decided = isZunoError(error) && (error.code === 'rate_limited' || error.code === 'unauthenticated')
+  const waitAtLeast = isZunoError(error) && error.retryAfter !== undefined ? error.retryAfter * 1000 : 0
+  return { error: zunoError, mayHaveApplied: !decided, waitAtLeast }
+}

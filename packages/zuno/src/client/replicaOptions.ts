@@ -1,0 +1,101 @@
+/** What a replica is given (`connect(options)`) and the small public types its API speaks. */
+import type { ZunoError } from '../errors'
+import type { StateResponse, StoreState } from '../protocol'
+import type { Schemas } from '../schema'
+import type { EventSourceConstructor, Timers } from './connection'
+import type { Outbox } from './outbox'
+import type { ConflictPolicy } from './pendingQueue'
+import type { BroadcastChannelConstructor, LockManagerLike } from './tabs'
+
+export type { ConflictPolicy, MergeInput } from './pendingQueue'
+
+/** A value that can be read and watched. */
+export interface ReadableValue<T> {
+  get(): T
+  subscribe(listener: (value: T) => void): () => void
+}
+
+/** Told each time the server answers a proposal with 409. */
+export interface ConflictInfo {
+  storeKey: string
+  opId: number
+  /** How many times this op has now been refused. */
+  conflicts: number
+  /** The server's current state. */
+  theirs: StoreState
+}
+
+/** Options of {@link connect}. */
+export interface ReplicaOptions<S extends Schemas = Schemas> {
+  /** Where the server mounted Zuno, such as `/zuno` or `http://127.0.0.1:3000/zuno`. */
+  url: string
+  /**
+   * The initial state of each store, declared once for the whole app: what a store shows until the
+   * server's state (or an op) says otherwise, and what it starts over from on a new epoch when the
+   * server does not have it. `store(key, initial)` may declare one too; another value for the same
+   * store throws `initial_mismatch`.
+   */
+  initial?: Partial<Record<string, unknown>>
+  /** Follow only these stores. Default: every store the server streams. */
+  stores?: readonly string[]
+  /**
+   * Start from states the server rendered with (`GET /state`, or `dehydrate()` on the server): the
+   * stores show them at once and the stream continues from their `cursor`, with no gap and no overlap.
+   */
+  hydrate?: StateResponse
+  /**
+   * Per-store Standard Schemas: an op whose state does not match is refused here, with the issues
+   * (`invalid_state`), before it is proposed; `store(key)` is typed from them.
+   */
+  schemas?: S
+  /** One policy for every store, or one per store key (others rebase). Default `rebase`. */
+  conflictPolicy?: ConflictPolicy | Record<string, ConflictPolicy>
+  /** How many times an op is proposed before a conflict rejects it. Default 10. */
+  maxAttempts?: number
+  /** Most ops waiting at once, over all stores; past it `set` rejects with `queue_full`. Default 1,000. */
+  maxPendingOps?: number
+  /** Called on every 409. */
+  onConflict?: (info: ConflictInfo) => void
+  /**
+   * Keep queued ops across reloads (opt in; `createIndexedDbOutbox()` in browsers). After a reload
+   * each op is proposed again under its original ids, as the state it last produced.
+   */
+  outbox?: Outbox
+  /** Called when an op is finally refused (its promise rejects with the same error). */
+  onError?: (error: ZunoError, op: { storeKey: string; opId: number }) => void
+  /**
+   * Share one stream between the tabs of a browser that follow the same `stores`: the leader tab
+   * holds it and relays to the others, and every tab shows the others' pending ops. Tabs with
+   * another filter share among themselves, on a stream of their own. Default: on where there is a `window`.
+   */
+  tabs?: boolean
+  /** Keeps two users of one browser apart: tabs share only with tabs of the same principal. */
+  principal?: string
+  /** Default: the global `BroadcastChannel`. */
+  BroadcastChannel?: BroadcastChannelConstructor
+  /**
+   * Web Locks, default `navigator.locks`: they elect the leader tab and keep an open tab's outbox
+   * entries its own. Without them every tab holds its own stream, and the outbox assumes one tab.
+   */
+  locks?: LockManagerLike
+  /**
+   * A short-lived credential for the server's `authenticate`, read at every request: proposals send
+   * it as `Authorization: Bearer …`, streams as `?token=…` (EventSource cannot send headers).
+   * Cookies need nothing: same-origin requests carry them.
+   */
+  token?: () => string | undefined
+  /** Default: the global `fetch`. */
+  fetch?: typeof fetch
+  /** Default: the global `EventSource` (on Node.js 20, pass the `eventsource` package's). */
+  EventSource?: EventSourceConstructor
+  /** Send cookies with cross-origin SSE requests. Default false. */
+  withCredentials?: boolean
+  /** Default: the global timers. */
+  timers?: Timers
+  /** Source of jitter, in [0, 1). Default `Math.random`. */
+  random?: () => number
+  /** The clock, in ms since the epoch: when an op was queued (restored ops replay in this order). Default `Date.now`. */
+  now?: () => number
+  /** Makes this replica's client ids: the first, and a fresh one after `unknown_client`. Default `newClientId`. */
+  newId?: () => string
+}

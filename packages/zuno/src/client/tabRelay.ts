@@ -1,0 +1,164 @@
+/**
+ * A replica's side of the tabs of its browser: the leader relays its stream and greets new tabs, a
+ * follower asks the leader for the state and applies what it relays, and every tab tells the
+ * others what its pending ops make of a store.
+ */
+import type { LockManagerLike } from './tabs'
+import type { SnapshotMessage, StateEvent, StoreState } from '../protocol'
+import type { ConnectionStatus } from './connection'
+import type { ReplicaStore } from './pendingQueue'
+import type { SyncState } from './syncState'
+import { type BroadcastChannelConstructor, TabLink, type TabMessage } from './tabs'
+
+/** What the relay needs of its replica. */
+export interface RelayHost {
+  readonly sync: SyncState
+  clientId(): string
+  /** Whether this tab holds the stream. */
+  leading(): boolean
+  /** This tab was elected: open the stream. */
+  lead(): void
+  applySnapshot(message: SnapshotMessage, eventId: string): void
+  applyEvent(event: StateEvent, eventId: string): void
+  markSynced(): void
+  setStatus(status: ConnectionStatus): void
+  retry(): void
+  replica(storeKey: string): ReplicaStore
+  show(replica: ReplicaStore): void
+  /** The stores whose state came from the server (and so can be handed to a new tab). */
+  knownStates(): Record<string, StoreState>
+  lastEventId(): string | undefined
+}
+
+export class TabRelay {
+  readonly #link: TabLink
+  readonly #host: RelayHost
+  #arrivals = 0
+  /** The leader's id as of when it led: what its relayed stream says it is from. */
+  #from = ''
+
+  constructor(channel: string, BroadcastChannelImpl: BroadcastChannelConstructor, locks: LockManagerLike | undefined, host: RelayHost) {
+    this.#host = host
+    this.#link = new TabLink(host.clientId(), channel, BroadcastChannelImpl, locks, {
+      lead: () => {
+        this.#from = host.clientId()
+        host.lead()
+      },
+      message: (message) => this.#fromTab(message),
+    })
+  }
+
+  get leader(): boolean {
+    return this.#link.leader
+  }
+
+  /** Leader: relays a snapshot of its stream, then answers the tabs that asked while it was not synced. */
+  snapshot(message: SnapshotMessage, eventId: string): void {
+    this.#link.post({ type: 'snapshot', from: this.#from, message, eventId })
+    this.#greetIfAsked()
+  }
+
+  state(event: StateEvent, eventId: string): void {
+    this.#link.post({ type: 'state', from: this.#from, event, eventId })
+  }
+
+  resumed(): void {
+    this.#link.post({ type: 'resumed', from: this.#from })
+    this.#greetIfAsked()
+  }
+
+  status(status: ConnectionStatus): void {
+    this.#link.post({ type: 'status', from: this.#from, status })
+  }
+
+  /** Follower: asks the leader to retry its stream now. */
+  retry(): void {
+    this.#link.post({ type: 'retry', from: this.#host.clientId() })
+  }
+
+  /** Follower: asks the leader for one snapshot of what it knows; until it comes, this tab is not `connected`. */
+  askLeader(): void {
+    this.#host.sync.askLeader()
+    this.#resync()
+  }
+
+  /** Follower: starts over from a snapshot, asked of the leader. */
+  resync(): void {
+    this.#resync()
+  }
+
+  /** Tells the other tabs what this tab's pending ops make of the store, when that changed. */
+  announce(replica: ReplicaStore, own: unknown): void {
+    const pending = replica.pending.length > 0
+    const baseVersion = replica.confirmed.version
+    const last = replica.announced
+    const unchanged = pending ? last !== undefined && last.state === own && last.baseVersion === baseVersion : last === undefined
+    if (unchanged) return
+    replica.announced = pending ? { baseVersion, state: own } : undefined
+    this.#link.post({ type: 'pending', from: this.#host.clientId(), storeKey: replica.cell.key, baseVersion, pending, state: pending ? own : null })
+  }
+
+  close(): void {
+    this.#link.close()
+  }
+
+  #resync(): void {
+    this.#link.post({ type: 'hello', from: this.#host.clientId() })
+  }
+
+  #fromTab(message: TabMessage): void {
+    const host = this.#host
+    if (host.sync.closed) return
+    const leading = host.leading()
+    switch (message.type) {
+      case 'hello':
+        if (!leading) break
+        if (host.sync.greetRequested()) this.#greet()
+        break
+      case 'snapshot': {
+        if (leading) break
+        host.applySnapshot(message.message, message.eventId)
+        const leaderStatus = host.sync.leaderSnapshot()
+        if (leaderStatus !== undefined) host.setStatus(leaderStatus)
+        break
+      }
+      case 'state':
+        if (!leading) host.applyEvent(message.event, message.eventId)
+        break
+      case 'resumed':
+        // The leader's replay is complete, but that says nothing of a tab that has none of its state yet.
+        if (!leading && !host.sync.awaitingLeader) host.markSynced()
+        break
+      case 'status':
+        if (leading) break
+        host.setStatus(host.sync.leaderStatus(message.status))
+        break
+      case 'retry':
+        // Another tab has new credentials; they are shared (cookies, storage), so the stream tries them.
+        if (leading) host.retry()
+        break
+      case 'pending': {
+        const replica = host.replica(message.storeKey)
+        if (message.pending) {
+          replica.foreign.set(message.from, { baseVersion: message.baseVersion, state: message.state, arrival: ++this.#arrivals })
+        } else {
+          replica.foreign.delete(message.from)
+        }
+        host.show(replica)
+        break
+      }
+    }
+  }
+
+  /** Leader, now synced: answers the tabs that asked while it was not. */
+  #greetIfAsked(): void {
+    if (this.#host.sync.takeGreeting()) this.#greet()
+  }
+
+  /** The leader's answer to a new tab: one snapshot of what it knows, and its status. */
+  #greet(): void {
+    const from = this.#host.clientId()
+    this.#link.post({ type: 'snapshot', from, message: { stores: this.#host.knownStates() }, eventId: this.#host.lastEventId() ?? '' })
+    this.#link.post({ type: 'status', from, status: this.#host.sync.status.get() })
+  }
+}
