@@ -132,9 +132,10 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
     if (tabs && BroadcastChannelImpl !== undefined) {
       const locks = this.#locks
       const channel = tabChannelName(this.#url, options.principal, options.stores)
+      const tabId = this.clientId
       this.#tabs = new TabRelay(channel, BroadcastChannelImpl, locks, {
         sync: this.#sync,
-        clientId: () => this.clientId,
+        tabId: () => tabId,
         leading: () => this.#connection !== undefined,
         lead: () => this.#lead(),
         applySnapshot: (message, eventId) => this.#applySnapshot(message, eventId),
@@ -264,8 +265,8 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
       this.#countPending(1)
       this.#show(replica)
       this.#save(op)
-      // The stream is down and may be waiting out a long pause: try now, since someone waits for this op.
-      if (this.#sync.streamDown) this.#connection?.retry()
+      // The stream was lost and may be waiting out a long pause: try now, since someone waits for this op.
+      if (this.#sync.streamLost) this.#connection?.retry()
       this.#pump()
     })
   }

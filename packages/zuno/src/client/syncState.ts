@@ -41,13 +41,22 @@ export class SyncState {
     return this.#synced
   }
 
+  /** The stream's own status, without this tab's hold: what the leader tells other tabs. */
+  get stream(): ConnectionStatus {
+    return this.#stream
+  }
+
   get awaitingLeader(): boolean {
     return this.#awaitingLeader
   }
 
-  /** The stream is down and may be waiting out a long pause (and no refusal holds it). */
-  get streamDown(): boolean {
-    return (this.#stream === 'offline' || this.#stream === 'error') && this.#refusal() === undefined
+  /**
+   * The stream was lost (not refused) and may be waiting out a long pause, which a new op may cut
+   * short. Not after an error answer: a server answering 503 or `too_many_streams` asked for the
+   * pause (with a Retry-After, often), and every `set()` reconnecting at once would defeat it.
+   */
+  get streamLost(): boolean {
+    return this.#stream === 'offline' && this.#refusal() === undefined
   }
 
   /** Whether the head of the queue may be proposed: synced, restored, open, and not held. */

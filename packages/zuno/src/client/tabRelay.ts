@@ -13,7 +13,8 @@ import { type BroadcastChannelConstructor, TabLink, type TabMessage } from './ta
 /** What the relay needs of its replica. */
 export interface RelayHost {
   readonly sync: SyncState
-  clientId(): string
+  /** This tab's name among the tabs, for its life: not its client id, which a fresh identity replaces (then its old announcements would never be withdrawn). */
+  tabId(): string
   /** Whether this tab holds the stream. */
   leading(): boolean
   /** This tab was elected: open the stream. */
@@ -39,9 +40,9 @@ export class TabRelay {
 
   constructor(channel: string, BroadcastChannelImpl: BroadcastChannelConstructor, locks: LockManagerLike | undefined, host: RelayHost) {
     this.#host = host
-    this.#link = new TabLink(host.clientId(), channel, BroadcastChannelImpl, locks, {
+    this.#link = new TabLink(host.tabId(), channel, BroadcastChannelImpl, locks, {
       lead: () => {
-        this.#from = host.clientId()
+        this.#from = host.tabId()
         host.lead()
       },
       message: (message) => this.#fromTab(message),
@@ -73,7 +74,7 @@ export class TabRelay {
 
   /** Follower: asks the leader to retry its stream now. */
   retry(): void {
-    this.#link.post({ type: 'retry', from: this.#host.clientId() })
+    this.#link.post({ type: 'retry', from: this.#host.tabId() })
   }
 
   /** Follower: asks the leader for one snapshot of what it knows; until it comes, this tab is not `connected`. */
@@ -95,7 +96,7 @@ export class TabRelay {
     const unchanged = pending ? last !== undefined && last.state === own && last.baseVersion === baseVersion : last === undefined
     if (unchanged) return
     replica.announced = pending ? { baseVersion, state: own } : undefined
-    this.#link.post({ type: 'pending', from: this.#host.clientId(), storeKey: replica.cell.key, baseVersion, pending, state: pending ? own : null })
+    this.#link.post({ type: 'pending', from: this.#host.tabId(), storeKey: replica.cell.key, baseVersion, pending, state: pending ? own : null })
   }
 
   close(): void {
@@ -103,7 +104,7 @@ export class TabRelay {
   }
 
   #resync(): void {
-    this.#link.post({ type: 'hello', from: this.#host.clientId() })
+    this.#link.post({ type: 'hello', from: this.#host.tabId() })
   }
 
   #fromTab(message: TabMessage): void {
@@ -157,8 +158,8 @@ export class TabRelay {
 
   /** The leader's answer to a new tab: one snapshot of what it knows, and its status. */
   #greet(): void {
-    const from = this.#host.clientId()
+    const from = this.#host.tabId()
     this.#link.post({ type: 'snapshot', from, message: { stores: this.#host.knownStates() }, eventId: this.#host.lastEventId() ?? '' })
-    this.#link.post({ type: 'status', from, status: this.#host.sync.status.get() })
+    this.#link.post({ type: 'status', from, status: this.#host.sync.stream })
   }
 }
