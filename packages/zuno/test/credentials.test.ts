@@ -1,8 +1,8 @@
-import { createServer } from 'node:http'
+import { createServer, type IncomingMessage } from 'node:http'
 import { EventSource } from 'eventsource'
 import { afterEach, describe, expect, it } from 'vitest'
 import { connect, type Timers, type ZunoError } from '../src/index'
-import type { AuthRequest } from '../src/server/index'
+import { type AuthRequest, createNodeHandler, createUniverse } from '../src/server/index'
 import { startZuno } from './support/zunoBehindProxy'
 import { until } from './support/until'
 
@@ -189,5 +189,35 @@ describe('credentials the server refuses', () => {
     replica.close()
     expect(replica.status.get()).toBe('closed')
     await expect(replica.store<number>('counter', 0).set(1)).rejects.toMatchObject({ code: 'closed' })
+  })
+})
+
+describe('close()', () => {
+  it('abandons the proposal on the wire, so no request outlives the replica', async () => {
+    const universe = createUniverse({ stores: { counter: 0 } })
+    const handler = createNodeHandler(universe)
+    let held: IncomingMessage | undefined
+    let abandoned = false
+    // Streams are served; a proposal is held, never answered, as by a server that hangs.
+    const server = createServer((req, res) => {
+      if (req.method !== 'POST') return handler(req, res)
+      held = req
+      res.on('close', () => {
+        abandoned = true
+      })
+    })
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    cleanups.push(() => universe.close())
+    cleanups.push(() => new Promise((resolve) => server.close(resolve)))
+    cleanups.push(() => server.closeAllConnections())
+    cleanups.push(() => handler.close())
+    const { port } = server.address() as { port: number }
+    const replica = connect({ url: `http://127.0.0.1:${port}/zuno`, EventSource })
+    await until(() => replica.status.get() === 'connected')
+    const pending = replica.store<number>('counter', 0).set(1).catch((error: ZunoError) => error.code)
+    await until(() => held !== undefined)
+    replica.close()
+    expect(await pending).toBe('closed')
+    await until(() => abandoned)
   })
 })

@@ -51,6 +51,8 @@ export class Proposer {
   /** A proposal is on the wire, or waiting out a backoff. */
   #busy = false
   #retryTimer: unknown
+  /** Aborts the proposal on the wire, if one is: `close()` must not leave a request holding the process open. */
+  #abort: AbortController | undefined
 
   constructor(options: ProposerOptions) {
     this.#options = options
@@ -75,12 +77,18 @@ export class Proposer {
     const { clientId, opId } = op
     const token = this.#options.token?.()
     const headers = token === undefined ? JSON_REQUEST : { ...JSON_REQUEST, authorization: `Bearer ${token}` }
-    const response = await this.#options.fetch(`${this.#options.url}${PATHS.sync}`, {
-      method: 'POST',
-      headers,
-      body: JSON.stringify({ storeKey, baseVersion: body.baseVersion, epoch: body.epoch, state: body.state, clientId, opId }),
-    })
-    return readProposalAnswer(response)
+    const abort = (this.#abort = new AbortController())
+    try {
+      const response = await this.#options.fetch(`${this.#options.url}${PATHS.sync}`, {
+        method: 'POST',
+        headers,
+        body: JSON.stringify({ storeKey, baseVersion: body.baseVersion, epoch: body.epoch, state: body.state, clientId, opId }),
+        signal: abort.signal,
+      })
+      return await readProposalAnswer(response)
+    } finally {
+      if (this.#abort === abort) this.#abort = undefined
+    }
   }
 
   /** Proposes again (`next`) after a jittered pause (none for the first retry after a conflict). */
@@ -106,8 +114,10 @@ export class Proposer {
     return true
   }
 
+  /** Stops: no more pauses, and the proposal on the wire (if any) is abandoned. */
   close(): void {
     if (this.#retryTimer !== undefined) this.#options.timers.clearTimeout(this.#retryTimer)
+    this.#abort?.abort()
   }
 }
 
