@@ -195,7 +195,7 @@ export class AuthoritativeUniverse<TStores extends Record<string, unknown> = Rec
       return Promise.reject(error)
     }
     try {
-      this.#admit(request.storeKey, stateJson.length, stateJson, byServer)
+      this.#admit(request.storeKey, stateJson, byServer)
     } catch (error) {
       if (!isZunoError(error)) return Promise.reject(error)
       return this.#record(request, op, error)
@@ -212,7 +212,7 @@ export class AuthoritativeUniverse<TStores extends Record<string, unknown> = Rec
   }
 
   /** Whether the store may take this state at all: it may be created, and the state fits. */
-  #admit(storeKey: string, stateLength: number, stateJson: string, byServer: boolean): void {
+  #admit(storeKey: string, stateJson: string, byServer: boolean): void {
     const existing = this.existing(storeKey)
     const exists = existing !== undefined && this.#isVisible(existing)
     if (!byServer && !exists && !this.#allowStore(storeKey)) {
@@ -222,7 +222,7 @@ export class AuthoritativeUniverse<TStores extends Record<string, unknown> = Rec
       throw new ZunoError('store_limit', `No more than ${this.#maxStores} stores`)
     }
     // UTF-16 length ≥ UTF-8 length / 3: only a state that might be too large is measured.
-    if (this.#maxStateBytes !== undefined && stateLength * 3 > this.#maxStateBytes && utf8Length(stateJson) > this.#maxStateBytes) {
+    if (this.#maxStateBytes !== undefined && stateJson.length * 3 > this.#maxStateBytes && utf8Length(stateJson) > this.#maxStateBytes) {
       throw new ZunoError('state_too_large', `A state may take at most ${this.#maxStateBytes} bytes`)
     }
   }
