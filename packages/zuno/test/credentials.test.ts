@@ -154,6 +154,8 @@ describe('credentials the server refuses', () => {
     const server = createServer((req, res) => {
       requests.push(req.url ?? '')
       if (requests.length === 2) return // the refusal read: never answered
+      // The stream tried again: held open, so no later answer replaces the error under test.
+      if (requests.length >= 3) return void res.writeHead(200, { 'content-type': 'text/event-stream' }).flushHeaders()
       res.writeHead(503, { 'content-type': 'application/json' }).end('{"ok":false,"error":"unavailable","message":"busy"}')
     })
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
