@@ -31,6 +31,7 @@ export {
   formatEventId,
   parseEventId,
   PATHS,
+  PROTOCOL_HEADER,
   PROTOCOL_VERSION,
   SSE_EVENTS,
   STORE_KEY_PATTERN,

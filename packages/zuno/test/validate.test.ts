@@ -1,7 +1,21 @@
 import { newClientId } from '../src/id'
 import { describe, expect, it } from 'vitest'
 import { isJsonContentType, parseProposalText } from '../src/server/index'
-import { textExceedsDepth, valueExceedsDepth } from '../src/server/validate'
+import fc from 'fast-check'
+import { scanJsonText, TEXT_HUGE_NUMBER, TEXT_OK, TEXT_TOO_DEEP, textExceedsDepth, valueExceedsDepth } from '../src/server/validate'
+
+/** Whether a parsed JSON value holds a number JSON cannot say back (Infinity from 1e400 and the like). */
+function holdsNonFinite(value: unknown): boolean {
+  if (typeof value === 'number') return !Number.isFinite(value)
+  if (typeof value !== 'object' || value === null) return false
+  return Object.values(value).some(holdsNonFinite)
+}
+
+/** Depth of a parsed JSON value, counting arrays and objects. */
+function depthOf(value: unknown): number {
+  if (typeof value !== 'object' || value === null) return 0
+  return 1 + Math.max(0, ...Object.values(value).map(depthOf))
+}
 
 describe('request validation', () => {
   it('measures depth in text, ignoring brackets inside strings', () => {
@@ -9,6 +23,43 @@ describe('request validation', () => {
     expect(textExceedsDepth('[[[[]]]]', 3)).toBe(true)
     expect(textExceedsDepth('{"a":"[[[[[[[[\\"[[["}', 1)).toBe(false)
     expect(textExceedsDepth('[' .repeat(1_000_000), 64)).toBe(true)
+  })
+
+  it('skips strings with escaped quotes and backslashes', () => {
+    expect(textExceedsDepth('["\\\\"]', 1)).toBe(false) // a string holding two backslashes
+    expect(textExceedsDepth('["\\\\", [1]]', 1)).toBe(true) // the quote after them closes it
+    expect(textExceedsDepth('["\\\"[[", 1]', 1)).toBe(false) // an escaped quote does not
+    expect(scanJsonText('"unterminated [[[[', 1)).toBe(TEXT_OK) // JSON.parse refuses it anyway
+  })
+
+  it('flags every number that parses to Infinity, outside strings only when it matters', () => {
+    for (const text of ['1e400', '[-1E+309]', '{"a":12e999}', `${'9'.repeat(309)}`, `[0.5, ${'1'.repeat(400)}.5]`]) {
+      expect(holdsNonFinite(JSON.parse(text))).toBe(true)
+      expect(scanJsonText(text, 64)).toBe(TEXT_HUGE_NUMBER)
+    }
+    for (const text of ['[true, false, 1e-400, 1e99, 12345]', '{"e123":"1e400"}', 'true']) {
+      expect(scanJsonText(text, 64)).toBe(TEXT_OK)
+    }
+    expect(scanJsonText('[[1e400]]', 1)).toBe(TEXT_TOO_DEEP)
+  })
+
+  it('agrees with JSON.parse on depth and on numbers for any JSON text', () => {
+    // Numbers written out by hand as well, so exponents and long digit runs occur.
+    const number = fc.tuple(fc.integer({ min: -5, max: 5 }), fc.integer({ min: 0, max: 500 }), fc.boolean()).map(([mantissa, exponent, plus]) => `${mantissa}e${plus ? '+' : ''}${exponent}`)
+    const texts = fc.oneof(
+      fc.json({ depthSize: 'medium' }),
+      fc.array(fc.oneof(number, fc.json()), { maxLength: 6 }).map((parts) => `[${parts.join(',')}]`),
+    )
+    fc.assert(
+      fc.property(texts, fc.integer({ min: 1, max: 6 }), (text, maxDepth) => {
+        const value: unknown = JSON.parse(text)
+        const scanned = scanJsonText(text, maxDepth)
+        expect(scanned === TEXT_TOO_DEEP).toBe(depthOf(value) > maxDepth)
+        // Conservative the other way: a flag may walk a finite state, never miss an infinite one.
+        if (scanned === TEXT_OK && holdsNonFinite(value)) throw new Error(`missed a non-finite number in ${text}`)
+      }),
+      { numRuns: 2000 },
+    )
   })
 
   it('measures depth of parsed values without recursion', () => {

@@ -57,7 +57,8 @@ export function advanceRecord(record: ClientRecord | undefined, op: OpIdentity, 
   const kept: KeptAnswer = { opId: op.opId, digest: op.digest, answer }
   if (record === undefined) return { mark: op.opId, answers: [kept], seenAt: now }
   record.answers.push(kept)
-  if (record.answers.length > window) record.answers.splice(0, record.answers.length - window)
+  // shift, not splice: splice would allocate an array of what it removes, once per op.
+  while (record.answers.length > window) record.answers.shift()
   record.mark = op.opId
   record.seenAt = now
   return record
@@ -68,17 +69,28 @@ export function clientKey(op: { principal: string; clientId: string }): string {
   return `${op.principal.length}:${op.principal}:${op.clientId}`
 }
 
+/** A record as the ledger holds it: also when it last moved to the back of the map. */
+interface LedgerRecord extends ClientRecord {
+  movedAt: number
+}
+
 /**
  * The client records of a storage that keeps its truth in this process (memory, file): a map in
- * order of last use, so records past the client lifetime are dropped from its front.
+ * order of when each record last moved to its back, so records past the client lifetime are
+ * dropped from its front. A record moves at most once per sweep interval, not on every op: a
+ * delete and an insert per op cost more than the rest of the bookkeeping together.
  */
 export class ClientLedger {
-  readonly #records = new Map<string, ClientRecord>()
+  readonly #records = new Map<string, LedgerRecord>()
   /** When expired records were last dropped: a sweep per op would cost an iterator each time. */
   #sweptAt = Number.NEGATIVE_INFINITY
-  /** The op last looked up and its key: an accepted op is looked up, then recorded. */
+  /** How often expired records are dropped, and how stale a record's place may be, in ms. */
+  readonly #sweepEvery: number
+  /** The op last decided or recorded, with its key, record and time: an accepted op is decided, then recorded. */
   #lastOp: OpIdentity | undefined
   #lastKey = ''
+  #lastRecord: LedgerRecord | undefined
+  #lastAt = 0
 
   readonly window: number
   readonly lifetimeMs: number
@@ -90,38 +102,57 @@ export class ClientLedger {
     this.now = options.now ?? Date.now
     if (!Number.isSafeInteger(window) || window < 1) throw new RangeError('idempotencyWindow must be a positive integer')
     if (!(lifetimeMs > 0)) throw new RangeError('clientLifetimeMs must be positive')
+    this.#sweepEvery = Math.min(1000, lifetimeMs / 4)
   }
 
   /** See {@link decideOp}. */
   decide(op: OpIdentity): CommitOutcome | undefined {
     const now = this.now()
-    if (now - this.#sweptAt >= Math.min(1000, this.lifetimeMs / 4)) this.#forgetExpired()
-    const record = this.#records.get(this.#keyOf(op))
+    if (now - this.#sweptAt >= this.#sweepEvery) this.#forgetExpired(now)
+    const key = this.#keyOf(op)
+    const record = this.#records.get(key)
+    this.#lastRecord = record
+    this.#lastAt = now
     // Between sweeps, a record past its lifetime still counts as forgotten.
     return decideOp(record !== undefined && record.seenAt < now - this.lifetimeMs ? undefined : record, op)
   }
 
-  /** Records that `op` was processed with `answer`. */
-  record(op: OpIdentity, answer: OpAnswer, at: number = this.now()): void {
+  /** Records that `op` was processed with `answer`, at `at` (default: when it was decided, else now). */
+  record(op: OpIdentity, answer: OpAnswer, at?: number): void {
+    // Decided just before: its lookup and its clock reading still hold.
+    const decided = op === this.#lastOp
+    const when = at ?? (decided ? this.#lastAt : this.now())
     const key = this.#keyOf(op)
-    const existing = this.#records.get(key)
+    const existing = decided ? this.#lastRecord : this.#records.get(key)
     // One past its lifetime but not swept yet is gone already: its answers must not carry over.
-    const live = existing !== undefined && existing.seenAt >= at - this.lifetimeMs ? existing : undefined
-    const next = advanceRecord(live, op, answer, this.window, at)
-    this.#records.delete(key) // re-inserted last: the map stays in order of use
-    this.#records.set(key, next)
+    const live = existing !== undefined && existing.seenAt >= when - this.lifetimeMs ? existing : undefined
+    const next = advanceRecord(live, op, answer, this.window, when) as LedgerRecord
+    if (next !== existing || when - next.movedAt >= this.#sweepEvery) {
+      this.#records.delete(key) // re-inserted last: the map stays in order of moves
+      this.#records.set(key, next)
+      next.movedAt = when
+    }
+    this.#lastRecord = next
+    this.#lastAt = when
   }
 
   /** Every record, by key, oldest use first: what a durable storage writes down. */
   entries(): Array<[string, ClientRecord]> {
-    this.#forgetExpired()
-    return [...this.#records]
+    this.#forgetExpired(this.now())
+    const entries: Array<[string, ClientRecord]> = []
+    for (const [key, { mark, answers, seenAt }] of this.#records) entries.push([key, { mark, answers, seenAt }])
+    return entries.sort((a, b) => a[1].seenAt - b[1].seenAt)
   }
 
   /** Restores records written down by {@link entries}. */
   restore(entries: Iterable<[string, ClientRecord]>): void {
-    for (const [key, record] of entries) this.#records.set(key, record)
-    this.#forgetExpired()
+    const byUse = [...entries].sort((a, b) => a[1].seenAt - b[1].seenAt)
+    for (const [key, { mark, answers, seenAt }] of byUse) {
+      this.#records.delete(key)
+      this.#records.set(key, { mark, answers, seenAt, movedAt: seenAt })
+    }
+    this.#lastOp = undefined
+    this.#forgetExpired(this.now())
   }
 
   #keyOf(op: OpIdentity): string {
@@ -132,34 +163,41 @@ export class ClientLedger {
     return this.#lastKey
   }
 
-  #forgetExpired(): void {
-    this.#sweptAt = this.now()
-    const oldest = this.#sweptAt - this.lifetimeMs
+  #forgetExpired(now: number): void {
+    this.#sweptAt = now
+    const oldest = now - this.lifetimeMs
     for (const [key, record] of this.#records) {
-      if (record.seenAt >= oldest) break
-      this.#records.delete(key)
+      // Every record after this one moved later, so was last seen later: none of them has expired.
+      if (record.movedAt >= oldest) break
+      if (record.seenAt < oldest) this.#records.delete(key)
     }
+    // The cached lookup may be one just dropped.
+    this.#lastOp = undefined
   }
 }
 
 /**
- * A short digest of an op's content, to tell a retry from a reused opId. Not cryptographic: a
- * client can only collide with its own ops, which are scoped to its principal.
+ * A short digest of an op's content (store, base version, state), to tell a retry from a reused
+ * opId. Not cryptographic: a client can only collide with its own ops, which are scoped to its
+ * principal. One 53-bit hash written in decimal, the cheapest way V8 turns a number into text.
  */
 export function opDigest(storeKey: string, baseVersion: number, stateJson: string): string {
-  return `${storeKey}:${baseVersion}:${stateJson.length}:${hash53(stateJson).toString(36)}`
-}
-
-/** A 53-bit string hash (two 32-bit multiply-xor lanes). */
-function hash53(text: string): number {
-  let h1 = 0xdeadbeef
-  let h2 = 0x41c6ce57
-  for (let i = 0; i < text.length; i++) {
-    const code = text.charCodeAt(i)
+  let h1 = 0xdeadbeef ^ baseVersion
+  let h2 = 0x41c6ce57 ^ stateJson.length ^ Math.floor(baseVersion / 4294967296)
+  // The store key, a separator no key contains, then the state.
+  for (let i = 0; i < storeKey.length; i++) {
+    const code = storeKey.charCodeAt(i)
+    h1 = Math.imul(h1 ^ code, 2654435761)
+    h2 = Math.imul(h2 ^ code, 1597334677)
+  }
+  h1 = Math.imul(h1 ^ 0x0a, 2654435761)
+  h2 = Math.imul(h2 ^ 0x0a, 1597334677)
+  for (let i = 0; i < stateJson.length; i++) {
+    const code = stateJson.charCodeAt(i)
     h1 = Math.imul(h1 ^ code, 2654435761)
     h2 = Math.imul(h2 ^ code, 1597334677)
   }
   h1 = Math.imul(h1 ^ (h1 >>> 16), 2246822507) ^ Math.imul(h2 ^ (h2 >>> 13), 3266489909)
   h2 = Math.imul(h2 ^ (h2 >>> 16), 2246822507) ^ Math.imul(h1 ^ (h1 >>> 13), 3266489909)
-  return 4294967296 * (2097151 & h2) + (h1 >>> 0)
+  return String(4294967296 * (2097151 & h2) + (h1 >>> 0))
 }

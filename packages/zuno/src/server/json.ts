@@ -54,11 +54,18 @@ export function deepFreeze<T>(value: T): T {
   if (typeof value !== 'object' || value === null || Object.isFrozen(value)) return value
   const stack: object[] = [value]
   while (stack.length > 0) {
-    const current = stack.pop() as object
+    const current = stack.pop() as Record<string, unknown>
     Object.freeze(current)
-    for (const child of Object.values(current)) {
-      if (typeof child === 'object' && child !== null && !Object.isFrozen(child)) stack.push(child)
+    // By index or for…in rather than Object.values: no array per object (states are plain JSON here).
+    if (Array.isArray(current)) {
+      for (let i = 0; i < current.length; i++) pushUnfrozen(stack, current[i])
+    } else {
+      for (const key in current) pushUnfrozen(stack, current[key])
     }
   }
   return value
+}
+
+function pushUnfrozen(stack: object[], child: unknown): void {
+  if (typeof child === 'object' && child !== null && !Object.isFrozen(child)) stack.push(child)
 }

@@ -7,11 +7,11 @@ import { readNodeBody } from './nodeBody'
 import { streamToNodeResponse } from './nodeStream'
 import { SSE_HEADERS } from './sse'
 import {
-  errorResponse,
   JSON_HEADERS,
   SyncServer,
   type SyncServerOptions,
   splitTarget,
+  targetPath,
   type ZunoRequest,
   type ZunoResponse,
 } from './syncServer'
@@ -47,17 +47,14 @@ export function createNodeHandler(universe: ServedUniverse, options: NodeHandler
   const prefix = (options.prefix ?? DEFAULT_PREFIX).replace(/\/+$/, '')
   const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_LIMITS.maxBodyBytes
   const handler = (req: IncomingMessage, res: ServerResponse, next?: (error?: unknown) => void): void => {
-    const target = splitTarget(req.url ?? '')
-    let path = target.path
+    let path = targetPath(req.url ?? '')
     if (prefix !== '') {
       const inside = path.startsWith(prefix) && (path.length === prefix.length || path[prefix.length] === '/')
       if (!inside && next !== undefined) return next()
       path = inside ? path.slice(prefix.length) : ''
     }
-    server.handle(new NodeRequest(req, path, target.query)).then(
-      (response) => send(req, res, response),
-      (error: unknown) => send(req, res, errorResponse(error)),
-    )
+    // `handle` never rejects: every failure is an answer already.
+    void server.handle(new NodeRequest(req, path)).then((response) => send(req, res, response))
   }
 
   function send(req: IncomingMessage, res: ServerResponse, response: ZunoResponse): void {
@@ -76,7 +73,7 @@ export function createNodeHandler(universe: ServedUniverse, options: NodeHandler
     }
     if (gone || res.headersSent) return
     // A declared length spares the client chunked decoding and the server a write per chunk.
-    const headers = [...JSON_HEADER_LIST, 'content-length', String(utf8Length(response.body))]
+    const headers = JSON_HEADER_LIST.concat('content-length', String(utf8Length(response.body)))
     if (response.headers !== undefined) for (const name in response.headers) headers.push(name, response.headers[name] as string)
     const tooLarge = response.status === 413 && !req.complete
     // Tell clients (and their connection pools) not to send more on this connection.
@@ -101,16 +98,21 @@ class NodeRequest implements ZunoRequest {
   readonly method: string
   readonly parsedBody: unknown
   readonly peer: string | undefined
+  #query: URLSearchParams | undefined
 
   constructor(
     readonly req: IncomingMessage,
     readonly path: string,
-    readonly query: URLSearchParams,
   ) {
     this.method = req.method ?? 'GET'
     // What a body parser mounted before (`express.json()`) made of the body, if anything.
     this.parsedBody = (req as { body?: unknown }).body
     this.peer = req.socket.remoteAddress
+  }
+
+  /** Parsed when first read: a proposal, which has no query, never builds one. */
+  get query(): URLSearchParams {
+    return (this.#query ??= splitTarget(this.req.url ?? '').query)
   }
 
   header(name: string): string | undefined {

@@ -11,7 +11,7 @@ import {
   type SyncRequest,
 } from '../protocol'
 import { type Authenticate, type AuthRequest, type Authorize, type Principal, readCookie } from './auth'
-import type { ServedUniverse } from './authoritativeUniverse'
+import type { Proposer, ServedUniverse } from './authoritativeUniverse'
 import { utf8Length } from './bytes'
 import { Hub, type SseSink, type Subscription } from './hub'
 import { RateLimiter, StreamLimiter } from './limits'
@@ -106,6 +106,11 @@ export function splitTarget(target: string): { path: string; query: URLSearchPar
   }
 }
 
+/** The path of a request target, as {@link splitTarget} gives it, without building the query when the target is a plain path. */
+export function targetPath(target: string): string {
+  return target.indexOf('?') < 0 && PLAIN_PATH.test(target) ? target : splitTarget(target).path
+}
+
 /** The method of each endpoint, by path. */
 const ALLOWED_METHODS: ReadonlyMap<string, string> = new Map([
   [PATHS.sync, 'POST'],
@@ -118,12 +123,17 @@ const PLAIN_PATH = /^(\/[A-Za-z0-9_-]+)+$/
 /** A target with nothing the URL parser would trim, encode or cut off: printable ASCII, no `#`. */
 const PLAIN_TARGET = /^[!"$-~]*$/
 
-/** The JSON headers of every non-stream answer. */
+/**
+ * The JSON headers of every non-stream answer. No `charset`: JSON is UTF-8 by definition. No
+ * `cache-control` either: only `GET /state` answers could be cached, and they carry `no-store` themselves.
+ */
 export const JSON_HEADERS: Readonly<Record<string, string>> = {
-  'content-type': 'application/json; charset=utf-8',
-  'cache-control': 'no-store',
+  'content-type': 'application/json',
   [PROTOCOL_HEADER]: String(PROTOCOL_VERSION),
 }
+
+/** What a `GET /state` answer adds: a snapshot must never be served from a cache. */
+const NOT_STORED: Readonly<Record<string, string>> = { 'cache-control': 'no-store' }
 
 /**
  * The transport-neutral server: routes a {@link ZunoRequest} to the protocol's endpoints and
@@ -143,10 +153,15 @@ export class SyncServer {
   readonly #allowedOrigins: ReadonlySet<string> | undefined
   readonly #rate: RateLimiter
   readonly #streamLimit: StreamLimiter
-  /** Proposals being handled, so shutdown can wait for them. */
-  readonly #inFlight = new Set<Promise<unknown>>()
+  /** Proposals being handled, so shutdown can wait for them: a count, not a set of promises, on the hot path. */
+  #proposing = 0
+  /** Called when the last proposal in flight has been answered, while shutdown waits. */
+  #settled: (() => void) | undefined
+  #drained: Promise<void> | undefined
   #shuttingDown = false
   readonly #trustProxy: boolean
+  #lastPeer = ''
+  #lastPeerKey = ''
   readonly #resumeWaitMs: number
 
   constructor(universe: ServedUniverse, options: SyncServerOptions = {}) {
@@ -186,31 +201,33 @@ export class SyncServer {
     return this.#hub.size
   }
 
-  /** Answers one request. Never rejects: every failure becomes a JSON error response. */
-  async handle(request: ZunoRequest): Promise<ZunoResponse> {
+  /**
+   * Answers one request. Never rejects: every failure becomes a JSON error response. Not an async
+   * function: a proposal without `authenticate` passes through one async layer only, `#sync`.
+   */
+  handle(request: ZunoRequest): Promise<ZunoResponse> {
     try {
       const allowed = ALLOWED_METHODS.get(request.path)
       if (allowed === undefined) throw new ZunoError('not_found', `No Zuno endpoint at ${JSON.stringify(request.path.slice(0, 200))}`)
-      if (request.method !== allowed) return methodNotAllowed(allowed)
+      if (request.method !== allowed) return Promise.resolve(methodNotAllowed(allowed))
       if (this.#shuttingDown) throw shuttingDown()
       checkProtocol(request)
       this.#checkOrigin(request)
       // Without authentication there is nobody to wait for: no extra turn of the event loop.
-      const principal = this.#authenticate === undefined ? undefined : await this.#identify(request)
-      // Shutdown may have begun while `authenticate` ran: it waits only for proposals it knows of.
-      if (this.#shuttingDown) throw shuttingDown()
-      if (request.path === PATHS.sse) return await this.#sse(request, principal)
-      if (request.path === PATHS.state) return await this.#state(request, principal)
-      const handling = this.#sync(request, principal)
-      this.#inFlight.add(handling)
-      try {
-        return await handling
-      } finally {
-        this.#inFlight.delete(handling)
-      }
+      if (this.#authenticate === undefined) return this.#route(request, undefined)
+      return this.#identify(request).then((principal) => this.#route(request, principal)).catch(errorResponse)
     } catch (error) {
-      return errorResponse(error)
+      return Promise.resolve(errorResponse(error))
     }
+  }
+
+  /** Sends a request its endpoint's way, once its principal is known; never rejects. */
+  #route(request: ZunoRequest, principal: Principal | undefined): Promise<ZunoResponse> {
+    // Shutdown may have begun while `authenticate` ran: it waits only for proposals it knows of.
+    if (this.#shuttingDown) return Promise.resolve(errorResponse(shuttingDown()))
+    if (request.path === PATHS.sse) return this.#sse(request, principal).catch(errorResponse)
+    if (request.path === PATHS.state) return this.#state(request, principal).catch(errorResponse)
+    return this.#sync(request, principal)
   }
 
   /** Ends every stream at once (clients reconnect) and stops following the universe. */
@@ -226,7 +243,7 @@ export class SyncServer {
    */
   async shutdown(): Promise<void> {
     this.#shuttingDown = true
-    await Promise.allSettled([...this.#inFlight])
+    if (this.#proposing > 0) await (this.#drained ??= new Promise<void>((resolve) => (this.#settled = resolve)))
     this.#stopFollowing()
     this.#hub.closeAll(this.#retryHint)
   }
@@ -271,35 +288,43 @@ export class SyncServer {
     }
   }
 
+  /** Handles a proposal; never rejects. */
   async #sync(request: ZunoRequest, principal: Principal | undefined): Promise<ZunoResponse> {
-    if (!isJsonContentType(request.header('content-type'))) {
-      throw new ZunoError('unsupported_media_type', 'POST /sync takes Content-Type: application/json')
-    }
-    // One await at most: for the body, when no framework has read it already.
-    const proposal = this.#parsedProposal(request) ?? parseProposalText(await request.readBody(this.#maxBodyBytes), this.#maxDepth)
-    this.#rate.take(principal?.id ?? this.#peerKey(request) ?? `client:${proposal.clientId}`)
-    // Client ids are scoped to their principal: another user's ids reach a client of one's own.
-    const proposer = { principal: principal?.id ?? '' }
-    const result = this.#may(principal, proposal.storeKey, 'write')
-      ? await this.#universe.propose(proposal, proposer)
-      : await this.#universe.refuse(proposal, proposer, new ZunoError('forbidden', `You may not write ${JSON.stringify(proposal.storeKey)}`))
-    // A principal who may write a store but not read it learns its version, never its state.
-    const unreadable = this.#authorize !== undefined && !this.#may(principal, proposal.storeKey, 'read')
-    switch (result.type) {
-      case 'accepted': {
-        const { storeKey, version, state } = result
-        const body: SyncAccepted = result.duplicate ? { ok: true, storeKey, version, state, duplicate: true } : { ok: true, storeKey, version, state }
-        if (result.opVersion !== undefined) body.opVersion = result.opVersion
-        if (unreadable) delete (body as Partial<SyncAccepted>).state
-        return json(200, body)
+    this.#proposing += 1
+    try {
+      if (!isJsonContentType(request.header('content-type'))) {
+        throw new ZunoError('unsupported_media_type', 'POST /sync takes Content-Type: application/json')
       }
-      case 'conflict': {
-        const body: SyncConflict = { ok: false, error: 'conflict', storeKey: result.storeKey, version: result.version, state: result.state }
-        if (unreadable) delete (body as Partial<SyncConflict>).state
-        return json(409, body)
+      // One await at most: for the body, when no framework has read it already.
+      const proposal = this.#parsedProposal(request) ?? parseProposalText(await request.readBody(this.#maxBodyBytes), this.#maxDepth)
+      this.#rate.take(principal?.id ?? this.#peerKey(request) ?? `client:${proposal.clientId}`)
+      // Client ids are scoped to their principal: another user's ids reach a client of one's own.
+      const proposer = principal === undefined ? ANONYMOUS : { principal: principal.id }
+      const result = this.#may(principal, proposal.storeKey, 'write')
+        ? await this.#universe.propose(proposal, proposer)
+        : await this.#universe.refuse(proposal, proposer, new ZunoError('forbidden', `You may not write ${JSON.stringify(proposal.storeKey)}`))
+      // A principal who may write a store but not read it learns its version, never its state.
+      const unreadable = this.#authorize !== undefined && !this.#may(principal, proposal.storeKey, 'read')
+      switch (result.type) {
+        case 'accepted': {
+          const { storeKey, version, state } = result
+          const body: SyncAccepted = result.duplicate ? { ok: true, storeKey, version, state, duplicate: true } : { ok: true, storeKey, version, state }
+          if (result.opVersion !== undefined) body.opVersion = result.opVersion
+          if (unreadable) delete (body as Partial<SyncAccepted>).state
+          return json(200, body)
+        }
+        case 'conflict': {
+          const body: SyncConflict = { ok: false, error: 'conflict', storeKey: result.storeKey, version: result.version, state: result.state }
+          if (unreadable) delete (body as Partial<SyncConflict>).state
+          return json(409, body)
+        }
       }
-      case 'refused':
-        throw result.error
+      throw result.error
+    } catch (error) {
+      return errorResponse(error)
+    } finally {
+      this.#proposing -= 1
+      if (this.#proposing === 0) this.#settled?.()
     }
   }
 
@@ -328,7 +353,7 @@ export class SyncServer {
     const storeKeys = this.#storeFilter(request)
     this.#mustRead(principal, storeKeys)
     await this.#universe.ready
-    return json(200, this.#universe.snapshot(storeKeys, this.#readable(principal)))
+    return { ...json(200, this.#universe.snapshot(storeKeys, this.#readable(principal))), headers: NOT_STORED }
   }
 
   async #sse(request: ZunoRequest, principal: Principal | undefined): Promise<ZunoResponse> {
@@ -406,7 +431,13 @@ export class SyncServer {
    */
   #peerKey(request: ZunoRequest): string | undefined {
     const peer = (this.#trustProxy && firstForwardedHop(request.header('x-forwarded-for'))) || request.peer
-    return peer ? `peer:${peer}` : undefined
+    if (!peer) return undefined
+    // A connection sends many requests, all from one address: its key is made (and hashed) once.
+    if (peer !== this.#lastPeer) {
+      this.#lastPeer = peer
+      this.#lastPeerKey = `peer:${peer}`
+    }
+    return this.#lastPeerKey
   }
 
   #storeFilter(request: ZunoRequest): string[] | undefined {
@@ -422,6 +453,9 @@ export class SyncServer {
   }
 }
 
+
+/** The proposer of every anonymous proposal: one object, not one per request. */
+const ANONYMOUS: Readonly<Proposer> = { principal: '' }
 
 /** A request that names another protocol version than this server's is refused before anything else. */
 function checkProtocol(request: ZunoRequest): void {

@@ -8,28 +8,70 @@ const OPEN_BRACKET = 0x5b
 const CLOSE_BRACKET = 0x5d
 const QUOTE = 0x22
 const BACKSLASH = 0x5c
+const PLUS = 0x2b
+const DIGIT_0 = 0x30
+const DIGIT_9 = 0x39
+const LOWER_E = 0x65
+const UPPER_E = 0x45
+
+/** What {@link scanJsonText} found: nothing, nesting past the bound, or a number that may read as Infinity. */
+export const TEXT_OK = 0
+export const TEXT_TOO_DEEP = 1
+export const TEXT_HUGE_NUMBER = 2
 
 /**
- * True when JSON text nests arrays and objects deeper than `maxDepth`. A linear scan of the
- * text, so a hostile body is refused before `JSON.parse` spends anything on it.
+ * One linear pass over JSON text before it is parsed, so a hostile body is refused before
+ * `JSON.parse` spends anything on it: {@link TEXT_TOO_DEEP} when arrays and objects nest deeper
+ * than `maxDepth`, else {@link TEXT_HUGE_NUMBER} when a number has a long exponent or 309 digits
+ * (`JSON.parse` reads 1e400 as Infinity, which JSON cannot say back), else {@link TEXT_OK}.
  */
-export function textExceedsDepth(text: string, maxDepth: number): boolean {
+export function scanJsonText(text: string, maxDepth: number): number {
   let depth = 0
-  let inString = false
+  let digits = 0
+  let huge = false
   for (let i = 0; i < text.length; i++) {
     const code = text.charCodeAt(i)
-    if (inString) {
-      if (code === BACKSLASH) i++
-      else if (code === QUOTE) inString = false
-    } else if (code === QUOTE) {
-      inString = true
+    if (code >= DIGIT_0 && code <= DIGIT_9) {
+      if (++digits >= 309) huge = true
+      continue
+    }
+    digits = 0
+    if (code === QUOTE) {
+      // Jump over the string: indexOf beats a loop over each character of the long strings of a body.
+      let end = text.indexOf('"', i + 1)
+      while (end > 0 && isEscaped(text, end)) end = text.indexOf('"', end + 1)
+      if (end < 0) break // unterminated: JSON.parse says so
+      i = end
     } else if (code === OPEN_BRACE || code === OPEN_BRACKET) {
-      if (++depth > maxDepth) return true
+      if (++depth > maxDepth) return TEXT_TOO_DEEP
     } else if (code === CLOSE_BRACE || code === CLOSE_BRACKET) {
       depth--
+    } else if (code === LOWER_E || code === UPPER_E) {
+      // Outside strings an `e` is an exponent, or part of `true` or `false`, which no digit follows.
+      let next = i + 1
+      if (text.charCodeAt(next) === PLUS) next++
+      let exponent = 0
+      while (exponent < 3 && isDigit(text.charCodeAt(next + exponent))) exponent++
+      if (exponent === 3) huge = true
     }
   }
-  return false
+  return huge ? TEXT_HUGE_NUMBER : TEXT_OK
+}
+
+/** True when arrays and objects in JSON text nest deeper than `maxDepth` (see {@link scanJsonText}). */
+export function textExceedsDepth(text: string, maxDepth: number): boolean {
+  return scanJsonText(text, maxDepth) === TEXT_TOO_DEEP
+}
+
+function isDigit(code: number): boolean {
+  return code >= DIGIT_0 && code <= DIGIT_9
+}
+
+/** Whether the quote at `at` is escaped: an odd number of backslashes before it. */
+function isEscaped(text: string, at: number): boolean {
+  let backslashes = 0
+  while (text.charCodeAt(at - 1 - backslashes) === BACKSLASH) backslashes++
+  return backslashes % 2 === 1
 }
 
 /** The same check for a value some framework already parsed; iterative, so it cannot overflow. */
@@ -54,9 +96,8 @@ export function isJsonContentType(contentType: string | null | undefined): boole
 
 /** Parses a raw `POST /sync` body; throws a `ZunoError` naming the first problem. */
 export function parseProposalText(text: string, maxDepth: number): SyncRequest {
-  if (textExceedsDepth(text, maxDepth)) {
-    throw new ZunoError('too_deep', `JSON nests deeper than ${maxDepth} levels`)
-  }
+  const scanned = scanJsonText(text, maxDepth)
+  if (scanned === TEXT_TOO_DEEP) throw new ZunoError('too_deep', `JSON nests deeper than ${maxDepth} levels`)
   let body: unknown
   try {
     body = JSON.parse(text)
@@ -64,13 +105,10 @@ export function parseProposalText(text: string, maxDepth: number): SyncRequest {
     throw new ZunoError('bad_json', 'The body is not valid JSON')
   }
   const proposal = validateProposal(body)
-  // JSON.parse reads 1e400 as Infinity, which JSON cannot say back: only a long exponent or a
-  // very long number can make one, so only then is the state walked.
-  if (HUGE_NUMBER.test(text)) toJsonValue(proposal.state, proposal.storeKey, maxDepth + 1)
+  // Only a long exponent or a very long number can make Infinity: only then is the state walked.
+  if (scanned === TEXT_HUGE_NUMBER) toJsonValue(proposal.state, proposal.storeKey, maxDepth + 1)
   return proposal
 }
-
-const HUGE_NUMBER = /[eE]\+?\d{3}|\d{309}/
 
 /** Checks a parsed `POST /sync` body; throws a `ZunoError` naming the first problem. */
 export function validateProposal(body: unknown): SyncRequest {

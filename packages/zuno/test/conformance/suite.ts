@@ -258,6 +258,16 @@ export function runConformanceSuite(target: ConformanceTarget): void {
         await stateAnswer.body?.cancel()
       })
 
+      it('answers in JSON, and never lets a cache keep a snapshot', async () => {
+        const accepted = await fetch(`${server.url}/sync`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(proposal()) })
+        expect(accepted.headers.get('content-type')).toMatch(/^application\/json/)
+        await accepted.body?.cancel()
+        const snapshot = await fetch(`${server.url}/state`)
+        expect(snapshot.headers.get('content-type')).toMatch(/^application\/json/)
+        expect(snapshot.headers.get('cache-control')).toBe('no-store')
+        await snapshot.body?.cancel()
+      })
+
       it('gives exactly one 200 among 20 concurrent proposals on one baseVersion', async () => {
         const answers = await Promise.all(Array.from({ length: 20 }, (_, i) => post(proposal({ baseVersion: 0, state: i }))))
         const statuses = answers.map((answer) => answer.status).sort()

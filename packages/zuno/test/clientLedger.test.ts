@@ -1,0 +1,87 @@
+import { describe, expect, it } from 'vitest'
+import { ClientLedger } from '../src/server/clientLedger'
+import type { OpAnswer, OpIdentity } from '../src/server/storage'
+
+/** A ledger on a clock the test moves, with a 1,000 ms client lifetime (so it sweeps every 250 ms). */
+function ledgerAt(start = 0) {
+  const clock = { now: start }
+  const ledger = new ClientLedger({ clientLifetimeMs: 1000, idempotencyWindow: 2, now: () => clock.now })
+  const ops = new Map<string, number>()
+  /** Processes `client`'s next op now, as a storage does: decide, then record. */
+  const process = (clientId: string): OpIdentity => {
+    const opId = (ops.get(clientId) ?? 0) + 1
+    const op: OpIdentity = { principal: '', clientId, opId, digest: `d${opId}` }
+    expect(ledger.decide(op)).toBeUndefined()
+    ledger.record(op, accepted(opId))
+    ops.set(clientId, opId)
+    return op
+  }
+  return { clock, ledger, process }
+}
+
+function accepted(version: number): OpAnswer {
+  return { type: 'accepted', storeKey: 's', version, seq: version }
+}
+
+const clients = (ledger: ClientLedger) => ledger.entries().map(([key]) => key.split(':').at(-1))
+
+describe('the client ledger', () => {
+  it('forgets a client idle for its lifetime, even behind a busy client whose place in line is stale', () => {
+    const { clock, ledger, process } = ledgerAt()
+    process('busy') // moves to the back at 0
+    clock.now = 100
+    process('idle') // moves to the back at 100, behind busy
+    clock.now = 200
+    process('busy') // seen at 200, but not moved again within the sweep interval: still first in line
+    clock.now = 1150 // idle is past its lifetime; busy, first in line, is not
+    expect(clients(ledger)).toEqual(['busy'])
+  })
+
+  it('answers a retry within the window, and an op past a forgotten client as unknown', () => {
+    const { clock, ledger, process } = ledgerAt()
+    const first = process('a')
+    const second = process('a')
+    expect(ledger.decide(second)).toEqual({ type: 'answered', answer: accepted(2) })
+    expect(ledger.decide({ ...first, digest: 'other' })).toEqual({ type: 'reused' })
+    process('a')
+    // Out of the window of 2: processed, answer gone.
+    expect(ledger.decide(first)).toEqual({ type: 'processed' })
+    clock.now = 1001 // a's last op was at 0: forgotten, whether or not a sweep ran
+    expect(ledger.decide({ principal: '', clientId: 'a', opId: 4, digest: 'd4' })).toEqual({ type: 'unknown_client' })
+    expect(clients(ledger)).toEqual([])
+  })
+
+  it('keeps a client that keeps writing, however long it runs, and only the clients seen within the lifetime', () => {
+    const { clock, ledger, process } = ledgerAt()
+    for (let t = 0; t <= 5000; t += 50) {
+      clock.now = t
+      process('steady')
+      if (t % 1000 === 0) process(`once-${t}`)
+    }
+    // At 5,000: seen within the last 1,000 ms are steady and once-5000 (once-4000 is exactly 1,000 ms old and still kept).
+    expect(clients(ledger).sort()).toEqual(['once-4000', 'once-5000', 'steady'])
+    expect(ledger.decide({ principal: '', clientId: 'steady', opId: 102, digest: 'd102' })).toBeUndefined()
+  })
+
+  it('writes records down and restores them in order of use', () => {
+    const { clock, ledger, process } = ledgerAt()
+    process('x')
+    clock.now = 300
+    process('y')
+    clock.now = 600
+    process('x')
+    const written = ledger.entries()
+    expect(written.map(([key, record]) => [key.split(':').at(-1), record.seenAt])).toEqual([
+      ['y', 300],
+      ['x', 600],
+    ])
+    expect(Object.keys(written[0]?.[1] ?? {}).sort()).toEqual(['answers', 'mark', 'seenAt'])
+    const restored = new ClientLedger({ clientLifetimeMs: 1000, now: () => 1200 })
+    restored.restore(written)
+    // At 1,200 a use after 200 is within the lifetime: both stay. At 1,450 y (300) has expired.
+    expect(restored.entries().map(([key]) => key.split(':').at(-1))).toEqual(['y', 'x'])
+    const later = new ClientLedger({ clientLifetimeMs: 1000, now: () => 1450 })
+    later.restore(written)
+    expect(later.entries().map(([key]) => key.split(':').at(-1))).toEqual(['x'])
+  })
+})
