@@ -1,6 +1,6 @@
 /** Starts a benchmark's child processes, pinned to a core, and exchanges messages with them. */
 import { type ChildProcess, spawn } from 'node:child_process'
-import { existsSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
 import { dirname, join } from 'node:path'
 import { createInterface } from 'node:readline'
@@ -10,6 +10,9 @@ import { compiled } from './compile'
 
 const benchRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
 const bunBinary = join(benchRoot, 'node_modules', '.bin', 'bun')
+
+/** `/proc` counts CPU time in ticks of 1/100 s on Linux (USER_HZ). */
+const CLOCK_TICKS = 100
 
 /** The core servers run on; load generators run on the other one. */
 export const SERVER_CORE = 0
@@ -96,6 +99,23 @@ export class Child {
   async ask<T extends { type: string } = Message>(message: Message, answer: string, timeoutMs?: number): Promise<T> {
     this.send(message)
     return this.next<T>(answer, timeoutMs)
+  }
+
+  /**
+   * CPU time the child has used so far, in seconds (user + system, from `/proc`); `undefined` where
+   * there is no `/proc`. Under `taskset` the child is the exec'd command itself, so this is the server's.
+   */
+  cpuSeconds(): number | undefined {
+    const pid = this.#process.pid
+    if (pid === undefined) return undefined
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+      // Fields after the command name (which may hold spaces), counted from field 3: utime is 14, stime 15.
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+      return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS
+    } catch {
+      return undefined
+    }
   }
 
   /** Stops the child (SIGTERM, then SIGKILL after 3 s) and waits for it to exit. */

@@ -4,7 +4,7 @@
  * is accepted by a correct server. The same load drives Zuno and the baselines.
  */
 import autocannon from 'autocannon'
-import { newClientId } from 'zuno'
+import { newClientId, PROTOCOL_HEADER, PROTOCOL_VERSION } from 'zuno'
 import { onCommand, report } from '../harness/channel'
 import { epochAt } from './epoch'
 
@@ -34,12 +34,14 @@ onCommand(async (command) => {
   const result = await autocannon({
     url: `http://127.0.0.1:${command.port as number}`,
     connections,
+    ...(command.rate === undefined ? {} : { overallRate: command.rate as number }),
     duration: (command.durationMs as number) / 1000,
     requests: [
       {
         method: 'POST',
         path: '/zuno/sync',
-        headers: { 'content-type': 'application/json' },
+        // What Zuno's client sends; the baselines ignore the protocol header.
+        headers: { 'content-type': 'application/json', [PROTOCOL_HEADER]: String(PROTOCOL_VERSION) },
         setupRequest: (req, context: { slot?: Slot }) => {
           const slot = free.pop()
           if (slot === undefined) throw new Error('no free store: a request never got its answer')

@@ -24,3 +24,4 @@ const server = createServer((req, res) => {
   })
 })
 server.listen(0, '127.0.0.1', () => report({ type: 'ready', port: (server.address() as { port: number }).port }))
+process.on('SIGTERM', () => server.close(() => process.exit(0)))
