@@ -7,14 +7,20 @@ import { median, round } from '../harness/stats'
 const CONNECTIONS = 50
 const STORES_PER_CONNECTION = 20
 
+/**
+ * Servers compared with each other: each group is driven at one offered load, so CPU per proposal
+ * is measured in the same regime for a Zuno server and its baseline.
+ */
+const GROUPS = ['node', 'express', 'bun'] as const
+
 const targets = [
-  { id: 'node', name: 'node:http JSON route (ceiling)', short: 'node:http', zuno: false, script: 'servers/nodePlain.ts', runtime: 'node' },
-  { id: 'expressPlain', name: 'plain Express JSON route', short: 'Express', zuno: false, script: 'servers/expressPlain.ts', runtime: 'node' },
-  { id: 'nodeZuno', name: 'Zuno node:http handler', short: 'Zuno+node', zuno: true, script: 'servers/nodeZuno.ts', runtime: 'node' },
-  { id: 'expressZuno', name: 'Zuno on Express', short: 'Zuno+Express', zuno: true, script: 'servers/expressZuno.ts', runtime: 'node' },
-  { id: 'bunPlain', name: 'plain Bun.serve JSON route', short: 'Bun.serve', zuno: false, script: 'servers/bunPlain.ts', runtime: 'bun' },
-  { id: 'elysiaZuno', name: 'Zuno on Elysia (Bun)', short: 'Zuno+Elysia', zuno: true, script: 'servers/elysiaZuno.ts', runtime: 'bun' },
-  { id: 'bunZuno', name: 'Zuno fetch handler on Bun.serve', short: 'Zuno+Bun', zuno: true, script: 'servers/bunZuno.ts', runtime: 'bun' },
+  { id: 'node', group: 'node', name: 'node:http JSON route (ceiling)', short: 'node:http', zuno: false, script: 'servers/nodePlain.ts', runtime: 'node' },
+  { id: 'expressPlain', group: 'express', name: 'plain Express JSON route', short: 'Express', zuno: false, script: 'servers/expressPlain.ts', runtime: 'node' },
+  { id: 'nodeZuno', group: 'node', name: 'Zuno node:http handler', short: 'Zuno+node', zuno: true, script: 'servers/nodeZuno.ts', runtime: 'node' },
+  { id: 'expressZuno', group: 'express', name: 'Zuno on Express', short: 'Zuno+Express', zuno: true, script: 'servers/expressZuno.ts', runtime: 'node' },
+  { id: 'bunPlain', group: 'bun', name: 'plain Bun.serve JSON route', short: 'Bun.serve', zuno: false, script: 'servers/bunPlain.ts', runtime: 'bun' },
+  { id: 'elysiaZuno', group: 'bun', name: 'Zuno on Elysia (Bun)', short: 'Zuno+Elysia', zuno: true, script: 'servers/elysiaZuno.ts', runtime: 'bun' },
+  { id: 'bunZuno', group: 'bun', name: 'Zuno fetch handler on Bun.serve', short: 'Zuno+Bun', zuno: true, script: 'servers/bunZuno.ts', runtime: 'bun' },
 ] as const
 
 type TargetId = (typeof targets)[number]['id']
@@ -33,7 +39,9 @@ interface Measured extends LoadResult {
   cpuSeconds: number
 }
 
-/** The share of its slowest member's full-load rate at which a runtime's targets are compared. */
+const GROUP_NAMES = { node: 'node:http', express: 'Express', bun: 'Bun' } as const
+
+/** The share of its slowest member's full-load rate at which a group's servers are compared. */
 const EQUAL_LOAD_SHARE = 0.75
 
 export const throughput: Suite = {
@@ -76,9 +84,9 @@ export const throughput: Suite = {
         calibration.set(target.id, result.accepted / result.seconds)
       }
       const equalLoad = new Map<string, number>()
-      for (const runtime of ['node', 'bun'] as const) {
-        const slowest = Math.min(...targets.filter((target) => target.runtime === runtime).map((target) => calibration.get(target.id) as number))
-        equalLoad.set(runtime, Math.max(1000, Math.round((slowest * EQUAL_LOAD_SHARE) / 1000) * 1000))
+      for (const group of GROUPS) {
+        const slowest = Math.min(...targets.filter((target) => target.group === group).map((target) => calibration.get(target.id) as number))
+        equalLoad.set(group, Math.max(1000, Math.round((slowest * EQUAL_LOAD_SHARE) / 1000) * 1000))
       }
 
       const rates = new Map<TargetId, number[]>(targets.map((target) => [target.id, []]))
@@ -101,12 +109,12 @@ export const throughput: Suite = {
           busy.get(target.id)?.push(full.cpuSeconds / full.seconds)
           latencies.get(target.id)?.p50.push(full.latencyP50)
           latencies.get(target.id)?.p99.push(full.latencyP99)
-          const equal = await drive(target.id, durationMs / 2, equalLoad.get(target.runtime))
+          const equal = await drive(target.id, durationMs / 2, equalLoad.get(target.group))
           check(target, rep, equal, 'at equal load')
           perCpu.get(target.id)?.push(equal.accepted / equal.cpuSeconds)
           progress.detail(
             `${Math.round(rate).toLocaleString('en-US')} accepted/s at full load (server ${Math.round((100 * full.cpuSeconds) / full.seconds)} % busy), ` +
-              `${Math.round(equal.accepted / equal.cpuSeconds).toLocaleString('en-US')} per CPU-second at ${equalLoad.get(target.runtime)?.toLocaleString('en-US')}/s`,
+              `${Math.round(equal.accepted / equal.cpuSeconds).toLocaleString('en-US')} per CPU-second at ${equalLoad.get(target.group)?.toLocaleString('en-US')}/s`,
           )
         }
       }
@@ -118,17 +126,17 @@ export const throughput: Suite = {
         title: 'Sync throughput',
         method:
           `autocannon in its own process (pinned to the other core) with ${CONNECTIONS} connections proposing over ${(CONNECTIONS * STORES_PER_CONNECTION).toLocaleString('en-US')} stores, each request taking a store no other request has in flight and basing its proposal on the version that store's last answer gave, so every proposal is accepted. ` +
-          `Each run drives a server ${durationMs / 2000} s at full load (accepted/s) and ${durationMs / 2000} s at an offered load equal for every server of a runtime, ${Math.round(EQUAL_LOAD_SHARE * 100)} % of the slowest one's full-load rate (${[...equalLoad].map(([runtime, rate]) => `${rate.toLocaleString('en-US')}/s on ${runtime === 'node' ? 'Node' : 'Bun'}`).join(', ')}), where the server's CPU time (from /proc) gives accepted proposals per CPU-second: what one core of the server sustains. ` +
+          `Each run drives a server ${durationMs / 2000} s at full load (accepted/s) and ${durationMs / 2000} s at an offered load equal for a Zuno server and its baseline, ${Math.round(EQUAL_LOAD_SHARE * 100)} % of the slower one's full-load rate (${[...equalLoad].map(([group, rate]) => `${rate.toLocaleString('en-US')}/s for the ${GROUP_NAMES[group as (typeof GROUPS)[number]]} pair`).join(', ')}), where the server's CPU time (from /proc) gives accepted proposals per CPU-second: what one core of the server sustains. ` +
           'The targets are judged on that figure, because the load generator, one core like the server, cannot saturate the fastest baselines: at full load they idle part of the time (see "busy"), which would flatter every ratio. Servers and runs interleaved.',
         comparisons: [
           compare('Sync throughput: Express adapter', perCpuUnit, cpuRuns('expressZuno'), 'plain Express JSON route', cpuRuns('expressPlain'), { op: '>=', value: 0.9 }),
           compare('Sync throughput: Elysia plugin on Bun', perCpuUnit, cpuRuns('elysiaZuno'), 'plain Bun.serve JSON route', cpuRuns('bunPlain'), { op: '>=', value: 0.8 }),
           compare('Sync throughput: node:http handler, no framework', perCpuUnit, cpuRuns('nodeZuno'), 'node:http JSON route', cpuRuns('node'), { op: '>=', value: 0.8 }),
-          compare('Sync throughput: Express adapter against the node:http ceiling', perCpuUnit, cpuRuns('expressZuno'), 'node:http JSON route', cpuRuns('node')),
           compare('Sync throughput: fetch handler on Bun.serve, no framework', perCpuUnit, cpuRuns('bunZuno'), 'plain Bun.serve JSON route', cpuRuns('bunPlain')),
           compare('Sync throughput at full load: node:http handler', 'accepted/s', runs('nodeZuno'), 'node:http JSON route', runs('node')),
           compare('Sync throughput at full load: Express adapter', 'accepted/s', runs('expressZuno'), 'plain Express JSON route', runs('expressPlain')),
           compare('Sync throughput at full load: Elysia plugin on Bun', 'accepted/s', runs('elysiaZuno'), 'plain Bun.serve JSON route', runs('bunPlain')),
+          compare('Sync throughput at full load: Express adapter against the node:http ceiling', 'accepted/s', runs('expressZuno'), 'node:http JSON route', runs('node')),
         ],
         figures: Object.fromEntries(
           targets.map((target) => [
