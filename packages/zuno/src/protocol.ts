@@ -119,8 +119,10 @@ export const ERROR_STATUS = {
   read_only: 0,
   /** A store was given another initial state than the one declared for it. */
   initial_mismatch: 0,
-  /** The op was sent, never answered, and its client was forgotten: it may or may not have been applied. */
+  /** The op was sent, never answered, and then the server forgot its client or something refused its retry: it may or may not have been applied. */
   outcome_unknown: 0,
+  /** Something in front of the server answered `POST /sync` with a redirect, which Zuno never sends. */
+  redirected: 0,
 } as const
 
 /**

@@ -80,4 +80,46 @@ describe('answers that are not Zuno’s', () => {
     expect(zuno.universe.store('counter').get()).toBe(1)
     expect(syncsSeen()).toBe(1)
   })
+
+  it('refuses an op a proxy redirects to a sign-in page as redirected, without following the redirect', async () => {
+    const toSignIn = { status: 302, headers: { location: '/login?next=%2Fzuno%2Fsync' }, body: htmlPage(302, 'Found') }
+    const { zuno, replica, syncsSeen } = await behindProxy((_proposal, count) => (count === 1 ? toSignIn : undefined))
+    const counter = replica.store<number>('counter', 0)
+    const refused = (await counter.set(7).catch((error: ZunoError) => error)) as ZunoError
+    expect(refused.code).toBe('redirected')
+    expect(refused.message).toContain('/login')
+    // Not processed, so its id is free: the next op takes it and is applied.
+    expect(await counter.set(8)).toBe(1)
+    expect(zuno.universe.store('counter').get()).toBe(8)
+    expect(syncsSeen()).toBe(1)
+    expect(zuno.seen.some((request) => request.path.includes('login'))).toBe(false)
+  })
+
+  it('rejects an op in doubt that a proxy then refuses as outcome_unknown, and never reuses its id', async () => {
+    // The first attempt reaches the server and is applied, but its answer is lost; the retry meets
+    // a proxy's 403 (a firewall rule, a session that expired at the edge), which says nothing of it.
+    const zuno = await startZuno()
+    cleanups.push(() => zuno.close())
+    let proposals = 0
+    const proxy = await startProxy(zuno, (req: IncomingMessage) => {
+      if (req.method !== 'POST') return undefined
+      proposals += 1
+      if (proposals === 1) return { status: 0, afterForwarding: true }
+      if (proposals === 2) return { status: 403, body: htmlPage(403, 'Forbidden') }
+      return undefined
+    })
+    cleanups.push(proxy.close)
+    // Following another store, so the stream's echo of the applied op does not settle it first.
+    const replica = connect({ url: proxy.url, EventSource, stores: ['elsewhere'] })
+    cleanups.push(() => replica.close())
+    await until(() => replica.status.get() === 'connected')
+    const counter = replica.store<number>('counter', 0)
+    const doubted = (await counter.set((n) => n + 1).catch((error: ZunoError) => error)) as ZunoError
+    expect(doubted.code).toBe('outcome_unknown')
+    expect((doubted.cause as ZunoError).code).toBe('http_403')
+    // The next op goes under the next id: applied, not refused as a reuse of the doubted one's.
+    await counter.set((n) => n + 1)
+    expect(zuno.universe.store('counter').get()).toBe(2)
+    expect(zuno.universe.store('counter').version).toBe(2)
+  })
 })

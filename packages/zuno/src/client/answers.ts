@@ -17,10 +17,18 @@ export interface ProposalAnswer {
  * - any other 4xx that is not Zuno's (a proxy's HTML 413, a bare 404) refuses the op with
  *   `http_<status>`: retrying would get the same answer;
  * - a 2xx that is not Zuno's (a captive portal's page) proves nothing was applied: thrown, so the
- *   replica retries it like a network failure.
+ *   replica retries it like a network failure;
+ * - a redirect (the request is sent with `redirect: 'manual'`; a browser shows it as an opaque
+ *   answer with status 0) refuses the op with `redirected`: Zuno never redirects, so something in
+ *   front of it (a sign-in wall, a moved URL) did, and following it would only post elsewhere.
  */
 export async function readProposalAnswer(response: Response): Promise<ProposalAnswer> {
   const { status } = response
+  if (response.type === 'opaqueredirect' || (status >= 300 && status < 400)) {
+    const where = response.headers.get('location')
+    const message = `The server answered with a redirect${status === 0 ? '' : ` (${status})`}${where ? ` to ${where}` : ''}: check the Zuno URL and what stands in front of it`
+    return { status: status === 0 ? 302 : status, body: { ok: false, error: 'redirected', message } }
+  }
   if (status >= 500 || status === 429 || status === 408) {
     // Not a refusal of the op: the server (or a proxy) is busy, limiting us, or gave up waiting.
     const retryAfter = Number(response.headers.get('retry-after')) || undefined

@@ -84,6 +84,8 @@ export class Proposer {
         headers,
         body: JSON.stringify({ storeKey, baseVersion: body.baseVersion, epoch: body.epoch, state: body.state, clientId, opId }),
         signal: abort.signal,
+        // Zuno's endpoints never redirect: a redirect (to a sign-in page, say) is refused, not followed.
+        redirect: 'manual',
       })
       return await readProposalAnswer(response)
     } finally {
@@ -150,7 +152,15 @@ export function classify(op: PendingOp, { status, body }: ProposalAnswer): Outco
   const error = body as Partial<ErrorBody>
   const issues = error.issues === undefined ? {} : { issues: error.issues }
   const refusal = new ZunoError(error.error ?? 'protocol', error.message ?? `The server answered ${status}`, issues)
-  return { type: 'refused', error: refusal, used: RECORDED_REFUSALS.has(refusal.code) }
+  const recorded = RECORDED_REFUSALS.has(refusal.code)
+  if (!recorded && op.doubtedIn !== undefined) {
+    // Refused before the server looked the op up (a proxy's 403 or 413, a redirect): an earlier
+    // attempt in doubt may still have been applied. Its outcome is not known, and its id stays used,
+    // so the next op never reuses an id the server may have processed.
+    const unknown = new ZunoError('outcome_unknown', `${op.replica.cell.key}: op ${op.opId} may or may not have been applied (then: ${refusal.code})`, { cause: refusal })
+    return { type: 'refused', error: unknown, used: true }
+  }
+  return { type: 'refused', error: refusal, used: recorded }
 }
 
 /** What a delivery that threw means: the op stays first in line and goes again unchanged after a pause. */

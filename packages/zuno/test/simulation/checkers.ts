@@ -10,6 +10,8 @@ export interface OpRecord {
   outcome: 'pending' | 'resolved' | 'rejected'
   version?: number
   error?: string
+  /** The code of the error's cause: what refused the retry of an op rejected as `outcome_unknown`. */
+  cause?: string
 }
 
 const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b)
@@ -186,8 +188,9 @@ export function checkLinearizable(
 
 /**
  * A proxy's HTML 413 refuses the op for good: for each replica, every 413 it was answered is one of
- * its ops rejected with `http_413` (and so not resolved, and not counted as applied above), and no
- * op was refused so without one. `attempts` are every proposal sent; `writers` each replica's tags.
+ * its ops rejected with `http_413`, or with `outcome_unknown` caused by it when an earlier attempt
+ * was in doubt (and so not resolved, and not counted as applied above), and no op was refused so
+ * without one. `attempts` are every proposal sent; `writers` each replica's tags.
  */
 export function checkRefusedByProxy(
   ops: readonly OpRecord[],
@@ -197,7 +200,9 @@ export function checkRefusedByProxy(
   const problems: string[] = []
   for (const [replica, tags] of writers) {
     const answered = attempts.filter((attempt) => attempt.proxy === 'too_large' && tags.has(writerTag(attempt.clientId))).length
-    const refused = ops.filter((op) => op.replica === replica && op.outcome === 'rejected' && op.error === 'http_413').length
+    const refused = ops.filter(
+      (op) => op.replica === replica && op.outcome === 'rejected' && (op.error === 'http_413' || (op.error === 'outcome_unknown' && op.cause === 'http_413')),
+    ).length
     if (answered !== refused) problems.push(`${replica}: ${answered} HTML 413 answers, ${refused} ops rejected as http_413`)
   }
   return problems

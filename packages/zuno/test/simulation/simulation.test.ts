@@ -174,9 +174,9 @@ async function simulate(seed: number, scenario: Scenario): Promise<Run> {
         noteTag()
         Object.assign(record, { outcome: 'resolved', version })
       },
-      (error: { code?: string }) => {
+      (error: { code?: string; cause?: { code?: string } }) => {
         noteTag()
-        Object.assign(record, { outcome: 'rejected', error: error.code })
+        Object.assign(record, { outcome: 'rejected', error: error.code, cause: error.cause?.code })
       },
     )
   }

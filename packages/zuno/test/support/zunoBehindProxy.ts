@@ -1,11 +1,18 @@
 import { createServer, type IncomingMessage, request, type Server, type ServerResponse } from 'node:http'
 import { createNodeHandler, createUniverse, type NodeHandlerOptions, type UniverseOptions } from '../../src/server/index'
 
-/** What the proxy says instead of forwarding: a status, and the body a proxy would write (HTML, or nothing); status 0 drops the connection unanswered. */
+/**
+ * What the proxy does instead of forwarding plainly: answer with a status, the body a proxy would
+ * write (HTML, or nothing) and headers; status 0 drops the connection unanswered, and status 0
+ * with `afterForwarding` forwards the request and drops the connection once the server has
+ * answered (a lost response: the server applied what the client never hears of).
+ */
 export interface ProxyAnswer {
   status: number
   body?: string
   contentType?: string
+  headers?: Record<string, string>
+  afterForwarding?: boolean
 }
 
 /** One request as it reached a server: method and path (without the query). */
@@ -63,12 +70,21 @@ export async function startProxy(target: { port: number; host?: string }, interc
     req.on('end', () => {
       const body = Buffer.concat(chunks)
       const answer = intercept(req, body.toString('utf8'))
+      if (answer?.status === 0 && answer.afterForwarding === true) {
+        const upstream = request({ host: target.host ?? '127.0.0.1', port: target.port, method: req.method, path: req.url, headers: req.headers }, (reply) => {
+          reply.resume()
+          reply.on('end', () => req.socket.destroy())
+        })
+        upstream.on('error', () => req.socket.destroy())
+        upstream.end(body)
+        return
+      }
       if (answer?.status === 0) {
         req.socket.destroy()
         return
       }
       if (answer !== undefined) {
-        const headers: Record<string, string> = answer.body === undefined ? {} : { 'content-type': answer.contentType ?? 'text/html' }
+        const headers: Record<string, string> = { ...(answer.body === undefined ? {} : { 'content-type': answer.contentType ?? 'text/html' }), ...answer.headers }
         res.writeHead(answer.status, headers).end(answer.body)
         return
       }
