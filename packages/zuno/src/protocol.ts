@@ -260,8 +260,8 @@ export function isNonNegativeInteger(value: unknown): value is number {
   return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0
 }
 
-/** Parses a `stores=a,b` list; `undefined` means every store. */
+/** Parses a `stores=a,b` list: no parameter (`undefined`) means every store, an empty one (`stores=`) none. */
 export function parseStoreList(value: string | null | undefined): string[] | undefined {
-  if (value === null || value === undefined || value === '') return undefined
-  return value.split(',')
+  if (value === null || value === undefined) return undefined
+  return value === '' ? [] : value.split(',')
 }

@@ -551,6 +551,16 @@ export function runConformanceSuite(target: ConformanceTarget): void {
         expect(events.map((event) => JSON.parse(event.data as string).storeKey)).toEqual(['todos', 'open.list'])
       })
 
+      it('follows no store at all with an empty ?stores= (a replica that only writes)', async () => {
+        const sse = await stream('?stores=')
+        const snapshot = await sse.nextEvent()
+        expect(JSON.parse(snapshot.data as string)).toEqual({ stores: {} })
+        expect(snapshot.id).toMatch(/-/) // still a cursor: its proposals name the epoch
+        await post(proposal({ storeKey: 'todos', baseVersion: 0, state: ['x'] }))
+        expect(await sse.drainEvents()).toEqual([])
+        expect((await getState('?stores=')).body).toMatchObject({ stores: {} })
+      })
+
       it('answers 400 to an invalid store key in ?stores=', async () => {
         const response = await fetch(`${server.url}/sse?stores=ok,bad%20key`)
         expect(response.status).toBe(400)
