@@ -4,7 +4,6 @@ import { Observable } from '../observable'
 import type { Schemas, StatesOf } from '../schema'
 import type { StoreCell, Updater } from '../store'
 import { Universe } from '../universe'
-import { refusesCredentials } from './answers'
 import { Proposer } from './proposer'
 import { CredentialHold } from './credentialHold'
 import { type ConflictPolicy, PendingQueue, type ReplicaStore, replay, withOtherTabs } from './pendingQueue'
@@ -15,16 +14,9 @@ import { SyncState } from './syncState'
 import { ReplicaStores } from './replicaStores'
 import { EventCursor } from './eventCursor'
 import { type FirstRender, firstRenderOf } from './firstRender'
-import { tabChannelName } from './tabChannel'
 import type { LockManagerLike } from './tabs'
-import { TabRelay } from './tabRelay'
-import {
-  type ConnectionStatus,
-  type EventSourceConstructor,
-  StreamConnection,
-  type Timers,
-} from './connection'
-
+import type { ConnectionStatus, EventSourceConstructor } from './connection'
+import { StreamLink } from './streamLink'
 import type { ReadableValue, ReplicaOptions } from './replicaOptions'
 
 export type { ConflictInfo, ConflictPolicy, MergeInput, ReadableValue, ReplicaOptions } from './replicaOptions'
@@ -51,24 +43,17 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
   readonly #lastError = new Observable<ZunoError | undefined>(undefined)
   readonly #replicas: ReplicaStores
   readonly #options: ReplicaOptions<Schemas>
-  readonly #url: string
-  readonly #fetch: typeof fetch
-  readonly #timers: Timers
-  readonly #random: () => number
   readonly #now: () => number
-  readonly #streamOptions: ConstructorParameters<typeof StreamConnection>[0]
-  /** The stream, held by the leader tab (or by this replica alone when tabs are off). */
-  #connection: StreamConnection | undefined
-  /** The other tabs of this browser, when tabs share a stream. */
-  readonly #tabs: TabRelay | undefined
-  readonly #locks: LockManagerLike | undefined
+  /**
+   * The stream, this replica's own or the leader tab's. Made last in the constructor: a store shown
+   * before then has no other tabs to tell.
+   */
+  readonly #link: StreamLink | undefined
   readonly #outbox: OutboxKeeper | undefined
   /** The epoch followed and the last event id applied. */
   readonly #cursor = new EventCursor()
   /** Delivers and settles each pending op, in order. */
   readonly #ops: OpLifecycle
-  /** Applies the server's snapshots and events to the stores. */
-  readonly #feed: ServerFeed
   /**
    * With `hydrate`: what the first render shows, to match the server's HTML (for `getServerSnapshot`).
    * Without it there is no server render to match.
@@ -82,22 +67,22 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
     this.#now = options.now ?? Date.now
     this.#queue = new PendingQueue(newId())
     this.#replicas = new ReplicaStores((key) => this.cell(key), options.conflictPolicy)
-    this.#url = options.url.replace(/\/+$/, '')
-    this.#fetch = options.fetch ?? globalThis.fetch.bind(globalThis)
-    this.#timers = options.timers ?? {
+    const url = options.url.replace(/\/+$/, '')
+    const fetchImpl = options.fetch ?? globalThis.fetch.bind(globalThis)
+    const timers = options.timers ?? {
       setTimeout: (callback, ms) => globalThis.setTimeout(callback, ms),
       clearTimeout: (handle) => globalThis.clearTimeout(handle as ReturnType<typeof setTimeout>),
     }
-    this.#random = options.random ?? Math.random
-    this.#proposer = new Proposer({ url: this.#url, fetch: this.#fetch, token: options.token, timers: this.#timers, random: this.#random })
-    this.#hold = new CredentialHold(options.token, this.#timers, () => this.#retryNow())
+    const random = options.random ?? Math.random
+    this.#proposer = new Proposer({ url, fetch: fetchImpl, token: options.token, timers, random })
+    this.#hold = new CredentialHold(options.token, timers, () => this.#retryNow())
     const EventSourceImpl = options.EventSource ?? (globalThis as { EventSource?: EventSourceConstructor }).EventSource
     if (EventSourceImpl === undefined) {
       throw new TypeError('No EventSource here: pass one (on Node.js, the `eventsource` package) as options.EventSource')
     }
     this.#sync = new SyncState(options.outbox !== undefined, () => this.#hold.refusal)
-    this.#locks = options.locks ?? (globalThis.navigator as { locks?: LockManagerLike } | undefined)?.locks
-    this.#outbox = options.outbox && new OutboxKeeper(options.outbox, this.#locks, this.clientId, (error) => this.#lastError.set(error))
+    const locks = options.locks ?? (globalThis.navigator as { locks?: LockManagerLike } | undefined)?.locks
+    this.#outbox = options.outbox && new OutboxKeeper(options.outbox, locks, this.clientId, (error) => this.#lastError.set(error))
     const show = (replica: ReplicaStore) => this.#show(replica)
     this.#ops = new OpLifecycle({
       queue: this.#queue,
@@ -113,14 +98,14 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
       pendingCount: this.#pendingCount,
       show,
     })
-    this.#feed = new ServerFeed({
+    const feed = new ServerFeed({
       cursor: this.#cursor,
       replicas: this.#replicas,
       queue: this.#queue,
       sync: this.#sync,
       ops: this.#ops,
       show,
-      resync: () => this.#resync(),
+      resync: () => this.#link?.resync(),
     })
     this.#outbox?.takeOver().then(
       (entries) => this.#ops.restore(entries),
@@ -130,73 +115,33 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
       },
     )
     for (const [key, initial] of Object.entries(options.initial ?? {})) this.cell(key, initial)
-    if (options.hydrate !== undefined) this.#feed.applySnapshot(options.hydrate, options.hydrate.cursor)
+    if (options.hydrate !== undefined) feed.applySnapshot(options.hydrate, options.hydrate.cursor)
     this.firstRender = options.hydrate && firstRenderOf(options.hydrate, (key) => this.#replicas.get(key).initial)
-    this.#streamOptions = {
-      url: this.#url,
-      stores: options.stores,
-      EventSource: EventSourceImpl,
-      fetch: this.#fetch,
-      withCredentials: options.withCredentials ?? false,
-      timers: this.#timers,
-      random: this.#random,
-      hurry: () => this.#queue.length > 0,
-      resumeFrom: () => this.#cursor.lastEventId,
-      token: options.token,
-    }
-    const BroadcastChannelImpl = options.BroadcastChannel ?? globalThis.BroadcastChannel
-    const tabs = options.tabs ?? typeof window !== 'undefined'
-    if (tabs && BroadcastChannelImpl !== undefined) {
-      const locks = this.#locks
-      const channel = tabChannelName(this.#url, options.principal, options.stores)
-      const tabId = this.clientId
-      this.#tabs = new TabRelay(channel, BroadcastChannelImpl, locks, {
-        sync: this.#sync,
-        tabId: () => tabId,
-        leading: () => this.#connection !== undefined,
-        lead: () => this.#lead(),
-        applySnapshot: (message, eventId) => this.#feed.applySnapshot(message, eventId),
-        applyEvent: (event, eventId) => this.#feed.applyEvent(event, eventId),
-        markSynced: () => this.#feed.markSynced(),
-        setStatus: (status) => this.#setStatus(status),
-        retry: () => this.retry(),
-        replica: (key) => this.#replicas.get(key),
-        show: (replica) => this.#show(replica),
-        knownStates: () => this.#replicas.known(),
-        lastEventId: () => this.#cursor.lastEventId,
-      })
-      if (!this.#tabs.leader) this.#tabs.askLeader()
-    } else {
-      this.#lead()
-    }
-  }
-
-  /** Opens the stream: this replica (tab) is the one that holds it, and relays it to the others. */
-  #lead(): void {
-    if (this.#sync.closed) return
-    // A tab that asked before this one led (its hello reached no leader) is answered once synced.
-    this.#sync.lead(this.#tabs !== undefined)
-    this.#connection = new StreamConnection(this.#streamOptions, {
-      snapshot: (message, eventId) => {
-        this.#feed.applySnapshot(message, eventId)
-        this.#tabs?.snapshot(message, eventId)
+    this.#link = new StreamLink({
+      stream: {
+        url,
+        stores: options.stores,
+        EventSource: EventSourceImpl,
+        fetch: fetchImpl,
+        withCredentials: options.withCredentials ?? false,
+        timers,
+        random,
+        hurry: () => this.#queue.length > 0,
+        resumeFrom: () => this.#cursor.lastEventId,
+        token: options.token,
       },
-      state: (event, eventId) => {
-        this.#feed.applyEvent(event, eventId)
-        this.#tabs?.state(event, eventId)
-      },
-      resumed: () => {
-        this.#feed.markSynced()
-        this.#tabs?.resumed()
-      },
-      status: (status) => {
-        this.#setStatus(status)
-        this.#tabs?.status(status)
-      },
-      refused: (error) => {
-        this.#lastError.set(error)
-        if (refusesCredentials(error)) this.#hold.hold(error)
-      },
+      options,
+      locks,
+      tabId: this.clientId,
+      sync: this.#sync,
+      feed,
+      ops: this.#ops,
+      hold: this.#hold,
+      replicas: this.#replicas,
+      cursor: this.#cursor,
+      lastError: this.#lastError,
+      retry: () => this.retry(),
+      show,
     })
   }
 
@@ -214,13 +159,11 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
   /** Reconnects the stream (through the leader tab, when another tab holds it) and sends what waits. */
   #retryNow(): void {
     if (this.#sync.closed) return
-    if (this.#connection !== undefined) this.#connection.retry()
-    else this.#tabs?.retry()
+    this.#link?.retry()
     this.#sync.publish()
     this.#ops.flush()
     this.#ops.pump()
   }
-
 
   /**
    * Identifies this replica's proposals; random and never chosen by the app. It changes only when
@@ -253,7 +196,7 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
   /** Closes the stream; ops still pending reject with a `closed` error, and `status` becomes `closed`. */
   close(): void {
     if (!this.#sync.close()) return
-    this.#connection?.close()
+    this.#link?.closeStream()
     this.#hold.clear()
     this.#proposer.close()
     this.#queue.clear()
@@ -265,7 +208,7 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
       this.#show(replica)
     }
     this.#pendingCount.set(0)
-    this.#tabs?.close()
+    this.#link?.leaveTabs()
     this.#outbox?.close()
     this.#sync.publish()
   }
@@ -283,7 +226,7 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
       this.#show(replica)
       this.#ops.save(op)
       // The stream was lost and may be waiting out a long pause: try now, since someone waits for this op.
-      if (this.#sync.streamLost) this.#connection?.retry()
+      if (this.#sync.streamLost) this.#link?.retryOwnStream()
       this.#ops.pump()
     })
   }
@@ -301,19 +244,8 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
   /** Publishes the pending ops replayed over the confirmed state (and other tabs' results), and tells the other tabs. */
   #show(replica: ReplicaStore): void {
     const state = replay(replica)
-    this.#tabs?.announce(replica, state)
+    this.#link?.announce(replica, state)
     replica.cell.publish(withOtherTabs(replica, state), replica.confirmed.version)
-  }
-
-  /** Starts over from a snapshot: the leader reopens its stream; a follower asks the leader. */
-  #resync(): void {
-    if (this.#connection !== undefined) this.#connection.resync()
-    else this.#tabs?.resync()
-  }
-
-  #setStatus(status: ConnectionStatus): void {
-    this.#sync.streamStatus(status)
-    if (status === 'connected') this.#ops.flush()
   }
 }
 
