@@ -24,7 +24,7 @@ import {
 } from './checkers'
 import { CALM, type Faults, SimNetwork } from './simNetwork'
 import { SimBrowser } from './simBrowser'
-import { seededRandom, VirtualClock } from './virtualClock'
+import { seededClientIds, seededRandom, VirtualClock } from './virtualClock'
 
 const SEEDS = [101, 202, 303, 404, 505]
 const CLIENTS = 5
@@ -132,12 +132,16 @@ async function simulate(seed: number, scenario: Scenario): Promise<Run> {
   const writers = new Map<string, Set<string>>()
   let replicaSeed = 0
   const open = (name: string, tab: boolean): ReplicaUniverse => {
+    const replicaIndex = replicaSeed++
     const replica = connect({
       url: 'http://sim.invalid/zuno',
       fetch: network.fetchFor(),
       EventSource: network.EventSource,
       timers: clock,
-      random: seededRandom(seed * 31 + replicaSeed++),
+      // Jitter, the clock and client ids all come from the seed, so a run replays exactly.
+      random: seededRandom(seed * 31 + replicaIndex),
+      now: () => clock.now,
+      newId: seededClientIds(seededRandom(seed * 37 + replicaIndex + 1_000_003)),
       maxAttempts: 100,
       maxPendingOps: 1_000_000,
       // Tabs of one browser: same URL, same (absent) store filter, so one channel and one leader.
@@ -337,7 +341,8 @@ describe.each([ROOMY, SMALLEST, NEW_EPOCHS, TWO_INSTANCES])('simulation under in
   }
 
   it('replays a seed exactly', async () => {
-    const summary = (run: Run) => run.network.committed.map((e) => `${e.storeKey}@${e.version}:${e.opId}`)
+    // With seeded client ids, the same writers too.
+    const summary = (run: Run) => run.network.committed.map((e) => `${e.storeKey}@${e.version}:${e.writer}#${e.opId}`)
     const first = await simulate(SEEDS[0] as number, scenario)
     const second = await simulate(SEEDS[0] as number, scenario)
     expect(summary(second)).toEqual(summary(first))

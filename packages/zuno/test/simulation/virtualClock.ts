@@ -19,6 +19,14 @@ export function seededRandom(seed: number): () => number {
   }
 }
 
+const BASE64URL = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'
+
+/** Client ids in the shape `newClientId` makes (see `CLIENT_ID_PATTERN`), drawn from a seeded PRNG. */
+export function seededClientIds(random: () => number): () => string {
+  const chars = (length: number) => Array.from({ length }, () => BASE64URL[Math.floor(random() * 64)]).join('')
+  return () => `${chars(16)}.${chars(22)}`
+}
+
 /** Lets every pending promise continuation run before the next virtual event. */
 const settle = () => new Promise<void>((resolve) => setImmediate(resolve))
 

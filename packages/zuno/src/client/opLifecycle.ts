@@ -1,0 +1,247 @@
+/**
+ * The life of each pending op, one at a time and in order: delivers the head of the queue, and
+ * settles it from the answer (confirm, rebase and retry, refuse, or go on under a fresh client id),
+ * keeping the outbox and the pending count in step.
+ */
+import { isZunoError, ZunoError } from '../errors'
+import type { Observable } from '../observable'
+import type { StoreState } from '../protocol'
+import { type Schemas, schemaFor, validateState } from '../schema'
+import type { ProposalAnswer } from './answers'
+import type { CredentialHold } from './credentialHold'
+import type { EventCursor } from './eventCursor'
+import type { OutboxEntry } from './outbox'
+import type { OutboxKeeper } from './outboxKeeper'
+import type { PendingOp, PendingQueue, Renumbered, ReplicaStore, WireBody } from './pendingQueue'
+import { CONFLICT_BACKOFF_BASE_MS, classify, classifyFailure, DELIVERY_BACKOFF_BASE_MS, type Proposer } from './proposer'
+import type { ReplicaOptions } from './replicaOptions'
+import { confirmFromServer, type ReplicaStores } from './replicaStores'
+import type { SyncState } from './syncState'
+
+/** What an {@link OpLifecycle} works with: the replica's parts it shares, and how to show a store. */
+export interface OpLifecycleDeps {
+  readonly queue: PendingQueue
+  readonly proposer: Proposer
+  readonly sync: SyncState
+  readonly cursor: EventCursor
+  /** Where restored ops find their stores. */
+  readonly replicas: ReplicaStores
+  readonly hold: CredentialHold
+  readonly outbox: OutboxKeeper | undefined
+  readonly options: Pick<ReplicaOptions<Schemas>, 'schemas' | 'maxAttempts' | 'onConflict' | 'onError'>
+  /** Makes the fresh client id taken after `unknown_client`. */
+  readonly newId: () => string
+  readonly lastError: Observable<ZunoError | undefined>
+  readonly pendingCount: Observable<number>
+  /** Publishes a store again after its pending ops or confirmed state changed. */
+  readonly show: (replica: ReplicaStore) => void
+}
+
+/** Delivers a replica's pending ops one at a time, in order, and settles each. */
+export class OpLifecycle {
+  readonly #deps: OpLifecycleDeps
+
+  constructor(deps: OpLifecycleDeps) {
+    this.#deps = deps
+  }
+
+  /**
+   * Proposes the oldest pending op of the whole replica, unless one is on the wire already: the
+   * server takes a client's ops in the order they were issued, one at a time.
+   */
+  pump(): void {
+    const op = this.#deps.queue.head
+    if (op === undefined || this.#deps.proposer.busy || !this.#deps.sync.mayPropose) return
+    const { replica } = op
+    if (op.failure !== undefined) return this.#refuse(op, op.failure)
+    this.#deps.proposer.start()
+    const key = replica.cell.key
+    const epoch = this.#deps.cursor.epoch ?? ''
+    // An op in doubt goes again as it went, in the current epoch: if the storage kept it (the same
+    // history, or one that survived a new epoch), it is recognised. Otherwise the base goes with the
+    // state it was computed on, read now, not after the schema check.
+    const resend = op.doubtedIn !== undefined && op.lastSent !== undefined ? { ...op.lastSent, epoch } : undefined
+    if (resend === undefined) op.sent = op.result
+    const body: WireBody = resend ?? { baseVersion: replica.confirmed.version, state: op.sent, epoch }
+    const schema = schemaFor(this.#deps.options.schemas, key)
+    const checked = schema === undefined || resend !== undefined ? Promise.resolve() : validateState(schema, key, body.state)
+    checked.then(
+      () => {
+        // Written down before it goes: a reload from here on restores the op as possibly applied.
+        op.lastSent = body
+        this.save(op)
+        this.#deps.proposer.send(key, body, op).then(
+          (answer) => {
+            this.#deps.proposer.done()
+            this.#settle(op, answer, body)
+          },
+          (error: unknown) => {
+            this.#deps.proposer.done()
+            this.#deliveryFailed(op, error, body)
+          },
+        )
+      },
+      (invalid: unknown) => {
+        this.#deps.proposer.done()
+        const error = isZunoError(invalid) ? invalid : new ZunoError('invalid_state', `The schema of ${key} threw`, { cause: invalid })
+        this.#refuse(op, error)
+      },
+    )
+  }
+
+  #settle(op: PendingOp, answer: ProposalAnswer, sent: WireBody): void {
+    if (this.#deps.queue.head !== op) {
+      // Settled already, by our own echo on the stream.
+      this.pump()
+      return
+    }
+    const { replica } = op
+    const outcome = classify(op, answer)
+    switch (outcome.type) {
+      case 'accepted':
+        return this.confirm(op, outcome.confirmed, outcome.opVersion)
+      case 'conflict': {
+        this.#notApplied(op)
+        const { theirs } = outcome
+        if (theirs.version > replica.confirmed.version) confirmFromServer(replica, theirs)
+        op.conflicts += 1
+        this.#deps.options.onConflict?.({ storeKey: replica.cell.key, opId: op.opId, conflicts: op.conflicts, theirs })
+        if (op.failure !== undefined) {
+          this.#refuse(op, op.failure)
+        } else if (replica.policy === 'rollback' || op.conflicts >= (this.#deps.options.maxAttempts ?? 10)) {
+          const reason = replica.policy === 'rollback' ? 'the store rolls back on conflict' : `${op.conflicts} conflicts`
+          this.#refuse(op, new ZunoError('conflict', `${replica.cell.key}: op ${op.opId} refused (${reason})`))
+        } else {
+          this.#deps.show(replica)
+          this.#retry(op.conflicts - 1, CONFLICT_BACKOFF_BASE_MS)
+        }
+        return
+      }
+      case 'epoch_changed':
+        // Not processed. Go again once the stream has brought the new epoch (at once, if it has).
+        this.#deps.lastError.set(outcome.error)
+        // This attempt was not applied; an earlier one in doubt still may have been.
+        if (op.doubtedIn === undefined) this.#notApplied(op)
+        op.failures += 1
+        return this.#retry(sent.epoch !== this.#deps.cursor.epoch ? 0 : op.failures, DELIVERY_BACKOFF_BASE_MS)
+      case 'unknown_client':
+        return this.#startAfresh(op)
+      case 'held':
+        if (op.doubtedIn === undefined) this.#notApplied(op)
+        this.#deps.lastError.set(outcome.error)
+        this.#deps.hold.hold(outcome.error)
+        this.#deps.sync.publish()
+        return
+      case 'refused':
+        return this.#refuse(op, outcome.error, { used: outcome.used })
+    }
+  }
+
+  /**
+   * The server keeps no record of this client: it was forgotten, or the storage is new. An op in
+   * doubt in the current epoch may have been applied before that, so it is never sent again under
+   * another identity: it rejects with `outcome_unknown`. The rest of the queue goes on, in order,
+   * under a fresh identity.
+   */
+  #startAfresh(head: PendingOp): void {
+    if (head.doubtedIn === this.#deps.cursor.epoch) {
+      this.#refuse(head, new ZunoError('outcome_unknown', `${head.replica.cell.key}: op ${head.opId} was sent, never answered, and the server has since forgotten this client`), { next: false })
+    }
+    const clientId = this.#deps.newId()
+    this.#deps.outbox?.adopt(clientId)
+    this.#moved(this.#deps.queue.renumberAs(clientId))
+    this.pump()
+  }
+
+  /** An answer showed the op was not applied: it may be rebased, and a reload need not treat it as in doubt. */
+  #notApplied(op: PendingOp): void {
+    op.doubtedIn = undefined
+    op.lastSent = undefined
+    this.save(op)
+  }
+
+  /** The network or the server failed: the op stays first in line, in doubt, and goes again unchanged after a pause. */
+  #deliveryFailed(op: PendingOp, error: unknown, sent: WireBody): void {
+    if (this.#deps.sync.closed) return
+    const failure = classifyFailure(error)
+    this.#deps.lastError.set(failure.error)
+    if (this.#deps.queue.head !== op) return this.pump()
+    if (failure.mayHaveApplied) op.doubtedIn = sent.epoch
+    op.failures += 1
+    this.#retry(op.failures, DELIVERY_BACKOFF_BASE_MS, failure.waitAtLeast)
+  }
+
+  /** Proposes again after a jittered pause (none for the first retry after a conflict). */
+  #retry(attempt: number, baseMs: number, waitAtLeast = 0): void {
+    this.#deps.proposer.retry(attempt, baseMs, () => this.pump(), waitAtLeast)
+  }
+
+  /** Back online: an op waiting out a delivery backoff goes now. */
+  flush(): void {
+    if (this.#deps.proposer.flush()) this.pump()
+  }
+
+  /**
+   * The op was accepted; `confirmed` is what the server made of it (its schema may have transformed
+   * it), or the store's current truth with `opVersion`, the version the op made, for a late answer.
+   */
+  confirm(op: PendingOp, confirmed: StoreState, opVersion = confirmed.version): void {
+    const { replica } = op
+    this.#deps.queue.dequeue(op)
+    if (confirmed.version > replica.confirmed.version) confirmFromServer(replica, confirmed)
+    this.countPending(-1)
+    this.#deps.show(replica)
+    this.#forget(op)
+    op.resolve(opVersion)
+    this.pump()
+  }
+
+  /**
+   * Drops the op and rejects its promise. Unless the server used up its id (`used`: it recorded
+   * the refusal), the ops after it of the same client move down one id, so the ids the server sees
+   * stay contiguous.
+   */
+  #refuse(op: PendingOp, error: ZunoError, { used = false, next = true } = {}): void {
+    const { replica } = op
+    this.#deps.queue.dequeue(op)
+    if (!used) this.#moved(this.#deps.queue.freeId(op))
+    this.countPending(-1)
+    this.#deps.show(replica)
+    this.#forget(op)
+    this.#deps.lastError.set(error)
+    this.#deps.options.onError?.(error, { storeKey: replica.cell.key, opId: op.opId })
+    op.reject(error)
+    if (next) this.pump()
+  }
+
+  /** Moves the outbox entries of ops whose ids changed. */
+  #moved(renumbered: Renumbered[]): void {
+    for (const { op, was } of renumbered) {
+      this.#deps.outbox?.forget(was.clientId, was.opId)
+      this.save(op)
+    }
+  }
+
+  /** Ops queued before a reload go first (see {@link PendingQueue.restore}); nothing was proposed while they were read. */
+  restore(entries: OutboxEntry[]): void {
+    this.#deps.sync.restored()
+    const restored = this.#deps.queue.restore(entries, (key) => this.#deps.replicas.get(key))
+    this.countPending(restored.length)
+    for (const replica of new Set(restored.map((op) => op.replica))) this.#deps.show(replica)
+    this.pump()
+  }
+
+  /** Writes the op down in the outbox, if there is one: a reload restores it from there. */
+  save(op: PendingOp): void {
+    this.#deps.outbox?.saveOp(op)
+  }
+
+  #forget(op: PendingOp): void {
+    this.#deps.outbox?.forget(op.clientId, op.opId)
+  }
+
+  /** Moves the `pending` count by `delta` ops. */
+  countPending(delta: number): void {
+    this.#deps.pendingCount.set(this.#deps.pendingCount.get() + delta)
+  }
+}

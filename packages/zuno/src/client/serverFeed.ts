@@ -1,0 +1,88 @@
+/**
+ * Applies what the server says to the replica's stores: snapshots (the truth as of their id) and
+ * state events, in order and within one epoch, asking for a fresh snapshot where one is missing.
+ */
+import { type SnapshotMessage, type StateEvent, writerTag } from '../protocol'
+import type { EventCursor } from './eventCursor'
+import type { OpLifecycle } from './opLifecycle'
+import type { PendingQueue, ReplicaStore } from './pendingQueue'
+import { confirmFromServer, type ReplicaStores } from './replicaStores'
+import type { SyncState } from './syncState'
+
+/** What a {@link ServerFeed} works with: the replica's parts it shares, and how to show a store or start over. */
+export interface ServerFeedDeps {
+  readonly cursor: EventCursor
+  readonly replicas: ReplicaStores
+  readonly queue: PendingQueue
+  readonly sync: SyncState
+  /** Our own op seen on the stream is confirmed through it; what waited is proposed through it. */
+  readonly ops: OpLifecycle
+  /** Publishes a store again after its confirmed state changed. */
+  readonly show: (replica: ReplicaStore) => void
+  /** Starts over from a snapshot (through the leader tab, when another tab holds the stream). */
+  readonly resync: () => void
+}
+
+/** Applies snapshots and state events from the stream (or the leader tab) to the replica's stores. */
+export class ServerFeed {
+  readonly #deps: ServerFeedDeps
+
+  constructor(deps: ServerFeedDeps) {
+    this.#deps = deps
+  }
+
+  applySnapshot(message: SnapshotMessage, eventId: string): void {
+    const epochChanged = this.#deps.cursor.note(eventId)
+    if (epochChanged) {
+      // An op told `epoch_changed` need not wait out its pause.
+      this.#deps.ops.flush()
+      // A new history: every store this replica holds starts over from it, the ones it lacks from their initial state.
+      for (const [key, replica] of this.#deps.replicas.entries()) {
+        if (!Object.hasOwn(message.stores, key)) {
+          confirmFromServer(replica, { version: 0, state: replica.initial })
+          this.#deps.show(replica)
+        }
+      }
+    }
+    for (const [key, incoming] of Object.entries(message.stores)) {
+      const replica = this.#deps.replicas.get(key)
+      // A snapshot is the truth as of its id; equal versions take the server's state too
+      // (a store's initial state is the server's to declare), and a new epoch restarts versions.
+      if (epochChanged || incoming.version >= replica.confirmed.version) confirmFromServer(replica, incoming)
+      this.#deps.show(replica)
+    }
+    this.markSynced()
+  }
+
+  /** The server's states are known again: what waited can be proposed. */
+  markSynced(): void {
+    if (this.#deps.sync.markSynced()) this.#deps.ops.pump()
+  }
+
+  applyEvent(event: StateEvent, eventId: string): void {
+    if (!this.#deps.cursor.sameEpoch(eventId)) {
+      // A history this replica has no snapshot of: applying it would strand the stores it does not
+      // mention at versions of the old one. Start over from a snapshot, which resets them all.
+      this.#deps.resync()
+      return
+    }
+    const replica = this.#deps.replicas.get(event.storeKey)
+    const head = this.#deps.queue.head
+    if (head !== undefined && head.replica === replica && event.opId === head.opId && event.writer === writerTag(head.clientId)) {
+      // Our own op, seen on the stream before (or instead of) its HTTP answer.
+      this.#deps.cursor.note(eventId)
+      this.#deps.ops.confirm(head, { version: event.version, state: event.state })
+      return
+    }
+    if (event.version > replica.confirmed.version + 1) {
+      // Versions are missing in between: never apply out of order; start over from a snapshot.
+      this.#deps.resync()
+      return
+    }
+    this.#deps.cursor.note(eventId)
+    // Within an epoch versions never go back: an older one comes from an instance that lags. Keep the newer.
+    if (event.version <= replica.confirmed.version) return
+    confirmFromServer(replica, { version: event.version, state: event.state })
+    this.#deps.show(replica)
+  }
+}

@@ -1,0 +1,148 @@
+/**
+ * How a replica reaches the server's stream: it holds the stream itself when it leads (or when tabs
+ * do not share one), or follows the leader tab's. What arrives goes to the replica's stores and,
+ * from a leader, on to the other tabs.
+ */
+import type { ZunoError } from '../errors'
+import type { Observable } from '../observable'
+import { refusesCredentials } from './answers'
+import { type ConnectionStatus, StreamConnection, type StreamOptions } from './connection'
+import type { CredentialHold } from './credentialHold'
+import type { EventCursor } from './eventCursor'
+import type { OpLifecycle } from './opLifecycle'
+import type { ReplicaStore } from './pendingQueue'
+import type { ReplicaOptions } from './replicaOptions'
+import type { ReplicaStores } from './replicaStores'
+import type { ServerFeed } from './serverFeed'
+import type { SyncState } from './syncState'
+import { tabChannelName } from './tabChannel'
+import { TabRelay } from './tabRelay'
+import type { LockManagerLike } from './tabs'
+
+/** What a {@link StreamLink} works with: the stream's options, the replica's parts it shares, and its callbacks. */
+export interface StreamLinkDeps {
+  readonly stream: StreamOptions
+  /** Whether and how tabs share one stream. */
+  readonly options: Pick<ReplicaOptions, 'tabs' | 'BroadcastChannel' | 'principal' | 'stores'>
+  readonly locks: LockManagerLike | undefined
+  /** This tab's name among the tabs, for its life. */
+  readonly tabId: string
+  readonly sync: SyncState
+  readonly feed: ServerFeed
+  /** An op waiting out a delivery pause goes as soon as the stream is connected again. */
+  readonly ops: OpLifecycle
+  readonly hold: CredentialHold
+  readonly replicas: ReplicaStores
+  readonly cursor: EventCursor
+  readonly lastError: Observable<ZunoError | undefined>
+  /** The replica's `retry()`, which another tab may ask for. */
+  readonly retry: () => void
+  /** Publishes a store again (another tab's pending ops changed what it shows). */
+  readonly show: (replica: ReplicaStore) => void
+}
+
+/** The replica's stream: its own when it leads, the leader tab's otherwise. */
+export class StreamLink {
+  readonly #deps: StreamLinkDeps
+  /** The stream, held by the leader tab (or by this replica alone when tabs are off). */
+  #connection: StreamConnection | undefined
+  /** The other tabs of this browser, when tabs share a stream. */
+  readonly #tabs: TabRelay | undefined
+
+  constructor(deps: StreamLinkDeps) {
+    this.#deps = deps
+    const { options } = deps
+    const BroadcastChannelImpl = options.BroadcastChannel ?? globalThis.BroadcastChannel
+    const tabs = options.tabs ?? typeof window !== 'undefined'
+    if (tabs && BroadcastChannelImpl !== undefined) {
+      const locks = deps.locks
+      const channel = tabChannelName(deps.stream.url, options.principal, options.stores)
+      const tabId = deps.tabId
+      this.#tabs = new TabRelay(channel, BroadcastChannelImpl, locks, {
+        sync: deps.sync,
+        tabId: () => tabId,
+        leading: () => this.#connection !== undefined,
+        lead: () => this.#lead(),
+        applySnapshot: (message, eventId) => deps.feed.applySnapshot(message, eventId),
+        applyEvent: (event, eventId) => deps.feed.applyEvent(event, eventId),
+        markSynced: () => deps.feed.markSynced(),
+        setStatus: (status) => this.#setStatus(status),
+        retry: () => deps.retry(),
+        replica: (key) => deps.replicas.get(key),
+        show: (replica) => deps.show(replica),
+        knownStates: () => deps.replicas.known(),
+        lastEventId: () => deps.cursor.lastEventId,
+      })
+      if (!this.#tabs.leader) this.#tabs.askLeader()
+    } else {
+      this.#lead()
+    }
+  }
+
+  /** Opens the stream: this replica (tab) is the one that holds it, and relays it to the others. */
+  #lead(): void {
+    const { sync, feed, lastError, hold } = this.#deps
+    if (sync.closed) return
+    // A tab that asked before this one led (its hello reached no leader) is answered once synced.
+    sync.lead(this.#tabs !== undefined)
+    this.#connection = new StreamConnection(this.#deps.stream, {
+      snapshot: (message, eventId) => {
+        feed.applySnapshot(message, eventId)
+        this.#tabs?.snapshot(message, eventId)
+      },
+      state: (event, eventId) => {
+        feed.applyEvent(event, eventId)
+        this.#tabs?.state(event, eventId)
+      },
+      resumed: () => {
+        feed.markSynced()
+        this.#tabs?.resumed()
+      },
+      status: (status) => {
+        this.#setStatus(status)
+        this.#tabs?.status(status)
+      },
+      refused: (error) => {
+        lastError.set(error)
+        if (refusesCredentials(error)) hold.hold(error)
+      },
+    })
+  }
+
+  /** Reconnects the stream now: this replica's own, or the leader tab's, asked of it. */
+  retry(): void {
+    if (this.#connection !== undefined) this.#connection.retry()
+    else this.#tabs?.retry()
+  }
+
+  /** Cuts a reconnect pause short when this replica holds the stream (a follower's is the leader's to retry). */
+  retryOwnStream(): void {
+    this.#connection?.retry()
+  }
+
+  /** Starts over from a snapshot: the leader reopens its stream; a follower asks the leader. */
+  resync(): void {
+    if (this.#connection !== undefined) this.#connection.resync()
+    else this.#tabs?.resync()
+  }
+
+  /** Tells the other tabs what this tab's pending ops make of the store, when that changed. */
+  announce(replica: ReplicaStore, own: unknown): void {
+    this.#tabs?.announce(replica, own)
+  }
+
+  /** Closes this replica's own stream, if it holds one. */
+  closeStream(): void {
+    this.#connection?.close()
+  }
+
+  /** Leaves the other tabs: called last, once this tab's final announcements are out. */
+  leaveTabs(): void {
+    this.#tabs?.close()
+  }
+
+  #setStatus(status: ConnectionStatus): void {
+    this.#deps.sync.streamStatus(status)
+    if (status === 'connected') this.#deps.ops.flush()
+  }
+}
