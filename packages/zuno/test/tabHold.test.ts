@@ -50,3 +50,58 @@ describe('a leader tab held by a 401 on its own proposal', () => {
     expect(await held).toBe(1)
   })
 })
+
+describe('a follower tab whose ops wait for the leader’s lost stream', () => {
+  it('gets the leader to reconnect at once, and to keep its pauses short while the ops wait', async () => {
+    const first = await startZuno()
+    const port = first.port
+    let zuno = first
+    cleanups.push(() => zuno.close())
+    const browser = new SimBrowser(realClock, () => 1)
+    // The leader's pauses over a second last a minute: only a hurried leader reconnects in time.
+    const pauses: number[] = []
+    const stretched = {
+      setTimeout: (callback: () => void, ms: number) => {
+        pauses.push(ms)
+        return setTimeout(callback, ms > 1000 ? 60_000 : ms)
+      },
+      clearTimeout: (handle: unknown) => clearTimeout(handle as ReturnType<typeof setTimeout>),
+    }
+    // And its clock runs ten times fast, so a follower's word that ops wait (good for 15 s) must be renewed within the test.
+    const base = Date.now()
+    const fastClock = () => base + (Date.now() - base) * 10
+    const tab = (name: string, extra: { timers?: typeof stretched; now?: () => number } = {}): ReplicaUniverse => {
+      const replica = connect({ url: zuno.url, EventSource, tabs: true, BroadcastChannel: browser.channelFor(), locks: browser.locksFor(name), ...extra })
+      cleanups.push(() => replica.close())
+      return replica
+    }
+    const leader = tab('leader', { timers: stretched, now: fastClock })
+    await until(() => leader.status.get() === 'connected')
+    const follower = tab('follower')
+    await until(() => follower.status.get() === 'connected')
+
+    await first.close()
+    // The leader backs off until it waits out a long pause.
+    await until(() => pauses.some((ms) => ms > 1000), 15_000)
+    await until(() => follower.status.get() === 'offline')
+    zuno = await startZuno({ port })
+    const started = Date.now()
+    // The follower's op makes the leader try now; the stream comes back and the op goes.
+    expect(await follower.store<number>('counter', 0).set(5)).toBe(1)
+    expect(Date.now() - started).toBeLessThan(5000)
+    expect(zuno.universe.store('counter').get()).toBe(5)
+
+    // Down again, with an op waiting in the follower: every pause of the leader stays short.
+    await zuno.close()
+    await until(() => follower.status.get() === 'offline')
+    const from = pauses.length
+    const waiting = follower.store<number>('counter', 0).set(6)
+    await new Promise((resolve) => setTimeout(resolve, 3500))
+    const whileWaiting = pauses.slice(from)
+    expect(whileWaiting.length).toBeGreaterThan(2)
+    expect(Math.max(...whileWaiting)).toBeLessThanOrEqual(1000)
+    zuno = await startZuno({ port })
+    expect(await waiting).toBe(1) // a new server: a new epoch, where this is the first write
+    expect(zuno.universe.store('counter').get()).toBe(6)
+  }, 30_000)
+})

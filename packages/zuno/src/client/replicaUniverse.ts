@@ -126,7 +126,7 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
         withCredentials: options.withCredentials ?? false,
         timers,
         random,
-        hurry: () => this.#queue.length > 0,
+        hurry: () => this.#queue.length > 0 || this.#link?.followersWaiting() === true,
         resumeFrom: () => this.#cursor.lastEventId,
         token: options.token,
       },
@@ -142,6 +142,8 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
       lastError: this.#lastError,
       retry: () => this.retry(),
       show,
+      waiting: () => this.#queue.length > 0,
+      now: this.#now,
     })
   }
 
@@ -226,7 +228,7 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
       this.#show(replica)
       this.#ops.save(op)
       // The stream was lost and may be waiting out a long pause: try now, since someone waits for this op.
-      if (this.#sync.streamLost) this.#link?.retryOwnStream()
+      if (this.#sync.streamLost) this.#link?.hurry()
       this.#ops.pump()
     })
   }

@@ -39,7 +39,13 @@ export interface StreamLinkDeps {
   readonly retry: () => void
   /** Publishes a store again (another tab's pending ops changed what it shows). */
   readonly show: (replica: ReplicaStore) => void
+  /** Whether this replica has ops waiting. */
+  readonly waiting: () => boolean
+  readonly now: () => number
 }
+
+/** How long a leader keeps its reconnect pauses short after a follower said ops wait there; followers say it again on every status the leader relays. */
+const FOLLOWERS_WAIT_MS = 15_000
 
 /** The replica's stream: its own when it leads, the leader tab's otherwise. */
 export class StreamLink {
@@ -48,6 +54,8 @@ export class StreamLink {
   #connection: StreamConnection | undefined
   /** The other tabs of this browser, when tabs share a stream. */
   readonly #tabs: TabRelay | undefined
+  /** Leader: until when another tab has said that ops wait there for the stream. */
+  #followersWaitUntil = Number.NEGATIVE_INFINITY
 
   constructor(deps: StreamLinkDeps) {
     this.#deps = deps
@@ -68,6 +76,10 @@ export class StreamLink {
         markSynced: () => deps.feed.markSynced(),
         setStatus: (status) => this.#setStatus(status),
         retry: () => deps.retry(),
+        hurry: (now) => {
+          this.#followersWaitUntil = deps.now() + FOLLOWERS_WAIT_MS
+          if (now && deps.sync.streamLost) this.#connection?.retry()
+        },
         replica: (key) => deps.replicas.get(key),
         show: (replica) => deps.show(replica),
         knownStates: () => deps.replicas.known(),
@@ -115,9 +127,18 @@ export class StreamLink {
     else this.#tabs?.retry()
   }
 
-  /** Cuts a reconnect pause short when this replica holds the stream (a follower's is the leader's to retry). */
-  retryOwnStream(): void {
-    this.#connection?.retry()
+  /**
+   * The stream was lost and an op now waits for it: the leader (this replica, or the leader tab,
+   * told so) reconnects at once instead of waiting out its pause.
+   */
+  hurry(): void {
+    if (this.#connection !== undefined) this.#connection.retry()
+    else this.#tabs?.hurry(true)
+  }
+
+  /** Leader: whether another tab said lately that ops wait there, so reconnect pauses stay short. */
+  followersWaiting(): boolean {
+    return this.#deps.now() < this.#followersWaitUntil
   }
 
   /** Starts over from a snapshot: the leader reopens its stream; a follower asks the leader. */
@@ -144,5 +165,7 @@ export class StreamLink {
   #setStatus(status: ConnectionStatus): void {
     this.#deps.sync.streamStatus(status)
     if (status === 'connected') this.#deps.ops.flush()
+    // A follower whose ops wait keeps the leader's reconnect pauses short, as the leader's own would.
+    else if (this.#connection === undefined && this.#deps.waiting()) this.#tabs?.hurry(false)
   }
 }

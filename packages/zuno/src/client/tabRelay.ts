@@ -24,6 +24,8 @@ export interface RelayHost {
   markSynced(): void
   setStatus(status: ConnectionStatus): void
   retry(): void
+  /** Leader: a follower has ops waiting while the stream is lost; `now`: a new one, so reconnect at once. */
+  hurry(now: boolean): void
   replica(storeKey: string): ReplicaStore
   show(replica: ReplicaStore): void
   /** The stores whose state came from the server (and so can be handed to a new tab). */
@@ -70,6 +72,11 @@ export class TabRelay {
 
   status(status: ConnectionStatus): void {
     this.#link.post({ type: 'status', from: this.#from, status })
+  }
+
+  /** Follower: tells the leader that ops wait here for its lost stream (`now`: a new op, so reconnect at once). */
+  hurry(now: boolean): void {
+    this.#link.post({ type: 'hurry', from: this.#host.tabId(), now })
   }
 
   /** Follower: asks the leader to retry its stream now. */
@@ -137,6 +144,9 @@ export class TabRelay {
       case 'retry':
         // Another tab has new credentials; they are shared (cookies, storage), so the stream tries them.
         if (leading) host.retry()
+        break
+      case 'hurry':
+        if (leading) host.hurry(message.now)
         break
       case 'pending': {
         const replica = host.replica(message.storeKey)

@@ -32,6 +32,11 @@ export type TabMessage =
   | { type: 'status'; from: string; status: ConnectionStatus }
   /** A tab asks the leader to retry its stream now (new credentials, say). */
   | { type: 'retry'; from: string }
+  /**
+   * A tab has ops waiting while the stream is lost: the leader keeps its reconnect pauses short
+   * while they wait, and with `now` (a new op) reconnects at once.
+   */
+  | { type: 'hurry'; from: string; now: boolean }
   /** What a tab's own pending ops make of a store (`pending: false` once it has none). */
   | { type: 'pending'; from: string; storeKey: string; baseVersion: number; pending: boolean; state: unknown }
 
