@@ -75,6 +75,20 @@ describe('the client ledger', () => {
     expect(ledger.decide({ principal: '', clientId: 'steady', opId: 102, digest: 'd102' })).toBeUndefined()
   })
 
+  it('still forgets idle clients after the clock was stepped ahead and back while a busy client wrote', () => {
+    const { clock, ledger, process } = ledgerAt(10_000)
+    clock.now = 1e12 // a clock stepped far ahead (a bad NTP step, a VM resumed), then corrected
+    process('busy') // moves to the back with the wrong time
+    clock.now = 10_100
+    for (let t = 10_100; t <= 13_000; t += 100) {
+      clock.now = t
+      process('busy') // in use all along: its place must follow the corrected clock again
+      if (t === 10_500) process('idle')
+    }
+    // idle was last seen at 10,500, 2,500 ms ago: forgotten, not kept (in memory and in every snapshot) until 1e12.
+    expect(clients(ledger)).toEqual(['busy'])
+  })
+
   it('writes records down and restores them in order of use', () => {
     const { clock, ledger, process } = ledgerAt()
     process('x')

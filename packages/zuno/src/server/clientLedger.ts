@@ -127,7 +127,9 @@ export class ClientLedger {
     // One past its lifetime but not swept yet is gone already: its answers must not carry over.
     const live = existing !== undefined && existing.seenAt >= when - this.lifetimeMs ? existing : undefined
     const next = advanceRecord(live, op, answer, this.window, when) as LedgerRecord
-    if (next !== existing || when - next.movedAt >= this.#sweepEvery) {
+    // Also when the clock went back past its last move: a place taken at a time stepped ahead would
+    // otherwise stay first in line for good, and the sweep, which stops there, would keep every record behind it.
+    if (next !== existing || when - next.movedAt >= this.#sweepEvery || when < next.movedAt) {
       this.#records.delete(key) // re-inserted last: the map stays in order of moves
       this.#records.set(key, next)
       next.movedAt = when
