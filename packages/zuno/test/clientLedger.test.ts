@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { ClientLedger } from '../src/server/clientLedger'
+import { ClientLedger, opDigest } from '../src/server/clientLedger'
 import type { OpAnswer, OpIdentity } from '../src/server/storage'
 
 /** A ledger on a clock the test moves, with a 1,000 ms client lifetime (so it sweeps every 250 ms). */
@@ -24,6 +24,18 @@ function accepted(version: number): OpAnswer {
 }
 
 const clients = (ledger: ClientLedger) => ledger.entries().map(([key]) => key.split(':').at(-1))
+
+describe('op digests', () => {
+  it('stay the ones earlier releases wrote down, so a retry across an upgrade is still a retry', () => {
+    // A file storage's log and snapshot, and Redis's client hashes, keep these strings; a rolling
+    // deploy has old and new instances on one Redis. A digest computed another way turns the retry
+    // of an op in doubt (sent just before a restart, the answer lost) into `op_id_reused`.
+    // Values computed by 45dc4fa (the release before the digest was rewritten).
+    expect(opDigest('todos', 0, '{"x":1}')).toBe('todos:0:7:28f9qrtkldr')
+    expect(opDigest('a', 2 ** 33 + 5, '"é😀"')).toBe('a:8589934597:5:tmiskt81tp')
+    expect(opDigest('a', 0, '""')).toBe('a:0:2:3nj1ggyqd3')
+  })
+})
 
 describe('the client ledger', () => {
   it('forgets a client idle for its lifetime, even behind a busy client whose place in line is stale', () => {
@@ -61,6 +73,20 @@ describe('the client ledger', () => {
     // At 5,000: seen within the last 1,000 ms are steady and once-5000 (once-4000 is exactly 1,000 ms old and still kept).
     expect(clients(ledger).sort()).toEqual(['once-4000', 'once-5000', 'steady'])
     expect(ledger.decide({ principal: '', clientId: 'steady', opId: 102, digest: 'd102' })).toBeUndefined()
+  })
+
+  it('still forgets idle clients after the clock was stepped ahead and back while a busy client wrote', () => {
+    const { clock, ledger, process } = ledgerAt(10_000)
+    clock.now = 1e12 // a clock stepped far ahead (a bad NTP step, a VM resumed), then corrected
+    process('busy') // moves to the back with the wrong time
+    clock.now = 10_100
+    for (let t = 10_100; t <= 13_000; t += 100) {
+      clock.now = t
+      process('busy') // in use all along: its place must follow the corrected clock again
+      if (t === 10_500) process('idle')
+    }
+    // idle was last seen at 10,500, 2,500 ms ago: forgotten, not kept (in memory and in every snapshot) until 1e12.
+    expect(clients(ledger)).toEqual(['busy'])
   })
 
   it('writes records down and restores them in order of use', () => {

@@ -43,6 +43,25 @@ describe('request validation', () => {
     expect(scanJsonText('[[1e400]]', 1)).toBe(TEXT_TOO_DEEP)
   })
 
+  it('flags a long mantissa whose short exponent carries it past the largest double', () => {
+    // 300 digits times 10^9, 251 digits times 10^99, 308 nines and a fraction times 10: each is Infinity.
+    for (const text of [`${'9'.repeat(300)}e9`, `[1${'0'.repeat(250)}E+99]`, `{"a":${'9'.repeat(308)}.5e1}`]) {
+      expect(holdsNonFinite(JSON.parse(text))).toBe(true)
+      expect(scanJsonText(text, 64)).toBe(TEXT_HUGE_NUMBER)
+      expect(() => parseProposalText(`{"storeKey":"a","baseVersion":0,"epoch":"e1","clientId":"${newClientId()}","opId":1,"state":${text}}`, 64)).toThrow(/finite|JSON/)
+    }
+    // Long mantissas, short exponents, leading fractions: any mix, never missed.
+    const number = fc
+      .tuple(fc.integer({ min: 1, max: 320 }), fc.integer({ min: 0, max: 40 }), fc.integer({ min: 0, max: 99 }), fc.constantFrom('', '+', '-'))
+      .map(([whole, fraction, exponent, sign]) => `${'9'.repeat(whole)}${fraction > 0 ? `.${'5'.repeat(fraction)}` : ''}e${sign}${exponent}`)
+    fc.assert(
+      fc.property(number, (text) => {
+        if (holdsNonFinite(JSON.parse(text))) expect(scanJsonText(`[${text}]`, 64)).toBe(TEXT_HUGE_NUMBER)
+      }),
+      { numRuns: 2000 },
+    )
+  })
+
   it('agrees with JSON.parse on depth and on numbers for any JSON text', () => {
     // Numbers written out by hand as well, so exponents and long digit runs occur.
     const number = fc.tuple(fc.integer({ min: -5, max: 5 }), fc.integer({ min: 0, max: 500 }), fc.boolean()).map(([mantissa, exponent, plus]) => `${mantissa}e${plus ? '+' : ''}${exponent}`)

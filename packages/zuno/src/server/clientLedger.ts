@@ -127,7 +127,9 @@ export class ClientLedger {
     // One past its lifetime but not swept yet is gone already: its answers must not carry over.
     const live = existing !== undefined && existing.seenAt >= when - this.lifetimeMs ? existing : undefined
     const next = advanceRecord(live, op, answer, this.window, when) as LedgerRecord
-    if (next !== existing || when - next.movedAt >= this.#sweepEvery) {
+    // Also when the clock went back past its last move: a place taken at a time stepped ahead would
+    // otherwise stay first in line for good, and the sweep, which stops there, would keep every record behind it.
+    if (next !== existing || when - next.movedAt >= this.#sweepEvery || when < next.movedAt) {
       this.#records.delete(key) // re-inserted last: the map stays in order of moves
       this.#records.set(key, next)
       next.movedAt = when
@@ -177,27 +179,26 @@ export class ClientLedger {
 }
 
 /**
- * A short digest of an op's content (store, base version, state), to tell a retry from a reused
- * opId. Not cryptographic: a client can only collide with its own ops, which are scoped to its
- * principal. One 53-bit hash written in decimal, the cheapest way V8 turns a number into text.
+ * A short digest of an op's content, to tell a retry from a reused opId. Not cryptographic: a
+ * client can only collide with its own ops, which are scoped to its principal. Its format is part
+ * of what storages keep (a file's log and snapshot, Redis's client hashes, shared by old and new
+ * instances during a rolling deploy): changing it turns the retry of an op in doubt across an
+ * upgrade into `op_id_reused`.
  */
 export function opDigest(storeKey: string, baseVersion: number, stateJson: string): string {
-  let h1 = 0xdeadbeef ^ baseVersion
-  let h2 = 0x41c6ce57 ^ stateJson.length ^ Math.floor(baseVersion / 4294967296)
-  // The store key, a separator no key contains, then the state.
-  for (let i = 0; i < storeKey.length; i++) {
-    const code = storeKey.charCodeAt(i)
-    h1 = Math.imul(h1 ^ code, 2654435761)
-    h2 = Math.imul(h2 ^ code, 1597334677)
-  }
-  h1 = Math.imul(h1 ^ 0x0a, 2654435761)
-  h2 = Math.imul(h2 ^ 0x0a, 1597334677)
-  for (let i = 0; i < stateJson.length; i++) {
-    const code = stateJson.charCodeAt(i)
+  return `${storeKey}:${baseVersion}:${stateJson.length}:${hash53(stateJson).toString(36)}`
+}
+
+/** A 53-bit string hash (two 32-bit multiply-xor lanes). */
+function hash53(text: string): number {
+  let h1 = 0xdeadbeef
+  let h2 = 0x41c6ce57
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i)
     h1 = Math.imul(h1 ^ code, 2654435761)
     h2 = Math.imul(h2 ^ code, 1597334677)
   }
   h1 = Math.imul(h1 ^ (h1 >>> 16), 2246822507) ^ Math.imul(h2 ^ (h2 >>> 13), 3266489909)
   h2 = Math.imul(h2 ^ (h2 >>> 16), 2246822507) ^ Math.imul(h1 ^ (h1 >>> 13), 3266489909)
-  return String(4294967296 * (2097151 & h2) + (h1 >>> 0))
+  return 4294967296 * (2097151 & h2) + (h1 >>> 0)
 }

@@ -9,6 +9,7 @@ const CLOSE_BRACKET = 0x5d
 const QUOTE = 0x22
 const BACKSLASH = 0x5c
 const PLUS = 0x2b
+const DOT = 0x2e
 const DIGIT_0 = 0x30
 const DIGIT_9 = 0x39
 const LOWER_E = 0x65
@@ -22,8 +23,9 @@ export const TEXT_HUGE_NUMBER = 2
 /**
  * One linear pass over JSON text before it is parsed, so a hostile body is refused before
  * `JSON.parse` spends anything on it: {@link TEXT_TOO_DEEP} when arrays and objects nest deeper
- * than `maxDepth`, else {@link TEXT_HUGE_NUMBER} when a number has a long exponent or 309 digits
- * (`JSON.parse` reads 1e400 as Infinity, which JSON cannot say back), else {@link TEXT_OK}.
+ * than `maxDepth`, else {@link TEXT_HUGE_NUMBER} when a number has a long exponent, 309 digits, or
+ * digits and exponent adding up to 309 (`JSON.parse` reads 1e400 and 9…9e9 as Infinity, which JSON
+ * cannot say back), else {@link TEXT_OK}.
  */
 export function scanJsonText(text: string, maxDepth: number): number {
   let depth = 0
@@ -35,6 +37,9 @@ export function scanJsonText(text: string, maxDepth: number): number {
       if (++digits >= 309) huge = true
       continue
     }
+    // A number's fraction digits count with its whole digits: conservative, and one counter.
+    if (code === DOT) continue
+    const mantissa = digits
     digits = 0
     if (code === QUOTE) {
       // Jump over the string: indexOf beats a loop over each character of the long strings of a body.
@@ -51,8 +56,10 @@ export function scanJsonText(text: string, maxDepth: number): number {
       let next = i + 1
       if (text.charCodeAt(next) === PLUS) next++
       let exponent = 0
-      while (exponent < 3 && isDigit(text.charCodeAt(next + exponent))) exponent++
-      if (exponent === 3) huge = true
+      let power = 0
+      while (exponent < 3 && isDigit(text.charCodeAt(next + exponent))) power = power * 10 + text.charCodeAt(next + exponent++) - DIGIT_0
+      // 10^(digits + power) bounds the number: a short exponent can carry a long mantissa past 1.8e308.
+      if (exponent === 3 || mantissa + power >= 309) huge = true
     }
   }
   return huge ? TEXT_HUGE_NUMBER : TEXT_OK

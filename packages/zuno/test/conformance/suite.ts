@@ -406,6 +406,14 @@ export function runConformanceSuite(target: ConformanceTarget): void {
         expect((await post(body(conformanceConfig.maxDepth - 1), { raw: true })).status).toBe(200)
       })
 
+      it('answers 422 invalid_state to a number JSON.parse reads as Infinity, a long mantissa with a short exponent too', async () => {
+        const body = (number: string) => `{"storeKey":"todos","baseVersion":0,"epoch":"${epoch}","clientId":"${newClientId()}","opId":1,"state":{"n":${number}}}`
+        for (const number of ['1e400', `${'9'.repeat(300)}e9`, `1${'0'.repeat(250)}E+99`]) {
+          expectError(await post(body(number), { raw: true }), 422, 'invalid_state')
+        }
+        expect((await post(body(`${'9'.repeat(300)}e-9`), { raw: true })).status).toBe(200)
+      })
+
       it('answers 405 to other methods and 404 to unknown paths, in JSON', async () => {
         const wrong = await fetch(`${server.url}/sync`)
         expect(wrong.status).toBe(405)
