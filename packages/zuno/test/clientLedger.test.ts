@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest'
-import { ClientLedger, opDigest } from '../src/server/clientLedger'
+import fc from 'fast-check'
+import { base36, ClientLedger, opDigest } from '../src/server/clientLedger'
 import type { OpAnswer, OpIdentity } from '../src/server/storage'
 
 /** A ledger on a clock the test moves, with a 1,000 ms client lifetime (so it sweeps every 250 ms). */
@@ -34,6 +35,9 @@ describe('op digests', () => {
     expect(opDigest('todos', 0, '{"x":1}')).toBe('todos:0:7:28f9qrtkldr')
     expect(opDigest('a', 2 ** 33 + 5, '"é😀"')).toBe('a:8589934597:5:tmiskt81tp')
     expect(opDigest('a', 0, '""')).toBe('a:0:2:3nj1ggyqd3')
+    // The fast base 36 writes exactly what toString(36) writes, for every 53-bit hash.
+    for (const n of [0, 35, 36, 60_466_175, 60_466_176, 2 ** 53 - 1]) expect(base36(n)).toBe(n.toString(36))
+    fc.assert(fc.property(fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }), (n) => base36(n) === n.toString(36)), { numRuns: 5000 })
   })
 })
 
