@@ -53,14 +53,16 @@ export class OpLifecycle {
     const op = this.#deps.queue.head
     if (op === undefined || this.#deps.proposer.busy || !this.#deps.sync.mayPropose) return
     const { replica } = op
-    if (op.failure !== undefined) return this.#refuse(op, op.failure)
-    this.#deps.proposer.start()
-    const key = replica.cell.key
     const epoch = this.#deps.cursor.epoch ?? ''
     // An op in doubt goes again as it went, in the current epoch: if the storage kept it (the same
     // history, or one that survived a new epoch), it is recognised. Otherwise the base goes with the
     // state it was computed on, read now, not after the schema check.
     const resend = op.doubtedIn !== undefined && op.lastSent !== undefined ? { ...op.lastSent, epoch } : undefined
+    // An update that throws on the current state refuses its op, unless the op may have been applied
+    // already: then only the server's answer to the resend can settle it (and its id).
+    if (op.failure !== undefined && resend === undefined) return this.#refuse(op, op.failure)
+    this.#deps.proposer.start()
+    const key = replica.cell.key
     if (resend === undefined) op.sent = op.result
     const body: WireBody = resend ?? { baseVersion: replica.confirmed.version, state: op.sent, epoch }
     const schema = schemaFor(this.#deps.options.schemas, key)

@@ -1,0 +1,66 @@
+/**
+ * Attacks on the client's promises, each against a real server (and a real proxy in front of it).
+ */
+import type { IncomingMessage } from 'node:http'
+import type { Socket } from 'node:net'
+import { EventSource } from 'eventsource'
+import { afterEach, describe, expect, it } from 'vitest'
+import { connect, type ZunoError } from '../src/index'
+import { startProxy, startZuno } from './support/zunoBehindProxy'
+import { until } from './support/until'
+
+const cleanups: Array<() => unknown> = []
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
+})
+
+describe('an op in doubt whose update throws on the state the stream brings back', () => {
+  it('is re-sent unchanged, not refused as update_failed with its id freed for the next op', async () => {
+    // Only the last event is kept: a stream that resumes from before the op gets a snapshot.
+    const zuno = await startZuno({ universe: { retention: 1 } })
+    cleanups.push(() => zuno.close())
+    let streamDown = false
+    const streams: Socket[] = []
+    let proposals = 0
+    const proxy = await startProxy(zuno, (req: IncomingMessage) => {
+      if (req.method === 'GET') {
+        if (streamDown) return { status: 0 }
+        streams.push(req.socket)
+        return undefined
+      }
+      proposals += 1
+      if (proposals !== 1) return undefined
+      // The first attempt is applied, but its answer is lost, and so is the stream (with the op's echo).
+      streamDown = true
+      for (const socket of streams.splice(0)) socket.destroy()
+      return { status: 0, afterForwarding: true }
+    })
+    cleanups.push(proxy.close)
+    const replica = connect({ url: proxy.url, EventSource })
+    cleanups.push(() => replica.close())
+    await until(() => replica.status.get() === 'connected')
+    const counter = replica.store<number>('counter', 0)
+    // Runs on 0; would throw on the state another writer makes meanwhile.
+    const doubted = counter.set((n) => {
+      if (n >= 100) throw new Error('too late')
+      return n + 1
+    })
+    const outcome = doubted.then(
+      (version) => ({ version }),
+      (error: ZunoError) => ({ code: error.code }),
+    )
+    await until(() => zuno.universe.store('counter').version === 1)
+    await until(() => replica.status.get() !== 'connected')
+    const next = counter.set(500).catch((error: ZunoError) => error)
+    // Another writer moves the store while this replica cannot see it; the log forgets the op's event.
+    await zuno.universe.store<number>('counter').set(100)
+    await zuno.universe.store<number>('counter').set(101)
+    streamDown = false
+    const settled = await outcome
+    // The op was applied (version 1): re-sent unchanged it is recognised; it is never refused as a failed update.
+    expect(settled).toEqual({ version: 1 })
+    // And the next op is not sent under the doubted op's id.
+    expect(await next).toBe(4)
+    expect(zuno.universe.store('counter').get()).toBe(500)
+  }, 15_000)
+})
