@@ -64,3 +64,21 @@ describe('an op in doubt whose update throws on the state the stream brings back
     expect(zuno.universe.store('counter').get()).toBe(500)
   }, 15_000)
 })
+
+describe('a state that cannot be sent as JSON', () => {
+  it('refuses its op at once, and the ops after it go', async () => {
+    const zuno = await startZuno()
+    cleanups.push(() => zuno.close())
+    const replica = connect({ url: zuno.url, EventSource })
+    cleanups.push(() => replica.close())
+    await until(() => replica.status.get() === 'connected')
+    const store = replica.store<unknown>('counter', 0)
+    const unsendable = store.set({ count: 1n }).catch((error: ZunoError) => error)
+    const next = store.set(2)
+    const refused = await Promise.race([unsendable, new Promise((resolve) => setTimeout(() => resolve('still waiting'), 3000))])
+    expect((refused as ZunoError).code).toBe('invalid_state')
+    expect(await next).toBe(1)
+    expect(zuno.universe.store('counter').get()).toBe(2)
+    expect(replica.pending.get()).toBe(0)
+  })
+})

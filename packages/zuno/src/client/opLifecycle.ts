@@ -13,7 +13,7 @@ import type { EventCursor } from './eventCursor'
 import type { OutboxEntry } from './outbox'
 import type { OutboxKeeper } from './outboxKeeper'
 import type { PendingOp, PendingQueue, Renumbered, ReplicaStore, WireBody } from './pendingQueue'
-import { CONFLICT_BACKOFF_BASE_MS, classify, classifyFailure, DELIVERY_BACKOFF_BASE_MS, type Proposer } from './proposer'
+import { CONFLICT_BACKOFF_BASE_MS, classify, classifyFailure, DELIVERY_BACKOFF_BASE_MS, encodeProposal, type Proposer } from './proposer'
 import type { ReplicaOptions } from './replicaOptions'
 import { confirmFromServer, type ReplicaStores } from './replicaStores'
 import type { SyncState } from './syncState'
@@ -69,10 +69,18 @@ export class OpLifecycle {
     const checked = schema === undefined || resend !== undefined ? Promise.resolve() : validateState(schema, key, body.state)
     checked.then(
       () => {
+        let payload: string
+        try {
+          payload = encodeProposal(key, body, op)
+        } catch (unsendable) {
+          // Never sent, so not in doubt: refused like a state the schema rejects.
+          this.#deps.proposer.done()
+          return this.#refuse(op, unsendable as ZunoError)
+        }
         // Written down before it goes: a reload from here on restores the op as possibly applied.
         op.lastSent = body
         this.save(op)
-        this.#deps.proposer.send(key, body, op).then(
+        this.#deps.proposer.send(payload).then(
           (answer) => {
             this.#deps.proposer.done()
             this.#settle(op, answer, body)
