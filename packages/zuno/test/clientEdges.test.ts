@@ -82,3 +82,45 @@ describe('a state that cannot be sent as JSON', () => {
     expect(replica.pending.get()).toBe(0)
   })
 })
+
+describe('a burst of set() calls while the server cannot be reached', () => {
+  it('reconnects at once for the first op, then keeps the short backoff: not one stream request per set()', async () => {
+    const zuno = await startZuno()
+    cleanups.push(() => zuno.close())
+    let down = false
+    let streamRequests = 0
+    const streams: Socket[] = []
+    // The proxy drops every connection while `down`: the stream is lost, not refused.
+    const proxy = await startProxy(zuno, (req: IncomingMessage) => {
+      if (req.method === 'GET') {
+        streamRequests += 1
+        if (!down) streams.push(req.socket)
+      }
+      return down ? { status: 0 } : undefined
+    })
+    cleanups.push(proxy.close)
+    const replica = connect({ url: proxy.url, EventSource })
+    cleanups.push(() => replica.close())
+    await until(() => replica.status.get() === 'connected')
+    down = true
+    for (const socket of streams.splice(0)) socket.destroy()
+    await until(() => replica.status.get() === 'offline')
+    const counter = replica.store<number>('counter', 0)
+    const before = streamRequests
+    const first = counter.set(0)
+    // The first op cuts the (possibly 10-second) pause short.
+    await until(() => streamRequests > before, 500)
+    // A user typing: 100 keystrokes in about a second, each a set().
+    const typed: Array<Promise<number>> = []
+    for (let i = 1; i <= 100; i += 1) {
+      typed.push(counter.set(i))
+      await new Promise((resolve) => setTimeout(resolve, 10))
+    }
+    // Pauses of up to a second while ops wait: a handful of attempts, not a hundred.
+    expect(streamRequests - before).toBeLessThan(10)
+    down = false
+    await first
+    expect(await typed[99]).toBe(101)
+    expect(zuno.universe.store('counter').get()).toBe(100)
+  }, 15_000)
+})
