@@ -6,6 +6,7 @@ import type { Socket } from 'node:net'
 import { EventSource } from 'eventsource'
 import { afterEach, describe, expect, it } from 'vitest'
 import { connect, type ZunoError } from '../src/index'
+import { createMemoryStorage } from '../src/server/index'
 import { startProxy, startZuno } from './support/zunoBehindProxy'
 import { until } from './support/until'
 
@@ -122,5 +123,41 @@ describe('a burst of set() calls while the server cannot be reached', () => {
     await first
     expect(await typed[99]).toBe(101)
     expect(zuno.universe.store('counter').get()).toBe(100)
+  }, 15_000)
+})
+
+describe('a first op in doubt whose client the server has since forgotten', () => {
+  it('is never applied twice: a 409 to its resend does not prove it was not applied', async () => {
+    let now = 1_000_000
+    const zuno = await startZuno({ universe: { storage: createMemoryStorage({ clientLifetimeMs: 1000, now: () => now }) } })
+    cleanups.push(() => zuno.close())
+    let proposals = 0
+    const proxy = await startProxy(zuno, (req: IncomingMessage) => {
+      if (req.method !== 'POST') return undefined
+      proposals += 1
+      // The first attempt is applied, but its answer is lost.
+      return proposals === 1 ? { status: 0, afterForwarding: true } : undefined
+    })
+    cleanups.push(proxy.close)
+    // Following another store, so the stream's echo of the applied op does not settle it first.
+    const replica = connect({ url: proxy.url, EventSource, stores: ['elsewhere'] })
+    cleanups.push(() => replica.close())
+    await until(() => replica.status.get() === 'connected')
+    const outcome = replica
+      .store<number>('counter', 0)
+      .set((n) => n + 1)
+      .then(
+        (version) => ({ version }),
+        (error: ZunoError) => ({ code: error.code }),
+      )
+    await until(() => zuno.universe.store('counter').version === 1)
+    // Before the retry: the client's record outlives its lifetime, and another writer moves the store.
+    now += 5000
+    await zuno.universe.store<number>('counter').set(10)
+    const settled = await outcome
+    const applied = zuno.universe.store('counter').get()
+    // Either it is known to be applied once, or it says its outcome is unknown: never a second increment.
+    expect(applied).toBe(10)
+    expect(settled).toEqual({ code: 'outcome_unknown' })
   }, 15_000)
 })

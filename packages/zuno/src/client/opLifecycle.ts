@@ -111,6 +111,12 @@ export class OpLifecycle {
       case 'accepted':
         return this.confirm(op, outcome.confirmed, outcome.opVersion)
       case 'conflict': {
+        if (op.opId === 1 && op.doubtedIn === sent.epoch) {
+          // The server answers a client's first op with 409 only when it keeps no record of the client:
+          // the attempt in doubt may have been applied before the server forgot it.
+          const error = new ZunoError('outcome_unknown', `${replica.cell.key}: op ${op.opId} may or may not have been applied (the server has no record of this client)`)
+          return this.#refuse(op, error, { used: true })
+        }
         this.#notApplied(op)
         const { theirs } = outcome
         if (theirs.version > replica.confirmed.version) confirmFromServer(replica, theirs)
