@@ -5,7 +5,7 @@ import type { IncomingMessage } from 'node:http'
 import type { Socket } from 'node:net'
 import { EventSource } from 'eventsource'
 import { afterEach, describe, expect, it } from 'vitest'
-import { connect, type ZunoError } from '../src/index'
+import { connect, type EventSourceLike, type ZunoError } from '../src/index'
 import { createMemoryStorage } from '../src/server/index'
 import { startProxy, startZuno } from './support/zunoBehindProxy'
 import { until } from './support/until'
@@ -159,5 +159,55 @@ describe('a first op in doubt whose client the server has since forgotten', () =
     // Either it is known to be applied once, or it says its outcome is unknown: never a second increment.
     expect(applied).toBe(10)
     expect(settled).toEqual({ code: 'outcome_unknown' })
+  }, 15_000)
+})
+
+/** A browser's EventSource: its error event says nothing of the status, so the client reads the answer with fetch. */
+class BrowserEventSource implements EventSourceLike {
+  readonly #inner: EventSource
+  onopen: ((event: Event) => unknown) | null = null
+  onerror: ((event: Event) => unknown) | null = null
+  constructor(url: string, init?: { withCredentials?: boolean }) {
+    this.#inner = new EventSource(url, init)
+    this.#inner.onopen = (event) => this.onopen?.(event)
+    this.#inner.onerror = () => this.onerror?.(new Event('error'))
+  }
+  get readyState(): number {
+    return this.#inner.readyState
+  }
+  addEventListener(type: string, listener: (event: MessageEvent<string>) => void): void {
+    this.#inner.addEventListener(type, listener)
+  }
+  close(): void {
+    this.#inner.close()
+  }
+}
+
+describe('a stream turned away with 503 and Retry-After while ops wait', () => {
+  it('comes back when the server said, not every second', async () => {
+    const zuno = await startZuno()
+    cleanups.push(() => zuno.close())
+    let busy = false
+    let turnedAway = 0
+    // A crowd is turned away: the server (or its proxy) answers the stream 503, come back in 3 s.
+    const proxy = await startProxy(zuno, (req: IncomingMessage) => {
+      if (req.method !== 'GET' || !busy) return undefined
+      turnedAway += 1
+      return { status: 503, body: '{"ok":false,"error":"too_many_streams","message":"Too many open streams"}', contentType: 'application/json', headers: { 'retry-after': '3' } }
+    })
+    cleanups.push(proxy.close)
+    const replica = connect({ url: proxy.url, EventSource: BrowserEventSource })
+    cleanups.push(() => replica.close())
+    await until(() => replica.status.get() === 'connected')
+    busy = true
+    const waiting = replica.store<number>('counter', 0).set(1)
+    // The stream drops (the server restarts behind the proxy) and meets the 503 when it comes back.
+    await zuno.close(false)
+    await until(() => replica.lastError.get()?.code === 'too_many_streams', 5000)
+    const after = turnedAway
+    await new Promise((resolve) => setTimeout(resolve, 2000))
+    // Within the 3 seconds asked for, no new attempt (each attempt is the stream and the read of its answer).
+    expect(turnedAway - after).toBe(0)
+    void waiting.catch(() => {})
   }, 15_000)
 })

@@ -164,7 +164,8 @@ export class StreamConnection {
           return
         }
         this.#handlers.status('error')
-        this.#reconnectLater()
+        // A server that said when to come back (a 503 turning a crowd away) is not asked sooner.
+        this.#reconnectLater((error.retryAfter ?? 0) * 1000)
       })
     }
     source.addEventListener(SSE_EVENTS.snapshot, (event) => {
@@ -184,11 +185,11 @@ export class StreamConnection {
     })
   }
 
-  #reconnectLater(): void {
+  #reconnectLater(waitAtLeast = 0): void {
     const hurried = this.#options.hurry()
     this.#longPause = !hurried
     const cap = hurried ? HURRIED_RECONNECT_CAP_MS : RECONNECT_CAP_MS
-    const delay = backoffDelay(this.#failures, RECONNECT_BASE_MS, cap, this.#options.random)
+    const delay = Math.max(waitAtLeast, backoffDelay(this.#failures, RECONNECT_BASE_MS, cap, this.#options.random))
     this.#retryTimer = this.#options.timers.setTimeout(() => this.#open(), delay)
   }
 
@@ -210,7 +211,8 @@ export class StreamConnection {
       })
       // Accepted this time (a passing failure, or an answer that is not an event stream): reconnect with backoff.
       if (response.ok) return streamRefusal(response.status, undefined)
-      return streamRefusal(response.status, await response.text())
+      const retryAfter = Number(response.headers.get('retry-after')) || undefined
+      return streamRefusal(response.status, await response.text(), retryAfter)
     } catch (cause) {
       return new ZunoError('network', 'Could not reach the server to read why the stream failed', { cause })
     } finally {
