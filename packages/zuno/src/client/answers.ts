@@ -56,13 +56,14 @@ export async function readProposalAnswer(response: Response): Promise<ProposalAn
  * client could read it, its body: Zuno's code when the body is Zuno's JSON, otherwise a code for
  * the status (`unauthenticated`, `forbidden`, `unavailable`, `rate_limited`, `http_<status>`).
  */
-export function streamRefusal(status: number, bodyText: string | undefined): ZunoError {
+export function streamRefusal(status: number, bodyText: string | undefined, retryAfter?: number): ZunoError {
+  const wait = retryAfter === undefined ? {} : { retryAfter }
   const body = bodyText === undefined ? undefined : zunoBody(bodyText)
   if (body !== undefined && body.ok === false && typeof body.error === 'string') {
-    return new ZunoError(body.error, 'message' in body ? body.message : `The stream was answered ${status}`)
+    return new ZunoError(body.error, 'message' in body ? body.message : `The stream was answered ${status}`, wait)
   }
   const code = status === 401 ? 'unauthenticated' : status === 403 ? 'forbidden' : status === 429 ? 'rate_limited' : status >= 500 ? 'unavailable' : (`http_${status}` as const)
-  return new ZunoError(code, `The stream was answered ${status}`)
+  return new ZunoError(code, `The stream was answered ${status}`, wait)
 }
 
 /** True for a refusal of the credentials themselves: asking again with the same ones gets the same answer. */

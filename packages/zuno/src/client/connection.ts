@@ -85,6 +85,8 @@ export class StreamConnection {
   #failures = 0
   #forceSnapshot = false
   #closed = false
+  /** The reconnect pause under way was taken while no op waited, so it may be a long one (up to 10 s). */
+  #longPause = false
 
   constructor(options: StreamOptions, handlers: StreamHandlers) {
     this.#options = options
@@ -106,6 +108,16 @@ export class StreamConnection {
    */
   retry(): void {
     if (this.#closed || this.#source !== undefined) return
+    this.#drop()
+    this.#open()
+  }
+
+  /**
+   * An op now waits: a pause taken while none did is cut short. A pause taken while ops waited is
+   * kept (it is within the 1-second cap), so a burst of `set()` calls cannot make a reconnect each.
+   */
+  hurry(): void {
+    if (this.#closed || this.#retryTimer === undefined || !this.#longPause) return
     this.#drop()
     this.#open()
   }
@@ -152,7 +164,8 @@ export class StreamConnection {
           return
         }
         this.#handlers.status('error')
-        this.#reconnectLater()
+        // A server that said when to come back (a 503 turning a crowd away) is not asked sooner.
+        this.#reconnectLater((error.retryAfter ?? 0) * 1000)
       })
     }
     source.addEventListener(SSE_EVENTS.snapshot, (event) => {
@@ -172,9 +185,11 @@ export class StreamConnection {
     })
   }
 
-  #reconnectLater(): void {
-    const cap = this.#options.hurry() ? HURRIED_RECONNECT_CAP_MS : RECONNECT_CAP_MS
-    const delay = backoffDelay(this.#failures, RECONNECT_BASE_MS, cap, this.#options.random)
+  #reconnectLater(waitAtLeast = 0): void {
+    const hurried = this.#options.hurry()
+    this.#longPause = !hurried
+    const cap = hurried ? HURRIED_RECONNECT_CAP_MS : RECONNECT_CAP_MS
+    const delay = Math.max(waitAtLeast, backoffDelay(this.#failures, RECONNECT_BASE_MS, cap, this.#options.random))
     this.#retryTimer = this.#options.timers.setTimeout(() => this.#open(), delay)
   }
 
@@ -196,7 +211,8 @@ export class StreamConnection {
       })
       // Accepted this time (a passing failure, or an answer that is not an event stream): reconnect with backoff.
       if (response.ok) return streamRefusal(response.status, undefined)
-      return streamRefusal(response.status, await response.text())
+      const retryAfter = Number(response.headers.get('retry-after')) || undefined
+      return streamRefusal(response.status, await response.text(), retryAfter)
     } catch (cause) {
       return new ZunoError('network', 'Could not reach the server to read why the stream failed', { cause })
     } finally {

@@ -13,7 +13,7 @@ import type { EventCursor } from './eventCursor'
 import type { OutboxEntry } from './outbox'
 import type { OutboxKeeper } from './outboxKeeper'
 import type { PendingOp, PendingQueue, Renumbered, ReplicaStore, WireBody } from './pendingQueue'
-import { CONFLICT_BACKOFF_BASE_MS, classify, classifyFailure, DELIVERY_BACKOFF_BASE_MS, type Proposer } from './proposer'
+import { CONFLICT_BACKOFF_BASE_MS, classify, classifyFailure, DELIVERY_BACKOFF_BASE_MS, encodeProposal, type Proposer } from './proposer'
 import type { ReplicaOptions } from './replicaOptions'
 import { confirmFromServer, type ReplicaStores } from './replicaStores'
 import type { SyncState } from './syncState'
@@ -53,24 +53,34 @@ export class OpLifecycle {
     const op = this.#deps.queue.head
     if (op === undefined || this.#deps.proposer.busy || !this.#deps.sync.mayPropose) return
     const { replica } = op
-    if (op.failure !== undefined) return this.#refuse(op, op.failure)
-    this.#deps.proposer.start()
-    const key = replica.cell.key
     const epoch = this.#deps.cursor.epoch ?? ''
     // An op in doubt goes again as it went, in the current epoch: if the storage kept it (the same
     // history, or one that survived a new epoch), it is recognised. Otherwise the base goes with the
     // state it was computed on, read now, not after the schema check.
     const resend = op.doubtedIn !== undefined && op.lastSent !== undefined ? { ...op.lastSent, epoch } : undefined
+    // An update that throws on the current state refuses its op, unless the op may have been applied
+    // already: then only the server's answer to the resend can settle it (and its id).
+    if (op.failure !== undefined && resend === undefined) return this.#refuse(op, op.failure)
+    this.#deps.proposer.start()
+    const key = replica.cell.key
     if (resend === undefined) op.sent = op.result
     const body: WireBody = resend ?? { baseVersion: replica.confirmed.version, state: op.sent, epoch }
     const schema = schemaFor(this.#deps.options.schemas, key)
     const checked = schema === undefined || resend !== undefined ? Promise.resolve() : validateState(schema, key, body.state)
     checked.then(
       () => {
+        let payload: string
+        try {
+          payload = encodeProposal(key, body, op)
+        } catch (unsendable) {
+          // Never sent, so not in doubt: refused like a state the schema rejects.
+          this.#deps.proposer.done()
+          return this.#refuse(op, unsendable as ZunoError)
+        }
         // Written down before it goes: a reload from here on restores the op as possibly applied.
         op.lastSent = body
         this.save(op)
-        this.#deps.proposer.send(key, body, op).then(
+        this.#deps.proposer.send(payload).then(
           (answer) => {
             this.#deps.proposer.done()
             this.#settle(op, answer, body)
@@ -101,6 +111,12 @@ export class OpLifecycle {
       case 'accepted':
         return this.confirm(op, outcome.confirmed, outcome.opVersion)
       case 'conflict': {
+        if (op.opId === 1 && op.doubtedIn === sent.epoch) {
+          // The server answers a client's first op with 409 only when it keeps no record of the client:
+          // the attempt in doubt may have been applied before the server forgot it.
+          const error = new ZunoError('outcome_unknown', `${replica.cell.key}: op ${op.opId} may or may not have been applied (the server has no record of this client)`)
+          return this.#refuse(op, error, { used: true })
+        }
         this.#notApplied(op)
         const { theirs } = outcome
         if (theirs.version > replica.confirmed.version) confirmFromServer(replica, theirs)

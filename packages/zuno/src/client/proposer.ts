@@ -72,9 +72,8 @@ export class Proposer {
     this.#busy = false
   }
 
-  /** Sends one proposal and reads the answer (throws what decides nothing). */
-  async send(storeKey: string, body: WireBody, op: PendingOp): Promise<ProposalAnswer> {
-    const { clientId, opId } = op
+  /** Sends one proposal, as {@link encodeProposal} wrote it, and reads the answer (throws what decides nothing). */
+  async send(payload: string): Promise<ProposalAnswer> {
     const token = this.#options.token?.()
     const headers = token === undefined ? JSON_REQUEST : { ...JSON_REQUEST, authorization: `Bearer ${token}` }
     const abort = (this.#abort = new AbortController())
@@ -82,7 +81,7 @@ export class Proposer {
       const response = await this.#options.fetch(`${this.#options.url}${PATHS.sync}`, {
         method: 'POST',
         headers,
-        body: JSON.stringify({ storeKey, baseVersion: body.baseVersion, epoch: body.epoch, state: body.state, clientId, opId }),
+        body: payload,
         signal: abort.signal,
         // Zuno's endpoints never redirect: a redirect (to a sign-in page, say) is refused, not followed.
         redirect: 'manual',
@@ -120,6 +119,19 @@ export class Proposer {
   close(): void {
     if (this.#retryTimer !== undefined) this.#options.timers.clearTimeout(this.#retryTimer)
     this.#abort?.abort()
+  }
+}
+
+/**
+ * The body of `POST /sync` for `op`. A state JSON cannot hold (a BigInt, a cycle) throws
+ * `invalid_state`: it can never be sent, so it is refused, not retried as a failed delivery.
+ */
+export function encodeProposal(storeKey: string, body: WireBody, op: PendingOp): string {
+  const { clientId, opId } = op
+  try {
+    return JSON.stringify({ storeKey, baseVersion: body.baseVersion, epoch: body.epoch, state: body.state, clientId, opId })
+  } catch (cause) {
+    throw new ZunoError('invalid_state', `${storeKey}: the state cannot be sent as JSON`, { cause })
   }
 }
 

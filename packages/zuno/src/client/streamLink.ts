@@ -78,7 +78,7 @@ export class StreamLink {
         retry: () => deps.retry(),
         hurry: (now) => {
           this.#followersWaitUntil = deps.now() + FOLLOWERS_WAIT_MS
-          if (now && deps.sync.streamLost) this.#connection?.retry()
+          if (now && deps.sync.streamLost) this.#connection?.hurry()
         },
         replica: (key) => deps.replicas.get(key),
         show: (replica) => deps.show(replica),
@@ -132,7 +132,7 @@ export class StreamLink {
    * told so) reconnects at once instead of waiting out its pause.
    */
   hurry(): void {
-    if (this.#connection !== undefined) this.#connection.retry()
+    if (this.#connection !== undefined) this.#connection.hurry()
     else this.#tabs?.hurry(true)
   }
 
