@@ -33,12 +33,18 @@ export interface RelayHost {
   lastEventId(): string | undefined
 }
 
+/** What only the leader sends: its stream, relayed, and its greeting. */
+const RELAYED: ReadonlySet<TabMessage['type']> = new Set(['snapshot', 'state', 'resumed', 'status'])
+
 export class TabRelay {
   readonly #link: TabLink
   readonly #host: RelayHost
   #arrivals = 0
   /** The leader's id as of when it led: what its relayed stream says it is from. */
   #from = ''
+  /** Follower: the tab whose stream it last heard, and the leaders before it (see {@link #stale}). */
+  #leaderHeard: string | undefined
+  readonly #formerLeaders = new Set<string>()
 
   constructor(channel: string, BroadcastChannelImpl: BroadcastChannelConstructor, locks: LockManagerLike | undefined, host: RelayHost) {
     this.#host = host
@@ -118,6 +124,7 @@ export class TabRelay {
     const host = this.#host
     if (host.sync.closed) return
     const leading = host.leading()
+    if (!leading && RELAYED.has(message.type) && this.#stale(message.from)) return
     switch (message.type) {
       case 'hello':
         if (!leading) break
@@ -159,6 +166,19 @@ export class TabRelay {
         break
       }
     }
+  }
+
+  /**
+   * Follower: whether a relayed message comes from a leader that has since handed over. Leadership
+   * moves only when a leader closes, and the channel keeps order per sender only: a late status
+   * of the last leader, heard after the new one's snapshot, would leave this tab unsynced for good.
+   */
+  #stale(from: string): boolean {
+    if (from === this.#leaderHeard) return false
+    if (this.#formerLeaders.has(from)) return true
+    if (this.#leaderHeard !== undefined) this.#formerLeaders.add(this.#leaderHeard)
+    this.#leaderHeard = from
+    return false
   }
 
   /** Leader, now synced: answers the tabs that asked while it was not. */

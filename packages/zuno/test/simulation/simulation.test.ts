@@ -50,7 +50,7 @@ const HOSTILE: Faults = {
   cutStream: 0.01,
   proxyFailsBefore: 0.02,
   proxyFailsAfter: 0.02,
-  proxyTooLarge: 0.001,
+  proxyTooLarge: 0.003,
 }
 const STORES = { counter: 0, list: [] as string[], value: 0, label: '' }
 /** A store the clients create themselves: after a new epoch it is gone until someone writes it again. */
