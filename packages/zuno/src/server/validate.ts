@@ -33,7 +33,7 @@ export function scanJsonText(text: string, maxDepth: number): number {
   let huge = false
   for (let i = 0; i < text.length; i++) {
     const code = text.charCodeAt(i)
-    if (code >= DIGIT_0 && code <= DIGIT_9) {
+    if (isDigit(code)) {
       if (++digits >= 309) huge = true
       continue
     }
