@@ -37,6 +37,30 @@ describe('IndexedDB outbox', () => {
     await outbox.delete('a', 1)
     expect(await outbox.load()).toEqual([{ clientId: 'a', opId: 2, storeKey: 's', state: 2, queuedAt: 2 }])
   })
+
+  it('moves the ops of a format 1 outbox, in their order, to one fresh client from opId 1', async () => {
+    const indexedDB = new IDBFactory()
+    // A format 1 database, as the protocol v1 client left it: client ids v2 refuses.
+    await new Promise<void>((resolve, reject) => {
+      const request = indexedDB.open('zuno-outbox', 1)
+      request.onupgradeneeded = () => {
+        const store = request.result.createObjectStore('ops', { keyPath: ['clientId', 'opId'] })
+        store.put({ clientId: 'device-42', opId: 7, storeKey: 'b', state: 'second', queuedAt: 20 })
+        store.put({ clientId: 'device-42', opId: 6, storeKey: 'a', state: 'first', queuedAt: 10 })
+      }
+      request.onsuccess = () => {
+        request.result.close()
+        resolve()
+      }
+      request.onerror = () => reject(request.error)
+    })
+    const outbox = createIndexedDbOutbox({ indexedDB, newId: () => 'fresh' })
+    const moved = (await outbox.load()).sort((a, b) => a.opId - b.opId)
+    expect(moved).toEqual([
+      { clientId: 'fresh', opId: 1, storeKey: 'a', state: 'first', queuedAt: 10 },
+      { clientId: 'fresh', opId: 2, storeKey: 'b', state: 'second', queuedAt: 20 },
+    ])
+  })
 })
 
 describe('ops queued offline survive a reload', () => {

@@ -33,6 +33,8 @@ export interface IndexedDbOutboxOptions {
   name?: string
   /** Default: the global `indexedDB`. */
   indexedDB?: IDBFactory
+  /** Makes the client id that ops from an older format move to. Default `newClientId`. */
+  newId?: () => string
 }
 
 const STORE = 'ops'
@@ -50,7 +52,7 @@ export function createIndexedDbOutbox(options: IndexedDbOutboxOptions = {}): Out
       const request = factory.open(options.name ?? 'zuno-outbox', FORMAT)
       request.onupgradeneeded = (event) => {
         if (event.oldVersion === 0) request.result.createObjectStore(STORE, { keyPath: ['clientId', 'opId'] })
-        else migrateFromV1(request.transaction?.objectStore(STORE))
+        else migrateFromV1(request.transaction?.objectStore(STORE), options.newId ?? newClientId)
       }
       request.onsuccess = () => resolve(request.result)
       request.onerror = () => reject(request.error)
@@ -84,11 +86,11 @@ export function createIndexedDbOutbox(options: IndexedDbOutboxOptions = {}): Out
  * Format 1 named ops by client ids that protocol v2 refuses. Its ops move, in their order, to one
  * fresh client whose opIds start at 1: the server has never seen that client, so none can be a duplicate.
  */
-function migrateFromV1(store: IDBObjectStore | undefined): void {
+function migrateFromV1(store: IDBObjectStore | undefined, newId: () => string): void {
   if (store === undefined) return
   const request = store.getAll() as IDBRequest<OutboxEntry[]>
   request.onsuccess = () => {
-    const clientId = newClientId()
+    const clientId = newId()
     const entries = request.result.sort((a, b) => a.queuedAt - b.queuedAt || a.opId - b.opId)
     store.clear()
     entries.forEach((entry, index) => store.put({ clientId, opId: index + 1, storeKey: entry.storeKey, state: entry.state, queuedAt: entry.queuedAt }))
