@@ -239,17 +239,28 @@ export class AuthoritativeUniverse<TStores extends Record<string, unknown> = Rec
     return { state, stateBytes }
   }
 
-  async #commit(request: SyncRequest, op: OpIdentity, state: unknown, stateBytes: number): Promise<ProposalResult> {
+  /** Commits an op; not an async function, so an in-process storage's answer costs no turn of its own. */
+  #commit(request: SyncRequest, op: OpIdentity, state: unknown, stateBytes: number): Promise<ProposalResult> {
     const { storeKey, baseVersion, epoch } = request
     const { principal, clientId, opId, digest } = op
-    // Fields named, not spread: a spread copies through a slower generic path, once per proposal.
-    const outcome = await this.#storage.commit({ principal, clientId, opId, digest, epoch, write: { storeKey, baseVersion, state, stateBytes } })
-    if (outcome.type === 'accepted') {
-      // Usually applied already (an in-process storage delivers before the commit's promise settles): no extra turn then.
-      const reached = this.#reached(outcome.event.seq)
-      if (reached !== undefined) await reached
+    let outcome: CommitOutcome | Promise<CommitOutcome>
+    try {
+      // Fields named, not spread: a spread copies through a slower generic path, once per proposal.
+      outcome = this.#storage.commit({ principal, clientId, opId, digest, epoch, write: { storeKey, baseVersion, state, stateBytes } })
+    } catch (error) {
+      return Promise.reject(error)
     }
-    return this.#answer(storeKey, outcome)
+    return isPromiseLike(outcome) ? Promise.resolve(outcome).then((settled) => this.#settle(storeKey, settled)) : this.#settle(storeKey, outcome)
+  }
+
+  /** The answer to a committed op, once this universe has applied its event (the answer must never be ahead of the streams). */
+  #settle(storeKey: string, outcome: CommitOutcome): Promise<ProposalResult> {
+    if (outcome.type === 'accepted') {
+      // Usually applied already (an in-process storage delivers as it commits): no wait then.
+      const reached = this.#reached(outcome.event.seq)
+      if (reached !== undefined) return reached.then(() => this.#answer(storeKey, outcome))
+    }
+    return Promise.resolve(this.#answer(storeKey, outcome))
   }
 
   /** Records a refusal for good, unless the op was processed before (then that answer stands). Callers checked the storage's health. */
@@ -482,6 +493,10 @@ function refused(code: 'op_id_reused' | 'unknown_client' | 'epoch_changed', mess
 function identify(request: SyncRequest, principal: string, stateJson: string): OpIdentity {
   const { clientId, opId, storeKey, baseVersion } = request
   return { principal, clientId, opId, digest: opDigest(storeKey, baseVersion, stateJson) }
+}
+
+function isPromiseLike<T>(value: T | PromiseLike<T>): value is PromiseLike<T> {
+  return typeof (value as { then?: unknown } | null)?.then === 'function'
 }
 
 function refusalOf(answer: RefusalAnswer): ProposalResult {

@@ -18,7 +18,7 @@ export function createMemoryStorage(options: MemoryStorageOptions = {}): Storage
       return { epoch, seq, stores: new Map(table.states) }
     },
 
-    async commit(request: CommitRequest): Promise<CommitOutcome> {
+    commit(request: CommitRequest): CommitOutcome {
       const refused = table.refuse(request, epoch)
       if (refused !== undefined) return refused
       seq += 1

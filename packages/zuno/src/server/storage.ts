@@ -17,7 +17,7 @@ export interface Write {
   baseVersion: number
   state: unknown
   /** About how many bytes the state takes as JSON, when the caller measured it (no storage need encode it to know). */
-  stateBytes?: number
+  stateBytes?: number | undefined
 }
 
 /** An op to commit: accepted iff `epoch` is the storage's and `baseVersion` the store's current version. */
@@ -62,7 +62,7 @@ export interface CommittedEvent {
   writer: string
   opId: number
   /** About how many bytes the state takes as JSON, when known: the resume log counts it without encoding a frame. */
-  stateBytes?: number
+  stateBytes?: number | undefined
   /** Universe-wide, strictly increasing; 1 for the first change of an epoch. */
   seq: number
   /** The event id clients resume from: `<epoch>-<seq>`. */
@@ -108,8 +108,12 @@ export type StorageHealth = { ok: true } | { ok: false; reason: string }
 export interface Storage {
   /** Reads the current image once, when the universe starts. */
   load(): Promise<StorageImage>
-  /** Decides and, if accepted, commits one op. Rejects only when the storage failed (nothing was acknowledged). */
-  commit(request: CommitRequest): Promise<CommitOutcome>
+  /**
+   * Decides and, if accepted, commits one op. Fails (rejects, or throws) only when the storage
+   * failed, and then nothing was acknowledged. A storage that decides in this process may return
+   * the outcome itself instead of a promise: the proposal then costs no extra turn.
+   */
+  commit(request: CommitRequest): CommitOutcome | Promise<CommitOutcome>
   /** Records a refusal for good, unless the op was processed already (then that answer comes back). */
   refuse(request: RefusalRequest): Promise<CommitOutcome>
   /**

@@ -1,9 +1,8 @@
-import { formatEventId, type StoreState } from '../protocol'
+import type { StoreState } from '../protocol'
 import { ClientLedger } from './clientLedger'
+import { LoggedEvent } from './log'
 import { notifyEach } from './notify'
 import type { CommitOutcome, CommitRequest, CommittedEvent, OpIdentity, RefusalRequest } from './storage'
-
-const RESOLVED = Promise.resolve()
 
 /**
  * The in-process half of a storage that keeps its truth here (memory, file): every store's current
@@ -12,7 +11,7 @@ const RESOLVED = Promise.resolve()
 export class StoreTable {
   readonly #listeners = new Set<(event: CommittedEvent) => void>()
   readonly states = new Map<string, StoreState>()
-  /** Commits whose listeners have not heard of them yet. */
+  /** Commits whose listeners have not heard of them yet: more than one only while listeners run. */
   readonly #undelivered: CommittedEvent[] = []
 
   constructor(readonly ledger: ClientLedger) {}
@@ -37,9 +36,7 @@ export class StoreTable {
   accept(request: CommitRequest, epoch: string, seq: number, writer: string): CommittedEvent {
     const { storeKey, state, stateBytes } = request.write
     const version = (this.states.get(storeKey)?.version ?? 0) + 1
-    const event: CommittedEvent = { storeKey, version, state, writer, opId: request.opId, seq, id: formatEventId(epoch, seq) }
-    if (stateBytes !== undefined) event.stateBytes = stateBytes
-    return event
+    return new LoggedEvent(storeKey, version, state, writer, request.opId, seq, stateBytes, epoch)
   }
 
   /** Records an accepted change (just committed, or recovered) and its client's answer. */
@@ -48,35 +45,32 @@ export class StoreTable {
     this.states.set(storeKey, { version, state })
     // The answer names the write, not its state: a copy of every client's last state would make
     // memory grow with the clients instead of the live state.
-    this.ledger.record(op, { type: 'accepted', storeKey, version, seq }, at)
+    this.ledger.recordAccepted(op, storeKey, version, seq, at)
   }
 
   /** Records a refusal for good (just decided, or recovered). */
   recordRefusal(request: RefusalRequest, at?: number): CommitOutcome {
     const { storeKey, error, message, issues } = request
     const answer = { type: 'refused' as const, storeKey, error, message, ...(issues === undefined ? {} : { issues }) }
-    this.ledger.record(request, answer, at)
+    this.ledger.recordRefused(request, answer, at)
     return { type: 'answered', answer }
   }
 
   /**
-   * Records a change just committed; the listeners hear of it once the commit has returned, the
-   * same way as from a storage shared by several instances.
+   * Records a change just committed and tells the listeners before returning: the universe has
+   * applied it by the time the commit answers. A commit made by a listener meanwhile waits in
+   * line, so listeners hear every change in log order.
    */
   commit(event: CommittedEvent, op: OpIdentity): void {
     this.record(event, op)
     if (this.#listeners.size === 0) return
     this.#undelivered.push(event)
-    // A resolved promise rather than queueMicrotask, which wraps every callback in an async
-    // resource on Node.js; one bound callback for all, not a closure per commit.
-    if (this.#undelivered.length === 1) void RESOLVED.then(this.#deliver)
-  }
-
-  /** Hands the commits of the last turn to the listeners, in order (also those their listeners make meanwhile). */
-  readonly #deliver = (): void => {
-    const events = this.#undelivered
-    for (let i = 0; i < events.length; i++) notifyEach(this.#listeners, events[i] as CommittedEvent, 'a commit listener')
-    events.length = 0
+    if (this.#undelivered.length > 1) return // a listener's commit: the loop below delivers it
+    try {
+      for (let i = 0; i < this.#undelivered.length; i++) notifyEach(this.#listeners, this.#undelivered[i] as CommittedEvent, 'a commit listener')
+    } finally {
+      this.#undelivered.length = 0
+    }
   }
 
   /** `Storage.onCommit`: calls `listener` with each committed change; returns the unsubscribe. */
@@ -92,3 +86,4 @@ export class StoreTable {
     this.#listeners.clear()
   }
 }
+
