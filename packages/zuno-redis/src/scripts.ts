@@ -67,7 +67,7 @@ end
 `
 
 /**
- * Decides an op against its client's record, as \`decideOp\` does: nil when it is the client's next
+ * Decides an op against its client's record, as \`ClientLedger.decide\` does: nil when it is the client's next
  * op, else the reply. A kept acceptance is answered with the state of its event while the Stream
  * keeps it (checked to be that op's), else as \`processed\` with the current seq (the instance
  * answers with the store once it has followed the Stream that far).

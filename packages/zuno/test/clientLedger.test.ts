@@ -13,7 +13,7 @@ function ledgerAt(start = 0) {
     const opId = (ops.get(clientId) ?? 0) + 1
     const op: OpIdentity = { principal: '', clientId, opId, digest: `d${opId}` }
     expect(ledger.decide(op)).toBeUndefined()
-    ledger.record(op, accepted(opId))
+    ledger.recordAccepted(op, 's', opId, opId)
     ops.set(clientId, opId)
     return op
   }
@@ -91,6 +91,40 @@ describe('the client ledger', () => {
     }
     // idle was last seen at 10,500, 2,500 ms ago: forgotten, not kept (in memory and in every snapshot) until 1e12.
     expect(clients(ledger)).toEqual(['busy'])
+  })
+
+  it('keeps the last answers in a ring reused in place: the right answer for each op, oldest first when written down', () => {
+    const { ledger, process } = ledgerAt()
+    const refusal = { type: 'refused' as const, storeKey: 's', error: 'forbidden' as const, message: 'no' }
+    const op = (opId: number): OpIdentity => ({ principal: '', clientId: 'r', opId, digest: `d${opId}` })
+    const ops = [process('r'), process('r'), op(3), op(4), op(5)]
+    expect(ledger.decide(op(3))).toBeUndefined()
+    ledger.recordRefused(op(3), refusal) // overwrites op 1's slot
+    for (const opId of [4, 5]) {
+      // ops 4 and 5 overwrite op 2's slot and then the refusal's
+      expect(ledger.decide(op(opId))).toBeUndefined()
+      ledger.recordAccepted(op(opId), 's', opId, opId)
+    }
+    const third = op(3)
+    expect(ledger.decide(ops[3] as OpIdentity)).toEqual({ type: 'answered', answer: accepted(4) })
+    expect(ledger.decide(ops[4] as OpIdentity)).toEqual({ type: 'answered', answer: accepted(5) })
+    expect(ledger.decide(third)).toEqual({ type: 'processed' })
+    const [[, record] = []] = ledger.entries()
+    expect(record?.answers.map(({ opId, answer }) => [opId, answer.type === 'accepted' ? answer.version : answer.error])).toEqual([
+      [4, 4],
+      [5, 5],
+    ])
+    // Before the refusal's slot is reused, it answers as a refusal; a smaller window keeps the newest answers.
+    const { ledger: other, process: processOther } = ledgerAt()
+    processOther('q')
+    const refused: OpIdentity = { principal: '', clientId: 'q', opId: 2, digest: 'd2' }
+    other.decide(refused)
+    other.recordRefused(refused, refusal)
+    expect(other.decide(refused)).toEqual({ type: 'answered', answer: refusal })
+    const narrow = new ClientLedger({ idempotencyWindow: 1, now: () => 0 })
+    narrow.restore(other.entries())
+    expect(narrow.decide(refused)).toEqual({ type: 'answered', answer: refusal })
+    expect(narrow.decide({ principal: '', clientId: 'q', opId: 1, digest: 'd1' })).toEqual({ type: 'processed' })
   })
 
   it('writes records down and restores them in order of use', () => {

@@ -32,6 +32,23 @@ describe('request validation', () => {
     expect(scanJsonText('"unterminated [[[[', 1)).toBe(TEXT_OK) // JSON.parse refuses it anyway
   })
 
+  it('measures the depth of any JSON text as its parsed value has it, whatever its strings hold', () => {
+    // Strings of quotes, backslashes and brackets, short and past the length read one by one, so
+    // escapes fall on each side of the point where the scan jumps ahead with indexOf.
+    const tricky = fc.array(fc.constantFrom('"', '\\', '[', '{', 'a', ']'), { maxLength: 60 }).map((chars) => chars.join(''))
+    const leaf = fc.oneof(tricky, fc.string(), fc.integer(), fc.constant(null))
+    const value = fc.letrec((tie) => ({
+      node: fc.oneof({ depthSize: 'small' }, leaf, fc.array(tie('node'), { maxLength: 3 }), fc.dictionary(tricky, tie('node'), { maxKeys: 3 })),
+    })).node
+    fc.assert(
+      fc.property(value, fc.integer({ min: 0, max: 6 }), (parsed, maxDepth) => {
+        const text = JSON.stringify(parsed)
+        return textExceedsDepth(text, maxDepth) === depthOf(JSON.parse(text)) > maxDepth
+      }),
+      { numRuns: 3000 },
+    )
+  })
+
   it('flags every number that parses to Infinity, outside strings only when it matters', () => {
     for (const text of ['1e400', '[-1E+309]', '{"a":12e999}', `${'9'.repeat(309)}`, `[0.5, ${'1'.repeat(400)}.5]`]) {
       expect(holdsNonFinite(JSON.parse(text))).toBe(true)

@@ -2,10 +2,14 @@
 
 export interface BufferClass {
   from(text: string): Uint8Array
-  from(memory: ArrayBufferLike, offset: number, length: number): Uint8Array & { toString(encoding: 'utf8'): string }
+  from(memory: ArrayBufferLike, offset: number, length: number): DecodableBytes
   concat(list: Uint8Array[]): Uint8Array
   byteLength(text: string): number
+  isBuffer(value: unknown): boolean
 }
+
+/** A Node.js `Buffer`, as far as decoding goes. */
+type DecodableBytes = Uint8Array & { toString(encoding: 'utf8'): string }
 
 /** The Node.js `Buffer` class where there is one, without needing Node's types. */
 export const NodeBuffer = (globalThis as { Buffer?: BufferClass }).Buffer
@@ -33,6 +37,8 @@ export function utf8Text(chunks: readonly Uint8Array[]): string {
     return text + decoder.decode()
   }
   const bytes = chunks.length === 1 ? (chunks[0] as Uint8Array) : NodeBuffer.concat(chunks as Uint8Array[])
+  // A Buffer (what Node's streams give) decodes itself; a plain Uint8Array needs a Buffer view first.
+  if (NodeBuffer.isBuffer(bytes)) return (bytes as DecodableBytes).toString('utf8')
   return NodeBuffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8')
 }
 

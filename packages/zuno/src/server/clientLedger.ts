@@ -1,4 +1,4 @@
-import type { CommitOutcome, OpAnswer, OpIdentity } from './storage'
+import type { CommitOutcome, OpAnswer, OpIdentity, RefusalAnswer } from './storage'
 
 /** Defaults of what a storage keeps per client. */
 export const CLIENT_DEFAULTS = {
@@ -35,43 +35,44 @@ export interface KeptAnswer {
   answer: OpAnswer
 }
 
-/**
- * Decides an op against what is kept of its client: `undefined` when it is the client's next op
- * (go on and compare versions), else the outcome to answer with, and nothing changes.
- */
-export function decideOp(record: ClientRecord | undefined, op: OpIdentity): CommitOutcome | undefined {
-  const mark = record?.mark ?? 0
-  if (op.opId <= mark) {
-    const kept = record?.answers.find((answer) => answer.opId === op.opId)
-    if (kept === undefined) return { type: 'processed' }
-    return kept.digest === op.digest ? { type: 'answered', answer: kept.answer } : { type: 'reused' }
-  }
-  return op.opId === mark + 1 ? undefined : { type: 'unknown_client' }
-}
-
-/**
- * Advances `record` (or a new one) past `op`, processed with `answer`, keeping the last `window`
- * answers. In place: the ledger owns its records, and a copy per op would only make garbage.
- */
-export function advanceRecord(record: ClientRecord | undefined, op: OpIdentity, answer: OpAnswer, window: number, now: number): ClientRecord {
-  const kept: KeptAnswer = { opId: op.opId, digest: op.digest, answer }
-  if (record === undefined) return { mark: op.opId, answers: [kept], seenAt: now }
-  record.answers.push(kept)
-  // shift, not splice: splice would allocate an array of what it removes, once per op.
-  while (record.answers.length > window) record.answers.shift()
-  record.mark = op.opId
-  record.seenAt = now
-  return record
-}
-
 /** The key of a client's record: client ids are scoped to their principal. */
 export function clientKey(op: { principal: string; clientId: string }): string {
   return `${op.principal.length}:${op.principal}:${op.clientId}`
 }
 
-/** A record as the ledger holds it: also when it last moved to the back of the map. */
-interface LedgerRecord extends ClientRecord {
+/**
+ * One kept answer as the ledger holds it, a slot of its client's ring. Slots are overwritten in
+ * place once the ring is full, and an acceptance is kept as its fields: a kept answer lives for
+ * `window` ops of its client, long enough to outlive a young-generation collection, so an object
+ * made per op would be copied and promoted once per op.
+ */
+class AnswerSlot {
+  constructor(
+    public opId: number,
+    public digest: string,
+    public storeKey: string,
+    public version: number,
+    public seq: number,
+    /** Set for a refusal for good; `storeKey`, `version` and `seq` then mean nothing. */
+    public refusal: RefusalAnswer | undefined,
+  ) {}
+
+  /** The answer; an acceptance as a new object, since the slot may be overwritten while a caller still holds it. */
+  answer(): OpAnswer {
+    if (this.refusal !== undefined) return this.refusal
+    return { type: 'accepted', storeKey: this.storeKey, version: this.version, seq: this.seq }
+  }
+}
+
+/** A client's record as the ledger holds it. */
+interface LedgerRecord {
+  mark: number
+  seenAt: number
+  /** When it last moved to the back of the ledger's map. */
   movedAt: number
+  /** At most `window` answers; once full, `next` is the oldest, overwritten by the next op. */
+  slots: AnswerSlot[]
+  next: number
 }
 
 /**
@@ -105,20 +106,37 @@ export class ClientLedger {
     this.#sweepEvery = Math.min(1000, lifetimeMs / 4)
   }
 
-  /** See {@link decideOp}. */
+  /**
+   * Decides an op against what is kept of its client: `undefined` when it is the client's next op
+   * (go on and compare versions), else the outcome to answer with, and nothing changes.
+   */
   decide(op: OpIdentity): CommitOutcome | undefined {
     const now = this.now()
     if (now - this.#sweptAt >= this.#sweepEvery) this.#forgetExpired(now)
     const key = this.#keyOf(op)
-    const record = this.#records.get(key)
-    this.#lastRecord = record
+    const found = this.#records.get(key)
+    this.#lastRecord = found
     this.#lastAt = now
     // Between sweeps, a record past its lifetime still counts as forgotten.
-    return decideOp(record !== undefined && record.seenAt < now - this.lifetimeMs ? undefined : record, op)
+    const record = found !== undefined && found.seenAt < now - this.lifetimeMs ? undefined : found
+    const mark = record?.mark ?? 0
+    if (op.opId > mark) return op.opId === mark + 1 ? undefined : { type: 'unknown_client' }
+    const kept = record?.slots.find((slot) => slot.opId === op.opId)
+    if (kept === undefined) return { type: 'processed' }
+    return kept.digest === op.digest ? { type: 'answered', answer: kept.answer() } : { type: 'reused' }
   }
 
-  /** Records that `op` was processed with `answer`, at `at` (default: when it was decided, else now). */
-  record(op: OpIdentity, answer: OpAnswer, at?: number): void {
+  /** Records that `op` was accepted as version `version` of `storeKey`, the `seq`-th event, at `at` (default: when it was decided, else now). */
+  recordAccepted(op: OpIdentity, storeKey: string, version: number, seq: number, at?: number): void {
+    this.#keep(op, storeKey, version, seq, undefined, at)
+  }
+
+  /** Records that `op` was refused for good with `refusal`. */
+  recordRefused(op: OpIdentity, refusal: RefusalAnswer, at?: number): void {
+    this.#keep(op, refusal.storeKey, 0, 0, refusal, at)
+  }
+
+  #keep(op: OpIdentity, storeKey: string, version: number, seq: number, refusal: RefusalAnswer | undefined, at: number | undefined): void {
     // Decided just before: its lookup and its clock reading still hold.
     const decided = op === this.#lastOp
     const when = at ?? (decided ? this.#lastAt : this.now())
@@ -126,15 +144,29 @@ export class ClientLedger {
     const existing = decided ? this.#lastRecord : this.#records.get(key)
     // One past its lifetime but not swept yet is gone already: its answers must not carry over.
     const live = existing !== undefined && existing.seenAt >= when - this.lifetimeMs ? existing : undefined
-    const next = advanceRecord(live, op, answer, this.window, when) as LedgerRecord
+    const record = live ?? { mark: 0, seenAt: when, movedAt: when, slots: [], next: 0 }
+    if (record.slots.length < this.window) {
+      record.slots.push(new AnswerSlot(op.opId, op.digest, storeKey, version, seq, refusal))
+    } else {
+      const slot = record.slots[record.next] as AnswerSlot
+      slot.opId = op.opId
+      slot.digest = op.digest
+      slot.storeKey = storeKey
+      slot.version = version
+      slot.seq = seq
+      slot.refusal = refusal
+      record.next = (record.next + 1) % this.window
+    }
+    record.mark = op.opId
+    record.seenAt = when
     // Also when the clock went back past its last move: a place taken at a time stepped ahead would
     // otherwise stay first in line for good, and the sweep, which stops there, would keep every record behind it.
-    if (next !== existing || when - next.movedAt >= this.#sweepEvery || when < next.movedAt) {
+    if (record !== existing || when - record.movedAt >= this.#sweepEvery || when < record.movedAt) {
       this.#records.delete(key) // re-inserted last: the map stays in order of moves
-      this.#records.set(key, next)
-      next.movedAt = when
+      this.#records.set(key, record)
+      record.movedAt = when
     }
-    this.#lastRecord = next
+    this.#lastRecord = record
     this.#lastAt = when
   }
 
@@ -142,7 +174,11 @@ export class ClientLedger {
   entries(): Array<[string, ClientRecord]> {
     this.#forgetExpired(this.now())
     const entries: Array<[string, ClientRecord]> = []
-    for (const [key, { mark, answers, seenAt }] of this.#records) entries.push([key, { mark, answers, seenAt }])
+    for (const [key, { mark, seenAt, slots, next }] of this.#records) {
+      const oldestFirst = slots.slice(next).concat(slots.slice(0, next))
+      const answers = oldestFirst.map((slot) => ({ opId: slot.opId, digest: slot.digest, answer: slot.answer() }))
+      entries.push([key, { mark, answers, seenAt }])
+    }
     return entries.sort((a, b) => a[1].seenAt - b[1].seenAt)
   }
 
@@ -150,8 +186,14 @@ export class ClientLedger {
   restore(entries: Iterable<[string, ClientRecord]>): void {
     const byUse = [...entries].sort((a, b) => a[1].seenAt - b[1].seenAt)
     for (const [key, { mark, answers, seenAt }] of byUse) {
+      // A window smaller than the one they were written with keeps the newest answers.
+      const slots = answers.slice(-this.window).map(({ opId, digest, answer }) =>
+        answer.type === 'accepted'
+          ? new AnswerSlot(opId, digest, answer.storeKey, answer.version, answer.seq, undefined)
+          : new AnswerSlot(opId, digest, answer.storeKey, 0, 0, answer),
+      )
       this.#records.delete(key)
-      this.#records.set(key, { mark, answers, seenAt, movedAt: seenAt })
+      this.#records.set(key, { mark, seenAt, movedAt: seenAt, slots, next: 0 })
     }
     this.#lastOp = undefined
     this.#forgetExpired(this.now())
@@ -186,7 +228,9 @@ export class ClientLedger {
  * upgrade into `op_id_reused`.
  */
 export function opDigest(storeKey: string, baseVersion: number, stateJson: string): string {
-  return `${storeKey}:${baseVersion}:${stateJson.length}:${base36(hash53(stateJson))}`
+  // Joined, not concatenated: `+` and templates build a tree of string pieces, and a kept digest
+  // would hold the whole tree (four times the memory) for as long as its answer is kept.
+  return [storeKey, baseVersion, stateJson.length, base36(hash53(stateJson))].join(':')
 }
 
 /** 36 to the 5th: a 53-bit number splits into two parts V8 keeps as small integers. */
