@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import fc from 'fast-check'
-import { base36, ClientLedger, opDigest } from '../src/server/clientLedger'
+import { base36, ClientLedger, clientKey, opDigest, parseClientKey } from '../src/server/clientLedger'
 import type { OpAnswer, OpIdentity } from '../src/server/storage'
 
 /** A ledger on a clock the test moves, with a 1,000 ms client lifetime (so it sweeps every 250 ms). */
@@ -125,6 +125,29 @@ describe('the client ledger', () => {
     narrow.restore(other.entries())
     expect(narrow.decide(refused)).toEqual({ type: 'answered', answer: refusal })
     expect(narrow.decide({ principal: '', clientId: 'q', opId: 1, digest: 'd1' })).toEqual({ type: 'processed' })
+  })
+
+  it('keeps one client id under two principals apart, written down and restored too', () => {
+    const ledger = new ClientLedger({ now: () => 0 })
+    const op = (principal: string, opId: number): OpIdentity => ({ principal, clientId: 'same', opId, digest: `${principal}${opId}` })
+    for (const principal of ['alice', 'a:b', '']) {
+      expect(ledger.decide(op(principal, 1))).toBeUndefined()
+      ledger.recordAccepted(op(principal, 1), principal, 1, 1)
+    }
+    expect(ledger.decide(op('alice', 2))).toBeUndefined()
+    ledger.recordAccepted(op('alice', 2), 'alice', 2, 2)
+    // Each principal's mark is its own: a:b's next op is 2, and its op 1 answers with its own answer.
+    expect(ledger.decide(op('a:b', 2))).toBeUndefined()
+    expect(ledger.decide(op('a:b', 1))).toEqual({ type: 'answered', answer: { type: 'accepted', storeKey: 'a:b', version: 1, seq: 1 } })
+    const restored = new ClientLedger({ now: () => 0 })
+    restored.restore(ledger.entries())
+    expect(restored.entries()).toEqual(ledger.entries())
+    expect(restored.decide(op('alice', 3))).toBeUndefined()
+    expect(restored.decide(op('', 2))).toBeUndefined()
+    fc.assert(fc.property(fc.string(), fc.string(), (principal, clientId) => {
+      const parsed = parseClientKey(clientKey({ principal, clientId }))
+      return parsed.principal === principal && parsed.clientId === clientId
+    }))
   })
 
   it('writes records down and restores them in order of use', () => {

@@ -4,7 +4,7 @@ import { randomId } from '../id'
 import { formatEventId, writerTag } from '../protocol'
 import { ClientLedger, type ClientRecordOptions } from '../server/clientLedger'
 import type { CommitOutcome, CommitRequest, CommittedEvent, OpIdentity, RefusalRequest, Storage, StorageHealth, StorageImage } from '../server/storage'
-import { StoreTable } from '../server/storeTable'
+import { copyStates, StoreTable } from '../server/storeTable'
 import { errorCode, type FileSystem, nodeFileSystem } from './fileSystem'
 import { type FolderLock, lockFolder } from './folderLock'
 import { type FsyncPolicy, LogFile } from './logFile'
@@ -203,7 +203,7 @@ export function createFileStorage(options: FileStorageOptions): FileStorage {
   return {
     async load(): Promise<StorageImage> {
       if (log === undefined) start()
-      const image = { epoch, seq, stores: new Map(table.states), recent }
+      const image = { epoch, seq, stores: copyStates(table.states), recent }
       recent = [] // handed over once: the universe keeps its own resume log from here
       return image
     },

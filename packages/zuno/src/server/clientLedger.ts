@@ -40,6 +40,14 @@ export function clientKey(op: { principal: string; clientId: string }): string {
   return `${op.principal.length}:${op.principal}:${op.clientId}`
 }
 
+/** The principal and client id a {@link clientKey} was made of. */
+export function parseClientKey(key: string): { principal: string; clientId: string } {
+  const colon = key.indexOf(':')
+  const start = colon + 1
+  const end = start + Number(key.slice(0, colon))
+  return { principal: key.slice(start, end), clientId: key.slice(end + 1) }
+}
+
 /**
  * One kept answer as the ledger holds it, a slot of its client's ring. Slots are overwritten in
  * place once the ring is full, and an acceptance is kept as its fields: a kept answer lives for
@@ -76,20 +84,21 @@ interface LedgerRecord {
 }
 
 /**
- * The client records of a storage that keeps its truth in this process (memory, file): a map in
- * order of when each record last moved to its back, so records past the client lifetime are
- * dropped from its front. A record moves at most once per sweep interval, not on every op: a
- * delete and an insert per op cost more than the rest of the bookkeeping together.
+ * The client records of a storage that keeps its truth in this process (memory, file): per
+ * principal, a map of its clients in order of when each record last moved to its back, so records
+ * past the client lifetime are dropped from its front. A record moves at most once per sweep
+ * interval, not on every op: a delete and an insert per op cost more than the rest of the
+ * bookkeeping together. Two levels rather than one map by `clientKey`: that key would be a new
+ * string to build, flatten and hash on every op.
  */
 export class ClientLedger {
-  readonly #records = new Map<string, LedgerRecord>()
+  readonly #byPrincipal = new Map<string, Map<string, LedgerRecord>>()
   /** When expired records were last dropped: a sweep per op would cost an iterator each time. */
   #sweptAt = Number.NEGATIVE_INFINITY
   /** How often expired records are dropped, and how stale a record's place may be, in ms. */
   readonly #sweepEvery: number
-  /** The op last decided or recorded, with its key, record and time: an accepted op is decided, then recorded. */
+  /** The op last decided or recorded, with its record and time: an accepted op is decided, then recorded. */
   #lastOp: OpIdentity | undefined
-  #lastKey = ''
   #lastRecord: LedgerRecord | undefined
   #lastAt = 0
 
@@ -113,8 +122,8 @@ export class ClientLedger {
   decide(op: OpIdentity): CommitOutcome | undefined {
     const now = this.now()
     if (now - this.#sweptAt >= this.#sweepEvery) this.#forgetExpired(now)
-    const key = this.#keyOf(op)
-    const found = this.#records.get(key)
+    const found = this.#find(op)
+    this.#lastOp = op
     this.#lastRecord = found
     this.#lastAt = now
     // Between sweeps, a record past its lifetime still counts as forgotten.
@@ -140,8 +149,7 @@ export class ClientLedger {
     // Decided just before: its lookup and its clock reading still hold.
     const decided = op === this.#lastOp
     const when = at ?? (decided ? this.#lastAt : this.now())
-    const key = this.#keyOf(op)
-    const existing = decided ? this.#lastRecord : this.#records.get(key)
+    const existing = decided ? this.#lastRecord : this.#find(op)
     // One past its lifetime but not swept yet is gone already: its answers must not carry over.
     const live = existing !== undefined && existing.seenAt >= when - this.lifetimeMs ? existing : undefined
     const record = live ?? { mark: 0, seenAt: when, movedAt: when, slots: [], next: 0 }
@@ -162,10 +170,14 @@ export class ClientLedger {
     // Also when the clock went back past its last move: a place taken at a time stepped ahead would
     // otherwise stay first in line for good, and the sweep, which stops there, would keep every record behind it.
     if (record !== existing || when - record.movedAt >= this.#sweepEvery || when < record.movedAt) {
-      this.#records.delete(key) // re-inserted last: the map stays in order of moves
-      this.#records.set(key, record)
+      const { principal, clientId } = op
+      let clients = this.#byPrincipal.get(principal)
+      if (clients === undefined) this.#byPrincipal.set(principal, (clients = new Map()))
+      clients.delete(clientId) // re-inserted last: the map stays in order of moves
+      clients.set(clientId, record)
       record.movedAt = when
     }
+    this.#lastOp = op
     this.#lastRecord = record
     this.#lastAt = when
   }
@@ -174,10 +186,12 @@ export class ClientLedger {
   entries(): Array<[string, ClientRecord]> {
     this.#forgetExpired(this.now())
     const entries: Array<[string, ClientRecord]> = []
-    for (const [key, { mark, seenAt, slots, next }] of this.#records) {
-      const oldestFirst = slots.slice(next).concat(slots.slice(0, next))
-      const answers = oldestFirst.map((slot) => ({ opId: slot.opId, digest: slot.digest, answer: slot.answer() }))
-      entries.push([key, { mark, answers, seenAt }])
+    for (const [principal, clients] of this.#byPrincipal) {
+      for (const [clientId, { mark, seenAt, slots, next }] of clients) {
+        const oldestFirst = slots.slice(next).concat(slots.slice(0, next))
+        const answers = oldestFirst.map((slot) => ({ opId: slot.opId, digest: slot.digest, answer: slot.answer() }))
+        entries.push([clientKey({ principal, clientId }), { mark, answers, seenAt }])
+      }
     }
     return entries.sort((a, b) => a[1].seenAt - b[1].seenAt)
   }
@@ -192,28 +206,30 @@ export class ClientLedger {
           ? new AnswerSlot(opId, digest, answer.storeKey, answer.version, answer.seq, undefined)
           : new AnswerSlot(opId, digest, answer.storeKey, 0, 0, answer),
       )
-      this.#records.delete(key)
-      this.#records.set(key, { mark, seenAt, movedAt: seenAt, slots, next: 0 })
+      const { principal, clientId } = parseClientKey(key)
+      let clients = this.#byPrincipal.get(principal)
+      if (clients === undefined) this.#byPrincipal.set(principal, (clients = new Map()))
+      clients.delete(clientId)
+      clients.set(clientId, { mark, seenAt, movedAt: seenAt, slots, next: 0 })
     }
     this.#lastOp = undefined
     this.#forgetExpired(this.now())
   }
 
-  #keyOf(op: OpIdentity): string {
-    if (op !== this.#lastOp) {
-      this.#lastOp = op
-      this.#lastKey = clientKey(op)
-    }
-    return this.#lastKey
+  #find(op: OpIdentity): LedgerRecord | undefined {
+    return this.#byPrincipal.get(op.principal)?.get(op.clientId)
   }
 
   #forgetExpired(now: number): void {
     this.#sweptAt = now
     const oldest = now - this.lifetimeMs
-    for (const [key, record] of this.#records) {
-      // Every record after this one moved later, so was last seen later: none of them has expired.
-      if (record.movedAt >= oldest) break
-      if (record.seenAt < oldest) this.#records.delete(key)
+    for (const [principal, clients] of this.#byPrincipal) {
+      for (const [clientId, record] of clients) {
+        // Every record after this one moved later, so was last seen later: none of them has expired.
+        if (record.movedAt >= oldest) break
+        if (record.seenAt < oldest) clients.delete(clientId)
+      }
+      if (clients.size === 0) this.#byPrincipal.delete(principal)
     }
     // The cached lookup may be one just dropped.
     this.#lastOp = undefined

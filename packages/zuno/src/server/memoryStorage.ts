@@ -2,7 +2,7 @@ import { randomId } from '../id'
 import { writerTag } from '../protocol'
 import { ClientLedger, type ClientRecordOptions } from './clientLedger'
 import type { CommitOutcome, CommitRequest, RefusalRequest, Storage, StorageImage } from './storage'
-import { StoreTable } from './storeTable'
+import { copyStates, StoreTable } from './storeTable'
 
 /** Options of {@link createMemoryStorage}. */
 export interface MemoryStorageOptions extends ClientRecordOptions {}
@@ -15,7 +15,7 @@ export function createMemoryStorage(options: MemoryStorageOptions = {}): Storage
 
   return {
     async load(): Promise<StorageImage> {
-      return { epoch, seq, stores: new Map(table.states) }
+      return { epoch, seq, stores: copyStates(table.states) }
     },
 
     commit(request: CommitRequest): CommitOutcome {

@@ -10,6 +10,7 @@ import type { CommitOutcome, CommitRequest, CommittedEvent, OpIdentity, RefusalR
  */
 export class StoreTable {
   readonly #listeners = new Set<(event: CommittedEvent) => void>()
+  /** Each store's current version and state; entries change in place, so a reader that keeps one copies it. */
   readonly states = new Map<string, StoreState>()
   /** Commits whose listeners have not heard of them yet: more than one only while listeners run. */
   readonly #undelivered: CommittedEvent[] = []
@@ -42,7 +43,14 @@ export class StoreTable {
   /** Records an accepted change (just committed, or recovered) and its client's answer. */
   record(event: CommittedEvent, op: OpIdentity, at?: number): void {
     const { storeKey, version, state, seq } = event
-    this.states.set(storeKey, { version, state })
+    // In place: a store's entry lives from one write to the next, long enough to be promoted, so a
+    // new one per write would be copied once per write.
+    const current = this.states.get(storeKey)
+    if (current === undefined) this.states.set(storeKey, { version, state })
+    else {
+      current.version = version
+      current.state = state
+    }
     // The answer names the write, not its state: a copy of every client's last state would make
     // memory grow with the clients instead of the live state.
     this.ledger.recordAccepted(op, storeKey, version, seq, at)
@@ -87,3 +95,10 @@ export class StoreTable {
   }
 }
 
+
+/** A copy of a table's states that later writes leave alone (the table changes its entries in place). */
+export function copyStates(states: ReadonlyMap<string, StoreState>): Map<string, StoreState> {
+  const copy = new Map<string, StoreState>()
+  for (const [key, { version, state }] of states) copy.set(key, { version, state })
+  return copy
+}
