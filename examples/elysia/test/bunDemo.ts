@@ -1,6 +1,6 @@
 /** Runs the Elysia demo in a real Bun process, as `pnpm demo:bun` does, on a port and data folder of the test's choosing. */
 import { type ChildProcess, spawn } from 'node:child_process'
-import { existsSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 
 export const bun = fileURLToPath(new URL('../node_modules/.bin/bun', import.meta.url))
@@ -19,8 +19,13 @@ export interface BunDemo {
   stop(signal?: NodeJS.Signals): Promise<void>
 }
 
+/** What `pnpm demo:bun` runs after `bun`: read from the package, so the test cannot drift from it. */
+const startArgs = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { scripts: { start: string } }).scripts.start
+  .split(' ')
+  .slice(1)
+
 export async function startBunDemo(port: number, dataDir: string): Promise<BunDemo> {
-  const child = spawn(bun, ['src/main.ts'], {
+  const child = spawn(bun, startArgs, {
     cwd: fileURLToPath(new URL('..', import.meta.url)),
     env: { ...process.env, PORT: String(port), ZUNO_DATA_DIR: dataDir },
     stdio: ['ignore', 'pipe', 'pipe'],

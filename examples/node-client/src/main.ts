@@ -13,7 +13,8 @@ interface Todo {
   done: boolean
 }
 
-const url = process.env.ZUNO_URL ?? 'http://127.0.0.1:3000/zuno'
+// The demo servers' own variables: a demo started with PORT=4000 is found with PORT=4000 here too.
+const url = process.env.ZUNO_URL ?? `http://${process.env.HOST ?? '127.0.0.1'}:${process.env.PORT ?? 3000}/zuno`
 const universe = connect({ url, EventSource })
 const counter = universe.store<number>('counter', 0)
 const todos = universe.store<Todo[]>('todos', [])
