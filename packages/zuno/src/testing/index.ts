@@ -1,0 +1,103 @@
+/**
+ * `zuno/testing`: Zuno without a network, for an app's own tests. A server universe and any
+ * number of replicas in one process, wired through the fetch handler instead of HTTP: the same
+ * protocol, checks, schemas and conflict handling as in production, with no port to open and
+ * nothing to mock.
+ */
+import type { EventSourceConstructor } from '../client/connection'
+import type { ReplicaOptions } from '../client/replicaOptions'
+import { connect, type ReplicaUniverse } from '../client/replicaUniverse'
+import type { Schemas, StatesOf } from '../schema'
+import { type AuthoritativeUniverse, createUniverse, type UniverseOptions } from '../server/authoritativeUniverse'
+import { createFetchHandler, type FetchHandlerOptions } from '../server/fetchHandler'
+import { InProcessEventSource } from './inProcessEventSource'
+
+export { InProcessEventSource } from './inProcessEventSource'
+
+/** Options of {@link createTestRig}: the server universe's, plus the sync server's under `server`. */
+export interface TestRigOptions<S extends Schemas = Schemas> extends UniverseOptions<S> {
+  /** Options of the sync server (`authenticate`, `authorize`, limits…). Default: the defaults, except no proposal rate limit. */
+  server?: FetchHandlerOptions
+}
+
+/** What a replica connected through the rig takes: everything but how it reaches the server. */
+export type TestReplicaOptions<S extends Schemas = Schemas> = Omit<ReplicaOptions<S>, 'url' | 'fetch' | 'EventSource'>
+
+/** A server universe and the means to connect replicas to it in process. */
+export interface TestRig<TStores extends Record<string, unknown> = Record<string, unknown>> {
+  /** The authoritative universe: what the server holds; read it, or write as server code would. */
+  readonly server: AuthoritativeUniverse<TStores>
+  /**
+   * Connects a replica as a browser tab or a Node process would, through the rig. Tabs are off
+   * unless asked for: replicas in one test process are separate clients.
+   */
+  connect<S extends Schemas = Schemas>(options?: TestReplicaOptions<S>): ReplicaUniverse<Schemas extends S ? Record<string, unknown> : StatesOf<S>>
+  /** Resolves once every replica connected here has no op pending and has seen the server's last event. */
+  settled(timeoutMs?: number): Promise<void>
+  /** The URL replicas connect to; requests to it never leave the process. */
+  readonly url: string
+  /** A `fetch` that reaches the server in process, for a client made some other way (or a raw request in a test). */
+  readonly fetch: typeof fetch
+  /** An `EventSource` that reaches the server in process. */
+  readonly EventSource: EventSourceConstructor
+  /** Closes every replica, then the server. */
+  close(): Promise<void>
+}
+
+/** The rig's URL: a reserved name (RFC 2606), so a request that escaped the rig could reach nobody. */
+const RIG_URL = 'http://zuno.test/zuno'
+
+/**
+ * Creates a server universe and a way to connect replicas to it without HTTP:
+ *
+ * ```ts
+ * const rig = createTestRig({ stores: { counter: 0 } })
+ * const client = rig.connect()
+ * await client.store('counter', 0).set(1)
+ * expect(rig.server.store('counter').get()).toBe(1)
+ * await rig.close()
+ * ```
+ */
+export function createTestRig<S extends Schemas = Schemas>(
+  options: TestRigOptions<S> = {},
+): TestRig<Schemas extends S ? Record<string, unknown> : StatesOf<S>> {
+  const { server: serverOptions, ...universeOptions } = options
+  const server = createUniverse(universeOptions)
+  // A test writes as fast as it can, from one "address": the per-peer proposal limit would bite.
+  const handler = createFetchHandler(server, { maxProposalsPerSecond: Number.POSITIVE_INFINITY, ...serverOptions })
+  const rigFetch = ((input: RequestInfo | URL, init?: RequestInit) => handler(new Request(input, init))) as typeof fetch
+  const RigEventSource = class extends InProcessEventSource {
+    constructor(url: string) {
+      super(url, rigFetch)
+    }
+  }
+  /** What the rig needs of each replica it connected, whatever its store types. */
+  const replicas = new Set<Pick<ReplicaUniverse, 'pending' | 'lastEventId' | 'close'>>()
+
+  return {
+    server,
+    url: RIG_URL,
+    fetch: rigFetch,
+    EventSource: RigEventSource,
+    connect(replicaOptions = {}) {
+      const replica = connect({ tabs: false, ...replicaOptions, url: RIG_URL, fetch: rigFetch, EventSource: RigEventSource })
+      replicas.add(replica)
+      return replica
+    },
+    async settled(timeoutMs = 5000) {
+      await server.ready
+      const deadline = Date.now() + timeoutMs
+      const caughtUp = () => [...replicas].every((replica) => replica.pending.get() === 0 && replica.lastEventId === server.cursor)
+      while (!caughtUp()) {
+        if (Date.now() > deadline) throw new Error(`The replicas did not catch up with the server within ${timeoutMs} ms`)
+        await new Promise((resolve) => setTimeout(resolve, 5))
+      }
+    },
+    async close() {
+      for (const replica of replicas) replica.close()
+      replicas.clear()
+      handler.close()
+      await server.close()
+    },
+  }
+}

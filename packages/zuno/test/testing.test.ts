@@ -1,0 +1,96 @@
+/**
+ * `zuno/testing`: a server universe and replicas in one process, through the fetch handler. What
+ * an app's own tests rely on: writes reach the server and the other replicas, the server's writes
+ * reach every replica, schemas and conflicts behave as over HTTP, and close leaves nothing behind.
+ */
+import { afterEach, describe, expect, it } from 'vitest'
+import * as v from 'valibot'
+import { createTestRig, InProcessEventSource, type TestRig } from 'zuno/testing'
+import { PROTOCOL_HEADER, PROTOCOL_VERSION } from 'zuno'
+
+const open: Array<Pick<TestRig, 'close'>> = []
+afterEach(async () => {
+  for (const rig of open.splice(0)) await rig.close()
+})
+
+/** A rig that is closed after the test, whatever its store types. */
+function tracked<R extends Pick<TestRig, 'close'>>(rig: R): R {
+  open.push(rig)
+  return rig
+}
+
+describe('the test rig', () => {
+  it('carries a replica write to the server and to another replica, and a server write to both', async () => {
+    const rig = tracked(createTestRig({ stores: { counter: 0 } }))
+    const alice = rig.connect()
+    const bob = rig.connect()
+    const aliceCounter = alice.store<number>('counter', 0)
+    const bobCounter = bob.store<number>('counter', 0)
+    await aliceCounter.set((n) => n + 1)
+    await rig.settled()
+    expect(rig.server.store('counter').get()).toBe(1)
+    expect(bobCounter.get()).toBe(1)
+    await rig.server.store('counter').set(10)
+    await rig.settled()
+    expect([aliceCounter.get(), bobCounter.get()]).toEqual([10, 10])
+    expect(alice.clientId).not.toBe(bob.clientId) // tabs are off: two clients, not one shared
+  })
+
+  it('refuses what the schema refuses, and rebases a conflicting write', async () => {
+    const rig = tracked(createTestRig({ stores: { counter: 0 }, schemas: { counter: v.pipe(v.number(), v.minValue(0)) } }))
+    const alice = rig.connect()
+    const bob = rig.connect()
+    await rig.settled()
+    await expect(alice.store<number>('counter', 0).set(-1)).rejects.toMatchObject({ code: 'invalid_state' })
+    // Both increment from the same version: the second is refused with 409 and rebased, so none is lost.
+    await Promise.all([alice.store<number>('counter', 0).set((n) => n + 1), bob.store<number>('counter', 0).set((n) => n + 1)])
+    await rig.settled()
+    expect(rig.server.store('counter').get()).toBe(2)
+  })
+
+  it('answers raw requests through its fetch, and never reaches the network', async () => {
+    const rig = tracked(createTestRig({ stores: { counter: 0 } }))
+    const answer = await rig.fetch(`${rig.url}/state`, { headers: { [PROTOCOL_HEADER]: String(PROTOCOL_VERSION) } })
+    expect(answer.status).toBe(200)
+    expect(((await answer.json()) as { stores: Record<string, unknown> }).stores).toEqual({ counter: { version: 0, state: 0 } })
+    expect(new URL(rig.url).hostname).toBe('zuno.test')
+  })
+
+  it('streams through its EventSource: a snapshot first, then each event, and reports a refused stream as closed', async () => {
+    const rig = tracked(createTestRig({ stores: { counter: 0 } }))
+    const events: string[] = []
+    const source = new rig.EventSource(`${rig.url}/sse?v=${PROTOCOL_VERSION}`)
+    source.addEventListener('snapshot', (event) => events.push(`snapshot ${event.lastEventId}`))
+    source.addEventListener('state', (event) => events.push(`state ${event.data}`))
+    await until(() => events.length === 1)
+    await rig.server.store('counter').set(5)
+    await until(() => events.length === 2)
+    expect(events[0]).toBe(`snapshot ${rig.server.cursor.replace(/-\d+$/, '-0')}`)
+    expect(events[1]).toContain('"state":5')
+    source.close()
+
+    const refused = new rig.EventSource(`${rig.url}/sse?stores=${encodeURIComponent('not a key')}`)
+    const failure = await new Promise<Event>((resolve) => {
+      refused.onerror = resolve
+    })
+    expect(refused.readyState).toBe(InProcessEventSource.CLOSED)
+    expect((failure as Event & { code?: number }).code).toBe(400)
+  })
+
+  it('closes every replica and the server, so a test ends with nothing left open', async () => {
+    const local = createTestRig({ stores: { counter: 0 } })
+    const replica = local.connect()
+    await local.settled()
+    await local.close()
+    expect(replica.status.get()).toBe('closed')
+    expect(local.server.store('counter').get()).toBe(0)
+  })
+})
+
+async function until(check: () => boolean, ms = 5000): Promise<void> {
+  const deadline = Date.now() + ms
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error('timed out')
+    await new Promise((resolve) => setTimeout(resolve, 5))
+  }
+}
