@@ -74,6 +74,8 @@ class AnswerSlot {
 
 /** A client's record as the ledger holds it. */
 interface LedgerRecord {
+  readonly principal: string
+  readonly clientId: string
   mark: number
   seenAt: number
   /** When it last moved to the back of the ledger's map. */
@@ -84,15 +86,20 @@ interface LedgerRecord {
 }
 
 /**
- * The client records of a storage that keeps its truth in this process (memory, file): per
- * principal, a map of its clients in order of when each record last moved to its back, so records
- * past the client lifetime are dropped from its front. A record moves at most once per sweep
+ * The client records of a storage that keeps its truth in this process (memory, file): found per
+ * principal, then client id, and kept in one set in order of when each record last moved to its
+ * back, so records past the client lifetime are dropped from its front. A record moves at most once per sweep
  * interval, not on every op: a delete and an insert per op cost more than the rest of the
  * bookkeeping together. Two levels rather than one map by `clientKey`: that key would be a new
  * string to build, flatten and hash on every op.
  */
 export class ClientLedger {
   readonly #byPrincipal = new Map<string, Map<string, LedgerRecord>>()
+  /**
+   * Every record, in order of when it last moved: the sweep walks it from the front and stops at
+   * the first record that moved recently, so a sweep costs what it drops, not one step per principal.
+   */
+  readonly #byMove = new Set<LedgerRecord>()
   /** When expired records were last dropped: a sweep per op would cost an iterator each time. */
   #sweptAt = Number.NEGATIVE_INFINITY
   /** How often expired records are dropped, and how stale a record's place may be, in ms. */
@@ -152,7 +159,7 @@ export class ClientLedger {
     const existing = decided ? this.#lastRecord : this.#find(op)
     // One past its lifetime but not swept yet is gone already: its answers must not carry over.
     const live = existing !== undefined && existing.seenAt >= when - this.lifetimeMs ? existing : undefined
-    const record = live ?? { mark: 0, seenAt: when, movedAt: when, slots: [], next: 0 }
+    const record = live ?? { principal: op.principal, clientId: op.clientId, mark: 0, seenAt: when, movedAt: when, slots: [], next: 0 }
     if (record.slots.length < this.window) {
       record.slots.push(new AnswerSlot(op.opId, op.digest, storeKey, version, seq, refusal))
     } else {
@@ -169,12 +176,16 @@ export class ClientLedger {
     record.seenAt = when
     // Also when the clock went back past its last move: a place taken at a time stepped ahead would
     // otherwise stay first in line for good, and the sweep, which stops there, would keep every record behind it.
-    if (record !== existing || when - record.movedAt >= this.#sweepEvery || when < record.movedAt) {
+    if (record !== existing) {
       const { principal, clientId } = op
       let clients = this.#byPrincipal.get(principal)
       if (clients === undefined) this.#byPrincipal.set(principal, (clients = new Map()))
-      clients.delete(clientId) // re-inserted last: the map stays in order of moves
       clients.set(clientId, record)
+      if (existing !== undefined) this.#byMove.delete(existing)
+    }
+    if (record !== existing || when - record.movedAt >= this.#sweepEvery || when < record.movedAt) {
+      this.#byMove.delete(record) // re-inserted last: the set stays in order of moves
+      this.#byMove.add(record)
       record.movedAt = when
     }
     this.#lastOp = op
@@ -209,8 +220,11 @@ export class ClientLedger {
       const { principal, clientId } = parseClientKey(key)
       let clients = this.#byPrincipal.get(principal)
       if (clients === undefined) this.#byPrincipal.set(principal, (clients = new Map()))
-      clients.delete(clientId)
-      clients.set(clientId, { mark, seenAt, movedAt: seenAt, slots, next: 0 })
+      const replaced = clients.get(clientId)
+      if (replaced !== undefined) this.#byMove.delete(replaced)
+      const record: LedgerRecord = { principal, clientId, mark, seenAt, movedAt: seenAt, slots, next: 0 }
+      clients.set(clientId, record)
+      this.#byMove.add(record)
     }
     this.#lastOp = undefined
     this.#forgetExpired(this.now())
@@ -223,13 +237,15 @@ export class ClientLedger {
   #forgetExpired(now: number): void {
     this.#sweptAt = now
     const oldest = now - this.lifetimeMs
-    for (const [principal, clients] of this.#byPrincipal) {
-      for (const [clientId, record] of clients) {
-        // Every record after this one moved later, so was last seen later: none of them has expired.
-        if (record.movedAt >= oldest) break
-        if (record.seenAt < oldest) clients.delete(clientId)
-      }
-      if (clients.size === 0) this.#byPrincipal.delete(principal)
+    for (const record of this.#byMove) {
+      // Every record after this one moved later, so was last seen later: none of them has expired.
+      if (record.movedAt >= oldest) break
+      if (record.seenAt >= oldest) continue
+      this.#byMove.delete(record)
+      const clients = this.#byPrincipal.get(record.principal)
+      if (clients === undefined) continue
+      clients.delete(record.clientId)
+      if (clients.size === 0) this.#byPrincipal.delete(record.principal)
     }
     // The cached lookup may be one just dropped.
     this.#lastOp = undefined

@@ -33,6 +33,8 @@ class LazyEntry implements LogEntry {
  */
 export class LoggedEvent implements CommittedEvent, LogEntry {
   #frame: Uint8Array | undefined
+  /** The epoch of the history the event belongs to; private, so a spread (the file storage's log line) does not take it. */
+  readonly #epoch: string
 
   constructor(
     readonly storeKey: string,
@@ -42,13 +44,22 @@ export class LoggedEvent implements CommittedEvent, LogEntry {
     readonly opId: number,
     readonly seq: number,
     readonly stateBytes: number | undefined,
-    /** The epoch of the history the event belongs to. */
-    readonly epoch: string,
-  ) {}
+    epoch: string,
+  ) {
+    this.#epoch = epoch
+  }
 
   /** `<epoch>-<seq>`. */
   get id(): string {
-    return formatEventId(this.epoch, this.seq)
+    return formatEventId(this.#epoch, this.seq)
+  }
+
+  /** As JSON, the event as a plain `CommittedEvent` (with its `id`), as storages made them before. */
+  toJSON(): CommittedEvent {
+    const { storeKey, version, state, writer, opId, seq, stateBytes } = this
+    const plain: CommittedEvent = { storeKey, version, state, writer, opId, seq, id: this.id }
+    if (stateBytes !== undefined) plain.stateBytes = stateBytes
+    return plain
   }
 
   get event(): CommittedEvent {
