@@ -65,7 +65,10 @@ export interface CommittedEvent {
   stateBytes?: number | undefined
   /** Universe-wide, strictly increasing; 1 for the first change of an epoch. */
   seq: number
-  /** The event id clients resume from: `<epoch>-<seq>`. */
+  /**
+   * The event id clients resume from: `<epoch>-<seq>`. The in-process storages' events spell it out
+   * when read (a getter, kept by `JSON.stringify`): a copy made with a spread or `structuredClone` lacks it.
+   */
   id: string
 }
 
