@@ -1,3 +1,8 @@
+/**
+ * `zuno-react`: React bindings: each hook is one `useSyncExternalStore` over a store of the universe a `ZunoProvider` gives; server renders hydrate without a flash.
+ *
+ * @module zuno-react
+ */
 import { createContext, createElement, type ReactNode, useCallback, useContext, useRef, useSyncExternalStore } from 'react'
 import type { ConnectionStatus, FirstRender, ReadableValue, StateResponse, Store, Universe, ZunoError } from 'zuno'
 
