@@ -54,7 +54,7 @@ describe('the API reference (pnpm docs:api)', () => {
     const args = [typedocBin, '--json', join(out, 'api.json'), '--treatWarningsAsErrors', 'false']
     run = spawnSync(process.execPath, args, { cwd: root, encoding: 'utf8', env: { ...process.env, NO_COLOR: '1', FORCE_COLOR: '0' } })
     output = `${run.stdout}${run.stderr}`
-  })
+  }, 120_000) // typedoc takes about 20 s here; the project's hook timeout is 20 s
 
   afterAll(() => rmSync(out, { recursive: true, force: true }))
 
