@@ -1,3 +1,8 @@
+/**
+ * `zuno-elysia`: An Elysia plugin over core's web-standard handler, for Bun or for Node.js through `@elysiajs/node`.
+ *
+ * @module zuno-elysia
+ */
 import { Elysia } from 'elysia'
 import { createFetchHandler, type FetchHandlerOptions, type PeerSource, type ServedUniverse, type SyncServer } from 'zuno/server'
 

@@ -1,3 +1,8 @@
+/**
+ * `zuno-express`: Express middleware over core's `node:http` handler; it adds only what Express needs, the errors of a body parser mounted first.
+ *
+ * @module zuno-express
+ */
 import type { ErrorRequestHandler, RequestHandler } from 'express'
 import { type ErrorCode, ZunoError } from 'zuno'
 import { createNodeHandler, errorResponse, JSON_HEADERS, type NodeHandlerOptions, type ServedUniverse, type SyncServer } from 'zuno/server'

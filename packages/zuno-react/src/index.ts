@@ -1,10 +1,18 @@
+/**
+ * `zuno-react`: React bindings: each hook is one `useSyncExternalStore` over a store of the universe a `ZunoProvider` gives; server renders hydrate without a flash.
+ *
+ * @module zuno-react
+ */
 import { createContext, createElement, type ReactNode, useCallback, useContext, useRef, useSyncExternalStore } from 'react'
 import type { ConnectionStatus, FirstRender, ReadableValue, StateResponse, Store, Universe, ZunoError } from 'zuno'
 
 /** A universe that reports sync status: a replica, or the snapshot universe of a server render. */
 export type ObservedUniverse = Universe & {
+  /** Read by {@link useConnectionStatus}. */
   readonly status: ReadableValue<ConnectionStatus>
+  /** Read by {@link usePendingCount}. */
   readonly pending: ReadableValue<number>
+  /** Read by {@link useLastError}. */
   readonly lastError: ReadableValue<ZunoError | undefined>
 }
 
@@ -35,8 +43,9 @@ export function useStoreApi<T>(key: string, initial?: T): Store<T> {
 }
 
 /**
- * The state of a store, or the part `select` picks. It declares no initial state, so it shows the
- * same whether it runs before or after the hook that declares one. Re-renders only when the selection changes by
+ * The state of a store, or the part `select` picks (default: the whole state). It declares no
+ * initial state, so it shows the same whether it runs before or after the hook that declares one.
+ * Re-renders only when the selection changes by
  * `equal` (default `Object.is`), so a selector may return a new object as long as `equal` sees through it.
  */
 export function useStore<T, S = T>(

@@ -2,6 +2,7 @@ import { type ErrorBody, type ErrorCode, type SchemaIssue, statusOfCode } from '
 
 /** The one error type Zuno throws and rejects with; `code` says what went wrong. */
 export class ZunoError extends Error {
+  /** Always `ZunoError`: how {@link isZunoError} knows one from another copy of the library. */
   override readonly name = 'ZunoError'
   /** HTTP status the code maps to (0 for errors that only happen on the client). */
   readonly status: number
@@ -12,6 +13,7 @@ export class ZunoError extends Error {
   readonly retryAfter: number | undefined
 
   constructor(
+    /** What went wrong, for code to branch on (see {@link ERROR_STATUS}). */
     readonly code: ErrorCode,
     message: string,
     options?: { cause?: unknown; issues?: readonly SchemaIssue[]; retryAfter?: number },

@@ -1,5 +1,7 @@
 /**
  * `zuno`: stores, universes and the replica client. Browser-safe; the server lives in `zuno/server`.
+ *
+ * @module zuno
  */
 export { applyUpdater } from './store'
 export type { Listener, Store, Updater } from './store'

@@ -17,14 +17,19 @@ export const DEFAULT_PREFIX = '/zuno'
 
 /** Endpoint paths, relative to the prefix. */
 export const PATHS = {
+  /** `POST`: propose the next state of one store. */
   sync: '/sync',
+  /** `GET`: the event stream (a snapshot, then every accepted change). */
   sse: '/sse',
+  /** `GET`: a one-off snapshot with its cursor, for server rendering and polling. */
   state: '/state',
 } as const
 
 /** SSE event names. */
 export const SSE_EVENTS = {
+  /** Every followed store at once: the first event of a fresh stream, and after a resync. */
   snapshot: 'snapshot',
+  /** One accepted change of one store ({@link StateEvent}). */
   state: 'state',
   /** The replay of a resumed stream is complete: the client is current again. */
   resumed: 'resumed',
@@ -78,23 +83,41 @@ export const DEFAULT_LIMITS = {
 
 /** Error codes and the HTTP status each one is answered with. */
 export const ERROR_STATUS = {
+  /** The body is not JSON. */
   bad_json: 400,
+  /** The body is JSON but not a proposal. */
   invalid_body: 400,
+  /** The store key does not match {@link STORE_KEY_PATTERN}. */
   invalid_store_key: 400,
+  /** `baseVersion` is not a non-negative integer. */
   invalid_base_version: 400,
+  /** The proposal has no `state`. */
   missing_state: 400,
+  /** `clientId` does not match {@link CLIENT_ID_PATTERN}. */
   invalid_client_id: 400,
+  /** `opId` is not a positive integer. */
   invalid_op_id: 400,
+  /** `epoch` is not an epoch. */
   invalid_epoch: 400,
+  /** The request names a protocol version this server does not speak. */
   unsupported_protocol: 400,
+  /** The body nests deeper than the server's `maxDepth`. */
   too_deep: 400,
+  /** `authenticate` returned nobody. */
   unauthenticated: 401,
+  /** `authorize` refused the store to this principal. */
   forbidden: 403,
+  /** The `Origin` is not in `allowedOrigins`. */
   origin_not_allowed: 403,
+  /** One more store would pass the universe's `maxStores`. */
   store_limit: 403,
+  /** The store does not exist and `allowStore` refuses to create it. */
   store_not_allowed: 403,
+  /** No endpoint at this path. */
   not_found: 404,
+  /** The endpoint exists, but not for this method. */
   method_not_allowed: 405,
+  /** The proposal was made on an old version: the answer carries the current state to rebase on. */
   conflict: 409,
   /** The op's epoch is not the server's: wait for the new epoch's snapshot, then re-propose. */
   epoch_changed: 409,
@@ -102,20 +125,34 @@ export const ERROR_STATUS = {
   unknown_client: 409,
   /** This opId was processed with another store or payload: a client bug, never answered with another op's answer. */
   op_id_reused: 409,
+  /** The body is larger than `maxBodyBytes`. */
   payload_too_large: 413,
+  /** The state is larger than the universe's `maxStateBytes`. */
   state_too_large: 413,
+  /** `POST /sync` was not sent as JSON. */
   unsupported_media_type: 415,
+  /** The store's schema refused the state; the body lists the issues. */
   invalid_state: 422,
+  /** Past `maxProposalsPerSecond`; retry after the `Retry-After` delay. */
   rate_limited: 429,
+  /** The storage is failing, or the universe is not ready yet (await `universe.ready`). */
   unavailable: 503,
+  /** Past `maxStreams` or `maxStreamsPerPrincipal`. */
   too_many_streams: 503,
+  /** The server is shutting down; another instance (or this one, restarted) will answer. */
   shutting_down: 503,
   // Client-side only: never sent by a server.
+  /** Client-side: the request did not reach the server, or its answer did not come back. */
   network: 0,
+  /** Client-side: the server answered something that is not Zuno's protocol. */
   protocol: 0,
+  /** Client-side: the replica was closed before the op was delivered. */
   closed: 0,
+  /** Client-side: `maxPendingOps` ops already wait for the server. */
   queue_full: 0,
+  /** Client-side: the updater passed to `set` threw. */
   update_failed: 0,
+  /** Client-side: a snapshot universe (server rendering) does not take writes. */
   read_only: 0,
   /** A store was given another initial state than the one declared for it. */
   initial_mismatch: 0,
@@ -154,11 +191,13 @@ export const RECORDED_REFUSALS: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
 
 /** Body of `POST /sync`: propose `state` as the next version of `storeKey`. */
 export interface SyncRequest<T = unknown> {
+  /** The store to change. */
   storeKey: string
   /** The version the proposal was made on; accepted only if it is still the current one. */
   baseVersion: number
   /** The epoch of that version (from the event ids the client has seen). */
   epoch: string
+  /** The whole new state: Zuno replaces, it never patches. */
   state: T
   /** Identifies the proposing client (see {@link CLIENT_ID_PATTERN}); with `opId` it makes retries idempotent. */
   clientId: string
@@ -168,9 +207,13 @@ export interface SyncRequest<T = unknown> {
 
 /** 200 answer to `POST /sync`. */
 export interface SyncAccepted<T = unknown> {
+  /** Tells the answer from a refusal. */
   ok: true
+  /** The store that changed. */
   storeKey: string
+  /** The version the op made (but see `duplicate`). */
   version: number
+  /** The state as accepted: a schema may have transformed what was sent. */
   state: T
   /**
    * The op was processed before and what it made is no longer at hand: `version` and `state` are
@@ -183,17 +226,25 @@ export interface SyncAccepted<T = unknown> {
 
 /** 409 answer to `POST /sync`: the proposal was stale; here is the current state. */
 export interface SyncConflict<T = unknown> {
+  /** Tells the answer from an acceptance. */
   ok: false
+  /** Always `conflict`. */
   error: 'conflict'
+  /** The store proposed on. */
   storeKey: string
+  /** The store's current version: the base for the next attempt. */
   version: number
+  /** The store's current state, to rebase the op on. */
   state: T
 }
 
 /** Every other non-2xx answer. */
 export interface ErrorBody {
+  /** Tells the answer from an acceptance. */
   ok: false
+  /** What went wrong, for code to branch on. */
   error: ErrorCode
+  /** What went wrong, for people; not stable across versions. */
   message: string
   /** With `invalid_state`: what the store's schema found wrong. */
   issues?: readonly SchemaIssue[]
@@ -201,33 +252,43 @@ export interface ErrorBody {
 
 /** One problem a schema found, as Standard Schema reports it. */
 export interface SchemaIssue {
+  /** The schema's own words. */
   message: string
+  /** Where in the state, as keys and indexes from its root; absent when the issue is the whole state. */
   path?: ReadonlyArray<string | number>
 }
 
 /** One store as it stands at some cursor. */
 export interface StoreState<T = unknown> {
+  /** How many changes the server has accepted to this store (0: its initial state). */
   version: number
+  /** The state at that version. */
   state: T
 }
 
 /** Data of the `snapshot` SSE event, and body of `GET /state` (which adds `cursor`). */
 export interface SnapshotMessage {
+  /** Every store the stream follows, by key. */
   stores: Record<string, StoreState>
 }
 
 /** Body of `GET /state`. Pass `cursor` as `lastEventId` to `/sse` to continue without a gap. */
 export interface StateResponse extends SnapshotMessage {
+  /** The id of the last event the snapshot includes. */
   cursor: string
 }
 
 /** Data of the `state` SSE event: one accepted change. */
 export interface StateEvent<T = unknown> {
+  /** The store that changed. */
   storeKey: string
+  /** Its new version. */
   version: number
+  /** Its new state, whole. */
   state: T
   /** The writer's public tag ({@link writerTag} of its client id): a writer recognises its own ops by it. */
   writer: string
+  /** The writer's op number, so the writer can settle the op the event answers. */
   opId: number
 }
 
@@ -237,7 +298,9 @@ export interface StateEvent<T = unknown> {
  * current one.
  */
 export interface EventId {
+  /** Names one log; a new epoch means the old ids mean nothing any more. */
   epoch: string
+  /** The event's position in that log, from 1. */
   seq: number
 }
 

@@ -19,10 +19,15 @@ export type ConnectionStatus = 'connecting' | 'connected' | 'offline' | 'error' 
 
 /** The part of the `EventSource` interface the client uses (the browser's, or the `eventsource` package's). */
 export interface EventSourceLike {
+  /** `CLOSED` (2) after an error tells a refused stream from one the source will retry itself. */
   readonly readyState: number
+  /** Set by Zuno: the stream is up, so the status turns `connected`. */
   onopen: ((event: Event) => unknown) | null
+  /** Set by Zuno: the stream dropped or was refused. */
   onerror: ((event: Event) => unknown) | null
+  /** Zuno listens by event name ({@link SSE_EVENTS}), not on `onmessage`. */
   addEventListener(type: string, listener: (event: MessageEvent<string>) => void): void
+  /** Ends the stream; Zuno then opens its own next one, on its own schedule. */
   close(): void
 }
 
@@ -31,7 +36,9 @@ export type EventSourceConstructor = new (url: string, init?: { withCredentials?
 
 /** The timer functions the client uses; injectable for deterministic tests. */
 export interface Timers {
+  /** Schedules a retry or a reconnect; the handle is only ever passed back to `clearTimeout`. */
   setTimeout(callback: () => void, ms: number): unknown
+  /** Cancels a pending `setTimeout`. */
   clearTimeout(handle: unknown): void
 }
 

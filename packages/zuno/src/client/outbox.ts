@@ -4,14 +4,21 @@ import { newClientId } from '../id'
 export interface OutboxEntry {
   /** The client id it was proposed under; a retry after a reload keeps it, so it stays idempotent. */
   clientId: string
+  /** The op's number under that client id. */
   opId: number
+  /** The store the op writes. */
   storeKey: string
   /** What the op makes the store; after a reload it is proposed as this plain value. */
   state: unknown
   /** When it was queued (ms since the epoch); restored ops replay in this order. */
   queuedAt: number
   /** Set while the op is in doubt (sent, never answered): the base and epoch it was sent on, so a retry sends it unchanged. */
-  sentOn?: { baseVersion: number; epoch: string }
+  sentOn?: {
+    /** The version the op was proposed on. */
+    baseVersion: number
+    /** The epoch of that version. */
+    epoch: string
+  }
 }
 
 /**

@@ -9,8 +9,11 @@ import type { OutboxEntry } from './outbox'
 
 /** What a custom merge gets: the state the op was computed on, what it made of it, and the server's newer state. */
 export interface MergeInput<T = unknown> {
+  /** The confirmed state the op was made on: what both sides started from. */
   base: T
+  /** What the op made of `base`. */
   mine: T
+  /** The server's state now, which someone else's change moved away from `base`. */
   theirs: T
 }
 
@@ -20,7 +23,13 @@ export interface MergeInput<T = unknown> {
  * - `rollback`: on a conflict, drop the op, reject its promise and show the server's state;
  * - `{ merge }`: compute the state to propose from the base, the op's result and the server's state.
  */
-export type ConflictPolicy = 'rebase' | 'rollback' | { merge(input: MergeInput): unknown }
+export type ConflictPolicy =
+  | 'rebase'
+  | 'rollback'
+  | {
+      /** Returns the state to propose on `theirs`; it runs again if that one conflicts too. */
+      merge(input: MergeInput): unknown
+    }
 
 /** One `set` waiting to be accepted. */
 export interface PendingOp {

@@ -11,13 +11,17 @@ export type { ConflictPolicy, MergeInput } from './pendingQueue'
 
 /** A value that can be read and watched. */
 export interface ReadableValue<T> {
+  /** The value now. */
   get(): T
+  /** Calls `listener` with each new value (not the current one); returns the unsubscribe. */
   subscribe(listener: (value: T) => void): () => void
 }
 
 /** Told each time the server answers a proposal with 409. */
 export interface ConflictInfo {
+  /** The store the op writes. */
   storeKey: string
+  /** The op's number, as its `set` promise will settle it. */
   opId: number
   /** How many times this op has now been refused. */
   conflicts: number
@@ -33,7 +37,7 @@ export interface ReplicaOptions<S extends Schemas = Schemas> {
    * The initial state of each store, declared once for the whole app: what a store shows until the
    * server's state (or an op) says otherwise, and what it starts over from on a new epoch when the
    * server does not have it. `store(key, initial)` may declare one too; another value for the same
-   * store throws `initial_mismatch`.
+   * store throws `initial_mismatch`. Default: none, so an unknown store shows `undefined`.
    */
   initial?: Partial<Record<string, unknown>>
   /** Follow only these stores. Default: every store the server streams. */
@@ -41,11 +45,13 @@ export interface ReplicaOptions<S extends Schemas = Schemas> {
   /**
    * Start from states the server rendered with (`GET /state`, or `dehydrate()` on the server): the
    * stores show them at once and the stream continues from their `cursor`, with no gap and no overlap.
+   * Default: none; the first render waits for the stream's snapshot.
    */
   hydrate?: StateResponse
   /**
    * Per-store Standard Schemas: an op whose state does not match is refused here, with the issues
-   * (`invalid_state`), before it is proposed; `store(key)` is typed from them.
+   * (`invalid_state`), before it is proposed; `store(key)` is typed from them. Default: none; the
+   * server still validates with its own.
    */
   schemas?: S
   /** One policy for every store, or one per store key (others rebase). Default `rebase`. */
@@ -54,14 +60,18 @@ export interface ReplicaOptions<S extends Schemas = Schemas> {
   maxAttempts?: number
   /** Most ops waiting at once, over all stores; past it `set` rejects with `queue_full`. Default 1,000. */
   maxPendingOps?: number
-  /** Called on every 409. */
+  /** Called on every 409, for metrics or a hint in the UI; the policy has already decided what happens. Default: none. */
   onConflict?: (info: ConflictInfo) => void
   /**
    * Keep queued ops across reloads (opt in; `createIndexedDbOutbox()` in browsers). After a reload
-   * each op is proposed again under its original ids, as the state it last produced.
+   * each op is proposed again under its original ids, as the state it last produced. Default: none;
+   * ops pending at a reload are lost.
    */
   outbox?: Outbox
-  /** Called when an op is finally refused (its promise rejects with the same error). */
+  /**
+   * Called when an op is finally refused (its promise rejects with the same error): one place to
+   * report refusals of `set` calls nobody awaits. Default: none.
+   */
   onError?: (error: ZunoError, op: { storeKey: string; opId: number }) => void
   /**
    * Share one stream between the tabs of a browser that follow the same `stores`: the leader tab
@@ -69,7 +79,7 @@ export interface ReplicaOptions<S extends Schemas = Schemas> {
    * another filter share among themselves, on a stream of their own. Default: on where there is a `window`.
    */
   tabs?: boolean
-  /** Keeps two users of one browser apart: tabs share only with tabs of the same principal. */
+  /** Keeps two users of one browser apart: tabs share only with tabs of the same principal. Default: none (every tab shares). */
   principal?: string
   /** Default: the global `BroadcastChannel`. */
   BroadcastChannel?: BroadcastChannelConstructor
@@ -81,7 +91,7 @@ export interface ReplicaOptions<S extends Schemas = Schemas> {
   /**
    * A short-lived credential for the server's `authenticate`, read at every request: proposals send
    * it as `Authorization: Bearer …`, streams as `?token=…` (EventSource cannot send headers).
-   * Cookies need nothing: same-origin requests carry them.
+   * Cookies need nothing: same-origin requests carry them. Default: none.
    */
   token?: () => string | undefined
   /** Default: the global `fetch`. */

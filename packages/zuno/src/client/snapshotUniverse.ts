@@ -48,6 +48,7 @@ export interface SnapshotUniverseOptions {
   /**
    * The initial states the client declares in `connect({ initial })`: pass the same object, so a
    * store the snapshot lacks renders the same on the server as in the client's first render.
+   * Default: none.
    */
   initial?: Partial<Record<string, unknown>>
 }

@@ -3,8 +3,11 @@ import type { SnapshotMessage, StateEvent } from '../protocol'
 
 /** The part of `BroadcastChannel` the tab layer uses. */
 export interface BroadcastChannelLike {
+  /** Set by Zuno to hear the other tabs. */
   onmessage: ((event: MessageEvent) => unknown) | null
+  /** Sends to every other tab on the channel (structured clone, never to itself). */
   postMessage(message: unknown): void
+  /** Leaves the channel when the replica closes. */
   close(): void
 }
 
@@ -13,6 +16,7 @@ export type BroadcastChannelConstructor = new (name: string) => BroadcastChannel
 
 /** The part of the Web Locks API (`navigator.locks`) leader election uses. */
 export interface LockManagerLike {
+  /** Holds the lock `name` until `callback`'s promise settles; aborted by `options.signal` while waiting. */
   request(
     name: string,
     options: { signal?: AbortSignal; ifAvailable?: boolean },
@@ -23,22 +27,82 @@ export interface LockManagerLike {
 /** Messages between the tabs of one universe (same origin, same URL, same principal, same store filter). */
 export type TabMessage =
   /** A new follower asks for the current state; only the leader answers, once it is synced. */
-  | { type: 'hello'; from: string }
+  | {
+      /** The kind of message. */
+      type: 'hello'
+      /** The sending tab's id: a tab ignores what it sent itself. */
+      from: string
+    }
   /** The leader's stream, relayed: a snapshot (also the answer to `hello`), or one change. */
-  | { type: 'snapshot'; from: string; message: SnapshotMessage; eventId: string }
-  | { type: 'state'; from: string; event: StateEvent; eventId: string }
-  | { type: 'resumed'; from: string }
+  | {
+      /** The kind of message. */
+      type: 'snapshot'
+      /** The sending tab's id. */
+      from: string
+      /** The snapshot as the leader received it. */
+      message: SnapshotMessage
+      /** Its event id, so a follower that becomes leader resumes from there. */
+      eventId: string
+    }
+  | {
+      /** The kind of message. */
+      type: 'state'
+      /** The sending tab's id. */
+      from: string
+      /** The change as the leader received it. */
+      event: StateEvent
+      /** Its event id, so a follower that becomes leader resumes from there. */
+      eventId: string
+    }
+  | {
+      /** The kind of message: the leader's resumed stream has caught up. */
+      type: 'resumed'
+      /** The sending tab's id. */
+      from: string
+    }
   /** The leader's connection status. */
-  | { type: 'status'; from: string; status: ConnectionStatus }
+  | {
+      /** The kind of message. */
+      type: 'status'
+      /** The sending tab's id. */
+      from: string
+      /** What every tab should show as its status. */
+      status: ConnectionStatus
+    }
   /** A tab asks the leader to retry its stream now (new credentials, say). */
-  | { type: 'retry'; from: string }
+  | {
+      /** The kind of message. */
+      type: 'retry'
+      /** The sending tab's id. */
+      from: string
+    }
   /**
    * A tab has ops waiting while the stream is lost: the leader keeps its reconnect pauses short
    * while they wait, and with `now` (a new op) reconnects at once.
    */
-  | { type: 'hurry'; from: string; now: boolean }
+  | {
+      /** The kind of message. */
+      type: 'hurry'
+      /** The sending tab's id. */
+      from: string
+      /** Reconnect at once instead of only shortening the pauses. */
+      now: boolean
+    }
   /** What a tab's own pending ops make of a store (`pending: false` once it has none). */
-  | { type: 'pending'; from: string; storeKey: string; baseVersion: number; pending: boolean; state: unknown }
+  | {
+      /** The kind of message. */
+      type: 'pending'
+      /** The sending tab's id. */
+      from: string
+      /** The store the ops change. */
+      storeKey: string
+      /** The version the ops are based on; others drop the guess once the store passes it. */
+      baseVersion: number
+      /** Whether the tab still has ops waiting for this store. */
+      pending: boolean
+      /** The state the tab shows with its ops applied, so the other tabs show it too. */
+      state: unknown
+    }
 
 /** What the tab link tells its replica. */
 export interface TabHandlers {

@@ -19,6 +19,7 @@ export type { FileSystem } from './fileSystem'
 export interface FileStorageOptions extends ClientRecordOptions {
   /** The folder for `snapshot.json`, `log.jsonl` and `lock`; created if missing. One process uses it at a time. */
   dir: string
+  /** When a write reaches the disk, which decides what a power cut can lose. Default `'always'`. */
   fsync?: FsyncPolicy
   /** With `fsync: 'interval'`. Default 100. */
   fsyncIntervalMs?: number
@@ -26,9 +27,10 @@ export interface FileStorageOptions extends ClientRecordOptions {
   snapshotEvery?: number
   /**
    * Also write a snapshot once the log is larger than `logRatio` × the last snapshot plus
-   * `logFloorBytes`, so the folder follows the live state, not its history. Defaults 4 and 8 MiB.
+   * `logFloorBytes`, so the folder follows the live state, not its history. Default 4.
    */
   logRatio?: number
+  /** The part of that threshold that does not grow with the state, so a tiny state does not compact at every write. Default 8 MiB. */
   logFloorBytes?: number
   /** How many recent events a restarted server can still replay to resuming clients. Default 1,000. */
   recent?: number

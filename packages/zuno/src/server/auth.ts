@@ -1,12 +1,16 @@
 /** Who is asking, as the app's `authenticate` says. `id` must be stable and unique per user. */
 export interface Principal {
+  /** Stable per user: rate limits, stream limits and client ids are kept by it. */
   id: string
 }
 
 /** What `authenticate` sees of a request. EventSource cannot send headers: read a cookie or a query token. */
 export interface AuthRequest {
+  /** A request header by lower-case name, such as `authorization`. */
   header(name: string): string | null | undefined
+  /** The query string: where an EventSource carries a token (`?token=…`). */
   query: URLSearchParams
+  /** A cookie by name. */
   cookie(name: string): string | undefined
 }
 

@@ -15,7 +15,7 @@ import type { CommitOutcome, CommittedEvent, OpAnswer, OpIdentity, RefusalAnswer
 
 /** Options of {@link createUniverse}. */
 export interface UniverseOptions<S extends Schemas = Schemas> {
-  /** Stores that exist from the start, with their initial state (at version 0). */
+  /** Stores that exist from the start, with their initial state (at version 0). Default: none. */
   stores?: Record<string, unknown>
   /**
    * Whether clients may create a store that does not exist yet (by proposing on version 0).
@@ -31,6 +31,7 @@ export interface UniverseOptions<S extends Schemas = Schemas> {
   /**
    * Per-store Standard Schemas (zod, valibot, arktype…). Every write, a client's or the server's,
    * is validated (422 `invalid_state` with the issues); the schema's output is what is stored.
+   * Default: none; any JSON is accepted.
    */
   schemas?: S
   /** Most stores that may exist (403 `store_limit` for one more). Default 10,000. */
@@ -45,11 +46,38 @@ const SERVER_WRITE_ATTEMPTS = 64
 /** What became of a proposal, as the sync server answers it. */
 export type ProposalResult =
   /** Accepted now, or before (`duplicate`: processed earlier and its answer no longer kept; this is the current truth). */
-  | { type: 'accepted'; storeKey: string; version: number; state: unknown; duplicate?: true; opVersion?: number }
+  | {
+      /** The kind of result. */
+      type: 'accepted'
+      /** The store written. */
+      storeKey: string
+      /** The version the op made, or with `duplicate` the current one. */
+      version: number
+      /** The state at that version. */
+      state: unknown
+      /** The op was processed before, and what it made is no longer at hand. */
+      duplicate?: true
+      /** With `duplicate`, when known: the version the op made. */
+      opVersion?: number
+    }
   /** The base was stale: here is the current truth. */
-  | { type: 'conflict'; storeKey: string; version: number; state: unknown }
+  | {
+      /** The kind of result. */
+      type: 'conflict'
+      /** The store proposed on. */
+      storeKey: string
+      /** Its current version. */
+      version: number
+      /** Its current state. */
+      state: unknown
+    }
   /** Refused: for good (recorded, a retry gets the same), or without a decision (unknown client, another epoch, a reused opId). */
-  | { type: 'refused'; error: ZunoError }
+  | {
+      /** The kind of result. */
+      type: 'refused'
+      /** Why; its `status` is the HTTP answer. */
+      error: ZunoError
+    }
 
 /** A proposal waiting for its event. */
 interface Waiter {
@@ -59,6 +87,7 @@ interface Waiter {
 
 /** Who proposes: the principal's id (`''` when anonymous) scopes the client's ids. */
 export interface Proposer {
+  /** The authenticated principal's id; client ids are only unique within it. */
   principal: string
 }
 
@@ -69,7 +98,11 @@ export interface Proposer {
  */
 export class AuthoritativeUniverse<TStores extends Record<string, unknown> = Record<string, unknown>> extends Universe<TStores> {
   readonly role = 'authoritative' as const
-  /** Settles once the storage has been read; requests wait for it. */
+  /**
+   * Settles once the storage has been read. The adapters' requests wait for it, but your own code
+   * does not: await it before `snapshot()`, `cursor` or a server render on a fresh universe, which
+   * otherwise throw `unavailable` ("The universe is still loading").
+   */
   readonly ready: Promise<void>
   readonly #storage: Storage
   readonly #ownsStorage: boolean
@@ -348,12 +381,15 @@ export class AuthoritativeUniverse<TStores extends Record<string, unknown> = Rec
     })
   }
 
-  /** Id of the last event applied here: a snapshot taken now is current as of it. */
+  /** Id of the last event applied here: a snapshot taken now is current as of it. Throws `unavailable` before {@link ready}. */
   get cursor(): string {
     return this.#readyLog().cursor
   }
 
-  /** Every store (or those named, or those `readable` admits) as of the returned cursor; the states are frozen. */
+  /**
+   * Every store (or those named, or those `readable` admits) as of the returned cursor; the states
+   * are frozen. Throws `unavailable` until {@link ready} has settled: await it first.
+   */
   snapshot(storeKeys?: readonly string[], readable?: (storeKey: string) => boolean): StateResponse {
     const cursor = this.cursor
     const stores: Record<string, StoreState> = {}

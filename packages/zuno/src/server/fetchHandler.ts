@@ -14,13 +14,18 @@ export interface FetchHandlerOptions extends SyncServerOptions {
 
 /** What a runtime may pass beside the request: Bun's server, which knows the client's address. */
 export interface PeerSource {
-  requestIP?(request: Request): { address: string } | null | undefined
+  /** Bun's `server.requestIP`: the fetch API itself has no notion of the client's address. */
+  requestIP?(request: Request): {
+    /** The client's IP address. */
+    address: string
+  } | null | undefined
 }
 
 /** A web-standard handler, plus the sync server behind it. */
 export interface FetchHandler {
   /** `server` (Bun passes its own) gives the peer address that anonymous limits are kept by. */
   (request: Request, server?: PeerSource | null): Promise<Response>
+  /** The transport-neutral server this handler translates for. */
   readonly server: SyncServer
   /** Ends every open SSE stream. */
   close(): void

@@ -1,6 +1,8 @@
 /**
  * `zuno/server`: the authoritative side. Framework adapters build on `SyncServer`; apps use
  * `createUniverse` and an adapter.
+ *
+ * @module zuno/server
  */
 export { AuthoritativeUniverse, createUniverse } from './authoritativeUniverse'
 export type { Proposer, ProposalResult, ServedUniverse, UniverseOptions } from './authoritativeUniverse'

@@ -4,7 +4,9 @@ import type { CommittedEvent } from './storage'
 
 /** A retained event and its SSE frame, encoded once and shared by every subscriber and replay. */
 export interface LogEntry {
+  /** The change itself. */
   readonly event: CommittedEvent
+  /** Its SSE frame, encoded once and written as is to every subscriber. */
   readonly frame: Uint8Array
 }
 

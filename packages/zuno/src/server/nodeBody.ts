@@ -4,10 +4,15 @@ import { tooLarge } from './syncServer'
 
 /** The part of a Node.js `IncomingMessage` that reading a body needs. */
 export interface NodeBodyStream {
+  /** Receives the body a chunk at a time. */
   on(event: 'data', listener: (chunk: Uint8Array | string) => void): unknown
+  /** The body is complete, or the client left. */
   on(event: 'end' | 'close', listener: () => void): unknown
+  /** The connection failed while reading. */
   on(event: 'error', listener: (error: Error) => void): unknown
+  /** Stops collecting past the limit, so an oversized body costs no memory. */
   removeAllListeners(event: 'data'): unknown
+  /** Drains what is left of an oversized body, so the 413 can be answered on the same connection. */
   resume(): unknown
 }
 

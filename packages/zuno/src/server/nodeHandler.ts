@@ -29,6 +29,7 @@ export interface NodeHandlerOptions extends SyncServerOptions {
 export interface NodeHandler {
   /** Requests outside the prefix go to `next` when given, else get a 404 JSON error. */
   (req: IncomingMessage, res: ServerResponse, next?: (error?: unknown) => void): void
+  /** The transport-neutral server this handler translates for. */
   readonly server: SyncServer
   /** Ends every open SSE stream at once. */
   close(): void

@@ -11,9 +11,13 @@ interface NodeSocket {
 
 /** The part of a Node.js `ServerResponse` (or a framework's extension of one) an SSE stream needs. */
 export interface NodeStreamResponse {
+  /** Writes one frame; `false` means the buffers are full, so the stream waits for `drain`. */
   write(chunk: Uint8Array): boolean
+  /** Ends the stream. */
   end(): unknown
+  /** `drain`: room to write again; `close`: the client left. */
   on(event: 'drain' | 'close', listener: () => void): unknown
+  /** The connection, written to directly when nothing sits between (the fast path of fan-out). */
   readonly socket: NodeSocket | null
   /** Whether Node frames this response in HTTP/1.1 chunks. */
   readonly chunkedEncoding?: boolean

@@ -4,6 +4,7 @@ import type { ErrorCode, SchemaIssue, StoreState } from '../protocol'
 export interface OpIdentity {
   /** The authenticated principal's id; `''` when the server has no `authenticate`. */
   principal: string
+  /** The client's id, unique within its principal. */
   clientId: string
   /** 1, 2, 3, … per client, in the order the client issued its ops. */
   opId: number
@@ -13,8 +14,11 @@ export interface OpIdentity {
 
 /** One write of an op: the next state of a store, on the version it was computed on. */
 export interface Write {
+  /** The store to write. */
   storeKey: string
+  /** The version the state was computed on; the write stands only if it is still current. */
   baseVersion: number
+  /** The next state, whole. */
   state: unknown
   /** About how many bytes the state takes as JSON, when the caller measured it (no storage need encode it to know). */
   stateBytes?: number | undefined
@@ -22,16 +26,23 @@ export interface Write {
 
 /** An op to commit: accepted iff `epoch` is the storage's and `baseVersion` the store's current version. */
 export interface CommitRequest extends OpIdentity {
+  /** The epoch the op was made in. */
   epoch: string
+  /** What the op writes. */
   write: Write
 }
 
 /** A refusal for good of an op, recorded like an acceptance: the client's mark moves past it. */
 export interface RefusalRequest extends OpIdentity {
+  /** The epoch the op was made in. */
   epoch: string
+  /** The store the op wrote. */
   storeKey: string
+  /** Why it was refused. */
   error: RefusalAnswer['error']
+  /** The refusal in words, kept so a retry is told the same. */
   message: string
+  /** With `invalid_state`: what the schema found wrong. */
   issues?: readonly SchemaIssue[]
 }
 
@@ -41,25 +52,45 @@ export type OpAnswer =
    * `seq` places the write in the log. `state` is there when the storage has it at hand (Redis reads
    * it back from its Stream); the in-process storages keep no copy of every client's last state.
    */
-  | { type: 'accepted'; storeKey: string; version: number; seq: number; state?: unknown }
+  | {
+      /** The kind of answer. */
+      type: 'accepted'
+      /** The store written. */
+      storeKey: string
+      /** The version the op made. */
+      version: number
+      /** The event's place in the log. */
+      seq: number
+      /** The state the op made, when the storage has it at hand. */
+      state?: unknown
+    }
   | RefusalAnswer
 
 /** The answer to an op refused for good. */
 export interface RefusalAnswer {
+  /** The kind of answer. */
   type: 'refused'
+  /** The store the op wrote. */
   storeKey: string
+  /** Why it was refused. */
   error: ErrorCode
+  /** The refusal in words. */
   message: string
+  /** With `invalid_state`: what the schema found wrong. */
   issues?: readonly SchemaIssue[]
 }
 
 /** An accepted change with its place in the universe-wide log. */
 export interface CommittedEvent {
+  /** The store that changed. */
   storeKey: string
+  /** Its new version. */
   version: number
+  /** Its new state. */
   state: unknown
   /** The writer's public tag (`writerTag(clientId)`). */
   writer: string
+  /** The writer's op number. */
   opId: number
   /** About how many bytes the state takes as JSON, when known: the resume log counts it without encoding a frame. */
   stateBytes?: number | undefined
@@ -74,19 +105,50 @@ export interface CommittedEvent {
 
 /** What became of an op. */
 export type CommitOutcome =
-  | { type: 'accepted'; event: CommittedEvent }
+  | {
+      /** The kind of outcome. */
+      type: 'accepted'
+      /** What was committed. */
+      event: CommittedEvent
+    }
   /** The op was processed before; this is its kept answer (the same one, for a refusal just recorded). */
-  | { type: 'answered'; answer: OpAnswer }
+  | {
+      /** The kind of outcome. */
+      type: 'answered'
+      /** The kept answer. */
+      answer: OpAnswer
+    }
   /** The op was processed before and its answer is no longer kept: answer with the store's current truth. */
-  | { type: 'processed' }
+  | {
+      /** The kind of outcome. */
+      type: 'processed'
+    }
   /** The opId was processed with other content. */
-  | { type: 'reused' }
+  | {
+      /** The kind of outcome. */
+      type: 'reused'
+    }
   /** `baseVersion` was stale: here is the current state. Nothing was recorded. */
-  | { type: 'conflict'; version: number; state: unknown }
+  | {
+      /** The kind of outcome. */
+      type: 'conflict'
+      /** The store's current version. */
+      version: number
+      /** The store's current state. */
+      state: unknown
+    }
   /** The storage keeps no record of this client and the op is not its first. */
-  | { type: 'unknown_client' }
+  | {
+      /** The kind of outcome. */
+      type: 'unknown_client'
+    }
   /** The op was made in another epoch than the storage's. */
-  | { type: 'epoch_changed'; epoch: string }
+  | {
+      /** The kind of outcome. */
+      type: 'epoch_changed'
+      /** The storage's epoch, which the client must move to. */
+      epoch: string
+    }
 
 /** What a storage holds when a universe starts on it. */
 export interface StorageImage {
@@ -94,13 +156,24 @@ export interface StorageImage {
   epoch: string
   /** Sequence number of the last committed event (0 when none). */
   seq: number
+  /** Every store as of `seq`. */
   stores: Map<string, StoreState>
   /** The last events before `seq`, oldest first, if the storage keeps them: clients can then resume across a restart. */
   recent?: CommittedEvent[]
 }
 
 /** Whether a storage can take writes. */
-export type StorageHealth = { ok: true } | { ok: false; reason: string }
+export type StorageHealth =
+  | {
+      /** Takes writes. */
+      ok: true
+    }
+  | {
+      /** Refuses writes until it recovers. */
+      ok: false
+      /** What failed, for the 503's message and the logs. */
+      reason: string
+    }
 
 /**
  * Where an authoritative universe keeps its truth. `commit` is the one atomic step of the

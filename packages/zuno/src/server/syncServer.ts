@@ -31,7 +31,10 @@ export interface SyncServerOptions {
   retryMs?: number
   /** Bytes queued for a stalled SSE subscriber before it is dropped with a resync instruction. Default 4 MiB. */
   maxQueuedBytes?: number
-  /** Who is asking: from a cookie, the `Authorization` header or (for SSE) a query token. 401 when it returns nothing. */
+  /**
+   * Who is asking: from a cookie, the `Authorization` header or (for SSE) a query token. 401 when it
+   * returns nothing. Default: none; every request is anonymous, and limits are kept per peer address.
+   */
   authenticate?: Authenticate
   /** Whether the principal may read or write a store (403 when not). Default: everything. */
   authorize?: Authorize
@@ -60,9 +63,11 @@ export interface SyncServerOptions {
 
 /** A request as the engine needs it; each adapter builds one from its framework's request. */
 export interface ZunoRequest {
+  /** The HTTP method, upper-case. */
   method: string
   /** Path below the mount prefix, such as `/sync`. */
   path: string
+  /** The query string, parsed. */
   query: URLSearchParams
   /** A request header by lower-case name. */
   header(name: string): string | null | undefined
@@ -79,18 +84,39 @@ export interface ZunoRequest {
 
 /** What the adapter sends back. */
 export type ZunoResponse =
-  | { kind: 'json'; status: number; body: string; headers?: Record<string, string> }
+  | {
+      /** A complete answer. */
+      kind: 'json'
+      /** The HTTP status. */
+      status: number
+      /** The JSON text, encoded once by the core. */
+      body: string
+      /** Headers besides `JSON_HEADERS`, such as `Retry-After`. */
+      headers?: Record<string, string>
+    }
   /**
    * An SSE stream: send `SSE_HEADERS` with status 200, then call `open` with the transport; or, when
    * the client has left meanwhile, call `cancel` instead, which gives its place back.
    */
-  | { kind: 'sse'; open(sink: SseSink): Subscription; cancel(): void }
+  | {
+      /** A stream that stays open. */
+      kind: 'sse'
+      /** Starts the stream on `sink`; the subscription ends it. */
+      open(sink: SseSink): Subscription
+      /** Gives back the stream's place when the client left before `open`. */
+      cancel(): void
+    }
 
 /**
  * Splits a request target (`/sse?stores=a`) into path and query, never throwing: a target that is
  * not a URL gets an empty path, which is answered 404.
  */
-export function splitTarget(target: string): { path: string; query: URLSearchParams } {
+export function splitTarget(target: string): {
+  /** The path, as the request spelled it. */
+  path: string
+  /** The query, parsed. */
+  query: URLSearchParams
+} {
   // The common case, a plain path such as `/sync` or `/sse?stores=a`, needs no URL parser.
   const question = target.indexOf('?')
   const path = question < 0 ? target : target.slice(0, question)
