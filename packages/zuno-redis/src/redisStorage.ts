@@ -22,7 +22,7 @@ export interface RedisStorageOptions extends ClientRecordOptions {
   /** Keys are prefixed `{namespace}:`; one namespace per app (the braces keep a cluster slot). */
   namespace: string
   /** Default `redis://127.0.0.1:6379`. */
-  url?: string
+  url?: string | undefined
   /** How many events the Stream keeps (approximately) for resuming clients. Default 10,000. */
   retention?: number
   /** How many recent events a starting instance loads, to serve resumes at once. Default 1,000. */

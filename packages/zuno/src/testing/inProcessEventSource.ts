@@ -14,8 +14,11 @@ type MessageListener = (event: MessageEvent<string>) => void
  * reconnects by itself, with its own backoff and resume id, so this never retries.
  */
 export class InProcessEventSource implements EventSourceLike {
+  /** `readyState` before the stream opens, and after it broke or ended (the client then reconnects). */
   static readonly CONNECTING = CONNECTING
+  /** `readyState` while the stream is open. */
   static readonly OPEN = OPEN
+  /** `readyState` after `close()`, or after an HTTP error (a refused stream). */
   static readonly CLOSED = CLOSED
 
   readyState = CONNECTING
@@ -26,7 +29,9 @@ export class InProcessEventSource implements EventSourceLike {
   #lastEventId = ''
 
   constructor(
+    /** The stream's URL, as the client built it (query included). */
     readonly url: string,
+    /** What requests the stream: the test rig's in-process fetch. */
     fetchStream: typeof fetch,
   ) {
     void this.#run(fetchStream)
@@ -38,6 +43,7 @@ export class InProcessEventSource implements EventSourceLike {
     listeners.add(listener)
   }
 
+  /** Stops calling `listener` for events of `type`. */
   removeEventListener(type: string, listener: MessageListener): void {
     this.#listeners.get(type)?.delete(listener)
   }

@@ -3,6 +3,8 @@
  * number of replicas in one process, wired through the fetch handler instead of HTTP: the same
  * protocol, checks, schemas and conflict handling as in production, with no port to open and
  * nothing to mock.
+ *
+ * @module zuno/testing
  */
 import type { EventSourceConstructor } from '../client/connection'
 import type { ReplicaOptions } from '../client/replicaOptions'

@@ -1,0 +1,130 @@
+/**
+ * Every TypeScript block in the README files and docs/ compiles against the packages' sources, so a
+ * snippet cannot drift from the API unnoticed. A block that is a fragment (it uses a `universe` made
+ * elsewhere, say) says what it needs in an HTML comment just above it, which readers do not see:
+ *
+ *     <!-- compiled with:
+ *     import { createUniverse } from 'zuno/server'
+ *     declare const universe: ReturnType<typeof createUniverse>
+ *     -->
+ */
+import { readdirSync, readFileSync } from 'node:fs'
+import { dirname, join, relative } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import ts from 'typescript'
+import { describe, expect, it } from 'vitest'
+
+const root = fileURLToPath(new URL('..', import.meta.url))
+
+/** Where bare imports are looked up, in turn: the root, then each package and example (pnpm links each one's own dependencies there). */
+const resolutionDirs = [root, ...['packages', 'examples'].flatMap((parent) => readdirSync(join(root, parent)).map((name) => join(root, parent, name)))]
+
+/** One fenced block, with where it came from and what it is compiled with. */
+interface Snippet {
+  file: string
+  /** Line of the block's first code line in the Markdown file (1-based). */
+  line: number
+  context: string
+  code: string
+  tsx: boolean
+}
+
+function markdownFiles(): string[] {
+  const docs = readdirSync(join(root, 'docs'), { recursive: true, encoding: 'utf8' })
+    .filter((name) => name.endsWith('.md') && !name.startsWith('api') && !name.startsWith('benchmarks'))
+    .map((name) => join('docs', name))
+  const packages = readdirSync(join(root, 'packages')).map((name) => join('packages', name, 'README.md'))
+  return ['README.md', ...docs, ...packages].filter((file) => {
+    try {
+      readFileSync(join(root, file))
+      return true
+    } catch {
+      return false
+    }
+  })
+}
+
+const FENCE = /^```(ts|tsx|typescript)\s*$/
+
+export function snippetsOf(file: string, text: string): Snippet[] {
+  const lines = text.split('\n')
+  const snippets: Snippet[] = []
+  for (let i = 0; i < lines.length; i++) {
+    const fence = FENCE.exec(lines[i] as string)
+    if (fence === null) continue
+    const start = i + 1
+    let end = start
+    while (end < lines.length && !(lines[end] as string).startsWith('```')) end++
+    // The comment that ends on the line above the fence, if it is a "compiled with" one.
+    let context = ''
+    if ((lines[i - 1] ?? '').trim() === '-->') {
+      let open = i - 2
+      while (open >= 0 && !(lines[open] as string).startsWith('<!--')) open--
+      if ((lines[open] ?? '').trim() === '<!-- compiled with:') context = lines.slice(open + 1, i - 1).join('\n')
+    }
+    snippets.push({ file, line: start + 1, context, code: lines.slice(start, end).join('\n'), tsx: fence[1] === 'tsx' })
+    i = end
+  }
+  return snippets
+}
+
+/** Compiles the snippets, each as a module of its own, and returns each diagnostic as `file:line: message`. */
+function compile(snippets: Snippet[]): string[] {
+  const config = ts.getParsedCommandLineOfConfigFile(join(root, 'tsconfig.json'), {}, { ...ts.sys, onUnRecoverableConfigFileDiagnostic: () => {} })
+  if (config === undefined) throw new Error('root tsconfig.json not readable')
+  const options: ts.CompilerOptions = { ...config.options, noEmit: true, noUnusedLocals: false, noUnusedParameters: false }
+  const virtual = new Map<string, { snippet: Snippet; offset: number; text: string }>()
+  snippets.forEach((snippet, index) => {
+    const name = join(root, '.snippets', `${index}-${snippet.file.replace(/[/.]/g, '_')}-${snippet.line}.${snippet.tsx ? 'tsx' : 'ts'}`)
+    const offset = snippet.context === '' ? 0 : snippet.context.split('\n').length
+    // `export {}`: every snippet is a module, so two of them may both declare `universe`.
+    virtual.set(name, { snippet, offset, text: `${snippet.context}${snippet.context === '' ? '' : '\n'}${snippet.code}\nexport {}\n` })
+  })
+  const host = ts.createCompilerHost(options)
+  const readFile = host.readFile.bind(host)
+  const getSourceFile = host.getSourceFile.bind(host)
+  host.fileExists = (name) => virtual.has(name) || ts.sys.fileExists(name)
+  host.readFile = (name) => virtual.get(name)?.text ?? readFile(name)
+  host.getSourceFile = (name, language) => {
+    const entry = virtual.get(name)
+    return entry === undefined ? getSourceFile(name, language) : ts.createSourceFile(name, entry.text, language, true)
+  }
+  host.resolveModuleNameLiterals = (literals, containingFile) =>
+    literals.map((literal) => {
+      // Relative imports and the workspace's own packages (through the root's paths) resolve from the file itself.
+      const from = virtual.has(containingFile) ? resolutionDirs : [dirname(containingFile)]
+      for (const dir of from) {
+        const found = ts.resolveModuleName(literal.text, join(dir, 'snippet.ts'), options, ts.sys)
+        if (found.resolvedModule !== undefined) return found
+      }
+      return { resolvedModule: undefined }
+    })
+  const program = ts.createProgram([...virtual.keys()], options, host)
+  return ts.getPreEmitDiagnostics(program).map((diagnostic) => {
+    const message = ts.flattenDiagnosticMessageText(diagnostic.messageText, '\n')
+    const entry = diagnostic.file === undefined ? undefined : virtual.get(diagnostic.file.fileName)
+    if (entry === undefined || diagnostic.start === undefined) return `${diagnostic.file ? relative(root, diagnostic.file.fileName) : '(global)'}: ${message}`
+    const at = (diagnostic.file as ts.SourceFile).getLineAndCharacterOfPosition(diagnostic.start).line
+    const where = at < entry.offset ? `${entry.snippet.file}:${entry.snippet.line} (its "compiled with" comment)` : `${entry.snippet.file}:${entry.snippet.line + at - entry.offset}`
+    return `${where}: ${message}`
+  })
+}
+
+describe('code in the docs', () => {
+  const snippets = markdownFiles().flatMap((file) => snippetsOf(file, readFileSync(join(root, file), 'utf8')))
+
+  it('finds the TypeScript blocks of the README files and docs/', () => {
+    expect(snippets.length).toBeGreaterThan(15)
+  })
+
+  it('compiles every one of them', () => {
+    expect(compile(snippets)).toEqual([])
+  }, 120_000)
+
+  it('reports a block that does not compile, at its line in the Markdown', () => {
+    const broken = snippetsOf('docs/example.md', "Text\n\n```ts\nimport { connect } from 'zuno'\nconnect({ url: 1 })\n```\n")
+    const errors = compile(broken)
+    expect(errors).toHaveLength(1)
+    expect(errors[0]).toMatch(/^docs\/example\.md:5: /)
+  }, 120_000)
+})
