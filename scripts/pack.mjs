@@ -29,4 +29,4 @@ export function packAll(dest) {
   })
 }
 
-export const kB = (bytes) => `${(bytes / 1024).toFixed(1)} kB`
+export const kB = (bytes) => `${(bytes / 1024).toFixed(1)} KiB`
