@@ -28,4 +28,6 @@ export default defineWorkspace([
   reactProject('zuno-react (React 18)', react18Alias),
   project('examples', './examples/express', 60_000),
   project('examples-elysia', './examples/elysia', 60_000),
+  // Packs, installs from the registry and type-checks in a temp app: minutes, not seconds.
+  { test: { name: 'packaging', root: './packaging', include: ['test/**/*.test.ts'], testTimeout: 120_000, hookTimeout: 300_000 } },
 ])
