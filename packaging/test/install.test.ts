@@ -52,7 +52,7 @@ function cleanEnv(): NodeJS.ProcessEnv {
   return env
 }
 
-/** Starts a Node.js script in the app and resolves with the first stdout line that `match` accepts. */
+/** Starts a Node.js script in the app; `waitFor` waits for one of the JSON lines it prints on stdout. */
 function startScript(script: string, args: string[] = []) {
   const child = spawn(process.execPath, [script, ...args], { cwd: app, env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] })
   children.add(child)
@@ -64,6 +64,7 @@ function startScript(script: string, args: string[] = []) {
   const lines: unknown[] = []
   const waiters: Array<() => void> = []
   createInterface({ input: child.stdout! }).on('line', (line) => {
+    if (!line.startsWith('{')) return // anything else a dependency prints is not ours to read
     lines.push(JSON.parse(line))
     for (const wake of waiters.splice(0)) wake()
   })
