@@ -28,6 +28,16 @@ export default defineWorkspace([
   reactProject('zuno-react (React 18)', react18Alias),
   project('examples', './examples/express', 60_000),
   project('examples-elysia', './examples/elysia', 60_000),
-  // Packs, installs from the registry and type-checks in a temp app: minutes, not seconds.
-  { test: { name: 'packaging', root: './packaging', include: ['test/**/*.test.ts'], testTimeout: 120_000, hookTimeout: 300_000 } },
+  // Packs, installs from the registry and type-checks in a temp app. It runs after the others
+  // (groupOrder 1), so its npm and tsc work does not take the CPU from their timing-sensitive tests.
+  {
+    test: {
+      name: 'packaging',
+      root: './packaging',
+      include: ['test/**/*.test.ts'],
+      testTimeout: 120_000,
+      hookTimeout: 300_000,
+      sequence: { groupOrder: 1 },
+    },
+  },
 ])
