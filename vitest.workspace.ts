@@ -30,4 +30,16 @@ export default defineWorkspace([
   project('examples-elysia', './examples/elysia', 60_000),
   // The API reference: typedoc over every package entry, checked against the built declarations.
   project('docs', '.', 120_000),
+  // Packs, installs from the registry and type-checks in a temp app. It runs after the others
+  // (groupOrder 1), so its npm and tsc work does not take the CPU from their timing-sensitive tests.
+  {
+    test: {
+      name: 'packaging',
+      root: './packaging',
+      include: ['test/**/*.test.ts'],
+      testTimeout: 120_000,
+      hookTimeout: 300_000,
+      sequence: { groupOrder: 1 },
+    },
+  },
 ])
