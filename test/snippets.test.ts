@@ -44,7 +44,8 @@ function markdownFiles(): string[] {
   })
 }
 
-const FENCE = /^```(ts|tsx|typescript)\s*$/
+/** A TypeScript fence, also indented (a block inside a list item). */
+const FENCE = /^(\s*)```(ts|tsx|typescript)\s*$/
 
 export function snippetsOf(file: string, text: string): Snippet[] {
   const lines = text.split('\n')
@@ -53,16 +54,18 @@ export function snippetsOf(file: string, text: string): Snippet[] {
     const fence = FENCE.exec(lines[i] as string)
     if (fence === null) continue
     const start = i + 1
+    const indent = (fence[1] as string).length
     let end = start
-    while (end < lines.length && !(lines[end] as string).startsWith('```')) end++
+    while (end < lines.length && !(lines[end] as string).trimStart().startsWith('```')) end++
     // The comment that ends on the line above the fence, if it is a "compiled with" one.
     let context = ''
     if ((lines[i - 1] ?? '').trim() === '-->') {
       let open = i - 2
-      while (open >= 0 && !(lines[open] as string).startsWith('<!--')) open--
+      while (open >= 0 && !(lines[open] as string).trimStart().startsWith('<!--')) open--
       if ((lines[open] ?? '').trim() === '<!-- compiled with:') context = lines.slice(open + 1, i - 1).join('\n')
     }
-    snippets.push({ file, line: start + 1, context, code: lines.slice(start, end).join('\n'), tsx: fence[1] === 'tsx' })
+    const code = lines.slice(start, end).map((line) => line.slice(Math.min(indent, line.length - line.trimStart().length)))
+    snippets.push({ file, line: start + 1, context, code: code.join('\n'), tsx: fence[2] === 'tsx' })
     i = end
   }
   return snippets
