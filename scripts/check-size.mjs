@@ -10,9 +10,12 @@ import { kB, packAll, root } from './pack.mjs'
 
 const KiB = 1024
 
-/** Tarball budgets (gzip, as npm would download them). Measured 2026-11-27: 195.3, 4.6, 3.5, 6.1, 19.7 KiB. */
+/**
+ * Tarball budgets (gzip, as npm would download them). Measured 2026-11-27: 195.3, 4.6, 3.5, 6.1,
+ * 19.7 KiB; zuno then grew to 210.6 KiB with the `zuno/testing` entry and TSDoc on every option.
+ */
 const tarballBudgets = {
-  zuno: 210 * KiB,
+  zuno: 225 * KiB,
   'zuno-express': 5.5 * KiB,
   'zuno-elysia': 4.5 * KiB,
   'zuno-react': 7 * KiB,
