@@ -88,10 +88,10 @@ interface LedgerRecord {
 /**
  * The client records of a storage that keeps its truth in this process (memory, file): found per
  * principal, then client id, and kept in one set in order of when each record last moved to its
- * back, so records past the client lifetime are dropped from its front. A record moves at most once per sweep
- * interval, not on every op: a delete and an insert per op cost more than the rest of the
- * bookkeeping together. Two levels rather than one map by `clientKey`: that key would be a new
- * string to build, flatten and hash on every op.
+ * back, so records past the client lifetime are dropped from its front. A record moves at most
+ * once per sweep interval, not on every op: a delete and an insert per op cost more than the rest
+ * of the bookkeeping together. Two levels rather than one map by `clientKey`: that key would be a
+ * new string to build, flatten and hash on every op.
  */
 export class ClientLedger {
   readonly #byPrincipal = new Map<string, Map<string, LedgerRecord>>()
@@ -174,8 +174,6 @@ export class ClientLedger {
     }
     record.mark = op.opId
     record.seenAt = when
-    // Also when the clock went back past its last move: a place taken at a time stepped ahead would
-    // otherwise stay first in line for good, and the sweep, which stops there, would keep every record behind it.
     if (record !== existing) {
       const { principal, clientId } = op
       let clients = this.#byPrincipal.get(principal)
@@ -183,6 +181,8 @@ export class ClientLedger {
       clients.set(clientId, record)
       if (existing !== undefined) this.#byMove.delete(existing)
     }
+    // Also when the clock went back past its last move: a place taken at a time stepped ahead would
+    // otherwise stay first in line for good, and the sweep, which stops there, would keep every record behind it.
     if (record !== existing || when - record.movedAt >= this.#sweepEvery || when < record.movedAt) {
       this.#byMove.delete(record) // re-inserted last: the set stays in order of moves
       this.#byMove.add(record)
