@@ -4,7 +4,7 @@
  * @module zuno-react
  */
 import { createContext, createElement, type ReactNode, useCallback, useContext, useRef, useSyncExternalStore } from 'react'
-import type { ConnectionStatus, FirstRender, ReadableValue, StateResponse, Store, Universe, ZunoError } from 'zuno'
+import type { ConnectionStatus, FirstRender, ReadableValue, StateResponse, StatesOfApp, Store, Universe, ZunoApp, ZunoError } from 'zuno'
 
 /** A universe that reports sync status: a replica, or the snapshot universe of a server render. */
 export type ObservedUniverse = Universe & {
@@ -90,6 +90,31 @@ export function useStoreVersion(key: string): number {
   const get = () => store.version
   const first = firstRenderOf(universe)
   return useSyncExternalStore(subscribe, get, first === undefined ? get : () => first.store(key).version)
+}
+
+/** The store hooks typed from an app definition: only its keys, each with its state type. See {@link createZunoHooks}. */
+export interface ZunoHooks<TStores extends Record<string, unknown>> {
+  /** {@link useStore}, typed: the state of a store of the app, or the part `select` picks. */
+  useStore<K extends keyof TStores & string>(key: K): TStores[K]
+  /** {@link useStore}, typed: the part of a store of the app that `select` picks, compared by `equal`. */
+  useStore<K extends keyof TStores & string, S>(key: K, select: (state: TStores[K]) => S, equal?: (a: S, b: S) => boolean): S
+  /** {@link useStoreApi}, typed: the store itself, for `set`. Its initial state is the app's. */
+  useStoreApi<K extends keyof TStores & string>(key: K): Store<TStores[K]>
+  /** {@link useStoreVersion}, for a store of the app. */
+  useStoreVersion(key: keyof TStores & string): number
+}
+
+/**
+ * The store hooks, typed from the app definition that the server and `connect({ app })` read, so
+ * `useStore('counter')` is a `number` with no cast and a key the app does not define is a type
+ * error. The same hooks as the untyped ones (no runtime cost); make them once, next to the app:
+ *
+ * ```ts
+ * export const { useStore, useStoreApi } = createZunoHooks<typeof app>()
+ * ```
+ */
+export function createZunoHooks<TApp extends ZunoApp<Record<string, unknown>>>(): ZunoHooks<StatesOfApp<TApp>> {
+  return { useStore, useStoreApi, useStoreVersion } as ZunoHooks<StatesOfApp<TApp>>
 }
 
 /** Equality of plain objects and arrays one level deep: for selectors that build a new object. */

@@ -14,7 +14,7 @@ export function assertStoreKey(key: string): void {
 }
 
 /** A registry of stores; what `set` does depends on the role, so each role subclasses this. */
-export abstract class Universe<TStores extends Record<string, unknown> = Record<string, unknown>> {
+export abstract class Universe<TStores extends Record<string, unknown> = Record<string, unknown>, TOtherKey extends string = string> {
   /** Whether this universe is the source of truth or follows one. */
   abstract readonly role: UniverseRole
   readonly #stores = new Map<string, StoreCell<unknown>>()
@@ -31,7 +31,8 @@ export abstract class Universe<TStores extends Record<string, unknown> = Record<
    * declares nothing); a call with another one throws `initial_mismatch`.
    */
   store<K extends keyof TStores & string>(key: K, initial?: TStores[K]): Store<TStores[K]>
-  store<T>(key: string, initial?: T): Store<T>
+  /** A store that `TStores` does not name: any key, except in a universe made from an app definition (`TOtherKey` is then `never`). */
+  store<T>(key: TOtherKey, initial?: T): Store<T>
   // biome-ignore lint/suspicious/noExplicitAny: the overloads above give the caller its type
   store(key: string, initial?: unknown): Store<any> {
     return this.cell(key, initial)

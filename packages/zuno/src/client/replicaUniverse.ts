@@ -1,6 +1,7 @@
 import { ZunoError } from '../errors'
 import { newClientId } from '../id'
 import { Observable } from '../observable'
+import { appInitials, appSchemas, type ZunoApp } from '../app'
 import type { Schemas, StatesOf } from '../schema'
 import type { StoreCell, Updater } from '../store'
 import { Universe } from '../universe'
@@ -29,7 +30,10 @@ export type { ConflictInfo, ConflictPolicy, MergeInput, ReadableValue, ReplicaOp
  * the server's state moves (a 409, or another client's event), pending ops are recomputed on it
  * according to the store's {@link ConflictPolicy}.
  */
-export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<string, unknown>> extends Universe<TStores> {
+export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<string, unknown>, TOtherKey extends string = string> extends Universe<
+  TStores,
+  TOtherKey
+> {
   readonly role = 'replica' as const
   /** Every pending op of every store, in order, and this replica's identity (client id and last opId). */
   readonly #queue: PendingQueue
@@ -251,9 +255,17 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
   }
 }
 
-/** Connects a replica universe to a Zuno server; with `schemas`, `store(key)` is typed from them. */
-export function connect<S extends Schemas = Schemas>(
-  options: ReplicaOptions<S>,
-): ReplicaUniverse<Schemas extends S ? Record<string, unknown> : StatesOf<S>> {
-  return new ReplicaUniverse(options)
+/**
+ * Connects a replica universe to a Zuno server. With `app` (see `defineZuno`), its stores show
+ * their initial states until the server's arrive, writes are checked against their schemas, and
+ * `store(key)` takes only their keys, typed; with `schemas`, `store(key)` is typed from them.
+ */
+export function connect<TStores extends Record<string, unknown>>(
+  options: Omit<ReplicaOptions, 'schemas'> & { app: ZunoApp<TStores> },
+): ReplicaUniverse<TStores, never>
+export function connect<S extends Schemas = Schemas>(options: ReplicaOptions<S>): ReplicaUniverse<Schemas extends S ? Record<string, unknown> : StatesOf<S>>
+export function connect(options: ReplicaOptions & { app?: ZunoApp }): ReplicaUniverse {
+  const { app, ...rest } = options
+  if (app === undefined) return new ReplicaUniverse(rest)
+  return new ReplicaUniverse({ ...rest, initial: { ...appInitials(app), ...rest.initial }, schemas: appSchemas(app) })
 }

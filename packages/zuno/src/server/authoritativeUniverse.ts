@@ -1,4 +1,5 @@
 import type { StandardSchemaV1 } from '@standard-schema/spec'
+import { appInitials, appSchemas, type ZunoApp } from '../app'
 import { isZunoError, ZunoError } from '../errors'
 import { newClientId } from '../id'
 import { parseEventId, RECORDED_REFUSALS, type StateResponse, type StoreState, type SyncRequest } from '../protocol'
@@ -96,7 +97,10 @@ export interface Proposer {
  * code reads and writes the same stores, and its writes are checked, logged and streamed like any
  * client's. States it holds are frozen: what `get()` and `snapshot()` return cannot be mutated.
  */
-export class AuthoritativeUniverse<TStores extends Record<string, unknown> = Record<string, unknown>> extends Universe<TStores> {
+export class AuthoritativeUniverse<TStores extends Record<string, unknown> = Record<string, unknown>, TOtherKey extends string = string> extends Universe<
+  TStores,
+  TOtherKey
+> {
   readonly role = 'authoritative' as const
   /**
    * Settles once the storage has been read. The adapters' requests wait for it, but your own code
@@ -543,9 +547,19 @@ function refusalOf(answer: RefusalAnswer): ProposalResult {
 /** What the sync server needs of a universe: any authoritative universe, whatever its store types. */
 export type ServedUniverse = Pick<AuthoritativeUniverse, 'ready' | 'cursor' | 'propose' | 'refuse' | 'snapshot' | 'since' | 'catchUp' | 'onCommit' | 'onReset'>
 
-/** Creates the authoritative (server) universe; with `schemas`, `store(key)` is typed from them. */
+/**
+ * Creates the authoritative (server) universe. With `app` (see `defineZuno`), its stores are
+ * declared with their initial states and schemas, and `store(key)` takes only their keys, typed;
+ * with `schemas`, `store(key)` is typed from them.
+ */
+export function createUniverse<TStores extends Record<string, unknown>>(
+  options: Omit<UniverseOptions, 'schemas'> & { app: ZunoApp<TStores> },
+): AuthoritativeUniverse<TStores, never>
 export function createUniverse<S extends Schemas = Schemas>(
   options?: UniverseOptions<S>,
-): AuthoritativeUniverse<Schemas extends S ? Record<string, unknown> : StatesOf<S>> {
-  return new AuthoritativeUniverse(options)
+): AuthoritativeUniverse<Schemas extends S ? Record<string, unknown> : StatesOf<S>>
+export function createUniverse(options: UniverseOptions & { app?: ZunoApp } = {}): AuthoritativeUniverse {
+  const { app, ...rest } = options
+  if (app === undefined) return new AuthoritativeUniverse(rest)
+  return new AuthoritativeUniverse({ ...rest, stores: { ...appInitials(app), ...rest.stores }, schemas: appSchemas(app) })
 }
