@@ -1,4 +1,5 @@
 import type { StandardSchemaV1 } from '@standard-schema/spec'
+import { ZunoError } from './errors'
 import type { Schemas } from './schema'
 
 /** One store of an app: the state it shows until it is written, and the schema every write must pass, if any. */
@@ -37,11 +38,18 @@ export type StatesOfApp<TApp> = TApp extends ZunoApp<infer TStores> ? TStores : 
  * Each store's type comes from its schema, else from its initial state. Store families and
  * actions will join `stores` in the same definition.
  */
-export function defineZuno<TStores extends Record<string, unknown>>(definition: {
-  stores: { [K in keyof TStores]: StoreSpec<TStores[K]> }
-}): ZunoApp<TStores> {
-  return { stores: definition.stores }
+export function defineZuno<TSpecs extends Record<string, { readonly initial: unknown; readonly schema?: StandardSchemaV1 }>>(definition: {
+  stores: TSpecs & { [K in keyof TSpecs]: StoreSpec<StateOfSpec<TSpecs[K]>> }
+}): ZunoApp<{ [K in keyof TSpecs]: StateOfSpec<TSpecs[K]> }> {
+  return { stores: definition.stores } as ZunoApp<{ [K in keyof TSpecs]: StateOfSpec<TSpecs[K]> }>
 }
+
+/** A store's state type: its schema's output if it has one (its initial state must then be one), else its initial state's type. */
+export type StateOfSpec<TSpec> = TSpec extends { readonly schema: StandardSchemaV1<unknown, infer TOutput> }
+  ? TOutput
+  : TSpec extends { readonly initial: infer TInitial }
+    ? TInitial
+    : never
 
 /** The initial state of each store of `app`. */
 export function appInitials(app: ZunoApp): Record<string, unknown> {
@@ -58,4 +66,25 @@ export function appSchemas(app: ZunoApp): Schemas {
     if (schema !== undefined) schemas[key] = schema
   }
   return schemas
+}
+
+/**
+ * Throws `invalid_state` if a state of `states` (the app's initial states, with any overrides) does
+ * not pass its store's schema: a store must not start in a state no write could give it. Only
+ * schemas that validate synchronously are checked here.
+ */
+export function checkAppStates(app: ZunoApp, states: Record<string, unknown>): void {
+  for (const [key, state] of Object.entries(states)) {
+    const schema = Object.hasOwn(app.stores, key) ? app.stores[key]?.schema : undefined
+    if (schema === undefined) continue
+    const result = schema['~standard'].validate(state)
+    if (result instanceof Promise || result.issues === undefined) continue
+    const issues = result.issues.map((issue) => ({ message: issue.message }))
+    throw new ZunoError('invalid_state', `The initial state of ${JSON.stringify(key)} does not match its schema`, { issues })
+  }
+}
+
+/** Throws if `schemas` is passed beside `app`: the app's schemas are the ones enforced, so others would be dropped silently. */
+export function refuseSchemasBesideApp(options: { schemas?: unknown }): void {
+  if (options.schemas !== undefined) throw new TypeError('Pass the schemas in the app definition (defineZuno), not in `schemas` beside `app`')
 }

@@ -26,7 +26,7 @@ export { newClientId } from './id'
 export { validateState } from './schema'
 export type { Schemas, StatesOf } from './schema'
 export { defineZuno } from './app'
-export type { StatesOfApp, StoreSpec, ZunoApp } from './app'
+export type { StateOfSpec, StatesOfApp, StoreSpec, ZunoApp } from './app'
 export {
   CLIENT_ID_PATTERN,
   DEFAULT_LIMITS,

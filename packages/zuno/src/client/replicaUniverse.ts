@@ -1,7 +1,7 @@
 import { ZunoError } from '../errors'
 import { newClientId } from '../id'
 import { Observable } from '../observable'
-import { appInitials, appSchemas, type ZunoApp } from '../app'
+import { appInitials, appSchemas, checkAppStates, refuseSchemasBesideApp, type ZunoApp } from '../app'
 import type { Schemas, StatesOf } from '../schema'
 import type { StoreCell, Updater } from '../store'
 import { Universe } from '../universe'
@@ -261,11 +261,14 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
  * `store(key)` takes only their keys, typed; with `schemas`, `store(key)` is typed from them.
  */
 export function connect<TStores extends Record<string, unknown>>(
-  options: Omit<ReplicaOptions, 'schemas'> & { app: ZunoApp<TStores> },
+  options: Omit<ReplicaOptions, 'schemas' | 'initial'> & { app: ZunoApp<TStores>; initial?: Partial<TStores> },
 ): ReplicaUniverse<TStores, never>
 export function connect<S extends Schemas = Schemas>(options: ReplicaOptions<S>): ReplicaUniverse<Schemas extends S ? Record<string, unknown> : StatesOf<S>>
 export function connect(options: ReplicaOptions & { app?: ZunoApp }): ReplicaUniverse {
   const { app, ...rest } = options
   if (app === undefined) return new ReplicaUniverse(rest)
-  return new ReplicaUniverse({ ...rest, initial: { ...appInitials(app), ...rest.initial }, schemas: appSchemas(app) })
+  refuseSchemasBesideApp(rest)
+  const initial = { ...appInitials(app), ...rest.initial }
+  checkAppStates(app, initial)
+  return new ReplicaUniverse({ ...rest, initial, schemas: appSchemas(app) })
 }

@@ -1,5 +1,5 @@
 import type { StandardSchemaV1 } from '@standard-schema/spec'
-import { appInitials, appSchemas, type ZunoApp } from '../app'
+import { appInitials, appSchemas, checkAppStates, refuseSchemasBesideApp, type ZunoApp } from '../app'
 import { isZunoError, ZunoError } from '../errors'
 import { newClientId } from '../id'
 import { parseEventId, RECORDED_REFUSALS, type StateResponse, type StoreState, type SyncRequest } from '../protocol'
@@ -553,7 +553,7 @@ export type ServedUniverse = Pick<AuthoritativeUniverse, 'ready' | 'cursor' | 'p
  * with `schemas`, `store(key)` is typed from them.
  */
 export function createUniverse<TStores extends Record<string, unknown>>(
-  options: Omit<UniverseOptions, 'schemas'> & { app: ZunoApp<TStores> },
+  options: Omit<UniverseOptions, 'schemas' | 'stores'> & { app: ZunoApp<TStores>; stores?: Partial<TStores> },
 ): AuthoritativeUniverse<TStores, never>
 export function createUniverse<S extends Schemas = Schemas>(
   options?: UniverseOptions<S>,
@@ -561,5 +561,8 @@ export function createUniverse<S extends Schemas = Schemas>(
 export function createUniverse(options: UniverseOptions & { app?: ZunoApp } = {}): AuthoritativeUniverse {
   const { app, ...rest } = options
   if (app === undefined) return new AuthoritativeUniverse(rest)
-  return new AuthoritativeUniverse({ ...rest, stores: { ...appInitials(app), ...rest.stores }, schemas: appSchemas(app) })
+  refuseSchemasBesideApp(rest)
+  const stores = { ...appInitials(app), ...rest.stores }
+  checkAppStates(app, stores)
+  return new AuthoritativeUniverse({ ...rest, stores, schemas: appSchemas(app) })
 }
