@@ -38,16 +38,32 @@ export type StatesOfApp<TApp> = TApp extends ZunoApp<infer TStores> ? TStores : 
  * Each store's type comes from its schema, else from its initial state. Store families and
  * actions will join `stores` in the same definition.
  */
-export function defineZuno<TSpecs extends Record<string, { readonly initial: unknown; readonly schema?: StandardSchemaV1 }>>(definition: {
+export function defineZuno<
+  TSpecs extends Record<
+    string,
+    {
+      /** See {@link StoreSpec.initial}. */
+      readonly initial: unknown
+      /** See {@link StoreSpec.schema}. */
+      readonly schema?: StandardSchemaV1
+    }
+  >,
+>(definition: {
   stores: TSpecs & { [K in keyof TSpecs]: StoreSpec<StateOfSpec<TSpecs[K]>> }
 }): ZunoApp<{ [K in keyof TSpecs]: StateOfSpec<TSpecs[K]> }> {
   return { stores: definition.stores } as ZunoApp<{ [K in keyof TSpecs]: StateOfSpec<TSpecs[K]> }>
 }
 
 /** A store's state type: its schema's output if it has one (its initial state must then be one), else its initial state's type. */
-export type StateOfSpec<TSpec> = TSpec extends { readonly schema: StandardSchemaV1<unknown, infer TOutput> }
+export type StateOfSpec<TSpec> = TSpec extends {
+  /** The store's schema, whose output is its state type. */
+  readonly schema: StandardSchemaV1<unknown, infer TOutput>
+}
   ? TOutput
-  : TSpec extends { readonly initial: infer TInitial }
+  : TSpec extends {
+        /** The store's initial state, whose type is its state type when it has no schema. */
+        readonly initial: infer TInitial
+      }
     ? TInitial
     : never
 
