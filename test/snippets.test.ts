@@ -8,7 +8,7 @@
  *     declare const universe: ReturnType<typeof createUniverse>
  *     -->
  */
-import { readdirSync, readFileSync } from 'node:fs'
+import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { dirname, join, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import ts from 'typescript'
@@ -34,14 +34,7 @@ function markdownFiles(): string[] {
     .filter((name) => name.endsWith('.md') && !name.startsWith('api') && !name.startsWith('benchmarks'))
     .map((name) => join('docs', name))
   const packages = readdirSync(join(root, 'packages')).map((name) => join('packages', name, 'README.md'))
-  return ['README.md', ...docs, ...packages].filter((file) => {
-    try {
-      readFileSync(join(root, file))
-      return true
-    } catch {
-      return false
-    }
-  })
+  return ['README.md', ...docs, ...packages].filter((file) => existsSync(join(root, file)))
 }
 
 /** A TypeScript fence, also indented (a block inside a list item). */

@@ -67,40 +67,33 @@ export type StateOfSpec<TSpec> = TSpec extends {
     ? TInitial
     : never
 
-/** The initial state of each store of `app`. */
-export function appInitials(app: ZunoApp): Record<string, unknown> {
-  const initials: Record<string, unknown> = {}
-  for (const key of Object.keys(app.stores)) initials[key] = app.stores[key]?.initial
-  return initials
-}
-
-/** The schemas of the stores of `app` that have one. */
-export function appSchemas(app: ZunoApp): Schemas {
-  const schemas: Schemas = {}
-  for (const key of Object.keys(app.stores)) {
-    const schema = app.stores[key]?.schema
-    if (schema !== undefined) schemas[key] = schema
-  }
-  return schemas
-}
-
 /**
- * Throws `invalid_state` if a state of `states` (the app's initial states, with any overrides) does
- * not pass its store's schema: a store must not start in a state no write could give it. Only
- * schemas that validate synchronously are checked here.
+ * What a universe made from `app` starts with, for the server and a client alike: the app's
+ * initial states with `overrides` over them, each checked against its schema, and the app's
+ * schemas. Throws a `TypeError` if `schemas` came beside `app` (they would be dropped silently),
+ * and `invalid_state` if a state does not pass its store's schema: a store must not start in a
+ * state no write could give it (only schemas that validate synchronously are checked here).
  */
-export function checkAppStates(app: ZunoApp, states: Record<string, unknown>): void {
+export function appSetup(
+  app: ZunoApp,
+  overrides: Record<string, unknown> | undefined,
+  schemasBeside: unknown,
+): { states: Record<string, unknown>; schemas: Schemas } {
+  if (schemasBeside !== undefined) throw new TypeError('Pass the schemas in the app definition (defineZuno), not in `schemas` beside `app`')
+  const states: Record<string, unknown> = {}
+  const schemas: Schemas = {}
+  for (const [key, spec] of Object.entries(app.stores)) {
+    states[key] = spec.initial
+    if (spec.schema !== undefined) schemas[key] = spec.schema
+  }
+  Object.assign(states, overrides)
   for (const [key, state] of Object.entries(states)) {
-    const schema = Object.hasOwn(app.stores, key) ? app.stores[key]?.schema : undefined
+    const schema = Object.hasOwn(schemas, key) ? schemas[key] : undefined
     if (schema === undefined) continue
     const result = schema['~standard'].validate(state)
     if (result instanceof Promise || result.issues === undefined) continue
     const issues = result.issues.map((issue) => ({ message: issue.message }))
     throw new ZunoError('invalid_state', `The initial state of ${JSON.stringify(key)} does not match its schema`, { issues })
   }
-}
-
-/** Throws if `schemas` is passed beside `app`: the app's schemas are the ones enforced, so others would be dropped silently. */
-export function refuseSchemasBesideApp(options: { schemas?: unknown }): void {
-  if (options.schemas !== undefined) throw new TypeError('Pass the schemas in the app definition (defineZuno), not in `schemas` beside `app`')
+  return { states, schemas }
 }

@@ -1,7 +1,7 @@
 import { ZunoError } from '../errors'
 import { newClientId } from '../id'
 import { Observable } from '../observable'
-import { appInitials, appSchemas, checkAppStates, refuseSchemasBesideApp, type ZunoApp } from '../app'
+import { appSetup, type ZunoApp } from '../app'
 import type { Schemas, StatesOf } from '../schema'
 import type { StoreCell, Updater } from '../store'
 import { Universe } from '../universe'
@@ -267,8 +267,6 @@ export function connect<S extends Schemas = Schemas>(options: ReplicaOptions<S>)
 export function connect(options: ReplicaOptions & { app?: ZunoApp }): ReplicaUniverse {
   const { app, ...rest } = options
   if (app === undefined) return new ReplicaUniverse(rest)
-  refuseSchemasBesideApp(rest)
-  const initial = { ...appInitials(app), ...rest.initial }
-  checkAppStates(app, initial)
-  return new ReplicaUniverse({ ...rest, initial, schemas: appSchemas(app) })
+  const { states, schemas } = appSetup(app, rest.initial, rest.schemas)
+  return new ReplicaUniverse({ ...rest, initial: states, schemas })
 }

@@ -1,5 +1,5 @@
 import type { StandardSchemaV1 } from '@standard-schema/spec'
-import { appInitials, appSchemas, checkAppStates, refuseSchemasBesideApp, type ZunoApp } from '../app'
+import { appSetup, type ZunoApp } from '../app'
 import { isZunoError, ZunoError } from '../errors'
 import { newClientId } from '../id'
 import { parseEventId, RECORDED_REFUSALS, type StateResponse, type StoreState, type SyncRequest } from '../protocol'
@@ -561,8 +561,6 @@ export function createUniverse<S extends Schemas = Schemas>(
 export function createUniverse(options: UniverseOptions & { app?: ZunoApp } = {}): AuthoritativeUniverse {
   const { app, ...rest } = options
   if (app === undefined) return new AuthoritativeUniverse(rest)
-  refuseSchemasBesideApp(rest)
-  const stores = { ...appInitials(app), ...rest.stores }
-  checkAppStates(app, stores)
-  return new AuthoritativeUniverse({ ...rest, stores, schemas: appSchemas(app) })
+  const { states, schemas } = appSetup(app, rest.stores, rest.schemas)
+  return new AuthoritativeUniverse({ ...rest, stores: states, schemas })
 }

@@ -95,7 +95,6 @@ export class StoreTable {
   }
 }
 
-
 /** A copy of a table's states that later writes leave alone (the table changes its entries in place). */
 export function copyStates(states: ReadonlyMap<string, StoreState>): Map<string, StoreState> {
   const copy = new Map<string, StoreState>()
