@@ -7,6 +7,12 @@
  *     import { createUniverse } from 'zuno/server'
  *     declare const universe: ReturnType<typeof createUniverse>
  *     -->
+ *
+ * A guide's block that shows a file of a checked example (which that example's own build compiles and
+ * its tests run) names the file instead, and must appear in it verbatim (a whole file or a run of its
+ * lines), so the guide cannot drift from the example either:
+ *
+ *     <!-- from: examples/nextjs/app/zuno/[...zuno]/route.ts -->
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { dirname, join, relative } from 'node:path'
@@ -27,6 +33,8 @@ interface Snippet {
   context: string
   code: string
   tsx: boolean
+  /** The example file this block is mirrored from (a `<!-- from: path -->` comment), if any. */
+  from?: string
 }
 
 function markdownFiles(): string[] {
@@ -39,6 +47,8 @@ function markdownFiles(): string[] {
 
 /** A TypeScript fence, also indented (a block inside a list item). */
 const FENCE = /^(\s*)```(ts|tsx|typescript)\s*$/
+/** The comment naming the example file a block is mirrored from. */
+const FROM = /^\s*<!-- from: (\S+) -->\s*$/
 
 export function snippetsOf(file: string, text: string): Snippet[] {
   const lines = text.split('\n')
@@ -58,7 +68,8 @@ export function snippetsOf(file: string, text: string): Snippet[] {
       if ((lines[open] ?? '').trim() === '<!-- compiled with:') context = lines.slice(open + 1, i - 1).join('\n')
     }
     const code = lines.slice(start, end).map((line) => line.slice(Math.min(indent, line.length - line.trimStart().length)))
-    snippets.push({ file, line: start + 1, context, code: code.join('\n'), tsx: fence[2] === 'tsx' })
+    const from = FROM.exec(lines[i - 1] ?? '')?.[1]
+    snippets.push({ file, line: start + 1, context, code: code.join('\n'), tsx: fence[2] === 'tsx', ...(from === undefined ? {} : { from }) })
     i = end
   }
   return snippets
@@ -106,8 +117,22 @@ function compile(snippets: Snippet[]): string[] {
   })
 }
 
+/** Each mirrored block that is not, verbatim, in the example file it names, as `file:line: why`. */
+export function mirrorMismatches(snippets: Snippet[]): string[] {
+  return snippets.flatMap(({ file, line, code, from }) => {
+    if (from === undefined) return []
+    const source = join(root, from)
+    if (!existsSync(source)) return [`${file}:${line}: ${from} does not exist`]
+    const text = readFileSync(source, 'utf8')
+    // A run of whole lines: the block starts at a line start and ends at a line end.
+    const at = `\n${text}\n`.indexOf(`\n${code}\n`)
+    return at === -1 ? [`${file}:${line}: the block is not a run of lines of ${from}`] : []
+  })
+}
+
 describe('code in the docs', () => {
-  const snippets = markdownFiles().flatMap((file) => snippetsOf(file, readFileSync(join(root, file), 'utf8')))
+  const all = markdownFiles().flatMap((file) => snippetsOf(file, readFileSync(join(root, file), 'utf8')))
+  const snippets = all.filter((snippet) => snippet.from === undefined)
 
   it('finds the TypeScript blocks of the README files and docs/', () => {
     expect(snippets.length).toBeGreaterThan(15)
@@ -116,6 +141,20 @@ describe('code in the docs', () => {
   it('compiles every one of them', () => {
     expect(compile(snippets)).toEqual([])
   }, 120_000)
+
+  it('finds every block mirrored from an example in its file, verbatim', () => {
+    expect(mirrorMismatches(all)).toEqual([])
+  })
+
+  it('reports a mirrored block that has drifted from its example', () => {
+    const drifted = snippetsOf('docs/example.md', "<!-- from: examples/express/src/main.ts -->\n```ts\nconst surely = 'not in the demo'\n```\n")
+    expect(drifted[0]?.from).toBe('examples/express/src/main.ts')
+    expect(mirrorMismatches(drifted)).toEqual(['docs/example.md:3: the block is not a run of lines of examples/express/src/main.ts'])
+    const missing = snippetsOf('docs/example.md', '<!-- from: examples/none.ts -->\n```ts\nx\n```\n')
+    expect(mirrorMismatches(missing)).toEqual(['docs/example.md:3: examples/none.ts does not exist'])
+    const real = readFileSync(join(root, 'examples/express/src/main.ts'), 'utf8').split('\n').slice(0, 3).join('\n')
+    expect(mirrorMismatches(snippetsOf('docs/example.md', `<!-- from: examples/express/src/main.ts -->\n\`\`\`ts\n${real}\n\`\`\`\n`))).toEqual([])
+  })
 
   it('reports a block that does not compile, at its line in the Markdown', () => {
     const broken = snippetsOf('docs/example.md', "Text\n\n```ts\nimport { connect } from 'zuno'\nconnect({ url: 1 })\n```\n")
