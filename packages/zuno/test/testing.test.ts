@@ -6,7 +6,7 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import * as v from 'valibot'
 import { createTestRig, InProcessEventSource, type TestRig } from 'zuno/testing'
-import { PROTOCOL_HEADER, PROTOCOL_VERSION } from 'zuno'
+import { defineZuno, PROTOCOL_HEADER, PROTOCOL_VERSION } from 'zuno'
 
 const open: Array<Pick<TestRig, 'close'>> = []
 afterEach(async () => {
@@ -46,6 +46,37 @@ describe('the test rig', () => {
     await Promise.all([alice.store<number>('counter', 0).set((n) => n + 1), bob.store<number>('counter', 0).set((n) => n + 1)])
     await rig.settled()
     expect(rig.server.store('counter').get()).toBe(2)
+  })
+
+  it('takes an app definition: server and replicas typed from it, its schemas checked on both sides', async () => {
+    const app = defineZuno({
+      stores: {
+        counter: { initial: 0, schema: v.pipe(v.number(), v.minValue(0)) },
+        title: { initial: 'untitled' },
+      },
+    })
+    const rig = tracked(createTestRig({ app, stores: { title: 'a test' } }))
+    const alice = rig.connect()
+    const bob = rig.connect({ initial: { counter: 5 } })
+    // Typed with no cast: a number and a string, from the app.
+    const counter: number = alice.store('counter').get()
+    const title: string = alice.store('title').get()
+    expect([counter, title]).toEqual([0, 'untitled'])
+    expect(bob.store('counter').get()).toBe(5) // its own initial, until the server's state arrives
+    await rig.settled()
+    expect(alice.store('title').get()).toBe('a test') // the rig's override of the app's initial state
+    await alice.store('counter').set((n) => n + 2)
+    await rig.settled()
+    expect([rig.server.store('counter').get(), bob.store('counter').get()]).toEqual([2, 2])
+    // The app's schema is checked before a write leaves the replica, and by the server.
+    await expect(bob.store('counter').set(-1)).rejects.toMatchObject({ code: 'invalid_state' })
+    await expect(rig.server.store('counter').set(-1)).rejects.toMatchObject({ code: 'invalid_state' })
+    // Only a type error: at run time the key is still a valid store key.
+    // @ts-expect-error: the app defines no store "nope"
+    const typeOnly = () => alice.store('nope')
+    expect(typeof typeOnly).toBe('function')
+    // @ts-expect-error: the rig's override must be of the store's type
+    expect(() => createTestRig({ app, stores: { counter: 'one' } })).toThrow(/invalid_state|schema/)
   })
 
   it('answers raw requests through its fetch, and never reaches the network', async () => {

@@ -9,6 +9,7 @@
 import type { EventSourceConstructor } from '../client/connection'
 import type { ReplicaOptions } from '../client/replicaOptions'
 import { connect, type ReplicaUniverse } from '../client/replicaUniverse'
+import type { ZunoApp } from '../app'
 import type { Schemas, StatesOf } from '../schema'
 import { type AuthoritativeUniverse, createUniverse, type UniverseOptions } from '../server/authoritativeUniverse'
 import { createFetchHandler, type FetchHandlerOptions } from '../server/fetchHandler'
@@ -46,6 +47,31 @@ export interface TestRig<TStores extends Record<string, unknown> = Record<string
   close(): Promise<void>
 }
 
+/** Options of {@link createTestRig} with an app definition (see `defineZuno`): its stores, typed. */
+export type AppTestRigOptions<TStores extends Record<string, unknown>> = Omit<TestRigOptions, 'schemas' | 'stores'> & {
+  /** The app definition the server and every replica of the rig read, as in production. */
+  app: ZunoApp<TStores>
+  /** Initial states that differ from the app's (a test's own starting point); each must pass its store's schema. */
+  stores?: Partial<TStores>
+}
+
+/** What a replica connected through an app's rig takes: the app comes from the rig. */
+export type AppTestReplicaOptions<TStores extends Record<string, unknown>> = Omit<TestReplicaOptions, 'schemas' | 'initial'> & {
+  /** Initial states this replica shows until the server's arrive, instead of the app's. */
+  initial?: Partial<TStores>
+}
+
+/**
+ * A rig made from an app definition: the server and every replica know exactly the app's stores,
+ * so `store('counter')` is typed and a key the app does not define is a type error.
+ */
+export interface AppTestRig<TStores extends Record<string, unknown>> extends Omit<TestRig<TStores>, 'server' | 'connect'> {
+  /** The authoritative universe, made with `createUniverse({ app })`. */
+  readonly server: AuthoritativeUniverse<TStores, never>
+  /** Connects a replica with `connect({ app })`, through the rig; tabs are off unless asked for. */
+  connect(options?: AppTestReplicaOptions<TStores>): ReplicaUniverse<TStores, never>
+}
+
 /** The rig's URL: a reserved name (RFC 2606), so a request that escaped the rig could reach nobody. */
 const RIG_URL = 'http://zuno.test/zuno'
 
@@ -59,12 +85,17 @@ const RIG_URL = 'http://zuno.test/zuno'
  * expect(rig.server.store('counter').get()).toBe(1)
  * await rig.close()
  * ```
+ *
+ * With `{ app }` (see `defineZuno`), the server and every replica read the app definition, as in
+ * production: their stores are typed, and writes are checked against the app's schemas.
  */
-export function createTestRig<S extends Schemas = Schemas>(
-  options: TestRigOptions<S> = {},
-): TestRig<Schemas extends S ? Record<string, unknown> : StatesOf<S>> {
-  const { server: serverOptions, ...universeOptions } = options
-  const server = createUniverse(universeOptions)
+export function createTestRig<TStores extends Record<string, unknown>>(options: AppTestRigOptions<TStores>): AppTestRig<TStores>
+export function createTestRig<S extends Schemas = Schemas>(options?: TestRigOptions<S>): TestRig<Schemas extends S ? Record<string, unknown> : StatesOf<S>>
+// The overloads type the rig; its implementation serves replicas of any store types.
+export function createTestRig(options: TestRigOptions & { app?: ZunoApp } = {}): object {
+  const { server: serverOptions, app, ...universeOptions } = options
+  // With an app, the server and the replicas read it, as they would in production.
+  const server: AuthoritativeUniverse = app === undefined ? createUniverse(universeOptions) : createUniverse({ ...universeOptions, app })
   // A test writes as fast as it can, from one "address": the per-peer proposal limit would bite.
   const handler = createFetchHandler(server, { maxProposalsPerSecond: Number.POSITIVE_INFINITY, ...serverOptions })
   const rigFetch = ((input: RequestInfo | URL, init?: RequestInit) => handler(new Request(input, init))) as typeof fetch
@@ -81,8 +112,9 @@ export function createTestRig<S extends Schemas = Schemas>(
     url: RIG_URL,
     fetch: rigFetch,
     EventSource: RigEventSource,
-    connect(replicaOptions = {}) {
-      const replica = connect({ tabs: false, ...replicaOptions, url: RIG_URL, fetch: rigFetch, EventSource: RigEventSource })
+    connect(replicaOptions: TestReplicaOptions = {}) {
+      const wiring = { tabs: false, ...replicaOptions, url: RIG_URL, fetch: rigFetch, EventSource: RigEventSource }
+      const replica = app === undefined ? connect(wiring) : connect({ ...wiring, app })
       replicas.add(replica)
       return replica
     },
