@@ -1,5 +1,5 @@
 import { Redis } from 'ioredis'
-import { formatEventId, type StoreState, writerTag, ZunoError } from 'zuno'
+import { formatEventId, type StoreState, ZunoError } from 'zuno'
 import {
   CLIENT_DEFAULTS,
   type ClientRecordOptions,
@@ -14,6 +14,7 @@ import {
   type Storage,
   type StorageHealth,
   type StorageImage,
+  writerTag,
 } from 'zuno/server'
 import { COMMIT, FORMAT, LOAD, RECONCILE, REFUSE } from './scripts'
 

@@ -4,7 +4,8 @@
  * Stream, every instance moves to one new epoch, clients resync by snapshot, no event id is reused.
  */
 import { describe, expect, it } from 'vitest'
-import { newClientId, parseEventId, writerTag } from 'zuno'
+import { newClientId, parseEventId } from 'zuno'
+import { writerTag } from 'zuno/server'
 import { createRedisStorage } from '../src/index'
 import { openRawStream, type RawStream, type SseFrame } from '../../zuno/test/support/sseReader'
 import { until } from '../../zuno/test/support/until'

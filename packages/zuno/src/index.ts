@@ -17,6 +17,7 @@ export type {
 } from './client/replicaUniverse'
 export { createSnapshotUniverse, SnapshotUniverse, type SnapshotUniverseOptions } from './client/snapshotUniverse'
 export type { FirstRender } from './client/firstRender'
+export type { DigestLike } from './client/writerTags'
 export { createIndexedDbOutbox } from './client/outbox'
 export type { IndexedDbOutboxOptions, Outbox, OutboxEntry } from './client/outbox'
 export type { BroadcastChannelConstructor, BroadcastChannelLike, LockManagerLike, TabMessage } from './client/tabs'
@@ -39,7 +40,6 @@ export {
   PROTOCOL_VERSION,
   SSE_EVENTS,
   STORE_KEY_PATTERN,
-  writerTag,
 } from './protocol'
 export type {
   ErrorBody,

@@ -4,7 +4,6 @@
  * keep them in step.
  */
 
-import { sha256 } from './sha256'
 
 /** Version of the wire protocol described in `docs/protocol.md`. */
 export const PROTOCOL_VERSION = 2
@@ -42,7 +41,7 @@ export const STORE_KEY_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/
 
 /**
  * A client id: 16 and 22 random base64url characters, joined by a dot (228 random bits). It never
- * leaves the client's proposals; events name their writer by {@link writerTag} of it.
+ * leaves the client's proposals; events name their writer by its `writerTag` (from `zuno/server`).
  */
 export const CLIENT_ID_PATTERN = /^[A-Za-z0-9_-]{16}\.[A-Za-z0-9_-]{22}$/
 
@@ -50,26 +49,20 @@ export const CLIENT_ID_PATTERN = /^[A-Za-z0-9_-]{16}\.[A-Za-z0-9_-]{22}$/
 export const EPOCH_PATTERN = /^[A-Za-z0-9]{1,48}$/
 
 const BASE64URL = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'
-const tags = new Map<string, string>()
-
-/**
- * What the stream shows of the writer of an event: the first 96 bits of the SHA-256 of its client
- * id, in base64url. The writer recognises its own ops by it; nobody can make an id with a given
- * tag, so nobody can pass their ops off as someone else's.
- */
-export function writerTag(clientId: string): string {
-  let tag = tags.get(clientId)
-  if (tag !== undefined) return tag
+/** The bytes of a client id that its writer tag is the digest of (ids are ASCII). */
+export function clientIdBytes(clientId: string): Uint8Array<ArrayBuffer> {
   const bytes = new Uint8Array(clientId.length)
   for (let i = 0; i < clientId.length; i++) bytes[i] = clientId.charCodeAt(i) & 0xff
-  const digest = sha256(bytes)
-  tag = ''
+  return bytes
+}
+
+/** The writer tag spelled from the SHA-256 digest of a client id: its first 96 bits, in base64url. */
+export function writerTagOfDigest(digest: Uint8Array): string {
+  let tag = ''
   for (let i = 0; i < 12; i += 3) {
     const n = ((digest[i] as number) << 16) | ((digest[i + 1] as number) << 8) | (digest[i + 2] as number)
     tag += `${BASE64URL[n >>> 18]}${BASE64URL[(n >>> 12) & 63]}${BASE64URL[(n >>> 6) & 63]}${BASE64URL[n & 63]}`
   }
-  if (tags.size >= 4096) tags.clear() // a cache of the ids seen lately, not a registry
-  tags.set(clientId, tag)
   return tag
 }
 
@@ -286,7 +279,7 @@ export interface StateEvent<T = unknown> {
   version: number
   /** Its new state, whole. */
   state: T
-  /** The writer's public tag ({@link writerTag} of its client id): a writer recognises its own ops by it. */
+  /** The writer's public tag (`writerTag` of its client id): a writer recognises its own ops by it. */
   writer: string
   /** The writer's op number, so the writer can settle the op the event answers. */
   opId: number

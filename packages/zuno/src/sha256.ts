@@ -1,10 +1,11 @@
 /**
  * SHA-256 (FIPS 180-4), synchronous and dependency-free, for the one place Zuno needs a one-way
- * function on both sides: the writer tag of a client id. `crypto.subtle` is async and absent from
- * insecure browser contexts; node:crypto is absent from browsers.
+ * function: the writer tag of a client id. The server computes tags synchronously with it; a browser
+ * uses `crypto.subtle` and loads this module only where that is missing (insecure contexts).
  */
 
-const K = new Uint32Array([
+// Marked pure so that a bundle which never calls `sha256` drops the table (and the module) entirely.
+const K = /* @__PURE__ */ new Uint32Array([
   0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5, 0xd807aa98, 0x12835b01,
   0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc,
   0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147,

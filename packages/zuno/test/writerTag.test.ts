@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto'
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { newClientId } from '../src/id'
-import { writerTag } from '../src/protocol'
+import { writerTag } from '../src/writerTag'
 import { sha256 } from '../src/sha256'
 
 describe('writer tags', () => {

@@ -17,6 +17,7 @@ import { CONFLICT_BACKOFF_BASE_MS, classify, classifyFailure, DELIVERY_BACKOFF_B
 import type { ReplicaOptions } from './replicaOptions'
 import { confirmFromServer, type ReplicaStores } from './replicaStores'
 import type { SyncState } from './syncState'
+import type { WriterTags } from './writerTags'
 
 /** What an {@link OpLifecycle} works with: the replica's parts it shares, and how to show a store. */
 export interface OpLifecycleDeps {
@@ -28,6 +29,8 @@ export interface OpLifecycleDeps {
   readonly replicas: ReplicaStores
   readonly hold: CredentialHold
   readonly outbox: OutboxKeeper | undefined
+  /** How this replica knows its own ops on the stream: learned for a client id before an op goes out under it. */
+  readonly tags: WriterTags
   readonly options: Pick<ReplicaOptions<Schemas>, 'schemas' | 'maxAttempts' | 'onConflict' | 'onError'>
   /** Makes the fresh client id taken after `unknown_client`. */
   readonly newId: () => string
@@ -52,6 +55,8 @@ export class OpLifecycle {
   pump(): void {
     const op = this.#deps.queue.head
     if (op === undefined || this.#deps.proposer.busy || !this.#deps.sync.mayPropose) return
+    // The stream may echo the op before the answer comes: its writer tag must be known by then.
+    if (this.#deps.tags.of(op.clientId) === undefined) return this.#learnTag(op)
     const { replica } = op
     const epoch = this.#deps.cursor.epoch ?? ''
     // An op in doubt goes again as it went, in the current epoch: if the storage kept it (the same
@@ -95,6 +100,19 @@ export class OpLifecycle {
         this.#deps.proposer.done()
         const error = isZunoError(invalid) ? invalid : new ZunoError('invalid_state', `The schema of ${key} threw`, { cause: invalid })
         this.#refuse(op, error)
+      },
+    )
+  }
+
+  /** Proposes once the tag of the op's client id is known; if it could not be computed, after a pause. */
+  #learnTag(op: PendingOp): void {
+    this.#deps.tags.learn(op.clientId).then(
+      () => this.pump(),
+      (error: unknown) => {
+        if (this.#deps.sync.closed || this.#deps.proposer.busy) return
+        this.#deps.lastError.set(new ZunoError('network', 'Could not compute the writer tag of this client', { cause: error }))
+        op.failures += 1
+        this.#retry(op.failures, DELIVERY_BACKOFF_BASE_MS)
       },
     )
   }

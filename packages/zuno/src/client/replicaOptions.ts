@@ -4,6 +4,7 @@ import type { StateResponse, StoreState } from '../protocol'
 import type { Schemas } from '../schema'
 import type { EventSourceConstructor, Timers } from './connection'
 import type { Outbox } from './outbox'
+import type { DigestLike } from './writerTags'
 import type { ConflictPolicy } from './pendingQueue'
 import type { BroadcastChannelConstructor, LockManagerLike } from './tabs'
 
@@ -108,4 +109,10 @@ export interface ReplicaOptions<S extends Schemas = Schemas> {
   now?: () => number
   /** Makes this replica's client ids: the first, and a fresh one after `unknown_client`. Default `newClientId`. */
   newId?: () => string
+  /**
+   * Computes the SHA-256 digests of this replica's client ids (their writer tags, by which it knows
+   * its own ops on the stream). Default `crypto.subtle`; where there is none (a page on plain http
+   * from a host other than localhost), or with `null`, Zuno's own SHA-256 is loaded when first needed.
+   */
+  subtle?: DigestLike | null
 }

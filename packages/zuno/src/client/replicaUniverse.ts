@@ -18,6 +18,7 @@ import { type FirstRender, firstRenderOf } from './firstRender'
 import type { LockManagerLike } from './tabs'
 import type { ConnectionStatus, EventSourceConstructor } from './connection'
 import { StreamLink } from './streamLink'
+import { computeWriterTag, WriterTags } from './writerTags'
 import type { ReadableValue, ReplicaOptions } from './replicaOptions'
 
 export type { ConflictInfo, ConflictPolicy, MergeInput, ReadableValue, ReplicaOptions } from './replicaOptions'
@@ -70,6 +71,9 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
     const newId = options.newId ?? newClientId
     this.#now = options.now ?? Date.now
     this.#queue = new PendingQueue(newId())
+    const tags = new WriterTags((clientId) => computeWriterTag(clientId, options.subtle))
+    // Learned now, so that the first op need not wait for it (a failure is retried when an op goes).
+    tags.learn(this.clientId).catch(() => {})
     this.#replicas = new ReplicaStores((key) => this.cell(key), options.conflictPolicy)
     const url = options.url.replace(/\/+$/, '')
     const fetchImpl = options.fetch ?? globalThis.fetch.bind(globalThis)
@@ -96,6 +100,7 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
       replicas: this.#replicas,
       hold: this.#hold,
       outbox: this.#outbox,
+      tags,
       options,
       newId,
       lastError: this.#lastError,
@@ -107,6 +112,7 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
       replicas: this.#replicas,
       queue: this.#queue,
       sync: this.#sync,
+      tags,
       ops: this.#ops,
       show,
       resync: () => this.#link?.resync(),

@@ -2,12 +2,13 @@
  * Applies what the server says to the replica's stores: snapshots (the truth as of their id) and
  * state events, in order and within one epoch, asking for a fresh snapshot where one is missing.
  */
-import { type SnapshotMessage, type StateEvent, writerTag } from '../protocol'
+import type { SnapshotMessage, StateEvent } from '../protocol'
 import type { EventCursor } from './eventCursor'
 import type { OpLifecycle } from './opLifecycle'
 import type { PendingQueue, ReplicaStore } from './pendingQueue'
 import { confirmFromServer, type ReplicaStores } from './replicaStores'
 import type { SyncState } from './syncState'
+import type { WriterTags } from './writerTags'
 
 /** What a {@link ServerFeed} works with: the replica's parts it shares, and how to show a store or start over. */
 export interface ServerFeedDeps {
@@ -15,6 +16,8 @@ export interface ServerFeedDeps {
   readonly replicas: ReplicaStores
   readonly queue: PendingQueue
   readonly sync: SyncState
+  /** This replica's writer tags: an event with one of them is its own op's echo. */
+  readonly tags: WriterTags
   /** Our own op seen on the stream is confirmed through it; what waited is proposed through it. */
   readonly ops: OpLifecycle
   /** Publishes a store again after its confirmed state changed. */
@@ -68,7 +71,8 @@ export class ServerFeed {
     }
     const replica = this.#deps.replicas.get(event.storeKey)
     const head = this.#deps.queue.head
-    if (head !== undefined && head.replica === replica && event.opId === head.opId && event.writer === writerTag(head.clientId)) {
+    const ownTag = head === undefined ? undefined : this.#deps.tags.of(head.clientId)
+    if (head !== undefined && ownTag !== undefined && head.replica === replica && event.opId === head.opId && event.writer === ownTag) {
       // Our own op, seen on the stream before (or instead of) its HTTP answer.
       this.#deps.cursor.note(eventId)
       this.#deps.ops.confirm(head, { version: event.version, state: event.state })

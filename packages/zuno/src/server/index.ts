@@ -27,6 +27,8 @@ export type {
 export { CLIENT_DEFAULTS, clientKey } from './clientLedger'
 export type { ClientRecordOptions } from './clientLedger'
 export { notifyEach } from './notify'
+// What a storage stamps on each event: the writer's public tag (browsers compute their own with WebCrypto).
+export { writerTag } from '../writerTag'
 export type { SseSink, Subscription } from './hub'
 export { HEARTBEAT_FRAME, SSE_HEADERS } from './sse'
 export { errorResponse, JSON_HEADERS, splitTarget, SyncServer, tooLarge } from './syncServer'

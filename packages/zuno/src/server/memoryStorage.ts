@@ -1,5 +1,5 @@
 import { randomId } from '../id'
-import { writerTag } from '../protocol'
+import { writerTag } from '../writerTag'
 import { ClientLedger, type ClientRecordOptions } from './clientLedger'
 import type { CommitOutcome, CommitRequest, RefusalRequest, Storage, StorageImage } from './storage'
 import { copyStates, StoreTable } from './storeTable'

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { writerTag } from '../../src/protocol'
+import { writerTag } from '../../src/writerTag'
 import type { CommittedEvent } from '../../src/server/index'
 import {
   checkAcknowledged,

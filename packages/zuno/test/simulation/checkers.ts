@@ -1,4 +1,4 @@
-import { writerTag } from '../../src/protocol'
+import { writerTag } from '../../src/writerTag'
 import type { CommittedEvent } from '../../src/server/index'
 import type { Attempt } from './simNetwork'
 

@@ -11,7 +11,8 @@
 import type { StandardSchemaV1 } from '@standard-schema/spec'
 import { describe, expect, it } from 'vitest'
 import { connect, type ReplicaUniverse } from '../../src/index'
-import { parseEventId, writerTag } from '../../src/protocol'
+import { parseEventId } from '../../src/protocol'
+import { writerTag } from '../../src/writerTag'
 import { type CommittedEvent, createMemoryStorage } from '../../src/server/index'
 import {
   checkAcknowledged,
@@ -24,7 +25,7 @@ import {
 } from './checkers'
 import { CALM, type Faults, SimNetwork } from './simNetwork'
 import { SimBrowser } from './simBrowser'
-import { seededClientIds, seededRandom, VirtualClock } from './virtualClock'
+import { microtaskDigest, seededClientIds, seededRandom, VirtualClock } from './virtualClock'
 
 const SEEDS = [101, 202, 303, 404, 505]
 const CLIENTS = 5
@@ -142,6 +143,7 @@ async function simulate(seed: number, scenario: Scenario): Promise<Run> {
       random: seededRandom(seed * 31 + replicaIndex),
       now: () => clock.now,
       newId: seededClientIds(seededRandom(seed * 37 + replicaIndex + 1_000_003)),
+      subtle: microtaskDigest,
       maxAttempts: 100,
       maxPendingOps: 1_000_000,
       // Tabs of one browser: same URL, same (absent) store filter, so one channel and one leader.

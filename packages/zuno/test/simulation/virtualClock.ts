@@ -1,4 +1,6 @@
 import type { Timers } from '../../src/index'
+import type { DigestLike } from '../../src/client/writerTags'
+import { sha256 } from '../../src/sha256'
 
 interface Task {
   time: number
@@ -25,6 +27,17 @@ const BASE64URL = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012345678
 export function seededClientIds(random: () => number): () => string {
   const chars = (length: number) => Array.from({ length }, () => BASE64URL[Math.floor(random() * 64)]).join('')
   return () => `${chars(16)}.${chars(22)}`
+}
+
+/**
+ * SHA-256 for the replicas' writer tags, settled in microtasks: WebCrypto's digest finishes on
+ * another thread at a moment of its own, which a run that must replay exactly cannot have.
+ */
+export const microtaskDigest: DigestLike = {
+  digest: async (_algorithm, data) => {
+    const digest = sha256(data)
+    return digest.buffer.slice(digest.byteOffset, digest.byteOffset + digest.byteLength) as ArrayBuffer
+  },
 }
 
 /** Lets every pending promise continuation run before the next virtual event. */
