@@ -1,4 +1,5 @@
 /** The app's Express server: its own API, Zuno beside it and, in production, the client that Vite built. */
+import compression from 'compression'
 import express, { type Express } from 'express'
 import type { StatesOfApp } from 'zuno'
 import { type AuthoritativeUniverse, createUniverse } from 'zuno/server'
@@ -16,12 +17,14 @@ export function createApiServer(options: { dist?: string } = {}): ApiServer {
   const sync = zuno(universe)
   const server = express()
 
-  // The app's own API, as it was before Zuno.
+  // What the app had before Zuno: compression, a JSON body parser and its own API.
+  server.use(compression())
+  server.use(express.json())
   server.get('/api/hello', (_req, res) => {
     res.json({ message: 'Hello from Express' })
   })
 
-  // Zuno: GET /zuno/sse streams the changes, POST /zuno/sync takes the writes.
+  // Zuno beside it: GET /zuno/sse streams the changes, POST /zuno/sync takes the writes.
   server.use('/zuno', sync)
 
   // In production Express serves the client too: what `vite build` wrote to dist/.

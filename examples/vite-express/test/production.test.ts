@@ -35,6 +35,14 @@ describe('the app built by Vite and served by Express', () => {
     const bundle = await fetch(`${api.url}${script}`)
     expect(bundle.status).toBe(200)
     expect(bundle.headers.get('content-type')).toMatch(/javascript/)
+    expect(bundle.headers.get('content-encoding')).toBe('gzip')
+  })
+
+  it('compresses the app but leaves the stream alone', async () => {
+    const stream = await fetch(`${api.url}/zuno/sse`, { headers: { 'accept-encoding': 'gzip' } })
+    expect(stream.headers.get('content-type')).toMatch(/^text\/event-stream/)
+    expect(stream.headers.get('content-encoding')).toBeNull()
+    await stream.body?.cancel()
   })
 
   it("still answers the app's own API route", async () => {
