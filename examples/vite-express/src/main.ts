@@ -9,7 +9,7 @@ await universe.ready
 
 const port = Number(process.env.PORT ?? 3001)
 const http = server.listen(port, '127.0.0.1', () => {
-  console.log(`Express on http://127.0.0.1:${port}${production ? '' : ' (open the Vite dev server\'s URL)'}`)
+  console.log(`Express on http://127.0.0.1:${port}${production ? '' : " (open the page on Vite's dev server)"}`)
 })
 
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
