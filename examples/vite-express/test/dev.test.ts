@@ -59,8 +59,9 @@ describe("Vite's dev server proxying to Express", () => {
       expect(response.status).toBe(200)
       expect(await response.json()).toMatchObject({ ok: true, storeKey: 'counter', state: 41 })
       await until(() => events.length > 0, 2000)
-      expect(events[0]!.at - sent).toBeLessThan(2000)
-      expect(JSON.parse(events[0]!.data)).toMatchObject({ storeKey: 'counter', state: 41 })
+      const [first] = events as [{ data: string; at: number }]
+      expect(first.at - sent).toBeLessThan(2000)
+      expect(JSON.parse(first.data)).toMatchObject({ storeKey: 'counter', state: 41 })
     } finally {
       source.close()
     }

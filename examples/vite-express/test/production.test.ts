@@ -5,7 +5,7 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import type { Browser } from 'playwright-core'
+import type { Browser, Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { errorsOf, haveChromium, launch, openApp, showsCount } from './support/browser'
 import { buildClient, type RunningApi, startApi } from './support/servers'
@@ -65,8 +65,8 @@ describe.skipIf(!haveChromium)('the built app in Chromium', () => {
 
   it('shows a change made in one page in another, each in its own browser context', async () => {
     const contexts = [await (browser as Browser).newContext(), await (browser as Browser).newContext()]
-    const [a, b] = [await contexts[0]!.newPage(), await contexts[1]!.newPage()]
-    const errors = [...[a, b].map(errorsOf)]
+    const [a, b] = (await Promise.all(contexts.map((context) => context.newPage()))) as [Page, Page]
+    const errors = [a, b].map(errorsOf)
     await openApp(a, api.url)
     await openApp(b, api.url)
     await a.waitForSelector('[data-testid="hello"]:text-is("Hello from Express")')
