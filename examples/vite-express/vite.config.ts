@@ -1,7 +1,7 @@
 import react from '@vitejs/plugin-react'
 import { defineConfig } from 'vite'
 
-// Where the Express server listens in development (`pnpm dev:api`).
+// Where the Express server listens in development (the `dev:api` script).
 const api = process.env.API_URL ?? 'http://127.0.0.1:3001'
 
 export default defineConfig({

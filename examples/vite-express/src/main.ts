@@ -1,4 +1,4 @@
-/** Starts the Express server: `pnpm dev:api` in development, `pnpm start` (after `pnpm build`) in production. */
+/** Starts the Express server: the `dev:api` script in development, `start` (after `build`) in production. */
 import { fileURLToPath } from 'node:url'
 import { createApiServer } from './server'
 
