@@ -28,6 +28,8 @@ export default defineWorkspace([
   reactProject('zuno-react (React 18)', react18Alias),
   project('examples', './examples/express', 60_000),
   project('examples-elysia', './examples/elysia', 60_000),
+  project('examples-vite-express', './examples/vite-express', 60_000),
+  project('examples-bun-elysia', './examples/bun-elysia', 60_000),
   // The API reference: typedoc over every package entry, checked against the built declarations.
   project('docs', '.', 120_000),
   // Packs, installs from the registry and type-checks in a temp app. It runs after the others
