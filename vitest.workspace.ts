@@ -1,9 +1,9 @@
 import { defineWorkspace } from 'vitest/config'
 import { alias, react18Alias } from './vitest.shared'
 
-const project = (name: string, root: string, testTimeout = 20_000, hookTimeout = 20_000) => ({
+const project = (name: string, root: string, testTimeout = 20_000) => ({
   resolve: { alias },
-  test: { name, root, include: ['test/**/*.test.ts'], testTimeout, hookTimeout },
+  test: { name, root, include: ['test/**/*.test.ts'], testTimeout, hookTimeout: 20_000 },
 })
 
 const reactProject = (name: string, resolveAlias: typeof alias | typeof react18Alias) => ({
@@ -28,8 +28,19 @@ export default defineWorkspace([
   reactProject('zuno-react (React 18)', react18Alias),
   project('examples', './examples/express', 60_000),
   project('examples-elysia', './examples/elysia', 60_000),
-  // Its beforeAll runs `next build` (which type-checks the example) before `next start`.
-  project('examples-nextjs', './examples/nextjs', 60_000, 300_000),
+  // Its beforeAll runs `next build` (which type-checks the example), then `next start`. Like
+  // packaging, it runs after the timing-sensitive projects (groupOrder 1): the build takes the CPU.
+  {
+    resolve: { alias },
+    test: {
+      name: 'examples-nextjs',
+      root: './examples/nextjs',
+      include: ['test/**/*.test.ts'],
+      testTimeout: 60_000,
+      hookTimeout: 300_000,
+      sequence: { groupOrder: 1 },
+    },
+  },
   // The API reference: typedoc over every package entry, checked against the built declarations.
   project('docs', '.', 120_000),
   // Packs, installs from the registry and type-checks in a temp app. It runs after the others
