@@ -30,6 +30,19 @@ export default defineWorkspace([
   project('examples-elysia', './examples/elysia', 60_000),
   project('examples-vite-express', './examples/vite-express', 60_000),
   project('examples-bun-elysia', './examples/bun-elysia', 60_000),
+  // Its beforeAll runs `next build` (which type-checks the example), then `next start`. Like
+  // packaging, it runs after the timing-sensitive projects (groupOrder 1): the build takes the CPU.
+  {
+    resolve: { alias },
+    test: {
+      name: 'examples-nextjs',
+      root: './examples/nextjs',
+      include: ['test/**/*.test.ts'],
+      testTimeout: 60_000,
+      hookTimeout: 300_000,
+      sequence: { groupOrder: 1 },
+    },
+  },
   // The API reference: typedoc over every package entry, checked against the built declarations.
   project('docs', '.', 120_000),
   // Packs, installs from the registry and type-checks in a temp app. It runs after the others
