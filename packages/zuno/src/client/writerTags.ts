@@ -8,6 +8,7 @@ import { clientIdBytes, writerTagOfDigest } from '../protocol'
 
 /** What is needed of `crypto.subtle`. */
 export interface DigestLike {
+  /** The SHA-256 digest of `data` (as `crypto.subtle.digest` computes it). */
   digest(algorithm: 'SHA-256', data: Uint8Array<ArrayBuffer>): Promise<ArrayBuffer>
 }
 
