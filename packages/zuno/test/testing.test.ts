@@ -5,7 +5,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest'
 import * as v from 'valibot'
-import { createTestRig, InProcessEventSource, type TestRig } from 'zuno/testing'
+import { createTestRig, InProcessEventSource, type TestRig, type TestRigOptions } from 'zuno/testing'
 import { defineZuno, PROTOCOL_HEADER, PROTOCOL_VERSION } from 'zuno'
 
 const open: Array<Pick<TestRig, 'close'>> = []
@@ -61,10 +61,11 @@ describe('the test rig', () => {
     // Typed with no cast: a number and a string, from the app.
     const counter: number = alice.store('counter').get()
     const title: string = alice.store('title').get()
-    expect([counter, title]).toEqual([0, 'untitled'])
+    // The rig's override of the app's initial state, from the first render on.
+    expect([counter, title]).toEqual([0, 'a test'])
     expect(bob.store('counter').get()).toBe(5) // its own initial, until the server's state arrives
     await rig.settled()
-    expect(alice.store('title').get()).toBe('a test') // the rig's override of the app's initial state
+    expect([alice.store('title').get(), bob.store('counter').get()]).toEqual(['a test', 0])
     await alice.store('counter').set((n) => n + 2)
     await rig.settled()
     expect([rig.server.store('counter').get(), bob.store('counter').get()]).toEqual([2, 2])
@@ -77,6 +78,25 @@ describe('the test rig', () => {
     expect(typeof typeOnly).toBe('function')
     // @ts-expect-error: the rig's override must be of the store's type
     expect(() => createTestRig({ app, stores: { counter: 'one' } })).toThrow(/invalid_state|schema/)
+  })
+
+  it('settles with the replicas still open when one of them has been closed', async () => {
+    const rig = tracked(createTestRig({ stores: { counter: 0 } }))
+    const alice = rig.connect()
+    const bob = rig.connect()
+    await alice.store<number>('counter', 0).set(1)
+    await rig.settled()
+    bob.close()
+    await alice.store<number>('counter', 0).set(2)
+    await rig.settled(2000)
+    expect(rig.server.store('counter').get()).toBe(2)
+    // A prefix would strand the rig's replicas: not in the type, and ignored if given anyway.
+    // @ts-expect-error: the rig's replicas reach the server at the rig's own URL
+    const typeOnly = () => createTestRig({ server: { prefix: '/api/zuno' } })
+    expect(typeof typeOnly).toBe('function')
+    const prefixed = tracked(createTestRig({ stores: { counter: 0 }, server: { prefix: '/api/zuno' } } as TestRigOptions))
+    await prefixed.connect().store<number>('counter', 0).set(3)
+    expect(prefixed.server.store('counter').get()).toBe(3)
   })
 
   it('answers raw requests through its fetch, and never reaches the network', async () => {

@@ -19,8 +19,11 @@ export { InProcessEventSource } from './inProcessEventSource'
 
 /** Options of {@link createTestRig}: the server universe's, plus the sync server's under `server`. */
 export interface TestRigOptions<S extends Schemas = Schemas> extends UniverseOptions<S> {
-  /** Options of the sync server (`authenticate`, `authorize`, limits…). Default: the defaults, except no proposal rate limit. */
-  server?: FetchHandlerOptions
+  /**
+   * Options of the sync server (`authenticate`, `authorize`, limits…). Default: the defaults, except
+   * no proposal rate limit. Not `prefix`: the rig's replicas reach it at its own URL.
+   */
+  server?: Omit<FetchHandlerOptions, 'prefix'>
 }
 
 /** What a replica connected through the rig takes: everything but how it reaches the server. */
@@ -35,7 +38,7 @@ export interface TestRig<TStores extends Record<string, unknown> = Record<string
    * unless asked for: replicas in one test process are separate clients.
    */
   connect<S extends Schemas = Schemas>(options?: TestReplicaOptions<S>): ReplicaUniverse<Schemas extends S ? Record<string, unknown> : StatesOf<S>>
-  /** Resolves once every replica connected here has no op pending and has seen the server's last event. */
+  /** Resolves once every open replica connected here has no op pending and has seen the server's last event. */
   settled(timeoutMs?: number): Promise<void>
   /** The URL replicas connect to; requests to it never leave the process. */
   readonly url: string
@@ -51,13 +54,16 @@ export interface TestRig<TStores extends Record<string, unknown> = Record<string
 export type AppTestRigOptions<TStores extends Record<string, unknown>> = Omit<TestRigOptions, 'schemas' | 'stores'> & {
   /** The app definition the server and every replica of the rig read, as in production. */
   app: ZunoApp<TStores>
-  /** Initial states that differ from the app's (a test's own starting point); each must pass its store's schema. */
+  /**
+   * Initial states that differ from the app's (a test's own starting point); each must pass its
+   * store's schema. The rig's replicas start from them too, until the server's states arrive.
+   */
   stores?: Partial<TStores>
 }
 
 /** What a replica connected through an app's rig takes: the app comes from the rig. */
 export type AppTestReplicaOptions<TStores extends Record<string, unknown>> = Omit<TestReplicaOptions, 'schemas' | 'initial'> & {
-  /** Initial states this replica shows until the server's arrive, instead of the app's. */
+  /** Initial states this replica shows until the server's arrive, instead of the rig's or the app's. */
   initial?: Partial<TStores>
 }
 
@@ -94,10 +100,12 @@ export function createTestRig<S extends Schemas = Schemas>(options?: TestRigOpti
 // The overloads type the rig; its implementation serves replicas of any store types.
 export function createTestRig(options: TestRigOptions & { app?: ZunoApp } = {}): object {
   const { server: serverOptions, app, ...universeOptions } = options
+  // `prefix` is left out of the type; a stray one from untyped code must not send the rig's requests to a 404.
+  const { prefix: _ignored, ...handlerOptions } = (serverOptions ?? {}) as FetchHandlerOptions
   // With an app, the server and the replicas read it, as they would in production.
   const server: AuthoritativeUniverse = app === undefined ? createUniverse(universeOptions) : createUniverse({ ...universeOptions, app })
   // A test writes as fast as it can, from one "address": the per-peer proposal limit would bite.
-  const handler = createFetchHandler(server, { maxProposalsPerSecond: Number.POSITIVE_INFINITY, ...serverOptions })
+  const handler = createFetchHandler(server, { maxProposalsPerSecond: Number.POSITIVE_INFINITY, ...handlerOptions })
   const rigFetch = ((input: RequestInfo | URL, init?: RequestInit) => handler(new Request(input, init))) as typeof fetch
   const RigEventSource = class extends InProcessEventSource {
     constructor(url: string) {
@@ -114,8 +122,16 @@ export function createTestRig(options: TestRigOptions & { app?: ZunoApp } = {}):
     EventSource: RigEventSource,
     connect(replicaOptions: TestReplicaOptions = {}) {
       const wiring = { tabs: false, ...replicaOptions, url: RIG_URL, fetch: rigFetch, EventSource: RigEventSource }
-      const replica = app === undefined ? connect(wiring) : connect({ ...wiring, app })
+      // An app's rig starts its replicas from the rig's own initial states, as the server does.
+      const replica =
+        app === undefined ? connect(wiring) : connect({ ...wiring, app, initial: { ...universeOptions.stores, ...replicaOptions.initial } })
       replicas.add(replica)
+      // A closed replica follows nothing any more: `settled()` waits for the open ones.
+      const stop = replica.status.subscribe((status) => {
+        if (status !== 'closed') return
+        replicas.delete(replica)
+        stop()
+      })
       return replica
     },
     async settled(timeoutMs = 5000) {
