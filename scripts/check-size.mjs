@@ -28,11 +28,19 @@ const tarballBudgets = {
  * loaded only where WebCrypto is missing). docs/performance.md breaks the rest down.
  */
 const bundles = [
-  { name: 'browser client (zuno: connect)', code: `import { connect } from 'zuno'\nglobalThis.z = connect`, budget: 10.75 * KiB, goal: 7 * KiB },
+  {
+    name: 'browser client (zuno: connect)',
+    code: `import { connect } from 'zuno'\nglobalThis.z = connect`,
+    budget: 10.75 * KiB,
+    goal: 7 * KiB,
+    // With what loads on demand: code moved behind `import()` must not escape the budget.
+    totalBudget: 11.75 * KiB,
+  },
   {
     name: 'browser client with zuno-react hooks',
     code: `import { connect } from 'zuno'\nimport * as hooks from 'zuno-react'\nglobalThis.z = [connect, hooks]`,
     budget: 11.75 * KiB,
+    totalBudget: 12.75 * KiB,
   },
 ]
 
@@ -88,10 +96,10 @@ try {
 } finally {
   rmSync(dest, { recursive: true, force: true })
 }
-for (const { name, code, budget, goal } of bundles) {
+for (const { name, code, budget, goal, totalBudget } of bundles) {
   const { atStart, onDemand } = await gzipBundleSizes(code)
   report(`${name}, min+gzip`, atStart, budget, goal)
-  if (onDemand > 0) console.log(`     ${'  and loaded only when needed'.padEnd(52)} ${kB(onDemand).padStart(9)}`)
+  report('  with what loads only when needed', atStart + onDemand, totalBudget)
 }
 
 if (failures.length > 0) {

@@ -154,4 +154,12 @@ describe('the packages, installed from their tarballs into a fresh app', () => {
     await server.waitFor((line) => line.counter === 41)
     server.child.kill('SIGTERM')
   })
+
+  it('writes from a CommonJS runtime without import() (as Jest loads modules) and without WebCrypto', async () => {
+    const server = startScript('roundtrip-server.mjs')
+    const { port } = await server.waitFor<{ port: number }>((line) => typeof line.port === 'number')
+    const client = startScript('jest-like-client.cjs', [`http://127.0.0.1:${port}/zuno`])
+    expect(await client.waitFor<{ version: number }>((line) => 'version' in line)).toEqual({ version: 1 })
+    server.child.kill('SIGTERM')
+  })
 })

@@ -3,6 +3,7 @@
  * when needed), equal to the server's, and known before an op goes out, so that the replica
  * recognises its own op when the stream brings it back before the answer does.
  */
+import { webcrypto } from 'node:crypto'
 import { EventSource } from 'eventsource'
 import fc from 'fast-check'
 import { afterEach, describe, expect, it } from 'vitest'
@@ -26,7 +27,7 @@ function heldDigest(): DigestLike & { release(): void; asked: number } {
   const held = {
     asked: 0,
     release: () => release(),
-    async digest(algorithm: 'SHA-256', data: Uint8Array<ArrayBuffer>) {
+    async digest(algorithm: 'SHA-256', data: ArrayBuffer) {
       held.asked += 1
       await released
       return crypto.subtle.digest(algorithm, data)
@@ -36,14 +37,18 @@ function heldDigest(): DigestLike & { release(): void; asked: number } {
 }
 
 describe('writer tags on the client', () => {
-  it('are the server\'s tags, through WebCrypto, through Zuno\'s own SHA-256, and when WebCrypto refuses', async () => {
+  it('are the server\'s tags, through WebCrypto, through Zuno\'s own SHA-256, and when WebCrypto refuses or gives no SHA-256', async () => {
     const refusing: DigestLike = { digest: () => Promise.reject(new Error('not here')) }
+    const tooShort: DigestLike = { digest: async () => new ArrayBuffer(20) }
+    const nodeSubtle: DigestLike = webcrypto.subtle
     await fc.assert(
       fc.asyncProperty(fc.constant(null).map(() => newClientId()), async (clientId) => {
         const expected = writerTag(clientId)
         expect(await computeWriterTag(clientId)).toBe(expected)
         expect(await computeWriterTag(clientId, null)).toBe(expected)
         expect(await computeWriterTag(clientId, refusing)).toBe(expected)
+        expect(await computeWriterTag(clientId, tooShort)).toBe(expected)
+        expect(await computeWriterTag(clientId, nodeSubtle)).toBe(expected)
       }),
       { numRuns: 100, seed: 20261127 },
     )

@@ -5,11 +5,12 @@
  * the library's own SHA-256 is loaded then, as a chunk of its own.
  */
 import { clientIdBytes, writerTagOfDigest } from '../protocol'
+import { loadSha256 } from './sha256Fallback'
 
-/** What is needed of `crypto.subtle`. */
+/** What is needed of `crypto.subtle` (which it, and Node.js's `webcrypto.subtle`, satisfy). */
 export interface DigestLike {
   /** The SHA-256 digest of `data` (as `crypto.subtle.digest` computes it). */
-  digest(algorithm: 'SHA-256', data: Uint8Array<ArrayBuffer>): Promise<ArrayBuffer>
+  digest(algorithm: 'SHA-256', data: ArrayBuffer): Promise<ArrayBuffer>
 }
 
 /**
@@ -20,12 +21,14 @@ export async function computeWriterTag(clientId: string, subtle: DigestLike | nu
   const bytes = clientIdBytes(clientId)
   if (subtle !== undefined && subtle !== null) {
     try {
-      return writerTagOfDigest(new Uint8Array(await subtle.digest('SHA-256', bytes)))
+      const digest = new Uint8Array(await subtle.digest('SHA-256', bytes.buffer))
+      // Anything but 32 bytes is not a SHA-256: a wrong tag would hide the replica's own ops from it.
+      if (digest.length === 32) return writerTagOfDigest(digest)
     } catch {
-      // A WebCrypto that refuses (some embedded browsers): the library's own SHA-256 gives the same tag.
+      // A WebCrypto that refuses (some embedded browsers): Zuno's own SHA-256 gives the same tag.
     }
   }
-  const { sha256 } = await import('../sha256')
+  const sha256 = await loadSha256()
   return writerTagOfDigest(sha256(bytes))
 }
 

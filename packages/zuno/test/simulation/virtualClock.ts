@@ -35,7 +35,7 @@ export function seededClientIds(random: () => number): () => string {
  */
 export const microtaskDigest: DigestLike = {
   digest: async (_algorithm, data) => {
-    const digest = sha256(data)
+    const digest = sha256(new Uint8Array(data))
     return digest.buffer.slice(digest.byteOffset, digest.byteOffset + digest.byteLength) as ArrayBuffer
   },
 }
