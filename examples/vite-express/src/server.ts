@@ -17,15 +17,14 @@ export function createApiServer(options: { dist?: string } = {}): ApiServer {
   const sync = zuno(universe)
   const server = express()
 
-  // What the app had before Zuno: compression, a JSON body parser and its own API.
+  // The app had compression, a JSON body parser and its own API; Zuno goes before the parser,
+  // which would otherwise refuse writes over its own 100 KB limit (Zuno's maxBodyBytes is 1 MiB).
   server.use(compression())
+  server.use('/zuno', sync) // GET /zuno/sse streams the changes, POST /zuno/sync takes the writes.
   server.use(express.json())
   server.get('/api/hello', (_req, res) => {
     res.json({ message: 'Hello from Express' })
   })
-
-  // Zuno beside it: GET /zuno/sse streams the changes, POST /zuno/sync takes the writes.
-  server.use('/zuno', sync)
 
   // In production Express serves the client too: what `vite build` wrote to dist/.
   if (options.dist !== undefined) server.use(express.static(options.dist))

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Browser, Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { newClientId, type StateResponse } from 'zuno'
 import { errorsOf, haveChromium, launch, openApp, showsCount } from './support/browser'
 import { buildClient, type RunningApi, startApi } from './support/servers'
 
@@ -55,6 +56,23 @@ describe('the app built by Vite and served by Express', () => {
     const state = (await (await fetch(`${api.url}/zuno/state`)).json()) as { stores: Record<string, { state: unknown }> }
     expect(state.stores.counter?.state).toBe(0)
     expect(state.stores.todos?.state).toEqual([])
+  })
+
+  it("accepts a 200 KB write, over express.json()'s 100 KB limit and under Zuno's 1 MiB", async () => {
+    // A server of its own, so the other tests still see the initial states.
+    const fresh = await startApi()
+    try {
+      const { stores, cursor } = (await (await fetch(`${fresh.url}/zuno/state`)).json()) as StateResponse
+      const todos = Array.from({ length: 2000 }, (_, i) => ({ id: String(i), text: 'x'.repeat(80) }))
+      const proposal = { storeKey: 'todos', baseVersion: stores.todos?.version, epoch: cursor.slice(0, cursor.lastIndexOf('-')), state: todos, clientId: newClientId(), opId: 1 }
+      const body = JSON.stringify(proposal)
+      expect(body.length).toBeGreaterThan(200_000)
+      const response = await fetch(`${fresh.url}/zuno/sync`, { method: 'POST', headers: { 'content-type': 'application/json' }, body })
+      expect({ status: response.status, body: await response.json() }).toMatchObject({ status: 200, body: { ok: true } })
+      expect(fresh.universe.store('todos').get()).toEqual(todos)
+    } finally {
+      await fresh.close()
+    }
   })
 })
 

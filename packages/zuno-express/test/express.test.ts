@@ -2,6 +2,7 @@ import { connect as connectTcp, type Socket } from 'node:net'
 import compression from 'compression'
 import express from 'express'
 import { afterEach, describe, expect, it } from 'vitest'
+import { newClientId, type StateResponse } from 'zuno'
 import { createUniverse } from 'zuno/server'
 import { openRawStream } from '../../zuno/test/support/sseReader'
 import type { ZunoExpressOptions } from '../src/index'
@@ -13,10 +14,18 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
 })
 
-async function serve(options: ZunoExpressOptions = {}, customize?: (app: express.Express) => void) {
-  const served = await serveExpress(createUniverse({ stores: { counter: 0, blob: '' } }), options, customize)
+async function serve(options: ZunoExpressOptions = {}, customize?: (app: express.Express) => void, after?: (app: express.Express) => void) {
+  const served = await serveExpress(createUniverse({ stores: { counter: 0, blob: '' } }), options, customize, after)
   cleanups.push(served.close)
   return served
+}
+
+/** Posts a proposal of `blob` as the first op of a new client, on the store's current version. */
+async function proposeBlob(url: string, blob: string) {
+  const { stores, cursor } = (await (await fetch(`${url}/state`)).json()) as StateResponse
+  const proposal = { storeKey: 'blob', baseVersion: stores.blob?.version, epoch: cursor.slice(0, cursor.lastIndexOf('-')), state: blob, clientId: newClientId(), opId: 1 }
+  const response = await fetch(`${url}/sync`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(proposal) })
+  return { status: response.status, body: (await response.json()) as unknown }
 }
 
 
@@ -42,6 +51,19 @@ describe('zuno-express', () => {
     const broken = await post('application/json', '{"storeKey":')
     expect(broken.status).toBe(400)
     expect(await broken.json()).toMatchObject({ ok: false, error: 'bad_json' })
+  })
+
+  it("takes a proposal up to maxBodyBytes when mounted before express.json(), whose limit is 100 KB", async () => {
+    const { universe, url } = await serve({}, undefined, (app) => app.use(express.json()))
+    const blob = 'x'.repeat(200_000)
+    expect(await proposeBlob(url, blob)).toMatchObject({ status: 200, body: { ok: true, version: 1 } })
+    expect(universe.store('blob').get()).toBe(blob)
+  })
+
+  it("answers 413 in JSON when express.json() mounted first refuses a proposal over the parser's limit", async () => {
+    const { universe, url } = await serve({}, (app) => app.use(express.json()))
+    expect(await proposeBlob(url, 'x'.repeat(200_000))).toMatchObject({ status: 413, body: { ok: false, error: 'payload_too_large' } })
+    expect(universe.store('blob').get()).toBe('')
   })
 
   it('streams server-side writes to clients like any proposal', async () => {

@@ -14,16 +14,18 @@ export interface ExpressServer<U> {
   close(): Promise<void>
 }
 
-/** Mounts `universe` at `/zuno` (after whatever `customize` adds) and listens. */
+/** Mounts `universe` at `/zuno` (after whatever `customize` adds, before whatever `after` adds) and listens. */
 export async function serveExpress<U extends ServedUniverse & { close(): Promise<void> }>(
   universe: U,
   options: ZunoExpressOptions = {},
   customize: (app: express.Express) => void = () => {},
+  after: (app: express.Express) => void = () => {},
 ): Promise<ExpressServer<U>> {
   const middleware = zuno(universe, options)
   const app = express()
   customize(app)
   app.use('/zuno', middleware)
+  after(app)
   const server = app.listen(0, '127.0.0.1')
   await new Promise<void>((resolve) => server.once('listening', resolve))
   const { port } = server.address() as { port: number }
