@@ -112,7 +112,8 @@ export interface ReplicaOptions<S extends Schemas = Schemas> {
   /**
    * Computes the SHA-256 digests of this replica's client ids (their writer tags, by which it knows
    * its own ops on the stream). Default `crypto.subtle`; where there is none (a page on plain http
-   * from a host other than localhost), or with `null`, Zuno's own SHA-256 is loaded when first needed.
+   * from a host other than localhost), or with `null`, Zuno's own SHA-256 is loaded when first needed,
+   * as it is when a digest fails, is not 32 bytes, or takes more than 2 s.
    */
   subtle?: DigestLike | null
 }

@@ -13,6 +13,18 @@ export interface DigestLike {
   digest(algorithm: 'SHA-256', data: ArrayBuffer): Promise<ArrayBuffer>
 }
 
+/** How long a digest may take before Zuno's own SHA-256 is used: no op waits on one that never comes. */
+const DIGEST_PATIENCE_MS = 2000
+
+/** `promise`'s value, or `undefined` if it has not settled within `ms`. */
+function settledWithin<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
+  let timer: ReturnType<typeof setTimeout> | undefined
+  const late = new Promise<undefined>((resolve) => {
+    timer = setTimeout(resolve, ms, undefined)
+  })
+  return Promise.race([promise, late]).finally(() => clearTimeout(timer))
+}
+
 /**
  * The writer tag of `clientId`, the same as `writerTag(clientId)` computes synchronously: with
  * `subtle` (default `crypto.subtle`), or with Zuno's own SHA-256 where there is none or it is `null`.
@@ -21,9 +33,10 @@ export async function computeWriterTag(clientId: string, subtle: DigestLike | nu
   const bytes = clientIdBytes(clientId)
   if (subtle !== undefined && subtle !== null) {
     try {
-      const digest = new Uint8Array(await subtle.digest('SHA-256', bytes.buffer))
+      const answer = await settledWithin(subtle.digest('SHA-256', bytes.buffer), DIGEST_PATIENCE_MS)
+      const digest = answer === undefined ? undefined : new Uint8Array(answer)
       // Anything but 32 bytes is not a SHA-256: a wrong tag would hide the replica's own ops from it.
-      if (digest.length === 32) return writerTagOfDigest(digest)
+      if (digest?.length === 32) return writerTagOfDigest(digest)
     } catch {
       // A WebCrypto that refuses (some embedded browsers): Zuno's own SHA-256 gives the same tag.
     }
