@@ -99,6 +99,36 @@ describe('the test rig', () => {
     expect(prefixed.server.store('counter').get()).toBe(3)
   })
 
+  it('does not wait for a replica refused for its credentials, and names the replicas it waits for', async () => {
+    const rig = tracked(
+      createTestRig({
+        stores: { counter: 0 },
+        server: { authenticate: (request) => ((request.query.get('token') ?? request.header('authorization')?.replace(/^Bearer /, '')) === 'good' ? { id: 'ada' } : undefined) },
+      }),
+    )
+    const ada = rig.connect({ token: () => 'good' })
+    const eve = rig.connect({ token: () => 'bad' })
+    await ada.store<number>('counter', 0).set(1)
+    await rig.settled(2000)
+    expect(eve.status.get()).toBe('unauthorized')
+    // A replica that can catch up but has not yet is named in the error, with where it stands.
+    const slow = createTestRig({ stores: { counter: 0 }, server: { authenticate: () => new Promise<undefined>(() => {}) } })
+    slow.connect()
+    await expect(slow.settled(200)).rejects.toThrow(/within 200 ms: connecting, 0 pending, at no event/)
+    await slow.close()
+  })
+
+  it('says what the platform lacks instead of hanging (as in Jest\'s jsdom environment)', () => {
+    const saved = globalThis.Request
+    // @ts-expect-error: removed for this test, as Jest's jsdom environment has no Request
+    delete globalThis.Request
+    try {
+      expect(() => createTestRig()).toThrow(/zuno\/testing needs Request, which this environment lacks/)
+    } finally {
+      globalThis.Request = saved
+    }
+  })
+
   it('answers raw requests through its fetch, and never reaches the network', async () => {
     const rig = tracked(createTestRig({ stores: { counter: 0 } }))
     const answer = await rig.fetch(`${rig.url}/state`, { headers: { [PROTOCOL_HEADER]: String(PROTOCOL_VERSION) } })

@@ -14,15 +14,16 @@ type DecodableBytes = Uint8Array & { toString(encoding: 'utf8'): string }
 /** The Node.js `Buffer` class where there is one, without needing Node's types. */
 export const NodeBuffer = (globalThis as { Buffer?: BufferClass }).Buffer
 
-const encoder = new TextEncoder()
-const decoder = new TextDecoder()
+// Made when first needed (only where there is no Buffer), so that loading this module needs neither.
+let encoder: TextEncoder | undefined
+let decoder: TextDecoder | undefined
 
 /**
  * The UTF-8 bytes of a text. On Node a `Buffer`: `http` writes one as it is, while a plain
  * `Uint8Array` costs it extra work on every write, and an SSE frame is written once per subscriber.
  */
 export function utf8Bytes(text: string): Uint8Array {
-  return NodeBuffer === undefined ? encoder.encode(text) : NodeBuffer.from(text)
+  return NodeBuffer === undefined ? (encoder ??= new TextEncoder()).encode(text) : NodeBuffer.from(text)
 }
 
 /**
@@ -32,6 +33,7 @@ export function utf8Bytes(text: string): Uint8Array {
  */
 export function utf8Text(chunks: readonly Uint8Array[]): string {
   if (NodeBuffer === undefined) {
+    decoder ??= new TextDecoder()
     let text = ''
     for (const chunk of chunks) text += decoder.decode(chunk, { stream: true })
     return text + decoder.decode()
@@ -45,5 +47,5 @@ export function utf8Text(chunks: readonly Uint8Array[]): string {
 /** How many bytes a text takes in UTF-8 (0 for none), without encoding it where `Buffer` can count. */
 export function utf8Length(text: string | undefined): number {
   if (text === undefined) return 0
-  return NodeBuffer === undefined ? encoder.encode(text).byteLength : NodeBuffer.byteLength(text)
+  return NodeBuffer === undefined ? (encoder ??= new TextEncoder()).encode(text).byteLength : NodeBuffer.byteLength(text)
 }

@@ -38,7 +38,11 @@ export interface TestRig<TStores extends Record<string, unknown> = Record<string
    * unless asked for: replicas in one test process are separate clients.
    */
   connect<S extends Schemas = Schemas>(options?: TestReplicaOptions<S>): ReplicaUniverse<Schemas extends S ? Record<string, unknown> : StatesOf<S>>
-  /** Resolves once every open replica connected here has no op pending and has seen the server's last event. */
+  /**
+   * Resolves once every replica connected here that follows the server has no op pending and has
+   * seen its last event. Closed replicas, and replicas refused for their credentials (`unauthorized`,
+   * `forbidden`: they retry nothing until those change), are not waited for.
+   */
   settled(timeoutMs?: number): Promise<void>
   /** The URL replicas connect to; requests to it never leave the process. */
   readonly url: string
@@ -78,6 +82,22 @@ export interface AppTestRig<TStores extends Record<string, unknown>> extends Omi
   connect(options?: AppTestReplicaOptions<TStores>): ReplicaUniverse<TStores, never>
 }
 
+/** Statuses of a replica that waits for new credentials: it cannot catch up until the test gives them. */
+const REFUSED: ReadonlySet<string> = new Set(['unauthorized', 'forbidden'])
+
+/** What the rig needs of the platform; Jest's jsdom environment, for one, has none of it. */
+const WEB_PLATFORM = ['Request', 'Response', 'Headers', 'ReadableStream', 'TextEncoder', 'TextDecoder'] as const
+
+/** Throws, naming what is missing, where the rig could only hang. */
+function assertWebPlatform(): void {
+  const missing = WEB_PLATFORM.filter((name) => typeof (globalThis as Record<string, unknown>)[name] !== 'function')
+  if (missing.length === 0) return
+  throw new TypeError(
+    `zuno/testing needs ${missing.join(', ')}, which this environment lacks (Node.js 18 and later has them all). ` +
+      "Under Jest, run such tests with `@jest-environment node`, or give the jsdom environment Node's globals.",
+  )
+}
+
 /** The rig's URL: a reserved name (RFC 2606), so a request that escaped the rig could reach nobody. */
 const RIG_URL = 'http://zuno.test/zuno'
 
@@ -99,6 +119,7 @@ export function createTestRig<TStores extends Record<string, unknown>>(options: 
 export function createTestRig<S extends Schemas = Schemas>(options?: TestRigOptions<S>): TestRig<Schemas extends S ? Record<string, unknown> : StatesOf<S>>
 // The overloads type the rig; its implementation serves replicas of any store types.
 export function createTestRig(options: TestRigOptions & { app?: ZunoApp } = {}): object {
+  assertWebPlatform()
   const { server: serverOptions, app, ...universeOptions } = options
   // `prefix` is left out of the type; a stray one from untyped code must not send the rig's requests to a 404.
   const { prefix: _ignored, ...handlerOptions } = (serverOptions ?? {}) as FetchHandlerOptions
@@ -113,7 +134,7 @@ export function createTestRig(options: TestRigOptions & { app?: ZunoApp } = {}):
     }
   }
   /** What the rig needs of each replica it connected, whatever its store types. */
-  const replicas = new Set<Pick<ReplicaUniverse, 'pending' | 'lastEventId' | 'close'>>()
+  const replicas = new Set<Pick<ReplicaUniverse, 'pending' | 'lastEventId' | 'status' | 'close'>>()
 
   return {
     server,
@@ -137,9 +158,13 @@ export function createTestRig(options: TestRigOptions & { app?: ZunoApp } = {}):
     async settled(timeoutMs = 5000) {
       await server.ready
       const deadline = Date.now() + timeoutMs
-      const caughtUp = () => [...replicas].every((replica) => replica.pending.get() === 0 && replica.lastEventId === server.cursor)
-      while (!caughtUp()) {
-        if (Date.now() > deadline) throw new Error(`The replicas did not catch up with the server within ${timeoutMs} ms`)
+      const behind = () =>
+        [...replicas].filter((replica) => !REFUSED.has(replica.status.get()) && (replica.pending.get() > 0 || replica.lastEventId !== server.cursor))
+      while (behind().length > 0) {
+        if (Date.now() > deadline) {
+          const which = behind().map((replica) => `${replica.status.get()}, ${replica.pending.get()} pending, at ${replica.lastEventId ?? 'no event'}`)
+          throw new Error(`The replicas did not catch up with the server (at ${server.cursor}) within ${timeoutMs} ms: ${which.join('; ')}`)
+        }
         await new Promise((resolve) => setTimeout(resolve, 5))
       }
     },
