@@ -4,7 +4,6 @@
  * keep them in step.
  */
 
-
 /** Version of the wire protocol described in `docs/protocol.md`. */
 export const PROTOCOL_VERSION = 2
 

@@ -5,7 +5,7 @@
 import type { SnapshotMessage, StateEvent } from '../protocol'
 import type { EventCursor } from './eventCursor'
 import type { OpLifecycle } from './opLifecycle'
-import type { PendingQueue, ReplicaStore } from './pendingQueue'
+import type { PendingOp, PendingQueue, ReplicaStore } from './pendingQueue'
 import { confirmFromServer, type ReplicaStores } from './replicaStores'
 import type { SyncState } from './syncState'
 import type { WriterTags } from './writerTags'
@@ -71,8 +71,7 @@ export class ServerFeed {
     }
     const replica = this.#deps.replicas.get(event.storeKey)
     const head = this.#deps.queue.head
-    const ownTag = head === undefined ? undefined : this.#deps.tags.of(head.clientId)
-    if (head !== undefined && ownTag !== undefined && head.replica === replica && event.opId === head.opId && event.writer === ownTag) {
+    if (head !== undefined && head.replica === replica && event.opId === head.opId && this.#writtenBy(head, event)) {
       // Our own op, seen on the stream before (or instead of) its HTTP answer.
       this.#deps.cursor.note(eventId)
       this.#deps.ops.confirm(head, { version: event.version, state: event.state })
@@ -88,5 +87,11 @@ export class ServerFeed {
     if (event.version <= replica.confirmed.version) return
     confirmFromServer(replica, { version: event.version, state: event.state })
     this.#deps.show(replica)
+  }
+
+  /** Whether `op`'s client wrote `event`: never before its tag is known, since nothing went out under it. */
+  #writtenBy(op: PendingOp, event: StateEvent): boolean {
+    const tag = this.#deps.tags.of(op.clientId)
+    return tag !== undefined && event.writer === tag
   }
 }

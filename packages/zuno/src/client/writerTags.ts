@@ -51,7 +51,7 @@ export class WriterTags {
   readonly #learning = new Map<string, Promise<string>>()
   readonly #compute: (clientId: string) => Promise<string>
 
-  constructor(compute: (clientId: string) => Promise<string> = (clientId) => computeWriterTag(clientId)) {
+  constructor(compute: (clientId: string) => Promise<string>) {
     this.#compute = compute
   }
 

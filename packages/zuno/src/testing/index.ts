@@ -6,7 +6,7 @@
  *
  * @module zuno/testing
  */
-import type { EventSourceConstructor } from '../client/connection'
+import type { ConnectionStatus, EventSourceConstructor } from '../client/connection'
 import type { ReplicaOptions } from '../client/replicaOptions'
 import { connect, type ReplicaUniverse } from '../client/replicaUniverse'
 import type { ZunoApp } from '../app'
@@ -83,7 +83,7 @@ export interface AppTestRig<TStores extends Record<string, unknown>> extends Omi
 }
 
 /** Statuses of a replica that waits for new credentials: it cannot catch up until the test gives them. */
-const REFUSED: ReadonlySet<string> = new Set(['unauthorized', 'forbidden'])
+const REFUSED: ReadonlySet<ConnectionStatus> = new Set(['unauthorized', 'forbidden'])
 
 /** What the rig needs of the platform; Jest's jsdom environment, for one, has none of it. */
 const WEB_PLATFORM = ['Request', 'Response', 'Headers', 'ReadableStream', 'TextEncoder', 'TextDecoder'] as const
