@@ -1,4 +1,5 @@
 import type { StandardSchemaV1 } from '@standard-schema/spec'
+import type { ActionSpec } from './action'
 import { ZunoError } from './errors'
 import type { Schemas } from './schema'
 
@@ -15,16 +16,21 @@ export interface StoreSpec<T> {
  * (`connect({ app })`) and the React hooks (`createZunoHooks<typeof app>()`), so each store has one
  * type everywhere and a key that is not defined is a type error. Made by {@link defineZuno}.
  */
-export interface ZunoApp<TStores extends Record<string, unknown> = Record<string, unknown>> {
+export interface ZunoApp<TStores extends Record<string, unknown> = Record<string, unknown>, TActions extends Record<string, unknown> = Record<string, unknown>> {
   /** Each store by key: its initial state and, if it has one, its schema. */
   readonly stores: { readonly [K in keyof TStores]: StoreSpec<TStores[K]> }
+  /** Each action by name: its arguments' schema and its mutation (see `docs/actions.md`). */
+  readonly actions: { readonly [K in keyof TActions]: ActionSpec<TStores, TActions[K]> }
 }
 
 /** The state type of each store of an app: what `store(key).get()` returns. */
-export type StatesOfApp<TApp> = TApp extends ZunoApp<infer TStores> ? TStores : never
+export type StatesOfApp<TApp> = TApp extends ZunoApp<infer TStores, infer _TActions> ? TStores : never
+
+/** The argument type of each action of an app: what `act(name, args)` takes. */
+export type ActionsOfApp<TApp> = TApp extends ZunoApp<infer _TStores, infer TActions> ? TActions : never
 
 /**
- * Defines an app's stores once, for the server and the clients alike:
+ * Defines an app's stores and actions once, for the server and the clients alike:
  *
  * ```ts
  * export const app = defineZuno({
@@ -32,11 +38,18 @@ export type StatesOfApp<TApp> = TApp extends ZunoApp<infer TStores> ? TStores : 
  *     counter: { initial: 0, schema: v.pipe(v.number(), v.minValue(0)) },
  *     todos: { initial: [] as Todo[] },
  *   },
+ *   actions: {
+ *     increment: {
+ *       args: v.object({ by: v.number() }),
+ *       run: (tx, { by }) => tx.set('counter', (n) => n + by),
+ *     },
+ *   },
  * })
  * ```
  *
- * Each store's type comes from its schema, else from its initial state. Store families and
- * actions will join `stores` in the same definition.
+ * Each store's type comes from its schema, else from its initial state; each action's arguments
+ * from its `args` schema, and its transaction knows the stores. Store families will join `stores`
+ * in the same definition.
  */
 export function defineZuno<
   TSpecs extends Record<
@@ -48,11 +61,20 @@ export function defineZuno<
       readonly schema?: StandardSchemaV1
     }
   >,
+  TActions extends Record<string, unknown> = {},
 >(definition: {
   stores: TSpecs & { [K in keyof TSpecs]: StoreSpec<StateOfSpec<TSpecs[K]>> }
-}): ZunoApp<{ [K in keyof TSpecs]: StateOfSpec<TSpecs[K]> }> {
-  return { stores: definition.stores } as ZunoApp<{ [K in keyof TSpecs]: StateOfSpec<TSpecs[K]> }>
+  actions?: { [K in keyof TActions]: ActionSpec<StatesOfSpecs<TSpecs>, TActions[K]> }
+}): ZunoApp<StatesOfSpecs<TSpecs>, TActions> {
+  const actions = definition.actions ?? {}
+  for (const [name, spec] of Object.entries(actions)) {
+    if (typeof (spec as { run?: unknown } | undefined)?.run !== 'function') throw new TypeError(`Action ${JSON.stringify(name)} has no run function`)
+  }
+  return { stores: definition.stores, actions } as unknown as ZunoApp<StatesOfSpecs<TSpecs>, TActions>
 }
+
+/** The state type of each store spec. */
+export type StatesOfSpecs<TSpecs> = { [K in keyof TSpecs]: StateOfSpec<TSpecs[K]> }
 
 /** A store's state type: its schema's output if it has one (its initial state must then be one), else its initial state's type. */
 export type StateOfSpec<TSpec> = TSpec extends {

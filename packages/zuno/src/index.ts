@@ -27,8 +27,11 @@ export { newClientId } from './id'
 export { validateState } from './schema'
 export type { Schemas, StatesOf } from './schema'
 export { defineZuno } from './app'
-export type { StateOfSpec, StatesOfApp, StoreSpec, ZunoApp } from './app'
+export type { ActionsOfApp, StateOfSpec, StatesOfApp, StatesOfSpecs, StoreSpec, ZunoApp } from './app'
+export { refuseAction } from './action'
+export type { ActionContext, ActionSpec, ServerAction, Transaction } from './action'
 export {
+  ACTION_NAME_PATTERN,
   CLIENT_ID_PATTERN,
   DEFAULT_LIMITS,
   DEFAULT_PREFIX,
@@ -42,6 +45,10 @@ export {
   STORE_KEY_PATTERN,
 } from './protocol'
 export type {
+  ActionAccepted,
+  ActionRequest,
+  CommitEvent,
+  StoreChange,
   ErrorBody,
   ErrorCode,
   SchemaIssue,

@@ -15,7 +15,7 @@ export const DEFAULT_PREFIX = '/zuno'
 
 /** Endpoint paths, relative to the prefix. */
 export const PATHS = {
-  /** `POST`: propose the next state of one store. */
+  /** `POST`: propose the next state of one store, or an action. */
   sync: '/sync',
   /** `GET`: the event stream (a snapshot, then every accepted change). */
   sse: '/sse',
@@ -29,6 +29,8 @@ export const SSE_EVENTS = {
   snapshot: 'snapshot',
   /** One accepted change of one store ({@link StateEvent}). */
   state: 'state',
+  /** One accepted change of several stores at once, an action's ({@link CommitEvent}): applied as one change. */
+  commit: 'commit',
   /** The replay of a resumed stream is complete: the client is current again. */
   resumed: 'resumed',
   /** The server is dropping this stream (it fell too far behind): reconnect for a snapshot. */
@@ -43,6 +45,9 @@ export const STORE_KEY_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/
  * leaves the client's proposals; events name their writer by its `writerTag` (from `zuno/server`).
  */
 export const CLIENT_ID_PATTERN = /^[A-Za-z0-9_-]{16}\.[A-Za-z0-9_-]{22}$/
+
+/** An action's name: a letter, digit or `_`, then up to 127 of letters, digits and `_.:-`. */
+export const ACTION_NAME_PATTERN = /^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}$/
 
 /** An epoch: letters and digits, as event ids carry it. */
 export const EPOCH_PATTERN = /^[A-Za-z0-9]{1,48}$/
@@ -85,6 +90,10 @@ export const ERROR_STATUS = {
   invalid_base_version: 400,
   /** The proposal has no `state`. */
   missing_state: 400,
+  /** `action` is not an action name ({@link ACTION_NAME_PATTERN}). */
+  invalid_action: 400,
+  /** The server defines no action of that name. */
+  unknown_action: 400,
   /** `clientId` does not match {@link CLIENT_ID_PATTERN}. */
   invalid_client_id: 400,
   /** `opId` is not a positive integer. */
@@ -125,6 +134,12 @@ export const ERROR_STATUS = {
   unsupported_media_type: 415,
   /** The store's schema refused the state; the body lists the issues. */
   invalid_state: 422,
+  /** The action's schema refused its arguments; the body lists the issues. */
+  invalid_args: 422,
+  /** The action refused its intent (`refuseAction` in its `run`); the message says why. */
+  action_refused: 422,
+  /** The action threw on the server; the server logs why. */
+  action_failed: 422,
   /** Past `maxProposalsPerSecond`; retry after the `Retry-After` delay. */
   rate_limited: 429,
   /** The storage is failing, or the universe is not ready yet (await `universe.ready`). */
@@ -179,6 +194,9 @@ export const RECORDED_REFUSALS: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'store_limit',
   'state_too_large',
   'invalid_state',
+  'invalid_args',
+  'action_refused',
+  'action_failed',
 ])
 
 /** Body of `POST /sync`: propose `state` as the next version of `storeKey`. */
@@ -195,6 +213,47 @@ export interface SyncRequest<T = unknown> {
   clientId: string
   /** Per-client operation number: 1, 2, 3, … in the order the client issued its ops. */
   opId: number
+}
+
+/** Body of `POST /sync` for an action: run `action` with `args` on the server's current state. */
+export interface ActionRequest<TArgs = unknown> {
+  /** The action's name, as the app defines it. */
+  action: string
+  /** Its arguments (absent for an action that takes none). */
+  args?: TArgs
+  /** The epoch of the client's history (from the event ids it has seen). */
+  epoch: string
+  /** Identifies the proposing client, as in {@link SyncRequest}. */
+  clientId: string
+  /** The op's number in its client's sequence, shared with state proposals. */
+  opId: number
+}
+
+/** One store an action changed, as its answer and its `commit` event carry it. */
+export interface StoreChange<T = unknown> {
+  /** The store. */
+  storeKey: string
+  /** Its new version. */
+  version: number
+  /** Its new state; absent in an answer to a principal who may write the store but not read it. */
+  state: T
+}
+
+/** 200 answer to an action. */
+export interface ActionAccepted {
+  /** Tells the answer from a refusal. */
+  ok: true
+  /** The action run. */
+  action: string
+  /** Every store it changed, with its new version and state (none when it wrote nothing). */
+  changes: StoreChange[]
+  /** The event id of its commit, or, when it wrote nothing, of the last event before it was decided. */
+  cursor?: string
+  /**
+   * The op was processed before and what it made is no longer at hand: `changes` is empty. The
+   * stores it wrote show its effect on the stream already, or a later one.
+   */
+  duplicate?: true
 }
 
 /** 200 answer to `POST /sync`. */
@@ -281,6 +340,16 @@ export interface StateEvent<T = unknown> {
   /** The writer's public tag (`writerTag` of its client id): a writer recognises its own ops by it. */
   writer: string
   /** The writer's op number, so the writer can settle the op the event answers. */
+  opId: number
+}
+
+/** Data of the `commit` SSE event: one accepted change of several stores, applied as one. */
+export interface CommitEvent {
+  /** Every store changed (that the stream follows), in the order the action first wrote them. */
+  changes: StoreChange[]
+  /** The writer's public tag, as in {@link StateEvent}. */
+  writer: string
+  /** The writer's op number. */
   opId: number
 }
 

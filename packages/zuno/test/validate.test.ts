@@ -1,4 +1,5 @@
 import { newClientId } from '../src/id'
+import type { SyncRequest } from '../src/protocol'
 import { describe, expect, it } from 'vitest'
 import { isJsonContentType, parseProposalText } from '../src/server/index'
 import fc from 'fast-check'
@@ -120,6 +121,6 @@ describe('request validation', () => {
       8,
     )
     expect(({} as Record<string, unknown>).polluted).toBeUndefined()
-    expect(Object.keys(proposal.state as object)).toEqual(['__proto__'])
+    expect(Object.keys((proposal as SyncRequest).state as object)).toEqual(['__proto__'])
   })
 })

@@ -4,7 +4,7 @@ import { randomId } from '../id'
 import { formatEventId } from '../protocol'
 import { writerTag } from '../writerTag'
 import { ClientLedger, type ClientRecordOptions } from '../server/clientLedger'
-import type { CommitOutcome, CommitRequest, CommittedEvent, OpIdentity, RefusalRequest, Storage, StorageHealth, StorageImage } from '../server/storage'
+import type { ActionCommitRequest, CommitOutcome, CommitRequest, CommittedEvent, OpIdentity, RefusalRequest, Storage, StorageHealth, StorageImage } from '../server/storage'
 import { copyStates, StoreTable } from '../server/storeTable'
 import { errorCode, type FileSystem, nodeFileSystem } from './fileSystem'
 import { type FolderLock, lockFolder } from './folderLock'
@@ -50,8 +50,11 @@ export interface FileStorage extends Storage {
   recover(): boolean
 }
 
-/** One line of the log: a committed event with its op's identity, or a refusal for good. */
-type LogLine = (Omit<CommittedEvent, 'id'> & OpIdentity & { at: number }) | { refusal: RefusalRequest; at: number }
+/** One line of the log: a committed event with its op's identity, a refusal for good, or an action that wrote nothing. */
+type LogLine =
+  | (Omit<CommittedEvent, 'id'> & OpIdentity & { at: number })
+  | { refusal: RefusalRequest; at: number }
+  | { unchanged: OpIdentity; seq: number; at: number }
 
 /**
  * A durable, embedded storage: an append-only log of JSON lines plus a snapshot, in one folder
@@ -118,6 +121,10 @@ export function createFileStorage(options: FileStorageOptions): FileStorage {
         if ('refusal' in line) {
           // Skipped if the snapshot has it already (a crash between a snapshot and emptying the log).
           if (ledger.decide(line.refusal) === undefined) table.recordRefusal(line.refusal, line.at)
+          return true
+        }
+        if ('unchanged' in line) {
+          if (ledger.decide(line.unchanged) === undefined) table.recordUnchanged(line.unchanged, line.seq, line.at)
           return true
         }
         if (line.seq <= seq) return true // in the snapshot already
@@ -203,6 +210,17 @@ export function createFileStorage(options: FileStorageOptions): FileStorage {
     linesSinceSnapshot += 1
   }
 
+  /** Logs an accepted event, durably, then applies it: nothing is acknowledged that the log does not hold. */
+  const commitEvent = (event: CommittedEvent, op: OpIdentity): CommitOutcome => {
+    const { id: _, ...logged } = event
+    const { principal, clientId, digest } = op
+    append({ ...logged, principal, clientId, digest, at: now() })
+    seq = event.seq
+    table.commit(event, op)
+    compactIfDue()
+    return { type: 'accepted', event }
+  }
+
   return {
     async load(): Promise<StorageImage> {
       if (log === undefined) start()
@@ -215,14 +233,20 @@ export function createFileStorage(options: FileStorageOptions): FileStorage {
       opened().refuseIfFailed()
       const refused = table.refuse(request, epoch)
       if (refused !== undefined) return refused
-      const event = table.accept(request, epoch, seq + 1, writerTag(request.clientId))
-      const { id: _, ...logged } = event
-      const { principal, clientId, digest } = request
-      append({ ...logged, principal, clientId, digest, at: now() })
-      seq = event.seq
-      table.commit(event, request)
+      return commitEvent(table.accept(request, epoch, seq + 1, writerTag(request.clientId)), request)
+    },
+
+    async commitAction(request: ActionCommitRequest): Promise<CommitOutcome> {
+      opened().refuseIfFailed()
+      const refused = table.refuseAction(request, epoch)
+      if (refused !== undefined) return refused
+      if (request.writes.length > 0) return commitEvent(table.acceptAction(request, epoch, seq + 1, writerTag(request.clientId)), request)
+      const { principal, clientId, opId, digest } = request
+      const at = now()
+      append({ unchanged: { principal, clientId, opId, digest }, seq, at })
+      const outcome = table.recordUnchanged(request, seq, at)
       compactIfDue()
-      return { type: 'accepted', event }
+      return outcome
     },
 
     async refuse(request: RefusalRequest): Promise<CommitOutcome> {

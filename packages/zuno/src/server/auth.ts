@@ -28,6 +28,20 @@ export type Authorize<P extends Principal = Principal> = (check: {
   action: 'read' | 'write'
 }) => boolean
 
+/**
+ * May `principal` run the action `action` with `args`? Checked before the action runs (its `args`
+ * as the client sent them); the stores it then reads and writes are checked with {@link Authorize}.
+ * Synchronous, like `Authorize`.
+ */
+export type AuthorizeAction<P extends Principal = Principal> = (check: {
+  /** Who asks; `undefined` without `authenticate`. */
+  principal: P | undefined
+  /** The action's name. */
+  action: string
+  /** Its arguments, as sent. */
+  args: unknown
+}) => boolean
+
 /** Reads one cookie from a `Cookie` header. */
 export function readCookie(header: string | null | undefined, name: string): string | undefined {
   if (!header) return undefined

@@ -1,18 +1,28 @@
 import type { StandardSchemaV1 } from '@standard-schema/spec'
+import { type ActionContext, type ActionEffect, type ActionSpec, runAction, type ServerAction, type StoreRead } from '../action'
 import { appSetup, type ZunoApp } from '../app'
 import { isZunoError, ZunoError } from '../errors'
 import { newClientId } from '../id'
-import { parseEventId, RECORDED_REFUSALS, type StateResponse, type StoreState, type SyncRequest } from '../protocol'
+import {
+  type ActionRequest,
+  formatEventId,
+  parseEventId,
+  RECORDED_REFUSALS,
+  type StateResponse,
+  type StoreChange,
+  type StoreState,
+  type SyncRequest,
+} from '../protocol'
 import { type Schemas, schemaFor, type StatesOf, validateState } from '../schema'
 import { applyUpdater, type StoreCell, type Updater } from '../store'
-import { Universe } from '../universe'
+import { assertStoreKey, Universe } from '../universe'
 import { utf8Length } from './bytes'
 import { opDigest } from './clientLedger'
 import { deepFreeze, toJsonValue } from './json'
 import { EventLog, type LogEntry, logEntry } from './log'
 import { createMemoryStorage } from './memoryStorage'
 import { notifyEach } from './notify'
-import type { CommitOutcome, CommittedEvent, OpAnswer, OpIdentity, RefusalAnswer, Storage } from './storage'
+import type { CommitOutcome, CommittedEvent, OpAnswer, OpIdentity, RefusalAnswer, Storage, Write } from './storage'
 
 /** Options of {@link createUniverse}. */
 export interface UniverseOptions<S extends Schemas = Schemas> {
@@ -39,6 +49,47 @@ export interface UniverseOptions<S extends Schemas = Schemas> {
   maxStores?: number
   /** Largest state of one store, in bytes of JSON (413 `state_too_large`). Default: only the body limit. */
   maxStateBytes?: number
+  /**
+   * Server-only implementations of actions, by name: each replaces the shared `run` of the app's
+   * action of that name on the server (rules and secrets the client must not see), or defines an
+   * action that exists only here. Default: the app's own actions run as defined.
+   */
+  actions?: Record<string, ServerAction>
+}
+
+/** The actions of the app a universe was made from (`createUniverse({ app })`). */
+interface AppActions {
+  appActions?: Readonly<Record<string, ActionSpec>>
+}
+
+/** How many times an action runs again after a store it used moved before its commit. */
+const ACTION_ATTEMPTS = 64
+
+/** What became of an action, as the sync server answers it. */
+export type ActionResult =
+  | {
+      /** The kind of result. */
+      type: 'accepted'
+      /** Every store it changed (none when it wrote nothing, or with `duplicate`). */
+      changes: StoreChange[]
+      /** The event id of its commit, or of the last event before it when it wrote nothing; unknown with `duplicate`. */
+      cursor: string | undefined
+      /** Processed before, and what it made is no longer at hand. */
+      duplicate?: true
+    }
+  | {
+      /** The kind of result. */
+      type: 'refused'
+      /** Why; its `status` is the HTTP answer. */
+      error: ZunoError
+    }
+
+/** Who proposes an action, and which stores they may reach. */
+export interface ActionCaller extends Proposer {
+  /** What the action's server implementation is told of its caller. */
+  context: ActionContext
+  /** Whether the caller may read or write a store; an action that reaches further is refused `forbidden`. Default: everything. */
+  may?: (storeKey: string, access: 'read' | 'write') => boolean
 }
 
 /** How many times a server-side `set` retries after losing a race to another writer. */
@@ -134,8 +185,10 @@ export class AuthoritativeUniverse<TStores extends Record<string, unknown> = Rec
   #serverWrites: Promise<unknown> = Promise.resolve()
   /** Stores that exist for clients (declared, or written at least once); kept as a count so a check is O(1). */
   #visibleCount = 0
+  /** Every action by name: the app's, with the server-only implementations over them. */
+  readonly #actions = new Map<string, { args: ActionSpec['args']; run: ServerAction }>()
 
-  constructor(options: UniverseOptions<Schemas> = {}) {
+  constructor(options: UniverseOptions<Schemas> & AppActions = {}) {
     super()
     this.#storage = options.storage ?? createMemoryStorage()
     this.#ownsStorage = options.storage === undefined
@@ -149,6 +202,12 @@ export class AuthoritativeUniverse<TStores extends Record<string, unknown> = Rec
     this.#maxStateBytes = options.maxStateBytes
     for (const [key, initial] of this.#declared) this.cell(key, initial)
     this.#visibleCount = this.#declared.size
+    const { appActions = {}, actions = {} } = options
+    for (const [name, spec] of Object.entries(appActions)) this.#actions.set(name, { args: spec.args, run: spec.run as ServerAction })
+    for (const [name, run] of Object.entries(actions)) {
+      if (typeof run !== 'function') throw new TypeError(`The server action ${JSON.stringify(name)} is not a function`)
+      this.#actions.set(name, { args: appActions[name]?.args, run })
+    }
     this.ready = this.#start()
     // Failures surface through `ready` and every request; this only avoids an unhandled rejection.
     this.ready.catch(() => {})
@@ -222,6 +281,136 @@ export class AuthoritativeUniverse<TStores extends Record<string, unknown> = Rec
   }
 
   /**
+   * Runs a client's action, already validated as a `POST /sync` body, on the current state and
+   * commits what it wrote as one change, or records its refusal. A store it used that moves before
+   * the commit (another instance's write, a schema that awaited) makes it run again.
+   */
+  async proposeAction(request: ActionRequest, caller: ActionCaller): Promise<ActionResult> {
+    if (!this.#started) await this.ready
+    this.#checkHealth()
+    const action = this.#actions.get(request.action)
+    // Not recorded: a deploy may add the action, and the client's next try should reach it.
+    if (action === undefined || !Object.hasOwn(Object.fromEntries(this.#actions), request.action)) {
+      return { type: 'refused', error: new ZunoError('unknown_action', `This server has no action ${JSON.stringify(request.action)}`) }
+    }
+    const op = actionIdentity(request, caller.principal)
+    let args: unknown = request.args
+    try {
+      if (action.args !== undefined) args = await validateArgs(action.args, request.action, request.args)
+      else if (request.args !== undefined) throw new ZunoError('invalid_args', `The action ${JSON.stringify(request.action)} takes no arguments`)
+    } catch (error) {
+      if (!isZunoError(error)) throw error
+      return this.#recordAction(request, op, error)
+    }
+    for (let attempt = 0; attempt < ACTION_ATTEMPTS; attempt++) {
+      let effect: ActionEffect
+      let writes: Write[]
+      try {
+        effect = await runAction((tx, validArgs) => action.run(tx, validArgs, caller.context), args, (key) => this.#readForAction(key))
+        writes = await this.#admitWrites(effect, caller)
+      } catch (error) {
+        return this.#recordAction(request, op, actionError(error, request.action))
+      }
+      const reads = []
+      for (const [storeKey, { version }] of effect.reached) if (!effect.writes.has(storeKey)) reads.push({ storeKey, version })
+      const commitAction = this.#storage.commitAction
+      if (commitAction === undefined) throw new ZunoError('unavailable', 'This storage cannot run actions', { retryAfter: 1 })
+      const { principal, clientId, opId, digest } = op
+      const outcome = await commitAction.call(this.#storage, { principal, clientId, opId, digest, epoch: request.epoch, writes, reads })
+      if (outcome.type === 'conflict') {
+        // Nothing moved here: another instance's write, not applied here yet. Give the stream a moment to bring it.
+        if (!this.#movedSince(effect)) await new Promise((resolve) => setTimeout(resolve, Math.min(attempt, 20)))
+        continue
+      }
+      return this.#actionAnswer(outcome)
+    }
+    throw new ZunoError('unavailable', `The action ${JSON.stringify(request.action)} lost the race for its stores ${ACTION_ATTEMPTS} times; try again`, { retryAfter: 1 })
+  }
+
+  /** Refuses a client's action for good (the sync server's `authorizeAction` said no), recorded like an acceptance. */
+  async refuseAction(request: ActionRequest, caller: ActionCaller, error: ZunoError): Promise<ActionResult> {
+    if (!this.#started) await this.ready
+    this.#checkHealth()
+    return this.#recordAction(request, actionIdentity(request, caller.principal), error)
+  }
+
+  /** Whether a store the action reached has moved here since it ran. */
+  #movedSince(effect: ActionEffect): boolean {
+    for (const [key, { version }] of effect.reached) if ((this.existing(key)?.version ?? 0) !== version) return true
+    return false
+  }
+
+  /** A store as an action reaches it: its version and state here, its declared state at version 0. */
+  #readForAction(key: string): StoreRead {
+    assertStoreKey(key)
+    const cell = this.existing(key)
+    if (cell === undefined) return { version: 0, state: this.#declared.get(key) }
+    return { version: cell.version, state: cell.get() }
+  }
+
+  /** Checks what an action did against the caller's rights, the stores' existence, the limits and the schemas: the writes to commit. */
+  async #admitWrites(effect: ActionEffect, caller: ActionCaller): Promise<Write[]> {
+    const { may } = caller
+    if (may !== undefined) {
+      for (const key of effect.looked) if (!may(key, 'read')) throw new ZunoError('forbidden', `You may not read ${JSON.stringify(key)}`)
+      for (const key of effect.writes.keys()) if (!may(key, 'write')) throw new ZunoError('forbidden', `You may not write ${JSON.stringify(key)}`)
+    }
+    let created = 0
+    const writes: Write[] = []
+    for (const [storeKey, written] of effect.writes) {
+      const baseVersion = (effect.reached.get(storeKey) as StoreRead).version
+      let state = structuredClone(toJsonValue(written, storeKey))
+      const existing = this.existing(storeKey)
+      if (existing === undefined || !this.#isVisible(existing)) created += 1
+      this.#admit(storeKey, JSON.stringify(state), false, created - 1)
+      const schema = schemaFor(this.#schemas, storeKey)
+      if (schema !== undefined) state = structuredClone(toJsonValue(await validateState(schema, storeKey, state), storeKey))
+      const stateJson = JSON.stringify(state)
+      this.#admit(storeKey, stateJson, false, created - 1)
+      writes.push({ storeKey, baseVersion, state, stateBytes: stateJson.length })
+    }
+    return writes
+  }
+
+  /** Records an action's refusal for good (or answers the op's earlier answer, if it was processed). */
+  async #recordAction(request: ActionRequest, op: OpIdentity, error: ZunoError): Promise<ActionResult> {
+    const refusal = { ...op, epoch: request.epoch, storeKey: '', error: error.code, message: error.message }
+    const outcome = await this.#storage.refuse(error.issues === undefined ? refusal : { ...refusal, issues: error.issues })
+    if (outcome.type === 'processed') return { type: 'refused', error }
+    return this.#actionAnswer(outcome)
+  }
+
+  /** The answer to an action's op, once this universe has applied its event. */
+  async #actionAnswer(outcome: CommitOutcome): Promise<ActionResult> {
+    const log = this.#readyLog()
+    switch (outcome.type) {
+      case 'accepted': {
+        await this.#reached(outcome.event.seq)
+        return { type: 'accepted', changes: changesOf(outcome.event), cursor: outcome.event.id }
+      }
+      case 'unchanged':
+        return { type: 'accepted', changes: [], cursor: formatEventId(log.epoch, outcome.seq) }
+      case 'answered': {
+        const { answer } = outcome
+        if (answer.type === 'refused') return { type: 'refused', error: refusalError(answer) }
+        if (answer.storeKey === '') return { type: 'accepted', changes: [], cursor: formatEventId(log.epoch, answer.seq) }
+        const logged = log.at(answer.seq)?.event
+        if (logged !== undefined) return { type: 'accepted', changes: changesOf(logged), cursor: formatEventId(log.epoch, answer.seq) }
+        return { type: 'accepted', changes: [], cursor: formatEventId(log.epoch, answer.seq), duplicate: true }
+      }
+      case 'processed':
+        return { type: 'accepted', changes: [], cursor: undefined, duplicate: true }
+      case 'conflict':
+        throw new Error('unreachable: a conflict is run again')
+      default: {
+        const answer = this.#answer('', outcome)
+        if (answer.type !== 'refused') throw new Error(`unreachable: ${outcome.type}`)
+        return answer
+      }
+    }
+  }
+
+  /**
    * Checks an op against the store and the schema, then commits it or records its refusal. Not
    * an async function: without a schema nothing here waits, and each await would cost a turn.
    */
@@ -249,13 +438,13 @@ export class AuthoritativeUniverse<TStores extends Record<string, unknown> = Rec
   }
 
   /** Whether the store may take this state at all: it may be created, and the state fits. */
-  #admit(storeKey: string, stateJson: string, byServer: boolean): void {
+  #admit(storeKey: string, stateJson: string, byServer: boolean, createdBefore = 0): void {
     const existing = this.existing(storeKey)
     const exists = existing !== undefined && this.#isVisible(existing)
     if (!byServer && !exists && !this.#allowStore(storeKey)) {
       throw new ZunoError('store_not_allowed', `Store ${JSON.stringify(storeKey)} may not be created`)
     }
-    if (!exists && this.#visibleCount >= this.#maxStores) {
+    if (!exists && this.#visibleCount + createdBefore >= this.#maxStores) {
       throw new ZunoError('store_limit', `No more than ${this.#maxStores} stores`)
     }
     // UTF-16 length ≥ UTF-8 length / 3: only a state that might be too large is measured.
@@ -333,6 +522,8 @@ export class AuthoritativeUniverse<TStores extends Record<string, unknown> = Rec
         return refused('unknown_client', 'This server keeps no record of this client: start again with a fresh client id from opId 1')
       case 'epoch_changed':
         return refused('epoch_changed', `The server's history is now epoch ${outcome.epoch}: reload its snapshot and propose again`)
+      case 'unchanged':
+        throw new Error('unreachable: only an action writes nothing')
     }
   }
 
@@ -486,6 +677,17 @@ export class AuthoritativeUniverse<TStores extends Record<string, unknown> = Rec
     if (!wasVisible && this.#isVisible(cell)) this.#visibleCount += 1
   }
 
+  /** Shows several changes as one: every store has its new state before any subscriber hears of one. */
+  #publishTogether(changes: readonly StoreChange[], from = 0): void {
+    const change = changes[from]
+    if (change === undefined) return
+    const cell = this.cell(change.storeKey)
+    cell.deferNotifications(() => {
+      this.#publish(change.storeKey, change.state, change.version)
+      this.#publishTogether(changes, from + 1)
+    })
+  }
+
   #arrive(event: CommittedEvent): void {
     this.#arrivals.push(event)
     if (this.#applying) return
@@ -501,10 +703,16 @@ export class AuthoritativeUniverse<TStores extends Record<string, unknown> = Rec
   #apply(event: CommittedEvent): void {
     const log = this.#readyLog()
     if (event.seq <= log.lastSeq) return
-    deepFreeze(event.state)
     const entry = logEntry(event)
     log.append(entry)
-    this.#publish(event.storeKey, event.state, event.version)
+    const { changes } = event
+    if (changes === undefined) {
+      deepFreeze(event.state)
+      this.#publish(event.storeKey, event.state, event.version)
+    } else {
+      for (const change of changes) deepFreeze(change.state)
+      this.#publishTogether(changes)
+    }
     notifyEach(this.#listeners, entry, 'a commit listener of the universe')
     if (this.#waiters.size > 0) this.#wake(event.seq)
   }
@@ -535,32 +743,73 @@ function identify(request: SyncRequest, principal: string, stateJson: string): O
   return { principal, clientId, opId, digest: opDigest(storeKey, baseVersion, stateJson) }
 }
 
+/** Who sent an action and which op it is; its digest covers the name and the arguments ('!' starts no store key, so no state proposal shares it). */
+function actionIdentity(request: ActionRequest, principal: string): OpIdentity {
+  const { clientId, opId, action, args } = request
+  return { principal, clientId, opId, digest: opDigest(`!${action}`, 0, args === undefined ? '' : JSON.stringify(args)) }
+}
+
+/** The changes of a committed event, as an answer and a `commit` frame carry them. */
+function changesOf(event: CommittedEvent): StoreChange[] {
+  return (event.changes ?? [event]).map(({ storeKey, version, state }) => ({ storeKey, version, state }))
+}
+
+/** What an action's throw means for its op: its own refusal, a store or schema's refusal, or a failure the server logs. */
+function actionError(error: unknown, name: string): ZunoError {
+  if (isZunoError(error) && (RECORDED_REFUSALS.has(error.code) || error.code === 'invalid_store_key')) {
+    // A bad key inside an action is the action's failure, recorded like one.
+    return error.code === 'invalid_store_key' ? new ZunoError('action_failed', error.message) : error
+  }
+  console.error(`[zuno] the action ${JSON.stringify(name)} threw`, error)
+  return new ZunoError('action_failed', `The action ${JSON.stringify(name)} failed on the server`)
+}
+
+/** Validates an action's arguments; resolves with the schema's output, or throws `invalid_args` with the issues. */
+async function validateArgs(schema: StandardSchemaV1, name: string, args: unknown): Promise<unknown> {
+  try {
+    return await validateState(schema, name, args)
+  } catch (error) {
+    if (!isZunoError(error) || error.code !== 'invalid_state') throw error
+    const options = error.issues === undefined ? {} : { issues: error.issues }
+    throw new ZunoError('invalid_args', `The arguments of ${JSON.stringify(name)} do not match its schema`, options)
+  }
+}
+
 function isPromiseLike<T>(value: T | PromiseLike<T>): value is PromiseLike<T> {
   return typeof (value as { then?: unknown } | null)?.then === 'function'
 }
 
 function refusalOf(answer: RefusalAnswer): ProposalResult {
+  return { type: 'refused', error: refusalError(answer) }
+}
+
+function refusalError(answer: RefusalAnswer): ZunoError {
   const options = answer.issues === undefined ? {} : { issues: answer.issues }
-  return { type: 'refused', error: new ZunoError(answer.error, answer.message, options) }
+  return new ZunoError(answer.error, answer.message, options)
 }
 
 /** What the sync server needs of a universe: any authoritative universe, whatever its store types. */
-export type ServedUniverse = Pick<AuthoritativeUniverse, 'ready' | 'cursor' | 'propose' | 'refuse' | 'snapshot' | 'since' | 'catchUp' | 'onCommit' | 'onReset'>
+export type ServedUniverse = Pick<AuthoritativeUniverse, 'ready' | 'cursor' | 'propose' | 'proposeAction' | 'refuse' | 'refuseAction' | 'snapshot' | 'since' | 'catchUp' | 'onCommit' | 'onReset'>
 
 /**
  * Creates the authoritative (server) universe. With `app` (see `defineZuno`), its stores are
  * declared with their initial states and schemas, and `store(key)` takes only their keys, typed;
  * with `schemas`, `store(key)` is typed from them.
  */
-export function createUniverse<TStores extends Record<string, unknown>>(
-  options: Omit<UniverseOptions, 'schemas' | 'stores'> & { app: ZunoApp<TStores>; stores?: Partial<TStores> },
+export function createUniverse<TStores extends Record<string, unknown>, TActions extends Record<string, unknown>>(
+  options: Omit<UniverseOptions, 'schemas' | 'stores' | 'actions'> & {
+    app: ZunoApp<TStores, TActions>
+    stores?: Partial<TStores>
+    actions?: { [K in keyof TActions]?: ServerAction<TStores, TActions[K]> }
+  },
 ): AuthoritativeUniverse<TStores, never>
 export function createUniverse<S extends Schemas = Schemas>(
   options?: UniverseOptions<S>,
 ): AuthoritativeUniverse<Schemas extends S ? Record<string, unknown> : StatesOf<S>>
-export function createUniverse(options: UniverseOptions & { app?: ZunoApp } = {}): AuthoritativeUniverse {
-  const { app, ...rest } = options
+export function createUniverse(options: Omit<UniverseOptions, 'actions'> & { app?: ZunoApp; actions?: object } = {}): AuthoritativeUniverse {
+  // The overloads typed each server action by its app's stores and arguments; here they are all one kind.
+  const { app, ...rest } = options as UniverseOptions & { app?: ZunoApp }
   if (app === undefined) return new AuthoritativeUniverse(rest)
   const { states, schemas } = appSetup(app, rest.stores, rest.schemas)
-  return new AuthoritativeUniverse({ ...rest, stores: states, schemas })
+  return new AuthoritativeUniverse({ ...rest, stores: states, schemas, appActions: app.actions as Record<string, ActionSpec> })
 }

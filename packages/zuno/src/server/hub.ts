@@ -1,4 +1,6 @@
 import type { LogEntry } from './log'
+import { encodeCommitFrame } from './sse'
+import type { CommittedChange } from './storage'
 
 /** Where a subscriber's bytes go; an adapter wraps its transport in one. */
 export interface SseSink {
@@ -129,6 +131,7 @@ export class Hub {
 
   /** Sends a committed event's frame to everyone subscribed to its store. */
   publish(entry: LogEntry): void {
+    if (entry.event.changes !== undefined) return this.#publishCommit(entry, entry.event.changes)
     const { storeKey } = entry.event
     const interested = this.#byStore.get(storeKey)
     if (this.#everything.size === 0 && interested === undefined) return // nobody: the frame stays unencoded
@@ -140,6 +143,33 @@ export class Hub {
   }
 
   /** Internal: forgets a closed subscriber. */
+  /**
+   * A commit of several stores: each subscriber gets the part it follows and may read, as one
+   * frame. Frames are encoded once per distinct part (most streams see all of it: the shared
+   * frame), never per subscriber.
+   */
+  #publishCommit(entry: LogEntry, changes: readonly CommittedChange[]): void {
+    const reached = new Set<Subscriber>(this.#everything)
+    for (const { storeKey } of changes) {
+      const interested = this.#byStore.get(storeKey)
+      if (interested !== undefined) for (const subscriber of interested) reached.add(subscriber)
+    }
+    if (reached.size === 0) return
+    const parts = new Map<string, Uint8Array | undefined>()
+    for (const subscriber of reached) {
+      const sees = (storeKey: string) => (subscriber.storeKeys === undefined ? subscriber.readable === undefined || subscriber.readable(storeKey) : subscriber.storeKeys.has(storeKey))
+      let part = ''
+      for (const { storeKey } of changes) part += sees(storeKey) ? '1' : '0'
+      if (!part.includes('0')) {
+        subscriber.send(entry.frame)
+        continue
+      }
+      if (!parts.has(part)) parts.set(part, encodeCommitFrame(entry.event, sees))
+      const frame = parts.get(part)
+      if (frame !== undefined) subscriber.send(frame)
+    }
+  }
+
   remove(subscriber: Subscriber): void {
     if (!this.#subscribers.delete(subscriber)) return
     if (subscriber.storeKeys === undefined) {

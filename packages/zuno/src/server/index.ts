@@ -5,18 +5,21 @@
  * @module zuno/server
  */
 export { AuthoritativeUniverse, createUniverse } from './authoritativeUniverse'
-export type { Proposer, ProposalResult, ServedUniverse, UniverseOptions } from './authoritativeUniverse'
+export type { ActionCaller, ActionResult, Proposer, ProposalResult, ServedUniverse, UniverseOptions } from './authoritativeUniverse'
 export { EventLog } from './log'
 export type { LogEntry } from './log'
 export { createMemoryStorage } from './memoryStorage'
 export type { MemoryStorageOptions } from './memoryStorage'
 export type {
+  ActionCommitRequest,
   CommitOutcome,
   CommitRequest,
+  CommittedChange,
   CommittedEvent,
   OpAnswer,
   OpIdentity,
   RefusalAnswer,
+  ReadCheck,
   RefusalRequest,
   Storage,
   StorageHealth,
@@ -41,5 +44,6 @@ export { readNodeBody } from './nodeBody'
 export type { NodeBodyStream } from './nodeBody'
 export { streamToNodeResponse } from './nodeStream'
 export type { NodeStreamResponse } from './nodeStream'
-export { isJsonContentType, parseProposalText, validateProposal } from './validate'
-export type { Authenticate, AuthRequest, Authorize, Principal } from './auth'
+export { isActionRequest, isJsonContentType, parseProposalText, validateProposal } from './validate'
+export type { Proposal } from './validate'
+export type { Authenticate, AuthorizeAction, AuthRequest, Authorize, Principal } from './auth'

@@ -1,6 +1,6 @@
 import { formatEventId, parseEventId } from '../protocol'
-import { encodeStateFrame } from './sse'
-import type { CommittedEvent } from './storage'
+import { encodeEventFrame } from './sse'
+import type { CommittedChange, CommittedEvent } from './storage'
 
 /** A retained event and its SSE frame, encoded once and shared by every subscriber and replay. */
 export interface LogEntry {
@@ -22,7 +22,7 @@ class LazyEntry implements LogEntry {
   constructor(readonly event: CommittedEvent) {}
 
   get frame(): Uint8Array {
-    return (this.#frame ??= encodeStateFrame(this.event))
+    return (this.#frame ??= encodeEventFrame(this.event))
   }
 }
 
@@ -47,6 +47,7 @@ export class LoggedEvent implements CommittedEvent, LogEntry {
     readonly seq: number,
     readonly stateBytes: number | undefined,
     epoch: string,
+    readonly changes?: readonly CommittedChange[],
   ) {
     this.#epoch = epoch
   }
@@ -61,6 +62,7 @@ export class LoggedEvent implements CommittedEvent, LogEntry {
     const { storeKey, version, state, writer, opId, seq, stateBytes } = this
     const plain: CommittedEvent = { storeKey, version, state, writer, opId, seq, id: this.id }
     if (stateBytes !== undefined) plain.stateBytes = stateBytes
+    if (this.changes !== undefined) plain.changes = this.changes
     return plain
   }
 
@@ -69,7 +71,7 @@ export class LoggedEvent implements CommittedEvent, LogEntry {
   }
 
   get frame(): Uint8Array {
-    return (this.#frame ??= encodeStateFrame(this))
+    return (this.#frame ??= encodeEventFrame(this))
   }
 }
 

@@ -1,7 +1,7 @@
 import { randomId } from '../id'
 import { writerTag } from '../writerTag'
 import { ClientLedger, type ClientRecordOptions } from './clientLedger'
-import type { CommitOutcome, CommitRequest, RefusalRequest, Storage, StorageImage } from './storage'
+import type { ActionCommitRequest, CommitOutcome, CommitRequest, RefusalRequest, Storage, StorageImage } from './storage'
 import { copyStates, StoreTable } from './storeTable'
 
 /** Options of {@link createMemoryStorage}. */
@@ -23,6 +23,16 @@ export function createMemoryStorage(options: MemoryStorageOptions = {}): Storage
       if (refused !== undefined) return refused
       seq += 1
       const event = table.accept(request, epoch, seq, writerTag(request.clientId))
+      table.commit(event, request)
+      return { type: 'accepted', event }
+    },
+
+    commitAction(request: ActionCommitRequest): CommitOutcome {
+      const refused = table.refuseAction(request, epoch)
+      if (refused !== undefined) return refused
+      if (request.writes.length === 0) return table.recordUnchanged(request, seq)
+      seq += 1
+      const event = table.acceptAction(request, epoch, seq, writerTag(request.clientId))
       table.commit(event, request)
       return { type: 'accepted', event }
     },

@@ -1,4 +1,4 @@
-import { PROTOCOL_HEADER, PROTOCOL_VERSION, SSE_EVENTS, type SnapshotMessage, type StateEvent } from '../protocol'
+import { type CommitEvent, PROTOCOL_HEADER, PROTOCOL_VERSION, SSE_EVENTS, type SnapshotMessage, type StateEvent, type StoreChange } from '../protocol'
 import { utf8Bytes as encode } from './bytes'
 import type { CommittedEvent } from './storage'
 
@@ -9,6 +9,33 @@ export const SSE_HEADERS: Readonly<Record<string, string>> = {
   'x-accel-buffering': 'no',
   connection: 'keep-alive',
   [PROTOCOL_HEADER]: String(PROTOCOL_VERSION),
+}
+
+/** The frame of a committed event: `state` for one store, `commit` for several. */
+export function encodeEventFrame(event: CommittedEvent): Uint8Array {
+  // Every change visible: never undefined.
+  return event.changes === undefined ? encodeStateFrame(event) : (encodeCommitFrame(event, undefined) as Uint8Array)
+}
+
+/**
+ * The frame of a commit of several stores, as a stream that sees only the stores `visible` admits
+ * sees it (all of them when `undefined`): a `commit` frame for two or more, a `state` frame for one,
+ * `undefined` for none. A stream is never told of a store it does not follow or may not read.
+ */
+export function encodeCommitFrame(event: CommittedEvent, visible: ((storeKey: string) => boolean) | undefined): Uint8Array | undefined {
+  const changes: StoreChange[] = []
+  for (const { storeKey, version, state } of event.changes ?? [event]) {
+    if (visible === undefined || visible(storeKey)) changes.push({ storeKey, version, state })
+  }
+  if (changes.length === 0) return undefined
+  const { writer, opId } = event
+  if (changes.length === 1) {
+    const [{ storeKey, version, state }] = changes as [StoreChange]
+    const data: StateEvent = { storeKey, version, state, writer, opId }
+    return encode(`id: ${event.id}\nevent: ${SSE_EVENTS.state}\ndata: ${JSON.stringify(data)}\n\n`)
+  }
+  const data: CommitEvent = { changes, writer, opId }
+  return encode(`id: ${event.id}\nevent: ${SSE_EVENTS.commit}\ndata: ${JSON.stringify(data)}\n\n`)
 }
 
 /** The `state` frame of one committed event. JSON never contains a raw newline, so one data line. */

@@ -32,6 +32,29 @@ export interface CommitRequest extends OpIdentity {
   write: Write
 }
 
+/** A store an action read without writing it: the action's commit stands only if it is still at `version`. */
+export interface ReadCheck {
+  /** The store read. */
+  storeKey: string
+  /** The version the action saw. */
+  version: number
+}
+
+/**
+ * An action to commit as one change: accepted iff `epoch` is the storage's, every write's
+ * `baseVersion` is its store's current version and every read store is still at the version read.
+ * The writes then land together, as one event (one seq) in the log, or none does. An action that
+ * wrote nothing is recorded all the same: its op is processed.
+ */
+export interface ActionCommitRequest extends OpIdentity {
+  /** The epoch the op was made in. */
+  epoch: string
+  /** Every store the action wrote, in the order it first wrote them; may be empty. */
+  writes: readonly Write[]
+  /** The stores it only read, with the versions it saw. */
+  reads: readonly ReadCheck[]
+}
+
 /** A refusal for good of an op, recorded like an acceptance: the client's mark moves past it. */
 export interface RefusalRequest extends OpIdentity {
   /** The epoch the op was made in. */
@@ -80,7 +103,23 @@ export interface RefusalAnswer {
   issues?: readonly SchemaIssue[]
 }
 
-/** An accepted change with its place in the universe-wide log. */
+/** One store's part of a commit that changed several stores. */
+export interface CommittedChange {
+  /** The store that changed. */
+  storeKey: string
+  /** Its new version. */
+  version: number
+  /** Its new state. */
+  state: unknown
+  /** About how many bytes the state takes as JSON, when known. */
+  stateBytes?: number | undefined
+}
+
+/**
+ * An accepted change with its place in the universe-wide log. A commit that changed several stores
+ * (an action's) lists them all in `changes`; `storeKey`, `version`, `state` and `stateBytes` then
+ * repeat its first one, and `stateBytes` counts them all.
+ */
 export interface CommittedEvent {
   /** The store that changed. */
   storeKey: string
@@ -94,6 +133,8 @@ export interface CommittedEvent {
   opId: number
   /** About how many bytes the state takes as JSON, when known: the resume log counts it without encoding a frame. */
   stateBytes?: number | undefined
+  /** With a commit of several stores: each of them, the first being the one named above. Absent for one store. */
+  changes?: readonly CommittedChange[] | undefined
   /** Universe-wide, strictly increasing; 1 for the first change of an epoch. */
   seq: number
   /**
@@ -117,6 +158,13 @@ export type CommitOutcome =
       type: 'answered'
       /** The kept answer. */
       answer: OpAnswer
+    }
+  /** An action that wrote nothing was accepted; `seq` is the last event before it was decided. */
+  | {
+      /** The kind of outcome. */
+      type: 'unchanged'
+      /** The log's position when it was decided. */
+      seq: number
     }
   /** The op was processed before and its answer is no longer kept: answer with the store's current truth. */
   | {
@@ -190,6 +238,12 @@ export interface Storage {
    * the outcome itself instead of a promise: the proposal then costs no extra turn.
    */
   commit(request: CommitRequest): CommitOutcome | Promise<CommitOutcome>
+  /**
+   * Decides and, if accepted, commits an action's writes as one change (see {@link ActionCommitRequest}).
+   * A `conflict` outcome means a store moved since the action read it: the universe runs the action
+   * again. Storages without it cannot run actions (the universe answers `unavailable`).
+   */
+  commitAction?(request: ActionCommitRequest): CommitOutcome | Promise<CommitOutcome>
   /** Records a refusal for good, unless the op was processed already (then that answer comes back). */
   refuse(request: RefusalRequest): Promise<CommitOutcome>
   /**

@@ -2,7 +2,7 @@ import type { StoreState } from '../protocol'
 import { ClientLedger } from './clientLedger'
 import { LoggedEvent } from './log'
 import { notifyEach } from './notify'
-import type { CommitOutcome, CommitRequest, CommittedEvent, OpIdentity, RefusalRequest } from './storage'
+import type { ActionCommitRequest, CommitOutcome, CommitRequest, CommittedChange, CommittedEvent, OpIdentity, RefusalRequest } from './storage'
 
 /**
  * The in-process half of a storage that keeps its truth here (memory, file): every store's current
@@ -27,6 +27,28 @@ export class StoreTable {
     return baseVersion === version ? undefined : { type: 'conflict', version, state: current?.state }
   }
 
+  /** The outcome of an action that cannot be accepted (a retry, a store moved since it was read, …); `undefined` if it can. */
+  refuseAction(request: ActionCommitRequest, epoch: string): CommitOutcome | undefined {
+    const decided = this.decide(request, epoch)
+    if (decided !== undefined) return decided
+    for (const { storeKey, baseVersion } of request.writes) {
+      const moved = this.#moved(storeKey, baseVersion)
+      if (moved !== undefined) return moved
+    }
+    for (const { storeKey, version } of request.reads) {
+      const moved = this.#moved(storeKey, version)
+      if (moved !== undefined) return moved
+    }
+    return undefined
+  }
+
+  /** A conflict if `storeKey` is no longer at `version`. */
+  #moved(storeKey: string, version: number): CommitOutcome | undefined {
+    const current = this.states.get(storeKey)
+    const now = current?.version ?? 0
+    return now === version ? undefined : { type: 'conflict', version: now, state: current?.state }
+  }
+
   /** The epoch and client checks alone: what a refusal for good must pass before it is recorded. */
   decide(request: OpIdentity & { epoch: string }, epoch: string): CommitOutcome | undefined {
     if (request.epoch !== epoch) return { type: 'epoch_changed', epoch }
@@ -40,9 +62,37 @@ export class StoreTable {
     return new LoggedEvent(storeKey, version, state, writer, request.opId, seq, stateBytes, epoch)
   }
 
+  /** The event that accepting an action's writes (one at least) as the `seq`-th change makes: one event, whatever the number of stores. */
+  acceptAction(request: ActionCommitRequest, epoch: string, seq: number, writer: string): CommittedEvent {
+    const changes: CommittedChange[] = []
+    let bytes = 0
+    for (const { storeKey, state, stateBytes } of request.writes) {
+      changes.push({ storeKey, version: (this.states.get(storeKey)?.version ?? 0) + 1, state, stateBytes })
+      bytes += stateBytes ?? 0
+    }
+    const [first] = changes as [CommittedChange]
+    if (changes.length === 1) return new LoggedEvent(first.storeKey, first.version, first.state, writer, request.opId, seq, first.stateBytes, epoch)
+    return new LoggedEvent(first.storeKey, first.version, first.state, writer, request.opId, seq, bytes, epoch, changes)
+  }
+
   /** Records an accepted change (just committed, or recovered) and its client's answer. */
   record(event: CommittedEvent, op: OpIdentity, at?: number): void {
-    const { storeKey, version, state, seq } = event
+    const { storeKey, version, state, seq, changes } = event
+    if (changes === undefined) this.#store(storeKey, version, state)
+    else for (const change of changes) this.#store(change.storeKey, change.version, change.state)
+    // The answer names the write, not its state: a copy of every client's last state would make
+    // memory grow with the clients instead of the live state.
+    this.ledger.recordAccepted(op, storeKey, version, seq, at)
+  }
+
+  /** Records an action that wrote nothing (just decided, or recovered), decided when the log was at `seq`. */
+  recordUnchanged(op: OpIdentity, seq: number, at?: number): CommitOutcome {
+    // Store key '' names no store: the kept answer says "accepted, nothing written".
+    this.ledger.recordAccepted(op, '', 0, seq, at)
+    return { type: 'unchanged', seq }
+  }
+
+  #store(storeKey: string, version: number, state: unknown): void {
     // In place: a store's entry lives from one write to the next, long enough to be promoted, so a
     // new one per write would be copied once per write.
     const current = this.states.get(storeKey)
@@ -51,9 +101,6 @@ export class StoreTable {
       current.version = version
       current.state = state
     }
-    // The answer names the write, not its state: a copy of every client's last state would make
-    // memory grow with the clients instead of the live state.
-    this.ledger.recordAccepted(op, storeKey, version, seq, at)
   }
 
   /** Records a refusal for good (just decided, or recovered). */

@@ -6,18 +6,19 @@ import {
   PROTOCOL_HEADER,
   PROTOCOL_VERSION,
   STORE_KEY_PATTERN,
+  type ActionAccepted,
+  type ActionRequest,
+  type StoreChange,
   type SyncAccepted,
   type SyncConflict,
-  type SyncRequest,
 } from '../protocol'
-import { type Authenticate, type AuthRequest, type Authorize, type Principal, readCookie } from './auth'
-import type { Proposer, ServedUniverse } from './authoritativeUniverse'
+import { type Authenticate, type AuthorizeAction, type AuthRequest, type Authorize, type Principal, readCookie } from './auth'
+import type { ActionCaller, Proposer, ServedUniverse } from './authoritativeUniverse'
 import { utf8Length } from './bytes'
 import { Hub, type SseSink, type Subscription } from './hub'
 import { RateLimiter, StreamLimiter } from './limits'
-import { encodeRetryHint, encodeSnapshotFrame, HEARTBEAT_FRAME, RESUMED_FRAME, RESYNC_FRAME } from './sse'
-import { toJsonValue } from './json'
-import { isJsonContentType, parseProposalText, validateProposal, valueExceedsDepth } from './validate'
+import { encodeCommitFrame, encodeRetryHint, encodeSnapshotFrame, HEARTBEAT_FRAME, RESUMED_FRAME, RESYNC_FRAME } from './sse'
+import { checkJsonPayload, isActionRequest, isJsonContentType, type Proposal, parseProposalText, validateProposal, valueExceedsDepth } from './validate'
 
 /** Options shared by every adapter. */
 export interface SyncServerOptions {
@@ -38,6 +39,12 @@ export interface SyncServerOptions {
   authenticate?: Authenticate
   /** Whether the principal may read or write a store (403 when not). Default: everything. */
   authorize?: Authorize
+  /**
+   * Whether the principal may run an action with these (checked) arguments, before it runs; it must
+   * also be allowed every store the action reads and writes (`authorize`). 403 `forbidden` when not,
+   * recorded like the action's answer. Default: every action.
+   */
+  authorizeAction?: AuthorizeAction
   /** Browser origins allowed to call; a request with another `Origin` gets 403. Default: any. */
   allowedOrigins?: readonly string[]
   /** Open SSE streams in all (503 with Retry-After above). Default 10,000. */
@@ -176,6 +183,7 @@ export class SyncServer {
   #snapshotCache: { cursor: string; frame: Uint8Array } | undefined
   readonly #authenticate: Authenticate | undefined
   readonly #authorize: Authorize | undefined
+  readonly #authorizeAction: AuthorizeAction | undefined
   readonly #allowedOrigins: ReadonlySet<string> | undefined
   readonly #rate: RateLimiter
   readonly #streamLimit: StreamLimiter
@@ -209,6 +217,7 @@ export class SyncServer {
     }
     this.#authenticate = options.authenticate
     this.#authorize = options.authorize
+    this.#authorizeAction = options.authorizeAction
     this.#allowedOrigins = options.allowedOrigins && new Set(options.allowedOrigins)
     const rate = options.maxProposalsPerSecond ?? 50
     this.#rate = new RateLimiter(rate, rate * 2)
@@ -324,6 +333,7 @@ export class SyncServer {
       // One await at most: for the body, when no framework has read it already.
       const proposal = this.#parsedProposal(request) ?? parseProposalText(await request.readBody(this.#maxBodyBytes), this.#maxDepth)
       this.#rate.take(principal?.id ?? this.#peerKey(request) ?? `client:${proposal.clientId}`)
+      if (isActionRequest(proposal)) return await this.#action(proposal, principal)
       // Client ids are scoped to their principal: another user's ids reach a client of one's own.
       const proposer = principal === undefined ? ANONYMOUS : { principal: principal.id }
       const result = this.#may(principal, proposal.storeKey, 'write')
@@ -354,8 +364,31 @@ export class SyncServer {
     }
   }
 
+  /** Runs an action for `principal`, within what it may read and write, and answers with what it changed. */
+  async #action(request: ActionRequest, principal: Principal | undefined): Promise<ZunoResponse> {
+    const caller: ActionCaller = {
+      principal: principal?.id ?? '',
+      context: { principal },
+      may: (storeKey, access) => this.#may(principal, storeKey, access),
+    }
+    const allowed = this.#authorizeAction === undefined || this.#authorizeAction({ principal, action: request.action, args: request.args })
+    const result = allowed
+      ? await this.#universe.proposeAction(request, caller)
+      : await this.#universe.refuseAction(request, caller, new ZunoError('forbidden', `You may not run ${JSON.stringify(request.action)}`))
+    if (result.type === 'refused') throw result.error
+    const { changes, cursor, duplicate } = result
+    if (this.#authorize !== undefined) {
+      // A principal who may write a store but not read it learns its version, never its state.
+      for (const change of changes) if (!this.#may(principal, change.storeKey, 'read')) delete (change as Partial<StoreChange>).state
+    }
+    const body: ActionAccepted = { ok: true, action: request.action, changes }
+    if (cursor !== undefined) body.cursor = cursor
+    if (duplicate) body.duplicate = true
+    return json(200, body)
+  }
+
   /** The proposal when the body is at hand (empty, or parsed by a framework); `undefined` when it must be read. */
-  #parsedProposal(request: ZunoRequest): SyncRequest | undefined {
+  #parsedProposal(request: ZunoRequest): Proposal | undefined {
     const lengthHeader = request.header('content-length')
     const declared = Number(lengthHeader ?? 0)
     if (declared > this.#maxBodyBytes) throw tooLarge(this.#maxBodyBytes)
@@ -371,7 +404,7 @@ export class SyncServer {
     if (!declared && utf8Length(JSON.stringify(parsedBody)) > this.#maxBodyBytes) throw tooLarge(this.#maxBodyBytes)
     const proposal = validateProposal(parsedBody)
     // A framework's parser may have read 1e400 as Infinity, which JSON cannot carry on.
-    toJsonValue(proposal.state, proposal.storeKey, this.#maxDepth + 1)
+    checkJsonPayload(proposal, this.#maxDepth)
     return proposal
   }
 
@@ -434,7 +467,14 @@ export class SyncServer {
     if (missed !== undefined) {
       const keep = typeof wanted === 'function' ? wanted : wanted === undefined ? undefined : (key: string) => wanted.has(key)
       const frames = [this.#retryHint]
-      for (const entry of missed) if (keep === undefined || keep(entry.event.storeKey)) frames.push(entry.frame)
+      for (const entry of missed) {
+        if (keep === undefined) frames.push(entry.frame)
+        else if (entry.event.changes !== undefined) {
+          // A commit of several stores: the part this stream sees, if any.
+          const part = encodeCommitFrame(entry.event, keep)
+          if (part !== undefined) frames.push(part)
+        } else if (keep(entry.event.storeKey)) frames.push(entry.frame)
+      }
       frames.push(RESUMED_FRAME)
       return frames
     }

@@ -1,6 +1,22 @@
 import { ZunoError } from '../errors'
 import { toJsonValue } from './json'
-import { CLIENT_ID_PATTERN, EPOCH_PATTERN, isNonNegativeInteger, STORE_KEY_PATTERN, type SyncRequest } from '../protocol'
+import {
+  ACTION_NAME_PATTERN,
+  type ActionRequest,
+  CLIENT_ID_PATTERN,
+  EPOCH_PATTERN,
+  isNonNegativeInteger,
+  STORE_KEY_PATTERN,
+  type SyncRequest,
+} from '../protocol'
+
+/** A `POST /sync` body: a state proposal, or an action. */
+export type Proposal = SyncRequest | ActionRequest
+
+/** Whether a checked body proposes an action. */
+export function isActionRequest(proposal: Proposal): proposal is ActionRequest {
+  return 'action' in proposal
+}
 
 const OPEN_BRACE = 0x7b
 const CLOSE_BRACE = 0x7d
@@ -102,7 +118,7 @@ export function isJsonContentType(contentType: string | null | undefined): boole
 }
 
 /** Parses a raw `POST /sync` body; throws a `ZunoError` naming the first problem. */
-export function parseProposalText(text: string, maxDepth: number): SyncRequest {
+export function parseProposalText(text: string, maxDepth: number): Proposal {
   const scanned = scanJsonText(text, maxDepth)
   if (scanned === TEXT_TOO_DEEP) throw new ZunoError('too_deep', `JSON nests deeper than ${maxDepth} levels`)
   let body: unknown
@@ -113,15 +129,28 @@ export function parseProposalText(text: string, maxDepth: number): SyncRequest {
   }
   const proposal = validateProposal(body)
   // Only a long exponent or a very long number can make Infinity: only then is the state walked.
-  if (scanned === TEXT_HUGE_NUMBER) toJsonValue(proposal.state, proposal.storeKey, maxDepth + 1)
+  if (scanned === TEXT_HUGE_NUMBER) checkJsonPayload(proposal, maxDepth)
   return proposal
 }
 
+/** Refuses a payload (state or arguments) that is not JSON, such as a number a parser read as Infinity. */
+export function checkJsonPayload(proposal: Proposal, maxDepth: number): void {
+  if (!isActionRequest(proposal)) toJsonValue(proposal.state, proposal.storeKey, maxDepth + 1)
+  else if (proposal.args !== undefined) {
+    try {
+      toJsonValue(proposal.args, proposal.action, maxDepth + 1)
+    } catch (error) {
+      throw new ZunoError('invalid_args', error instanceof Error ? error.message.replace('The state of', 'The arguments of') : 'The arguments are not JSON')
+    }
+  }
+}
+
 /** Checks a parsed `POST /sync` body; throws a `ZunoError` naming the first problem. */
-export function validateProposal(body: unknown): SyncRequest {
+export function validateProposal(body: unknown): Proposal {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) {
     throw new ZunoError('invalid_body', 'The body must be a JSON object')
   }
+  if (Object.hasOwn(body, 'action')) return validateActionRequest(body as Record<string, unknown>)
   const { storeKey, baseVersion, epoch, state, clientId, opId } = body as Record<string, unknown>
   if (typeof storeKey !== 'string' || !STORE_KEY_PATTERN.test(storeKey)) {
     throw new ZunoError('invalid_store_key', `storeKey must match ${STORE_KEY_PATTERN}`)
@@ -142,4 +171,32 @@ export function validateProposal(body: unknown): SyncRequest {
     throw new ZunoError('invalid_op_id', 'opId must be a positive integer')
   }
   return { storeKey, baseVersion, epoch, state, clientId, opId }
+}
+
+/** Checks a parsed `POST /sync` body that names an action; throws a `ZunoError` naming the first problem. */
+function validateActionRequest(body: Record<string, unknown>): ActionRequest {
+  const { action, args, epoch, clientId, opId } = body
+  if (typeof action !== 'string' || !ACTION_NAME_PATTERN.test(action)) {
+    throw new ZunoError('invalid_action', `action must match ${ACTION_NAME_PATTERN}`)
+  }
+  if (Object.hasOwn(body, 'storeKey') || Object.hasOwn(body, 'state')) {
+    throw new ZunoError('invalid_body', 'A body names an action or a store and state, not both')
+  }
+  checkOpFields(epoch, clientId, opId)
+  const request: ActionRequest = { action, epoch: epoch as string, clientId: clientId as string, opId: opId as number }
+  if (args !== undefined) request.args = args
+  return request
+}
+
+/** The fields every op carries: the epoch it was made in, its client and its number. */
+function checkOpFields(epoch: unknown, clientId: unknown, opId: unknown): void {
+  if (typeof epoch !== 'string' || !EPOCH_PATTERN.test(epoch)) {
+    throw new ZunoError('invalid_epoch', `epoch must match ${EPOCH_PATTERN}: the epoch of the event ids the client has seen`)
+  }
+  if (typeof clientId !== 'string' || !CLIENT_ID_PATTERN.test(clientId)) {
+    throw new ZunoError('invalid_client_id', `clientId must match ${CLIENT_ID_PATTERN}`)
+  }
+  if (!isNonNegativeInteger(opId) || opId < 1) {
+    throw new ZunoError('invalid_op_id', 'opId must be a positive integer')
+  }
 }
