@@ -47,6 +47,9 @@ export type ServerAction<TStores extends Record<string, unknown> = Record<string
   context: ActionContext,
 ) => void | Promise<void>
 
+/** The arguments `act(name, …)` takes for an action: optional when it takes none. */
+export type ActionArgs<TArgs> = undefined extends TArgs ? [args?: TArgs] : [args: TArgs]
+
 /**
  * Refuses an action's intent from inside `run` ("stock may not go below zero"): the action writes
  * nothing and its caller's promise rejects with `action_refused` and this message. On the server the
@@ -108,7 +111,16 @@ export function runAction<TArgs>(
     open = false
     return effect
   }
-  const result = run(tx, args)
-  if (result instanceof Promise) return result.then(finish)
-  return finish()
+  let result: void | Promise<void>
+  try {
+    result = run(tx, args)
+  } catch (error) {
+    open = false
+    throw error
+  }
+  if (!(result instanceof Promise)) return finish()
+  return result.then(finish, (error: unknown) => {
+    open = false
+    throw error
+  })
 }

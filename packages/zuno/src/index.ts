@@ -29,7 +29,7 @@ export type { Schemas, StatesOf } from './schema'
 export { defineZuno } from './app'
 export type { ActionsOfApp, StateOfSpec, StatesOfApp, StatesOfSpecs, StoreSpec, ZunoApp } from './app'
 export { refuseAction } from './action'
-export type { ActionContext, ActionSpec, ServerAction, Transaction } from './action'
+export type { ActionArgs, ActionContext, ActionSpec, ServerAction, Transaction } from './action'
 export {
   ACTION_NAME_PATTERN,
   CLIENT_ID_PATTERN,

@@ -1,5 +1,5 @@
 import type { StandardSchemaV1 } from '@standard-schema/spec'
-import { type ActionContext, type ActionEffect, type ActionSpec, runAction, type ServerAction, type StoreRead } from '../action'
+import { type ActionArgs, type ActionContext, type ActionEffect, type ActionSpec, runAction, type ServerAction, type StoreRead } from '../action'
 import { appSetup, type ZunoApp } from '../app'
 import { isZunoError, ZunoError } from '../errors'
 import { newClientId } from '../id'
@@ -148,7 +148,11 @@ export interface Proposer {
  * code reads and writes the same stores, and its writes are checked, logged and streamed like any
  * client's. States it holds are frozen: what `get()` and `snapshot()` return cannot be mutated.
  */
-export class AuthoritativeUniverse<TStores extends Record<string, unknown> = Record<string, unknown>, TOtherKey extends string = string> extends Universe<
+export class AuthoritativeUniverse<
+  TStores extends Record<string, unknown> = Record<string, unknown>,
+  TOtherKey extends string = string,
+  TActions extends Record<string, unknown> = Record<string, unknown>,
+> extends Universe<
   TStores,
   TOtherKey
 > {
@@ -325,6 +329,43 @@ export class AuthoritativeUniverse<TStores extends Record<string, unknown> = Rec
       return this.#actionAnswer(outcome)
     }
     throw new ZunoError('unavailable', `The action ${JSON.stringify(request.action)} lost the race for its stores ${ACTION_ATTEMPTS} times; try again`, { retryAfter: 1 })
+  }
+
+  /**
+   * Runs an action as server code: on the current state, committed as one change and streamed like
+   * a client's, its server-only implementation if it has one. Actions of server code run one at a
+   * time, in call order, after the `set`s called before them. Resolves once committed; rejects with
+   * the refusal (`action_refused`, `invalid_args`, `invalid_state`, …).
+   */
+  act<K extends keyof TActions & string>(name: K, ...[args]: ActionArgs<TActions[K]>): Promise<void> {
+    const run = this.#serverWrites.then(() => this.#actAsServer(name, args === undefined ? undefined : structuredClone(args)))
+    this.#serverWrites = run.catch(() => {})
+    return run
+  }
+
+  async #actAsServer(name: string, args: unknown): Promise<void> {
+    if (!this.#started) await this.ready
+    const server = this.#server
+    const opId = server.opId + 1
+    const request: ActionRequest = { action: name, epoch: this.epoch, clientId: server.clientId, opId }
+    if (args !== undefined) request.args = args
+    let result: ActionResult
+    try {
+      result = await this.proposeAction(request, { principal: '', context: { principal: undefined } })
+    } catch (error) {
+      // In doubt: the op may or may not have landed. Later ops go under a fresh identity.
+      this.#server = { clientId: newClientId(), opId: 0 }
+      throw error
+    }
+    if (result.type === 'accepted') {
+      server.opId = opId
+      return
+    }
+    const { code } = result.error
+    if (RECORDED_REFUSALS.has(code)) server.opId = opId
+    if (code !== 'unknown_client' && code !== 'epoch_changed') throw result.error
+    this.#server = { clientId: newClientId(), opId: 0 }
+    return this.#actAsServer(name, args)
   }
 
   /** Refuses a client's action for good (the sync server's `authorizeAction` said no), recorded like an acceptance. */
@@ -802,7 +843,7 @@ export function createUniverse<TStores extends Record<string, unknown>, TActions
     stores?: Partial<TStores>
     actions?: { [K in keyof TActions]?: ServerAction<TStores, TActions[K]> }
   },
-): AuthoritativeUniverse<TStores, never>
+): AuthoritativeUniverse<TStores, never, TActions>
 export function createUniverse<S extends Schemas = Schemas>(
   options?: UniverseOptions<S>,
 ): AuthoritativeUniverse<Schemas extends S ? Record<string, unknown> : StatesOf<S>>
