@@ -7,6 +7,7 @@ import { createUniverse } from 'zuno/server'
 import { type ConformanceConfig, type RunningTarget, serverOptions } from '../../zuno/test/conformance/suite'
 import { zuno } from '../src/index'
 import { freePort } from '../../zuno/test/support/freePort'
+import { conformanceActions } from '../../zuno/test/conformance/actions'
 
 /** The real Bun binary that the `bun` npm package installs. */
 export const bunPath = fileURLToPath(new URL('../node_modules/.bin/bun', import.meta.url))
@@ -62,6 +63,7 @@ export async function startElysiaOnNode(config: ConformanceConfig): Promise<Runn
     stores: config.stores,
     allowStore: (key) => key.startsWith(config.creatablePrefix),
     retention: config.retention,
+    actions: conformanceActions,
   })
   const plugin = zuno(universe, serverOptions(config))
   const app = new Elysia({ adapter: node() }).use(plugin)

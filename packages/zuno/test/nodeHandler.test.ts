@@ -5,6 +5,7 @@ import { abandonStreams, gatedAuthenticate } from './support/abandon'
 import { openRawStream } from './support/sseReader'
 import { until } from './support/until'
 import { type ConformanceConfig, type RunningTarget, runConformanceSuite, serverOptions } from './conformance/suite'
+import { conformanceActions } from './conformance/actions'
 
 /** Core's node:http handler on a bare `http.Server`, no framework. */
 async function startNodeHandler(config: ConformanceConfig): Promise<RunningTarget> {
@@ -12,6 +13,7 @@ async function startNodeHandler(config: ConformanceConfig): Promise<RunningTarge
     stores: config.stores,
     allowStore: (key) => key.startsWith(config.creatablePrefix),
     retention: config.retention,
+    actions: conformanceActions,
   })
   const handler = createNodeHandler(universe, serverOptions(config))
   const server = createServer(handler)

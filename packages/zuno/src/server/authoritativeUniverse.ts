@@ -52,7 +52,9 @@ export interface UniverseOptions<S extends Schemas = Schemas> {
   /**
    * Server-only implementations of actions, by name: each replaces the shared `run` of the app's
    * action of that name on the server (rules and secrets the client must not see), or defines an
-   * action that exists only here. Default: the app's own actions run as defined.
+   * action that exists only here. One that exists only here gets its arguments unchecked, as sent:
+   * check them in the function (or define the action in the app, with an `args` schema). Default:
+   * the app's own actions run as defined.
    */
   actions?: Record<string, ServerAction>
 }
@@ -190,7 +192,7 @@ export class AuthoritativeUniverse<
   /** Stores that exist for clients (declared, or written at least once); kept as a count so a check is O(1). */
   #visibleCount = 0
   /** Every action by name: the app's, with the server-only implementations over them. */
-  readonly #actions = new Map<string, { args: ActionSpec['args']; run: ServerAction }>()
+  readonly #actions = new Map<string, { args: ActionSpec['args']; run: ServerAction; inApp: boolean }>()
 
   constructor(options: UniverseOptions<Schemas> & AppActions = {}) {
     super()
@@ -207,10 +209,11 @@ export class AuthoritativeUniverse<
     for (const [key, initial] of this.#declared) this.cell(key, initial)
     this.#visibleCount = this.#declared.size
     const { appActions = {}, actions = {} } = options
-    for (const [name, spec] of Object.entries(appActions)) this.#actions.set(name, { args: spec.args, run: spec.run as ServerAction })
+    for (const [name, spec] of Object.entries(appActions)) this.#actions.set(name, { args: spec.args, run: spec.run as ServerAction, inApp: true })
     for (const [name, run] of Object.entries(actions)) {
       if (typeof run !== 'function') throw new TypeError(`The server action ${JSON.stringify(name)} is not a function`)
-      this.#actions.set(name, { args: appActions[name]?.args, run })
+      const shared = Object.hasOwn(appActions, name) ? appActions[name] : undefined
+      this.#actions.set(name, { args: shared?.args, run, inApp: shared !== undefined })
     }
     this.ready = this.#start()
     // Failures surface through `ready` and every request; this only avoids an unhandled rejection.
@@ -294,14 +297,15 @@ export class AuthoritativeUniverse<
     this.#checkHealth()
     const action = this.#actions.get(request.action)
     // Not recorded: a deploy may add the action, and the client's next try should reach it.
-    if (action === undefined || !Object.hasOwn(Object.fromEntries(this.#actions), request.action)) {
+    if (action === undefined) {
       return { type: 'refused', error: new ZunoError('unknown_action', `This server has no action ${JSON.stringify(request.action)}`) }
     }
     const op = actionIdentity(request, caller.principal)
     let args: unknown = request.args
     try {
       if (action.args !== undefined) args = await validateArgs(action.args, request.action, request.args)
-      else if (request.args !== undefined) throw new ZunoError('invalid_args', `The action ${JSON.stringify(request.action)} takes no arguments`)
+      // An app action without a schema takes none; one that exists only here checks its own.
+      else if (action.inApp && request.args !== undefined) throw new ZunoError('invalid_args', `The action ${JSON.stringify(request.action)} takes no arguments`)
     } catch (error) {
       if (!isZunoError(error)) throw error
       return this.#recordAction(request, op, error)

@@ -427,6 +427,57 @@ export function runConformanceSuite(target: ConformanceTarget): void {
       })
     })
 
+    describe('POST /sync with an action', () => {
+      const action = (name: string, fields: Record<string, unknown> = {}) => ({ action: name, epoch, clientId: newClientId(), opId: 1, ...fields })
+
+      it('runs it on the current state and commits every store it wrote as one change, streamed as one commit', async () => {
+        const all = await stream()
+        const profileOnly = await stream('?stores=profile')
+        expect((await all.nextEvent()).event).toBe('snapshot')
+        expect((await profileOnly.nextEvent()).event).toBe('snapshot')
+        const answer = await post(action('rename', { args: { name: 'grace' } }))
+        expect(answer.status).toBe(200)
+        expect(answer.body).toMatchObject({
+          ok: true,
+          action: 'rename',
+          changes: [{ storeKey: 'profile', version: 1, state: { name: 'grace' } }, { storeKey: 'todos', version: 1, state: ['renamed to grace'] }],
+        })
+        const commit = await all.nextEvent()
+        expect(commit.event).toBe('commit')
+        expect(commit.id).toBe(answer.body.cursor)
+        expect(parseEventId(commit.id ?? '')?.seq).toBe(1)
+        expect(JSON.parse(commit.data ?? '')).toMatchObject({ changes: [{ storeKey: 'profile', version: 1 }, { storeKey: 'todos', version: 1 }], opId: 1 })
+        // A stream that follows one of the stores gets its part, as a state event under the same id.
+        const part = await profileOnly.nextEvent()
+        expect(part).toMatchObject({ event: 'state', id: commit.id })
+        expect(JSON.parse(part.data ?? '')).toMatchObject({ storeKey: 'profile', version: 1, state: { name: 'grace' } })
+      })
+
+      it('answers a retried action with its first answer, runs it once, and records what it refused', async () => {
+        const op = action('increment', { args: { by: 5 }, clientId: named('action retrier') })
+        const first = await post(op)
+        expect(first.body).toMatchObject({ ok: true, changes: [{ storeKey: 'counter', version: 1, state: 5 }] })
+        expect((await post(op)).body).toEqual(first.body)
+        expectError(await post({ ...op, args: { by: 6 } }), 409, 'op_id_reused')
+        const refused = await post({ ...op, opId: 2, args: { by: 'five' } })
+        expectError(refused, 422, 'action_refused')
+        expect(await post({ ...op, opId: 2, args: { by: 'five' } })).toEqual(refused)
+        expect((await post({ ...op, opId: 3 })).body).toMatchObject({ ok: true, changes: [{ version: 2, state: 10 }] })
+        expect((await post({ ...op, opId: 4, action: 'noop', args: undefined })).body).toMatchObject({ ok: true, changes: [] })
+        const { body } = await getState('?stores=counter')
+        expect(body.stores).toEqual({ counter: { version: 2, state: 10 } })
+      })
+
+      it('gives a malformed or unknown action a 4xx with a code and changes nothing', async () => {
+        expectError(await post(action('launch')), 400, 'unknown_action')
+        expectError(await post(action('no spaces allowed')), 400, 'invalid_action')
+        expectError(await post(action('increment', { storeKey: 'counter', state: 1 })), 400, 'invalid_body')
+        expectError(await post(action('increment', { opId: 0 })), 400, 'invalid_op_id')
+        expectError(await post(action('increment', { epoch: 'elsewhere' })), 409, 'epoch_changed')
+        await expectUnchanged()
+      })
+    })
+
     describe('GET /sse', () => {
       it('streams with SSE headers, a retry hint and a snapshot first', async () => {
         const sse = await stream()
