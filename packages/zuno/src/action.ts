@@ -22,7 +22,12 @@ export interface Transaction<TStores extends Record<string, unknown> = Record<st
 /** Who runs a server-side action, for rules that depend on the caller. */
 export interface ActionContext {
   /** The authenticated principal (see the sync server's `authenticate`); `undefined` for anonymous callers and server code. */
-  principal: { id: string } | undefined
+  principal:
+    | {
+        /** The principal's id, as `authenticate` returned it. */
+        id: string
+      }
+    | undefined
 }
 
 /**
