@@ -3,7 +3,8 @@
  * on one store; otherwise each has its own (the uncontended rate). Two kinds of writer:
  * - `replica`: Zuno's own client (`connect`), awaiting `store.set(n => n + 1)`; it rebases on the
  *   state a 409 carries and retries after a short jittered backoff, giving up after 10 conflicts;
- * - `protocol`: a bare loop over one keep-alive connection that rebases and retries at once.
+ * - `protocol`: a bare loop over one keep-alive connection that rebases and retries at once;
+ * - `actionLoop`: the same loop sending the server's `increment` action instead of a state.
  */
 import { Agent, request } from 'node:http'
 import { EventSource } from 'eventsource'
@@ -68,6 +69,33 @@ async function runReplicas(port: number, writers: number, shared: boolean, label
   report({ type: 'result', accepted: attempts.length, seconds, attempts, unexpected: 0, gaveUp })
 }
 
+/**
+ * Writers that send the `increment` action over one keep-alive connection each, one at a time: the
+ * server runs it on its own state, so every attempt is accepted; anything else is counted as unexpected.
+ */
+async function runActionLoop(port: number, writers: number, shared: boolean, label: string, durationMs: number): Promise<void> {
+  const deadline = monotonicMs() + durationMs
+  const attempts: number[] = []
+  let unexpected = 0
+  const epoch = await epochAt(port)
+  const writer = async (index: number) => {
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 })
+    const clientId = newClientId()
+    const key = shared ? `${label}hot` : `${label}w${index}own`
+    let opId = 0
+    while (monotonicMs() < deadline) {
+      opId += 1
+      const answer = await post(agent, port, JSON.stringify({ action: 'increment', args: { key }, epoch, clientId, opId }))
+      if (answer.status === 200) attempts.push(1)
+      else unexpected += 1
+    }
+    agent.destroy()
+  }
+  const started = monotonicMs()
+  await Promise.all(Array.from({ length: writers }, (_, i) => writer(i)))
+  report({ type: 'result', accepted: attempts.length, seconds: (monotonicMs() - started) / 1000, attempts, unexpected, gaveUp: unexpected })
+}
+
 function waitConnected(universe: ReturnType<typeof connect>): Promise<void> {
   return new Promise((resolve) => {
     if (universe.status.get() === 'connected') return resolve()
@@ -84,6 +112,9 @@ onCommand(async (command) => {
   if (command.type !== 'run') return
   if (command.client === 'replica') {
     return runReplicas(command.port as number, command.writers as number, command.shared as boolean, command.label as string, command.durationMs as number)
+  }
+  if (command.client === 'actionLoop') {
+    return runActionLoop(command.port as number, command.writers as number, command.shared as boolean, command.label as string, command.durationMs as number)
   }
   const port = command.port as number
   const writers = command.writers as number

@@ -21,6 +21,13 @@ const port = Number(option('--port') ?? 0)
 const universe = createUniverse({
   allowStore: () => true,
   maxStores: 1_000_000,
+  // The hot-store suite's writers increment through this as well as through `set`.
+  actions: {
+    increment: (tx, args) => {
+      const { key } = args as { key: string }
+      tx.set(key, (n: unknown) => ((n as number | undefined) ?? 0) + 1)
+    },
+  },
   ...(dataDir === undefined ? {} : { storage: createFileStorage({ dir: dataDir, fsync: 'never' }) }),
 })
 const feed = universe.store<{ seq: number; t: number }>('feed')
