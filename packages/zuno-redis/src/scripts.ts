@@ -69,29 +69,38 @@ end
 /**
  * Decides an op against its client's record, as \`ClientLedger.decide\` does: nil when it is the client's next
  * op, else the reply. A kept acceptance is answered with the state of its event while the Stream
- * keeps it (checked to be that op's), else as \`processed\` with the current seq (the instance
+ * keeps it (checked to be that op's), else as \`processed\` with a seq to catch up to (the instance
  * answers with the store once it has followed the Stream that far).
  */
 const DECIDE = `
-local function decide(clientKey, log, opId, digest, storeKey, writer, seq)
+local function kept(clientKey, opId, digest, seq)
   local mark = tonumber(redis.call('HGET', clientKey, 'm') or '0')
   local n = tonumber(opId)
   if n <= mark then
-    local kept = redis.call('HMGET', clientKey, 'd:' .. opId, 'r:' .. opId)
-    if not kept[1] or not kept[2] then return {'processed', tostring(seq)} end
-    if kept[1] ~= digest then return {'reused'} end
-    if string.sub(kept[2], 1, 1) == 'x' then return {'answered', kept[2]} end
-    local version, seq = string.match(kept[2], '^a(%d+):(%d+)$')
-    local entry = redis.call('XRANGE', log, '0-' .. seq, '0-' .. seq)[1]
-    if entry then
-      local f = {}
-      for i = 1, #entry[2], 2 do f[entry[2][i]] = entry[2][i + 1] end
-      if f.k == storeKey and f.v == version and f.w == writer and f.o == opId then return {'answered', kept[2], f.s} end
-    end
-    return {'processed', tostring(seq)}
+    local found = redis.call('HMGET', clientKey, 'd:' .. opId, 'r:' .. opId)
+    if not found[1] or not found[2] then return {'processed', tostring(seq)} end
+    if found[1] ~= digest then return {'reused'} end
+    return {'kept', found[2]}
   end
   if n ~= mark + 1 then return {'unknown_client'} end
   return nil
+end
+local function entryAt(log, seq)
+  local entry = redis.call('XRANGE', log, '0-' .. seq, '0-' .. seq)[1]
+  if not entry then return nil end
+  local f = {}
+  for i = 1, #entry[2], 2 do f[entry[2][i]] = entry[2][i + 1] end
+  return f
+end
+local function decide(clientKey, log, opId, digest, storeKey, writer, seq)
+  local found = kept(clientKey, opId, digest, seq)
+  if not found or found[1] ~= 'kept' then return found end
+  local answer = found[2]
+  if string.sub(answer, 1, 1) == 'x' then return {'answered', answer} end
+  local version, at = string.match(answer, '^a(%d+):(%d+)$')
+  local f = entryAt(log, at)
+  if f and f.k == storeKey and f.v == version and f.w == writer and f.o == opId then return {'answered', answer, f.s} end
+  return {'processed', at}
 end
 local function record(clientKey, opId, digest, answer, window, lifetime, now)
   redis.call('HSET', clientKey, 'm', opId, 't', now, 'd:' .. opId, digest, 'r:' .. opId, answer)
