@@ -58,9 +58,9 @@ function newEpochId(): string {
 const seqOf = (id: string) => Number(id.slice(id.indexOf('-') + 1))
 
 /**
- * Storage on Redis, for many server instances sharing one world. Each step (commit, refusal,
- * load, epoch check) is one Lua script, all or nothing; a commit is acknowledged only once its
- * event is in the Stream. Every instance fans out from the Stream, in log order, and moves to a
+ * Storage on Redis, for many server instances sharing one world. Each step (commit, action
+ * commit, refusal, load, epoch check) is one Lua script, all or nothing; a commit is acknowledged
+ * only once its event is in the Stream. Every instance fans out from the Stream, in log order, and moves to a
  * new epoch when Redis lost acknowledged history.
  */
 export function createRedisStorage(options: RedisStorageOptions): Storage {
