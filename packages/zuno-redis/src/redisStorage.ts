@@ -1,10 +1,12 @@
 import { Redis } from 'ioredis'
 import { formatEventId, type StoreState, ZunoError } from 'zuno'
 import {
+  type ActionCommitRequest,
   CLIENT_DEFAULTS,
   type ClientRecordOptions,
   type CommitOutcome,
   type CommitRequest,
+  type CommittedChange,
   type CommittedEvent,
   clientKey,
   notifyEach,
@@ -16,7 +18,7 @@ import {
   type StorageImage,
   writerTag,
 } from 'zuno/server'
-import { COMMIT, FORMAT, LOAD, RECONCILE, REFUSE } from './scripts'
+import { ACTION, COMMIT, FORMAT, LOAD, RECONCILE, REFUSE } from './scripts'
 
 /** Options of {@link createRedisStorage}. */
 export interface RedisStorageOptions extends ClientRecordOptions {
@@ -56,9 +58,9 @@ function newEpochId(): string {
 const seqOf = (id: string) => Number(id.slice(id.indexOf('-') + 1))
 
 /**
- * Storage on Redis, for many server instances sharing one world. Each step (commit, refusal,
- * load, epoch check) is one Lua script, all or nothing; a commit is acknowledged only once its
- * event is in the Stream. Every instance fans out from the Stream, in log order, and moves to a
+ * Storage on Redis, for many server instances sharing one world. Each step (commit, action
+ * commit, refusal, load, epoch check) is one Lua script, all or nothing; a commit is acknowledged
+ * only once its event is in the Stream. Every instance fans out from the Stream, in log order, and moves to a
  * new epoch when Redis lost acknowledged history.
  */
 export function createRedisStorage(options: RedisStorageOptions): Storage {
@@ -91,11 +93,13 @@ export function createRedisStorage(options: RedisStorageOptions): Storage {
     connection.on('ready', () => connectionErrors.delete(connection))
   }
   // Sent once, then run by SHA (ioredis falls back to EVAL on NOSCRIPT, after a Redis restart).
-  const script = (name: string, numberOfKeys: number, lua: string): Script => {
-    commands.defineCommand(name, { numberOfKeys, lua })
+  // Without `numberOfKeys`, the call's first argument says how many keys follow.
+  const script = (name: string, numberOfKeys: number | undefined, lua: string): Script => {
+    commands.defineCommand(name, numberOfKeys === undefined ? { lua } : { numberOfKeys, lua })
     return (commands as unknown as Record<string, Script>)[name]?.bind(commands) as Script
   }
   const commitScript = script('zunoCommit', 6, COMMIT)
+  const actionScript = script('zunoAction', undefined, ACTION)
   const refuseScript = script('zunoRefuse', 4, REFUSE)
   const reconcileScript = script('zunoReconcile', 3, RECONCILE)
   const loadScript = script('zunoLoad', 4, LOAD)
@@ -125,19 +129,24 @@ export function createRedisStorage(options: RedisStorageOptions): Storage {
       ? error
       : new ZunoError('unavailable', `Redis did not answer: ${error instanceof Error ? error.message : String(error)}`, { cause: error, retryAfter: 1 })
 
+  /** The event a Stream entry holds: one store's (`k`, `v`, `s`), or several (`n`, then `k1`, `v1`, `s1`, …; see scripts.ts). */
   const toEvent = (eventEpoch: string, [id, fields]: Entry): CommittedEvent => {
     const f: Record<string, string> = {}
     for (let i = 0; i < fields.length; i += 2) f[fields[i] as string] = fields[i + 1] as string
     const seq = seqOf(id)
-    return {
-      storeKey: f.k as string,
-      version: Number(f.v),
-      state: JSON.parse(f.s as string),
-      writer: f.w as string,
-      opId: Number(f.o),
-      seq,
-      id: formatEventId(eventEpoch, seq),
+    const common = { writer: f.w as string, opId: Number(f.o), seq, id: formatEventId(eventEpoch, seq) }
+    if (f.k !== undefined) return { storeKey: f.k, version: Number(f.v), state: JSON.parse(f.s as string), ...common }
+    const count = Number(f.n)
+    if (!(count >= 2)) throw new Error(`zuno-redis: the Stream entry ${id} names no store; it was written by a newer version`)
+    const changes: CommittedChange[] = []
+    let bytes = 0
+    for (let i = 1; i <= count; i++) {
+      const stateJson = f[`s${i}`] as string
+      changes.push({ storeKey: f[`k${i}`] as string, version: Number(f[`v${i}`]), state: JSON.parse(stateJson), stateBytes: stateJson.length })
+      bytes += stateJson.length
     }
+    const [first] = changes as [CommittedChange]
+    return { storeKey: first.storeKey, version: first.version, state: first.state, stateBytes: bytes, changes, ...common }
   }
 
   /** Processes waiting for the follow loop to deliver a seq (or for the history to be replaced). */
@@ -281,6 +290,39 @@ export function createRedisStorage(options: RedisStorageOptions): Storage {
     return undefined
   }
 
+  /** The event of an accepted action: its one store's, or all of them in `changes` (each now one past its base). */
+  const actionEvent = (request: ActionCommitRequest, writer: string, stateJsons: readonly string[], seq: number): CommittedEvent => {
+    const changes = request.writes.map(
+      ({ storeKey, baseVersion, state, stateBytes }, i): CommittedChange => ({
+        storeKey,
+        version: baseVersion + 1,
+        state,
+        stateBytes: stateBytes ?? (stateJsons[i] as string).length,
+      }),
+    )
+    const [first] = changes as [CommittedChange]
+    const event: CommittedEvent = { ...first, writer, opId: request.opId, seq, id: formatEventId(request.epoch, seq) }
+    if (changes.length === 1) return event
+    let bytes = 0
+    for (const change of changes) bytes += change.stateBytes ?? 0
+    return { ...event, stateBytes: bytes, changes }
+  }
+
+  /**
+   * A kept acceptance of an action (`a<version>:<seq>`; version 0 when it wrote nothing). The
+   * universe answers it with the changes of its event from its own log, so this instance first
+   * follows the Stream that far.
+   */
+  const actionAnswered = async (kept: string, reply: Reply, requestEpoch: string): Promise<CommitOutcome> => {
+    const colon = kept.indexOf(':')
+    const version = Number(kept.slice(1, colon))
+    const seq = Number(kept.slice(colon + 1))
+    await caughtUp(seq, requestEpoch)
+    if (version === 0) return { type: 'answered', answer: { type: 'accepted', storeKey: '', version, seq } }
+    const answer: OpAnswer = { type: 'accepted', storeKey: reply[3] as string, version, seq, state: JSON.parse(reply[2] as string) }
+    return { type: 'answered', answer }
+  }
+
   return {
     async load(): Promise<StorageImage> {
       await connect()
@@ -362,6 +404,50 @@ export function createRedisStorage(options: RedisStorageOptions): Storage {
           return afterLoss(request.epoch)
       }
       const outcome = await decided(reply, storeKey, request.epoch)
+      if (outcome === undefined) throw new Error(`zuno-redis: unexpected reply ${String(reply[0])}`)
+      return outcome
+    },
+
+    async commitAction(request: ActionCommitRequest): Promise<CommitOutcome> {
+      const { writes, reads } = request
+      const storeKeys = [...writes.map((write) => write.storeKey), ...reads.map((read) => read.storeKey)]
+      // The script checks every store before it writes one: a store named twice would be written on a version it no longer has.
+      if (new Set(storeKeys).size !== storeKeys.length) throw new Error('zuno-redis: an action commit names a store twice')
+      const writer = writerTag(request.clientId)
+      const stateJsons = writes.map((write) => JSON.stringify(write.state))
+      const args: Array<string | number> = [5 + storeKeys.length, keys.epoch, keys.seq, keys.log, keys.stores, keys.client(request)]
+      for (const storeKey of storeKeys) args.push(`${keys.storePrefix}${storeKey}`)
+      const floor = request.epoch === epoch ? known : 0
+      args.push(request.epoch, floor, writer, request.opId, request.digest, window, lifetimeMs, now(), retention, writes.length)
+      writes.forEach((write, i) => args.push(write.storeKey, write.baseVersion, stateJsons[i] as string))
+      for (const read of reads) args.push(read.storeKey, read.version)
+      let reply: Reply
+      try {
+        reply = await actionScript(...args)
+      } catch (error) {
+        throw unavailable(error)
+      }
+      switch (reply[0]) {
+        case 'accepted': {
+          const seq = Number(reply[1])
+          if (request.epoch === epoch) known = Math.max(known, seq)
+          else void reconcile(0).catch(() => {})
+          return { type: 'accepted', event: actionEvent(request, writer, stateJsons, seq) }
+        }
+        case 'unchanged': {
+          // Its cursor is this seq: the universe's answer must not be ahead of what it has applied.
+          const seq = Number(reply[1])
+          await caughtUp(seq, request.epoch)
+          return { type: 'unchanged', seq }
+        }
+        case 'conflict':
+          return { type: 'conflict', version: Number(reply[1]), state: reply[2] == null ? undefined : JSON.parse(reply[2] as string) }
+        case 'lost':
+          return afterLoss(request.epoch)
+        case 'answered':
+          if ((reply[1] as string).startsWith('a')) return actionAnswered(reply[1] as string, reply, request.epoch)
+      }
+      const outcome = await decided(reply, '', request.epoch)
       if (outcome === undefined) throw new Error(`zuno-redis: unexpected reply ${String(reply[0])}`)
       return outcome
     },

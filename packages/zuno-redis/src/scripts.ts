@@ -7,10 +7,14 @@
  * - `{ns}:epoch`  hash: `id` (the epoch), `base` (its first seq is base + 1), `format` (2)
  * - `{ns}:seq`    the seq of the last event
  * - `{ns}:log`    the Stream: entry `0-<seq>` with `k` store key, `v` version, `s` state JSON,
- *                 `w` writer tag, `o` opId (never the secret client id)
+ *                 `w` writer tag, `o` opId (never the secret client id). An action's commit of
+ *                 several stores is one entry with `w`, `o`, `n` (how many stores) and `k1 v1 s1`,
+ *                 `k2 v2 s2`, … in the order written. Those entries need a version that has actions:
+ *                 an older one finds no `k` and stops following (unhealthy) instead of missing a change.
  * - `{ns}:stores` set of store keys; `{ns}:s:<storeKey>` hash: `v` version, `s` state JSON
  * - `{ns}:c:<clientKey>` hash: `m` mark, `t` seenAt, `d:<opId>` digest and `r:<opId>` answer of
- *                 the last ops; expires after the client lifetime
+ *                 the last ops (`a<version>:<seq>` accepted, `a0:<seq>` an action that wrote
+ *                 nothing, `x<json>` refused); expires after the client lifetime
  */
 
 /** The data format this version writes and reads. */
@@ -69,29 +73,55 @@ end
 /**
  * Decides an op against its client's record, as \`ClientLedger.decide\` does: nil when it is the client's next
  * op, else the reply. A kept acceptance is answered with the state of its event while the Stream
- * keeps it (checked to be that op's), else as \`processed\` with the current seq (the instance
- * answers with the store once it has followed the Stream that far).
+ * keeps it (checked to be that op's), else as \`processed\` with a seq to catch up to (the instance
+ * answers with the store once it has followed the Stream that far). \`decide\` is a plain write's,
+ * \`decideAction\` an action's: it takes the store the answer names from the event itself.
  */
 const DECIDE = `
-local function decide(clientKey, log, opId, digest, storeKey, writer, seq)
+local function kept(clientKey, opId, digest, seq)
   local mark = tonumber(redis.call('HGET', clientKey, 'm') or '0')
   local n = tonumber(opId)
   if n <= mark then
-    local kept = redis.call('HMGET', clientKey, 'd:' .. opId, 'r:' .. opId)
-    if not kept[1] or not kept[2] then return {'processed', tostring(seq)} end
-    if kept[1] ~= digest then return {'reused'} end
-    if string.sub(kept[2], 1, 1) == 'x' then return {'answered', kept[2]} end
-    local version, seq = string.match(kept[2], '^a(%d+):(%d+)$')
-    local entry = redis.call('XRANGE', log, '0-' .. seq, '0-' .. seq)[1]
-    if entry then
-      local f = {}
-      for i = 1, #entry[2], 2 do f[entry[2][i]] = entry[2][i + 1] end
-      if f.k == storeKey and f.v == version and f.w == writer and f.o == opId then return {'answered', kept[2], f.s} end
-    end
-    return {'processed', tostring(seq)}
+    local found = redis.call('HMGET', clientKey, 'd:' .. opId, 'r:' .. opId)
+    if not found[1] or not found[2] then return {'processed', tostring(seq)} end
+    if found[1] ~= digest then return {'reused'} end
+    return {'kept', found[2]}
   end
   if n ~= mark + 1 then return {'unknown_client'} end
   return nil
+end
+local function entryAt(log, seq)
+  local entry = redis.call('XRANGE', log, '0-' .. seq, '0-' .. seq)[1]
+  if not entry then return nil end
+  local f = {}
+  for i = 1, #entry[2], 2 do f[entry[2][i]] = entry[2][i + 1] end
+  return f
+end
+local function decide(clientKey, log, opId, digest, storeKey, writer, seq)
+  local found = kept(clientKey, opId, digest, seq)
+  if not found or found[1] ~= 'kept' then return found end
+  local answer = found[2]
+  if string.sub(answer, 1, 1) == 'x' then return {'answered', answer} end
+  local version, at = string.match(answer, '^a(%d+):(%d+)$')
+  local f = entryAt(log, at)
+  if f and f.k == storeKey and f.v == version and f.w == writer and f.o == opId then return {'answered', answer, f.s} end
+  return {'processed', at}
+end
+local function decideAction(clientKey, log, opId, digest, writer, seq)
+  local found = kept(clientKey, opId, digest, seq)
+  if not found or found[1] ~= 'kept' then return found end
+  local answer = found[2]
+  if string.sub(answer, 1, 1) == 'x' then return {'answered', answer} end
+  local version, at = string.match(answer, '^a(%d+):(%d+)$')
+  -- Version 0: the action wrote nothing, and no event holds it.
+  if version == '0' then return {'answered', answer} end
+  local f = entryAt(log, at)
+  if f and f.w == writer and f.o == opId then
+    -- The answer names the first store written: the only one of a one-store event, else change 1.
+    if f.k and f.v == version then return {'answered', answer, f.s, f.k} end
+    if f.k1 and f.v1 == version then return {'answered', answer, f.s1, f.k1} end
+  end
+  return {'processed', at}
 end
 local function record(clientKey, opId, digest, answer, window, lifetime, now)
   redis.call('HSET', clientKey, 'm', opId, 't', now, 'd:' .. opId, digest, 'r:' .. opId, answer)
@@ -142,6 +172,71 @@ local decided = decide(KEYS[4], KEYS[3], ARGV[2], ARGV[3], ARGV[4], ARGV[5], red
 if decided then return decided end
 record(KEYS[4], ARGV[2], ARGV[3], 'x' .. ARGV[6], ARGV[7], ARGV[8], ARGV[9])
 return {'answered', 'x' .. ARGV[6]}
+`
+
+/**
+ * ACTION: an action's commit, all or nothing. Every written store must be at its base version and
+ * every read one at the version read; then the writes land as ONE Stream entry (one seq), a
+ * one-store entry exactly as COMMIT writes it when the action wrote one store. With no write the
+ * op is recorded as `a0:<seq>` and nothing else changes. The store hashes are in KEYS (a variable
+ * number of them, all in the namespace's slot); Lua's `unpack` bounds an action to about a
+ * thousand written stores.
+ * KEYS: epoch, seq, log, stores, client, then each written store's hash, then each read one's.
+ * ARGV: epoch, floor, writer, opId, digest, window, lifetimeMs, now, retention, number of writes,
+ * then storeKey, baseVersion, stateJson per write, then storeKey, version per read.
+ * Replies: {'accepted', seq} | {'unchanged', seq} | {'conflict', version, stateJson|nil} of the
+ * first store that moved | {'epoch_changed', epoch} | {'lost'} | a decision of DECIDE's
+ * `decideAction` (an accepted answer carries the first store's state and key).
+ */
+export const ACTION = `${DECIDE}
+local id = redis.call('HGET', KEYS[1], 'id')
+if not id then return {'lost'} end
+if id ~= ARGV[1] then return {'epoch_changed', id} end
+local seq = tonumber(redis.call('GET', KEYS[2]) or '')
+if not seq or seq < tonumber(ARGV[2]) then return {'lost'} end
+redis.call('SISMEMBER', KEYS[4], '')
+local decided = decideAction(KEYS[5], KEYS[3], ARGV[4], ARGV[5], ARGV[3], seq)
+if decided then return decided end
+local writes = tonumber(ARGV[10])
+local reads = #KEYS - 5 - writes
+local function writeArg(i, field) return ARGV[10 + 3 * (i - 1) + field] end
+local function readArg(i, field) return ARGV[10 + 3 * writes + 2 * (i - 1) + field] end
+-- Every check before the first write: a store that moved since the action ran means it must run again.
+for i = 1, writes + reads do
+  local expected = i <= writes and writeArg(i, 2) or readArg(i - writes, 2)
+  local version = tonumber(redis.call('HGET', KEYS[5 + i], 'v') or '0')
+  if version ~= tonumber(expected) then return {'conflict', tostring(version), redis.call('HGET', KEYS[5 + i], 's')} end
+end
+if writes == 0 then
+  record(KEYS[5], ARGV[4], ARGV[5], 'a0:' .. seq, ARGV[6], ARGV[7], ARGV[8])
+  return {'unchanged', tostring(seq)}
+end
+local nextSeq = seq + 1
+local entry
+if writes == 1 then
+  entry = {'k', writeArg(1, 1), 'v', tonumber(writeArg(1, 2)) + 1, 's', writeArg(1, 3), 'w', ARGV[3], 'o', ARGV[4]}
+else
+  entry = {'w', ARGV[3], 'o', ARGV[4], 'n', writes}
+  for i = 1, writes do
+    local n = #entry
+    entry[n + 1] = 'k' .. i
+    entry[n + 2] = writeArg(i, 1)
+    entry[n + 3] = 'v' .. i
+    entry[n + 4] = tonumber(writeArg(i, 2)) + 1
+    entry[n + 5] = 's' .. i
+    entry[n + 6] = writeArg(i, 3)
+  end
+end
+-- The first write: refused when seq is behind the Stream (the history was rolled back), and then nothing was written.
+local added = redis.pcall('XADD', KEYS[3], 'MAXLEN', '~', ARGV[9], '0-' .. nextSeq, unpack(entry))
+if type(added) == 'table' and added.err then return {'lost'} end
+redis.call('INCR', KEYS[2])
+for i = 1, writes do
+  redis.call('HSET', KEYS[5 + i], 'v', tonumber(writeArg(i, 2)) + 1, 's', writeArg(i, 3))
+  redis.call('SADD', KEYS[4], writeArg(i, 1))
+end
+record(KEYS[5], ARGV[4], ARGV[5], 'a' .. (tonumber(writeArg(1, 2)) + 1) .. ':' .. nextSeq, ARGV[6], ARGV[7], ARGV[8])
+return {'accepted', tostring(nextSeq)}
 `
 
 /**
