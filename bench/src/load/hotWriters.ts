@@ -70,15 +70,17 @@ async function runReplicas(port: number, writers: number, shared: boolean, label
 }
 
 /**
- * Writers that send the `increment` action over one keep-alive connection each, one at a time: the
- * server runs it on its own state, so every attempt is accepted; anything else is counted as unexpected.
+ * Writers that send the `increment` action over one keep-alive connection each, one at a time, to
+ * the servers on `ports` in turn (writer i to the i-th, round robin): the server runs it on its own
+ * state, so every attempt is accepted; anything else is counted as unexpected.
  */
-async function runActionLoop(port: number, writers: number, shared: boolean, label: string, durationMs: number): Promise<void> {
+async function runActionLoop(ports: number[], writers: number, shared: boolean, label: string, durationMs: number): Promise<void> {
   const deadline = monotonicMs() + durationMs
   const attempts: number[] = []
   let unexpected = 0
-  const epoch = await epochAt(port)
+  const epoch = await epochAt(ports[0] as number)
   const writer = async (index: number) => {
+    const port = ports[index % ports.length] as number
     const agent = new Agent({ keepAlive: true, maxSockets: 1 })
     const clientId = newClientId()
     const key = shared ? `${label}hot` : `${label}w${index}own`
@@ -113,8 +115,9 @@ onCommand(async (command) => {
   if (command.client === 'replica') {
     return runReplicas(command.port as number, command.writers as number, command.shared as boolean, command.label as string, command.durationMs as number)
   }
-  if (command.client === 'actionLoop') {
-    return runActionLoop(command.port as number, command.writers as number, command.shared as boolean, command.label as string, command.durationMs as number)
+  if (command.client === 'actionLoop' || command.client === 'actionLoopRedis') {
+    const ports = (command.ports as number[] | undefined) ?? [command.port as number]
+    return runActionLoop(ports, command.writers as number, command.shared as boolean, command.label as string, command.durationMs as number)
   }
   const port = command.port as number
   const writers = command.writers as number

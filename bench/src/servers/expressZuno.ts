@@ -1,11 +1,14 @@
 /**
  * Zuno on Express, as an app mounts it. Every store is open to clients. With `--data <dir>` the
- * universe keeps its log in files (the reconnect storm restarts it); `emit` writes `feed`.
+ * universe keeps its log in files (the reconnect storm restarts it); with `--redis <namespace>` it
+ * shares a Redis namespace with the other instances started so (the hot store's two instances);
+ * `emit` writes `feed`.
  */
 import express from 'express'
 import { createFileStorage } from 'zuno/file'
 import { createUniverse } from 'zuno/server'
 import { zuno } from 'zuno-express'
+import { createRedisStorage } from 'zuno-redis'
 import { monotonicMs, report } from '../harness/channel'
 import { serveCommands } from './serverCommands'
 import { BENCH_SERVER_OPTIONS } from './zunoOptions'
@@ -16,6 +19,7 @@ const option = (name: string) => {
   return index >= 0 ? args[index + 1] : undefined
 }
 const dataDir = option('--data')
+const redisNamespace = option('--redis')
 const port = Number(option('--port') ?? 0)
 
 const universe = createUniverse({
@@ -29,6 +33,7 @@ const universe = createUniverse({
     },
   },
   ...(dataDir === undefined ? {} : { storage: createFileStorage({ dir: dataDir, fsync: 'never' }) }),
+  ...(redisNamespace === undefined ? {} : { storage: createRedisStorage({ namespace: redisNamespace }) }),
 })
 const feed = universe.store<{ seq: number; t: number }>('feed')
 serveCommands((seq, t) => feed.set({ seq, t }))

@@ -12,6 +12,7 @@ const clients = [
   { id: 'replica', name: "Zuno's client" },
   { id: 'protocol', name: 'a bare protocol loop' },
   { id: 'actionLoop', name: 'an action loop' },
+  { id: 'actionLoopRedis', name: 'an action loop on two instances over Redis' },
 ] as const
 
 interface Result {
@@ -40,11 +41,18 @@ export const hotStore: Suite = {
     const durationMs = config.quick ? 1000 : 10_000
     progress.step('hot store: starting Zuno on Express and the writers')
     const { child: server, ready } = await start<{ type: string; port: number }>({ name: 'zuno', script: 'servers/expressZuno.ts', core: SERVER_CORE })
+    // Two instances on one Redis namespace (the Redis at 127.0.0.1:6379), both on the server core.
+    const namespace = `bench-hot-${process.pid}-${Date.now()}`
+    const onRedis = await Promise.all(
+      [1, 2].map((n) => start<{ type: string; port: number }>({ name: `zuno-redis-${n}`, script: 'servers/expressZuno.ts', core: SERVER_CORE, args: ['--redis', namespace] })),
+    )
     const { child: writers } = await start({ name: 'writers', script: 'load/hotWriters.ts', core: LOAD_CORE })
     try {
       let run = 0
-      const drive = (client: string, shared: boolean, ms: number) =>
-        writers.ask<Result>({ type: 'run', client, port: ready.port, writers: WRITERS, shared, durationMs: ms, label: `r${run++}` }, 'result', ms + 60_000)
+      const drive = (client: string, shared: boolean, ms: number) => {
+        const ports = client === 'actionLoopRedis' ? onRedis.map(({ ready: instance }) => instance.port) : [ready.port]
+        return writers.ask<Result>({ type: 'run', client, port: ready.port, ports, writers: WRITERS, shared, durationMs: ms, label: `r${run++}` }, 'result', ms + 60_000)
+      }
       for (const client of clients) await drive(client.id, true, 500)
       const runs = new Map<string, Runs>(clients.map((client) => [client.id, { own: [], shared: [], p50: [], p99: [], max: [], gaveUp: [] }]))
       const notes: string[] = []
@@ -80,7 +88,8 @@ export const hotStore: Suite = {
           `${WRITERS} writers in one process on the other core increment a counter as fast as they can, on one store (contended) or on a store each (uncontended); ${durationMs / 1000} s per run, interleaved. ` +
           "Zuno's client: eight replicas (`connect`) each awaiting `store.set(n => n + 1)`; on a 409 it rebases on the state the answer carries and retries after a jittered backoff that grows from 10 ms, and rejects the write after 10 conflicts (counted as given up). " +
           'Bare protocol loop: one keep-alive connection per writer, rebase and retry at once, never giving up. ' +
-          'Action loop: the same connections sending the `increment` action (`POST /sync` with `action`), which the server runs on its own state: no base version, no 409; any other answer counts as refused. Attempts are counted per accepted write.',
+          'Action loop: the same connections sending the `increment` action (`POST /sync` with `action`), which the server runs on its own state: no base version, no 409; any other answer counts as refused. ' +
+          'On two instances over Redis: the same loop, writers alternating between two Zuno servers on one Redis namespace (both on the server core, Redis unpinned); an instance whose commit finds the store moved runs the action again once it has followed the change. Attempts are counted per accepted write.',
         comparisons,
         figures: Object.fromEntries(
           clients.map((client) => {
@@ -104,6 +113,7 @@ export const hotStore: Suite = {
     } finally {
       await writers.stop()
       await server.stop()
+      for (const { child } of onRedis) await child.stop()
     }
   },
 }

@@ -191,6 +191,8 @@ export class AuthoritativeUniverse<
   #serverWrites: Promise<unknown> = Promise.resolve()
   /** Stores that exist for clients (declared, or written at least once); kept as a count so a check is O(1). */
   #visibleCount = 0
+  /** The end of the queue of client actions running and committing, one at a time. */
+  #actionTurn: Promise<void> = Promise.resolve()
   /** Every action by name: the app's, with the server-only implementations over them. */
   readonly #actions = new Map<string, { args: ActionSpec['args']; run: ServerAction; inApp: boolean }>()
 
@@ -310,27 +312,31 @@ export class AuthoritativeUniverse<
       if (!isZunoError(error)) throw error
       return this.#recordAction(request, op, error)
     }
+    const commitAction = this.#storage.commitAction
+    if (commitAction === undefined) throw new ZunoError('unavailable', 'This storage cannot run actions', { retryAfter: 1 })
     for (let attempt = 0; attempt < ACTION_ATTEMPTS; attempt++) {
-      let effect: ActionEffect
-      let writes: Write[]
-      try {
-        effect = await runAction((tx, validArgs) => action.run(tx, validArgs, caller.context), args, (key) => this.#readForAction(key))
-        writes = await this.#admitWrites(effect, caller)
-      } catch (error) {
-        return this.#recordAction(request, op, actionError(error, request.action))
-      }
-      const reads = []
-      for (const [storeKey, { version }] of effect.reached) if (!effect.writes.has(storeKey)) reads.push({ storeKey, version })
-      const commitAction = this.#storage.commitAction
-      if (commitAction === undefined) throw new ZunoError('unavailable', 'This storage cannot run actions', { retryAfter: 1 })
-      const { principal, clientId, opId, digest } = op
-      const outcome = await commitAction.call(this.#storage, { principal, clientId, opId, digest, epoch: request.epoch, writes, reads })
-      if (outcome.type === 'conflict') {
-        // Nothing moved here: another instance's write, not applied here yet. Give the stream a moment to bring it.
-        if (!this.#movedSince(effect)) await new Promise((resolve) => setTimeout(resolve, Math.min(attempt, 20)))
-        continue
-      }
-      return this.#actionAnswer(outcome)
+      // One action at a time runs and commits here: two that ran on the same state at once would
+      // both commit on the same versions, and all but one would have to run again.
+      const attempted = await this.#oneAtATime(async () => {
+        let effect: ActionEffect
+        let writes: Write[]
+        try {
+          effect = await runAction((tx, validArgs) => action.run(tx, validArgs, caller.context), args, (key) => this.#readForAction(key))
+          writes = await this.#admitWrites(effect, caller)
+        } catch (error) {
+          return { refusal: actionError(error, request.action) }
+        }
+        const reads = []
+        for (const [storeKey, { version }] of effect.reached) if (!effect.writes.has(storeKey)) reads.push({ storeKey, version })
+        const { principal, clientId, opId, digest } = op
+        const outcome = await commitAction.call(this.#storage, { principal, clientId, opId, digest, epoch: request.epoch, writes, reads })
+        return { outcome, effect }
+      })
+      if ('refusal' in attempted) return this.#recordAction(request, op, attempted.refusal)
+      const { outcome, effect } = attempted
+      if (outcome.type !== 'conflict') return this.#actionAnswer(outcome)
+      // Another instance's write that this one has not applied yet: run again once it has (or soon).
+      if (!this.#movedSince(effect)) await this.#nextEvent(100)
     }
     throw new ZunoError('unavailable', `The action ${JSON.stringify(request.action)} lost the race for its stores ${ACTION_ATTEMPTS} times; try again`, { retryAfter: 1 })
   }
@@ -377,6 +383,24 @@ export class AuthoritativeUniverse<
     if (!this.#started) await this.ready
     this.#checkHealth()
     return this.#recordAction(request, actionIdentity(request, caller.principal), error)
+  }
+
+  /** Runs `work` after every action `work` queued before it has run and committed. */
+  async #oneAtATime<T>(work: () => Promise<T>): Promise<T> {
+    const previous = this.#actionTurn
+    let done = () => {}
+    this.#actionTurn = new Promise<void>((resolve) => (done = resolve))
+    await previous
+    try {
+      return await work()
+    } finally {
+      done()
+    }
+  }
+
+  /** Resolves when this universe applies its next event, or after `timeoutMs`. */
+  #nextEvent(timeoutMs: number): Promise<void> {
+    return this.catchUp(formatEventId(this.#readyLog().epoch, this.#readyLog().lastSeq + 1), timeoutMs) ?? Promise.resolve()
   }
 
   /** Whether a store the action reached has moved here since it ran. */
