@@ -358,6 +358,41 @@ for (const [name, query] of [
   add({ name: `state query: ${name}`, method: 'GET', target: `/state?${query}`, headers: {}, body: null, status: 400, error: 'invalid_store_key' })
 }
 
+// Actions (the suite's servers define increment, rename and noop).
+const action = (fields: Record<string, unknown>, drop: string[] = []) => {
+  const body: Record<string, unknown> = { action: 'increment', args: { by: 1 }, epoch: EPOCH_PLACEHOLDER, clientId: CLIENT_PLACEHOLDER, opId: 1, ...fields }
+  for (const key of drop) delete body[key]
+  return JSON.stringify(body)
+}
+for (const [name, value] of [
+  ['a number', 7],
+  ['null', null],
+  ['empty', ''],
+  ['a space', 'in crement'],
+  ['a slash', 'a/b'],
+  ['an array', ['increment']],
+  ['an object', { name: 'increment' }],
+  ['129 characters', 'a'.repeat(129)],
+  ['a newline', 'increment\n'],
+  ['unicode', 'zähler'],
+] as const) {
+  add({ name: `action name: ${name}`, method: 'POST', target: '/sync', body: action({ action: value }), status: 400, error: 'invalid_action' })
+}
+for (const name of ['launch', 'constructor', '__proto__', 'toString', 'hasOwnProperty']) {
+  add({ name: `action: unknown ${name}`, method: 'POST', target: '/sync', body: action({ action: name }), status: 400, error: 'unknown_action' })
+}
+add({ name: 'action: with a store key', method: 'POST', target: '/sync', body: action({ storeKey: 'counter' }), status: 400, error: 'invalid_body' })
+add({ name: 'action: with a state', method: 'POST', target: '/sync', body: action({ state: 1 }), status: 400, error: 'invalid_body' })
+add({ name: 'action: epoch missing', method: 'POST', target: '/sync', body: action({}, ['epoch']), status: 400, error: 'invalid_epoch' })
+add({ name: 'action: client id missing', method: 'POST', target: '/sync', body: action({}, ['clientId']), status: 400, error: 'invalid_client_id' })
+add({ name: 'action: op id 0', method: 'POST', target: '/sync', body: action({ opId: 0 }), status: 400, error: 'invalid_op_id' })
+add({ name: 'action: op id skips ahead', method: 'POST', target: '/sync', body: action({ opId: 2 }), status: 409, error: 'unknown_client' })
+add({ name: 'action: another epoch', method: 'POST', target: '/sync', body: action({ epoch: 'anotherepoch' }), status: 409, error: 'epoch_changed' })
+add({ name: 'action: arguments it refuses', method: 'POST', target: '/sync', body: action({ args: { by: 'one' } }), status: 422, error: 'action_refused' })
+add({ name: 'action: arguments nested past the limit', method: 'POST', target: '/sync', body: action({ args: JSON.parse(`${'['.repeat(20)}${']'.repeat(20)}`) }), status: 400, error: 'too_deep' })
+add({ name: 'action: arguments of 65 KiB', method: 'POST', target: '/sync', body: action({ args: 'x'.repeat(65 * 1024) }), status: 413, error: 'payload_too_large' })
+add({ name: 'action: an argument JSON reads as Infinity', method: 'POST', target: '/sync', body: action({}).replace('"by":1', '"by":1e400'), status: 422, error: 'invalid_args' })
+
 const here = fileURLToPath(new URL('./hostile-corpus.json', import.meta.url))
 writeFileSync(here, `${JSON.stringify(cases, null, 1)}\n`)
 console.log(`${cases.length} cases written to ${here}`)
