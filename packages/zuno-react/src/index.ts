@@ -3,8 +3,21 @@
  *
  * @module zuno-react
  */
-import { createContext, createElement, type ReactNode, useCallback, useContext, useRef, useSyncExternalStore } from 'react'
-import type { ConnectionStatus, FirstRender, ReadableValue, StateResponse, StatesOfApp, Store, Universe, ZunoApp, ZunoError } from 'zuno'
+import { createContext, createElement, type ReactNode, useCallback, useContext, useRef, useState, useSyncExternalStore } from 'react'
+import {
+  type ActionArgs,
+  type ActionsOfApp,
+  type ConnectionStatus,
+  type FirstRender,
+  isZunoError,
+  type ReadableValue,
+  type StateResponse,
+  type StatesOfApp,
+  type Store,
+  type Universe,
+  type ZunoApp,
+  ZunoError,
+} from 'zuno'
 
 /** A universe that reports sync status: a replica, or the snapshot universe of a server render. */
 export type ObservedUniverse = Universe & {
@@ -92,8 +105,56 @@ export function useStoreVersion(key: string): number {
   return useSyncExternalStore(subscribe, get, first === undefined ? get : () => first.store(key).version)
 }
 
+/** A universe that runs actions: a replica (a server render's snapshot universe refuses them, `read_only`). */
+interface ActingUniverse extends Universe {
+  act(name: string, args?: unknown): Promise<void>
+}
+
+/** What {@link useAction} gives: the action to call, and how its calls from this component are doing. */
+export interface ActionHandle<TArgs = unknown> {
+  /** Runs the action; a refusal goes to `error` (and `onError`), never to an unhandled rejection. */
+  run(...args: ActionArgs<TArgs>): void
+  /** Runs the action; the promise settles once the server accepted it, or rejects with its refusal. */
+  runAsync(...args: ActionArgs<TArgs>): Promise<void>
+  /** Whether a call made through this handle is still waiting for the server. */
+  pending: boolean
+  /** The refusal of the last call that failed, until the next call starts. */
+  error: ZunoError | undefined
+}
+
+/**
+ * An action of the universe, for a component: `run` shows its effect at once (the replica runs it
+ * optimistically) and `pending` and `error` follow its calls from here. `onError` hears each refusal.
+ */
+export function useAction<TArgs = unknown>(name: string, onError?: (error: ZunoError) => void): ActionHandle<TArgs> {
+  const universe = useUniverse<ActingUniverse>()
+  const [calls, setCalls] = useState({ pending: 0, error: undefined as ZunoError | undefined })
+  const onErrorRef = useRef(onError)
+  onErrorRef.current = onError
+  // Stable across renders, so `run` can go in an effect's dependencies.
+  const runAsync = useCallback(
+    async (args?: unknown): Promise<void> => {
+      setCalls((now) => ({ pending: now.pending + 1, error: undefined }))
+      try {
+        await universe.act(name, args)
+        setCalls((now) => ({ ...now, pending: now.pending - 1 }))
+      } catch (thrown) {
+        const error = isZunoError(thrown) ? thrown : new ZunoError('update_failed', `The action ${JSON.stringify(name)} failed`, { cause: thrown })
+        setCalls((now) => ({ pending: now.pending - 1, error }))
+        onErrorRef.current?.(error)
+        throw error
+      }
+    },
+    [universe, name],
+  )
+  const run = useCallback((args?: unknown) => void runAsync(args).catch(() => {}), [runAsync])
+  return { run, runAsync, pending: calls.pending > 0, error: calls.error } as unknown as ActionHandle<TArgs>
+}
+
 /** The store hooks typed from an app definition: only its keys, each with its state type. See {@link createZunoHooks}. */
-export interface ZunoHooks<TStores extends Record<string, unknown>> {
+export interface ZunoHooks<TStores extends Record<string, unknown>, TActions extends Record<string, unknown> = Record<string, never>> {
+  /** {@link useAction}, typed: an action of the app, with its argument type. */
+  useAction<K extends keyof TActions & string>(name: K, onError?: (error: ZunoError) => void): ActionHandle<TActions[K]>
   /** {@link useStore}, typed: the state of a store of the app, or the part `select` picks. */
   useStore<K extends keyof TStores & string>(key: K): TStores[K]
   /** {@link useStore}, typed: the part of a store of the app that `select` picks, compared by `equal`. */
@@ -110,11 +171,11 @@ export interface ZunoHooks<TStores extends Record<string, unknown>> {
  * error. The same hooks as the untyped ones (no runtime cost); make them once, next to the app:
  *
  * ```ts
- * export const { useStore, useStoreApi } = createZunoHooks<typeof app>()
+ * export const { useStore, useStoreApi, useAction } = createZunoHooks<typeof app>()
  * ```
  */
-export function createZunoHooks<TApp extends ZunoApp<Record<string, unknown>>>(): ZunoHooks<StatesOfApp<TApp>> {
-  return { useStore, useStoreApi, useStoreVersion } as ZunoHooks<StatesOfApp<TApp>>
+export function createZunoHooks<TApp extends ZunoApp<Record<string, unknown>>>(): ZunoHooks<StatesOfApp<TApp>, ActionsOfApp<TApp>> {
+  return { useStore, useStoreApi, useStoreVersion, useAction } as ZunoHooks<StatesOfApp<TApp>, ActionsOfApp<TApp>>
 }
 
 /** Equality of plain objects and arrays one level deep: for selectors that build a new object. */
