@@ -278,6 +278,16 @@ describe('replica.act', () => {
     expect([replica.store('left').get(), replica.store('right').get(), replica.store('counter').get()]).toEqual([9, 1, 1])
   })
 
+  it('shows every store an action wrote, from its answer, on a replica whose stream follows only some', async () => {
+    const { universe, url } = await serve()
+    // The stream carries the move's part for `left` only (a state event, the echo); the answer carries both.
+    const replica = await replicaOf(url, { stores: ['left'] })
+    await replica.act('move', { amount: 3 })
+    await until(() => replica.store('right').version === 1)
+    expect([replica.store('left').get(), replica.store('right').get()]).toEqual([7, 3])
+    expect([universe.store('left').get(), universe.store('right').get()]).toEqual([7, 3])
+  })
+
   it('keeps a pending action in the outbox and proposes it again after a reload', async () => {
     const { universe, url } = await serve()
     const entries = new Map<string, OutboxEntry>()

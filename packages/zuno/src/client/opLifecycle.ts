@@ -147,12 +147,14 @@ export class OpLifecycle {
   }
 
   #settle(op: PendingOp, answer: ProposalAnswer, sent: { epoch: string }): void {
+    const outcome = classify(op, answer)
     if (this.#deps.queue.head !== op) {
-      // Settled already, by our own echo on the stream.
+      // Settled already, by our own echo on the stream. An action's echo carries only the stores the
+      // stream follows; its answer, every store it wrote.
+      if (outcome.type === 'action_accepted') this.#deps.showTogether(this.#confirmChanges(outcome.changes))
       this.pump()
       return
     }
-    const outcome = classify(op, answer)
     switch (outcome.type) {
       case 'accepted':
         // Only a `set` is answered so (see classify).
@@ -273,6 +275,16 @@ export class OpLifecycle {
    */
   confirmAction(op: ActionOp, changes: readonly StoreChange[]): void {
     this.#deps.queue.dequeue(op)
+    const changed = this.#confirmChanges(changes)
+    this.countPending(-1)
+    this.#deps.showTogether(changed)
+    this.#forget(op)
+    op.resolve()
+    this.pump()
+  }
+
+  /** Confirms each change newer than what this replica holds of its store; returns the stores it moved, to show. */
+  #confirmChanges(changes: readonly StoreChange[]): ReplicaStore[] {
     const changed: ReplicaStore[] = []
     for (const change of changes) {
       // A store the principal may write but not read comes without its state: nothing to show of it.
@@ -282,11 +294,7 @@ export class OpLifecycle {
       confirmFromServer(replica, { version: change.version, state: change.state })
       changed.push(replica)
     }
-    this.countPending(-1)
-    this.#deps.showTogether(changed)
-    this.#forget(op)
-    op.resolve()
-    this.pump()
+    return changed
   }
 
   /**
