@@ -40,8 +40,8 @@ export interface OpLifecycleDeps {
   readonly show: (replica: ReplicaStore) => void
   /** Publishes stores again as one change (and every store an action showed): after an action settled, or several stores' confirmed states changed. */
   readonly showTogether: (replicas: readonly ReplicaStore[]) => void
-  /** The local mutation of an app's action, to show a restored action's effect; `undefined` for one this replica does not know. */
-  readonly actionRun: (name: string) => ActionOp['run']
+  /** How this replica runs a restored action itself, or why it cannot (its schema refuses the arguments now): then it shows no effect, and the server decides. */
+  readonly localAction: (name: string, args: unknown) => Pick<ActionOp, 'run' | 'localArgs'> | ZunoError
 }
 
 /** Delivers a replica's pending ops one at a time, in order, and settles each. */
@@ -326,7 +326,10 @@ export class OpLifecycle {
   /** Ops queued before a reload go first (see {@link PendingQueue.restore}); nothing was proposed while they were read. */
   restore(entries: OutboxEntry[]): void {
     this.#deps.sync.restored()
-    const restored = this.#deps.queue.restore(entries, (key) => this.#deps.replicas.get(key), this.#deps.actionRun)
+    const restored = this.#deps.queue.restore(entries, (key) => this.#deps.replicas.get(key), (name, args) => {
+      const local = this.#deps.localAction(name, args)
+      return local instanceof ZunoError ? { run: undefined, localArgs: args } : local
+    })
     this.countPending(restored.length)
     const replicas = new Set<ReplicaStore>()
     for (const op of restored) if (op.kind === 'state') replicas.add(op.replica)

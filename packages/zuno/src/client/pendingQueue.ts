@@ -36,6 +36,7 @@ export type ConflictPolicy =
 interface OpCommon {
   /** This replica's id, or the one of the session that queued the op before a reload; a fresh one after `unknown_client`. */
   clientId: string
+  /** The op's number under `clientId`: the server takes a client's ops in this order. */
   opId: number
   /** When `set` or `act` was called (ms since the epoch); restored ops replay in this order. */
   readonly queuedAt: number
@@ -51,11 +52,15 @@ interface OpCommon {
 
 /** One `set` waiting to be accepted. */
 export interface StateOp extends OpCommon {
+  /** Tells it from an action. */
   readonly kind: 'state'
   /** The store it writes. */
   readonly replica: ReplicaStore
+  /** The value or updater given to `set`. */
   readonly update: Updater<unknown>
+  /** Settles the caller's promise with the version the op made. */
   readonly resolve: (version: number) => void
+  /** Settles the caller's promise with the refusal. */
   readonly reject: (error: ZunoError) => void
   /** Whether `result` has been computed, on which state, and what it is. */
   computed: boolean
@@ -73,6 +78,7 @@ export interface StateOp extends OpCommon {
 
 /** One action waiting to be accepted: the server runs it; until then this replica shows its own run of it. */
 export interface ActionOp extends OpCommon {
+  /** Tells it from a `set`. */
   readonly kind: 'action'
   /** The action's name. */
   readonly name: string
@@ -82,7 +88,9 @@ export interface ActionOp extends OpCommon {
   readonly localArgs: unknown
   /** The app's mutation, run on what the stores show; `undefined` for an action this replica does not know (no optimistic effect). */
   readonly run: ActionSpec['run'] | undefined
+  /** Settles the caller's promise once the server accepted the action and its changes show. */
   readonly resolve: () => void
+  /** Settles the caller's promise with the refusal. */
   readonly reject: (error: ZunoError) => void
   /** Each store the last local run read, with the state it saw: it runs again when one of them shows another. `undefined` before it ran. */
   seen: Map<ReplicaStore, unknown> | undefined
@@ -257,17 +265,22 @@ export class PendingQueue {
 
   /**
    * Puts ops queued before a reload first in line under their original ids: a `set` as the plain
-   * value it last produced, an action as it was called (run again here if `runOf` knows it). One
-   * whose entry says it was sent may have been applied: it counts as in doubt.
+   * value it last produced, an action as it was called (run here as `localOf` says). One whose
+   * entry says it was sent may have been applied: it counts as in doubt.
    */
-  restore(entries: readonly OutboxEntry[], replicaOf: (storeKey: string) => ReplicaStore, runOf: (action: string) => ActionOp['run']): PendingOp[] {
+  restore(
+    entries: readonly OutboxEntry[],
+    replicaOf: (storeKey: string) => ReplicaStore,
+    localOf: (action: string, args: unknown) => Pick<ActionOp, 'run' | 'localArgs'>,
+  ): PendingOp[] {
     // Nobody awaits these any more; a refusal still reaches onError and lastError.
     const settled = { resolve: () => {}, reject: () => {} }
     const restored = entries.map((entry): PendingOp => {
       const common = { clientId: entry.clientId, opId: entry.opId, queuedAt: entry.queuedAt, failures: 0, doubtedIn: entry.sentOn?.epoch, ...settled }
       if ('action' in entry) {
         const lastSent = entry.sentOn === undefined ? undefined : { epoch: entry.sentOn.epoch }
-        return { ...common, kind: 'action', name: entry.action, args: entry.args, localArgs: entry.args, run: runOf(entry.action), seen: undefined, writes: new Map(), lastSent }
+        const local = localOf(entry.action, entry.args)
+        return { ...common, ...local, kind: 'action', name: entry.action, args: entry.args, seen: undefined, writes: new Map(), lastSent }
       }
       return {
         ...common,

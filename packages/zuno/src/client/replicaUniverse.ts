@@ -9,7 +9,7 @@ import { type PublishedState, StoreCell, type Updater } from '../store'
 import { Universe } from '../universe'
 import { Proposer } from './proposer'
 import { CredentialHold } from './credentialHold'
-import { type ConflictPolicy, PendingQueue, type ReplicaStore, replay, replayAll, withOtherTabs } from './pendingQueue'
+import { type ActionOp, type ConflictPolicy, PendingQueue, type ReplicaStore, replay, replayAll, withOtherTabs } from './pendingQueue'
 import { OpLifecycle } from './opLifecycle'
 import { OutboxKeeper } from './outboxKeeper'
 import { ServerFeed } from './serverFeed'
@@ -106,8 +106,6 @@ export class ReplicaUniverse<
     this.#outbox = options.outbox && new OutboxKeeper(options.outbox, locks, this.clientId, (error) => this.#lastError.set(error))
     const show = (replica: ReplicaStore) => this.#show(replica)
     const showTogether = (replicas: readonly ReplicaStore[]) => this.#showTogether(replicas)
-    const actions = options.actions ?? {}
-    const actionRun = (name: string) => (Object.hasOwn(actions, name) ? actions[name]?.run : undefined)
     this.#ops = new OpLifecycle({
       queue: this.#queue,
       proposer: this.#proposer,
@@ -123,7 +121,7 @@ export class ReplicaUniverse<
       pendingCount: this.#pendingCount,
       show,
       showTogether,
-      actionRun,
+      localAction: (name, args) => this.#localAction(name, args),
     })
     const feed = new ServerFeed({
       cursor: this.#cursor,
@@ -253,22 +251,28 @@ export class ReplicaUniverse<
     const refusal = this.#refusesNewOp()
     if (refusal !== undefined) return Promise.reject(refusal)
     if (!ACTION_NAME_PATTERN.test(name)) return Promise.reject(new ZunoError('invalid_action', `Invalid action name ${JSON.stringify(name)}`))
-    const actions = this.#options.actions ?? {}
-    const spec = Object.hasOwn(actions, name) ? actions[name] : undefined
-    let localArgs: unknown = args
-    if (spec !== undefined) {
-      const checked = checkArgs(spec, name, args)
-      if (checked instanceof ZunoError) return Promise.reject(checked)
-      localArgs = checked.args
-    }
+    const local = this.#localAction(name, args)
+    if (local instanceof ZunoError) return Promise.reject(local)
     return new Promise<void>((resolve, reject) => {
-      const op = this.#queue.enqueueAction({ name, args, localArgs, run: spec?.run, queuedAt: this.#now(), resolve, reject })
+      const op = this.#queue.enqueueAction({ name, args, ...local, queuedAt: this.#now(), resolve, reject })
       this.#ops.countPending(1)
       this.#showTogether([])
       this.#ops.save(op)
       if (this.#sync.streamLost) this.#link?.hurry()
       this.#ops.pump()
     })
+  }
+
+  /**
+   * How this replica runs an action itself: the app's `run` and the arguments its schema made of
+   * `args` (no `run` for an action the app does not define here), or the schema's refusal.
+   */
+  #localAction(name: string, args: unknown): Pick<ActionOp, 'run' | 'localArgs'> | ZunoError {
+    const actions = this.#options.actions ?? {}
+    const spec = Object.hasOwn(actions, name) ? actions[name] : undefined
+    if (spec === undefined) return { run: undefined, localArgs: args }
+    const checked = checkArgs(spec, name, args)
+    return checked instanceof ZunoError ? checked : { run: spec.run, localArgs: checked.args }
   }
 
   /** Why a new op cannot be queued now (the replica is closed, or the queue is full), if it cannot. */
