@@ -113,7 +113,10 @@ export interface ZunoHooks<TStores extends Record<string, unknown>> {
  * export const { useStore, useStoreApi } = createZunoHooks<typeof app>()
  * ```
  */
-export function createZunoHooks<TApp extends ZunoApp<Record<string, unknown>>>(): ZunoHooks<StatesOfApp<TApp>> {
+export function createZunoHooks<
+  // No actions required: any app's fit (an action's `run` takes its own arguments, so no wider action type would).
+  TApp extends ZunoApp<Record<string, unknown>, Record<never, never>>,
+>(): ZunoHooks<StatesOfApp<TApp>> {
   return { useStore, useStoreApi, useStoreVersion } as ZunoHooks<StatesOfApp<TApp>>
 }
 
