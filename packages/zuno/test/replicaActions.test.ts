@@ -232,6 +232,20 @@ describe('replica.act', () => {
     expect(posts.map((post) => (JSON.parse(post) as { opId: number }).opId)).toEqual([1])
   })
 
+  it('rejects an action the server does not know with unknown_action; not recorded, so the next op takes its id', async () => {
+    const { universe, url, posts } = await serve()
+    const replica = connect({ url, EventSource, tabs: false })
+    cleanups.push(() => replica.close())
+    await until(() => replica.status.get() === 'connected')
+    const refused = replica.act('notDeployedYet').catch((error: ZunoError) => error)
+    const counter = replica.store<number>('counter')
+    const set = counter.set(3)
+    expect(((await refused) as ZunoError).code).toBe('unknown_action')
+    expect(await set).toBe(1)
+    expect(posts.map((post) => (JSON.parse(post) as { opId: number }).opId)).toEqual([1, 1])
+    expect(universe.store('counter').get()).toBe(3)
+  })
+
   it('sends an action the local app does not define as it is, with no effect until the server has run it', async () => {
     const { universe, url } = await serve({ reset: (tx) => tx.set('counter', 42) })
     // No app here: any name, no local run.
@@ -306,8 +320,11 @@ describe('replica.act', () => {
     const first = await replicaOf(url, { outbox, fetch: offline })
     const lost = first.act('move', { amount: 2 }).catch((error: ZunoError) => error.code)
     await until(() => [...entries.values()].some((entry) => 'action' in entry && entry.sentOn !== undefined))
+    expect(first.store('right').get()).toBe(2)
     first.close()
     expect(await lost).toBe('closed')
+    // Closed: what it shows is the server's, without the action's effect.
+    expect([first.store('left').get(), first.store('right').get()]).toEqual([10, 0])
     const [entry] = [...entries.values()]
     expect(entry).toMatchObject({ action: 'move', args: { amount: 2 }, opId: 1, sentOn: { epoch: universe.epoch } })
     // The next session restores it: its effect shows again (run here), and it goes, once.
