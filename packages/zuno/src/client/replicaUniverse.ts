@@ -312,7 +312,7 @@ export class ReplicaUniverse<
   #show(replica: ReplicaStore): void {
     if (this.#queue.hasActions || this.#shownWithActions.size > 0) return this.#showTogether([replica])
     const state = replay(replica)
-    this.#link?.announce(replica, state, replica.pending.length > 0)
+    this.#link?.announce(replica, replica.pending.length > 0 ? { state } : undefined)
     replica.cell.publish(withOtherTabs(replica, state), replica.confirmed.version)
   }
 
@@ -335,7 +335,7 @@ export class ReplicaUniverse<
     for (const replica of shown) {
       const pending = views === undefined ? replica.pending.length > 0 : views.has(replica)
       const state = views === undefined ? replay(replica) : pending ? views.get(replica) : replica.confirmed.state
-      this.#link?.announce(replica, state, pending)
+      this.#link?.announce(replica, pending ? { state } : undefined)
       changes.push({ cell: replica.cell, state: withOtherTabs(replica, state), version: replica.confirmed.version })
     }
     StoreCell.publishTogether(changes)

@@ -152,9 +152,9 @@ export class StreamLink {
     else this.#tabs?.resync()
   }
 
-  /** Tells the other tabs what this tab's pending ops (`pending`: it has some there) make of the store, when that changed. */
-  announce(replica: ReplicaStore, own: unknown, pending: boolean): void {
-    this.#tabs?.announce(replica, own, pending)
+  /** Tells the other tabs what this tab's pending ops make of the store (`undefined`: it has none there), when that changed. */
+  announce(replica: ReplicaStore, own: { state: unknown } | undefined): void {
+    this.#tabs?.announce(replica, own)
   }
 
   /** Closes this replica's own stream, if it holds one. */

@@ -108,14 +108,17 @@ export class TabRelay {
     this.#resync()
   }
 
-  /** Tells the other tabs what this tab's pending ops (`pending`: it has some there) make of the store, when that changed. */
-  announce(replica: ReplicaStore, own: unknown, pending: boolean): void {
+  /**
+   * Tells the other tabs what this tab's pending ops make of the store (`own`; `undefined` when it
+   * has none there), when that changed.
+   */
+  announce(replica: ReplicaStore, own: { state: unknown } | undefined): void {
     const baseVersion = replica.confirmed.version
     const last = replica.announced
-    const unchanged = pending ? last !== undefined && last.state === own && last.baseVersion === baseVersion : last === undefined
+    const unchanged = own !== undefined ? last !== undefined && last.state === own.state && last.baseVersion === baseVersion : last === undefined
     if (unchanged) return
-    replica.announced = pending ? { baseVersion, state: own } : undefined
-    this.#link.post({ type: 'pending', from: this.#host.tabId(), storeKey: replica.cell.key, baseVersion, pending, state: pending ? own : null })
+    replica.announced = own && { baseVersion, state: own.state }
+    this.#link.post({ type: 'pending', from: this.#host.tabId(), storeKey: replica.cell.key, baseVersion, pending: own !== undefined, state: own ? own.state : null })
   }
 
   close(): void {
