@@ -94,6 +94,9 @@ async function replicaOf(url: string, options: Omit<Partial<ReplicaOptions>, 'sc
   return replica
 }
 
+/** The real clock, as much of it as the simulated browser (its BroadcastChannel and Web Locks) uses. */
+const realClock = { get now() { return Date.now() }, setTimeout: (run: () => void, ms: number) => setTimeout(run, ms) } as unknown as VirtualClock
+
 /** The parsed bodies of the action proposals a server received. */
 const actionBodies = (posts: readonly string[]) => posts.map((post) => JSON.parse(post) as { action?: string }).filter((body) => body.action !== undefined)
 
@@ -338,7 +341,6 @@ describe('replica.act', () => {
 
   it('relays a commit from the leader tab to the others, shown as one change there', async () => {
     const { url } = await serve()
-    const realClock = { get now() { return Date.now() }, setTimeout: (run: () => void, ms: number) => setTimeout(run, ms) } as unknown as VirtualClock
     const browser = new SimBrowser(realClock, () => 1)
     const tab = (name: string) => {
       const replica = connect({ url, EventSource, app, tabs: true, BroadcastChannel: browser.channelFor(), locks: browser.locksFor(name) })
@@ -401,6 +403,39 @@ describe('actions through the test rig', () => {
     await rig.settled()
     expect([watcher.store('left').get(), watcher.store('right').get(), watcher.store('counter').get()]).toEqual([8, 2, 5])
     expect(rig.server.store('right').get()).toBe(2)
+  })
+})
+
+describe('actions and the other tabs', () => {
+  it('shows a pending action over another tab’s pending set of the same store', async () => {
+    const { universe, url } = await serve()
+    const browser = new SimBrowser(realClock, () => 1)
+    /** A tab whose proposals wait until `release()`; its stream does not. */
+    const tab = (name: string) => {
+      let release = () => {}
+      const held = new Promise<void>((resolve) => {
+        release = resolve
+      })
+      const heldFetch: typeof fetch = (input, init) => (init?.method === 'POST' ? held.then(() => fetch(input, init)) : fetch(input, init))
+      const replica = connect({ url, EventSource, app, fetch: heldFetch, tabs: true, BroadcastChannel: browser.channelFor(), locks: browser.locksFor(name) })
+      cleanups.push(() => replica.close())
+      return { replica, release }
+    }
+    const a = tab('a')
+    await until(() => a.replica.status.get() === 'connected')
+    const b = tab('b')
+    await until(() => b.replica.status.get() === 'connected')
+    const set = a.replica.store('counter').set(5)
+    await until(() => b.replica.store('counter').get() === 5)
+    const acted = b.replica.act('increment', { by: 1 })
+    // b shows a's pending 5 with its own increment over it (as it would an updater of its own).
+    expect(b.replica.store('counter').get()).toBe(6)
+    a.release()
+    await set
+    b.release()
+    await acted
+    expect(universe.store('counter').get()).toBe(6)
+    await until(() => a.replica.store('counter').get() === 6 && b.replica.store('counter').get() === 6)
   })
 })
 

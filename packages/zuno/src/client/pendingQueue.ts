@@ -396,12 +396,7 @@ function runLocally(op: ActionOp, run: NonNullable<ActionOp['run']>, viewOf: (re
  * (Proposals always use `own`: another tab's ops are that tab's to propose.)
  */
 export function withOtherTabs(replica: ReplicaStore, own: unknown): unknown {
-  if (replica.foreign.size === 0) return own
-  let latest: { state: unknown; arrival: number } | undefined
-  for (const [tab, theirs] of replica.foreign) {
-    if (theirs.baseVersion < replica.confirmed.version) replica.foreign.delete(tab)
-    else if (latest === undefined || theirs.arrival > latest.arrival) latest = theirs
-  }
+  const latest = latestOfOtherTabs(replica)
   if (latest === undefined) return own
   let state = latest.state
   for (const op of replica.pending) {
@@ -412,4 +407,43 @@ export function withOtherTabs(replica: ReplicaStore, own: unknown): unknown {
     }
   }
   return state
+}
+
+/** The latest pending result another tab announced for the store, if one is still based on its current version (older ones are dropped). */
+export function latestOfOtherTabs(replica: ReplicaStore): { state: unknown } | undefined {
+  if (replica.foreign.size === 0) return undefined
+  let latest: { state: unknown; arrival: number } | undefined
+  for (const [tab, theirs] of replica.foreign) {
+    if (theirs.baseVersion < replica.confirmed.version) replica.foreign.delete(tab)
+    else if (latest === undefined || theirs.arrival > latest.arrival) latest = theirs
+  }
+  return latest
+}
+
+/**
+ * {@link withOtherTabs} for a queue with actions: every op of this tab replayed in order over the
+ * other tabs' latest results (`theirs`, by store; the confirmed state elsewhere), each computed
+ * afresh. For display only: proposals and this tab's own announcements use {@link replayAll}'s.
+ */
+export function replayOverOtherTabs(ops: readonly PendingOp[], theirs: ReadonlyMap<ReplicaStore, unknown>, replicaOf: (storeKey: string) => ReplicaStore): Map<ReplicaStore, unknown> {
+  const views = new Map(theirs)
+  const viewOf = (replica: ReplicaStore): unknown => (views.has(replica) ? views.get(replica) : replica.confirmed.state)
+  for (const op of ops) {
+    try {
+      if (op.kind === 'state') {
+        views.set(op.replica, applyUpdater(op.update, viewOf(op.replica)))
+        continue
+      }
+      if (op.run === undefined) continue
+      const effect = runAction(op.run, op.localArgs, (key) => {
+        const replica = replicaOf(key)
+        return { version: replica.confirmed.version, state: viewOf(replica) }
+      })
+      if (effect instanceof Promise) effect.catch(() => {})
+      else for (const [key, state] of effect.writes) views.set(replicaOf(key), state)
+    } catch {
+      // Shown as if the op were not there, as in withOtherTabs.
+    }
+  }
+  return views
 }

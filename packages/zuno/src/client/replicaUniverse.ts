@@ -9,7 +9,17 @@ import { type PublishedState, StoreCell, type Updater } from '../store'
 import { Universe } from '../universe'
 import { Proposer } from './proposer'
 import { CredentialHold } from './credentialHold'
-import { type ActionOp, type ConflictPolicy, PendingQueue, type ReplicaStore, replay, replayAll, withOtherTabs } from './pendingQueue'
+import {
+  type ActionOp,
+  type ConflictPolicy,
+  latestOfOtherTabs,
+  PendingQueue,
+  type ReplicaStore,
+  replay,
+  replayAll,
+  replayOverOtherTabs,
+  withOtherTabs,
+} from './pendingQueue'
 import { OpLifecycle } from './opLifecycle'
 import { OutboxKeeper } from './outboxKeeper'
 import { ServerFeed } from './serverFeed'
@@ -331,14 +341,31 @@ export class ReplicaUniverse<
       for (const replica of views.keys()) shown.add(replica)
       this.#shownWithActions = this.#queue.hasActions ? new Set(views.keys()) : new Set()
     }
+    const overOtherTabs = views === undefined ? undefined : this.#overOtherTabs(shown)
     const changes: PublishedState[] = []
     for (const replica of shown) {
       const pending = views === undefined ? replica.pending.length > 0 : views.has(replica)
       const state = views === undefined ? replay(replica) : pending ? views.get(replica) : replica.confirmed.state
       this.#link?.announce(replica, pending ? { state } : undefined)
-      changes.push({ cell: replica.cell, state: withOtherTabs(replica, state), version: replica.confirmed.version })
+      const shownState = overOtherTabs === undefined ? withOtherTabs(replica, state) : overOtherTabs.has(replica) ? overOtherTabs.get(replica) : state
+      changes.push({ cell: replica.cell, state: shownState, version: replica.confirmed.version })
     }
     StoreCell.publishTogether(changes)
+  }
+
+  /**
+   * While actions wait and other tabs have pending results in the stores shown or read by an
+   * action: what the stores show, this tab's queue replayed over those results.
+   */
+  #overOtherTabs(shown: ReadonlySet<ReplicaStore>): Map<ReplicaStore, unknown> | undefined {
+    const candidates = new Set(shown)
+    for (const op of this.#queue.ops) if (op.kind === 'action') for (const replica of op.seen?.keys() ?? []) candidates.add(replica)
+    const theirs = new Map<ReplicaStore, unknown>()
+    for (const replica of candidates) {
+      const latest = latestOfOtherTabs(replica)
+      if (latest !== undefined) theirs.set(replica, latest.state)
+    }
+    return theirs.size === 0 ? undefined : replayOverOtherTabs(this.#queue.ops, theirs, (key) => this.#replicas.get(key))
   }
 }
 
