@@ -174,7 +174,10 @@ export interface ZunoHooks<TStores extends Record<string, unknown>, TActions ext
  * export const { useStore, useStoreApi, useAction } = createZunoHooks<typeof app>()
  * ```
  */
-export function createZunoHooks<TApp extends ZunoApp<Record<string, unknown>>>(): ZunoHooks<StatesOfApp<TApp>, ActionsOfApp<TApp>> {
+export function createZunoHooks<
+  // No actions required: any app's fit (an action's `run` takes its own arguments, so no wider action type would).
+  TApp extends ZunoApp<Record<string, unknown>, Record<never, never>>,
+>(): ZunoHooks<StatesOfApp<TApp>, ActionsOfApp<TApp>> {
   return { useStore, useStoreApi, useStoreVersion, useAction } as ZunoHooks<StatesOfApp<TApp>, ActionsOfApp<TApp>>
 }
 

@@ -34,6 +34,14 @@ function Counter() {
   )
 }
 
+/** An app with actions types the same hooks: each action's `run` takes its own arguments. */
+const appWithActions = defineZuno({
+  stores: { counter: { initial: 0 } },
+  actions: { add: { run: (tx, by: number) => tx.set('counter', (n) => n + by) } },
+})
+const withActions = createZunoHooks<typeof appWithActions>()
+expectTypeOf<ReturnType<typeof withActions.useStore<'counter'>>>().toEqualTypeOf<number>()
+
 /** Never rendered: what matters is that it does not compile. */
 export function WrongKey() {
   // @ts-expect-error: `nope` is not a store of the app

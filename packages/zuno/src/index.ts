@@ -13,13 +13,14 @@ export type {
   ConflictPolicy,
   MergeInput,
   ReadableValue,
+  RefusedOp,
   ReplicaOptions,
 } from './client/replicaUniverse'
 export { createSnapshotUniverse, SnapshotUniverse, type SnapshotUniverseOptions } from './client/snapshotUniverse'
 export type { FirstRender } from './client/firstRender'
 export type { DigestLike } from './client/writerTags'
 export { createIndexedDbOutbox } from './client/outbox'
-export type { IndexedDbOutboxOptions, Outbox, OutboxEntry } from './client/outbox'
+export type { ActionEntry, IndexedDbOutboxOptions, Outbox, OutboxEntry, StateEntry } from './client/outbox'
 export type { BroadcastChannelConstructor, BroadcastChannelLike, LockManagerLike, TabMessage } from './client/tabs'
 export type { ConnectionStatus, EventSourceConstructor, EventSourceLike, Timers } from './client/connection'
 export { isZunoError, ZunoError } from './errors'

@@ -35,6 +35,16 @@ export function applyUpdater<T>(next: Updater<T>, previous: T): T {
 /** Decides what `set` does; the universe that owns the store provides it. */
 export type StoreWriter = (store: StoreCell<unknown>, next: Updater<unknown>) => Promise<number>
 
+/** A store's new state and version, as {@link StoreCell.publishTogether} shows it. */
+export interface PublishedState {
+  /** The store. */
+  readonly cell: StoreCell<unknown>
+  /** Its new state. */
+  readonly state: unknown
+  /** Its new version. */
+  readonly version: number
+}
+
 /** The store implementation shared by both roles; only the writer differs. */
 export class StoreCell<T> implements Store<T> {
   #state: T
@@ -86,6 +96,23 @@ export class StoreCell<T> implements Store<T> {
       return
     }
     this.#notify(state, previous)
+  }
+
+  /**
+   * Shows new states in several stores as one change: every state is readable before any listener
+   * of any of them hears, so no listener sees half of it. Internal to the owning universe.
+   */
+  static publishTogether(changes: ReadonlyArray<PublishedState>): void {
+    const toTell: Array<{ cell: StoreCell<unknown>; state: unknown; previous: unknown }> = []
+    for (const { cell, state, version } of changes) {
+      const previous = cell.#state
+      if (previous === state && cell.#version === version) continue
+      cell.#state = state
+      cell.#version = version
+      if (cell.#deferring) cell.#deferredFrom ??= { state: previous }
+      else toTell.push({ cell, state, previous })
+    }
+    for (const { cell, state, previous } of toTell) cell.#notify(state, previous)
   }
 
   /**

@@ -1,10 +1,10 @@
 import { ZunoError } from '../errors'
-import { type ErrorBody, isNonNegativeInteger, PROTOCOL_HEADER, PROTOCOL_VERSION, type SyncAccepted, type SyncConflict } from '../protocol'
+import { type ActionAccepted, type ErrorBody, isNonNegativeInteger, PROTOCOL_HEADER, PROTOCOL_VERSION, type SyncAccepted, type SyncConflict } from '../protocol'
 
 /** An answer to a proposal that decided something, in Zuno's own words. */
 export interface ProposalAnswer {
   status: number
-  body: SyncAccepted | SyncConflict | ErrorBody
+  body: SyncAccepted | ActionAccepted | SyncConflict | ErrorBody
 }
 
 /**
@@ -80,9 +80,10 @@ function zunoBody(text: string): ProposalAnswer['body'] | undefined {
     return undefined
   }
   if (typeof parsed !== 'object' || parsed === null) return undefined
-  const { ok, error, version } = parsed as { ok?: unknown; error?: unknown; version?: unknown }
-  // An acceptance names the version it made: `{"ok":true}` alone (someone else's API) proves nothing.
-  if (ok === true && isNonNegativeInteger(version)) return parsed as ProposalAnswer['body']
+  const { ok, error, version, changes } = parsed as { ok?: unknown; error?: unknown; version?: unknown; changes?: unknown }
+  // An acceptance names the version it made, or an action's the changes it made: `{"ok":true}`
+  // alone (someone else's API) proves nothing.
+  if (ok === true && (isNonNegativeInteger(version) || Array.isArray(changes))) return parsed as ProposalAnswer['body']
   if (ok === false && typeof error === 'string') return parsed as ProposalAnswer['body']
   return undefined
 }

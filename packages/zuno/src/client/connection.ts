@@ -1,5 +1,5 @@
 import { ZunoError } from '../errors'
-import { PATHS, PROTOCOL_VERSION, SSE_EVENTS, type SnapshotMessage, type StateEvent } from '../protocol'
+import { type CommitEvent, PATHS, PROTOCOL_VERSION, SSE_EVENTS, type SnapshotMessage, type StateEvent } from '../protocol'
 import { refusesCredentials, streamRefusal } from './answers'
 import { backoffDelay } from './backoff'
 
@@ -48,6 +48,8 @@ export interface StreamHandlers {
   /** A resumed stream has replayed what was missed. */
   resumed(): void
   state(event: StateEvent, eventId: string): void
+  /** One change of several stores (an action's), to apply as one. */
+  commit(event: CommitEvent, eventId: string): void
   status(status: ConnectionStatus): void
   /** The stream was answered with an HTTP error; with `unauthenticated` or `forbidden` it stopped until {@link StreamConnection.retry}. */
   refused(error: ZunoError): void
@@ -189,6 +191,10 @@ export class StreamConnection {
     source.addEventListener(SSE_EVENTS.state, (event) => {
       const message = parseData<StateEvent>(event.data)
       if (source === this.#source && message?.storeKey) this.#handlers.state(message, event.lastEventId)
+    })
+    source.addEventListener(SSE_EVENTS.commit, (event) => {
+      const message = parseData<CommitEvent>(event.data)
+      if (source === this.#source && Array.isArray(message?.changes)) this.#handlers.commit(message, event.lastEventId)
     })
   }
 

@@ -5,15 +5,15 @@
  */
 import { isZunoError, ZunoError } from '../errors'
 import type { Observable } from '../observable'
-import type { StoreState } from '../protocol'
+import type { StoreChange, StoreState } from '../protocol'
 import { type Schemas, schemaFor, validateState } from '../schema'
 import type { ProposalAnswer } from './answers'
 import type { CredentialHold } from './credentialHold'
 import type { EventCursor } from './eventCursor'
 import type { OutboxEntry } from './outbox'
 import type { OutboxKeeper } from './outboxKeeper'
-import type { PendingOp, PendingQueue, Renumbered, ReplicaStore, WireBody } from './pendingQueue'
-import { CONFLICT_BACKOFF_BASE_MS, classify, classifyFailure, DELIVERY_BACKOFF_BASE_MS, encodeProposal, type Proposer } from './proposer'
+import { type ActionOp, opLabel, type PendingOp, type PendingQueue, type Renumbered, type ReplicaStore, type StateOp, type WireBody } from './pendingQueue'
+import { CONFLICT_BACKOFF_BASE_MS, classify, classifyFailure, DELIVERY_BACKOFF_BASE_MS, encodeAction, encodeProposal, type Proposer } from './proposer'
 import type { ReplicaOptions } from './replicaOptions'
 import { confirmFromServer, type ReplicaStores } from './replicaStores'
 import type { SyncState } from './syncState'
@@ -38,6 +38,10 @@ export interface OpLifecycleDeps {
   readonly pendingCount: Observable<number>
   /** Publishes a store again after its pending ops or confirmed state changed. */
   readonly show: (replica: ReplicaStore) => void
+  /** Publishes stores again as one change (and every store an action showed): after an action settled, or several stores' confirmed states changed. */
+  readonly showTogether: (replicas: readonly ReplicaStore[]) => void
+  /** How this replica runs a restored action itself, or why it cannot (its schema refuses the arguments now): then it shows no effect, and the server decides. */
+  readonly localAction: (name: string, args: unknown) => Pick<ActionOp, 'run' | 'localArgs'> | ZunoError
 }
 
 /** Delivers a replica's pending ops one at a time, in order, and settles each. */
@@ -57,8 +61,9 @@ export class OpLifecycle {
     if (op === undefined || this.#deps.proposer.busy || !this.#deps.sync.mayPropose) return
     // The stream may echo the op before the answer comes: its writer tag must be known by then.
     if (this.#deps.tags.of(op.clientId) === undefined) return this.#learnTag(op)
-    const { replica } = op
     const epoch = this.#deps.cursor.epoch ?? ''
+    if (op.kind === 'action') return this.#proposeAction(op, epoch)
+    const { replica } = op
     // An op in doubt goes again as it went, in the current epoch: if the storage kept it (the same
     // history, or one that survived a new epoch), it is recognised. Otherwise the base goes with the
     // state it was computed on, read now, not after the schema check.
@@ -84,22 +89,46 @@ export class OpLifecycle {
         }
         // Written down before it goes: a reload from here on restores the op as possibly applied.
         op.lastSent = body
-        this.save(op)
-        this.#deps.proposer.send(payload).then(
-          (answer) => {
-            this.#deps.proposer.done()
-            this.#settle(op, answer, body)
-          },
-          (error: unknown) => {
-            this.#deps.proposer.done()
-            this.#deliveryFailed(op, error, body)
-          },
-        )
+        this.#send(op, payload, body)
       },
       (invalid: unknown) => {
         this.#deps.proposer.done()
         const error = isZunoError(invalid) ? invalid : new ZunoError('invalid_state', `The schema of ${key} threw`, { cause: invalid })
         this.#refuse(op, error)
+      },
+    )
+  }
+
+  /**
+   * Proposes an action: its name and arguments as it was called, whether or not it was in doubt
+   * (nothing of it is recomputed for the wire), in the current epoch. The server's schema checks
+   * the arguments; a name it does not know is its to refuse.
+   */
+  #proposeAction(op: ActionOp, epoch: string): void {
+    let payload: string
+    try {
+      payload = encodeAction(op, epoch)
+    } catch (unsendable) {
+      // Never sent, so not in doubt (unless an earlier attempt was, which the same arguments could not be).
+      return this.#refuse(op, unsendable as ZunoError)
+    }
+    this.#deps.proposer.start()
+    const sent = { epoch }
+    op.lastSent = sent
+    this.#send(op, payload, sent)
+  }
+
+  /** Writes the op down (a reload from here on restores it as possibly applied), sends it and settles it from what comes back. */
+  #send(op: PendingOp, payload: string, sent: { epoch: string }): void {
+    this.save(op)
+    this.#deps.proposer.send(payload).then(
+      (answer) => {
+        this.#deps.proposer.done()
+        this.#settle(op, answer, sent)
+      },
+      (error: unknown) => {
+        this.#deps.proposer.done()
+        this.#deliveryFailed(op, error, sent)
       },
     )
   }
@@ -117,22 +146,31 @@ export class OpLifecycle {
     )
   }
 
-  #settle(op: PendingOp, answer: ProposalAnswer, sent: WireBody): void {
+  #settle(op: PendingOp, answer: ProposalAnswer, sent: { epoch: string }): void {
+    const outcome = classify(op, answer)
     if (this.#deps.queue.head !== op) {
-      // Settled already, by our own echo on the stream.
+      // Settled already, by our own echo on the stream. An action's echo carries only the stores the
+      // stream follows; its answer, every store it wrote.
+      if (outcome.type === 'action_accepted') this.#deps.showTogether(this.#confirmChanges(outcome.changes))
       this.pump()
       return
     }
-    const { replica } = op
-    const outcome = classify(op, answer)
     switch (outcome.type) {
       case 'accepted':
-        return this.confirm(op, outcome.confirmed, outcome.opVersion)
+        // Only a `set` is answered so (see classify).
+        if (op.kind === 'state') this.confirm(op, outcome.confirmed, outcome.opVersion)
+        return
+      case 'action_accepted':
+        if (op.kind === 'action') this.confirmAction(op, outcome.changes)
+        return
       case 'conflict': {
+        // Only a `set` conflicts (see classify).
+        if (op.kind !== 'state') return
+        const { replica } = op
         if (op.opId === 1 && op.doubtedIn === sent.epoch) {
           // The server answers a client's first op with 409 only when it keeps no record of the client:
           // the attempt in doubt may have been applied before the server forgot it.
-          const error = new ZunoError('outcome_unknown', `${replica.cell.key}: op ${op.opId} may or may not have been applied (the server has no record of this client)`)
+          const error = new ZunoError('outcome_unknown', `${opLabel(op)}: op ${op.opId} may or may not have been applied (the server has no record of this client)`)
           return this.#refuse(op, error, { used: true })
         }
         this.#notApplied(op)
@@ -179,7 +217,7 @@ export class OpLifecycle {
    */
   #startAfresh(head: PendingOp): void {
     if (head.doubtedIn === this.#deps.cursor.epoch) {
-      this.#refuse(head, new ZunoError('outcome_unknown', `${head.replica.cell.key}: op ${head.opId} was sent, never answered, and the server has since forgotten this client`), { next: false })
+      this.#refuse(head, new ZunoError('outcome_unknown', `${opLabel(head)}: op ${head.opId} was sent, never answered, and the server has since forgotten this client`), { next: false })
     }
     const clientId = this.#deps.newId()
     this.#deps.outbox?.adopt(clientId)
@@ -195,7 +233,7 @@ export class OpLifecycle {
   }
 
   /** The network or the server failed: the op stays first in line, in doubt, and goes again unchanged after a pause. */
-  #deliveryFailed(op: PendingOp, error: unknown, sent: WireBody): void {
+  #deliveryFailed(op: PendingOp, error: unknown, sent: { epoch: string }): void {
     if (this.#deps.sync.closed) return
     const failure = classifyFailure(error)
     this.#deps.lastError.set(failure.error)
@@ -219,7 +257,7 @@ export class OpLifecycle {
    * The op was accepted; `confirmed` is what the server made of it (its schema may have transformed
    * it), or the store's current truth with `opVersion`, the version the op made, for a late answer.
    */
-  confirm(op: PendingOp, confirmed: StoreState, opVersion = confirmed.version): void {
+  confirm(op: StateOp, confirmed: StoreState, opVersion = confirmed.version): void {
     const { replica } = op
     this.#deps.queue.dequeue(op)
     if (confirmed.version > replica.confirmed.version) confirmFromServer(replica, confirmed)
@@ -231,19 +269,48 @@ export class OpLifecycle {
   }
 
   /**
+   * The action was accepted; `changes` are the stores it wrote, from its answer or its echo. Each
+   * newer than what this replica holds is confirmed, all of them shown as one change, with the
+   * action's own effect gone (the changes carry it).
+   */
+  confirmAction(op: ActionOp, changes: readonly StoreChange[]): void {
+    this.#deps.queue.dequeue(op)
+    const changed = this.#confirmChanges(changes)
+    this.countPending(-1)
+    this.#deps.showTogether(changed)
+    this.#forget(op)
+    op.resolve()
+    this.pump()
+  }
+
+  /** Confirms each change newer than what this replica holds of its store; returns the stores it moved, to show. */
+  #confirmChanges(changes: readonly StoreChange[]): ReplicaStore[] {
+    const changed: ReplicaStore[] = []
+    for (const change of changes) {
+      // A store the principal may write but not read comes without its state: nothing to show of it.
+      if (!('state' in change)) continue
+      const replica = this.#deps.replicas.get(change.storeKey)
+      if (change.version <= replica.confirmed.version) continue
+      confirmFromServer(replica, { version: change.version, state: change.state })
+      changed.push(replica)
+    }
+    return changed
+  }
+
+  /**
    * Drops the op and rejects its promise. Unless the server used up its id (`used`: it recorded
    * the refusal), the ops after it of the same client move down one id, so the ids the server sees
    * stay contiguous.
    */
   #refuse(op: PendingOp, error: ZunoError, { used = false, next = true } = {}): void {
-    const { replica } = op
     this.#deps.queue.dequeue(op)
     if (!used) this.#moved(this.#deps.queue.freeId(op))
     this.countPending(-1)
-    this.#deps.show(replica)
+    if (op.kind === 'state') this.#deps.show(op.replica)
+    else this.#deps.showTogether([])
     this.#forget(op)
     this.#deps.lastError.set(error)
-    this.#deps.options.onError?.(error, { storeKey: replica.cell.key, opId: op.opId })
+    this.#deps.options.onError?.(error, op.kind === 'state' ? { storeKey: op.replica.cell.key, opId: op.opId } : { action: op.name, opId: op.opId })
     op.reject(error)
     if (next) this.pump()
   }
@@ -259,9 +326,14 @@ export class OpLifecycle {
   /** Ops queued before a reload go first (see {@link PendingQueue.restore}); nothing was proposed while they were read. */
   restore(entries: OutboxEntry[]): void {
     this.#deps.sync.restored()
-    const restored = this.#deps.queue.restore(entries, (key) => this.#deps.replicas.get(key))
+    const restored = this.#deps.queue.restore(entries, (key) => this.#deps.replicas.get(key), (name, args) => {
+      const local = this.#deps.localAction(name, args)
+      return local instanceof ZunoError ? { run: undefined, localArgs: args } : local
+    })
     this.countPending(restored.length)
-    for (const replica of new Set(restored.map((op) => op.replica))) this.#deps.show(replica)
+    const replicas = new Set<ReplicaStore>()
+    for (const op of restored) if (op.kind === 'state') replicas.add(op.replica)
+    this.#deps.showTogether([...replicas])
     this.pump()
   }
 

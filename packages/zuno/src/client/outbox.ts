@@ -1,22 +1,42 @@
 import { newClientId } from '../id'
 
-/** An op waiting to be accepted, as kept across page reloads. */
-export interface OutboxEntry {
+/** An op waiting to be accepted, as kept across page reloads: a `set` of one store, or an action. */
+export type OutboxEntry = StateEntry | ActionEntry
+
+/** What every entry has: the op's ids and when it was queued. */
+interface EntryCommon {
   /** The client id it was proposed under; a retry after a reload keeps it, so it stays idempotent. */
   clientId: string
   /** The op's number under that client id. */
   opId: number
+  /** When it was queued (ms since the epoch); restored ops replay in this order. */
+  queuedAt: number
+}
+
+/** A `set` waiting to be accepted (the only kind before actions: entries of older sessions read as this). */
+export interface StateEntry extends EntryCommon {
   /** The store the op writes. */
   storeKey: string
   /** What the op makes the store; after a reload it is proposed as this plain value. */
   state: unknown
-  /** When it was queued (ms since the epoch); restored ops replay in this order. */
-  queuedAt: number
   /** Set while the op is in doubt (sent, never answered): the base and epoch it was sent on, so a retry sends it unchanged. */
   sentOn?: {
     /** The version the op was proposed on. */
     baseVersion: number
     /** The epoch of that version. */
+    epoch: string
+  }
+}
+
+/** An action waiting to be accepted: after a reload it is proposed again as it was called. */
+export interface ActionEntry extends EntryCommon {
+  /** The action's name. */
+  action: string
+  /** Its arguments, if it was given any. */
+  args?: unknown
+  /** Set while the op is in doubt (sent, never answered): the epoch it was sent in. */
+  sentOn?: {
+    /** The epoch of the attempt. */
     epoch: string
   }
 }
@@ -95,7 +115,8 @@ export function createIndexedDbOutbox(options: IndexedDbOutboxOptions = {}): Out
  */
 function migrateFromV1(store: IDBObjectStore | undefined, newId: () => string): void {
   if (store === undefined) return
-  const request = store.getAll() as IDBRequest<OutboxEntry[]>
+  // Format 1 had no actions: every entry is a `set`.
+  const request = store.getAll() as IDBRequest<StateEntry[]>
   request.onsuccess = () => {
     const clientId = newId()
     const entries = request.result.sort((a, b) => a.queuedAt - b.queuedAt || a.opId - b.opId)

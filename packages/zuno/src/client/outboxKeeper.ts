@@ -1,5 +1,5 @@
 import { ZunoError } from '../errors'
-import type { Outbox, OutboxEntry } from './outbox'
+import type { ActionEntry, Outbox, OutboxEntry, StateEntry } from './outbox'
 import type { PendingOp } from './pendingQueue'
 import type { LockManagerLike } from './tabs'
 
@@ -37,11 +37,20 @@ export class OutboxKeeper {
     return entries.filter((entry) => mine.has(entry.clientId)).sort((a, b) => a.queuedAt - b.queuedAt || a.opId - b.opId)
   }
 
-  /** Writes down what a reload needs of the op: the state it last produced or sent, and where it went. An op whose updater threw is not kept. */
+  /**
+   * Writes down what a reload needs of the op: a `set`'s state as it last produced or sent it, an
+   * action as it was called, and where it went. A `set` whose updater threw is not kept.
+   */
   saveOp(op: PendingOp): void {
-    if (op.failure !== undefined) return
     const { clientId, opId, queuedAt } = op
-    const entry: OutboxEntry = { clientId, opId, queuedAt, storeKey: op.replica.cell.key, state: op.lastSent?.state ?? op.result }
+    if (op.kind === 'action') {
+      const entry: ActionEntry = { clientId, opId, queuedAt, action: op.name }
+      if (op.args !== undefined) entry.args = op.args
+      if (op.lastSent !== undefined) entry.sentOn = { epoch: op.lastSent.epoch }
+      return this.save(entry)
+    }
+    if (op.failure !== undefined) return
+    const entry: StateEntry = { clientId, opId, queuedAt, storeKey: op.replica.cell.key, state: op.lastSent?.state ?? op.result }
     if (op.lastSent !== undefined) entry.sentOn = { baseVersion: op.lastSent.baseVersion, epoch: op.lastSent.epoch }
     this.save(entry)
   }

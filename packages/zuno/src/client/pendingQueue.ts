@@ -2,6 +2,7 @@
  * The client-wide ordered queue of pending ops and the per-store lists, and the replay that
  * computes what a store shows from its confirmed state and its pending ops. Pure: no I/O, no timers.
  */
+import { type ActionSpec, runAction, type StoreRead } from '../action'
 import { ZunoError } from '../errors'
 import type { StoreState } from '../protocol'
 import { applyUpdater, type StoreCell, type Updater } from '../store'
@@ -31,17 +32,35 @@ export type ConflictPolicy =
       merge(input: MergeInput): unknown
     }
 
-/** One `set` waiting to be accepted. */
-export interface PendingOp {
-  /** The store it writes. */
-  readonly replica: ReplicaStore
+/** What every pending op has, a `set` or an action: its ids, its caller's promise and its delivery. */
+interface OpCommon {
   /** This replica's id, or the one of the session that queued the op before a reload; a fresh one after `unknown_client`. */
   clientId: string
+  /** The op's number under `clientId`: the server takes a client's ops in this order. */
   opId: number
-  /** When `set` was called (ms since the epoch); restored ops replay in this order. */
+  /** When `set` or `act` was called (ms since the epoch); restored ops replay in this order. */
   readonly queuedAt: number
+  /** Deliveries that failed in a row (network, 5xx), for backoff. */
+  failures: number
+  /**
+   * The epoch of an attempt that got no definitive answer (the network failed, a 5xx, a reload
+   * mid-request): it may have been applied there. Until an answer settles that, the op goes again
+   * as `lastSent` says, so the server can recognise it.
+   */
+  doubtedIn: string | undefined
+}
+
+/** One `set` waiting to be accepted. */
+export interface StateOp extends OpCommon {
+  /** Tells it from an action. */
+  readonly kind: 'state'
+  /** The store it writes. */
+  readonly replica: ReplicaStore
+  /** The value or updater given to `set`. */
   readonly update: Updater<unknown>
+  /** Settles the caller's promise with the version the op made. */
   readonly resolve: (version: number) => void
+  /** Settles the caller's promise with the refusal. */
   readonly reject: (error: ZunoError) => void
   /** Whether `result` has been computed, on which state, and what it is. */
   computed: boolean
@@ -51,18 +70,42 @@ export interface PendingOp {
   sent: unknown
   /** Proposals answered 409 so far. */
   conflicts: number
-  /** Deliveries that failed in a row (network, 5xx), for backoff. */
-  failures: number
   /** Set when the updater threw: the op is not proposed (again) and rejects with this. */
   failure: ZunoError | undefined
   /** The body of the attempt on the wire, or of the last one, until an answer shows it was not applied. */
   lastSent: WireBody | undefined
-  /**
-   * The epoch of an attempt that got no definitive answer (the network failed, a 5xx, a reload
-   * mid-request): it may have been applied there. Until an answer settles that, the op goes again
-   * with `lastSent`'s base and state, so the server can recognise it.
-   */
-  doubtedIn: string | undefined
+}
+
+/** One action waiting to be accepted: the server runs it; until then this replica shows its own run of it. */
+export interface ActionOp extends OpCommon {
+  /** Tells it from a `set`. */
+  readonly kind: 'action'
+  /** The action's name. */
+  readonly name: string
+  /** Its arguments as given (`undefined`: none); they go on the wire unchanged on every attempt. */
+  readonly args: unknown
+  /** The arguments the local run takes: the schema's output when it checked them. */
+  readonly localArgs: unknown
+  /** The app's mutation, run on what the stores show; `undefined` for an action this replica does not know (no optimistic effect). */
+  readonly run: ActionSpec['run'] | undefined
+  /** Settles the caller's promise once the server accepted the action and its changes show. */
+  readonly resolve: () => void
+  /** Settles the caller's promise with the refusal. */
+  readonly reject: (error: ZunoError) => void
+  /** Each store the last local run read, with the state it saw: it runs again when one of them shows another. `undefined` before it ran. */
+  seen: Map<ReplicaStore, unknown> | undefined
+  /** What the last local run wrote, by store (nothing when it threw or refused). */
+  writes: Map<ReplicaStore, unknown>
+  /** The epoch of the attempt on the wire, or of the last one, until an answer shows it was not applied. */
+  lastSent: { epoch: string } | undefined
+}
+
+/** An op of the queue: a `set` of one store, or an action. */
+export type PendingOp = StateOp | ActionOp
+
+/** How an op is named in messages: its store, or its action. */
+export function opLabel(op: PendingOp): string {
+  return op.kind === 'state' ? op.replica.cell.key : `action ${op.name}`
 }
 
 /** What a proposal says of its op besides the ids. */
@@ -79,7 +122,7 @@ export interface ReplicaStore {
   /** The latest authoritative version and state. */
   confirmed: StoreState
   /** Local ops not yet accepted, oldest first. */
-  readonly pending: PendingOp[]
+  readonly pending: StateOp[]
   /** The declared initial state (`connect({ initial })`, `store(key, initial)`): what the store shows while the server has none. */
   initial: unknown
   /** Whether `confirmed` came from the server (and so can be handed to a new tab). */
@@ -93,6 +136,7 @@ export interface ReplicaStore {
 /** An op whose ids changed, with the ids it had (its outbox entry is under those). */
 export interface Renumbered {
   readonly op: PendingOp
+  /** Its ids before. */
   readonly was: { readonly clientId: string; readonly opId: number }
 }
 
@@ -103,6 +147,8 @@ export interface Renumbered {
 export class PendingQueue {
   readonly #ops: PendingOp[] = []
   #identity: { clientId: string; opId: number }
+  /** How many of the ops are actions: while there is none, each store's view is its own ops over its confirmed state. */
+  #actions = 0
 
   constructor(clientId: string) {
     this.#identity = { clientId, opId: 0 }
@@ -122,9 +168,20 @@ export class PendingQueue {
     return this.#ops.length
   }
 
-  /** Queues a new op under the next id, last in line of its store and of the replica. */
-  enqueue(replica: ReplicaStore, update: Updater<unknown>, queuedAt: number, resolve: (version: number) => void, reject: (error: ZunoError) => void): PendingOp {
-    const op: PendingOp = {
+  /** Whether an action is queued: then what stores show is the whole queue replayed in order ({@link replayAll}). */
+  get hasActions(): boolean {
+    return this.#actions > 0
+  }
+
+  /** Every op, oldest first. */
+  get ops(): readonly PendingOp[] {
+    return this.#ops
+  }
+
+  /** Queues a new `set` under the next id, last in line of its store and of the replica. */
+  enqueue(replica: ReplicaStore, update: Updater<unknown>, queuedAt: number, resolve: (version: number) => void, reject: (error: ZunoError) => void): StateOp {
+    const op: StateOp = {
+      kind: 'state',
       replica,
       clientId: this.#identity.clientId,
       opId: ++this.#identity.opId,
@@ -147,10 +204,32 @@ export class PendingQueue {
     return op
   }
 
-  /** Takes the op (the oldest of the replica, and so of its store) out of both queues. */
+  /** Queues a new action under the next id, last in line. */
+  enqueueAction(action: Pick<ActionOp, 'name' | 'args' | 'localArgs' | 'run' | 'queuedAt' | 'resolve' | 'reject'>): ActionOp {
+    const op: ActionOp = {
+      ...action,
+      kind: 'action',
+      clientId: this.#identity.clientId,
+      opId: ++this.#identity.opId,
+      seen: undefined,
+      writes: new Map(),
+      failures: 0,
+      lastSent: undefined,
+      doubtedIn: undefined,
+    }
+    this.#ops.push(op)
+    this.#actions += 1
+    return op
+  }
+
+  /** Takes the op (the oldest of the replica, and so of its store) out of the queues. */
   dequeue(op: PendingOp): void {
     if (this.#ops[0] === op) this.#ops.shift()
     else this.#ops.splice(this.#ops.indexOf(op), 1)
+    if (op.kind === 'action') {
+      this.#actions -= 1
+      return
+    }
     const pending = op.replica.pending
     if (pending[0] === op) pending.shift()
     else pending.splice(pending.indexOf(op), 1)
@@ -185,37 +264,50 @@ export class PendingQueue {
   }
 
   /**
-   * Puts ops queued before a reload first in line, as plain values under their original ids. One
-   * whose entry says it was sent may have been applied: it counts as in doubt.
+   * Puts ops queued before a reload first in line under their original ids: a `set` as the plain
+   * value it last produced, an action as it was called (run here as `localOf` says). One whose
+   * entry says it was sent may have been applied: it counts as in doubt.
    */
-  restore(entries: readonly OutboxEntry[], replicaOf: (storeKey: string) => ReplicaStore): PendingOp[] {
-    const restored = entries.map((entry): PendingOp => ({
-      replica: replicaOf(entry.storeKey),
-      clientId: entry.clientId,
-      opId: entry.opId,
-      queuedAt: entry.queuedAt,
-      update: entry.state,
-      // Nobody awaits these any more; a refusal still reaches onError and lastError.
-      resolve: () => {},
-      reject: () => {},
-      computed: false,
-      basedOn: undefined,
-      result: undefined,
-      sent: entry.state,
-      conflicts: 0,
-      failures: 0,
-      failure: undefined,
-      lastSent: entry.sentOn === undefined ? undefined : { ...entry.sentOn, state: entry.state },
-      doubtedIn: entry.sentOn?.epoch,
-    }))
+  restore(
+    entries: readonly OutboxEntry[],
+    replicaOf: (storeKey: string) => ReplicaStore,
+    localOf: (action: string, args: unknown) => Pick<ActionOp, 'run' | 'localArgs'>,
+  ): PendingOp[] {
+    // Nobody awaits these any more; a refusal still reaches onError and lastError.
+    const settled = { resolve: () => {}, reject: () => {} }
+    const restored = entries.map((entry): PendingOp => {
+      const common = { clientId: entry.clientId, opId: entry.opId, queuedAt: entry.queuedAt, failures: 0, doubtedIn: entry.sentOn?.epoch, ...settled }
+      if ('action' in entry) {
+        const lastSent = entry.sentOn === undefined ? undefined : { epoch: entry.sentOn.epoch }
+        const local = localOf(entry.action, entry.args)
+        return { ...common, ...local, kind: 'action', name: entry.action, args: entry.args, seen: undefined, writes: new Map(), lastSent }
+      }
+      return {
+        ...common,
+        kind: 'state',
+        replica: replicaOf(entry.storeKey),
+        update: entry.state,
+        computed: false,
+        basedOn: undefined,
+        result: undefined,
+        sent: entry.state,
+        conflicts: 0,
+        failure: undefined,
+        lastSent: entry.sentOn === undefined ? undefined : { ...entry.sentOn, state: entry.state },
+      }
+    })
     this.#ops.unshift(...restored)
-    for (const op of [...restored].reverse()) op.replica.pending.unshift(op)
+    for (const op of [...restored].reverse()) {
+      if (op.kind === 'state') op.replica.pending.unshift(op)
+      else this.#actions += 1
+    }
     return restored
   }
 
-  /** Empties the client-wide queue (the per-store lists are the caller's to drain). */
-  clear(): void {
-    this.#ops.length = 0
+  /** Empties the client-wide queue and returns what it held (the per-store lists are the caller's to drain). */
+  clear(): PendingOp[] {
+    this.#actions = 0
+    return this.#ops.splice(0)
   }
 }
 
@@ -225,25 +317,77 @@ export class PendingQueue {
  */
 export function replay(replica: ReplicaStore): unknown {
   let state = replica.confirmed.state
-  for (const op of replica.pending) {
-    if (op.failure === undefined && (!op.computed || op.basedOn !== state)) {
-      const { policy } = replica
-      try {
-        op.result =
-          op.computed && typeof policy === 'object'
-            ? policy.merge({ base: op.basedOn, mine: op.result, theirs: state })
-            : applyUpdater(op.update, state)
-      } catch (error) {
-        // A throwing updater changes nothing; the op rejects when its turn comes (see the pump).
-        op.failure = new ZunoError('update_failed', `The update of ${replica.cell.key} threw`, { cause: error })
-        op.result = state
-      }
-      op.basedOn = state
-      op.computed = true
-    }
-    state = op.result
-  }
+  for (const op of replica.pending) state = replayStateOp(op, state)
   return state
+}
+
+/**
+ * Every op of the queue replayed in order over the confirmed states: what each store an op writes
+ * shows (the stores no op writes show their confirmed state). A `set` is recomputed as in
+ * {@link replay}; an action runs again when a store it read shows another state than when it last
+ * ran, so one that reads store A and writes store B follows A.
+ */
+export function replayAll(ops: readonly PendingOp[], replicaOf: (storeKey: string) => ReplicaStore): Map<ReplicaStore, unknown> {
+  const views = new Map<ReplicaStore, unknown>()
+  const viewOf = (replica: ReplicaStore): unknown => (views.has(replica) ? views.get(replica) : replica.confirmed.state)
+  for (const op of ops) {
+    if (op.kind === 'state') {
+      views.set(op.replica, replayStateOp(op, viewOf(op.replica)))
+      continue
+    }
+    if (op.run === undefined) continue
+    if (op.seen === undefined || [...op.seen].some(([replica, state]) => viewOf(replica) !== state)) runLocally(op, op.run, viewOf, replicaOf)
+    for (const [replica, state] of op.writes) views.set(replica, state)
+  }
+  return views
+}
+
+/** The op's result on `state`, recomputed only when `state` is not the one it was computed on. */
+function replayStateOp(op: StateOp, state: unknown): unknown {
+  if (op.failure === undefined && (!op.computed || op.basedOn !== state)) {
+    const { replica } = op
+    const { policy } = replica
+    try {
+      op.result =
+        op.computed && typeof policy === 'object'
+          ? policy.merge({ base: op.basedOn, mine: op.result, theirs: state })
+          : applyUpdater(op.update, state)
+    } catch (error) {
+      // A throwing updater changes nothing; the op rejects when its turn comes (see the pump).
+      op.failure = new ZunoError('update_failed', `The update of ${replica.cell.key} threw`, { cause: error })
+      op.result = state
+    }
+    op.basedOn = state
+    op.computed = true
+  }
+  return op.result
+}
+
+/**
+ * Runs the action on what the stores show before it and keeps what it read and wrote. A run that
+ * throws (or refuses) shows nothing: the server decides, so the op is sent all the same.
+ */
+function runLocally(op: ActionOp, run: NonNullable<ActionOp['run']>, viewOf: (replica: ReplicaStore) => unknown, replicaOf: (storeKey: string) => ReplicaStore): void {
+  const seen = new Map<ReplicaStore, unknown>()
+  const read = (key: string): StoreRead => {
+    const replica = replicaOf(key)
+    const state = viewOf(replica)
+    seen.set(replica, state)
+    return { version: replica.confirmed.version, state }
+  }
+  op.seen = seen
+  op.writes = new Map()
+  try {
+    const effect = runAction(run, op.localArgs, read)
+    if (effect instanceof Promise) {
+      // An async run cannot be shown at once; the server runs it for real.
+      effect.catch(() => {})
+      return
+    }
+    for (const [key, state] of effect.writes) op.writes.set(replicaOf(key), state)
+  } catch {
+    // No optimistic effect; the server's answer settles the op.
+  }
 }
 
 /**
@@ -252,12 +396,7 @@ export function replay(replica: ReplicaStore): unknown {
  * (Proposals always use `own`: another tab's ops are that tab's to propose.)
  */
 export function withOtherTabs(replica: ReplicaStore, own: unknown): unknown {
-  if (replica.foreign.size === 0) return own
-  let latest: { state: unknown; arrival: number } | undefined
-  for (const [tab, theirs] of replica.foreign) {
-    if (theirs.baseVersion < replica.confirmed.version) replica.foreign.delete(tab)
-    else if (latest === undefined || theirs.arrival > latest.arrival) latest = theirs
-  }
+  const latest = latestOfOtherTabs(replica)
   if (latest === undefined) return own
   let state = latest.state
   for (const op of replica.pending) {
@@ -268,4 +407,43 @@ export function withOtherTabs(replica: ReplicaStore, own: unknown): unknown {
     }
   }
   return state
+}
+
+/** The latest pending result another tab announced for the store, if one is still based on its current version (older ones are dropped). */
+export function latestOfOtherTabs(replica: ReplicaStore): { state: unknown } | undefined {
+  if (replica.foreign.size === 0) return undefined
+  let latest: { state: unknown; arrival: number } | undefined
+  for (const [tab, theirs] of replica.foreign) {
+    if (theirs.baseVersion < replica.confirmed.version) replica.foreign.delete(tab)
+    else if (latest === undefined || theirs.arrival > latest.arrival) latest = theirs
+  }
+  return latest
+}
+
+/**
+ * {@link withOtherTabs} for a queue with actions: every op of this tab replayed in order over the
+ * other tabs' latest results (`theirs`, by store; the confirmed state elsewhere), each computed
+ * afresh. For display only: proposals and this tab's own announcements use {@link replayAll}'s.
+ */
+export function replayOverOtherTabs(ops: readonly PendingOp[], theirs: ReadonlyMap<ReplicaStore, unknown>, replicaOf: (storeKey: string) => ReplicaStore): Map<ReplicaStore, unknown> {
+  const views = new Map(theirs)
+  const viewOf = (replica: ReplicaStore): unknown => (views.has(replica) ? views.get(replica) : replica.confirmed.state)
+  for (const op of ops) {
+    try {
+      if (op.kind === 'state') {
+        views.set(op.replica, applyUpdater(op.update, viewOf(op.replica)))
+        continue
+      }
+      if (op.run === undefined) continue
+      const effect = runAction(op.run, op.localArgs, (key) => {
+        const replica = replicaOf(key)
+        return { version: replica.confirmed.version, state: viewOf(replica) }
+      })
+      if (effect instanceof Promise) effect.catch(() => {})
+      else for (const [key, state] of effect.writes) views.set(replicaOf(key), state)
+    } catch {
+      // Shown as if the op were not there, as in withOtherTabs.
+    }
+  }
+  return views
 }

@@ -3,11 +3,11 @@
  * answer means, and times the pause before the next attempt.
  */
 import { isZunoError, ZunoError } from '../errors'
-import { type ErrorBody, PATHS, PROTOCOL_HEADER, PROTOCOL_VERSION, RECORDED_REFUSALS, type StoreState } from '../protocol'
+import { type ActionRequest, type ErrorBody, PATHS, PROTOCOL_HEADER, PROTOCOL_VERSION, RECORDED_REFUSALS, type StoreChange, type StoreState } from '../protocol'
 import { type ProposalAnswer, readProposalAnswer } from './answers'
 import { backoffDelay } from './backoff'
 import type { Timers } from './connection'
-import type { PendingOp, WireBody } from './pendingQueue'
+import { type ActionOp, opLabel, type PendingOp, type StateOp, type WireBody } from './pendingQueue'
 
 const JSON_REQUEST = { 'content-type': 'application/json', [PROTOCOL_HEADER]: String(PROTOCOL_VERSION) }
 export const CONFLICT_BACKOFF_BASE_MS = 10
@@ -18,6 +18,8 @@ const BACKOFF_CAP_MS = 5_000
 export type Outcome =
   /** `confirmed` is what the server made of it; `opVersion` the version the op made. */
   | { type: 'accepted'; confirmed: StoreState; opVersion: number }
+  /** An action was accepted: `changes` are the stores it wrote (none for a `duplicate` whose answer is gone). */
+  | { type: 'action_accepted'; changes: StoreChange[] }
   /** Definitive: the op was not applied, and its id stays free for the rebased attempt. */
   | { type: 'conflict'; theirs: StoreState }
   /** Not processed: the server is in a newer epoch. */
@@ -126,7 +128,7 @@ export class Proposer {
  * The body of `POST /sync` for `op`. A state JSON cannot hold (a BigInt, a cycle) throws
  * `invalid_state`: it can never be sent, so it is refused, not retried as a failed delivery.
  */
-export function encodeProposal(storeKey: string, body: WireBody, op: PendingOp): string {
+export function encodeProposal(storeKey: string, body: WireBody, op: StateOp): string {
   const { clientId, opId } = op
   try {
     return JSON.stringify({ storeKey, baseVersion: body.baseVersion, epoch: body.epoch, state: body.state, clientId, opId })
@@ -135,14 +137,34 @@ export function encodeProposal(storeKey: string, body: WireBody, op: PendingOp):
   }
 }
 
+/**
+ * The body of `POST /sync` for an action in `epoch`: the same on every attempt but for the epoch.
+ * Arguments JSON cannot hold throw `invalid_args`: the action can never be sent.
+ */
+export function encodeAction(op: ActionOp, epoch: string): string {
+  const request: ActionRequest = { action: op.name, epoch, clientId: op.clientId, opId: op.opId }
+  if (op.args !== undefined) request.args = op.args
+  try {
+    return JSON.stringify(request)
+  } catch (cause) {
+    throw new ZunoError('invalid_args', `${opLabel(op)}: the arguments cannot be sent as JSON`, { cause })
+  }
+}
+
 /** What the server's (or a proxy's) answer means for `op`. */
 export function classify(op: PendingOp, { status, body }: ProposalAnswer): Outcome {
   if (status === 200 && body.ok) {
-    return { type: 'accepted', confirmed: { version: body.version, state: body.state }, opVersion: body.opVersion ?? body.version }
+    if (op.kind === 'action' && 'changes' in body) return { type: 'action_accepted', changes: body.changes }
+    if (op.kind === 'state' && 'version' in body) {
+      return { type: 'accepted', confirmed: { version: body.version, state: body.state }, opVersion: body.opVersion ?? body.version }
+    }
+    // An acceptance of the other kind of op: the server did something with this id, but not this op.
+    return { type: 'refused', error: new ZunoError('outcome_unknown', `${opLabel(op)}: op ${op.opId} was answered as another kind of op`), used: true }
   }
   const code = (body as Partial<ErrorBody>).error
   const message = (body as Partial<ErrorBody>).message
-  if (status === 409 && code === 'conflict' && 'version' in body) {
+  // Never for an action: the server's order decides, so an action has nothing to conflict with.
+  if (status === 409 && code === 'conflict' && 'version' in body && op.kind === 'state') {
     // Definitive: the op was not applied (nor any earlier attempt: its answer would have been kept),
     // and its id stays free for the rebased attempt.
     return { type: 'conflict', theirs: { version: body.version, state: body.state } }
@@ -154,7 +176,7 @@ export function classify(op: PendingOp, { status, body }: ProposalAnswer): Outco
     // this op, in a form it no longer sends: its outcome is not known here. Either way the id is used.
     const error =
       op.doubtedIn !== undefined
-        ? new ZunoError('outcome_unknown', `${op.replica.cell.key}: op ${op.opId} may or may not have been applied`)
+        ? new ZunoError('outcome_unknown', `${opLabel(op)}: op ${op.opId} may or may not have been applied`)
         : new ZunoError('op_id_reused', message ?? 'The server processed this id before')
     return { type: 'refused', error, used: true }
   }
@@ -169,7 +191,7 @@ export function classify(op: PendingOp, { status, body }: ProposalAnswer): Outco
     // Refused before the server looked the op up (a proxy's 403 or 413, a redirect): an earlier
     // attempt in doubt may still have been applied. Its outcome is not known, and its id stays used,
     // so the next op never reuses an id the server may have processed.
-    const unknown = new ZunoError('outcome_unknown', `${op.replica.cell.key}: op ${op.opId} may or may not have been applied (then: ${refusal.code})`, { cause: refusal })
+    const unknown = new ZunoError('outcome_unknown', `${opLabel(op)}: op ${op.opId} may or may not have been applied (then: ${refusal.code})`, { cause: refusal })
     return { type: 'refused', error: unknown, used: true }
   }
   return { type: 'refused', error: refusal, used: recorded }

@@ -1,4 +1,5 @@
 /** What a replica is given (`connect(options)`) and the small public types its API speaks. */
+import type { ActionSpec } from '../action'
 import type { ZunoError } from '../errors'
 import type { StateResponse, StoreState } from '../protocol'
 import type { Schemas } from '../schema'
@@ -29,6 +30,21 @@ export interface ConflictInfo {
   /** The server's current state. */
   theirs: StoreState
 }
+
+/** Which op {@link ReplicaOptions.onError} is told of: a `set` of a store, or an action. */
+export type RefusedOp =
+  | {
+      /** The store the `set` wrote. */
+      storeKey: string
+      /** The op's number. */
+      opId: number
+    }
+  | {
+      /** The action's name. */
+      action: string
+      /** The op's number. */
+      opId: number
+    }
 
 /** Options of {@link connect}. */
 export interface ReplicaOptions<S extends Schemas = Schemas> {
@@ -65,15 +81,22 @@ export interface ReplicaOptions<S extends Schemas = Schemas> {
   onConflict?: (info: ConflictInfo) => void
   /**
    * Keep queued ops across reloads (opt in; `createIndexedDbOutbox()` in browsers). After a reload
-   * each op is proposed again under its original ids, as the state it last produced. Default: none;
+   * each op is proposed again under its original ids: a `set` as the state it last produced, an
+   * action as it was called. Default: none;
    * ops pending at a reload are lost.
    */
   outbox?: Outbox
   /**
    * Called when an op is finally refused (its promise rejects with the same error): one place to
-   * report refusals of `set` calls nobody awaits. Default: none.
+   * report refusals of `set` and `act` calls nobody awaits. Default: none.
    */
-  onError?: (error: ZunoError, op: { storeKey: string; opId: number }) => void
+  onError?: (error: ZunoError, op: RefusedOp) => void
+  /**
+   * The app's actions (`connect({ app })` passes them): `act(name)` checks the arguments with the
+   * action's schema and shows its effect at once. Default: none; every action is sent as it is
+   * called, with no effect shown until the server's answer.
+   */
+  actions?: Readonly<Record<string, ActionSpec>>
   /**
    * Share one stream between the tabs of a browser that follow the same `stores`: the leader tab
    * holds it and relays to the others, and every tab shows the others' pending ops. Tabs with

@@ -1,13 +1,25 @@
+import type { ActionArgs, ActionSpec } from '../action'
 import { ZunoError } from '../errors'
 import { newClientId } from '../id'
 import { Observable } from '../observable'
 import { appSetup, type ZunoApp } from '../app'
+import { ACTION_NAME_PATTERN } from '../protocol'
 import type { Schemas, StatesOf } from '../schema'
-import type { StoreCell, Updater } from '../store'
+import { type PublishedState, StoreCell, type Updater } from '../store'
 import { Universe } from '../universe'
 import { Proposer } from './proposer'
 import { CredentialHold } from './credentialHold'
-import { type ConflictPolicy, PendingQueue, type ReplicaStore, replay, withOtherTabs } from './pendingQueue'
+import {
+  type ActionOp,
+  type ConflictPolicy,
+  latestOfOtherTabs,
+  PendingQueue,
+  type ReplicaStore,
+  replay,
+  replayAll,
+  replayOverOtherTabs,
+  withOtherTabs,
+} from './pendingQueue'
 import { OpLifecycle } from './opLifecycle'
 import { OutboxKeeper } from './outboxKeeper'
 import { ServerFeed } from './serverFeed'
@@ -21,20 +33,22 @@ import { StreamLink } from './streamLink'
 import { computeWriterTag, WriterTags } from './writerTags'
 import type { ReadableValue, ReplicaOptions } from './replicaOptions'
 
-export type { ConflictInfo, ConflictPolicy, MergeInput, ReadableValue, ReplicaOptions } from './replicaOptions'
+export type { ConflictInfo, ConflictPolicy, MergeInput, ReadableValue, RefusedOp, ReplicaOptions } from './replicaOptions'
 
 /**
  * A replica universe: follows an authoritative server over SSE and proposes changes over HTTP.
  *
- * Per store it keeps the confirmed `{version, state}` and a queue of pending ops; what a store
- * shows is the ops replayed over the confirmed state. One proposal per store is in flight; when
- * the server's state moves (a 409, or another client's event), pending ops are recomputed on it
- * according to the store's {@link ConflictPolicy}.
+ * Per store it keeps the confirmed `{version, state}`; one queue holds the pending ops (`set`s and
+ * actions) in the order they were made, and one proposal is in flight at a time. What a store shows
+ * is the ops replayed over the confirmed states; when the server's state moves (a 409, or another
+ * client's event), pending ops are recomputed on it according to the store's {@link ConflictPolicy},
+ * and actions run again.
  */
-export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<string, unknown>, TOtherKey extends string = string> extends Universe<
-  TStores,
-  TOtherKey
-> {
+export class ReplicaUniverse<
+  TStores extends Record<string, unknown> = Record<string, unknown>,
+  TOtherKey extends string = string,
+  TActions extends Record<string, unknown> = Record<string, unknown>,
+> extends Universe<TStores, TOtherKey> {
   readonly role = 'replica' as const
   /** Every pending op of every store, in order, and this replica's identity (client id and last opId). */
   readonly #queue: PendingQueue
@@ -47,6 +61,12 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
   readonly #pendingCount = new Observable(0)
   readonly #lastError = new Observable<ZunoError | undefined>(undefined)
   readonly #replicas: ReplicaStores
+  /**
+   * The stores the last replay of the whole queue showed ops' effects in, while actions wait: the
+   * next one shows them again, so an effect an action no longer has (it settled, or ran again and
+   * wrote elsewhere) goes away.
+   */
+  #shownWithActions = new Set<ReplicaStore>()
   readonly #options: ReplicaOptions<Schemas>
   readonly #now: () => number
   /**
@@ -92,6 +112,7 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
     const locks = options.locks ?? (globalThis.navigator as { locks?: LockManagerLike } | undefined)?.locks
     this.#outbox = options.outbox && new OutboxKeeper(options.outbox, locks, this.clientId, (error) => this.#lastError.set(error))
     const show = (replica: ReplicaStore) => this.#show(replica)
+    const showTogether = (replicas: readonly ReplicaStore[]) => this.#showTogether(replicas)
     this.#ops = new OpLifecycle({
       queue: this.#queue,
       proposer: this.#proposer,
@@ -106,6 +127,8 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
       lastError: this.#lastError,
       pendingCount: this.#pendingCount,
       show,
+      showTogether,
+      localAction: (name, args) => this.#localAction(name, args),
     })
     const feed = new ServerFeed({
       cursor: this.#cursor,
@@ -115,6 +138,7 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
       tags,
       ops: this.#ops,
       show,
+      showTogether,
       resync: () => this.#link?.resync(),
     })
     this.#outbox?.takeOver().then(
@@ -211,11 +235,9 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
     this.#link?.closeStream()
     this.#hold.clear()
     this.#proposer.close()
-    this.#queue.clear()
+    const message = this.#options.outbox ? 'The replica was closed; the op stays in the outbox for the next session' : 'The replica was closed'
+    for (const op of this.#queue.clear()) if (op.kind === 'action') op.reject(new ZunoError('closed', message))
     for (const [, replica] of this.#replicas.entries()) {
-      const message = this.#options.outbox
-        ? 'The replica was closed; the op stays in the outbox for the next session'
-        : 'The replica was closed'
       for (const op of replica.pending.splice(0)) op.reject(new ZunoError('closed', message))
       this.#show(replica)
     }
@@ -225,12 +247,52 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
     this.#sync.publish()
   }
 
-  protected writeStore(cell: StoreCell<unknown>, next: Updater<unknown>): Promise<number> {
-    if (this.#sync.closed) return Promise.reject(new ZunoError('closed', 'The replica was closed'))
+  /**
+   * Runs an action of the app: its effect shows at once (the app's `run` on what the stores show,
+   * run again whenever that changes) and the promise resolves once the server accepted it and its
+   * changes show here, or rejects with the server's refusal (its effect gone). It goes to the server
+   * in order with this replica's `set`s. Arguments the action's schema refuses reject at once with
+   * `invalid_args`; an action the app does not define here is sent as it is, with no effect shown.
+   */
+  act<K extends keyof TActions & string>(name: K, ...[args]: ActionArgs<TActions[K]>): Promise<void> {
+    const refusal = this.#refusesNewOp()
+    if (refusal !== undefined) return Promise.reject(refusal)
+    if (!ACTION_NAME_PATTERN.test(name)) return Promise.reject(new ZunoError('invalid_action', `Invalid action name ${JSON.stringify(name)}`))
+    const local = this.#localAction(name, args)
+    if (local instanceof ZunoError) return Promise.reject(local)
+    return new Promise<void>((resolve, reject) => {
+      const op = this.#queue.enqueueAction({ name, args, ...local, queuedAt: this.#now(), resolve, reject })
+      this.#ops.countPending(1)
+      this.#showTogether([])
+      this.#ops.save(op)
+      if (this.#sync.streamLost) this.#link?.hurry()
+      this.#ops.pump()
+    })
+  }
+
+  /**
+   * How this replica runs an action itself: the app's `run` and the arguments its schema made of
+   * `args` (no `run` for an action the app does not define here), or the schema's refusal.
+   */
+  #localAction(name: string, args: unknown): Pick<ActionOp, 'run' | 'localArgs'> | ZunoError {
+    const actions = this.#options.actions ?? {}
+    const spec = Object.hasOwn(actions, name) ? actions[name] : undefined
+    if (spec === undefined) return { run: undefined, localArgs: args }
+    const checked = checkArgs(spec, name, args)
+    return checked instanceof ZunoError ? checked : { run: spec.run, localArgs: checked.args }
+  }
+
+  /** Why a new op cannot be queued now (the replica is closed, or the queue is full), if it cannot. */
+  #refusesNewOp(): ZunoError | undefined {
+    if (this.#sync.closed) return new ZunoError('closed', 'The replica was closed')
     const limit = this.#options.maxPendingOps ?? 1000
-    if (this.#pendingCount.get() >= limit) {
-      return Promise.reject(new ZunoError('queue_full', `${limit} ops are already waiting; try again later`))
-    }
+    if (this.#pendingCount.get() >= limit) return new ZunoError('queue_full', `${limit} ops are already waiting; try again later`)
+    return undefined
+  }
+
+  protected writeStore(cell: StoreCell<unknown>, next: Updater<unknown>): Promise<number> {
+    const refusal = this.#refusesNewOp()
+    if (refusal !== undefined) return Promise.reject(refusal)
     const replica = this.#replicas.get(cell.key)
     return new Promise<number>((resolve, reject) => {
       const op = this.#queue.enqueue(replica, next, this.#now(), resolve, reject)
@@ -255,24 +317,94 @@ export class ReplicaUniverse<TStores extends Record<string, unknown> = Record<st
 
   /** Publishes the pending ops replayed over the confirmed state (and other tabs' results), and tells the other tabs. */
   #show(replica: ReplicaStore): void {
+    if (this.#queue.hasActions || this.#shownWithActions.size > 0) return this.#showTogether([replica])
     const state = replay(replica)
-    this.#link?.announce(replica, state)
+    this.#link?.announce(replica, replica.pending.length > 0 ? { state } : undefined)
     replica.cell.publish(withOtherTabs(replica, state), replica.confirmed.version)
+  }
+
+  /**
+   * Publishes stores as one change: no listener of one hears before the others show their new
+   * state. While actions wait, what every store shows comes from the whole queue replayed in order
+   * (an action reads and writes any store), and the stores it showed effects in last time are
+   * published again with the rest.
+   */
+  #showTogether(replicas: readonly ReplicaStore[]): void {
+    const withActions = this.#queue.hasActions || this.#shownWithActions.size > 0
+    const views = withActions ? replayAll(this.#queue.ops, (key) => this.#replicas.get(key)) : undefined
+    const shown = new Set(replicas)
+    if (views !== undefined) {
+      for (const replica of this.#shownWithActions) shown.add(replica)
+      for (const replica of views.keys()) shown.add(replica)
+      this.#shownWithActions = this.#queue.hasActions ? new Set(views.keys()) : new Set()
+    }
+    const overOtherTabs = views === undefined ? undefined : this.#overOtherTabs(shown)
+    const changes: PublishedState[] = []
+    for (const replica of shown) {
+      const pending = views === undefined ? replica.pending.length > 0 : views.has(replica)
+      const state = views === undefined ? replay(replica) : pending ? views.get(replica) : replica.confirmed.state
+      this.#link?.announce(replica, pending ? { state } : undefined)
+      const shownState = overOtherTabs === undefined ? withOtherTabs(replica, state) : overOtherTabs.has(replica) ? overOtherTabs.get(replica) : state
+      changes.push({ cell: replica.cell, state: shownState, version: replica.confirmed.version })
+    }
+    StoreCell.publishTogether(changes)
+  }
+
+  /**
+   * While actions wait and other tabs have pending results in the stores shown or read by an
+   * action: what the stores show, this tab's queue replayed over those results.
+   */
+  #overOtherTabs(shown: ReadonlySet<ReplicaStore>): Map<ReplicaStore, unknown> | undefined {
+    const candidates = new Set(shown)
+    for (const op of this.#queue.ops) if (op.kind === 'action') for (const replica of op.seen?.keys() ?? []) candidates.add(replica)
+    const theirs = new Map<ReplicaStore, unknown>()
+    for (const replica of candidates) {
+      const latest = latestOfOtherTabs(replica)
+      if (latest !== undefined) theirs.set(replica, latest.state)
+    }
+    return theirs.size === 0 ? undefined : replayOverOtherTabs(this.#queue.ops, theirs, (key) => this.#replicas.get(key))
   }
 }
 
 /**
- * Connects a replica universe to a Zuno server. With `app` (see `defineZuno`), its stores show
- * their initial states until the server's arrive, writes are checked against their schemas, and
- * `store(key)` takes only their keys, typed; with `schemas`, `store(key)` is typed from them.
+ * The arguments the local run takes, checked with the action's schema when it validates
+ * synchronously (an async one is the server's to check), or the refusal `invalid_args`.
  */
-export function connect<TStores extends Record<string, unknown>>(
-  options: Omit<ReplicaOptions, 'schemas' | 'initial'> & { app: ZunoApp<TStores>; initial?: Partial<TStores> },
-): ReplicaUniverse<TStores, never>
+function checkArgs(spec: ActionSpec, name: string, args: unknown): { args: unknown } | ZunoError {
+  if (spec.args === undefined) {
+    return args === undefined ? { args } : new ZunoError('invalid_args', `The action ${JSON.stringify(name)} takes no arguments`)
+  }
+  let result: ReturnType<NonNullable<ActionSpec['args']>['~standard']['validate']>
+  try {
+    result = spec.args['~standard'].validate(args)
+  } catch (cause) {
+    return new ZunoError('invalid_args', `The arguments' schema of ${JSON.stringify(name)} threw`, { cause })
+  }
+  if (result instanceof Promise) {
+    // Checked by the server alone; nothing to show meanwhile is better than a guess.
+    result.catch(() => {})
+    return { args }
+  }
+  if (result.issues === undefined) return { args: result.value }
+  const issues = result.issues.map((issue) => ({ message: issue.message }))
+  return new ZunoError('invalid_args', `The arguments of ${JSON.stringify(name)} do not match its schema`, { issues })
+}
+
+/**
+ * Connects a replica universe to a Zuno server. With `app` (see `defineZuno`), its stores show
+ * their initial states until the server's arrive, writes are checked against their schemas,
+ * `store(key)` takes only their keys, typed, and `act(name, args)` only its actions, with their
+ * arguments' types; with `schemas`, `store(key)` is typed from them.
+ */
+export function connect<TStores extends Record<string, unknown>, TActions extends Record<string, unknown>>(
+  options: Omit<ReplicaOptions, 'schemas' | 'initial' | 'actions'> & { app: ZunoApp<TStores, TActions>; initial?: Partial<TStores> },
+): ReplicaUniverse<TStores, never, TActions>
 export function connect<S extends Schemas = Schemas>(options: ReplicaOptions<S>): ReplicaUniverse<Schemas extends S ? Record<string, unknown> : StatesOf<S>>
 export function connect(options: ReplicaOptions & { app?: ZunoApp }): ReplicaUniverse {
   const { app, ...rest } = options
   if (app === undefined) return new ReplicaUniverse(rest)
   const { states, schemas } = appSetup(app, rest.initial, rest.schemas)
-  return new ReplicaUniverse({ ...rest, initial: states, schemas })
+  // Each action's `run` takes its own arguments' type; the replica calls it with what that schema let through.
+  const actions = app.actions as Readonly<Record<string, ActionSpec>>
+  return new ReplicaUniverse({ ...rest, initial: states, schemas, actions })
 }

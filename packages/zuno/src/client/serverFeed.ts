@@ -1,8 +1,9 @@
 /**
- * Applies what the server says to the replica's stores: snapshots (the truth as of their id) and
- * state events, in order and within one epoch, asking for a fresh snapshot where one is missing.
+ * Applies what the server says to the replica's stores: snapshots (the truth as of their id), state
+ * events and commits of several stores, in order and within one epoch, asking for a fresh snapshot
+ * where one is missing.
  */
-import type { SnapshotMessage, StateEvent } from '../protocol'
+import type { CommitEvent, SnapshotMessage, StateEvent } from '../protocol'
 import type { EventCursor } from './eventCursor'
 import type { OpLifecycle } from './opLifecycle'
 import type { PendingOp, PendingQueue, ReplicaStore } from './pendingQueue'
@@ -22,6 +23,8 @@ export interface ServerFeedDeps {
   readonly ops: OpLifecycle
   /** Publishes a store again after its confirmed state changed. */
   readonly show: (replica: ReplicaStore) => void
+  /** Publishes stores again as one change, after a commit changed them together. */
+  readonly showTogether: (replicas: readonly ReplicaStore[]) => void
   /** Starts over from a snapshot (through the leader tab, when another tab holds the stream). */
   readonly resync: () => void
 }
@@ -71,10 +74,11 @@ export class ServerFeed {
     }
     const replica = this.#deps.replicas.get(event.storeKey)
     const head = this.#deps.queue.head
-    if (head !== undefined && head.replica === replica && event.opId === head.opId && this.#writtenBy(head, event)) {
-      // Our own op, seen on the stream before (or instead of) its HTTP answer.
+    if (head !== undefined && event.opId === head.opId && (head.kind === 'action' || head.replica === replica) && this.#writtenBy(head, event.writer)) {
+      // Our own op, seen on the stream before (or instead of) its HTTP answer: a `set`, or an action that wrote one store.
       this.#deps.cursor.note(eventId)
-      this.#deps.ops.confirm(head, { version: event.version, state: event.state })
+      if (head.kind === 'state') this.#deps.ops.confirm(head, { version: event.version, state: event.state })
+      else this.#deps.ops.confirmAction(head, [event])
       return
     }
     if (event.version > replica.confirmed.version + 1) {
@@ -89,9 +93,40 @@ export class ServerFeed {
     this.#deps.show(replica)
   }
 
-  /** Whether `op`'s client wrote `event`: never before its tag is known, since nothing went out under it. */
-  #writtenBy(op: PendingOp, event: StateEvent): boolean {
+  /** A commit of several stores (an action's): every change applied, and shown, as one. */
+  applyCommit(event: CommitEvent, eventId: string): void {
+    if (!this.#deps.cursor.sameEpoch(eventId)) {
+      // As for a state event: a history this replica has no snapshot of.
+      this.#deps.resync()
+      return
+    }
+    const head = this.#deps.queue.head
+    if (head?.kind === 'action' && event.opId === head.opId && this.#writtenBy(head, event.writer)) {
+      // Our own action, seen on the stream before (or instead of) its HTTP answer.
+      this.#deps.cursor.note(eventId)
+      this.#deps.ops.confirmAction(head, event.changes)
+      return
+    }
+    const arrived = event.changes.map((change) => ({ change, replica: this.#deps.replicas.get(change.storeKey) }))
+    // Versions missing in between, in any store: never apply half of it; start over from a snapshot.
+    if (arrived.some(({ change, replica }) => change.version > replica.confirmed.version + 1)) {
+      this.#deps.resync()
+      return
+    }
+    this.#deps.cursor.note(eventId)
+    const changed: ReplicaStore[] = []
+    for (const { change, replica } of arrived) {
+      // As for a state event: an older version comes from an instance that lags.
+      if (change.version <= replica.confirmed.version) continue
+      confirmFromServer(replica, { version: change.version, state: change.state })
+      changed.push(replica)
+    }
+    this.#deps.showTogether(changed)
+  }
+
+  /** Whether `op`'s client wrote an event by `writer`: never before its tag is known, since nothing went out under it. */
+  #writtenBy(op: PendingOp, writer: string): boolean {
     const tag = this.#deps.tags.of(op.clientId)
-    return tag !== undefined && event.writer === tag
+    return tag !== undefined && writer === tag
   }
 }

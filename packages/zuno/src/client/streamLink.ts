@@ -73,6 +73,7 @@ export class StreamLink {
         lead: () => this.#lead(),
         applySnapshot: (message, eventId) => deps.feed.applySnapshot(message, eventId),
         applyEvent: (event, eventId) => deps.feed.applyEvent(event, eventId),
+        applyCommit: (event, eventId) => deps.feed.applyCommit(event, eventId),
         markSynced: () => deps.feed.markSynced(),
         setStatus: (status) => this.#setStatus(status),
         retry: () => deps.retry(),
@@ -105,6 +106,10 @@ export class StreamLink {
       state: (event, eventId) => {
         feed.applyEvent(event, eventId)
         this.#tabs?.state(event, eventId)
+      },
+      commit: (event, eventId) => {
+        feed.applyCommit(event, eventId)
+        this.#tabs?.commit(event, eventId)
       },
       resumed: () => {
         feed.markSynced()
@@ -147,8 +152,8 @@ export class StreamLink {
     else this.#tabs?.resync()
   }
 
-  /** Tells the other tabs what this tab's pending ops make of the store, when that changed. */
-  announce(replica: ReplicaStore, own: unknown): void {
+  /** Tells the other tabs what this tab's pending ops make of the store (`undefined`: it has none there), when that changed. */
+  announce(replica: ReplicaStore, own: { state: unknown } | undefined): void {
     this.#tabs?.announce(replica, own)
   }
 

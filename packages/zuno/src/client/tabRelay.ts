@@ -4,7 +4,7 @@
  * others what its pending ops make of a store.
  */
 import type { LockManagerLike } from './tabs'
-import type { SnapshotMessage, StateEvent, StoreState } from '../protocol'
+import type { CommitEvent, SnapshotMessage, StateEvent, StoreState } from '../protocol'
 import type { ConnectionStatus } from './connection'
 import type { ReplicaStore } from './pendingQueue'
 import type { SyncState } from './syncState'
@@ -21,6 +21,8 @@ export interface RelayHost {
   lead(): void
   applySnapshot(message: SnapshotMessage, eventId: string): void
   applyEvent(event: StateEvent, eventId: string): void
+  /** Applies a commit of several stores as one change. */
+  applyCommit(event: CommitEvent, eventId: string): void
   markSynced(): void
   setStatus(status: ConnectionStatus): void
   retry(): void
@@ -34,7 +36,7 @@ export interface RelayHost {
 }
 
 /** What only the leader sends: its stream, relayed, and its greeting. */
-const RELAYED: ReadonlySet<TabMessage['type']> = new Set(['snapshot', 'state', 'resumed', 'status'])
+const RELAYED: ReadonlySet<TabMessage['type']> = new Set(['snapshot', 'state', 'commit', 'resumed', 'status'])
 
 export class TabRelay {
   readonly #link: TabLink
@@ -71,6 +73,11 @@ export class TabRelay {
     this.#link.post({ type: 'state', from: this.#from, event, eventId })
   }
 
+  /** Leader: relays a commit of several stores. */
+  commit(event: CommitEvent, eventId: string): void {
+    this.#link.post({ type: 'commit', from: this.#from, event, eventId })
+  }
+
   resumed(): void {
     this.#link.post({ type: 'resumed', from: this.#from })
     this.#greetIfAsked()
@@ -101,15 +108,17 @@ export class TabRelay {
     this.#resync()
   }
 
-  /** Tells the other tabs what this tab's pending ops make of the store, when that changed. */
-  announce(replica: ReplicaStore, own: unknown): void {
-    const pending = replica.pending.length > 0
+  /**
+   * Tells the other tabs what this tab's pending ops make of the store (`own`; `undefined` when it
+   * has none there), when that changed.
+   */
+  announce(replica: ReplicaStore, own: { state: unknown } | undefined): void {
     const baseVersion = replica.confirmed.version
     const last = replica.announced
-    const unchanged = pending ? last !== undefined && last.state === own && last.baseVersion === baseVersion : last === undefined
+    const unchanged = own !== undefined ? last !== undefined && last.state === own.state && last.baseVersion === baseVersion : last === undefined
     if (unchanged) return
-    replica.announced = pending ? { baseVersion, state: own } : undefined
-    this.#link.post({ type: 'pending', from: this.#host.tabId(), storeKey: replica.cell.key, baseVersion, pending, state: pending ? own : null })
+    replica.announced = own && { baseVersion, state: own.state }
+    this.#link.post({ type: 'pending', from: this.#host.tabId(), storeKey: replica.cell.key, baseVersion, pending: own !== undefined, state: own ? own.state : null })
   }
 
   close(): void {
@@ -139,6 +148,9 @@ export class TabRelay {
       }
       case 'state':
         if (!leading) host.applyEvent(message.event, message.eventId)
+        break
+      case 'commit':
+        if (!leading) host.applyCommit(message.event, message.eventId)
         break
       case 'resumed':
         // The leader's replay is complete, but that says nothing of a tab that has none of its state yet.

@@ -1,5 +1,5 @@
 import type { ConnectionStatus } from './connection'
-import type { SnapshotMessage, StateEvent } from '../protocol'
+import type { CommitEvent, SnapshotMessage, StateEvent } from '../protocol'
 
 /** The part of `BroadcastChannel` the tab layer uses. */
 export interface BroadcastChannelLike {
@@ -51,6 +51,16 @@ export type TabMessage =
       from: string
       /** The change as the leader received it. */
       event: StateEvent
+      /** Its event id, so a follower that becomes leader resumes from there. */
+      eventId: string
+    }
+  | {
+      /** The kind of message: a change of several stores at once, to apply as one. */
+      type: 'commit'
+      /** The sending tab's id. */
+      from: string
+      /** The commit as the leader received it. */
+      event: CommitEvent
       /** Its event id, so a follower that becomes leader resumes from there. */
       eventId: string
     }

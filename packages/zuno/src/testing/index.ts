@@ -54,10 +54,13 @@ export interface TestRig<TStores extends Record<string, unknown> = Record<string
   close(): Promise<void>
 }
 
-/** Options of {@link createTestRig} with an app definition (see `defineZuno`): its stores, typed. */
-export type AppTestRigOptions<TStores extends Record<string, unknown>> = Omit<TestRigOptions, 'schemas' | 'stores'> & {
+/** Options of {@link createTestRig} with an app definition (see `defineZuno`): its stores and actions, typed. */
+export type AppTestRigOptions<TStores extends Record<string, unknown>, TActions extends Record<string, unknown> = Record<string, unknown>> = Omit<
+  TestRigOptions,
+  'schemas' | 'stores'
+> & {
   /** The app definition the server and every replica of the rig read, as in production. */
-  app: ZunoApp<TStores>
+  app: ZunoApp<TStores, TActions>
   /**
    * Initial states that differ from the app's (a test's own starting point); each must pass its
    * store's schema. The rig's replicas start from them too, until the server's states arrive.
@@ -72,14 +75,16 @@ export type AppTestReplicaOptions<TStores extends Record<string, unknown>> = Omi
 }
 
 /**
- * A rig made from an app definition: the server and every replica know exactly the app's stores,
- * so `store('counter')` is typed and a key the app does not define is a type error.
+ * A rig made from an app definition: the server and every replica know exactly the app's stores
+ * and actions, so `store('counter')` and `act('increment', args)` are typed, and a key or an action
+ * the app does not define is a type error.
  */
-export interface AppTestRig<TStores extends Record<string, unknown>> extends Omit<TestRig<TStores>, 'server' | 'connect'> {
+export interface AppTestRig<TStores extends Record<string, unknown>, TActions extends Record<string, unknown> = Record<string, unknown>>
+  extends Omit<TestRig<TStores>, 'server' | 'connect'> {
   /** The authoritative universe, made with `createUniverse({ app })`. */
   readonly server: AuthoritativeUniverse<TStores, never>
   /** Connects a replica with `connect({ app })`, through the rig; tabs are off unless asked for. */
-  connect(options?: AppTestReplicaOptions<TStores>): ReplicaUniverse<TStores, never>
+  connect(options?: AppTestReplicaOptions<TStores>): ReplicaUniverse<TStores, never, TActions>
 }
 
 /** Statuses of a replica that waits for new credentials: it cannot catch up until the test gives them. */
@@ -115,7 +120,9 @@ const RIG_URL = 'http://zuno.test/zuno'
  * With `{ app }` (see `defineZuno`), the server and every replica read the app definition, as in
  * production: their stores are typed, and writes are checked against the app's schemas.
  */
-export function createTestRig<TStores extends Record<string, unknown>>(options: AppTestRigOptions<TStores>): AppTestRig<TStores>
+export function createTestRig<TStores extends Record<string, unknown>, TActions extends Record<string, unknown>>(
+  options: AppTestRigOptions<TStores, TActions>,
+): AppTestRig<TStores, TActions>
 export function createTestRig<S extends Schemas = Schemas>(options?: TestRigOptions<S>): TestRig<Schemas extends S ? Record<string, unknown> : StatesOf<S>>
 // The overloads type the rig; its implementation serves replicas of any store types.
 export function createTestRig(options: TestRigOptions & { app?: ZunoApp } = {}): object {
