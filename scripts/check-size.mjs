@@ -12,35 +12,37 @@ const KiB = 1024
 
 /**
  * Tarball budgets (gzip, as npm would download them). Measured 2026-11-27: 195.3, 4.6, 3.5, 6.1,
- * 19.7 KiB; zuno then grew to 210.6 KiB with the `zuno/testing` entry and TSDoc on every option.
+ * 19.7 KiB; zuno then grew to 210.6 KiB with the `zuno/testing` entry and TSDoc on every option,
+ * and with actions (issue #15) to 255.9 KiB, zuno-react to 8.1 and zuno-redis to 24.1.
  */
 const tarballBudgets = {
-  zuno: 225 * KiB,
+  zuno: 265 * KiB,
   'zuno-express': 5.5 * KiB,
   'zuno-elysia': 4.5 * KiB,
-  'zuno-react': 7 * KiB,
-  'zuno-redis': 22 * KiB,
+  'zuno-react': 8.75 * KiB,
+  'zuno-redis': 25.5 * KiB,
 }
 
 /**
  * What a browser app downloads at start, minified and gzipped. The goal for the client is 7 KiB; it
  * measured 11.0 KiB, and 10.4 KiB once the writer tags came from WebCrypto (Zuno's SHA-256 is now
- * loaded only where WebCrypto is missing). docs/performance.md breaks the rest down.
+ * loaded only where WebCrypto is missing); actions (the replay of a queue that mixes them with sets,
+ * the commit event, their outbox entries) took it to 12.5 KiB. docs/performance.md breaks it down.
  */
 const bundles = [
   {
     name: 'browser client (zuno: connect)',
     code: `import { connect } from 'zuno'\nglobalThis.z = connect`,
-    budget: 10.75 * KiB,
+    budget: 12.75 * KiB,
     goal: 7 * KiB,
     // With what loads on demand: code moved behind `import()` must not escape the budget.
-    totalBudget: 11.75 * KiB,
+    totalBudget: 13.75 * KiB,
   },
   {
     name: 'browser client with zuno-react hooks',
     code: `import { connect } from 'zuno'\nimport * as hooks from 'zuno-react'\nglobalThis.z = [connect, hooks]`,
-    budget: 11.75 * KiB,
-    totalBudget: 12.75 * KiB,
+    budget: 13.75 * KiB,
+    totalBudget: 14.75 * KiB,
   },
 ]
 
