@@ -418,7 +418,7 @@ export function createRedisStorage(options: RedisStorageOptions): Storage {
       const args: Array<string | number> = [5 + storeKeys.length, keys.epoch, keys.seq, keys.log, keys.stores, keys.client(request)]
       for (const storeKey of storeKeys) args.push(`${keys.storePrefix}${storeKey}`)
       const floor = request.epoch === epoch ? known : 0
-      args.push(request.epoch, floor, writer, request.opId, request.digest, window, lifetimeMs, now(), retention, writes.length)
+      args.push(request.epoch, floor, writer, request.opId, request.digest, window, lifetimeMs, now(), retention, writes.length, request.resentAfterMs ?? -1)
       writes.forEach((write, i) => args.push(write.storeKey, write.baseVersion, stateJsons[i] as string))
       for (const read of reads) args.push(read.storeKey, read.version)
       let reply: Reply

@@ -183,6 +183,7 @@ return {'answered', 'x' .. ARGV[6]}
  * thousand written stores.
  * KEYS: epoch, seq, log, stores, client, then each written store's hash, then each read one's.
  * ARGV: epoch, floor, writer, opId, digest, window, lifetimeMs, now, retention, number of writes,
+ * resentAfterMs (-1 when the op is not a resend),
  * then storeKey, baseVersion, stateJson per write, then storeKey, version per read.
  * Replies: {'accepted', seq} | {'unchanged', seq} | {'conflict', version, stateJson|nil} of the
  * first store that moved | {'epoch_changed', epoch} | {'lost'} | a decision of DECIDE's
@@ -197,10 +198,13 @@ if not seq or seq < tonumber(ARGV[2]) then return {'lost'} end
 redis.call('SISMEMBER', KEYS[4], '')
 local decided = decideAction(KEYS[5], KEYS[3], ARGV[4], ARGV[5], ARGV[3], seq)
 if decided then return decided end
+-- A resent first op of a client with no record, whose earlier attempt's record could have expired: it may have run.
+local resent = tonumber(ARGV[11])
+if resent >= 0 and resent * 2 >= tonumber(ARGV[7]) and redis.call('EXISTS', KEYS[5]) == 0 then return {'unknown_client'} end
 local writes = tonumber(ARGV[10])
 local reads = #KEYS - 5 - writes
-local function writeArg(i, field) return ARGV[10 + 3 * (i - 1) + field] end
-local function readArg(i, field) return ARGV[10 + 3 * writes + 2 * (i - 1) + field] end
+local function writeArg(i, field) return ARGV[11 + 3 * (i - 1) + field] end
+local function readArg(i, field) return ARGV[11 + 3 * writes + 2 * (i - 1) + field] end
 -- Every check before the first write: a store that moved since the action ran means it must run again.
 for i = 1, writes + reads do
   local expected = i <= writes and writeArg(i, 2) or readArg(i - writes, 2)

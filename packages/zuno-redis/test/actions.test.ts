@@ -321,4 +321,15 @@ describe.skipIf(!haveRedis)('zuno-redis actions', () => {
     await until(() => first.store('a').version === 2 && second.store('a').version === 2)
     expect(storesOf(first)).toMatchObject({ a: { version: 2, state: 98 }, b: { version: 2, state: 102 } })
   })
+  it('does not run a resent first action of a client it has no record of, once that record could have expired', async () => {
+    const ns = namespace()
+    const instance = openInstance(ns, { clientLifetimeMs: 1000 })
+    await instance.ready
+    const resent = (opId: number, resentAfterMs: number) => ({ action: 'depositA', clientId: newClientId(), opId, epoch: instance.epoch, resentAfterMs })
+    // Half the lifetime or more: an earlier attempt may have run and been forgotten since.
+    expect(await instance.proposeAction(resent(1, 500), caller)).toMatchObject({ type: 'refused', error: { code: 'unknown_client' } })
+    // Less: a record of an earlier attempt would still be here, so there was none.
+    expect(await instance.proposeAction(resent(1, 499), caller)).toMatchObject({ type: 'accepted' })
+    expect(await redisClient().xlen(`{${ns}}:log`)).toBe(1)
+  })
 })

@@ -227,6 +227,13 @@ export interface ActionRequest<TArgs = unknown> {
   clientId: string
   /** The op's number in its client's sequence, shared with state proposals. */
   opId: number
+  /**
+   * Set on a retry of an action in doubt (sent before, never answered): how long ago, in ms, it was
+   * first sent. A server that keeps no record of the client then runs it only if a record of an
+   * earlier attempt could not have expired since (under half the client lifetime); otherwise it
+   * answers `unknown_client`, and the client reports `outcome_unknown` rather than risk running it twice.
+   */
+  resentAfterMs?: number
 }
 
 /** One store an action changed, as its answer and its `commit` event carry it. */

@@ -8,7 +8,7 @@ import type { StandardSchemaV1 } from '@standard-schema/spec'
 import { EventSource } from 'eventsource'
 import { afterEach, describe, expect, it } from 'vitest'
 import { connect, defineZuno, type Outbox, type OutboxEntry, type ReplicaOptions, refuseAction, type ServerAction, type ZunoError } from '../src/index'
-import { createNodeHandler, createUniverse } from '../src/server/index'
+import { createMemoryStorage, createNodeHandler, createUniverse, type Storage } from '../src/server/index'
 import { createTestRig } from '../src/testing/index'
 import { SimBrowser } from './simulation/simBrowser'
 import type { VirtualClock } from './simulation/virtualClock'
@@ -59,8 +59,8 @@ const app = defineZuno({
 })
 
 /** Serves `app` with core's node:http handler on 127.0.0.1; `actions` replace some actions' `run` on the server. */
-async function serve(actions: Record<string, ServerAction> = {}) {
-  const universe = createUniverse({ app, actions })
+async function serve(actions: Record<string, ServerAction> = {}, storage?: Storage) {
+  const universe = createUniverse({ app, actions, ...(storage === undefined ? {} : { storage }) })
   await universe.ready
   // Two replicas on one address share a rate bucket; the concurrency test sends 100 ops at once.
   const handler = createNodeHandler(universe, { maxProposalsPerSecond: 10_000 })
@@ -281,9 +281,48 @@ describe('replica.act', () => {
     await replica.act('increment', { by: 5 })
     const sent = actionBodies(zuno.posts)
     expect(sent).toHaveLength(2)
-    expect(sent[1]).toEqual(sent[0])
+    // The same op, marked as a resend of an attempt in doubt.
+    expect(sent[1]).toEqual({ ...sent[0], resentAfterMs: expect.any(Number) })
     expect([zuno.universe.store('counter').get(), zuno.universe.store('counter').version]).toEqual([5, 1])
     expect([replica.store('counter').get(), replica.store('counter').version]).toEqual([5, 1])
+  })
+
+  /**
+   * A server that forgets clients after 1 s of its clock, behind a proxy that loses the first
+   * action (its answer, after forwarding it, or the request itself) and then moves both clocks on
+   * by `advanceMs`: the retry meets a server with no record of the client.
+   */
+  async function forgetful(lose: 'answer' | 'request', advanceMs: number) {
+    let clock = Date.now()
+    const zuno = await serve({}, createMemoryStorage({ clientLifetimeMs: 1000, now: () => clock }))
+    let actionsSeen = 0
+    const proxy = await startProxy(zuno, (req: IncomingMessage, body) => {
+      if (req.method !== 'POST' || (JSON.parse(body) as { action?: string }).action === undefined || ++actionsSeen !== 1) return undefined
+      // Once the server has processed it (well before the replica's first retry, 100 ms or more later).
+      setTimeout(() => (clock += advanceMs), 30)
+      return { status: 0, afterForwarding: lose === 'answer' }
+    })
+    cleanups.push(proxy.close)
+    const replica = await replicaOf(proxy.url, { stores: ['left'], now: () => clock })
+    return { zuno, replica }
+  }
+
+  it('does not run a resent first action again on a server that has since forgotten its client: outcome_unknown', async () => {
+    const { zuno, replica } = await forgetful('answer', 5000)
+    await expect(replica.act('increment', { by: 5 })).rejects.toMatchObject({ code: 'outcome_unknown' })
+    // Applied once, by the attempt whose answer was lost; the resend was refused, not run.
+    expect(zuno.universe.store('counter').get()).toBe(5)
+    const bodies = actionBodies(zuno.posts) as Array<{ resentAfterMs?: number }>
+    expect(bodies.map((body) => body.resentAfterMs)).toEqual([undefined, 5000])
+    // The replica goes on under a fresh identity.
+    await replica.act('increment', { by: 1 })
+    expect(zuno.universe.store('counter').get()).toBe(6)
+  })
+
+  it('runs a resent first action that the server cannot have seen before its record would expire', async () => {
+    const { zuno, replica } = await forgetful('request', 100)
+    await replica.act('increment', { by: 5 })
+    expect(zuno.universe.store('counter').get()).toBe(5)
   })
 
   it('is settled by its echo on the stream when its answer is lost', async () => {

@@ -34,6 +34,8 @@ export interface OpLifecycleDeps {
   readonly options: Pick<ReplicaOptions<Schemas>, 'schemas' | 'maxAttempts' | 'onConflict' | 'onError'>
   /** Makes the fresh client id taken after `unknown_client`. */
   readonly newId: () => string
+  /** The replica's clock (ms since the epoch). */
+  readonly now: () => number
   readonly lastError: Observable<ZunoError | undefined>
   readonly pendingCount: Observable<number>
   /** Publishes a store again after its pending ops or confirmed state changed. */
@@ -105,15 +107,19 @@ export class OpLifecycle {
    * the arguments; a name it does not know is its to refuse.
    */
   #proposeAction(op: ActionOp, epoch: string): void {
+    // A resend of an attempt in doubt in this epoch says how long ago it first went: a server that
+    // has forgotten the client may then refuse to run it again (see `resentAfterMs`).
+    const firstAt = op.doubtedIn === epoch ? op.lastSent?.at : undefined
+    const now = this.#deps.now()
     let payload: string
     try {
-      payload = encodeAction(op, epoch)
+      payload = encodeAction(op, epoch, firstAt === undefined ? undefined : Math.max(0, Math.round(now - firstAt)))
     } catch (unsendable) {
       // Never sent, so not in doubt (unless an earlier attempt was, which the same arguments could not be).
       return this.#refuse(op, unsendable as ZunoError)
     }
     this.#deps.proposer.start()
-    const sent = { epoch }
+    const sent = { epoch, at: firstAt ?? now }
     op.lastSent = sent
     this.#send(op, payload, sent)
   }

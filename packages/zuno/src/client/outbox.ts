@@ -38,6 +38,8 @@ export interface ActionEntry extends EntryCommon {
   sentOn?: {
     /** The epoch of the attempt. */
     epoch: string
+    /** When it was first sent (ms since the epoch), if known: a resend says how long ago. */
+    at?: number
   }
 }
 

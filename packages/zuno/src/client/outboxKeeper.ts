@@ -46,7 +46,7 @@ export class OutboxKeeper {
     if (op.kind === 'action') {
       const entry: ActionEntry = { clientId, opId, queuedAt, action: op.name }
       if (op.args !== undefined) entry.args = op.args
-      if (op.lastSent !== undefined) entry.sentOn = { epoch: op.lastSent.epoch }
+      if (op.lastSent !== undefined) entry.sentOn = op.lastSent.at === undefined ? { epoch: op.lastSent.epoch } : { epoch: op.lastSent.epoch, at: op.lastSent.at }
       return this.save(entry)
     }
     if (op.failure !== undefined) return

@@ -96,8 +96,11 @@ export interface ActionOp extends OpCommon {
   seen: Map<ReplicaStore, unknown> | undefined
   /** What the last local run wrote, by store (nothing when it threw or refused). */
   writes: Map<ReplicaStore, unknown>
-  /** The epoch of the attempt on the wire, or of the last one, until an answer shows it was not applied. */
-  lastSent: { epoch: string } | undefined
+  /**
+   * The epoch of the attempt on the wire, or of the last one, until an answer shows it was not
+   * applied; and when the first of those attempts went (the replica's clock), for a resend's `resentAfterMs`.
+   */
+  lastSent: { epoch: string; at?: number } | undefined
 }
 
 /** An op of the queue: a `set` of one store, or an action. */
@@ -278,7 +281,7 @@ export class PendingQueue {
     const restored = entries.map((entry): PendingOp => {
       const common = { clientId: entry.clientId, opId: entry.opId, queuedAt: entry.queuedAt, failures: 0, doubtedIn: entry.sentOn?.epoch, ...settled }
       if ('action' in entry) {
-        const lastSent = entry.sentOn === undefined ? undefined : { epoch: entry.sentOn.epoch }
+        const lastSent = entry.sentOn === undefined ? undefined : { epoch: entry.sentOn.epoch, ...(entry.sentOn.at === undefined ? {} : { at: entry.sentOn.at }) }
         const local = localOf(entry.action, entry.args)
         return { ...common, ...local, kind: 'action', name: entry.action, args: entry.args, seen: undefined, writes: new Map(), lastSent }
       }

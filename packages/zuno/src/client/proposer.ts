@@ -141,9 +141,10 @@ export function encodeProposal(storeKey: string, body: WireBody, op: StateOp): s
  * The body of `POST /sync` for an action in `epoch`: the same on every attempt but for the epoch.
  * Arguments JSON cannot hold throw `invalid_args`: the action can never be sent.
  */
-export function encodeAction(op: ActionOp, epoch: string): string {
+export function encodeAction(op: ActionOp, epoch: string, resentAfterMs: number | undefined): string {
   const request: ActionRequest = { action: op.name, epoch, clientId: op.clientId, opId: op.opId }
   if (op.args !== undefined) request.args = op.args
+  if (resentAfterMs !== undefined) request.resentAfterMs = resentAfterMs
   try {
     return JSON.stringify(request)
   } catch (cause) {

@@ -124,6 +124,7 @@ export class ReplicaUniverse<
       tags,
       options,
       newId,
+      now: this.#now,
       lastError: this.#lastError,
       pendingCount: this.#pendingCount,
       show,

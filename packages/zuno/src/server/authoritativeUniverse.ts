@@ -328,8 +328,8 @@ export class AuthoritativeUniverse<
         }
         const reads = []
         for (const [storeKey, { version }] of effect.reached) if (!effect.writes.has(storeKey)) reads.push({ storeKey, version })
-        const { principal, clientId, opId, digest } = op
-        const outcome = await commitAction.call(this.#storage, { principal, clientId, opId, digest, epoch: request.epoch, writes, reads })
+        const { principal, clientId, opId, digest, resentAfterMs } = op
+        const outcome = await commitAction.call(this.#storage, { principal, clientId, opId, digest, resentAfterMs, epoch: request.epoch, writes, reads })
         return { outcome, effect }
       })
       if ('refusal' in attempted) return this.#recordAction(request, op, attempted.refusal)
@@ -814,8 +814,8 @@ function identify(request: SyncRequest, principal: string, stateJson: string): O
 
 /** Who sent an action and which op it is; its digest covers the name and the arguments ('!' starts no store key, so no state proposal shares it). */
 function actionIdentity(request: ActionRequest, principal: string): OpIdentity {
-  const { clientId, opId, action, args } = request
-  return { principal, clientId, opId, digest: opDigest(`!${action}`, 0, args === undefined ? '' : JSON.stringify(args)) }
+  const { clientId, opId, action, args, resentAfterMs } = request
+  return { principal, clientId, opId, digest: opDigest(`!${action}`, 0, args === undefined ? '' : JSON.stringify(args)), resentAfterMs }
 }
 
 /** The changes of a committed event, as an answer and a `commit` frame carry them. */

@@ -136,6 +136,8 @@ export class ClientLedger {
     // Between sweeps, a record past its lifetime still counts as forgotten.
     const record = found !== undefined && found.seenAt < now - this.lifetimeMs ? undefined : found
     const mark = record?.mark ?? 0
+    // A resent first op, where a record of its earlier attempt could have expired: it may have run.
+    if (record === undefined && op.resentAfterMs !== undefined && op.resentAfterMs * 2 >= this.lifetimeMs) return { type: 'unknown_client' }
     if (op.opId > mark) return op.opId === mark + 1 ? undefined : { type: 'unknown_client' }
     const kept = record?.slots.find((slot) => slot.opId === op.opId)
     if (kept === undefined) return { type: 'processed' }

@@ -10,6 +10,12 @@ export interface OpIdentity {
   opId: number
   /** Identifies the op's content (store, base, state): a reused opId with other content is refused. */
   digest: string
+  /**
+   * On a retry of an op in doubt: how long ago it was first sent. With no record of the client, a
+   * storage answers `unknown_client` when a record of an earlier attempt could have expired since
+   * (at least half the client lifetime), instead of taking it as the client's first op.
+   */
+  resentAfterMs?: number | undefined
 }
 
 /** One write of an op: the next state of a store, on the version it was computed on. */

@@ -175,7 +175,7 @@ export function validateProposal(body: unknown): Proposal {
 
 /** Checks a parsed `POST /sync` body that names an action; throws a `ZunoError` naming the first problem. */
 function validateActionRequest(body: Record<string, unknown>): ActionRequest {
-  const { action, args, epoch, clientId, opId } = body
+  const { action, args, epoch, clientId, opId, resentAfterMs } = body
   if (typeof action !== 'string' || !ACTION_NAME_PATTERN.test(action)) {
     throw new ZunoError('invalid_action', `action must match ${ACTION_NAME_PATTERN}`)
   }
@@ -185,6 +185,10 @@ function validateActionRequest(body: Record<string, unknown>): ActionRequest {
   checkOpFields(epoch, clientId, opId)
   const request: ActionRequest = { action, epoch: epoch as string, clientId: clientId as string, opId: opId as number }
   if (args !== undefined) request.args = args
+  if (resentAfterMs !== undefined) {
+    if (!isNonNegativeInteger(resentAfterMs)) throw new ZunoError('invalid_body', 'resentAfterMs must be a non-negative integer')
+    request.resentAfterMs = resentAfterMs
+  }
   return request
 }
 

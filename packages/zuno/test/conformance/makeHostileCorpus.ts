@@ -391,6 +391,9 @@ add({ name: 'action: another epoch', method: 'POST', target: '/sync', body: acti
 add({ name: 'action: arguments it refuses', method: 'POST', target: '/sync', body: action({ args: { by: 'one' } }), status: 422, error: 'action_refused' })
 add({ name: 'action: arguments nested past the limit', method: 'POST', target: '/sync', body: action({ args: JSON.parse(`${'['.repeat(20)}${']'.repeat(20)}`) }), status: 400, error: 'too_deep' })
 add({ name: 'action: arguments of 65 KiB', method: 'POST', target: '/sync', body: action({ args: 'x'.repeat(65 * 1024) }), status: 413, error: 'payload_too_large' })
+for (const value of [-1, 1.5, '10', null, 1e300]) {
+  add({ name: `action: resentAfterMs ${JSON.stringify(value)}`, method: 'POST', target: '/sync', body: action({ resentAfterMs: value }), status: 400, error: 'invalid_body' })
+}
 add({ name: 'action: an argument JSON reads as Infinity', method: 'POST', target: '/sync', body: action({}).replace('"by":1', '"by":1e400'), status: 422, error: 'invalid_args' })
 
 const here = fileURLToPath(new URL('./hostile-corpus.json', import.meta.url))
