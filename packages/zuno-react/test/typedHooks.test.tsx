@@ -6,7 +6,7 @@
 import { act } from 'react'
 import { createRoot } from 'react-dom/client'
 import { afterEach, expect, expectTypeOf, it } from 'vitest'
-import { connect, defineZuno } from 'zuno'
+import { connect, defineZuno, refuseAction } from 'zuno'
 import { createTestRig, type TestRig } from 'zuno/testing'
 import { createZunoHooks, ZunoProvider } from 'zuno-react'
 import { until } from '../../zuno/test/support/until'
@@ -58,6 +58,70 @@ it('renders typed stores of the app, and a click reaches the server', async () =
   expect(container.textContent).toBe('UNTITLED 0')
   await act(async () => container.querySelector('button')?.click())
   await until(() => rig?.server.store('counter').get() === 1)
+  act(() => root.unmount())
+  universe.close()
+  container.remove()
+})
+
+/** An app whose counter changes through actions, one of which the server refuses. */
+const counterApp = defineZuno({
+  stores: { counter: { initial: 0 } },
+  actions: {
+    increment: { run: (tx) => tx.set('counter', (n) => n + 1) },
+    overdraw: {
+      run: (tx) => {
+        if (tx.get('counter') < 100) refuseAction('not enough')
+        tx.set('counter', (n) => n - 100)
+      },
+    },
+  },
+})
+const counterHooks = createZunoHooks<typeof counterApp>()
+
+function ActionButtons() {
+  const count = counterHooks.useStore('counter')
+  const increment = counterHooks.useAction('increment')
+  const overdraw = counterHooks.useAction('overdraw')
+  // @ts-expect-error: `launch` is not an action of the app
+  counterHooks.useAction('launch')
+  expectTypeOf(increment.run).parameters.toEqualTypeOf<[args?: unknown]>()
+  return (
+    <p>
+      <span data-count="">{count}</span>
+      <span data-pending="">{increment.pending ? 'pending' : 'idle'}</span>
+      <span data-error="">{overdraw.error?.code ?? 'none'}</span>
+      <button type="button" data-increment="" onClick={() => increment.run()} />
+      <button type="button" data-overdraw="" onClick={() => overdraw.run()} />
+    </p>
+  )
+}
+
+it('runs actions from a component: the effect at once, pending until the server accepts, a refusal as error', async () => {
+  rig = createTestRig({ app: counterApp })
+  let releaseAnswers = () => {}
+  const held = new Promise<void>((resolve) => (releaseAnswers = resolve))
+  // Proposals wait before they reach the server (so no echo can settle them either).
+  const fetchHeld: typeof fetch = async (input, init) => {
+    if (init?.method === 'POST') await held
+    return (rig as TestRig).fetch(input, init)
+  }
+  const universe = connect({ app: counterApp, url: rig.url, fetch: fetchHeld, EventSource: rig.EventSource, tabs: false })
+  await until(() => universe.status.get() === 'connected')
+  const container = document.createElement('div')
+  document.body.append(container)
+  const root = createRoot(container)
+  const text = (name: string) => container.querySelector(`[data-${name}]`)?.textContent
+  await act(async () => root.render(<ZunoProvider universe={universe}>{<ActionButtons />}</ZunoProvider>))
+  expect([text('count'), text('pending'), text('error')]).toEqual(['0', 'idle', 'none'])
+  await act(async () => (container.querySelector('[data-increment]') as HTMLButtonElement).click())
+  // Shown at once, still waiting for the server's answer.
+  expect([text('count'), text('pending')]).toEqual(['1', 'pending'])
+  await act(async () => releaseAnswers())
+  await act(async () => until(() => text('pending') === 'idle'))
+  expect(rig.server.store('counter').get()).toBe(1)
+  await act(async () => (container.querySelector('[data-overdraw]') as HTMLButtonElement).click())
+  await act(async () => until(() => text('error') === 'action_refused'))
+  expect(text('count')).toBe('1')
   act(() => root.unmount())
   universe.close()
   container.remove()
