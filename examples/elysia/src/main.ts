@@ -8,7 +8,7 @@ import { createFileStorage } from 'zuno/file'
 import { createUniverse } from 'zuno/server'
 import { zuno } from 'zuno-elysia'
 import { renderDemoPage } from '../../express/src/render'
-import { demoSchemas, demoStores } from '../../express/src/stores'
+import { demoApp } from '../../express/src/stores'
 
 /** The part of Bun's global used here (no @types/bun needed for one call). */
 declare const Bun: { file(path: URL): Blob }
@@ -19,7 +19,7 @@ const bundle = Bun.file(new URL('../../express/dist/app.js', import.meta.url))
 // Durable: a file log in ZUNO_DATA_DIR, as in the Express demo (each demo has its own default folder).
 const dataDir = process.env.ZUNO_DATA_DIR ?? fileURLToPath(new URL('../.data', import.meta.url))
 const storage = createFileStorage({ dir: dataDir })
-const universe = createUniverse({ stores: demoStores, schemas: demoSchemas, storage })
+const universe = createUniverse({ app: demoApp, storage })
 await universe.ready
 const sync = zuno(universe)
 

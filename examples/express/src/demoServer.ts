@@ -4,17 +4,18 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import express, { type ErrorRequestHandler } from 'express'
 import { type AuthoritativeUniverse, createUniverse, type Storage } from 'zuno/server'
+import type { ActionsOfApp } from 'zuno'
 import { zuno } from 'zuno-express'
 import { errorPage } from './page'
 import { renderDemoPage } from './render'
-import { type DemoStates, demoSchemas, demoStores } from './stores'
+import { type DemoStates, demoApp } from './stores'
 
 export type { DemoStates, Todo } from './stores'
-export { demoSchemas, demoStores } from './stores'
+export { demoApp, demoSchemas, demoStores } from './stores'
 
 /** A running demo. */
 export interface DemoServer {
-  universe: AuthoritativeUniverse<DemoStates>
+  universe: AuthoritativeUniverse<DemoStates, never, ActionsOfApp<typeof demoApp>>
   server: Server
   url: string
   /** Open SSE streams: one per browser when its tabs share. */
@@ -41,7 +42,7 @@ const plainErrors: ErrorRequestHandler = (error, _req, res, next) => {
 
 /** Starts the demo on `port` (0 for any free one) on `host`, keeping its state in `storage` (default: memory). */
 export async function startDemo(port: number, host = '127.0.0.1', storage?: Storage): Promise<DemoServer> {
-  const universe = createUniverse({ stores: demoStores, schemas: demoSchemas, ...(storage ? { storage } : {}) })
+  const universe = createUniverse({ app: demoApp, ...(storage ? { storage } : {}) })
   const sync = zuno(universe)
   const app = express()
   app.use('/zuno', sync)

@@ -1,5 +1,5 @@
 import * as v from 'valibot'
-import type { StatesOf } from 'zuno'
+import { defineZuno, refuseAction, type StatesOf } from 'zuno'
 
 /** The longest todo text the page's input accepts, and the most todos the list may hold. */
 export const MAX_TODO_TEXT = 200
@@ -29,3 +29,28 @@ export type Todo = v.InferOutput<typeof todoSchema>
 
 /** The demo's stores and their initial states. */
 export const demoStores = { counter: 0, todos: [] as Todo[] }
+
+/**
+ * The demo's app: its stores with their schemas, and the two actions its buttons run (+1, and
+ * "Add" a todo). The server runs them on its own state, so clicks in many tabs at once all count and
+ * never conflict; ticking a todo stays a plain `set` of the list, which can conflict (the page lists
+ * those conflicts).
+ */
+export const demoApp = defineZuno({
+  stores: {
+    counter: { initial: demoStores.counter, schema: demoSchemas.counter },
+    todos: { initial: demoStores.todos, schema: demoSchemas.todos },
+  },
+  actions: {
+    increment: { run: (tx) => tx.set('counter', (n) => n + 1) },
+    addTodo: {
+      args: v.strictObject({ id: todoSchema.entries.id, text: todoSchema.entries.text }),
+      run: (tx, { id, text }) => {
+        const todos = tx.get('todos')
+        if (todos.length >= MAX_TODOS) refuseAction(`The list holds ${MAX_TODOS} todos at most`)
+        if (todos.some((todo) => todo.id === id)) return // added already
+        tx.set('todos', [...todos, { id, text, done: false }])
+      },
+    },
+  },
+})

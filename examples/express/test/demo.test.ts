@@ -14,7 +14,7 @@ afterAll(() => demo.close())
 
 describe('the Express demo', () => {
   it('renders the page on the server with the counter, the increment button, the status and the hint', async () => {
-    await demo.universe.store<number>('counter').set((n) => n + 2)
+    await demo.universe.store('counter').set((n) => n + 2)
     const response = await fetch(`${demo.url}/`)
     expect(response.status).toBe(200)
     const html = await response.text()
@@ -24,7 +24,7 @@ describe('the Express demo', () => {
     expect(html).toContain('second tab')
     expect(html).toMatch(/data-testid="counter-value">2</)
     expect(html).toMatch(/window.__ZUNO__ = {"stores":{"counter":{"version":1,"state":2}/)
-    await demo.universe.store<number>('counter').set(0)
+    await demo.universe.store('counter').set(0)
   })
 
   it('serves the browser bundle the page hydrates with', async () => {

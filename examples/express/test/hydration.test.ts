@@ -34,8 +34,8 @@ describe.skipIf(!haveChromium)('hydration of the Express demo in Chromium', () =
 
   it('hydrates three tabs with no page error, five times over, each with a write in between', async () => {
     for (let run = 0; run < 5; run++) {
-      await demo.universe.store<number>('counter').set((n) => n + 1)
-      const { errors, counters } = await openThreeTabs(browser, demo.url, () => demo.universe.store<number>('counter').get())
+      await demo.universe.store('counter').set((n) => n + 1)
+      const { errors, counters } = await openThreeTabs(browser, demo.url, () => demo.universe.store('counter').get())
       expect(errors).toEqual([])
       for (const { connected } of counters) expect(connected).toBe(String(demo.universe.store('counter').get()))
     }

@@ -1,6 +1,6 @@
 import { type FormEvent, useState, useSyncExternalStore } from 'react'
 import { type ReadableValue, type ZunoError } from 'zuno'
-import { useConnectionStatus, useLastError, usePendingCount, useStore, useStoreApi, useStoreVersion } from 'zuno-react'
+import { useAction, useConnectionStatus, useLastError, usePendingCount, useStore, useStoreApi, useStoreVersion } from 'zuno-react'
 import type { Todo } from '../stores'
 import { ERROR_HEADINGS, errorKind } from './errorKind'
 
@@ -46,11 +46,12 @@ function Status() {
 
 function Counter() {
   const value = useStore<number>('counter')
-  const counter = useStoreApi<number>('counter', 0)
+  // An action: the server adds one to whatever the counter holds then, so concurrent clicks all count.
+  const increment = useAction('increment')
   return (
     <section className="counter">
       <span data-testid="counter-value">{value}</span>
-      <button className="primary" data-testid="counter-increment" onClick={() => void counter.set((n) => n + 1).catch(() => {})}>
+      <button className="primary" data-testid="counter-increment" onClick={() => increment.run()}>
         +1
       </button>
       <span className="meta" data-testid="counter-version">
@@ -63,13 +64,14 @@ function Counter() {
 function Todos() {
   const todos = useStore<Todo[]>('todos')
   const store = useStoreApi<Todo[]>('todos', [])
+  const addTodo = useAction('addTodo')
   const [text, setText] = useState('')
   const add = (event: FormEvent) => {
     event.preventDefault()
     const trimmed = text.trim()
     if (!trimmed) return
     const id = `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 7)}`
-    void store.set((all) => [...all, { id, text: trimmed, done: false }]).catch(() => {})
+    addTodo.run({ id, text: trimmed })
     setText('')
   }
   const toggle = (id: string) =>

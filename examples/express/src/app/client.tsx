@@ -1,7 +1,7 @@
 import { hydrateRoot } from 'react-dom/client'
 import { connect, createIndexedDbOutbox, type StateResponse } from 'zuno'
 import { ZunoProvider } from 'zuno-react'
-import { demoSchemas } from '../stores'
+import { demoApp } from '../stores'
 import { App, type ConflictNote } from './App'
 
 declare global {
@@ -26,8 +26,8 @@ const conflicts = {
 const universe = connect({
   url: '/zuno',
   hydrate: window.__ZUNO__,
-  // The server's schemas: an op they refuse is refused here, before it is sent.
-  schemas: demoSchemas,
+  // The server's stores, schemas and actions: an op they refuse is refused here, before it is sent.
+  app: demoApp,
   // Clicks that could not be sent yet survive a reload.
   outbox: createIndexedDbOutbox({ name: 'zuno-demo' }),
   onConflict({ storeKey, conflicts: count, theirs }) {
