@@ -2,11 +2,14 @@ import { writerTag } from '../../src/writerTag'
 import type { CommittedEvent } from '../../src/server/index'
 import type { Attempt } from './simNetwork'
 
-/** An op as its caller saw it: what `set` settled with. */
+/** An op as its caller saw it: what `set` (or `act`) settled with. */
 export interface OpRecord {
   /** Which replica issued it. */
   replica: string
+  /** The store a `set` wrote; for an action, the first store it writes. */
   storeKey: string
+  /** For an action: its name (an action resolves with no version). */
+  action?: string
   outcome: 'pending' | 'resolved' | 'rejected'
   version?: number
   error?: string
@@ -16,9 +19,21 @@ export interface OpRecord {
 
 const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b)
 
+/**
+ * The log as one entry per store changed: a commit of several stores (an action's) becomes one
+ * entry per store, each with the commit's seq, id, writer and opId.
+ */
+export function perStore(committed: readonly CommittedEvent[]): CommittedEvent[] {
+  return committed.flatMap((event) =>
+    event.changes === undefined
+      ? [event]
+      : event.changes.map(({ storeKey, version, state }) => ({ storeKey, version, state, writer: event.writer, opId: event.opId, seq: event.seq, id: event.id })),
+  )
+}
+
 /** The server's history of one store, indexed by version. */
 function historyOf(committed: readonly CommittedEvent[], storeKey: string): CommittedEvent[] {
-  return committed.filter((event) => event.storeKey === storeKey)
+  return perStore(committed).filter((event) => event.storeKey === storeKey)
 }
 
 /** Every store's versions run 1, 2, 3, … and the log's sequence numbers increase by one. */
@@ -27,10 +42,12 @@ export function checkContiguous(committed: readonly CommittedEvent[]): string[] 
   const versions = new Map<string, number>()
   committed.forEach((event, index) => {
     if (event.seq !== index + 1) problems.push(`log seq ${event.seq} at position ${index + 1}`)
+  })
+  for (const event of perStore(committed)) {
     const expected = (versions.get(event.storeKey) ?? 0) + 1
     if (event.version !== expected) problems.push(`${event.storeKey}: version ${event.version} where ${expected} was due`)
     versions.set(event.storeKey, event.version)
-  })
+  }
   return problems
 }
 
@@ -65,7 +82,7 @@ export function checkAcknowledged(
   const claimed = new Set<string>()
   const byWrite = new Map<string, CommittedEvent[]>()
   for (const [epoch, committed] of epochs) {
-    for (const event of committed) {
+    for (const event of perStore(committed)) {
       const key = `${event.storeKey}@${event.version}`
       const list = byWrite.get(key) ?? []
       list.push(Object.assign({}, event, { id: `${epoch}:${event.id}` }))
@@ -81,6 +98,8 @@ export function checkAcknowledged(
     if (op.outcome === 'rejected' && op.error === 'closed') count.closed = true
     if (op.outcome !== 'resolved') continue
     count.resolved += 1
+    // An action resolves with no version to look up: the count below holds it to exactly once.
+    if (op.action !== undefined) continue
     const write = `${op.storeKey}@${op.version}`
     const tags = writers.get(op.replica)
     const mine = (byWrite.get(write) ?? []).filter((event) => tags?.has(event.writer))
@@ -115,16 +134,16 @@ export function checkLinearizable(
   initial: Record<string, unknown>,
 ): string[] {
   const problems: string[] = []
-  const storeKeys = new Set(committed.map((event) => event.storeKey))
+  const storeKeys = new Set(perStore(committed).map((event) => event.storeKey))
+  // The earliest invocation of each applied op (a set, or an action of any stores): the write took effect after it.
+  const firstSent = new Map<string, number>()
+  for (const attempt of attempts) {
+    const key = `${writerTag(attempt.clientId)}#${attempt.opId}`
+    if (!firstSent.has(key)) firstSent.set(key, attempt.invokedAt)
+  }
   for (const storeKey of storeKeys) {
     const history = historyOf(committed, storeKey)
     const ofStore = attempts.filter((attempt) => attempt.storeKey === storeKey)
-    // The earliest invocation of each applied op: the write took effect after it.
-    const firstSent = new Map<string, number>()
-    for (const attempt of ofStore) {
-      const key = `${writerTag(attempt.clientId)}#${attempt.opId}`
-      if (!firstSent.has(key)) firstSent.set(key, attempt.invokedAt)
-    }
     const invokedAt = (event: CommittedEvent) => firstSent.get(`${event.writer}#${event.opId}`) ?? Number.NaN
     // When each version was first known to have been acknowledged.
     const ackedAt = new Map<number, number>()

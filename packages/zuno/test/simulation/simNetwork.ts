@@ -1,4 +1,4 @@
-import type { EventSourceLike } from '../../src/index'
+import type { EventSourceLike, ServerAction } from '../../src/index'
 import {
   type AuthoritativeUniverse,
   type CommittedEvent,
@@ -82,6 +82,8 @@ export interface SimServers {
   allowStore?: (storeKey: string) => boolean
   /** The servers' schemas: they may transform what a client proposes. */
   schemas?: Schemas
+  /** The servers' actions. */
+  actions?: Record<string, ServerAction>
   /** Events each universe keeps for resumes. */
   retention: number
   /** Server instances sharing the storage; requests and streams go to any that is up. */
@@ -306,13 +308,14 @@ export class SimNetwork {
   }
 
   #boot(index: number): void {
-    const { stores, allowStore, retention, schemas } = this.config
+    const { stores, allowStore, retention, schemas, actions } = this.config
     const universe = createUniverse({
       stores,
       storage: this.#storage,
       retention,
       ...(allowStore ? { allowStore } : {}),
       ...(schemas ? { schemas } : {}),
+      ...(actions ? { actions } : {}),
     })
     // Rate limits count real time, which a virtual run does not spend.
     this.#instances[index] = { universe, server: new SyncServer(universe, { heartbeatMs: 1e9, maxProposalsPerSecond: 1e9 }) }

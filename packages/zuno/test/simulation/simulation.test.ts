@@ -5,12 +5,14 @@
  * two instances sharing a storage. A proxy in front of the servers answers some requests with HTML
  * error pages (502/504 instead of forwarding or in place of the server's answer, rarely a 413), the
  * servers' schemas transform what clients send, and one browser runs several tabs that share a
- * stream through an elected leader tab, which closes during the run. Each seed replays exactly; a
- * failing one prints its history.
+ * stream through an elected leader tab, which closes during the run. A third of the ops are
+ * actions (an increment, an append, a move between two stores that must conserve their sum), mixed
+ * with sets of the same stores in each client's one queue. Each seed replays exactly; a failing one
+ * prints its history.
  */
 import type { StandardSchemaV1 } from '@standard-schema/spec'
 import { describe, expect, it } from 'vitest'
-import { connect, type ReplicaUniverse } from '../../src/index'
+import { connect, defineZuno, type ReplicaUniverse, refuseAction, type ServerAction } from '../../src/index'
 import { parseEventId } from '../../src/protocol'
 import { writerTag } from '../../src/writerTag'
 import { type CommittedEvent, createMemoryStorage } from '../../src/server/index'
@@ -22,6 +24,7 @@ import {
   checkExactlyOnce,
   checkLinearizable,
   type OpRecord,
+  perStore,
 } from './checkers'
 import { CALM, type Faults, SimNetwork } from './simNetwork'
 import { SimBrowser } from './simBrowser'
@@ -53,7 +56,10 @@ const HOSTILE: Faults = {
   proxyFailsAfter: 0.02,
   proxyTooLarge: 0.003,
 }
-const STORES = { counter: 0, list: [] as string[], value: 0, label: '' }
+const STORES = { counter: 0, list: [] as string[], value: 0, label: '', left: 100, right: 0 }
+/** What `move` conserves: left + right. */
+const TOTAL = 100
+
 /** A store the clients create themselves: after a new epoch it is gone until someone writes it again. */
 const DYNAMIC = 'made.by.clients'
 const KEYS = [...Object.keys(STORES), DYNAMIC]
@@ -76,6 +82,39 @@ const SCHEMAS = {
   value: transforming((input): input is number => typeof input === 'number', (n) => Math.round(n / 10) * 10),
   label: transforming((input): input is string => typeof input === 'string', (text) => text.trim().toUpperCase()),
 }
+
+/**
+ * The actions, as the clients know them (they run them optimistically; no schemas on this side, so
+ * a replica sends what it computed and the servers' schemas transform it). The servers run the same
+ * functions.
+ */
+const SIM_APP = defineZuno({
+  stores: {
+    counter: { initial: STORES.counter },
+    list: { initial: STORES.list },
+    value: { initial: STORES.value },
+    label: { initial: STORES.label },
+    left: { initial: STORES.left },
+    right: { initial: STORES.right },
+  },
+  actions: {
+    increment: { run: (tx) => tx.set('counter', (n) => n + 1) },
+    append: { args: transforming((input): input is string => typeof input === 'string', (item) => item), run: (tx, item) => tx.set('list', (list) => [...list, item]) },
+    /** Moves `amount` from one side to the other (negative: back); refuses to overdraw. */
+    move: {
+      args: transforming((input): input is number => Number.isInteger(input), (amount) => amount),
+      run: (tx, amount) => {
+        const from = amount > 0 ? 'left' : 'right'
+        if (tx.get(from) < Math.abs(amount)) refuseAction(`${from} holds less than ${Math.abs(amount)}`)
+        tx.set('left', (n) => n - amount)
+        tx.set('right', (n) => n + amount)
+      },
+    },
+  },
+})
+const SERVER_ACTIONS: Record<string, ServerAction> = Object.fromEntries(
+  Object.entries(SIM_APP.actions).map(([name, spec]) => [name, spec.run as unknown as ServerAction]),
+)
 
 interface Run {
   network: SimNetwork
@@ -122,6 +161,7 @@ async function simulate(seed: number, scenario: Scenario): Promise<Run> {
       stores: STORES,
       allowStore: (key) => key === DYNAMIC,
       schemas: SCHEMAS,
+      actions: SERVER_ACTIONS,
       retention: scenario.retention,
       instances: scenario.instances,
     },
@@ -135,6 +175,7 @@ async function simulate(seed: number, scenario: Scenario): Promise<Run> {
   const open = (name: string, tab: boolean): ReplicaUniverse => {
     const replicaIndex = replicaSeed++
     const replica = connect({
+      app: SIM_APP,
       url: 'http://sim.invalid/zuno',
       fetch: network.fetchFor(),
       EventSource: network.EventSource,
@@ -148,7 +189,7 @@ async function simulate(seed: number, scenario: Scenario): Promise<Run> {
       maxPendingOps: 1_000_000,
       // Tabs of one browser: same URL, same (absent) store filter, so one channel and one leader.
       ...(tab ? { tabs: true, BroadcastChannel: browser.channelFor(), locks: browser.locksFor(name) } : { tabs: false }),
-    })
+    }) as unknown as ReplicaUniverse
     replicas.set(name, replica)
     writers.set(name, new Set([writerTag(replica.clientId)]))
     return replica
@@ -160,10 +201,28 @@ async function simulate(seed: number, scenario: Scenario): Promise<Run> {
     const tags = writers.get(name) as Set<string>
     // A replica takes a fresh identity when the server has forgotten it: note every tag it writes under.
     const noteTag = () => tags.add(writerTag(replica.clientId))
+    const item = `${name}:${++issued}`
+    if (random() < 1 / 3) {
+      const pick = random()
+      const action = pick < 0.4 ? 'increment' : pick < 0.7 ? 'append' : 'move'
+      const record: OpRecord = { replica: name, storeKey: action === 'increment' ? 'counter' : action === 'append' ? 'list' : 'left', action, outcome: 'pending' }
+      ops.push(record)
+      const args = action === 'append' ? item : action === 'move' ? (random() < 0.5 ? -1 : 1) * (1 + Math.floor(random() * 5)) : undefined
+      replica.act(action, args).then(
+        () => {
+          noteTag()
+          record.outcome = 'resolved'
+        },
+        (error: { code?: string; cause?: { code?: string } }) => {
+          noteTag()
+          Object.assign(record, { outcome: 'rejected', error: error.code, cause: error.cause?.code })
+        },
+      )
+      return
+    }
     const pick = random()
     const storeKey = pick < 0.4 ? 'counter' : pick < 0.65 ? 'list' : pick < 0.8 ? 'value' : pick < 0.9 ? 'label' : DYNAMIC
     const record: OpRecord = { replica: name, storeKey, outcome: 'pending' }
-    const item = `${name}:${++issued}`
     ops.push(record)
     const promise =
       storeKey === 'counter'
@@ -287,7 +346,7 @@ describe.each([ROOMY, SMALLEST, NEW_EPOCHS, TWO_INSTANCES])('simulation under in
           ...checkLinearizable(attempts, committed, STORES),
         )
         // Rebase correctness: every accepted op was computed on the state it was accepted on.
-        const history = (key: string) => committed.filter((event) => event.storeKey === key)
+        const history = (key: string) => perStore(committed).filter((event) => event.storeKey === key)
         for (const key of ['counter', DYNAMIC]) {
           history(key).forEach((event) => {
             if (event.state !== event.version) problems.push(`${key} v${event.version} holds ${event.state}`)
@@ -302,6 +361,17 @@ describe.each([ROOMY, SMALLEST, NEW_EPOCHS, TWO_INSTANCES])('simulation under in
         })
         // The schemas transformed every write.
         for (const event of history('value')) if ((event.state as number) % 10 !== 0) problems.push(`value v${event.version} holds ${event.state}`)
+        // Serializable moves: every commit that touched either side touched both, as one event, and conserved the sum.
+        for (const event of committed) {
+          const changes = event.changes ?? [event]
+          const sides = changes.filter((change) => change.storeKey === 'left' || change.storeKey === 'right')
+          if (sides.length === 0) continue
+          const left = sides.find((change) => change.storeKey === 'left')?.state as number | undefined
+          const right = sides.find((change) => change.storeKey === 'right')?.state as number | undefined
+          if (sides.length !== 2 || left === undefined || right === undefined || left + right !== TOTAL || left < 0 || right < 0) {
+            problems.push(`#${event.seq} moved ${JSON.stringify(sides)}: not one change of both sides summing to ${TOTAL}`)
+          }
+        }
         for (const event of history('label')) {
           const label = event.state as string
           if (label !== label.trim().toUpperCase()) problems.push(`label v${event.version} holds ${JSON.stringify(label)}`)
