@@ -4,7 +4,8 @@
  * - `replica`: Zuno's own client (`connect`), awaiting `store.set(n => n + 1)`; it rebases on the
  *   state a 409 carries and retries after a short jittered backoff, giving up after 10 conflicts;
  * - `protocol`: a bare loop over one keep-alive connection that rebases and retries at once;
- * - `actionLoop`: the same loop sending the server's `increment` action instead of a state.
+ * - `actionLoop`: the same loop sending the server's `increment` action instead of a state;
+ * - `replicaActions`: Zuno's client again, awaiting `act('increment', { key })`.
  */
 import { Agent, request } from 'node:http'
 import { EventSource } from 'eventsource'
@@ -33,8 +34,8 @@ function post(agent: Agent, port: number, payload: string): Promise<Answer> {
   })
 }
 
-/** Writers through Zuno's client: attempts per write are 1 + the conflicts it reports. */
-async function runReplicas(port: number, writers: number, shared: boolean, label: string, durationMs: number): Promise<void> {
+/** Writers through Zuno's client: attempts per write are 1 + the conflicts it reports. With `actions`, each write is the server's `increment` action instead of a `set`. */
+async function runReplicas(port: number, writers: number, shared: boolean, label: string, durationMs: number, actions = false): Promise<void> {
   const replicas = Array.from({ length: writers }, () => {
     const conflicts = new Map<number, number>()
     const universe = connect({
@@ -51,10 +52,12 @@ async function runReplicas(port: number, writers: number, shared: boolean, label
   const started = monotonicMs()
   await Promise.all(
     replicas.map(async ({ universe, conflicts }, index) => {
-      const counter = universe.store<number>(shared ? `${label}hot` : `${label}own${index}`, 0)
+      const key = shared ? `${label}hot` : `${label}own${index}`
+      const counter = universe.store<number>(key, 0)
       while (monotonicMs() < deadline) {
         try {
-          await counter.set((n) => (n ?? 0) + 1)
+          if (actions) await universe.act('increment', { key })
+          else await counter.set((n) => (n ?? 0) + 1)
           // One op per write, awaited: the conflicts reported since the last write are its own.
           attempts.push(1 + [...conflicts.values()].reduce((a, b) => a + b, 0))
         } catch {
@@ -112,8 +115,9 @@ function waitConnected(universe: ReturnType<typeof connect>): Promise<void> {
 
 onCommand(async (command) => {
   if (command.type !== 'run') return
-  if (command.client === 'replica') {
-    return runReplicas(command.port as number, command.writers as number, command.shared as boolean, command.label as string, command.durationMs as number)
+  if (command.client === 'replica' || command.client === 'replicaActions') {
+    const actions = command.client === 'replicaActions'
+    return runReplicas(command.port as number, command.writers as number, command.shared as boolean, command.label as string, command.durationMs as number, actions)
   }
   if (command.client === 'actionLoop' || command.client === 'actionLoopRedis') {
     const ports = (command.ports as number[] | undefined) ?? [command.port as number]

@@ -11,6 +11,7 @@ const WRITERS = 8
 const clients = [
   { id: 'replica', name: "Zuno's client" },
   { id: 'protocol', name: 'a bare protocol loop' },
+  { id: 'replicaActions', name: "Zuno's client running actions" },
   { id: 'actionLoop', name: 'an action loop' },
   { id: 'actionLoopRedis', name: 'an action loop on two instances over Redis' },
 ] as const
@@ -88,6 +89,7 @@ export const hotStore: Suite = {
           `${WRITERS} writers in one process on the other core increment a counter as fast as they can, on one store (contended) or on a store each (uncontended); ${durationMs / 1000} s per run, interleaved. ` +
           "Zuno's client: eight replicas (`connect`) each awaiting `store.set(n => n + 1)`; on a 409 it rebases on the state the answer carries and retries after a jittered backoff that grows from 10 ms, and rejects the write after 10 conflicts (counted as given up). " +
           'Bare protocol loop: one keep-alive connection per writer, rebase and retry at once, never giving up. ' +
+          "Zuno's client running actions: the same replicas awaiting `act('increment', { key })` (the server's action; no optimistic effect, since the replicas do not define it). " +
           'Action loop: the same connections sending the `increment` action (`POST /sync` with `action`), which the server runs on its own state: no base version, no 409; any other answer counts as refused. ' +
           'On two instances over Redis: the same loop, writers alternating between two Zuno servers on one Redis namespace (both on the server core, Redis unpinned); an instance whose commit finds the store moved runs the action again once it has followed the change. Attempts are counted per accepted write.',
         comparisons,
