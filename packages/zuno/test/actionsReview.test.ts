@@ -225,3 +225,70 @@ describe('review: authorizeAction', () => {
     expect(answer.status).toBeLessThan(500)
   })
 })
+
+describe('review: file storage, a multi-store line torn by the disk', () => {
+  it('acknowledges nothing of it and recovers neither half', async () => {
+    const nodeFs = await import('node:fs')
+    const { mkdtempSync, rmSync, readFileSync } = nodeFs
+    const { tmpdir } = await import('node:os')
+    const { join } = await import('node:path')
+    const { createFileStorage } = await import('zuno/file')
+    const dir = mkdtempSync(join(tmpdir(), 'zuno-review-'))
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }))
+    const logFds = new Set<number>()
+    let armed = false
+    const fs = {
+      ...nodeFs,
+      openSync: ((path: string, flags: string, mode?: number) => {
+        const fd = nodeFs.openSync(path, flags, mode)
+        if (String(path).endsWith('log.jsonl')) logFds.add(fd)
+        return fd
+      }) as typeof nodeFs.openSync,
+      writeSync: ((fd: number, buffer: Uint8Array, offset: number, length: number) => {
+        if (!logFds.has(fd) || !armed) return nodeFs.writeSync(fd, buffer, offset, length)
+        if (armed === true && length > 1) {
+          armed = false
+          nodeFs.writeSync(fd, buffer, offset, Math.floor(length / 2))
+          throw Object.assign(new Error('EFBIG: injected'), { code: 'EFBIG' })
+        }
+        return nodeFs.writeSync(fd, buffer, offset, length)
+      }) as typeof nodeFs.writeSync,
+    }
+    const moveApp = defineZuno({
+      stores: { a: { initial: 10 }, b: { initial: 0 } },
+      actions: { move: { run: (tx) => { tx.set('a', (n) => n - 1); tx.set('b', (n) => n + 1) } } },
+    })
+    const caller = { principal: '', context: { principal: undefined } }
+    const storage = createFileStorage({ dir, fs, recoverEveryMs: 0 })
+    const first = createUniverse({ app: moveApp, storage })
+    await first.ready
+    const clientId = newClientId()
+    expect((await first.proposeAction({ action: 'move', epoch: first.epoch, clientId, opId: 1 }, caller)).type).toBe('accepted')
+    armed = true
+    await expect(first.proposeAction({ action: 'move', epoch: first.epoch, clientId, opId: 2 }, caller)).rejects.toMatchObject({ code: 'unavailable' })
+    expect([first.store('a').get(), first.store('b').get()]).toEqual([9, 1])
+    await first.close()
+    await storage.close()
+    const torn = readFileSync(join(dir, 'log.jsonl'), 'utf8')
+    expect(torn.endsWith('\n')).toBe(false)
+    const storage2 = createFileStorage({ dir })
+    const second = createUniverse({ app: moveApp, storage: storage2 })
+    await second.ready
+    expect([second.store('a').get(), second.store('b').get(), second.store('a').version, second.store('b').version]).toEqual([9, 1, 1, 1])
+    // The op in doubt goes again, and lands once; then another restart sees a clean log.
+    expect((await second.proposeAction({ action: 'move', epoch: second.epoch, clientId, opId: 2 }, caller)).type).toBe('accepted')
+    await second.close()
+    await storage2.close()
+    const storage3 = createFileStorage({ dir })
+    const third = createUniverse({ app: moveApp, storage: storage3 })
+    await third.ready
+    expect([third.store('a').get(), third.store('b').get()]).toEqual([8, 2])
+    const replay = third.since(`${third.epoch}-0`) ?? []
+    expect(replay.map((entry) => entry.event.changes?.map((c) => [c.storeKey, c.version]))).toEqual([
+      [['a', 1], ['b', 1]],
+      [['a', 2], ['b', 2]],
+    ])
+    await third.close()
+    await storage3.close()
+  })
+})
