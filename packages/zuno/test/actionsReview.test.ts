@@ -292,3 +292,49 @@ describe('review: file storage, a multi-store line torn by the disk', () => {
     await storage3.close()
   })
 })
+
+describe('review: file storage, exactly once across restarts and compaction', () => {
+  it.each([1, 2, 1000])('answers retries of actions (wrote two stores, wrote nothing, refused) after a restart, snapshotEvery %i', async (snapshotEvery) => {
+    const { mkdtempSync, rmSync } = await import('node:fs')
+    const { tmpdir } = await import('node:os')
+    const { join } = await import('node:path')
+    const { createFileStorage } = await import('zuno/file')
+    const dir = mkdtempSync(join(tmpdir(), 'zuno-review-'))
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }))
+    const moveApp = defineZuno({
+      stores: { a: { initial: 10 }, b: { initial: 0 } },
+      actions: {
+        move: { run: (tx) => { tx.set('a', (n) => n - 1); tx.set('b', (n) => n + 1) } },
+        look: { run: (tx) => void tx.get('a') },
+        no: { run: () => refuseAction('no') },
+      },
+    })
+    const caller = { principal: '', context: { principal: undefined } }
+    const open = async () => {
+      const storage = createFileStorage({ dir, snapshotEvery })
+      const universe = createUniverse({ app: moveApp, storage })
+      await universe.ready
+      return { universe, close: async () => { await universe.close(); await storage.close() } }
+    }
+    const clientId = newClientId()
+    const ops = [['move', 1], ['look', 2], ['no', 3], ['move', 4]] as const
+    const first = await open()
+    const answers = []
+    for (const [action, opId] of ops) {
+      const result = await first.universe.proposeAction({ action, epoch: first.universe.epoch, clientId, opId }, caller).catch((e: Error) => e)
+      answers.push(result instanceof Error ? result.message : result.type === 'refused' ? result.error.code : result.changes.length)
+    }
+    expect(answers).toEqual([2, 0, 'action_refused', 2])
+    await first.close()
+    const second = await open()
+    const retried = []
+    for (const [action, opId] of ops) {
+      const result = await second.universe.proposeAction({ action, epoch: second.universe.epoch, clientId, opId }, caller)
+      retried.push(result.type === 'refused' ? result.error.code : result.type)
+    }
+    expect(retried).toEqual(['accepted', 'accepted', 'action_refused', 'accepted'])
+    expect([second.universe.store('a').get(), second.universe.store('b').get()]).toEqual([8, 2])
+    expect((await second.universe.proposeAction({ action: 'move', epoch: second.universe.epoch, clientId, opId: 5 }, caller)).type).toBe('accepted')
+    await second.close()
+  })
+})
