@@ -102,6 +102,15 @@ describe('review: a pending action and the stores its stream does not follow', (
     // act's docs: "the promise resolves once the server accepted it and its changes show here".
     expect([replica.store('left').get(), replica.store('right').get()]).toEqual([7, 3])
   })
+  it('(held) a set queued after the action, on a store the stream does not follow, waits for the answer: no stale base', async () => {
+    const { universe, url } = await serve()
+    const replica = await replicaOf(url, { stores: ['left'], fetch: slowAnswers(300), conflictPolicy: 'rollback' })
+    const moved = replica.act('move', { amount: 3 })
+    const set = replica.store('right').set((n) => n + 100).then((version) => `accepted v${version}`, (error: ZunoError) => error.code)
+    await moved
+    expect(await set).toBe('accepted v2')
+    expect(universe.store('right').get()).toBe(103)
+  })
 })
 
 describe('review: set and act on one store under contention', () => {
