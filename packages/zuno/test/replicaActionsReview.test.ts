@@ -232,3 +232,56 @@ describe('review: tabs and actions', () => {
     expect(bad).toEqual([])
   })
 })
+
+/** An EventSource whose `state` and `commit` events reach the replica `ms` late, in order (a lagging instance or proxy). */
+function laggingEventSource(ms: number) {
+  return class extends EventSource {
+    override addEventListener(type: string, listener: (event: MessageEvent<string>) => void): void {
+      if (type !== 'state' && type !== 'commit') return super.addEventListener(type, listener as never)
+      super.addEventListener(type, ((event: MessageEvent<string>) => setTimeout(() => listener(event), ms)) as never)
+    }
+  }
+}
+
+describe('review: an answer ahead of the stream', () => {
+  it.fails('problem 14: an action answer that confirms a store past a commit the stream has not brought shows half of that commit', async () => {
+    const touchApp = defineZuno({
+      stores: { left: { initial: 10 }, right: { initial: 0 } },
+      actions: {
+        move: { run: (tx) => { tx.set('left', (n) => n - 1); tx.set('right', (n) => n + 1) } },
+        /** Writes `right` unchanged: its answer carries `right` as the server has it. */
+        touchRight: { run: (tx) => tx.set('right', (n) => n) },
+      },
+    })
+    const universe = createUniverse({ app: touchApp })
+    await universe.ready
+    const handler = createNodeHandler(universe)
+    const server: Server = createServer(handler)
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    cleanups.push(async () => {
+      handler.close()
+      server.closeAllConnections()
+      await new Promise((resolve) => server.close(resolve))
+      await universe.close()
+    })
+    const url = `http://127.0.0.1:${(server.address() as { port: number }).port}/zuno`
+    const open = (source: typeof EventSource) => {
+      const replica = connect({ url, EventSource: source, tabs: false, app: touchApp })
+      cleanups.push(() => replica.close())
+      return replica
+    }
+    const lagging = open(laggingEventSource(300))
+    const other = open(EventSource)
+    await until(() => lagging.status.get() === 'connected' && other.status.get() === 'connected')
+    const views: Array<[number, number]> = []
+    const left = lagging.store('left')
+    const right = lagging.store('right')
+    left.subscribe(() => views.push([left.get(), right.get()]))
+    right.subscribe(() => views.push([left.get(), right.get()]))
+    await other.act('move')
+    await lagging.act('touchRight')
+    await until(() => left.get() === 9 && right.get() === 1)
+    // Observed: [10, 1] after the answer (the other's move half shown), until the stream brings the move.
+    expect(views.filter(([l, r]) => l + r !== 10)).toEqual([])
+  })
+})
