@@ -236,9 +236,10 @@ describe('review: tabs and actions', () => {
 /** An EventSource whose `state` and `commit` events reach the replica `ms` late, in order (a lagging instance or proxy). */
 function laggingEventSource(ms: number) {
   return class extends EventSource {
-    override addEventListener(type: string, listener: (event: MessageEvent<string>) => void): void {
-      if (type !== 'state' && type !== 'commit') return super.addEventListener(type, listener as never)
-      super.addEventListener(type, ((event: MessageEvent<string>) => setTimeout(() => listener(event), ms)) as never)
+    override addEventListener(type: string, listener: never): void {
+      const call = listener as (event: MessageEvent<string>) => void
+      if (type !== 'state' && type !== 'commit') return super.addEventListener(type, call)
+      super.addEventListener(type, (event: MessageEvent<string>) => void setTimeout(() => call(event), ms))
     }
   }
 }
