@@ -40,7 +40,7 @@ export interface SyncServerOptions {
   /** Whether the principal may read or write a store (403 when not). Default: everything. */
   authorize?: Authorize
   /**
-   * Whether the principal may run an action with these (checked) arguments, before it runs; it must
+   * Whether the principal may run an action with these arguments (as sent: not yet checked by its schema), before it runs; it must
    * also be allowed every store the action reads and writes (`authorize`). 403 `forbidden` when not,
    * recorded like the action's answer. Default: every action.
    */

@@ -1,0 +1,43 @@
+/** Review probes for actions on Redis (issue #15). `it.fails` marks a probe that shows a problem. */
+import { describe, expect, it } from 'vitest'
+import { defineZuno, isZunoError, newClientId } from 'zuno'
+import { createUniverse, type ActionResult } from 'zuno/server'
+import { createMemoryStorage } from 'zuno/server'
+import { createRedisStorage } from '../src/index'
+import { redisAvailable } from './redisAvailable'
+import { cleanups, namespace } from './support'
+
+const haveRedis = await redisAvailable()
+
+const app = defineZuno({ stores: { counter: { initial: 0 } }, actions: {} })
+const caller = { principal: '', context: { principal: undefined } }
+const fanOut = { many: (tx: { set: (key: string, value: unknown) => void }, args: unknown) => { for (let i = 0; i < (args as { n: number }).n; i++) tx.set(`s${i}`, i) } }
+
+async function outcome(storage: ReturnType<typeof createRedisStorage> | ReturnType<typeof createMemoryStorage>, n: number): Promise<string> {
+  const universe = createUniverse({ app, storage, allowStore: () => true, actions: fanOut })
+  cleanups.push(() => universe.close())
+  await universe.ready
+  try {
+    const result: ActionResult = await universe.proposeAction({ action: 'many', args: { n }, epoch: universe.epoch, clientId: newClientId(), opId: 1 }, caller)
+    return result.type === 'accepted' ? `accepted ${result.changes.length}` : `refused ${result.error.code}`
+  } catch (error) {
+    return `threw ${isZunoError(error) ? `${error.code}: ${error.message}` : String(error)}`
+  }
+}
+
+describe.skipIf(!haveRedis)('review: zuno-redis actions', () => {
+  it('an action writing 1,000 stores commits on Redis as on memory', async () => {
+    const storage = createRedisStorage({ namespace: namespace() })
+    cleanups.push(() => storage.close())
+    expect(await outcome(storage, 1000)).toBe('accepted 1000')
+  })
+
+  it.fails('problem 7: an action writing 2,000 stores commits on memory but throws unavailable (503, retried forever) on Redis', async () => {
+    expect(await outcome(createMemoryStorage(), 2000)).toBe('accepted 2000')
+    const storage = createRedisStorage({ namespace: namespace() })
+    cleanups.push(() => storage.close())
+    const got = await outcome(storage, 2000)
+    console.log('redis, 2000 stores:', got)
+    expect(got).toMatch(/^accepted|^refused/)
+  })
+})
