@@ -20,6 +20,7 @@ const app = defineZuno({
 })
 
 describe.skipIf(!haveRedis)('review: an older instance and a multi-store Stream entry', () => {
+  // Known: a rolling deploy must replace every instance before actions write several stores (docs/deployment.md says so).
   it.fails('problem 13: a running pre-actions instance stops following at the entry, and keeps serving a stale truth', async () => {
     const errors = vi.spyOn(console, 'error').mockImplementation(() => {})
     const ns = namespace()

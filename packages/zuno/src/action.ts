@@ -84,13 +84,16 @@ export interface ActionEffect {
 
 /**
  * Runs an action's `run` on a transaction over `read`, which gives a store's current version and
- * state (and may throw, for a store the caller cannot reach). Returns what the run did, or a promise
- * of it when `run` is async; a `run` that throws throws here.
+ * state (and may throw, for a store the caller cannot reach). `allow`, if given, is asked before the
+ * run sees a store's state or writes a store, and throws to stop it: a run must not learn what its
+ * caller may not read, even from how it fails. Returns what the run did, or a promise of it when
+ * `run` is async; a `run` that throws throws here.
  */
 export function runAction<TArgs>(
   run: (tx: Transaction, args: TArgs) => void | Promise<void>,
   args: TArgs,
   read: (key: string) => StoreRead,
+  allow?: (key: string, access: 'read' | 'write') => void,
 ): ActionEffect | Promise<ActionEffect> {
   const effect: ActionEffect = { reached: new Map(), looked: new Set(), writes: new Map() }
   let open = true
@@ -101,6 +104,7 @@ export function runAction<TArgs>(
     return found
   }
   const look = (key: string): unknown => {
+    allow?.(key, 'read')
     const found = reach(key)
     effect.looked.add(key)
     return effect.writes.has(key) ? effect.writes.get(key) : found.state
@@ -108,6 +112,7 @@ export function runAction<TArgs>(
   const tx: Transaction = {
     get: (key) => look(key),
     set: (key, next) => {
+      allow?.(key, 'write')
       reach(key)
       effect.writes.set(key, typeof next === 'function' ? applyUpdater(next, look(key)) : next)
     },
@@ -123,8 +128,9 @@ export function runAction<TArgs>(
     open = false
     throw error
   }
-  if (!(result instanceof Promise)) return finish()
-  return result.then(finish, (error: unknown) => {
+  // Any thenable, not only a native promise: its effect is complete only once it settles.
+  if (typeof (result as { then?: unknown } | undefined)?.then !== 'function') return finish()
+  return Promise.resolve(result).then(finish, (error: unknown) => {
     open = false
     throw error
   })

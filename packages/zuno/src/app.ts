@@ -1,6 +1,7 @@
 import type { StandardSchemaV1 } from '@standard-schema/spec'
 import type { ActionSpec } from './action'
 import { ZunoError } from './errors'
+import { ACTION_NAME_PATTERN } from './protocol'
 import type { Schemas } from './schema'
 
 /** One store of an app: the state it shows until it is written, and the schema every write must pass, if any. */
@@ -68,6 +69,8 @@ export function defineZuno<
 }): ZunoApp<StatesOfSpecs<TSpecs>, TActions> {
   const actions = definition.actions ?? {}
   for (const [name, spec] of Object.entries(actions)) {
+    // Checked here, where it is written, rather than refused as `invalid_action` by the first client that calls it.
+    if (!ACTION_NAME_PATTERN.test(name)) throw new TypeError(`Action name ${JSON.stringify(name)} must match ${ACTION_NAME_PATTERN}`)
     if (typeof (spec as { run?: unknown } | undefined)?.run !== 'function') throw new TypeError(`Action ${JSON.stringify(name)} has no run function`)
   }
   return { stores: definition.stores, actions } as unknown as ZunoApp<StatesOfSpecs<TSpecs>, TActions>

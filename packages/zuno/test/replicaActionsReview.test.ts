@@ -80,6 +80,7 @@ const slowAnswers = (ms: number): typeof fetch => async (input, init) => {
 }
 
 describe('review: a pending action and the stores its stream does not follow', () => {
+  // Known, left for a later change (see the closing note of stop 24).
   it.fails('problem 6: a replica following only `left` shows half of a move between the echo and the answer', async () => {
     const { universe, url } = await serve()
     const replica = await replicaOf(url, { stores: ['left'], fetch: slowAnswers(300) })
@@ -95,6 +96,7 @@ describe('review: a pending action and the stores its stream does not follow', (
     expect(seen.filter(([l, r]) => l + r !== 10)).toEqual([])
   })
 
+  // Known, left for a later change (see the closing note of stop 24).
   it.fails('problem 6b: `await act()` resolves before the stores it wrote show its changes', async () => {
     const { url } = await serve()
     const replica = await replicaOf(url, { stores: ['left'], fetch: slowAnswers(300) })
@@ -133,7 +135,7 @@ describe('review: set and act on one store under contention', () => {
 })
 
 describe('review: the arguments of a queued action', () => {
-  it.fails('problem 8: the caller changing its args object after act() changes what is sent (and what retries send)', async () => {
+  it('keeps what act() was given: the caller changing its args object later changes nothing sent (review problem 8)', async () => {
     const { universe, url } = await serve()
     let release = () => {}
     const held = new Promise<void>((resolve) => {
@@ -159,7 +161,7 @@ describe('review: the arguments of a queued action', () => {
     expect(universe.store('counter').get()).toBe(1)
   })
 
-  it.fails('problem 9: arguments the client schema accepts but JSON cannot carry as such (a Date) are shown, sent, then refused', async () => {
+  it('checks locally the arguments the server will get (JSON: a Date is a string there), refused at once (review problem 9)', async () => {
     const { default: v } = await import('valibot').then((m) => ({ default: m }))
     const dated = defineZuno({
       stores: { last: { initial: '' } },
@@ -182,8 +184,10 @@ describe('review: the arguments of a queued action', () => {
     await until(() => replica.status.get() === 'connected')
     // Type-checks: the schema's input type is Date.
     const outcome = await replica.act('stamp', { at: new Date(0) }).then(() => 'accepted', (error: ZunoError) => error.code)
-    // Observed: invalid_args from the server (it got a string), after the effect was shown.
-    expect(outcome).toBe('accepted')
+    // The server would get a string: the schema is asked about what JSON carries, so it refuses at
+    // once, here, with nothing shown and nothing sent (before: shown, sent, then refused by the server).
+    expect(outcome).toBe('invalid_args')
+    expect([replica.store('last').get(), replica.pending.get(), universe.store('last').version]).toEqual(['', 0, 0])
   })
 })
 
@@ -222,10 +226,12 @@ async function tabsMoving(tabFetch: typeof fetch) {
 
 describe('review: tabs and actions', () => {
   // Observed (deterministic): [["leader",8,0],["follower",5,2],["follower",7,6],["follower",3,6],["leader",3,6],["follower",2,7]]
+  // Known, left for a later change (see the closing note of stop 24).
   it.fails('problem 12: tabs moving units show views where units vanished or doubled (answers 150 ms behind the stream)', async () => {
     expect(await tabsMoving(slowAnswers(150))).toEqual([])
   })
 
+  // Known, left for a later change (see the closing note of stop 24).
   it.fails('problem 12b: the same with prompt answers (no fault injected)', async () => {
     const bad = await tabsMoving(fetch)
     console.log('tabs, prompt answers, bad views:', JSON.stringify(bad))
@@ -245,6 +251,7 @@ function laggingEventSource(ms: number) {
 }
 
 describe('review: an answer ahead of the stream', () => {
+  // Known, left for a later change (see the closing note of stop 24).
   it.fails('problem 14: an action answer that confirms a store past a commit the stream has not brought shows half of that commit', async () => {
     const touchApp = defineZuno({
       stores: { left: { initial: 10 }, right: { initial: 0 } },

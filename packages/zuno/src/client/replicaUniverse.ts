@@ -259,10 +259,18 @@ export class ReplicaUniverse<
     const refusal = this.#refusesNewOp()
     if (refusal !== undefined) return Promise.reject(refusal)
     if (!ACTION_NAME_PATTERN.test(name)) return Promise.reject(new ZunoError('invalid_action', `Invalid action name ${JSON.stringify(name)}`))
-    const local = this.#localAction(name, args)
+    // What the server will get, taken now: the local run sees the same (a Date would reach the
+    // server as a string), and a caller that changes its object later changes nothing queued.
+    let sent: unknown
+    try {
+      sent = args === undefined ? undefined : JSON.parse(JSON.stringify(args))
+    } catch (cause) {
+      return Promise.reject(new ZunoError('invalid_args', `The arguments of ${JSON.stringify(name)} cannot be sent as JSON`, { cause }))
+    }
+    const local = this.#localAction(name, sent)
     if (local instanceof ZunoError) return Promise.reject(local)
     return new Promise<void>((resolve, reject) => {
-      const op = this.#queue.enqueueAction({ name, args, ...local, queuedAt: this.#now(), resolve, reject })
+      const op = this.#queue.enqueueAction({ name, args: sent, ...local, queuedAt: this.#now(), resolve, reject })
       this.#ops.countPending(1)
       this.#showTogether([])
       this.#ops.save(op)

@@ -4,6 +4,7 @@ import { appSetup, type ZunoApp } from '../app'
 import { isZunoError, ZunoError } from '../errors'
 import { newClientId } from '../id'
 import {
+  ACTION_NAME_PATTERN,
   type ActionRequest,
   formatEventId,
   parseEventId,
@@ -57,12 +58,21 @@ export interface UniverseOptions<S extends Schemas = Schemas> {
    * the app's own actions run as defined.
    */
   actions?: Record<string, ServerAction>
+  /**
+   * How long an action may run (an async server implementation, say) before it is refused
+   * `action_failed`: actions run one at a time per instance, so one that never settles would hold
+   * the others. Default 10,000 ms.
+   */
+  actionTimeoutMs?: number
 }
 
 /** The actions of the app a universe was made from (`createUniverse({ app })`). */
 interface AppActions {
   appActions?: Readonly<Record<string, ActionSpec>>
 }
+
+/** The most stores one action may read and write: Redis runs a commit as one script, whose arguments are bounded. */
+const MAX_STORES_PER_ACTION = 1000
 
 /** How many times an action runs again after a store it used moved before its commit. */
 const ACTION_ATTEMPTS = 64
@@ -191,6 +201,7 @@ export class AuthoritativeUniverse<
   #serverWrites: Promise<unknown> = Promise.resolve()
   /** Stores that exist for clients (declared, or written at least once); kept as a count so a check is O(1). */
   #visibleCount = 0
+  readonly #actionTimeoutMs: number
   /** The end of the queue of client actions running and committing, one at a time. */
   #actionTurn: Promise<void> = Promise.resolve()
   /** Every action by name: the app's, with the server-only implementations over them. */
@@ -208,11 +219,13 @@ export class AuthoritativeUniverse<
     this.#schemas = options.schemas
     this.#maxStores = options.maxStores ?? 10_000
     this.#maxStateBytes = options.maxStateBytes
+    this.#actionTimeoutMs = options.actionTimeoutMs ?? 10_000
     for (const [key, initial] of this.#declared) this.cell(key, initial)
     this.#visibleCount = this.#declared.size
     const { appActions = {}, actions = {} } = options
     for (const [name, spec] of Object.entries(appActions)) this.#actions.set(name, { args: spec.args, run: spec.run as ServerAction, inApp: true })
     for (const [name, run] of Object.entries(actions)) {
+      if (!ACTION_NAME_PATTERN.test(name)) throw new TypeError(`Action name ${JSON.stringify(name)} must match ${ACTION_NAME_PATTERN}`)
       if (typeof run !== 'function') throw new TypeError(`The server action ${JSON.stringify(name)} is not a function`)
       const shared = Object.hasOwn(appActions, name) ? appActions[name] : undefined
       this.#actions.set(name, { args: shared?.args, run, inApp: shared !== undefined })
@@ -321,8 +334,11 @@ export class AuthoritativeUniverse<
         let effect: ActionEffect
         let writes: Write[]
         try {
-          effect = await runAction((tx, validArgs) => action.run(tx, validArgs, caller.context), args, (key) => this.#readForAction(key))
-          writes = await this.#admitWrites(effect, caller)
+          effect = await this.#withDeadline(
+            runAction((tx, validArgs) => action.run(tx, validArgs, caller.context), args, (key) => this.#readForAction(key), allowedFor(caller)),
+            request.action,
+          )
+          writes = await this.#admitWrites(effect)
         } catch (error) {
           return { refusal: actionError(error, request.action) }
         }
@@ -385,6 +401,23 @@ export class AuthoritativeUniverse<
     return this.#recordAction(request, actionIdentity(request, caller.principal), error)
   }
 
+  /**
+   * `running`, or `action_failed` once it has run longer than the deadline: an action that never
+   * settles must not hold the instance's other actions for good. Its late effect is dropped (its
+   * transaction is closed by then, and nothing commits it).
+   */
+  #withDeadline<T>(running: T | Promise<T>, name: string): T | Promise<T> {
+    if (!(running instanceof Promise)) return running
+    let timer: ReturnType<typeof setTimeout> | undefined
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new ZunoError('action_failed', `The action ${JSON.stringify(name)} ran longer than ${this.#actionTimeoutMs} ms`)),
+        this.#actionTimeoutMs,
+      )
+    })
+    return Promise.race([running, deadline]).finally(() => clearTimeout(timer))
+  }
+
   /** Runs `work` after every action `work` queued before it has run and committed. */
   async #oneAtATime<T>(work: () => Promise<T>): Promise<T> {
     const previous = this.#actionTurn
@@ -418,11 +451,9 @@ export class AuthoritativeUniverse<
   }
 
   /** Checks what an action did against the caller's rights, the stores' existence, the limits and the schemas: the writes to commit. */
-  async #admitWrites(effect: ActionEffect, caller: ActionCaller): Promise<Write[]> {
-    const { may } = caller
-    if (may !== undefined) {
-      for (const key of effect.looked) if (!may(key, 'read')) throw new ZunoError('forbidden', `You may not read ${JSON.stringify(key)}`)
-      for (const key of effect.writes.keys()) if (!may(key, 'write')) throw new ZunoError('forbidden', `You may not write ${JSON.stringify(key)}`)
+  async #admitWrites(effect: ActionEffect): Promise<Write[]> {
+    if (effect.reached.size > MAX_STORES_PER_ACTION) {
+      throw new ZunoError('action_failed', `An action may read and write ${MAX_STORES_PER_ACTION} stores at most`)
     }
     let created = 0
     const writes: Write[] = []
@@ -812,6 +843,15 @@ function identify(request: SyncRequest, principal: string, stateJson: string): O
   return { principal, clientId, opId, digest: opDigest(storeKey, baseVersion, stateJson) }
 }
 
+/** What an action's caller may reach, as `runAction` asks it: `forbidden` before the run sees or writes a store it may not. */
+function allowedFor(caller: ActionCaller): ((key: string, access: 'read' | 'write') => void) | undefined {
+  const { may } = caller
+  if (may === undefined) return undefined
+  return (key, access) => {
+    if (!may(key, access)) throw new ZunoError('forbidden', `You may not ${access} ${JSON.stringify(key)}`)
+  }
+}
+
 /** Who sent an action and which op it is; its digest covers the name and the arguments ('!' starts no store key, so no state proposal shares it). */
 function actionIdentity(request: ActionRequest, principal: string): OpIdentity {
   const { clientId, opId, action, args, resentAfterMs } = request
@@ -869,6 +909,11 @@ export function createUniverse<TStores extends Record<string, unknown>, TActions
   options: Omit<UniverseOptions, 'schemas' | 'stores' | 'actions'> & {
     app: ZunoApp<TStores, TActions>
     stores?: Partial<TStores>
+    /**
+     * Server implementations of the app's actions, typed by their arguments. An action only the
+     * server runs is declared in the app too (with its `args` schema and a `run` that does nothing on
+     * the client), so every side knows its name and arguments.
+     */
     actions?: { [K in keyof TActions]?: ServerAction<TStores, TActions[K]> }
   },
 ): AuthoritativeUniverse<TStores, never, TActions>

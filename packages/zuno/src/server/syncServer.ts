@@ -371,7 +371,7 @@ export class SyncServer {
       context: { principal },
       may: (storeKey, access) => this.#may(principal, storeKey, access),
     }
-    const allowed = this.#authorizeAction === undefined || this.#authorizeAction({ principal, action: request.action, args: request.args })
+    const allowed = this.#authorizeAction === undefined || this.#mayRun(this.#authorizeAction, principal, request)
     const result = allowed
       ? await this.#universe.proposeAction(request, caller)
       : await this.#universe.refuseAction(request, caller, new ZunoError('forbidden', `You may not run ${JSON.stringify(request.action)}`))
@@ -385,6 +385,16 @@ export class SyncServer {
     if (cursor !== undefined) body.cursor = cursor
     if (duplicate) body.duplicate = true
     return json(200, body)
+  }
+
+  /** Asks `authorizeAction`; one that throws (on arguments it did not expect, say) refuses. */
+  #mayRun(authorizeAction: AuthorizeAction, principal: Principal | undefined, request: ActionRequest): boolean {
+    try {
+      return authorizeAction({ principal, action: request.action, args: request.args }) === true
+    } catch (error) {
+      console.error(`[zuno] authorizeAction threw for ${JSON.stringify(request.action)}; refusing the action`, error)
+      return false
+    }
   }
 
   /** The proposal when the body is at hand (empty, or parsed by a framework); `undefined` when it must be read. */
