@@ -80,8 +80,7 @@ const slowAnswers = (ms: number): typeof fetch => async (input, init) => {
 }
 
 describe('review: a pending action and the stores its stream does not follow', () => {
-  // Known, left for a later change (see the closing note of stop 24).
-  it.fails('problem 6: a replica following only `left` shows half of a move between the echo and the answer', async () => {
+  it('never shows half of its own move on a replica following only `left`, between the echo and the answer (review problem 6)', async () => {
     const { universe, url } = await serve()
     const replica = await replicaOf(url, { stores: ['left'], fetch: slowAnswers(300) })
     const left = replica.store('left')
@@ -96,8 +95,7 @@ describe('review: a pending action and the stores its stream does not follow', (
     expect(seen.filter(([l, r]) => l + r !== 10)).toEqual([])
   })
 
-  // Known, left for a later change (see the closing note of stop 24).
-  it.fails('problem 6b: `await act()` resolves before the stores it wrote show its changes', async () => {
+  it('resolves `await act()` once every store it wrote shows its changes (review problem 6b)', async () => {
     const { url } = await serve()
     const replica = await replicaOf(url, { stores: ['left'], fetch: slowAnswers(300) })
     await replica.act('move', { amount: 3 })
@@ -251,8 +249,7 @@ function laggingEventSource(ms: number) {
 }
 
 describe('review: an answer ahead of the stream', () => {
-  // Known, left for a later change (see the closing note of stop 24).
-  it.fails('problem 14: an action answer that confirms a store past a commit the stream has not brought shows half of that commit', async () => {
+  it('never shows half of another commit when its own answer is ahead of the stream: it retires with its own event (review problem 14)', async () => {
     const touchApp = defineZuno({
       stores: { left: { initial: 10 }, right: { initial: 0 } },
       actions: {

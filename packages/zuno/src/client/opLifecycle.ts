@@ -31,7 +31,7 @@ export interface OpLifecycleDeps {
   readonly outbox: OutboxKeeper | undefined
   /** How this replica knows its own ops on the stream: learned for a client id before an op goes out under it. */
   readonly tags: WriterTags
-  readonly options: Pick<ReplicaOptions<Schemas>, 'schemas' | 'maxAttempts' | 'onConflict' | 'onError'>
+  readonly options: Pick<ReplicaOptions<Schemas>, 'schemas' | 'maxAttempts' | 'onConflict' | 'onError' | 'stores'>
   /** Makes the fresh client id taken after `unknown_client`. */
   readonly newId: () => string
   /** The replica's clock (ms since the epoch). */
@@ -61,6 +61,8 @@ export class OpLifecycle {
   pump(): void {
     const op = this.#deps.queue.head
     if (op === undefined || this.#deps.proposer.busy || !this.#deps.sync.mayPropose) return
+    // Answered already; it waits for its own event on the stream (see `heard`), not for another try.
+    if (op.kind === 'action' && op.heard !== undefined) return
     // The stream may echo the op before the answer comes: its writer tag must be known by then.
     if (this.#deps.tags.of(op.clientId) === undefined) return this.#learnTag(op)
     const epoch = this.#deps.cursor.epoch ?? ''
@@ -167,7 +169,14 @@ export class OpLifecycle {
         if (op.kind === 'state') this.confirm(op, outcome.confirmed, outcome.opVersion)
         return
       case 'action_accepted':
-        if (op.kind === 'action') this.confirmAction(op, outcome.changes)
+        if (op.kind !== 'action') return
+        if (op.echoed === undefined && this.#aheadOfStream(outcome.changes)) {
+          // Shown now, these states would sit beside stores the stream has not brought up to date:
+          // part of someone else's commit. The action retires with its own event, which follows them.
+          op.heard = outcome.changes
+          return
+        }
+        this.confirmAction(op, outcome.changes)
         return
       case 'conflict': {
         // Only a `set` conflicts (see classify).
@@ -287,6 +296,44 @@ export class OpLifecycle {
     this.#forget(op)
     op.resolve()
     this.pump()
+  }
+
+  /** Whether a change of a store the stream follows skips a version this replica has not seen: the stream has more to bring first. */
+  #aheadOfStream(changes: readonly StoreChange[]): boolean {
+    return changes.some((change) => this.#streamed(change) && change.version > this.#deps.replicas.get(change.storeKey).confirmed.version + 1)
+  }
+
+  /** Whether the stream carries this change's store (it follows it, and the change has a state this principal may read). */
+  #streamed(change: StoreChange): boolean {
+    const { stores } = this.#deps.options
+    return 'state' in change && (stores === undefined || stores.includes(change.storeKey))
+  }
+
+  /**
+   * An action's own event arrived on the stream with `changes`, the stores it follows. It retires
+   * now, unless it wrote here a store the event does not carry: then those keep showing what it
+   * wrote until its answer confirms them (no render shows half of it).
+   */
+  echoAction(op: ActionOp, changes: readonly StoreChange[]): void {
+    const heard = op.heard
+    if (heard !== undefined) return this.confirmAction(op, [...changes, ...heard])
+    const carried = new Set(changes.map((change) => this.#deps.replicas.get(change.storeKey)))
+    const missing = [...op.writes.keys()].some((replica) => !carried.has(replica))
+    if (!missing || op.echoed !== undefined) return this.confirmAction(op, changes)
+    op.echoed = carried
+    this.#deps.showTogether(this.#confirmChanges(changes))
+  }
+
+  /**
+   * After a snapshot: an answered action whose own event the snapshot includes retires. So does one
+   * of a history the snapshot replaced (a new epoch): it was accepted there, and its event will not come.
+   */
+  settleHeard(newEpoch: boolean): void {
+    const head = this.#deps.queue.head
+    if (head?.kind !== 'action' || head.heard === undefined) return
+    if (newEpoch) return this.confirmAction(head, [])
+    const caughtUp = head.heard.every((change) => !this.#streamed(change) || change.version <= this.#deps.replicas.get(change.storeKey).confirmed.version)
+    if (caughtUp) this.confirmAction(head, head.heard)
   }
 
   /** Confirms each change newer than what this replica holds of its store; returns the stores it moved, to show. */

@@ -4,7 +4,7 @@
  */
 import { type ActionSpec, runAction, type StoreRead } from '../action'
 import { ZunoError } from '../errors'
-import type { StoreState } from '../protocol'
+import type { StoreChange, StoreState } from '../protocol'
 import { applyUpdater, type StoreCell, type Updater } from '../store'
 import type { OutboxEntry } from './outbox'
 
@@ -101,6 +101,18 @@ export interface ActionOp extends OpCommon {
    * applied; and when the first of those attempts went (the replica's clock), for a resend's `resentAfterMs`.
    */
   lastSent: { epoch: string; at?: number } | undefined
+  /**
+   * The server's answer, when it came before the stream had brought every commit under it (a version
+   * of a followed store past the next one): the action retires when its own event arrives, so no
+   * render shows part of a commit the stream has yet to bring.
+   */
+  heard?: readonly StoreChange[]
+  /**
+   * The stores its own event confirmed, when that event (the part the stream follows) came before
+   * the answer and did not carry every store the action wrote here: it no longer runs, keeps
+   * showing what it wrote elsewhere, and retires with the answer.
+   */
+  echoed?: ReadonlySet<ReplicaStore>
 }
 
 /** An op of the queue: a `set` of one store, or an action. */
@@ -339,8 +351,10 @@ export function replayAll(ops: readonly PendingOp[], replicaOf: (storeKey: strin
       continue
     }
     if (op.run === undefined) continue
-    if (op.seen === undefined || [...op.seen].some(([replica, state]) => viewOf(replica) !== state)) runLocally(op, op.run, viewOf, replicaOf)
-    for (const [replica, state] of op.writes) views.set(replica, state)
+    const { echoed } = op
+    if (echoed === undefined && (op.seen === undefined || [...op.seen].some(([replica, state]) => viewOf(replica) !== state))) runLocally(op, op.run, viewOf, replicaOf)
+    // Half landed: the stores its event confirmed show the server's state; the others, what it wrote, until the answer.
+    for (const [replica, state] of op.writes) if (echoed === undefined || !echoed.has(replica)) views.set(replica, state)
   }
   return views
 }

@@ -57,6 +57,7 @@ export class ServerFeed {
       if (epochChanged || incoming.version >= replica.confirmed.version) confirmFromServer(replica, incoming)
       this.#deps.show(replica)
     }
+    this.#deps.ops.settleHeard(epochChanged)
     this.markSynced()
   }
 
@@ -78,7 +79,7 @@ export class ServerFeed {
       // Our own op, seen on the stream before (or instead of) its HTTP answer: a `set`, or an action that wrote one store.
       this.#deps.cursor.note(eventId)
       if (head.kind === 'state') this.#deps.ops.confirm(head, { version: event.version, state: event.state })
-      else this.#deps.ops.confirmAction(head, [event])
+      else this.#deps.ops.echoAction(head, [{ storeKey: event.storeKey, version: event.version, state: event.state }])
       return
     }
     if (event.version > replica.confirmed.version + 1) {
@@ -104,7 +105,7 @@ export class ServerFeed {
     if (head?.kind === 'action' && event.opId === head.opId && this.#writtenBy(head, event.writer)) {
       // Our own action, seen on the stream before (or instead of) its HTTP answer.
       this.#deps.cursor.note(eventId)
-      this.#deps.ops.confirmAction(head, event.changes)
+      this.#deps.ops.echoAction(head, event.changes)
       return
     }
     const arrived = event.changes.map((change) => ({ change, replica: this.#deps.replicas.get(change.storeKey) }))
