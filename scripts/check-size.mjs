@@ -27,22 +27,24 @@ const tarballBudgets = {
  * What a browser app downloads at start, minified and gzipped. The goal for the client is 7 KiB; it
  * measured 11.0 KiB, and 10.4 KiB once the writer tags came from WebCrypto (Zuno's SHA-256 is now
  * loaded only where WebCrypto is missing); actions (the replay of a queue that mixes them with sets,
- * the commit event, their outbox entries) took it to 12.5 KiB. docs/performance.md breaks it down.
+ * the commit event, their outbox entries) took it to 12.5 KiB, and retiring each as one change on
+ * every path (answer ahead of the stream, a stream that follows some of its stores) to 12.9 KiB.
+ * docs/performance.md breaks it down.
  */
 const bundles = [
   {
     name: 'browser client (zuno: connect)',
     code: `import { connect } from 'zuno'\nglobalThis.z = connect`,
-    budget: 12.75 * KiB,
+    budget: 13.25 * KiB,
     goal: 7 * KiB,
     // With what loads on demand: code moved behind `import()` must not escape the budget.
-    totalBudget: 13.75 * KiB,
+    totalBudget: 14.25 * KiB,
   },
   {
     name: 'browser client with zuno-react hooks',
     code: `import { connect } from 'zuno'\nimport * as hooks from 'zuno-react'\nglobalThis.z = [connect, hooks]`,
-    budget: 13.75 * KiB,
-    totalBudget: 14.75 * KiB,
+    budget: 14.25 * KiB,
+    totalBudget: 15.25 * KiB,
   },
 ]
 
