@@ -441,7 +441,13 @@ export function createRedisStorage(options: RedisStorageOptions): Storage {
           return { type: 'unchanged', seq }
         }
         case 'conflict':
-          return { type: 'conflict', version: Number(reply[1]), state: reply[2] == null ? undefined : JSON.parse(reply[2] as string) }
+          // The store that moved, as Redis has it now: the universe runs the action again on it without waiting for its follow.
+          return {
+            type: 'conflict',
+            version: Number(reply[1]),
+            state: typeof reply[2] === 'string' ? JSON.parse(reply[2]) : undefined,
+            storeKey: reply[3] as string,
+          }
         case 'lost':
           return afterLoss(request.epoch)
         case 'answered':

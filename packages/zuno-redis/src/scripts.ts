@@ -185,7 +185,7 @@ return {'answered', 'x' .. ARGV[6]}
  * ARGV: epoch, floor, writer, opId, digest, window, lifetimeMs, now, retention, number of writes,
  * resentAfterMs (-1 when the op is not a resend),
  * then storeKey, baseVersion, stateJson per write, then storeKey, version per read.
- * Replies: {'accepted', seq} | {'unchanged', seq} | {'conflict', version, stateJson|nil} of the
+ * Replies: {'accepted', seq} | {'unchanged', seq} | {'conflict', version, stateJson|false, storeKey} of the
  * first store that moved | {'epoch_changed', epoch} | {'lost'} | a decision of DECIDE's
  * `decideAction` (an accepted answer carries the first store's state and key).
  */
@@ -209,7 +209,10 @@ local function readArg(i, field) return ARGV[11 + 3 * writes + 2 * (i - 1) + fie
 for i = 1, writes + reads do
   local expected = i <= writes and writeArg(i, 2) or readArg(i - writes, 2)
   local version = tonumber(redis.call('HGET', KEYS[5 + i], 'v') or '0')
-  if version ~= tonumber(expected) then return {'conflict', tostring(version), redis.call('HGET', KEYS[5 + i], 's')} end
+  if version ~= tonumber(expected) then
+    local key = i <= writes and writeArg(i, 1) or readArg(i - writes, 1)
+    return {'conflict', tostring(version), redis.call('HGET', KEYS[5 + i], 's') or false, key}
+  end
 end
 if writes == 0 then
   record(KEYS[5], ARGV[4], ARGV[5], 'a0:' .. seq, ARGV[6], ARGV[7], ARGV[8])

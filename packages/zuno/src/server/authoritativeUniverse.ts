@@ -202,6 +202,8 @@ export class AuthoritativeUniverse<
   /** Stores that exist for clients (declared, or written at least once); kept as a count so a check is O(1). */
   #visibleCount = 0
   readonly #actionTimeoutMs: number
+  /** Stores known newer than this instance holds them, until its follow of the storage brings them: what the next action runs on. */
+  readonly #ahead = new Map<string, StoreRead>()
   /** The end of the queue of client actions running and committing, one at a time. */
   #actionTurn: Promise<void> = Promise.resolve()
   /** Every action by name: the app's, with the server-only implementations over them. */
@@ -255,6 +257,8 @@ export class AuthoritativeUniverse<
     for (const event of recent) log.append(logEntry(event))
     const reloading = this.#log !== undefined
     this.#log = log
+    // What was known ahead belongs to the history being replaced.
+    this.#ahead.clear()
     for (const [key, stored] of image.stores) this.#publish(key, deepFreeze(stored.state), stored.version)
     if (reloading) {
       // A new epoch: stores it does not have start over from their declared state.
@@ -346,13 +350,25 @@ export class AuthoritativeUniverse<
         for (const [storeKey, { version }] of effect.reached) if (!effect.writes.has(storeKey)) reads.push({ storeKey, version })
         const { principal, clientId, opId, digest, resentAfterMs } = op
         const outcome = await commitAction.call(this.#storage, { principal, clientId, opId, digest, resentAfterMs, epoch: request.epoch, writes, reads })
+        // The next action here runs on this one's result, even before this instance's follow of the
+        // storage has brought it back (on Redis): otherwise it would run on the older state and fail
+        // its commit against this instance's own write.
+        if (outcome.type === 'accepted') for (const change of outcome.event.changes ?? [outcome.event]) this.#knowAhead(change.storeKey, change)
         return { outcome, effect }
       })
       if ('refusal' in attempted) return this.#recordAction(request, op, attempted.refusal)
       const { outcome, effect } = attempted
       if (outcome.type !== 'conflict') return this.#actionAnswer(outcome)
-      // Another instance's write that this one has not applied yet: run again once it has (or soon).
-      if (!this.#movedSince(effect)) await this.#nextEvent(100)
+      const { storeKey } = outcome
+      if (storeKey !== undefined && outcome.version > this.#readForAction(storeKey).version) {
+        // Another instance's write, which the storage showed: run again on it at once, not after this
+        // instance's follow has brought it. A store that moved too and was not shown fails the next
+        // commit's check the same way.
+        this.#knowAhead(storeKey, { version: outcome.version, state: outcome.state ?? this.#declared.get(storeKey) })
+      } else if (!this.#movedSince(effect)) {
+        // Another instance's write that this one has not applied yet: run again once it has (or soon).
+        await this.#nextEvent(100)
+      }
     }
     throw new ZunoError('unavailable', `The action ${JSON.stringify(request.action)} lost the race for its stores ${ACTION_ATTEMPTS} times; try again`, { retryAfter: 1 })
   }
@@ -436,16 +452,32 @@ export class AuthoritativeUniverse<
     return this.catchUp(formatEventId(this.#readyLog().epoch, this.#readyLog().lastSeq + 1), timeoutMs) ?? Promise.resolve()
   }
 
+  /** Keeps a store's newer state for the actions that run before this instance's follow brings it. */
+  #knowAhead(storeKey: string, { version, state }: StoreRead): void {
+    // Applied here already (an in-process storage delivers as it commits): nothing to know ahead.
+    if ((this.existing(storeKey)?.version ?? 0) >= version) return
+    const known = this.#ahead.get(storeKey)
+    if (known === undefined || known.version < version) this.#ahead.set(storeKey, { version, state: deepFreeze(state) })
+  }
+
   /** Whether a store the action reached has moved here since it ran. */
   #movedSince(effect: ActionEffect): boolean {
     for (const [key, { version }] of effect.reached) if ((this.existing(key)?.version ?? 0) !== version) return true
     return false
   }
 
-  /** A store as an action reaches it: its version and state here, its declared state at version 0. */
+  /**
+   * A store as an action reaches it: its version and state here, or newer as this instance knows it
+   * ahead of its follow of the storage (its own commits, a conflict's answer); its declared state at version 0.
+   */
   #readForAction(key: string): StoreRead {
     assertStoreKey(key)
     const cell = this.existing(key)
+    const ahead = this.#ahead.get(key)
+    if (ahead !== undefined) {
+      if (ahead.version > (cell?.version ?? 0)) return ahead
+      this.#ahead.delete(key) // the follow has caught up
+    }
     if (cell === undefined) return { version: 0, state: this.#declared.get(key) }
     return { version: cell.version, state: cell.get() }
   }
@@ -771,6 +803,8 @@ export class AuthoritativeUniverse<
 
   /** Shows a committed state, counting the store once it becomes visible. */
   #publish(key: string, state: unknown, version: number): void {
+    const ahead = this.#ahead.get(key)
+    if (ahead !== undefined && ahead.version <= version) this.#ahead.delete(key)
     const cell = this.cell(key)
     const wasVisible = this.#isVisible(cell)
     cell.publish(state, version)

@@ -190,6 +190,8 @@ export type CommitOutcome =
       version: number
       /** The store's current state. */
       state: unknown
+      /** With an action: which store moved (the first found), so the universe can run it again on that state at once. */
+      storeKey?: string
     }
   /** The storage keeps no record of this client and the op is not its first. */
   | {

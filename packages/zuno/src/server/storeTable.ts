@@ -46,7 +46,7 @@ export class StoreTable {
   #moved(storeKey: string, version: number): CommitOutcome | undefined {
     const current = this.states.get(storeKey)
     const now = current?.version ?? 0
-    return now === version ? undefined : { type: 'conflict', version: now, state: current?.state }
+    return now === version ? undefined : { type: 'conflict', version: now, state: current?.state, storeKey }
   }
 
   /** The epoch and client checks alone: what a refusal for good must pass before it is recorded. */
