@@ -91,7 +91,7 @@ export const hotStore: Suite = {
           'Bare protocol loop: one keep-alive connection per writer, rebase and retry at once, never giving up. ' +
           "Zuno's client running actions: the same replicas awaiting `act('increment', { key })` (the server's action; no optimistic effect, since the replicas do not define it). " +
           'Action loop: the same connections sending the `increment` action (`POST /sync` with `action`), which the server runs on its own state: no base version, no 409; any other answer counts as refused. ' +
-          'On two instances over Redis: the same loop, writers alternating between two Zuno servers on one Redis namespace (both on the server core, Redis unpinned); an instance whose commit finds the store moved runs the action again once it has followed the change. Attempts are counted per accepted write.',
+          'On two instances over Redis: the same loop, writers alternating between two Zuno servers on one Redis namespace (both on the server core, Redis unpinned); an instance whose commit finds the store moved runs the action again at once on the state its commit script returns. Attempts are counted per accepted write.',
         comparisons,
         figures: Object.fromEntries(
           clients.map((client) => {
