@@ -224,13 +224,11 @@ async function tabsMoving(tabFetch: typeof fetch) {
 
 describe('review: tabs and actions', () => {
   // Observed (deterministic): [["leader",8,0],["follower",5,2],["follower",7,6],["follower",3,6],["leader",3,6],["follower",2,7]]
-  // Known, left for a later change (see the closing note of stop 24).
-  it.fails('problem 12: tabs moving units show views where units vanished or doubled (answers 150 ms behind the stream)', async () => {
+  it('never shows units vanished or doubled in tabs that both move units, answers 150 ms behind the stream (review problem 12)', async () => {
     expect(await tabsMoving(slowAnswers(150))).toEqual([])
   })
 
-  // Known, left for a later change (see the closing note of stop 24).
-  it.fails('problem 12b: the same with prompt answers (no fault injected)', async () => {
+  it('the same with prompt answers (review problem 12b)', async () => {
     const bad = await tabsMoving(fetch)
     console.log('tabs, prompt answers, bad views:', JSON.stringify(bad))
     expect(bad).toEqual([])

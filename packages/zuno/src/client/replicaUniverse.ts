@@ -177,6 +177,7 @@ export class ReplicaUniverse<
       lastError: this.#lastError,
       retry: () => this.retry(),
       show,
+      showTogether,
       waiting: () => this.#queue.length > 0,
       now: this.#now,
     })
@@ -349,13 +350,15 @@ export class ReplicaUniverse<
     }
     const overOtherTabs = views === undefined ? undefined : this.#overOtherTabs(shown)
     const changes: PublishedState[] = []
+    const announcements: Array<[ReplicaStore, { state: unknown } | undefined]> = []
     for (const replica of shown) {
       const pending = views === undefined ? replica.pending.length > 0 : views.has(replica)
       const state = views === undefined ? replay(replica) : pending ? views.get(replica) : replica.confirmed.state
-      this.#link?.announce(replica, pending ? { state } : undefined)
+      announcements.push([replica, pending ? { state } : undefined])
       const shownState = overOtherTabs === undefined ? withOtherTabs(replica, state) : overOtherTabs.has(replica) ? overOtherTabs.get(replica) : state
       changes.push({ cell: replica.cell, state: shownState, version: replica.confirmed.version })
     }
+    this.#link?.announceAll(announcements)
     StoreCell.publishTogether(changes)
   }
 

@@ -39,6 +39,8 @@ export interface StreamLinkDeps {
   readonly retry: () => void
   /** Publishes a store again (another tab's pending ops changed what it shows). */
   readonly show: (replica: ReplicaStore) => void
+  /** Publishes stores again as one change (another tab's action changed what they show). */
+  readonly showTogether: (replicas: readonly ReplicaStore[]) => void
   /** Whether this replica has ops waiting. */
   readonly waiting: () => boolean
   readonly now: () => number
@@ -83,6 +85,7 @@ export class StreamLink {
         },
         replica: (key) => deps.replicas.get(key),
         show: (replica) => deps.show(replica),
+        showTogether: (replicas) => deps.showTogether(replicas),
         knownStates: () => deps.replicas.known(),
         lastEventId: () => deps.cursor.lastEventId,
       })
@@ -155,6 +158,11 @@ export class StreamLink {
   /** Tells the other tabs what this tab's pending ops make of the store (`undefined`: it has none there), when that changed. */
   announce(replica: ReplicaStore, own: { state: unknown } | undefined): void {
     this.#tabs?.announce(replica, own)
+  }
+
+  /** {@link announce} for stores that changed together: the other tabs hear of them in one message. */
+  announceAll(entries: ReadonlyArray<readonly [ReplicaStore, { state: unknown } | undefined]>): void {
+    this.#tabs?.announceAll(entries)
   }
 
   /** Closes this replica's own stream, if it holds one. */

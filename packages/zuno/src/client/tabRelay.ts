@@ -30,6 +30,8 @@ export interface RelayHost {
   hurry(now: boolean): void
   replica(storeKey: string): ReplicaStore
   show(replica: ReplicaStore): void
+  /** Publishes stores again as one change. */
+  showTogether(replicas: readonly ReplicaStore[]): void
   /** The stores whose state came from the server (and so can be handed to a new tab). */
   knownStates(): Record<string, StoreState>
   lastEventId(): string | undefined
@@ -113,12 +115,23 @@ export class TabRelay {
    * has none there), when that changed.
    */
   announce(replica: ReplicaStore, own: { state: unknown } | undefined): void {
-    const baseVersion = replica.confirmed.version
-    const last = replica.announced
-    const unchanged = own !== undefined ? last !== undefined && last.state === own.state && last.baseVersion === baseVersion : last === undefined
-    if (unchanged) return
-    replica.announced = own && { baseVersion, state: own.state }
-    this.#link.post({ type: 'pending', from: this.#host.tabId(), storeKey: replica.cell.key, baseVersion, pending: own !== undefined, state: own ? own.state : null })
+    this.announceAll([[replica, own]])
+  }
+
+  /** {@link announce} for stores that changed together, in one message: the other tabs show them together too. */
+  announceAll(entries: ReadonlyArray<readonly [ReplicaStore, { state: unknown } | undefined]>): void {
+    const changed: Array<{ storeKey: string; baseVersion: number; pending: boolean; state: unknown }> = []
+    for (const [replica, own] of entries) {
+      const baseVersion = replica.confirmed.version
+      const last = replica.announced
+      const unchanged = own !== undefined ? last !== undefined && last.state === own.state && last.baseVersion === baseVersion : last === undefined
+      if (unchanged) continue
+      replica.announced = own && { baseVersion, state: own.state }
+      changed.push({ storeKey: replica.cell.key, baseVersion, pending: own !== undefined, state: own ? own.state : null })
+    }
+    const [first, ...more] = changed
+    if (first === undefined) return
+    this.#link.post({ type: 'pending', from: this.#host.tabId(), ...first, ...(more.length > 0 ? { more } : {}) })
   }
 
   close(): void {
@@ -168,13 +181,16 @@ export class TabRelay {
         if (leading) host.hurry(message.now)
         break
       case 'pending': {
-        const replica = host.replica(message.storeKey)
-        if (message.pending) {
-          replica.foreign.set(message.from, { baseVersion: message.baseVersion, state: message.state, arrival: ++this.#arrivals })
-        } else {
-          replica.foreign.delete(message.from)
+        const replicas: ReplicaStore[] = []
+        const arrival = ++this.#arrivals
+        for (const announced of [message, ...(message.more ?? [])]) {
+          const replica = host.replica(announced.storeKey)
+          if (announced.pending) replica.foreign.set(message.from, { baseVersion: announced.baseVersion, state: announced.state, arrival })
+          else replica.foreign.delete(message.from)
+          replicas.push(replica)
         }
-        host.show(replica)
+        if (replicas.length === 1) host.show(replicas[0] as ReplicaStore)
+        else host.showTogether(replicas)
         break
       }
     }

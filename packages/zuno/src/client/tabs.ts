@@ -112,6 +112,17 @@ export type TabMessage =
       pending: boolean
       /** The state the tab shows with its ops applied, so the other tabs show it too. */
       state: unknown
+      /** Other stores whose announcement changed with this one (an action wrote them together): shown together. */
+      more?: Array<{
+        /** The store. */
+        storeKey: string
+        /** As `baseVersion` above. */
+        baseVersion: number
+        /** As `pending` above. */
+        pending: boolean
+        /** As `state` above. */
+        state: unknown
+      }>
     }
 
 /** What the tab link tells its replica. */
