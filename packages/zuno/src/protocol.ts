@@ -197,6 +197,7 @@ export const RECORDED_REFUSALS: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'invalid_args',
   'action_refused',
   'action_failed',
+  'unknown_action',
 ])
 
 /** Body of `POST /sync`: propose `state` as the next version of `storeKey`. */

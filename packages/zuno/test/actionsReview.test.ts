@@ -143,8 +143,7 @@ describe('review: exactly once', () => {
     expect(runs).toBe(2)
   })
 
-  // Known, left for a later change: the action's name is looked up before the client's record.
-  it.fails('problem 4: a retry of an accepted op after the action was removed by a deploy is told unknown_action (not its answer)', async () => {
+  it('answers a retry of an accepted op with its first answer even after a deploy removed the action (review problem 4)', async () => {
     const storage = createMemoryStorage()
     cleanups.push(() => storage.close())
     const ids = { clientId: newClientId(), opId: 1 }
@@ -158,8 +157,8 @@ describe('review: exactly once', () => {
     const second = createUniverse({ app: defineZuno({ stores: app.stores, actions: rest }), storage })
     await second.ready
     const retried = await second.proposeAction({ action: 'increment', epoch: second.epoch, ...ids }, { principal: '', context: { principal: undefined } })
-    // Observed: refused unknown_action (not recorded); the replica frees opId 1 and reuses it, and
-    // rejects an op the server applied.
+    // Before the fix: refused unknown_action (not recorded, checked before the client's record): the
+    // replica freed opId 1 and reused it, and rejected an op the server had applied.
     expect(retried.type).toBe('accepted')
   })
 })

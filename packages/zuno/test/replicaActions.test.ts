@@ -235,7 +235,7 @@ describe('replica.act', () => {
     expect(posts.map((post) => (JSON.parse(post) as { opId: number }).opId)).toEqual([1])
   })
 
-  it('rejects an action the server does not know with unknown_action; not recorded, so the next op takes its id', async () => {
+  it('rejects an action the server does not know with unknown_action; recorded, so the next op takes the next id', async () => {
     const { universe, url, posts } = await serve()
     const replica = connect({ url, EventSource, tabs: false })
     cleanups.push(() => replica.close())
@@ -245,7 +245,7 @@ describe('replica.act', () => {
     const set = counter.set(3)
     expect(((await refused) as ZunoError).code).toBe('unknown_action')
     expect(await set).toBe(1)
-    expect(posts.map((post) => (JSON.parse(post) as { opId: number }).opId)).toEqual([1, 1])
+    expect(posts.map((post) => (JSON.parse(post) as { opId: number }).opId)).toEqual([1, 2])
     expect(universe.store('counter').get()).toBe(3)
   })
 

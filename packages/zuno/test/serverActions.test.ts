@@ -199,15 +199,16 @@ describe('an action over HTTP', () => {
     expect((await act('increment')).status).toBe(200)
   })
 
-  it('answers a throwing action action_failed (recorded) and logs why; an unknown action is not recorded', async () => {
+  it('answers a throwing action action_failed and an unknown one unknown_action, each recorded; the throw is logged', async () => {
     const logged = vi.spyOn(console, 'error').mockImplementation(() => {})
     const { act, client } = await serve()
     expect(await act('crash')).toEqual({ status: 422, body: { ok: false, error: 'action_failed', message: 'The action "crash" failed on the server' } })
     expect(String(logged.mock.calls[0]?.[1])).toContain('a bug in the action')
     const unknown = await act('launch')
     expect(unknown).toMatchObject({ status: 400, body: { error: 'unknown_action' } })
-    // Not recorded: op 2 is still free.
-    expect((await act('increment', undefined, { clientId: client.clientId, opId: 2 })).status).toBe(200)
+    // Recorded: a retry is told the same, and op 3 follows.
+    expect(await act('launch', undefined, { clientId: client.clientId, opId: 2 })).toEqual(unknown)
+    expect((await act('increment', undefined, { clientId: client.clientId, opId: 3 })).status).toBe(200)
   })
 
   it('refuses an action authorizeAction refuses, recorded, before it runs', async () => {

@@ -314,12 +314,11 @@ export class AuthoritativeUniverse<
   async proposeAction(request: ActionRequest, caller: ActionCaller): Promise<ActionResult> {
     if (!this.#started) await this.ready
     this.#checkHealth()
-    const action = this.#actions.get(request.action)
-    // Not recorded: a deploy may add the action, and the client's next try should reach it.
-    if (action === undefined) {
-      return { type: 'refused', error: new ZunoError('unknown_action', `This server has no action ${JSON.stringify(request.action)}`) }
-    }
     const op = actionIdentity(request, caller.principal)
+    const action = this.#actions.get(request.action)
+    // Recorded like any refusal for good, after the client's record: a retry of an op processed
+    // before a deploy removed its action gets its first answer, not this one.
+    if (action === undefined) return this.#recordAction(request, op, new ZunoError('unknown_action', `This server has no action ${JSON.stringify(request.action)}`))
     let args: unknown = request.args
     try {
       if (action.args !== undefined) args = await validateArgs(action.args, request.action, request.args)
