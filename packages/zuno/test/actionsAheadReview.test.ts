@@ -1,0 +1,74 @@
+/**
+ * Review probes (second review of actions): what an instance knows ahead of its follow of the
+ * storage (`#ahead`). Tests that show a problem assert the promised behaviour and are `it.fails`.
+ */
+import { afterEach, describe, expect, it } from 'vitest'
+import { defineZuno } from 'zuno'
+import { type CommittedEvent, createMemoryStorage, createUniverse, type Storage } from 'zuno/server'
+import { newClientId } from '../src/id'
+
+const app = defineZuno({
+  stores: { level: { initial: 10 as number | null } },
+  actions: {
+    /** null means "cleared": the next bump starts it at 1. */
+    bump: { run: (tx) => tx.set('level', (n) => (n === null ? 1 : n + 1)) },
+  },
+})
+
+const cleanups: Array<() => unknown> = []
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
+})
+
+/** A memory storage whose deliveries to the universe can be held: the universe lags, like one instance of two on Redis. */
+function laggingStorage(): Storage & { inner: Storage; hold(): void; release(): void } {
+  const inner = createMemoryStorage()
+  let held: CommittedEvent[] | undefined
+  const listeners: Array<(event: CommittedEvent) => void> = []
+  inner.onCommit((event) => {
+    if (held !== undefined) held.push(event)
+    else for (const listener of listeners) listener(event)
+  })
+  return {
+    ...inner,
+    inner,
+    onCommit(listener) {
+      listeners.push(listener)
+      return () => listeners.splice(listeners.indexOf(listener), 1)
+    },
+    hold: () => {
+      held = []
+    },
+    release: () => {
+      const events = held ?? []
+      held = undefined
+      for (const event of events) for (const listener of listeners) listener(event)
+    },
+  }
+}
+
+describe('review 2: an action run again on the state a conflict showed', () => {
+  // Problem: authoritativeUniverse.ts proposeAction takes `outcome.state ?? this.#declared.get(storeKey)`:
+  // a store whose state is JSON null (a legitimate state, written by a set on another instance) is
+  // known ahead as its DECLARED state at the conflict's version. The action runs again on a state that
+  // never existed at that version, and its commit passes the version check.
+  it.fails('runs the action again on null, not on the declared state, when another instance cleared the store', async () => {
+    const storage = laggingStorage()
+    cleanups.push(() => storage.close())
+    const universe = createUniverse({ app, storage })
+    cleanups.push(() => universe.close())
+    await universe.ready
+    // Another instance clears the store; this one has not followed it yet.
+    storage.hold()
+    const cleared = await storage.inner.commit({ principal: '', clientId: newClientId(), opId: 1, digest: 'other', epoch: universe.epoch, write: { storeKey: 'level', baseVersion: 0, state: null } })
+    expect(cleared.type).toBe('accepted')
+    const answer = universe.proposeAction({ action: 'bump', epoch: universe.epoch, clientId: newClientId(), opId: 1 }, { principal: '', context: { principal: undefined } })
+    // The answer waits for this instance's follow to bring the commit: let it catch up once the action committed.
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    storage.release()
+    expect((await answer).type).toBe('accepted')
+    const image = await storage.inner.load()
+    // Observed: { version: 2, state: 11 } (10 + 1: the declared state, at version 1 where the store was null).
+    expect(image.stores.get('level')).toEqual({ version: 2, state: 1 })
+  })
+})

@@ -1,0 +1,66 @@
+/**
+ * Review probes (second review of actions): an action answered ahead of the stream waits for its
+ * own event (`heard`). `it.fails` marks a probe that shows a problem.
+ */
+import { createServer, type Server } from 'node:http'
+import { EventSource } from 'eventsource'
+import { afterEach, describe, expect, it } from 'vitest'
+import { connect, defineZuno } from '../src/index'
+import { createNodeHandler, createUniverse } from '../src/server/index'
+import { newClientId } from '../src/id'
+import { until } from './support/until'
+
+const cleanups: Array<() => unknown> = []
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
+})
+
+const app = defineZuno({
+  stores: { open: { initial: 0 }, right: { initial: 0 } },
+  actions: {
+    fillRight: { run: (tx) => tx.set('right', (n) => n + 1) },
+    bumpOpen: { run: (tx) => tx.set('open', (n) => n + 1) },
+  },
+})
+
+describe('review 2: an answered action waiting for an event the stream will not bring', () => {
+  // Problem: the stream's read check is decided once per connection (syncServer #readable caches it),
+  // the answer's per request. A principal granted read of `right` while its stream is open gets the
+  // answer with `right`'s state, ahead of what it holds (version 0, never streamed): the action is
+  // `heard` and waits for its own event, which this stream filters out. It stays pending (and every
+  // op queued after it waits) until the stream reconnects. Before 24bb927 the answer retired it.
+  it.fails('retires an action on its answer when its store became readable while the stream was open', async () => {
+    let granted = false
+    const universe = createUniverse({ app })
+    await universe.ready
+    const handler = createNodeHandler(universe, {
+      authenticate: () => ({ id: 'ada' }),
+      authorize: ({ storeKey, action }) => action === 'write' || storeKey !== 'right' || granted,
+    })
+    const server: Server = createServer(handler)
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    cleanups.push(async () => {
+      handler.close()
+      server.closeAllConnections()
+      await new Promise((resolve) => server.close(resolve))
+      await universe.close()
+    })
+    const url = `http://127.0.0.1:${(server.address() as { port: number }).port}/zuno`
+    const replica = connect({ url, EventSource, tabs: false, app })
+    cleanups.push(() => replica.close())
+    await until(() => replica.status.get() === 'connected')
+    // Others fill `right` (version 2) while ada may not read it.
+    const caller = { principal: 'bob', context: { principal: undefined } }
+    const bob = newClientId()
+    for (const opId of [1, 2]) expect((await universe.proposeAction({ action: 'fillRight', epoch: universe.epoch, clientId: bob, opId }, caller)).type).toBe('accepted')
+    // ada is granted read of `right` (she joined the team); her stream stays open.
+    granted = true
+    const acted = replica.act('fillRight').then(() => 'accepted', (error: Error) => `refused: ${error.message}`)
+    const after = replica.act('bumpOpen').then(() => 'accepted', (error: Error) => `refused: ${error.message}`)
+    const timeout = new Promise((resolve) => setTimeout(() => resolve('still pending after 3 s'), 3000))
+    await until(() => universe.store('right').version === 3)
+    // Observed: both 'still pending after 3 s': the server applied fillRight (right at v3); bumpOpen never goes.
+    expect([await Promise.race([acted, timeout]), await Promise.race([after, timeout])]).toEqual(['accepted', 'accepted'])
+    expect(replica.pending.get()).toBe(0)
+  })
+})
