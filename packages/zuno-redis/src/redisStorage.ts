@@ -477,6 +477,7 @@ export function createRedisStorage(options: RedisStorageOptions): Storage {
           window,
           lifetimeMs,
           now(),
+          request.resentAfterMs ?? -1,
         )
       } catch (error) {
         throw unavailable(error)

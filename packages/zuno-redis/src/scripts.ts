@@ -162,7 +162,7 @@ return {'accepted', tostring(nextVersion), tostring(nextSeq)}
 
 /**
  * REFUSE. KEYS: epoch, seq, log, client. ARGV: epoch, opId, digest, storeKey, writer, answerJson,
- * window, lifetimeMs, now. Replies like COMMIT, with {'answered', 'x' .. answerJson} when recorded.
+ * window, lifetimeMs, now, resentAfterMs (-1 when not a resend). Replies like COMMIT, with {'answered', 'x' .. answerJson} when recorded.
  */
 export const REFUSE = `${DECIDE}
 local id = redis.call('HGET', KEYS[1], 'id')
@@ -170,6 +170,9 @@ if not id then return {'lost'} end
 if id ~= ARGV[1] then return {'epoch_changed', id} end
 local decided = decide(KEYS[4], KEYS[3], ARGV[2], ARGV[3], ARGV[4], ARGV[5], redis.call('GET', KEYS[2]) or '0')
 if decided then return decided end
+-- As in ACTION: a resent first op of a client with no record, whose earlier attempt may have run and been forgotten.
+local resent = tonumber(ARGV[10] or '-1')
+if resent >= 0 and resent * 2 >= tonumber(ARGV[8]) and redis.call('EXISTS', KEYS[4]) == 0 then return {'unknown_client'} end
 record(KEYS[4], ARGV[2], ARGV[3], 'x' .. ARGV[6], ARGV[7], ARGV[8], ARGV[9])
 return {'answered', 'x' .. ARGV[6]}
 `

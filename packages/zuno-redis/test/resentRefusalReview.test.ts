@@ -49,7 +49,7 @@ describe.skipIf(!haveRedis)('review 2: a resent action refused after its client 
   // Problem: scripts.ts REFUSE (and redisStorage.refuse) never look at resentAfterMs. Observed on
   // Redis: 'refused action_refused' (recorded: the replica rejects act() with "Sold out" and frees
   // nothing, though its buy was applied: stock 0, mine 1). Memory: 'refused unknown_client'.
-  it.fails('answers as the memory storage does: never a recorded refusal of an op that may have run', async () => {
+  it('answers as the memory storage does: never a recorded refusal of an op that may have run (review 2, problem 3)', async () => {
     const memory = createMemoryStorage({ clientLifetimeMs: LIFETIME })
     cleanups.push(() => memory.close())
     const onMemory = await resendAfterExpiry(memory)

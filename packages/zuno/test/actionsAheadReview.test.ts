@@ -52,7 +52,7 @@ describe('review 2: an action run again on the state a conflict showed', () => {
   // a store whose state is JSON null (a legitimate state, written by a set on another instance) is
   // known ahead as its DECLARED state at the conflict's version. The action runs again on a state that
   // never existed at that version, and its commit passes the version check.
-  it.fails('runs the action again on null, not on the declared state, when another instance cleared the store', async () => {
+  it('runs the action again on null, not on the declared state, when another instance cleared the store (review 2, problem 1)', async () => {
     const storage = laggingStorage()
     cleanups.push(() => storage.close())
     const universe = createUniverse({ app, storage })

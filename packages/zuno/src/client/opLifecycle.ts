@@ -19,6 +19,9 @@ import { confirmFromServer, type ReplicaStores } from './replicaStores'
 import type { SyncState } from './syncState'
 import type { WriterTags } from './writerTags'
 
+/** How long an answered action waits for its own event before it retires on its answer alone. */
+const HEARD_PATIENCE_MS = 3000
+
 /** What an {@link OpLifecycle} works with: the replica's parts it shares, and how to show a store. */
 export interface OpLifecycleDeps {
   readonly queue: PendingQueue
@@ -174,6 +177,9 @@ export class OpLifecycle {
           // Shown now, these states would sit beside stores the stream has not brought up to date:
           // part of someone else's commit. The action retires with its own event, which follows them.
           op.heard = outcome.changes
+          // Not for ever: a stream that stopped carrying the store (its rights changed while it
+          // stayed open, an instance whose follow is stuck) must not hold every later op.
+          this.#deps.proposer.retry(1, 0, () => this.#heardTooLong(op), HEARD_PATIENCE_MS)
           return
         }
         this.confirmAction(op, outcome.changes)
@@ -231,7 +237,10 @@ export class OpLifecycle {
    * under a fresh identity.
    */
   #startAfresh(head: PendingOp): void {
-    if (head.doubtedIn === this.#deps.cursor.epoch) {
+    if (head.kind === 'action' && head.echoed !== undefined) {
+      // Its own event was on the stream: it was applied, whatever the server has forgotten since.
+      this.confirmAction(head, [], { next: false })
+    } else if (head.doubtedIn === this.#deps.cursor.epoch) {
       this.#refuse(head, new ZunoError('outcome_unknown', `${opLabel(head)}: op ${head.opId} was sent, never answered, and the server has since forgotten this client`), { next: false })
     }
     const clientId = this.#deps.newId()
@@ -288,14 +297,16 @@ export class OpLifecycle {
    * newer than what this replica holds is confirmed, all of them shown as one change, with the
    * action's own effect gone (the changes carry it).
    */
-  confirmAction(op: ActionOp, changes: readonly StoreChange[]): void {
+  confirmAction(op: ActionOp, changes: readonly StoreChange[], { next = true } = {}): void {
+    // Its wait for its own event (see `heard`) is over.
+    if (op.heard !== undefined) this.#deps.proposer.flush()
     this.#deps.queue.dequeue(op)
     const changed = this.#confirmChanges(changes)
     this.countPending(-1)
     this.#deps.showTogether(changed)
     this.#forget(op)
     op.resolve()
-    this.pump()
+    if (next) this.pump()
   }
 
   /** Whether a change of a store the stream follows skips a version this replica has not seen: the stream has more to bring first. */
@@ -322,6 +333,12 @@ export class OpLifecycle {
     if (!missing || op.echoed !== undefined) return this.confirmAction(op, changes)
     op.echoed = carried
     this.#deps.showTogether(this.#confirmChanges(changes))
+  }
+
+  /** An answered action whose own event has not come within the patience: it retires on its answer. */
+  #heardTooLong(op: ActionOp): void {
+    if (this.#deps.queue.head === op && op.heard !== undefined) this.confirmAction(op, op.heard)
+    else this.pump()
   }
 
   /**

@@ -363,7 +363,8 @@ export class AuthoritativeUniverse<
         // Another instance's write, which the storage showed: run again on it at once, not after this
         // instance's follow has brought it. A store that moved too and was not shown fails the next
         // commit's check the same way.
-        this.#knowAhead(storeKey, { version: outcome.version, state: outcome.state ?? this.#declared.get(storeKey) })
+        // `undefined` only: a store may hold JSON null, which is a state like any other.
+        this.#knowAhead(storeKey, { version: outcome.version, state: outcome.state === undefined ? this.#declared.get(storeKey) : outcome.state })
       } else if (!this.#movedSince(effect)) {
         // Another instance's write that this one has not applied yet: run again once it has (or soon).
         await this.#nextEvent(100)
