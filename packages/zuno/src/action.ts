@@ -76,8 +76,6 @@ export interface StoreRead {
 export interface ActionEffect {
   /** Each store the action reached, read or written, as it first found it. */
   readonly reached: Map<string, StoreRead>
-  /** The stores whose state the action saw: with `get`, or through an updater. A plain `set` does not look. */
-  readonly looked: Set<string>
   /** Each store the action wrote, in the order of its first write, with the last state written. */
   readonly writes: Map<string, unknown>
 }
@@ -95,7 +93,7 @@ export function runAction<TArgs>(
   read: (key: string) => StoreRead,
   allow?: (key: string, access: 'read' | 'write') => void,
 ): ActionEffect | Promise<ActionEffect> {
-  const effect: ActionEffect = { reached: new Map(), looked: new Set(), writes: new Map() }
+  const effect: ActionEffect = { reached: new Map(), writes: new Map() }
   let open = true
   const reach = (key: string): StoreRead => {
     if (!open) throw new ZunoError('action_failed', 'An action used its transaction after it had finished')
@@ -106,7 +104,6 @@ export function runAction<TArgs>(
   const look = (key: string): unknown => {
     allow?.(key, 'read')
     const found = reach(key)
-    effect.looked.add(key)
     return effect.writes.has(key) ? effect.writes.get(key) : found.state
   }
   const tx: Transaction = {

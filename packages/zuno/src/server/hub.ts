@@ -142,34 +142,35 @@ export class Hub {
     if (interested !== undefined) for (const subscriber of interested) subscriber.send(frame)
   }
 
-  /** Internal: forgets a closed subscriber. */
   /**
    * A commit of several stores: each subscriber gets the part it follows and may read, as one
    * frame. Frames are encoded once per distinct part (most streams see all of it: the shared
    * frame), never per subscriber.
    */
   #publishCommit(entry: LogEntry, changes: readonly CommittedChange[]): void {
-    const reached = new Set<Subscriber>(this.#everything)
+    const parts = new Map<string, Uint8Array | undefined>()
+    for (const subscriber of this.#everything) this.#sendPart(subscriber, entry, changes, parts)
+    // A subscriber that names its stores is in no other set; one that names several of them, in several.
+    const named = new Set<Subscriber>()
     for (const { storeKey } of changes) {
       const interested = this.#byStore.get(storeKey)
-      if (interested !== undefined) for (const subscriber of interested) reached.add(subscriber)
+      if (interested !== undefined) for (const subscriber of interested) named.add(subscriber)
     }
-    if (reached.size === 0) return
-    const parts = new Map<string, Uint8Array | undefined>()
-    for (const subscriber of reached) {
-      const sees = (storeKey: string) => (subscriber.storeKeys === undefined ? subscriber.readable === undefined || subscriber.readable(storeKey) : subscriber.storeKeys.has(storeKey))
-      let part = ''
-      for (const { storeKey } of changes) part += sees(storeKey) ? '1' : '0'
-      if (!part.includes('0')) {
-        subscriber.send(entry.frame)
-        continue
-      }
-      if (!parts.has(part)) parts.set(part, encodeCommitFrame(entry.event, sees))
-      const frame = parts.get(part)
-      if (frame !== undefined) subscriber.send(frame)
-    }
+    for (const subscriber of named) this.#sendPart(subscriber, entry, changes, parts)
   }
 
+  /** Sends `subscriber` the part of a commit it sees: the shared frame for all of it, else one encoded once per part (`parts`). */
+  #sendPart(subscriber: Subscriber, entry: LogEntry, changes: readonly CommittedChange[], parts: Map<string, Uint8Array | undefined>): void {
+    const sees = (storeKey: string) => (subscriber.storeKeys === undefined ? subscriber.readable === undefined || subscriber.readable(storeKey) : subscriber.storeKeys.has(storeKey))
+    let part = ''
+    for (const { storeKey } of changes) part += sees(storeKey) ? '1' : '0'
+    if (!part.includes('0')) return subscriber.send(entry.frame)
+    if (!parts.has(part)) parts.set(part, encodeCommitFrame(entry.event, sees))
+    const frame = parts.get(part)
+    if (frame !== undefined) subscriber.send(frame)
+  }
+
+  /** Internal: forgets a closed subscriber. */
   remove(subscriber: Subscriber): void {
     if (!this.#subscribers.delete(subscriber)) return
     if (subscriber.storeKeys === undefined) {
