@@ -4,7 +4,6 @@
  * echo, refusals, retries of a lost answer, the outbox, and the `commit` event shown as one change.
  */
 import { createServer, type IncomingMessage, type Server } from 'node:http'
-import type { StandardSchemaV1 } from '@standard-schema/spec'
 import { EventSource } from 'eventsource'
 import { afterEach, describe, expect, it } from 'vitest'
 import { connect, defineZuno, type Outbox, type OutboxEntry, type ReplicaOptions, refuseAction, type ServerAction, type ZunoError } from '../src/index'
@@ -12,6 +11,7 @@ import { createMemoryStorage, createNodeHandler, createUniverse, type Storage } 
 import { createTestRig } from '../src/testing/index'
 import { SimBrowser } from './simulation/simBrowser'
 import type { VirtualClock } from './simulation/virtualClock'
+import { numberField } from './support/numberField'
 import { until } from './support/until'
 import { startProxy } from './support/zunoBehindProxy'
 
@@ -19,20 +19,6 @@ const cleanups: Array<() => unknown> = []
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
 })
-
-/** A Standard Schema for objects whose `field` is a number. */
-function numberField<K extends string>(field: K): StandardSchemaV1<unknown, Record<K, number>> {
-  return {
-    '~standard': {
-      version: 1,
-      vendor: 'test',
-      validate: (value) =>
-        typeof value === 'object' && value !== null && typeof (value as Record<string, unknown>)[field] === 'number'
-          ? { value: value as Record<K, number> }
-          : { issues: [{ message: `${field}: a number` }] },
-    },
-  }
-}
 
 const app = defineZuno({
   stores: {

@@ -3,32 +3,20 @@
  * `eventsource` client. `it.fails` marks a probe that shows a problem (numbered as in the review).
  */
 import { createServer, type Server } from 'node:http'
-import type { StandardSchemaV1 } from '@standard-schema/spec'
 import { EventSource } from 'eventsource'
 import { afterEach, describe, expect, it } from 'vitest'
 import { connect, defineZuno, type ReplicaOptions, refuseAction, type ServerAction, type ZunoError } from '../src/index'
 import { createNodeHandler, createUniverse } from '../src/server/index'
 import { SimBrowser } from './simulation/simBrowser'
 import type { VirtualClock } from './simulation/virtualClock'
+import { numberField } from './support/numberField'
 import { until } from './support/until'
+import { serveUniverse } from './support/zunoBehindProxy'
 
 const cleanups: Array<() => unknown> = []
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
 })
-
-function numberField<K extends string>(field: K): StandardSchemaV1<unknown, Record<K, number>> {
-  return {
-    '~standard': {
-      version: 1,
-      vendor: 'test',
-      validate: (value) =>
-        typeof value === 'object' && value !== null && typeof (value as Record<string, unknown>)[field] === 'number'
-          ? { value: value as Record<K, number> }
-          : { issues: [{ message: `${field}: a number` }] },
-    },
-  }
-}
 
 const app = defineZuno({
   stores: {
@@ -167,16 +155,9 @@ describe('review: the arguments of a queued action', () => {
     })
     const universe = createUniverse({ app: dated })
     await universe.ready
-    const handler = createNodeHandler(universe)
-    const server: Server = createServer(handler)
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-    cleanups.push(async () => {
-      handler.close()
-      server.closeAllConnections()
-      await new Promise((resolve) => server.close(resolve))
-      await universe.close()
-    })
-    const url = `http://127.0.0.1:${(server.address() as { port: number }).port}/zuno`
+    const served = await serveUniverse(universe)
+    cleanups.push(() => served.close())
+    const { url } = served
     const replica = connect({ url, EventSource, tabs: false, app: dated })
     cleanups.push(() => replica.close())
     await until(() => replica.status.get() === 'connected')
@@ -258,16 +239,9 @@ describe('review: an answer ahead of the stream', () => {
     })
     const universe = createUniverse({ app: touchApp })
     await universe.ready
-    const handler = createNodeHandler(universe)
-    const server: Server = createServer(handler)
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-    cleanups.push(async () => {
-      handler.close()
-      server.closeAllConnections()
-      await new Promise((resolve) => server.close(resolve))
-      await universe.close()
-    })
-    const url = `http://127.0.0.1:${(server.address() as { port: number }).port}/zuno`
+    const served = await serveUniverse(universe)
+    cleanups.push(() => served.close())
+    const { url } = served
     const open = (source: typeof EventSource) => {
       const replica = connect({ url, EventSource: source, tabs: false, app: touchApp })
       cleanups.push(() => replica.close())

@@ -2,13 +2,13 @@
  * Review probes (second review of actions): an action answered ahead of the stream waits for its
  * own event (`heard`). `it.fails` marks a probe that shows a problem.
  */
-import { createServer, type Server } from 'node:http'
 import { EventSource } from 'eventsource'
 import { afterEach, describe, expect, it } from 'vitest'
 import { connect, defineZuno } from '../src/index'
-import { createNodeHandler, createUniverse } from '../src/server/index'
+import { createUniverse } from '../src/server/index'
 import { newClientId } from '../src/id'
 import { until } from './support/until'
+import { serveUniverse } from './support/zunoBehindProxy'
 
 const cleanups: Array<() => unknown> = []
 afterEach(async () => {
@@ -33,19 +33,12 @@ describe('review 2: an answered action waiting for an event the stream will not 
     let granted = false
     const universe = createUniverse({ app })
     await universe.ready
-    const handler = createNodeHandler(universe, {
+    const served = await serveUniverse(universe, {
       authenticate: () => ({ id: 'ada' }),
       authorize: ({ storeKey, action }) => action === 'write' || storeKey !== 'right' || granted,
     })
-    const server: Server = createServer(handler)
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-    cleanups.push(async () => {
-      handler.close()
-      server.closeAllConnections()
-      await new Promise((resolve) => server.close(resolve))
-      await universe.close()
-    })
-    const url = `http://127.0.0.1:${(server.address() as { port: number }).port}/zuno`
+    cleanups.push(() => served.close())
+    const { url } = served
     const replica = connect({ url, EventSource, tabs: false, app })
     cleanups.push(() => replica.close())
     await until(() => replica.status.get() === 'connected')
@@ -92,16 +85,9 @@ describe('review 2: an answer ahead of the stream, on a store the stream does no
     })
     const universe = createUniverse({ app: touchApp })
     await universe.ready
-    const handler = createNodeHandler(universe)
-    const server: Server = createServer(handler)
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-    cleanups.push(async () => {
-      handler.close()
-      server.closeAllConnections()
-      await new Promise((resolve) => server.close(resolve))
-      await universe.close()
-    })
-    const url = `http://127.0.0.1:${(server.address() as { port: number }).port}/zuno`
+    const served = await serveUniverse(universe)
+    cleanups.push(() => served.close())
+    const { url } = served
     const lagging = connect({ url, EventSource: laggingEventSource(300), tabs: false, app: touchApp, stores: ['left'] })
     const other = connect({ url, EventSource, tabs: false, app: touchApp })
     cleanups.push(() => lagging.close(), () => other.close())

@@ -1,5 +1,5 @@
 import { createServer, type IncomingMessage, request, type Server, type ServerResponse } from 'node:http'
-import { createNodeHandler, createUniverse, type NodeHandlerOptions, type UniverseOptions } from '../../src/server/index'
+import { type AuthoritativeUniverse, createNodeHandler, createUniverse, type NodeHandlerOptions, type ServedUniverse, type UniverseOptions } from '../../src/server/index'
 
 /**
  * What the proxy does instead of forwarding plainly: answer with a status, the body a proxy would
@@ -30,6 +30,21 @@ async function listen(server: Server, port = 0): Promise<number> {
 async function stop(server: Server): Promise<void> {
   server.closeAllConnections()
   await new Promise((resolve) => server.close(resolve))
+}
+
+/** Serves `universe` with core's node:http handler on an ephemeral port of 127.0.0.1; `close` stops serving and closes the universe. */
+export async function serveUniverse(universe: ServedUniverse & Pick<AuthoritativeUniverse, 'close'>, options: NodeHandlerOptions = {}) {
+  const handler = createNodeHandler(universe, options)
+  const server = createServer(handler)
+  const port = await listen(server)
+  return {
+    url: `http://127.0.0.1:${port}/zuno`,
+    async close() {
+      handler.close()
+      await stop(server)
+      await universe.close()
+    },
+  }
 }
 
 /** A real Zuno server (core's node:http handler) on an ephemeral port; `seen` lists what reached it. */
