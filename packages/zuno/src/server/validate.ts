@@ -158,19 +158,12 @@ export function validateProposal(body: unknown): Proposal {
   if (!isNonNegativeInteger(baseVersion)) {
     throw new ZunoError('invalid_base_version', 'baseVersion must be a non-negative integer')
   }
-  if (typeof epoch !== 'string' || !EPOCH_PATTERN.test(epoch)) {
-    throw new ZunoError('invalid_epoch', `epoch must match ${EPOCH_PATTERN}: the epoch of the event ids the client has seen`)
-  }
+  checkEpoch(epoch)
   if (state === undefined || !Object.hasOwn(body, 'state')) {
     throw new ZunoError('missing_state', 'state is required')
   }
-  if (typeof clientId !== 'string' || !CLIENT_ID_PATTERN.test(clientId)) {
-    throw new ZunoError('invalid_client_id', `clientId must match ${CLIENT_ID_PATTERN}`)
-  }
-  if (!isNonNegativeInteger(opId) || opId < 1) {
-    throw new ZunoError('invalid_op_id', 'opId must be a positive integer')
-  }
-  return { storeKey, baseVersion, epoch, state, clientId, opId }
+  checkOpIds(clientId, opId)
+  return { storeKey, baseVersion, epoch, state, clientId, opId: opId as number }
 }
 
 /** Checks a parsed `POST /sync` body that names an action; throws a `ZunoError` naming the first problem. */
@@ -182,8 +175,9 @@ function validateActionRequest(body: Record<string, unknown>): ActionRequest {
   if (Object.hasOwn(body, 'storeKey') || Object.hasOwn(body, 'state')) {
     throw new ZunoError('invalid_body', 'A body names an action or a store and state, not both')
   }
-  checkOpFields(epoch, clientId, opId)
-  const request: ActionRequest = { action, epoch: epoch as string, clientId: clientId as string, opId: opId as number }
+  checkEpoch(epoch)
+  checkOpIds(clientId, opId)
+  const request: ActionRequest = { action, epoch, clientId, opId: opId as number }
   if (args !== undefined) request.args = args
   if (resentAfterMs !== undefined) {
     if (!isNonNegativeInteger(resentAfterMs)) throw new ZunoError('invalid_body', 'resentAfterMs must be a non-negative integer')
@@ -192,11 +186,15 @@ function validateActionRequest(body: Record<string, unknown>): ActionRequest {
   return request
 }
 
-/** The fields every op carries: the epoch it was made in, its client and its number. */
-function checkOpFields(epoch: unknown, clientId: unknown, opId: unknown): void {
+/** The epoch an op was made in, as every op carries it. */
+function checkEpoch(epoch: unknown): asserts epoch is string {
   if (typeof epoch !== 'string' || !EPOCH_PATTERN.test(epoch)) {
     throw new ZunoError('invalid_epoch', `epoch must match ${EPOCH_PATTERN}: the epoch of the event ids the client has seen`)
   }
+}
+
+/** The client and the number of an op, as every op carries them (`opId` then a positive integer). */
+function checkOpIds(clientId: unknown, opId: unknown): asserts clientId is string {
   if (typeof clientId !== 'string' || !CLIENT_ID_PATTERN.test(clientId)) {
     throw new ZunoError('invalid_client_id', `clientId must match ${CLIENT_ID_PATTERN}`)
   }
