@@ -803,8 +803,11 @@ export class AuthoritativeUniverse<
 
   /** Shows a committed state, counting the store once it becomes visible. */
   #publish(key: string, state: unknown, version: number): void {
-    const ahead = this.#ahead.get(key)
-    if (ahead !== undefined && ahead.version <= version) this.#ahead.delete(key)
+    // Empty unless actions ran ahead of a storage's follow (Redis): most commits skip the lookup.
+    if (this.#ahead.size > 0) {
+      const ahead = this.#ahead.get(key)
+      if (ahead !== undefined && ahead.version <= version) this.#ahead.delete(key)
+    }
     const cell = this.cell(key)
     const wasVisible = this.#isVisible(cell)
     cell.publish(state, version)
