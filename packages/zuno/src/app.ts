@@ -1,5 +1,6 @@
 import type { StandardSchemaV1 } from '@standard-schema/spec'
 import type { ActionSpec } from './action'
+import type { IdPaths } from './patch'
 import { ZunoError } from './errors'
 import { ACTION_NAME_PATTERN } from './protocol'
 import type { Schemas } from './schema'
@@ -10,6 +11,17 @@ export interface StoreSpec<T> {
   readonly initial: T
   /** Checked on the client before a write is proposed and on the server before it is accepted; its output is what is stored. */
   readonly schema?: StandardSchemaV1<unknown, T>
+  /**
+   * The array paths whose items are objects identified by a key, such as `{ '': 'id' }` for a list
+   * of todos or `{ '/cards': 'id' }`: patches address those items by id, so an edit or an insert
+   * does not rewrite the list, and (with `merge`) edits of two items do not conflict.
+   */
+  readonly ids?: IdPaths
+  /**
+   * Merge disjoint edits: a patch proposed on a stale version is accepted when nothing changed since
+   * touched what it touches, instead of a 409 (see `docs/consistency.md#merging`). Default: false.
+   */
+  readonly merge?: boolean
 }
 
 /**
@@ -60,6 +72,10 @@ export function defineZuno<
       readonly initial: unknown
       /** See {@link StoreSpec.schema}. */
       readonly schema?: StandardSchemaV1
+      /** See {@link StoreSpec.ids}. */
+      readonly ids?: IdPaths
+      /** See {@link StoreSpec.merge}. */
+      readonly merge?: boolean
     }
   >,
   TActions extends Record<string, unknown> = {},
@@ -103,13 +119,17 @@ export function appSetup(
   app: ZunoApp,
   overrides: Record<string, unknown> | undefined,
   schemasBeside: unknown,
-): { states: Record<string, unknown>; schemas: Schemas } {
+): { states: Record<string, unknown>; schemas: Schemas; ids: Record<string, IdPaths>; merge: string[] } {
   if (schemasBeside !== undefined) throw new TypeError('Pass the schemas in the app definition (defineZuno), not in `schemas` beside `app`')
   const states: Record<string, unknown> = {}
   const schemas: Schemas = {}
+  const ids: Record<string, IdPaths> = {}
+  const merge: string[] = []
   for (const [key, spec] of Object.entries(app.stores)) {
     states[key] = spec.initial
     if (spec.schema !== undefined) schemas[key] = spec.schema
+    if (spec.ids !== undefined) ids[key] = spec.ids
+    if (spec.merge === true) merge.push(key)
   }
   Object.assign(states, overrides)
   for (const [key, state] of Object.entries(states)) {
@@ -120,5 +140,5 @@ export function appSetup(
     const issues = result.issues.map((issue) => ({ message: issue.message }))
     throw new ZunoError('invalid_state', `The initial state of ${JSON.stringify(key)} does not match its schema`, { issues })
   }
-  return { states, schemas }
+  return { states, schemas, ids, merge }
 }

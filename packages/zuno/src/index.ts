@@ -29,6 +29,8 @@ export { validateState } from './schema'
 export type { Schemas, StatesOf } from './schema'
 export { defineZuno } from './app'
 export type { ActionsOfApp, StateOfSpec, StatesOfApp, StatesOfSpecs, StoreSpec, ZunoApp } from './app'
+export { applyPatch, MAX_PATCH_OPS, PatchError } from './patch'
+export type { IdPaths, Patch, PatchOp, Path, PathSegment } from './patch'
 export { refuseAction } from './action'
 export type { ActionArgs, ActionContext, ActionSpec, ServerAction, Transaction } from './action'
 export {
@@ -49,6 +51,7 @@ export type {
   ActionAccepted,
   ActionRequest,
   CommitEvent,
+  PatchRequest,
   StoreChange,
   ErrorBody,
   ErrorCode,

@@ -4,6 +4,8 @@
  * keep them in step.
  */
 
+import type { Patch } from './patch'
+
 /** Version of the wire protocol described in `docs/protocol.md`. */
 export const PROTOCOL_VERSION = 2
 
@@ -90,6 +92,8 @@ export const ERROR_STATUS = {
   invalid_base_version: 400,
   /** The proposal has no `state`. */
   missing_state: 400,
+  /** `patch` is not a patch (see `docs/protocol.md#patches`). */
+  invalid_patch: 400,
   /** `action` is not an action name ({@link ACTION_NAME_PATTERN}). */
   invalid_action: 400,
   /** The server defines no action of that name. */
@@ -122,6 +126,8 @@ export const ERROR_STATUS = {
   conflict: 409,
   /** The op's epoch is not the server's: wait for the new epoch's snapshot, then re-propose. */
   epoch_changed: 409,
+  /** The patch does not apply to the store's state at its base version: send the op again with a whole `state`. */
+  patch_mismatch: 409,
   /** The server keeps no record of this client (forgotten, or a new storage): take a fresh identity. */
   unknown_client: 409,
   /** This opId was processed with another store or payload: a client bug, never answered with another op's answer. */
@@ -208,11 +214,30 @@ export interface SyncRequest<T = unknown> {
   baseVersion: number
   /** The epoch of that version (from the event ids the client has seen). */
   epoch: string
-  /** The whole new state: Zuno replaces, it never patches. */
+  /** The whole new state (or see {@link PatchRequest}). */
   state: T
   /** Identifies the proposing client (see {@link CLIENT_ID_PATTERN}); with `opId` it makes retries idempotent. */
   clientId: string
   /** Per-client operation number: 1, 2, 3, … in the order the client issued its ops. */
+  opId: number
+}
+
+/**
+ * Body of `POST /sync` that proposes the next state of `storeKey` as a patch of the state at
+ * `baseVersion`: the same fields as {@link SyncRequest}, with `patch` instead of `state`.
+ */
+export interface PatchRequest {
+  /** The store to change. */
+  storeKey: string
+  /** The version the patch was made on. */
+  baseVersion: number
+  /** The epoch of that version. */
+  epoch: string
+  /** What changes from the state at `baseVersion` (see `docs/protocol.md#patches`). */
+  patch: Patch
+  /** Identifies the proposing client, as in {@link SyncRequest}. */
+  clientId: string
+  /** The op's number in its client's sequence. */
   opId: number
 }
 
@@ -243,8 +268,10 @@ export interface StoreChange<T = unknown> {
   storeKey: string
   /** Its new version. */
   version: number
-  /** Its new state; absent in an answer to a principal who may write the store but not read it. */
+  /** Its new state; absent in an answer to a principal who may write the store but not read it, and in an event that carries `patch`. */
   state: T
+  /** In an event, instead of `state` when it is shorter: what changed since the store's previous version. */
+  patch?: Patch
 }
 
 /** 200 answer to an action. */
@@ -272,8 +299,14 @@ export interface SyncAccepted<T = unknown> {
   storeKey: string
   /** The version the op made (but see `duplicate`). */
   version: number
-  /** The state as accepted: a schema may have transformed what was sent. */
+  /** The state as accepted: a schema may have transformed what was sent. Absent when `patches` says it. */
   state: T
+  /**
+   * Instead of `state`, in the answer to a patch proposal when they are shorter: the patches from the
+   * proposal's `baseVersion` to `version`, one per version (more than one when the server merged
+   * the proposal over changes made since its base).
+   */
+  patches?: Patch[]
   /**
    * The op was processed before and what it made is no longer at hand: `version` and `state` are
    * the store's current ones, not necessarily what the op made.
@@ -293,8 +326,10 @@ export interface SyncConflict<T = unknown> {
   storeKey: string
   /** The store's current version: the base for the next attempt. */
   version: number
-  /** The store's current state, to rebase the op on. */
+  /** The store's current state, to rebase the op on; absent when `patches` says it. */
   state: T
+  /** Instead of `state` when they are shorter: the patches from the proposal's `baseVersion` to `version`, one per version. */
+  patches?: Patch[]
 }
 
 /** Every other non-2xx answer. */
@@ -343,8 +378,10 @@ export interface StateEvent<T = unknown> {
   storeKey: string
   /** Its new version. */
   version: number
-  /** Its new state, whole. */
+  /** Its new state, whole; absent when `patch` is there. */
   state: T
+  /** Instead of `state` when it is shorter: the patch from `version - 1`, which a replica holding that version applies (any other starts over from a snapshot). */
+  patch?: Patch
   /** The writer's public tag (`writerTag` of its client id): a writer recognises its own ops by it. */
   writer: string
   /** The writer's op number, so the writer can settle the op the event answers. */

@@ -59,6 +59,30 @@ describe('replica stream recovery', () => {
     expect(server.urls[1]).toBe('/zuno/sse?v=2') // a fresh stream: no lastEventId, so a snapshot
   })
 
+  it('applies a patch to the version before it, and resyncs on a patch past a gap or one that does not apply', async () => {
+    const patched = (version: number, patch: unknown) => ({ storeKey: 'doc', version, patch, writer: 'x', opId: version })
+    const server = await scriptedServer((connection, _req, res) => {
+      if (connection === 1) {
+        res.write(frame('ep-0', 'snapshot', { stores: { doc: { version: 0, state: { a: 1, b: 1 } } } }))
+        res.write(frame('ep-1', 'state', patched(1, [[['a'], 2]])))
+        res.write(frame('ep-3', 'state', patched(3, [[['b'], 3]]))) // v2 never came
+      } else if (connection === 2) {
+        res.write(frame('ep-3', 'snapshot', { stores: { doc: { version: 3, state: { a: 2, b: 3 } } } }))
+        res.write(frame('ep-4', 'state', patched(4, [[['missing', 'deeper'], 4]]))) // does not apply
+      } else {
+        res.write(frame('ep-4', 'snapshot', { stores: { doc: { version: 4, state: { a: 4, b: 4 } } } }))
+      }
+    })
+    const replica = follow(server)
+    const doc = replica.store<{ a: number; b: number }>('doc', { a: 0, b: 0 })
+    const shown: unknown[] = []
+    doc.subscribe((value) => shown.push(value))
+    await until(() => doc.version === 4)
+    expect(shown).toEqual([{ a: 1, b: 1 }, { a: 2, b: 1 }, { a: 2, b: 3 }, { a: 4, b: 4 }])
+    // Each resync is a fresh stream: no lastEventId, so a snapshot.
+    expect(server.urls.slice(1)).toEqual(['/zuno/sse?v=2', '/zuno/sse?v=2'])
+  })
+
   it('reconnects by itself after the stream dies and resumes from the last applied id', async () => {
     const server = await scriptedServer((connection, _req, res) => {
       if (connection === 1) {

@@ -13,7 +13,8 @@ import type { EventCursor } from './eventCursor'
 import type { OutboxEntry } from './outbox'
 import type { OutboxKeeper } from './outboxKeeper'
 import { type ActionOp, opLabel, type PendingOp, type PendingQueue, type Renumbered, type ReplicaStore, type StateOp, type WireBody } from './pendingQueue'
-import { CONFLICT_BACKOFF_BASE_MS, classify, classifyFailure, DELIVERY_BACKOFF_BASE_MS, encodeAction, encodeProposal, type Proposer } from './proposer'
+import { proposalPatch } from './deltas'
+import { CONFLICT_BACKOFF_BASE_MS, classify, classifyFailure, DELIVERY_BACKOFF_BASE_MS, encodeAction, encodeProposal, type Outcome, type Proposer } from './proposer'
 import type { ReplicaOptions } from './replicaOptions'
 import { confirmFromServer, type ReplicaStores } from './replicaStores'
 import type { SyncState } from './syncState'
@@ -81,7 +82,7 @@ export class OpLifecycle {
     this.#deps.proposer.start()
     const key = replica.cell.key
     if (resend === undefined) op.sent = op.result
-    const body: WireBody = resend ?? { baseVersion: replica.confirmed.version, state: op.sent, epoch }
+    const body: WireBody = resend ?? this.#freshBody(op, epoch)
     const schema = schemaFor(this.#deps.options.schemas, key)
     const checked = schema === undefined || resend !== undefined ? Promise.resolve() : validateState(schema, key, body.state)
     checked.then(
@@ -104,6 +105,16 @@ export class OpLifecycle {
         this.#refuse(op, error)
       },
     )
+  }
+
+  /** What a new attempt of `op` sends: its state on the confirmed version, as a patch of it when that is shorter (and the server took the last one). */
+  #freshBody(op: StateOp, epoch: string): WireBody {
+    const { replica } = op
+    const body: WireBody = { baseVersion: replica.confirmed.version, state: op.sent, epoch }
+    if (op.whole) return body
+    const patch = proposalPatch(replica, op.sent)
+    if (patch !== undefined) body.patch = patch
+    return body
   }
 
   /**
@@ -158,7 +169,13 @@ export class OpLifecycle {
   }
 
   #settle(op: PendingOp, answer: ProposalAnswer, sent: { epoch: string }): void {
-    const outcome = classify(op, answer)
+    let outcome: Outcome
+    try {
+      outcome = classify(op, answer)
+    } catch (unreadable) {
+      // An answer this replica cannot read (patches past what it holds) says nothing it can use.
+      return this.#deliveryFailed(op, unreadable, sent)
+    }
     if (this.#deps.queue.head !== op) {
       // Settled already, by our own echo on the stream. An action's echo carries only the stores the
       // stream follows; its answer, every store it wrote.
@@ -184,6 +201,12 @@ export class OpLifecycle {
         }
         this.confirmAction(op, outcome.changes)
         return
+      case 'send_whole':
+        // The server could not apply the patch: the same op goes at once with its whole state.
+        if (op.kind !== 'state') return
+        this.#notApplied(op)
+        op.whole = true
+        return this.#retry(0, 0)
       case 'conflict': {
         // Only a `set` conflicts (see classify).
         if (op.kind !== 'state') return

@@ -1,3 +1,4 @@
+import type { Patch } from '../patch'
 import { newClientId } from '../id'
 
 /** An op waiting to be accepted, as kept across page reloads: a `set` of one store, or an action. */
@@ -25,6 +26,8 @@ export interface StateEntry extends EntryCommon {
     baseVersion: number
     /** The epoch of that version. */
     epoch: string
+    /** When the op went as a patch of the state at `baseVersion`: the patch, so a retry sends the same body. */
+    patch?: Patch
   }
 }
 

@@ -51,7 +51,10 @@ export class OutboxKeeper {
     }
     if (op.failure !== undefined) return
     const entry: StateEntry = { clientId, opId, queuedAt, storeKey: op.replica.cell.key, state: op.lastSent?.state ?? op.result }
-    if (op.lastSent !== undefined) entry.sentOn = { baseVersion: op.lastSent.baseVersion, epoch: op.lastSent.epoch }
+    if (op.lastSent !== undefined) {
+      const { baseVersion, epoch, patch } = op.lastSent
+      entry.sentOn = patch === undefined ? { baseVersion, epoch } : { baseVersion, epoch, patch }
+    }
     this.save(entry)
   }
 

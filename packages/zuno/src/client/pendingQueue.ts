@@ -4,6 +4,7 @@
  */
 import { type ActionSpec, runAction, type StoreRead } from '../action'
 import { ZunoError } from '../errors'
+import type { IdPattern, Patch } from '../patch'
 import type { StoreChange, StoreState } from '../protocol'
 import { applyUpdater, type StoreCell, type Updater } from '../store'
 import type { OutboxEntry } from './outbox'
@@ -74,6 +75,8 @@ export interface StateOp extends OpCommon {
   failure: ZunoError | undefined
   /** The body of the attempt on the wire, or of the last one, until an answer shows it was not applied. */
   lastSent: WireBody | undefined
+  /** Set when the server could not apply a patch of it: it goes whole from then on. */
+  whole?: true
 }
 
 /** One action waiting to be accepted: the server runs it; until then this replica shows its own run of it. */
@@ -128,12 +131,16 @@ export interface WireBody {
   baseVersion: number
   state: unknown
   epoch: string
+  /** When the proposal went as a patch of the state at `baseVersion` (shorter than `state`). */
+  patch?: Patch
 }
 
 /** What the replica knows of one store. */
 export interface ReplicaStore {
   readonly cell: StoreCell<unknown>
   readonly policy: ConflictPolicy
+  /** Its array paths whose items are identified by a key, compiled: what its proposals' patches address by id. */
+  readonly ids: readonly IdPattern[]
   /** The latest authoritative version and state. */
   confirmed: StoreState
   /** Local ops not yet accepted, oldest first. */

@@ -4,7 +4,9 @@
  */
 import { isZunoError, ZunoError } from '../errors'
 import { type ActionRequest, type ErrorBody, PATHS, PROTOCOL_HEADER, PROTOCOL_VERSION, RECORDED_REFUSALS, type StoreChange, type StoreState } from '../protocol'
+import type { Patch } from '../patch'
 import { type ProposalAnswer, readProposalAnswer } from './answers'
+import { stateOfAnswer } from './deltas'
 import { backoffDelay } from './backoff'
 import type { Timers } from './connection'
 import { type ActionOp, opLabel, type PendingOp, type StateOp, type WireBody } from './pendingQueue'
@@ -22,6 +24,8 @@ export type Outcome =
   | { type: 'action_accepted'; changes: StoreChange[] }
   /** Definitive: the op was not applied, and its id stays free for the rebased attempt. */
   | { type: 'conflict'; theirs: StoreState }
+  /** The server could not apply the op's patch; it was not applied, and goes again whole. */
+  | { type: 'send_whole' }
   /** Not processed: the server is in a newer epoch. */
   | { type: 'epoch_changed'; error: ZunoError }
   /** The server keeps no record of this client. */
@@ -131,7 +135,9 @@ export class Proposer {
 export function encodeProposal(storeKey: string, body: WireBody, op: StateOp): string {
   const { clientId, opId } = op
   try {
-    return JSON.stringify({ storeKey, baseVersion: body.baseVersion, epoch: body.epoch, state: body.state, clientId, opId })
+    const { baseVersion, epoch, patch } = body
+    if (patch !== undefined) return JSON.stringify({ storeKey, baseVersion, epoch, patch, clientId, opId })
+    return JSON.stringify({ storeKey, baseVersion, epoch, state: body.state, clientId, opId })
   } catch (cause) {
     throw new ZunoError('invalid_state', `${storeKey}: the state cannot be sent as JSON`, { cause })
   }
@@ -157,7 +163,7 @@ export function classify(op: PendingOp, { status, body }: ProposalAnswer): Outco
   if (status === 200 && body.ok) {
     if (op.kind === 'action' && 'changes' in body) return { type: 'action_accepted', changes: body.changes }
     if (op.kind === 'state' && 'version' in body) {
-      return { type: 'accepted', confirmed: { version: body.version, state: body.state }, opVersion: body.opVersion ?? body.version }
+      return { type: 'accepted', confirmed: answeredState(op, body.version, body), opVersion: body.opVersion ?? body.version }
     }
     // An acceptance of the other kind of op: the server did something with this id, but not this op.
     return { type: 'refused', error: new ZunoError('outcome_unknown', `${opLabel(op)}: op ${op.opId} was answered as another kind of op`), used: true }
@@ -168,8 +174,10 @@ export function classify(op: PendingOp, { status, body }: ProposalAnswer): Outco
   if (status === 409 && code === 'conflict' && 'version' in body && op.kind === 'state') {
     // Definitive: the op was not applied (nor any earlier attempt: its answer would have been kept),
     // and its id stays free for the rebased attempt.
-    return { type: 'conflict', theirs: { version: body.version, state: body.state } }
+    return { type: 'conflict', theirs: answeredState(op, body.version, body) }
   }
+  // Not applied, and not recorded: a state goes where the patch did not.
+  if ((code === 'patch_mismatch' || code === 'invalid_patch') && op.kind === 'state' && op.lastSent?.patch !== undefined) return { type: 'send_whole' }
   if (code === 'epoch_changed') return { type: 'epoch_changed', error: new ZunoError('epoch_changed', message ?? 'The server is in a newer epoch') }
   if (code === 'unknown_client') return { type: 'unknown_client' }
   if (code === 'op_id_reused') {
@@ -196,6 +204,18 @@ export function classify(op: PendingOp, { status, body }: ProposalAnswer): Outco
     return { type: 'refused', error: unknown, used: true }
   }
   return { type: 'refused', error: refusal, used: recorded }
+}
+
+/**
+ * The store's version and state an answer names, rebuilt from its patches on what the replica holds
+ * when it carries patches. A replica already past them keeps what it holds; one that holds too little
+ * cannot read the answer, which is then retried like one that did not come.
+ */
+function answeredState(op: StateOp, version: number, body: { state?: unknown; patches?: Patch[] }): StoreState {
+  const rebuilt = stateOfAnswer(op.replica, version, body)
+  if (rebuilt !== undefined) return { version, state: rebuilt.state }
+  if (op.replica.confirmed.version >= version) return op.replica.confirmed
+  throw new ZunoError('protocol', `${opLabel(op)}: the answer's patches start past the version this replica holds`)
 }
 
 /** What a delivery that threw means: the op stays first in line and goes again unchanged after a pause. */

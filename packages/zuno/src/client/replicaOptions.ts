@@ -1,6 +1,7 @@
 /** What a replica is given (`connect(options)`) and the small public types its API speaks. */
 import type { ActionSpec } from '../action'
 import type { ZunoError } from '../errors'
+import type { IdPaths } from '../patch'
 import type { StateResponse, StoreState } from '../protocol'
 import type { Schemas } from '../schema'
 import type { EventSourceConstructor, Timers } from './connection'
@@ -71,6 +72,12 @@ export interface ReplicaOptions<S extends Schemas = Schemas> {
    * server still validates with its own.
    */
   schemas?: S
+  /**
+   * Per store, the array paths whose items are identified by a key (see `IdPaths`): proposals
+   * and merges address those items by id. With `app`, each store's `ids` from its definition.
+   * Default: none.
+   */
+  ids?: Record<string, IdPaths>
   /** One policy for every store, or one per store key (others rebase). Default `rebase`. */
   conflictPolicy?: ConflictPolicy | Record<string, ConflictPolicy>
   /** How many times an op is proposed before a conflict rejects it. Default 10. */

@@ -1,4 +1,5 @@
 /** What the replica knows of each store it has seen: made on first use, with the store's conflict policy. */
+import { compileIdPaths, type IdPaths } from '../patch'
 import type { StoreState } from '../protocol'
 import type { StoreCell } from '../store'
 import type { ConflictPolicy, ReplicaStore } from './pendingQueue'
@@ -9,10 +10,12 @@ export class ReplicaStores {
   readonly #stores = new Map<string, ReplicaStore>()
   readonly #cellOf: (key: string) => StoreCell<unknown>
   readonly #policies: Policies
+  readonly #ids: Record<string, IdPaths> | undefined
 
-  constructor(cellOf: (key: string) => StoreCell<unknown>, policies: Policies) {
+  constructor(cellOf: (key: string) => StoreCell<unknown>, policies: Policies, ids: Record<string, IdPaths> | undefined) {
     this.#cellOf = cellOf
     this.#policies = policies
+    this.#ids = ids
   }
 
   /** The store's record, made from its cell the first time. */
@@ -25,6 +28,7 @@ export class ReplicaStores {
       replica = {
         cell,
         policy: policy ?? 'rebase',
+        ids: compileIdPaths(this.#ids !== undefined && Object.hasOwn(this.#ids, key) ? this.#ids[key] : undefined),
         confirmed: { version: cell.version, state: cell.get() },
         pending: [],
         initial: cell.get(),

@@ -94,7 +94,7 @@ export class ReplicaUniverse<
     const tags = new WriterTags((clientId) => computeWriterTag(clientId, options.subtle))
     // Learned now, so that the first op need not wait for it (a failure is retried when an op goes).
     tags.learn(this.clientId).catch(() => {})
-    this.#replicas = new ReplicaStores((key) => this.cell(key), options.conflictPolicy)
+    this.#replicas = new ReplicaStores((key) => this.cell(key), options.conflictPolicy, options.ids)
     const url = options.url.replace(/\/+$/, '')
     const fetchImpl = options.fetch ?? globalThis.fetch.bind(globalThis)
     const timers = options.timers ?? {
@@ -415,8 +415,8 @@ export function connect<S extends Schemas = Schemas>(options: ReplicaOptions<S>)
 export function connect(options: ReplicaOptions & { app?: ZunoApp }): ReplicaUniverse {
   const { app, ...rest } = options
   if (app === undefined) return new ReplicaUniverse(rest)
-  const { states, schemas } = appSetup(app, rest.initial, rest.schemas)
+  const { states, schemas, ids } = appSetup(app, rest.initial, rest.schemas)
   // Each action's `run` takes its own arguments' type; the replica calls it with what that schema let through.
   const actions = app.actions as Readonly<Record<string, ActionSpec>>
-  return new ReplicaUniverse({ ...rest, initial: states, schemas, actions })
+  return new ReplicaUniverse({ ...rest, initial: states, schemas, ids: { ...ids, ...rest.ids }, actions })
 }

@@ -3,7 +3,8 @@
  * events and commits of several stores, in order and within one epoch, asking for a fresh snapshot
  * where one is missing.
  */
-import type { CommitEvent, SnapshotMessage, StateEvent } from '../protocol'
+import type { CommitEvent, SnapshotMessage, StateEvent, StoreChange } from '../protocol'
+import { stateOfChange } from './deltas'
 import type { EventCursor } from './eventCursor'
 import type { OpLifecycle } from './opLifecycle'
 import type { PendingOp, PendingQueue, ReplicaStore } from './pendingQueue'
@@ -77,9 +78,12 @@ export class ServerFeed {
     const head = this.#deps.queue.head
     if (head !== undefined && event.opId === head.opId && (head.kind === 'action' || head.replica === replica) && this.#writtenBy(head, event.writer)) {
       // Our own op, seen on the stream before (or instead of) its HTTP answer: a `set`, or an action that wrote one store.
+      const made = stateOfChange(replica, event)
+      // A patch on a version this replica does not hold: start over from a snapshot, which the op's answer settles against.
+      if (made === undefined) return this.#deps.resync()
       this.#deps.cursor.note(eventId)
-      if (head.kind === 'state') this.#deps.ops.confirm(head, { version: event.version, state: event.state })
-      else this.#deps.ops.echoAction(head, [{ storeKey: event.storeKey, version: event.version, state: event.state }])
+      if (head.kind === 'state') this.#deps.ops.confirm(head, { version: event.version, state: made.state })
+      else this.#deps.ops.echoAction(head, [{ storeKey: event.storeKey, version: event.version, state: made.state }])
       return
     }
     if (event.version > replica.confirmed.version + 1) {
@@ -87,10 +91,16 @@ export class ServerFeed {
       this.#deps.resync()
       return
     }
-    this.#deps.cursor.note(eventId)
     // Within an epoch versions never go back: an older one comes from an instance that lags. Keep the newer.
-    if (event.version <= replica.confirmed.version) return
-    confirmFromServer(replica, { version: event.version, state: event.state })
+    if (event.version <= replica.confirmed.version) {
+      this.#deps.cursor.note(eventId)
+      return
+    }
+    const made = stateOfChange(replica, event)
+    // A patch that does not apply to what this replica holds: it missed something, so start over.
+    if (made === undefined) return this.#deps.resync()
+    this.#deps.cursor.note(eventId)
+    confirmFromServer(replica, { version: event.version, state: made.state })
     this.#deps.show(replica)
   }
 
@@ -102,24 +112,30 @@ export class ServerFeed {
       return
     }
     const head = this.#deps.queue.head
-    if (head?.kind === 'action' && event.opId === head.opId && this.#writtenBy(head, event.writer)) {
-      // Our own action, seen on the stream before (or instead of) its HTTP answer.
-      this.#deps.cursor.note(eventId)
-      this.#deps.ops.echoAction(head, event.changes)
-      return
-    }
-    const arrived = event.changes.map((change) => ({ change, replica: this.#deps.replicas.get(change.storeKey) }))
-    // Versions missing in between, in any store: never apply half of it; start over from a snapshot.
-    if (arrived.some(({ change, replica }) => change.version > replica.confirmed.version + 1)) {
-      this.#deps.resync()
-      return
+    // Our own action, seen on the stream before (or instead of) its HTTP answer.
+    const own = head?.kind === 'action' && event.opId === head.opId && this.#writtenBy(head, event.writer)
+    const arrived: Array<{ change: StoreChange; replica: ReplicaStore; made: { state: unknown } | undefined }> = []
+    for (const change of event.changes) {
+      const replica = this.#deps.replicas.get(change.storeKey)
+      // Versions missing in between, in any store: never apply half of it; start over from a snapshot.
+      if (!own && change.version > replica.confirmed.version + 1) return this.#deps.resync()
+      // As for a state event: an older version comes from an instance that lags.
+      const made = change.version <= replica.confirmed.version ? undefined : stateOfChange(replica, change)
+      // A patch on a version this replica does not hold.
+      if (made === undefined && change.version > replica.confirmed.version) return this.#deps.resync()
+      arrived.push({ change, replica, made })
     }
     this.#deps.cursor.note(eventId)
+    if (own) {
+      // Stores this replica holds newer already keep what they hold (the echo skips them).
+      const changes = arrived.map(({ change, replica, made }) => ({ storeKey: change.storeKey, version: change.version, state: (made ?? replica.confirmed).state }))
+      this.#deps.ops.echoAction(head, changes)
+      return
+    }
     const changed: ReplicaStore[] = []
-    for (const { change, replica } of arrived) {
-      // As for a state event: an older version comes from an instance that lags.
-      if (change.version <= replica.confirmed.version) continue
-      confirmFromServer(replica, { version: change.version, state: change.state })
+    for (const { change, replica, made } of arrived) {
+      if (made === undefined) continue
+      confirmFromServer(replica, { version: change.version, state: made.state })
       changed.push(replica)
     }
     this.#deps.showTogether(changed)

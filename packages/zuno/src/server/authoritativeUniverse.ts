@@ -7,6 +7,7 @@ import {
   ACTION_NAME_PATTERN,
   type ActionRequest,
   formatEventId,
+  type PatchRequest,
   parseEventId,
   RECORDED_REFUSALS,
   type StateResponse,
@@ -14,6 +15,8 @@ import {
   type StoreState,
   type SyncRequest,
 } from '../protocol'
+import { applyPatch, compileIdPaths, diff, type IdPaths, type IdPattern, jsonLongerThan, type Patch, PatchError } from '../patch'
+import { patchesOverlap } from './patchRules'
 import { type Schemas, schemaFor, type StatesOf, validateState } from '../schema'
 import { applyUpdater, type StoreCell, type Updater } from '../store'
 import { assertStoreKey, Universe } from '../universe'
@@ -23,7 +26,7 @@ import { deepFreeze, toJsonValue } from './json'
 import { EventLog, type LogEntry, logEntry } from './log'
 import { createMemoryStorage } from './memoryStorage'
 import { notifyEach } from './notify'
-import type { CommitOutcome, CommittedEvent, OpAnswer, OpIdentity, RefusalAnswer, Storage, Write } from './storage'
+import type { CommitOutcome, CommittedChange, CommittedEvent, OpAnswer, OpIdentity, RefusalAnswer, Storage, Write } from './storage'
 
 /** Options of {@link createUniverse}. */
 export interface UniverseOptions<S extends Schemas = Schemas> {
@@ -64,6 +67,21 @@ export interface UniverseOptions<S extends Schemas = Schemas> {
    * the others. Default 10,000 ms.
    */
   actionTimeoutMs?: number
+  /**
+   * Per store, the array paths whose items are identified by a key (see `IdPaths`): the patches the
+   * server makes of its own writes and actions address those items by id. Default: none.
+   */
+  ids?: Record<string, IdPaths>
+  /**
+   * Stores that merge disjoint edits: a patch proposed on a stale base is accepted when no change
+   * since its base touched a path it touches (see `docs/consistency.md#merging`). Default: none.
+   */
+  merge?: readonly string[]
+  /**
+   * How many of each store's latest patches are kept, to merge a proposal made that many versions
+   * back and to answer with patches rather than the whole state. Default 64.
+   */
+  patchHistory?: number
 }
 
 /** The actions of the app a universe was made from (`createUniverse({ app })`). */
@@ -123,6 +141,8 @@ export type ProposalResult =
       duplicate?: true
       /** With `duplicate`, when known: the version the op made. */
       opVersion?: number
+      /** For a patch proposal, when shorter than `state`: the patches from its base to `version`. */
+      patches?: Patch[]
     }
   /** The base was stale: here is the current truth. */
   | {
@@ -134,6 +154,8 @@ export type ProposalResult =
       version: number
       /** Its current state. */
       state: unknown
+      /** When shorter than `state`: the patches from the proposal's base to `version`. */
+      patches?: Patch[]
     }
   /** Refused: for good (recorded, a retry gets the same), or without a decision (unknown client, another epoch, a reused opId). */
   | {
@@ -208,6 +230,11 @@ export class AuthoritativeUniverse<
   #actionTurn: Promise<void> = Promise.resolve()
   /** Every action by name: the app's, with the server-only implementations over them. */
   readonly #actions = new Map<string, { args: ActionSpec['args']; run: ServerAction; inApp: boolean }>()
+  readonly #ids = new Map<string, readonly IdPattern[]>()
+  readonly #merging: ReadonlySet<string>
+  readonly #patchHistory: number
+  /** Per store, the patches of its latest versions (up to `version`), newest last: a whole write starts it over. */
+  readonly #recentPatches = new Map<string, { version: number; patches: Patch[] }>()
 
   constructor(options: UniverseOptions<Schemas> & AppActions = {}) {
     super()
@@ -222,6 +249,10 @@ export class AuthoritativeUniverse<
     this.#maxStores = options.maxStores ?? 10_000
     this.#maxStateBytes = options.maxStateBytes
     this.#actionTimeoutMs = options.actionTimeoutMs ?? 10_000
+    for (const [key, paths] of Object.entries(options.ids ?? {})) this.#ids.set(key, compileIdPaths(paths))
+    this.#merging = new Set(options.merge ?? [])
+    this.#patchHistory = options.patchHistory ?? 64
+    if (!Number.isSafeInteger(this.#patchHistory) || this.#patchHistory < 0) throw new TypeError('patchHistory must be an integer ≥ 0')
     for (const [key, initial] of this.#declared) this.cell(key, initial)
     this.#visibleCount = this.#declared.size
     const { appActions = {}, actions = {} } = options
@@ -257,8 +288,9 @@ export class AuthoritativeUniverse<
     for (const event of recent) log.append(logEntry(event))
     const reloading = this.#log !== undefined
     this.#log = log
-    // What was known ahead belongs to the history being replaced.
+    // What was known ahead, and the patches, belong to the history being replaced.
     this.#ahead.clear()
+    this.#recentPatches.clear()
     for (const [key, stored] of image.stores) this.#publish(key, deepFreeze(stored.state), stored.version)
     if (reloading) {
       // A new epoch: stores it does not have start over from their declared state.
@@ -290,8 +322,9 @@ export class AuthoritativeUniverse<
   }
 
   /** Offers a client's op, already validated as a `POST /sync` body. */
-  propose(request: SyncRequest, proposer: Proposer): Promise<ProposalResult> {
+  propose(request: SyncRequest | PatchRequest, proposer: Proposer): Promise<ProposalResult> {
     if (!this.#started) return this.ready.then(() => this.propose(request, proposer))
+    if ('patch' in request) return this.#proposePatch(request, proposer.principal)
     const stateJson = JSON.stringify(request.state)
     return this.#decide(request, identify(request, proposer.principal, stateJson), stateJson, false)
   }
@@ -300,10 +333,120 @@ export class AuthoritativeUniverse<
    * Refuses a client's op for good (the sync server's authorization said no): recorded like an
    * acceptance, so a retry gets the same answer and the client's next op can follow.
    */
-  async refuse(request: SyncRequest, proposer: Proposer, error: ZunoError): Promise<ProposalResult> {
+  async refuse(request: SyncRequest | PatchRequest, proposer: Proposer, error: ZunoError): Promise<ProposalResult> {
     if (!this.#started) await this.ready
     this.#checkHealth()
-    return this.#record(request, identify(request, proposer.principal, JSON.stringify(request.state)), error)
+    const payload = 'patch' in request ? patchPayload(request.patch) : JSON.stringify(request.state)
+    return this.#record(request, identify(request, proposer.principal, payload), error)
+  }
+
+  /**
+   * Decides a patch proposal: applied to the store's state when its base is current, or, for a
+   * store that merges, over the changes made since its base when none of them touched what it
+   * touches. Then checked and committed like a whole state.
+   */
+  async #proposePatch(request: PatchRequest, principal: string): Promise<ProposalResult> {
+    this.#checkHealth()
+    const op = identify(request, principal, patchPayload(request.patch))
+    const { storeKey, baseVersion, patch } = request
+    // Before anything else, as the storage would: a base of another history is no base here.
+    if (request.epoch !== this.epoch) return this.#answer(storeKey, { type: 'epoch_changed', epoch: this.epoch })
+    // A client that saw a version this instance has not applied yet (another instance's): the
+    // patch applies to that version only, so wait a little for the follow to bring it.
+    for (let waited = 0; baseVersion > this.#versionOf(storeKey) && waited < 20; waited++) await this.#nextEvent(50)
+    const version = this.#versionOf(storeKey)
+    // Still ahead (or a resend of an older history's op): only the storage can say what it knows of it.
+    if (baseVersion > version) return this.#commitPatched(request, op, undefined)
+    const current = this.#readForAction(storeKey)
+    if (baseVersion === version) {
+      try {
+        return this.#commitPatched(request, op, patched(current, patch))
+      } catch (error) {
+        if (!(error instanceof PatchError)) throw error
+        // Not for good: the client sends the same op again with its whole state.
+        return { type: 'refused', error: new ZunoError('patch_mismatch', `The patch does not apply to version ${version}: ${error.message}`) }
+      }
+    }
+    const theirs = this.#merging.has(storeKey) ? this.#patchesSince(storeKey, baseVersion, version) : undefined
+    if (theirs !== undefined && !patchesOverlap(theirs, patch)) {
+      try {
+        return this.#commitPatched(request, op, patched(current, patch))
+      } catch (error) {
+        if (!(error instanceof PatchError)) throw error
+      }
+    }
+    return this.#commitPatched(request, op, undefined)
+  }
+
+  /**
+   * Commits what a patch made, on the version it was applied to, after the same checks as a whole
+   * state; with nothing made (a base it cannot be applied on here), asks the storage only what it
+   * knows of the op: a retry's answer, an unknown client, or else the conflict with its current truth.
+   */
+  async #commitPatched(request: PatchRequest, op: OpIdentity, made: Patched | undefined): Promise<ProposalResult> {
+    const { storeKey, baseVersion, epoch } = request
+    if (made === undefined) {
+      // No store is ever at version -1: the storage's compare fails whatever it holds.
+      const write: Write = { storeKey, baseVersion: -1, state: null }
+      return this.#settle(storeKey, await this.#storage.commit({ ...op, epoch, write }), baseVersion)
+    }
+    let { state, patch, heldBytes } = made as { state: unknown; patch: Patch | undefined; heldBytes: number | undefined }
+    try {
+      this.#admit(storeKey, this.#maxStateBytes === undefined ? '' : JSON.stringify(state), false)
+      const schema = schemaFor(this.#schemas, storeKey)
+      if (schema !== undefined) {
+        const output = await validateState(schema, storeKey, state)
+        if (output !== state) {
+          state = structuredClone(toJsonValue(output, storeKey))
+          this.#admit(storeKey, this.#maxStateBytes === undefined ? '' : JSON.stringify(state), false)
+          patch = diff(this.#readForAction(storeKey).state, state, this.#ids.get(storeKey))
+          heldBytes = undefined
+        }
+      }
+    } catch (error) {
+      if (!isZunoError(error)) throw error
+      return this.#record(request, op, error)
+    }
+    const { principal, clientId, opId, digest } = op
+    const write: Write = { storeKey, baseVersion: made.base, state, patch, stateBytes: heldBytes }
+    return this.#settle(storeKey, await this.#storage.commit({ principal, clientId, opId, digest, epoch, write }), baseVersion)
+  }
+
+  #versionOf(storeKey: string): number {
+    return this.#readForAction(storeKey).version
+  }
+
+  /** The patches that took a store from `base` to `version`, one per version, if all are kept. */
+  #patchesSince(storeKey: string, base: number, version: number): Patch[] | undefined {
+    const recent = this.#recentPatches.get(storeKey)
+    if (recent === undefined || recent.version < version || base >= version) return undefined
+    const end = recent.patches.length - (recent.version - version)
+    const start = end - (version - base)
+    return start < 0 ? undefined : recent.patches.slice(start, end)
+  }
+
+  /** The patches from `base` to `version`, when kept and shorter than `state` as JSON: what an answer carries instead of the state. */
+  #shorterPatches(storeKey: string, base: number | undefined, version: number, state: unknown): Patch[] | undefined {
+    if (base === undefined) return undefined
+    const patches = this.#patchesSince(storeKey, base, version)
+    if (patches === undefined) return undefined
+    return jsonLongerThan(state, JSON.stringify(patches).length) ? patches : undefined
+  }
+
+  /** Keeps a store's latest patch (or, for a whole write, starts its patches over). */
+  #rememberPatch(storeKey: string, version: number, patch: Patch | undefined): void {
+    if (patch === undefined || this.#patchHistory === 0) {
+      this.#recentPatches.delete(storeKey)
+      return
+    }
+    const recent = this.#recentPatches.get(storeKey)
+    if (recent === undefined || recent.version !== version - 1) {
+      this.#recentPatches.set(storeKey, { version, patches: [patch] })
+      return
+    }
+    recent.version = version
+    recent.patches.push(patch)
+    if (recent.patches.length > this.#patchHistory) recent.patches.shift()
   }
 
   /**
@@ -499,7 +642,7 @@ export class AuthoritativeUniverse<
       if (schema !== undefined) state = structuredClone(toJsonValue(await validateState(schema, storeKey, state), storeKey))
       const stateJson = JSON.stringify(state)
       this.#admit(storeKey, stateJson, false, created - 1)
-      writes.push({ storeKey, baseVersion, state, stateBytes: stateJson.length })
+      writes.push({ storeKey, baseVersion, state, stateBytes: stateJson.length, patch: this.#diff(storeKey, state) })
     }
     return writes
   }
@@ -546,7 +689,7 @@ export class AuthoritativeUniverse<
    * Checks an op against the store and the schema, then commits it or records its refusal. Not
    * an async function: without a schema nothing here waits, and each await would cost a turn.
    */
-  #decide(request: SyncRequest, op: OpIdentity, stateJson: string, byServer: boolean): Promise<ProposalResult> {
+  #decide(request: SyncRequest, op: OpIdentity, stateJson: string, byServer: boolean, patch?: Patch): Promise<ProposalResult> {
     try {
       this.#checkHealth()
     } catch (error) {
@@ -559,9 +702,11 @@ export class AuthoritativeUniverse<
       return this.#record(request, op, error)
     }
     const schema = schemaFor(this.#schemas, request.storeKey)
-    if (schema === undefined) return this.#commit(request, op, request.state, stateJson.length)
+    if (schema === undefined) return this.#commit(request, op, request.state, stateJson.length, patch)
     return this.#validated(schema, request).then(
-      ({ state, stateBytes }) => this.#commit(request, op, state, stateBytes ?? stateJson.length),
+      // A schema that changed the state changed what the patch says too.
+      ({ state, stateBytes }) =>
+        this.#commit(request, op, state, stateBytes ?? stateJson.length, stateBytes === undefined || patch === undefined ? patch : this.#diff(request.storeKey, state)),
       (error: unknown) => {
         if (!isZunoError(error)) throw error
         return this.#record(request, op, error)
@@ -598,31 +743,42 @@ export class AuthoritativeUniverse<
   }
 
   /** Commits an op; not an async function, so an in-process storage's answer costs no turn of its own. */
-  #commit(request: SyncRequest, op: OpIdentity, state: unknown, stateBytes: number): Promise<ProposalResult> {
+  #commit(request: SyncRequest, op: OpIdentity, state: unknown, stateBytes: number, patch: Patch | undefined): Promise<ProposalResult> {
     const { storeKey, baseVersion, epoch } = request
     const { principal, clientId, opId, digest } = op
     let outcome: CommitOutcome | Promise<CommitOutcome>
     try {
       // Fields named, not spread: a spread copies through a slower generic path, once per proposal.
-      outcome = this.#storage.commit({ principal, clientId, opId, digest, epoch, write: { storeKey, baseVersion, state, stateBytes } })
+      outcome = this.#storage.commit({ principal, clientId, opId, digest, epoch, write: { storeKey, baseVersion, state, stateBytes, patch } })
     } catch (error) {
       return Promise.reject(error)
     }
-    return isPromiseLike(outcome) ? Promise.resolve(outcome).then((settled) => this.#settle(storeKey, settled)) : this.#settle(storeKey, outcome)
+    // The base goes along for a conflict, whose answer may then carry the patches since it.
+    return isPromiseLike(outcome)
+      ? Promise.resolve(outcome).then((settled) => this.#settle(storeKey, settled, settled.type === 'conflict' ? baseVersion : undefined))
+      : this.#settle(storeKey, outcome, outcome.type === 'conflict' ? baseVersion : undefined)
   }
 
-  /** The answer to a committed op, once this universe has applied its event (the answer must never be ahead of the streams). */
-  #settle(storeKey: string, outcome: CommitOutcome): Promise<ProposalResult> {
+  /**
+   * The answer to a committed op, once this universe has applied its event (the answer must never
+   * be ahead of the streams); with `base`, the op was a patch, and patches may answer for the state.
+   */
+  #settle(storeKey: string, outcome: CommitOutcome, base?: number): Promise<ProposalResult> {
     if (outcome.type === 'accepted') {
       // Usually applied already (an in-process storage delivers as it commits): no wait then.
       const reached = this.#reached(outcome.event.seq)
-      if (reached !== undefined) return reached.then(() => this.#answer(storeKey, outcome))
+      if (reached !== undefined) return reached.then(() => this.#answer(storeKey, outcome, base))
     }
-    return Promise.resolve(this.#answer(storeKey, outcome))
+    return Promise.resolve(this.#answer(storeKey, outcome, base))
+  }
+
+  /** The patch from a store's state here to `state`, as the server's own writes and actions stream it. */
+  #diff(storeKey: string, state: unknown): Patch | undefined {
+    return diff(this.#readForAction(storeKey).state, state, this.#ids.get(storeKey))
   }
 
   /** Records a refusal for good, unless the op was processed before (then that answer stands). Callers checked the storage's health. */
-  async #record(request: SyncRequest, op: OpIdentity, error: ZunoError): Promise<ProposalResult> {
+  async #record(request: SyncRequest | PatchRequest, op: OpIdentity, error: ZunoError): Promise<ProposalResult> {
     const { storeKey } = request
     const refusal = { ...op, epoch: request.epoch, storeKey, error: error.code, message: error.message }
     const outcome = await this.#storage.refuse(error.issues === undefined ? refusal : { ...refusal, issues: error.issues })
@@ -631,11 +787,12 @@ export class AuthoritativeUniverse<
     return this.#answer(storeKey, outcome)
   }
 
-  #answer(storeKey: string, outcome: CommitOutcome): ProposalResult {
+  #answer(storeKey: string, outcome: CommitOutcome, base?: number): ProposalResult {
     switch (outcome.type) {
       case 'accepted': {
         const { version, state } = outcome.event
-        return { type: 'accepted', storeKey, version, state }
+        const patches = this.#shorterPatches(storeKey, base, version, state)
+        return patches === undefined ? { type: 'accepted', storeKey, version, state } : { type: 'accepted', storeKey, version, state, patches }
       }
       case 'answered':
         return this.#answerOf(outcome.answer)
@@ -646,7 +803,8 @@ export class AuthoritativeUniverse<
       case 'conflict': {
         // Version 0 is the declared initial state, which only the server knows.
         const state = outcome.version === 0 ? this.#declared.get(storeKey) : outcome.state
-        return { type: 'conflict', storeKey, version: outcome.version, state }
+        const patches = this.#shorterPatches(storeKey, base, outcome.version, state)
+        return patches === undefined ? { type: 'conflict', storeKey, version: outcome.version, state } : { type: 'conflict', storeKey, version: outcome.version, state, patches }
       }
       case 'reused':
         return refused('op_id_reused', 'This opId was processed with another store or state; use the next opId')
@@ -772,7 +930,7 @@ export class AuthoritativeUniverse<
       const request: SyncRequest = { storeKey: cell.key, baseVersion: cell.version, epoch: this.epoch, state, clientId: server.clientId, opId }
       let result: ProposalResult
       try {
-        result = await this.#decide(request, identify(request, '', stateJson), stateJson, true)
+        result = await this.#decide(request, identify(request, '', stateJson), stateJson, true, this.#diff(cell.key, state))
       } catch (error) {
         // In doubt: the op may or may not have landed. It is never sent again; later writes go under a fresh identity.
         this.#server = { clientId: newClientId(), opId: 0 }
@@ -815,7 +973,7 @@ export class AuthoritativeUniverse<
   }
 
   /** Shows several changes as one: every store has its new state before any subscriber hears of one. */
-  #publishTogether(changes: readonly StoreChange[], from = 0): void {
+  #publishTogether(changes: readonly CommittedChange[], from = 0): void {
     const change = changes[from]
     if (change === undefined) return
     const cell = this.cell(change.storeKey)
@@ -845,9 +1003,13 @@ export class AuthoritativeUniverse<
     const { changes } = event
     if (changes === undefined) {
       deepFreeze(event.state)
+      this.#rememberPatch(event.storeKey, event.version, event.patch)
       this.#publish(event.storeKey, event.state, event.version)
     } else {
-      for (const change of changes) deepFreeze(change.state)
+      for (const change of changes) {
+        deepFreeze(change.state)
+        this.#rememberPatch(change.storeKey, change.version, change.patch)
+      }
       this.#publishTogether(changes)
     }
     notifyEach(this.#listeners, entry, 'a commit listener of the universe')
@@ -875,9 +1037,31 @@ function refused(code: 'op_id_reused' | 'unknown_client' | 'epoch_changed', mess
 }
 
 /** Who sent an op and which op it is, with the digest that tells a retry from a reused id. */
-function identify(request: SyncRequest, principal: string, stateJson: string): OpIdentity {
+function identify(request: SyncRequest | PatchRequest, principal: string, payload: string): OpIdentity {
   const { clientId, opId, storeKey, baseVersion } = request
-  return { principal, clientId, opId, digest: opDigest(storeKey, baseVersion, stateJson) }
+  return { principal, clientId, opId, digest: opDigest(storeKey, baseVersion, payload) }
+}
+
+/** A patch applied: the state it made, and about how many bytes that state holds that its base does not share. */
+interface Patched {
+  /** The version the patch was applied to: what the commit compares. */
+  base: number
+  state: unknown
+  patch: Patch
+  heldBytes: number
+}
+
+function patched({ version, state }: StoreRead, patch: Patch): Patched {
+  const copies = { slots: 0 }
+  const next = applyPatch(state, patch, copies)
+  // The resume log counts what each kept version holds on its own: the containers the patch
+  // copied (a reference a slot) and the values it set (about their JSON).
+  return { base: version, state: next, patch, heldBytes: copies.slots * 8 + JSON.stringify(patch).length }
+}
+
+/** What a patch proposal's digest covers: its patch, marked so that no state's JSON spells the same ('~' starts none). */
+function patchPayload(patch: Patch): string {
+  return `~${JSON.stringify(patch)}`
 }
 
 /** What an action's caller may reach, as `runAction` asks it: `forbidden` before the run sees or writes a store it may not. */
@@ -961,6 +1145,6 @@ export function createUniverse(options: Omit<UniverseOptions, 'actions'> & { app
   // The overloads typed each server action by its app's stores and arguments; here they are all one kind.
   const { app, ...rest } = options as UniverseOptions & { app?: ZunoApp }
   if (app === undefined) return new AuthoritativeUniverse(rest)
-  const { states, schemas } = appSetup(app, rest.stores, rest.schemas)
-  return new AuthoritativeUniverse({ ...rest, stores: states, schemas, appActions: app.actions as Record<string, ActionSpec> })
+  const { states, schemas, ids, merge } = appSetup(app, rest.stores, rest.schemas)
+  return new AuthoritativeUniverse({ ...rest, stores: states, schemas, ids: { ...ids, ...rest.ids }, merge: [...merge, ...(rest.merge ?? [])], appActions: app.actions as Record<string, ActionSpec> })
 }

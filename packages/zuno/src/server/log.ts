@@ -1,5 +1,6 @@
 import { formatEventId, parseEventId } from '../protocol'
 import { encodeEventFrame } from './sse'
+import type { Patch } from '../patch'
 import type { CommittedChange, CommittedEvent } from './storage'
 
 /** A retained event and its SSE frame, encoded once and shared by every subscriber and replay. */
@@ -48,6 +49,7 @@ export class LoggedEvent implements CommittedEvent, LogEntry {
     readonly stateBytes: number | undefined,
     epoch: string,
     readonly changes?: readonly CommittedChange[],
+    readonly patch?: Patch,
   ) {
     this.#epoch = epoch
   }

@@ -1,6 +1,7 @@
 import { type CommitEvent, PROTOCOL_HEADER, PROTOCOL_VERSION, SSE_EVENTS, type SnapshotMessage, type StateEvent, type StoreChange } from '../protocol'
+import { jsonLongerThan } from '../patch'
 import { utf8Bytes as encode } from './bytes'
-import type { CommittedEvent } from './storage'
+import type { CommittedChange, CommittedEvent } from './storage'
 
 /** Response headers of every SSE stream: never cached, transformed (compressed) or buffered. */
 export const SSE_HEADERS: Readonly<Record<string, string>> = {
@@ -24,29 +25,35 @@ export function encodeEventFrame(event: CommittedEvent): Uint8Array {
  */
 export function encodeCommitFrame(event: CommittedEvent, visible: ((storeKey: string) => boolean) | undefined): Uint8Array | undefined {
   const changes: StoreChange[] = []
-  for (const { storeKey, version, state } of event.changes ?? [event]) {
-    if (visible === undefined || visible(storeKey)) changes.push({ storeKey, version, state })
+  for (const change of event.changes ?? [event]) {
+    if (visible === undefined || visible(change.storeKey)) changes.push(wireChange(change))
   }
   if (changes.length === 0) return undefined
   const { writer, opId } = event
   if (changes.length === 1) {
-    const [{ storeKey, version, state }] = changes as [StoreChange]
-    const data: StateEvent = { storeKey, version, state, writer, opId }
+    const data = { ...(changes[0] as StoreChange), writer, opId }
     return encode(`id: ${event.id}\nevent: ${SSE_EVENTS.state}\ndata: ${JSON.stringify(data)}\n\n`)
   }
   const data: CommitEvent = { changes, writer, opId }
   return encode(`id: ${event.id}\nevent: ${SSE_EVENTS.commit}\ndata: ${JSON.stringify(data)}\n\n`)
 }
 
+/**
+ * A change as a stream carries it: with its patch when that is shorter than its state (found by
+ * measuring the state only as far as the patch's length), else with its state.
+ */
+function wireChange({ storeKey, version, state, patch }: CommittedChange): StoreChange {
+  if (patch !== undefined && jsonLongerThan(state, JSON.stringify(patch).length)) return { storeKey, version, patch } as StoreChange
+  return { storeKey, version, state }
+}
+
 /** The `state` frame of one committed event. JSON never contains a raw newline, so one data line. */
 export function encodeStateFrame(event: CommittedEvent): Uint8Array {
-  const data: StateEvent = {
-    storeKey: event.storeKey,
-    version: event.version,
-    state: event.state,
-    writer: event.writer,
-    opId: event.opId,
-  }
+  const { storeKey, version, state, writer, opId, patch } = event
+  const data: StateEvent =
+    patch !== undefined && jsonLongerThan(state, JSON.stringify(patch).length)
+      ? ({ storeKey, version, patch, writer, opId } as StateEvent)
+      : { storeKey, version, state, writer, opId }
   return encode(`id: ${event.id}\nevent: ${SSE_EVENTS.state}\ndata: ${JSON.stringify(data)}\n\n`)
 }
 

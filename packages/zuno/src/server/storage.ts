@@ -1,3 +1,4 @@
+import type { Patch } from '../patch'
 import type { ErrorCode, SchemaIssue, StoreState } from '../protocol'
 
 /** Who sent an op, and which op it is: the key of exactly-once. */
@@ -28,6 +29,11 @@ export interface Write {
   state: unknown
   /** About how many bytes the state takes as JSON, when the caller measured it (no storage need encode it to know). */
   stateBytes?: number | undefined
+  /**
+   * What changed from the state at `baseVersion`, when the universe knows it: kept on the event, so
+   * streams can carry it instead of the state. A storage that drops it loses no data (streams then carry the state).
+   */
+  patch?: Patch | undefined
 }
 
 /** An op to commit: accepted iff `epoch` is the storage's and `baseVersion` the store's current version. */
@@ -119,6 +125,8 @@ export interface CommittedChange {
   state: unknown
   /** About how many bytes the state takes as JSON, when known. */
   stateBytes?: number | undefined
+  /** What changed from the store's previous version, when known. */
+  patch?: Patch | undefined
 }
 
 /**
@@ -139,6 +147,8 @@ export interface CommittedEvent {
   opId: number
   /** About how many bytes the state takes as JSON, when known: the resume log counts it without encoding a frame. */
   stateBytes?: number | undefined
+  /** What changed from the store's previous version, when known (see {@link Write.patch}). */
+  patch?: Patch | undefined
   /** With a commit of several stores: each of them, the first being the one named above. Absent for one store. */
   changes?: readonly CommittedChange[] | undefined
   /** Universe-wide, strictly increasing; 1 for the first change of an epoch. */

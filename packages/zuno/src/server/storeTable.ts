@@ -57,21 +57,21 @@ export class StoreTable {
 
   /** The event that accepting `request` as the `seq`-th change makes. */
   accept(request: CommitRequest, epoch: string, seq: number, writer: string): CommittedEvent {
-    const { storeKey, state, stateBytes } = request.write
+    const { storeKey, state, stateBytes, patch } = request.write
     const version = (this.states.get(storeKey)?.version ?? 0) + 1
-    return new LoggedEvent(storeKey, version, state, writer, request.opId, seq, stateBytes, epoch)
+    return new LoggedEvent(storeKey, version, state, writer, request.opId, seq, stateBytes, epoch, undefined, patch)
   }
 
   /** The event that accepting an action's writes (one at least) as the `seq`-th change makes: one event, whatever the number of stores. */
   acceptAction(request: ActionCommitRequest, epoch: string, seq: number, writer: string): CommittedEvent {
     const changes: CommittedChange[] = []
     let bytes = 0
-    for (const { storeKey, state, stateBytes } of request.writes) {
-      changes.push({ storeKey, version: (this.states.get(storeKey)?.version ?? 0) + 1, state, stateBytes })
+    for (const { storeKey, state, stateBytes, patch } of request.writes) {
+      changes.push({ storeKey, version: (this.states.get(storeKey)?.version ?? 0) + 1, state, stateBytes, patch })
       bytes += stateBytes ?? 0
     }
     const [first] = changes as [CommittedChange]
-    if (changes.length === 1) return new LoggedEvent(first.storeKey, first.version, first.state, writer, request.opId, seq, first.stateBytes, epoch)
+    if (changes.length === 1) return new LoggedEvent(first.storeKey, first.version, first.state, writer, request.opId, seq, first.stateBytes, epoch, undefined, first.patch)
     return new LoggedEvent(first.storeKey, first.version, first.state, writer, request.opId, seq, bytes, epoch, changes)
   }
 

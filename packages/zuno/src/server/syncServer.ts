@@ -18,6 +18,7 @@ import { utf8Length } from './bytes'
 import { Hub, type SseSink, type Subscription } from './hub'
 import { RateLimiter, StreamLimiter } from './limits'
 import { encodeCommitFrame, encodeRetryHint, encodeSnapshotFrame, HEARTBEAT_FRAME, RESUMED_FRAME, RESYNC_FRAME } from './sse'
+import type { Patch } from '../patch'
 import { checkJsonPayload, isActionRequest, isJsonContentType, type Proposal, parseProposalText, validateProposal, valueExceedsDepth } from './validate'
 
 /** Options shared by every adapter. */
@@ -343,15 +344,17 @@ export class SyncServer {
       const unreadable = this.#authorize !== undefined && !this.#may(principal, proposal.storeKey, 'read')
       switch (result.type) {
         case 'accepted': {
-          const { storeKey, version, state } = result
+          const { storeKey, version, state, patches } = result
           const body: SyncAccepted = result.duplicate ? { ok: true, storeKey, version, state, duplicate: true } : { ok: true, storeKey, version, state }
           if (result.opVersion !== undefined) body.opVersion = result.opVersion
-          if (unreadable) delete (body as Partial<SyncAccepted>).state
+          if (patches !== undefined) withPatches(body, patches)
+          if (unreadable) withoutState(body)
           return json(200, body)
         }
         case 'conflict': {
           const body: SyncConflict = { ok: false, error: 'conflict', storeKey: result.storeKey, version: result.version, state: result.state }
-          if (unreadable) delete (body as Partial<SyncConflict>).state
+          if (result.patches !== undefined) withPatches(body, result.patches)
+          if (unreadable) withoutState(body)
           return json(409, body)
         }
       }
@@ -578,4 +581,16 @@ export function errorResponse(error: unknown): ZunoResponse {
   // Not a client's fault, and not a crash: say "try again" and let the host see what happened.
   console.error('[zuno] unexpected error while handling a request', error)
   return json(503, { ok: false, error: 'unavailable', message: 'The server could not handle the request; try again' })
+}
+
+/** An answer that says the state by the patches since the proposal's base, which are shorter. */
+function withPatches(body: SyncAccepted | SyncConflict, patches: Patch[]): void {
+  delete (body as { state?: unknown }).state
+  body.patches = patches
+}
+
+/** An answer to a principal who may write the store but not read it: its version, never its state. */
+function withoutState(body: SyncAccepted | SyncConflict): void {
+  delete (body as { state?: unknown }).state
+  delete body.patches
 }

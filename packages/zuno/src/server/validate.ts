@@ -6,16 +6,23 @@ import {
   CLIENT_ID_PATTERN,
   EPOCH_PATTERN,
   isNonNegativeInteger,
+  type PatchRequest,
   STORE_KEY_PATTERN,
   type SyncRequest,
 } from '../protocol'
+import { patchProblem } from './patchRules'
 
-/** A `POST /sync` body: a state proposal, or an action. */
-export type Proposal = SyncRequest | ActionRequest
+/** A `POST /sync` body: a state proposal, a patch proposal, or an action. */
+export type Proposal = SyncRequest | PatchRequest | ActionRequest
 
 /** Whether a checked body proposes an action. */
 export function isActionRequest(proposal: Proposal): proposal is ActionRequest {
   return 'action' in proposal
+}
+
+/** Whether a checked body proposes a patch. */
+export function isPatchRequest(proposal: Proposal): proposal is PatchRequest {
+  return 'patch' in proposal
 }
 
 const OPEN_BRACE = 0x7b
@@ -135,7 +142,8 @@ export function parseProposalText(text: string, maxDepth: number): Proposal {
 
 /** Refuses a payload (state or arguments) that is not JSON, such as a number a parser read as Infinity. */
 export function checkJsonPayload(proposal: Proposal, maxDepth: number): void {
-  if (!isActionRequest(proposal)) toJsonValue(proposal.state, proposal.storeKey, maxDepth + 1)
+  if (isPatchRequest(proposal)) toJsonValue(proposal.patch, proposal.storeKey, maxDepth + 1)
+  else if (!isActionRequest(proposal)) toJsonValue(proposal.state, proposal.storeKey, maxDepth + 1)
   else if (proposal.args !== undefined) {
     try {
       toJsonValue(proposal.args, proposal.action, maxDepth + 1)
@@ -159,8 +167,16 @@ export function validateProposal(body: unknown): Proposal {
     throw new ZunoError('invalid_base_version', 'baseVersion must be a non-negative integer')
   }
   checkEpoch(epoch)
+  if (Object.hasOwn(body, 'patch')) {
+    if (Object.hasOwn(body, 'state')) throw new ZunoError('invalid_body', 'A body carries a state or a patch, not both')
+    const { patch } = body as { patch: unknown }
+    const problem = patchProblem(patch)
+    if (problem !== undefined) throw new ZunoError('invalid_patch', `patch is not a patch: ${problem}`)
+    checkOpIds(clientId, opId)
+    return { storeKey, baseVersion, epoch, patch: patch as PatchRequest['patch'], clientId, opId: opId as number }
+  }
   if (state === undefined || !Object.hasOwn(body, 'state')) {
-    throw new ZunoError('missing_state', 'state is required')
+    throw new ZunoError('missing_state', 'state (or patch) is required')
   }
   checkOpIds(clientId, opId)
   return { storeKey, baseVersion, epoch, state, clientId, opId: opId as number }
@@ -172,7 +188,7 @@ function validateActionRequest(body: Record<string, unknown>): ActionRequest {
   if (typeof action !== 'string' || !ACTION_NAME_PATTERN.test(action)) {
     throw new ZunoError('invalid_action', `action must match ${ACTION_NAME_PATTERN}`)
   }
-  if (Object.hasOwn(body, 'storeKey') || Object.hasOwn(body, 'state')) {
+  if (Object.hasOwn(body, 'storeKey') || Object.hasOwn(body, 'state') || Object.hasOwn(body, 'patch')) {
     throw new ZunoError('invalid_body', 'A body names an action or a store and state, not both')
   }
   checkEpoch(epoch)

@@ -1,4 +1,5 @@
 import { writerTag } from '../../src/writerTag'
+import { applyPatch } from '../../src/patch'
 import type { CommittedEvent } from '../../src/server/index'
 import type { Attempt } from './simNetwork'
 
@@ -163,7 +164,7 @@ export function checkLinearizable(
         problems.push(`${storeKey}: 200 for ${attempt.clientId}#${attempt.opId} at v${version}, which is another write`)
         continue
       }
-      if (!same(state, event.state)) problems.push(`${storeKey}: 200 at v${version} with a state the log does not have`)
+      if (!same(stateSaid(attempt.answer, history, initial[storeKey]), event.state)) problems.push(`${storeKey}: 200 at v${version} with a state the log does not have`)
       ackedAt.set(version, Math.min(ackedAt.get(version) ?? Number.POSITIVE_INFINITY, attempt.respondedAt))
     }
     // Real-time order: no write may get a lower version than one acknowledged before it was sent.
@@ -187,7 +188,8 @@ export function checkLinearizable(
     // Conflicts: the reported version was written, visible in time, with its state, and not stale.
     for (const attempt of ofStore) {
       if (attempt.status !== 409 || attempt.answer === undefined || attempt.respondedAt === undefined) continue
-      const { version, state } = attempt.answer
+      const { version } = attempt.answer
+      const state = stateSaid(attempt.answer, history, initial[storeKey])
       if (version === attempt.baseVersion) problems.push(`${storeKey}: 409 for a proposal on the current version`)
       const written = version === 0 ? undefined : history[version - 1]
       const expectedState = written === undefined ? initial[storeKey] : written.state
@@ -203,6 +205,22 @@ export function checkLinearizable(
     }
   }
   return problems
+}
+
+/**
+ * The state an answer says: its own, or its patches applied to the log's state at the version
+ * before them (so a patch that does not rebuild the log's state is caught like a wrong state).
+ */
+function stateSaid(answer: { version: number; state: unknown; patches?: readonly unknown[] }, history: readonly CommittedEvent[], initial: unknown): unknown {
+  if (answer.patches === undefined) return answer.state
+  const from = answer.version - answer.patches.length
+  let state = from === 0 ? initial : history[from - 1]?.state
+  try {
+    for (const patch of answer.patches) state = applyPatch(state, patch as Parameters<typeof applyPatch>[1])
+  } catch {
+    return Symbol('patches that do not apply')
+  }
+  return state
 }
 
 /**

@@ -1,4 +1,4 @@
-import type { EventSourceLike, ServerAction } from '../../src/index'
+import type { EventSourceLike, Patch, ServerAction } from '../../src/index'
 import {
   type AuthoritativeUniverse,
   type CommittedEvent,
@@ -57,7 +57,7 @@ export interface Attempt {
   invokedAt: number
   respondedAt?: number
   status?: number
-  answer?: { version: number; state: unknown; duplicate?: true }
+  answer?: { version: number; state: unknown; patches?: Patch[]; duplicate?: true }
   /** The answer was a proxy's HTML page, not the server's. */
   proxy?: ProxyAnswer
 }
@@ -211,9 +211,11 @@ export class SimNetwork {
       }
       attempt.respondedAt = this.clock.now
       attempt.status = answer.status
-      const json = JSON.parse(answer.body) as { version?: number; state?: unknown; duplicate?: true; error?: string }
+      const json = JSON.parse(answer.body) as { version?: number; state?: unknown; patches?: Patch[]; duplicate?: true; error?: string }
       if (json.error !== undefined) this.errors.set(json.error, (this.errors.get(json.error) ?? 0) + 1)
-      if (json.version !== undefined) attempt.answer = { version: json.version, state: json.state, ...(json.duplicate ? { duplicate: true } : {}) }
+      if (json.version !== undefined) {
+        attempt.answer = { version: json.version, state: json.state, ...(json.patches ? { patches: json.patches } : {}), ...(json.duplicate ? { duplicate: true } : {}) }
+      }
       return new Response(answer.body, { status: answer.status, headers: { ...JSON_HEADERS, ...answer.headers } })
     }) as typeof fetch
   }
