@@ -167,6 +167,32 @@ add({ name: 'baseVersion: missing', method: 'POST', target: '/sync', body: propo
 // State.
 add({ name: 'state: missing', method: 'POST', target: '/sync', body: proposal({}, ['state']), status: 400, error: 'missing_state' })
 
+// Patches (instead of a state).
+add({ name: 'patch: beside a state', method: 'POST', target: '/sync', body: proposal({ patch: [] }), status: 400, error: 'invalid_body' })
+const badPatches: Array<[string, unknown]> = [
+  ['null', null],
+  ['object', { op: 'replace' }],
+  ['string', '[[["a"],1]]'],
+  ['op not an array', [1]],
+  ['op empty', [[]]],
+  ['op of four', [[['a'], 1, null, 0]]],
+  ['path a string (JSON Pointer)', [['/a', 1]]],
+  ['step a boolean', [[[true], 1]]],
+  ['step null', [[[null], 1]]],
+  ['step a negative index', [[[-1], 1]]],
+  ['step a fraction', [[[1.5], 1]]],
+  ['step an empty object', [[[{}], 1]]],
+  ['step an object of two keys', [[[{ id: 1, key: 2 }], 1]]],
+  ['step an object with an object id', [[[{ id: { x: 1 } }], 1]]],
+  ['insert after an object', [[[{ id: 'a' }], 1, { id: 'b' }]]],
+  ['insert at a key', [[['a'], 1, null]]],
+  ['insert at the root', [[[], 1, null]]],
+  ['1,001 operations', Array.from({ length: 1001 }, () => [['a'], 1])],
+]
+for (const [name, patch] of badPatches) {
+  add({ name: `patch: ${name}`, method: 'POST', target: '/sync', body: proposal({ patch }, ['state']), status: 400, error: 'invalid_patch' })
+}
+
 // Client ids and op ids.
 const badClients: Array<[string, unknown]> = [
   ['empty', ''],

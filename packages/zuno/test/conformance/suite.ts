@@ -478,6 +478,50 @@ export function runConformanceSuite(target: ConformanceTarget): void {
       })
     })
 
+    describe('POST /sync with a patch', () => {
+      /** Fills `todos` with 40 items (version 1), so a one-item patch is far shorter than the state. */
+      const fillTodos = async (clientId: string) => {
+        const items = Array.from({ length: 40 }, (_, i) => `todo number ${i}`)
+        expect((await post(proposal({ storeKey: 'todos', state: items, clientId }))).status).toBe(200)
+        return items
+      }
+
+      it('applies a patch on the current version, answers and streams the patch instead of the state', async () => {
+        const writer = newClientId()
+        const items = await fillTodos(writer)
+        const events = await stream('?stores=todos')
+        expect((await events.nextEvent()).event).toBe('snapshot')
+        const answer = await post({ storeKey: 'todos', baseVersion: 1, epoch, patch: [[[3], 'done'], [[40], 'new']], clientId: writer, opId: 2 })
+        expect(answer.status).toBe(200)
+        expect(answer.body).toEqual({ ok: true, storeKey: 'todos', version: 2, patches: [[[[3], 'done'], [[40], 'new']]] })
+        const event = await events.nextEvent()
+        expect(event.event).toBe('state')
+        expect(JSON.parse(event.data as string)).toEqual({ storeKey: 'todos', version: 2, patch: [[[3], 'done'], [[40], 'new']], writer: writerTag(writer), opId: 2 })
+        const { body } = await getState('?stores=todos')
+        expect(body.stores).toEqual({ todos: { version: 2, state: [...items.slice(0, 3), 'done', ...items.slice(4), 'new'] } })
+      })
+
+      it('answers 409 with the patches since a stale base, and 409 patch_mismatch (recording nothing) to a patch that does not apply', async () => {
+        const writer = newClientId()
+        await fillTodos(writer)
+        expect((await post({ storeKey: 'todos', baseVersion: 1, epoch, patch: [[[0], 'first']], clientId: writer, opId: 2 })).status).toBe(200)
+        const stale = await post({ storeKey: 'todos', baseVersion: 1, epoch, patch: [[[1], 'second']], clientId: writer, opId: 3 })
+        expect(stale.status).toBe(409)
+        expect(stale.body).toEqual({ ok: false, error: 'conflict', storeKey: 'todos', version: 2, patches: [[[[0], 'first']]] })
+        const mismatch = await post({ storeKey: 'todos', baseVersion: 2, epoch, patch: [[[99], 'nowhere']], clientId: writer, opId: 3 })
+        expectError(mismatch, 409, 'patch_mismatch')
+        // Not recorded: op 3 is still free, for the same op sent whole.
+        expect((await post(proposal({ storeKey: 'todos', baseVersion: 2, state: ['whole'], clientId: writer, opId: 3 }))).status).toBe(200)
+      })
+
+      it('refuses a malformed patch, or a body with a state and a patch, with a 400 and changes nothing', async () => {
+        expectError(await post({ storeKey: 'counter', baseVersion: 0, epoch, patch: { not: 'a patch' }, clientId: newClientId(), opId: 1 }), 400, 'invalid_patch')
+        expectError(await post({ storeKey: 'counter', baseVersion: 0, epoch, patch: [[[true], 1]], clientId: newClientId(), opId: 1 }), 400, 'invalid_patch')
+        expectError(await post({ storeKey: 'counter', baseVersion: 0, epoch, patch: [[[], 1]], state: 1, clientId: newClientId(), opId: 1 }), 400, 'invalid_body')
+        await expectUnchanged()
+      })
+    })
+
     describe('GET /sse', () => {
       it('streams with SSE headers, a retry hint and a snapshot first', async () => {
         const sse = await stream()
