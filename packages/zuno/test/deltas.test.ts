@@ -4,7 +4,7 @@
  * carry the patches since the proposal's base, stores that merge accept disjoint patches on a stale
  * base, and a replica that cannot apply a patch starts over from a snapshot.
  */
-import { createServer, type IncomingMessage, type Server } from 'node:http'
+import { createServer, type IncomingMessage, request, type Server, type ServerResponse } from 'node:http'
 import { EventSource } from 'eventsource'
 import { afterEach, describe, expect, it } from 'vitest'
 import { connect, defineZuno, type Patch, type ReplicaOptions } from '../src/index'
@@ -237,19 +237,78 @@ describe('conflicts and merges', () => {
 })
 
 describe('replicas that miss a patch', () => {
-  it('a replica resumed past the retention starts over from a snapshot and converges', async () => {
-    const { universe, url } = await serve({ retention: 1 })
-    const replica = await replicaOf(url)
+  /**
+   * A pass-through proxy whose streams the test can cut, and whose new streams it can hold back,
+   * so the server moves on while a replica is away; `resumedFrom` lists each stream's Last-Event-ID.
+   */
+  async function cuttableProxy(target: string) {
+    const { port: targetPort } = new URL(target)
+    const open = new Set<ServerResponse>()
+    const resumedFrom: Array<string | undefined> = []
+    let held: Array<() => void> | undefined
+    const server = createServer((req, res) => {
+      const forward = () => {
+        if (req.url?.includes('/sse')) {
+          const query = new URL(req.url, 'http://proxy').searchParams.get('lastEventId') ?? undefined
+          resumedFrom.push((req.headers['last-event-id'] as string | undefined) ?? query)
+          open.add(res)
+          res.on('close', () => open.delete(res))
+        }
+        const upstream = request({ host: '127.0.0.1', port: Number(targetPort), method: req.method, path: req.url, headers: req.headers }, (reply) => {
+          res.writeHead(reply.statusCode ?? 502, reply.headers)
+          reply.pipe(res)
+        })
+        upstream.on('error', () => res.destroy())
+        res.on('close', () => upstream.destroy())
+        req.pipe(upstream)
+      }
+      if (held !== undefined && req.url?.includes('/sse')) held.push(forward)
+      else forward()
+    })
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    cleanups.push(async () => {
+      server.closeAllConnections()
+      await new Promise((resolve) => server.close(resolve))
+    })
+    return {
+      url: `http://127.0.0.1:${(server.address() as { port: number }).port}/zuno`,
+      resumedFrom,
+      /** Drops every open stream mid-flight and holds back the reconnects until `release`. */
+      cut() {
+        held = []
+        for (const res of open) res.destroy()
+      },
+      release() {
+        const waiting = held ?? []
+        held = undefined
+        for (const forward of waiting) forward()
+      },
+    }
+  }
+
+  it.each([
+    ['within the retention, it resumes and applies the patches it missed', 100, 'resumed'],
+    ['past the retention, it starts over from a snapshot', 1, 'snapshot'],
+  ])('a replica whose stream is cut mid-stream converges: %s', async (_, retention, how) => {
+    const { universe, url } = await serve({ retention })
+    const proxy = await cuttableProxy(url)
+    const replica = await replicaOf(proxy.url)
     const store = replica.store('todos')
-    // Cut the stream, then move the store on by more than the log keeps.
-    replica.close()
     await universe.store('todos').set(toggle('t1'))
+    await until(() => store.version === 1)
+    proxy.cut()
+    await until(() => replica.status.get() !== 'connected')
     await universe.store('todos').set(toggle('t2'))
+    await universe.store('todos').set((list) => [{ id: 'first', title: 'First', done: false }, ...list])
     await universe.store('todos').set(toggle('t3'))
-    const again = await replicaOf(url, {})
-    await until(() => again.store('todos').version === 3)
-    expect(again.store('todos').get()).toEqual(universe.store('todos').get())
-    expect(store.version).toBe(0)
+    const stream = await openRawStream(`${url}/sse?stores=todos`, { 'last-event-id': `${universe.epoch}-1` })
+    cleanups.push(() => stream.close())
+    // What the replica will be sent: the patches after its last id, or a snapshot.
+    expect((await stream.nextEvent()).event).toBe(how === 'resumed' ? 'state' : 'snapshot')
+    proxy.release()
+    await until(() => store.version === 4)
+    expect(store.get()).toEqual(universe.store('todos').get())
+    expect(proxy.resumedFrom.at(-1)).toBe(`${universe.epoch}-1`)
   })
 })
 
