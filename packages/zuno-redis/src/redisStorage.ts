@@ -1,5 +1,5 @@
 import { Redis } from 'ioredis'
-import { formatEventId, type StoreState, ZunoError } from 'zuno'
+import { formatEventId, type Patch, type StoreState, ZunoError } from 'zuno'
 import {
   type ActionCommitRequest,
   CLIENT_DEFAULTS,
@@ -16,6 +16,7 @@ import {
   type Storage,
   type StorageHealth,
   type StorageImage,
+  type Write,
   writerTag,
 } from 'zuno/server'
 import { ACTION, COMMIT, FORMAT, LOAD, RECONCILE, REFUSE } from './scripts'
@@ -48,6 +49,13 @@ const RELOAD_WAIT_MS = 5000
 type Reply = Array<string | null | Reply>
 type Entry = [id: string, fields: string[]]
 type Script = (...args: Array<string | number>) => Promise<Reply>
+
+/** The `p` of an action's Stream entry (see scripts.ts); '' for none. */
+function entryPatches(writes: readonly Write[]): string {
+  const patches = writes.map((write) => write.patch ?? null)
+  if (!patches.some(Boolean)) return ''
+  return JSON.stringify(writes.length === 1 ? patches[0] : patches)
+}
 
 /** An epoch id: letters and digits, as event ids carry it. */
 function newEpochId(): string {
@@ -129,20 +137,28 @@ export function createRedisStorage(options: RedisStorageOptions): Storage {
       ? error
       : new ZunoError('unavailable', `Redis did not answer: ${error instanceof Error ? error.message : String(error)}`, { cause: error, retryAfter: 1 })
 
-  /** The event a Stream entry holds: one store's (`k`, `v`, `s`), or several (`n`, then `k1`, `v1`, `s1`, …; see scripts.ts). */
+  /** The event a Stream entry holds: one store's (`k`, `v`, `s`), or several (`n`, then `k1`, `v1`, `s1`, …), and `p` (see scripts.ts). */
   const toEvent = (eventEpoch: string, [id, fields]: Entry): CommittedEvent => {
     const f: Record<string, string> = {}
     for (let i = 0; i < fields.length; i += 2) f[fields[i] as string] = fields[i + 1] as string
     const seq = seqOf(id)
     const common = { writer: f.w as string, opId: Number(f.o), seq, id: formatEventId(eventEpoch, seq) }
-    if (f.k !== undefined) return { storeKey: f.k, version: Number(f.v), state: JSON.parse(f.s as string), ...common }
+    const patchJson = f.p
+    if (f.k !== undefined) {
+      const event: CommittedEvent = { storeKey: f.k, version: Number(f.v), state: JSON.parse(f.s as string), ...common }
+      // It holds both: a frame of the patch would not measure the state.
+      return patchJson === undefined ? event : { ...event, patch: JSON.parse(patchJson), stateBytes: (f.s as string).length + patchJson.length }
+    }
     const count = Number(f.n)
     if (!(count >= 2)) throw new Error(`zuno-redis: the Stream entry ${id} names no store; it was written by a newer version`)
+    const patches = patchJson === undefined ? [] : (JSON.parse(patchJson) as Array<Patch | null>)
     const changes: CommittedChange[] = []
-    let bytes = 0
+    let bytes = patchJson?.length ?? 0
     for (let i = 1; i <= count; i++) {
       const stateJson = f[`s${i}`] as string
-      changes.push({ storeKey: f[`k${i}`] as string, version: Number(f[`v${i}`]), state: JSON.parse(stateJson), stateBytes: stateJson.length })
+      const change: CommittedChange = { storeKey: f[`k${i}`] as string, version: Number(f[`v${i}`]), state: JSON.parse(stateJson), stateBytes: stateJson.length }
+      const patch = patches[i - 1]
+      changes.push(patch == null ? change : { ...change, patch })
       bytes += stateJson.length
     }
     const [first] = changes as [CommittedChange]
@@ -292,14 +308,10 @@ export function createRedisStorage(options: RedisStorageOptions): Storage {
 
   /** The event of an accepted action: its one store's, or all of them in `changes` (each now one past its base). */
   const actionEvent = (request: ActionCommitRequest, writer: string, stateJsons: readonly string[], seq: number): CommittedEvent => {
-    const changes = request.writes.map(
-      ({ storeKey, baseVersion, state, stateBytes }, i): CommittedChange => ({
-        storeKey,
-        version: baseVersion + 1,
-        state,
-        stateBytes: stateBytes ?? (stateJsons[i] as string).length,
-      }),
-    )
+    const changes = request.writes.map(({ storeKey, baseVersion, state, stateBytes, patch }, i): CommittedChange => {
+      const change: CommittedChange = { storeKey, version: baseVersion + 1, state, stateBytes: stateBytes ?? (stateJsons[i] as string).length }
+      return patch === undefined ? change : { ...change, patch }
+    })
     const [first] = changes as [CommittedChange]
     const event: CommittedEvent = { ...first, writer, opId: request.opId, seq, id: formatEventId(request.epoch, seq) }
     if (changes.length === 1) return event
@@ -355,7 +367,7 @@ export function createRedisStorage(options: RedisStorageOptions): Storage {
     },
 
     async commit(request: CommitRequest): Promise<CommitOutcome> {
-      const { storeKey, baseVersion, state } = request.write
+      const { storeKey, baseVersion, state, patch } = request.write
       const writer = writerTag(request.clientId)
       let reply: Reply
       try {
@@ -378,6 +390,7 @@ export function createRedisStorage(options: RedisStorageOptions): Storage {
           lifetimeMs,
           now(),
           retention,
+          patch === undefined ? '' : JSON.stringify(patch),
         )
       } catch (error) {
         throw unavailable(error)
@@ -396,7 +409,7 @@ export function createRedisStorage(options: RedisStorageOptions): Storage {
             seq,
             id: formatEventId(request.epoch, seq),
           }
-          return { type: 'accepted', event }
+          return { type: 'accepted', event: patch === undefined ? event : { ...event, patch } }
         }
         case 'conflict':
           return { type: 'conflict', version: Number(reply[1]), state: reply[2] == null ? undefined : JSON.parse(reply[2] as string) }
@@ -419,6 +432,7 @@ export function createRedisStorage(options: RedisStorageOptions): Storage {
       for (const storeKey of storeKeys) args.push(`${keys.storePrefix}${storeKey}`)
       const floor = request.epoch === epoch ? known : 0
       args.push(request.epoch, floor, writer, request.opId, request.digest, window, lifetimeMs, now(), retention, writes.length, request.resentAfterMs ?? -1)
+      args.push(entryPatches(writes))
       writes.forEach((write, i) => args.push(write.storeKey, write.baseVersion, stateJsons[i] as string))
       for (const read of reads) args.push(read.storeKey, read.version)
       let reply: Reply

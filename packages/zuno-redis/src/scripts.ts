@@ -11,6 +11,9 @@
  *                 several stores is one entry with `w`, `o`, `n` (how many stores) and `k1 v1 s1`,
  *                 `k2 v2 s2`, … in the order written. Those entries need a version that has actions:
  *                 an older one finds no `k` and stops following (unhealthy) instead of missing a change.
+ *                 `p` when the writer knew what changed: the patch JSON (one store), or an array of
+ *                 them, `null` where unknown (several stores; one field, as `p1 … pn` of a thousand
+ *                 stores would pass Lua's `unpack` bound). Older readers ignore it.
  * - `{ns}:stores` set of store keys; `{ns}:s:<storeKey>` hash: `v` version, `s` state JSON
  * - `{ns}:c:<clientKey>` hash: `m` mark, `t` seenAt, `d:<opId>` digest and `r:<opId>` answer of
  *                 the last ops (`a<version>:<seq>` accepted, `a0:<seq>` an action that wrote
@@ -133,7 +136,7 @@ end
 
 /**
  * COMMIT. KEYS: epoch, seq, log, store, stores, client. ARGV: epoch, floor, storeKey, baseVersion,
- * stateJson, writer, opId, digest, window, lifetimeMs, now, retention.
+ * stateJson, writer, opId, digest, window, lifetimeMs, now, retention, patchJson ('' when unknown).
  * Replies: {'accepted', version, seq} | {'conflict', version, stateJson|nil} | {'epoch_changed', epoch}
  * | {'lost'} | a decision of DECIDE.
  */
@@ -151,7 +154,9 @@ if version ~= tonumber(ARGV[4]) then return {'conflict', tostring(version), redi
 local nextVersion = version + 1
 local nextSeq = seq + 1
 -- The first write: refused when seq is behind the Stream (the history was rolled back), and then nothing was written.
-local added = redis.pcall('XADD', KEYS[3], 'MAXLEN', '~', ARGV[12], '0-' .. nextSeq, 'k', ARGV[3], 'v', nextVersion, 's', ARGV[5], 'w', ARGV[6], 'o', ARGV[7])
+local entry = {'k', ARGV[3], 'v', nextVersion, 's', ARGV[5], 'w', ARGV[6], 'o', ARGV[7]}
+if ARGV[13] ~= '' then entry[11], entry[12] = 'p', ARGV[13] end
+local added = redis.pcall('XADD', KEYS[3], 'MAXLEN', '~', ARGV[12], '0-' .. nextSeq, unpack(entry))
 if type(added) == 'table' and added.err then return {'lost'} end
 redis.call('INCR', KEYS[2])
 redis.call('HSET', KEYS[4], 'v', nextVersion, 's', ARGV[5])
@@ -186,7 +191,7 @@ return {'answered', 'x' .. ARGV[6]}
  * thousand written stores.
  * KEYS: epoch, seq, log, stores, client, then each written store's hash, then each read one's.
  * ARGV: epoch, floor, writer, opId, digest, window, lifetimeMs, now, retention, number of writes,
- * resentAfterMs (-1 when the op is not a resend),
+ * resentAfterMs (-1 when the op is not a resend), the entry's `p` ('' for none),
  * then storeKey, baseVersion, stateJson per write, then storeKey, version per read.
  * Replies: {'accepted', seq} | {'unchanged', seq} | {'conflict', version, stateJson|false, storeKey} of the
  * first store that moved | {'epoch_changed', epoch} | {'lost'} | a decision of DECIDE's
@@ -206,8 +211,8 @@ local resent = tonumber(ARGV[11])
 if resent >= 0 and resent * 2 >= tonumber(ARGV[7]) and redis.call('EXISTS', KEYS[5]) == 0 then return {'unknown_client'} end
 local writes = tonumber(ARGV[10])
 local reads = #KEYS - 5 - writes
-local function writeArg(i, field) return ARGV[11 + 3 * (i - 1) + field] end
-local function readArg(i, field) return ARGV[11 + 3 * writes + 2 * (i - 1) + field] end
+local function writeArg(i, field) return ARGV[12 + 3 * (i - 1) + field] end
+local function readArg(i, field) return ARGV[12 + 3 * writes + 2 * (i - 1) + field] end
 -- Every check before the first write: a store that moved since the action ran means it must run again.
 for i = 1, writes + reads do
   local expected = i <= writes and writeArg(i, 2) or readArg(i - writes, 2)
@@ -237,6 +242,8 @@ else
     entry[n + 6] = writeArg(i, 3)
   end
 end
+local n = #entry
+if ARGV[12] ~= '' then entry[n + 1], entry[n + 2] = 'p', ARGV[12] end
 -- The first write: refused when seq is behind the Stream (the history was rolled back), and then nothing was written.
 local added = redis.pcall('XADD', KEYS[3], 'MAXLEN', '~', ARGV[9], '0-' .. nextSeq, unpack(entry))
 if type(added) == 'table' and added.err then return {'lost'} end
