@@ -14,14 +14,15 @@ const KiB = 1024
  * Tarball budgets (gzip, as npm would download them). Measured 2026-11-27: 195.3, 4.6, 3.5, 6.1,
  * 19.7 KiB; zuno then grew to 210.6 KiB with the `zuno/testing` entry and TSDoc on every option,
  * and with actions (issue #15) to 255.9 KiB, zuno-react to 8.1 and zuno-redis to 24.1; with deltas
- * (issue #16: patches, their application, diffs and merges) zuno to 287.6 KiB.
+ * (issue #16: patches, their application, diffs and merges) zuno to 287.6 KiB and zuno-redis (the
+ * patch in each Stream entry) to 25.5 KiB.
  */
 const tarballBudgets = {
   zuno: 295 * KiB,
   'zuno-express': 5.5 * KiB,
   'zuno-elysia': 4.5 * KiB,
   'zuno-react': 8.75 * KiB,
-  'zuno-redis': 25.5 * KiB,
+  'zuno-redis': 27 * KiB,
 }
 
 /**
