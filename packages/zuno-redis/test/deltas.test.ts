@@ -188,4 +188,22 @@ describe.skipIf(!haveRedis)('zuno-redis deltas', () => {
     const after = frames.slice(lastSnapshot() + 1)
     expect(after.map(({ event, data }) => `${event} ${data.version} ${data.patch === undefined ? 'state' : 'patch'}`)).toEqual(['state 1 patch', 'state 2 patch'])
   }, 30_000)
+
+  it('an instance started after the writes merges a patch made before them, from the patches its storage handed it', async () => {
+    const ns = namespace()
+    const a = await serve(ns)
+    expect((await a.propose(0, done('t1'))).status).toBe(200)
+    expect((await a.propose(1, done('t2'))).status).toBe(200)
+    // Started now: it has seen none of those writes happen, only the recent events Redis keeps.
+    const late = await serve(ns)
+    const merged = await late.propose(0, renamed('t3', 'Three'))
+    expect(merged.status).toBe(200)
+    expect(merged.body).toMatchObject({ version: 3, patches: [done('t1'), done('t2'), renamed('t3', 'Three')] })
+    await until(() => a.universe.store('todos').version === 3)
+    expect(a.universe.store('todos').get().slice(1, 4)).toEqual([
+      { id: 't1', title: 'Todo number 1', done: true },
+      { id: 't2', title: 'Todo number 2', done: true },
+      { id: 't3', title: 'Three', done: false },
+    ])
+  })
 })

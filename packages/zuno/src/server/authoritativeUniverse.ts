@@ -285,12 +285,16 @@ export class AuthoritativeUniverse<
     const image = await this.#storage.load()
     const recent = image.recent ?? []
     const log = new EventLog(image.epoch, image.seq - recent.length, this.#retention, this.#retentionBytes)
-    for (const event of recent) log.append(logEntry(event))
-    const reloading = this.#log !== undefined
-    this.#log = log
-    // What was known ahead, and the patches, belong to the history being replaced.
+    // What was known ahead, and the patches, belong to the history being replaced; the recent
+    // events' patches (a storage that keeps them: Redis) let merges reach back past the start.
     this.#ahead.clear()
     this.#recentPatches.clear()
+    for (const event of recent) {
+      log.append(logEntry(event))
+      this.#rememberPatches(event)
+    }
+    const reloading = this.#log !== undefined
+    this.#log = log
     for (const [key, stored] of image.stores) this.#publish(key, deepFreeze(stored.state), stored.version)
     if (reloading) {
       // A new epoch: stores it does not have start over from their declared state.
@@ -431,6 +435,12 @@ export class AuthoritativeUniverse<
     const patches = this.#patchesSince(storeKey, base, version)
     if (patches === undefined) return undefined
     return jsonLongerThan(state, JSON.stringify(patches).length) ? patches : undefined
+  }
+
+  /** Keeps the patches of every store an event changed. */
+  #rememberPatches(event: CommittedEvent): void {
+    if (event.changes === undefined) this.#rememberPatch(event.storeKey, event.version, event.patch)
+    else for (const change of event.changes) this.#rememberPatch(change.storeKey, change.version, change.patch)
   }
 
   /** Keeps a store's latest patch (or, for a whole write, starts its patches over). */
@@ -1001,15 +1011,12 @@ export class AuthoritativeUniverse<
     const entry = logEntry(event)
     log.append(entry)
     const { changes } = event
+    this.#rememberPatches(event)
     if (changes === undefined) {
       deepFreeze(event.state)
-      this.#rememberPatch(event.storeKey, event.version, event.patch)
       this.#publish(event.storeKey, event.state, event.version)
     } else {
-      for (const change of changes) {
-        deepFreeze(change.state)
-        this.#rememberPatch(change.storeKey, change.version, change.patch)
-      }
+      for (const change of changes) deepFreeze(change.state)
       this.#publishTogether(changes)
     }
     notifyEach(this.#listeners, entry, 'a commit listener of the universe')
