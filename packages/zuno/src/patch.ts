@@ -114,7 +114,7 @@ function applyOp(node: unknown, op: PatchOp, depth: number, fresh: Fresh): unkno
     const copy = fresh.copies.has(node) ? node : copied(node.slice(), fresh, node.length)
     if (!last || op.length === 1) {
       if (index < 0) throw mismatch(path, depth)
-      if (op.length === 1) copy.splice(index, 1)
+      if (last) copy.splice(index, 1)
       else copy[index] = applyOp(node[index], op, depth + 1, fresh)
       return copy
     }
