@@ -53,14 +53,14 @@ function shapes(config: BenchConfig): Record<CaseId, { paced: number; burst: num
   // Whole states are 1 GB of writes per commit at 1,000 subscribers: a few of them say enough. A burst
   // of them stays within what the server queues for a slow subscriber (4 MiB) before it drops it.
   return config.quick
-    ? { tiny: { paced: 10, burst: 50 }, deltas: { paced: 10, burst: 50 }, whole: { paced: 2, burst: 3 } }
-    : { tiny: { paced: 20, burst: 100 }, deltas: { paced: 20, burst: 100 }, whole: { paced: 3, burst: 3 } }
+    ? { tiny: { paced: 8, burst: 40 }, deltas: { paced: 8, burst: 40 }, whole: { paced: 1, burst: 2 } }
+    : { tiny: { paced: 40, burst: 200 }, deltas: { paced: 40, burst: 200 }, whole: { paced: 4, burst: 3 } }
 }
 
 export const largeStore: Suite = {
   id: 'largeStore',
   title: 'Large store',
-  steps: (config) => 2 + config.reps * cases.length,
+  steps: (config) => 2 + config.reps * (1 + cases.length),
   async run(config: BenchConfig, progress: Progress): Promise<SuiteResult> {
     const shape = shapes(config)
     const notes: string[] = []
@@ -87,30 +87,43 @@ export const largeStore: Suite = {
 
       const drive = { server, writer, subscribers, port }
       // Warm-up, not counted: every path once or more.
-      for (const c of cases) await paced(drive, c, c.id === 'whole' ? 1 : 5)
+      for (const c of cases) {
+        const warm = pacedRun()
+        for (let i = 0; i < (c.id === 'whole' ? 1 : 5); i++) await commitOne(drive, c, warm)
+      }
 
       for (let rep = 1; rep <= config.reps; rep++) {
-        for (const c of cases) {
-          progress.step(`large store: ${c.name}, run ${rep}/${config.reps}`)
-          const entry = runs.get(c.id) as Runs
-          const slow = await paced(drive, c, shape[c.id].paced)
-          const fast = await burst(drive, c, shape[c.id].burst)
-          for (const [phase, result] of [['paced', slow.delivered], ['burst', fast.delivered]] as const) {
-            if (!result.complete) notes.push(`${c.name}, run ${rep} (${phase}): not every commit reached every subscriber within the timeout`)
-            if (result.resyncs > 0) notes.push(`${c.name}, run ${rep} (${phase}): ${result.resyncs} subscribers dropped for falling behind so far`)
+        progress.step(`large store: paced commits, the three cases in turn, run ${rep}/${config.reps}`)
+        // One commit of each case in turn (the whole states' fewer ones spread evenly), so that a
+        // moment of noise on the machine falls on every case alike.
+        const slow = new Map(cases.map((c) => [c.id, pacedRun()]))
+        const most = Math.max(...cases.map((c) => shape[c.id].paced))
+        for (let i = 0; i < most; i++) {
+          for (const c of cases) {
+            const count = shape[c.id].paced
+            if (Math.floor((i * count) / most) !== Math.floor(((i + 1) * count) / most)) await commitOne(drive, c, slow.get(c.id) as PacedRun)
           }
-          entry.frameBytes.push(median(slow.delivered.frameBytes.filter((bytes): bytes is number => bytes !== null)))
-          entry.uploadBytes.push(median(slow.committed.uploadBytes))
-          entry.fanoutP50.push(percentile(slow.fanoutMs, 50))
-          entry.fanoutP99.push(percentile(slow.fanoutMs, 99))
-          entry.clickP50.push(percentile(slow.clickMs, 50))
+        }
+        for (const c of cases) {
+          const entry = runs.get(c.id) as Runs
+          const paced = await pacedFigures(drive, c, slow.get(c.id) as PacedRun)
+          entry.frameBytes.push(median(paced.delivered.frameBytes.filter((bytes): bytes is number => bytes !== null)))
+          entry.uploadBytes.push(median(paced.committed.uploadBytes))
+          entry.fanoutP50.push(percentile(paced.fanoutMs, 50))
+          entry.fanoutP99.push(percentile(paced.fanoutMs, 99))
+          entry.clickP50.push(percentile(paced.clickMs, 50))
+          check(notes, paced.delivered, `${c.name}, run ${rep} (paced)`)
+          progress.detail(`${c.name}: ${entry.frameBytes.at(-1)?.toLocaleString('en-US')} bytes a delivery; commit → last subscriber p50 ${round(entry.fanoutP50.at(-1) as number)} ms`)
+        }
+        for (const c of cases) {
+          progress.step(`large store: ${c.name}, back to back, run ${rep}/${config.reps}`)
+          const entry = runs.get(c.id) as Runs
+          const fast = await burst(drive, c, shape[c.id].burst)
+          check(notes, fast.delivered, `${c.name}, run ${rep} (back to back)`)
           entry.deliveriesPerSecond.push(fast.deliveriesPerSecond)
           entry.burstMsPerCommit.push(fast.msPerCommit)
           entry.serverCpuMsPerCommit.push(fast.serverCpuMsPerCommit)
-          progress.detail(
-            `${entry.frameBytes.at(-1)?.toLocaleString('en-US')} bytes a delivery; commit → last subscriber p50 ${round(entry.fanoutP50.at(-1) as number)} ms; ` +
-              `${Math.round(fast.deliveriesPerSecond).toLocaleString('en-US')} deliveries/s back to back, server CPU ${round(fast.serverCpuMsPerCommit)} ms a commit`,
-          )
+          progress.detail(`${Math.round(fast.deliveriesPerSecond).toLocaleString('en-US')} deliveries/s, server CPU ${round(fast.serverCpuMsPerCommit)} ms a commit`)
         }
       }
 
@@ -125,6 +138,7 @@ export const largeStore: Suite = {
           get('tiny').fanoutP50,
           { op: '<=', value: 1.25 },
         ),
+        compare('Large store: server CPU per commit back to back, deltas against a tiny store', 'ms', get('deltas').serverCpuMsPerCommit, 'a counter', get('tiny').serverCpuMsPerCommit),
         compare('Large store: deliveries per second, deltas against a tiny store', 'deliveries/s', get('deltas').deliveriesPerSecond, 'a counter', get('tiny').deliveriesPerSecond),
         compare('Large store: deliveries per second, deltas against whole states', 'deliveries/s', get('deltas').deliveriesPerSecond, 'whole states', get('whole').deliveriesPerSecond),
         compare('Large store: upload per click, a replica with deltas against the whole state', 'bytes', [uploaded.bytes], 'the whole state', [uploaded.wholeBytes]),
@@ -159,9 +173,9 @@ export const largeStore: Suite = {
         method:
           `One Zuno server on Express holds a todo list of 10,000 items (1,000,001 bytes of JSON; \`ids: { '': 'id' }\`, \`merge: true\`) and a counter; ${SUBSCRIBERS.toLocaleString('en-US')} SSE subscribers to every store sit in one process on the other core, and a writer in another. ` +
           "Each todo commit toggles one item's `done`: with deltas the writer proposes the patch Zuno's client makes of that toggle (`[[[{ id }, 'done'], true]]`) and the server streams the patch; with whole states it proposes the whole list, which leaves the server no patch, so it streams the list, as before deltas. The tiny store's commits set the counter. " +
-          `Paced: ${shape.deltas.paced} commits per run (${shape.whole.paced} whole), each sent once the last one reached every subscriber; commit → last subscriber is from the moment the server shows the new version (just before it writes to the streams) to the arrival of the frame's last byte at the last subscriber, on the machine's monotonic clock; send → last is from the writer's request. ` +
+          `Paced: ${shape.deltas.paced} commits of each case per run (${shape.whole.paced} whole), the cases in turn, each sent once the last one reached every subscriber; commit → last subscriber is from the moment the server shows the new version (just before it writes to the streams) to the arrival of the frame's last byte at the last subscriber, on the machine's monotonic clock; send → last is from the writer's request. ` +
           `Back to back: ${shape.deltas.burst} commits (${shape.whole.burst} whole), each sent when the last was answered; deliveries per second are commits × subscribers over the time from the first request to the last arrival, and the server's CPU time (from /proc) is divided by the commits. Bytes per delivery: the SSE frame each subscriber receives. ` +
-          "Upload per click: a replica (`connect` with the `eventsource` package) runs `todos.set(list => list.map(t => t.id === id ? { ...t, done: !t.done } : t))`; the body it POSTs, against the same body with the whole list in place of the patch (what it sent before deltas). Cases interleave within each run.",
+          "Upload per click: a replica (`connect` with the `eventsource` package) runs `todos.set(list => list.map(t => t.id === id ? { ...t, done: !t.done } : t))`; the body it POSTs, against the same body with the whole list in place of the patch (what it sent before deltas). Back-to-back runs of the cases interleave.",
         comparisons,
         figures,
         notes,
@@ -183,27 +197,47 @@ function waitTimeout(c: Case, count: number): number {
   return 30_000 + count * (c.id === 'whole' ? 20_000 : 200)
 }
 
-/** Commits one at a time, each once the last has reached every subscriber. */
-async function paced(drive: Drive, c: Case, count: number) {
-  const committed: Committed = { type: 'committed', sentAt: [], versions: [], uploadBytes: [] }
-  const delivered: Delivered = { type: 'delivered', complete: true, delivered: 0, lastArrival: [], frameBytes: [], resyncs: 0 }
-  for (let i = 0; i < count; i++) {
-    const one = await drive.writer.ask<Committed>({ type: 'commit', port: drive.port, store: c.store, mode: c.mode, count: 1 }, 'committed', 60_000)
-    const timeoutMs = waitTimeout(c, 1)
-    const got = await drive.subscribers.ask<Delivered>({ type: 'wait', store: c.store, versions: one.versions, timeoutMs }, 'delivered', timeoutMs + 10_000)
-    committed.sentAt.push(...one.sentAt)
-    committed.versions.push(...one.versions)
-    committed.uploadBytes.push(...one.uploadBytes)
-    delivered.complete &&= got.complete
-    delivered.delivered += got.delivered
-    delivered.lastArrival.push(...got.lastArrival)
-    delivered.frameBytes.push(...got.frameBytes)
-    delivered.resyncs = got.resyncs
+/** What the paced commits of one case found so far. */
+interface PacedRun {
+  committed: Committed
+  delivered: Delivered
+}
+
+function pacedRun(): PacedRun {
+  return {
+    committed: { type: 'committed', sentAt: [], versions: [], uploadBytes: [] },
+    delivered: { type: 'delivered', complete: true, delivered: 0, lastArrival: [], frameBytes: [], resyncs: 0 },
   }
+}
+
+/** One commit, then a wait until it has reached every subscriber. */
+async function commitOne(drive: Drive, c: Case, run: PacedRun): Promise<void> {
+  const one = await drive.writer.ask<Committed>({ type: 'commit', port: drive.port, store: c.store, mode: c.mode, count: 1 }, 'committed', 60_000)
+  const timeoutMs = waitTimeout(c, 1)
+  const got = await drive.subscribers.ask<Delivered>({ type: 'wait', store: c.store, versions: one.versions, timeoutMs }, 'delivered', timeoutMs + 10_000)
+  const { committed, delivered } = run
+  committed.sentAt.push(...one.sentAt)
+  committed.versions.push(...one.versions)
+  committed.uploadBytes.push(...one.uploadBytes)
+  delivered.complete &&= got.complete
+  delivered.delivered += got.delivered
+  delivered.lastArrival.push(...got.lastArrival)
+  delivered.frameBytes.push(...got.frameBytes)
+  delivered.resyncs = got.resyncs
+}
+
+/** The paced commits' times, from the server's stamps and the subscribers' arrivals. */
+async function pacedFigures(drive: Drive, c: Case, { committed, delivered }: PacedRun) {
   const stamps = await drive.server.ask<{ type: string; at: Array<number | null> }>({ type: 'stamps', store: c.store, versions: committed.versions }, 'stamps')
   const fanoutMs = committed.versions.map((_, i) => (delivered.lastArrival[i] ?? Number.NaN) - (stamps.at[i] ?? Number.NaN))
   const clickMs = committed.versions.map((_, i) => (delivered.lastArrival[i] ?? Number.NaN) - (committed.sentAt[i] as number))
   return { committed, delivered, fanoutMs, clickMs }
+}
+
+/** Notes a phase in which a commit missed a subscriber or a subscriber was dropped. */
+function check(notes: string[], delivered: Delivered, label: string): void {
+  if (!delivered.complete) notes.push(`${label}: not every commit reached every subscriber within the timeout`)
+  if (delivered.resyncs > 0) notes.push(`${label}: ${delivered.resyncs} subscribers dropped for falling behind so far`)
 }
 
 /** Commits back to back, then waits for every subscriber to have every one. */
