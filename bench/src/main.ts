@@ -10,11 +10,12 @@ import type { BenchConfig, Suite, SuiteResult } from './harness/results'
 import { core } from './suites/core'
 import { fanout } from './suites/fanout'
 import { hotStore } from './suites/hotStore'
+import { largeStore } from './suites/largeStore'
 import { memory } from './suites/memory'
 import { reconnect } from './suites/reconnect'
 import { throughput } from './suites/throughput'
 
-const suites: Suite[] = [throughput, fanout, memory, hotStore, reconnect, core]
+const suites: Suite[] = [throughput, fanout, memory, hotStore, reconnect, core, largeStore]
 
 const args = process.argv.slice(2)
 if (args.includes('--report')) {

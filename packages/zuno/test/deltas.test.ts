@@ -151,6 +151,26 @@ describe('deltas up', () => {
     // The id is still free: the same op goes again, whole.
     expect(universe.store('todos').version).toBe(0)
   })
+
+  it('keeps a state made by a patch frozen throughout: what it copied, what it set, what it shares', async () => {
+    const { universe, propose } = await serve()
+    const card = { id: 'c1', title: 'Card', done: false, tags: ['a'] }
+    const patch: Patch = [
+      [['title'], { text: 'Renamed' }],
+      [['lists', { id: 'l1' }], { id: 'l1', cards: [card] }, null],
+      [['lists', { id: 'l1' }, 'cards', { id: 'c1' }, 'done'], true],
+    ]
+    expect((await propose('board', 0, patch)).status).toBe(200)
+    const unfrozen: string[] = []
+    const visit = (value: unknown, where: string) => {
+      if (typeof value !== 'object' || value === null) return
+      if (!Object.isFrozen(value)) unfrozen.push(where)
+      for (const [key, child] of Object.entries(value)) visit(child, `${where}/${key}`)
+    }
+    visit(universe.store('board').get(), '')
+    expect(unfrozen).toEqual([])
+    expect(universe.store('board').get()).toEqual({ title: { text: 'Renamed' }, lists: [{ id: 'l1', cards: [{ ...card, done: true }] }] })
+  })
 })
 
 describe('conflicts and merges', () => {

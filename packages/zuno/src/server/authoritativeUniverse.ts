@@ -1059,8 +1059,12 @@ interface Patched {
 }
 
 function patched({ version, state }: StoreRead, patch: Patch): Patched {
-  const copies = { slots: 0 }
+  const copies = { slots: 0, made: [] as object[] }
   const next = applyPatch(state, patch, copies)
+  // The base is frozen, so freezing what the patch made (its copies, the values it set) freezes the
+  // new state: the commit's deep freeze then stops at its root instead of visiting every item kept.
+  for (const container of copies.made) Object.freeze(container)
+  for (const op of patch) if (op.length > 1) deepFreeze(op[1])
   // The resume log counts what each kept version holds on its own: the containers the patch
   // copied (a reference a slot) and the values it set (about their JSON).
   return { base: version, state: next, patch, heldBytes: copies.slots * 8 + JSON.stringify(patch).length }
