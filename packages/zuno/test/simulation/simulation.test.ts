@@ -251,7 +251,8 @@ async function simulate(seed: number, scenario: Scenario): Promise<Run> {
       // An edit of one item of the merging store, picked from what this replica shows now.
       const items = replica.store<Item[]>('items').get()
       const pick = random()
-      const target = items[Math.floor(random() * items.length)]?.id
+      // Half the edits go to the first few items: edits of one item then meet on stale bases, and must conflict.
+      const target = items[Math.floor(random() * (random() < 0.5 ? Math.min(4, items.length) : items.length))]?.id
       const edit: ItemEdit =
         target === undefined || pick < 0.2
           ? { kind: 'insert', id: item, after: target ?? null }
@@ -396,7 +397,7 @@ describe.each([ROOMY, SMALLEST, NEW_EPOCHS, TWO_INSTANCES])('simulation under in
       const problems = checkAcknowledged(ops, epochs, writers, scenario.freshRestarts)
       problems.push(...checkRefusedByProxy(ops, network.attempts, writers))
       // Every acknowledged item edit, merged or not, made its version from the one before it.
-      problems.push(...checkItemEdits(ops, epochs, writers, STORES.items))
+      problems.push(...checkItemEdits(ops, epochs, writers, STORES.items, network.attempts))
       for (const [epoch, committed] of epochs) {
         const attempts = network.attempts.filter((attempt) => attempt.epoch === epoch)
         problems.push(
