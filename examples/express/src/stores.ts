@@ -33,13 +33,14 @@ export const demoStores = { counter: 0, todos: [] as Todo[] }
 /**
  * The demo's app: its stores with their schemas, and the two actions its buttons run (+1, and
  * "Add" a todo). The server runs them on its own state, so clicks in many tabs at once all count and
- * never conflict; ticking a todo stays a plain `set` of the list, which can conflict (the page lists
- * those conflicts).
+ * never conflict; ticking a todo stays a plain `set` of the list, which conflicts only with a tick of
+ * the same todo (the page lists those conflicts): ticks of two todos merge.
  */
 export const demoApp = defineZuno({
   stores: {
     counter: { initial: demoStores.counter, schema: demoSchemas.counter },
-    todos: { initial: demoStores.todos, schema: demoSchemas.todos },
+    // Todos are identified by `id`: ticking one goes as a patch, and ticks of two todos merge.
+    todos: { initial: demoStores.todos, schema: demoSchemas.todos, ids: { '': 'id' }, merge: true },
   },
   actions: {
     increment: { run: (tx) => tx.set('counter', (n) => n + 1) },

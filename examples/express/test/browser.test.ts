@@ -165,6 +165,30 @@ describe.skipIf(!haveChromium)('the demo in Chromium', () => {
     for (const page of [a, b]) expect(await page.$$('[data-testid="conflicts"] li')).toHaveLength(0)
   })
 
+  it('merges two browsers ticking two different todos at once: every tick lands, none conflicts', async () => {
+    const [a] = (await tabs(1)) as [Page]
+    const [b] = (await tabs(1)) as [Page]
+    for (const text of ['first', 'second']) {
+      await a.fill('[data-testid="todo-form"] input', text)
+      await a.click('[data-testid="todo-form"] button')
+    }
+    await until(() => demo.universe.store('todos').get().length === 2, 10_000)
+    await b.waitForFunction(() => document.querySelectorAll('[data-testid="todo-list"] input[type="checkbox"]').length === 2)
+    const burst = (page: Page, index: number) =>
+      page.evaluate((at) => {
+        const box = document.querySelectorAll<HTMLInputElement>('[data-testid="todo-list"] input[type="checkbox"]')[at]
+        for (let i = 0; i < 9; i++) box?.click()
+      }, index)
+    // Each browser proposes its ticks on the version it holds, stale once the other's land: merged.
+    await Promise.all([burst(a, 0), burst(b, 1)])
+    await until(() => demo.universe.store('todos').version === 2 + 18, 30_000)
+    expect(demo.universe.store('todos').get().map((todo) => todo.done)).toEqual([true, true])
+    for (const page of [a, b]) {
+      await page.waitForFunction(() => [...document.querySelectorAll<HTMLInputElement>('[data-testid="todo-list"] input[type="checkbox"]')].every((box) => box.checked))
+      expect(await page.$$('[data-testid="conflicts"] li')).toHaveLength(0)
+    }
+  })
+
   it('lists the conflicts of two browsers ticking one todo at once (a plain set), and both end on the server\'s state', async () => {
     const [a] = (await tabs(1)) as [Page]
     const [b] = (await tabs(1)) as [Page]

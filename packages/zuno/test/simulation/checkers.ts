@@ -16,6 +16,45 @@ export interface OpRecord {
   error?: string
   /** The code of the error's cause: what refused the retry of an op rejected as `outcome_unknown`. */
   cause?: string
+  /** For a `set` of the merging `items` store: the edit its updater made. */
+  edit?: ItemEdit
+}
+
+/**
+ * One edit of an id-keyed list of items: flip one's `done`, retitle one, insert a new one after
+ * another (first for `null`, last when that one is gone), remove one. An edit of an item that is
+ * gone changes nothing.
+ */
+export type ItemEdit =
+  | { kind: 'toggle'; id: string }
+  | { kind: 'rename'; id: string; title: string }
+  | { kind: 'insert'; id: string; after: string | null }
+  | { kind: 'remove'; id: string }
+
+interface ItemLike {
+  id: string
+  done?: boolean
+}
+
+/**
+ * What `edit` makes of `list`, copying only what it changes (the structural sharing a patch is made
+ * from): the replicas' updater, and what the checker expects of every version an edit made.
+ */
+export function applyItemEdit(list: readonly unknown[], edit: ItemEdit): unknown[] {
+  const items = list as readonly ItemLike[]
+  switch (edit.kind) {
+    case 'toggle':
+      return items.map((item) => (item.id === edit.id ? { ...item, done: !item.done } : item))
+    case 'rename':
+      return items.map((item) => (item.id === edit.id ? { ...item, title: edit.title } : item))
+    case 'insert': {
+      const anchor = edit.after === null ? -1 : items.findIndex((item) => item.id === edit.after)
+      const at = edit.after === null ? 0 : anchor < 0 ? items.length : anchor + 1
+      return [...items.slice(0, at), { id: edit.id, title: edit.id, done: false }, ...items.slice(at)]
+    }
+    case 'remove':
+      return items.filter((item) => item.id !== edit.id)
+  }
 }
 
 const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b)
@@ -121,18 +160,55 @@ export function checkAcknowledged(
 }
 
 /**
+ * No edit of the merging store was lost or misplaced: each acknowledged one made its version out
+ * of the version just before it, exactly as its updater would (whatever base the replica proposed
+ * it on: a merged patch lands on the current state, not on its base). Its version is looked up in
+ * every epoch, among the writes of its replica; `checkAcknowledged` says whether it is there at all.
+ */
+export function checkItemEdits(
+  ops: readonly OpRecord[],
+  epochs: ReadonlyMap<string, readonly CommittedEvent[]>,
+  writers: ReadonlyMap<string, ReadonlySet<string>>,
+  initial: readonly unknown[],
+  attempts: readonly Attempt[],
+): string[] {
+  const problems: string[] = []
+  const histories = [...epochs.values()].map((committed) => historyOf(committed, 'items'))
+  // Ops proposed as an empty patch: an edit of an item its replica did not hold yet (another tab's
+  // pending insert, shown there). Merged, such a patch changes nothing, whatever the item is now.
+  const empty = new Set(attempts.filter((a) => a.storeKey === 'items' && a.patch?.length === 0).map((a) => `${writerTag(a.clientId)}#${a.opId}`))
+  for (const op of ops) {
+    if (op.edit === undefined || op.outcome !== 'resolved' || op.version === undefined) continue
+    const version = op.version
+    const tags = writers.get(op.replica)
+    const candidates = histories.filter((history) => tags?.has(history[version - 1]?.writer ?? '') === true)
+    if (candidates.length === 0) continue
+    const made = candidates.some((history) => {
+      const before = version === 1 ? initial : (history[version - 2]?.state as unknown[])
+      const event = history[version - 1] as CommittedEvent
+      if (empty.has(`${event.writer}#${event.opId}`) && same(event.state, before)) return true
+      return same(event.state, applyItemEdit(before, op.edit as ItemEdit))
+    })
+    if (!made) problems.push(`items v${version} is not v${version - 1} with ${op.replica}'s ${JSON.stringify(op.edit)}`)
+  }
+  return problems
+}
+
+/**
  * Each store's history is linearizable as a compare-and-set register with versions. The versions
  * order the writes, so the check is that this order agrees with real time and with every answer:
  * - a write acknowledged before another write was invoked has the lower version;
  * - a 409 reports a version that had been written (by a write invoked before the answer came),
  *   with that write's state, and not one overwritten before the request went out;
- * - a 200 reports its own write's version and state.
+ * - a 200 reports its own write's version and state, past the proposal's base: right after it,
+ *   or later only for a patch to a store in `merging` (merged over the changes since its base).
  * Attempts that were never answered may take effect at any time after they were sent.
  */
 export function checkLinearizable(
   attempts: readonly Attempt[],
   committed: readonly CommittedEvent[],
   initial: Record<string, unknown>,
+  merging: ReadonlySet<string> = new Set(),
 ): string[] {
   const problems: string[] = []
   const storeKeys = new Set(perStore(committed).map((event) => event.storeKey))
@@ -165,6 +241,10 @@ export function checkLinearizable(
         continue
       }
       if (!same(stateSaid(attempt.answer, history, initial[storeKey]), event.state)) problems.push(`${storeKey}: 200 at v${version} with a state the log does not have`)
+      if (version <= attempt.baseVersion) problems.push(`${storeKey}: 200 at v${version} for a proposal on v${attempt.baseVersion}`)
+      else if (version > attempt.baseVersion + 1 && (attempt.patch === undefined || !merging.has(storeKey))) {
+        problems.push(`${storeKey}: 200 at v${version} for a ${attempt.patch === undefined ? 'state' : 'patch'} on v${attempt.baseVersion}, which cannot merge`)
+      }
       ackedAt.set(version, Math.min(ackedAt.get(version) ?? Number.POSITIVE_INFINITY, attempt.respondedAt))
     }
     // Real-time order: no write may get a lower version than one acknowledged before it was sent.

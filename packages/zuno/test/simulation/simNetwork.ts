@@ -1,4 +1,4 @@
-import type { EventSourceLike, Patch, ServerAction } from '../../src/index'
+import type { EventSourceLike, IdPaths, Patch, ServerAction } from '../../src/index'
 import {
   type AuthoritativeUniverse,
   type CommittedEvent,
@@ -54,6 +54,8 @@ export interface Attempt {
   epoch: string
   baseVersion: number
   state: unknown
+  /** When the proposal went as a patch of the state at `baseVersion` (then it has no `state`). */
+  patch?: Patch
   invokedAt: number
   respondedAt?: number
   status?: number
@@ -88,6 +90,10 @@ export interface SimServers {
   retention: number
   /** Server instances sharing the storage; requests and streams go to any that is up. */
   instances: number
+  /** Per store, the array paths whose items are identified by a key. */
+  ids?: Record<string, IdPaths>
+  /** Stores that merge disjoint patches proposed on a stale base. */
+  merge?: readonly string[]
 }
 
 /** One server instance: a universe and its sync server, while it is up. */
@@ -122,6 +128,12 @@ export class SimNetwork {
     /** HTML 413 from the proxy, the request never forwarded. */
     html413: 0,
   }
+  /**
+   * How much of the traffic went as deltas: proposals sent as patches, stream frames (`state` or
+   * `commit`) that carried a patch, answers that carried `patches`, and merges (a 200 on a store
+   * that merges, at a version past its proposal's base + 1).
+   */
+  readonly deltas = { patchProposals: 0, patchFrames: 0, patchAnswers: 0, merges: 0 }
   /** Error answers the clients received, by code: shows which paths a run went through. */
   readonly errors = new Map<string, number>()
   readonly #instances: Array<Instance | undefined>
@@ -182,6 +194,7 @@ export class SimNetwork {
       const parsed = JSON.parse(body) as Omit<Attempt, 'invokedAt'>
       const attempt: Attempt = { ...parsed, invokedAt: this.clock.now }
       this.attempts.push(attempt)
+      if (attempt.patch !== undefined) this.deltas.patchProposals += 1
       const target = new URL(String(input))
       // The proxy may answer by itself, before anything reaches a server.
       const { proxyTooLarge, proxyFailsBefore, proxyFailsAfter } = this.faults
@@ -213,6 +226,9 @@ export class SimNetwork {
       attempt.status = answer.status
       const json = JSON.parse(answer.body) as { version?: number; state?: unknown; patches?: Patch[]; duplicate?: true; error?: string }
       if (json.error !== undefined) this.errors.set(json.error, (this.errors.get(json.error) ?? 0) + 1)
+      if (json.patches !== undefined) this.deltas.patchAnswers += 1
+      const merged = answer.status === 200 && json.version !== undefined && !json.duplicate && json.version > attempt.baseVersion + 1
+      if (merged && this.config.merge?.includes(attempt.storeKey)) this.deltas.merges += 1
       if (json.version !== undefined) {
         attempt.answer = { version: json.version, state: json.state, ...(json.patches ? { patches: json.patches } : {}), ...(json.duplicate ? { duplicate: true } : {}) }
       }
@@ -256,6 +272,8 @@ export class SimNetwork {
         if (response.kind !== 'sse' || stream.readyState === CLOSED || !this.#instances.includes(instance)) {
           return stream.fail(CONNECTING)
         }
+        // An EventSource fires `open` on the response's headers, before any frame of its body.
+        stream.accepted()
         stream.opened(
           response.open({
             write: (chunk) => {
@@ -310,11 +328,13 @@ export class SimNetwork {
   }
 
   #boot(index: number): void {
-    const { stores, allowStore, retention, schemas, actions } = this.config
+    const { stores, allowStore, retention, schemas, actions, ids, merge } = this.config
     const universe = createUniverse({
       stores,
       storage: this.#storage,
       retention,
+      ...(ids ? { ids } : {}),
+      ...(merge ? { merge } : {}),
       ...(allowStore ? { allowStore } : {}),
       ...(schemas ? { schemas } : {}),
       ...(actions ? { actions } : {}),
@@ -365,14 +385,23 @@ export class SimEventSource implements EventSourceLike {
     this.network.forget(this)
   }
 
-  /** Internal: the server accepted the stream. */
-  opened(subscription: Subscription): void {
-    this.#subscription = subscription
+  /** Internal: the server answered with a stream: `open` is due before the frames it writes. */
+  accepted(): void {
     this.readyState = OPEN
     // A source closed (or broken) in the meantime says nothing more, as a browser's does not.
     this.#schedule(() => {
       if (this.readyState === OPEN) this.onopen?.({} as Event)
     })
+  }
+
+  /** Internal: the server's subscription, once it wrote what it writes first. */
+  opened(subscription: Subscription): void {
+    if (this.readyState !== OPEN) {
+      // Cut while the first frames were written: the server must not keep writing to it.
+      subscription.close()
+      return
+    }
+    this.#subscription = subscription
   }
 
   /** Internal: bytes from the server. */
@@ -392,6 +421,8 @@ export class SimEventSource implements EventSourceLike {
         return
       }
       const frame = parseBlock(block)
+      // A change's patch is the only `"patch":` key a frame can hold (no store's state has one).
+      if ((frame.event === 'state' || frame.event === 'commit') && frame.data?.includes('"patch":')) this.network.deltas.patchFrames += 1
       if (frame.data !== undefined) this.#schedule(() => this.#dispatch(frame.event ?? 'message', frame))
     }
   }

@@ -7,7 +7,9 @@
  * servers' schemas transform what clients send, and one browser runs several tabs that share a
  * stream through an elected leader tab, which closes during the run. A third of the ops are
  * actions (an increment, an append, a move between two stores that must conserve their sum), mixed
- * with sets of the same stores in each client's one queue. Each seed replays exactly; a failing one
+ * with sets of the same stores in each client's one queue. A store of 100 id-keyed items merges:
+ * replicas toggle, retitle, insert and remove items with updaters that share what they keep, so
+ * their proposals go as patches and disjoint ones proposed on a stale base are merged. Each seed replays exactly; a failing one
  * prints its history.
  */
 import type { StandardSchemaV1 } from '@standard-schema/spec'
@@ -17,12 +19,15 @@ import { parseEventId } from '../../src/protocol'
 import { writerTag } from '../../src/writerTag'
 import { type CommittedEvent, createMemoryStorage } from '../../src/server/index'
 import {
+  applyItemEdit,
   checkAcknowledged,
+  checkItemEdits,
   checkContiguous,
   checkConverged,
   checkRefusedByProxy,
   checkExactlyOnce,
   checkLinearizable,
+  type ItemEdit,
   type OpRecord,
   perStore,
 } from './checkers'
@@ -56,7 +61,26 @@ const HOSTILE: Faults = {
   proxyFailsAfter: 0.02,
   proxyTooLarge: 0.003,
 }
-const STORES = { counter: 0, list: [] as string[], value: 0, label: '', left: 100, right: 0 }
+/** An item of the `items` store: identified by `id`, so edits of two items merge. */
+interface Item {
+  id: string
+  title: string
+  done: boolean
+}
+/** Items enough that an edit of one is a patch much shorter than the list. */
+const FIRST_ITEMS = 100
+const STORES = {
+  counter: 0,
+  list: [] as string[],
+  value: 0,
+  label: '',
+  left: 100,
+  right: 0,
+  items: Array.from({ length: FIRST_ITEMS }, (_, i): Item => ({ id: `i${i}`, title: `item ${i}`, done: false })),
+}
+/** The stores that merge disjoint patches proposed on a stale base, and how their items are identified. */
+const MERGING = ['items']
+const IDS = { items: { '': 'id' } }
 /** What `move` conserves: left + right. */
 const TOTAL = 100
 
@@ -96,6 +120,7 @@ const SIM_APP = defineZuno({
     label: { initial: STORES.label },
     left: { initial: STORES.left },
     right: { initial: STORES.right },
+    items: { initial: STORES.items, ids: IDS.items, merge: true },
   },
   actions: {
     increment: { run: (tx) => tx.set('counter', (n) => n + 1) },
@@ -162,6 +187,8 @@ async function simulate(seed: number, scenario: Scenario): Promise<Run> {
       allowStore: (key) => key === DYNAMIC,
       schemas: SCHEMAS,
       actions: SERVER_ACTIONS,
+      ids: IDS,
+      merge: MERGING,
       retention: scenario.retention,
       instances: scenario.instances,
     },
@@ -218,6 +245,37 @@ async function simulate(seed: number, scenario: Scenario): Promise<Run> {
           Object.assign(record, { outcome: 'rejected', error: error.code, cause: error.cause?.code })
         },
       )
+      return
+    }
+    if (random() < 0.3) {
+      // An edit of one item of the merging store, picked from what this replica shows now.
+      const items = replica.store<Item[]>('items').get()
+      const pick = random()
+      // Half the edits go to the first few items: edits of one item then meet on stale bases, and must conflict.
+      const target = items[Math.floor(random() * (random() < 0.5 ? Math.min(4, items.length) : items.length))]?.id
+      const edit: ItemEdit =
+        target === undefined || pick < 0.2
+          ? { kind: 'insert', id: item, after: target ?? null }
+          : pick < 0.55
+            ? { kind: 'toggle', id: target }
+            : pick < 0.8
+              ? { kind: 'rename', id: target, title: item }
+              : { kind: 'remove', id: target }
+      const record: OpRecord = { replica: name, storeKey: 'items', edit, outcome: 'pending' }
+      ops.push(record)
+      replica
+        .store<Item[]>('items')
+        .set((list) => applyItemEdit(list, edit) as Item[])
+        .then(
+          (version) => {
+            noteTag()
+            Object.assign(record, { outcome: 'resolved', version })
+          },
+          (error: { code?: string; cause?: { code?: string } }) => {
+            noteTag()
+            Object.assign(record, { outcome: 'rejected', error: error.code, cause: error.cause?.code })
+          },
+        )
       return
     }
     const pick = random()
@@ -338,12 +396,14 @@ describe.each([ROOMY, SMALLEST, NEW_EPOCHS, TWO_INSTANCES])('simulation under in
       const epochs = byEpoch(network.committed)
       const problems = checkAcknowledged(ops, epochs, writers, scenario.freshRestarts)
       problems.push(...checkRefusedByProxy(ops, network.attempts, writers))
+      // Every acknowledged item edit, merged or not, made its version from the one before it.
+      problems.push(...checkItemEdits(ops, epochs, writers, STORES.items, network.attempts))
       for (const [epoch, committed] of epochs) {
         const attempts = network.attempts.filter((attempt) => attempt.epoch === epoch)
         problems.push(
           ...checkContiguous(committed),
           ...checkExactlyOnce(committed),
-          ...checkLinearizable(attempts, committed, STORES),
+          ...checkLinearizable(attempts, committed, STORES, new Set(MERGING)),
         )
         // Rebase correctness: every accepted op was computed on the state it was accepted on.
         const history = (key: string) => perStore(committed).filter((event) => event.storeKey === key)
@@ -402,8 +462,11 @@ describe.each([ROOMY, SMALLEST, NEW_EPOCHS, TWO_INSTANCES])('simulation under in
       if (process.env.ZUNO_SIM_DEBUG) {
         const rejected = new Map<string, number>()
         for (const op of ops) if (op.error !== undefined) rejected.set(op.error, (rejected.get(op.error) ?? 0) + 1)
-        console.log(scenario.name, seed, Object.fromEntries(network.errors), network.injected, Object.fromEntries(rejected), run.leaderships)
+        console.log(scenario.name, seed, Object.fromEntries(network.errors), network.injected, network.deltas, Object.fromEntries(rejected), run.leaderships)
       }
+      // Deltas really travelled, both ways, and the merging store merged.
+      const { patchProposals, patchFrames, patchAnswers, merges } = network.deltas
+      for (const count of [patchProposals, patchFrames, patchAnswers, merges]) expect(count).toBeGreaterThan(0)
       expect(ops.filter((op) => op.outcome === 'resolved').length).toBeGreaterThan(ops.length * 0.9)
 
       if (problems.length > 0) console.error(describeRun(seed, run, problems))
