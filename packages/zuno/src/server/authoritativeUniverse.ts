@@ -371,7 +371,9 @@ export class AuthoritativeUniverse<
         return { type: 'refused', error: new ZunoError('patch_mismatch', `The patch does not apply to version ${version}: ${error.message}`) }
       }
     }
-    const theirs = this.#merging.has(storeKey) ? this.#patchesSince(storeKey, baseVersion, version) : undefined
+    // An empty patch merges as nothing: its updater wrote nothing on the base it saw, and may write
+    // something on the newer state (an item it could not see yet), so it rebases like any conflict.
+    const theirs = this.#merging.has(storeKey) && patch.length > 0 ? this.#patchesSince(storeKey, baseVersion, version) : undefined
     if (theirs !== undefined && !patchesOverlap(theirs, patch)) {
       try {
         return this.#commitPatched(request, op, patched(current, patch))

@@ -170,13 +170,9 @@ export function checkItemEdits(
   epochs: ReadonlyMap<string, readonly CommittedEvent[]>,
   writers: ReadonlyMap<string, ReadonlySet<string>>,
   initial: readonly unknown[],
-  attempts: readonly Attempt[],
 ): string[] {
   const problems: string[] = []
   const histories = [...epochs.values()].map((committed) => historyOf(committed, 'items'))
-  // Ops proposed as an empty patch: an edit of an item its replica did not hold yet (another tab's
-  // pending insert, shown there). Merged, such a patch changes nothing, whatever the item is now.
-  const empty = new Set(attempts.filter((a) => a.storeKey === 'items' && a.patch?.length === 0).map((a) => `${writerTag(a.clientId)}#${a.opId}`))
   for (const op of ops) {
     if (op.edit === undefined || op.outcome !== 'resolved' || op.version === undefined) continue
     const version = op.version
@@ -186,12 +182,24 @@ export function checkItemEdits(
     const made = candidates.some((history) => {
       const before = version === 1 ? initial : (history[version - 2]?.state as unknown[])
       const event = history[version - 1] as CommittedEvent
-      if (empty.has(`${event.writer}#${event.opId}`) && same(event.state, before)) return true
-      return same(event.state, applyItemEdit(before, op.edit as ItemEdit))
+      if (same(event.state, applyItemEdit(before, op.edit as ItemEdit))) return true
+      return insertedWithoutAnchor(before, event.state as readonly ItemLike[], op.edit as ItemEdit)
     })
     if (!made) problems.push(`items v${version} is not v${version - 1} with ${op.replica}'s ${JSON.stringify(op.edit)}`)
   }
   return problems
+}
+
+/**
+ * An insert whose anchor is not in the version it landed on (removed, or an item its replica saw
+ * only as another tab's pending insert): its patch anchors it after the item before it in the
+ * replica's own list, so it lands somewhere, once, with every other item kept in order.
+ */
+function insertedWithoutAnchor(before: readonly unknown[], after: readonly ItemLike[], edit: ItemEdit): boolean {
+  if (edit.kind !== 'insert' || edit.after === null || (before as readonly ItemLike[]).some((item) => item.id === edit.after)) return false
+  const at = after.findIndex((item) => item.id === edit.id)
+  if (at < 0 || after.filter((item) => item.id === edit.id).length !== 1) return false
+  return same([...after.slice(0, at), ...after.slice(at + 1)], before) && same(after[at], { id: edit.id, title: edit.id, done: false })
 }
 
 /**

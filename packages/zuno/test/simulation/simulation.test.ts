@@ -397,7 +397,7 @@ describe.each([ROOMY, SMALLEST, NEW_EPOCHS, TWO_INSTANCES])('simulation under in
       const problems = checkAcknowledged(ops, epochs, writers, scenario.freshRestarts)
       problems.push(...checkRefusedByProxy(ops, network.attempts, writers))
       // Every acknowledged item edit, merged or not, made its version from the one before it.
-      problems.push(...checkItemEdits(ops, epochs, writers, STORES.items, network.attempts))
+      problems.push(...checkItemEdits(ops, epochs, writers, STORES.items))
       for (const [epoch, committed] of epochs) {
         const attempts = network.attempts.filter((attempt) => attempt.epoch === epoch)
         problems.push(
