@@ -351,6 +351,16 @@ describe('hostile patches', () => {
     expect([answer.status, answer.body.error]).toEqual([400, 'invalid_patch'])
   })
 
+  it('answers 400 invalid_patch to a patch whose path and value together nest past the depth limit, though the body does not', async () => {
+    const { propose } = await serve()
+    let value: unknown = 1
+    for (let i = 0; i < 30; i++) value = { a: value }
+    const deep = await propose('plain', 0, [[Array.from({ length: 40 }, () => 'a'), value]])
+    expect([deep.status, deep.body.error]).toEqual([400, 'invalid_patch'])
+    // The same value at a short path builds a state within the limit.
+    expect((await propose('plain', 0, [[['a'], value]], { clientId: newClientId(), opId: 1 })).status).toBe(200)
+  })
+
   it('answers 400 invalid_body to a body with a state and a patch', async () => {
     const { universe, post } = await serve()
     const answer = await post({ storeKey: 'plain', baseVersion: 0, epoch: universe.epoch, state: 1, patch: [], clientId: newClientId(), opId: 1 })

@@ -5,7 +5,7 @@
 import { idOf, isObject, MAX_PATCH_OPS, type Patch, type Path, type PathSegment } from '../patch'
 
 /** Why `value` is not a patch (its shape only, not whether it applies), or `undefined` if it is one. */
-export function patchProblem(value: unknown): string | undefined {
+export function patchProblem(value: unknown, maxDepth: number): string | undefined {
   if (!Array.isArray(value)) return 'a patch is an array of operations'
   if (value.length > MAX_PATCH_OPS) return `a patch has at most ${MAX_PATCH_OPS} operations`
   for (let i = 0; i < value.length; i++) {
@@ -16,6 +16,9 @@ export function patchProblem(value: unknown): string | undefined {
     for (const segment of path) {
       if (!isSegment(segment)) return `operation ${i}: a step is not a key, an index or { idKey: id }`
     }
+    // The state it builds must nest no deeper than a whole state may: repeated patches must not
+    // stack levels until a snapshot cannot be encoded.
+    if (op.length > 1 && path.length + nesting(op[1]) >= maxDepth) return `operation ${i} nests its value deeper than ${maxDepth} levels`
     if (op.length === 3) {
       const after: unknown = op[2]
       if (after !== null && typeof after !== 'string' && typeof after !== 'number') return `operation ${i}: "after" is not an id`
@@ -23,6 +26,14 @@ export function patchProblem(value: unknown): string | undefined {
     }
   }
   return undefined
+}
+
+/** How deep arrays and objects nest in a value (0 for a scalar); the body's depth check bounds it already. */
+function nesting(value: unknown): number {
+  if (typeof value !== 'object' || value === null) return 0
+  let deepest = 0
+  for (const child of Object.values(value)) deepest = Math.max(deepest, nesting(child))
+  return deepest + 1
 }
 
 function isSegment(segment: unknown): boolean {

@@ -415,7 +415,7 @@ export class SyncServer {
       throw new ZunoError('too_deep', `JSON nests deeper than ${this.#maxDepth} levels`)
     }
     if (!declared && utf8Length(JSON.stringify(parsedBody)) > this.#maxBodyBytes) throw tooLarge(this.#maxBodyBytes)
-    const proposal = validateProposal(parsedBody)
+    const proposal = validateProposal(parsedBody, this.#maxDepth)
     // A framework's parser may have read 1e400 as Infinity, which JSON cannot carry on.
     checkJsonPayload(proposal, this.#maxDepth)
     return proposal

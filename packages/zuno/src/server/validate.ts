@@ -7,6 +7,7 @@ import {
   EPOCH_PATTERN,
   isNonNegativeInteger,
   type PatchRequest,
+  DEFAULT_LIMITS,
   STORE_KEY_PATTERN,
   type SyncRequest,
 } from '../protocol'
@@ -134,7 +135,7 @@ export function parseProposalText(text: string, maxDepth: number): Proposal {
   } catch {
     throw new ZunoError('bad_json', 'The body is not valid JSON')
   }
-  const proposal = validateProposal(body)
+  const proposal = validateProposal(body, maxDepth)
   // Only a long exponent or a very long number can make Infinity: only then is the state walked.
   if (scanned === TEXT_HUGE_NUMBER) checkJsonPayload(proposal, maxDepth)
   return proposal
@@ -153,8 +154,11 @@ export function checkJsonPayload(proposal: Proposal, maxDepth: number): void {
   }
 }
 
-/** Checks a parsed `POST /sync` body; throws a `ZunoError` naming the first problem. */
-export function validateProposal(body: unknown): Proposal {
+/**
+ * Checks a parsed `POST /sync` body; throws a `ZunoError` naming the first problem. `maxDepth`
+ * bounds what a patch may build: its path and its value's nesting together, as for a whole state.
+ */
+export function validateProposal(body: unknown, maxDepth: number = DEFAULT_LIMITS.maxDepth): Proposal {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) {
     throw new ZunoError('invalid_body', 'The body must be a JSON object')
   }
@@ -170,7 +174,7 @@ export function validateProposal(body: unknown): Proposal {
   if (Object.hasOwn(body, 'patch')) {
     if (Object.hasOwn(body, 'state')) throw new ZunoError('invalid_body', 'A body carries a state or a patch, not both')
     const { patch } = body as { patch: unknown }
-    const problem = patchProblem(patch)
+    const problem = patchProblem(patch, maxDepth)
     if (problem !== undefined) throw new ZunoError('invalid_patch', `patch is not a patch: ${problem}`)
     checkOpIds(clientId, opId)
     return { storeKey, baseVersion, epoch, patch: patch as PatchRequest['patch'], clientId, opId: opId as number }
