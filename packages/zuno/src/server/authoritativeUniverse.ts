@@ -51,7 +51,11 @@ export interface UniverseOptions<S extends Schemas = Schemas> {
   schemas?: S
   /** Most stores that may exist (403 `store_limit` for one more). Default 10,000. */
   maxStores?: number
-  /** Largest state of one store, in bytes of JSON (413 `state_too_large`). Default: only the body limit. */
+  /**
+   * Largest state of one store, in bytes of JSON (413 `state_too_large`). Default: only the body
+   * limit, which bounds a whole state but not what patches build on one: set it for stores clients
+   * patch (each patch's result is then measured, a pass over the state).
+   */
   maxStateBytes?: number
   /**
    * Server-only implementations of actions, by name: each replaces the shared `run` of the app's
