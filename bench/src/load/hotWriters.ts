@@ -7,31 +7,21 @@
  * - `actionLoop`: the same loop sending the server's `increment` action instead of a state;
  * - `replicaActions`: Zuno's client again, awaiting `act('increment', { key })`.
  */
-import { Agent, request } from 'node:http'
+import { Agent } from 'node:http'
 import { EventSource } from 'eventsource'
 import { connect, newClientId } from 'zuno'
 import { monotonicMs, onCommand, report } from '../harness/channel'
 import { epochAt } from './epoch'
+import { postSync } from './postSync'
 
 interface Answer {
   status: number
   body: { version: number; state: number }
 }
 
-function post(agent: Agent, port: number, payload: string): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const req = request(
-      { host: '127.0.0.1', port, path: '/zuno/sync', method: 'POST', agent, headers: { 'content-type': 'application/json' } },
-      (res) => {
-        let text = ''
-        res.setEncoding('utf8')
-        res.on('data', (chunk: string) => (text += chunk))
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) as Answer['body'] }))
-      },
-    )
-    req.on('error', reject)
-    req.end(payload)
-  })
+async function post(agent: Agent, port: number, payload: string): Promise<Answer> {
+  const { status, text } = await postSync(agent, port, payload)
+  return { status, body: JSON.parse(text) as Answer['body'] }
 }
 
 /** Writers through Zuno's client: attempts per write are 1 + the conflicts it reports. With `actions`, each write is the server's `increment` action instead of a `set`. */

@@ -11,11 +11,12 @@
  * `upload` starts a real replica (`connect`, the `eventsource` package), toggles one todo through
  * `store.set` with a structural-sharing updater, and reports the body it POSTed.
  */
-import { Agent, request } from 'node:http'
+import { Agent } from 'node:http'
 import { EventSource } from 'eventsource'
 import { connect, newClientId } from 'zuno'
 import { monotonicMs, onCommand, report } from '../harness/channel'
 import { epochAt } from './epoch'
+import { postSync } from './postSync'
 import { type Todo, todoApp, todoToToggle, toggle } from './todoApp'
 
 const agent = new Agent({ keepAlive: true, maxSockets: 1 })
@@ -27,19 +28,7 @@ const known = { todos: { version: 0, state: [] as Todo[] }, counter: { version: 
 let clicks = 0
 
 function post(port: number, payload: string): Promise<{ status: number; text: string }> {
-  return new Promise((resolve, reject) => {
-    const req = request(
-      { host: '127.0.0.1', port, path: '/zuno/sync', method: 'POST', agent, headers: { 'content-type': 'application/json' } },
-      (res) => {
-        let text = ''
-        res.setEncoding('utf8')
-        res.on('data', (chunk: string) => (text += chunk))
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, text }))
-      },
-    )
-    req.on('error', reject)
-    req.end(payload)
-  })
+  return postSync(agent, port, payload)
 }
 
 /** Reads the stores' current versions and states, as a client starting up would. */

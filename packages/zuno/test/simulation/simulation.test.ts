@@ -228,6 +228,18 @@ async function simulate(seed: number, scenario: Scenario): Promise<Run> {
     const tags = writers.get(name) as Set<string>
     // A replica takes a fresh identity when the server has forgotten it: note every tag it writes under.
     const noteTag = () => tags.add(writerTag(replica.clientId))
+    /** Records how a `set` settled, as its caller sees it. */
+    const settleInto = (record: OpRecord, promise: Promise<number>) =>
+      promise.then(
+        (version) => {
+          noteTag()
+          Object.assign(record, { outcome: 'resolved', version })
+        },
+        (error: { code?: string; cause?: { code?: string } }) => {
+          noteTag()
+          Object.assign(record, { outcome: 'rejected', error: error.code, cause: error.cause?.code })
+        },
+      )
     const item = `${name}:${++issued}`
     if (random() < 1 / 3) {
       const pick = random()
@@ -263,19 +275,7 @@ async function simulate(seed: number, scenario: Scenario): Promise<Run> {
               : { kind: 'remove', id: target }
       const record: OpRecord = { replica: name, storeKey: 'items', edit, outcome: 'pending' }
       ops.push(record)
-      replica
-        .store<Item[]>('items')
-        .set((list) => applyItemEdit(list, edit) as Item[])
-        .then(
-          (version) => {
-            noteTag()
-            Object.assign(record, { outcome: 'resolved', version })
-          },
-          (error: { code?: string; cause?: { code?: string } }) => {
-            noteTag()
-            Object.assign(record, { outcome: 'rejected', error: error.code, cause: error.cause?.code })
-          },
-        )
+      settleInto(record, replica.store<Item[]>('items').set((list) => applyItemEdit(list, edit) as Item[]))
       return
     }
     const pick = random()
@@ -292,16 +292,7 @@ async function simulate(seed: number, scenario: Scenario): Promise<Run> {
             : storeKey === 'label'
               ? replica.store<string>('label').set(`  set by ${item} `)
               : replica.store<number>(DYNAMIC, 0).set((n) => (n ?? 0) + 1)
-    promise.then(
-      (version) => {
-        noteTag()
-        Object.assign(record, { outcome: 'resolved', version })
-      },
-      (error: { code?: string; cause?: { code?: string } }) => {
-        noteTag()
-        Object.assign(record, { outcome: 'rejected', error: error.code, cause: error.cause?.code })
-      },
-    )
+    settleInto(record, promise)
   }
 
   for (let i = 0; i < CLIENTS; i++) {
