@@ -81,7 +81,7 @@ export const largeStore: Suite = {
       progress.step(`large store: connecting ${SUBSCRIBERS.toLocaleString('en-US')} subscribers (each gets the 1 MB list in its snapshot)`)
       const { child: subscribers } = await start({ name: 'subscribers', script: 'load/frameSubscribers.ts', core: LOAD_CORE })
       children.push(subscribers)
-      const opened = await subscribers.ask<{ type: string; count: number; ms: number }>({ type: 'open', port, path: '/zuno/sse', count: SUBSCRIBERS }, 'opened', 300_000)
+      const opened = await subscribers.ask<{ type: string; count: number; ms: number }>({ type: 'open', port, path: '/zuno/sse?patches=1', count: SUBSCRIBERS }, 'opened', 300_000)
       if (opened.count !== SUBSCRIBERS) throw new Error(`${opened.count} of ${SUBSCRIBERS} subscribers connected`)
       progress.detail(`connected in ${Math.round(opened.ms).toLocaleString('en-US')} ms`)
 

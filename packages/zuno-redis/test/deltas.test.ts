@@ -80,7 +80,7 @@ async function replicaOf(url: string) {
 describe.skipIf(!haveRedis)('zuno-redis deltas', () => {
   it("streams another instance's patch proposal as a patch, without the state", async () => {
     const { a, b } = await pair()
-    const stream = await openRawStream(`${b.url}/sse?stores=todos`)
+    const stream = await openRawStream(`${b.url}/sse?stores=todos&patches=1`)
     cleanups.push(() => stream.close())
     expect((await stream.nextEvent()).event).toBe('snapshot')
     expect((await a.propose(0, done('t500'))).status).toBe(200)
@@ -142,7 +142,7 @@ describe.skipIf(!haveRedis)('zuno-redis deltas', () => {
       await olderStorage.close()
     })
     await older.ready
-    const stream = await openRawStream(`${a.url}/sse?stores=todos`)
+    const stream = await openRawStream(`${a.url}/sse?stores=todos&patches=1`)
     cleanups.push(() => stream.close())
     expect((await stream.nextEvent()).event).toBe('snapshot')
 

@@ -40,6 +40,9 @@ export type IdPaths = Readonly<Record<string, string>>
 /** The most operations one patch may have: past it, a change is sent (and streamed) whole. */
 export const MAX_PATCH_OPS = 1000
 
+/** The most array items one patch may look at to find its steps by id (a few milliseconds of work). */
+const MAX_ITEMS_LOOKED_AT = 4_000_000
+
 /** A patch that does not apply to the state it was given. */
 export class PatchError extends Error {
   /** Always `PatchError`. */
@@ -61,7 +64,11 @@ export function idOf(segment: PathSegment): [string, string | number] | undefine
 }
 
 /** The index of the item of `array` whose `key` is `id`, or -1. */
-function findItem(array: readonly unknown[], key: string, id: unknown): number {
+function findItem(array: readonly unknown[], key: string, id: unknown, fresh: Fresh): number {
+  // Each step by id is a pass over its array: bounded per patch, so a hostile one cannot make a
+  // thousand passes over a long list (an honest patch that needs more is sent as a state).
+  fresh.looked += array.length
+  if (fresh.looked > MAX_ITEMS_LOOKED_AT) throw new PatchError(`A patch may look at ${MAX_ITEMS_LOOKED_AT} items by id at most`)
   for (let i = 0; i < array.length; i++) {
     const item = array[i]
     if (isObject(item) && item[key] === id) return i
@@ -85,7 +92,7 @@ function setKey(object: JsonObject, key: string, value: unknown): void {
 export function applyPatch(state: unknown, patch: Patch, copies?: { slots: number; made?: object[] }): unknown {
   // Containers copied by this call: changed in place by later operations, so a patch of many
   // operations on one array copies it once.
-  const fresh: Fresh = { copies: new WeakSet<object>(), slots: 0, made: copies?.made }
+  const fresh: Fresh = { copies: new WeakSet<object>(), slots: 0, made: copies?.made, looked: 0 }
   let root = state
   for (const op of patch) root = applyOp(root, op, 0, fresh)
   if (copies !== undefined) copies.slots += fresh.slots
@@ -97,6 +104,8 @@ interface Fresh {
   copies: WeakSet<object>
   slots: number
   made: object[] | undefined
+  /** Items looked at to find steps by id. */
+  looked: number
 }
 
 function applyOp(node: unknown, op: PatchOp, depth: number, fresh: Fresh): unknown {
@@ -110,7 +119,7 @@ function applyOp(node: unknown, op: PatchOp, depth: number, fresh: Fresh): unkno
   if (Array.isArray(node)) {
     const id = idOf(segment)
     let index: number
-    if (id !== undefined) index = findItem(node, id[0], id[1])
+    if (id !== undefined) index = findItem(node, id[0], id[1], fresh)
     else if (typeof segment === 'number' && Number.isInteger(segment) && segment >= 0 && segment <= node.length) index = segment === node.length ? -1 : segment
     else throw mismatch(path, depth)
     // A spread, not `slice`: V8 slices a frozen array (every state on the server) on a slow path,
@@ -126,7 +135,7 @@ function applyOp(node: unknown, op: PatchOp, depth: number, fresh: Fresh): unkno
     if (index >= 0) copy[index] = value
     else if (op.length === 3 && id !== undefined) {
       const after = op[2]
-      const anchor = after === null ? -1 : findItem(copy, id[0], after)
+      const anchor = after === null ? -1 : findItem(copy, id[0], after, fresh)
       // A missing anchor (removed meanwhile): the item goes last rather than nowhere.
       copy.splice(after === null ? 0 : anchor < 0 ? copy.length : anchor + 1, 0, value)
     } else copy.push(value)
@@ -173,7 +182,8 @@ export function compileIdPaths(ids: IdPaths | undefined): readonly IdPattern[] {
   })
 }
 
-function idKeyAt(patterns: readonly IdPattern[], path: readonly PathSegment[]): string | undefined {
+/** The id key declared for the array at `path`, if any. */
+export function idKeyAt(patterns: readonly IdPattern[], path: readonly PathSegment[]): string | undefined {
   for (const { steps, idKey } of patterns) {
     if (steps.length !== path.length) continue
     let matches = true
@@ -199,12 +209,13 @@ export function diff(prev: unknown, next: unknown, ids: readonly IdPattern[] = [
 function walk(a: unknown, b: unknown, path: PathSegment[], ops: PatchOp[], ids: readonly IdPattern[]): boolean {
   if (a === b) return true
   if (isObject(a) && isObject(b)) {
+    // A key whose value is `undefined` is no key, as JSON has it (the whole state would drop it).
     for (const key in a) {
-      if (Object.hasOwn(a, key) && !Object.hasOwn(b, key) && !push(ops, [[...path, key]])) return false
+      if (has(a, key) && !has(b, key) && !push(ops, [[...path, key]])) return false
     }
     for (const key in b) {
-      if (!Object.hasOwn(b, key)) continue
-      if (!Object.hasOwn(a, key)) {
+      if (!has(b, key)) continue
+      if (!has(a, key)) {
         if (!push(ops, [[...path, key], b[key]])) return false
         continue
       }
@@ -224,6 +235,10 @@ function walk(a: unknown, b: unknown, path: PathSegment[], ops: PatchOp[], ids: 
     return walkByIndex(a, b, path, ops, ids)
   }
   return push(ops, [[...path], b])
+}
+
+function has(object: JsonObject, key: string): boolean {
+  return Object.hasOwn(object, key) && object[key] !== undefined
 }
 
 /** Arrays compared item by item: edits in place, then appends or removals at the end. */

@@ -81,7 +81,7 @@ const toggle = (id: string) => (list: Todo[]) => list.map((todo) => (todo.id ===
 describe('deltas down', () => {
   it('streams a one-item edit of a 10,000-item list as a patch, a thousand times shorter than the state', async () => {
     const { universe, url, propose } = await serve()
-    const stream = await openRawStream(`${url}/sse?stores=todos`)
+    const stream = await openRawStream(`${url}/sse?stores=todos&patches=1`)
     cleanups.push(() => stream.close())
     const snapshot = await stream.nextEvent()
     expect(snapshot.event).toBe('snapshot')
@@ -321,7 +321,7 @@ describe('replicas that miss a patch', () => {
     await universe.store('todos').set(toggle('t2'))
     await universe.store('todos').set((list) => [{ id: 'first', title: 'First', done: false }, ...list])
     await universe.store('todos').set(toggle('t3'))
-    const stream = await openRawStream(`${url}/sse?stores=todos`, { 'last-event-id': `${universe.epoch}-1` })
+    const stream = await openRawStream(`${url}/sse?stores=todos&patches=1`, { 'last-event-id': `${universe.epoch}-1` })
     cleanups.push(() => stream.close())
     // What the replica will be sent: the patches after its last id, or a snapshot.
     expect((await stream.nextEvent()).event).toBe(how === 'resumed' ? 'state' : 'snapshot')

@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest'
 import { EventLog, type LogEntry } from '../src/server/index'
 
-const entry = (seq: number, bytes = 1): LogEntry => ({
-  event: { storeKey: 's', version: seq, state: seq, writer: 'c', opId: seq, seq, id: `ep-${seq}` },
-  frame: new Uint8Array(bytes),
-})
+const entry = (seq: number, bytes = 1): LogEntry => {
+  const frame = new Uint8Array(bytes)
+  return { event: { storeKey: 's', version: seq, state: seq, writer: 'c', opId: seq, seq, id: `ep-${seq}` }, frame, wholeFrame: frame }
+}
 
 const seqs = (entries: LogEntry[] | undefined) => entries?.map((e) => e.event.seq)
 

@@ -244,6 +244,8 @@ export class StreamConnection {
   #streamUrl(resumeFrom: string | undefined): string {
     const query = new URLSearchParams()
     query.set('v', String(PROTOCOL_VERSION))
+    // This client reads patches: the server may send a change as one when it is shorter.
+    query.set('patches', '1')
     if (this.#options.stores !== undefined) query.set('stores', this.#options.stores.join(','))
     if (resumeFrom !== undefined) query.set('lastEventId', resumeFrom)
     const token = this.#options.token?.()

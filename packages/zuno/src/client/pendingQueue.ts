@@ -4,10 +4,10 @@
  */
 import { type ActionSpec, runAction, type StoreRead } from '../action'
 import { ZunoError } from '../errors'
-import type { IdPattern, Patch } from '../patch'
+import { applyPatch, type IdPattern, type Patch } from '../patch'
 import type { StoreChange, StoreState } from '../protocol'
 import { applyUpdater, type StoreCell, type Updater } from '../store'
-import type { OutboxEntry } from './outbox'
+import type { OutboxEntry, StateEntry } from './outbox'
 
 /** What a custom merge gets: the state the op was computed on, what it made of it, and the server's newer state. */
 export interface MergeInput<T = unknown> {
@@ -120,6 +120,23 @@ export interface ActionOp extends OpCommon {
 
 /** An op of the queue: a `set` of one store, or an action. */
 export type PendingOp = StateOp | ActionOp
+
+/**
+ * What a restored `set` does to the state under it: its patch again, when it went as one (so a
+ * rebase on a newer state keeps what others changed meanwhile), else the state it saved.
+ */
+function restoredUpdate(entry: StateEntry): Updater<unknown> {
+  const patch = entry.sentOn?.patch
+  if (patch === undefined) return entry.state
+  return (state: unknown) => {
+    try {
+      return applyPatch(state, patch)
+    } catch {
+      // The state moved where the patch no longer applies: the op's own result, as saved.
+      return entry.state
+    }
+  }
+}
 
 /** How an op is named in messages: its store, or its action. */
 export function opLabel(op: PendingOp): string {
@@ -308,7 +325,7 @@ export class PendingQueue {
         ...common,
         kind: 'state',
         replica: replicaOf(entry.storeKey),
-        update: entry.state,
+        update: restoredUpdate(entry),
         computed: false,
         basedOn: undefined,
         result: undefined,

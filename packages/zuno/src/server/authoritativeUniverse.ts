@@ -16,7 +16,7 @@ import {
   type SyncRequest,
 } from '../protocol'
 import { applyPatch, compileIdPaths, diff, type IdPaths, type IdPattern, jsonLongerThan, type Patch, PatchError } from '../patch'
-import { patchesOverlap } from './patchRules'
+import { idStepsDeclared, overlapsItself, patchesOverlap } from './patchRules'
 import { type Schemas, schemaFor, type StatesOf, validateState } from '../schema'
 import { applyUpdater, type StoreCell, type Updater } from '../store'
 import { assertStoreKey, Universe } from '../universe'
@@ -238,7 +238,7 @@ export class AuthoritativeUniverse<
   readonly #merging: ReadonlySet<string>
   readonly #patchHistory: number
   /** Per store, the patches of its latest versions (up to `version`), newest last: a whole write starts it over. */
-  readonly #recentPatches = new Map<string, { version: number; patches: Patch[] }>()
+  readonly #recentPatches = new Map<string, RecentPatches>()
 
   constructor(options: UniverseOptions<Schemas> & AppActions = {}) {
     super()
@@ -378,7 +378,7 @@ export class AuthoritativeUniverse<
     // An empty patch merges as nothing: its updater wrote nothing on the base it saw, and may write
     // something on the newer state (an item it could not see yet), so it rebases like any conflict.
     const theirs = this.#merging.has(storeKey) && patch.length > 0 ? this.#patchesSince(storeKey, baseVersion, version) : undefined
-    if (theirs !== undefined && !patchesOverlap(theirs, patch)) {
+    if (theirs !== undefined && this.#mergeable(storeKey, theirs, patch)) {
       try {
         return this.#commitPatched(request, op, patched(current, patch))
       } catch (error) {
@@ -401,6 +401,9 @@ export class AuthoritativeUniverse<
       return this.#settle(storeKey, await this.#storage.commit({ ...op, epoch, write }), baseVersion)
     }
     let { state, patch, heldBytes } = made as { state: unknown; patch: Patch | undefined; heldBytes: number | undefined }
+    // What is streamed and kept is the change, not what was sent: a value set and then overwritten
+    // within the patch never reaches anyone.
+    if (patch !== undefined && overlapsItself(patch)) patch = this.#diff(storeKey, state)
     try {
       this.#admit(storeKey, this.#maxStateBytes === undefined ? '' : JSON.stringify(state), false)
       const schema = schemaFor(this.#schemas, storeKey)
@@ -418,8 +421,15 @@ export class AuthoritativeUniverse<
       return this.#record(request, op, error)
     }
     const { principal, clientId, opId, digest } = op
-    const write: Write = { storeKey, baseVersion: made.base, state, patch, stateBytes: heldBytes }
+    const write: Write = { storeKey, baseVersion: made.base, state, patch: shorterThan(state, patch), stateBytes: heldBytes }
     return this.#settle(storeKey, await this.#storage.commit({ principal, clientId, opId, digest, epoch, write }), baseVersion)
+  }
+
+  /** Whether a patch merges over the patches since its base: it touches nothing they touched, naming items by their declared ids. */
+  #mergeable(storeKey: string, theirs: readonly Patch[], ours: Patch): boolean {
+    const ids = this.#ids.get(storeKey) ?? []
+    if (!idStepsDeclared(ours, ids) || !theirs.every((patch) => idStepsDeclared(patch, ids))) return false
+    return !patchesOverlap(theirs, ours)
   }
 
   #versionOf(storeKey: string): number {
@@ -428,6 +438,12 @@ export class AuthoritativeUniverse<
 
   /** The patches that took a store from `base` to `version`, one per version, if all are kept. */
   #patchesSince(storeKey: string, base: number, version: number): Patch[] | undefined {
+    const kept = this.#keptSince(storeKey, base, version)
+    return kept?.map(({ patch }) => patch)
+  }
+
+  /** The kept patches (with their lengths) that took a store from `base` to `version`, if all are kept. */
+  #keptSince(storeKey: string, base: number, version: number): RecentPatches['patches'] | undefined {
     const recent = this.#recentPatches.get(storeKey)
     if (recent === undefined || recent.version < version || base >= version) return undefined
     const end = recent.patches.length - (recent.version - version)
@@ -438,9 +454,12 @@ export class AuthoritativeUniverse<
   /** The patches from `base` to `version`, when kept and shorter than `state` as JSON: what an answer carries instead of the state. */
   #shorterPatches(storeKey: string, base: number | undefined, version: number, state: unknown): Patch[] | undefined {
     if (base === undefined) return undefined
-    const patches = this.#patchesSince(storeKey, base, version)
-    if (patches === undefined) return undefined
-    return jsonLongerThan(state, JSON.stringify(patches).length) ? patches : undefined
+    const kept = this.#keptSince(storeKey, base, version)
+    if (kept === undefined) return undefined
+    // Their lengths were measured as they were kept: a stale proposal costs no encoding of them.
+    let length = 1
+    for (const { bytes } of kept) length += bytes + 1
+    return jsonLongerThan(state, length) ? kept.map(({ patch }) => patch) : undefined
   }
 
   /** Keeps the patches of every store an event changed. */
@@ -455,14 +474,19 @@ export class AuthoritativeUniverse<
       this.#recentPatches.delete(storeKey)
       return
     }
-    const recent = this.#recentPatches.get(storeKey)
+    const bytes = JSON.stringify(patch).length
+    let recent = this.#recentPatches.get(storeKey)
     if (recent === undefined || recent.version !== version - 1) {
-      this.#recentPatches.set(storeKey, { version, patches: [patch] })
-      return
+      recent = { version: version - 1, patches: [], bytes: 0 }
+      this.#recentPatches.set(storeKey, recent)
     }
     recent.version = version
-    recent.patches.push(patch)
-    if (recent.patches.length > this.#patchHistory) recent.patches.shift()
+    recent.patches.push({ patch, bytes })
+    recent.bytes += bytes
+    // Bounded in number and in bytes: a store's patches never hold more than a few states would.
+    while (recent.patches.length > this.#patchHistory || (recent.bytes > PATCH_HISTORY_BYTES && recent.patches.length > 1)) {
+      recent.bytes -= (recent.patches.shift() as { bytes: number }).bytes
+    }
   }
 
   /**
@@ -769,10 +793,8 @@ export class AuthoritativeUniverse<
     } catch (error) {
       return Promise.reject(error)
     }
-    // The base goes along for a conflict, whose answer may then carry the patches since it.
-    return isPromiseLike(outcome)
-      ? Promise.resolve(outcome).then((settled) => this.#settle(storeKey, settled, settled.type === 'conflict' ? baseVersion : undefined))
-      : this.#settle(storeKey, outcome, outcome.type === 'conflict' ? baseVersion : undefined)
+    // A whole state's answers carry whole states: its client may be one of before patches.
+    return isPromiseLike(outcome) ? Promise.resolve(outcome).then((settled) => this.#settle(storeKey, settled)) : this.#settle(storeKey, outcome)
   }
 
   /**
@@ -790,7 +812,7 @@ export class AuthoritativeUniverse<
 
   /** The patch from a store's state here to `state`, as the server's own writes and actions stream it. */
   #diff(storeKey: string, state: unknown): Patch | undefined {
-    return diff(this.#readForAction(storeKey).state, state, this.#ids.get(storeKey))
+    return shorterThan(state, diff(this.#readForAction(storeKey).state, state, this.#ids.get(storeKey)))
   }
 
   /** Records a refusal for good, unless the op was processed before (then that answer stands). Callers checked the storage's health. */
@@ -1055,6 +1077,16 @@ function identify(request: SyncRequest | PatchRequest, principal: string, payloa
   return { principal, clientId, opId, digest: opDigest(storeKey, baseVersion, payload) }
 }
 
+/** A store's patches of its latest versions, up to `version`, newest last, with their lengths as JSON. */
+interface RecentPatches {
+  version: number
+  patches: Array<{ patch: Patch; bytes: number }>
+  bytes: number
+}
+
+/** The most bytes of patches kept per store (past `patchHistory`'s count, the oldest go first). */
+const PATCH_HISTORY_BYTES = 1024 * 1024
+
 /** A patch applied: the state it made, and about how many bytes that state holds that its base does not share. */
 interface Patched {
   /** The version the patch was applied to: what the commit compares. */
@@ -1062,6 +1094,14 @@ interface Patched {
   state: unknown
   patch: Patch
   heldBytes: number
+}
+
+/**
+ * `patch` when it is shorter than `state` as JSON, else nothing: a longer one is not worth streaming
+ * or keeping (whatever a client sent, what is kept of a store stays bounded by its state's size).
+ */
+function shorterThan(state: unknown, patch: Patch | undefined): Patch | undefined {
+  return patch !== undefined && jsonLongerThan(state, JSON.stringify(patch).length) ? patch : undefined
 }
 
 function patched({ version, state }: StoreRead, patch: Patch): Patched {

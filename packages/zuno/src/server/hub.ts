@@ -38,7 +38,14 @@ class Subscriber implements Subscription {
     readonly storeKeys: ReadonlySet<string> | undefined,
     /** For a subscriber to every store: which ones it may read (`undefined`: all). */
     readonly readable: ((storeKey: string) => boolean) | undefined,
+    /** Whether its client reads patches (`?patches=1`); otherwise every change goes whole. */
+    readonly patches: boolean,
   ) {}
+
+  /** The frame of `entry` this subscriber reads. */
+  frameOf(entry: LogEntry): Uint8Array {
+    return this.patches ? entry.frame : entry.wholeFrame
+  }
 
   send(frame: Uint8Array): void {
     if (this.queue !== undefined) {
@@ -111,8 +118,9 @@ export class Hub {
     storeKeys: ReadonlySet<string> | undefined,
     readable: ((storeKey: string) => boolean) | undefined,
     opening: Uint8Array[],
+    patches: boolean,
   ): Subscription {
-    const subscriber = new Subscriber(this, sink, storeKeys, readable)
+    const subscriber = new Subscriber(this, sink, storeKeys, readable, patches)
     for (const frame of opening) subscriber.send(frame)
     if (subscriber.closed) return subscriber
     if (storeKeys === undefined) {
@@ -135,11 +143,11 @@ export class Hub {
     const { storeKey } = entry.event
     const interested = this.#byStore.get(storeKey)
     if (this.#everything.size === 0 && interested === undefined) return // nobody: the frame stays unencoded
-    const frame = entry.frame
+    // Each variant encoded once, on first use: the patch frame, or the whole one for older clients.
     for (const subscriber of this.#everything) {
-      if (subscriber.readable === undefined || subscriber.readable(storeKey)) subscriber.send(frame)
+      if (subscriber.readable === undefined || subscriber.readable(storeKey)) subscriber.send(subscriber.frameOf(entry))
     }
-    if (interested !== undefined) for (const subscriber of interested) subscriber.send(frame)
+    if (interested !== undefined) for (const subscriber of interested) subscriber.send(subscriber.frameOf(entry))
   }
 
   /**
@@ -162,10 +170,10 @@ export class Hub {
   /** Sends `subscriber` the part of a commit it sees: the shared frame for all of it, else one encoded once per part (`parts`). */
   #sendPart(subscriber: Subscriber, entry: LogEntry, changes: readonly CommittedChange[], parts: Map<string, Uint8Array | undefined>): void {
     const sees = (storeKey: string) => (subscriber.storeKeys === undefined ? subscriber.readable === undefined || subscriber.readable(storeKey) : subscriber.storeKeys.has(storeKey))
-    let part = ''
+    let part = subscriber.patches ? 'p' : 'w'
     for (const { storeKey } of changes) part += sees(storeKey) ? '1' : '0'
-    if (!part.includes('0')) return subscriber.send(entry.frame)
-    if (!parts.has(part)) parts.set(part, encodeCommitFrame(entry.event, sees))
+    if (!part.includes('0')) return subscriber.send(subscriber.frameOf(entry))
+    if (!parts.has(part)) parts.set(part, encodeCommitFrame(entry.event, sees, subscriber.patches))
     const frame = parts.get(part)
     if (frame !== undefined) subscriber.send(frame)
   }

@@ -1,5 +1,5 @@
 import { formatEventId, parseEventId } from '../protocol'
-import { encodeEventFrame } from './sse'
+import { encodeEventFrame, hasPatch } from './sse'
 import type { Patch } from '../patch'
 import type { CommittedChange, CommittedEvent } from './storage'
 
@@ -7,8 +7,10 @@ import type { CommittedChange, CommittedEvent } from './storage'
 export interface LogEntry {
   /** The change itself. */
   readonly event: CommittedEvent
-  /** Its SSE frame, encoded once and written as is to every subscriber. */
+  /** Its SSE frame, encoded once and written as is to every subscriber that reads patches. */
   readonly frame: Uint8Array
+  /** The same with every change whole, for streams whose client does not read patches (the same bytes when it has none). */
+  readonly wholeFrame: Uint8Array
 }
 
 /** The log entry of an event; its frame is encoded when first read, so never when nobody streams. */
@@ -19,11 +21,16 @@ export function logEntry(event: CommittedEvent): LogEntry {
 /** A class rather than an object literal with a getter: one small object per commit, no closure. */
 class LazyEntry implements LogEntry {
   #frame: Uint8Array | undefined
+  #wholeFrame: Uint8Array | undefined
 
   constructor(readonly event: CommittedEvent) {}
 
   get frame(): Uint8Array {
     return (this.#frame ??= encodeEventFrame(this.event))
+  }
+
+  get wholeFrame(): Uint8Array {
+    return (this.#wholeFrame ??= hasPatch(this.event) ? encodeEventFrame(this.event, false) : this.frame)
   }
 }
 
@@ -36,6 +43,7 @@ class LazyEntry implements LogEntry {
  */
 export class LoggedEvent implements CommittedEvent, LogEntry {
   #frame: Uint8Array | undefined
+  #wholeFrame: Uint8Array | undefined
   /** The epoch of the history the event belongs to; private, so a spread (the file storage's log line) does not take it. */
   readonly #epoch: string
 
@@ -74,6 +82,11 @@ export class LoggedEvent implements CommittedEvent, LogEntry {
 
   get frame(): Uint8Array {
     return (this.#frame ??= encodeEventFrame(this))
+  }
+
+  get wholeFrame(): Uint8Array {
+    if (this.#wholeFrame === undefined) this.#wholeFrame = hasPatch(this) ? encodeEventFrame(this, false) : this.frame
+    return this.#wholeFrame
   }
 }
 

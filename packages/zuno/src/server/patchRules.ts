@@ -2,7 +2,7 @@
  * What the server asks of patches beyond applying them: whether a body's patch has the shape of one,
  * and whether two sets of patches touch a common part of a state (the test of a merge).
  */
-import { idOf, isObject, MAX_PATCH_OPS, type Patch, type Path, type PathSegment } from '../patch'
+import { type IdPattern, idKeyAt, idOf, isObject, MAX_PATCH_OPS, type Patch, type Path, type PathSegment } from '../patch'
 
 /** Why `value` is not a patch (its shape only, not whether it applies), or `undefined` if it is one. */
 export function patchProblem(value: unknown, maxDepth: number): string | undefined {
@@ -12,7 +12,9 @@ export function patchProblem(value: unknown, maxDepth: number): string | undefin
     const op: unknown = value[i]
     if (!Array.isArray(op) || op.length < 1 || op.length > 3) return `operation ${i} is not [path], [path, value] or [path, value, after]`
     const path: unknown = op[0]
-    if (!Array.isArray(path)) return `operation ${i}: its path is not an array of steps`
+    // A path no longer than a state may be deep: a step past it names nothing, and long paths would
+    // make the merge test's work grow with their square.
+    if (!Array.isArray(path) || path.length > maxDepth) return `operation ${i}: its path is not an array of at most ${maxDepth} steps`
     for (const segment of path) {
       if (!isSegment(segment)) return `operation ${i}: a step is not a key, an index or { idKey: id }`
     }
@@ -26,6 +28,21 @@ export function patchProblem(value: unknown, maxDepth: number): string | undefin
     }
   }
   return undefined
+}
+
+/**
+ * Whether every step by id in `patch` names its array's items by the key the store declares for
+ * that array: the merge test tells items apart by id alone, so an item named by another field
+ * could be taken for another item.
+ */
+export function idStepsDeclared(patch: Patch, ids: readonly IdPattern[]): boolean {
+  for (const [path] of patch) {
+    for (let i = 0; i < path.length; i++) {
+      const id = idOf(path[i] as PathSegment)
+      if (id !== undefined && idKeyAt(ids, path.slice(0, i)) !== id[0]) return false
+    }
+  }
+  return true
 }
 
 /** How deep arrays and objects nest in a value (0 for a scalar); the body's depth check bounds it already. */
@@ -67,6 +84,26 @@ export function patchesOverlap(theirs: readonly Patch[], ours: Patch): boolean {
     // Ours is inside something they touched, or something they touched is inside ours.
     if (above.has(full) || touched.has(full)) return true
     for (let i = 0; i < keys.length - 1; i++) if (touched.has(keys[i] as string)) return true
+  }
+  return false
+}
+
+/**
+ * Whether two operations of one patch touch a common part of the state (a value set, then set
+ * again or removed): the patch then says more than the change it makes, and is made again from it.
+ */
+export function overlapsItself(patch: Patch): boolean {
+  const touched = new Set<string>()
+  const above = new Set<string>()
+  for (const [path] of patch) {
+    const keys = pathKeys(path)
+    const full = keys[keys.length - 1] as string
+    if (above.has(full) || touched.has(full)) return true
+    for (let i = 0; i < keys.length - 1; i++) {
+      if (touched.has(keys[i] as string)) return true
+      above.add(keys[i] as string)
+    }
+    touched.add(full)
   }
   return false
 }

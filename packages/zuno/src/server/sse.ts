@@ -12,10 +12,18 @@ export const SSE_HEADERS: Readonly<Record<string, string>> = {
   [PROTOCOL_HEADER]: String(PROTOCOL_VERSION),
 }
 
-/** The frame of a committed event: `state` for one store, `commit` for several. */
-export function encodeEventFrame(event: CommittedEvent): Uint8Array {
+/**
+ * The frame of a committed event: `state` for one store, `commit` for several; with `patches`
+ * false, every change whole (for a stream whose client does not read patches).
+ */
+export function encodeEventFrame(event: CommittedEvent, patches = true): Uint8Array {
   // Every change visible: never undefined.
-  return event.changes === undefined ? encodeStateFrame(event) : (encodeCommitFrame(event, undefined) as Uint8Array)
+  return event.changes === undefined ? encodeStateFrame(event, patches) : (encodeCommitFrame(event, undefined, patches) as Uint8Array)
+}
+
+/** Whether an event carries a patch anywhere: only then does a stream of whole states need a frame of its own. */
+export function hasPatch(event: CommittedEvent): boolean {
+  return event.changes === undefined ? event.patch !== undefined : event.changes.some((change) => change.patch !== undefined)
 }
 
 /**
@@ -23,10 +31,10 @@ export function encodeEventFrame(event: CommittedEvent): Uint8Array {
  * sees it (all of them when `undefined`): a `commit` frame for two or more, a `state` frame for one,
  * `undefined` for none. A stream is never told of a store it does not follow or may not read.
  */
-export function encodeCommitFrame(event: CommittedEvent, visible: ((storeKey: string) => boolean) | undefined): Uint8Array | undefined {
+export function encodeCommitFrame(event: CommittedEvent, visible: ((storeKey: string) => boolean) | undefined, patches = true): Uint8Array | undefined {
   const changes: StoreChange[] = []
   for (const change of event.changes ?? [event]) {
-    if (visible === undefined || visible(change.storeKey)) changes.push(wireChange(change))
+    if (visible === undefined || visible(change.storeKey)) changes.push(wireChange(change, patches))
   }
   if (changes.length === 0) return undefined
   const { writer, opId } = event
@@ -42,16 +50,16 @@ export function encodeCommitFrame(event: CommittedEvent, visible: ((storeKey: st
  * A change as a stream carries it: with its patch when that is shorter than its state (found by
  * measuring the state only as far as the patch's length), else with its state.
  */
-function wireChange({ storeKey, version, state, patch }: CommittedChange): StoreChange {
-  if (patch !== undefined && jsonLongerThan(state, JSON.stringify(patch).length)) return { storeKey, version, patch } as StoreChange
+function wireChange({ storeKey, version, state, patch }: CommittedChange, patches: boolean): StoreChange {
+  if (patches && patch !== undefined && jsonLongerThan(state, JSON.stringify(patch).length)) return { storeKey, version, patch } as StoreChange
   return { storeKey, version, state }
 }
 
 /** The `state` frame of one committed event. JSON never contains a raw newline, so one data line. */
-export function encodeStateFrame(event: CommittedEvent): Uint8Array {
+export function encodeStateFrame(event: CommittedEvent, patches = true): Uint8Array {
   const { storeKey, version, state, writer, opId, patch } = event
   const data: StateEvent =
-    patch !== undefined && jsonLongerThan(state, JSON.stringify(patch).length)
+    patches && patch !== undefined && jsonLongerThan(state, JSON.stringify(patch).length)
       ? ({ storeKey, version, patch, writer, opId } as StateEvent)
       : { storeKey, version, state, writer, opId }
   return encode(`id: ${event.id}\nevent: ${SSE_EVENTS.state}\ndata: ${JSON.stringify(data)}\n\n`)

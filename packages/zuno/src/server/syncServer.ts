@@ -19,7 +19,7 @@ import { Hub, type SseSink, type Subscription } from './hub'
 import { RateLimiter, StreamLimiter } from './limits'
 import { encodeCommitFrame, encodeRetryHint, encodeSnapshotFrame, HEARTBEAT_FRAME, RESUMED_FRAME, RESYNC_FRAME } from './sse'
 import type { Patch } from '../patch'
-import { checkJsonPayload, isActionRequest, isJsonContentType, type Proposal, parseProposalText, validateProposal, valueExceedsDepth } from './validate'
+import { checkJsonPayload, isActionRequest, isPatchRequest, isJsonContentType, type Proposal, parseProposalText, validateProposal, valueExceedsDepth } from './validate'
 
 /** Options shared by every adapter. */
 export interface SyncServerOptions {
@@ -335,13 +335,15 @@ export class SyncServer {
       const proposal = this.#parsedProposal(request) ?? parseProposalText(await request.readBody(this.#maxBodyBytes), this.#maxDepth)
       this.#rate.take(principal?.id ?? this.#peerKey(request) ?? `client:${proposal.clientId}`)
       if (isActionRequest(proposal)) return await this.#action(proposal, principal)
+      // A principal who may write a store but not read it learns its version, never its state.
+      const unreadable = this.#authorize !== undefined && !this.#may(principal, proposal.storeKey, 'read')
+      // Whether a patch applies would tell such a principal what the state holds: it sends states whole.
+      if (unreadable && isPatchRequest(proposal)) throw new ZunoError('patch_mismatch', 'You may not read this store: send the whole state')
       // Client ids are scoped to their principal: another user's ids reach a client of one's own.
       const proposer = principal === undefined ? ANONYMOUS : { principal: principal.id }
       const result = this.#may(principal, proposal.storeKey, 'write')
         ? await this.#universe.propose(proposal, proposer)
         : await this.#universe.refuse(proposal, proposer, new ZunoError('forbidden', `You may not write ${JSON.stringify(proposal.storeKey)}`))
-      // A principal who may write a store but not read it learns its version, never its state.
-      const unreadable = this.#authorize !== undefined && !this.#may(principal, proposal.storeKey, 'read')
       switch (result.type) {
         case 'accepted': {
           const { storeKey, version, state, patches } = result
@@ -434,6 +436,8 @@ export class SyncServer {
     await this.#universe.ready
     // The header wins: EventSource sends it on every reconnect, with a newer id than the URL's.
     const lastEventId = request.header('last-event-id') || request.query.get('lastEventId') || undefined
+    // Patches only to a client that says it reads them: one of before deltas would take a patch for no state.
+    const patches = request.query.get('patches') === '1'
     const keySet = storeKeys === undefined ? undefined : new Set(storeKeys)
     const readable = storeKeys === undefined ? this.#readable(principal) : undefined
     if (this.#shuttingDown) throw shuttingDown()
@@ -458,7 +462,7 @@ export class SyncServer {
           sink.close()
           return { drained() {}, close() {} }
         }
-        const subscription = this.#hub.add(sink, keySet, readable, this.#openingFrames(lastEventId, storeKeys, keySet ?? readable))
+        const subscription = this.#hub.add(sink, keySet, readable, this.#openingFrames(lastEventId, storeKeys, keySet ?? readable, patches), patches)
         return {
           drained: () => subscription.drained(),
           close: () => {
@@ -475,18 +479,20 @@ export class SyncServer {
     lastEventId: string | undefined,
     storeKeys: readonly string[] | undefined,
     wanted: ReadonlySet<string> | ((storeKey: string) => boolean) | undefined,
+    patches: boolean,
   ): Uint8Array[] {
     const missed = lastEventId === undefined ? undefined : this.#universe.since(lastEventId)
     if (missed !== undefined) {
       const keep = typeof wanted === 'function' ? wanted : wanted === undefined ? undefined : (key: string) => wanted.has(key)
       const frames = [this.#retryHint]
       for (const entry of missed) {
-        if (keep === undefined) frames.push(entry.frame)
+        const frame = patches ? entry.frame : entry.wholeFrame
+        if (keep === undefined) frames.push(frame)
         else if (entry.event.changes !== undefined) {
           // A commit of several stores: the part this stream sees, if any.
-          const part = encodeCommitFrame(entry.event, keep)
+          const part = encodeCommitFrame(entry.event, keep, patches)
           if (part !== undefined) frames.push(part)
-        } else if (keep(entry.event.storeKey)) frames.push(entry.frame)
+        } else if (keep(entry.event.storeKey)) frames.push(frame)
       }
       frames.push(RESUMED_FRAME)
       return frames

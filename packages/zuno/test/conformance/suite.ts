@@ -489,7 +489,7 @@ export function runConformanceSuite(target: ConformanceTarget): void {
       it('applies a patch on the current version, answers and streams the patch instead of the state', async () => {
         const writer = newClientId()
         const items = await fillTodos(writer)
-        const events = await stream('?stores=todos')
+        const events = await stream('?stores=todos&patches=1')
         expect((await events.nextEvent()).event).toBe('snapshot')
         const answer = await post({ storeKey: 'todos', baseVersion: 1, epoch, patch: [[[3], 'done'], [[40], 'new']], clientId: writer, opId: 2 })
         expect(answer.status).toBe(200)
@@ -499,6 +499,22 @@ export function runConformanceSuite(target: ConformanceTarget): void {
         expect(JSON.parse(event.data as string)).toEqual({ storeKey: 'todos', version: 2, patch: [[[3], 'done'], [[40], 'new']], writer: writerTag(writer), opId: 2 })
         const { body } = await getState('?stores=todos')
         expect(body.stores).toEqual({ todos: { version: 2, state: [...items.slice(0, 3), 'done', ...items.slice(4), 'new'] } })
+      })
+
+      it('sends changes whole to a stream that does not ask for patches, live and replayed, and answers a whole state with whole states', async () => {
+        // A client of before deltas: it asks for no patches, and sends whole states.
+        const writer = newClientId()
+        const items = await fillTodos(writer)
+        const events = await stream('?stores=todos')
+        const snapshot = await events.nextEvent()
+        expect((await post({ storeKey: 'todos', baseVersion: 1, epoch, patch: [[[3], 'done']], clientId: writer, opId: 2 })).status).toBe(200)
+        const live = JSON.parse((await events.nextEvent()).data as string) as Record<string, unknown>
+        expect(live.patch).toBeUndefined()
+        expect(live.state).toEqual([...items.slice(0, 3), 'done', ...items.slice(4)])
+        const replayed = await stream('?stores=todos', { 'last-event-id': snapshot.id as string })
+        expect(JSON.parse((await replayed.nextEvent()).data as string)).toMatchObject({ version: 2, state: live.state })
+        const stale = await post(proposal({ storeKey: 'todos', baseVersion: 1, state: ['mine'], clientId: writer, opId: 3 }))
+        expect(stale.body).toEqual({ ok: false, error: 'conflict', storeKey: 'todos', version: 2, state: live.state })
       })
 
       it('answers 409 with the patches since a stale base, and 409 patch_mismatch (recording nothing) to a patch that does not apply', async () => {
