@@ -31,7 +31,7 @@ const tarballBudgets = {
  * loaded only where WebCrypto is missing); actions (the replay of a queue that mixes them with sets,
  * the commit event, their outbox entries) took it to 12.5 KiB, and retiring each as one change on
  * every path (answer ahead of the stream, a stream that follows some of its stores, other tabs) to
- * 13.1 KiB. Deltas (issue #16) took it to 14.9 KiB: making patches from structural sharing, applying
+ * 13.1 KiB. Deltas (issue #16) took it to 15.0 KiB: making patches from structural sharing, applying
  * the stream's and the answers' patches (1.6 KiB for the patch module, with no library: the ones
  * that fit, JSON Patch and immer's, are larger and cannot address an array's items by id).
  * docs/performance.md breaks it down.
