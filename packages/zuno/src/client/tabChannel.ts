@@ -2,8 +2,9 @@
  * The format of the messages tabs exchange (see `TabMessage`). Tabs of two builds whose messages
  * differ must not share a channel (an older tab would read half of a newer one's messages): each
  * group elects its own leader. 2: a `pending` message may carry `more` stores, shown together.
+ * 3: a relayed change may carry a `patch` instead of its `state`.
  */
-const TAB_FORMAT = 2
+const TAB_FORMAT = 3
 
 /**
  * The name of the BroadcastChannel (and, with `:leader`, of the Web Lock) that the tabs of one
