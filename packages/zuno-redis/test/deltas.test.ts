@@ -206,4 +206,58 @@ describe.skipIf(!haveRedis)('zuno-redis deltas', () => {
       { id: 't3', title: 'Three', done: false },
     ])
   })
+
+  it("an action's commit of two stores keeps both patches in its one entry, and another instance streams them as one commit", async () => {
+    const ns = namespace()
+    // Long enough that an insert's patch is shorter than the list.
+    const shelf: Todo[] = Array.from({ length: 50 }, (_, i) => ({ id: `r${i}`, title: `Shelved ${i}`, done: true }))
+    const moveApp = defineZuno({
+      stores: { left: { initial, ids: { '': 'id' } }, right: { initial: shelf, ids: { '': 'id' } } },
+      actions: {
+        /** Moves the first todo from `left` to the end of `right`. */
+        moveFirst: {
+          run: (tx) => {
+            const [first, ...rest] = tx.get('left')
+            if (first === undefined) return
+            tx.set('left', rest)
+            tx.set('right', (right) => [...right, first])
+          },
+        },
+      },
+    })
+    const open = async () => {
+      const storage = createRedisStorage({ namespace: ns })
+      const universe = createUniverse({ app: moveApp, storage })
+      await universe.ready
+      const handler = createNodeHandler(universe)
+      const server: Server = createServer(handler)
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+      cleanups.push(async () => {
+        handler.close()
+        server.closeAllConnections()
+        await new Promise((resolve) => server.close(resolve))
+        await universe.close()
+        await storage.close()
+      })
+      return { universe, url: `http://127.0.0.1:${(server.address() as { port: number }).port}/zuno` }
+    }
+    const a = await open()
+    const b = await open()
+    const stream = await openRawStream(`${b.url}/sse?patches=1`)
+    cleanups.push(() => stream.close())
+    expect((await stream.nextEvent()).event).toBe('snapshot')
+    await a.universe.act('moveFirst')
+    const [entry] = await redisClient().xrange(`{${ns}}:log`, '-', '+')
+    const fields = entry?.[1] ?? []
+    const p = fields[fields.indexOf('p') + 1] as string
+    expect(JSON.parse(p)).toEqual([[[[{ id: 't0' }]]], [[[{ id: 't0' }], initial[0], 'r49']]])
+    const event = await stream.nextEvent()
+    expect(event.event).toBe('commit')
+    expect(JSON.parse(event.data as string).changes).toEqual([
+      { storeKey: 'left', version: 1, patch: [[[{ id: 't0' }]]] },
+      { storeKey: 'right', version: 1, patch: [[[{ id: 't0' }], initial[0], 'r49']] },
+    ])
+    await until(() => b.universe.store('right').version === 1)
+    expect([b.universe.store('left').get().length, b.universe.store('right').get()]).toEqual([999, [...shelf, initial[0]]])
+  })
 })
