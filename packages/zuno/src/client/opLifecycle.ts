@@ -107,7 +107,7 @@ export class OpLifecycle {
     )
   }
 
-  /** What a new attempt of `op` sends: its state on the confirmed version, as a patch of it when that is shorter (and the server took the last one). */
+  /** What a new attempt of `op` sends: its state on the confirmed version, as a patch of it when that is shorter (unless the server could not apply one of its patches before). */
   #freshBody(op: StateOp, epoch: string): WireBody {
     const { replica } = op
     const body: WireBody = { baseVersion: replica.confirmed.version, state: op.sent, epoch }
