@@ -57,11 +57,7 @@ function wireChange({ storeKey, version, state, patch }: CommittedChange, patche
 
 /** The `state` frame of one committed event. JSON never contains a raw newline, so one data line. */
 export function encodeStateFrame(event: CommittedEvent, patches = true): Uint8Array {
-  const { storeKey, version, state, writer, opId, patch } = event
-  const data: StateEvent =
-    patches && patch !== undefined && jsonLongerThan(state, JSON.stringify(patch).length)
-      ? ({ storeKey, version, patch, writer, opId } as StateEvent)
-      : { storeKey, version, state, writer, opId }
+  const data: StateEvent = { ...wireChange(event, patches), writer: event.writer, opId: event.opId }
   return encode(`id: ${event.id}\nevent: ${SSE_EVENTS.state}\ndata: ${JSON.stringify(data)}\n\n`)
 }
 
