@@ -3,17 +3,15 @@
  * instance streams patches, keeps the patch history its merges and answers use, and replicas on
  * any instance follow by patches, also after Redis lost the namespace.
  */
-import { createServer, type Server } from 'node:http'
 import { EventSource } from 'eventsource'
 import { describe, expect, it } from 'vitest'
 import { applyPatch, connect, defineZuno, newClientId, type Patch } from 'zuno'
-import { createNodeHandler, createUniverse } from 'zuno/server'
+import { createUniverse } from 'zuno/server'
 import { openRawStream } from '../../zuno/test/support/sseReader'
 import { until } from '../../zuno/test/support/until'
-import { createRedisStorage } from '../src/index'
 import { createRedisStorage as createPreActionsRedisStorage } from './fixtures/preActions/redisStorage'
 import { redisAvailable } from './redisAvailable'
-import { cleanups, namespace, redisClient } from './support'
+import { cleanups, namespace, redisClient, serveApp } from './support'
 
 const haveRedis = await redisAvailable()
 
@@ -31,20 +29,7 @@ const renamed = (id: string, title: string): Patch => [[[{ id }, 'title'], title
 
 /** One instance on the namespace `ns`, served over HTTP on 127.0.0.1, with a raw protocol client of its own. */
 async function serve(ns: string) {
-  const storage = createRedisStorage({ namespace: ns })
-  const universe = createUniverse({ app, storage })
-  await universe.ready
-  const handler = createNodeHandler(universe)
-  const server: Server = createServer(handler)
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  cleanups.push(async () => {
-    handler.close()
-    server.closeAllConnections()
-    await new Promise((resolve) => server.close(resolve))
-    await universe.close()
-    await storage.close()
-  })
-  const url = `http://127.0.0.1:${(server.address() as { port: number }).port}/zuno`
+  const { universe, url } = await serveApp(ns, app)
   const client = { clientId: newClientId(), opId: 0 }
   /** A patch proposal of `todos` by this instance's client, its next op. */
   const propose = async (baseVersion: number, patch: Patch) => {
@@ -225,24 +210,8 @@ describe.skipIf(!haveRedis)('zuno-redis deltas', () => {
         },
       },
     })
-    const open = async () => {
-      const storage = createRedisStorage({ namespace: ns })
-      const universe = createUniverse({ app: moveApp, storage })
-      await universe.ready
-      const handler = createNodeHandler(universe)
-      const server: Server = createServer(handler)
-      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-      cleanups.push(async () => {
-        handler.close()
-        server.closeAllConnections()
-        await new Promise((resolve) => server.close(resolve))
-        await universe.close()
-        await storage.close()
-      })
-      return { universe, url: `http://127.0.0.1:${(server.address() as { port: number }).port}/zuno` }
-    }
-    const a = await open()
-    const b = await open()
+    const a = await serveApp(ns, moveApp)
+    const b = await serveApp(ns, moveApp)
     const stream = await openRawStream(`${b.url}/sse?patches=1`)
     cleanups.push(() => stream.close())
     expect((await stream.nextEvent()).event).toBe('snapshot')

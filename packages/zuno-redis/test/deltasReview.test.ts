@@ -3,34 +3,18 @@
  * lost, retried through the other with the same body after more writes, is answered as a duplicate
  * and applied once.
  */
-import { createServer, type Server } from 'node:http'
 import { describe, expect, it } from 'vitest'
 import { defineZuno, newClientId, type Patch } from 'zuno'
-import { createNodeHandler, createUniverse } from 'zuno/server'
 import { until } from '../../zuno/test/support/until'
-import { createRedisStorage } from '../src/index'
 import { redisAvailable } from './redisAvailable'
-import { cleanups, namespace } from './support'
+import { namespace, serveApp } from './support'
 
 const haveRedis = await redisAvailable()
 const initial = Array.from({ length: 1000 }, (_, i) => ({ id: `t${i}`, title: `Todo number ${i}`, done: false }))
 const app = defineZuno({ stores: { todos: { initial, ids: { '': 'id' }, merge: true } } })
 
 async function serve(ns: string) {
-  const storage = createRedisStorage({ namespace: ns })
-  const universe = createUniverse({ app, storage })
-  await universe.ready
-  const handler = createNodeHandler(universe)
-  const server: Server = createServer(handler)
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  cleanups.push(async () => {
-    handler.close()
-    server.closeAllConnections()
-    await new Promise((resolve) => server.close(resolve))
-    await universe.close()
-    await storage.close()
-  })
-  const url = `http://127.0.0.1:${(server.address() as { port: number }).port}/zuno`
+  const { universe, url } = await serveApp(ns, app)
   const propose = async (baseVersion: number, patch: Patch, clientId: string, opId: number) => {
     const body = { storeKey: 'todos', baseVersion, epoch: universe.epoch, patch, clientId, opId }
     const response = await fetch(`${url}/sync`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })

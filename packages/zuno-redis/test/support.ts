@@ -1,10 +1,11 @@
 /** Shared helpers of the zuno-redis tests: namespaces, server processes, raw protocol clients. */
 import { type ChildProcess, spawn } from 'node:child_process'
+import { createServer } from 'node:http'
 import { fileURLToPath } from 'node:url'
 import { Redis } from 'ioredis'
 import { afterEach } from 'vitest'
-import { newClientId, parseEventId } from 'zuno'
-import { createUniverse, type UniverseOptions } from 'zuno/server'
+import { newClientId, parseEventId, type ZunoApp } from 'zuno'
+import { createNodeHandler, createUniverse, type UniverseOptions } from 'zuno/server'
 import { createRedisStorage, type RedisStorageOptions } from '../src/index'
 
 export const cleanups: Array<() => unknown> = []
@@ -37,6 +38,24 @@ export function openUniverse(ns: string, options: Partial<RedisStorageOptions> =
     await storage.close()
   })
   return Object.assign(opened, { storage })
+}
+
+/** An instance of `app` on the Redis namespace `ns`, served over HTTP on 127.0.0.1 by core's node handler; closed after the test. */
+export async function serveApp<TStores extends Record<string, unknown>, TActions extends Record<string, unknown>>(ns: string, app: ZunoApp<TStores, TActions>) {
+  const storage = createRedisStorage({ namespace: ns })
+  const universe = createUniverse({ app, storage })
+  await universe.ready
+  const handler = createNodeHandler(universe)
+  const server = createServer(handler)
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  cleanups.push(async () => {
+    handler.close()
+    server.closeAllConnections()
+    await new Promise((resolve) => server.close(resolve))
+    await universe.close()
+    await storage.close()
+  })
+  return { universe, url: `http://127.0.0.1:${(server.address() as { port: number }).port}/zuno` }
 }
 
 /** A Redis connection closed after the test. */

@@ -3,15 +3,16 @@
  * cleared fields, items named by another key, patches that say more than their change, restored ops,
  * and retries whose answers were lost.
  */
-import { createServer, type IncomingMessage, type Server } from 'node:http'
 import type { StandardSchemaV1 } from '@standard-schema/spec'
 import { EventSource } from 'eventsource'
 import { afterEach, describe, expect, it } from 'vitest'
-import { connect, defineZuno, type Outbox, type OutboxEntry, type Patch } from '../src/index'
-import { createNodeHandler, createUniverse, type NodeHandlerOptions, type UniverseOptions } from '../src/server/index'
+import { connect, defineZuno, type Patch } from '../src/index'
+import { createUniverse, type NodeHandlerOptions, type UniverseOptions } from '../src/server/index'
 import { newClientId } from '../src/id'
 import { openRawStream } from './support/sseReader'
+import { memoryOutbox } from './support/memoryOutbox'
 import { until } from './support/until'
+import { serveUniverse } from './support/zunoBehindProxy'
 
 interface Todo {
   id: string
@@ -66,17 +67,8 @@ afterEach(async () => {
 async function serve(options: Partial<UniverseOptions> = {}, handlerOptions: NodeHandlerOptions = {}) {
   const universe = createUniverse({ app, ...options })
   await universe.ready
-  const handler = createNodeHandler(universe, handlerOptions)
-  const server: Server = createServer((req: IncomingMessage, res) => handler(req, res))
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as { port: number }
-  cleanups.push(async () => {
-    handler.close()
-    server.closeAllConnections()
-    await new Promise((resolve) => server.close(resolve))
-    await universe.close()
-  })
-  const url = `http://127.0.0.1:${port}/zuno`
+  const { url, close } = await serveUniverse(universe, handlerOptions)
+  cleanups.push(close)
   const client = { clientId: newClientId(), opId: 0 }
   const post = async (body: Record<string, unknown>, headers: Record<string, string> = {}) => {
     const response = await fetch(`${url}/sync`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) })
@@ -233,16 +225,7 @@ describe('what a patch streams', () => {
 describe('a set restored from the outbox', () => {
   it("keeps Carol's acknowledged edit of another todo when Alice's restored tick of t1 conflicts and rebases", async () => {
     const { url, universe, propose } = await serve()
-    const entries = new Map<string, OutboxEntry>()
-    const outbox: Outbox = {
-      load: async () => [...entries.values()],
-      put: async (entry) => {
-        entries.set(`${entry.clientId}/${entry.opId}`, structuredClone(entry))
-      },
-      delete: async (clientId, opId) => {
-        entries.delete(`${clientId}/${opId}`)
-      },
-    }
+    const { outbox, entries } = memoryOutbox()
     // Alice's first session: her tick of t1 goes (as a patch) but no answer comes back; she closes the tab.
     let online = true
     const flaky: typeof fetch = (input, init) => (init?.method === 'POST' && !online ? Promise.reject(new TypeError('offline')) : fetch(input, init))

@@ -6,12 +6,13 @@
 import { createServer, type IncomingMessage, type Server } from 'node:http'
 import { EventSource } from 'eventsource'
 import { afterEach, describe, expect, it } from 'vitest'
-import { connect, defineZuno, type Outbox, type OutboxEntry, type ReplicaOptions, refuseAction, type ServerAction, type ZunoError } from '../src/index'
+import { connect, defineZuno, type ReplicaOptions, refuseAction, type ServerAction, type ZunoError } from '../src/index'
 import { createMemoryStorage, createNodeHandler, createUniverse, type Storage } from '../src/server/index'
 import { createTestRig } from '../src/testing/index'
 import { SimBrowser } from './simulation/simBrowser'
 import type { VirtualClock } from './simulation/virtualClock'
 import { numberField } from './support/numberField'
+import { memoryOutbox } from './support/memoryOutbox'
 import { until } from './support/until'
 import { startProxy } from './support/zunoBehindProxy'
 
@@ -333,16 +334,7 @@ describe('replica.act', () => {
 
   it('keeps a pending action in the outbox and proposes it again after a reload', async () => {
     const { universe, url } = await serve()
-    const entries = new Map<string, OutboxEntry>()
-    const outbox: Outbox = {
-      load: async () => [...entries.values()],
-      put: async (entry) => {
-        entries.set(`${entry.clientId}/${entry.opId}`, structuredClone(entry))
-      },
-      delete: async (clientId, opId) => {
-        entries.delete(`${clientId}/${opId}`)
-      },
-    }
+    const { outbox, entries } = memoryOutbox()
     // The first session is offline: its action waits in the outbox.
     const offline: typeof fetch = (input, init) => (init?.method === 'POST' ? Promise.reject(new TypeError('offline')) : fetch(input, init))
     const first = await replicaOf(url, { outbox, fetch: offline })

@@ -11,6 +11,7 @@ import { SimBrowser } from './simulation/simBrowser'
 import type { VirtualClock } from './simulation/virtualClock'
 import { numberField } from './support/numberField'
 import { until } from './support/until'
+import { touchApp } from './support/touchApp'
 import { serveUniverse } from './support/zunoBehindProxy'
 
 const cleanups: Array<() => unknown> = []
@@ -229,14 +230,6 @@ function laggingEventSource(ms: number) {
 
 describe('review: an answer ahead of the stream', () => {
   it('never shows half of another commit when its own answer is ahead of the stream: it retires with its own event (review problem 14)', async () => {
-    const touchApp = defineZuno({
-      stores: { left: { initial: 10 }, right: { initial: 0 } },
-      actions: {
-        move: { run: (tx) => { tx.set('left', (n) => n - 1); tx.set('right', (n) => n + 1) } },
-        /** Writes `right` unchanged: its answer carries `right` as the server has it. */
-        touchRight: { run: (tx) => tx.set('right', (n) => n) },
-      },
-    })
     const universe = createUniverse({ app: touchApp })
     await universe.ready
     const served = await serveUniverse(universe)
