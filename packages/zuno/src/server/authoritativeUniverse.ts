@@ -344,7 +344,7 @@ export class AuthoritativeUniverse<
   async refuse(request: SyncRequest | PatchRequest, proposer: Proposer, error: ZunoError): Promise<ProposalResult> {
     if (!this.#started) await this.ready
     this.#checkHealth()
-    const payload = 'patch' in request ? patchPayload(request.patch) : JSON.stringify(request.state)
+    const payload = 'patch' in request ? patchPayload(JSON.stringify(request.patch)) : JSON.stringify(request.state)
     return this.#record(request, identify(request, proposer.principal, payload), error)
   }
 
@@ -355,8 +355,10 @@ export class AuthoritativeUniverse<
    */
   async #proposePatch(request: PatchRequest, principal: string): Promise<ProposalResult> {
     this.#checkHealth()
-    const op = identify(request, principal, patchPayload(request.patch))
     const { storeKey, baseVersion, patch } = request
+    // Encoded once: the digest covers it, and its length says whether it is worth keeping.
+    const patchJson = JSON.stringify(patch)
+    const op = identify(request, principal, patchPayload(patchJson))
     // Before anything else, as the storage would: a base of another history is no base here.
     if (request.epoch !== this.epoch) return this.#answer(storeKey, { type: 'epoch_changed', epoch: this.epoch })
     // A client that saw a version this instance has not applied yet (another instance's): the
@@ -368,7 +370,7 @@ export class AuthoritativeUniverse<
     const current = this.#readForAction(storeKey)
     if (baseVersion === version) {
       try {
-        return this.#commitPatched(request, op, patched(current, patch))
+        return this.#commitPatched(request, op, patched(current, patch, patchJson.length))
       } catch (error) {
         if (!(error instanceof PatchError)) throw error
         // Not for good: the client sends the same op again with its whole state.
@@ -380,7 +382,7 @@ export class AuthoritativeUniverse<
     const theirs = this.#merging.has(storeKey) && patch.length > 0 ? this.#patchesSince(storeKey, baseVersion, version) : undefined
     if (theirs !== undefined && this.#mergeable(storeKey, theirs, patch)) {
       try {
-        return this.#commitPatched(request, op, patched(current, patch))
+        return this.#commitPatched(request, op, patched(current, patch, patchJson.length))
       } catch (error) {
         if (!(error instanceof PatchError)) throw error
       }
@@ -400,10 +402,10 @@ export class AuthoritativeUniverse<
       const write: Write = { storeKey, baseVersion: -1, state: null }
       return this.#settle(storeKey, await this.#storage.commit({ ...op, epoch, write }), baseVersion)
     }
-    let { state, patch, heldBytes } = made as { state: unknown; patch: Patch | undefined; heldBytes: number | undefined }
+    let { state, heldBytes } = made as { state: unknown; heldBytes: number | undefined }
     // What is streamed and kept is the change, not what was sent: a value set and then overwritten
     // within the patch never reaches anyone.
-    if (patch !== undefined && overlapsItself(patch)) patch = this.#diff(storeKey, state)
+    let patch = overlapsItself(made.patch) ? this.#diff(storeKey, state) : shorterThan(state, made.patch, made.patchBytes)
     try {
       this.#admit(storeKey, this.#maxStateBytes === undefined ? '' : JSON.stringify(state), false)
       const schema = schemaFor(this.#schemas, storeKey)
@@ -412,7 +414,7 @@ export class AuthoritativeUniverse<
         if (output !== state) {
           state = structuredClone(toJsonValue(output, storeKey))
           this.#admit(storeKey, this.#maxStateBytes === undefined ? '' : JSON.stringify(state), false)
-          patch = diff(this.#readForAction(storeKey).state, state, this.#ids.get(storeKey))
+          patch = this.#diff(storeKey, state)
           heldBytes = undefined
         }
       }
@@ -421,7 +423,7 @@ export class AuthoritativeUniverse<
       return this.#record(request, op, error)
     }
     const { principal, clientId, opId, digest } = op
-    const write: Write = { storeKey, baseVersion: made.base, state, patch: shorterThan(state, patch), stateBytes: heldBytes }
+    const write: Write = { storeKey, baseVersion: made.base, state, patch, stateBytes: heldBytes }
     return this.#settle(storeKey, await this.#storage.commit({ principal, clientId, opId, digest, epoch, write }), baseVersion)
   }
 
@@ -1093,6 +1095,8 @@ interface Patched {
   base: number
   state: unknown
   patch: Patch
+  /** The patch's length as JSON. */
+  patchBytes: number
   heldBytes: number
 }
 
@@ -1100,11 +1104,11 @@ interface Patched {
  * `patch` when it is shorter than `state` as JSON, else nothing: a longer one is not worth streaming
  * or keeping (whatever a client sent, what is kept of a store stays bounded by its state's size).
  */
-function shorterThan(state: unknown, patch: Patch | undefined): Patch | undefined {
-  return patch !== undefined && jsonLongerThan(state, JSON.stringify(patch).length) ? patch : undefined
+function shorterThan(state: unknown, patch: Patch | undefined, patchBytes?: number): Patch | undefined {
+  return patch !== undefined && jsonLongerThan(state, patchBytes ?? JSON.stringify(patch).length) ? patch : undefined
 }
 
-function patched({ version, state }: StoreRead, patch: Patch): Patched {
+function patched({ version, state }: StoreRead, patch: Patch, patchBytes: number): Patched {
   const copies = { slots: 0, made: [] as object[] }
   const next = applyPatch(state, patch, copies)
   // The base is frozen, so freezing what the patch made (its copies, the values it set) freezes the
@@ -1113,12 +1117,12 @@ function patched({ version, state }: StoreRead, patch: Patch): Patched {
   for (const op of patch) if (op.length > 1) deepFreeze(op[1])
   // The resume log counts what each kept version holds on its own: the containers the patch
   // copied (a reference a slot) and the values it set (about their JSON).
-  return { base: version, state: next, patch, heldBytes: copies.slots * 8 + JSON.stringify(patch).length }
+  return { base: version, state: next, patch, patchBytes, heldBytes: copies.slots * 8 + patchBytes }
 }
 
-/** What a patch proposal's digest covers: its patch, marked so that no state's JSON spells the same ('~' starts none). */
-function patchPayload(patch: Patch): string {
-  return `~${JSON.stringify(patch)}`
+/** What a patch proposal's digest covers: its patch's JSON, marked so that no state's JSON spells the same ('~' starts none). */
+function patchPayload(patchJson: string): string {
+  return `~${patchJson}`
 }
 
 /** What an action's caller may reach, as `runAction` asks it: `forbidden` before the run sees or writes a store it may not. */

@@ -1,5 +1,4 @@
 import { type CommitEvent, PROTOCOL_HEADER, PROTOCOL_VERSION, SSE_EVENTS, type SnapshotMessage, type StateEvent, type StoreChange } from '../protocol'
-import { jsonLongerThan } from '../patch'
 import { utf8Bytes as encode } from './bytes'
 import type { CommittedChange, CommittedEvent } from './storage'
 
@@ -47,11 +46,11 @@ export function encodeCommitFrame(event: CommittedEvent, visible: ((storeKey: st
 }
 
 /**
- * A change as a stream carries it: with its patch when that is shorter than its state (found by
- * measuring the state only as far as the patch's length), else with its state.
+ * A change as a stream carries it: with its patch, to a stream that reads patches, when it has one
+ * (the universe keeps a patch only when it is shorter than the state it made), else with its state.
  */
 function wireChange({ storeKey, version, state, patch }: CommittedChange, patches: boolean): StoreChange {
-  if (patches && patch !== undefined && jsonLongerThan(state, JSON.stringify(patch).length)) return { storeKey, version, patch } as StoreChange
+  if (patches && patch !== undefined) return { storeKey, version, patch } as StoreChange
   return { storeKey, version, state }
 }
 
