@@ -3,7 +3,8 @@ import type { SyncRequest } from '../src/protocol'
 import { describe, expect, it } from 'vitest'
 import { isJsonContentType, parseProposalText } from '../src/server/index'
 import fc from 'fast-check'
-import { scanJsonText, TEXT_HUGE_NUMBER, TEXT_OK, TEXT_TOO_DEEP, textExceedsDepth, valueExceedsDepth } from '../src/server/validate'
+import { valueExceedsDepth } from '../src/server/json'
+import { scanJsonText, TEXT_HUGE_NUMBER, TEXT_OK, TEXT_TOO_DEEP, textExceedsDepth } from '../src/server/validate'
 
 /** Whether a parsed JSON value holds a number JSON cannot say back (Infinity from 1e400 and the like). */
 function holdsNonFinite(value: unknown): boolean {

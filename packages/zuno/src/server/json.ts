@@ -69,3 +69,15 @@ export function deepFreeze<T>(value: T): T {
 function pushUnfrozen(stack: object[], child: unknown): void {
   if (typeof child === 'object' && child !== null && !Object.isFrozen(child)) stack.push(child)
 }
+
+/** Whether arrays and objects in a value nest deeper than `maxDepth` (as `scanJsonText` finds in text); iterative, so it cannot overflow. */
+export function valueExceedsDepth(value: unknown, maxDepth: number): boolean {
+  const stack: Array<[unknown, number]> = [[value, 0]]
+  while (stack.length > 0) {
+    const [current, depth] = stack.pop() as [unknown, number]
+    if (typeof current !== 'object' || current === null) continue
+    if (depth + 1 > maxDepth) return true
+    for (const child of Object.values(current)) stack.push([child, depth + 1])
+  }
+  return false
+}

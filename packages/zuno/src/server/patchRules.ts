@@ -2,6 +2,7 @@
  * What the server asks of patches beyond applying them: whether a body's patch has the shape of one,
  * and whether two sets of patches touch a common part of a state (the test of a merge).
  */
+import { valueExceedsDepth } from './json'
 import { type IdPattern, idKeyAt, idOf, isObject, MAX_PATCH_OPS, type Patch, type Path, type PathSegment } from '../patch'
 
 /** Why `value` is not a patch (its shape only, not whether it applies), or `undefined` if it is one. */
@@ -20,7 +21,7 @@ export function patchProblem(value: unknown, maxDepth: number): string | undefin
     }
     // The state it builds must nest no deeper than a whole state may: repeated patches must not
     // stack levels until a snapshot cannot be encoded.
-    if (op.length > 1 && path.length + nesting(op[1]) >= maxDepth) return `operation ${i} nests its value deeper than ${maxDepth} levels`
+    if (op.length > 1 && (path.length >= maxDepth || valueExceedsDepth(op[1], maxDepth - 1 - path.length))) return `operation ${i} nests its value deeper than ${maxDepth} levels`
     if (op.length === 3) {
       const after: unknown = op[2]
       if (after !== null && typeof after !== 'string' && typeof after !== 'number') return `operation ${i}: "after" is not an id`
@@ -43,14 +44,6 @@ export function idStepsDeclared(patch: Patch, ids: readonly IdPattern[]): boolea
     }
   }
   return true
-}
-
-/** How deep arrays and objects nest in a value (0 for a scalar); the body's depth check bounds it already. */
-function nesting(value: unknown): number {
-  if (typeof value !== 'object' || value === null) return 0
-  let deepest = 0
-  for (const child of Object.values(value)) deepest = Math.max(deepest, nesting(child))
-  return deepest + 1
 }
 
 function isSegment(segment: unknown): boolean {

@@ -19,7 +19,8 @@ import { Hub, type SseSink, type Subscription } from './hub'
 import { RateLimiter, StreamLimiter } from './limits'
 import { encodeCommitFrame, encodeRetryHint, encodeSnapshotFrame, HEARTBEAT_FRAME, RESUMED_FRAME, RESYNC_FRAME } from './sse'
 import type { Patch } from '../patch'
-import { checkJsonPayload, isActionRequest, isPatchRequest, isJsonContentType, type Proposal, parseProposalText, validateProposal, valueExceedsDepth } from './validate'
+import { valueExceedsDepth } from './json'
+import { checkJsonPayload, isActionRequest, isPatchRequest, isJsonContentType, type Proposal, parseProposalText, validateProposal } from './validate'
 
 /** Options shared by every adapter. */
 export interface SyncServerOptions {

@@ -105,17 +105,6 @@ function isEscaped(text: string, at: number): boolean {
   return backslashes % 2 === 1
 }
 
-/** The same check for a value some framework already parsed; iterative, so it cannot overflow. */
-export function valueExceedsDepth(value: unknown, maxDepth: number): boolean {
-  const stack: Array<[unknown, number]> = [[value, 0]]
-  while (stack.length > 0) {
-    const [current, depth] = stack.pop() as [unknown, number]
-    if (typeof current !== 'object' || current === null) continue
-    if (depth + 1 > maxDepth) return true
-    for (const child of Object.values(current)) stack.push([child, depth + 1])
-  }
-  return false
-}
 
 /** True for `application/json`, with or without parameters. */
 export function isJsonContentType(contentType: string | null | undefined): boolean {
