@@ -85,8 +85,7 @@ export class LoggedEvent implements CommittedEvent, LogEntry {
   }
 
   get wholeFrame(): Uint8Array {
-    if (this.#wholeFrame === undefined) this.#wholeFrame = hasPatch(this) ? encodeEventFrame(this, false) : this.frame
-    return this.#wholeFrame
+    return (this.#wholeFrame ??= hasPatch(this) ? encodeEventFrame(this, false) : this.frame)
   }
 }
 
