@@ -7,7 +7,7 @@ export function randomId(): string {
 const BASE64URL = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'
 
 /** `length` random base64url characters, 6 bits of entropy each. */
-function randomBase64url(length: number): string {
+export function randomBase64url(length: number): string {
   const bytes = crypto.getRandomValues(new Uint8Array(length))
   let text = ''
   for (const byte of bytes) text += BASE64URL[byte & 63]

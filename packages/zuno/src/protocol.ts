@@ -23,6 +23,8 @@ export const PATHS = {
   sse: '/sse',
   /** `GET`: a one-off snapshot with its cursor, for server rendering and polling. */
   state: '/state',
+  /** `POST`: start or stop following stores on an open stream ({@link SubscribeRequest}). */
+  subscribe: '/subscribe',
 } as const
 
 /** SSE event names. */
@@ -37,7 +39,19 @@ export const SSE_EVENTS = {
   resumed: 'resumed',
   /** The server is dropping this stream (it fell too far behind): reconnect for a snapshot. */
   resync: 'resync',
+  /** The first event of every stream: its id, which `POST /subscribe` names ({@link HelloMessage}). */
+  hello: 'hello',
+  /** Stores the stream now follows, as of the event id it carries ({@link SnapshotMessage}): the others are untouched. */
+  followed: 'followed',
+  /** Stores the stream no longer carries because the principal may no longer read them ({@link RevokedMessage}). */
+  revoked: 'revoked',
 } as const
+
+/** Most stores one stream follows: `?stores=` and `POST /subscribe` together. */
+export const MAX_STORES_PER_STREAM = 1000
+
+/** A stream id, as `hello` gives it: the instance's id and the stream's, joined by a dot. */
+export const STREAM_ID_PATTERN = /^[A-Za-z0-9_-]{1,32}\.[A-Za-z0-9_-]{1,32}$/
 
 /** A store key: a letter or digit, then up to 127 of letters, digits and `._:-`. */
 export const STORE_KEY_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/
@@ -88,6 +102,10 @@ export const ERROR_STATUS = {
   invalid_body: 400,
   /** The store key does not match {@link STORE_KEY_PATTERN}. */
   invalid_store_key: 400,
+  /** A stream would follow more than {@link MAX_STORES_PER_STREAM} stores. */
+  too_many_stores: 400,
+  /** `?versions=` of a stream does not give one version (or `-`) per store of `?stores=`. */
+  invalid_versions: 400,
   /** `baseVersion` is not a non-negative integer. */
   invalid_base_version: 400,
   /** The proposal has no `state`. */
@@ -120,6 +138,8 @@ export const ERROR_STATUS = {
   store_not_allowed: 403,
   /** No endpoint at this path. */
   not_found: 404,
+  /** `POST /subscribe` names a stream that is not open (it ended, or belongs to another principal). */
+  unknown_stream: 404,
   /** The endpoint exists, but not for this method. */
   method_not_allowed: 405,
   /** The proposal was made on an old version: the answer carries the current state to rebase on. */
@@ -364,6 +384,37 @@ export interface StoreState<T = unknown> {
 export interface SnapshotMessage {
   /** Every store the stream follows, by key. */
   stores: Record<string, StoreState>
+}
+
+/** Data of the `hello` SSE event, the first of every stream. */
+export interface HelloMessage {
+  /** Names this stream in `POST /subscribe`; valid while it stays open. */
+  streamId: string
+}
+
+/** Data of the `revoked` SSE event. */
+export interface RevokedMessage {
+  /** The stores the stream stopped carrying. */
+  stores: string[]
+}
+
+/**
+ * Body of `POST /subscribe`: the stores an open stream starts and stops following. A store newly
+ * followed arrives on the stream as a `followed` event, before the answer.
+ */
+export interface SubscribeRequest {
+  /** The stream, as its `hello` event named it. */
+  streamId: string
+  /** Stores to start following. */
+  follow?: string[]
+  /** Stores to stop following. */
+  unfollow?: string[]
+}
+
+/** Body of a 200 answer to `POST /subscribe`. */
+export interface SubscribeAccepted {
+  /** Always true. */
+  ok: true
 }
 
 /** Body of `GET /state`. Pass `cursor` as `lastEventId` to `/sse` to continue without a gap. */

@@ -1,7 +1,8 @@
 import { ZunoError } from '../errors'
-import { type CommitEvent, PATHS, PROTOCOL_VERSION, SSE_EVENTS, type SnapshotMessage, type StateEvent } from '../protocol'
+import { type CommitEvent, type HelloMessage, PATHS, PROTOCOL_VERSION, type RevokedMessage, SSE_EVENTS, type SnapshotMessage, type StateEvent } from '../protocol'
 import { refusesCredentials, streamRefusal } from './answers'
 import { backoffDelay } from './backoff'
+import type { StreamStores } from './follows'
 
 
 /** How long reading why a stream was refused may take before it counts as a network failure, ms. */
@@ -45,6 +46,12 @@ export interface Timers {
 /** What the stream reports to its replica. */
 export interface StreamHandlers {
   snapshot(message: SnapshotMessage, eventId: string): void
+  /** The stream's id, for `POST /subscribe`. */
+  hello(message: HelloMessage): void
+  /** Stores the stream follows from now on, as of `eventId`. */
+  followed(message: SnapshotMessage, eventId: string): void
+  /** Stores the stream no longer carries: the principal may no longer read them. */
+  revoked(message: RevokedMessage): void
   /** A resumed stream has replayed what was missed. */
   resumed(): void
   state(event: StateEvent, eventId: string): void
@@ -59,7 +66,8 @@ export interface StreamHandlers {
 export interface StreamOptions {
   /** Base URL of the mount, without a trailing slash. */
   url: string
-  stores: readonly string[] | undefined
+  /** The stores to name as a stream opens (`undefined`: every store), read at each connection. */
+  stores(): StreamStores | undefined
   EventSource: EventSourceConstructor
   /** Reads the status of a refused stream where the `EventSource` does not tell it (browsers never do). */
   fetch: typeof fetch
@@ -107,6 +115,13 @@ export class StreamConnection {
   resync(): void {
     if (this.#closed) return
     this.#forceSnapshot = true
+    this.#drop()
+    this.#open()
+  }
+
+  /** Drops the stream and opens a new one at once, resuming from the last event applied. */
+  reconnect(): void {
+    if (this.#closed) return
     this.#drop()
     this.#open()
   }
@@ -181,6 +196,18 @@ export class StreamConnection {
       const message = parseData<SnapshotMessage>(event.data)
       if (source === this.#source && message?.stores) this.#handlers.snapshot(message, event.lastEventId)
     })
+    source.addEventListener(SSE_EVENTS.hello, (event) => {
+      const message = parseData<HelloMessage>(event.data)
+      if (source === this.#source && typeof message?.streamId === 'string') this.#handlers.hello(message)
+    })
+    source.addEventListener(SSE_EVENTS.followed, (event) => {
+      const message = parseData<SnapshotMessage>(event.data)
+      if (source === this.#source && message?.stores) this.#handlers.followed(message, event.lastEventId)
+    })
+    source.addEventListener(SSE_EVENTS.revoked, (event) => {
+      const message = parseData<RevokedMessage>(event.data)
+      if (source === this.#source && Array.isArray(message?.stores)) this.#handlers.revoked(message)
+    })
     source.addEventListener(SSE_EVENTS.resumed, () => {
       if (source === this.#source) this.#handlers.resumed()
     })
@@ -246,7 +273,12 @@ export class StreamConnection {
     query.set('v', String(PROTOCOL_VERSION))
     // This client reads patches: the server may send a change as one when it is shorter.
     query.set('patches', '1')
-    if (this.#options.stores !== undefined) query.set('stores', this.#options.stores.join(','))
+    const named = this.#options.stores()
+    if (named !== undefined) {
+      query.set('stores', named.stores.join(','))
+      if (named.follow.length > 0) query.set('follow', named.follow.join(','))
+      query.set('versions', named.versions)
+    }
     if (resumeFrom !== undefined) query.set('lastEventId', resumeFrom)
     const token = this.#options.token?.()
     if (token !== undefined) query.set('token', token)

@@ -58,8 +58,13 @@ export interface ReplicaOptions<S extends Schemas = Schemas> {
    * store throws `initial_mismatch`. Default: none, so an unknown store shows `undefined`.
    */
   initial?: Partial<Record<string, unknown>>
-  /** Follow only these stores. Default: every store the server streams. */
+  /**
+   * Follow only these stores, and those `follow(key)` adds at runtime (pass `[]` to
+   * follow only those). Default: every store the server streams.
+   */
   stores?: readonly string[]
+  /** How long a store stays followed after its last `follow()` is released, ms. Default 5,000. */
+  followGraceMs?: number
   /**
    * Start from states the server rendered with (`GET /state`, or `dehydrate()` on the server): the
    * stores show them at once and the stream continues from their `cursor`, with no gap and no overlap.

@@ -26,6 +26,7 @@ import { ServerFeed } from './serverFeed'
 import { SyncState } from './syncState'
 import { ReplicaStores } from './replicaStores'
 import { EventCursor } from './eventCursor'
+import { Follows } from './follows'
 import { type FirstRender, firstRenderOf } from './firstRender'
 import type { LockManagerLike } from './tabs'
 import type { ConnectionStatus, EventSourceConstructor } from './connection'
@@ -79,6 +80,8 @@ export class ReplicaUniverse<
   readonly #cursor = new EventCursor()
   /** Delivers and settles each pending op, in order. */
   readonly #ops: OpLifecycle
+  /** The stores followed at runtime, besides the fixed `stores`. */
+  readonly #follows: Follows
   /**
    * With `hydrate`: what the first render shows, to match the server's HTML (for `getServerSnapshot`).
    * Without it there is no server render to match.
@@ -131,6 +134,17 @@ export class ReplicaUniverse<
       showTogether,
       localAction: (name, args) => this.#localAction(name, args),
     })
+    this.#follows = new Follows(options.stores, {
+      url,
+      fetch: fetchImpl,
+      token: options.token,
+      withCredentials: options.withCredentials ?? false,
+      timers,
+      replicas: this.#replicas,
+      graceMs: options.followGraceMs ?? 5000,
+      reconnect: () => this.#link?.reconnect(),
+      refused: (_storeKeys, error) => this.#lastError.set(error),
+    })
     const feed = new ServerFeed({
       cursor: this.#cursor,
       replicas: this.#replicas,
@@ -155,7 +169,7 @@ export class ReplicaUniverse<
     this.#link = new StreamLink({
       stream: {
         url,
-        stores: options.stores,
+        stores: () => this.#follows.streamStores(),
         EventSource: EventSourceImpl,
         fetch: fetchImpl,
         withCredentials: options.withCredentials ?? false,
@@ -170,6 +184,7 @@ export class ReplicaUniverse<
       tabId: this.clientId,
       sync: this.#sync,
       feed,
+      follows: this.#follows,
       ops: this.#ops,
       hold: this.#hold,
       replicas: this.#replicas,
@@ -191,6 +206,7 @@ export class ReplicaUniverse<
   retry(): void {
     if (this.#sync.closed) return
     this.#hold.clear()
+    this.#follows.retry()
     this.#retryNow()
   }
 
@@ -231,10 +247,25 @@ export class ReplicaUniverse<
     return this.#cursor.lastEventId
   }
 
+  /**
+   * Follows `key` on this replica's stream, without a new connection, until the returned function
+   * is called (and for `followGraceMs` more, so a store shown again soon is still there): its state
+   * arrives as of the stream's position, then every change. Calls for one key add up; the store
+   * stops being followed when the last is released. Tabs that share a stream follow through the
+   * leader's. With no `stores` option the stream carries every store already: nothing to do.
+   */
+  follow(key: keyof TStores & string): () => void
+  follow(key: TOtherKey): () => void
+  follow(key: string): () => void {
+    this.cell(key)
+    return this.#follows.follow(key)
+  }
+
   /** Closes the stream; ops still pending reject with a `closed` error, and `status` becomes `closed`. */
   close(): void {
     if (!this.#sync.close()) return
     this.#link?.closeStream()
+    this.#follows.close()
     this.#hold.clear()
     this.#proposer.close()
     const message = this.#options.outbox ? 'The replica was closed; the op stays in the outbox for the next session' : 'The replica was closed'

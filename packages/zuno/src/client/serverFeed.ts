@@ -62,6 +62,25 @@ export class ServerFeed {
     this.markSynced()
   }
 
+  /**
+   * Stores the stream follows from now on, as of `eventId`: applied like a snapshot of those stores
+   * alone, the others untouched.
+   */
+  applyFollowed(message: SnapshotMessage, eventId: string): void {
+    // Another history than the one followed: only a whole snapshot can bring every store to it.
+    if (!this.#deps.cursor.sameEpoch(eventId)) return this.#deps.resync()
+    this.#deps.cursor.note(eventId)
+    const changed: ReplicaStore[] = []
+    for (const [key, incoming] of Object.entries(message.stores)) {
+      const replica = this.#deps.replicas.get(key)
+      if (incoming.version < replica.confirmed.version) continue
+      confirmFromServer(replica, incoming)
+      changed.push(replica)
+    }
+    this.#deps.showTogether(changed)
+    this.#deps.ops.settleHeard(false)
+  }
+
   /** The server's states are known again: what waited can be proposed. */
   markSynced(): void {
     if (this.#deps.sync.markSynced()) this.#deps.ops.pump()

@@ -9,6 +9,7 @@ import { refusesCredentials } from './answers'
 import { type ConnectionStatus, StreamConnection, type StreamOptions } from './connection'
 import type { CredentialHold } from './credentialHold'
 import type { EventCursor } from './eventCursor'
+import type { Follows } from './follows'
 import type { OpLifecycle } from './opLifecycle'
 import type { ReplicaStore } from './pendingQueue'
 import type { ReplicaOptions } from './replicaOptions'
@@ -29,6 +30,8 @@ export interface StreamLinkDeps {
   readonly tabId: string
   readonly sync: SyncState
   readonly feed: ServerFeed
+  /** The stores followed at runtime, this tab's and (when it leads) the other tabs'. */
+  readonly follows: Follows
   /** An op waiting out a delivery pause goes as soon as the stream is connected again. */
   readonly ops: OpLifecycle
   readonly hold: CredentialHold
@@ -74,6 +77,10 @@ export class StreamLink {
         leading: () => this.#connection !== undefined,
         lead: () => this.#lead(),
         applySnapshot: (message, eventId) => deps.feed.applySnapshot(message, eventId),
+        applyFollowed: (message, eventId) => deps.feed.applyFollowed(message, eventId),
+        revoked: (storeKeys) => deps.follows.revoked(storeKeys),
+        tabFollows: (tabId, storeKeys) => deps.follows.setTab(tabId, storeKeys.length > 0 ? storeKeys : undefined),
+        ownFollows: () => deps.follows.own(),
         applyEvent: (event, eventId) => deps.feed.applyEvent(event, eventId),
         applyCommit: (event, eventId) => deps.feed.applyCommit(event, eventId),
         markSynced: () => deps.feed.markSynced(),
@@ -90,6 +97,11 @@ export class StreamLink {
         lastEventId: () => deps.cursor.lastEventId,
       })
       if (!this.#tabs.leader) this.#tabs.askLeader()
+      // A follower's stream is the leader's: what it follows, the leader follows for it.
+      const tabs = this.#tabs
+      deps.follows.onChange = () => {
+        if (this.#connection === undefined) tabs.follows(deps.follows.own())
+      }
     } else {
       this.#lead()
     }
@@ -97,7 +109,7 @@ export class StreamLink {
 
   /** Opens the stream: this replica (tab) is the one that holds it, and relays it to the others. */
   #lead(): void {
-    const { sync, feed, lastError, hold } = this.#deps
+    const { sync, feed, lastError, hold, follows } = this.#deps
     if (sync.closed) return
     // A tab that asked before this one led (its hello reached no leader) is answered once synced.
     sync.lead(this.#tabs !== undefined)
@@ -105,6 +117,15 @@ export class StreamLink {
       snapshot: (message, eventId) => {
         feed.applySnapshot(message, eventId)
         this.#tabs?.snapshot(message, eventId)
+      },
+      hello: ({ streamId }) => follows.hello(streamId),
+      followed: (message, eventId) => {
+        feed.applyFollowed(message, eventId)
+        this.#tabs?.followed(message, eventId)
+      },
+      revoked: ({ stores }) => {
+        follows.revoked(stores)
+        this.#tabs?.revoked(stores)
       },
       state: (event, eventId) => {
         feed.applyEvent(event, eventId)
@@ -127,6 +148,11 @@ export class StreamLink {
         if (refusesCredentials(error)) hold.hold(error)
       },
     })
+  }
+
+  /** A control request could not reach the stream: the leader reconnects it, resuming, and its URL names every follow. */
+  reconnect(): void {
+    this.#connection?.reconnect()
   }
 
   /** Reconnects the stream now: this replica's own, or the leader tab's, asked of it. */

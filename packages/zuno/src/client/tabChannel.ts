@@ -2,9 +2,10 @@
  * The format of the messages tabs exchange (see `TabMessage`). Tabs of two builds whose messages
  * differ must not share a channel (an older tab would read half of a newer one's messages): each
  * group elects its own leader. 2: a `pending` message may carry `more` stores, shown together.
- * 3: a relayed change may carry a `patch` instead of its `state`.
+ * 3: a relayed change may carry a `patch` instead of its `state`. 4: tabs follow stores at runtime
+ * through the leader (`follows`, `followed`, `revoked`).
  */
-const TAB_FORMAT = 3
+const TAB_FORMAT = 4
 
 /**
  * The name of the BroadcastChannel (and, with `:leader`, of the Web Lock) that the tabs of one

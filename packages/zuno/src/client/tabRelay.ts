@@ -20,6 +20,14 @@ export interface RelayHost {
   /** This tab was elected: open the stream. */
   lead(): void
   applySnapshot(message: SnapshotMessage, eventId: string): void
+  /** Applies stores the stream follows from now on. */
+  applyFollowed(message: SnapshotMessage, eventId: string): void
+  /** The stream stopped carrying these stores. */
+  revoked(storeKeys: string[]): void
+  /** Leader: what another tab follows through its stream (`undefined`: the tab left). */
+  tabFollows(tabId: string, storeKeys: string[]): void
+  /** What this tab itself follows at runtime. */
+  ownFollows(): string[]
   applyEvent(event: StateEvent, eventId: string): void
   /** Applies a commit of several stores as one change. */
   applyCommit(event: CommitEvent, eventId: string): void
@@ -38,7 +46,7 @@ export interface RelayHost {
 }
 
 /** What only the leader sends: its stream, relayed, and its greeting. */
-const RELAYED: ReadonlySet<TabMessage['type']> = new Set(['snapshot', 'state', 'commit', 'resumed', 'status'])
+const RELAYED: ReadonlySet<TabMessage['type']> = new Set(['snapshot', 'state', 'commit', 'resumed', 'status', 'followed', 'revoked'])
 
 export class TabRelay {
   readonly #link: TabLink
@@ -73,6 +81,21 @@ export class TabRelay {
 
   state(event: StateEvent, eventId: string): void {
     this.#link.post({ type: 'state', from: this.#from, event, eventId })
+  }
+
+  /** Leader: relays stores its stream follows from now on. */
+  followed(message: SnapshotMessage, eventId: string): void {
+    this.#link.post({ type: 'followed', from: this.#from, message, eventId })
+  }
+
+  /** Leader: relays stores its stream no longer carries. */
+  revoked(stores: string[]): void {
+    this.#link.post({ type: 'revoked', from: this.#from, stores })
+  }
+
+  /** Follower: tells the leader every store this tab follows at runtime. */
+  follows(stores: string[]): void {
+    this.#link.post({ type: 'follows', from: this.#host.tabId(), stores })
   }
 
   /** Leader: relays a commit of several stores. */
@@ -135,11 +158,16 @@ export class TabRelay {
   }
 
   close(): void {
+    // The leader's stream need not follow for this tab any more.
+    if (!this.#host.leading()) this.follows([])
     this.#link.close()
   }
 
   #resync(): void {
     this.#link.post({ type: 'hello', from: this.#host.tabId() })
+    // A new leader (or one that lost what it knew) hears this tab's follows with its hello.
+    const follows = this.#host.ownFollows()
+    if (follows.length > 0) this.follows(follows)
   }
 
   #fromTab(message: TabMessage): void {
@@ -161,6 +189,15 @@ export class TabRelay {
       }
       case 'state':
         if (!leading) host.applyEvent(message.event, message.eventId)
+        break
+      case 'followed':
+        if (!leading) host.applyFollowed(message.message, message.eventId)
+        break
+      case 'revoked':
+        if (!leading) host.revoked(message.stores)
+        break
+      case 'follows':
+        if (leading) host.tabFollows(message.from, message.stores)
         break
       case 'commit':
         if (!leading) host.applyCommit(message.event, message.eventId)
@@ -206,6 +243,9 @@ export class TabRelay {
     if (this.#formerLeaders.has(from)) return true
     if (this.#leaderHeard !== undefined) this.#formerLeaders.add(this.#leaderHeard)
     this.#leaderHeard = from
+    // A new leader knows nothing of what this tab follows: its stream must follow it too.
+    const follows = this.#host.ownFollows()
+    if (follows.length > 0) this.follows(follows)
     return false
   }
 

@@ -70,6 +70,35 @@ export type TabMessage =
       /** The sending tab's id. */
       from: string
     }
+  /** The leader's stream, relayed: stores it follows from now on, as of `eventId`. */
+  | {
+      /** The kind of message. */
+      type: 'followed'
+      /** The sending tab's id. */
+      from: string
+      /** The stores as the leader received them. */
+      message: SnapshotMessage
+      /** Its event id. */
+      eventId: string
+    }
+  /** The leader's stream, relayed: stores the principal may no longer read. */
+  | {
+      /** The kind of message. */
+      type: 'revoked'
+      /** The sending tab's id. */
+      from: string
+      /** The stores revoked. */
+      stores: string[]
+    }
+  /** Every store a tab follows at runtime (sent whole on each change, and empty as it leaves): the leader's stream follows them too. */
+  | {
+      /** The kind of message. */
+      type: 'follows'
+      /** The sending tab's id. */
+      from: string
+      /** The stores. */
+      stores: string[]
+    }
   /** The leader's connection status. */
   | {
       /** The kind of message. */

@@ -5,6 +5,7 @@ import { formatEventId } from '../protocol'
 import { writerTag } from '../writerTag'
 import { ClientLedger, type ClientRecordOptions } from '../server/clientLedger'
 import type { ActionCommitRequest, CommitOutcome, CommitRequest, CommittedEvent, OpIdentity, RefusalRequest, Storage, StorageHealth, StorageImage } from '../server/storage'
+import { createLocalBus } from '../server/signals'
 import { copyStates, StoreTable } from '../server/storeTable'
 import { errorCode, type FileSystem, nodeFileSystem } from './fileSystem'
 import { type FolderLock, lockFolder } from './folderLock'
@@ -261,6 +262,9 @@ export function createFileStorage(options: FileStorageOptions): FileStorage {
     },
 
     onCommit: (listener) => table.onCommit(listener),
+
+    // One process holds the folder: its universes are the only instances.
+    bus: createLocalBus(),
 
     health: () => log?.health() ?? { ok: true },
 

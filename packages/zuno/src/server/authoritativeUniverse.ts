@@ -2,7 +2,7 @@ import type { StandardSchemaV1 } from '@standard-schema/spec'
 import { type ActionArgs, type ActionContext, type ActionEffect, type ActionSpec, runAction, type ServerAction, type StoreRead } from '../action'
 import { appSetup, type ZunoApp } from '../app'
 import { isZunoError, ZunoError } from '../errors'
-import { newClientId } from '../id'
+import { newClientId, randomId } from '../id'
 import {
   ACTION_NAME_PATTERN,
   type ActionRequest,
@@ -26,6 +26,7 @@ import { deepFreeze, toJsonValue } from './json'
 import { EventLog, type LogEntry, logEntry } from './log'
 import { createMemoryStorage } from './memoryStorage'
 import { notifyEach } from './notify'
+import type { InstanceSignal } from './signals'
 import type { CommitOutcome, CommittedChange, CommittedEvent, OpAnswer, OpIdentity, RefusalAnswer, Storage, Write } from './storage'
 
 /** Options of {@link createUniverse}. */
@@ -222,6 +223,10 @@ export class AuthoritativeUniverse<
   #stopCommits: (() => void) | undefined
   #stopResets: (() => void) | undefined
   readonly #resetListeners = new Set<() => void>()
+  /** Names this instance on the storage's bus: its own signals come back to it and are skipped. */
+  readonly #instanceId = randomId()
+  readonly #signalListeners = new Set<(signal: InstanceSignal) => void>()
+  #stopBus: (() => void) | undefined
   /** Server writes are a client of their own, one op at a time, in the order `set` was called. */
   #server = { clientId: newClientId(), opId: 0 }
   #serverWrites: Promise<unknown> = Promise.resolve()
@@ -267,6 +272,7 @@ export class AuthoritativeUniverse<
       const shared = Object.hasOwn(appActions, name) ? appActions[name] : undefined
       this.#actions.set(name, { args: shared?.args, run, inApp: shared !== undefined })
     }
+    this.#stopBus = this.#storage.bus?.subscribe((message) => this.#heard(message))
     this.ready = this.#start()
     // Failures surface through `ready` and every request; this only avoids an unhandled rejection.
     this.ready.catch(() => {})
@@ -308,6 +314,45 @@ export class AuthoritativeUniverse<
       this.#visibleCount = [...this.cells()].filter((cell) => this.#isVisible(cell)).length
       this.#wakeAll()
     }
+  }
+
+  /**
+   * Tells every instance that shares the storage that the access of `principalId` changed: each
+   * open stream of theirs asks `authorize` (and the app's rules) again, with the principal object
+   * it was opened with, and stops carrying at once the stores they may no longer read (the client
+   * hears `revoked`). The streams of this instance are checked before the promise settles; others
+   * as the storage's bus (Redis pub/sub) brings them the signal. Keep what the rules read about a
+   * principal's rights where they can see it change (a membership table, say), not only on the
+   * principal object `authenticate` made.
+   */
+  revalidate(principalId: string): Promise<void> {
+    return this.signal({ type: 'revalidate', principal: principalId })
+  }
+
+  /** Sends a signal to the sync servers of this instance at once, then to the other instances on the storage's bus. */
+  async signal(signal: InstanceSignal): Promise<void> {
+    notifyEach(this.#signalListeners, signal, 'a signal listener')
+    await this.#storage.bus?.publish(JSON.stringify({ from: this.#instanceId, signal }))
+  }
+
+  /** Calls `listener` with every signal, this instance's and the others'; returns the unsubscribe. */
+  onSignal(listener: (signal: InstanceSignal) => void): () => void {
+    this.#signalListeners.add(listener)
+    return () => {
+      this.#signalListeners.delete(listener)
+    }
+  }
+
+  /** A message on the storage's bus: another instance's signal (this one's own were delivered already). */
+  #heard(message: string): void {
+    let heard: { from?: unknown; signal?: InstanceSignal }
+    try {
+      heard = JSON.parse(message) as typeof heard
+    } catch {
+      return
+    }
+    if (heard.from === this.#instanceId || typeof heard.signal?.type !== 'string') return
+    notifyEach(this.#signalListeners, heard.signal, 'a signal listener')
   }
 
   /** Calls `listener` after the universe reloaded a storage that moved to a new epoch; returns the unsubscribe. */
@@ -942,6 +987,8 @@ export class AuthoritativeUniverse<
 
   /** Stops following the storage, and closes it if the universe made it. */
   async close(): Promise<void> {
+    this.#stopBus?.()
+    this.#signalListeners.clear()
     this.#stopCommits?.()
     this.#stopResets?.()
     this.#listeners.clear()
@@ -1180,7 +1227,7 @@ function refusalError(answer: RefusalAnswer): ZunoError {
 }
 
 /** What the sync server needs of a universe: any authoritative universe, whatever its store types. */
-export type ServedUniverse = Pick<AuthoritativeUniverse, 'ready' | 'cursor' | 'propose' | 'proposeAction' | 'refuse' | 'refuseAction' | 'snapshot' | 'since' | 'catchUp' | 'onCommit' | 'onReset'>
+export type ServedUniverse = Pick<AuthoritativeUniverse, 'ready' | 'cursor' | 'propose' | 'proposeAction' | 'refuse' | 'refuseAction' | 'snapshot' | 'since' | 'catchUp' | 'onCommit' | 'onReset' | 'signal' | 'onSignal'>
 
 /**
  * Creates the authoritative (server) universe. With `app` (see `defineZuno`), its stores are

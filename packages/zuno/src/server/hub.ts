@@ -1,4 +1,5 @@
 import type { LogEntry } from './log'
+import type { ReadRights } from './readRights'
 import { encodeCommitFrame } from './sse'
 import type { CommittedChange } from './storage'
 
@@ -26,21 +27,51 @@ export interface HubOptions {
   maxQueuedBytes: number
 }
 
-class Subscriber implements Subscription {
+/** Who opened a stream, as the hub keeps it: what `POST /subscribe` and a revalidation look it up by. */
+export interface StreamOwner {
+  /** The stream's id, as its `hello` event gave it. */
+  readonly streamId: string
+  /** The principal's id (`''` when anonymous). */
+  readonly principalId: string
+  /** The principal object the stream was opened with: rules are asked again with it. */
+  readonly principal: unknown
+}
+
+/** An open stream, as the hub's owner sees it to follow, unfollow and revoke stores. */
+export interface Stream extends StreamOwner {
+  /** The stores it follows; `undefined` for a stream of every store it may read. */
+  readonly storeKeys: ReadonlySet<string> | undefined
+  /** For a stream of every store: which ones it may read (`undefined`: all). */
+  readonly readable: ReadRights | undefined
+  /** Whether its client reads patches. */
+  readonly patches: boolean
+  /** Queues a frame (a `followed` or `revoked` event) on the stream. */
+  send(frame: Uint8Array): void
+}
+
+class Subscriber implements Subscription, Stream {
   /** Frames waiting while the transport is congested; `undefined` while it is not. */
   queue: Uint8Array[] | undefined
   queuedBytes = 0
   closed = false
+  readonly streamId: string
+  readonly principalId: string
+  readonly principal: unknown
 
   constructor(
     readonly hub: Hub,
     readonly sink: SseSink,
-    readonly storeKeys: ReadonlySet<string> | undefined,
+    readonly storeKeys: Set<string> | undefined,
     /** For a subscriber to every store: which ones it may read (`undefined`: all). */
-    readonly readable: ((storeKey: string) => boolean) | undefined,
+    readonly readable: ReadRights | undefined,
     /** Whether its client reads patches (`?patches=1`); otherwise every change goes whole. */
     readonly patches: boolean,
-  ) {}
+    owner: StreamOwner,
+  ) {
+    this.streamId = owner.streamId
+    this.principalId = owner.principalId
+    this.principal = owner.principal
+  }
 
   /** The frame of `entry` this subscriber reads. */
   frameOf(entry: LogEntry): Uint8Array {
@@ -92,6 +123,10 @@ class Subscriber implements Subscription {
  */
 export class Hub {
   readonly #subscribers = new Set<Subscriber>()
+  /** Every subscriber by stream id, for `POST /subscribe`. */
+  readonly #byId = new Map<string, Subscriber>()
+  /** Subscribers by principal id, for revalidation. */
+  readonly #byPrincipal = new Map<string, Set<Subscriber>>()
   /** Subscribers to every store. */
   readonly #everything = new Set<Subscriber>()
   /** Subscribers to a few stores, by store key. */
@@ -115,26 +150,68 @@ export class Hub {
    */
   add(
     sink: SseSink,
-    storeKeys: ReadonlySet<string> | undefined,
-    readable: ((storeKey: string) => boolean) | undefined,
+    storeKeys: Set<string> | undefined,
+    readable: ReadRights | undefined,
     opening: Uint8Array[],
     patches: boolean,
+    owner: StreamOwner,
   ): Subscription {
-    const subscriber = new Subscriber(this, sink, storeKeys, readable, patches)
+    const subscriber = new Subscriber(this, sink, storeKeys, readable, patches, owner)
     for (const frame of opening) subscriber.send(frame)
     if (subscriber.closed) return subscriber
-    if (storeKeys === undefined) {
-      this.#everything.add(subscriber)
-    } else {
-      for (const key of storeKeys) {
-        let set = this.#byStore.get(key)
-        if (set === undefined) this.#byStore.set(key, (set = new Set()))
-        set.add(subscriber)
-      }
-    }
+    if (storeKeys === undefined) this.#everything.add(subscriber)
+    else for (const key of storeKeys) this.#index(subscriber, key)
     this.#subscribers.add(subscriber)
+    this.#byId.set(owner.streamId, subscriber)
+    let mine = this.#byPrincipal.get(owner.principalId)
+    if (mine === undefined) this.#byPrincipal.set(owner.principalId, (mine = new Set()))
+    mine.add(subscriber)
     this.#heartbeat ??= startInterval(() => this.#beat(), this.options.heartbeatMs)
     return subscriber
+  }
+
+  /** The open stream with this id, if this hub holds it. */
+  stream(streamId: string): Stream | undefined {
+    return this.#byId.get(streamId)
+  }
+
+  /** The open streams of a principal. */
+  streamsOf(principalId: string): Iterable<Stream> {
+    return this.#byPrincipal.get(principalId) ?? []
+  }
+
+  /**
+   * Makes a stream of named stores follow `storeKeys` too, after writing `frame` (their state as of
+   * now) in the same tick: no event falls between the state it was sent and the ones it receives.
+   */
+  follow(stream: Stream, storeKeys: readonly string[], frame: Uint8Array): void {
+    const subscriber = stream as Subscriber
+    if (subscriber.closed || subscriber.storeKeys === undefined) return
+    subscriber.send(frame)
+    if (subscriber.closed) return
+    for (const key of storeKeys) {
+      subscriber.storeKeys.add(key)
+      this.#index(subscriber, key)
+    }
+  }
+
+  /** Makes a stream of named stores stop following `storeKeys`. */
+  unfollow(stream: Stream, storeKeys: Iterable<string>): void {
+    const subscriber = stream as Subscriber
+    if (subscriber.storeKeys === undefined) return
+    for (const key of storeKeys) if (subscriber.storeKeys.delete(key)) this.#unindex(subscriber, key)
+  }
+
+  #index(subscriber: Subscriber, key: string): void {
+    let set = this.#byStore.get(key)
+    if (set === undefined) this.#byStore.set(key, (set = new Set()))
+    set.add(subscriber)
+  }
+
+  #unindex(subscriber: Subscriber, key: string): void {
+    const set = this.#byStore.get(key)
+    set?.delete(subscriber)
+    if (set?.size === 0) this.#byStore.delete(key)
   }
 
   /** Sends a committed event's frame to everyone subscribed to its store. */
@@ -145,7 +222,7 @@ export class Hub {
     if (this.#everything.size === 0 && interested === undefined) return // nobody: the frame stays unencoded
     // Each variant encoded once, on first use: the patch frame, or the whole one for older clients.
     for (const subscriber of this.#everything) {
-      if (subscriber.readable === undefined || subscriber.readable(storeKey)) subscriber.send(subscriber.frameOf(entry))
+      if (subscriber.readable === undefined || subscriber.readable.may(storeKey)) subscriber.send(subscriber.frameOf(entry))
     }
     if (interested !== undefined) for (const subscriber of interested) subscriber.send(subscriber.frameOf(entry))
   }
@@ -169,7 +246,7 @@ export class Hub {
 
   /** Sends `subscriber` the part of a commit it sees: the shared frame for all of it, else one encoded once per part (`parts`). */
   #sendPart(subscriber: Subscriber, entry: LogEntry, changes: readonly CommittedChange[], parts: Map<string, Uint8Array | undefined>): void {
-    const sees = (storeKey: string) => (subscriber.storeKeys === undefined ? subscriber.readable === undefined || subscriber.readable(storeKey) : subscriber.storeKeys.has(storeKey))
+    const sees = (storeKey: string) => (subscriber.storeKeys === undefined ? subscriber.readable === undefined || subscriber.readable.may(storeKey) : subscriber.storeKeys.has(storeKey))
     let part = subscriber.patches ? 'p' : 'w'
     for (const { storeKey } of changes) part += sees(storeKey) ? '1' : '0'
     if (!part.includes('0')) return subscriber.send(subscriber.frameOf(entry))
@@ -181,15 +258,12 @@ export class Hub {
   /** Internal: forgets a closed subscriber. */
   remove(subscriber: Subscriber): void {
     if (!this.#subscribers.delete(subscriber)) return
-    if (subscriber.storeKeys === undefined) {
-      this.#everything.delete(subscriber)
-    } else {
-      for (const key of subscriber.storeKeys) {
-        const set = this.#byStore.get(key)
-        set?.delete(subscriber)
-        if (set?.size === 0) this.#byStore.delete(key)
-      }
-    }
+    if (subscriber.storeKeys === undefined) this.#everything.delete(subscriber)
+    else for (const key of subscriber.storeKeys) this.#unindex(subscriber, key)
+    this.#byId.delete(subscriber.streamId)
+    const mine = this.#byPrincipal.get(subscriber.principalId)
+    mine?.delete(subscriber)
+    if (mine?.size === 0) this.#byPrincipal.delete(subscriber.principalId)
     if (this.#subscribers.size === 0 && this.#heartbeat !== undefined) {
       clearInterval(this.#heartbeat)
       this.#heartbeat = undefined

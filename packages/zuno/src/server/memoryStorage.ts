@@ -1,6 +1,7 @@
 import { randomId } from '../id'
 import { writerTag } from '../writerTag'
 import { ClientLedger, type ClientRecordOptions } from './clientLedger'
+import { createLocalBus } from './signals'
 import type { ActionCommitRequest, CommitOutcome, CommitRequest, RefusalRequest, Storage, StorageImage } from './storage'
 import { copyStates, StoreTable } from './storeTable'
 
@@ -42,6 +43,9 @@ export function createMemoryStorage(options: MemoryStorageOptions = {}): Storage
     },
 
     onCommit: (listener) => table.onCommit(listener),
+
+    // Universes sharing this storage object (two instances in one process) hear each other.
+    bus: createLocalBus(),
 
     async close() {
       table.close()

@@ -78,3 +78,18 @@ export const RESYNC_FRAME: Uint8Array = encode(`event: ${SSE_EVENTS.resync}\ndat
 
 /** Ends the replay of a resumed stream: from here on the client is current. */
 export const RESUMED_FRAME: Uint8Array = encode(`event: ${SSE_EVENTS.resumed}\ndata: {}\n\n`)
+
+/** The `hello` frame: the stream's id, for `POST /subscribe`. */
+export function encodeHelloFrame(streamId: string): Uint8Array {
+  return encode(`event: ${SSE_EVENTS.hello}\ndata: ${JSON.stringify({ streamId })}\n\n`)
+}
+
+/** The `followed` frame: stores the stream now follows, as of `cursor` (which becomes its position). */
+export function encodeFollowedFrame(cursor: string, followed: SnapshotMessage): Uint8Array {
+  return encode(`id: ${cursor}\nevent: ${SSE_EVENTS.followed}\ndata: ${JSON.stringify(followed)}\n\n`)
+}
+
+/** The `revoked` frame: stores the stream no longer carries. */
+export function encodeRevokedFrame(storeKeys: readonly string[]): Uint8Array {
+  return encode(`event: ${SSE_EVENTS.revoked}\ndata: ${JSON.stringify({ stores: storeKeys })}\n\n`)
+}

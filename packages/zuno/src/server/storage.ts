@@ -277,6 +277,25 @@ export interface Storage {
   onReset?(listener: () => void): () => void
   /** Whether the storage takes writes now; a failed one is answered 503 until it recovers. Default: ok. */
   health?(): StorageHealth
+  /**
+   * Signals between the instances that share this storage (see {@link InstanceBus}). Default: none,
+   * so a universe knows of its own instance only (right for a storage only one process opens).
+   */
+  readonly bus?: InstanceBus
   /** Releases resources. */
   close(): Promise<void>
+}
+
+/**
+ * Signals between the instances that share a storage. Nothing on it is data: no state, and nothing
+ * kept. It carries what one instance must tell the others of the streams they hold: a control
+ * request (`POST /subscribe`) that reached another instance than the stream's, and revocations.
+ * Redis carries it on pub/sub; a storage of one process needs none. Best effort: a message may be
+ * lost while an instance is cut off, so whatever rides on it has a fallback (a client reconnects).
+ */
+export interface InstanceBus {
+  /** Sends `message` to every instance on the bus, this one included. */
+  publish(message: string): void | Promise<void>
+  /** Calls `listener` with every message published on the bus; returns the function that stops it. */
+  subscribe(listener: (message: string) => void): () => void
 }

@@ -1,6 +1,7 @@
 import { isZunoError, ZunoError } from '../errors'
 import {
   DEFAULT_LIMITS,
+  MAX_STORES_PER_STREAM,
   PATHS,
   parseStoreList,
   PROTOCOL_HEADER,
@@ -9,6 +10,7 @@ import {
   type ActionAccepted,
   type ActionRequest,
   type StoreChange,
+  type SubscribeAccepted,
   type SyncAccepted,
   type SyncConflict,
 } from '../protocol'
@@ -17,10 +19,24 @@ import type { ActionCaller, Proposer, ServedUniverse } from './authoritativeUniv
 import { utf8Length } from './bytes'
 import { Hub, type SseSink, type Subscription } from './hub'
 import { RateLimiter, StreamLimiter } from './limits'
-import { encodeCommitFrame, encodeRetryHint, encodeSnapshotFrame, HEARTBEAT_FRAME, RESUMED_FRAME, RESYNC_FRAME } from './sse'
+import {
+  encodeCommitFrame,
+  encodeFollowedFrame,
+  encodeHelloFrame,
+  encodeRetryHint,
+  encodeRevokedFrame,
+  encodeSnapshotFrame,
+  HEARTBEAT_FRAME,
+  RESUMED_FRAME,
+  RESYNC_FRAME,
+} from './sse'
 import type { Patch } from '../patch'
+import { randomBase64url } from '../id'
 import { valueExceedsDepth } from './json'
-import { checkJsonPayload, isActionRequest, isPatchRequest, isJsonContentType, type Proposal, parseProposalText, validateProposal } from './validate'
+import { ReadRights } from './readRights'
+import { StreamControl, validateSubscribeRequest } from './streamControl'
+import { checkJsonPayload, isActionRequest, isPatchRequest, isJsonContentType, type Proposal, parseProposalText, textExceedsDepth, validateProposal } from './validate'
+import type { LogEntry } from './log'
 
 /** Options shared by every adapter. */
 export interface SyncServerOptions {
@@ -151,6 +167,7 @@ const ALLOWED_METHODS: ReadonlyMap<string, string> = new Map([
   [PATHS.sync, 'POST'],
   [PATHS.sse, 'GET'],
   [PATHS.state, 'GET'],
+  [PATHS.subscribe, 'POST'],
 ])
 
 /** A path the URL parser would leave as it is: no dots, escapes or other surprises. */
@@ -199,6 +216,9 @@ export class SyncServer {
   #lastPeer = ''
   #lastPeerKey = ''
   readonly #resumeWaitMs: number
+  /** Names this sync server among the instances: the first part of its stream ids. */
+  readonly #id = randomBase64url(12)
+  readonly #control: StreamControl
 
   constructor(universe: ServedUniverse, options: SyncServerOptions = {}) {
     this.#universe = universe
@@ -213,9 +233,11 @@ export class SyncServer {
     const stopCommits = universe.onCommit((entry) => this.#hub.publish(entry))
     // A new epoch: every stream starts over from a snapshot of the new history.
     const stopResets = universe.onReset(() => this.#hub.closeAll(RESYNC_FRAME))
+    this.#control = new StreamControl(this.#id, { hub: this.#hub, universe, mayRead: (principal, storeKey) => this.#may(principal as Principal | undefined, storeKey, 'read') })
     this.#stopFollowing = () => {
       stopCommits()
       stopResets()
+      this.#control.close()
     }
     this.#authenticate = options.authenticate
     this.#authorize = options.authorize
@@ -264,6 +286,7 @@ export class SyncServer {
     if (this.#shuttingDown) return Promise.resolve(errorResponse(shuttingDown()))
     if (request.path === PATHS.sse) return this.#sse(request, principal).catch(errorResponse)
     if (request.path === PATHS.state) return this.#state(request, principal).catch(errorResponse)
+    if (request.path === PATHS.subscribe) return this.#subscribe(request, principal).catch(errorResponse)
     return this.#sync(request, principal)
   }
 
@@ -314,15 +337,10 @@ export class SyncServer {
     }
   }
 
-  /** The stores a principal may read, as a cached predicate; `undefined` when everything is readable. */
-  #readable(principal: Principal | undefined): ((storeKey: string) => boolean) | undefined {
+  /** The stores a principal may read, each asked once; `undefined` when everything is readable. */
+  #readable(principal: Principal | undefined): ReadRights | undefined {
     if (this.#authorize === undefined) return undefined
-    const decided = new Map<string, boolean>()
-    return (storeKey) => {
-      let may = decided.get(storeKey)
-      if (may === undefined) decided.set(storeKey, (may = this.#may(principal, storeKey, 'read')))
-      return may
-    }
+    return new ReadRights((storeKey) => this.#may(principal, storeKey, 'read'))
   }
 
   /** Handles a proposal; never rejects. */
@@ -428,12 +446,23 @@ export class SyncServer {
     const storeKeys = this.#storeFilter(request)
     this.#mustRead(principal, storeKeys)
     await this.#universe.ready
-    return { ...json(200, this.#universe.snapshot(storeKeys, this.#readable(principal))), headers: NOT_STORED }
+    return { ...json(200, this.#universe.snapshot(storeKeys, this.#readable(principal)?.may)), headers: NOT_STORED }
   }
 
   async #sse(request: ZunoRequest, principal: Principal | undefined): Promise<ZunoResponse> {
-    const storeKeys = this.#storeFilter(request)
-    this.#mustRead(principal, storeKeys)
+    // `stores` are the stream's own (one the principal may not read refuses it); `follow`, those its
+    // client followed since, which may have been revoked meanwhile: left out and reported (`revoked`).
+    const fixed = this.#storeFilter(request, 'stores')
+    this.#mustRead(principal, fixed)
+    const followed = this.#storeFilter(request, 'follow')
+    let storeKeys = followed === undefined ? fixed : [...new Set([...(fixed ?? []), ...followed])]
+    if (storeKeys !== undefined && storeKeys.length > MAX_STORES_PER_STREAM) throw tooManyStores()
+    const versions = parseVersions(request.query.get('versions'), fixed, followed)
+    const revoked = followed?.filter((storeKey) => !this.#may(principal, storeKey, 'read')) ?? []
+    if (revoked.length > 0) {
+      storeKeys = storeKeys?.filter((storeKey) => !revoked.includes(storeKey))
+      for (const storeKey of revoked) versions?.delete(storeKey)
+    }
     await this.#universe.ready
     // The header wins: EventSource sends it on every reconnect, with a newer id than the URL's.
     const lastEventId = request.header('last-event-id') || request.query.get('lastEventId') || undefined
@@ -452,6 +481,7 @@ export class SyncServer {
         throw shuttingDown()
       }
     }
+    const owner = { streamId: `${this.#id}.${randomBase64url(16)}`, principalId: principal?.id ?? '', principal }
     return {
       kind: 'sse',
       cancel: release,
@@ -463,7 +493,11 @@ export class SyncServer {
           sink.close()
           return { drained() {}, close() {} }
         }
-        const subscription = this.#hub.add(sink, keySet, readable, this.#openingFrames(lastEventId, storeKeys, keySet ?? readable, patches), patches)
+        // `hello` goes to a client that follows at runtime (it names what it holds): others never use its id.
+        const opening = versions === undefined ? [this.#retryHint] : [this.#retryHint, encodeHelloFrame(owner.streamId)]
+        if (revoked.length > 0) opening.push(encodeRevokedFrame(revoked))
+        opening.push(...this.#openingFrames(lastEventId, storeKeys, keySet ?? readable, patches, versions))
+        const subscription = this.#hub.add(sink, keySet, readable, opening, patches, owner)
         return {
           drained: () => subscription.drained(),
           close: () => {
@@ -475,30 +509,100 @@ export class SyncServer {
     }
   }
 
-  /** A replay of what the client missed when the log still has it, else a snapshot. */
+  /**
+   * A replay of what the client missed when the log still has it, else a snapshot. With the
+   * versions the client holds, a store the replay would not bring to its current version (its
+   * state never arrived, or arrived older than the replay starts) comes whole, in a `followed`
+   * event after the replay, instead of events the client could not apply.
+   */
   #openingFrames(
     lastEventId: string | undefined,
     storeKeys: readonly string[] | undefined,
-    wanted: ReadonlySet<string> | ((storeKey: string) => boolean) | undefined,
+    wanted: ReadonlySet<string> | ReadRights | undefined,
     patches: boolean,
+    versions: ReadonlyMap<string, number | undefined> | undefined,
   ): Uint8Array[] {
     const missed = lastEventId === undefined ? undefined : this.#universe.since(lastEventId)
-    if (missed !== undefined) {
-      const keep = typeof wanted === 'function' ? wanted : wanted === undefined ? undefined : (key: string) => wanted.has(key)
-      const frames = [this.#retryHint]
-      for (const entry of missed) {
-        const frame = patches ? entry.frame : entry.wholeFrame
-        if (keep === undefined) frames.push(frame)
-        else if (entry.event.changes !== undefined) {
-          // A commit of several stores: the part this stream sees, if any.
-          const part = encodeCommitFrame(entry.event, keep, patches)
-          if (part !== undefined) frames.push(part)
-        } else if (keep(entry.event.storeKey)) frames.push(frame)
-      }
-      frames.push(RESUMED_FRAME)
-      return frames
+    if (missed === undefined) return [this.#snapshotFrame(storeKeys, wanted instanceof ReadRights ? wanted.may : undefined)]
+    const stale = versions === undefined ? undefined : this.#staleStores(missed, versions)
+    const follows = wanted === undefined ? undefined : wanted instanceof ReadRights ? wanted.may : (key: string) => wanted.has(key)
+    const keep = stale === undefined || stale.size === 0 ? follows : (key: string) => !stale.has(key) && (follows === undefined || follows(key))
+    const frames: Uint8Array[] = []
+    for (const entry of missed) {
+      const frame = patches ? entry.frame : entry.wholeFrame
+      if (keep === undefined) frames.push(frame)
+      else if (entry.event.changes !== undefined) {
+        // A commit of several stores: the part this stream sees, if any.
+        const part = encodeCommitFrame(entry.event, keep, patches)
+        if (part !== undefined) frames.push(part)
+      } else if (keep(entry.event.storeKey)) frames.push(frame)
     }
-    return [this.#retryHint, this.#snapshotFrame(storeKeys, typeof wanted === 'function' ? wanted : undefined)]
+    if (stale !== undefined && stale.size > 0) {
+      const { cursor, stores } = this.#universe.snapshot([...stale])
+      frames.push(encodeFollowedFrame(cursor, { stores }))
+    }
+    frames.push(RESUMED_FRAME)
+    return frames
+  }
+
+  /** The stores that the replay `missed` would not bring from the versions the client holds to their current ones. */
+  #staleStores(missed: readonly LogEntry[], versions: ReadonlyMap<string, number | undefined>): Set<string> {
+    const stale = new Set<string>()
+    const reached = new Map<string, number>()
+    for (const [storeKey, version] of versions) {
+      if (version === undefined) stale.add(storeKey)
+      else reached.set(storeKey, version)
+    }
+    for (const entry of missed) {
+      for (const { storeKey, version } of entry.event.changes ?? [entry.event]) {
+        const held = reached.get(storeKey)
+        // Older than what the client holds: one of its own writes, answered before the stream brought it.
+        if (held === undefined || version <= held) continue
+        if (version === held + 1) reached.set(storeKey, version)
+        else {
+          stale.add(storeKey)
+          reached.delete(storeKey)
+        }
+      }
+    }
+    if (reached.size > 0) {
+      const { stores } = this.#universe.snapshot([...reached.keys()])
+      for (const [storeKey, version] of reached) if (version < (stores[storeKey]?.version ?? 0)) stale.add(storeKey)
+    }
+    return stale
+  }
+
+  /** `POST /subscribe`: the stores an open stream starts and stops following. */
+  async #subscribe(request: ZunoRequest, principal: Principal | undefined): Promise<ZunoResponse> {
+    if (!isJsonContentType(request.header('content-type'))) {
+      throw new ZunoError('unsupported_media_type', 'POST /subscribe takes Content-Type: application/json')
+    }
+    const body = await this.#jsonBody(request)
+    this.#rate.take(principal?.id ?? this.#peerKey(request) ?? 'anonymous')
+    const subscribe = validateSubscribeRequest(body)
+    this.#mustRead(principal, subscribe.follow)
+    await this.#universe.ready
+    await this.#control.subscribe(subscribe, principal?.id ?? '')
+    const answer: SubscribeAccepted = { ok: true }
+    return json(200, answer)
+  }
+
+  /** A small JSON body (the control path's), parsed by a framework or here, within the body and depth limits. */
+  async #jsonBody(request: ZunoRequest): Promise<unknown> {
+    const declared = Number(request.header('content-length') ?? 0)
+    if (declared > this.#maxBodyBytes) throw tooLarge(this.#maxBodyBytes)
+    const parsed = request.header('content-length') === '0' ? '' : request.parsedBody
+    if (parsed !== undefined && typeof parsed !== 'string') {
+      if (valueExceedsDepth(parsed, this.#maxDepth)) throw new ZunoError('too_deep', `JSON nests deeper than ${this.#maxDepth} levels`)
+      return parsed
+    }
+    const body = parsed ?? (await request.readBody(this.#maxBodyBytes))
+    if (textExceedsDepth(body, this.#maxDepth)) throw new ZunoError('too_deep', `JSON nests deeper than ${this.#maxDepth} levels`)
+    try {
+      return JSON.parse(body)
+    } catch {
+      throw new ZunoError('bad_json', 'The body is not valid JSON')
+    }
   }
 
   #snapshotFrame(storeKeys: readonly string[] | undefined, readable: ((storeKey: string) => boolean) | undefined): Uint8Array {
@@ -526,10 +630,11 @@ export class SyncServer {
     return this.#lastPeerKey
   }
 
-  #storeFilter(request: ZunoRequest): string[] | undefined {
-    const storeKeys = parseStoreList(request.query.get('stores'))
+  /** A list of store keys in the query (`stores`, `follow`), checked; `undefined` when absent. */
+  #storeFilter(request: ZunoRequest, name = 'stores'): string[] | undefined {
+    const storeKeys = parseStoreList(request.query.get(name))
     if (storeKeys === undefined) return undefined
-    if (storeKeys.length > 1000) throw new ZunoError('invalid_store_key', 'At most 1,000 stores per request')
+    if (storeKeys.length > MAX_STORES_PER_STREAM) throw tooManyStores()
     for (const key of storeKeys) {
       if (!STORE_KEY_PATTERN.test(key)) {
         throw new ZunoError('invalid_store_key', `Invalid store key ${JSON.stringify(key.slice(0, 200))}`)
@@ -539,6 +644,28 @@ export class SyncServer {
   }
 }
 
+
+/**
+ * `?versions=` of a stream: per store of `?stores=` then of `?follow=`, in the same order, the
+ * version the client holds, or `-` for none. `undefined` when the client sent none.
+ */
+function parseVersions(value: string | null, fixed: readonly string[] | undefined, followed: readonly string[] | undefined): Map<string, number | undefined> | undefined {
+  if (value === null) return undefined
+  const parts = value === '' ? [] : value.split(',')
+  const storeKeys = [...(fixed ?? []), ...(followed ?? [])]
+  if ((fixed === undefined && followed === undefined) || parts.length !== storeKeys.length) {
+    throw new ZunoError('invalid_versions', '`versions` gives one version (or `-`) per store of `stores` and `follow`, in that order')
+  }
+  const versions = new Map<string, number | undefined>()
+  parts.forEach((part, i) => {
+    const version = part === '-' ? undefined : Number(part)
+    if (version !== undefined && !(Number.isSafeInteger(version) && version >= 0 && /^\d+$/.test(part))) {
+      throw new ZunoError('invalid_versions', `Invalid version ${JSON.stringify(part.slice(0, 20))} in \`versions\``)
+    }
+    versions.set(storeKeys[i] as string, version)
+  })
+  return versions
+}
 
 /** The proposer of every anonymous proposal: one object, not one per request. */
 const ANONYMOUS: Readonly<Proposer> = { principal: '' }
@@ -560,6 +687,10 @@ function json(status: number, body: unknown): ZunoResponse & { kind: 'json' } {
 function methodNotAllowed(allow: string): ZunoResponse {
   const error = new ZunoError('method_not_allowed', `Use ${allow}`)
   return { ...json(error.status, error.toBody()), headers: { allow } }
+}
+
+function tooManyStores(): ZunoError {
+  return new ZunoError('too_many_stores', `A stream follows at most ${MAX_STORES_PER_STREAM} stores`)
 }
 
 function shuttingDown(): ZunoError {

@@ -1,0 +1,243 @@
+/**
+ * The stores a replica's stream follows besides its fixed `stores`: counted per `follow()` call,
+ * kept for a grace period after the last one is released, and told to the server on the open
+ * stream (`POST /subscribe`). Whatever cannot be told (the stream is gone, or a request failed)
+ * is carried by the next connection's URL, with the versions the replica holds: a reconnect
+ * repairs every follow, so nothing here is retried by itself.
+ */
+import { ZunoError } from '../errors'
+import { type ErrorBody, PATHS, PROTOCOL_HEADER, PROTOCOL_VERSION, type SubscribeRequest } from '../protocol'
+import type { Timers } from './connection'
+import type { ReplicaStores } from './replicaStores'
+
+/** What {@link Follows} needs of its replica. */
+export interface FollowsDeps {
+  /** The mount's URL, without a trailing slash. */
+  readonly url: string
+  readonly fetch: typeof fetch
+  readonly token: (() => string | undefined) | undefined
+  readonly withCredentials: boolean
+  readonly timers: Timers
+  readonly replicas: ReplicaStores
+  /** How long a store stays followed after its last `follow()` is released, ms. */
+  readonly graceMs: number
+  /** The stream could not be told: reconnect it now, resuming, so the URL carries every follow. */
+  reconnect(): void
+  /** The server refused (or revoked) reading these stores. */
+  refused(storeKeys: readonly string[], error: ZunoError): void
+}
+
+/** What the query of a (re)connecting stream says of its stores. */
+export interface StreamStores {
+  /** The fixed stores (`?stores=`). */
+  stores: readonly string[]
+  /** The stores followed since (`?follow=`). */
+  follow: readonly string[]
+  /** Per store of both lists, in order, the version held or `-` (`?versions=`). */
+  versions: string
+}
+
+export class Follows {
+  readonly #fixed: ReadonlySet<string> | undefined
+  readonly #deps: FollowsDeps
+  /** Per store: how many `follow()` calls hold it (0 while its grace period runs). */
+  readonly #holders = new Map<string, number>()
+  readonly #graceTimers = new Map<string, unknown>()
+  /** Stores other tabs follow through this one (the leader), by tab. */
+  readonly #tabs = new Map<string, ReadonlySet<string>>()
+  /** Stores the server refused: not asked for again until {@link retry}. */
+  readonly #refused = new Set<string>()
+  /** What the open stream follows, as far as it has been told (its URL, and the requests sent). */
+  readonly #onStream = new Set<string>()
+  #streamId: string | undefined
+  #sending = false
+  #scheduled = false
+  #closed = false
+  /** Called when this replica's wanted stores change: a follower tab tells its leader. */
+  onChange: (() => void) | undefined
+
+  constructor(fixed: readonly string[] | undefined, deps: FollowsDeps) {
+    this.#fixed = fixed && new Set(fixed)
+    this.#deps = deps
+  }
+
+  /** Whether the stream carries every store the principal may read: then following is nothing to do. */
+  get everything(): boolean {
+    return this.#fixed === undefined
+  }
+
+  /** Follows `storeKey` until the returned function is called (then for the grace period more). */
+  follow(storeKey: string): () => void {
+    if (this.#fixed === undefined || this.#closed) return () => {}
+    const timer = this.#graceTimers.get(storeKey)
+    if (timer !== undefined) {
+      this.#deps.timers.clearTimeout(timer)
+      this.#graceTimers.delete(storeKey)
+    }
+    const before = this.#holders.get(storeKey)
+    this.#holders.set(storeKey, (before ?? 0) + 1)
+    if (before === undefined) this.#changed()
+    let released = false
+    return () => {
+      if (released) return
+      released = true
+      const holders = (this.#holders.get(storeKey) ?? 1) - 1
+      this.#holders.set(storeKey, holders)
+      if (holders > 0 || this.#closed) return
+      this.#graceTimers.set(
+        storeKey,
+        this.#deps.timers.setTimeout(() => {
+          this.#graceTimers.delete(storeKey)
+          if (this.#holders.get(storeKey) !== 0) return
+          this.#holders.delete(storeKey)
+          this.#changed()
+        }, this.#deps.graceMs),
+      )
+    }
+  }
+
+  /** The stores this replica itself follows at runtime: what a follower tab tells its leader. */
+  own(): string[] {
+    return [...this.#holders.keys()]
+  }
+
+  /** Leader: what another tab follows through this one's stream (`undefined`: the tab left). */
+  setTab(tabId: string, storeKeys: readonly string[] | undefined): void {
+    if (storeKeys === undefined) this.#tabs.delete(tabId)
+    else this.#tabs.set(tabId, new Set(storeKeys))
+    this.#schedule()
+  }
+
+  /** Whether the stream should follow `storeKey` now. */
+  wants(storeKey: string): boolean {
+    if (this.#fixed?.has(storeKey) !== false) return true
+    if (this.#refused.has(storeKey)) return false
+    if (this.#holders.has(storeKey)) return true
+    for (const keys of this.#tabs.values()) if (keys.has(storeKey)) return true
+    return false
+  }
+
+  /** A stream is opening: the stores its URL names, with the versions held. `undefined`: every store. */
+  streamStores(): StreamStores | undefined {
+    if (this.#fixed === undefined) return undefined
+    this.#streamId = undefined
+    this.#onStream.clear()
+    const stores = [...this.#fixed]
+    const follow = [...this.#wanted()].filter((storeKey) => !this.#fixed?.has(storeKey))
+    const versions: string[] = []
+    for (const storeKey of [...stores, ...follow]) {
+      this.#onStream.add(storeKey)
+      const replica = this.#deps.replicas.find(storeKey)
+      versions.push(replica?.known ? String(replica.confirmed.version) : '-')
+    }
+    return { stores, follow, versions: versions.join(',') }
+  }
+
+  /** The stream said its id: what changed since its URL was made is told now. */
+  hello(streamId: string): void {
+    this.#streamId = streamId
+    this.#schedule()
+  }
+
+  /** The server stopped carrying these stores: the principal may no longer read them. */
+  revoked(storeKeys: readonly string[]): void {
+    for (const storeKey of storeKeys) {
+      this.#onStream.delete(storeKey)
+      this.#refused.add(storeKey)
+    }
+    this.#deps.refused(storeKeys, new ZunoError('forbidden', `You may no longer read ${storeKeys.map((key) => JSON.stringify(key)).join(', ')}`))
+  }
+
+  /** New credentials, or the app asked: stores refused before are asked for again. */
+  retry(): void {
+    if (this.#refused.size === 0) return
+    this.#refused.clear()
+    this.#schedule()
+  }
+
+  close(): void {
+    this.#closed = true
+    for (const timer of this.#graceTimers.values()) this.#deps.timers.clearTimeout(timer)
+    this.#graceTimers.clear()
+  }
+
+  #wanted(): Set<string> {
+    const wanted = new Set<string>()
+    for (const storeKey of this.#holders.keys()) if (!this.#refused.has(storeKey)) wanted.add(storeKey)
+    for (const keys of this.#tabs.values()) for (const storeKey of keys) if (!this.#refused.has(storeKey)) wanted.add(storeKey)
+    return wanted
+  }
+
+  #changed(): void {
+    this.onChange?.()
+    this.#schedule()
+  }
+
+  /** Tells the stream what changed, once per turn: the follows of one render go in one request. */
+  #schedule(): void {
+    if (this.#scheduled || this.#closed) return
+    this.#scheduled = true
+    queueMicrotask(() => {
+      this.#scheduled = false
+      void this.#send()
+    })
+  }
+
+  async #send(): Promise<void> {
+    const streamId = this.#streamId
+    if (this.#sending || streamId === undefined || this.#closed || this.#fixed === undefined) return
+    const wanted = this.#wanted()
+    const follow = [...wanted].filter((storeKey) => !this.#onStream.has(storeKey))
+    const unfollow = [...this.#onStream].filter((storeKey) => !wanted.has(storeKey) && !this.#fixed?.has(storeKey))
+    if (follow.length === 0 && unfollow.length === 0) return
+    for (const storeKey of follow) this.#onStream.add(storeKey)
+    for (const storeKey of unfollow) this.#onStream.delete(storeKey)
+    this.#sending = true
+    try {
+      const error = await this.#post({ streamId, follow, unfollow })
+      if (error === undefined || streamId !== this.#streamId) return
+      if (error.code === 'forbidden') {
+        for (const storeKey of follow) this.#onStream.delete(storeKey)
+        // One of them is refused, maybe not all: each is asked for alone to know which.
+        if (follow.length === 1) this.revoked(follow)
+        else for (const storeKey of follow) void this.#sendOne(streamId, storeKey)
+        return
+      }
+      // The stream is gone, or the request did not get through: a new connection names it all.
+      this.#deps.reconnect()
+    } finally {
+      this.#sending = false
+      if (streamId === this.#streamId) this.#schedule()
+    }
+  }
+
+  async #sendOne(streamId: string, storeKey: string): Promise<void> {
+    this.#onStream.add(storeKey)
+    const error = await this.#post({ streamId, follow: [storeKey], unfollow: [] })
+    if (error === undefined || streamId !== this.#streamId) return
+    this.#onStream.delete(storeKey)
+    if (error.code === 'forbidden') this.revoked([storeKey])
+    else this.#deps.reconnect()
+  }
+
+  /** Sends one control request; the error that refused it, if any. */
+  async #post(body: Required<SubscribeRequest>): Promise<ZunoError | undefined> {
+    const { url, fetch: fetchImpl, token, withCredentials } = this.#deps
+    const headers: Record<string, string> = { 'content-type': 'application/json', [PROTOCOL_HEADER]: String(PROTOCOL_VERSION) }
+    const credential = token?.()
+    if (credential !== undefined) headers.authorization = `Bearer ${credential}`
+    try {
+      const response = await fetchImpl(`${url}${PATHS.subscribe}`, {
+        method: 'POST',
+        headers,
+        body: JSON.stringify(body),
+        credentials: withCredentials ? 'include' : 'same-origin',
+      })
+      if (response.ok) return undefined
+      const answer = (await response.json().catch(() => undefined)) as ErrorBody | undefined
+      return new ZunoError(answer?.error ?? `http_${response.status}`, answer?.message ?? `The server answered ${response.status}`)
+    } catch (cause) {
+      return new ZunoError('network', 'Could not reach the server to follow stores', { cause })
+    }
+  }
+}

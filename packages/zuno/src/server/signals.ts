@@ -1,0 +1,63 @@
+/**
+ * What the instances that share a storage tell each other on its bus (see `InstanceBus`): a
+ * universe's signals, and the in-process bus of a storage that only one process opens.
+ */
+import type { ErrorCode } from '../protocol'
+import { notifyEach } from './notify'
+import type { InstanceBus } from './storage'
+
+/** A signal between instances. `to` names a sync server (its id is the first part of its stream ids). */
+export type InstanceSignal =
+  /** The principal's access changed: every stream of theirs asks the rules again. */
+  | {
+      /** The kind of signal. */
+      type: 'revalidate'
+      /** The principal's id. */
+      principal: string
+    }
+  /** A `POST /subscribe` that reached another sync server than the stream's. */
+  | {
+      /** The kind of signal. */
+      type: 'subscribe'
+      /** The sync server holding the stream. */
+      to: string
+      /** The sync server waiting for the answer. */
+      from: string
+      /** Pairs the answer with the request. */
+      requestId: string
+      /** The id of the principal who asked: only their own streams may be changed. */
+      principal: string
+      /** The stream. */
+      streamId: string
+      /** Stores to start following (already authorized by the sync server that was asked). */
+      follow: string[]
+      /** Stores to stop following. */
+      unfollow: string[]
+    }
+  /** The answer to a routed `subscribe`. */
+  | {
+      /** The kind of signal. */
+      type: 'subscribed'
+      /** The sync server waiting for it. */
+      to: string
+      /** The request's id. */
+      requestId: string
+      /** Why it failed, if it did. */
+      error?: { code: ErrorCode; message: string }
+    }
+
+/** A bus within one process: what a storage that no other process opens offers its universes. */
+export function createLocalBus(): InstanceBus {
+  const listeners = new Set<(message: string) => void>()
+  return {
+    publish(message) {
+      notifyEach(listeners, message, 'a bus listener')
+    },
+    subscribe(listener) {
+      listeners.add(listener)
+      return () => {
+        listeners.delete(listener)
+      }
+    },
+  }
+}

@@ -1,0 +1,151 @@
+/**
+ * The control path of open streams: `POST /subscribe` (start and stop following stores without a
+ * new connection) and revalidation (stop carrying what a principal may no longer read). A request
+ * may reach another instance than the stream's: it goes there as a signal on the storage's bus,
+ * and the answer comes back the same way.
+ */
+import { ZunoError } from '../errors'
+import { MAX_STORES_PER_STREAM, STORE_KEY_PATTERN, STREAM_ID_PATTERN, type SubscribeRequest } from '../protocol'
+import type { ServedUniverse } from './authoritativeUniverse'
+import type { Hub } from './hub'
+import type { InstanceSignal } from './signals'
+import { encodeFollowedFrame, encodeRevokedFrame } from './sse'
+
+/** How long a request routed to another instance waits for its answer before the stream counts as gone, ms. */
+const ROUTED_ANSWER_MS = 3000
+
+/** What {@link StreamControl} asks of its sync server. */
+export interface StreamControlHost {
+  readonly hub: Hub
+  readonly universe: ServedUniverse
+  /** May the principal a stream was opened with read `storeKey`, by every rule? */
+  mayRead(principal: unknown, storeKey: string): boolean
+}
+
+/** Applies control requests to this sync server's streams, and routes the others'. */
+export class StreamControl {
+  /** Requests routed to another instance, waiting for its answer, by request id. */
+  readonly #routed = new Map<string, { settle: (error: ZunoError | undefined) => void }>()
+  #nextRequest = 0
+  readonly #stopSignals: () => void
+
+  constructor(
+    /** This sync server's id: the first part of its streams' ids. */
+    readonly serverId: string,
+    readonly host: StreamControlHost,
+  ) {
+    this.#stopSignals = host.universe.onSignal((signal) => this.#heard(signal))
+  }
+
+  /**
+   * Carries out `request` (already authorized) for `principalId`: here when this sync server holds
+   * the stream, else on the instance that does. Resolves once the stores newly followed are on
+   * the stream; throws `unknown_stream` when no instance holds it for this principal.
+   */
+  async subscribe(request: Required<SubscribeRequest>, principalId: string): Promise<void> {
+    const server = request.streamId.slice(0, request.streamId.indexOf('.'))
+    if (server === this.serverId) return this.#apply(request, principalId)
+    const requestId = `${this.serverId}.${++this.#nextRequest}`
+    const answered = new Promise<ZunoError | undefined>((resolve) => {
+      const timer = setTimeout(() => settle(unknownStream()), ROUTED_ANSWER_MS)
+      const settle = (error: ZunoError | undefined) => {
+        clearTimeout(timer)
+        this.#routed.delete(requestId)
+        resolve(error)
+      }
+      this.#routed.set(requestId, { settle })
+    })
+    const { streamId, follow, unfollow } = request
+    await this.host.universe.signal({ type: 'subscribe', to: server, from: this.serverId, requestId, principal: principalId, streamId, follow, unfollow })
+    const error = await answered
+    if (error !== undefined) throw error
+  }
+
+  /** Asks the rules again for every open stream of `principalId` here, and revokes what they no longer allow. */
+  revalidate(principalId: string): void {
+    const { hub } = this.host
+    for (const stream of [...hub.streamsOf(principalId)]) {
+      const revoked =
+        stream.storeKeys === undefined
+          ? (stream.readable?.recheck() ?? [])
+          : [...stream.storeKeys].filter((storeKey) => !this.host.mayRead(stream.principal, storeKey))
+      if (revoked.length === 0) continue
+      hub.unfollow(stream, revoked)
+      stream.send(encodeRevokedFrame(revoked))
+    }
+  }
+
+  /** Stops hearing signals and fails the requests still waiting for another instance. */
+  close(): void {
+    this.#stopSignals()
+    for (const { settle } of [...this.#routed.values()]) settle(unknownStream())
+  }
+
+  /** Changes what a stream of this sync server follows. */
+  #apply({ streamId, follow, unfollow }: Required<SubscribeRequest>, principalId: string): void {
+    const stream = this.host.hub.stream(streamId)
+    // Another principal's stream is answered as no stream at all: its existence is not theirs to learn.
+    if (stream === undefined || stream.principalId !== principalId) throw unknownStream()
+    // A stream of every store it may read follows them all already.
+    if (stream.storeKeys === undefined) return
+    this.host.hub.unfollow(stream, unfollow)
+    const added = [...new Set(follow)].filter((storeKey) => !stream.storeKeys?.has(storeKey))
+    if (added.length === 0) return
+    if (stream.storeKeys.size + added.length > MAX_STORES_PER_STREAM) {
+      throw new ZunoError('too_many_stores', `A stream follows at most ${MAX_STORES_PER_STREAM} stores`)
+    }
+    // Taken and written in one tick with the follow itself: the next event the stream gets is the next one after this state.
+    const { cursor, stores } = this.host.universe.snapshot(added)
+    this.host.hub.follow(stream, added, encodeFollowedFrame(cursor, { stores }))
+  }
+
+  #heard(signal: InstanceSignal): void {
+    switch (signal.type) {
+      case 'revalidate':
+        this.revalidate(signal.principal)
+        break
+      case 'subscribe': {
+        if (signal.to !== this.serverId) break
+        let error: ZunoError | undefined
+        try {
+          this.#apply(signal, signal.principal)
+        } catch (caught) {
+          error = caught instanceof ZunoError ? caught : unknownStream()
+        }
+        const answer: InstanceSignal = { type: 'subscribed', to: signal.from, requestId: signal.requestId }
+        if (error !== undefined) answer.error = { code: error.code, message: error.message }
+        this.host.universe.signal(answer).catch((cause: unknown) => console.error('[zuno] could not answer a routed subscribe', cause))
+        break
+      }
+      case 'subscribed': {
+        if (signal.to !== this.serverId) break
+        const error = signal.error && new ZunoError(signal.error.code, signal.error.message)
+        this.#routed.get(signal.requestId)?.settle(error)
+        break
+      }
+    }
+  }
+}
+
+function unknownStream(): ZunoError {
+  return new ZunoError('unknown_stream', 'No such stream is open: it ended, or it is not yours')
+}
+
+/** Checks a `POST /subscribe` body; throws `invalid_body`, `invalid_store_key` or `too_many_stores`. */
+export function validateSubscribeRequest(value: unknown): Required<SubscribeRequest> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new ZunoError('invalid_body', 'The body must be a JSON object')
+  const { streamId, follow = [], unfollow = [] } = value as Record<string, unknown>
+  if (typeof streamId !== 'string' || !STREAM_ID_PATTERN.test(streamId)) throw new ZunoError('invalid_body', '`streamId` must be the id a `hello` event gave')
+  return { streamId, follow: storeList(follow, 'follow'), unfollow: storeList(unfollow, 'unfollow') }
+}
+
+function storeList(value: unknown, name: string): string[] {
+  if (!Array.isArray(value)) throw new ZunoError('invalid_body', `\`${name}\` must be an array of store keys`)
+  if (value.length > MAX_STORES_PER_STREAM) throw new ZunoError('too_many_stores', `A stream follows at most ${MAX_STORES_PER_STREAM} stores`)
+  for (const key of value) {
+    if (typeof key !== 'string' || !STORE_KEY_PATTERN.test(key)) {
+      throw new ZunoError('invalid_store_key', `Invalid store key ${JSON.stringify(String(key).slice(0, 200))}`)
+    }
+  }
+  return value as string[]
+}
