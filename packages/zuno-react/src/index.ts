@@ -74,8 +74,21 @@ export function useStore<T, S = T>(
   // During hydration: the state the server rendered, not whatever has arrived since (it follows at once).
   const first = firstRenderOf(universe)
   const getFirstSelection = first === undefined ? getSelection : () => selectCached(firstMemo, first.store(key).state as T, select, equal)
-  const subscribe = useCallback((onChange: () => void) => store.subscribe(onChange), [store])
+  const subscribe = useCallback((onChange: () => void) => watch(universe, store, key, onChange), [universe, store, key])
   return useSyncExternalStore(subscribe, getSelection, getFirstSelection)
+}
+
+/**
+ * Subscribes to a store and, on a replica that follows stores at runtime, follows it on the stream
+ * while mounted: the replica stops following it `followGraceMs` after the last component using it unmounts.
+ */
+function watch(universe: Universe, store: { subscribe(listener: () => void): () => void }, key: string, onChange: () => void): () => void {
+  const unsubscribe = store.subscribe(onChange)
+  const unfollow = (universe as { follow?: (key: string) => () => void }).follow?.(key)
+  return () => {
+    unsubscribe()
+    unfollow?.()
+  }
 }
 
 interface Selection<T, S> {
@@ -99,7 +112,7 @@ function selectCached<T, S>(memo: { current: Selection<T, S> | undefined }, stat
 export function useStoreVersion(key: string): number {
   const universe = useUniverse()
   const store = universe.store(key)
-  const subscribe = useCallback((onChange: () => void) => store.subscribe(onChange), [store])
+  const subscribe = useCallback((onChange: () => void) => watch(universe, store, key, onChange), [universe, store, key])
   const get = () => store.version
   const first = firstRenderOf(universe)
   return useSyncExternalStore(subscribe, get, first === undefined ? get : () => first.store(key).version)

@@ -19,6 +19,7 @@ import {
   type Write,
   writerTag,
 } from 'zuno/server'
+import { createRedisBus } from './redisBus'
 import { ACTION, COMMIT, FORMAT, LOAD, RECONCILE, REFUSE } from './scripts'
 
 /** Options of {@link createRedisStorage}. */
@@ -112,6 +113,7 @@ export function createRedisStorage(options: RedisStorageOptions): Storage {
   const reconcileScript = script('zunoReconcile', 3, RECONCILE)
   const loadScript = script('zunoLoad', 4, LOAD)
 
+  const bus = createRedisBus(url, `${ns}:bus`, commands)
   const commitListeners = new Set<(event: CommittedEvent) => void>()
   const resetListeners = new Set<() => void>()
   /** What this instance knows of the history: its epoch, the last event it delivered, the last it knows of. */
@@ -510,6 +512,9 @@ export function createRedisStorage(options: RedisStorageOptions): Storage {
       }
     },
 
+    // Control requests and revocations between the instances of the namespace.
+    bus,
+
     onReset(listener) {
       resetListeners.add(listener)
       return () => {
@@ -536,6 +541,7 @@ export function createRedisStorage(options: RedisStorageOptions): Storage {
       resetListeners.clear()
       loaded()
       wakeCaughtUp()
+      bus.close()
       reader.disconnect()
       if (connecting === undefined) commands.disconnect()
       else await commands.quit().catch(() => {})

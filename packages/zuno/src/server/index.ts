@@ -6,6 +6,8 @@
  */
 export { AuthoritativeUniverse, createUniverse } from './authoritativeUniverse'
 export type { ActionCaller, ActionResult, Proposer, ProposalResult, ServedUniverse, UniverseOptions } from './authoritativeUniverse'
+export { createLocalBus } from './signals'
+export type { InstanceSignal } from './signals'
 export { EventLog } from './log'
 export type { LogEntry } from './log'
 export { createMemoryStorage } from './memoryStorage'
@@ -16,6 +18,7 @@ export type {
   CommitRequest,
   CommittedChange,
   CommittedEvent,
+  InstanceBus,
   OpAnswer,
   OpIdentity,
   RefusalAnswer,
