@@ -323,3 +323,49 @@ describe(`zuno-react on React ${reactVersion}`, () => {
     expect(errors.mock.calls.map((call) => String(call[0]))).not.toContainEqual(expect.stringContaining('while rendering a different component'))
   })
 })
+
+describe('following stores while they are shown', () => {
+  it('follows a document while a component shows it, and stops after the grace period once none does', async () => {
+    const served = await serveExpress(createUniverse({ stores: {}, allowStore: () => true }))
+    cleanups.push(served.close)
+    await served.universe.store('doc:1', 'first').set('one')
+    await served.universe.store('doc:2', 'first').set('two')
+    const requests: string[] = []
+    // Each control request, once answered.
+    const recordingFetch: typeof fetch = async (input, init) => {
+      const response = await globalThis.fetch(input, init)
+      if (init?.method === 'POST') requests.push(`${String(input).split('/zuno')[1]} ${String(init.body)}`)
+      return response
+    }
+    const replica = connect({ url: served.url, EventSource, tabs: false, stores: [], followGraceMs: 100, fetch: recordingFetch })
+    cleanups.push(() => replica.close())
+    let open: (doc: string | undefined) => void = () => {}
+    function Doc(props: { id: string }) {
+      return <b>{String(useStore<string>(props.id))}</b>
+    }
+    function Page() {
+      const [doc, setDoc] = useState<string | undefined>('doc:1')
+      open = setDoc
+      return doc === undefined ? null : <Doc id={doc} />
+    }
+    const { container } = mount(replica, <Page />)
+    await until(() => container.textContent === 'one')
+    // The stream opened before the page mounted: the document is followed on it.
+    expect(requests).toEqual(['/subscribe {"streamId":' + requests[0]?.slice(requests[0].indexOf(':') + 1, requests[0].indexOf(',')) + ',"follow":["doc:1"],"unfollow":[]}'])
+    // Another document: followed on the same stream, and the first let go after the grace period.
+    await act(async () => open('doc:2'))
+    await until(() => container.textContent === 'two')
+    await until(() => requests.some((body) => body.includes('"unfollow":["doc:1"]')), 2000)
+    expect(requests.some((body) => body.includes('"follow":["doc:2"]'))).toBe(true)
+    await served.universe.store('doc:1').set('one again')
+    await served.universe.store('doc:2').set('two again')
+    await until(() => container.textContent === 'two again')
+    expect(replica.store('doc:1').get()).toBe('one')
+    // Unmounted and mounted again within the grace period: nothing is asked of the server.
+    const asked = requests.length
+    await act(async () => open(undefined))
+    await act(async () => open('doc:2'))
+    await new Promise((resolve) => setTimeout(resolve, 200))
+    expect(requests).toHaveLength(asked)
+  })
+})
