@@ -43,7 +43,12 @@ export type InstanceSignal =
       /** The request's id. */
       requestId: string
       /** Why it failed, if it did. */
-      error?: { code: ErrorCode; message: string }
+      error?: {
+        /** The error's code. */
+        code: ErrorCode
+        /** The error in words. */
+        message: string
+      }
     }
 
 /** A bus within one process: what a storage that no other process opens offers its universes. */
