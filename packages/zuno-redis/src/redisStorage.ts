@@ -66,6 +66,14 @@ function newEpochId(): string {
 
 const seqOf = (id: string) => Number(id.slice(id.indexOf('-') + 1))
 
+/** A write's state as the scripts keep it: its JSON, or `''` for a deletion (no state's JSON is empty). */
+const stateField = (write: Write): string => (write.deleted ? '' : JSON.stringify(write.state))
+
+/** A kept state field read back: the state, or a deleted store's tombstone. */
+function readState(json: string): { state: unknown; deleted?: true } {
+  return json === '' ? { state: undefined, deleted: true } : { state: JSON.parse(json) }
+}
+
 /**
  * Storage on Redis, for many server instances sharing one world. Each step (commit, action
  * commit, refusal, load, epoch check) is one Lua script, all or nothing; a commit is acknowledged
@@ -147,7 +155,7 @@ export function createRedisStorage(options: RedisStorageOptions): Storage {
     const common = { writer: f.w as string, opId: Number(f.o), seq, id: formatEventId(eventEpoch, seq) }
     const patchJson = f.p
     if (f.k !== undefined) {
-      const event: CommittedEvent = { storeKey: f.k, version: Number(f.v), state: JSON.parse(f.s as string), ...common }
+      const event: CommittedEvent = { storeKey: f.k, version: Number(f.v), ...readState(f.s as string), ...common }
       // It holds both: a frame of the patch would not measure the state.
       return patchJson === undefined ? event : { ...event, patch: JSON.parse(patchJson), stateBytes: (f.s as string).length + patchJson.length }
     }
@@ -158,7 +166,7 @@ export function createRedisStorage(options: RedisStorageOptions): Storage {
     let bytes = patchJson?.length ?? 0
     for (let i = 1; i <= count; i++) {
       const stateJson = f[`s${i}`] as string
-      const change: CommittedChange = { storeKey: f[`k${i}`] as string, version: Number(f[`v${i}`]), state: JSON.parse(stateJson), stateBytes: stateJson.length }
+      const change: CommittedChange = { storeKey: f[`k${i}`] as string, version: Number(f[`v${i}`]), ...readState(stateJson), stateBytes: stateJson.length }
       const patch = patches[i - 1]
       changes.push(patch == null ? change : { ...change, patch })
       bytes += stateJson.length
@@ -301,7 +309,7 @@ export function createRedisStorage(options: RedisStorageOptions): Storage {
         if (kept.startsWith('x')) return { type: 'answered', answer: JSON.parse(kept.slice(1)) as RefusalAnswer }
         const colon = kept.indexOf(':')
         const version = Number(kept.slice(1, colon))
-        const answer: OpAnswer = { type: 'accepted', storeKey, version, seq: Number(kept.slice(colon + 1)), state: JSON.parse(reply[2] as string) }
+        const answer: OpAnswer = { type: 'accepted', storeKey, version, seq: Number(kept.slice(colon + 1)), state: readState(reply[2] as string).state }
         return { type: 'answered', answer }
       }
     }
@@ -310,7 +318,8 @@ export function createRedisStorage(options: RedisStorageOptions): Storage {
 
   /** The event of an accepted action: its one store's, or all of them in `changes` (each now one past its base). */
   const actionEvent = (request: ActionCommitRequest, writer: string, stateJsons: readonly string[], seq: number): CommittedEvent => {
-    const changes = request.writes.map(({ storeKey, baseVersion, state, stateBytes, patch }, i): CommittedChange => {
+    const changes = request.writes.map(({ storeKey, baseVersion, state, stateBytes, patch, deleted }, i): CommittedChange => {
+      if (deleted) return { storeKey, version: baseVersion + 1, state: undefined, deleted: true }
       const change: CommittedChange = { storeKey, version: baseVersion + 1, state, stateBytes: stateBytes ?? (stateJsons[i] as string).length }
       return patch === undefined ? change : { ...change, patch }
     })
@@ -333,7 +342,7 @@ export function createRedisStorage(options: RedisStorageOptions): Storage {
     const seq = Number(kept.slice(colon + 1))
     await caughtUp(seq, requestEpoch)
     if (version === 0) return { type: 'answered', answer: { type: 'accepted', storeKey: '', version, seq } }
-    const answer: OpAnswer = { type: 'accepted', storeKey: reply[3] as string, version, seq, state: JSON.parse(reply[2] as string) }
+    const answer: OpAnswer = { type: 'accepted', storeKey: reply[3] as string, version, seq, state: readState(reply[2] as string).state }
     return { type: 'answered', answer }
   }
 
@@ -348,7 +357,7 @@ export function createRedisStorage(options: RedisStorageOptions): Storage {
       const seq = Number(seqText)
       const stores = new Map<string, StoreState>()
       for (let i = 0; i < flat.length; i += 3) {
-        stores.set(flat[i] as string, { version: Number(flat[i + 1]), state: JSON.parse(flat[i + 2] as string) })
+        stores.set(flat[i] as string, { version: Number(flat[i + 1]), ...readState(flat[i + 2] as string) } as StoreState)
       }
       // The recent events, oldest first, as far back as they follow each other up to `seq`.
       const events: CommittedEvent[] = []
@@ -369,7 +378,7 @@ export function createRedisStorage(options: RedisStorageOptions): Storage {
     },
 
     async commit(request: CommitRequest): Promise<CommitOutcome> {
-      const { storeKey, baseVersion, state, patch } = request.write
+      const { storeKey, baseVersion, state, patch, deleted } = request.write
       const writer = writerTag(request.clientId)
       let reply: Reply
       try {
@@ -384,7 +393,7 @@ export function createRedisStorage(options: RedisStorageOptions): Storage {
           request.epoch === epoch ? known : 0,
           storeKey,
           baseVersion,
-          JSON.stringify(state),
+          stateField(request.write),
           writer,
           request.opId,
           request.digest,
@@ -405,16 +414,17 @@ export function createRedisStorage(options: RedisStorageOptions): Storage {
           const event: CommittedEvent = {
             storeKey,
             version: Number(reply[1]),
-            state,
+            state: deleted ? undefined : state,
             writer,
             opId: request.opId,
             seq,
             id: formatEventId(request.epoch, seq),
           }
+          if (deleted) event.deleted = true
           return { type: 'accepted', event: patch === undefined ? event : { ...event, patch } }
         }
         case 'conflict':
-          return { type: 'conflict', version: Number(reply[1]), state: reply[2] == null ? undefined : JSON.parse(reply[2] as string) }
+          return { type: 'conflict', version: Number(reply[1]), ...(reply[2] == null ? { state: undefined } : readState(reply[2] as string)) }
         case 'lost':
           return afterLoss(request.epoch)
       }
@@ -429,7 +439,7 @@ export function createRedisStorage(options: RedisStorageOptions): Storage {
       // The script checks every store before it writes one: a store named twice would be written on a version it no longer has.
       if (new Set(storeKeys).size !== storeKeys.length) throw new Error('zuno-redis: an action commit names a store twice')
       const writer = writerTag(request.clientId)
-      const stateJsons = writes.map((write) => JSON.stringify(write.state))
+      const stateJsons = writes.map(stateField)
       const args: Array<string | number> = [5 + storeKeys.length, keys.epoch, keys.seq, keys.log, keys.stores, keys.client(request)]
       for (const storeKey of storeKeys) args.push(`${keys.storePrefix}${storeKey}`)
       const floor = request.epoch === epoch ? known : 0
@@ -461,7 +471,7 @@ export function createRedisStorage(options: RedisStorageOptions): Storage {
           return {
             type: 'conflict',
             version: Number(reply[1]),
-            state: typeof reply[2] === 'string' ? JSON.parse(reply[2]) : undefined,
+            ...(typeof reply[2] === 'string' ? readState(reply[2]) : { state: undefined }),
             storeKey: reply[3] as string,
           }
         case 'lost':

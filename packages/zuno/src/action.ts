@@ -17,7 +17,15 @@ export interface Transaction<TStores extends Record<string, unknown> = Record<st
   get<K extends keyof TStores & string>(key: K): TStores[K]
   /** Writes the store: a value, or an updater of its state as the action sees it. */
   set<K extends keyof TStores & string>(key: K, next: Updater<TStores[K]>): void
+  /**
+   * Deletes the store, as one of the action's writes: every replica shows its initial state, and a
+   * later write creates it again (its version goes on from the deletion's). Reads after it see the initial state.
+   */
+  delete<K extends keyof TStores & string>(key: K): void
 }
+
+/** What an action's effect holds for a store it deleted. */
+export const DELETED: unique symbol = Symbol('zuno.deleted')
 
 /** Who runs a server-side action, for rules that depend on the caller. */
 export interface ActionContext {
@@ -76,13 +84,14 @@ export interface StoreRead {
 export interface ActionEffect {
   /** Each store the action reached, read or written, as it first found it. */
   readonly reached: Map<string, StoreRead>
-  /** Each store the action wrote, in the order of its first write, with the last state written. */
+  /** Each store the action wrote, in the order of its first write, with the last state written ({@link DELETED} for a deletion). */
   readonly writes: Map<string, unknown>
 }
 
 /**
  * Runs an action's `run` on a transaction over `read`, which gives a store's current version and
- * state (and may throw, for a store the caller cannot reach). `allow`, if given, is asked before the
+ * state (and may throw, for a store the caller cannot reach); `initialOf` gives what a store the
+ * action deleted reads as afterwards. `allow`, if given, is asked before the
  * run sees a store's state or writes a store, and throws to stop it: a run must not learn what its
  * caller may not read, even from how it fails. Returns what the run did, or a promise of it when
  * `run` is async; a `run` that throws throws here.
@@ -92,6 +101,7 @@ export function runAction<TArgs>(
   args: TArgs,
   read: (key: string) => StoreRead,
   allow?: (key: string, access: 'read' | 'write') => void,
+  initialOf: (key: string) => unknown = () => undefined,
 ): ActionEffect | Promise<ActionEffect> {
   const effect: ActionEffect = { reached: new Map(), writes: new Map() }
   let open = true
@@ -104,7 +114,9 @@ export function runAction<TArgs>(
   const look = (key: string): unknown => {
     allow?.(key, 'read')
     const found = reach(key)
-    return effect.writes.has(key) ? effect.writes.get(key) : found.state
+    if (!effect.writes.has(key)) return found.state
+    const written = effect.writes.get(key)
+    return written === DELETED ? initialOf(key) : written
   }
   const tx: Transaction = {
     get: (key) => look(key),
@@ -112,6 +124,11 @@ export function runAction<TArgs>(
       allow?.(key, 'write')
       reach(key)
       effect.writes.set(key, typeof next === 'function' ? applyUpdater(next, look(key)) : next)
+    },
+    delete: (key) => {
+      allow?.(key, 'write')
+      reach(key)
+      effect.writes.set(key, DELETED)
     },
   }
   const finish = (): ActionEffect => {

@@ -193,6 +193,8 @@ export const ERROR_STATUS = {
   outcome_unknown: 0,
   /** Something in front of the server answered `POST /sync` with a redirect, which Zuno never sends. */
   redirected: 0,
+  /** The op was made on a version from before the store was deleted: it is refused rather than bringing the store back. */
+  store_deleted: 0,
 } as const
 
 /**
@@ -292,6 +294,8 @@ export interface StoreChange<T = unknown> {
   state: T
   /** In an event, instead of `state` when it is shorter: what changed since the store's previous version. */
   patch?: Patch
+  /** The change deleted the store (no `state` then). */
+  deleted?: true
 }
 
 /** 200 answer to an action. */
@@ -350,6 +354,8 @@ export interface SyncConflict<T = unknown> {
   state: T
   /** Instead of `state` when they are shorter: the patches from the proposal's `baseVersion` to `version`, one per version. */
   patches?: Patch[]
+  /** The store was deleted at `version` (no `state`): an op made before it learned so is refused, not applied to nothing. */
+  deleted?: true
 }
 
 /** Every other non-2xx answer. */
@@ -376,8 +382,10 @@ export interface SchemaIssue {
 export interface StoreState<T = unknown> {
   /** How many changes the server has accepted to this store (0: its initial state). */
   version: number
-  /** The state at that version. */
+  /** The state at that version (absent for a deleted store). */
   state: T
+  /** The store was deleted at this version: it shows its initial state, and a write creates it again. */
+  deleted?: true
 }
 
 /** Data of the `snapshot` SSE event, and body of `GET /state` (which adds `cursor`). */
@@ -433,6 +441,8 @@ export interface StateEvent<T = unknown> {
   state: T
   /** Instead of `state` when it is shorter: the patch from `version - 1`, which a replica holding that version applies (any other starts over from a snapshot). */
   patch?: Patch
+  /** The change deleted the store: no `state`; replicas show its initial state. */
+  deleted?: true
   /** The writer's public tag (`writerTag` of its client id): a writer recognises its own ops by it. */
   writer: string
   /** The writer's op number, so the writer can settle the op the event answers. */

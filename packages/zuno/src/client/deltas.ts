@@ -28,7 +28,8 @@ export function proposalPatch(replica: ReplicaStore, state: unknown): Patch | un
  * `undefined` when the replica does not hold that version, or the patch does not apply to it: the
  * replica then starts over from a snapshot.
  */
-export function stateOfChange(replica: ReplicaStore, change: { version: number; state?: unknown; patch?: Patch }): { state: unknown } | undefined {
+export function stateOfChange(replica: ReplicaStore, change: { version: number; state?: unknown; patch?: Patch; deleted?: true }): { state: unknown } | undefined {
+  if (change.deleted) return { state: replica.initial }
   if (change.patch === undefined) return { state: change.state }
   if (replica.confirmed.version !== change.version - 1) return undefined
   return applied(replica.confirmed, [change.patch])

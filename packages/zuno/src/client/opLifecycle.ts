@@ -222,7 +222,10 @@ export class OpLifecycle {
         if (theirs.version > replica.confirmed.version) confirmFromServer(replica, theirs)
         op.conflicts += 1
         this.#deps.options.onConflict?.({ storeKey: replica.cell.key, opId: op.opId, conflicts: op.conflicts, theirs })
-        if (op.failure !== undefined) {
+        if (theirs.deleted) {
+          // Made before this replica knew the store was deleted: applied to nothing, it would bring the store back.
+          this.#refuse(op, new ZunoError('store_deleted', `${replica.cell.key}: op ${op.opId} refused (the store was deleted at version ${theirs.version})`))
+        } else if (op.failure !== undefined) {
           this.#refuse(op, op.failure)
         } else if (replica.policy === 'rollback' || op.conflicts >= (this.#deps.options.maxAttempts ?? 10)) {
           const reason = replica.policy === 'rollback' ? 'the store rolls back on conflict' : `${op.conflicts} conflicts`
@@ -381,10 +384,11 @@ export class OpLifecycle {
     const changed: ReplicaStore[] = []
     for (const change of changes) {
       // A store the principal may write but not read comes without its state: nothing to show of it.
-      if (!('state' in change)) continue
+      const deleted = change.deleted === true
+      if (!deleted && !('state' in change)) continue
       const replica = this.#deps.replicas.get(change.storeKey)
       if (change.version <= replica.confirmed.version) continue
-      confirmFromServer(replica, { version: change.version, state: change.state })
+      confirmFromServer(replica, deleted ? { version: change.version, state: undefined, deleted } : { version: change.version, state: change.state })
       changed.push(replica)
     }
     return changed

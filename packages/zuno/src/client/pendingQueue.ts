@@ -2,7 +2,7 @@
  * The client-wide ordered queue of pending ops and the per-store lists, and the replay that
  * computes what a store shows from its confirmed state and its pending ops. Pure: no I/O, no timers.
  */
-import { type ActionSpec, runAction, type StoreRead } from '../action'
+import { type ActionSpec, DELETED, runAction, type StoreRead } from '../action'
 import { ZunoError } from '../errors'
 import { applyPatch, type IdPattern, type Patch } from '../patch'
 import type { StoreChange, StoreState } from '../protocol'
@@ -419,16 +419,21 @@ function runLocally(op: ActionOp, run: NonNullable<ActionOp['run']>, viewOf: (re
   op.seen = seen
   op.writes = new Map()
   try {
-    const effect = runAction(run, op.localArgs, read)
+    const effect = runAction(run, op.localArgs, read, (key) => replicaOf(key).initial)
     if (effect instanceof Promise) {
       // An async run cannot be shown at once; the server runs it for real.
       effect.catch(() => {})
       return
     }
-    for (const [key, state] of effect.writes) op.writes.set(replicaOf(key), state)
+    for (const [key, state] of effect.writes) op.writes.set(replicaOf(key), shownAs(replicaOf(key), state))
   } catch {
     // No optimistic effect; the server's answer settles the op.
   }
+}
+
+/** What a store an action wrote shows: the state written, or its initial state when the action deleted it. */
+function shownAs(replica: ReplicaStore, written: unknown): unknown {
+  return written === DELETED ? replica.initial : written
 }
 
 /**
@@ -476,12 +481,18 @@ export function replayOverOtherTabs(ops: readonly PendingOp[], theirs: ReadonlyM
         continue
       }
       if (op.run === undefined) continue
-      const effect = runAction(op.run, op.localArgs, (key) => {
-        const replica = replicaOf(key)
-        return { version: replica.confirmed.version, state: viewOf(replica) }
-      })
+      const effect = runAction(
+        op.run,
+        op.localArgs,
+        (key) => {
+          const replica = replicaOf(key)
+          return { version: replica.confirmed.version, state: viewOf(replica) }
+        },
+        undefined,
+        (key) => replicaOf(key).initial,
+      )
       if (effect instanceof Promise) effect.catch(() => {})
-      else for (const [key, state] of effect.writes) views.set(replicaOf(key), state)
+      else for (const [key, state] of effect.writes) views.set(replicaOf(key), shownAs(replicaOf(key), state))
     } catch {
       // Shown as if the op were not there, as in withOtherTabs.
     }

@@ -3,7 +3,7 @@
  * answer means, and times the pause before the next attempt.
  */
 import { isZunoError, ZunoError } from '../errors'
-import { type ActionRequest, type ErrorBody, PATHS, PROTOCOL_HEADER, PROTOCOL_VERSION, RECORDED_REFUSALS, type StoreChange, type StoreState } from '../protocol'
+import { type ActionRequest, type ErrorBody, PATHS, PROTOCOL_HEADER, PROTOCOL_VERSION, RECORDED_REFUSALS, type StoreChange, type StoreState, type SyncConflict } from '../protocol'
 import type { Patch } from '../patch'
 import { type ProposalAnswer, readProposalAnswer } from './answers'
 import { stateOfAnswer } from './deltas'
@@ -174,6 +174,7 @@ export function classify(op: PendingOp, { status, body }: ProposalAnswer): Outco
   if (status === 409 && code === 'conflict' && 'version' in body && op.kind === 'state') {
     // Definitive: the op was not applied (nor any earlier attempt: its answer would have been kept),
     // and its id stays free for the rebased attempt.
+    if ((body as SyncConflict).deleted) return { type: 'conflict', theirs: { version: body.version, state: undefined, deleted: true } }
     return { type: 'conflict', theirs: answeredState(op, body.version, body) }
   }
   // Not applied, and not recorded: a state goes where the patch did not.

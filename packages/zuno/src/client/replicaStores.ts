@@ -60,7 +60,8 @@ export class ReplicaStores {
 
 /** The server said where the store stands. */
 export function confirmFromServer(replica: ReplicaStore, confirmed: StoreState): void {
-  replica.confirmed = confirmed
+  // A deleted store shows its initial state, at the deletion's version: a write on it creates it again.
+  replica.confirmed = confirmed.deleted ? { version: confirmed.version, state: replica.initial } : confirmed
   replica.known = true
 }
 

@@ -1,5 +1,5 @@
 import type { StandardSchemaV1 } from '@standard-schema/spec'
-import { type ActionArgs, type ActionContext, type ActionEffect, type ActionSpec, runAction, type ServerAction, type StoreRead } from '../action'
+import { type ActionArgs, type ActionContext, type ActionEffect, type ActionSpec, DELETED, runAction, type ServerAction, type StoreRead } from '../action'
 import { appSetup, type ZunoApp } from '../app'
 import { isZunoError, ZunoError } from '../errors'
 import { newClientId, randomId } from '../id'
@@ -148,6 +148,8 @@ export type ProposalResult =
       opVersion?: number
       /** For a patch proposal, when shorter than `state`: the patches from its base to `version`. */
       patches?: Patch[]
+      /** The op deleted the store (no `state`). */
+      deleted?: true
     }
   /** The base was stale: here is the current truth. */
   | {
@@ -161,6 +163,8 @@ export type ProposalResult =
       state: unknown
       /** When shorter than `state`: the patches from the proposal's base to `version`. */
       patches?: Patch[]
+      /** The store is deleted, at `version` (no `state`). */
+      deleted?: true
     }
   /** Refused: for good (recorded, a retry gets the same), or without a decision (unknown client, another epoch, a reused opId). */
   | {
@@ -244,6 +248,8 @@ export class AuthoritativeUniverse<
   readonly #patchHistory: number
   /** Per store, the patches of its latest versions (up to `version`), newest last: a whole write starts it over. */
   readonly #recentPatches = new Map<string, RecentPatches>()
+  /** Stores deleted, and not created again since: they show their initial state at their tombstone's version. */
+  readonly #deleted = new Set<string>()
 
   constructor(options: UniverseOptions<Schemas> & AppActions = {}) {
     super()
@@ -305,7 +311,8 @@ export class AuthoritativeUniverse<
     }
     const reloading = this.#log !== undefined
     this.#log = log
-    for (const [key, stored] of image.stores) this.#publish(key, deepFreeze(stored.state), stored.version)
+    this.#deleted.clear()
+    for (const [key, stored] of image.stores) this.#publish(key, deepFreeze(stored.state), stored.version, stored.deleted === true)
     if (reloading) {
       // A new epoch: stores it does not have start over from their declared state.
       for (const cell of this.cells()) {
@@ -568,7 +575,7 @@ export class AuthoritativeUniverse<
         let writes: Write[]
         try {
           effect = await this.#withDeadline(
-            runAction((tx, validArgs) => action.run(tx, validArgs, caller.context), args, (key) => this.#readForAction(key), allowedFor(caller)),
+            runAction((tx, validArgs) => action.run(tx, validArgs, caller.context), args, (key) => this.#readForAction(key), allowedFor(caller), (key) => this.#declared.get(key)),
             request.action,
           )
           writes = await this.#admitWrites(effect)
@@ -721,6 +728,10 @@ export class AuthoritativeUniverse<
     const writes: Write[] = []
     for (const [storeKey, written] of effect.writes) {
       const baseVersion = (effect.reached.get(storeKey) as StoreRead).version
+      if (written === DELETED) {
+        writes.push({ storeKey, baseVersion, state: undefined, deleted: true })
+        continue
+      }
       let state = structuredClone(toJsonValue(written, storeKey))
       const existing = this.existing(storeKey)
       if (existing === undefined || !this.#isVisible(existing)) created += 1
@@ -830,13 +841,14 @@ export class AuthoritativeUniverse<
   }
 
   /** Commits an op; not an async function, so an in-process storage's answer costs no turn of its own. */
-  #commit(request: SyncRequest, op: OpIdentity, state: unknown, stateBytes: number, patch: Patch | undefined): Promise<ProposalResult> {
+  #commit(request: SyncRequest, op: OpIdentity, state: unknown, stateBytes: number, patch: Patch | undefined, deleted = false): Promise<ProposalResult> {
     const { storeKey, baseVersion, epoch } = request
     const { principal, clientId, opId, digest } = op
     let outcome: CommitOutcome | Promise<CommitOutcome>
     try {
       // Fields named, not spread: a spread copies through a slower generic path, once per proposal.
-      outcome = this.#storage.commit({ principal, clientId, opId, digest, epoch, write: { storeKey, baseVersion, state, stateBytes, patch } })
+      const write: Write = deleted ? { storeKey, baseVersion, state: undefined, deleted } : { storeKey, baseVersion, state, stateBytes, patch }
+      outcome = this.#storage.commit({ principal, clientId, opId, digest, epoch, write })
     } catch (error) {
       return Promise.reject(error)
     }
@@ -876,6 +888,7 @@ export class AuthoritativeUniverse<
     switch (outcome.type) {
       case 'accepted': {
         const { version, state } = outcome.event
+        if (outcome.event.deleted) return { type: 'accepted', storeKey, version, state: undefined, deleted: true }
         const patches = this.#shorterPatches(storeKey, base, version, state)
         return patches === undefined ? { type: 'accepted', storeKey, version, state } : { type: 'accepted', storeKey, version, state, patches }
       }
@@ -886,6 +899,7 @@ export class AuthoritativeUniverse<
         return { type: 'accepted', storeKey, version: cell?.version ?? 0, state: cell?.get(), duplicate: true }
       }
       case 'conflict': {
+        if (outcome.deleted) return { type: 'conflict', storeKey, version: outcome.version, state: undefined, deleted: true }
         // Version 0 is the declared initial state, which only the server knows.
         const state = outcome.version === 0 ? this.#declared.get(storeKey) : outcome.state
         const patches = this.#shorterPatches(storeKey, base, outcome.version, state)
@@ -965,9 +979,10 @@ export class AuthoritativeUniverse<
     const stores: Record<string, StoreState> = {}
     const cells = storeKeys === undefined ? this.cells() : storeKeys.map((key) => this.existing(key))
     for (const cell of cells) {
-      if (cell !== undefined && this.#isVisible(cell) && (readable === undefined || readable(cell.key))) {
-        stores[cell.key] = { version: cell.version, state: cell.get() }
-      }
+      if (cell === undefined || (readable !== undefined && !readable(cell.key))) continue
+      if (this.#isVisible(cell)) stores[cell.key] = { version: cell.version, state: cell.get() }
+      // A deleted store: its tombstone, so a client holding it learns it is gone and at which version.
+      else if (this.#deleted.has(cell.key)) stores[cell.key] = { version: cell.version, deleted: true } as StoreState
     }
     return { stores, cursor }
   }
@@ -1004,20 +1019,39 @@ export class AuthoritativeUniverse<
     return write
   }
 
-  async #writeAsServer(cell: StoreCell<unknown>, next: Updater<unknown>): Promise<number> {
+  /**
+   * Deletes a store, as server code: a logged change (its version moves on by one) that every
+   * replica applies, showing the store's initial state. The key keeps its version (a tombstone),
+   * so a later write creates the store again from there and versions never go back. Resolves with
+   * the deletion's version; a store that does not exist (or is deleted already) is left as it is.
+   */
+  delete<K extends keyof TStores & string>(key: K): Promise<number>
+  delete(key: TOtherKey): Promise<number>
+  delete(key: string): Promise<number> {
+    const cell = this.cell(key)
+    const write = this.#serverWrites.then(() => this.#writeAsServer(cell, undefined, true))
+    this.#serverWrites = write.catch(() => {})
+    return write
+  }
+
+  async #writeAsServer(cell: StoreCell<unknown>, next: Updater<unknown> | undefined, deleting = false): Promise<number> {
     if (!this.#started) await this.ready
     const server = this.#server
     // The next id, used up only once the storage has processed the op (a conflict leaves it free).
     const opId = server.opId + 1
     for (let attempt = 0; attempt < SERVER_WRITE_ATTEMPTS; attempt++) {
+      if (deleting && !this.#isVisible(cell)) return cell.version
       // The same checks as a client's proposal: JSON only, then the limits and the schema. A copy,
       // so freezing the truth never freezes the caller's own object.
-      const state = structuredClone(toJsonValue(applyUpdater(next, cell.get()), cell.key))
-      const stateJson = JSON.stringify(state)
+      const state = deleting ? undefined : structuredClone(toJsonValue(applyUpdater(next as Updater<unknown>, cell.get()), cell.key))
+      const stateJson = deleting ? '' : JSON.stringify(state)
       const request: SyncRequest = { storeKey: cell.key, baseVersion: cell.version, epoch: this.epoch, state, clientId: server.clientId, opId }
       let result: ProposalResult
       try {
-        result = await this.#decide(request, identify(request, '', stateJson), stateJson, true, this.#diff(cell.key, state))
+        if (deleting) {
+          this.#checkHealth()
+          result = await this.#commit(request, identify(request, '', DELETION_DIGEST_PAYLOAD), undefined, 0, undefined, true)
+        } else result = await this.#decide(request, identify(request, '', stateJson), stateJson, true, this.#diff(cell.key, state))
       } catch (error) {
         // In doubt: the op may or may not have landed. It is never sent again; later writes go under a fresh identity.
         this.#server = { clientId: newClientId(), opId: 0 }
@@ -1036,18 +1070,19 @@ export class AuthoritativeUniverse<
         if (RECORDED_REFUSALS.has(code)) server.opId = opId
         if (code !== 'unknown_client' && code !== 'epoch_changed') throw result.error
         this.#server = { clientId: newClientId(), opId: 0 }
-        return this.#writeAsServer(cell, next)
+        return this.#writeAsServer(cell, next, deleting)
       }
     }
     throw new ZunoError('conflict', `Gave up writing ${JSON.stringify(cell.key)} after ${SERVER_WRITE_ATTEMPTS} conflicts`)
   }
 
+  /** Whether a store exists for clients: declared, or written at least once, and not deleted since. */
   #isVisible(cell: StoreCell<unknown>): boolean {
-    return cell.version > 0 || this.#declared.has(cell.key)
+    return (cell.version > 0 || this.#declared.has(cell.key)) && (this.#deleted.size === 0 || !this.#deleted.has(cell.key))
   }
 
-  /** Shows a committed state, counting the store once it becomes visible. */
-  #publish(key: string, state: unknown, version: number): void {
+  /** Shows a committed state (a deleted store shows its initial one), counting the stores that exist. */
+  #publish(key: string, state: unknown, version: number, deleted = false): void {
     // Empty unless actions ran ahead of a storage's follow (Redis): most commits skip the lookup.
     if (this.#ahead.size > 0) {
       const ahead = this.#ahead.get(key)
@@ -1055,8 +1090,11 @@ export class AuthoritativeUniverse<
     }
     const cell = this.cell(key)
     const wasVisible = this.#isVisible(cell)
-    cell.publish(state, version)
-    if (!wasVisible && this.#isVisible(cell)) this.#visibleCount += 1
+    if (deleted) this.#deleted.add(key)
+    else if (this.#deleted.size > 0) this.#deleted.delete(key)
+    cell.publish(deleted ? this.#declared.get(key) : state, version)
+    const visible = this.#isVisible(cell)
+    if (visible !== wasVisible) this.#visibleCount += visible ? 1 : -1
   }
 
   /** Shows several changes as one: every store has its new state before any subscriber hears of one. */
@@ -1065,7 +1103,7 @@ export class AuthoritativeUniverse<
     if (change === undefined) return
     const cell = this.cell(change.storeKey)
     cell.deferNotifications(() => {
-      this.#publish(change.storeKey, change.state, change.version)
+      this.#publish(change.storeKey, change.state, change.version, change.deleted === true)
       this.#publishTogether(changes, from + 1)
     })
   }
@@ -1091,7 +1129,7 @@ export class AuthoritativeUniverse<
     this.#rememberPatches(event)
     if (changes === undefined) {
       deepFreeze(event.state)
-      this.#publish(event.storeKey, event.state, event.version)
+      this.#publish(event.storeKey, event.state, event.version, event.deleted === true)
     } else {
       for (const change of changes) deepFreeze(change.state)
       this.#publishTogether(changes)
@@ -1121,6 +1159,9 @@ function refused(code: 'op_id_reused' | 'unknown_client' | 'epoch_changed', mess
 }
 
 /** Who sent an op and which op it is, with the digest that tells a retry from a reused id. */
+/** What a deletion's digest is made of instead of a state's JSON, which is never empty. */
+const DELETION_DIGEST_PAYLOAD = ''
+
 function identify(request: SyncRequest | PatchRequest, principal: string, payload: string): OpIdentity {
   const { clientId, opId, storeKey, baseVersion } = request
   return { principal, clientId, opId, digest: opDigest(storeKey, baseVersion, payload) }
@@ -1189,7 +1230,7 @@ function actionIdentity(request: ActionRequest, principal: string): OpIdentity {
 
 /** The changes of a committed event, as an answer and a `commit` frame carry them. */
 function changesOf(event: CommittedEvent): StoreChange[] {
-  return (event.changes ?? [event]).map(({ storeKey, version, state }) => ({ storeKey, version, state }))
+  return (event.changes ?? [event]).map(({ storeKey, version, state, deleted }) => (deleted ? ({ storeKey, version, deleted: true } as StoreChange) : { storeKey, version, state }))
 }
 
 /** What an action's throw means for its op: its own refusal, a store or schema's refusal, or a failure the server logs. */

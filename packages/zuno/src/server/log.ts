@@ -58,6 +58,8 @@ export class LoggedEvent implements CommittedEvent, LogEntry {
     epoch: string,
     readonly changes?: readonly CommittedChange[],
     readonly patch?: Patch,
+    /** Whether the change deleted the store; a plain field, so the file storage's log line keeps it. */
+    readonly deleted?: boolean,
   ) {
     this.#epoch = epoch
   }
@@ -73,6 +75,7 @@ export class LoggedEvent implements CommittedEvent, LogEntry {
     const plain: CommittedEvent = { storeKey, version, state, writer, opId, seq, id: this.id }
     if (stateBytes !== undefined) plain.stateBytes = stateBytes
     if (this.changes !== undefined) plain.changes = this.changes
+    if (this.deleted) plain.deleted = true
     return plain
   }
 

@@ -49,7 +49,8 @@ export function encodeCommitFrame(event: CommittedEvent, visible: ((storeKey: st
  * A change as a stream carries it: with its patch, to a stream that reads patches, when it has one
  * (the universe keeps a patch only when it is shorter than the state it made), else with its state.
  */
-function wireChange({ storeKey, version, state, patch }: CommittedChange, patches: boolean): StoreChange {
+function wireChange({ storeKey, version, state, patch, deleted }: CommittedChange, patches: boolean): StoreChange {
+  if (deleted) return { storeKey, version, deleted: true } as StoreChange
   if (patches && patch !== undefined) return { storeKey, version, patch } as StoreChange
   return { storeKey, version, state }
 }

@@ -34,6 +34,8 @@ export interface Write {
    * streams can carry it instead of the state. A storage that drops it loses no data (streams then carry the state).
    */
   patch?: Patch | undefined
+  /** The write deletes the store (`state` is then `undefined`): its version moves on, and a later write creates it again. */
+  deleted?: boolean | undefined
 }
 
 /** An op to commit: accepted iff `epoch` is the storage's and `baseVersion` the store's current version. */
@@ -127,6 +129,8 @@ export interface CommittedChange {
   stateBytes?: number | undefined
   /** What changed from the store's previous version, when known. */
   patch?: Patch | undefined
+  /** The change deleted the store. */
+  deleted?: boolean | undefined
 }
 
 /**
@@ -149,6 +153,8 @@ export interface CommittedEvent {
   stateBytes?: number | undefined
   /** What changed from the store's previous version, when known (see {@link Write.patch}). */
   patch?: Patch | undefined
+  /** The change deleted the store (see {@link Write.deleted}). */
+  deleted?: boolean | undefined
   /** With a commit of several stores: each of them, the first being the one named above. Absent for one store. */
   changes?: readonly CommittedChange[] | undefined
   /** Universe-wide, strictly increasing; 1 for the first change of an epoch. */
@@ -200,6 +206,8 @@ export type CommitOutcome =
       version: number
       /** The store's current state. */
       state: unknown
+      /** The store is deleted (at `version`). */
+      deleted?: boolean
       /** With an action: which store moved (the first found), so the universe can run it again on that state at once. */
       storeKey?: string
     }

@@ -24,7 +24,7 @@ export class StoreTable {
     const { storeKey, baseVersion } = request.write
     const current = this.states.get(storeKey)
     const version = current?.version ?? 0
-    return baseVersion === version ? undefined : { type: 'conflict', version, state: current?.state }
+    return baseVersion === version ? undefined : conflictWith(version, current)
   }
 
   /** The outcome of an action that cannot be accepted (a retry, a store moved since it was read, …); `undefined` if it can. */
@@ -46,7 +46,7 @@ export class StoreTable {
   #moved(storeKey: string, version: number): CommitOutcome | undefined {
     const current = this.states.get(storeKey)
     const now = current?.version ?? 0
-    return now === version ? undefined : { type: 'conflict', version: now, state: current?.state, storeKey }
+    return now === version ? undefined : { ...conflictWith(now, current), storeKey }
   }
 
   /** The epoch and client checks alone: what a refusal for good must pass before it is recorded. */
@@ -57,29 +57,32 @@ export class StoreTable {
 
   /** The event that accepting `request` as the `seq`-th change makes. */
   accept(request: CommitRequest, epoch: string, seq: number, writer: string): CommittedEvent {
-    const { storeKey, state, stateBytes, patch } = request.write
+    const { storeKey, state, stateBytes, patch, deleted } = request.write
     const version = (this.states.get(storeKey)?.version ?? 0) + 1
-    return new LoggedEvent(storeKey, version, state, writer, request.opId, seq, stateBytes, epoch, undefined, patch)
+    return new LoggedEvent(storeKey, version, deleted ? undefined : state, writer, request.opId, seq, stateBytes, epoch, undefined, patch, deleted ? true : undefined)
   }
 
   /** The event that accepting an action's writes (one at least) as the `seq`-th change makes: one event, whatever the number of stores. */
   acceptAction(request: ActionCommitRequest, epoch: string, seq: number, writer: string): CommittedEvent {
     const changes: CommittedChange[] = []
     let bytes = 0
-    for (const { storeKey, state, stateBytes, patch } of request.writes) {
-      changes.push({ storeKey, version: (this.states.get(storeKey)?.version ?? 0) + 1, state, stateBytes, patch })
+    for (const { storeKey, state, stateBytes, patch, deleted } of request.writes) {
+      const version = (this.states.get(storeKey)?.version ?? 0) + 1
+      changes.push(deleted ? { storeKey, version, state: undefined, deleted: true } : { storeKey, version, state, stateBytes, patch })
       bytes += stateBytes ?? 0
     }
     const [first] = changes as [CommittedChange]
-    if (changes.length === 1) return new LoggedEvent(first.storeKey, first.version, first.state, writer, request.opId, seq, first.stateBytes, epoch, undefined, first.patch)
+    if (changes.length === 1) {
+      return new LoggedEvent(first.storeKey, first.version, first.state, writer, request.opId, seq, first.stateBytes, epoch, undefined, first.patch, first.deleted ? true : undefined)
+    }
     return new LoggedEvent(first.storeKey, first.version, first.state, writer, request.opId, seq, bytes, epoch, changes)
   }
 
   /** Records an accepted change (just committed, or recovered) and its client's answer. */
   record(event: CommittedEvent, op: OpIdentity, at?: number): void {
     const { storeKey, version, state, seq, changes } = event
-    if (changes === undefined) this.#store(storeKey, version, state)
-    else for (const change of changes) this.#store(change.storeKey, change.version, change.state)
+    if (changes === undefined) this.#store(storeKey, version, state, event.deleted === true)
+    else for (const change of changes) this.#store(change.storeKey, change.version, change.state, change.deleted === true)
     // The answer names the write, not its state: a copy of every client's last state would make
     // memory grow with the clients instead of the live state.
     this.ledger.recordAccepted(op, storeKey, version, seq, at)
@@ -92,14 +95,17 @@ export class StoreTable {
     return { type: 'unchanged', seq }
   }
 
-  #store(storeKey: string, version: number, state: unknown): void {
+  #store(storeKey: string, version: number, state: unknown, deleted: boolean): void {
     // In place: a store's entry lives from one write to the next, long enough to be promoted, so a
-    // new one per write would be copied once per write.
+    // new one per write would be copied once per write. A deleted store keeps its version (a
+    // tombstone): created again, it goes on from there, so its versions never go back.
     const current = this.states.get(storeKey)
-    if (current === undefined) this.states.set(storeKey, { version, state })
+    if (current === undefined) this.states.set(storeKey, deleted ? { version, state: undefined, deleted } : { version, state })
     else {
       current.version = version
-      current.state = state
+      current.state = deleted ? undefined : state
+      if (deleted) current.deleted = true
+      else delete current.deleted
     }
   }
 
@@ -145,6 +151,11 @@ export class StoreTable {
 /** A copy of a table's states that later writes leave alone (the table changes its entries in place). */
 export function copyStates(states: ReadonlyMap<string, StoreState>): Map<string, StoreState> {
   const copy = new Map<string, StoreState>()
-  for (const [key, { version, state }] of states) copy.set(key, { version, state })
+  for (const [key, { version, state, deleted }] of states) copy.set(key, deleted ? { version, state, deleted } : { version, state })
   return copy
+}
+
+/** The conflict answer for a store at `version` (`current`: its entry, if it has one). */
+function conflictWith(version: number, current: StoreState | undefined): Extract<CommitOutcome, { type: 'conflict' }> {
+  return current?.deleted ? { type: 'conflict', version, state: undefined, deleted: true } : { type: 'conflict', version, state: current?.state }
 }

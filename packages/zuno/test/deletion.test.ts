@@ -1,0 +1,141 @@
+/**
+ * Deleting a store: a logged change (its version moves on) that every replica applies, a
+ * tombstone in snapshots, a store created again from the deletion's version, and ops made before
+ * a replica knew of the deletion refused rather than bringing the store back. Real servers on
+ * 127.0.0.1, the real `eventsource` client; the file storage across restarts.
+ */
+import { EventSource } from 'eventsource'
+import { afterEach, describe, expect, it } from 'vitest'
+import { connect, defineZuno, type ReplicaOptions, type ReplicaUniverse } from '../src/index'
+import { createUniverse } from '../src/server/index'
+import { freshDir, openFile, removeDirs } from './support/fileUniverse'
+import { openRawStream } from './support/sseReader'
+import { until } from './support/until'
+import { serveUniverse, startZuno } from './support/zunoBehindProxy'
+
+const cleanups: Array<() => unknown> = []
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
+  removeDirs()
+})
+
+function replicaOf(url: string, options: Partial<ReplicaOptions> = {}): ReplicaUniverse {
+  const replica = connect({ url, EventSource, ...options })
+  cleanups.push(() => replica.close())
+  return replica
+}
+
+const app = defineZuno({
+  stores: { 'doc:{id}': { initial: { title: '' } } },
+  actions: {
+    removeDoc: {
+      run: (tx, id: string) => {
+        tx.delete(`doc:${id}`)
+        // Read after the deletion: the store's initial state.
+        if (tx.get(`doc:${id}`).title !== '') throw new Error('a deleted store reads as its initial state')
+      },
+    },
+  },
+} as never) as unknown as ReturnType<typeof defineZuno>
+
+describe('deleting a store', () => {
+  it('streams the deletion, lists a tombstone in snapshots, and goes on from its version when created again', async () => {
+    const zuno = await startZuno()
+    cleanups.push(() => zuno.close())
+    await zuno.universe.store('doc', 'a').set('b')
+    await zuno.universe.store('doc').set('c')
+    const stream = await openRawStream(`${zuno.url}/sse?stores=doc`)
+    cleanups.push(() => stream.close())
+    await stream.nextEvent()
+    expect(await zuno.universe.delete('doc')).toBe(3)
+    const deletion = await stream.nextEvent()
+    expect(JSON.parse(deletion.data as string)).toMatchObject({ storeKey: 'doc', version: 3, deleted: true })
+    expect(JSON.parse(deletion.data as string)).not.toHaveProperty('state')
+    // Snapshots, named or not, and GET /state list the tombstone.
+    for (const query of ['stores=doc', '']) {
+      const state = (await (await fetch(`${zuno.url}/state?${query}`)).json()) as { stores: Record<string, unknown> }
+      expect(state.stores.doc).toEqual({ version: 3, deleted: true })
+    }
+    // Deleting what is deleted already changes nothing.
+    expect(await zuno.universe.delete('doc')).toBe(3)
+    expect(await zuno.universe.delete('never-written')).toBe(0)
+    // Created again: version 4, never back to 1.
+    expect(await zuno.universe.store('doc').set('again')).toBe(4)
+    const created = JSON.parse((await stream.nextEvent()).data as string)
+    expect([created.version, created.state]).toEqual([4, 'again'])
+  })
+
+  it('vanishes from every replica (it shows its initial state), and a replica that writes it afterwards creates it again', async () => {
+    const universe = createUniverse({ app })
+    const served = await serveUniverse(universe)
+    cleanups.push(() => served.close())
+    await universe.store('doc:1').set({ title: 'Plan' })
+    const a = replicaOf(served.url, { app } as never)
+    const b = replicaOf(served.url, { app } as never)
+    await until(() => (a.store('doc:1').get() as { title: string }).title === 'Plan' && (b.store('doc:1').get() as { title: string }).title === 'Plan')
+    await universe.delete('doc:1')
+    await until(() => (a.store('doc:1').get() as { title: string }).title === '' && (b.store('doc:1').get() as { title: string }).title === '')
+    expect([a.store('doc:1').version, b.store('doc:1').version]).toEqual([2, 2])
+    expect(await a.store('doc:1').set({ title: 'Plan B' })).toBe(3)
+    await until(() => (b.store('doc:1').get() as { title: string }).title === 'Plan B')
+  })
+
+  it('refuses an op made before the replica knew of the deletion, with store_deleted, and the store stays deleted', async () => {
+    const zuno = await startZuno()
+    cleanups.push(() => zuno.close())
+    await zuno.universe.store('doc', 0).set(1)
+    // A replica that follows no store: it learns of the deletion only from the answer to its op.
+    const replica = replicaOf(zuno.url, { stores: [] })
+    expect(await replica.store('doc', 0).set(2)).toBe(2)
+    await zuno.universe.delete('doc')
+    const errors: string[] = []
+    const refused = replica.store('doc').set((n) => (n as number) + 1)
+    await expect(refused).rejects.toMatchObject({ code: 'store_deleted' })
+    expect(errors).toEqual([])
+    const state = (await (await fetch(`${zuno.url}/state?stores=doc`)).json()) as { stores: Record<string, unknown> }
+    expect(state.stores.doc).toEqual({ version: 3, deleted: true })
+    // Known deleted now, a new write creates it again, on purpose.
+    expect(await replica.store('doc').set(10)).toBe(4)
+  })
+
+  it('deletes in an action, shown at once on the replica that runs it and streamed to the others', async () => {
+    const universe = createUniverse({ app })
+    const served = await serveUniverse(universe)
+    cleanups.push(() => served.close())
+    await universe.store('doc:7').set({ title: 'Seven' })
+    const a = replicaOf(served.url, { app } as never)
+    const b = replicaOf(served.url, { app } as never)
+    await until(() => (b.store('doc:7').get() as { title: string }).title === 'Seven' && (a.store('doc:7').get() as { title: string }).title === 'Seven')
+    const done = (a as unknown as { act(name: string, args: unknown): Promise<void> }).act('removeDoc', '7')
+    // At once, before the server answers.
+    expect((a.store('doc:7').get() as { title: string }).title).toBe('')
+    await done
+    await until(() => (b.store('doc:7').get() as { title: string }).title === '')
+    expect(b.store('doc:7').version).toBe(2)
+  })
+
+  it('counts a deleted store out of maxStores, and back in when created again', async () => {
+    const universe = createUniverse({ maxStores: 1, allowStore: () => true })
+    const served = await serveUniverse(universe)
+    cleanups.push(() => served.close())
+    const replica = replicaOf(served.url, { stores: [] })
+    expect(await replica.store('one', 0).set(1)).toBe(1)
+    await expect(replica.store('two', 0).set(1)).rejects.toMatchObject({ code: 'store_limit' })
+    await universe.delete('one')
+    expect(await replica.store('three', 0).set(1)).toBe(1)
+  })
+
+  it('keeps a tombstone across restarts of the file storage, in its log and in its snapshot', async () => {
+    const dir = freshDir()
+    for (const snapshotEvery of [1_000, 1]) {
+      const first = await openFile(dir, { snapshotEvery })
+      await first.universe.store(`doc${snapshotEvery}`, 0).set(1)
+      await first.universe.delete(`doc${snapshotEvery}`)
+      await first.close()
+      const second = await openFile(dir, { snapshotEvery })
+      expect(second.universe.snapshot([`doc${snapshotEvery}`]).stores[`doc${snapshotEvery}`]).toEqual({ version: 2, deleted: true })
+      expect(await second.universe.store(`doc${snapshotEvery}`).set(5)).toBe(3)
+      await second.close()
+    }
+  })
+})
