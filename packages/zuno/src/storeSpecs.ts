@@ -37,9 +37,9 @@ export interface KeySpec {
   readonly family: { readonly match: RegExp; readonly names: readonly string[] } | undefined
 }
 
-/** Whether a `stores` key of an app is a family's pattern rather than a store key. */
+/** Whether a `stores` key of an app is meant as a family's pattern (a brace is no store key character). */
 export function isFamily(key: string): boolean {
-  return key.includes('{')
+  return /[{}]/.test(key)
 }
 
 /** The characters of a store key other than `:`: what one placeholder stands for, one or more. */

@@ -15,9 +15,10 @@ import {
   type StoreState,
   type SyncRequest,
 } from '../protocol'
-import { applyPatch, compileIdPaths, diff, type IdPaths, type IdPattern, jsonLongerThan, type Patch, PatchError } from '../patch'
+import { applyPatch, diff, type IdPaths, jsonLongerThan, type Patch, PatchError } from '../patch'
 import { idStepsDeclared, overlapsItself, patchesOverlap } from './patchRules'
-import { type Schemas, schemaFor, type StatesOf, validateState } from '../schema'
+import { type Schemas, type StatesOf, validateState } from '../schema'
+import { compilePattern, isFamily, type KeyDeclaration, type KeySpec, StoreSpecs } from '../storeSpecs'
 import { applyUpdater, type StoreCell, type Updater } from '../store'
 import { assertStoreKey, Universe } from '../universe'
 import { utf8Length } from './bytes'
@@ -88,9 +89,10 @@ export interface UniverseOptions<S extends Schemas = Schemas> {
   patchHistory?: number
 }
 
-/** The actions of the app a universe was made from (`createUniverse({ app })`). */
+/** The actions and store declarations (families included) of the app a universe was made from (`createUniverse({ app })`). */
 interface AppActions {
   appActions?: Readonly<Record<string, ActionSpec>>
+  appStores?: Readonly<Record<string, KeyDeclaration>>
 }
 
 /** The most stores one action may read and write: Redis runs a commit as one script, whose arguments are bounded. */
@@ -203,11 +205,11 @@ export class AuthoritativeUniverse<
   readonly ready: Promise<void>
   readonly #storage: Storage
   readonly #ownsStorage: boolean
-  readonly #declared: Map<string, unknown>
+  /** What each key is declared as: initial state, schema, ids, merge and rule, by exact key or by family. */
+  readonly #specs: StoreSpecs
   readonly #allowStore: (storeKey: string) => boolean
   readonly #retention: number
   readonly #retentionBytes: number
-  readonly #schemas: Schemas | undefined
   readonly #maxStores: number
   readonly #maxStateBytes: number | undefined
   readonly #listeners = new Set<(entry: LogEntry) => void>()
@@ -227,6 +229,8 @@ export class AuthoritativeUniverse<
   #serverWrites: Promise<unknown> = Promise.resolve()
   /** Stores that exist for clients (declared, or written at least once); kept as a count so a check is O(1). */
   #visibleCount = 0
+  /** Whether any store of the app has an `authorize` rule (see {@link allows}): without one, the sync server skips asking. */
+  readonly storeRules: boolean
   readonly #actionTimeoutMs: number
   /** Stores known newer than this instance holds them, until its follow of the storage brings them: what the next action runs on. */
   readonly #ahead = new Map<string, StoreRead>()
@@ -234,8 +238,6 @@ export class AuthoritativeUniverse<
   #actionTurn: Promise<void> = Promise.resolve()
   /** Every action by name: the app's, with the server-only implementations over them. */
   readonly #actions = new Map<string, { args: ActionSpec['args']; run: ServerAction; inApp: boolean }>()
-  readonly #ids = new Map<string, readonly IdPattern[]>()
-  readonly #merging: ReadonlySet<string>
   readonly #patchHistory: number
   /** Per store, the patches of its latest versions (up to `version`), newest last: a whole write starts it over. */
   readonly #recentPatches = new Map<string, RecentPatches>()
@@ -244,21 +246,33 @@ export class AuthoritativeUniverse<
     super()
     this.#storage = options.storage ?? createMemoryStorage()
     this.#ownsStorage = options.storage === undefined
-    this.#declared = new Map(Object.entries(options.stores ?? {}).map(([key, initial]) => [key, deepFreeze(toJsonValue(initial, key))]))
-    const declared = this.#declared
-    this.#allowStore = options.allowStore ?? ((storeKey) => declared.has(storeKey))
+    const declarations: Record<string, KeyDeclaration> = {}
+    const families = Object.keys(options.appStores ?? {}).filter(isFamily)
+    // A key given beside the app (an initial state in `stores`, say) keeps the rest of its declaration,
+    // its family's if it has no exact one: overriding `doc:1`'s initial state must not drop its rule.
+    const declare = (key: string, part: KeyDeclaration) => {
+      const family = Object.hasOwn(declarations, key) ? undefined : families.find((pattern) => compilePattern(pattern).match.test(key))
+      declarations[key] = { ...declarations[family ?? key], ...part }
+    }
+    for (const [key, spec] of Object.entries(options.appStores ?? {})) declarations[key] = { ...spec, initial: deepFreeze(toJsonValue(spec.initial, key)) }
+    for (const [key, initial] of Object.entries(options.stores ?? {})) declare(key, { initial: deepFreeze(toJsonValue(initial, key)) })
+    for (const [key, schema] of Object.entries(options.schemas ?? {})) declare(key, { schema })
+    for (const [key, ids] of Object.entries(options.ids ?? {})) declare(key, { ids })
+    for (const key of options.merge ?? []) declare(key, { merge: true })
+    const specs = new StoreSpecs(declarations)
+    this.#specs = specs
+    this.storeRules = specs.rules
+    this.#allowStore = options.allowStore ?? ((storeKey) => specs.of(storeKey)?.declared === true)
     this.#retention = options.retention ?? 10_000
     this.#retentionBytes = options.retentionBytes ?? 64 * 1024 * 1024
-    this.#schemas = options.schemas
     this.#maxStores = options.maxStores ?? 10_000
     this.#maxStateBytes = options.maxStateBytes
     this.#actionTimeoutMs = options.actionTimeoutMs ?? 10_000
-    for (const [key, paths] of Object.entries(options.ids ?? {})) this.#ids.set(key, compileIdPaths(paths))
-    this.#merging = new Set(options.merge ?? [])
     this.#patchHistory = options.patchHistory ?? 64
     if (!Number.isSafeInteger(this.#patchHistory) || this.#patchHistory < 0) throw new TypeError('patchHistory must be an integer ≥ 0')
-    for (const [key, initial] of this.#declared) this.cell(key, initial)
-    this.#visibleCount = this.#declared.size
+    // Declared stores exist from the start; a family's exist once touched (there are as many as keys).
+    for (const key of Object.keys(declarations)) if (this.#isDeclared(key)) this.cell(key, this.#initialOf(key))
+    this.#visibleCount = this.keys().length
     const { appActions = {}, actions = {} } = options
     for (const [name, spec] of Object.entries(appActions)) this.#actions.set(name, { args: spec.args, run: spec.run as ServerAction, inApp: true })
     for (const [name, run] of Object.entries(actions)) {
@@ -303,7 +317,7 @@ export class AuthoritativeUniverse<
     if (reloading) {
       // A new epoch: stores it does not have start over from their declared state.
       for (const cell of this.cells()) {
-        if (!image.stores.has(cell.key)) cell.publish(this.#declared.get(cell.key), 0)
+        if (!image.stores.has(cell.key)) cell.publish(this.#initialOf(cell.key), 0)
       }
       this.#visibleCount = [...this.cells()].filter((cell) => this.#isVisible(cell)).length
       this.#wakeAll()
@@ -379,7 +393,7 @@ export class AuthoritativeUniverse<
     }
     // An empty patch merges as nothing: its updater wrote nothing on the base it saw, and may write
     // something on the newer state (an item it could not see yet), so it rebases like any conflict.
-    const theirs = this.#merging.has(storeKey) && patch.length > 0 ? this.#patchesSince(storeKey, baseVersion, version) : undefined
+    const theirs = this.#specs.of(storeKey)?.merge === true && patch.length > 0 ? this.#patchesSince(storeKey, baseVersion, version) : undefined
     if (theirs !== undefined && this.#mergeable(storeKey, theirs, patch)) {
       try {
         return this.#commitPatched(request, op, patched(current, patch, patchJson.length))
@@ -408,7 +422,7 @@ export class AuthoritativeUniverse<
     let patch = overlapsItself(made.patch) ? this.#diff(storeKey, state) : shorterThan(state, made.patch, made.patchBytes)
     try {
       this.#admit(storeKey, this.#maxStateBytes === undefined ? '' : JSON.stringify(state), false)
-      const schema = schemaFor(this.#schemas, storeKey)
+      const schema = this.#specs.of(storeKey)?.schema
       if (schema !== undefined) {
         const output = await validateState(schema, storeKey, state)
         if (output !== state) {
@@ -429,7 +443,7 @@ export class AuthoritativeUniverse<
 
   /** Whether a patch merges over the patches since its base: it touches nothing they touched, naming items by their declared ids. */
   #mergeable(storeKey: string, theirs: readonly Patch[], ours: Patch): boolean {
-    const ids = this.#ids.get(storeKey) ?? []
+    const ids = this.#specs.of(storeKey)?.ids ?? []
     if (!idStepsDeclared(ours, ids) || !theirs.every((patch) => idStepsDeclared(patch, ids))) return false
     return !patchesOverlap(theirs, ours)
   }
@@ -549,7 +563,7 @@ export class AuthoritativeUniverse<
         // instance's follow has brought it. A store that moved too and was not shown fails the next
         // commit's check the same way.
         // `undefined` only: a store may hold JSON null, which is a state like any other.
-        this.#knowAhead(storeKey, { version: outcome.version, state: outcome.state === undefined ? this.#declared.get(storeKey) : outcome.state })
+        this.#knowAhead(storeKey, { version: outcome.version, state: outcome.state === undefined ? this.#initialOf(storeKey) : outcome.state })
       } else if (!this.#movedSince(effect)) {
         // Another instance's write that this one has not applied yet: run again once it has (or soon).
         await this.#nextEvent(100)
@@ -663,7 +677,7 @@ export class AuthoritativeUniverse<
       if (ahead.version > (cell?.version ?? 0)) return ahead
       this.#ahead.delete(key) // the follow has caught up
     }
-    if (cell === undefined) return { version: 0, state: this.#declared.get(key) }
+    if (cell === undefined) return { version: 0, state: this.#initialOf(key) }
     return { version: cell.version, state: cell.get() }
   }
 
@@ -680,7 +694,7 @@ export class AuthoritativeUniverse<
       const existing = this.existing(storeKey)
       if (existing === undefined || !this.#isVisible(existing)) created += 1
       this.#admit(storeKey, JSON.stringify(state), false, created - 1)
-      const schema = schemaFor(this.#schemas, storeKey)
+      const schema = this.#specs.of(storeKey)?.schema
       if (schema !== undefined) state = structuredClone(toJsonValue(await validateState(schema, storeKey, state), storeKey))
       const stateJson = JSON.stringify(state)
       this.#admit(storeKey, stateJson, false, created - 1)
@@ -743,7 +757,7 @@ export class AuthoritativeUniverse<
       if (!isZunoError(error)) return Promise.reject(error)
       return this.#record(request, op, error)
     }
-    const schema = schemaFor(this.#schemas, request.storeKey)
+    const schema = this.#specs.of(request.storeKey)?.schema
     if (schema === undefined) return this.#commit(request, op, request.state, stateJson.length, patch)
     return this.#validated(schema, request).then(
       // A schema that changed the state changed what the patch says too.
@@ -814,7 +828,7 @@ export class AuthoritativeUniverse<
 
   /** The patch from a store's state here to `state`, as the server's own writes and actions stream it. */
   #diff(storeKey: string, state: unknown): Patch | undefined {
-    return shorterThan(state, diff(this.#readForAction(storeKey).state, state, this.#ids.get(storeKey)))
+    return shorterThan(state, diff(this.#readForAction(storeKey).state, state, this.#specs.of(storeKey)?.ids))
   }
 
   /** Records a refusal for good, unless the op was processed before (then that answer stands). Callers checked the storage's health. */
@@ -842,7 +856,7 @@ export class AuthoritativeUniverse<
       }
       case 'conflict': {
         // Version 0 is the declared initial state, which only the server knows.
-        const state = outcome.version === 0 ? this.#declared.get(storeKey) : outcome.state
+        const state = outcome.version === 0 ? this.#initialOf(storeKey) : outcome.state
         const patches = this.#shorterPatches(storeKey, base, outcome.version, state)
         return patches === undefined ? { type: 'conflict', storeKey, version: outcome.version, state } : { type: 'conflict', storeKey, version: outcome.version, state, patches }
       }
@@ -924,6 +938,10 @@ export class AuthoritativeUniverse<
         stores[cell.key] = { version: cell.version, state: cell.get() }
       }
     }
+    // A family's store named but never written is at version 0, like a declared store.
+    for (const key of storeKeys ?? []) {
+      if (!Object.hasOwn(stores, key) && this.#isDeclared(key) && (readable === undefined || readable(key))) stores[key] = { version: 0, state: this.#initialOf(key) }
+    }
     return { stores, cursor }
   }
 
@@ -995,8 +1013,34 @@ export class AuthoritativeUniverse<
     throw new ZunoError('conflict', `Gave up writing ${JSON.stringify(cell.key)} after ${SERVER_WRITE_ATTEMPTS} conflicts`)
   }
 
+  /** Whether a store exists for clients: written, or declared by its exact key (a family's stores exist once written). */
   #isVisible(cell: StoreCell<unknown>): boolean {
-    return cell.version > 0 || this.#declared.has(cell.key)
+    return cell.version > 0 || this.#isDeclared(cell.key, true)
+  }
+
+  /** Whether `key` has a declared initial state: its own, or (unless `exactly`) its family's. */
+  #isDeclared(key: string, exactly = false): boolean {
+    const spec: KeySpec | undefined = this.#specs.of(key)
+    return spec?.declared === true && !(exactly && spec.family !== undefined)
+  }
+
+  /** A store's state at version 0: its declared initial state, or its family's. */
+  #initialOf(key: string): unknown {
+    return this.#specs.of(key)?.initial
+  }
+
+  /** The state a store shows before anything is known of it: its family's initial state for a family's store. */
+  protected override initialOf(key: string): unknown {
+    return this.#initialOf(key)
+  }
+
+  /**
+   * Whether the app's rule for `storeKey` (its own `authorize`, or its family's, with the parameters
+   * its pattern matched) lets `principal` read or write it; true when it has none. A rule that throws
+   * refuses (logged). The sync server asks it beside its own `authorize` option: both must allow.
+   */
+  allows(principal: { id: string } | undefined, storeKey: string, action: 'read' | 'write'): boolean {
+    return this.#specs.allows(principal, storeKey, action)
   }
 
   /** Shows a committed state, counting the store once it becomes visible. */
@@ -1180,7 +1224,10 @@ function refusalError(answer: RefusalAnswer): ZunoError {
 }
 
 /** What the sync server needs of a universe: any authoritative universe, whatever its store types. */
-export type ServedUniverse = Pick<AuthoritativeUniverse, 'ready' | 'cursor' | 'propose' | 'proposeAction' | 'refuse' | 'refuseAction' | 'snapshot' | 'since' | 'catchUp' | 'onCommit' | 'onReset'>
+export type ServedUniverse = Pick<
+  AuthoritativeUniverse,
+  'ready' | 'cursor' | 'propose' | 'proposeAction' | 'refuse' | 'refuseAction' | 'snapshot' | 'since' | 'catchUp' | 'onCommit' | 'onReset' | 'allows' | 'storeRules'
+>
 
 /**
  * Creates the authoritative (server) universe. With `app` (see `defineZuno`), its stores are
@@ -1207,5 +1254,6 @@ export function createUniverse(options: Omit<UniverseOptions, 'actions'> & { app
   const { app, ...rest } = options as UniverseOptions & { app?: ZunoApp }
   if (app === undefined) return new AuthoritativeUniverse(rest)
   const { states, schemas, ids, merge } = appSetup(app, rest.stores, rest.schemas)
-  return new AuthoritativeUniverse({ ...rest, stores: states, schemas, ids: { ...ids, ...rest.ids }, merge: [...merge, ...(rest.merge ?? [])], appActions: app.actions as Record<string, ActionSpec> })
+  const appActions = app.actions as Record<string, ActionSpec>
+  return new AuthoritativeUniverse({ ...rest, stores: states, schemas, ids: { ...ids, ...rest.ids }, merge: [...merge, ...(rest.merge ?? [])], appActions, appStores: app.stores })
 }
