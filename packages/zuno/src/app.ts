@@ -185,7 +185,9 @@ export function appSetup(
     if (spec.merge === true) merge.push(key)
   }
   Object.assign(states, overrides)
-  for (const [key, state] of Object.entries(states)) checked.push([key, state, Object.hasOwn(schemas, key) ? schemas[key] : undefined])
+  const specs = new StoreSpecs(app.stores)
+  // An override of a family's store (`doc:1`) passes its family's schema.
+  for (const [key, state] of Object.entries(states)) checked.push([key, state, specs.of(key)?.schema])
   for (const [key, state, schema] of checked) {
     if (schema === undefined) continue
     const result = schema['~standard'].validate(state)
@@ -193,5 +195,5 @@ export function appSetup(
     const issues = result.issues.map((issue) => ({ message: issue.message }))
     throw new ZunoError('invalid_state', `The initial state of ${JSON.stringify(key)} does not match its schema`, { issues })
   }
-  return { states, schemas, ids, merge, specs: new StoreSpecs(app.stores) }
+  return { states, schemas, ids, merge, specs }
 }
