@@ -4,7 +4,7 @@ import type { IdPaths } from './patch'
 import { ZunoError } from './errors'
 import { ACTION_NAME_PATTERN } from './protocol'
 import type { Schemas } from './schema'
-import { compilePattern, isFamily, StoreSpecs } from './storeSpecs'
+import { isFamily, type SpecOf, storeSpecs } from './storeSpecs'
 
 /**
  * Who may read or write a store, asked by the server for every request that reaches it (beside the
@@ -134,7 +134,8 @@ export function defineZuno<
     if (!ACTION_NAME_PATTERN.test(name)) throw new TypeError(`Action name ${JSON.stringify(name)} must match ${ACTION_NAME_PATTERN}`)
     if (typeof (spec as { run?: unknown } | undefined)?.run !== 'function') throw new TypeError(`Action ${JSON.stringify(name)} has no run function`)
   }
-  for (const key of Object.keys(definition.stores)) if (isFamily(key)) compilePattern(key)
+  // Its patterns (and id paths) are compiled here, where they are written, to throw early.
+  storeSpecs(definition.stores)
   return { stores: definition.stores, actions } as unknown as ZunoApp<StatesOfSpecs<TSpecs>, TActions>
 }
 
@@ -166,7 +167,7 @@ export function appSetup(
   app: ZunoApp,
   overrides: Record<string, unknown> | undefined,
   schemasBeside: unknown,
-): { states: Record<string, unknown>; schemas: Schemas; ids: Record<string, IdPaths>; merge: string[]; specs: StoreSpecs } {
+): { states: Record<string, unknown>; schemas: Schemas; ids: Record<string, IdPaths>; merge: string[]; specs: SpecOf } {
   if (schemasBeside !== undefined) throw new TypeError('Pass the schemas in the app definition (defineZuno), not in `schemas` beside `app`')
   const states: Record<string, unknown> = {}
   const schemas: Schemas = {}
@@ -185,9 +186,9 @@ export function appSetup(
     if (spec.merge === true) merge.push(key)
   }
   Object.assign(states, overrides)
-  const specs = new StoreSpecs(app.stores)
+  const specs = storeSpecs(app.stores)
   // An override of a family's store (`doc:1`) passes its family's schema.
-  for (const [key, state] of Object.entries(states)) checked.push([key, state, specs.of(key)?.schema])
+  for (const [key, state] of Object.entries(states)) checked.push([key, state, specs(key)?.schema])
   for (const [key, state, schema] of checked) {
     if (schema === undefined) continue
     const result = schema['~standard'].validate(state)

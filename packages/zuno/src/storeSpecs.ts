@@ -37,6 +37,9 @@ export interface KeySpec {
   readonly family: { readonly match: RegExp; readonly names: readonly string[] } | undefined
 }
 
+/** The declaration that covers a key, if any. */
+export type SpecOf = (key: string) => KeySpec | undefined
+
 /** Whether a `stores` key of an app is meant as a family's pattern (a brace is no store key character). */
 export function isFamily(key: string): boolean {
   return /[{}]/.test(key)
@@ -50,82 +53,49 @@ export function compilePattern(pattern: string): { match: RegExp; names: string[
   const names: string[] = []
   let source = '^'
   let sample = ''
-  // Odd parts are the names between braces; even parts the literal text around them.
-  const parts = pattern.split(/\{([^{}]*)\}/)
-  parts.forEach((part, i) => {
+  let valid = true
+  // Odd parts are the names between braces; even parts the text around them, empty only at an end.
+  pattern.split(/\{([^{}]*)\}/).forEach((part, i, parts) => {
     if (i % 2 === 0) {
-      if (i > 0 && i < parts.length - 1 && part === '') throw badPattern(pattern, 'two placeholders must be apart')
+      valid &&= part !== '' || i === 0 || i === parts.length - 1
       source += part.replace(/\./g, '\\.')
       sample += part
     } else {
-      if (!/^[A-Za-z_$][\w$]*$/.test(part) || names.includes(part)) throw badPattern(pattern, `placeholder names must be distinct identifiers, not ${JSON.stringify(part)}`)
+      valid &&= /^[A-Za-z_$][\w$]*$/.test(part) && !names.includes(part)
       names.push(part)
       source += PLACEHOLDER
       sample += 'a'
     }
   })
-  // With each placeholder as one character, a pattern must be a store key: no stray brace, no
-  // other character, a letter or digit first, 128 characters at most.
-  if (names.length === 0 || !STORE_KEY_PATTERN.test(sample)) throw badPattern(pattern, `its text must be store key characters (${STORE_KEY_PATTERN})`)
+  // With each placeholder as one character, a pattern is a store key: no stray brace, no other
+  // character, a letter or digit first, 128 characters at most.
+  if (!valid || names.length === 0 || !STORE_KEY_PATTERN.test(sample)) {
+    throw new TypeError(`The store family ${JSON.stringify(pattern)} must be store key characters with {placeholders}: distinct identifiers, not side by side`)
+  }
   return { match: new RegExp(`${source}$`), names }
 }
 
-function badPattern(pattern: string, why: string): TypeError {
-  return new TypeError(`The store family ${JSON.stringify(pattern)} is not a pattern: ${why}`)
-}
-
-/** Compiles one declaration; a family's when `family` is given. */
-function specOf(declaration: KeyDeclaration, family?: KeySpec['family']): KeySpec {
-  return {
-    declared: 'initial' in declaration,
-    initial: declaration.initial,
-    schema: declaration.schema,
-    ids: compileIdPaths(declaration.ids),
-    merge: declaration.merge === true,
-    authorize: declaration.authorize,
-    family,
-  }
-}
-
 /**
- * Every declaration of an app, by exact key and by family. {@link StoreSpecs.of} resolves a key:
- * an exact key wins, else the first family in declaration order whose pattern matches it.
+ * Every declaration of an app, compiled once, as the lookup of a key's: an exact key wins, else the
+ * first family in declaration order whose pattern matches it. A Map lookup first, the patterns only
+ * when it misses.
  */
-export class StoreSpecs {
-  readonly #exact = new Map<string, KeySpec>()
-  readonly #families: KeySpec[] = []
-  /** Whether any declaration has an `authorize` rule. */
-  readonly rules: boolean
-
-  constructor(declarations: Readonly<Record<string, KeyDeclaration>>) {
-    for (const [key, declaration] of Object.entries(declarations)) {
-      if (isFamily(key)) this.#families.push(specOf(declaration, compilePattern(key)))
-      else this.#exact.set(key, specOf(declaration))
+export function storeSpecs(declarations: Readonly<Record<string, KeyDeclaration>>): SpecOf {
+  const exact = new Map<string, KeySpec>()
+  const families: KeySpec[] = []
+  for (const [key, declaration] of Object.entries(declarations)) {
+    const family = isFamily(key) ? compilePattern(key) : undefined
+    const spec: KeySpec = {
+      declared: 'initial' in declaration,
+      initial: declaration.initial,
+      schema: declaration.schema,
+      ids: compileIdPaths(declaration.ids),
+      merge: declaration.merge === true,
+      authorize: declaration.authorize,
+      family,
     }
-    this.rules = [...this.#exact.values(), ...this.#families].some((spec) => spec.authorize !== undefined)
+    if (family) families.push(spec)
+    else exact.set(key, spec)
   }
-
-  /** The declaration that covers `key`, if any: a Map lookup first, the patterns only when it misses. */
-  of(key: string): KeySpec | undefined {
-    return this.#exact.get(key) ?? this.#families.find((spec) => spec.family?.match.test(key))
-  }
-
-  /**
-   * Whether the rule of `storeKey`'s declaration lets `principal` do `action`: true without a
-   * rule, false (logged) when the rule throws.
-   */
-  allows(principal: { id: string } | undefined, storeKey: string, action: 'read' | 'write'): boolean {
-    const spec = this.of(storeKey)
-    const rule = spec?.authorize
-    if (rule === undefined) return true
-    const found = spec?.family?.match.exec(storeKey)
-    // Own properties whatever the names (`__proto__` included), never the prototype.
-    const params = Object.fromEntries(spec?.family?.names.map((name, i) => [name, found?.[i + 1] as string]) ?? [])
-    try {
-      return rule({ principal, params, action, storeKey }) === true
-    } catch (error) {
-      console.error(`[zuno] the authorize rule of ${JSON.stringify(storeKey)} threw; refusing to ${action} it`, error)
-      return false
-    }
-  }
+  return (key) => exact.get(key) ?? families.find((spec) => spec.family?.match.test(key))
 }

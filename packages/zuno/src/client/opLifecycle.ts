@@ -84,7 +84,7 @@ export class OpLifecycle {
     if (resend === undefined) op.sent = op.result
     const body: WireBody = resend ?? this.#freshBody(op, epoch)
     const { schemas, specs } = this.#deps.options
-    const schema = schemaFor(schemas, key) ?? specs?.of(key)?.schema
+    const schema = schemaFor(schemas, key) ?? specs?.(key)?.schema
     const checked = schema === undefined || resend !== undefined ? Promise.resolve() : validateState(schema, key, body.state)
     checked.then(
       () => {

@@ -4,7 +4,7 @@ import type { ZunoError } from '../errors'
 import type { IdPaths } from '../patch'
 import type { StateResponse, StoreState } from '../protocol'
 import type { Schemas } from '../schema'
-import type { StoreSpecs } from '../storeSpecs'
+import type { SpecOf } from '../storeSpecs'
 import type { EventSourceConstructor, Timers } from './connection'
 import type { Outbox } from './outbox'
 import type { DigestLike } from './writerTags'
@@ -64,7 +64,7 @@ export interface ReplicaOptions<S extends Schemas = Schemas> {
    * `initial`, `schemas` and `ids` do not name resolves to.
    * @internal
    */
-  specs?: StoreSpecs
+  specs?: SpecOf
   /** Follow only these stores. Default: every store the server streams. */
   stores?: readonly string[]
   /**

@@ -2,7 +2,7 @@
 import { compileIdPaths, type IdPaths } from '../patch'
 import type { StoreState } from '../protocol'
 import type { StoreCell } from '../store'
-import type { StoreSpecs } from '../storeSpecs'
+import type { SpecOf } from '../storeSpecs'
 import type { ConflictPolicy, ReplicaStore } from './pendingQueue'
 
 type Policies = ConflictPolicy | Record<string, ConflictPolicy> | undefined
@@ -12,9 +12,9 @@ export class ReplicaStores {
   readonly #cellOf: (key: string) => StoreCell<unknown>
   readonly #policies: Policies
   readonly #ids: Record<string, IdPaths> | undefined
-  readonly #specs: StoreSpecs | undefined
+  readonly #specs: SpecOf | undefined
 
-  constructor(cellOf: (key: string) => StoreCell<unknown>, policies: Policies, ids: Record<string, IdPaths> | undefined, specs: StoreSpecs | undefined) {
+  constructor(cellOf: (key: string) => StoreCell<unknown>, policies: Policies, ids: Record<string, IdPaths> | undefined, specs: SpecOf | undefined) {
     this.#cellOf = cellOf
     this.#policies = policies
     this.#ids = ids
@@ -32,7 +32,7 @@ export class ReplicaStores {
         cell,
         policy: policy ?? 'rebase',
         // A family's ids are compiled once, for all its keys.
-        ids: this.#ids !== undefined && Object.hasOwn(this.#ids, key) ? compileIdPaths(this.#ids[key]) : (this.#specs?.of(key)?.ids ?? []),
+        ids: this.#ids !== undefined && Object.hasOwn(this.#ids, key) ? compileIdPaths(this.#ids[key]) : (this.#specs?.(key)?.ids ?? []),
         confirmed: { version: cell.version, state: cell.get() },
         pending: [],
         initial: cell.get(),

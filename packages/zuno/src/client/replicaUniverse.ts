@@ -317,7 +317,7 @@ export class ReplicaUniverse<
 
   /** A family's store shows its family's initial state until the server's arrives. */
   protected override initialOf(key: string): unknown {
-    return this.#options.specs?.of(key)?.initial
+    return this.#options.specs?.(key)?.initial
   }
 
   /** A late declaration of a store's initial state: shown if the server has said nothing of the store yet. */

@@ -18,7 +18,7 @@ import {
 import { applyPatch, diff, type IdPaths, jsonLongerThan, type Patch, PatchError } from '../patch'
 import { idStepsDeclared, overlapsItself, patchesOverlap } from './patchRules'
 import { type Schemas, type StatesOf, validateState } from '../schema'
-import { compilePattern, isFamily, type KeyDeclaration, type KeySpec, StoreSpecs } from '../storeSpecs'
+import { compilePattern, isFamily, type KeyDeclaration, type KeySpec, type SpecOf, storeSpecs } from '../storeSpecs'
 import { applyUpdater, type StoreCell, type Updater } from '../store'
 import { assertStoreKey, Universe } from '../universe'
 import { utf8Length } from './bytes'
@@ -206,7 +206,7 @@ export class AuthoritativeUniverse<
   readonly #storage: Storage
   readonly #ownsStorage: boolean
   /** What each key is declared as: initial state, schema, ids, merge and rule, by exact key or by family. */
-  readonly #specs: StoreSpecs
+  readonly #specOf: SpecOf
   readonly #allowStore: (storeKey: string) => boolean
   readonly #retention: number
   readonly #retentionBytes: number
@@ -259,10 +259,10 @@ export class AuthoritativeUniverse<
     for (const [key, schema] of Object.entries(options.schemas ?? {})) declare(key, { schema })
     for (const [key, ids] of Object.entries(options.ids ?? {})) declare(key, { ids })
     for (const key of options.merge ?? []) declare(key, { merge: true })
-    const specs = new StoreSpecs(declarations)
-    this.#specs = specs
-    this.storeRules = specs.rules
-    this.#allowStore = options.allowStore ?? ((storeKey) => specs.of(storeKey)?.declared === true)
+    const specOf = storeSpecs(declarations)
+    this.#specOf = specOf
+    this.storeRules = Object.values(declarations).some((declaration) => declaration.authorize !== undefined)
+    this.#allowStore = options.allowStore ?? ((storeKey) => specOf(storeKey)?.declared === true)
     this.#retention = options.retention ?? 10_000
     this.#retentionBytes = options.retentionBytes ?? 64 * 1024 * 1024
     this.#maxStores = options.maxStores ?? 10_000
@@ -393,7 +393,7 @@ export class AuthoritativeUniverse<
     }
     // An empty patch merges as nothing: its updater wrote nothing on the base it saw, and may write
     // something on the newer state (an item it could not see yet), so it rebases like any conflict.
-    const theirs = this.#specs.of(storeKey)?.merge === true && patch.length > 0 ? this.#patchesSince(storeKey, baseVersion, version) : undefined
+    const theirs = this.#specOf(storeKey)?.merge === true && patch.length > 0 ? this.#patchesSince(storeKey, baseVersion, version) : undefined
     if (theirs !== undefined && this.#mergeable(storeKey, theirs, patch)) {
       try {
         return this.#commitPatched(request, op, patched(current, patch, patchJson.length))
@@ -422,7 +422,7 @@ export class AuthoritativeUniverse<
     let patch = overlapsItself(made.patch) ? this.#diff(storeKey, state) : shorterThan(state, made.patch, made.patchBytes)
     try {
       this.#admit(storeKey, this.#maxStateBytes === undefined ? '' : JSON.stringify(state), false)
-      const schema = this.#specs.of(storeKey)?.schema
+      const schema = this.#specOf(storeKey)?.schema
       if (schema !== undefined) {
         const output = await validateState(schema, storeKey, state)
         if (output !== state) {
@@ -443,7 +443,7 @@ export class AuthoritativeUniverse<
 
   /** Whether a patch merges over the patches since its base: it touches nothing they touched, naming items by their declared ids. */
   #mergeable(storeKey: string, theirs: readonly Patch[], ours: Patch): boolean {
-    const ids = this.#specs.of(storeKey)?.ids ?? []
+    const ids = this.#specOf(storeKey)?.ids ?? []
     if (!idStepsDeclared(ours, ids) || !theirs.every((patch) => idStepsDeclared(patch, ids))) return false
     return !patchesOverlap(theirs, ours)
   }
@@ -694,7 +694,7 @@ export class AuthoritativeUniverse<
       const existing = this.existing(storeKey)
       if (existing === undefined || !this.#isVisible(existing)) created += 1
       this.#admit(storeKey, JSON.stringify(state), false, created - 1)
-      const schema = this.#specs.of(storeKey)?.schema
+      const schema = this.#specOf(storeKey)?.schema
       if (schema !== undefined) state = structuredClone(toJsonValue(await validateState(schema, storeKey, state), storeKey))
       const stateJson = JSON.stringify(state)
       this.#admit(storeKey, stateJson, false, created - 1)
@@ -757,7 +757,7 @@ export class AuthoritativeUniverse<
       if (!isZunoError(error)) return Promise.reject(error)
       return this.#record(request, op, error)
     }
-    const schema = this.#specs.of(request.storeKey)?.schema
+    const schema = this.#specOf(request.storeKey)?.schema
     if (schema === undefined) return this.#commit(request, op, request.state, stateJson.length, patch)
     return this.#validated(schema, request).then(
       // A schema that changed the state changed what the patch says too.
@@ -828,7 +828,7 @@ export class AuthoritativeUniverse<
 
   /** The patch from a store's state here to `state`, as the server's own writes and actions stream it. */
   #diff(storeKey: string, state: unknown): Patch | undefined {
-    return shorterThan(state, diff(this.#readForAction(storeKey).state, state, this.#specs.of(storeKey)?.ids))
+    return shorterThan(state, diff(this.#readForAction(storeKey).state, state, this.#specOf(storeKey)?.ids))
   }
 
   /** Records a refusal for good, unless the op was processed before (then that answer stands). Callers checked the storage's health. */
@@ -1020,13 +1020,13 @@ export class AuthoritativeUniverse<
 
   /** Whether `key` has a declared initial state: its own, or (unless `exactly`) its family's. */
   #isDeclared(key: string, exactly = false): boolean {
-    const spec: KeySpec | undefined = this.#specs.of(key)
+    const spec: KeySpec | undefined = this.#specOf(key)
     return spec?.declared === true && !(exactly && spec.family !== undefined)
   }
 
   /** A store's state at version 0: its declared initial state, or its family's. */
   #initialOf(key: string): unknown {
-    return this.#specs.of(key)?.initial
+    return this.#specOf(key)?.initial
   }
 
   /** The state a store shows before anything is known of it: its family's initial state for a family's store. */
@@ -1040,7 +1040,18 @@ export class AuthoritativeUniverse<
    * refuses (logged). The sync server asks it beside its own `authorize` option: both must allow.
    */
   allows(principal: { id: string } | undefined, storeKey: string, action: 'read' | 'write'): boolean {
-    return this.#specs.allows(principal, storeKey, action)
+    const spec = this.#specOf(storeKey)
+    const rule = spec?.authorize
+    if (rule === undefined) return true
+    const found = spec?.family?.match.exec(storeKey)
+    // Own properties whatever the names (`__proto__` included), never the prototype.
+    const params = Object.fromEntries(spec?.family?.names.map((name, i) => [name, found?.[i + 1] as string]) ?? [])
+    try {
+      return rule({ principal, params, action, storeKey }) === true
+    } catch (error) {
+      console.error(`[zuno] the authorize rule of ${JSON.stringify(storeKey)} threw; refusing to ${action} it`, error)
+      return false
+    }
   }
 
   /** Shows a committed state, counting the store once it becomes visible. */
