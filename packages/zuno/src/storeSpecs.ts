@@ -22,6 +22,8 @@ export interface KeyDeclaration {
   readonly ids?: IdPaths | undefined
   readonly merge?: boolean | undefined
   readonly authorize?: KeyRule | undefined
+  /** For an exact key that takes the rest of its declaration from a family: that family's pattern, whose parameters its rule gets. */
+  readonly pattern?: string | undefined
 }
 
 /** One declaration, compiled: what every key it covers shares. */
@@ -33,7 +35,7 @@ export interface KeySpec {
   readonly ids: readonly IdPattern[]
   readonly merge: boolean
   readonly authorize: KeyRule | undefined
-  /** A family's pattern and placeholder names; `undefined` for an exact key. */
+  /** A family's pattern and placeholder names; `undefined` for an exact key declared on its own. */
   readonly family: { readonly match: RegExp; readonly names: readonly string[] } | undefined
 }
 
@@ -84,7 +86,8 @@ export function storeSpecs(declarations: Readonly<Record<string, KeyDeclaration>
   const exact = new Map<string, KeySpec>()
   const families: KeySpec[] = []
   for (const [key, declaration] of Object.entries(declarations)) {
-    const family = isFamily(key) ? compilePattern(key) : undefined
+    const pattern = isFamily(key) ? key : declaration.pattern
+    const family = pattern === undefined ? undefined : compilePattern(pattern)
     const spec: KeySpec = {
       declared: 'initial' in declaration,
       initial: declaration.initial,
@@ -94,7 +97,7 @@ export function storeSpecs(declarations: Readonly<Record<string, KeyDeclaration>
       authorize: declaration.authorize,
       family,
     }
-    if (family) families.push(spec)
+    if (pattern === key) families.push(spec)
     else exact.set(key, spec)
   }
   return (key) => exact.get(key) ?? families.find((spec) => spec.family?.match.test(key))

@@ -52,8 +52,8 @@ afterEach(async () => {
 })
 
 /** The app's server on an ephemeral port; `authenticate` reads `Authorization: Bearer <name>`, when `signIn`. */
-async function serve(options: { signIn?: boolean; authorize?: Authorize } = {}) {
-  const server = createUniverse({ app })
+async function serve(options: { signIn?: boolean; authorize?: Authorize; stores?: { 'room:42': { messages: string[] } } } = {}) {
+  const server = createUniverse({ app, ...(options.stores ? { stores: options.stores } : {}) })
   const handler = createNodeHandler(server, {
     ...(options.signIn ? { authenticate: (request) => ({ id: (request.header('authorization') ?? '').replace('Bearer ', '') || (request.query.get('token') ?? '') }) } : {}),
     ...(options.authorize ? { authorize: options.authorize } : {}),
@@ -217,6 +217,13 @@ describe("a family's authorize rule", () => {
     expect(await openStream(url, 'room:42', 'carl')).toEqual({ status: 403, error: 'forbidden' }) // the option allows, the rule refuses
     // A store without a rule is the option's alone.
     expect(await post(url, rawProposal(epoch, { storeKey: 'counter', state: 1 }), 'bob')).toMatchObject({ status: 200 })
+  })
+
+  it("keeps its family's rule for a key whose initial state the server overrides", async () => {
+    const { url } = await serve({ signIn: true, stores: { 'room:42': { messages: ['welcome'] } } })
+    expect(await openStream(url, 'room:42', 'carl')).toEqual({ status: 403, error: 'forbidden' })
+    const state = await fetch(`${url}/state?stores=room:42`, { headers: { authorization: 'Bearer ann' } })
+    expect(await state.json()).toMatchObject({ stores: { 'room:42': { version: 0, state: { messages: ['welcome'] } } } })
   })
 
   it('refuses, and logs, when the rule throws', async () => {

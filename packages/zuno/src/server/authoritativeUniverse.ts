@@ -18,7 +18,7 @@ import {
 import { applyPatch, diff, type IdPaths, jsonLongerThan, type Patch, PatchError } from '../patch'
 import { idStepsDeclared, overlapsItself, patchesOverlap } from './patchRules'
 import { type Schemas, type StatesOf, validateState } from '../schema'
-import { compilePattern, isFamily, type KeyDeclaration, type KeySpec, type SpecOf, storeSpecs } from '../storeSpecs'
+import { compilePattern, isFamily, type KeyDeclaration, type SpecOf, storeSpecs } from '../storeSpecs'
 import { applyUpdater, type StoreCell, type Updater } from '../store'
 import { assertStoreKey, Universe } from '../universe'
 import { utf8Length } from './bytes'
@@ -208,6 +208,8 @@ export class AuthoritativeUniverse<
   /** What each key is declared as: initial state, schema, ids, merge and rule, by exact key or by family. */
   readonly #specOf: SpecOf
   readonly #allowStore: (storeKey: string) => boolean
+  /** Stores declared by their exact key: they exist, at version 0, from the start. */
+  readonly #declaredAtStart: ReadonlySet<string>
   readonly #retention: number
   readonly #retentionBytes: number
   readonly #maxStores: number
@@ -252,7 +254,7 @@ export class AuthoritativeUniverse<
     // its family's if it has no exact one: overriding `doc:1`'s initial state must not drop its rule.
     const declare = (key: string, part: KeyDeclaration) => {
       const family = Object.hasOwn(declarations, key) ? undefined : families.find((pattern) => compilePattern(pattern).match.test(key))
-      declarations[key] = { ...declarations[family ?? key], ...part }
+      declarations[key] = family === undefined ? { ...declarations[key], ...part } : { ...declarations[family], pattern: family, ...part }
     }
     for (const [key, spec] of Object.entries(options.appStores ?? {})) declarations[key] = { ...spec, initial: deepFreeze(toJsonValue(spec.initial, key)) }
     for (const [key, initial] of Object.entries(options.stores ?? {})) declare(key, { initial: deepFreeze(toJsonValue(initial, key)) })
@@ -271,8 +273,9 @@ export class AuthoritativeUniverse<
     this.#patchHistory = options.patchHistory ?? 64
     if (!Number.isSafeInteger(this.#patchHistory) || this.#patchHistory < 0) throw new TypeError('patchHistory must be an integer ≥ 0')
     // Declared stores exist from the start; a family's exist once touched (there are as many as keys).
-    for (const key of Object.keys(declarations)) if (this.#isDeclared(key)) this.cell(key, this.#initialOf(key))
-    this.#visibleCount = this.keys().length
+    this.#declaredAtStart = new Set(Object.keys(declarations).filter((key) => !isFamily(key) && this.#isDeclared(key)))
+    for (const key of this.#declaredAtStart) this.cell(key, this.#initialOf(key))
+    this.#visibleCount = this.#declaredAtStart.size
     const { appActions = {}, actions = {} } = options
     for (const [name, spec] of Object.entries(appActions)) this.#actions.set(name, { args: spec.args, run: spec.run as ServerAction, inApp: true })
     for (const [name, run] of Object.entries(actions)) {
@@ -1015,13 +1018,12 @@ export class AuthoritativeUniverse<
 
   /** Whether a store exists for clients: written, or declared by its exact key (a family's stores exist once written). */
   #isVisible(cell: StoreCell<unknown>): boolean {
-    return cell.version > 0 || this.#isDeclared(cell.key, true)
+    return cell.version > 0 || this.#declaredAtStart.has(cell.key)
   }
 
-  /** Whether `key` has a declared initial state: its own, or (unless `exactly`) its family's. */
-  #isDeclared(key: string, exactly = false): boolean {
-    const spec: KeySpec | undefined = this.#specOf(key)
-    return spec?.declared === true && !(exactly && spec.family !== undefined)
+  /** Whether `key` has a declared initial state: its own, or its family's. */
+  #isDeclared(key: string): boolean {
+    return this.#specOf(key)?.declared === true
   }
 
   /** A store's state at version 0: its declared initial state, or its family's. */
