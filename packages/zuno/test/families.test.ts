@@ -30,6 +30,8 @@ const app = defineZuno({
       initial: { messages: [] as string[] },
       authorize: ({ principal, params }) => principal !== undefined && (members[params.roomId] ?? []).includes(principal.id),
     },
+    // An exact store's rule: no parameters.
+    settings: { initial: { dark: false }, authorize: ({ principal, params }) => principal?.id === 'ann' && Object.keys(params).length === 0 },
     'boom:{id}': {
       initial: 0,
       authorize: () => {
@@ -120,7 +122,7 @@ describe("a family's store never written", () => {
     const { server, url } = await serve()
     expect(server.snapshot(['doc:42']).stores).toEqual({ 'doc:42': { version: 0, state: { title: '', blocks: [] } } })
     // Not among every store: a family has as many as keys; a written one is.
-    expect(Object.keys(server.snapshot().stores).sort()).toEqual(['counter', 'doc:main'])
+    expect(Object.keys(server.snapshot().stores).sort()).toEqual(['counter', 'doc:main', 'settings'])
     const state = (await (await fetch(`${url}/state?stores=doc:43`)).json()) as { stores: unknown }
     expect(state.stores).toEqual({ 'doc:43': { version: 0, state: { title: '', blocks: [] } } })
 
@@ -224,6 +226,17 @@ describe("a family's authorize rule", () => {
     expect(await openStream(url, 'room:42', 'carl')).toEqual({ status: 403, error: 'forbidden' })
     const state = await fetch(`${url}/state?stores=room:42`, { headers: { authorization: 'Bearer ann' } })
     expect(await state.json()).toMatchObject({ stores: { 'room:42': { version: 0, state: { messages: ['welcome'] } } } })
+  })
+
+  it("asks an exact store's rule too, with no parameters; an unfiltered read leaves out what the rule refuses", async () => {
+    const { url } = await serve({ signIn: true })
+    const read = async (stores: string, user: string) => {
+      const response = await fetch(`${url}/state${stores}`, { headers: { authorization: `Bearer ${user}` } })
+      return { status: response.status, stores: Object.keys(((await response.json()) as { stores?: object }).stores ?? {}).sort() }
+    }
+    expect(await read('?stores=settings', 'ann')).toEqual({ status: 200, stores: ['settings'] })
+    expect(await read('?stores=settings', 'carl')).toEqual({ status: 403, stores: [] })
+    expect(await read('', 'carl')).toEqual({ status: 200, stores: ['counter', 'doc:main'] })
   })
 
   it('refuses, and logs, when the rule throws', async () => {
