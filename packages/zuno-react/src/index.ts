@@ -35,8 +35,9 @@ const firstRenderOf = (universe: Universe): FirstRender | undefined => (universe
 const UniverseContext = createContext<Universe | null>(null)
 
 /** Makes `universe` available to the hooks below it. */
-export function ZunoProvider(props: { universe: Universe; children?: ReactNode }): ReactNode {
-  return createElement(UniverseContext.Provider, { value: props.universe }, props.children)
+// biome-ignore lint/suspicious/noExplicitAny: any app's universe, a store family's (an index signature of states) included
+export function ZunoProvider(props: { universe: Universe<Record<string, any>>; children?: ReactNode }): ReactNode {
+  return createElement(UniverseContext.Provider, { value: props.universe as Universe }, props.children)
 }
 
 /** The universe of the nearest `ZunoProvider`. */

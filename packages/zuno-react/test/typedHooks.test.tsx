@@ -126,3 +126,39 @@ it('runs actions from a component: the effect at once, pending until the server 
   universe.close()
   container.remove()
 })
+
+/** A store family: one declaration for every `doc:<id>`, typed by its pattern. */
+const docsApp = defineZuno({ stores: { 'doc:{id}': { initial: { title: 'untitled' } } } })
+const docHooks = createZunoHooks<typeof docsApp>()
+
+function DocTitle({ id }: { id: string }) {
+  const title = docHooks.useStore(`doc:${id}`, (doc) => doc.title)
+  const doc = docHooks.useStoreApi(`doc:${id}`)
+  expectTypeOf(title).toEqualTypeOf<string>()
+  expectTypeOf(docHooks.useStore('doc:42')).toEqualTypeOf<{ title: string }>()
+  // @ts-expect-error: `page:1` is in no family of the app
+  docHooks.useStore('page:1')
+  return (
+    <button type="button" onClick={() => void doc.set({ title: 'Forty-two' })}>
+      {title}
+    </button>
+  )
+}
+
+it("renders a family's store with its initial state, and writes it", async () => {
+  const docsRig = createTestRig({ app: docsApp })
+  // Closed by the afterEach above; a family's rig types its states as an index signature, which `TestRig` does not take.
+  rig = docsRig as unknown as TestRig
+  const universe = connect({ app: docsApp, url: docsRig.url, fetch: docsRig.fetch, EventSource: docsRig.EventSource, tabs: false })
+  const container = document.createElement('div')
+  document.body.append(container)
+  const root = createRoot(container)
+  await act(async () => root.render(<ZunoProvider universe={universe}>{<DocTitle id="42" />}</ZunoProvider>))
+  expect(container.textContent).toBe('untitled')
+  await act(async () => container.querySelector('button')?.click())
+  await until(() => docsRig.server.store('doc:42').get().title === 'Forty-two')
+  expect(container.textContent).toBe('Forty-two')
+  act(() => root.unmount())
+  universe.close()
+  container.remove()
+})

@@ -28,7 +28,18 @@ export { newClientId } from './id'
 export { validateState } from './schema'
 export type { Schemas, StatesOf } from './schema'
 export { defineZuno } from './app'
-export type { ActionsOfApp, StateOfSpec, StatesOfApp, StatesOfSpecs, StoreSpec, ZunoApp } from './app'
+export type {
+  ActionsOfApp,
+  KeysOfPattern,
+  ParamNamesOfPattern,
+  ParamsOfPattern,
+  StateOfSpec,
+  StatesOfApp,
+  StatesOfSpecs,
+  StoreRule,
+  StoreSpec,
+  ZunoApp,
+} from './app'
 export { applyPatch, MAX_PATCH_OPS, PatchError } from './patch'
 export type { IdPaths, Patch, PatchOp, Path, PathSegment } from './patch'
 export { refuseAction } from './action'

@@ -53,6 +53,7 @@ export abstract class Universe<TStores extends Record<string, unknown> = Record<
     let cell = this.#stores.get(key)
     if (cell === undefined) {
       assertStoreKey(key)
+      if (initial === undefined) initial = this.initialOf(key)
       if (initial !== undefined) this.#initials.declare(key, initial)
       cell = new StoreCell<unknown>(key, initial, 0, this.#write)
       this.#stores.set(key, cell)
@@ -62,6 +63,11 @@ export abstract class Universe<TStores extends Record<string, unknown> = Record<
       existing.deferNotifications(() => this.initialDeclared(existing, initial))
     }
     return cell
+  }
+
+  /** The initial state of a store asked for without one: its family's, in a universe made from an app that has families. */
+  protected initialOf(_key: string): unknown {
+    return undefined
   }
 
   /**

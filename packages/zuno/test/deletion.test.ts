@@ -4,6 +4,7 @@
  * a replica knew of the deletion refused rather than bringing the store back. Real servers on
  * 127.0.0.1, the real `eventsource` client; the file storage across restarts.
  */
+import type { StandardSchemaV1 } from '@standard-schema/spec'
 import { EventSource } from 'eventsource'
 import { afterEach, describe, expect, it } from 'vitest'
 import { connect, defineZuno, type ReplicaOptions, type ReplicaUniverse } from '../src/index'
@@ -19,24 +20,36 @@ afterEach(async () => {
   removeDirs()
 })
 
+function connectApp(url: string) {
+  const replica = connect({ url, EventSource, app })
+  cleanups.push(() => replica.close())
+  return replica
+}
+
 function replicaOf(url: string, options: Partial<ReplicaOptions> = {}): ReplicaUniverse {
   const replica = connect({ url, EventSource, ...options })
   cleanups.push(() => replica.close())
   return replica
 }
 
+/** A Standard Schema of a string: an action's argument. */
+const aString: StandardSchemaV1<unknown, string> = {
+  '~standard': { version: 1, vendor: 'test', validate: (value) => (typeof value === 'string' ? { value } : { issues: [{ message: 'a string' }] }) },
+}
+
 const app = defineZuno({
   stores: { 'doc:{id}': { initial: { title: '' } } },
   actions: {
     removeDoc: {
-      run: (tx, id: string) => {
+      args: aString,
+      run: (tx, id) => {
         tx.delete(`doc:${id}`)
         // Read after the deletion: the store's initial state.
         if (tx.get(`doc:${id}`).title !== '') throw new Error('a deleted store reads as its initial state')
       },
     },
   },
-} as never) as unknown as ReturnType<typeof defineZuno>
+})
 
 describe('deleting a store', () => {
   it('streams the deletion, lists a tombstone in snapshots, and goes on from its version when created again', async () => {
@@ -70,14 +83,14 @@ describe('deleting a store', () => {
     const served = await serveUniverse(universe)
     cleanups.push(() => served.close())
     await universe.store('doc:1').set({ title: 'Plan' })
-    const a = replicaOf(served.url, { app } as never)
-    const b = replicaOf(served.url, { app } as never)
-    await until(() => (a.store('doc:1').get() as { title: string }).title === 'Plan' && (b.store('doc:1').get() as { title: string }).title === 'Plan')
+    const a = connectApp(served.url)
+    const b = connectApp(served.url)
+    await until(() => a.store('doc:1').get().title === 'Plan' && b.store('doc:1').get().title === 'Plan')
     await universe.delete('doc:1')
-    await until(() => (a.store('doc:1').get() as { title: string }).title === '' && (b.store('doc:1').get() as { title: string }).title === '')
+    await until(() => a.store('doc:1').get().title === '' && b.store('doc:1').get().title === '')
     expect([a.store('doc:1').version, b.store('doc:1').version]).toEqual([2, 2])
     expect(await a.store('doc:1').set({ title: 'Plan B' })).toBe(3)
-    await until(() => (b.store('doc:1').get() as { title: string }).title === 'Plan B')
+    await until(() => b.store('doc:1').get().title === 'Plan B')
   })
 
   it('refuses an op made before the replica knew of the deletion, with store_deleted, and the store stays deleted', async () => {
@@ -89,7 +102,7 @@ describe('deleting a store', () => {
     expect(await replica.store('doc', 0).set(2)).toBe(2)
     await zuno.universe.delete('doc')
     const errors: string[] = []
-    const refused = replica.store('doc').set((n) => (n as number) + 1)
+    const refused = replica.store<number>('doc').set((n) => n + 1)
     await expect(refused).rejects.toMatchObject({ code: 'store_deleted' })
     expect(errors).toEqual([])
     const state = (await (await fetch(`${zuno.url}/state?stores=doc`)).json()) as { stores: Record<string, unknown> }
@@ -103,14 +116,14 @@ describe('deleting a store', () => {
     const served = await serveUniverse(universe)
     cleanups.push(() => served.close())
     await universe.store('doc:7').set({ title: 'Seven' })
-    const a = replicaOf(served.url, { app } as never)
-    const b = replicaOf(served.url, { app } as never)
-    await until(() => (b.store('doc:7').get() as { title: string }).title === 'Seven' && (a.store('doc:7').get() as { title: string }).title === 'Seven')
-    const done = (a as unknown as { act(name: string, args: unknown): Promise<void> }).act('removeDoc', '7')
+    const a = connectApp(served.url)
+    const b = connectApp(served.url)
+    await until(() => b.store('doc:7').get().title === 'Seven' && a.store('doc:7').get().title === 'Seven')
+    const done = a.act('removeDoc', '7')
     // At once, before the server answers.
-    expect((a.store('doc:7').get() as { title: string }).title).toBe('')
+    expect(a.store('doc:7').get().title).toBe('')
     await done
-    await until(() => (b.store('doc:7').get() as { title: string }).title === '')
+    await until(() => b.store('doc:7').get().title === '')
     expect(b.store('doc:7').version).toBe(2)
   })
 

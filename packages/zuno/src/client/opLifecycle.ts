@@ -35,7 +35,7 @@ export interface OpLifecycleDeps {
   readonly outbox: OutboxKeeper | undefined
   /** How this replica knows its own ops on the stream: learned for a client id before an op goes out under it. */
   readonly tags: WriterTags
-  readonly options: Pick<ReplicaOptions<Schemas>, 'schemas' | 'maxAttempts' | 'onConflict' | 'onError' | 'stores'>
+  readonly options: Pick<ReplicaOptions<Schemas>, 'schemas' | 'specs' | 'maxAttempts' | 'onConflict' | 'onError' | 'stores'>
   /** Makes the fresh client id taken after `unknown_client`. */
   readonly newId: () => string
   /** The replica's clock (ms since the epoch). */
@@ -83,7 +83,8 @@ export class OpLifecycle {
     const key = replica.cell.key
     if (resend === undefined) op.sent = op.result
     const body: WireBody = resend ?? this.#freshBody(op, epoch)
-    const schema = schemaFor(this.#deps.options.schemas, key)
+    const { schemas, specs } = this.#deps.options
+    const schema = schemaFor(schemas, key) ?? specs?.(key)?.schema
     const checked = schema === undefined || resend !== undefined ? Promise.resolve() : validateState(schema, key, body.state)
     checked.then(
       () => {

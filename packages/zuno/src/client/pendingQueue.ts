@@ -419,7 +419,7 @@ function runLocally(op: ActionOp, run: NonNullable<ActionOp['run']>, viewOf: (re
   op.seen = seen
   op.writes = new Map()
   try {
-    const effect = runAction(run, op.localArgs, read, (key) => replicaOf(key).initial)
+    const effect = runAction(run, op.localArgs, read, undefined, (key) => replicaOf(key).initial)
     if (effect instanceof Promise) {
       // An async run cannot be shown at once; the server runs it for real.
       effect.catch(() => {})

@@ -4,6 +4,7 @@ import type { ZunoError } from '../errors'
 import type { IdPaths } from '../patch'
 import type { StateResponse, StoreState } from '../protocol'
 import type { Schemas } from '../schema'
+import type { SpecOf } from '../storeSpecs'
 import type { EventSourceConstructor, Timers } from './connection'
 import type { Outbox } from './outbox'
 import type { DigestLike } from './writerTags'
@@ -58,6 +59,12 @@ export interface ReplicaOptions<S extends Schemas = Schemas> {
    * store throws `initial_mismatch`. Default: none, so an unknown store shows `undefined`.
    */
   initial?: Partial<Record<string, unknown>>
+  /**
+   * The app's declarations, families included (`connect({ app })` passes them): what a key that
+   * `initial`, `schemas` and `ids` do not name resolves to.
+   * @internal
+   */
+  specs?: SpecOf
   /**
    * Follow only these stores, and those `follow(key)` adds at runtime (pass `[]` to
    * follow only those). Default: every store the server streams.

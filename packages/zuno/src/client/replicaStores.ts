@@ -2,6 +2,7 @@
 import { compileIdPaths, type IdPaths } from '../patch'
 import type { StoreState } from '../protocol'
 import type { StoreCell } from '../store'
+import type { SpecOf } from '../storeSpecs'
 import type { ConflictPolicy, ReplicaStore } from './pendingQueue'
 
 type Policies = ConflictPolicy | Record<string, ConflictPolicy> | undefined
@@ -11,11 +12,13 @@ export class ReplicaStores {
   readonly #cellOf: (key: string) => StoreCell<unknown>
   readonly #policies: Policies
   readonly #ids: Record<string, IdPaths> | undefined
+  readonly #specs: SpecOf | undefined
 
-  constructor(cellOf: (key: string) => StoreCell<unknown>, policies: Policies, ids: Record<string, IdPaths> | undefined) {
+  constructor(cellOf: (key: string) => StoreCell<unknown>, policies: Policies, ids: Record<string, IdPaths> | undefined, specs: SpecOf | undefined) {
     this.#cellOf = cellOf
     this.#policies = policies
     this.#ids = ids
+    this.#specs = specs
   }
 
   /** The store's record, made from its cell the first time. */
@@ -28,7 +31,8 @@ export class ReplicaStores {
       replica = {
         cell,
         policy: policy ?? 'rebase',
-        ids: compileIdPaths(this.#ids !== undefined && Object.hasOwn(this.#ids, key) ? this.#ids[key] : undefined),
+        // A family's ids are compiled once, for all its keys.
+        ids: this.#ids !== undefined && Object.hasOwn(this.#ids, key) ? compileIdPaths(this.#ids[key]) : (this.#specs?.(key)?.ids ?? []),
         confirmed: { version: cell.version, state: cell.get() },
         pending: [],
         initial: cell.get(),

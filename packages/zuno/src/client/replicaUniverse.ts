@@ -97,7 +97,7 @@ export class ReplicaUniverse<
     const tags = new WriterTags((clientId) => computeWriterTag(clientId, options.subtle))
     // Learned now, so that the first op need not wait for it (a failure is retried when an op goes).
     tags.learn(this.clientId).catch(() => {})
-    this.#replicas = new ReplicaStores((key) => this.cell(key), options.conflictPolicy, options.ids)
+    this.#replicas = new ReplicaStores((key) => this.cell(key), options.conflictPolicy, options.ids, options.specs)
     const url = options.url.replace(/\/+$/, '')
     const fetchImpl = options.fetch ?? globalThis.fetch.bind(globalThis)
     const timers = options.timers ?? {
@@ -346,6 +346,11 @@ export class ReplicaUniverse<
     })
   }
 
+  /** A family's store shows its family's initial state until the server's arrives. */
+  protected override initialOf(key: string): unknown {
+    return this.#options.specs?.(key)?.initial
+  }
+
   /** A late declaration of a store's initial state: shown if the server has said nothing of the store yet. */
   protected override initialDeclared(cell: StoreCell<unknown>, initial: unknown): void {
     const replica = this.#replicas.find(cell.key)
@@ -446,8 +451,8 @@ export function connect<S extends Schemas = Schemas>(options: ReplicaOptions<S>)
 export function connect(options: ReplicaOptions & { app?: ZunoApp }): ReplicaUniverse {
   const { app, ...rest } = options
   if (app === undefined) return new ReplicaUniverse(rest)
-  const { states, schemas, ids } = appSetup(app, rest.initial, rest.schemas)
+  const { states, schemas, ids, specs } = appSetup(app, rest.initial, rest.schemas)
   // Each action's `run` takes its own arguments' type; the replica calls it with what that schema let through.
   const actions = app.actions as Readonly<Record<string, ActionSpec>>
-  return new ReplicaUniverse({ ...rest, initial: states, schemas, ids: { ...ids, ...rest.ids }, actions })
+  return new ReplicaUniverse({ ...rest, initial: states, schemas, ids: { ...ids, ...rest.ids }, actions, specs })
 }

@@ -15,9 +15,10 @@ import {
   type StoreState,
   type SyncRequest,
 } from '../protocol'
-import { applyPatch, compileIdPaths, diff, type IdPaths, type IdPattern, jsonLongerThan, type Patch, PatchError } from '../patch'
+import { applyPatch, diff, type IdPaths, jsonLongerThan, type Patch, PatchError } from '../patch'
 import { idStepsDeclared, overlapsItself, patchesOverlap } from './patchRules'
-import { type Schemas, schemaFor, type StatesOf, validateState } from '../schema'
+import { type Schemas, type StatesOf, validateState } from '../schema'
+import { compilePattern, isFamily, type KeyDeclaration, type SpecOf, storeSpecs } from '../storeSpecs'
 import { applyUpdater, type StoreCell, type Updater } from '../store'
 import { assertStoreKey, Universe } from '../universe'
 import { utf8Length } from './bytes'
@@ -89,9 +90,10 @@ export interface UniverseOptions<S extends Schemas = Schemas> {
   patchHistory?: number
 }
 
-/** The actions of the app a universe was made from (`createUniverse({ app })`). */
+/** The actions and store declarations (families included) of the app a universe was made from (`createUniverse({ app })`). */
 interface AppActions {
   appActions?: Readonly<Record<string, ActionSpec>>
+  appStores?: Readonly<Record<string, KeyDeclaration>>
 }
 
 /** The most stores one action may read and write: Redis runs a commit as one script, whose arguments are bounded. */
@@ -208,11 +210,13 @@ export class AuthoritativeUniverse<
   readonly ready: Promise<void>
   readonly #storage: Storage
   readonly #ownsStorage: boolean
-  readonly #declared: Map<string, unknown>
+  /** What each key is declared as: initial state, schema, ids, merge and rule, by exact key or by family. */
+  readonly #specOf: SpecOf
   readonly #allowStore: (storeKey: string) => boolean
+  /** Stores declared by their exact key: they exist, at version 0, from the start. */
+  readonly #declaredAtStart: ReadonlySet<string>
   readonly #retention: number
   readonly #retentionBytes: number
-  readonly #schemas: Schemas | undefined
   readonly #maxStores: number
   readonly #maxStateBytes: number | undefined
   readonly #listeners = new Set<(entry: LogEntry) => void>()
@@ -236,6 +240,8 @@ export class AuthoritativeUniverse<
   #serverWrites: Promise<unknown> = Promise.resolve()
   /** Stores that exist for clients (declared, or written at least once); kept as a count so a check is O(1). */
   #visibleCount = 0
+  /** Whether any store of the app has an `authorize` rule (see {@link allows}): without one, the sync server skips asking. */
+  readonly storeRules: boolean
   readonly #actionTimeoutMs: number
   /** Stores known newer than this instance holds them, until its follow of the storage brings them: what the next action runs on. */
   readonly #ahead = new Map<string, StoreRead>()
@@ -243,8 +249,6 @@ export class AuthoritativeUniverse<
   #actionTurn: Promise<void> = Promise.resolve()
   /** Every action by name: the app's, with the server-only implementations over them. */
   readonly #actions = new Map<string, { args: ActionSpec['args']; run: ServerAction; inApp: boolean }>()
-  readonly #ids = new Map<string, readonly IdPattern[]>()
-  readonly #merging: ReadonlySet<string>
   readonly #patchHistory: number
   /** Per store, the patches of its latest versions (up to `version`), newest last: a whole write starts it over. */
   readonly #recentPatches = new Map<string, RecentPatches>()
@@ -255,21 +259,34 @@ export class AuthoritativeUniverse<
     super()
     this.#storage = options.storage ?? createMemoryStorage()
     this.#ownsStorage = options.storage === undefined
-    this.#declared = new Map(Object.entries(options.stores ?? {}).map(([key, initial]) => [key, deepFreeze(toJsonValue(initial, key))]))
-    const declared = this.#declared
-    this.#allowStore = options.allowStore ?? ((storeKey) => declared.has(storeKey))
+    const declarations: Record<string, KeyDeclaration> = {}
+    const families = Object.keys(options.appStores ?? {}).filter(isFamily)
+    // A key given beside the app (an initial state in `stores`, say) keeps the rest of its declaration,
+    // its family's if it has no exact one: overriding `doc:1`'s initial state must not drop its rule.
+    const declare = (key: string, part: KeyDeclaration) => {
+      const family = Object.hasOwn(declarations, key) ? undefined : families.find((pattern) => compilePattern(pattern).match.test(key))
+      declarations[key] = family === undefined ? { ...declarations[key], ...part } : { ...declarations[family], pattern: family, ...part }
+    }
+    for (const [key, spec] of Object.entries(options.appStores ?? {})) declarations[key] = { ...spec, initial: deepFreeze(toJsonValue(spec.initial, key)) }
+    for (const [key, initial] of Object.entries(options.stores ?? {})) declare(key, { initial: deepFreeze(toJsonValue(initial, key)) })
+    for (const [key, schema] of Object.entries(options.schemas ?? {})) declare(key, { schema })
+    for (const [key, ids] of Object.entries(options.ids ?? {})) declare(key, { ids })
+    for (const key of options.merge ?? []) declare(key, { merge: true })
+    const specOf = storeSpecs(declarations)
+    this.#specOf = specOf
+    this.storeRules = Object.values(declarations).some((declaration) => declaration.authorize !== undefined)
+    this.#allowStore = options.allowStore ?? ((storeKey) => specOf(storeKey)?.declared === true)
     this.#retention = options.retention ?? 10_000
     this.#retentionBytes = options.retentionBytes ?? 64 * 1024 * 1024
-    this.#schemas = options.schemas
     this.#maxStores = options.maxStores ?? 10_000
     this.#maxStateBytes = options.maxStateBytes
     this.#actionTimeoutMs = options.actionTimeoutMs ?? 10_000
-    for (const [key, paths] of Object.entries(options.ids ?? {})) this.#ids.set(key, compileIdPaths(paths))
-    this.#merging = new Set(options.merge ?? [])
     this.#patchHistory = options.patchHistory ?? 64
     if (!Number.isSafeInteger(this.#patchHistory) || this.#patchHistory < 0) throw new TypeError('patchHistory must be an integer ≥ 0')
-    for (const [key, initial] of this.#declared) this.cell(key, initial)
-    this.#visibleCount = this.#declared.size
+    // Declared stores exist from the start; a family's exist once touched (there are as many as keys).
+    this.#declaredAtStart = new Set(Object.keys(declarations).filter((key) => !isFamily(key) && this.#isDeclared(key)))
+    for (const key of this.#declaredAtStart) this.cell(key, this.#initialOf(key))
+    this.#visibleCount = this.#declaredAtStart.size
     const { appActions = {}, actions = {} } = options
     for (const [name, spec] of Object.entries(appActions)) this.#actions.set(name, { args: spec.args, run: spec.run as ServerAction, inApp: true })
     for (const [name, run] of Object.entries(actions)) {
@@ -316,7 +333,7 @@ export class AuthoritativeUniverse<
     if (reloading) {
       // A new epoch: stores it does not have start over from their declared state.
       for (const cell of this.cells()) {
-        if (!image.stores.has(cell.key)) cell.publish(this.#declared.get(cell.key), 0)
+        if (!image.stores.has(cell.key)) cell.publish(this.#initialOf(cell.key), 0)
       }
       this.#visibleCount = [...this.cells()].filter((cell) => this.#isVisible(cell)).length
       this.#wakeAll()
@@ -431,7 +448,7 @@ export class AuthoritativeUniverse<
     }
     // An empty patch merges as nothing: its updater wrote nothing on the base it saw, and may write
     // something on the newer state (an item it could not see yet), so it rebases like any conflict.
-    const theirs = this.#merging.has(storeKey) && patch.length > 0 ? this.#patchesSince(storeKey, baseVersion, version) : undefined
+    const theirs = this.#specOf(storeKey)?.merge === true && patch.length > 0 ? this.#patchesSince(storeKey, baseVersion, version) : undefined
     if (theirs !== undefined && this.#mergeable(storeKey, theirs, patch)) {
       try {
         return this.#commitPatched(request, op, patched(current, patch, patchJson.length))
@@ -460,7 +477,7 @@ export class AuthoritativeUniverse<
     let patch = overlapsItself(made.patch) ? this.#diff(storeKey, state) : shorterThan(state, made.patch, made.patchBytes)
     try {
       this.#admit(storeKey, this.#maxStateBytes === undefined ? '' : JSON.stringify(state), false)
-      const schema = schemaFor(this.#schemas, storeKey)
+      const schema = this.#specOf(storeKey)?.schema
       if (schema !== undefined) {
         const output = await validateState(schema, storeKey, state)
         if (output !== state) {
@@ -481,7 +498,7 @@ export class AuthoritativeUniverse<
 
   /** Whether a patch merges over the patches since its base: it touches nothing they touched, naming items by their declared ids. */
   #mergeable(storeKey: string, theirs: readonly Patch[], ours: Patch): boolean {
-    const ids = this.#ids.get(storeKey) ?? []
+    const ids = this.#specOf(storeKey)?.ids ?? []
     if (!idStepsDeclared(ours, ids) || !theirs.every((patch) => idStepsDeclared(patch, ids))) return false
     return !patchesOverlap(theirs, ours)
   }
@@ -575,7 +592,7 @@ export class AuthoritativeUniverse<
         let writes: Write[]
         try {
           effect = await this.#withDeadline(
-            runAction((tx, validArgs) => action.run(tx, validArgs, caller.context), args, (key) => this.#readForAction(key), allowedFor(caller), (key) => this.#declared.get(key)),
+            runAction((tx, validArgs) => action.run(tx, validArgs, caller.context), args, (key) => this.#readForAction(key), allowedFor(caller), (key) => this.#initialOf(key)),
             request.action,
           )
           writes = await this.#admitWrites(effect)
@@ -601,7 +618,7 @@ export class AuthoritativeUniverse<
         // instance's follow has brought it. A store that moved too and was not shown fails the next
         // commit's check the same way.
         // `undefined` only: a store may hold JSON null, which is a state like any other.
-        this.#knowAhead(storeKey, { version: outcome.version, state: outcome.state === undefined ? this.#declared.get(storeKey) : outcome.state })
+        this.#knowAhead(storeKey, { version: outcome.version, state: outcome.state === undefined ? this.#initialOf(storeKey) : outcome.state })
       } else if (!this.#movedSince(effect)) {
         // Another instance's write that this one has not applied yet: run again once it has (or soon).
         await this.#nextEvent(100)
@@ -715,7 +732,7 @@ export class AuthoritativeUniverse<
       if (ahead.version > (cell?.version ?? 0)) return ahead
       this.#ahead.delete(key) // the follow has caught up
     }
-    if (cell === undefined) return { version: 0, state: this.#declared.get(key) }
+    if (cell === undefined) return { version: 0, state: this.#initialOf(key) }
     return { version: cell.version, state: cell.get() }
   }
 
@@ -736,7 +753,7 @@ export class AuthoritativeUniverse<
       const existing = this.existing(storeKey)
       if (existing === undefined || !this.#isVisible(existing)) created += 1
       this.#admit(storeKey, JSON.stringify(state), false, created - 1)
-      const schema = schemaFor(this.#schemas, storeKey)
+      const schema = this.#specOf(storeKey)?.schema
       if (schema !== undefined) state = structuredClone(toJsonValue(await validateState(schema, storeKey, state), storeKey))
       const stateJson = JSON.stringify(state)
       this.#admit(storeKey, stateJson, false, created - 1)
@@ -799,7 +816,7 @@ export class AuthoritativeUniverse<
       if (!isZunoError(error)) return Promise.reject(error)
       return this.#record(request, op, error)
     }
-    const schema = schemaFor(this.#schemas, request.storeKey)
+    const schema = this.#specOf(request.storeKey)?.schema
     if (schema === undefined) return this.#commit(request, op, request.state, stateJson.length, patch)
     return this.#validated(schema, request).then(
       // A schema that changed the state changed what the patch says too.
@@ -871,7 +888,7 @@ export class AuthoritativeUniverse<
 
   /** The patch from a store's state here to `state`, as the server's own writes and actions stream it. */
   #diff(storeKey: string, state: unknown): Patch | undefined {
-    return shorterThan(state, diff(this.#readForAction(storeKey).state, state, this.#ids.get(storeKey)))
+    return shorterThan(state, diff(this.#readForAction(storeKey).state, state, this.#specOf(storeKey)?.ids))
   }
 
   /** Records a refusal for good, unless the op was processed before (then that answer stands). Callers checked the storage's health. */
@@ -901,7 +918,7 @@ export class AuthoritativeUniverse<
       case 'conflict': {
         if (outcome.deleted) return { type: 'conflict', storeKey, version: outcome.version, state: undefined, deleted: true }
         // Version 0 is the declared initial state, which only the server knows.
-        const state = outcome.version === 0 ? this.#declared.get(storeKey) : outcome.state
+        const state = outcome.version === 0 ? this.#initialOf(storeKey) : outcome.state
         const patches = this.#shorterPatches(storeKey, base, outcome.version, state)
         return patches === undefined ? { type: 'conflict', storeKey, version: outcome.version, state } : { type: 'conflict', storeKey, version: outcome.version, state, patches }
       }
@@ -983,6 +1000,10 @@ export class AuthoritativeUniverse<
       if (this.#isVisible(cell)) stores[cell.key] = { version: cell.version, state: cell.get() }
       // A deleted store: its tombstone, so a client holding it learns it is gone and at which version.
       else if (this.#deleted.has(cell.key)) stores[cell.key] = { version: cell.version, deleted: true } as StoreState
+    }
+    // A family's store named but never written is at version 0, like a declared store.
+    for (const key of storeKeys ?? []) {
+      if (!Object.hasOwn(stores, key) && this.#isDeclared(key) && (readable === undefined || readable(key))) stores[key] = { version: 0, state: this.#initialOf(key) }
     }
     return { stores, cursor }
   }
@@ -1076,9 +1097,47 @@ export class AuthoritativeUniverse<
     throw new ZunoError('conflict', `Gave up writing ${JSON.stringify(cell.key)} after ${SERVER_WRITE_ATTEMPTS} conflicts`)
   }
 
-  /** Whether a store exists for clients: declared, or written at least once, and not deleted since. */
+  /**
+   * Whether a store exists for clients: written, or declared by its exact key (a family's stores
+   * exist once written), and not deleted since.
+   */
   #isVisible(cell: StoreCell<unknown>): boolean {
-    return (cell.version > 0 || this.#declared.has(cell.key)) && (this.#deleted.size === 0 || !this.#deleted.has(cell.key))
+    return (cell.version > 0 || this.#declaredAtStart.has(cell.key)) && (this.#deleted.size === 0 || !this.#deleted.has(cell.key))
+  }
+
+  /** Whether `key` has a declared initial state: its own, or its family's. */
+  #isDeclared(key: string): boolean {
+    return this.#specOf(key)?.declared === true
+  }
+
+  /** A store's state at version 0: its declared initial state, or its family's. */
+  #initialOf(key: string): unknown {
+    return this.#specOf(key)?.initial
+  }
+
+  /** The state a store shows before anything is known of it: its family's initial state for a family's store. */
+  protected override initialOf(key: string): unknown {
+    return this.#initialOf(key)
+  }
+
+  /**
+   * Whether the app's rule for `storeKey` (its own `authorize`, or its family's, with the parameters
+   * its pattern matched) lets `principal` read or write it; true when it has none. A rule that throws
+   * refuses (logged). The sync server asks it beside its own `authorize` option: both must allow.
+   */
+  allows(principal: { id: string } | undefined, storeKey: string, action: 'read' | 'write'): boolean {
+    const spec = this.#specOf(storeKey)
+    const rule = spec?.authorize
+    if (rule === undefined) return true
+    const found = spec?.family?.match.exec(storeKey)
+    // Own properties whatever the names (`__proto__` included), never the prototype.
+    const params = Object.fromEntries(spec?.family?.names.map((name, i) => [name, found?.[i + 1] as string]) ?? [])
+    try {
+      return rule({ principal, params, action, storeKey }) === true
+    } catch (error) {
+      console.error(`[zuno] the authorize rule of ${JSON.stringify(storeKey)} threw; refusing to ${action} it`, error)
+      return false
+    }
   }
 
   /** Shows a committed state (a deleted store shows its initial one), counting the stores that exist. */
@@ -1092,7 +1151,7 @@ export class AuthoritativeUniverse<
     const wasVisible = this.#isVisible(cell)
     if (deleted) this.#deleted.add(key)
     else if (this.#deleted.size > 0) this.#deleted.delete(key)
-    cell.publish(deleted ? this.#declared.get(key) : state, version)
+    cell.publish(deleted ? this.#initialOf(key) : state, version)
     const visible = this.#isVisible(cell)
     if (visible !== wasVisible) this.#visibleCount += visible ? 1 : -1
   }
@@ -1268,7 +1327,10 @@ function refusalError(answer: RefusalAnswer): ZunoError {
 }
 
 /** What the sync server needs of a universe: any authoritative universe, whatever its store types. */
-export type ServedUniverse = Pick<AuthoritativeUniverse, 'ready' | 'cursor' | 'propose' | 'proposeAction' | 'refuse' | 'refuseAction' | 'snapshot' | 'since' | 'catchUp' | 'onCommit' | 'onReset' | 'signal' | 'onSignal'>
+export type ServedUniverse = Pick<
+  AuthoritativeUniverse,
+  'ready' | 'cursor' | 'propose' | 'proposeAction' | 'refuse' | 'refuseAction' | 'snapshot' | 'since' | 'catchUp' | 'onCommit' | 'onReset' | 'allows' | 'storeRules' | 'signal' | 'onSignal'
+>
 
 /**
  * Creates the authoritative (server) universe. With `app` (see `defineZuno`), its stores are
@@ -1295,5 +1357,6 @@ export function createUniverse(options: Omit<UniverseOptions, 'actions'> & { app
   const { app, ...rest } = options as UniverseOptions & { app?: ZunoApp }
   if (app === undefined) return new AuthoritativeUniverse(rest)
   const { states, schemas, ids, merge } = appSetup(app, rest.stores, rest.schemas)
-  return new AuthoritativeUniverse({ ...rest, stores: states, schemas, ids: { ...ids, ...rest.ids }, merge: [...merge, ...(rest.merge ?? [])], appActions: app.actions as Record<string, ActionSpec> })
+  const appActions = app.actions as Record<string, ActionSpec>
+  return new AuthoritativeUniverse({ ...rest, stores: states, schemas, ids: { ...ids, ...rest.ids }, merge: [...merge, ...(rest.merge ?? [])], appActions, appStores: app.stores })
 }

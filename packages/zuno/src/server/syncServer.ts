@@ -55,7 +55,7 @@ export interface SyncServerOptions {
    * returns nothing. Default: none; every request is anonymous, and limits are kept per peer address.
    */
   authenticate?: Authenticate
-  /** Whether the principal may read or write a store (403 when not). Default: everything. */
+  /** Whether the principal may read or write a store (403 when not), beside the app's store rules (both must allow). Default: everything. */
   authorize?: Authorize
   /**
    * Whether the principal may run an action with these arguments (as sent: not yet checked by its schema), before it runs; it must
@@ -240,7 +240,9 @@ export class SyncServer {
       this.#control.close()
     }
     this.#authenticate = options.authenticate
-    this.#authorize = options.authorize
+    // The app's store rules and this option must both allow; without rules, only the option asks.
+    const { authorize } = options
+    this.#authorize = universe.storeRules ? (check) => universe.allows(check.principal, check.storeKey, check.action) && (authorize?.(check) ?? true) : authorize
     this.#authorizeAction = options.authorizeAction
     this.#allowedOrigins = options.allowedOrigins && new Set(options.allowedOrigins)
     const rate = options.maxProposalsPerSecond ?? 50
