@@ -1,0 +1,62 @@
+/**
+ * Deleting stores on Redis: the deletion is a Stream entry every instance streams, the tombstone
+ * (its version, no state) survives a restart of the instances, a store is created again from the
+ * deletion's version, and an action deletes one store while it writes another, as one change.
+ */
+import { describe, expect, it } from 'vitest'
+import { defineZuno } from 'zuno'
+import { createUniverse } from 'zuno/server'
+import { until } from '../../zuno/test/support/until'
+import { createRedisStorage } from '../src/index'
+import { redisAvailable } from './redisAvailable'
+import { cleanups, namespace, openUniverse } from './support'
+
+const haveRedis = await redisAvailable()
+
+describe.skipIf(!haveRedis)('deletion on Redis', () => {
+  it('streams a deletion to every instance, keeps its tombstone across a restart, and creates the store again from there', async () => {
+    const ns = namespace()
+    const writer = openUniverse(ns, {}, { allowStore: () => true })
+    const reader = openUniverse(ns, {}, { allowStore: () => true })
+    await Promise.all([writer.ready, reader.ready])
+    await writer.store('doc', 'a').set('b')
+    await writer.delete('doc')
+    await until(() => reader.snapshot(['doc']).stores.doc?.version === 2)
+    expect(reader.snapshot(['doc']).stores.doc).toEqual({ version: 2, deleted: true })
+    expect(reader.snapshot().stores.doc).toEqual({ version: 2, deleted: true })
+
+    // A fresh instance loads the namespace: the tombstone is there, and the next write is version 3.
+    const restarted = openUniverse(ns, {}, { allowStore: () => true })
+    await restarted.ready
+    expect(restarted.snapshot(['doc']).stores.doc).toEqual({ version: 2, deleted: true })
+    expect(await restarted.store('doc').set('again')).toBe(3)
+    await until(() => reader.store('doc').get() === 'again')
+  })
+
+  it('commits an action that deletes one store and writes another as one Stream entry', async () => {
+    const app = defineZuno({
+      stores: { draft: { initial: '' }, published: { initial: [] as string[] } },
+      actions: {
+        publish: {
+          run: (tx) => {
+            tx.set('published', (list) => [...list, tx.get('draft')])
+            tx.delete('draft')
+          },
+        },
+      },
+    })
+    const ns = namespace()
+    const storage = createRedisStorage({ namespace: ns })
+    const universe = createUniverse({ app, storage })
+    const other = openUniverse(ns, {}, { allowStore: () => true })
+    cleanups.push(async () => {
+      await universe.close()
+      await storage.close()
+    })
+    await Promise.all([universe.ready, other.ready])
+    await universe.store('draft').set('hello')
+    await universe.act('publish')
+    await until(() => other.snapshot(['draft']).stores.draft?.version === 2)
+    expect(other.snapshot(['draft', 'published']).stores).toEqual({ draft: { version: 2, deleted: true }, published: { version: 1, state: ['hello'] } })
+  })
+})
