@@ -688,6 +688,44 @@ export function runConformanceSuite(target: ConformanceTarget): void {
       })
     })
 
+    describe('following stores at runtime', () => {
+      const subscribe = async (body: unknown): Promise<Answer> => {
+        const response = await fetch(`${server.url}/subscribe`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
+        return { status: response.status, contentType: response.headers.get('content-type'), body: await response.json() }
+      }
+
+      it('names the stream in hello, follows a store on it as of its position, then its changes, and stops on unfollow', async () => {
+        await post(proposal({ storeKey: 'todos', baseVersion: 0, state: ['a'] }))
+        const sse = await stream('?stores=counter&versions=-&patches=1')
+        const hello = await sse.nextEvent()
+        expect(hello.event).toBe('hello')
+        const { streamId } = JSON.parse(hello.data as string) as { streamId: string }
+        expect((await sse.nextEvent()).event).toBe('snapshot')
+        expect(await subscribe({ streamId, follow: ['todos'] })).toMatchObject({ status: 200, body: { ok: true } })
+        const followed = await sse.nextEvent()
+        expect([followed.event, JSON.parse(followed.data as string)]).toEqual(['followed', { stores: { todos: { version: 1, state: ['a'] } } }])
+        await post(proposal({ storeKey: 'todos', baseVersion: 1, state: ['a', 'b'] }))
+        expect(JSON.parse((await sse.nextEvent()).data as string)).toMatchObject({ storeKey: 'todos', version: 2 })
+        expect((await subscribe({ streamId, unfollow: ['todos'] })).status).toBe(200)
+        await post(proposal({ storeKey: 'todos', baseVersion: 2, state: [] }))
+        await post(proposal({ baseVersion: 0, state: 1 }))
+        expect(JSON.parse((await sse.nextEvent()).data as string)).toMatchObject({ storeKey: 'counter', version: 1 })
+      })
+
+      it('answers 404 unknown_stream for a stream that is not open, in JSON', async () => {
+        expectError(await subscribe({ streamId: 'AAAAAAAAAAAA.BBBBBBBBBBBBBBBB', follow: ['todos'] }), 404, 'unknown_stream')
+      })
+
+      it('brings whole, after a replay, a followed store whose state the client never got', async () => {
+        const { body } = await getState()
+        await post(proposal({ storeKey: 'todos', baseVersion: 0, state: ['a'] }))
+        const sse = await stream(`?stores=&follow=todos&versions=-&lastEventId=${body.cursor}`)
+        const events = await sse.drainEvents()
+        expect(events.map((event) => event.event)).toEqual(['hello', 'followed', 'resumed'])
+        expect(JSON.parse(events[1]?.data as string)).toEqual({ stores: { todos: { version: 1, state: ['a'] } } })
+      })
+    })
+
     describe('hostile input', () => {
       it(`refuses all ${hostileCorpus.length} cases of the corpus with the expected 4xx JSON error, changing nothing`, async () => {
         const mismatches: string[] = []
