@@ -36,6 +36,19 @@ describe('the test rig', () => {
     expect(alice.clientId).not.toBe(bob.clientId) // tabs are off: two clients, not one shared
   })
 
+  it('follows a store at runtime, and carries a deletion', async () => {
+    const rig = tracked(createTestRig({ stores: { counter: 0 }, allowStore: () => true }))
+    await rig.server.store('doc:1', 'a').set('b')
+    const replica = rig.connect({ stores: [] })
+    const release = replica.follow('doc:1')
+    await rig.settled()
+    expect(replica.store('doc:1').get()).toBe('b')
+    await rig.server.delete('doc:1')
+    await rig.settled()
+    expect([replica.store('doc:1').get(), replica.store('doc:1').version]).toEqual([undefined, 2])
+    release()
+  })
+
   it('refuses what the schema refuses, and rebases a conflicting write', async () => {
     const rig = tracked(createTestRig({ stores: { counter: 0 }, schemas: { counter: v.pipe(v.number(), v.minValue(0)) } }))
     const alice = rig.connect()
