@@ -122,7 +122,8 @@ export class Follows {
     if (this.#fixed === undefined) return undefined
     this.#streamId = undefined
     this.#onStream.clear()
-    const stores = [...this.#fixed]
+    // A store of its own the server revoked would refuse the whole stream (403) if named again.
+    const stores = [...this.#fixed].filter((storeKey) => !this.#refused.has(storeKey))
     const follow = [...this.#wanted()].filter((storeKey) => !this.#fixed?.has(storeKey))
     const versions: string[] = []
     for (const storeKey of [...stores, ...follow]) {
