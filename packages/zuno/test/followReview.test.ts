@@ -8,7 +8,10 @@ import { EventSource } from 'eventsource'
 import { afterEach, describe, expect, it } from 'vitest'
 import { connect, type ReplicaOptions, type ReplicaUniverse } from '../src/index'
 import { createNodeHandler, createUniverse, type NodeHandlerOptions, type Principal } from '../src/server/index'
+import { SimBrowser } from './simulation/simBrowser'
+import type { VirtualClock } from './simulation/virtualClock'
 import { until } from './support/until'
+import type { BroadcastChannelConstructor } from '../src/client/tabs'
 
 const cleanups: Array<() => unknown> = []
 afterEach(async () => {
@@ -93,5 +96,41 @@ describe('a reconnect of a replica that follows many stores', () => {
     replica.follow('counter')
     await until(() => replica.store('counter').get() === 7 && replica.store(keys[0] as string).get() === 2, 5000)
     expect(replica.status.get()).toBe('connected')
+  })
+})
+
+const realClock = { get now() { return Date.now() }, setTimeout: (run: () => void, ms: number) => setTimeout(run, ms) } as unknown as VirtualClock
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+describe('a follower tab that goes without a goodbye', () => {
+  it('is not followed for by the leader’s stream forever (a closed or crashed tab runs no close())', async () => {
+    const zuno = await startCuttable()
+    await zuno.universe.store('doc', 0).set(1)
+    const browser = new SimBrowser(realClock, () => 1)
+    const leader = replicaOf(zuno.url, { stores: [], tabs: true, BroadcastChannel: browser.channelFor(), locks: browser.locksFor('leader'), followGraceMs: 0 })
+    await until(() => leader.status.get() === 'connected')
+    // The follower's channel goes dead at once when its tab does: nothing it posts after leaves it.
+    const crashed = { value: false }
+    const Base = browser.channelFor()
+    const Crashable = class extends Base {
+      override postMessage(message: unknown): void {
+        if (!crashed.value) super.postMessage(message)
+      }
+    } as BroadcastChannelConstructor
+    const follower = replicaOf(zuno.url, { stores: [], tabs: true, BroadcastChannel: Crashable, locks: browser.locksFor('follower'), followGraceMs: 0 })
+    await until(() => follower.status.get() === 'connected')
+    follower.follow('doc')
+    await until(() => leader.store('doc').get() === 1)
+    // The tab is closed (no pagehide handler runs close(), or it crashed): its lock goes, its goodbye never comes.
+    crashed.value = true
+    follower.close()
+    await sleep(1500)
+    await zuno.universe.store('doc').set(2)
+    await zuno.universe.store('counter').set(3)
+    leader.follow('counter')
+    await until(() => leader.store('counter').get() === 3)
+    await sleep(100)
+    // No tab follows the document any more: the leader's stream should not carry it.
+    expect(leader.store('doc').get()).toBe(1)
   })
 })
