@@ -19,15 +19,21 @@ afterEach(async () => {
 })
 
 /** A real server whose open connections can all be cut, as a network blip or a deploy would. */
-async function startCuttable(handlerOptions: NodeHandlerOptions = {}) {
+async function startCuttable(handlerOptions: NodeHandlerOptions = {}, delaySubscribe: () => number = () => 0) {
   const universe = createUniverse({ stores: { counter: 0 }, allowStore: () => true })
   await universe.ready
   const handler = createNodeHandler(universe, handlerOptions)
   const sockets = new Set<Socket>()
   const streams: string[] = []
+  const sseSockets = new Set<Socket>()
   const server: Server = createServer((req, res) => {
-    if (req.url?.includes('/sse')) streams.push(req.url)
-    handler(req, res)
+    if (req.url?.includes('/sse')) {
+      streams.push(req.url)
+      sseSockets.add(req.socket)
+    }
+    const delay = req.url?.includes('/subscribe') ? delaySubscribe() : 0
+    if (delay > 0) setTimeout(() => handler(req, res), delay)
+    else handler(req, res)
   })
   server.on('connection', (socket) => {
     sockets.add(socket)
@@ -47,6 +53,11 @@ async function startCuttable(handlerOptions: NodeHandlerOptions = {}) {
     url: `http://127.0.0.1:${port}/zuno`,
     cut() {
       for (const socket of sockets) socket.destroy()
+    },
+    /** Cuts the open streams only: requests in flight go on. */
+    cutStreams() {
+      for (const socket of sseSockets) socket.destroy()
+      sseSockets.clear()
     },
   }
 }
@@ -132,5 +143,27 @@ describe('a follower tab that goes without a goodbye', () => {
     await sleep(100)
     // No tab follows the document any more: the leader's stream should not carry it.
     expect(leader.store('doc').get()).toBe(1)
+  })
+})
+
+describe('a follow while a control request of the previous stream is still in flight', () => {
+  it('is told to the new stream once that request settles', async () => {
+    let slow = true
+    // The first POST /subscribe is slow (a busy instance, a slow network): the stream drops meanwhile.
+    const zuno = await startCuttable({}, () => (slow ? ((slow = false), 800) : 0))
+    await zuno.universe.store('a', 0).set(1)
+    await zuno.universe.store('b', 0).set(1)
+    const replica = replicaOf(zuno.url, { stores: [] })
+    await until(() => replica.status.get() === 'connected')
+    replica.follow('a')
+    await sleep(100)
+    zuno.cutStreams()
+    await until(() => zuno.streams.length >= 2 && replica.status.get() === 'connected')
+    await until(() => replica.store('a').get() === 1)
+    // Mounted while the first request still waits for its answer.
+    replica.follow('b')
+    await sleep(1200)
+    await zuno.universe.store('b').set(2)
+    await until(() => replica.store('b').get() === 2, 3000)
   })
 })
