@@ -208,7 +208,9 @@ export class Follows {
       this.#deps.reconnect()
     } finally {
       this.#sending = false
-      if (streamId === this.#streamId) this.#schedule()
+      // What changed while this request was out goes now, to whichever stream is open (a newer one too:
+      // its hello found this request out, and sent nothing).
+      if (this.#streamId !== undefined) this.#schedule()
     }
   }
 
