@@ -114,6 +114,9 @@ export class StreamControl {
       case 'revalidate':
         this.revalidate(signal.principal)
         break
+      case 'revalidateAll':
+        for (const principalId of this.host.hub.principals()) this.revalidate(principalId)
+        break
       case 'subscribe': {
         if (signal.to !== this.serverId) break
         let error: ZunoError | undefined
