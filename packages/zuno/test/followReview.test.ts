@@ -167,3 +167,30 @@ describe('a follow while a control request of the previous stream is still in fl
     await until(() => replica.store('b').get() === 2, 3000)
   })
 })
+
+describe('a control request refused for one store it follows', () => {
+  it('still stops following what it unfollowed', async () => {
+    let slow = true
+    const zuno = await startCuttable(
+      { authorize: ({ storeKey }: { storeKey: string }) => storeKey !== 'room' },
+      () => (slow ? ((slow = false), 500) : 0),
+    )
+    await zuno.universe.store('doc', 0).set(1)
+    const replica = replicaOf(zuno.url, { stores: [], followGraceMs: 0 })
+    await until(() => replica.status.get() === 'connected')
+    const release = replica.follow('doc') // its request is slow: what follows waits for it, and goes in one request
+    await sleep(50)
+    release()
+    replica.follow('room') // refused (403): the request that also unfollows the document
+    await until(() => replica.lastError.get()?.code === 'forbidden', 3000)
+    await until(() => replica.store('doc').get() === 1)
+    await sleep(200)
+    await zuno.universe.store('doc').set(2)
+    await zuno.universe.store('counter').set(3)
+    replica.follow('counter')
+    await until(() => replica.store('counter').get() === 3)
+    await sleep(100)
+    // Nobody holds the document any more: its change must not come.
+    expect(replica.store('doc').get()).toBe(1)
+  })
+})
