@@ -198,7 +198,9 @@ export class Follows {
       const error = await this.#post({ streamId, follow, unfollow })
       if (error === undefined || streamId !== this.#streamId) return
       if (error.code === 'forbidden') {
+        // Refused whole: the stores it unfollowed are still on the stream, to unfollow again.
         for (const storeKey of follow) this.#onStream.delete(storeKey)
+        for (const storeKey of unfollow) this.#onStream.add(storeKey)
         // One of them is refused, maybe not all: each is asked for alone to know which.
         if (follow.length === 1) this.revoked(follow)
         else for (const storeKey of follow) void this.#sendOne(streamId, storeKey)
