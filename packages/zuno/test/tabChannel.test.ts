@@ -6,10 +6,10 @@ import { describe, expect, it } from 'vitest'
 import { tabChannelName } from '../src/client/tabChannel'
 
 describe('tabChannelName', () => {
-  it('names the message format, so a tab of the build before patches joins a group of its own', () => {
+  it('names the message format, so a tab of the build before runtime follows joins a group of its own', () => {
     const name = tabChannelName('http://127.0.0.1:3000/zuno', 'ada', ['todos', 'counter'])
-    expect(name).toBe('zuno3:http://127.0.0.1:3000/zuno:ada:counter,todos')
-    // What a build of format 2 named the same universe's channel.
-    expect(name).not.toBe('zuno2:http://127.0.0.1:3000/zuno:ada:counter,todos')
+    expect(name).toBe('zuno4:http://127.0.0.1:3000/zuno:ada:counter,todos')
+    // What a build of format 3 named the same universe's channel.
+    expect(name).not.toBe('zuno3:http://127.0.0.1:3000/zuno:ada:counter,todos')
   })
 })
