@@ -113,6 +113,20 @@ describe('a reconnect of a replica that follows many stores', () => {
 const realClock = { get now() { return Date.now() }, setTimeout: (run: () => void, ms: number) => setTimeout(run, ms) } as unknown as VirtualClock
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
+describe('a replica that follows more than MAX_STORES_PER_STREAM', () => {
+  it('keeps syncing the stores it followed first (one follow too many must not cost the whole stream)', async () => {
+    const zuno = await startCuttable()
+    await zuno.universe.store('counter').set(1)
+    const replica = replicaOf(zuno.url, { stores: ['counter'] })
+    await until(() => replica.store('counter').get() === 1)
+    // A long list, each row showing its document: 1,001 follows (short keys: the URL stays small).
+    for (let i = 0; i < 1001; i++) replica.follow(`d${i}`)
+    await sleep(1000)
+    await zuno.universe.store('counter').set(2)
+    await until(() => replica.store('counter').get() === 2, 3000)
+  })
+})
+
 describe('a follower tab that goes without a goodbye', () => {
   it('is not followed for by the leader’s stream forever (a closed or crashed tab runs no close())', async () => {
     const zuno = await startCuttable()
