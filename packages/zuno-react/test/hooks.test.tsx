@@ -1,5 +1,5 @@
 import { EventSource } from 'eventsource'
-import { act, version as reactVersion, useState } from 'react'
+import { act, StrictMode, version as reactVersion, useState } from 'react'
 import { createRoot, hydrateRoot, type Root } from 'react-dom/client'
 import { renderToString } from 'react-dom/server'
 import { afterEach, describe, expect, it, vi } from 'vitest'
@@ -367,5 +367,44 @@ describe('following stores while they are shown', () => {
     await act(async () => open('doc:2'))
     await new Promise((resolve) => setTimeout(resolve, 200))
     expect(requests).toHaveLength(asked)
+  })
+})
+
+describe('review: following under StrictMode and a changing key', () => {
+  it('a double mount asks once and keeps following; a changed key follows the new store and lets the old go', async () => {
+    const served = await serveExpress(createUniverse({ stores: {}, allowStore: () => true }))
+    cleanups.push(served.close)
+    await served.universe.store('doc:1', 'first').set('one')
+    await served.universe.store('doc:2', 'first').set('two')
+    const requests: string[] = []
+    const recordingFetch: typeof fetch = async (input, init) => {
+      const response = await globalThis.fetch(input, init)
+      if (init?.method === 'POST') requests.push(String(init.body))
+      return response
+    }
+    const replica = connect({ url: served.url, EventSource, tabs: false, stores: [], followGraceMs: 50, fetch: recordingFetch })
+    cleanups.push(() => replica.close())
+    let open: (doc: string) => void = () => {}
+    function Doc(props: { id: string }) {
+      return <b>{String(useStore<string>(props.id))}</b>
+    }
+    function Page() {
+      const [doc, setDoc] = useState('doc:1')
+      open = setDoc
+      return <Doc id={doc} />
+    }
+    const { container } = mount(replica, <StrictMode><Page /></StrictMode>)
+    await until(() => container.textContent === 'one')
+    await new Promise((resolve) => setTimeout(resolve, 200))
+    expect(requests.filter((body) => body.includes('"doc:1"'))).toHaveLength(1)
+    // Past the grace period, still followed: the double mount left one holder.
+    await served.universe.store('doc:1').set('one again')
+    await until(() => container.textContent === 'one again')
+    // The same component, another key.
+    await act(async () => open('doc:2'))
+    await until(() => container.textContent === 'two')
+    await until(() => requests.some((body) => body.includes('"unfollow":["doc:1"]')), 2000)
+    await served.universe.store('doc:2').set('two again')
+    await until(() => container.textContent === 'two again')
   })
 })

@@ -122,7 +122,8 @@ export class Follows {
     if (this.#fixed === undefined) return undefined
     this.#streamId = undefined
     this.#onStream.clear()
-    const stores = [...this.#fixed]
+    // A store of its own the server revoked would refuse the whole stream (403) if named again.
+    const stores = [...this.#fixed].filter((storeKey) => !this.#refused.has(storeKey))
     const follow = [...this.#wanted()].filter((storeKey) => !this.#fixed?.has(storeKey))
     const versions: string[] = []
     for (const storeKey of [...stores, ...follow]) {
@@ -197,7 +198,9 @@ export class Follows {
       const error = await this.#post({ streamId, follow, unfollow })
       if (error === undefined || streamId !== this.#streamId) return
       if (error.code === 'forbidden') {
+        // Refused whole: the stores it unfollowed are still on the stream, to unfollow again.
         for (const storeKey of follow) this.#onStream.delete(storeKey)
+        for (const storeKey of unfollow) this.#onStream.add(storeKey)
         // One of them is refused, maybe not all: each is asked for alone to know which.
         if (follow.length === 1) this.revoked(follow)
         else for (const storeKey of follow) void this.#sendOne(streamId, storeKey)
@@ -207,7 +210,9 @@ export class Follows {
       this.#deps.reconnect()
     } finally {
       this.#sending = false
-      if (streamId === this.#streamId) this.#schedule()
+      // What changed while this request was out goes now, to whichever stream is open (a newer one too:
+      // its hello found this request out, and sent nothing).
+      if (this.#streamId !== undefined) this.#schedule()
     }
   }
 

@@ -295,7 +295,11 @@ export class AuthoritativeUniverse<
       const shared = Object.hasOwn(appActions, name) ? appActions[name] : undefined
       this.#actions.set(name, { args: shared?.args, run, inApp: shared !== undefined })
     }
-    this.#stopBus = this.#storage.bus?.subscribe((message) => this.#heard(message))
+    this.#stopBus = this.#storage.bus?.subscribe(
+      (message) => this.#heard(message),
+      // A revocation may have been published while this instance did not hear: ask every rule again.
+      () => notifyEach(this.#signalListeners, { type: 'revalidateAll' }, 'a signal listener'),
+    )
     this.ready = this.#start()
     // Failures surface through `ready` and every request; this only avoids an unhandled rejection.
     this.ready.catch(() => {})

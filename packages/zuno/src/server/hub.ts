@@ -175,6 +175,11 @@ export class Hub {
     return this.#byId.get(streamId)
   }
 
+  /** The ids of the principals with open streams here. */
+  principals(): string[] {
+    return [...this.#byPrincipal.keys()]
+  }
+
   /** The open streams of a principal. */
   streamsOf(principalId: string): Iterable<Stream> {
     return this.#byPrincipal.get(principalId) ?? []

@@ -15,6 +15,11 @@ export type InstanceSignal =
       /** The principal's id. */
       principal: string
     }
+  /** Signals may have been lost (the bus reconnected): every stream, of every principal, asks the rules again. */
+  | {
+      /** The kind of signal. */
+      type: 'revalidateAll'
+    }
   /** A `POST /subscribe` that reached another sync server than the stream's. */
   | {
       /** The kind of signal. */

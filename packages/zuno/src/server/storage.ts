@@ -304,6 +304,10 @@ export interface Storage {
 export interface InstanceBus {
   /** Sends `message` to every instance on the bus, this one included. */
   publish(message: string): void | Promise<void>
-  /** Calls `listener` with every message published on the bus; returns the function that stops it. */
-  subscribe(listener: (message: string) => void): () => void
+  /**
+   * Calls `listener` with every message published on the bus; returns the function that stops it.
+   * `lost`, where given, is called when messages may have been lost (the bus reconnected), once it
+   * hears again: what rode on them is done over (every stream's rights are asked again).
+   */
+  subscribe(listener: (message: string) => void, lost?: () => void): () => void
 }

@@ -27,6 +27,8 @@ export class StreamControl {
   /** Requests routed to another instance, waiting for its answer, by request id. */
   readonly #routed = new Map<string, { settle: (error: ZunoError | undefined) => void }>()
   #nextRequest = 0
+  /** How many revalidations this sync server has carried out: a stream checked before one is checked again as it opens. */
+  revalidations = 0
   readonly #stopSignals: () => void
 
   constructor(
@@ -63,6 +65,7 @@ export class StreamControl {
 
   /** Asks the rules again for every open stream of `principalId` here, and revokes what they no longer allow. */
   revalidate(principalId: string): void {
+    this.revalidations += 1
     const { hub } = this.host
     for (const stream of [...hub.streamsOf(principalId)]) {
       const revoked =
@@ -88,12 +91,19 @@ export class StreamControl {
     if (stream === undefined || stream.principalId !== principalId) throw unknownStream()
     // A stream of every store it may read follows them all already.
     if (stream.storeKeys === undefined) return
-    this.host.hub.unfollow(stream, unfollow)
-    const added = [...new Set(follow)].filter((storeKey) => !stream.storeKeys?.has(storeKey))
-    if (added.length === 0) return
-    if (stream.storeKeys.size + added.length > MAX_STORES_PER_STREAM) {
+    // Checked before anything changes: a refused request does nothing.
+    const dropped = new Set(unfollow)
+    const kept = [...stream.storeKeys].filter((storeKey) => !dropped.has(storeKey)).length
+    const added = [...new Set(follow)].filter((storeKey) => dropped.has(storeKey) || !stream.storeKeys?.has(storeKey))
+    if (kept + added.length > MAX_STORES_PER_STREAM) {
       throw new ZunoError('too_many_stores', `A stream follows at most ${MAX_STORES_PER_STREAM} stores`)
     }
+    // Asked again here, with the principal the stream holds: a revalidation may have come between
+    // the check of the request (maybe on another instance) and now, and must not be undone by it.
+    const refused = added.find((storeKey) => !this.host.mayRead(stream.principal, storeKey))
+    if (refused !== undefined) throw new ZunoError('forbidden', `You may not read ${JSON.stringify(refused)}`)
+    this.host.hub.unfollow(stream, unfollow)
+    if (added.length === 0) return
     // Taken and written in one tick with the follow itself: the next event the stream gets is the next one after this state.
     const { cursor, stores } = this.host.universe.snapshot(added)
     this.host.hub.follow(stream, added, encodeFollowedFrame(cursor, { stores }))
@@ -103,6 +113,9 @@ export class StreamControl {
     switch (signal.type) {
       case 'revalidate':
         this.revalidate(signal.principal)
+        break
+      case 'revalidateAll':
+        for (const principalId of this.host.hub.principals()) this.revalidate(principalId)
         break
       case 'subscribe': {
         if (signal.to !== this.serverId) break

@@ -453,6 +453,8 @@ export class SyncServer {
   }
 
   async #sse(request: ZunoRequest, principal: Principal | undefined): Promise<ZunoResponse> {
+    // A revalidation while this request waits (for the universe, or to catch up) is applied as it opens.
+    const checkedAt = this.#control.revalidations
     // `stores` are the stream's own (one the principal may not read refuses it); `follow`, those its
     // client followed since, which may have been revoked meanwhile: left out and reported (`revoked`).
     const fixed = this.#storeFilter(request, 'stores')
@@ -496,11 +498,22 @@ export class SyncServer {
           sink.close()
           return { drained() {}, close() {} }
         }
+        let [streamKeys, streamSet, gone] = [storeKeys, keySet, revoked]
+        if (storeKeys !== undefined && this.#control.revalidations !== checkedAt) {
+          // Rights changed while the request waited: what they no longer allow goes as revoked, as a follow would.
+          const late = new Set(storeKeys.filter((storeKey) => !this.#may(principal, storeKey, 'read')))
+          if (late.size > 0) {
+            streamKeys = storeKeys.filter((storeKey) => !late.has(storeKey))
+            streamSet = new Set(streamKeys)
+            for (const storeKey of late) versions?.delete(storeKey)
+            gone = [...revoked, ...late]
+          }
+        }
         // `hello` goes to a client that follows at runtime (it names what it holds): others never use its id.
         const opening = versions === undefined ? [this.#retryHint] : [this.#retryHint, encodeHelloFrame(owner.streamId)]
-        if (revoked.length > 0) opening.push(encodeRevokedFrame(revoked))
-        opening.push(...this.#openingFrames(lastEventId, storeKeys, keySet ?? readable, patches, versions))
-        const subscription = this.#hub.add(sink, keySet, readable, opening, patches, owner)
+        if (gone.length > 0) opening.push(encodeRevokedFrame(gone))
+        opening.push(...this.#openingFrames(lastEventId, streamKeys, streamSet ?? readable, patches, versions))
+        const subscription = this.#hub.add(sink, streamSet, readable, opening, patches, owner)
         return {
           drained: () => subscription.drained(),
           close: () => {
