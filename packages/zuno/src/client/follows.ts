@@ -6,7 +6,7 @@
  * repairs every follow, so nothing here is retried by itself.
  */
 import { ZunoError } from '../errors'
-import { type ErrorBody, PATHS, PROTOCOL_HEADER, PROTOCOL_VERSION, type SubscribeRequest } from '../protocol'
+import { type ErrorBody, MAX_STORES_PER_STREAM, PATHS, PROTOCOL_HEADER, PROTOCOL_VERSION, type SubscribeRequest } from '../protocol'
 import type { Timers } from './connection'
 import type { ReplicaStores } from './replicaStores'
 
@@ -37,6 +37,13 @@ export interface StreamStores {
   versions: string
 }
 
+/**
+ * How many characters the stores a reconnecting stream names may take in its URL: servers refuse
+ * long request lines (Node.js at 16 KiB of headers, 431), so the follows past it go on the stream
+ * once it is open, in `POST /subscribe`, and arrive whole.
+ */
+const URL_STORES_CHARS = 6000
+
 export class Follows {
   readonly #fixed: ReadonlySet<string> | undefined
   readonly #deps: FollowsDeps
@@ -47,6 +54,8 @@ export class Follows {
   readonly #tabs = new Map<string, ReadonlySet<string>>()
   /** Stores the server refused: not asked for again until {@link retry}. */
   readonly #refused = new Set<string>()
+  /** Stores past what one stream may follow, already reported: they are followed once others let go. */
+  readonly #overflow = new Set<string>()
   /** What the open stream follows, as far as it has been told (its URL, and the requests sent). */
   readonly #onStream = new Set<string>()
   #streamId: string | undefined
@@ -108,15 +117,6 @@ export class Follows {
     this.#schedule()
   }
 
-  /** Whether the stream should follow `storeKey` now. */
-  wants(storeKey: string): boolean {
-    if (this.#fixed?.has(storeKey) !== false) return true
-    if (this.#refused.has(storeKey)) return false
-    if (this.#holders.has(storeKey)) return true
-    for (const keys of this.#tabs.values()) if (keys.has(storeKey)) return true
-    return false
-  }
-
   /** A stream is opening: the stores its URL names, with the versions held. `undefined`: every store. */
   streamStores(): StreamStores | undefined {
     if (this.#fixed === undefined) return undefined
@@ -124,13 +124,20 @@ export class Follows {
     this.#onStream.clear()
     // A store of its own the server revoked would refuse the whole stream (403) if named again.
     const stores = [...this.#fixed].filter((storeKey) => !this.#refused.has(storeKey))
-    const follow = [...this.#wanted()].filter((storeKey) => !this.#fixed?.has(storeKey))
+    const follow: string[] = []
     const versions: string[] = []
-    for (const storeKey of [...stores, ...follow]) {
-      this.#onStream.add(storeKey)
-      const replica = this.#deps.replicas.find(storeKey)
-      versions.push(replica?.known ? String(replica.confirmed.version) : '-')
+    let chars = 0
+    for (const storeKey of stores) versions.push(this.#heldVersion(storeKey))
+    for (const storeKey of this.#wanted()) {
+      if (this.#fixed.has(storeKey)) continue
+      const version = this.#heldVersion(storeKey)
+      chars += storeKey.length + version.length + 2
+      // Past the URL's room: followed once the stream is open (see URL_STORES_CHARS).
+      if (chars > URL_STORES_CHARS) break
+      follow.push(storeKey)
+      versions.push(version)
     }
+    for (const storeKey of [...stores, ...follow]) this.#onStream.add(storeKey)
     return { stores, follow, versions: versions.join(',') }
   }
 
@@ -162,10 +169,33 @@ export class Follows {
     this.#graceTimers.clear()
   }
 
+  /** `?versions=`' entry for a store: the version held, or `-` when its state never arrived. */
+  #heldVersion(storeKey: string): string {
+    const replica = this.#deps.replicas.find(storeKey)
+    return replica?.known ? String(replica.confirmed.version) : '-'
+  }
+
+  /**
+   * The stores to follow besides the fixed ones: this replica's, then other tabs', first come first
+   * served up to what one stream may follow; those past it are reported once, and come in as others go.
+   */
   #wanted(): Set<string> {
     const wanted = new Set<string>()
-    for (const storeKey of this.#holders.keys()) if (!this.#refused.has(storeKey)) wanted.add(storeKey)
-    for (const keys of this.#tabs.values()) for (const storeKey of keys) if (!this.#refused.has(storeKey)) wanted.add(storeKey)
+    const room = MAX_STORES_PER_STREAM - (this.#fixed?.size ?? 0)
+    const over: string[] = []
+    const add = (storeKey: string) => {
+      if (this.#refused.has(storeKey) || this.#fixed?.has(storeKey) || wanted.has(storeKey)) return
+      if (wanted.size < room) {
+        wanted.add(storeKey)
+        this.#overflow.delete(storeKey)
+      } else if (!this.#overflow.has(storeKey)) over.push(storeKey)
+    }
+    for (const storeKey of this.#holders.keys()) add(storeKey)
+    for (const keys of this.#tabs.values()) for (const storeKey of keys) add(storeKey)
+    if (over.length > 0) {
+      for (const storeKey of over) this.#overflow.add(storeKey)
+      this.#deps.refused(over, new ZunoError('too_many_stores', `A stream follows at most ${MAX_STORES_PER_STREAM} stores: ${over.length} more wait until others are let go`))
+    }
     return wanted
   }
 

@@ -57,6 +57,8 @@ export class TabRelay {
   /** Follower: the tab whose stream it last heard, and the leaders before it (see {@link #stale}). */
   #leaderHeard: string | undefined
   readonly #formerLeaders = new Set<string>()
+  /** Leader: the tabs whose follows it keeps, each watched until it goes. */
+  readonly #watched = new Set<string>()
 
   constructor(channel: string, BroadcastChannelImpl: BroadcastChannelConstructor, locks: LockManagerLike | undefined, host: RelayHost) {
     this.#host = host
@@ -93,9 +95,13 @@ export class TabRelay {
     this.#link.post({ type: 'revoked', from: this.#from, stores })
   }
 
-  /** Follower: tells the leader every store this tab follows at runtime. */
+  /**
+   * Follower: tells the leader every store this tab follows at runtime, once this tab holds its own
+   * lock: the leader keeps them only while that lock is held, so a tab that crashes takes them along.
+   */
   follows(stores: string[]): void {
-    this.#link.post({ type: 'follows', from: this.#host.tabId(), stores })
+    const from = this.#host.tabId()
+    void this.#link.present.then(() => this.#link.post({ type: 'follows', from, stores }))
   }
 
   /** Leader: relays a commit of several stores. */
@@ -158,8 +164,8 @@ export class TabRelay {
   }
 
   close(): void {
-    // The leader's stream need not follow for this tab any more.
-    if (!this.#host.leading()) this.follows([])
+    // The leader's stream need not follow for this tab any more (at once: the channel closes next).
+    if (!this.#host.leading()) this.#link.post({ type: 'follows', from: this.#host.tabId(), stores: [] })
     this.#link.close()
   }
 
@@ -197,7 +203,9 @@ export class TabRelay {
         if (!leading) host.revoked(message.stores)
         break
       case 'follows':
-        if (leading) host.tabFollows(message.from, message.stores)
+        if (!leading) break
+        host.tabFollows(message.from, message.stores)
+        this.#watchTab(message.from)
         break
       case 'commit':
         if (!leading) host.applyCommit(message.event, message.eventId)
@@ -247,6 +255,16 @@ export class TabRelay {
     const follows = this.#host.ownFollows()
     if (follows.length > 0) this.follows(follows)
     return false
+  }
+
+  /** Leader: drops what a tab follows once it has closed or crashed, said goodbye or not. */
+  #watchTab(tabId: string): void {
+    if (this.#watched.has(tabId)) return
+    this.#watched.add(tabId)
+    this.#link.watch(tabId, () => {
+      this.#watched.delete(tabId)
+      this.#host.tabFollows(tabId, [])
+    })
   }
 
   /** Leader, now synced: answers the tabs that asked while it was not. */

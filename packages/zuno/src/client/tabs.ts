@@ -169,9 +169,18 @@ export interface TabHandlers {
  */
 export class TabLink {
   readonly #channel: BroadcastChannelLike
+  readonly #channelName: string
+  readonly #locks: LockManagerLike | undefined
   readonly #abort = new AbortController()
   #release: (() => void) | undefined
+  #releaseTab: (() => void) | undefined
   #leader = false
+  /**
+   * Settles once this tab holds its own lock (`<channel>:tab:<tabId>`), which it keeps for its
+   * life: the browser releases it when the tab closes or crashes, which is how the others learn it
+   * is gone ({@link watch}). What another tab should keep only while this one lives is sent after it.
+   */
+  readonly present: Promise<void>
 
   constructor(
     readonly tabId: string,
@@ -181,7 +190,22 @@ export class TabLink {
     handlers: TabHandlers,
   ) {
     this.#channel = new BroadcastChannelImpl(channelName)
+    this.#channelName = channelName
+    this.#locks = locks
     this.#channel.onmessage = (event) => handlers.message(event.data as TabMessage)
+    this.present =
+      locks === undefined
+        ? Promise.resolve()
+        : new Promise<void>((held) => {
+            locks
+              .request(`${channelName}:tab:${tabId}`, { signal: this.#abort.signal }, () => {
+                held()
+                return new Promise<void>((resolve) => {
+                  this.#releaseTab = resolve
+                })
+              })
+              .catch(() => {})
+          })
     const lead = () => {
       this.#leader = true
       handlers.lead()
@@ -213,10 +237,25 @@ export class TabLink {
     this.#channel.postMessage(message)
   }
 
-  /** Leaves: gives up the leadership (or its place in line) and the channel. */
+  /**
+   * Calls `gone` once the tab `tabId` has closed or crashed (its lock is free), unless this tab
+   * closes first. Without Web Locks every tab leads alone, and there is no other tab to watch.
+   */
+  watch(tabId: string, gone: () => void): void {
+    const signal = this.#abort.signal
+    this.#locks
+      ?.request(`${this.#channelName}:tab:${tabId}`, { signal }, () => {
+        if (!signal.aborted) gone()
+        return Promise.resolve()
+      })
+      .catch(() => {})
+  }
+
+  /** Leaves: gives up the leadership (or its place in line), its own lock and the channel. */
   close(): void {
     this.#abort.abort()
     this.#release?.()
+    this.#releaseTab?.()
     this.#channel.close()
   }
 }

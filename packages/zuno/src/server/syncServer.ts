@@ -465,7 +465,8 @@ export class SyncServer {
     const versions = parseVersions(request.query.get('versions'), fixed, followed)
     const revoked = followed?.filter((storeKey) => !this.#may(principal, storeKey, 'read')) ?? []
     if (revoked.length > 0) {
-      storeKeys = storeKeys?.filter((storeKey) => !revoked.includes(storeKey))
+      const gone = new Set(revoked)
+      storeKeys = storeKeys?.filter((storeKey) => !gone.has(storeKey))
       for (const storeKey of revoked) versions?.delete(storeKey)
     }
     await this.#universe.ready
