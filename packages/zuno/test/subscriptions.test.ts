@@ -199,7 +199,7 @@ describe('universe.revalidate', () => {
     expect((await subscribe(zuno.url, { streamId, follow: ['room:42'] }, { 'x-user': 'ada' })).status).toBe(403)
   })
 
-  it('asks again for a stream of every store, and reports what it stopped carrying', async () => {
+  it('asks again for a stream of every store: reports what it stopped carrying, and sends whole what it may read again', async () => {
     const { members, handler } = roomsServer()
     const zuno = await startZuno({ handler })
     cleanups.push(() => zuno.close())
@@ -213,6 +213,13 @@ describe('universe.revalidate', () => {
     await zuno.universe.store('room:42').set(2)
     await zuno.universe.store('counter').set(1)
     expect(dataOf(await stream.nextEvent()).storeKey).toBe('counter')
+    // Let in again: its state as of now first (the changes it missed are in it), then its changes.
+    members.get('room:42')?.add('ada')
+    await zuno.universe.revalidate('ada')
+    const followed = await stream.nextEvent()
+    expect([followed.event, dataOf(followed), followed.id]).toEqual(['followed', { stores: { 'room:42': { version: 2, state: 2 } } }, zuno.universe.cursor])
+    await zuno.universe.store('room:42').set(3)
+    expect(dataOf(await stream.nextEvent())).toMatchObject({ storeKey: 'room:42', version: 3 })
   })
 
   it('reaches the streams another instance of the storage holds', async () => {

@@ -14,11 +14,19 @@ export class ReadRights {
     return may
   }
 
-  /** Forgets every answer, and returns the stores that were readable and no longer are. */
-  recheck(): string[] {
+  /**
+   * Asks the rule again for every store it answered: returns those that were readable and no
+   * longer are, and those that were not and now are (the stream must be sent their state first).
+   */
+  recheck(): { revoked: string[]; granted: string[] } {
     const revoked: string[] = []
-    for (const [storeKey, may] of this.#decided) if (may && !this.rule(storeKey)) revoked.push(storeKey)
-    this.#decided.clear()
-    return revoked
+    const granted: string[] = []
+    for (const [storeKey, may] of this.#decided) {
+      const now = this.rule(storeKey)
+      if (now === may) continue
+      ;(may ? revoked : granted).push(storeKey)
+      this.#decided.set(storeKey, now)
+    }
+    return { revoked, granted }
   }
 }

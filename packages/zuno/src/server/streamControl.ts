@@ -68,10 +68,18 @@ export class StreamControl {
     this.revalidations += 1
     const { hub } = this.host
     for (const stream of [...hub.streamsOf(principalId)]) {
-      const revoked =
-        stream.storeKeys === undefined
-          ? (stream.readable?.recheck() ?? [])
-          : [...stream.storeKeys].filter((storeKey) => !this.host.mayRead(stream.principal, storeKey))
+      if (stream.storeKeys === undefined) {
+        const changed = stream.readable?.recheck()
+        if (changed === undefined) continue
+        if (changed.revoked.length > 0) stream.send(encodeRevokedFrame(changed.revoked))
+        // A store it may read now, on a stream of every store: its state as of now, then its changes.
+        if (changed.granted.length > 0) {
+          const { cursor, stores } = this.host.universe.snapshot(changed.granted)
+          stream.send(encodeFollowedFrame(cursor, { stores }))
+        }
+        continue
+      }
+      const revoked = [...stream.storeKeys].filter((storeKey) => !this.host.mayRead(stream.principal, storeKey))
       if (revoked.length === 0) continue
       hub.unfollow(stream, revoked)
       stream.send(encodeRevokedFrame(revoked))
