@@ -103,63 +103,45 @@ describe.skipIf(!haveChromium)('tabs in Chromium', () => {
     await until(async () => JSON.stringify((await shown(same))['doc.2']) === JSON.stringify({ title: 'two, edited' }), 15_000)
     expect(server.streams()).toBe(2)
   })
-})
 
-describe.skipIf(!haveChromium)('documents followed at runtime in Chromium', () => {
-  beforeAll(async () => {
-    browser = await chromium.launch({
-      executablePath,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    })
-  })
-  afterAll(() => browser?.close())
-  beforeEach(async () => {
-    errors = []
-    server = await startTabServer(stores)
-    context = await browser.newContext()
-  })
-  afterEach(async () => {
-    await context.close()
-    await server.close()
-    expect(errors).toEqual([])
-  })
+  describe('documents followed at runtime', () => {
+    /** Follows `key` in the tab and waits until it shows `value`. */
+    async function open(page: Page, key: string, value: unknown): Promise<void> {
+      await page.evaluate((storeKey) => (window as unknown as { zuno: { follow(key: string): void } }).zuno.follow(storeKey), key)
+      await page.waitForFunction(
+        ([storeKey, expected]) => JSON.stringify((window as unknown as { zuno: { store(key: string): { get(): unknown } } }).zuno.store(storeKey as string).get()) === expected,
+        [key, JSON.stringify(value)] as const,
+        { timeout: 15_000 },
+      )
+    }
 
-  /** Follows `key` in the tab and waits until it shows `value`. */
-  async function open(page: Page, key: string, value: unknown): Promise<void> {
-    await page.evaluate((storeKey) => (window as unknown as { zuno: { follow(key: string): void } }).zuno.follow(storeKey), key)
-    await page.waitForFunction(
-      ([storeKey, expected]) => JSON.stringify((window as unknown as { zuno: { store(key: string): { get(): unknown } } }).zuno.store(storeKey as string).get()) === expected,
-      [key, JSON.stringify(value)] as const,
-      { timeout: 15_000 },
-    )
-  }
-
-  it('opens twenty documents one after another over the one stream it has, and each stays live', async () => {
-    for (let i = 0; i < 20; i++) await server.universe.store(`room:${i}`, { n: 0 }).set({ n: i })
-    const page = await tab('stores=doc.1')
-    await connected(page)
-    for (let i = 0; i < 20; i++) await open(page, `room:${i}`, { n: i })
-    await server.universe.store('room:7').set({ n: 77 })
-    await page.waitForFunction(() => (window as unknown as { zuno: { store(key: string): { get(): { n: number } } } }).zuno.store('room:7').get().n === 77, undefined, { timeout: 15_000 })
-    // Counted on the server: one stream, opened once.
-    expect(server.streamRequests()).toBe(1)
-    expect(server.streams()).toBe(1)
-  })
-
-  it('follows what each tab opens through the leader’s stream: three tabs, one stream', async () => {
-    for (let i = 0; i < 6; i++) await server.universe.store(`room:${i}`, { n: 0 }).set({ n: i })
-    const pages: Page[] = []
-    for (let i = 0; i < 3; i++) {
+    it('opens twenty documents one after another over the one stream it has, and each stays live', async () => {
+      for (let i = 0; i < 20; i++) await server.universe.store(`room:${i}`, { n: 0 }).set({ n: i })
       const page = await tab('stores=doc.1')
       await connected(page)
-      pages.push(page)
-    }
-    for (const [i, page] of pages.entries()) {
-      await open(page, `room:${2 * i}`, { n: 2 * i })
-      await open(page, `room:${2 * i + 1}`, { n: 2 * i + 1 })
-    }
-    await server.universe.store('room:5').set({ n: 55 })
-    await (pages[2] as Page).waitForFunction(() => (window as unknown as { zuno: { store(key: string): { get(): { n: number } } } }).zuno.store('room:5').get().n === 55, undefined, { timeout: 15_000 })
-    expect(server.streams()).toBe(1)
+      for (let i = 0; i < 20; i++) await open(page, `room:${i}`, { n: i })
+      await server.universe.store('room:7').set({ n: 77 })
+      await page.waitForFunction(() => (window as unknown as { zuno: { store(key: string): { get(): { n: number } } } }).zuno.store('room:7').get().n === 77, undefined, { timeout: 15_000 })
+      // Counted on the server: one stream, opened once.
+      expect(server.streamRequests()).toBe(1)
+      expect(server.streams()).toBe(1)
+    })
+
+    it('follows what each tab opens through the leader’s stream: three tabs, one stream', async () => {
+      for (let i = 0; i < 6; i++) await server.universe.store(`room:${i}`, { n: 0 }).set({ n: i })
+      const pages: Page[] = []
+      for (let i = 0; i < 3; i++) {
+        const page = await tab('stores=doc.1')
+        await connected(page)
+        pages.push(page)
+      }
+      for (const [i, page] of pages.entries()) {
+        await open(page, `room:${2 * i}`, { n: 2 * i })
+        await open(page, `room:${2 * i + 1}`, { n: 2 * i + 1 })
+      }
+      await server.universe.store('room:5').set({ n: 55 })
+      await (pages[2] as Page).waitForFunction(() => (window as unknown as { zuno: { store(key: string): { get(): { n: number } } } }).zuno.store('room:5').get().n === 55, undefined, { timeout: 15_000 })
+      expect(server.streams()).toBe(1)
+    })
   })
 })

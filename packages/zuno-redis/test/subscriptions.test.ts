@@ -38,6 +38,20 @@ async function instance(ns: string, options: NodeHandlerOptions = {}) {
   return { universe, url: `http://127.0.0.1:${(server.address() as { port: number }).port}/zuno`, streams: () => sse }
 }
 
+/**
+ * Two instances on a fresh namespace whose `authorize` lets the members of `members` read `room`
+ * (ada, at first): the rights an app changes before it calls `revalidate`.
+ */
+async function roomOnTwoInstances() {
+  const ns = namespace()
+  const members = new Set(['ada'])
+  const handler = {
+    authenticate: () => ({ id: 'ada' }),
+    authorize: ({ principal, storeKey }: { principal: Principal | undefined; storeKey: string }) => storeKey !== 'room' || members.has(principal?.id ?? ''),
+  }
+  return { members, holding: await instance(ns, handler), other: await instance(ns, handler) }
+}
+
 /** A fetch that sends the control path to `other` and everything else where it was going, as a load balancer without sticky sessions might. */
 function controlTo(other: string): typeof fetch {
   return (input, init) => {
@@ -64,14 +78,7 @@ describe.skipIf(!haveRedis)('runtime subscriptions on Redis', () => {
   })
 
   it('revokes, from another instance, what an open stream may no longer read', async () => {
-    const ns = namespace()
-    const members = new Set(['ada'])
-    const handler = {
-      authenticate: () => ({ id: 'ada' }),
-      authorize: ({ principal, storeKey }: { principal: Principal | undefined; storeKey: string }) => storeKey !== 'room' || members.has(principal?.id ?? ''),
-    }
-    const holding = await instance(ns, handler)
-    const other = await instance(ns, handler)
+    const { members, holding, other } = await roomOnTwoInstances()
     const replica = connect({ url: holding.url, EventSource, stores: ['counter'], fetch: controlTo(other.url) })
     cleanups.push(() => replica.close())
     replica.follow('room')
@@ -106,14 +113,7 @@ describe.skipIf(!haveRedis)('runtime subscriptions on Redis', () => {
 
 describe.skipIf(!haveRedis)('review: revocation across a blip of the bus', () => {
   it('a revalidate published while the holding instance’s pub/sub connection reconnects still takes effect', async () => {
-    const ns = namespace()
-    const members = new Set(['ada'])
-    const handler = {
-      authenticate: () => ({ id: 'ada' }),
-      authorize: ({ principal, storeKey }: { principal: Principal | undefined; storeKey: string }) => storeKey !== 'room' || members.has(principal?.id ?? ''),
-    }
-    const holding = await instance(ns, handler)
-    const other = await instance(ns, handler)
+    const { members, holding, other } = await roomOnTwoInstances()
     const replica = connect({ url: holding.url, EventSource, stores: ['counter'] })
     cleanups.push(() => replica.close())
     replica.follow('room')
@@ -137,14 +137,7 @@ describe.skipIf(!haveRedis)('review: revocation across a blip of the bus', () =>
 
 describe.skipIf(!haveRedis)('review: revocation from another instance, then a write at once', () => {
   it('the write after `revalidate` resolved never reaches the revoked stream', async () => {
-    const ns = namespace()
-    const members = new Set(['ada'])
-    const handler = {
-      authenticate: () => ({ id: 'ada' }),
-      authorize: ({ principal, storeKey }: { principal: Principal | undefined; storeKey: string }) => storeKey !== 'room' || members.has(principal?.id ?? ''),
-    }
-    const holding = await instance(ns, handler)
-    const other = await instance(ns, handler)
+    const { members, holding, other } = await roomOnTwoInstances()
     const replica = connect({ url: holding.url, EventSource, stores: ['counter'] })
     cleanups.push(() => replica.close())
     replica.follow('room')
