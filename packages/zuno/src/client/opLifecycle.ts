@@ -79,6 +79,10 @@ export class OpLifecycle {
     // An update that throws on the current state refuses its op, unless the op may have been applied
     // already: then only the server's answer to the resend can settle it (and its id).
     if (op.failure !== undefined && resend === undefined) return this.#refuse(op, op.failure)
+    if (resend === undefined && op.madeOn !== undefined && replica.deletedAt !== undefined && op.madeOn < replica.deletedAt) {
+      // Made before this replica learned of the deletion: proposed on the tombstone, it would bring the store back.
+      return this.#refuse(op, new ZunoError('store_deleted', `${replica.cell.key}: op ${op.opId} refused (the store was deleted at version ${replica.deletedAt})`))
+    }
     this.#deps.proposer.start()
     const key = replica.cell.key
     if (resend === undefined) op.sent = op.result
