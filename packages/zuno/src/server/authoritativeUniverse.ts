@@ -833,7 +833,8 @@ export class AuthoritativeUniverse<
   #admit(storeKey: string, stateJson: string, byServer: boolean, createdBefore = 0): void {
     const existing = this.existing(storeKey)
     const exists = existing !== undefined && this.#isVisible(existing)
-    if (!byServer && !exists && !this.#allowStore(storeKey)) {
+    // A store declared by its key is the clients' to write, deleted or not: allowStore speaks of the others.
+    if (!byServer && !exists && !this.#declaredAtStart.has(storeKey) && !this.#allowStore(storeKey)) {
       throw new ZunoError('store_not_allowed', `Store ${JSON.stringify(storeKey)} may not be created`)
     }
     if (!exists && this.#visibleCount + createdBefore >= this.#maxStores) {
