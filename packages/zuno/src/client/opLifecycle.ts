@@ -393,7 +393,8 @@ export class OpLifecycle {
       if (!deleted && !('state' in change)) continue
       const replica = this.#deps.replicas.get(change.storeKey)
       if (change.version <= replica.confirmed.version) continue
-      confirmFromServer(replica, deleted ? { version: change.version, state: undefined, deleted } : { version: change.version, state: change.state })
+      // This replica's own deletion: the sets it queued after the action were made on it, and may create the store again.
+      confirmFromServer(replica, { version: change.version, state: deleted ? replica.initial : change.state })
       changed.push(replica)
     }
     return changed
