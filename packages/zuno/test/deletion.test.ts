@@ -148,10 +148,7 @@ describe('deleting a store', () => {
     expect(universe.store('doc:1').version).toBe(2)
   })
 
-  // Known gap: once the store is created again, the server keeps no trace of the deletion, so its
-  // 409 carries no `deleted` and the op is rebased onto the new store. Fixing it means keeping the
-  // last deletion's version past a recreation (memory, file and Redis) and saying it in the 409.
-  it.fails('refuses an op made before a deletion even when the store was created again since', async () => {
+  it('refuses an op made before a deletion even when the store was created again since', async () => {
     const zuno = await startZuno()
     cleanups.push(() => zuno.close())
     await zuno.universe.store('doc', 0).set(1)

@@ -227,9 +227,11 @@ export class OpLifecycle {
         if (theirs.version > replica.confirmed.version) confirmFromServer(replica, theirs)
         op.conflicts += 1
         this.#deps.options.onConflict?.({ storeKey: replica.cell.key, opId: op.opId, conflicts: op.conflicts, theirs })
-        if (theirs.deleted) {
+        // Deleted and created again since the op's base: the replica learns of the deletion it missed.
+        if (outcome.deletedAt !== undefined && (replica.deletedAt ?? -1) < outcome.deletedAt) replica.deletedAt = outcome.deletedAt
+        if (theirs.deleted || (outcome.deletedAt !== undefined && op.madeOn !== undefined && op.madeOn < outcome.deletedAt)) {
           // Made before this replica knew the store was deleted: applied to nothing, it would bring the store back.
-          this.#refuse(op, new ZunoError('store_deleted', `${replica.cell.key}: op ${op.opId} refused (the store was deleted at version ${theirs.version})`))
+          this.#refuse(op, new ZunoError('store_deleted', `${replica.cell.key}: op ${op.opId} refused (the store was deleted at version ${outcome.deletedAt ?? theirs.version})`))
         } else if (op.failure !== undefined) {
           this.#refuse(op, op.failure)
         } else if (replica.policy === 'rollback' || op.conflicts >= (this.#deps.options.maxAttempts ?? 10)) {
