@@ -401,18 +401,17 @@ export function checkCounting(committed: readonly CommittedEvent[], storeKey: st
  * store, and acknowledged at version `v`, must not have crossed a deletion (one at a version `d`
  * between `m` and `v`): made before the deletion, it either committed before it or was refused
  * with `store_deleted`. Its write is looked up in the epoch it was made in, among its replica's
- * writes (`checkAcknowledged` says whether it is there at all). The op that creates the store
- * again (`v` is `d + 1`) is a resurrection, a problem; one rebased onto a store someone else
- * created again in between goes to `acrossRecreation` (the server keeps no trace of a deletion
- * once the store is created again, so it cannot refuse it yet).
+ * writes (`checkAcknowledged` says whether it is there at all). Either it created the store
+ * again (`v` is `d + 1`: a resurrection), or it was rebased onto a store someone else created
+ * again in between. A deletion by the op's own replica does not count: its ops go in order, so
+ * one made before that deletion lands before it.
  */
 export function checkNoResurrection(
   ops: readonly OpRecord[],
   epochs: ReadonlyMap<string, readonly CommittedEvent[]>,
   writers: ReadonlyMap<string, ReadonlySet<string>>,
-): { problems: string[]; acrossRecreation: string[] } {
+): string[] {
   const problems: string[] = []
-  const acrossRecreation: string[] = []
   const histories = new Map<string, CommittedEvent[]>()
   const historyIn = (epoch: string, storeKey: string): CommittedEvent[] => {
     let history = histories.get(`${epoch}/${storeKey}`)
@@ -434,10 +433,9 @@ export function checkNoResurrection(
     if (crossed === undefined) continue
     const by = [...writers].find(([, tags]) => tags.has(crossed.writer))?.[0] ?? 'server code'
     const what = `${op.replica}'s set of ${op.storeKey}, made on v${made}, landed at v${landed} past its deletion at v${crossed.version} by ${by}`
-    if (landed === crossed.version + 1) problems.push(`${what}: it brought the store back`)
-    else acrossRecreation.push(what)
+    problems.push(landed === crossed.version + 1 ? `${what}: it brought the store back` : `${what}, rebased onto the store created again`)
   }
-  return { problems, acrossRecreation }
+  return problems
 }
 
 /**

@@ -437,8 +437,7 @@ describe.each([ROOMY, SMALLEST, NEW_EPOCHS, TWO_INSTANCES])('simulation under in
       const problems = checkAcknowledged(ops, epochs, writers, scenario.freshRestarts)
       problems.push(...checkRefusedByProxy(ops, network.attempts, writers))
       // No op made before a deletion brought the store back; no replica showed a version going back.
-      const resurrections = checkNoResurrection(ops, epochs, writers)
-      problems.push(...resurrections.problems, ...run.shown)
+      problems.push(...checkNoResurrection(ops, epochs, writers), ...run.shown)
       const clientTags = new Set([...writers.values()].flatMap((tags) => [...tags]))
       // Every acknowledged item edit, merged or not, made its version from the one before it.
       problems.push(...checkItemEdits(ops, epochs, writers, STORES.items))
@@ -509,7 +508,7 @@ describe.each([ROOMY, SMALLEST, NEW_EPOCHS, TWO_INSTANCES])('simulation under in
       if (process.env.ZUNO_SIM_DEBUG) {
         const rejected = new Map<string, number>()
         for (const op of ops) if (op.error !== undefined) rejected.set(op.error, (rejected.get(op.error) ?? 0) + 1)
-        console.log(scenario.name, seed, Object.fromEntries(network.errors), network.injected, network.deltas, Object.fromEntries(rejected), run.leaderships, { deletions, recreations, storeDeleted, acrossRecreation: resurrections.acrossRecreation.length })
+        console.log(scenario.name, seed, Object.fromEntries(network.errors), network.injected, network.deltas, Object.fromEntries(rejected), run.leaderships, { deletions, recreations, storeDeleted })
       }
       // Deltas really travelled, both ways, and the merging store merged.
       const { patchProposals, patchFrames, patchAnswers, merges } = network.deltas
