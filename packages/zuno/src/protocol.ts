@@ -356,6 +356,8 @@ export interface SyncConflict<T = unknown> {
   patches?: Patch[]
   /** The store was deleted at `version` (no `state`): an op made before it learned so is refused, not applied to nothing. */
   deleted?: true
+  /** The store was deleted at this version, after the proposal's base, and created again since: an op made before the deletion is refused. */
+  deletedAt?: number
 }
 
 /** Every other non-2xx answer. */
@@ -386,6 +388,8 @@ export interface StoreState<T = unknown> {
   state: T
   /** The store was deleted at this version: it shows its initial state, and a write creates it again. */
   deleted?: true
+  /** In a snapshot, for a store deleted and created again since: the deletion's version (ops made before it are refused). */
+  deletedAt?: number
 }
 
 /** Data of the `snapshot` SSE event, and body of `GET /state` (which adds `cursor`). */

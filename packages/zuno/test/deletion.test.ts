@@ -111,6 +111,68 @@ describe('deleting a store', () => {
     expect(await replica.store('doc').set(10)).toBe(4)
   })
 
+  it('refuses an op queued before the stream brought the deletion, rather than proposing it on the tombstone', async () => {
+    const universe = createUniverse({ app })
+    const served = await serveUniverse(universe)
+    cleanups.push(() => served.close())
+    await universe.store('doc:1').set({ title: 'Plan' })
+    // Holds the replica's first proposal until released, so the next op waits in the queue.
+    let release = () => {}
+    const held = new Promise<void>((resolve) => {
+      release = resolve
+    })
+    let first = true
+    const replica = connect({
+      url: served.url,
+      EventSource,
+      app,
+      fetch: async (input, init) => {
+        if (first) {
+          first = false
+          await held
+        }
+        return fetch(input, init)
+      },
+    })
+    cleanups.push(() => replica.close())
+    await until(() => replica.store('doc:1').get().title === 'Plan')
+    const inFlight = replica.store('doc:2').set({ title: 'Other' })
+    // Made on version 1, while the replica shows the document.
+    const stale = replica.store('doc:1').set((doc) => ({ title: `${doc.title}, revised` }))
+    stale.catch(() => {})
+    await universe.delete('doc:1')
+    await until(() => replica.store('doc:1').version === 2)
+    release()
+    await inFlight
+    await expect(stale).rejects.toMatchObject({ code: 'store_deleted' })
+    expect(universe.store('doc:1').version).toBe(2)
+  })
+
+  it('refuses an op made before a deletion even when the store was created again since', async () => {
+    const zuno = await startZuno()
+    cleanups.push(() => zuno.close())
+    await zuno.universe.store('doc', 0).set(1)
+    // A replica that follows no store: it learns of the deletion only from the answer to its op.
+    const replica = replicaOf(zuno.url, { stores: [] })
+    expect(await replica.store('doc', 0).set(2)).toBe(2)
+    await zuno.universe.delete('doc')
+    expect(await zuno.universe.store<number>('doc').set(100)).toBe(4)
+    await expect(replica.store<number>('doc').set((n) => n + 1)).rejects.toMatchObject({ code: 'store_deleted' })
+    expect(zuno.universe.store('doc').get()).toBe(100)
+  })
+
+  it('lets a replica create a deleted declared store again, whatever allowStore says of other stores', async () => {
+    const universe = createUniverse({ stores: { doc: 0 }, allowStore: () => false })
+    const served = await serveUniverse(universe)
+    cleanups.push(() => served.close())
+    const replica = replicaOf(served.url)
+    expect(await replica.store<number>('doc', 0).set(1)).toBe(1)
+    await universe.delete('doc')
+    await until(() => replica.store('doc').version === 2)
+    expect(await replica.store<number>('doc').set((n) => n + 1)).toBe(3)
+    expect(universe.store('doc').get()).toBe(1)
+  })
+
   it('deletes in an action, shown at once on the replica that runs it and streamed to the others', async () => {
     const universe = createUniverse({ app })
     const served = await serveUniverse(universe)

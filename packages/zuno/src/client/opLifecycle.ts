@@ -79,6 +79,10 @@ export class OpLifecycle {
     // An update that throws on the current state refuses its op, unless the op may have been applied
     // already: then only the server's answer to the resend can settle it (and its id).
     if (op.failure !== undefined && resend === undefined) return this.#refuse(op, op.failure)
+    if (resend === undefined && op.madeOn !== undefined && replica.deletedAt !== undefined && op.madeOn < replica.deletedAt) {
+      // Made before this replica learned of the deletion: proposed on the tombstone, it would bring the store back.
+      return this.#refuse(op, new ZunoError('store_deleted', `${replica.cell.key}: op ${op.opId} refused (the store was deleted at version ${replica.deletedAt})`))
+    }
     this.#deps.proposer.start()
     const key = replica.cell.key
     if (resend === undefined) op.sent = op.result
@@ -223,9 +227,11 @@ export class OpLifecycle {
         if (theirs.version > replica.confirmed.version) confirmFromServer(replica, theirs)
         op.conflicts += 1
         this.#deps.options.onConflict?.({ storeKey: replica.cell.key, opId: op.opId, conflicts: op.conflicts, theirs })
-        if (theirs.deleted) {
+        // Deleted and created again since the op's base: the replica learns of the deletion it missed.
+        if (outcome.deletedAt !== undefined && (replica.deletedAt ?? -1) < outcome.deletedAt) replica.deletedAt = outcome.deletedAt
+        if (theirs.deleted || (outcome.deletedAt !== undefined && op.madeOn !== undefined && op.madeOn < outcome.deletedAt)) {
           // Made before this replica knew the store was deleted: applied to nothing, it would bring the store back.
-          this.#refuse(op, new ZunoError('store_deleted', `${replica.cell.key}: op ${op.opId} refused (the store was deleted at version ${theirs.version})`))
+          this.#refuse(op, new ZunoError('store_deleted', `${replica.cell.key}: op ${op.opId} refused (the store was deleted at version ${outcome.deletedAt ?? theirs.version})`))
         } else if (op.failure !== undefined) {
           this.#refuse(op, op.failure)
         } else if (replica.policy === 'rollback' || op.conflicts >= (this.#deps.options.maxAttempts ?? 10)) {
@@ -389,7 +395,8 @@ export class OpLifecycle {
       if (!deleted && !('state' in change)) continue
       const replica = this.#deps.replicas.get(change.storeKey)
       if (change.version <= replica.confirmed.version) continue
-      confirmFromServer(replica, deleted ? { version: change.version, state: undefined, deleted } : { version: change.version, state: change.state })
+      // This replica's own deletion: the sets it queued after the action were made on it, and may create the store again.
+      confirmFromServer(replica, { version: change.version, state: deleted ? replica.initial : change.state })
       changed.push(replica)
     }
     return changed

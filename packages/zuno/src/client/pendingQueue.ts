@@ -77,6 +77,8 @@ export interface StateOp extends OpCommon {
   lastSent: WireBody | undefined
   /** Set when the server could not apply a patch of it: it goes whole from then on. */
   whole?: true
+  /** The confirmed version when `set` was called (absent for an op restored after a reload): a deletion past it refuses the op. */
+  madeOn?: number
 }
 
 /** One action waiting to be accepted: the server runs it; until then this replica shows its own run of it. */
@@ -170,6 +172,8 @@ export interface ReplicaStore {
   readonly foreign: Map<string, { baseVersion: number; state: unknown; arrival: number }>
   /** What this tab last told the others of its pending ops here. */
   announced: { baseVersion: number; state: unknown } | undefined
+  /** The version of the latest deletion of the store this replica learned of, in the current epoch. */
+  deletedAt?: number | undefined
 }
 
 /** An op whose ids changed, with the ids it had (its outbox entry is under those). */
@@ -237,6 +241,7 @@ export class PendingQueue {
       failure: undefined,
       lastSent: undefined,
       doubtedIn: undefined,
+      madeOn: replica.confirmed.version,
     }
     replica.pending.push(op)
     this.#ops.push(op)

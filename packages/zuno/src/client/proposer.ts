@@ -23,7 +23,7 @@ export type Outcome =
   /** An action was accepted: `changes` are the stores it wrote (none for a `duplicate` whose answer is gone). */
   | { type: 'action_accepted'; changes: StoreChange[] }
   /** Definitive: the op was not applied, and its id stays free for the rebased attempt. */
-  | { type: 'conflict'; theirs: StoreState }
+  | { type: 'conflict'; theirs: StoreState; deletedAt?: number }
   /** The server could not apply the op's patch; it was not applied, and goes again whole. */
   | { type: 'send_whole' }
   /** Not processed: the server is in a newer epoch. */
@@ -175,7 +175,9 @@ export function classify(op: PendingOp, { status, body }: ProposalAnswer): Outco
     // Definitive: the op was not applied (nor any earlier attempt: its answer would have been kept),
     // and its id stays free for the rebased attempt.
     if ((body as SyncConflict).deleted) return { type: 'conflict', theirs: { version: body.version, state: undefined, deleted: true } }
-    return { type: 'conflict', theirs: answeredState(op, body.version, body) }
+    const { deletedAt } = body as SyncConflict
+    const theirs = answeredState(op, body.version, body)
+    return deletedAt === undefined ? { type: 'conflict', theirs } : { type: 'conflict', theirs, deletedAt }
   }
   // Not applied, and not recorded: a state goes where the patch did not.
   if ((code === 'patch_mismatch' || code === 'invalid_patch') && op.kind === 'state' && op.lastSent?.patch !== undefined) return { type: 'send_whole' }

@@ -66,6 +66,8 @@ export class ReplicaStores {
 export function confirmFromServer(replica: ReplicaStore, confirmed: StoreState): void {
   // A deleted store shows its initial state, at the deletion's version: a write on it creates it again.
   replica.confirmed = confirmed.deleted ? { version: confirmed.version, state: replica.initial } : confirmed
+  if (confirmed.deleted) replica.deletedAt = confirmed.version
+  else if (confirmed.deletedAt !== undefined && (replica.deletedAt ?? -1) < confirmed.deletedAt) replica.deletedAt = confirmed.deletedAt
   replica.known = true
 }
 

@@ -45,6 +45,8 @@ export class ServerFeed {
       this.#deps.ops.flush()
       // A new history: every store this replica holds starts over from it, the ones it lacks from their initial state.
       for (const [key, replica] of this.#deps.replicas.entries()) {
+        // Deletions of the old history say nothing of the new one's versions.
+        replica.deletedAt = undefined
         if (!Object.hasOwn(message.stores, key)) {
           confirmFromServer(replica, { version: 0, state: replica.initial })
           this.#deps.show(replica)
@@ -57,6 +59,10 @@ export class ServerFeed {
       // (a store's initial state is the server's to declare), and a new epoch restarts versions.
       if (epochChanged || incoming.version >= replica.confirmed.version) confirmFromServer(replica, incoming)
       this.#deps.show(replica)
+    }
+    if (epochChanged) {
+      // Pending ops go on in the new history as if made on what it holds now.
+      for (const [, replica] of this.#deps.replicas.entries()) for (const op of replica.pending) op.madeOn = replica.confirmed.version
     }
     this.#deps.ops.settleHeard(epochChanged)
     this.markSynced()
@@ -119,7 +125,7 @@ export class ServerFeed {
     // A patch that does not apply to what this replica holds: it missed something, so start over.
     if (made === undefined) return this.#deps.resync()
     this.#deps.cursor.note(eventId)
-    confirmFromServer(replica, { version: event.version, state: made.state })
+    confirmFromServer(replica, { version: event.version, state: made.state, ...(event.deleted ? { deleted: true } : {}) })
     this.#deps.show(replica)
   }
 
@@ -154,7 +160,7 @@ export class ServerFeed {
     const changed: ReplicaStore[] = []
     for (const { change, replica, made } of arrived) {
       if (made === undefined) continue
-      confirmFromServer(replica, { version: change.version, state: made.state })
+      confirmFromServer(replica, { version: change.version, state: made.state, ...(change.deleted ? { deleted: true } : {}) })
       changed.push(replica)
     }
     this.#deps.showTogether(changed)

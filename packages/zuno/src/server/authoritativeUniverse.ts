@@ -167,6 +167,8 @@ export type ProposalResult =
       patches?: Patch[]
       /** The store is deleted, at `version` (no `state`). */
       deleted?: true
+      /** The store was deleted at this version, after the proposal's base, and created again since. */
+      deletedAt?: number
     }
   /** Refused: for good (recorded, a retry gets the same), or without a decision (unknown client, another epoch, a reused opId). */
   | {
@@ -254,6 +256,8 @@ export class AuthoritativeUniverse<
   readonly #recentPatches = new Map<string, RecentPatches>()
   /** Stores deleted, and not created again since: they show their initial state at their tombstone's version. */
   readonly #deleted = new Set<string>()
+  /** Each store's latest deletion since this universe loaded its storage, kept when it is created again: snapshots tell it. */
+  readonly #lastDeletion = new Map<string, number>()
 
   constructor(options: UniverseOptions<Schemas> & AppActions = {}) {
     super()
@@ -333,6 +337,7 @@ export class AuthoritativeUniverse<
     const reloading = this.#log !== undefined
     this.#log = log
     this.#deleted.clear()
+    this.#lastDeletion.clear()
     for (const [key, stored] of image.stores) this.#publish(key, deepFreeze(stored.state), stored.version, stored.deleted === true)
     if (reloading) {
       // A new epoch: stores it does not have start over from their declared state.
@@ -837,7 +842,8 @@ export class AuthoritativeUniverse<
   #admit(storeKey: string, stateJson: string, byServer: boolean, createdBefore = 0): void {
     const existing = this.existing(storeKey)
     const exists = existing !== undefined && this.#isVisible(existing)
-    if (!byServer && !exists && !this.#allowStore(storeKey)) {
+    // A store declared by its key is the clients' to write, deleted or not: allowStore speaks of the others.
+    if (!byServer && !exists && !this.#declaredAtStart.has(storeKey) && !this.#allowStore(storeKey)) {
       throw new ZunoError('store_not_allowed', `Store ${JSON.stringify(storeKey)} may not be created`)
     }
     if (!exists && this.#visibleCount + createdBefore >= this.#maxStores) {
@@ -924,7 +930,9 @@ export class AuthoritativeUniverse<
         // Version 0 is the declared initial state, which only the server knows.
         const state = outcome.version === 0 ? this.#initialOf(storeKey) : outcome.state
         const patches = this.#shorterPatches(storeKey, base, outcome.version, state)
-        return patches === undefined ? { type: 'conflict', storeKey, version: outcome.version, state } : { type: 'conflict', storeKey, version: outcome.version, state, patches }
+        const conflict: ProposalResult = patches === undefined ? { type: 'conflict', storeKey, version: outcome.version, state } : { type: 'conflict', storeKey, version: outcome.version, state, patches }
+        if (outcome.deletedAt !== undefined) conflict.deletedAt = outcome.deletedAt
+        return conflict
       }
       case 'reused':
         return refused('op_id_reused', 'This opId was processed with another store or state; use the next opId')
@@ -1001,7 +1009,11 @@ export class AuthoritativeUniverse<
     const cells = storeKeys === undefined ? this.cells() : storeKeys.map((key) => this.existing(key))
     for (const cell of cells) {
       if (cell === undefined || (readable !== undefined && !readable(cell.key))) continue
-      if (this.#isVisible(cell)) stores[cell.key] = { version: cell.version, state: cell.get() }
+      if (this.#isVisible(cell)) {
+        const deletedAt = this.#lastDeletion.get(cell.key)
+        // Created again since a deletion: a replica that missed the deletion learns of it here.
+        stores[cell.key] = deletedAt === undefined ? { version: cell.version, state: cell.get() } : { version: cell.version, state: cell.get(), deletedAt }
+      }
       // A deleted store: its tombstone, so a client holding it learns it is gone and at which version.
       else if (this.#deleted.has(cell.key)) stores[cell.key] = { version: cell.version, deleted: true } as StoreState
     }
@@ -1153,8 +1165,10 @@ export class AuthoritativeUniverse<
     }
     const cell = this.cell(key)
     const wasVisible = this.#isVisible(cell)
-    if (deleted) this.#deleted.add(key)
-    else if (this.#deleted.size > 0) this.#deleted.delete(key)
+    if (deleted) {
+      this.#deleted.add(key)
+      this.#lastDeletion.set(key, version)
+    } else if (this.#deleted.size > 0) this.#deleted.delete(key)
     cell.publish(deleted ? this.#initialOf(key) : state, version)
     const visible = this.#isVisible(cell)
     if (visible !== wasVisible) this.#visibleCount += visible ? 1 : -1

@@ -208,6 +208,8 @@ export type CommitOutcome =
       state: unknown
       /** The store is deleted (at `version`). */
       deleted?: boolean
+      /** The store was deleted at this version, after the op's base, and created again since: the op was made on the store that was deleted. */
+      deletedAt?: number
       /** With an action: which store moved (the first found), so the universe can run it again on that state at once. */
       storeKey?: string
     }

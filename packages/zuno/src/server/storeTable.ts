@@ -12,6 +12,8 @@ export class StoreTable {
   readonly #listeners = new Set<(event: CommittedEvent) => void>()
   /** Each store's current version and state; entries change in place, so a reader that keeps one copies it. */
   readonly states = new Map<string, StoreState>()
+  /** Each store's latest deletion, kept when it is created again: an op based before it is told so. */
+  readonly #deletions = new Map<string, number>()
   /** Commits whose listeners have not heard of them yet: more than one only while listeners run. */
   readonly #undelivered: CommittedEvent[] = []
 
@@ -24,7 +26,11 @@ export class StoreTable {
     const { storeKey, baseVersion } = request.write
     const current = this.states.get(storeKey)
     const version = current?.version ?? 0
-    return baseVersion === version ? undefined : conflictWith(version, current)
+    if (baseVersion === version) return undefined
+    const conflict = conflictWith(version, current)
+    const deletedAt = this.#deletions.get(storeKey)
+    if (!conflict.deleted && deletedAt !== undefined && baseVersion < deletedAt) conflict.deletedAt = deletedAt
+    return conflict
   }
 
   /** The outcome of an action that cannot be accepted (a retry, a store moved since it was read, …); `undefined` if it can. */
@@ -99,6 +105,7 @@ export class StoreTable {
     // In place: a store's entry lives from one write to the next, long enough to be promoted, so a
     // new one per write would be copied once per write. A deleted store keeps its version (a
     // tombstone): created again, it goes on from there, so its versions never go back.
+    if (deleted) this.#deletions.set(storeKey, version)
     const current = this.states.get(storeKey)
     if (current === undefined) this.states.set(storeKey, deleted ? { version, state: undefined, deleted } : { version, state })
     else {

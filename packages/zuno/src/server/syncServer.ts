@@ -377,6 +377,7 @@ export class SyncServer {
         case 'conflict': {
           const body: SyncConflict = { ok: false, error: 'conflict', storeKey: result.storeKey, version: result.version, state: result.state }
           if (result.deleted) body.deleted = true
+          if (result.deletedAt !== undefined) body.deletedAt = result.deletedAt
           if (result.patches !== undefined) withPatches(body, result.patches)
           if (unreadable) withoutState(body)
           return json(409, body)

@@ -18,6 +18,8 @@ export interface OpRecord {
   cause?: string
   /** For a `set` of the merging `items` store: the edit its updater made. */
   edit?: ItemEdit
+  /** For a `set`: the version its replica showed of the store when `set` was called, and in which epoch. */
+  madeOn?: { version: number; epoch: string }
 }
 
 /**
@@ -67,8 +69,22 @@ export function perStore(committed: readonly CommittedEvent[]): CommittedEvent[]
   return committed.flatMap((event) =>
     event.changes === undefined
       ? [event]
-      : event.changes.map(({ storeKey, version, state }) => ({ storeKey, version, state, writer: event.writer, opId: event.opId, seq: event.seq, id: event.id })),
+      : event.changes.map(({ storeKey, version, state, deleted }) => ({
+          storeKey,
+          version,
+          state,
+          writer: event.writer,
+          opId: event.opId,
+          seq: event.seq,
+          id: event.id,
+          ...(deleted ? { deleted } : {}),
+        })),
   )
+}
+
+/** What a store holds after `event`: its state, or the store's initial state when the event deleted it. */
+export function stateAt(event: CommittedEvent | undefined, initial: unknown): unknown {
+  return event === undefined || event.deleted ? initial : event.state
 }
 
 /** The server's history of one store, indexed by version. */
@@ -217,6 +233,7 @@ export function checkLinearizable(
   committed: readonly CommittedEvent[],
   initial: Record<string, unknown>,
   merging: ReadonlySet<string> = new Set(),
+  byServer: (writer: string) => boolean = () => false,
 ): string[] {
   const problems: string[] = []
   const storeKeys = new Set(perStore(committed).map((event) => event.storeKey))
@@ -239,7 +256,7 @@ export function checkLinearizable(
       if (attempt.answer.duplicate) {
         // Processed long ago, answered with the current truth: at or after the op's own write.
         const own = history.find((e) => e.writer === writerTag(attempt.clientId) && e.opId === attempt.opId)
-        if (own === undefined || own.version > version || event === undefined || !same(state, event.state)) {
+        if (own === undefined || own.version > version || event === undefined || !same(state, stateAt(event, initial[storeKey]))) {
           problems.push(`${storeKey}: duplicate 200 for ${attempt.clientId}#${attempt.opId} at v${version} does not follow its write`)
         }
         continue
@@ -248,7 +265,8 @@ export function checkLinearizable(
         problems.push(`${storeKey}: 200 for ${attempt.clientId}#${attempt.opId} at v${version}, which is another write`)
         continue
       }
-      if (!same(stateSaid(attempt.answer, history, initial[storeKey]), event.state)) problems.push(`${storeKey}: 200 at v${version} with a state the log does not have`)
+      if ((attempt.answer.deleted === true) !== (event.deleted === true)) problems.push(`${storeKey}: 200 at v${version} says deleted ${attempt.answer.deleted}, the log ${event.deleted}`)
+      else if (!event.deleted && !same(stateSaid(attempt.answer, history, initial[storeKey]), event.state)) problems.push(`${storeKey}: 200 at v${version} with a state the log does not have`)
       if (version <= attempt.baseVersion) problems.push(`${storeKey}: 200 at v${version} for a proposal on v${attempt.baseVersion}`)
       else if (version > attempt.baseVersion + 1 && (attempt.patch === undefined || !merging.has(storeKey))) {
         problems.push(`${storeKey}: 200 at v${version} for a ${attempt.patch === undefined ? 'state' : 'patch'} on v${attempt.baseVersion}, which cannot merge`)
@@ -261,6 +279,8 @@ export function checkLinearizable(
     let ackIndex = 0
     let highestAcked = 0
     for (const { event, invoked } of bySending) {
+      // Server code's writes (deletions, a store created again) are no client's: nothing to order them by.
+      if (byServer(event.writer)) continue
       if (Number.isNaN(invoked)) {
         problems.push(`${storeKey}: v${event.version} was written by an op nobody sent`)
         continue
@@ -280,9 +300,9 @@ export function checkLinearizable(
       const state = stateSaid(attempt.answer, history, initial[storeKey])
       if (version === attempt.baseVersion) problems.push(`${storeKey}: 409 for a proposal on the current version`)
       const written = version === 0 ? undefined : history[version - 1]
-      const expectedState = written === undefined ? initial[storeKey] : written.state
       if (version > history.length) problems.push(`${storeKey}: 409 reports v${version}, never written`)
-      else if (!same(state, expectedState)) problems.push(`${storeKey}: 409 at v${version} with a state the log does not have`)
+      else if ((attempt.answer.deleted === true) !== (written?.deleted === true)) problems.push(`${storeKey}: 409 at v${version} says deleted ${attempt.answer.deleted}, the log ${written?.deleted}`)
+      else if (!written?.deleted && !same(state, stateAt(written, initial[storeKey]))) problems.push(`${storeKey}: 409 at v${version} with a state the log does not have`)
       if (written !== undefined && invokedAt(written) > attempt.respondedAt) {
         problems.push(`${storeKey}: 409 reports v${version} before anyone sent it`)
       }
@@ -302,7 +322,7 @@ export function checkLinearizable(
 function stateSaid(answer: { version: number; state: unknown; patches?: readonly unknown[] }, history: readonly CommittedEvent[], initial: unknown): unknown {
   if (answer.patches === undefined) return answer.state
   const from = answer.version - answer.patches.length
-  let state = from === 0 ? initial : history[from - 1]?.state
+  let state = from === 0 ? initial : stateAt(history[from - 1], initial)
   try {
     for (const patch of answer.patches) state = applyPatch(state, patch as Parameters<typeof applyPatch>[1])
   } catch {
@@ -333,6 +353,128 @@ export function checkRefusedByProxy(
   return problems
 }
 
+/**
+ * Deletions and the stores created again: in one epoch's log, how many changes deleted a store,
+ * and how many wrote one whose previous version was a deletion.
+ */
+export function countDeletions(committed: readonly CommittedEvent[]): { deletions: number; recreations: number } {
+  const deletedNow = new Set<string>()
+  let deletions = 0
+  let recreations = 0
+  for (const event of perStore(committed)) {
+    if (event.deleted) {
+      deletions += 1
+      deletedNow.add(event.storeKey)
+    } else if (deletedNow.delete(event.storeKey)) recreations += 1
+  }
+  return { deletions, recreations }
+}
+
+/** The stores whose last change in `committed` deleted them. */
+export function deletedAtEnd(committed: readonly CommittedEvent[]): Set<string> {
+  const deleted = new Set<string>()
+  for (const event of perStore(committed)) {
+    if (event.deleted) deleted.add(event.storeKey)
+    else deleted.delete(event.storeKey)
+  }
+  return deleted
+}
+
+/**
+ * A store that counts its writes since it was (last) created: every version that is not a deletion
+ * holds one more than the version before it, which holds `initial` when it is version 0 or a
+ * deletion. Rebasing an op across a deletion must start it over from the initial state.
+ */
+export function checkCounting(committed: readonly CommittedEvent[], storeKey: string, initial: number): string[] {
+  const problems: string[] = []
+  let before: unknown = initial
+  for (const event of historyOf(committed, storeKey)) {
+    const now = stateAt(event, initial)
+    if (!event.deleted && now !== (before as number) + 1) problems.push(`${storeKey} v${event.version} holds ${JSON.stringify(now)} after ${JSON.stringify(before)}`)
+    before = now
+  }
+  return problems
+}
+
+/**
+ * No resurrection from a stale base: a `set` made while its replica showed version `m` of a
+ * store, and acknowledged at version `v`, must not have crossed a deletion (one at a version `d`
+ * between `m` and `v`): made before the deletion, it either committed before it or was refused
+ * with `store_deleted`. Its write is looked up in the epoch it was made in, among its replica's
+ * writes (`checkAcknowledged` says whether it is there at all). Either it created the store
+ * again (`v` is `d + 1`: a resurrection), or it was rebased onto a store someone else created
+ * again in between. A deletion by the op's own replica does not count: its ops go in order, so
+ * one made before that deletion lands before it.
+ */
+export function checkNoResurrection(
+  ops: readonly OpRecord[],
+  epochs: ReadonlyMap<string, readonly CommittedEvent[]>,
+  writers: ReadonlyMap<string, ReadonlySet<string>>,
+): string[] {
+  const problems: string[] = []
+  const histories = new Map<string, CommittedEvent[]>()
+  const historyIn = (epoch: string, storeKey: string): CommittedEvent[] => {
+    let history = histories.get(`${epoch}/${storeKey}`)
+    if (history === undefined) {
+      history = historyOf(epochs.get(epoch) ?? [], storeKey)
+      histories.set(`${epoch}/${storeKey}`, history)
+    }
+    return history
+  }
+  for (const op of ops) {
+    if (op.action !== undefined || op.outcome !== 'resolved' || op.version === undefined || op.madeOn === undefined) continue
+    const { version: made, epoch } = op.madeOn
+    const landed = op.version
+    const history = historyIn(epoch, op.storeKey)
+    const written = history[landed - 1]
+    if (written === undefined || writers.get(op.replica)?.has(written.writer) !== true) continue
+    // The latest deletion the op crossed, if any: not its own replica's, whose later ops were made on it (its ops go in order).
+    const crossed = history.slice(made, landed - 1).findLast((event) => event.deleted && writers.get(op.replica)?.has(event.writer) !== true)
+    if (crossed === undefined) continue
+    const by = [...writers].find(([, tags]) => tags.has(crossed.writer))?.[0] ?? 'server code'
+    const what = `${op.replica}'s set of ${op.storeKey}, made on v${made}, landed at v${landed} past its deletion at v${crossed.version} by ${by}`
+    problems.push(landed === crossed.version + 1 ? `${what}: it brought the store back` : `${what}, rebased onto the store created again`)
+  }
+  return problems
+}
+
+/**
+ * Watches what a replica shows of `storeKeys`: within one epoch, a store's version never goes
+ * back (a deletion keeps it, a store created again goes on from it). `epochOf` reads the epoch
+ * the replica is in; problems go to `report`. Returns the unsubscribe.
+ */
+export function watchVersions(
+  name: string,
+  replica: { store(storeKey: string): StoreView & { subscribe(listener: () => void): () => void } },
+  storeKeys: readonly string[],
+  epochOf: () => string | undefined,
+  report: (problem: string) => void,
+): () => void {
+  const stops = storeKeys.map((storeKey) => {
+    const store = replica.store(storeKey)
+    let last = { epoch: epochOf(), version: store.version }
+    let settling = false
+    return store.subscribe(() => {
+      if (settling) return
+      const now = { epoch: epochOf(), version: store.version }
+      if (now.epoch !== last.epoch) {
+        // A new epoch restarts versions once the snapshot that brought it is applied (its id is noted first).
+        settling = true
+        queueMicrotask(() => {
+          settling = false
+          last = { epoch: epochOf(), version: store.version }
+        })
+        return
+      }
+      if (now.version < last.version) report(`${name} showed ${storeKey} v${now.version} after v${last.version}, in one epoch`)
+      last = now
+    })
+  })
+  return () => {
+    for (const stop of stops) stop()
+  }
+}
+
 /** What the convergence check reads of a store, on the server or on a replica. */
 export interface StoreView {
   readonly version: number
@@ -349,13 +491,16 @@ export function checkConverged(
   server: (storeKey: string) => StoreView,
   replicas: ReadonlyMap<string, { store(storeKey: string): StoreView; pending: { get(): number } }>,
   storeKeys: readonly string[],
+  deleted: { has(storeKey: string): boolean; initial(storeKey: string): unknown } = { has: () => false, initial: () => undefined },
 ): string[] {
   const problems: string[] = []
   for (const storeKey of storeKeys) {
     const truth = server(storeKey)
+    // A deleted store shows, at its tombstone's version, the initial state the replica was given.
+    const expected = deleted.has(storeKey) ? deleted.initial(storeKey) : truth.get()
     for (const [name, replica] of replicas) {
       const shown = replica.store(storeKey)
-      const sameState = truth.version === 0 || same(shown.get(), truth.get())
+      const sameState = truth.version === 0 || same(shown.get(), expected)
       if (shown.version !== truth.version || !sameState) {
         problems.push(
           `${name} shows ${storeKey} v${shown.version} ${JSON.stringify(shown.get())?.slice(0, 60)}, the server v${truth.version} ${JSON.stringify(truth.get())?.slice(0, 60)}`,

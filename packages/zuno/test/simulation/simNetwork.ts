@@ -59,7 +59,7 @@ export interface Attempt {
   invokedAt: number
   respondedAt?: number
   status?: number
-  answer?: { version: number; state: unknown; patches?: Patch[]; duplicate?: true }
+  answer?: { version: number; state: unknown; patches?: Patch[]; duplicate?: true; deleted?: true }
   /** The answer was a proxy's HTML page, not the server's. */
   proxy?: ProxyAnswer
 }
@@ -224,13 +224,19 @@ export class SimNetwork {
       }
       attempt.respondedAt = this.clock.now
       attempt.status = answer.status
-      const json = JSON.parse(answer.body) as { version?: number; state?: unknown; patches?: Patch[]; duplicate?: true; error?: string }
+      const json = JSON.parse(answer.body) as { version?: number; state?: unknown; patches?: Patch[]; duplicate?: true; deleted?: true; error?: string }
       if (json.error !== undefined) this.errors.set(json.error, (this.errors.get(json.error) ?? 0) + 1)
       if (json.patches !== undefined) this.deltas.patchAnswers += 1
       const merged = answer.status === 200 && json.version !== undefined && !json.duplicate && json.version > attempt.baseVersion + 1
       if (merged && this.config.merge?.includes(attempt.storeKey)) this.deltas.merges += 1
       if (json.version !== undefined) {
-        attempt.answer = { version: json.version, state: json.state, ...(json.patches ? { patches: json.patches } : {}), ...(json.duplicate ? { duplicate: true } : {}) }
+        attempt.answer = {
+          version: json.version,
+          state: json.state,
+          ...(json.patches ? { patches: json.patches } : {}),
+          ...(json.duplicate ? { duplicate: true } : {}),
+          ...(json.deleted ? { deleted: true } : {}),
+        }
       }
       return new Response(answer.body, { status: answer.status, headers: { ...JSON_HEADERS, ...answer.headers } })
     }) as typeof fetch

@@ -9,8 +9,10 @@
  * actions (an increment, an append, a move between two stores that must conserve their sum), mixed
  * with sets of the same stores in each client's one queue. A store of 100 id-keyed items merges:
  * replicas toggle, retitle, insert and remove items with updaters that share what they keep, so
- * their proposals go as patches and disjoint ones proposed on a stale base are merged. Each seed replays exactly; a failing one
- * prints its history.
+ * their proposals go as patches and disjoint ones proposed on a stale base are merged. Server code
+ * deletes two stores now and then (and an action deletes one), while replicas keep writing them:
+ * ops made before a deletion must be refused, never bring the store back. Each seed replays
+ * exactly; a failing one prints its history.
  */
 import type { StandardSchemaV1 } from '@standard-schema/spec'
 import { describe, expect, it } from 'vitest'
@@ -21,15 +23,20 @@ import { type CommittedEvent, createMemoryStorage } from '../../src/server/index
 import {
   applyItemEdit,
   checkAcknowledged,
+  checkCounting,
   checkItemEdits,
   checkContiguous,
   checkConverged,
+  checkNoResurrection,
+  countDeletions,
+  deletedAtEnd,
   checkRefusedByProxy,
   checkExactlyOnce,
   checkLinearizable,
   type ItemEdit,
   type OpRecord,
   perStore,
+  watchVersions,
 } from './checkers'
 import { CALM, type Faults, SimNetwork } from './simNetwork'
 import { SimBrowser } from './simBrowser'
@@ -40,6 +47,9 @@ const CLIENTS = 5
 const OPS_PER_CLIENT = 420 // with the browser's tabs, 5 seeds × 2,528 = 12,640 ops per scenario
 const WORKLOAD_MS = 60_000
 const RESTARTS = 2
+/** Per deletable store: how many times server code deletes it, and writes it itself (creating it again if it is deleted). */
+const SERVER_DELETIONS = 15
+const SERVER_WRITES = 5
 
 /** The browser's tabs: how many open at first, how many leaders close and how many tabs open later. */
 const FIRST_TABS = 3
@@ -77,6 +87,8 @@ const STORES = {
   left: 100,
   right: 0,
   items: Array.from({ length: FIRST_ITEMS }, (_, i): Item => ({ id: `i${i}`, title: `item ${i}`, done: false })),
+  /** Counts its writes since it was last created: server code and the `drop` action delete it. */
+  doc: 0,
 }
 /** The stores that merge disjoint patches proposed on a stale base, and how their items are identified. */
 const MERGING = ['items']
@@ -87,6 +99,10 @@ const TOTAL = 100
 /** A store the clients create themselves: after a new epoch it is gone until someone writes it again. */
 const DYNAMIC = 'made.by.clients'
 const KEYS = [...Object.keys(STORES), DYNAMIC]
+/** The stores server code deletes during the run. */
+const DELETABLE = ['doc', DYNAMIC]
+/** The state a replica shows of a store at version 0, and once it is deleted. */
+const initialOf = (key: string): unknown => (key === DYNAMIC ? 0 : STORES[key as keyof typeof STORES])
 
 /** A Standard Schema, written out: accepts what `accepts` allows and stores `transform` of it. */
 function transforming<T>(accepts: (input: unknown) => input is T, transform: (input: T) => T): StandardSchemaV1<T> {
@@ -121,6 +137,7 @@ const SIM_APP = defineZuno({
     left: { initial: STORES.left },
     right: { initial: STORES.right },
     items: { initial: STORES.items, ids: IDS.items, merge: true },
+    doc: { initial: STORES.doc },
   },
   actions: {
     increment: { run: (tx) => tx.set('counter', (n) => n + 1) },
@@ -135,6 +152,7 @@ const SIM_APP = defineZuno({
         tx.set('right', (n) => n + amount)
       },
     },
+    drop: { run: (tx) => tx.delete('doc') },
   },
 })
 const SERVER_ACTIONS: Record<string, ServerAction> = Object.fromEntries(
@@ -153,6 +171,8 @@ interface Run {
   ops: OpRecord[]
   /** Each replica's writer tags, by replica name. */
   writers: Map<string, Set<string>>
+  /** What the replicas showed that no checker of the end state could see (a version going back). */
+  shown: string[]
 }
 
 /** What the servers remember and how they fail. */
@@ -198,7 +218,12 @@ async function simulate(seed: number, scenario: Scenario): Promise<Run> {
   const replicas = new Map<string, ReplicaUniverse>()
   const ops: OpRecord[] = []
   const writers = new Map<string, Set<string>>()
+  const shown: string[] = []
   let replicaSeed = 0
+  /** The epoch a replica is in, as far as its stream has told it. */
+  const epochOf = (replica: ReplicaUniverse) => (replica.lastEventId === undefined ? undefined : parseEventId(replica.lastEventId)?.epoch)
+  /** A store as the replicas write it: the clients' own store starts at 0. */
+  const storeOf = (replica: ReplicaUniverse, key: string) => (key === DYNAMIC ? replica.store<number>(DYNAMIC, 0) : replica.store(key))
   const open = (name: string, tab: boolean): ReplicaUniverse => {
     const replicaIndex = replicaSeed++
     const replica = connect({
@@ -219,6 +244,7 @@ async function simulate(seed: number, scenario: Scenario): Promise<Run> {
     }) as unknown as ReplicaUniverse
     replicas.set(name, replica)
     writers.set(name, new Set([writerTag(replica.clientId)]))
+    watchVersions(name, { store: (key) => storeOf(replica, key) }, KEYS, () => epochOf(replica), (problem) => shown.push(`t=${clock.now} ${problem}`))
     return replica
   }
 
@@ -243,8 +269,9 @@ async function simulate(seed: number, scenario: Scenario): Promise<Run> {
     const item = `${name}:${++issued}`
     if (random() < 1 / 3) {
       const pick = random()
-      const action = pick < 0.4 ? 'increment' : pick < 0.7 ? 'append' : 'move'
-      const record: OpRecord = { replica: name, storeKey: action === 'increment' ? 'counter' : action === 'append' ? 'list' : 'left', action, outcome: 'pending' }
+      const action = pick < 0.4 ? 'increment' : pick < 0.68 ? 'append' : pick < 0.96 ? 'move' : 'drop'
+      const storeKey = action === 'increment' ? 'counter' : action === 'append' ? 'list' : action === 'move' ? 'left' : 'doc'
+      const record: OpRecord = { replica: name, storeKey, action, outcome: 'pending' }
       ops.push(record)
       const args = action === 'append' ? item : action === 'move' ? (random() < 0.5 ? -1 : 1) * (1 + Math.floor(random() * 5)) : undefined
       replica.act(action, args).then(
@@ -279,8 +306,11 @@ async function simulate(seed: number, scenario: Scenario): Promise<Run> {
       return
     }
     const pick = random()
-    const storeKey = pick < 0.4 ? 'counter' : pick < 0.65 ? 'list' : pick < 0.8 ? 'value' : pick < 0.9 ? 'label' : DYNAMIC
+    const storeKey = pick < 0.35 ? 'counter' : pick < 0.55 ? 'list' : pick < 0.68 ? 'value' : pick < 0.78 ? 'label' : pick < 0.89 ? DYNAMIC : 'doc'
     const record: OpRecord = { replica: name, storeKey, outcome: 'pending' }
+    const epoch = epochOf(replica)
+    // Where the op was made: a deletion after that version and before its own must refuse it.
+    if (epoch !== undefined) record.madeOn = { version: storeOf(replica, storeKey).version, epoch }
     ops.push(record)
     const promise =
       storeKey === 'counter'
@@ -291,7 +321,9 @@ async function simulate(seed: number, scenario: Scenario): Promise<Run> {
             ? replica.store<number>('value').set(Math.floor(random() * 1000))
             : storeKey === 'label'
               ? replica.store<string>('label').set(`  set by ${item} `)
-              : replica.store<number>(DYNAMIC, 0).set((n) => (n ?? 0) + 1)
+              : storeKey === 'doc'
+                ? replica.store<number>('doc').set((n) => n + 1)
+                : replica.store<number>(DYNAMIC, 0).set((n) => (n ?? 0) + 1)
     settleInto(record, promise)
   }
 
@@ -339,6 +371,23 @@ async function simulate(seed: number, scenario: Scenario): Promise<Run> {
   for (let c = 0; c < LEADER_CLOSES; c++) clock.setTimeout(closeLeader, random() * WORKLOAD_MS)
   for (let t = 0; t < LATER_TABS; t++) clock.setTimeout(openTab, random() * WORKLOAD_MS)
 
+  // Server code deletes the deletable stores now and then, and writes them (creating a deleted one again).
+  const asServer = (write: (universe: SimNetwork['universe']) => Promise<unknown>) => {
+    let universe: SimNetwork['universe']
+    try {
+      universe = network.universe
+    } catch {
+      return // every instance is down: server code has nothing to call
+    }
+    write(universe).catch(() => {})
+  }
+  for (const key of DELETABLE) {
+    for (let d = 0; d < SERVER_DELETIONS; d++) clock.setTimeout(() => asServer((universe) => universe.delete(key)), random() * WORKLOAD_MS)
+    for (let w = 0; w < SERVER_WRITES; w++) {
+      clock.setTimeout(() => asServer((universe) => universe.store<number>(key).set((n) => (n ?? 0) + 1)), random() * WORKLOAD_MS)
+    }
+  }
+
   for (let r = 0; r < RESTARTS; r++) {
     const fresh = r < scenario.freshRestarts
     clock.setTimeout(() => network.restart(100 + random() * 900, { fresh }), random() * WORKLOAD_MS)
@@ -350,13 +399,13 @@ async function simulate(seed: number, scenario: Scenario): Promise<Run> {
   // Quiescence: the network calms down and everything in flight lands.
   network.faults = CALM
   await clock.run()
-  return { network, browser, replicas, closedTabs, leaderships: browser.grants, ops, writers }
+  return { network, browser, replicas, closedTabs, leaderships: browser.grants, ops, writers, shown }
 }
 
 function describeRun(seed: number, run: Run, problems: string[]): string {
   const lines = [`seed ${seed}: ${problems.length} problem(s)`, ...problems.slice(0, 20), '', 'history (last 60 commits):']
   for (const event of run.network.committed.slice(-60)) {
-    lines.push(`  #${event.seq} ${event.storeKey} v${event.version} by ${event.writer}#${event.opId} = ${JSON.stringify(event.state).slice(0, 60)}`)
+    lines.push(`  #${event.seq} ${event.storeKey} v${event.version} by ${event.writer}#${event.opId} = ${event.deleted ? '(deleted)' : JSON.stringify(event.state)?.slice(0, 60)}`)
   }
   lines.push('attempts (last 60):')
   for (const attempt of run.network.attempts.slice(-60)) {
@@ -387,6 +436,9 @@ describe.each([ROOMY, SMALLEST, NEW_EPOCHS, TWO_INSTANCES])('simulation under in
       const epochs = byEpoch(network.committed)
       const problems = checkAcknowledged(ops, epochs, writers, scenario.freshRestarts)
       problems.push(...checkRefusedByProxy(ops, network.attempts, writers))
+      // No op made before a deletion brought the store back; no replica showed a version going back.
+      problems.push(...checkNoResurrection(ops, epochs, writers), ...run.shown)
+      const clientTags = new Set([...writers.values()].flatMap((tags) => [...tags]))
       // Every acknowledged item edit, merged or not, made its version from the one before it.
       problems.push(...checkItemEdits(ops, epochs, writers, STORES.items))
       for (const [epoch, committed] of epochs) {
@@ -394,15 +446,12 @@ describe.each([ROOMY, SMALLEST, NEW_EPOCHS, TWO_INSTANCES])('simulation under in
         problems.push(
           ...checkContiguous(committed),
           ...checkExactlyOnce(committed),
-          ...checkLinearizable(attempts, committed, STORES, new Set(MERGING)),
+          ...checkLinearizable(attempts, committed, STORES, new Set(MERGING), (writer) => !clientTags.has(writer)),
         )
         // Rebase correctness: every accepted op was computed on the state it was accepted on.
         const history = (key: string) => perStore(committed).filter((event) => event.storeKey === key)
-        for (const key of ['counter', DYNAMIC]) {
-          history(key).forEach((event) => {
-            if (event.state !== event.version) problems.push(`${key} v${event.version} holds ${event.state}`)
-          })
-        }
+        // Counting stores: one more per write, from the initial state after a deletion.
+        for (const key of ['counter', DYNAMIC, 'doc']) problems.push(...checkCounting(committed, key, 0))
         history('list').forEach((event, index, all) => {
           const before = index === 0 ? [] : (all[index - 1]?.state as string[])
           const list = event.state as string[]
@@ -432,7 +481,13 @@ describe.each([ROOMY, SMALLEST, NEW_EPOCHS, TWO_INSTANCES])('simulation under in
 
       // Convergence: after quiescence every replica and every open tab shows the server's version and state.
       const open = new Map([...replicas].filter(([name]) => !closedTabs.has(name)))
-      problems.push(...checkConverged((key) => network.universe.store(key), open, KEYS))
+      const deleted = deletedAtEnd([...epochs.values()].at(-1) ?? [])
+      problems.push(...checkConverged((key) => network.universe.store(key), open, KEYS, { has: (key) => deleted.has(key), initial: initialOf }))
+
+      // Deletions happened, stores were created again, and ops made before a deletion were refused.
+      const { deletions, recreations } = [...epochs.values()].map(countDeletions).reduce((a, b) => ({ deletions: a.deletions + b.deletions, recreations: a.recreations + b.recreations }))
+      const storeDeleted = ops.filter((op) => op.error === 'store_deleted').length
+      expect({ deletions: deletions > 0, recreations: recreations > 0, storeDeleted: storeDeleted > 0 }).toEqual({ deletions: true, recreations: true, storeDeleted: true })
 
       // The faults really happened.
       const { lostAnswers, duplicates, cuts, restarts, freshStorages, htmlBefore, htmlAfter, html413 } = network.injected
@@ -453,7 +508,7 @@ describe.each([ROOMY, SMALLEST, NEW_EPOCHS, TWO_INSTANCES])('simulation under in
       if (process.env.ZUNO_SIM_DEBUG) {
         const rejected = new Map<string, number>()
         for (const op of ops) if (op.error !== undefined) rejected.set(op.error, (rejected.get(op.error) ?? 0) + 1)
-        console.log(scenario.name, seed, Object.fromEntries(network.errors), network.injected, network.deltas, Object.fromEntries(rejected), run.leaderships)
+        console.log(scenario.name, seed, Object.fromEntries(network.errors), network.injected, network.deltas, Object.fromEntries(rejected), run.leaderships, { deletions, recreations, storeDeleted })
       }
       // Deltas really travelled, both ways, and the merging store merged.
       const { patchProposals, patchFrames, patchAnswers, merges } = network.deltas
@@ -468,7 +523,11 @@ describe.each([ROOMY, SMALLEST, NEW_EPOCHS, TWO_INSTANCES])('simulation under in
 
   it('replays a seed exactly', async () => {
     // With seeded client ids, the same writers too.
-    const summary = (run: Run) => run.network.committed.map((e) => `${e.storeKey}@${e.version}:${e.writer}#${e.opId}`)
+    // Server code writes under a random identity of its own: named as the server.
+    const summary = (run: Run) => {
+      const clientTags = new Set([...run.writers.values()].flatMap((tags) => [...tags]))
+      return run.network.committed.map((e) => `${e.storeKey}@${e.version}${e.deleted ? '(deleted)' : ''}:${clientTags.has(e.writer) ? e.writer : 'server'}#${e.opId}`)
+    }
     const first = await simulate(SEEDS[0] as number, scenario)
     const second = await simulate(SEEDS[0] as number, scenario)
     expect(summary(second)).toEqual(summary(first))
