@@ -356,8 +356,10 @@ export function createRedisStorage(options: RedisStorageOptions): Storage {
       }
       const seq = Number(seqText)
       const stores = new Map<string, StoreState>()
-      for (let i = 0; i < flat.length; i += 3) {
-        stores.set(flat[i] as string, { version: Number(flat[i + 1]), ...readState(flat[i + 2] as string) } as StoreState)
+      for (let i = 0; i < flat.length; i += 4) {
+        const stored = { version: Number(flat[i + 1]), ...readState(flat[i + 2] as string) } as StoreState
+        if (flat[i + 3]) stored.deletedAt = Number(flat[i + 3])
+        stores.set(flat[i] as string, stored)
       }
       // The recent events, oldest first, as far back as they follow each other up to `seq`.
       const events: CommittedEvent[] = []
@@ -423,8 +425,13 @@ export function createRedisStorage(options: RedisStorageOptions): Storage {
           if (deleted) event.deleted = true
           return { type: 'accepted', event: patch === undefined ? event : { ...event, patch } }
         }
-        case 'conflict':
-          return { type: 'conflict', version: Number(reply[1]), ...(reply[2] == null ? { state: undefined } : readState(reply[2] as string)) }
+        case 'conflict': {
+          const conflict: Extract<CommitOutcome, { type: 'conflict' }> = { type: 'conflict', version: Number(reply[1]), ...(reply[2] == null ? { state: undefined } : readState(reply[2] as string)) }
+          // Created again since a deletion after the op's base: the op was made on the store that was deleted.
+          const deletedAt = Number(reply[3] ?? 0)
+          if (!conflict.deleted && deletedAt > baseVersion) conflict.deletedAt = deletedAt
+          return conflict
+        }
         case 'lost':
           return afterLoss(request.epoch)
       }

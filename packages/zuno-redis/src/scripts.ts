@@ -14,7 +14,8 @@
  *                 `p` when the writer knew what changed: the patch JSON (one store), or an array of
  *                 them, `null` where unknown (several stores; one field, as `p1 … pn` of a thousand
  *                 stores would pass Lua's `unpack` bound). Older readers ignore it.
- * - `{ns}:stores` set of store keys; `{ns}:s:<storeKey>` hash: `v` version, `s` state JSON
+ * - `{ns}:stores` set of store keys; `{ns}:s:<storeKey>` hash: `v` version, `s` state JSON (`''`
+ *                 for a deleted store: no JSON is empty), `d` the version of its latest deletion
  * - `{ns}:c:<clientKey>` hash: `m` mark, `t` seenAt, `d:<opId>` digest and `r:<opId>` answer of
  *                 the last ops (`a<version>:<seq>` accepted, `a0:<seq>` an action that wrote
  *                 nothing, `x<json>` refused); expires after the client lifetime
@@ -137,7 +138,7 @@ end
 /**
  * COMMIT. KEYS: epoch, seq, log, store, stores, client. ARGV: epoch, floor, storeKey, baseVersion,
  * stateJson, writer, opId, digest, window, lifetimeMs, now, retention, patchJson ('' when unknown).
- * Replies: {'accepted', version, seq} | {'conflict', version, stateJson|nil} | {'epoch_changed', epoch}
+ * Replies: {'accepted', version, seq} | {'conflict', version, stateJson|nil, deletedAt|nil} | {'epoch_changed', epoch}
  * | {'lost'} | a decision of DECIDE.
  */
 export const COMMIT = `${DECIDE}
@@ -150,7 +151,10 @@ redis.call('SISMEMBER', KEYS[5], ARGV[3])
 local decided = decide(KEYS[6], KEYS[3], ARGV[7], ARGV[8], ARGV[3], ARGV[6], seq)
 if decided then return decided end
 local version = tonumber(redis.call('HGET', KEYS[4], 'v') or '0')
-if version ~= tonumber(ARGV[4]) then return {'conflict', tostring(version), redis.call('HGET', KEYS[4], 's')} end
+if version ~= tonumber(ARGV[4]) then
+  local h = redis.call('HMGET', KEYS[4], 's', 'd')
+  return {'conflict', tostring(version), h[1], h[2]}
+end
 local nextVersion = version + 1
 local nextSeq = seq + 1
 -- The first write: refused when seq is behind the Stream (the history was rolled back), and then nothing was written.
@@ -160,6 +164,7 @@ local added = redis.pcall('XADD', KEYS[3], 'MAXLEN', '~', ARGV[12], '0-' .. next
 if type(added) == 'table' and added.err then return {'lost'} end
 redis.call('INCR', KEYS[2])
 redis.call('HSET', KEYS[4], 'v', nextVersion, 's', ARGV[5])
+if ARGV[5] == '' then redis.call('HSET', KEYS[4], 'd', nextVersion) end
 redis.call('SADD', KEYS[5], ARGV[3])
 record(KEYS[6], ARGV[7], ARGV[8], 'a' .. nextVersion .. ':' .. nextSeq, ARGV[9], ARGV[10], ARGV[11])
 return {'accepted', tostring(nextVersion), tostring(nextSeq)}
@@ -250,6 +255,7 @@ if type(added) == 'table' and added.err then return {'lost'} end
 redis.call('INCR', KEYS[2])
 for i = 1, writes do
   redis.call('HSET', KEYS[5 + i], 'v', tonumber(writeArg(i, 2)) + 1, 's', writeArg(i, 3))
+  if writeArg(i, 3) == '' then redis.call('HSET', KEYS[5 + i], 'd', tonumber(writeArg(i, 2)) + 1) end
   redis.call('SADD', KEYS[4], writeArg(i, 1))
 end
 record(KEYS[5], ARGV[4], ARGV[5], 'a' .. (tonumber(writeArg(1, 2)) + 1) .. ':' .. nextSeq, ARGV[6], ARGV[7], ARGV[8])
@@ -270,18 +276,19 @@ return {id, tostring(base), tostring(seq), tostring(format)}
  * LOAD: RECONCILE, then the stores, seq and recent events as of that one moment. The store hashes
  * are not in KEYS (their names come from the set); they share the namespace's slot.
  * KEYS: epoch, seq, log, stores. ARGV: candidate, expected, floor, recent, store key prefix, recent bytes.
- * Reply: {epoch, base, seq, format, {storeKey, version, stateJson, …}, entries (newest first)}.
+ * Reply: {epoch, base, seq, format, {storeKey, version, stateJson, deletedAt or '', …}, entries (newest first)}.
  */
 export const LOAD = `${ENSURE}
 local id, base, seq, format = ensure(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], tonumber(ARGV[3]), false)
 if seq < 0 then return {id, '0', '-1', tostring(format), {}, {}} end
 local stores = {}
 for _, key in ipairs(redis.call('SMEMBERS', KEYS[4])) do
-  local h = redis.call('HMGET', ARGV[5] .. key, 'v', 's')
+  local h = redis.call('HMGET', ARGV[5] .. key, 'v', 's', 'd')
   if h[1] and h[2] then
     stores[#stores + 1] = key
     stores[#stores + 1] = h[1]
     stores[#stores + 1] = h[2]
+    stores[#stores + 1] = h[3] or ''
   end
 end
 -- The newest events, at most ARGV[4] of them and ARGV[6] bytes, read in chunks so the bound holds in Redis too.

@@ -4,7 +4,7 @@
  * deletion's version, and an action deletes one store while it writes another, as one change.
  */
 import { describe, expect, it } from 'vitest'
-import { defineZuno } from 'zuno'
+import { defineZuno, newClientId } from 'zuno'
 import { createUniverse } from 'zuno/server'
 import { until } from '../../zuno/test/support/until'
 import { createRedisStorage } from '../src/index'
@@ -31,6 +31,12 @@ describe.skipIf(!haveRedis)('deletion on Redis', () => {
     expect(restarted.snapshot(['doc']).stores.doc).toEqual({ version: 2, deleted: true })
     expect(await restarted.store('doc').set('again')).toBe(3)
     await until(() => reader.store('doc').get() === 'again')
+    // Created again, it keeps its latest deletion: snapshots say it, and an op made before it is told so.
+    const later = openUniverse(ns, {}, { allowStore: () => true })
+    await later.ready
+    expect(later.snapshot(['doc']).stores.doc).toEqual({ version: 3, state: 'again', deletedAt: 2 })
+    const answer = await later.propose({ storeKey: 'doc', baseVersion: 1, state: 'stale', epoch: later.epoch, clientId: newClientId(), opId: 1 }, { principal: '' })
+    expect(answer).toMatchObject({ type: 'conflict', version: 3, deletedAt: 2 })
   })
 
   it('commits an action that deletes one store and writes another as one Stream entry', async () => {

@@ -8,6 +8,7 @@ import type { StandardSchemaV1 } from '@standard-schema/spec'
 import { EventSource } from 'eventsource'
 import { afterEach, describe, expect, it } from 'vitest'
 import { connect, defineZuno, type ReplicaOptions, type ReplicaUniverse } from '../src/index'
+import { newClientId } from '../src/id'
 import { createUniverse } from '../src/server/index'
 import { freshDir, openFile, removeDirs } from './support/fileUniverse'
 import { openRawStream } from './support/sseReader'
@@ -208,9 +209,16 @@ describe('deleting a store', () => {
       await first.universe.delete(`doc${snapshotEvery}`)
       await first.close()
       const second = await openFile(dir, { snapshotEvery })
-      expect(second.universe.snapshot([`doc${snapshotEvery}`]).stores[`doc${snapshotEvery}`]).toEqual({ version: 2, deleted: true })
-      expect(await second.universe.store(`doc${snapshotEvery}`).set(5)).toBe(3)
+      const key = `doc${snapshotEvery}`
+      expect(second.universe.snapshot([key]).stores[key]).toEqual({ version: 2, deleted: true })
+      expect(await second.universe.store(key).set(5)).toBe(3)
       await second.close()
+      // And its latest deletion, once created again: an op made before it is still told so after a restart.
+      const third = await openFile(dir, { snapshotEvery })
+      expect(third.universe.snapshot([key]).stores[key]).toEqual({ version: 3, state: 5, deletedAt: 2 })
+      const answer = await third.universe.propose({ storeKey: key, baseVersion: 1, state: 9, epoch: third.universe.epoch, clientId: newClientId(), opId: 1 }, { principal: '' })
+      expect(answer).toMatchObject({ type: 'conflict', version: 3, deletedAt: 2 })
+      await third.close()
     }
   })
 })

@@ -256,7 +256,7 @@ export class AuthoritativeUniverse<
   readonly #recentPatches = new Map<string, RecentPatches>()
   /** Stores deleted, and not created again since: they show their initial state at their tombstone's version. */
   readonly #deleted = new Set<string>()
-  /** Each store's latest deletion since this universe loaded its storage, kept when it is created again: snapshots tell it. */
+  /** Each store's latest deletion (as its storage keeps it), kept when it is created again: snapshots tell it. */
   readonly #lastDeletion = new Map<string, number>()
 
   constructor(options: UniverseOptions<Schemas> & AppActions = {}) {
@@ -338,7 +338,10 @@ export class AuthoritativeUniverse<
     this.#log = log
     this.#deleted.clear()
     this.#lastDeletion.clear()
-    for (const [key, stored] of image.stores) this.#publish(key, deepFreeze(stored.state), stored.version, stored.deleted === true)
+    for (const [key, stored] of image.stores) {
+      this.#publish(key, deepFreeze(stored.state), stored.version, stored.deleted === true)
+      if (stored.deletedAt !== undefined) this.#lastDeletion.set(key, stored.deletedAt)
+    }
     if (reloading) {
       // A new epoch: stores it does not have start over from their declared state.
       for (const cell of this.cells()) {

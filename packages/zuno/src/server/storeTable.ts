@@ -12,8 +12,6 @@ export class StoreTable {
   readonly #listeners = new Set<(event: CommittedEvent) => void>()
   /** Each store's current version and state; entries change in place, so a reader that keeps one copies it. */
   readonly states = new Map<string, StoreState>()
-  /** Each store's latest deletion, kept when it is created again: an op based before it is told so. */
-  readonly #deletions = new Map<string, number>()
   /** Commits whose listeners have not heard of them yet: more than one only while listeners run. */
   readonly #undelivered: CommittedEvent[] = []
 
@@ -28,7 +26,8 @@ export class StoreTable {
     const version = current?.version ?? 0
     if (baseVersion === version) return undefined
     const conflict = conflictWith(version, current)
-    const deletedAt = this.#deletions.get(storeKey)
+    // Created again since: an op made on the store that was deleted is told so.
+    const deletedAt = current?.deletedAt
     if (!conflict.deleted && deletedAt !== undefined && baseVersion < deletedAt) conflict.deletedAt = deletedAt
     return conflict
   }
@@ -105,14 +104,16 @@ export class StoreTable {
     // In place: a store's entry lives from one write to the next, long enough to be promoted, so a
     // new one per write would be copied once per write. A deleted store keeps its version (a
     // tombstone): created again, it goes on from there, so its versions never go back.
-    if (deleted) this.#deletions.set(storeKey, version)
+    // The latest deletion stays on the entry (and in snapshots) when the store is created again.
     const current = this.states.get(storeKey)
-    if (current === undefined) this.states.set(storeKey, deleted ? { version, state: undefined, deleted } : { version, state })
+    if (current === undefined) this.states.set(storeKey, deleted ? { version, state: undefined, deleted, deletedAt: version } : { version, state })
     else {
       current.version = version
       current.state = deleted ? undefined : state
-      if (deleted) current.deleted = true
-      else delete current.deleted
+      if (deleted) {
+        current.deleted = true
+        current.deletedAt = version
+      } else if (current.deleted) delete current.deleted
     }
   }
 
@@ -158,7 +159,11 @@ export class StoreTable {
 /** A copy of a table's states that later writes leave alone (the table changes its entries in place). */
 export function copyStates(states: ReadonlyMap<string, StoreState>): Map<string, StoreState> {
   const copy = new Map<string, StoreState>()
-  for (const [key, { version, state, deleted }] of states) copy.set(key, deleted ? { version, state, deleted } : { version, state })
+  for (const [key, { version, state, deleted, deletedAt }] of states) {
+    const entry: StoreState = deleted ? { version, state, deleted } : { version, state }
+    if (deletedAt !== undefined) entry.deletedAt = deletedAt
+    copy.set(key, entry)
+  }
   return copy
 }
 
