@@ -105,6 +105,11 @@ export class Follows {
     }
   }
 
+  /** Whether the stream carries `storeKey`: every store, one of its own, or one followed (here, or through the leader tab). */
+  carries(storeKey: string): boolean {
+    return this.#fixed === undefined || this.#fixed.has(storeKey) || this.#onStream.has(storeKey) || this.#holders.has(storeKey)
+  }
+
   /** The stores this replica itself follows at runtime: what a follower tab tells its leader. */
   own(): string[] {
     return [...this.#holders.keys()]

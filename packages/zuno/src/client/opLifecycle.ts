@@ -48,6 +48,8 @@ export interface OpLifecycleDeps {
   readonly showTogether: (replicas: readonly ReplicaStore[]) => void
   /** How this replica runs a restored action itself, or why it cannot (its schema refuses the arguments now): then it shows no effect, and the server decides. */
   readonly localAction: (name: string, args: unknown) => Pick<ActionOp, 'run' | 'localArgs'> | ZunoError
+  /** Whether the stream carries a store: its own `stores`, or one followed since. */
+  readonly carried: (storeKey: string) => boolean
 }
 
 /** Delivers a replica's pending ops one at a time, in order, and settles each. */
@@ -347,10 +349,9 @@ export class OpLifecycle {
     return changes.some((change) => this.#streamed(change) && change.version > this.#deps.replicas.get(change.storeKey).confirmed.version + 1)
   }
 
-  /** Whether the stream carries this change's store (it follows it, and the change has a state this principal may read). */
+  /** Whether the stream carries this change's store (it follows it, and the change has a state this principal may read, or deleted it). */
   #streamed(change: StoreChange): boolean {
-    const { stores } = this.#deps.options
-    return 'state' in change && (stores === undefined || stores.includes(change.storeKey))
+    return (change.deleted === true || 'state' in change) && this.#deps.carried(change.storeKey)
   }
 
   /**

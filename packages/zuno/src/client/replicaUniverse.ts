@@ -133,6 +133,7 @@ export class ReplicaUniverse<
       show,
       showTogether,
       localAction: (name, args) => this.#localAction(name, args),
+      carried: (storeKey) => this.#follows.carries(storeKey),
     })
     this.#follows = new Follows(options.stores, {
       url,
