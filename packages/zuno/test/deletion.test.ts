@@ -11,6 +11,7 @@ import { connect, defineZuno, type ReplicaOptions, type ReplicaUniverse } from '
 import { newClientId } from '../src/id'
 import { createUniverse } from '../src/server/index'
 import { freshDir, openFile, removeDirs } from './support/fileUniverse'
+import { memoryOutbox } from './support/memoryOutbox'
 import { openRawStream } from './support/sseReader'
 import { until } from './support/until'
 import { serveUniverse, startZuno } from './support/zunoBehindProxy'
@@ -220,5 +221,41 @@ describe('deleting a store', () => {
       expect(answer).toMatchObject({ type: 'conflict', version: 3, deletedAt: 2 })
       await third.close()
     }
+  })
+})
+
+describe('deleting a store: ops restored from the outbox after a reload', () => {
+  it('refuses a restored op made before the deletion, rather than bringing the store back', async () => {
+    const universe = createUniverse({ app })
+    const served = await serveUniverse(universe)
+    cleanups.push(() => served.close())
+    await universe.store('doc:1').set({ title: 'One' })
+    await universe.store('doc:2').set({ title: 'Two' })
+    const { outbox, entries } = memoryOutbox()
+    // The first session goes offline after its first op: its next op goes (and is in doubt), the last waits, unsent.
+    let online = true
+    const offline: typeof fetch = (input, init) => (init?.method === 'POST' && !online ? Promise.reject(new TypeError('offline')) : fetch(input, init))
+    const first = connect({ url: served.url, EventSource, app, tabs: false, outbox, fetch: offline })
+    cleanups.push(() => first.close())
+    await until(() => first.store('doc:1').version === 1 && first.store('doc:2').version === 1)
+    await first.store('doc:3').set({ title: 'Three' })
+    online = false
+    first.store('doc:1').set({ title: 'One, edited offline' }).catch(() => {})
+    first.store('doc:2').set({ title: 'Two, edited offline' }).catch(() => {})
+    await until(() => entries.size === 2 && [...entries.values()].some((entry) => 'storeKey' in entry && entry.sentOn !== undefined))
+    first.close()
+    // Meanwhile both documents are deleted; the first is created again by someone else.
+    await universe.delete('doc:1')
+    await universe.delete('doc:2')
+    await universe.store('doc:1').set({ title: 'A new one' })
+    const errors: string[] = []
+    const second = connect({ url: served.url, EventSource, app, tabs: false, outbox, onError: (error) => errors.push(error.code) })
+    cleanups.push(() => second.close())
+    await until(() => second.pending.get() === 0 && entries.size === 0)
+    // Neither edit, made before the deletions, reaches the stores.
+    expect(universe.store('doc:1').get()).toEqual({ title: 'A new one' })
+    expect(universe.snapshot(['doc:2']).stores['doc:2']).toEqual({ version: 2, deleted: true })
+    expect(errors).toEqual(['store_deleted', 'store_deleted'])
+    expect(second.store('doc:2').get()).toEqual({ title: '' })
   })
 })
