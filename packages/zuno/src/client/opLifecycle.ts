@@ -81,7 +81,8 @@ export class OpLifecycle {
     // An update that throws on the current state refuses its op, unless the op may have been applied
     // already: then only the server's answer to the resend can settle it (and its id).
     if (op.failure !== undefined && resend === undefined) return this.#refuse(op, op.failure)
-    if (resend === undefined && op.madeOn !== undefined && replica.deletedAt !== undefined && op.madeOn < replica.deletedAt) {
+    const madeOn = this.#madeOn(op)
+    if (resend === undefined && madeOn !== undefined && replica.deletedAt !== undefined && madeOn < replica.deletedAt) {
       // Made before this replica learned of the deletion: proposed on the tombstone, it would bring the store back.
       return this.#refuse(op, new ZunoError('store_deleted', `${replica.cell.key}: op ${op.opId} refused (the store was deleted at version ${replica.deletedAt})`))
     }
@@ -231,7 +232,7 @@ export class OpLifecycle {
         this.#deps.options.onConflict?.({ storeKey: replica.cell.key, opId: op.opId, conflicts: op.conflicts, theirs })
         // Deleted and created again since the op's base: the replica learns of the deletion it missed.
         if (outcome.deletedAt !== undefined && (replica.deletedAt ?? -1) < outcome.deletedAt) replica.deletedAt = outcome.deletedAt
-        if (theirs.deleted || (outcome.deletedAt !== undefined && op.madeOn !== undefined && op.madeOn < outcome.deletedAt)) {
+        if (theirs.deleted || (outcome.deletedAt !== undefined && (this.#madeOn(op) ?? Infinity) < outcome.deletedAt)) {
           // Made before this replica knew the store was deleted: applied to nothing, it would bring the store back.
           this.#refuse(op, new ZunoError('store_deleted', `${replica.cell.key}: op ${op.opId} refused (the store was deleted at version ${outcome.deletedAt ?? theirs.version})`))
         } else if (op.failure !== undefined) {
@@ -443,9 +444,14 @@ export class OpLifecycle {
     this.pump()
   }
 
+  /** The version a `set` was made on, when known in the current epoch (a restored op's may be of another). */
+  #madeOn(op: StateOp): number | undefined {
+    return op.madeIn === undefined || op.madeIn === this.#deps.cursor.epoch ? op.madeOn : undefined
+  }
+
   /** Writes the op down in the outbox, if there is one: a reload restores it from there. */
   save(op: PendingOp): void {
-    this.#deps.outbox?.saveOp(op)
+    this.#deps.outbox?.saveOp(op, this.#deps.cursor.epoch)
   }
 
   #forget(op: PendingOp): void {

@@ -20,6 +20,11 @@ export interface StateEntry extends EntryCommon {
   storeKey: string
   /** What the op makes the store; after a reload it is proposed as this plain value. */
   state: unknown
+  /**
+   * The version the replica showed when `set` was called, and its epoch: a deletion past it,
+   * learned after a reload, refuses the op rather than letting it bring the store back.
+   */
+  madeOn?: { version: number; epoch: string }
   /** Set while the op is in doubt (sent, never answered): the base and epoch it was sent on, so a retry sends it unchanged. */
   sentOn?: {
     /** The version the op was proposed on. */

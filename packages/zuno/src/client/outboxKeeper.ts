@@ -41,7 +41,7 @@ export class OutboxKeeper {
    * Writes down what a reload needs of the op: a `set`'s state as it last produced or sent it, an
    * action as it was called, and where it went. A `set` whose updater threw is not kept.
    */
-  saveOp(op: PendingOp): void {
+  saveOp(op: PendingOp, epoch?: string): void {
     const { clientId, opId, queuedAt } = op
     if (op.kind === 'action') {
       const entry: ActionEntry = { clientId, opId, queuedAt, action: op.name }
@@ -51,6 +51,8 @@ export class OutboxKeeper {
     }
     if (op.failure !== undefined) return
     const entry: StateEntry = { clientId, opId, queuedAt, storeKey: op.replica.cell.key, state: op.lastSent?.state ?? op.result }
+    const madeIn = op.madeIn ?? epoch
+    if (op.madeOn !== undefined && madeIn !== undefined) entry.madeOn = { version: op.madeOn, epoch: madeIn }
     if (op.lastSent !== undefined) {
       const { baseVersion, epoch, patch } = op.lastSent
       entry.sentOn = patch === undefined ? { baseVersion, epoch } : { baseVersion, epoch, patch }

@@ -79,6 +79,8 @@ export interface StateOp extends OpCommon {
   whole?: true
   /** The confirmed version when `set` was called (absent for an op restored after a reload): a deletion past it refuses the op. */
   madeOn?: number
+  /** The epoch of `madeOn`, for an op restored after a reload: in another epoch, `madeOn` says nothing. */
+  madeIn?: string
 }
 
 /** One action waiting to be accepted: the server runs it; until then this replica shows its own run of it. */
@@ -338,6 +340,7 @@ export class PendingQueue {
         conflicts: 0,
         failure: undefined,
         lastSent: entry.sentOn === undefined ? undefined : { ...entry.sentOn, state: entry.state },
+        ...(entry.madeOn === undefined ? {} : { madeOn: entry.madeOn.version, madeIn: entry.madeOn.epoch }),
       }
     })
     this.#ops.unshift(...restored)

@@ -62,7 +62,10 @@ export class ServerFeed {
     }
     if (epochChanged) {
       // Pending ops go on in the new history as if made on what it holds now.
-      for (const [, replica] of this.#deps.replicas.entries()) for (const op of replica.pending) op.madeOn = replica.confirmed.version
+      for (const [, replica] of this.#deps.replicas.entries()) for (const op of replica.pending) {
+        op.madeOn = replica.confirmed.version
+        delete op.madeIn
+      }
     }
     this.#deps.ops.settleHeard(epochChanged)
     this.markSynced()
