@@ -107,7 +107,9 @@ export class Follows {
 
   /** Whether the stream carries `storeKey`: every store, one of its own, or one followed (here, or through the leader tab). */
   carries(storeKey: string): boolean {
-    return this.#fixed === undefined || this.#fixed.has(storeKey) || this.#onStream.has(storeKey) || this.#holders.has(storeKey)
+    if (this.#fixed === undefined || this.#fixed.has(storeKey) || this.#onStream.has(storeKey)) return true
+    // Past what one stream may follow: not on it, so nothing may wait for it there.
+    return this.#holders.has(storeKey) && !this.#overflow.has(storeKey)
   }
 
   /** The stores this replica itself follows at runtime: what a follower tab tells its leader. */
@@ -188,7 +190,9 @@ export class Follows {
     const wanted = new Set<string>()
     const room = MAX_STORES_PER_STREAM - (this.#fixed?.size ?? 0)
     const over: string[] = []
+    const asked = new Set<string>()
     const add = (storeKey: string) => {
+      asked.add(storeKey)
       if (this.#refused.has(storeKey) || this.#fixed?.has(storeKey) || wanted.has(storeKey)) return
       if (wanted.size < room) {
         wanted.add(storeKey)
@@ -197,6 +201,8 @@ export class Follows {
     }
     for (const storeKey of this.#holders.keys()) add(storeKey)
     for (const keys of this.#tabs.values()) for (const storeKey of keys) add(storeKey)
+    // Let go of while waiting: forgotten, so a later follow past the cap is reported again.
+    for (const storeKey of this.#overflow) if (!asked.has(storeKey)) this.#overflow.delete(storeKey)
     if (over.length > 0) {
       for (const storeKey of over) this.#overflow.add(storeKey)
       this.#deps.refused(over, new ZunoError('too_many_stores', `A stream follows at most ${MAX_STORES_PER_STREAM} stores: ${over.length} more wait until others are let go`))
