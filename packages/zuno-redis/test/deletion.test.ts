@@ -9,7 +9,7 @@ import { createUniverse } from 'zuno/server'
 import { until } from '../../zuno/test/support/until'
 import { createRedisStorage } from '../src/index'
 import { redisAvailable } from './redisAvailable'
-import { cleanups, namespace, openUniverse } from './support'
+import { cleanups, namespace, openUniverse, serveApp } from './support'
 
 const haveRedis = await redisAvailable()
 
@@ -64,5 +64,32 @@ describe.skipIf(!haveRedis)('deletion on Redis', () => {
     await universe.act('publish')
     await until(() => other.snapshot(['draft']).stores.draft?.version === 2)
     expect(other.snapshot(['draft', 'published']).stores).toEqual({ draft: { version: 2, deleted: true }, published: { version: 1, state: ['hello'] } })
+  })
+})
+
+describe.skipIf(!haveRedis)('an action right after an action that deleted the store, on Redis', () => {
+  it('reads the deleted store as its initial state, not as undefined, before this instance’s follow brings the deletion', async () => {
+    const app = defineZuno({
+      stores: { 'doc:{id}': { initial: { title: '' } } },
+      actions: {
+        remove: { run: (tx) => tx.delete('doc:1') },
+        exclaim: { run: (tx) => tx.set('doc:1', (doc) => ({ title: `${doc.title}!` })) },
+      },
+    })
+    const ns = namespace()
+    const { universe, url } = await serveApp(ns, app)
+    const post = (action: string, clientId: string) =>
+      fetch(`${url}/sync`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ action, epoch: universe.epoch, clientId, opId: 1 }),
+      }).then(async (response) => ({ status: response.status, body: await response.json() }))
+    for (let round = 0; round < 20; round++) {
+      await universe.store('doc:1').set({ title: 'Plan' })
+      // Both at once: the second runs as soon as the first has committed, before the follow applied it.
+      const [removed, exclaimed] = await Promise.all([post('remove', newClientId()), post('exclaim', newClientId())])
+      expect(removed.status).toBe(200)
+      expect(exclaimed.body, JSON.stringify(exclaimed.body)).toMatchObject({ ok: true })
+    }
   })
 })
