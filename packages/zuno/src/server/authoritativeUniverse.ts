@@ -618,7 +618,12 @@ export class AuthoritativeUniverse<
         // The next action here runs on this one's result, even before this instance's follow of the
         // storage has brought it back (on Redis): otherwise it would run on the older state and fail
         // its commit against this instance's own write.
-        if (outcome.type === 'accepted') for (const change of outcome.event.changes ?? [outcome.event]) this.#knowAhead(change.storeKey, change)
+        // A deletion is known ahead as what a deleted store reads: its initial state.
+        if (outcome.type === 'accepted') {
+          for (const change of outcome.event.changes ?? [outcome.event]) {
+            this.#knowAhead(change.storeKey, change.deleted ? { version: change.version, state: this.#initialOf(change.storeKey) } : change)
+          }
+        }
         return { outcome, effect }
       })
       if ('refusal' in attempted) return this.#recordAction(request, op, attempted.refusal)
