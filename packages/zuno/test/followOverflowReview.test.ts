@@ -8,6 +8,8 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { connect, defineZuno } from '../src/index'
 import { MAX_STORES_PER_STREAM } from '../src/protocol'
 import { createUniverse } from '../src/server/index'
+import { SimBrowser } from './simulation/simBrowser'
+import type { VirtualClock } from './simulation/virtualClock'
 import { until } from './support/until'
 import { serveUniverse } from './support/zunoBehindProxy'
 
@@ -48,5 +50,31 @@ describe('a store followed past MAX_STORES_PER_STREAM', () => {
     expect(Date.now() - started).toBeLessThan(1500)
     expect(universe.store('doc:x').get()).toEqual({ title: 'renamed x' })
     expect(codes).toEqual(['too_many_stores'])
+  })
+})
+
+const realClock = { get now() { return Date.now() }, setTimeout: (run: () => void, ms: number) => setTimeout(run, ms) } as unknown as VirtualClock
+
+describe('a follower tab whose follow the leader cannot carry (its stream is at MAX_STORES_PER_STREAM)', () => {
+  it('is told so, in the tab that followed', async () => {
+    const universe = createUniverse({ app })
+    const served = await serveUniverse(universe)
+    cleanups.push(() => served.close())
+    await universe.store('doc:x').set({ title: 'x' })
+    const browser = new SimBrowser(realClock, () => 1)
+    const tab = (name: string) => {
+      const replica = connect({ url: served.url, EventSource, app, stores: [], tabs: true, BroadcastChannel: browser.channelFor(), locks: browser.locksFor(name) })
+      cleanups.push(() => replica.close())
+      return replica
+    }
+    const leader = tab('leader')
+    await until(() => leader.status.get() === 'connected')
+    for (let i = 0; i < MAX_STORES_PER_STREAM; i++) leader.follow(`doc:${i}`)
+    const follower = tab('follower')
+    await until(() => follower.status.get() === 'connected')
+    follower.follow('doc:x')
+    await until(() => leader.lastError.get()?.code === 'too_many_stores')
+    // The leader knows; the tab that followed, and waits for a state that will not come, does not.
+    await until(() => follower.lastError.get()?.code === 'too_many_stores', 2000)
   })
 })
