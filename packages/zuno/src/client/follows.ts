@@ -163,6 +163,14 @@ export class Follows {
     this.#deps.refused(storeKeys, new ZunoError('forbidden', `You may no longer read ${storeKeys.map((key) => JSON.stringify(key)).join(', ')}`))
   }
 
+  /** Follower tab: the leader's stream cannot follow these stores yet; those this tab follows are not carried, and it is told. */
+  overflowed(storeKeys: readonly string[], error: ZunoError): void {
+    const mine = storeKeys.filter((storeKey) => this.#holders.has(storeKey))
+    if (mine.length === 0) return
+    for (const storeKey of mine) this.#overflow.add(storeKey)
+    this.#deps.refused(mine, error)
+  }
+
   /** New credentials, or the app asked: stores refused before are asked for again. */
   retry(): void {
     if (this.#refused.size === 0) return

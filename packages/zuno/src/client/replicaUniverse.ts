@@ -144,7 +144,11 @@ export class ReplicaUniverse<
       replicas: this.#replicas,
       graceMs: options.followGraceMs ?? 5000,
       reconnect: () => this.#link?.reconnect(),
-      refused: (_storeKeys, error) => this.#lastError.set(error),
+      refused: (storeKeys, error) => {
+        this.#lastError.set(error)
+        // Some may be other tabs' follows: they are told too.
+        if (error.code === 'too_many_stores') this.#link?.overflowed(storeKeys, error)
+      },
     })
     const feed = new ServerFeed({
       cursor: this.#cursor,

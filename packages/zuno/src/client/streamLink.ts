@@ -79,6 +79,7 @@ export class StreamLink {
         applySnapshot: (message, eventId) => deps.feed.applySnapshot(message, eventId),
         applyFollowed: (message, eventId) => deps.feed.applyFollowed(message, eventId),
         revoked: (storeKeys) => deps.follows.revoked(storeKeys),
+        overflowed: (storeKeys, error) => deps.follows.overflowed(storeKeys, error),
         tabFollows: (tabId, storeKeys) => deps.follows.setTab(tabId, storeKeys.length > 0 ? storeKeys : undefined),
         ownFollows: () => deps.follows.own(),
         applyEvent: (event, eventId) => deps.feed.applyEvent(event, eventId),
@@ -153,6 +154,11 @@ export class StreamLink {
   /** A control request could not reach the stream: the leader reconnects it, resuming, and its URL names every follow. */
   reconnect(): void {
     this.#connection?.reconnect()
+  }
+
+  /** Leader: tells the other tabs which stores its stream cannot follow yet. */
+  overflowed(storeKeys: readonly string[], error: ZunoError): void {
+    this.#tabs?.overflowed([...storeKeys], error)
   }
 
   /** Reconnects the stream now: this replica's own, or the leader tab's, asked of it. */

@@ -3,6 +3,7 @@
  * follower asks the leader for the state and applies what it relays, and every tab tells the
  * others what its pending ops make of a store.
  */
+import { ZunoError } from '../errors'
 import type { LockManagerLike } from './tabs'
 import type { CommitEvent, SnapshotMessage, StateEvent, StoreState } from '../protocol'
 import type { ConnectionStatus } from './connection'
@@ -24,6 +25,8 @@ export interface RelayHost {
   applyFollowed(message: SnapshotMessage, eventId: string): void
   /** The stream stopped carrying these stores. */
   revoked(storeKeys: string[]): void
+  /** The leader's stream cannot follow these stores yet: past what one stream may follow. */
+  overflowed(storeKeys: string[], error: ZunoError): void
   /** Leader: what another tab follows through its stream (`undefined`: the tab left). */
   tabFollows(tabId: string, storeKeys: string[]): void
   /** What this tab itself follows at runtime. */
@@ -46,7 +49,7 @@ export interface RelayHost {
 }
 
 /** What only the leader sends: its stream, relayed, and its greeting. */
-const RELAYED: ReadonlySet<TabMessage['type']> = new Set(['snapshot', 'state', 'commit', 'resumed', 'status', 'followed', 'revoked'])
+const RELAYED: ReadonlySet<TabMessage['type']> = new Set(['snapshot', 'state', 'commit', 'resumed', 'status', 'followed', 'revoked', 'overflow'])
 
 export class TabRelay {
   readonly #link: TabLink
@@ -88,6 +91,11 @@ export class TabRelay {
   /** Leader: relays stores its stream follows from now on. */
   followed(message: SnapshotMessage, eventId: string): void {
     this.#link.post({ type: 'followed', from: this.#from, message, eventId })
+  }
+
+  /** Leader: tells the tabs which stores its stream cannot follow yet. */
+  overflowed(stores: string[], error: ZunoError): void {
+    this.#link.post({ type: 'overflow', from: this.#from, stores, message: error.message })
   }
 
   /** Leader: relays stores its stream no longer carries. */
@@ -201,6 +209,9 @@ export class TabRelay {
         break
       case 'revoked':
         if (!leading) host.revoked(message.stores)
+        break
+      case 'overflow':
+        if (!leading) host.overflowed(message.stores, new ZunoError('too_many_stores', message.message))
         break
       case 'follows':
         if (!leading) break

@@ -90,6 +90,17 @@ export type TabMessage =
       /** The stores revoked. */
       stores: string[]
     }
+  /** The leader's stream cannot follow these stores yet (it follows as many as one stream may): told to the tabs that asked. */
+  | {
+      /** The kind of message. */
+      type: 'overflow'
+      /** The sending tab's id. */
+      from: string
+      /** The stores waiting. */
+      stores: string[]
+      /** What the leader was told (`too_many_stores`). */
+      message: string
+    }
   /** Every store a tab follows at runtime (sent whole on each change, and empty as it leaves): the leader's stream follows them too. */
   | {
       /** The kind of message. */
