@@ -259,3 +259,25 @@ describe('deleting a store: ops restored from the outbox after a reload', () => 
     expect(second.store('doc:2').get()).toEqual({ title: '' })
   })
 })
+
+describe('a patch that leaves a store without a state', () => {
+  it('is refused (an empty patch of a deleted store that has no initial state), not committed as a store without a state', async () => {
+    const zuno = await startZuno()
+    cleanups.push(() => zuno.close())
+    await zuno.universe.store('x', 0).set(1)
+    await zuno.universe.delete('x')
+    const post = async (storeKey: string, baseVersion: number) => {
+      const response = await fetch(`${zuno.url}/sync`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ storeKey, baseVersion, epoch: zuno.universe.epoch, clientId: newClientId(), opId: 1, patch: [] }),
+      })
+      return { status: response.status, body: (await response.json()) as { error?: string } }
+    }
+    // Nothing to patch: on Redis such a commit reads back as a deletion, here as a store with no state.
+    for (const [storeKey, baseVersion] of [['x', 2], ['never', 0]] as const) {
+      expect(await post(storeKey, baseVersion)).toMatchObject({ status: 409, body: { error: 'patch_mismatch' } })
+    }
+    expect(zuno.universe.snapshot(['x', 'never']).stores).toEqual({ x: { version: 2, deleted: true } })
+  })
+})
