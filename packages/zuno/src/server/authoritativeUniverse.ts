@@ -1284,6 +1284,8 @@ function shorterThan(state: unknown, patch: Patch | undefined, patchBytes?: numb
 function patched({ version, state }: StoreRead, patch: Patch, patchBytes: number): Patched {
   const copies = { slots: 0, made: [] as object[] }
   const next = applyPatch(state, patch, copies)
+  // A store with no initial state, deleted or never written, has nothing a patch could leave: a state is sent whole.
+  if (next === undefined) throw new PatchError('Nothing to patch: the store has no state')
   // The base is frozen, so freezing what the patch made (its copies, the values it set) freezes the
   // new state: the commit's deep freeze then stops at its root instead of visiting every item kept.
   for (const container of copies.made) Object.freeze(container)
