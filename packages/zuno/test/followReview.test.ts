@@ -208,3 +208,21 @@ describe('a control request refused for one store it follows', () => {
     expect(replica.store('doc').get()).toBe(1)
   })
 })
+
+describe('a reconnect of a replica whose followed keys are full of colons', () => {
+  it('keeps its URL within what node:http takes (the budget counts characters as they are encoded)', async () => {
+    const zuno = await startCuttable()
+    // Legal keys, each `:` three characters in a URL (%3A), and each `,` between them three too (%2C).
+    const keys = Array.from({ length: 300 }, (_, i) => `k${':'.repeat(60)}${i}`)
+    for (const key of keys) await zuno.universe.store(key, 0).set(1)
+    const replica = replicaOf(zuno.url, { stores: [] })
+    await until(() => replica.status.get() === 'connected')
+    for (const key of keys) replica.follow(key)
+    await until(() => keys.every((key) => replica.store(key).get() === 1), 5000)
+    // A network blip: the reconnect names the stores in its URL, up to its budget.
+    zuno.cut()
+    await zuno.universe.store(keys[0] as string).set(2)
+    await until(() => replica.store(keys[0] as string).get() === 2, 5000)
+    expect(replica.status.get()).toBe('connected')
+  })
+})
