@@ -138,7 +138,8 @@ export class Follows {
     for (const storeKey of this.#wanted()) {
       if (this.#fixed.has(storeKey)) continue
       const version = this.#heldVersion(storeKey)
-      chars += storeKey.length + version.length + 2
+      // As encoded in the URL: `:` and the `,` between entries take three characters each.
+      chars += encodeURIComponent(storeKey).length + version.length + 6
       // Past the URL's room: followed once the stream is open (see URL_STORES_CHARS).
       if (chars > URL_STORES_CHARS) break
       follow.push(storeKey)
