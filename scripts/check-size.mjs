@@ -17,10 +17,10 @@ const KiB = 1024
  * (issue #16: patches, their application, diffs and merges) zuno to 287.6 KiB and zuno-redis (the
  * patch in each Stream entry) to 25.5 KiB; with store families (issue #17) zuno to 299.2 KiB, and
  * with runtime subscriptions, revocation and deletion (issue #17: the control path, the instance
- * bus, tombstones) zuno to 332.2 KiB and zuno-redis (its pub/sub bus) to 27.5 KiB.
+ * bus, tombstones, and the reviews' fixes) zuno to 338.8 KiB and zuno-redis (its pub/sub bus) to 27.8 KiB.
  */
 const tarballBudgets = {
-  zuno: 335 * KiB,
+  zuno: 342 * KiB,
   'zuno-express': 5.5 * KiB,
   'zuno-elysia': 4.5 * KiB,
   'zuno-react': 8.75 * KiB,
@@ -38,26 +38,26 @@ const tarballBudgets = {
  * that fit, JSON Patch and immer's, are larger and cannot address an array's items by id).
  * Store families (issue #17) took it to 15.5 KiB: compiling and checking patterns in `defineZuno`,
  * and each per-key lookup of the replica (initial state, schema, ids) falling back to a family.
- * Following stores at runtime (issue #17) took it to 17.3 KiB: the counted follows with their grace
+ * Following stores at runtime (issue #17) took it to 17.8 KiB: the counted follows with their grace
  * period, the control requests, the reconnect that names what it holds, the `hello`, `followed` and
  * `revoked` events, tabs that follow through the leader and are watched by their Web Locks, and
- * deleted stores.
+ * deleted stores (refusing ops made before a deletion, restored ones too).
  * docs/performance.md breaks it down.
  */
 const bundles = [
   {
     name: 'browser client (zuno: connect)',
     code: `import { connect } from 'zuno'\nglobalThis.z = connect`,
-    budget: 17.5 * KiB,
+    budget: 18 * KiB,
     goal: 7 * KiB,
     // With what loads on demand: code moved behind `import()` must not escape the budget.
-    totalBudget: 18.5 * KiB,
+    totalBudget: 19 * KiB,
   },
   {
     name: 'browser client with zuno-react hooks',
     code: `import { connect } from 'zuno'\nimport * as hooks from 'zuno-react'\nglobalThis.z = [connect, hooks]`,
-    budget: 18.6 * KiB,
-    totalBudget: 19.6 * KiB,
+    budget: 19.1 * KiB,
+    totalBudget: 20.1 * KiB,
   },
 ]
 
