@@ -24,7 +24,12 @@ export interface StateEntry extends EntryCommon {
    * The version the replica showed when `set` was called, and its epoch: a deletion past it,
    * learned after a reload, refuses the op rather than letting it bring the store back.
    */
-  madeOn?: { version: number; epoch: string }
+  madeOn?: {
+    /** The store's confirmed version when `set` was called. */
+    version: number
+    /** The epoch of that version. */
+    epoch: string
+  }
   /** Set while the op is in doubt (sent, never answered): the base and epoch it was sent on, so a retry sends it unchanged. */
   sentOn?: {
     /** The version the op was proposed on. */
