@@ -3,7 +3,7 @@ import { act, StrictMode, version as reactVersion, useState } from 'react'
 import { createRoot, hydrateRoot, type Root } from 'react-dom/client'
 import { renderToString } from 'react-dom/server'
 import { afterEach, describe, expect, it, vi } from 'vitest'
-import { connect, createSnapshotUniverse, type StateResponse, type Universe } from 'zuno'
+import { connect, createSnapshotUniverse, defineZuno, type StateResponse, type Universe } from 'zuno'
 import { createUniverse } from 'zuno/server'
 import {
   serializeState,
@@ -236,6 +236,38 @@ describe(`zuno-react on React ${reactVersion}`, () => {
       hydrate(replica, <App />)
       await until(() => replica.status.get() === 'connected')
       expect(container.textContent).toBe('likes: 0')
+    })
+    expect(errors.map(String)).toEqual([])
+  })
+
+  it('renders a family store the snapshot lacks, and a deleted one, from the app’s initial states, with no mismatch', async () => {
+    const app = defineZuno({ stores: { 'doc:{id}': { initial: { title: 'untitled' } } } })
+    const universe = createUniverse({ app })
+    const served = await serveExpress(universe)
+    cleanups.push(served.close)
+    await universe.store('doc:2').set({ title: 'Two' })
+    await universe.delete('doc:2')
+    function App() {
+      return (
+        <p>
+          {useStore<{ title: string }>('doc:1').title}/{useStore<{ title: string }>('doc:2').title}
+        </p>
+      )
+    }
+    const state = universe.snapshot(['doc:1', 'doc:2'])
+    const html = renderToString(
+      <ZunoProvider universe={createSnapshotUniverse(state, { app })}>
+        <App />
+      </ZunoProvider>,
+    )
+    expect(html).toContain('untitled<!-- -->/<!-- -->untitled')
+    const replica = connect({ url: served.url, EventSource, tabs: false, app, stores: ['doc:1', 'doc:2'], hydrate: JSON.parse(serializeState(state)) })
+    cleanups.push(() => replica.close())
+    const errors = await inBrowserPage(html, async ({ container, hydrate }) => {
+      // (An app's replica is typed by its stores; the page helper takes any universe.)
+      hydrate(replica as unknown as Universe, <App />)
+      await until(() => replica.status.get() === 'connected')
+      expect(container.textContent).toBe('untitled/untitled')
     })
     expect(errors.map(String)).toEqual([])
   })

@@ -25,6 +25,11 @@ export function firstRenderOf(snapshot: StateResponse, initialOf: (key: string) 
     status: 'connecting',
     pending: 0,
     lastError: undefined,
-    store: (key) => (Object.hasOwn(snapshot.stores, key) ? (snapshot.stores[key] as StoreState) : { version: 0, state: initialOf(key) }),
+    store: (key) => {
+      const stored = Object.hasOwn(snapshot.stores, key) ? (snapshot.stores[key] as StoreState) : undefined
+      if (stored === undefined) return { version: 0, state: initialOf(key) }
+      // A deleted store renders its initial state, at the deletion's version, as a replica shows it.
+      return stored.deleted ? { version: stored.version, state: initialOf(key) } : stored
+    },
   }
 }

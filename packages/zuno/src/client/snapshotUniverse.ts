@@ -1,6 +1,8 @@
+import { appSetup, type ZunoApp } from '../app'
 import { ZunoError } from '../errors'
 import { Observable } from '../observable'
 import type { StateResponse } from '../protocol'
+import type { SpecOf } from '../storeSpecs'
 import type { StoreCell, Updater } from '../store'
 import { Universe } from '../universe'
 import type { ConnectionStatus } from './connection'
@@ -22,6 +24,7 @@ export class SnapshotUniverse extends Universe {
   readonly lastError: ReadableValue<ZunoError | undefined> = new Observable<ZunoError | undefined>(undefined)
   /** What the page renders from: the same as what the hydrating replica's first render shows. */
   readonly firstRender: FirstRender
+  readonly #specs: SpecOf | undefined
 
   constructor(
     /** The snapshot, to hand to the client as `connect({ hydrate })`. */
@@ -29,13 +32,22 @@ export class SnapshotUniverse extends Universe {
     options: SnapshotUniverseOptions = {},
   ) {
     super()
+    const setup = options.app === undefined ? undefined : appSetup(options.app, options.initial, undefined)
+    this.#specs = setup?.specs
     // Declared before anything reads them, so a store the snapshot lacks renders as the client's first render does.
-    for (const [key, initial] of Object.entries(options.initial ?? {})) this.cell(key, initial)
+    for (const [key, initial] of Object.entries(setup?.states ?? options.initial ?? {})) this.cell(key, initial)
     this.firstRender = firstRenderOf(state, (key) => this.cell(key).get())
-    for (const [key, { version, state: value }] of Object.entries(state.stores)) {
-      // The server's state, not a declaration: the app's own initial states stay the app's.
-      this.cell(key).publish(value, version)
+    for (const [key, { version, state: value, deleted }] of Object.entries(state.stores)) {
+      // The server's state, not a declaration: the app's own initial states stay the app's. A
+      // deleted store shows its initial state, as the replica does.
+      const cell = this.cell(key)
+      cell.publish(deleted ? cell.get() : value, version)
     }
+  }
+
+  /** A family's store shows its family's initial state, as the replica's first render does. */
+  protected override initialOf(key: string): unknown {
+    return this.#specs?.(key)?.initial
   }
 
   protected writeStore(cell: StoreCell<unknown>, _next: Updater<unknown>): Promise<number> {
@@ -45,6 +57,12 @@ export class SnapshotUniverse extends Universe {
 
 /** Options of {@link createSnapshotUniverse}. */
 export interface SnapshotUniverseOptions {
+  /**
+   * The app definition the client connects with (`connect({ app })`): its stores' and families'
+   * initial states, so a store the snapshot lacks renders the same on the server as in the
+   * client's first render. Default: none.
+   */
+  app?: ZunoApp
   /**
    * The initial states the client declares in `connect({ initial })`: pass the same object, so a
    * store the snapshot lacks renders the same on the server as in the client's first render.
