@@ -27,6 +27,7 @@ export type {
   Storage,
   StorageHealth,
   StorageImage,
+  StorageRead,
   Write,
 } from './storage'
 // What a storage of its own (zuno-redis) shares with the built-in ones: the defaults and record keys.

@@ -131,6 +131,8 @@ export interface CommittedChange {
   patch?: Patch | undefined
   /** The change deleted the store. */
   deleted?: boolean | undefined
+  /** Whether the store existed (written and not deleted) just before this change (see {@link CommittedEvent.existed}). */
+  existed?: boolean | undefined
 }
 
 /**
@@ -155,6 +157,12 @@ export interface CommittedEvent {
   patch?: Patch | undefined
   /** The change deleted the store (see {@link Write.deleted}). */
   deleted?: boolean | undefined
+  /**
+   * Whether the store existed (written and not deleted) just before this change. A storage with
+   * {@link Storage.read} sets it: a universe that does not hold the store counts the stores that
+   * exist (`maxStores`) from it. With `changes`, each change tells its own.
+   */
+  existed?: boolean | undefined
   /** With a commit of several stores: each of them, the first being the one named above. Absent for one store. */
   changes?: readonly CommittedChange[] | undefined
   /** Universe-wide, strictly increasing; 1 for the first change of an epoch. */
@@ -232,10 +240,20 @@ export interface StorageImage {
   epoch: string
   /** Sequence number of the last committed event (0 when none). */
   seq: number
-  /** Every store as of `seq`. */
+  /** Every store as of `seq`; a storage with {@link Storage.read} may leave out any (it is then read when first needed). */
   stores: Map<string, StoreState>
+  /** With {@link Storage.read}: how many stores exist (written and not deleted) as of `seq`, which `maxStores` counts from. */
+  storeCount?: number
   /** The last events before `seq`, oldest first, if the storage keeps them: clients can then resume across a restart. */
   recent?: CommittedEvent[]
+}
+
+/** Stores read from a storage, as of one position of its log. */
+export interface StorageRead {
+  /** The storage's position they were read at: the seq of the last event they include. */
+  seq: number
+  /** Each store asked for that the storage has, tombstones included (`{ version, deleted: true }`); a key never written is absent. */
+  stores: Map<string, StoreState>
 }
 
 /** Whether a storage can take writes. */
@@ -260,6 +278,13 @@ export type StorageHealth =
 export interface Storage {
   /** Reads the current image once, when the universe starts. */
   load(): Promise<StorageImage>
+  /**
+   * Reads the stores named (every store, with `undefined`) as of one position of the log, in one
+   * consistent read. A storage that has it is read lazily: `load()` need return no stores and must
+   * give `storeCount`, its events tell {@link CommittedEvent.existed}, and the universe keeps only
+   * a bounded set of stores in memory, reading the others when first needed.
+   */
+  read?(keys: readonly string[] | undefined): Promise<StorageRead>
   /**
    * Decides and, if accepted, commits one op. Fails (rejects, or throws) only when the storage
    * failed, and then nothing was acknowledged. A storage that decides in this process may return
