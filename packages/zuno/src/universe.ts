@@ -35,8 +35,12 @@ export abstract class Universe<TStores extends Record<string, unknown> = Record<
   store<T>(key: TOtherKey, initial?: T): Store<T>
   // biome-ignore lint/suspicious/noExplicitAny: the overloads above give the caller its type
   store(key: string, initial?: unknown): Store<any> {
+    this.storeOpened(key)
     return this.cell(key, initial)
   }
+
+  /** Server code asked for a store through {@link store}: a universe that evicts stores keeps it. */
+  protected storeOpened(_key: string): void {}
 
   /** True when a store with this key exists here. */
   has(key: string): boolean {
@@ -82,6 +86,11 @@ export abstract class Universe<TStores extends Record<string, unknown> = Record<
   /** Existing cells, for snapshots. */
   protected cells(): IterableIterator<StoreCell<unknown>> {
     return this.#stores.values()
+  }
+
+  /** Drops a store's cell (a universe on a storage read lazily evicts the stores it has not used lately). */
+  protected forget(key: string): void {
+    this.#stores.delete(key)
   }
 
   /** The existing cell under `key`, if any. */

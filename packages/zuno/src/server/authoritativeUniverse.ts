@@ -17,6 +17,7 @@ import {
 } from '../protocol'
 import { applyPatch, diff, type IdPaths, jsonLongerThan, type Patch, PatchError } from '../patch'
 import { idStepsDeclared, overlapsItself, patchesOverlap } from './patchRules'
+import { formatEventId as eventIdOf } from '../protocol'
 import { type Schemas, type StatesOf, validateState } from '../schema'
 import { compilePattern, isFamily, type KeyDeclaration, type SpecOf, storeSpecs } from '../storeSpecs'
 import { applyUpdater, type StoreCell, type Updater } from '../store'
@@ -24,6 +25,7 @@ import { assertStoreKey, Universe } from '../universe'
 import { utf8Length } from './bytes'
 import { opDigest } from './clientLedger'
 import { deepFreeze, toJsonValue } from './json'
+import { HotStores } from './hotStores'
 import { EventLog, type LogEntry, logEntry } from './log'
 import { createMemoryStorage } from './memoryStorage'
 import { notifyEach } from './notify'
@@ -53,6 +55,13 @@ export interface UniverseOptions<S extends Schemas = Schemas> {
   schemas?: S
   /** Most stores that may exist (403 `store_limit` for one more). Default 10,000. */
   maxStores?: number
+  /**
+   * With a storage read lazily (one that has `read`: SQLite, Redis): how many stores stay in memory
+   * beyond those in use, the most recently used; the others are read again when next needed.
+   * Stores declared by their key and stores server code holds through `store()` always stay.
+   * Default 10,000.
+   */
+  hotStores?: number
   /**
    * Largest state of one store, in bytes of JSON (413 `state_too_large`). Default: only the body
    * limit, which bounds a whole state but not what patches build on one: set it for stores clients
@@ -101,6 +110,27 @@ const MAX_STORES_PER_ACTION = 1000
 
 /** How many times an action runs again after a store it used moved before its commit. */
 const ACTION_ATTEMPTS = 64
+
+/** How many times a lazy read is tried again when this instance's log moved on past it. */
+const READ_ATTEMPTS = 3
+
+/** How long a lazy read waits for this instance to apply what the storage had when it read, ms. */
+const READ_CATCH_UP_MS = 5000
+
+/** Stores read from a storage read lazily, as of `seq`, once this instance's log (`log`) had reached it. */
+interface StoresRead {
+  log: EventLog
+  seq: number
+  stores: Map<string, StoreState>
+}
+
+/** Stores held in memory for a request (see {@link AuthoritativeUniverse.hold}). */
+export interface HeldStores {
+  /** The held stores (or those named, or those `readable` admits) as of this instance's position now. */
+  snapshot(storeKeys?: readonly string[], readable?: (storeKey: string) => boolean): StateResponse
+  /** Lets them go: past `hotStores`, they may be evicted again. Calling it twice is harmless. */
+  release(): void
+}
 
 /** What became of an action, as the sync server answers it. */
 export type ActionResult =
@@ -258,6 +288,16 @@ export class AuthoritativeUniverse<
   readonly #deleted = new Set<string>()
   /** Each store's latest deletion (as its storage keeps it), kept when it is created again: snapshots tell it. */
   readonly #lastDeletion = new Map<string, number>()
+  /** Set when the storage is read lazily: which stores stay in memory. Absent, every store is in memory. */
+  readonly #hot: HotStores | undefined
+  /** Stores with a cell that has not been read yet (declared ones, and those server code asked for, before their read). */
+  readonly #unloaded = new Set<string>()
+  /** Reads in flight, by store: a second request for a store waits for the first read. */
+  readonly #loading = new Map<string, Promise<void>>()
+  /** Stores server code holds through `store()`: kept in memory for good. */
+  readonly #kept = new Set<string>()
+  /** On a storage read lazily: how many stores are written and not deleted, from the storage's count and each event since. */
+  #writtenCount = 0
 
   constructor(options: UniverseOptions<Schemas> & AppActions = {}) {
     super()
@@ -286,10 +326,14 @@ export class AuthoritativeUniverse<
     this.#maxStateBytes = options.maxStateBytes
     this.#actionTimeoutMs = options.actionTimeoutMs ?? 10_000
     this.#patchHistory = options.patchHistory ?? 64
+    const hotStores = options.hotStores ?? 10_000
+    if (!Number.isSafeInteger(hotStores) || hotStores < 0) throw new TypeError('hotStores must be an integer ≥ 0')
+    this.#hot = this.#storage.read === undefined ? undefined : new HotStores(hotStores, (key) => this.#evict(key))
     if (!Number.isSafeInteger(this.#patchHistory) || this.#patchHistory < 0) throw new TypeError('patchHistory must be an integer ≥ 0')
     // Declared stores exist from the start; a family's exist once touched (there are as many as keys).
     this.#declaredAtStart = new Set(Object.keys(declarations).filter((key) => !isFamily(key) && this.#isDeclared(key)))
     for (const key of this.#declaredAtStart) this.cell(key, this.#initialOf(key))
+    if (this.#hot !== undefined) for (const key of this.#declaredAtStart) this.#unloaded.add(key)
     this.#visibleCount = this.#declaredAtStart.size
     const { appActions = {}, actions = {} } = options
     for (const [name, spec] of Object.entries(appActions)) this.#actions.set(name, { args: spec.args, run: spec.run as ServerAction, inApp: true })
@@ -313,12 +357,20 @@ export class AuthoritativeUniverse<
     await this.#load()
     this.#stopCommits = this.#storage.onCommit((event) => this.#arrive(event))
     this.#stopResets = this.#storage.onReset?.(() => {
-      this.#load().then(
+      this.#load()
+        .then(() => this.#readUnloaded())
+        .then(
         () => notifyEach(this.#resetListeners, undefined, 'a reset listener of the universe'),
-        (error: unknown) => console.error('[zuno] reloading the storage after a new epoch failed', error),
-      )
+          (error: unknown) => console.error('[zuno] reloading the storage after a new epoch failed', error),
+        )
     })
+    await this.#readUnloaded()
     this.#started = true
+  }
+
+  /** On a storage read lazily: reads the stores that must always be in memory (declared ones, those server code holds). */
+  async #readUnloaded(): Promise<void> {
+    if (this.#unloaded.size > 0) await this.#ensure([...this.#unloaded])
   }
 
   /** Reads the storage's image: at start, and again when its history moved to a new epoch. */
@@ -338,6 +390,17 @@ export class AuthoritativeUniverse<
     this.#log = log
     this.#deleted.clear()
     this.#lastDeletion.clear()
+    if (this.#hot !== undefined) {
+      // Read lazily: nothing held is known to be current in this history. What must stay is read again.
+      this.#writtenCount = image.storeCount ?? 0
+      this.#hot.clear()
+      for (const cell of [...this.cells()]) {
+        if (this.#declaredAtStart.has(cell.key) || this.#kept.has(cell.key)) this.#unloaded.add(cell.key)
+        else this.forget(cell.key)
+      }
+      if (reloading) this.#wakeAll()
+      return
+    }
     for (const [key, stored] of image.stores) {
       this.#publish(key, deepFreeze(stored.state), stored.version, stored.deleted === true)
       if (stored.deletedAt !== undefined) this.#lastDeletion.set(key, stored.deletedAt)
@@ -413,6 +476,11 @@ export class AuthoritativeUniverse<
   /** Offers a client's op, already validated as a `POST /sync` body. */
   propose(request: SyncRequest | PatchRequest, proposer: Proposer): Promise<ProposalResult> {
     if (!this.#started) return this.ready.then(() => this.propose(request, proposer))
+    if (this.#hot !== undefined) return this.#withStores([request.storeKey], () => this.#proposeNow(request, proposer))
+    return this.#proposeNow(request, proposer)
+  }
+
+  #proposeNow(request: SyncRequest | PatchRequest, proposer: Proposer): Promise<ProposalResult> {
     if ('patch' in request) return this.#proposePatch(request, proposer.principal)
     const stateJson = JSON.stringify(request.state)
     return this.#decide(request, identify(request, proposer.principal, stateJson), stateJson, false)
@@ -426,7 +494,218 @@ export class AuthoritativeUniverse<
     if (!this.#started) await this.ready
     this.#checkHealth()
     const payload = 'patch' in request ? patchPayload(JSON.stringify(request.patch)) : JSON.stringify(request.state)
-    return this.#record(request, identify(request, proposer.principal, payload), error)
+    return this.#withStores([request.storeKey], () => this.#record(request, identify(request, proposer.principal, payload), error))
+  }
+
+  /**
+   * Runs `work` with the stores in memory, current, and kept there until it settles. On a storage
+   * that is not read lazily every store is in memory: `work` runs at once.
+   */
+  async #withStores<T>(keys: readonly string[], work: () => T | Promise<T>): Promise<T> {
+    const hot = this.#hot
+    if (hot === undefined) return work()
+    hot.pin(keys)
+    try {
+      const reading = this.#ensure(keys)
+      if (reading !== undefined) await reading
+      return await work()
+    } finally {
+      hot.unpin(keys)
+    }
+  }
+
+  /** Whether a store is in memory and current: always, on a storage that is not read lazily. */
+  #inMemory(key: string): boolean {
+    return this.#hot === undefined || (this.existing(key) !== undefined && !this.#unloaded.has(key))
+  }
+
+  /**
+   * On a storage read lazily: reads the stores that are not in memory, and resolves once each is,
+   * current as of this instance's position; `undefined` when all are already (no turn spent).
+   * Callers pin the stores first (or they are never evicted), so a store read stays until used.
+   */
+  #ensure(keys: readonly string[]): Promise<void> | undefined {
+    const hot = this.#hot
+    if (hot === undefined) return undefined
+    let waits: Promise<void>[] | undefined
+    let toRead: string[] | undefined
+    for (const key of keys) {
+      if (this.#inMemory(key)) hot.touch(key)
+      else {
+        const loading = this.#loading.get(key)
+        if (loading === undefined) (toRead ??= []).push(key)
+        else (waits ??= []).push(loading)
+      }
+    }
+    if (toRead !== undefined) {
+      const reading = this.#readStores(toRead)
+      for (const key of toRead) this.#loading.set(key, reading)
+      ;(waits ??= []).push(reading)
+    }
+    if (waits === undefined) return undefined
+    return Promise.all(waits).then(() => this.#ensure(keys))
+  }
+
+  /** Reads stores into memory, brought on by the events this instance applied while they were read. */
+  async #readStores(keys: readonly string[]): Promise<void> {
+    try {
+      const wanted = new Set(keys)
+      for (let attempt = 0; attempt < READ_ATTEMPTS; attempt++) {
+        const latest = this.#broughtOn(await this.#readCurrent(keys), wanted)
+        if (latest !== undefined) return this.#install(keys, latest)
+      }
+      throw new ZunoError('unavailable', 'The stores read moved on faster than this instance could follow; try again', { retryAfter: 1 })
+    } finally {
+      for (const key of keys) this.#loading.delete(key)
+    }
+  }
+
+  /**
+   * Reads stores (every one, with `undefined`) from the storage, then waits until this instance has
+   * applied everything the read includes: only then may it be shown beside this instance's events.
+   */
+  async #readCurrent(keys: readonly string[] | undefined): Promise<StoresRead> {
+    const read = this.#storage.read as NonNullable<Storage['read']>
+    for (let attempt = 0; attempt < READ_ATTEMPTS; attempt++) {
+      const log = this.#readyLog()
+      const { seq, stores } = await read.call(this.#storage, keys)
+      await this.catchUp(eventIdOf(log.epoch, seq), READ_CATCH_UP_MS)
+      // Another epoch began meanwhile (the read may be of either): read again.
+      if (this.#log === log && log.lastSeq >= seq) return { log, seq, stores }
+    }
+    throw new ZunoError('unavailable', 'This instance could not catch up with its storage to read a store', { retryAfter: 1 })
+  }
+
+  /**
+   * What was read at `read.seq`, brought on to this instance's position by the changes it applied
+   * since (of the stores in `keys`, or all); `undefined` when its log no longer holds them.
+   */
+  #broughtOn(read: StoresRead, keys: ReadonlySet<string> | undefined): Map<string, StoreState> | undefined {
+    const log = this.#readyLog()
+    if (log !== read.log) return undefined
+    if (log.lastSeq === read.seq) return read.stores
+    const since = log.since(eventIdOf(log.epoch, read.seq))
+    if (since === undefined) return undefined
+    const latest = new Map(read.stores)
+    for (const { event } of since) {
+      for (const change of event.changes ?? [event]) {
+        if (keys !== undefined && !keys.has(change.storeKey)) continue
+        const before = latest.get(change.storeKey)
+        if (change.deleted) latest.set(change.storeKey, { version: change.version, state: undefined, deleted: true })
+        else {
+          const deletedAt = before?.deleted ? before.version : before?.deletedAt
+          latest.set(change.storeKey, deletedAt === undefined ? { version: change.version, state: change.state } : { version: change.version, state: change.state, deletedAt })
+        }
+      }
+    }
+    return latest
+  }
+
+  /** Puts stores read (and brought on) in memory; a key the storage never had shows its initial state at version 0. */
+  #install(keys: readonly string[], latest: ReadonlyMap<string, StoreState>): void {
+    for (const key of keys) {
+      if (this.#inMemory(key)) continue
+      const cell = this.cell(key)
+      const stored = latest.get(key)
+      this.#deleted.delete(key)
+      this.#lastDeletion.delete(key)
+      if (stored === undefined) cell.publish(this.#initialOf(key), 0)
+      else if (stored.deleted) {
+        this.#deleted.add(key)
+        this.#lastDeletion.set(key, stored.version)
+        cell.publish(this.#initialOf(key), stored.version)
+      } else {
+        if (stored.deletedAt !== undefined) this.#lastDeletion.set(key, stored.deletedAt)
+        cell.publish(deepFreeze(stored.state), stored.version)
+      }
+      this.#unloaded.delete(key)
+      if (!this.#declaredAtStart.has(key) && !this.#kept.has(key)) this.#hot?.add(key)
+    }
+  }
+
+  /** Drops a store from memory: it is read again when next needed. */
+  #evict(key: string): void {
+    this.forget(key)
+    this.#deleted.delete(key)
+    this.#lastDeletion.delete(key)
+    this.#recentPatches.delete(key)
+  }
+
+  /**
+   * Server code holds a store (`universe.store(key)`): on a storage read lazily it stays in memory
+   * for good, and is read now if it is not in memory yet.
+   */
+  protected override storeOpened(key: string): void {
+    if (this.#hot === undefined || this.#kept.has(key) || this.#declaredAtStart.has(key)) return
+    assertStoreKey(key)
+    this.#kept.add(key)
+    if (this.#inMemory(key)) {
+      this.#hot.remove(key)
+      return
+    }
+    this.#unloaded.add(key)
+    // Before the start, the start reads it with the declared stores.
+    if (this.#started) this.#ensure([key])?.catch((error: unknown) => console.error(`[zuno] reading the store ${JSON.stringify(key)} failed`, error))
+  }
+
+  /**
+   * Reads stores into memory, when the storage is read lazily (it has `read`): `snapshot(keys)`
+   * and `store(key).get()` then show them at once, until they are among the least recently used
+   * of more than `hotStores`. On other storages every store is in memory: resolves at once.
+   */
+  async load(storeKeys: readonly string[]): Promise<void> {
+    if (!this.#started) await this.ready
+    for (const key of storeKeys) assertStoreKey(key)
+    await this.#withStores(storeKeys, () => {})
+  }
+
+  /**
+   * Holds stores in memory for a request that shows them after an await (the sync server's
+   * snapshots): until `release()`, `snapshot()` of the held stores is current whenever it is called.
+   * Without `storeKeys`, every store: on a storage read lazily, they are read whole (a stream or
+   * `GET /state` of every store) and never enter memory for longer than the request.
+   */
+  async hold(storeKeys?: readonly string[]): Promise<HeldStores> {
+    if (!this.#started) await this.ready
+    const hot = this.#hot
+    if (hot === undefined) return { snapshot: (keys = storeKeys, readable) => this.snapshot(keys, readable), release: () => {} }
+    if (storeKeys === undefined) return this.#holdEvery()
+    hot.pin(storeKeys)
+    try {
+      await this.#ensure(storeKeys)
+    } catch (error) {
+      hot.unpin(storeKeys)
+      throw error
+    }
+    let held = true
+    return {
+      snapshot: (keys = storeKeys, readable) => this.snapshot(keys, readable),
+      release: () => {
+        if (held) hot.unpin(storeKeys)
+        held = false
+      },
+    }
+  }
+
+  /** Every store, read whole from a storage read lazily: shown as of this instance's position whenever asked. */
+  async #holdEvery(): Promise<HeldStores> {
+    const read = await this.#readCurrent(undefined)
+    return {
+      snapshot: (storeKeys, readable) => {
+        const latest = this.#broughtOn(read, storeKeys === undefined ? undefined : new Set(storeKeys))
+        if (latest === undefined) throw new ZunoError('unavailable', 'The stores read moved on faster than this instance could follow; try again', { retryAfter: 1 })
+        const stores: Record<string, StoreState> = {}
+        const shown = (key: string) => (storeKeys === undefined || storeKeys.includes(key)) && (readable === undefined || readable(key))
+        // Declared stores never written exist at version 0; they are always in memory.
+        for (const key of this.#declaredAtStart) {
+          const cell = this.existing(key)
+          if (!latest.has(key) && cell !== undefined && shown(key)) stores[key] = { version: 0, state: cell.get() }
+        }
+        for (const [key, stored] of latest) if (shown(key)) stores[key] = stored.deleted ? ({ version: stored.version, deleted: true } as StoreState) : stored
+        return { stores, cursor: this.#readyLog().cursor }
+      },
+      release: () => {},
+    }
   }
 
   /**
@@ -596,7 +875,44 @@ export class AuthoritativeUniverse<
     }
     const commitAction = this.#storage.commitAction
     if (commitAction === undefined) throw new ZunoError('unavailable', 'This storage cannot run actions', { retryAfter: 1 })
+    // On a storage read lazily, a store the action reaches that is not in memory stops the run: it is
+    // read, kept in memory until the action is answered, and the action runs again.
+    const pinned: string[] = []
+    try {
+      return await this.#runAction(request, caller, op, action, args, commitAction, pinned)
+    } finally {
+      this.#hot?.unpin(pinned)
+    }
+  }
+
+  async #runAction(
+    request: ActionRequest,
+    caller: ActionCaller,
+    op: OpIdentity,
+    action: { run: ServerAction },
+    args: unknown,
+    commitAction: NonNullable<Storage['commitAction']>,
+    pinned: string[],
+  ): Promise<ActionResult> {
+    const missing: string[] = []
+    const read = (key: string): StoreRead => {
+      assertStoreKey(key)
+      if (!this.#inMemory(key)) {
+        missing.push(key)
+        throw new ZunoError('unavailable', `The store ${JSON.stringify(key)} is being read`)
+      }
+      return this.#readForAction(key)
+    }
+    let reads = 0
     for (let attempt = 0; attempt < ACTION_ATTEMPTS; attempt++) {
+      if (missing.length > 0 && reads++ <= MAX_STORES_PER_ACTION) {
+        // Caught or not by the action, a store it could not read makes this run void.
+        const reading = missing.splice(0)
+        this.#hot?.pin(reading)
+        pinned.push(...reading)
+        await this.#ensure(reading)
+        attempt -= 1
+      }
       // One action at a time runs and commits here: two that ran on the same state at once would
       // both commit on the same versions, and all but one would have to run again.
       const attempted = await this.#oneAtATime(async () => {
@@ -604,11 +920,13 @@ export class AuthoritativeUniverse<
         let writes: Write[]
         try {
           effect = await this.#withDeadline(
-            runAction((tx, validArgs) => action.run(tx, validArgs, caller.context), args, (key) => this.#readForAction(key), allowedFor(caller), (key) => this.#initialOf(key)),
+            runAction((tx, validArgs) => action.run(tx, validArgs, caller.context), args, read, allowedFor(caller), (key) => this.#initialOf(key)),
             request.action,
           )
+          if (missing.length > 0) return { again: true as const }
           writes = await this.#admitWrites(effect)
         } catch (error) {
+          if (missing.length > 0) return { again: true as const }
           return { refusal: actionError(error, request.action) }
         }
         const reads = []
@@ -626,6 +944,7 @@ export class AuthoritativeUniverse<
         }
         return { outcome, effect }
       })
+      if ('again' in attempted) continue
       if ('refusal' in attempted) return this.#recordAction(request, op, attempted.refusal)
       const { outcome, effect } = attempted
       if (outcome.type !== 'conflict') return this.#actionAnswer(outcome)
@@ -854,13 +1173,22 @@ export class AuthoritativeUniverse<
     if (!byServer && !exists && !this.#declaredAtStart.has(storeKey) && !this.#allowStore(storeKey)) {
       throw new ZunoError('store_not_allowed', `Store ${JSON.stringify(storeKey)} may not be created`)
     }
-    if (!exists && this.#visibleCount + createdBefore >= this.#maxStores) {
+    if (!exists && this.#storeCount() + createdBefore >= this.#maxStores) {
       throw new ZunoError('store_limit', `No more than ${this.#maxStores} stores`)
     }
     // UTF-16 length ≥ UTF-8 length / 3: only a state that might be too large is measured.
     if (this.#maxStateBytes !== undefined && stateJson.length * 3 > this.#maxStateBytes && utf8Length(stateJson) > this.#maxStateBytes) {
       throw new ZunoError('state_too_large', `A state may take at most ${this.#maxStateBytes} bytes`)
     }
+  }
+
+  /** How many stores exist for clients: written and not deleted, or declared by their key and never written. */
+  #storeCount(): number {
+    if (this.#hot === undefined) return this.#visibleCount
+    let unwritten = 0
+    // Declared stores are always in memory; at version 0 they were never written (a deletion moves the version on).
+    for (const key of this.#declaredAtStart) if (this.existing(key)?.version === 0) unwritten += 1
+    return this.#writtenCount + unwritten
   }
 
   /** What the store's schema makes of the state (what is stored, so it must be JSON and within the limits too); `stateBytes` only when it changed. */
@@ -1013,6 +1341,12 @@ export class AuthoritativeUniverse<
    */
   snapshot(storeKeys?: readonly string[], readable?: (storeKey: string) => boolean): StateResponse {
     const cursor = this.cursor
+    if (this.#hot !== undefined) {
+      // Read lazily, a store not in memory would show as never written: refused, never shown wrong.
+      if (storeKeys === undefined) throw new ZunoError('unavailable', 'On a storage read lazily, every store is read with hold(): await (await universe.hold()).snapshot()')
+      const absent = storeKeys.find((key) => !this.#inMemory(key))
+      if (absent !== undefined) throw new ZunoError('unavailable', `The store ${JSON.stringify(absent)} is not in memory: await universe.load(keys) first`)
+    }
     const stores: Record<string, StoreState> = {}
     const cells = storeKeys === undefined ? this.cells() : storeKeys.map((key) => this.existing(key))
     for (const cell of cells) {
@@ -1073,14 +1407,17 @@ export class AuthoritativeUniverse<
   delete<K extends keyof TStores & string>(key: K): Promise<number>
   delete(key: TOtherKey): Promise<number>
   delete(key: string): Promise<number> {
-    const cell = this.cell(key)
-    const write = this.#serverWrites.then(() => this.#writeAsServer(cell, undefined, true))
+    assertStoreKey(key)
+    const write = this.#serverWrites.then(() => this.#withStores([key], () => this.#writeAsServer(this.cell(key), undefined, true)))
     this.#serverWrites = write.catch(() => {})
     return write
   }
 
   async #writeAsServer(cell: StoreCell<unknown>, next: Updater<unknown> | undefined, deleting = false): Promise<number> {
     if (!this.#started) await this.ready
+    // A store server code holds (or is deleting, pinned) stays in memory once read.
+    const reading = this.#ensure([cell.key])
+    if (reading !== undefined) await reading
     const server = this.#server
     // The next id, used up only once the storage has processed the op (a conflict leaves it free).
     const opId = server.opId + 1
@@ -1165,11 +1502,20 @@ export class AuthoritativeUniverse<
   }
 
   /** Shows a committed state (a deleted store shows its initial one), counting the stores that exist. */
-  #publish(key: string, state: unknown, version: number, deleted = false): void {
+  #publish(key: string, state: unknown, version: number, deleted = false, existed?: boolean): void {
     // Empty unless actions ran ahead of a storage's follow (Redis): most commits skip the lookup.
     if (this.#ahead.size > 0) {
       const ahead = this.#ahead.get(key)
       if (ahead !== undefined && ahead.version <= version) this.#ahead.delete(key)
+    }
+    if (this.#hot !== undefined) {
+      // Read lazily, stores are counted from what the storage says of each change (an entry written
+      // by an older release does not say: a version past 1 then counts as a store that existed).
+      const before = existed ?? version > 1
+      if (before && deleted) this.#writtenCount -= 1
+      else if (!before && !deleted) this.#writtenCount += 1
+      // A store not in memory is read when next needed; a read in flight brings it on from the log.
+      if (!this.#inMemory(key)) return
     }
     const cell = this.cell(key)
     const wasVisible = this.#isVisible(cell)
@@ -1186,9 +1532,14 @@ export class AuthoritativeUniverse<
   #publishTogether(changes: readonly CommittedChange[], from = 0): void {
     const change = changes[from]
     if (change === undefined) return
-    const cell = this.cell(change.storeKey)
+    const cell = this.#inMemory(change.storeKey) ? this.cell(change.storeKey) : undefined
+    if (cell === undefined) {
+      this.#publish(change.storeKey, change.state, change.version, change.deleted === true, change.existed)
+      this.#publishTogether(changes, from + 1)
+      return
+    }
     cell.deferNotifications(() => {
-      this.#publish(change.storeKey, change.state, change.version, change.deleted === true)
+      this.#publish(change.storeKey, change.state, change.version, change.deleted === true, change.existed)
       this.#publishTogether(changes, from + 1)
     })
   }
@@ -1214,7 +1565,7 @@ export class AuthoritativeUniverse<
     this.#rememberPatches(event)
     if (changes === undefined) {
       deepFreeze(event.state)
-      this.#publish(event.storeKey, event.state, event.version, event.deleted === true)
+      this.#publish(event.storeKey, event.state, event.version, event.deleted === true, event.existed)
     } else {
       for (const change of changes) deepFreeze(change.state)
       this.#publishTogether(changes)
@@ -1357,7 +1708,7 @@ function refusalError(answer: RefusalAnswer): ZunoError {
 /** What the sync server needs of a universe: any authoritative universe, whatever its store types. */
 export type ServedUniverse = Pick<
   AuthoritativeUniverse,
-  'ready' | 'cursor' | 'propose' | 'proposeAction' | 'refuse' | 'refuseAction' | 'snapshot' | 'since' | 'catchUp' | 'onCommit' | 'onReset' | 'allows' | 'storeRules' | 'signal' | 'onSignal'
+  'ready' | 'cursor' | 'hold' | 'propose' | 'proposeAction' | 'refuse' | 'refuseAction' | 'snapshot' | 'since' | 'catchUp' | 'onCommit' | 'onReset' | 'allows' | 'storeRules' | 'signal' | 'onSignal'
 >
 
 /**

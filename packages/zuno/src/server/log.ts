@@ -60,6 +60,8 @@ export class LoggedEvent implements CommittedEvent, LogEntry {
     readonly patch?: Patch,
     /** Whether the change deleted the store; a plain field, so the file storage's log line keeps it. */
     readonly deleted?: boolean,
+    /** Whether the store existed just before (told by storages read lazily; see {@link CommittedEvent.existed}). */
+    readonly existed?: boolean,
   ) {
     this.#epoch = epoch
   }

@@ -6,17 +6,29 @@ import type { ActionCommitRequest, CommitOutcome, CommitRequest, RefusalRequest,
 import { copyStates, StoreTable } from './storeTable'
 
 /** Options of {@link createMemoryStorage}. */
-export interface MemoryStorageOptions extends ClientRecordOptions {}
+export interface MemoryStorageOptions extends ClientRecordOptions {
+  /**
+   * Be read lazily, store by store, as a database is (see `Storage.read`): the universe then keeps
+   * only `hotStores` of them in memory beside those in use. For tests of an app's behaviour on such
+   * a storage; the memory storage itself still holds every store. Default false.
+   */
+  lazy?: boolean
+}
 
 /** Keeps everything in this process; a restart starts a new, empty epoch. */
 export function createMemoryStorage(options: MemoryStorageOptions = {}): Storage {
   const epoch = randomId()
   const table = new StoreTable(new ClientLedger(options))
   let seq = 0
+  const lazy = options.lazy === true
+  table.tellsExisted = lazy
 
-  return {
+  const storage: Storage = {
     async load(): Promise<StorageImage> {
-      return { epoch, seq, stores: copyStates(table.states) }
+      if (!lazy) return { epoch, seq, stores: copyStates(table.states) }
+      let storeCount = 0
+      for (const stored of table.states.values()) if (stored.deleted !== true) storeCount += 1
+      return { epoch, seq, stores: new Map(), storeCount }
     },
 
     commit(request: CommitRequest): CommitOutcome {
@@ -51,4 +63,11 @@ export function createMemoryStorage(options: MemoryStorageOptions = {}): Storage
       table.close()
     },
   }
+  if (lazy) {
+    storage.read = async (keys) => {
+      const named = keys === undefined ? table.states : new Map(keys.flatMap((key) => { const stored = table.states.get(key); return stored === undefined ? [] : [[key, stored] as const] }))
+      return { seq, stores: copyStates(named) }
+    }
+  }
+  return storage
 }

@@ -16,7 +16,8 @@ export class ReadRights {
 
   /**
    * Asks the rule again for every store it answered: returns those that were readable and no
-   * longer are, and those that were not and now are (the stream must be sent their state first).
+   * longer are (refused from now on), and those that were not and now are. These stay refused
+   * until {@link grant}: the stream must be sent their state before their changes.
    */
   recheck(): { revoked: string[]; granted: string[] } {
     const revoked: string[] = []
@@ -24,9 +25,18 @@ export class ReadRights {
     for (const [storeKey, may] of this.#decided) {
       const now = this.rule(storeKey)
       if (now === may) continue
-      ;(may ? revoked : granted).push(storeKey)
-      this.#decided.set(storeKey, now)
+      if (may) {
+        revoked.push(storeKey)
+        this.#decided.set(storeKey, false)
+      } else granted.push(storeKey)
     }
     return { revoked, granted }
+  }
+
+  /** Lets through the stores of `storeKeys` the rule still allows (their state is being sent now); returns them. */
+  grant(storeKeys: readonly string[]): string[] {
+    const allowed = storeKeys.filter((storeKey) => this.#decided.get(storeKey) === false && this.rule(storeKey))
+    for (const storeKey of allowed) this.#decided.set(storeKey, true)
+    return allowed
   }
 }

@@ -12,6 +12,8 @@ export class StoreTable {
   readonly #listeners = new Set<(event: CommittedEvent) => void>()
   /** Each store's current version and state; entries change in place, so a reader that keeps one copies it. */
   readonly states = new Map<string, StoreState>()
+  /** Whether events tell `existed` (a storage read lazily must); off, they stay as small as before. */
+  tellsExisted = false
   /** Commits whose listeners have not heard of them yet: more than one only while listeners run. */
   readonly #undelivered: CommittedEvent[] = []
 
@@ -63,8 +65,10 @@ export class StoreTable {
   /** The event that accepting `request` as the `seq`-th change makes. */
   accept(request: CommitRequest, epoch: string, seq: number, writer: string): CommittedEvent {
     const { storeKey, state, stateBytes, patch, deleted } = request.write
-    const version = (this.states.get(storeKey)?.version ?? 0) + 1
-    return new LoggedEvent(storeKey, version, deleted ? undefined : state, writer, request.opId, seq, stateBytes, epoch, undefined, patch, deleted ? true : undefined)
+    const current = this.states.get(storeKey)
+    const version = (current?.version ?? 0) + 1
+    const existed = this.tellsExisted ? current !== undefined && current.deleted !== true : undefined
+    return new LoggedEvent(storeKey, version, deleted ? undefined : state, writer, request.opId, seq, stateBytes, epoch, undefined, patch, deleted ? true : undefined, existed)
   }
 
   /** The event that accepting an action's writes (one at least) as the `seq`-th change makes: one event, whatever the number of stores. */
@@ -72,13 +76,16 @@ export class StoreTable {
     const changes: CommittedChange[] = []
     let bytes = 0
     for (const { storeKey, state, stateBytes, patch, deleted } of request.writes) {
-      const version = (this.states.get(storeKey)?.version ?? 0) + 1
-      changes.push(deleted ? { storeKey, version, state: undefined, deleted: true } : { storeKey, version, state, stateBytes, patch })
+      const current = this.states.get(storeKey)
+      const version = (current?.version ?? 0) + 1
+      const change: CommittedChange = deleted ? { storeKey, version, state: undefined, deleted: true } : { storeKey, version, state, stateBytes, patch }
+      if (this.tellsExisted) change.existed = current !== undefined && current.deleted !== true
+      changes.push(change)
       bytes += stateBytes ?? 0
     }
     const [first] = changes as [CommittedChange]
     if (changes.length === 1) {
-      return new LoggedEvent(first.storeKey, first.version, first.state, writer, request.opId, seq, first.stateBytes, epoch, undefined, first.patch, first.deleted ? true : undefined)
+      return new LoggedEvent(first.storeKey, first.version, first.state, writer, request.opId, seq, first.stateBytes, epoch, undefined, first.patch, first.deleted ? true : undefined, first.existed)
     }
     return new LoggedEvent(first.storeKey, first.version, first.state, writer, request.opId, seq, bytes, epoch, changes)
   }

@@ -72,10 +72,23 @@ export class StreamControl {
         const changed = stream.readable?.recheck()
         if (changed === undefined) continue
         if (changed.revoked.length > 0) stream.send(encodeRevokedFrame(changed.revoked))
-        // A store it may read now, on a stream of every store: its state as of now, then its changes.
+        // A store it may read now, on a stream of every store: its state as of now, then its changes
+        // (the rights let them through only as the state is sent, in one tick, once it is in memory).
         if (changed.granted.length > 0) {
-          const { cursor, stores } = this.host.universe.snapshot(changed.granted)
-          stream.send(encodeFollowedFrame(cursor, { stores }))
+          const { granted } = changed
+          const rights = stream.readable
+          this.host.universe.hold(granted).then(
+            (held) => {
+              const allowed = rights?.grant(granted) ?? []
+              if (allowed.length > 0) {
+                const { cursor, stores } = held.snapshot(allowed)
+                stream.send(encodeFollowedFrame(cursor, { stores }))
+              }
+              held.release()
+            },
+            // Not sent: the stream goes on without them, and its client reads them on its next connection.
+            (error: unknown) => console.error('[zuno] a store granted to an open stream could not be read', error),
+          )
         }
         continue
       }
@@ -93,7 +106,30 @@ export class StreamControl {
   }
 
   /** Changes what a stream of this sync server follows. */
-  #apply({ streamId, follow, unfollow }: Required<SubscribeRequest>, principalId: string): void {
+  async #apply({ streamId, follow, unfollow }: Required<SubscribeRequest>, principalId: string): Promise<void> {
+    this.#check(streamId, principalId, follow, unfollow)
+    const stream = this.host.hub.stream(streamId)
+    if (stream?.storeKeys === undefined) return
+    this.host.hub.unfollow(stream, unfollow)
+    const added = [...new Set(follow)].filter((storeKey) => !stream.storeKeys?.has(storeKey))
+    if (added.length === 0) return
+    // In memory first (a storage read lazily reads them now); then checked again, as things may
+    // have changed during the read, and followed.
+    const held = await this.host.universe.hold(added)
+    try {
+      this.#check(streamId, principalId, follow, [])
+      const now = added.filter((storeKey) => !stream.storeKeys?.has(storeKey))
+      if (now.length === 0) return
+      // Taken and written in one tick with the follow itself: the next event the stream gets is the next one after this state.
+      const { cursor, stores } = held.snapshot(now)
+      this.host.hub.follow(stream, now, encodeFollowedFrame(cursor, { stores }))
+    } finally {
+      held.release()
+    }
+  }
+
+  /** Throws unless the stream is open, the principal's, and may follow these stores. */
+  #check(streamId: string, principalId: string, follow: readonly string[], unfollow: readonly string[]): void {
     const stream = this.host.hub.stream(streamId)
     // Another principal's stream is answered as no stream at all: its existence is not theirs to learn.
     if (stream === undefined || stream.principalId !== principalId) throw unknownStream()
@@ -110,11 +146,6 @@ export class StreamControl {
     // the check of the request (maybe on another instance) and now, and must not be undone by it.
     const refused = added.find((storeKey) => !this.host.mayRead(stream.principal, storeKey))
     if (refused !== undefined) throw new ZunoError('forbidden', `You may not read ${JSON.stringify(refused)}`)
-    this.host.hub.unfollow(stream, unfollow)
-    if (added.length === 0) return
-    // Taken and written in one tick with the follow itself: the next event the stream gets is the next one after this state.
-    const { cursor, stores } = this.host.universe.snapshot(added)
-    this.host.hub.follow(stream, added, encodeFollowedFrame(cursor, { stores }))
   }
 
   #heard(signal: InstanceSignal): void {
@@ -127,15 +158,15 @@ export class StreamControl {
         break
       case 'subscribe': {
         if (signal.to !== this.serverId) break
-        let error: ZunoError | undefined
-        try {
-          this.#apply(signal, signal.principal)
-        } catch (caught) {
-          error = caught instanceof ZunoError ? caught : unknownStream()
+        const answer = (error: ZunoError | undefined) => {
+          const answered: InstanceSignal = { type: 'subscribed', to: signal.from, requestId: signal.requestId }
+          if (error !== undefined) answered.error = { code: error.code, message: error.message }
+          this.host.universe.signal(answered).catch((cause: unknown) => console.error('[zuno] could not answer a routed subscribe', cause))
         }
-        const answer: InstanceSignal = { type: 'subscribed', to: signal.from, requestId: signal.requestId }
-        if (error !== undefined) answer.error = { code: error.code, message: error.message }
-        this.host.universe.signal(answer).catch((cause: unknown) => console.error('[zuno] could not answer a routed subscribe', cause))
+        this.#apply(signal, signal.principal).then(
+          () => answer(undefined),
+          (caught: unknown) => answer(caught instanceof ZunoError ? caught : unknownStream()),
+        )
         break
       }
       case 'subscribed': {

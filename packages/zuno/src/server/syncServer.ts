@@ -15,7 +15,7 @@ import {
   type SyncConflict,
 } from '../protocol'
 import { type Authenticate, type AuthorizeAction, type AuthRequest, type Authorize, type Principal, readCookie } from './auth'
-import type { ActionCaller, Proposer, ServedUniverse } from './authoritativeUniverse'
+import type { ActionCaller, HeldStores, Proposer, ServedUniverse } from './authoritativeUniverse'
 import { utf8Length } from './bytes'
 import { Hub, type SseSink, type Subscription } from './hub'
 import { RateLimiter, StreamLimiter } from './limits'
@@ -450,7 +450,12 @@ export class SyncServer {
     const storeKeys = this.#storeFilter(request)
     this.#mustRead(principal, storeKeys)
     await this.#universe.ready
-    return { ...json(200, this.#universe.snapshot(storeKeys, this.#readable(principal)?.may)), headers: NOT_STORED }
+    const held = await this.#universe.hold(storeKeys)
+    try {
+      return { ...json(200, held.snapshot(storeKeys, this.#readable(principal)?.may)), headers: NOT_STORED }
+    } finally {
+      held.release()
+    }
   }
 
   async #sse(request: ZunoRequest, principal: Principal | undefined): Promise<ZunoResponse> {
@@ -488,13 +493,28 @@ export class SyncServer {
         throw shuttingDown()
       }
     }
+    // What the opening shows, held in memory until then (a storage read lazily reads it now). A
+    // stream of every store that can resume from the log needs no snapshot: nothing is read for it.
+    const resumable = storeKeys === undefined && lastEventId !== undefined && this.#universe.since(lastEventId) !== undefined
+    let held: HeldStores
+    try {
+      // Should the log move on past it before the opening, the snapshot is asked for then (and refused if read lazily).
+      held = resumable ? { snapshot: (keys, readable) => this.#universe.snapshot(keys, readable), release() {} } : await this.#universe.hold(storeKeys)
+    } catch (error) {
+      release()
+      throw error
+    }
     const owner = { streamId: `${this.#id}.${randomBase64url(16)}`, principalId: principal?.id ?? '', principal }
     return {
       kind: 'sse',
-      cancel: release,
+      cancel: () => {
+        held.release()
+        release()
+      },
       open: (sink) => {
         if (this.#shuttingDown) {
           // Shutdown began between the answer and its opening: end at once, with the retry hint.
+          held.release()
           release()
           sink.write(this.#retryHint)
           sink.close()
@@ -514,7 +534,18 @@ export class SyncServer {
         // `hello` goes to a client that follows at runtime (it names what it holds): others never use its id.
         const opening = versions === undefined ? [this.#retryHint] : [this.#retryHint, encodeHelloFrame(owner.streamId)]
         if (gone.length > 0) opening.push(encodeRevokedFrame(gone))
-        opening.push(...this.#openingFrames(lastEventId, streamKeys, streamSet ?? readable, patches, versions))
+        try {
+          opening.push(...this.#openingFrames(lastEventId, streamKeys, streamSet ?? readable, patches, versions, held))
+        } catch (error) {
+          // The stores read could not be brought on to now (rare: the log moved on past them): the client comes back.
+          held.release()
+          release()
+          console.error('[zuno] a stream could not open', error)
+          sink.write(this.#retryHint)
+          sink.close()
+          return { drained() {}, close() {} }
+        }
+        held.release()
         const subscription = this.#hub.add(sink, streamSet, readable, opening, patches, owner)
         return {
           drained: () => subscription.drained(),
@@ -539,10 +570,11 @@ export class SyncServer {
     wanted: ReadonlySet<string> | ReadRights | undefined,
     patches: boolean,
     versions: ReadonlyMap<string, number | undefined> | undefined,
+    held: HeldStores,
   ): Uint8Array[] {
     const missed = lastEventId === undefined ? undefined : this.#universe.since(lastEventId)
-    if (missed === undefined) return [this.#snapshotFrame(storeKeys, wanted instanceof ReadRights ? wanted.may : undefined)]
-    const stale = versions === undefined ? undefined : this.#staleStores(missed, versions)
+    if (missed === undefined) return [this.#snapshotFrame(storeKeys, wanted instanceof ReadRights ? wanted.may : undefined, held)]
+    const stale = versions === undefined ? undefined : this.#staleStores(missed, versions, held)
     const follows = wanted === undefined ? undefined : wanted instanceof ReadRights ? wanted.may : (key: string) => wanted.has(key)
     const keep = stale === undefined || stale.size === 0 ? follows : (key: string) => !stale.has(key) && (follows === undefined || follows(key))
     const frames: Uint8Array[] = []
@@ -556,7 +588,7 @@ export class SyncServer {
       } else if (keep(entry.event.storeKey)) frames.push(frame)
     }
     if (stale !== undefined && stale.size > 0) {
-      const { cursor, stores } = this.#universe.snapshot([...stale])
+      const { cursor, stores } = held.snapshot([...stale])
       frames.push(encodeFollowedFrame(cursor, { stores }))
     }
     frames.push(RESUMED_FRAME)
@@ -564,7 +596,7 @@ export class SyncServer {
   }
 
   /** The stores that the replay `missed` would not bring from the versions the client holds to their current ones. */
-  #staleStores(missed: readonly LogEntry[], versions: ReadonlyMap<string, number | undefined>): Set<string> {
+  #staleStores(missed: readonly LogEntry[], versions: ReadonlyMap<string, number | undefined>, held: HeldStores): Set<string> {
     const stale = new Set<string>()
     const reached = new Map<string, number>()
     for (const [storeKey, version] of versions) {
@@ -584,7 +616,7 @@ export class SyncServer {
       }
     }
     if (reached.size > 0) {
-      const { stores } = this.#universe.snapshot([...reached.keys()])
+      const { stores } = held.snapshot([...reached.keys()])
       for (const [storeKey, version] of reached) if (version < (stores[storeKey]?.version ?? 0)) stale.add(storeKey)
     }
     return stale
@@ -623,11 +655,11 @@ export class SyncServer {
     }
   }
 
-  #snapshotFrame(storeKeys: readonly string[] | undefined, readable: ((storeKey: string) => boolean) | undefined): Uint8Array {
+  #snapshotFrame(storeKeys: readonly string[] | undefined, readable: ((storeKey: string) => boolean) | undefined, held: HeldStores): Uint8Array {
     const shared = storeKeys === undefined && readable === undefined
     // The full snapshot only changes with a commit, so it is built and encoded once per cursor.
     if (shared && this.#snapshotCache?.cursor === this.#universe.cursor) return this.#snapshotCache.frame
-    const { stores, cursor } = this.#universe.snapshot(storeKeys, readable)
+    const { stores, cursor } = held.snapshot(storeKeys, readable)
     const frame = encodeSnapshotFrame(cursor, { stores })
     if (shared) this.#snapshotCache = { cursor, frame }
     return frame
