@@ -11,11 +11,12 @@ import { core } from './suites/core'
 import { fanout } from './suites/fanout'
 import { hotStore } from './suites/hotStore'
 import { largeStore } from './suites/largeStore'
+import { manyStores } from './suites/manyStores'
 import { memory } from './suites/memory'
 import { reconnect } from './suites/reconnect'
 import { throughput } from './suites/throughput'
 
-const suites: Suite[] = [throughput, fanout, memory, hotStore, reconnect, core, largeStore]
+const suites: Suite[] = [throughput, fanout, memory, hotStore, reconnect, core, largeStore, manyStores]
 
 const args = process.argv.slice(2)
 if (args.includes('--report')) {

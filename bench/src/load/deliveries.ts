@@ -26,13 +26,14 @@ export class Deliveries {
   }
 
   /**
-   * Waits until events `first`..`first+count-1` each reached `expected` subscribers (or the
-   * timeout). It polls: arrival times are taken as deliveries happen, so the poll costs no accuracy.
+   * Waits until events `first`..`first+count-1` each reached `expected` subscribers (or, where
+   * they differ, `expected[seq - first]`), or the timeout. It polls: arrival times are taken as deliveries happen, so the poll costs no accuracy.
    */
-  async wait(first: number, count: number, expected: number, timeoutMs: number): Promise<DeliveryReport> {
+  async wait(first: number, count: number, expected: number | readonly number[], timeoutMs: number): Promise<DeliveryReport> {
     const end = first + count
+    const expectedOf = typeof expected === 'number' ? () => expected : (seq: number) => expected[seq - first] ?? 0
     const complete = () => {
-      for (let seq = first; seq < end; seq++) if ((this.#counts[seq] ?? 0) < expected) return false
+      for (let seq = first; seq < end; seq++) if ((this.#counts[seq] ?? 0) < expectedOf(seq)) return false
       return true
     }
     const deadline = Date.now() + timeoutMs
