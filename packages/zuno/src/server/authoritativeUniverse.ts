@@ -905,7 +905,11 @@ export class AuthoritativeUniverse<
     }
     let reads = 0
     for (let attempt = 0; attempt < ACTION_ATTEMPTS; attempt++) {
-      if (missing.length > 0 && reads++ <= MAX_STORES_PER_ACTION) {
+      // Each run reads the stores it lacked: more rounds than the limit means it reaches more stores than it may.
+      if (missing.length > 0 && reads++ >= MAX_STORES_PER_ACTION) {
+        return this.#recordAction(request, op, new ZunoError('action_failed', `An action may read and write ${MAX_STORES_PER_ACTION} stores at most`))
+      }
+      if (missing.length > 0) {
         // Caught or not by the action, a store it could not read makes this run void.
         const reading = missing.splice(0)
         this.#hot?.pin(reading)
