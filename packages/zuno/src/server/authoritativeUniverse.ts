@@ -832,7 +832,8 @@ export class AuthoritativeUniverse<
 
   /** Keeps a store's latest patch (or, for a whole write, starts its patches over). */
   #rememberPatch(storeKey: string, version: number, patch: Patch | undefined): void {
-    if (patch === undefined || this.#patchHistory === 0) {
+    // Read lazily, only stores in memory keep patches: the others' would grow with every store written.
+    if (patch === undefined || this.#patchHistory === 0 || !this.#inMemory(storeKey)) {
       this.#recentPatches.delete(storeKey)
       return
     }
