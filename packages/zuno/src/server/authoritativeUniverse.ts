@@ -833,7 +833,8 @@ export class AuthoritativeUniverse<
   /** Keeps a store's latest patch (or, for a whole write, starts its patches over). */
   #rememberPatch(storeKey: string, version: number, patch: Patch | undefined): void {
     // Read lazily, only stores in memory keep patches: the others' would grow with every store written.
-    if (patch === undefined || this.#patchHistory === 0 || !this.#inMemory(storeKey)) {
+    // Those about to be read for good (declared, held: at start, the recent events come first) keep them too.
+    if (patch === undefined || this.#patchHistory === 0 || (!this.#inMemory(storeKey) && !this.#unloaded.has(storeKey))) {
       this.#recentPatches.delete(storeKey)
       return
     }
