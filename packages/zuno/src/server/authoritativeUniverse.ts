@@ -117,6 +117,15 @@ const READ_ATTEMPTS = 3
 /** How long a lazy read waits for this instance to apply what the storage had when it read, ms. */
 const READ_CATCH_UP_MS = 5000
 
+/** How long a storage may take to answer a read before it counts as failed (503), ms. */
+const READ_TIMEOUT_MS = 5000
+
+/** How long a read of every store is shared with the requests that come after it, ms. */
+const EVERY_READ_SHARED_MS = 1000
+
+/** How long a read of another epoch waits for this instance to reload before reading again, ms. */
+const READ_RETRY_MS = 200
+
 /** Stores read from a storage read lazily, as of `seq`, once this instance's log (`log`) had reached it. */
 interface StoresRead {
   log: EventLog
@@ -294,6 +303,8 @@ export class AuthoritativeUniverse<
   readonly #unloaded = new Set<string>()
   /** Reads in flight, by store: a second request for a store waits for the first read. */
   readonly #loading = new Map<string, Promise<void>>()
+  /** A read of every store under way, which requests that come meanwhile share. */
+  #readingEvery: Promise<StoresRead> | undefined
   /** Stores server code holds through `store()`: kept in memory for good. */
   readonly #kept = new Set<string>()
   /** On a storage read lazily: how many stores are written and not deleted, from the storage's count and each event since. */
@@ -568,9 +579,14 @@ export class AuthoritativeUniverse<
     const read = this.#storage.read as NonNullable<Storage['read']>
     for (let attempt = 0; attempt < READ_ATTEMPTS; attempt++) {
       const log = this.#readyLog()
-      const { seq, stores } = await read.call(this.#storage, keys)
+      const { epoch, seq, stores } = await withTimeout(read.call(this.#storage, keys), READ_TIMEOUT_MS, 'The storage did not answer a read')
+      // A read of another history (the storage moved to a new epoch, and this instance has not
+      // reloaded yet): never shown under this one's cursor. Read again once it has.
+      if (epoch !== log.epoch) {
+        await this.#nextEvent(READ_RETRY_MS)
+        continue
+      }
       await this.catchUp(eventIdOf(log.epoch, seq), READ_CATCH_UP_MS)
-      // Another epoch began meanwhile (the read may be of either): read again.
       if (this.#log === log && log.lastSeq >= seq) return { log, seq, stores }
     }
     throw new ZunoError('unavailable', 'This instance could not catch up with its storage to read a store', { retryAfter: 1 })
@@ -650,8 +666,9 @@ export class AuthoritativeUniverse<
 
   /**
    * Reads stores into memory, when the storage is read lazily (it has `read`): `snapshot(keys)`
-   * and `store(key).get()` then show them at once, until they are among the least recently used
-   * of more than `hotStores`. On other storages every store is in memory: resolves at once.
+   * and `store(key).get()` then show them, until they are among the least recently used of more
+   * than `hotStores` (to be sure of them for a while, {@link hold} them). On other storages every
+   * store is in memory: resolves at once.
    */
   async load(storeKeys: readonly string[]): Promise<void> {
     if (!this.#started) await this.ready
@@ -689,7 +706,18 @@ export class AuthoritativeUniverse<
 
   /** Every store, read whole from a storage read lazily: shown as of this instance's position whenever asked. */
   async #holdEvery(): Promise<HeldStores> {
-    const read = await this.#readCurrent(undefined)
+    // Requests that come together (or within a second) share one read: a storm of them must not
+    // read the storage once each. It is let go after that second, so memory follows the hot set again.
+    let reading = this.#readingEvery
+    if (reading === undefined) {
+      reading = this.#readCurrent(undefined)
+      this.#readingEvery = reading
+      const forget = () => {
+        if (this.#readingEvery === reading) this.#readingEvery = undefined
+      }
+      reading.then(() => setTimeout(forget, EVERY_READ_SHARED_MS).unref?.(), forget)
+    }
+    const read = await reading
     return {
       snapshot: (storeKeys, readable) => {
         const latest = this.#broughtOn(read, storeKeys === undefined ? undefined : new Set(storeKeys))
@@ -897,11 +925,18 @@ export class AuthoritativeUniverse<
     pinned: string[],
   ): Promise<ActionResult> {
     const missing: string[] = []
+    const reached = new Set(pinned)
     const read = (key: string): StoreRead => {
       assertStoreKey(key)
       if (!this.#inMemory(key)) {
         missing.push(key)
         throw new ZunoError('unavailable', `The store ${JSON.stringify(key)} is being read`)
+      }
+      // Kept in memory until the action is answered: its diff and its count of creations need it.
+      if (this.#hot !== undefined && !reached.has(key)) {
+        reached.add(key)
+        this.#hot.pin([key])
+        pinned.push(key)
       }
       return this.#readForAction(key)
     }
@@ -913,7 +948,8 @@ export class AuthoritativeUniverse<
       }
       if (missing.length > 0) {
         // Caught or not by the action, a store it could not read makes this run void.
-        const reading = missing.splice(0)
+        const reading = missing.splice(0).filter((key) => !reached.has(key))
+        for (const key of reading) reached.add(key)
         this.#hot?.pin(reading)
         pinned.push(...reading)
         await this.#ensure(reading)
@@ -1744,4 +1780,13 @@ export function createUniverse(options: Omit<UniverseOptions, 'actions'> & { app
   const { states, schemas, ids, merge } = appSetup(app, rest.stores, rest.schemas)
   const appActions = app.actions as Record<string, ActionSpec>
   return new AuthoritativeUniverse({ ...rest, stores: states, schemas, ids: { ...ids, ...rest.ids }, merge: [...merge, ...(rest.merge ?? [])], appActions, appStores: app.stores })
+}
+
+/** `promise`, or `unavailable` once it has taken longer than `ms` (what it settles to then is dropped). */
+function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new ZunoError('unavailable', `${what} within ${ms} ms`, { retryAfter: 1 })), ms)
+  })
+  return Promise.race([promise, late]).finally(() => clearTimeout(timer))
 }

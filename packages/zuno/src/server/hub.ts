@@ -47,6 +47,8 @@ export interface Stream extends StreamOwner {
   readonly patches: boolean
   /** Queues a frame (a `followed` or `revoked` event) on the stream. */
   send(frame: Uint8Array): void
+  /** Ends the stream (its client connects again, naming what it follows). */
+  drop(): void
 }
 
 class Subscriber implements Subscription, Stream {

@@ -66,7 +66,7 @@ export function createMemoryStorage(options: MemoryStorageOptions = {}): Storage
   if (lazy) {
     storage.read = async (keys) => {
       const named = keys === undefined ? table.states : new Map(keys.flatMap((key) => { const stored = table.states.get(key); return stored === undefined ? [] : [[key, stored] as const] }))
-      return { seq, stores: copyStates(named) }
+      return { epoch, seq, stores: copyStates(named) }
     }
   }
   return storage

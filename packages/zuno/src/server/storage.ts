@@ -250,6 +250,8 @@ export interface StorageImage {
 
 /** Stores read from a storage, as of one position of its log. */
 export interface StorageRead {
+  /** The epoch of the history read: a read of another than the universe's is never shown. */
+  epoch: string
   /** The storage's position they were read at: the seq of the last event they include. */
   seq: number
   /** Each store asked for that the storage has, tombstones included (`{ version, deleted: true }`); a key never written is absent. */

@@ -24,6 +24,8 @@ export interface StreamControlHost {
 
 /** Applies control requests to this sync server's streams, and routes the others'. */
 export class StreamControl {
+  /** Per stream, the end of its control requests being applied: they take effect in the order they came. */
+  readonly #applying = new Map<string, Promise<void>>()
   /** Requests routed to another instance, waiting for its answer, by request id. */
   readonly #routed = new Map<string, { settle: (error: ZunoError | undefined) => void }>()
   #nextRequest = 0
@@ -77,18 +79,24 @@ export class StreamControl {
         if (changed.granted.length > 0) {
           const { granted } = changed
           const rights = stream.readable
-          this.host.universe.hold(granted).then(
-            (held) => {
-              const allowed = rights?.grant(granted) ?? []
-              if (allowed.length > 0) {
-                const { cursor, stores } = held.snapshot(allowed)
-                stream.send(encodeFollowedFrame(cursor, { stores }))
+          this.host.universe
+            .hold(granted)
+            .then((held) => {
+              try {
+                const allowed = rights?.grant(granted) ?? []
+                if (allowed.length > 0) {
+                  const { cursor, stores } = held.snapshot(allowed)
+                  stream.send(encodeFollowedFrame(cursor, { stores }))
+                }
+              } finally {
+                held.release()
               }
-              held.release()
-            },
-            // Not sent: the stream goes on without them, and its client reads them on its next connection.
-            (error: unknown) => console.error('[zuno] a store granted to an open stream could not be read', error),
-          )
+            })
+            .catch((error: unknown) => {
+              // Not read (or not shown): the stream ends, and its client's next connection brings them.
+              console.error('[zuno] a store granted to an open stream could not be read; ending the stream', error)
+              stream.drop()
+            })
         }
         continue
       }
@@ -105,8 +113,22 @@ export class StreamControl {
     for (const { settle } of [...this.#routed.values()]) settle(unknownStream())
   }
 
-  /** Changes what a stream of this sync server follows. */
-  async #apply({ streamId, follow, unfollow }: Required<SubscribeRequest>, principalId: string): Promise<void> {
+  /**
+   * Changes what a stream of this sync server follows, after the requests for it that came before
+   * (a follow waits for its stores to be read: an unfollow sent meanwhile must not be undone by it).
+   */
+  #apply(request: Required<SubscribeRequest>, principalId: string): Promise<void> {
+    const { streamId } = request
+    const applied = (this.#applying.get(streamId) ?? Promise.resolve()).then(() => this.#applyNow(request, principalId))
+    const settled = applied.catch(() => {})
+    this.#applying.set(streamId, settled)
+    settled.then(() => {
+      if (this.#applying.get(streamId) === settled) this.#applying.delete(streamId)
+    })
+    return applied
+  }
+
+  async #applyNow({ streamId, follow, unfollow }: Required<SubscribeRequest>, principalId: string): Promise<void> {
     this.#check(streamId, principalId, follow, unfollow)
     const stream = this.host.hub.stream(streamId)
     if (stream?.storeKeys === undefined) return

@@ -496,10 +496,13 @@ export class SyncServer {
     // What the opening shows, held in memory until then (a storage read lazily reads it now). A
     // stream of every store that can resume from the log needs no snapshot: nothing is read for it.
     const resumable = storeKeys === undefined && lastEventId !== undefined && this.#universe.since(lastEventId) !== undefined
+    // The same for a snapshot of every store encoded already at this cursor (should the cursor move
+    // before the opening, the snapshot is asked for then: read lazily, the client comes back).
+    const cached = storeKeys === undefined && readable === undefined && this.#snapshotCache?.cursor === this.#universe.cursor
     let held: HeldStores
     try {
       // Should the log move on past it before the opening, the snapshot is asked for then (and refused if read lazily).
-      held = resumable ? { snapshot: (keys, readable) => this.#universe.snapshot(keys, readable), release() {} } : await this.#universe.hold(storeKeys)
+      held = resumable || cached ? { snapshot: (keys, readable) => this.#universe.snapshot(keys, readable), release() {} } : await this.#universe.hold(storeKeys)
     } catch (error) {
       release()
       throw error
