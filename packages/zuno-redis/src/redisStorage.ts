@@ -380,8 +380,8 @@ export function createRedisStorage(options: RedisStorageOptions): Storage {
     throw new ZunoError('unavailable', `${why} while this instance was reading stores; try again`, { retryAfter: 1 })
   }
 
-  /** The Stream's entries after `from` up to `to`, when it still holds every one of them. */
-  const entriesBetween = async (from: number, to: number): Promise<Entry[] | undefined> => {
+  /** The Stream's entries after `from` up to `to` in `readEpoch`, when it still holds every one of them. */
+  const entriesBetween = async (readEpoch: string, from: number, to: number): Promise<Entry[] | undefined> => {
     const entries: Entry[] = []
     let next = from + 1
     while (next <= to) {
@@ -394,7 +394,7 @@ export function createRedisStorage(options: RedisStorageOptions): Storage {
       if (chunk.length === 0) return undefined
     }
     // Read in this epoch: the entries are its events only if it still is Redis's.
-    return (await commands.hget(keys.epoch, 'id')) === epoch ? entries : undefined
+    return (await commands.hget(keys.epoch, 'id')) === readEpoch ? entries : undefined
   }
 
   /**
@@ -410,9 +410,12 @@ export function createRedisStorage(options: RedisStorageOptions): Storage {
       let first: number | undefined
       let seq = 0
       let cursor = '0'
+      // Every page of one epoch: the first page's (this instance's, once loaded).
+      let readEpoch = epoch
       do {
-        const reply = await scanScript(keys.epoch, keys.seq, keys.stores, epoch, known, keys.storePrefix, cursor, SCAN_PAGE)
+        const reply = await scanScript(keys.epoch, keys.seq, keys.stores, readEpoch, known, keys.storePrefix, cursor, SCAN_PAGE)
         if (reply[0] !== 'ok') return await readRefused(reply)
+        readEpoch = reply[4] as string
         seq = Number(reply[1])
         first ??= seq
         cursor = reply[2] as string
@@ -420,10 +423,10 @@ export function createRedisStorage(options: RedisStorageOptions): Storage {
           if ((read.get(key)?.at ?? -1) < seq) read.set(key, { at: seq, stored })
         })
       } while (cursor !== '0')
-      const entries = first === seq ? [] : await entriesBetween(first as number, seq)
+      const entries = first === seq ? [] : await entriesBetween(readEpoch, first as number, seq)
       if (entries === undefined) continue
       for (const entry of entries) {
-        const event = toEvent(epoch, entry)
+        const event = toEvent(readEpoch, entry)
         for (const change of event.changes ?? [event]) {
           const had = read.get(change.storeKey)
           if (had !== undefined && had.at >= event.seq) continue
@@ -432,13 +435,13 @@ export function createRedisStorage(options: RedisStorageOptions): Storage {
       }
       const stores = new Map<string, StoreState>()
       for (const [key, { stored }] of read) stores.set(key, stored)
-      return { seq, stores }
+      return { epoch: readEpoch, seq, stores }
     }
     const reply = await readScript(keys.epoch, keys.seq, keys.stores, epoch, known, keys.storePrefix, '1')
     if (reply[0] !== 'ok') return readRefused(reply)
     const stores = new Map<string, StoreState>()
     decodeStores(reply[2] as string[], (key, stored) => stores.set(key, stored))
-    return { seq: Number(reply[1]), stores }
+    return { epoch: reply[3] as string, seq: Number(reply[1]), stores }
   }
 
   return {
@@ -477,7 +480,7 @@ export function createRedisStorage(options: RedisStorageOptions): Storage {
         if (reply[0] !== 'ok') return await readRefused(reply)
         const stores = new Map<string, StoreState>()
         decodeStores(reply[2] as string[], (key, stored) => stores.set(key, stored))
-        return { seq: Number(reply[1]), stores }
+        return { epoch: reply[3] as string, seq: Number(reply[1]), stores }
       } catch (error) {
         throw unavailable(error)
       }

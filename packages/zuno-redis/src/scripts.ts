@@ -365,7 +365,7 @@ local function current(epochKey, seqKey, expected, floor)
   if expected ~= '' and id ~= expected then return nil, {'epoch_changed', id} end
   local seq = tonumber(redis.call('GET', seqKey) or '')
   if not seq or seq < tonumber(floor) then return nil, {'lost'} end
-  return seq, nil
+  return seq, nil, id
 end
 local function store(out, prefix, key)
   local h = redis.call('HMGET', prefix .. key, 'v', 's', 'd')
@@ -382,10 +382,10 @@ end
  * READ: the stores named as of one moment, with its seq; with no key named and ARGV[4] = '1', every
  * store (one script over the whole set: the fallback of a read of every store, see SCAN).
  * KEYS: epoch, seq, stores. ARGV: expected epoch, floor, store key prefix, every ('1' or '0'), then the keys.
- * Reply: {'ok', seq, {storeKey, version, stateJson, deletedAt or '', …}} | {'epoch_changed', epoch} | {'lost'}.
+ * Reply: {'ok', seq, {storeKey, version, stateJson, deletedAt or '', …}, epoch} | {'epoch_changed', epoch} | {'lost'}.
  */
 export const READ = `${READING}
-local seq, refused = current(KEYS[1], KEYS[2], ARGV[1], ARGV[2])
+local seq, refused, id = current(KEYS[1], KEYS[2], ARGV[1], ARGV[2])
 if refused then return refused end
 local out = {}
 if ARGV[4] == '1' then
@@ -393,20 +393,20 @@ if ARGV[4] == '1' then
 else
   for i = 5, #ARGV do store(out, ARGV[3], ARGV[i]) end
 end
-return {'ok', tostring(seq), out}
+return {'ok', tostring(seq), out, id}
 `
 
 /**
  * SCAN: one page of every store (SSCAN of the set from a cursor) as of one moment, with its seq.
  * Pages are read at different seqs; the storage brings each on to the last page's seq from the Stream.
  * KEYS: epoch, seq, stores. ARGV: expected epoch, floor, store key prefix, cursor, page size.
- * Reply: {'ok', seq, next cursor ('0' at the end), {storeKey, version, stateJson, deletedAt or '', …}} | like READ.
+ * Reply: {'ok', seq, next cursor ('0' at the end), {storeKey, version, stateJson, deletedAt or '', …}, epoch} | like READ.
  */
 export const SCAN = `${READING}
-local seq, refused = current(KEYS[1], KEYS[2], ARGV[1], ARGV[2])
+local seq, refused, id = current(KEYS[1], KEYS[2], ARGV[1], ARGV[2])
 if refused then return refused end
 local page = redis.call('SSCAN', KEYS[3], ARGV[4], 'COUNT', tonumber(ARGV[5]))
 local out = {}
 for _, key in ipairs(page[2]) do store(out, ARGV[3], key) end
-return {'ok', tostring(seq), page[1], out}
+return {'ok', tostring(seq), page[1], out, id}
 `

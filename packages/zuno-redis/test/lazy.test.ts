@@ -75,6 +75,7 @@ describe.skipIf(!haveRedis)('zuno-redis read lazily', () => {
     expect(image.stores.size).toBe(0)
     const read = await storage.read?.(['a', 'b', 'c', 'never'])
     expect(read?.seq).toBe(6)
+    expect(read?.epoch).toBe(w.epoch)
     expect([...(read?.stores ?? [])]).toEqual([
       ['a', { version: 1, state: { n: 1 } }],
       ['b', { version: 2, state: undefined, deleted: true, deletedAt: 2 }],
@@ -83,7 +84,7 @@ describe.skipIf(!haveRedis)('zuno-redis read lazily', () => {
     expect(read?.stores.has('never')).toBe(false)
     expect((await storage.read?.([]))?.stores.size).toBe(0)
     const every = await storage.read?.(undefined)
-    expect(every?.seq).toBe(6)
+    expect(every).toMatchObject({ epoch: w.epoch, seq: 6 })
     expect(new Map([...(every?.stores ?? [])].sort())).toEqual(new Map([...(read?.stores ?? [])]))
   })
 
