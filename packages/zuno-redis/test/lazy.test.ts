@@ -9,7 +9,7 @@ import type { CommittedEvent, Storage, Write } from 'zuno/server'
 import { until } from '../../zuno/test/support/until'
 import { createRedisStorage, type RedisStorageOptions } from '../src/index'
 import { redisAvailable } from './redisAvailable'
-import { cleanups, namespace, redisClient } from './support'
+import { cleanups, namespace, openUniverse, redisClient } from './support'
 
 const haveRedis = await redisAvailable()
 
@@ -213,6 +213,36 @@ describe.skipIf(!haveRedis)('zuno-redis read lazily', () => {
     expect(await redis.hgetall(`{${ns}}:count`)).toEqual({ n: '41', at: '61' })
     expect((await open(ns).load()).storeCount).toBe(43)
     expect(await redis.hgetall(`{${ns}}:count`)).toEqual({ n: '43', at: '63' })
+  })
+
+  it('maxStores holds across two universes with no store in memory, from the count and each entry’s existed, and after a restart', async () => {
+    const ns = namespace()
+    const options = { stores: {}, allowStore: () => true, hotStores: 0, maxStores: 3 }
+    const [a, b] = [openUniverse(ns, {}, options), openUniverse(ns, {}, options)]
+    await Promise.all([a.ready, b.ready])
+    const clientId = newClientId()
+    let opId = 0
+    const create = (universe: typeof a, storeKey: string, baseVersion = 0) =>
+      universe.propose({ storeKey, baseVersion, epoch: universe.epoch, state: storeKey, clientId, opId: ++opId }, { principal: '' }).then(
+        (answer) => (answer.type === 'refused' ? answer.error.code : answer.type),
+        (error: { code?: string }) => error.code,
+      )
+    const at = (universe: typeof a, seq: number) => until(() => universe.snapshot([]).cursor.endsWith(`-${seq}`))
+    expect(await create(a, 'd1')).toBe('accepted')
+    expect(await create(a, 'd2')).toBe('accepted')
+    expect(await create(b, 'd3')).toBe('accepted')
+    await at(a, 3)
+    expect(await create(a, 'd4')).toBe('store_limit')
+    await b.delete('d1')
+    await at(a, 4)
+    expect(a.keys()).toEqual([])
+    // Created again at version 3: only the entry's `e` says it did not exist before (a version past 1 would say it did).
+    expect(await create(a, 'd1', 2)).toBe('accepted')
+    await at(b, 5)
+    expect(await create(b, 'd4')).toBe('store_limit')
+    const restarted = openUniverse(ns, {}, options)
+    await restarted.ready
+    expect(await create(restarted, 'd4')).toBe('store_limit')
   })
 
   it('a wiped Redis (FLUSHDB): the new epoch counts no store, and the count goes on from there', async () => {
