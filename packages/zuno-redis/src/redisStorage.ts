@@ -100,9 +100,10 @@ const existedOf = (digit: string | undefined): { existed?: boolean } => (digit =
 
 /**
  * Storage on Redis, for many server instances sharing one world. Each step (commit, action
- * commit, refusal, load, read, epoch check) is one Lua script, all or nothing; a commit is acknowledged
- * only once its event is in the Stream. Read lazily: `load()` gives the store count, no store. Every instance fans out from the Stream, in log order, and moves to a
- * new epoch when Redis lost acknowledged history.
+ * commit, refusal, load, read, epoch check) is one Lua script, all or nothing; a commit is
+ * acknowledged only once its event is in the Stream. Read lazily: `load()` gives the store count
+ * and no store, `read` the stores asked for. Every instance fans out from the Stream, in log order,
+ * and moves to a new epoch when Redis lost acknowledged history.
  */
 export function createRedisStorage(options: RedisStorageOptions): Storage {
   const url = options.url ?? 'redis://127.0.0.1:6379'
