@@ -56,6 +56,10 @@ export interface SqliteStorageOptions extends ClientRecordOptions {
 /** The SQLite storage: a {@link Storage} read lazily, that can also be asked to recover from a failure now. */
 export interface SqliteStorage extends Storage {
   read(keys: readonly string[] | undefined): Promise<StorageRead>
+  /** Decides and commits in this process: the outcome comes back at once, never as a promise. */
+  commit(request: CommitRequest): CommitOutcome
+  /** Decides and commits an action in this process: the outcome comes back at once. */
+  commitAction(request: ActionCommitRequest): CommitOutcome
   health(): StorageHealth
   /** Tries now to leave `failed` (roll back, checkpoint, write a probe); returns whether healthy. */
   recover(): boolean
