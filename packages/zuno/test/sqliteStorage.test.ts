@@ -319,6 +319,86 @@ describe('sqlite storage restarts', () => {
   })
 })
 
+describe('sqlite storage failures', () => {
+  /** A second connection to the storage's database, past its folder lock: how a test makes SQLite itself fail. */
+  async function connect(dir: string) {
+    const Database = (await import('better-sqlite3')).default
+    return new Database(join(dir, 'zuno.db'))
+  }
+
+  it('rolls back a commit that fails midway, all of it, answers 503 until it recovers, and never gives its seq to another event', async () => {
+    const dir = freshDir()
+    const { storage, image } = await start(dir, { recoverEveryMs: 0 })
+    const alice = client(storage, image.epoch)
+    const heard: number[] = []
+    storage.onCommit((event) => heard.push(event.seq))
+    accepted(alice.commit({ storeKey: 'a', baseVersion: 0, state: 1 }))
+    accepted(alice.commit({ storeKey: 'b', baseVersion: 0, state: 1 }))
+    const other = await connect(dir)
+    // Fails after the store row is written, inside the commit's transaction.
+    other.exec("CREATE TRIGGER fail_event BEFORE INSERT ON events WHEN NEW.seq = 3 BEGIN SELECT RAISE(ABORT, 'injected failure'); END")
+    const op = alice.request({ storeKey: 'a', baseVersion: 1, state: 2 })
+    expect(() => storage.commit(op)).toThrow(expect.objectContaining({ code: 'unavailable' }))
+    expect(storage.health()).toMatchObject({ ok: false, reason: expect.stringContaining('injected failure') })
+    // Failed: every write is refused, reads still answer, and nothing of the failed commit is there.
+    expect(() => storage.commit(op)).toThrow(expect.objectContaining({ code: 'unavailable' }))
+    await expect(storage.refuse({ ...op, storeKey: 'a', error: 'forbidden', message: 'no' })).rejects.toMatchObject({ code: 'unavailable' })
+    expect(await storage.read(['a'])).toEqual({ seq: 2, stores: new Map([['a', { version: 1, state: 1 }]]) })
+    other.exec('DROP TRIGGER fail_event')
+    other.close()
+    expect(storage.recover()).toBe(true)
+    expect(storage.health()).toEqual({ ok: true })
+    // The retry goes through, with the next seq after the one that may have reached the disk.
+    const event = accepted(storage.commit(op))
+    expect(event).toMatchObject({ seq: 4, version: 2 })
+    expect(heard).toEqual([1, 2, 4])
+    expect((await storage.read(undefined)).seq).toBe(4)
+    expect(storage.commit(op)).toMatchObject({ type: 'answered', answer: { seq: 4 } })
+  })
+
+  it('takes nothing for written when the write lock was refused, and goes on at the next seq once it recovers', async () => {
+    const dir = freshDir()
+    const { storage, image } = await start(dir, { recoverEveryMs: 0 })
+    const alice = client(storage, image.epoch)
+    accepted(alice.commit({ storeKey: 'a', baseVersion: 0, state: 1 }))
+    const other = await connect(dir)
+    other.exec('BEGIN IMMEDIATE') // holds the write lock
+    const op = alice.request({ storeKey: 'a', baseVersion: 1, state: 2 })
+    expect(() => storage.commit(op)).toThrow(expect.objectContaining({ code: 'unavailable' }))
+    expect(storage.recover()).toBe(false) // still locked
+    other.exec('ROLLBACK')
+    other.close()
+    expect(storage.recover()).toBe(true)
+    expect(accepted(storage.commit(op))).toMatchObject({ seq: 2, version: 2 })
+  })
+
+  it('recovers by itself on its timer', async () => {
+    const dir = freshDir()
+    const { storage, image } = await start(dir, { recoverEveryMs: 20 })
+    const alice = client(storage, image.epoch)
+    const other = await connect(dir)
+    other.exec('BEGIN IMMEDIATE')
+    expect(() => alice.commit({ storeKey: 'a', baseVersion: 0, state: 1 })).toThrow(expect.objectContaining({ code: 'unavailable' }))
+    other.exec('ROLLBACK')
+    other.close()
+    for (let i = 0; i < 100 && !storage.health().ok; i++) await new Promise((resolve) => setTimeout(resolve, 10))
+    expect(storage.health()).toEqual({ ok: true })
+  })
+
+  it('keeps what was committed under the interval and never policies across a restart', async () => {
+    for (const fsync of ['interval', 'never'] as const) {
+      const dir = freshDir()
+      const first = await start(dir, { fsync, fsyncIntervalMs: 10 })
+      const alice = client(first.storage, first.image.epoch)
+      accepted(alice.commit({ storeKey: 'a', baseVersion: 0, state: fsync }))
+      await new Promise((resolve) => setTimeout(resolve, 30))
+      await first.close()
+      const second = await start(dir, { fsync })
+      expect((await second.storage.read(['a'])).stores.get('a')).toEqual({ version: 1, state: fsync })
+    }
+  })
+})
+
 /** Runs a fixture in a child Node process (through bash, for a `ulimit`). */
 function run(fixture: string, env: Record<string, string>, ulimitKb?: number) {
   const command = ['exec', JSON.stringify(process.execPath), '--import', 'tsx', `fixtures/${fixture}`].join(' ')

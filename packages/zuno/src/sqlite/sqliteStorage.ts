@@ -204,8 +204,10 @@ export function createSqliteStorage(options: SqliteStorageOptions): SqliteStorag
    * `failed` (nothing of it acknowledged); `next`, the seq it gave an event, is then never reused.
    */
   const transact = (s: Statements, next: number | undefined, body: () => void) => {
+    let began = false
     try {
       s.begin.run()
+      began = true
       body()
       if (now() - sweptAt >= sweepEvery) {
         const expired = now() - ledger.lifetimeMs
@@ -219,7 +221,8 @@ export function createSqliteStorage(options: SqliteStorageOptions): SqliteStorag
       } catch {
         // Recovery rolls back again.
       }
-      if (next !== undefined) doubtfulSeq = Math.max(doubtfulSeq, next)
+      // Refused at BEGIN, nothing was written; past it, pages may have reached the write-ahead log.
+      if (began && next !== undefined) doubtfulSeq = Math.max(doubtfulSeq, next)
       fail(`writing the database failed (${message(error)})`)
       throw new ZunoError('unavailable', `The storage failed: ${failure}`, { retryAfter: 1, cause: error })
     }
