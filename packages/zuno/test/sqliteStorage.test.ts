@@ -5,7 +5,7 @@
  * and a start that does not read the stores.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
-import { existsSync, mkdtempSync, rmSync } from 'node:fs'
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -470,6 +470,18 @@ describe('sqlite storage under real processes', () => {
       expect(store?.version === ack.version || store?.version === ack.version + 1, `${storeKey}: ${store?.version} vs ${ack.version}`).toBe(true)
       if (store?.version === ack.version) expect((store.state as { opId: number }).opId).toBe(ack.opId)
     }
+    // The client's record survived too: the retry of its last acknowledged op is answered as it was,
+    // or, if one more op committed before its ack was printed, known as processed (a window of 1).
+    const retry = storage.commit({
+      principal: '',
+      clientId,
+      opId: last.opId,
+      digest: last.digest,
+      epoch: image.epoch,
+      write: { storeKey: last.storeKey, baseVersion: last.version - 1, state: { opId: last.opId, pad: 'x'.repeat(last.opId % 500) } },
+    })
+    if (image.seq === last.seq) expect(retry).toEqual({ type: 'answered', answer: { type: 'accepted', storeKey: last.storeKey, version: last.version, seq: last.seq } })
+    else expect(retry).toEqual({ type: 'processed' })
     console.log(`killed after ${acks.length} acknowledged writes; restarted at seq ${image.seq}`)
   }, 60_000)
 
@@ -554,6 +566,29 @@ describe('sqlite storage start', () => {
     // Issue #17 asks for 2×; the bound here is generous, for a loaded machine.
     expect(fullMs).toBeLessThan(fewMs * 2 + 50)
   }, 180_000)
+
+  it('keeps the folder within a small multiple of the live state over thousands of large writes', async () => {
+    const dir = freshDir()
+    const { storage, image, close } = await start(dir, { fsync: 'never', recentBytes: 1024 * 1024 })
+    const alice = client(storage, image.epoch)
+    const WRITES = 2000
+    const versions = [0, 0, 0, 0]
+    let folder = 0
+    const folderBytes = () => readdirSync(dir).reduce((sum, name) => sum + statSync(join(dir, name)).size, 0)
+    for (let k = 0; k < WRITES; k++) {
+      // ~64 KB, different every time, over four stores.
+      const state = { k, items: Array.from({ length: 400 }, (_, i) => ({ id: i, text: `${k}-${i}-${'y'.repeat(140)}` })) }
+      versions[k % 4] = accepted(alice.commit({ storeKey: `doc${k % 4}`, baseVersion: versions[k % 4] as number, state })).version
+      if (k % 100 === 99) folder = Math.max(folder, folderBytes())
+    }
+    await close()
+    const live = 4 * JSON.stringify({ k: 0, items: Array.from({ length: 400 }, (_, i) => ({ id: i, text: `0-${i}-${'y'.repeat(140)}` })) }).length
+    console.log(`${WRITES} writes of ~${Math.round(live / 4 / 1024)} KB: history ${Math.round((WRITES * live) / 4 / 1024 / 1024)} MiB, largest folder ${(folder / 1024 / 1024).toFixed(1)} MiB, after close ${(folderBytes() / 1024 / 1024).toFixed(1)} MiB`)
+    // The live state (~0.25 MiB), 1 MiB of recent events, the write-ahead log (checkpointed at ~4 MiB) and free pages.
+    expect(folder).toBeLessThan(16 * 1024 * 1024)
+    const restarted = await start(dir)
+    expect((await restarted.storage.read(['doc3'])).stores.get('doc3')?.version).toBe(WRITES / 4)
+  }, 120_000)
 
   it('measures commit throughput by fsync policy', async () => {
     const results: string[] = []
