@@ -181,6 +181,26 @@ describe('sqlite storage decisions', () => {
   })
 })
 
+describe('sqlite storage options', () => {
+  it('refuses bounds and policies that mean nothing, at once', () => {
+    const dir = freshDir()
+    expect(() => createSqliteStorage({ dir, recent: 0 })).toThrow(RangeError)
+    expect(() => createSqliteStorage({ dir, recentBytes: 0 })).toThrow(RangeError)
+    expect(() => createSqliteStorage({ dir, idempotencyWindow: 0 })).toThrow(RangeError)
+    expect(() => createSqliteStorage({ dir, fsync: 'sometimes' as never })).toThrow(RangeError)
+  })
+
+  it('releases the folder when closed while still starting', async () => {
+    const dir = freshDir()
+    const storage = createSqliteStorage({ dir })
+    const loading = storage.load()
+    await storage.close()
+    await loading
+    const again = await start(dir)
+    expect(again.image.seq).toBe(0)
+  })
+})
+
 describe('sqlite storage reads', () => {
   it('reads the stores named, every store with undefined, tombstones included, never-written keys absent, as of one seq', async () => {
     const { storage, image } = await start(freshDir())

@@ -95,6 +95,7 @@ interface Change {
 export function createSqliteStorage(options: SqliteStorageOptions): SqliteStorage {
   const { dir } = options
   const fsync = options.fsync ?? 'always'
+  if (fsync !== 'always' && fsync !== 'interval' && fsync !== 'never') throw new RangeError(`fsync must be 'always', 'interval' or 'never', not ${String(fsync)}`)
   const recoverEveryMs = options.recoverEveryMs ?? 1000
   const window = new EventWindow(options.recent ?? 1000, options.recentBytes ?? 16 * 1024 * 1024)
   const ledger = new ClientLedger(options)
@@ -473,6 +474,8 @@ export function createSqliteStorage(options: SqliteStorageOptions): SqliteStorag
     recover,
 
     async close() {
+      // A start still under way finishes first, so its database and lock are released here too.
+      await opening?.catch(() => {})
       listeners.clear()
       if (flushTimer !== undefined) clearInterval(flushTimer)
       if (retryTimer !== undefined) clearInterval(retryTimer)
