@@ -454,6 +454,12 @@ const jsonLines = (text: string) =>
     .map((line) => JSON.parse(line) as Record<string, unknown>)
 
 describe('sqlite storage under real processes', () => {
+  it('loads the native module only when a storage opens, not on import', async () => {
+    const { code, stdout, stderr } = await run('sqliteNative.ts', { DATA_DIR: freshDir() }).exited
+    expect(code, stderr).toBe(0)
+    expect(jsonLines(stdout)[0]).toEqual({ imported: false, created: false, opened: true })
+  })
+
   it('refuses a second process on the folder, naming it; a holder killed with SIGKILL does not block a restart', async () => {
     const dir = freshDir()
     const holder = run('sqliteHolder.ts', { DATA_DIR: dir })
