@@ -3,7 +3,7 @@
  * many-stores suite: it reports how long the universe took to start and what it holds, then obeys
  * `touch` (read random documents into memory, as requests would), `emit` (write documents, each
  * stamped with its event number and commit time) and `mem`.
- * `--storage redis --redis <namespace>` or `--storage file --dir <dir>`; `--hot <n>` sets `hotStores`.
+ * `--storage redis --redis <namespace>`, or `--storage file` or `sqlite` with `--dir <dir>`; `--hot <n>` sets `hotStores`.
  */
 import { createServer } from 'node:http'
 import { createNodeHandler, createUniverse } from 'zuno/server'
