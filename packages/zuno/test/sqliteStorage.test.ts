@@ -329,6 +329,20 @@ describe('sqlite storage restarts', () => {
     expect((await start(dir, { recent: 10, recentBytes: 400 })).image.recent?.map((event) => event.seq)).toEqual([8])
   })
 
+  it('opens again after close(), as a new start, the same storage object', async () => {
+    const dir = freshDir()
+    const { storage, image } = await start(dir, { recent: 2 })
+    const alice = client(storage, image.epoch)
+    for (let v = 0; v < 3; v++) accepted(alice.commit({ storeKey: 'a', baseVersion: v, state: v + 1 }))
+    await storage.close()
+    const again = await storage.load()
+    expect(again).toMatchObject({ epoch: image.epoch, seq: 3, storeCount: 1 })
+    expect(again.recent?.map((event) => event.seq)).toEqual([2, 3])
+    for (let v = 3; v < 6; v++) accepted(alice.commit({ storeKey: 'a', baseVersion: v, state: v + 1 }))
+    await storage.close()
+    expect((await storage.load()).recent?.map((event) => event.seq)).toEqual([5, 6])
+  })
+
   it('refuses a second storage on the folder in this process until the first is closed', async () => {
     const dir = freshDir()
     const first = await start(dir)

@@ -97,7 +97,8 @@ export function createSqliteStorage(options: SqliteStorageOptions): SqliteStorag
   const fsync = options.fsync ?? 'always'
   if (fsync !== 'always' && fsync !== 'interval' && fsync !== 'never') throw new RangeError(`fsync must be 'always', 'interval' or 'never', not ${String(fsync)}`)
   const recoverEveryMs = options.recoverEveryMs ?? 1000
-  const window = new EventWindow(options.recent ?? 1000, options.recentBytes ?? 16 * 1024 * 1024)
+  const newWindow = () => new EventWindow(options.recent ?? 1000, options.recentBytes ?? 16 * 1024 * 1024)
+  let window = newWindow()
   const ledger = new ClientLedger(options)
   const now = ledger.now
   /** How often expired client records are deleted, within a commit's transaction. */
@@ -141,7 +142,10 @@ export function createSqliteStorage(options: SqliteStorageOptions): SqliteStorag
         storeCount = meta.store_count as number
       }
       restoreClients(statements)
+      // Opened again after a close: what the window knew is read again.
+      window = newWindow()
       recent = readRecent(statements)
+      failure = undefined
       db = opened
       st = statements
     } catch (error) {
