@@ -211,6 +211,7 @@ describe('sqlite storage reads', () => {
     accepted(alice.commit({ storeKey: 'c', baseVersion: 1, state: undefined, deleted: true }))
     const some = await storage.read(['a', 'c', 'never', 'a'])
     expect(some.seq).toBe(4)
+    expect(some.epoch).toBe(image.epoch)
     expect([...some.stores.keys()].sort()).toEqual(['a', 'c'])
     expect(some.stores.get('a')).toEqual({ version: 1, state: { deep: [1, 'two', null] } })
     expect(some.stores.get('c')).toEqual({ version: 2, state: undefined, deleted: true, deletedAt: 2 })
@@ -377,7 +378,7 @@ describe('sqlite storage failures', () => {
     // Failed: every write is refused, reads still answer, and nothing of the failed commit is there.
     expect(() => storage.commit(op)).toThrow(expect.objectContaining({ code: 'unavailable' }))
     await expect(storage.refuse({ ...op, storeKey: 'a', error: 'forbidden', message: 'no' })).rejects.toMatchObject({ code: 'unavailable' })
-    expect(await storage.read(['a'])).toEqual({ seq: 2, stores: new Map([['a', { version: 1, state: 1 }]]) })
+    expect(await storage.read(['a'])).toEqual({ epoch: image.epoch, seq: 2, stores: new Map([['a', { version: 1, state: 1 }]]) })
     other.exec('DROP TRIGGER fail_event')
     other.close()
     expect(storage.recover()).toBe(true)

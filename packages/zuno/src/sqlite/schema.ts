@@ -48,7 +48,6 @@ export function prepareStatements(db: SqliteDatabase) {
     meta: p('SELECT format, epoch, seq, store_count FROM meta WHERE id = 1'),
     insertMeta: p('INSERT INTO meta (id, format, epoch, seq, store_count) VALUES (1, ?, ?, ?, ?)'),
     setMeta: p('UPDATE meta SET seq = ?, store_count = ? WHERE id = 1'),
-    seq: p('SELECT seq FROM meta WHERE id = 1'),
     head: p('SELECT version, deleted, deleted_at FROM stores WHERE key = ?'),
     state: p('SELECT state FROM stores WHERE key = ?'),
     store: p('SELECT key, version, deleted, deleted_at, state FROM stores WHERE key = ?'),

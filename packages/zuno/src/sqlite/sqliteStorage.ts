@@ -387,10 +387,13 @@ export function createSqliteStorage(options: SqliteStorageOptions): SqliteStorag
       if (s === undefined) throw new ZunoError('unavailable', `The SQLite storage in ${dir} is not open`, { retryAfter: 1 })
       const stores = new Map<string, StoreState>()
       let at: number
+      let readEpoch: string
       try {
         s.beginRead.run()
         try {
-          at = (s.seq.get() as SqlRow).seq as number
+          const meta = s.meta.get() as SqlRow
+          at = meta.seq as number
+          readEpoch = meta.epoch as string
           if (keys === undefined) {
             for (const row of s.allStores.all()) stores.set(row.key as string, stateOf(row))
           } else {
@@ -405,7 +408,7 @@ export function createSqliteStorage(options: SqliteStorageOptions): SqliteStorag
       } catch (error) {
         throw new ZunoError('unavailable', `Reading the SQLite storage in ${dir} failed (${message(error)})`, { retryAfter: 1, cause: error })
       }
-      return { seq: at, stores }
+      return { epoch: readEpoch, seq: at, stores }
     },
 
     commit(request: CommitRequest): CommitOutcome {
