@@ -6,6 +6,7 @@ const here = (path: string) => fileURLToPath(new URL(path, import.meta.url))
 export const alias = {
   'zuno/server': here('./packages/zuno/src/server/index.ts'),
   'zuno/file': here('./packages/zuno/src/file/index.ts'),
+  'zuno/sqlite': here('./packages/zuno/src/sqlite/index.ts'),
   'zuno/testing': here('./packages/zuno/src/testing/index.ts'),
   'zuno-express': here('./packages/zuno-express/src/index.ts'),
   'zuno-react': here('./packages/zuno-react/src/index.ts'),

@@ -17,10 +17,12 @@ const KiB = 1024
  * (issue #16: patches, their application, diffs and merges) zuno to 287.6 KiB and zuno-redis (the
  * patch in each Stream entry) to 25.5 KiB; with store families (issue #17) zuno to 299.2 KiB, and
  * with runtime subscriptions, revocation and deletion (issue #17: the control path, the instance
- * bus, tombstones, and the reviews' fixes) zuno to 338.8 KiB and zuno-redis (its pub/sub bus) to 27.8 KiB.
+ * bus, tombstones, and the reviews' fixes) zuno to 338.8 KiB and zuno-redis (its pub/sub bus) to 27.8 KiB;
+ * with the `zuno/sqlite` entry (issue #17: a storage read lazily; ESM, CJS, maps and types: 26 KiB)
+ * and the universe's lazy stores (the hot set, reads brought on by the log, the review's fixes) zuno to 385.3 KiB.
  */
 const tarballBudgets = {
-  zuno: 342 * KiB,
+  zuno: 388 * KiB,
   'zuno-express': 5.5 * KiB,
   'zuno-elysia': 4.5 * KiB,
   'zuno-react': 8.75 * KiB,

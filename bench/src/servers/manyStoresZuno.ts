@@ -3,7 +3,7 @@
  * many-stores suite: it reports how long the universe took to start and what it holds, then obeys
  * `touch` (read random documents into memory, as requests would), `emit` (write documents, each
  * stamped with its event number and commit time) and `mem`.
- * `--storage redis --redis <namespace>` or `--storage file --dir <dir>`; `--hot <n>` sets `hotStores`.
+ * `--storage redis --redis <namespace>`, or `--storage file` or `sqlite` with `--dir <dir>`; `--hot <n>` sets `hotStores`.
  */
 import { createServer } from 'node:http'
 import { createNodeHandler, createUniverse } from 'zuno/server'
@@ -18,11 +18,12 @@ const option = (name: string) => {
 }
 
 const began = monotonicMs()
+const storage = openStorage(option('--storage') as StorageKind, { dir: option('--dir'), namespace: option('--redis') })
 const universe = createUniverse({
   allowStore: () => true,
   maxStores: 100_000_000,
   hotStores: Number(option('--hot') ?? 10_000),
-  storage: openStorage(option('--storage') as StorageKind, { dir: option('--dir'), namespace: option('--redis') }),
+  storage,
   actions: {
     stamp: (tx, args) => {
       const { key, seq, t } = args as { key: string; seq: number; t: number }
@@ -79,5 +80,9 @@ process.on('SIGTERM', () => {
   handler.close()
   server.close()
   server.closeAllConnections()
-  universe.close().then(() => process.exit(0))
+  // The storage too: closing it releases the folder's lock (a universe leaves its storage open).
+  universe
+    .close()
+    .then(() => storage.close())
+    .then(() => process.exit(0))
 })

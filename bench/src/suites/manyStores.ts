@@ -18,6 +18,7 @@ import type { StorageKind } from '../servers/manyStoresStorage'
 /** The storages measured: each read lazily has the targets; the JSONL file log is shown for contrast. */
 const KINDS: ReadonlyArray<{ kind: StorageKind; name: string; lazy: boolean }> = [
   { kind: 'redis', name: 'Redis', lazy: true },
+  { kind: 'sqlite', name: 'SQLite', lazy: true },
   { kind: 'file', name: 'file log (JSONL)', lazy: false },
 ]
 const HOT_STORES = 10_000

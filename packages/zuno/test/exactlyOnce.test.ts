@@ -1,6 +1,6 @@
 /**
  * Exactly-once by design: what every storage keeps per client (the mark and the last answers),
- * scoped to the principal, at the smallest bounds. Runs on the memory and the file storage; the
+ * scoped to the principal, at the smallest bounds. Runs on the memory, file and SQLite storages; the
  * Redis storage runs the same cases in zuno-redis.
  */
 import { mkdtempSync, rmSync } from 'node:fs'
@@ -11,6 +11,7 @@ import { createFileStorage } from '../src/file/index'
 import { newClientId } from '../src/id'
 import type { SyncRequest } from '../src/protocol'
 import { createMemoryStorage, createUniverse, type Storage } from '../src/server/index'
+import { createSqliteStorage } from '../src/sqlite/index'
 
 const dirs: string[] = []
 afterEach(() => {
@@ -32,6 +33,11 @@ const storages: Array<[string, (options: Options) => () => Storage]> = [
     const dir = mkdtempSync(join(tmpdir(), 'zuno-once-'))
     dirs.push(dir)
     return () => createFileStorage({ dir, ...options })
+  }],
+  ['sqlite', (options) => {
+    const dir = mkdtempSync(join(tmpdir(), 'zuno-once-'))
+    dirs.push(dir)
+    return () => createSqliteStorage({ dir, ...options })
   }],
 ]
 
@@ -57,7 +63,7 @@ describe.each(storages)('exactly-once on the %s storage', (name, makeStorage) =>
       async restart() {
         await universe.close()
         // A storage of its own process (file) is closed, as a stopped server's would be; memory's lives on.
-        if (name === 'file') await storage.close()
+        if (name !== 'memory') await storage.close()
         universe = await boot()
       },
     }
@@ -101,7 +107,7 @@ describe.each(storages)('exactly-once on the %s storage', (name, makeStorage) =>
       expect(result).toMatchObject({ type: 'refused', error: { code: 'op_id_reused', status: 409 } })
       expect(JSON.stringify(result)).not.toContain('"state"')
     }
-    expect(server.universe.snapshot().stores).toMatchObject({ counter: { version: 1 }, other: { version: 0 } })
+    expect(server.universe.snapshot(['counter', 'other']).stores).toMatchObject({ counter: { version: 1 }, other: { version: 0 } })
   })
 
   it('takes a 409 op again under the same id once rebased: a conflict does not use the id up', async () => {

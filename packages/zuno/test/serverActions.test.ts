@@ -12,6 +12,7 @@ import * as v from 'valibot'
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import { defineZuno, refuseAction } from 'zuno'
 import { createFileStorage } from 'zuno/file'
+import { createSqliteStorage } from 'zuno/sqlite'
 import { createNodeHandler, createUniverse, type Storage, type SyncServerOptions, type UniverseOptions } from 'zuno/server'
 import { newClientId } from '../src/id'
 import { openRawStream } from './support/sseReader'
@@ -336,18 +337,21 @@ describe('an action over HTTP', () => {
   })
 })
 
-describe('actions on the file storage', () => {
+describe.each([
+  ['file', createFileStorage],
+  ['SQLite', createSqliteStorage],
+] as const)('actions on the %s storage', (_, createStorage) => {
   it('keeps a commit of several stores across a restart, and a resume replays it as one commit', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'zuno-actions-'))
     dirs.push(dir)
-    const first = await serve({ storage: createFileStorage({ dir }) })
+    const first = await serve({ storage: createStorage({ dir }) })
     const before = first.universe.cursor
     expect((await first.act('move', { from: 'a', to: 'b', amount: 2 })).status).toBe(200)
     expect((await first.act('nothing')).status).toBe(200)
     const { clientId } = first.client
     for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
 
-    const second = await serve({ storage: createFileStorage({ dir }) })
+    const second = await serve({ storage: createStorage({ dir }) })
     expect(second.universe.snapshot(['a', 'b']).stores).toEqual({ a: { version: 1, state: 8 }, b: { version: 1, state: 12 } })
     // Both ops are remembered: their retries get their answers, not a second run.
     expect((await second.act('move', { from: 'a', to: 'b', amount: 2 }, { clientId, opId: 1 })).body).toMatchObject({ ok: true, changes: [{ storeKey: 'a', version: 1 }, { storeKey: 'b', version: 1 }] })

@@ -44,9 +44,9 @@ export interface FolderLock {
  * a fresh token, touched every second while held. A lock whose process is gone (killed with
  * SIGKILL, say) and that has not been touched for 4 s is stale and taken over (a start may wait that
  * long); any other lock, including one held by another storage in this process or by a process in
- * another container on the same volume, refuses the start.
+ * another container on the same volume, refuses the start. `what` names the storage in that refusal.
  */
-export function lockFolder(fs: FileSystem, dir: string): FolderLock {
+export function lockFolder(fs: FileSystem, dir: string, what = 'file storage'): FolderLock {
   const path = join(dir, 'lock')
   const holder: Holder = { pid: process.pid, host: hostname(), token: randomId(), startedAt: Date.now() }
   for (let attempt = 0; attempt < 5; attempt++) {
@@ -64,7 +64,7 @@ export function lockFolder(fs: FileSystem, dir: string): FolderLock {
       }
       if (existing !== undefined && !isStale(existing)) {
         throw new Error(
-          `${dir} is in use by another Zuno file storage (${describe(existing)}); a data folder serves one process at a time. ` +
+          `${dir} is in use by another Zuno ${what} (${describe(existing)}); a data folder serves one process at a time. ` +
             `If that process is gone, delete ${path}.`,
         )
       }
