@@ -353,7 +353,7 @@ export function createSqliteStorage(options: SqliteStorageOptions): SqliteStorag
         restoreClients(s)
         storeCount = meta.store_count as number
         for (const row of s.eventsAfter.all(seq)) {
-          const landed = parseEvent(epoch, row.seq as number, row.body as string)
+          const landed = parseEvent(epoch, row.seq as number, row.body as string, row.bytes as number)
           window.apply(window.plan(landed.seq, row.bytes as number), landed.seq, row.bytes as number)
           seq = landed.seq
           deliver(landed)
