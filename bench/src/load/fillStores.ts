@@ -23,7 +23,9 @@ onCommand(async (command) => {
         const n = nextStore++
         const storeKey = `doc:${n}`
         const state = { title: `Document ${n}`, body: 'x'.repeat(64), n }
-        const outcome = await storage.commit({ principal: '', clientId, opId, digest: `fill-${n}`, epoch, write: { storeKey, baseVersion: 0, state } })
+        // Measured, as a server's proposals are.
+        const write = { storeKey, baseVersion: 0, state, stateBytes: JSON.stringify(state).length }
+        const outcome = await storage.commit({ principal: '', clientId, opId, digest: `fill-${n}`, epoch, write })
         if (outcome.type !== 'accepted') throw new Error(`filling ${storeKey}: ${outcome.type}`)
       }
     }),

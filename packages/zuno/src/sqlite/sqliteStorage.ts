@@ -184,7 +184,7 @@ export function createSqliteStorage(options: SqliteStorageOptions): SqliteStorag
     for (let i = kept - 1; i >= 0; i--) {
       const row = rows[i] as SqlRow
       window.restore(row.seq as number, row.bytes as number)
-      events.push(parseEvent(epoch, row.seq as number, row.body as string))
+      events.push(parseEvent(epoch, row.seq as number, row.body as string, row.bytes as number))
     }
     return events
   }
@@ -353,7 +353,7 @@ export function createSqliteStorage(options: SqliteStorageOptions): SqliteStorag
         restoreClients(s)
         storeCount = meta.store_count as number
         for (const row of s.eventsAfter.all(seq)) {
-          const landed = parseEvent(epoch, row.seq as number, row.body as string)
+          const landed = parseEvent(epoch, row.seq as number, row.body as string, row.bytes as number)
           window.apply(window.plan(landed.seq, row.bytes as number), landed.seq, row.bytes as number)
           seq = landed.seq
           deliver(landed)
@@ -549,11 +549,13 @@ function bodyOf(event: CommittedEvent, changes: Change[]): string {
   return `${body}]`
 }
 
-function parseEvent(epoch: string, seq: number, body: string): CommittedEvent {
-  const [head, ...states] = JSON.parse(body) as [Omit<CommittedEvent, 'state' | 'seq' | 'id'> , ...unknown[]]
+function parseEvent(epoch: string, seq: number, body: string, bytes: number): CommittedEvent {
+  const [head, ...states] = JSON.parse(body) as [Omit<CommittedEvent, 'state' | 'seq' | 'id'>, ...unknown[]]
   const changes = head.changes?.map((change, i) => ({ ...change, state: change.deleted ? undefined : states[i] }))
   const event = { ...head, state: head.deleted ? undefined : states[0], seq, id: formatEventId(epoch, seq) } as CommittedEvent
   if (changes !== undefined) event.changes = changes
+  // Measured by its row, so the resume log need not encode a frame per event to count it at start.
+  event.stateBytes ??= bytes
   return event
 }
 
