@@ -183,9 +183,11 @@ export function createRedisStorage(options: RedisStorageOptions): Storage {
     const common = { writer: f.w as string, opId: Number(f.o), seq, id: formatEventId(eventEpoch, seq) }
     const patchJson = f.p
     if (f.k !== undefined) {
-      const event: CommittedEvent = { storeKey: f.k, version: Number(f.v), ...readState(f.s as string), ...existedOf(f.e), ...common }
+      const stateJson = f.s as string
+      // Measured by its fields, so the log need not encode a frame to count it (the recent events at start).
+      const event: CommittedEvent = { storeKey: f.k, version: Number(f.v), ...readState(stateJson), ...existedOf(f.e), stateBytes: stateJson.length, ...common }
       // It holds both: a frame of the patch would not measure the state.
-      return patchJson === undefined ? event : { ...event, patch: JSON.parse(patchJson), stateBytes: (f.s as string).length + patchJson.length }
+      return patchJson === undefined ? event : { ...event, patch: JSON.parse(patchJson), stateBytes: stateJson.length + patchJson.length }
     }
     const count = Number(f.n)
     if (!(count >= 2)) throw new Error(`zuno-redis: the Stream entry ${id} names no store; it was written by a newer version`)
