@@ -38,7 +38,8 @@ export async function renderDemoPage(universe: ServedUniverse, log: (...data: un
  * The version is kept: the page's next write replaces the bad state.
  */
 async function checkedSnapshot(universe: ServedUniverse, log: (...data: unknown[]) => void): Promise<StateResponse> {
-  const snapshot = universe.snapshot()
+  // The declared stores (the demo has no others), which a storage read lazily (Redis) always holds in memory.
+  const snapshot = universe.snapshot(Object.keys(demoStores))
   for (const [key, stored] of Object.entries(snapshot.stores)) {
     if (!Object.hasOwn(demoSchemas, key)) continue
     const schema = demoSchemas[key as keyof typeof demoSchemas]

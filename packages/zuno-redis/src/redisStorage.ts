@@ -16,11 +16,12 @@ import {
   type Storage,
   type StorageHealth,
   type StorageImage,
+  type StorageRead,
   type Write,
   writerTag,
 } from 'zuno/server'
 import { createRedisBus } from './redisBus'
-import { ACTION, COMMIT, FORMAT, LOAD, RECONCILE, REFUSE } from './scripts'
+import { ACTION, COMMIT, FORMAT, LOAD, READ, RECONCILE, REFUSE, SCAN } from './scripts'
 
 /** Options of {@link createRedisStorage}. */
 export interface RedisStorageOptions extends ClientRecordOptions {
@@ -46,6 +47,10 @@ const BACKOFF_MS = [100, 5000] as const
 const CAUGHT_UP_MS = 5000
 /** A reset not followed by a `load()` within this long is announced again. */
 const RELOAD_WAIT_MS = 5000
+/** How many stores one page of a read of every store takes (one script each, see SCAN). */
+const SCAN_PAGE = 1000
+/** How many times a read of every store is paged again when the Stream no longer reaches back to its first page. */
+const SCAN_ATTEMPTS = 3
 
 type Reply = Array<string | null | Reply>
 type Entry = [id: string, fields: string[]]
@@ -74,11 +79,31 @@ function readState(json: string): { state: unknown; deleted?: true } {
   return json === '' ? { state: undefined, deleted: true } : { state: JSON.parse(json) }
 }
 
+/** Stores as the scripts reply them (key, version, state JSON, deletedAt or ''), into `into`. */
+function decodeStores(flat: readonly string[], into: (key: string, stored: StoreState) => void): void {
+  for (let i = 0; i < flat.length; i += 4) {
+    const stored = { version: Number(flat[i + 1]), ...readState(flat[i + 2] as string) } as StoreState
+    if (flat[i + 3]) stored.deletedAt = Number(flat[i + 3])
+    into(flat[i] as string, stored)
+  }
+}
+
+/** A store after `change`, as the scripts would read it back: a deletion keeps its version as deletedAt. */
+function applied(before: StoreState | undefined, change: CommittedChange): StoreState {
+  if (change.deleted) return { version: change.version, state: undefined, deleted: true, deletedAt: change.version }
+  const deletedAt = before?.deletedAt
+  return deletedAt === undefined ? { version: change.version, state: change.state } : { version: change.version, state: change.state, deletedAt }
+}
+
+/** The `e` digit of a Stream entry or a script's reply: `undefined` for an entry of a release before it. */
+const existedOf = (digit: string | undefined): { existed?: boolean } => (digit === undefined || digit === '' ? {} : { existed: digit === '1' })
+
 /**
  * Storage on Redis, for many server instances sharing one world. Each step (commit, action
- * commit, refusal, load, epoch check) is one Lua script, all or nothing; a commit is acknowledged
- * only once its event is in the Stream. Every instance fans out from the Stream, in log order, and moves to a
- * new epoch when Redis lost acknowledged history.
+ * commit, refusal, load, read, epoch check) is one Lua script, all or nothing; a commit is
+ * acknowledged only once its event is in the Stream. Read lazily: `load()` gives the store count
+ * and no store, `read` the stores asked for. Every instance fans out from the Stream, in log order,
+ * and moves to a new epoch when Redis lost acknowledged history.
  */
 export function createRedisStorage(options: RedisStorageOptions): Storage {
   const url = options.url ?? 'redis://127.0.0.1:6379'
@@ -88,6 +113,7 @@ export function createRedisStorage(options: RedisStorageOptions): Storage {
     seq: `${ns}:seq`,
     log: `${ns}:log`,
     stores: `${ns}:stores`,
+    count: `${ns}:count`,
     storePrefix: `${ns}:s:`,
     client: (op: { principal: string; clientId: string }) => `${ns}:c:${clientKey(op)}`,
   }
@@ -115,11 +141,13 @@ export function createRedisStorage(options: RedisStorageOptions): Storage {
     commands.defineCommand(name, numberOfKeys === undefined ? { lua } : { numberOfKeys, lua })
     return (commands as unknown as Record<string, Script>)[name]?.bind(commands) as Script
   }
-  const commitScript = script('zunoCommit', 6, COMMIT)
+  const commitScript = script('zunoCommit', 7, COMMIT)
   const actionScript = script('zunoAction', undefined, ACTION)
   const refuseScript = script('zunoRefuse', 4, REFUSE)
   const reconcileScript = script('zunoReconcile', 3, RECONCILE)
-  const loadScript = script('zunoLoad', 4, LOAD)
+  const loadScript = script('zunoLoad', 5, LOAD)
+  const readScript = script('zunoRead', 3, READ)
+  const scanScript = script('zunoScan', 3, SCAN)
 
   const bus = createRedisBus(url, `${ns}:bus`, commands)
   const commitListeners = new Set<(event: CommittedEvent) => void>()
@@ -147,7 +175,7 @@ export function createRedisStorage(options: RedisStorageOptions): Storage {
       ? error
       : new ZunoError('unavailable', `Redis did not answer: ${error instanceof Error ? error.message : String(error)}`, { cause: error, retryAfter: 1 })
 
-  /** The event a Stream entry holds: one store's (`k`, `v`, `s`), or several (`n`, then `k1`, `v1`, `s1`, …), and `p` (see scripts.ts). */
+  /** The event a Stream entry holds: one store's (`k`, `v`, `s`), or several (`n`, then `k1`, `v1`, `s1`, …), `e` and `p` (see scripts.ts). */
   const toEvent = (eventEpoch: string, [id, fields]: Entry): CommittedEvent => {
     const f: Record<string, string> = {}
     for (let i = 0; i < fields.length; i += 2) f[fields[i] as string] = fields[i + 1] as string
@@ -155,9 +183,11 @@ export function createRedisStorage(options: RedisStorageOptions): Storage {
     const common = { writer: f.w as string, opId: Number(f.o), seq, id: formatEventId(eventEpoch, seq) }
     const patchJson = f.p
     if (f.k !== undefined) {
-      const event: CommittedEvent = { storeKey: f.k, version: Number(f.v), ...readState(f.s as string), ...common }
+      const stateJson = f.s as string
+      // Measured by its fields, so the log need not encode a frame to count it (the recent events at start).
+      const event: CommittedEvent = { storeKey: f.k, version: Number(f.v), ...readState(stateJson), ...existedOf(f.e), stateBytes: stateJson.length, ...common }
       // It holds both: a frame of the patch would not measure the state.
-      return patchJson === undefined ? event : { ...event, patch: JSON.parse(patchJson), stateBytes: (f.s as string).length + patchJson.length }
+      return patchJson === undefined ? event : { ...event, patch: JSON.parse(patchJson), stateBytes: stateJson.length + patchJson.length }
     }
     const count = Number(f.n)
     if (!(count >= 2)) throw new Error(`zuno-redis: the Stream entry ${id} names no store; it was written by a newer version`)
@@ -166,7 +196,7 @@ export function createRedisStorage(options: RedisStorageOptions): Storage {
     let bytes = patchJson?.length ?? 0
     for (let i = 1; i <= count; i++) {
       const stateJson = f[`s${i}`] as string
-      const change: CommittedChange = { storeKey: f[`k${i}`] as string, version: Number(f[`v${i}`]), ...readState(stateJson), stateBytes: stateJson.length }
+      const change: CommittedChange = { storeKey: f[`k${i}`] as string, version: Number(f[`v${i}`]), ...readState(stateJson), stateBytes: stateJson.length, ...existedOf(f.e?.[i - 1]) }
       const patch = patches[i - 1]
       changes.push(patch == null ? change : { ...change, patch })
       bytes += stateJson.length
@@ -317,10 +347,10 @@ export function createRedisStorage(options: RedisStorageOptions): Storage {
   }
 
   /** The event of an accepted action: its one store's, or all of them in `changes` (each now one past its base). */
-  const actionEvent = (request: ActionCommitRequest, writer: string, stateJsons: readonly string[], seq: number): CommittedEvent => {
+  const actionEvent = (request: ActionCommitRequest, writer: string, stateJsons: readonly string[], seq: number, existed: string): CommittedEvent => {
     const changes = request.writes.map(({ storeKey, baseVersion, state, stateBytes, patch, deleted }, i): CommittedChange => {
-      if (deleted) return { storeKey, version: baseVersion + 1, state: undefined, deleted: true }
-      const change: CommittedChange = { storeKey, version: baseVersion + 1, state, stateBytes: stateBytes ?? (stateJsons[i] as string).length }
+      if (deleted) return { storeKey, version: baseVersion + 1, state: undefined, deleted: true, ...existedOf(existed[i]) }
+      const change: CommittedChange = { storeKey, version: baseVersion + 1, state, stateBytes: stateBytes ?? (stateJsons[i] as string).length, ...existedOf(existed[i]) }
       return patch === undefined ? change : { ...change, patch }
     })
     const [first] = changes as [CommittedChange]
@@ -346,21 +376,86 @@ export function createRedisStorage(options: RedisStorageOptions): Storage {
     return { type: 'answered', answer }
   }
 
+  /** A read refused by its script (the epoch moved on, or history was lost): reconcile, and have it asked again. */
+  const readRefused = async (reply: Reply): Promise<never> => {
+    await reconcile(0).catch(() => {})
+    const why = reply[0] === 'epoch_changed' ? `Redis moved to epoch ${String(reply[1])}` : 'Redis lost history'
+    throw new ZunoError('unavailable', `${why} while this instance was reading stores; try again`, { retryAfter: 1 })
+  }
+
+  /** The Stream's entries after `from` up to `to` in `readEpoch`, when it still holds every one of them. */
+  const entriesBetween = async (readEpoch: string, from: number, to: number): Promise<Entry[] | undefined> => {
+    const entries: Entry[] = []
+    let next = from + 1
+    while (next <= to) {
+      const chunk = (await commands.xrange(keys.log, `0-${next}`, `0-${to}`, 'COUNT', SCAN_PAGE)) as Entry[]
+      for (const entry of chunk) {
+        if (seqOf(entry[0]) !== next) return undefined
+        entries.push(entry)
+        next += 1
+      }
+      if (chunk.length === 0) return undefined
+    }
+    // Read in this epoch: the entries are its events only if it still is Redis's.
+    return (await commands.hget(keys.epoch, 'id')) === readEpoch ? entries : undefined
+  }
+
+  /**
+   * Every store, as of one seq: SCAN pages (each one script, so Redis is never held for long), each
+   * read at its own seq, then brought on to the last page's seq by the Stream's events between the
+   * first page and the last. A store SSCAN did not return was created after the first page, so its
+   * whole history is among those events. When the Stream no longer reaches back that far (more than
+   * `retention` events meanwhile), it pages again, then reads every store in one script.
+   */
+  const readEvery = async (): Promise<StorageRead> => {
+    for (let attempt = 0; attempt < SCAN_ATTEMPTS; attempt++) {
+      const read = new Map<string, { at: number; stored: StoreState }>()
+      let first: number | undefined
+      let seq = 0
+      let cursor = '0'
+      // Every page of one epoch: the first page's (this instance's, once loaded).
+      let readEpoch = epoch
+      do {
+        const reply = await scanScript(keys.epoch, keys.seq, keys.stores, readEpoch, known, keys.storePrefix, cursor, SCAN_PAGE)
+        if (reply[0] !== 'ok') return await readRefused(reply)
+        readEpoch = reply[4] as string
+        seq = Number(reply[1])
+        first ??= seq
+        cursor = reply[2] as string
+        decodeStores(reply[3] as string[], (key, stored) => {
+          if ((read.get(key)?.at ?? -1) < seq) read.set(key, { at: seq, stored })
+        })
+      } while (cursor !== '0')
+      const entries = first === seq ? [] : await entriesBetween(readEpoch, first as number, seq)
+      if (entries === undefined) continue
+      for (const entry of entries) {
+        const event = toEvent(readEpoch, entry)
+        for (const change of event.changes ?? [event]) {
+          const had = read.get(change.storeKey)
+          if (had !== undefined && had.at >= event.seq) continue
+          read.set(change.storeKey, { at: event.seq, stored: applied(had?.stored, change) })
+        }
+      }
+      const stores = new Map<string, StoreState>()
+      for (const [key, { stored }] of read) stores.set(key, stored)
+      return { epoch: readEpoch, seq, stores }
+    }
+    const reply = await readScript(keys.epoch, keys.seq, keys.stores, epoch, known, keys.storePrefix, '1')
+    if (reply[0] !== 'ok') return readRefused(reply)
+    const stores = new Map<string, StoreState>()
+    decodeStores(reply[2] as string[], (key, stored) => stores.set(key, stored))
+    return { epoch: reply[3] as string, seq: Number(reply[1]), stores }
+  }
+
   return {
     async load(): Promise<StorageImage> {
       await connect()
-      const reply = await loadScript(keys.epoch, keys.seq, keys.log, keys.stores, newEpochId(), epoch, known, recent, keys.storePrefix, recentBytes)
-      const [id, , seqText, format, flat, latest] = reply as [string, string, string, string, string[], Entry[]]
+      const reply = await loadScript(keys.epoch, keys.seq, keys.log, keys.stores, keys.count, newEpochId(), epoch, known, recent, keys.storePrefix, recentBytes)
+      const [id, , seqText, format, countText, latest] = reply as [string, string, string, string, string, Entry[], string]
       if (Number(seqText) < 0) {
         throw new Error(`Redis namespace ${options.namespace} holds Zuno data of format ${format}; this version reads format ${FORMAT} only`)
       }
       const seq = Number(seqText)
-      const stores = new Map<string, StoreState>()
-      for (let i = 0; i < flat.length; i += 4) {
-        const stored = { version: Number(flat[i + 1]), ...readState(flat[i + 2] as string) } as StoreState
-        if (flat[i + 3]) stored.deletedAt = Number(flat[i + 3])
-        stores.set(flat[i] as string, stored)
-      }
       // The recent events, oldest first, as far back as they follow each other up to `seq`.
       const events: CommittedEvent[] = []
       for (const entry of latest) {
@@ -376,7 +471,22 @@ export function createRedisStorage(options: RedisStorageOptions): Storage {
       awaitingLoad = false
       loaded()
       wakeCaughtUp()
-      return { epoch: id, seq, stores, recent: events }
+      // No store: each is read when the universe first needs it (`read`).
+      return { epoch: id, seq, stores: new Map(), storeCount: Number(countText), recent: events }
+    },
+
+    async read(storeKeys: readonly string[] | undefined): Promise<StorageRead> {
+      await connect()
+      try {
+        if (storeKeys === undefined) return await readEvery()
+        const reply = await readScript(keys.epoch, keys.seq, keys.stores, epoch, known, keys.storePrefix, '0', ...storeKeys)
+        if (reply[0] !== 'ok') return await readRefused(reply)
+        const stores = new Map<string, StoreState>()
+        decodeStores(reply[2] as string[], (key, stored) => stores.set(key, stored))
+        return { epoch: reply[3] as string, seq: Number(reply[1]), stores }
+      } catch (error) {
+        throw unavailable(error)
+      }
     },
 
     async commit(request: CommitRequest): Promise<CommitOutcome> {
@@ -391,6 +501,7 @@ export function createRedisStorage(options: RedisStorageOptions): Storage {
           `${keys.storePrefix}${storeKey}`,
           keys.stores,
           keys.client(request),
+          keys.count,
           request.epoch,
           request.epoch === epoch ? known : 0,
           storeKey,
@@ -421,6 +532,7 @@ export function createRedisStorage(options: RedisStorageOptions): Storage {
             opId: request.opId,
             seq,
             id: formatEventId(request.epoch, seq),
+            ...existedOf(reply[3] as string | undefined),
           }
           if (deleted) event.deleted = true
           return { type: 'accepted', event: patch === undefined ? event : { ...event, patch } }
@@ -447,7 +559,7 @@ export function createRedisStorage(options: RedisStorageOptions): Storage {
       if (new Set(storeKeys).size !== storeKeys.length) throw new Error('zuno-redis: an action commit names a store twice')
       const writer = writerTag(request.clientId)
       const stateJsons = writes.map(stateField)
-      const args: Array<string | number> = [5 + storeKeys.length, keys.epoch, keys.seq, keys.log, keys.stores, keys.client(request)]
+      const args: Array<string | number> = [6 + storeKeys.length, keys.epoch, keys.seq, keys.log, keys.stores, keys.client(request), keys.count]
       for (const storeKey of storeKeys) args.push(`${keys.storePrefix}${storeKey}`)
       const floor = request.epoch === epoch ? known : 0
       args.push(request.epoch, floor, writer, request.opId, request.digest, window, lifetimeMs, now(), retention, writes.length, request.resentAfterMs ?? -1)
@@ -465,7 +577,7 @@ export function createRedisStorage(options: RedisStorageOptions): Storage {
           const seq = Number(reply[1])
           if (request.epoch === epoch) known = Math.max(known, seq)
           else void reconcile(0).catch(() => {})
-          return { type: 'accepted', event: actionEvent(request, writer, stateJsons, seq) }
+          return { type: 'accepted', event: actionEvent(request, writer, stateJsons, seq, reply[2] as string) }
         }
         case 'unchanged': {
           // Its cursor is this seq: the universe's answer must not be ahead of what it has applied.

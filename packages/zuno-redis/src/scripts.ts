@@ -19,6 +19,10 @@
  * - `{ns}:c:<clientKey>` hash: `m` mark, `t` seenAt, `d:<opId>` digest and `r:<opId>` answer of
  *                 the last ops (`a<version>:<seq>` accepted, `a0:<seq>` an action that wrote
  *                 nothing, `x<json>` refused); expires after the client lifetime
+ * - `{ns}:count`  hash: `n` how many stores exist (written and not deleted), exact as of seq `at`.
+ *                 Every commit that finds `at` equal to `seq` moves both on; one that does not (a
+ *                 write by a release before the counter, which left it behind, or no counter yet)
+ *                 leaves it, and the next LOAD counts the stores again (once, O(stores)).
  */
 
 /** The data format this version writes and reads. */
@@ -127,6 +131,16 @@ local function decideAction(clientKey, log, opId, digest, writer, seq)
   end
   return {'processed', at}
 end
+-- The store count, when it is exact as of \`seq\` (else nil: LOAD counts again).
+local function countAt(countKey, seq)
+  local c = redis.call('HMGET', countKey, 'n', 'at')
+  if c[1] and tonumber(c[2]) == tonumber(seq) then return tonumber(c[1]) end
+  return nil
+end
+-- Whether a store hash holds a state (written and not deleted): a deletion keeps '' (no JSON is empty).
+local function exists(storeHash)
+  return redis.call('HSTRLEN', storeHash, 's') > 0
+end
 local function record(clientKey, opId, digest, answer, window, lifetime, now)
   redis.call('HSET', clientKey, 'm', opId, 't', now, 'd:' .. opId, digest, 'r:' .. opId, answer)
   local old = tonumber(opId) - tonumber(window)
@@ -136,9 +150,9 @@ end
 `
 
 /**
- * COMMIT. KEYS: epoch, seq, log, store, stores, client. ARGV: epoch, floor, storeKey, baseVersion,
+ * COMMIT. KEYS: epoch, seq, log, store, stores, client, count. ARGV: epoch, floor, storeKey, baseVersion,
  * stateJson, writer, opId, digest, window, lifetimeMs, now, retention, patchJson ('' when unknown).
- * Replies: {'accepted', version, seq} | {'conflict', version, stateJson|nil, deletedAt|nil} | {'epoch_changed', epoch}
+ * Replies: {'accepted', version, seq, existed ('1' or '0')} | {'conflict', version, stateJson|nil, deletedAt|nil} | {'epoch_changed', epoch}
  * | {'lost'} | a decision of DECIDE.
  */
 export const COMMIT = `${DECIDE}
@@ -148,6 +162,7 @@ if id ~= ARGV[1] then return {'epoch_changed', id} end
 local seq = tonumber(redis.call('GET', KEYS[2]) or '')
 if not seq or seq < tonumber(ARGV[2]) then return {'lost'} end
 redis.call('SISMEMBER', KEYS[5], ARGV[3])
+local count = countAt(KEYS[7], seq)
 local decided = decide(KEYS[6], KEYS[3], ARGV[7], ARGV[8], ARGV[3], ARGV[6], seq)
 if decided then return decided end
 local version = tonumber(redis.call('HGET', KEYS[4], 'v') or '0')
@@ -158,16 +173,21 @@ end
 local nextVersion = version + 1
 local nextSeq = seq + 1
 -- The first write: refused when seq is behind the Stream (the history was rolled back), and then nothing was written.
-local entry = {'k', ARGV[3], 'v', nextVersion, 's', ARGV[5], 'w', ARGV[6], 'o', ARGV[7]}
-if ARGV[13] ~= '' then entry[11], entry[12] = 'p', ARGV[13] end
+local existed = exists(KEYS[4]) and '1' or '0'
+local entry = {'k', ARGV[3], 'v', nextVersion, 's', ARGV[5], 'w', ARGV[6], 'o', ARGV[7], 'e', existed}
+if ARGV[13] ~= '' then entry[13], entry[14] = 'p', ARGV[13] end
 local added = redis.pcall('XADD', KEYS[3], 'MAXLEN', '~', ARGV[12], '0-' .. nextSeq, unpack(entry))
 if type(added) == 'table' and added.err then return {'lost'} end
 redis.call('INCR', KEYS[2])
 redis.call('HSET', KEYS[4], 'v', nextVersion, 's', ARGV[5])
 if ARGV[5] == '' then redis.call('HSET', KEYS[4], 'd', nextVersion) end
 redis.call('SADD', KEYS[5], ARGV[3])
+if count then
+  if existed == '1' and ARGV[5] == '' then count = count - 1 elseif existed == '0' and ARGV[5] ~= '' then count = count + 1 end
+  redis.call('HSET', KEYS[7], 'n', count, 'at', nextSeq)
+end
 record(KEYS[6], ARGV[7], ARGV[8], 'a' .. nextVersion .. ':' .. nextSeq, ARGV[9], ARGV[10], ARGV[11])
-return {'accepted', tostring(nextVersion), tostring(nextSeq)}
+return {'accepted', tostring(nextVersion), tostring(nextSeq), existed}
 `
 
 /**
@@ -194,11 +214,11 @@ return {'answered', 'x' .. ARGV[6]}
  * op is recorded as `a0:<seq>` and nothing else changes. The store hashes are in KEYS (a variable
  * number of them, all in the namespace's slot); Lua's `unpack` bounds an action to about a
  * thousand written stores.
- * KEYS: epoch, seq, log, stores, client, then each written store's hash, then each read one's.
+ * KEYS: epoch, seq, log, stores, client, count, then each written store's hash, then each read one's.
  * ARGV: epoch, floor, writer, opId, digest, window, lifetimeMs, now, retention, number of writes,
  * resentAfterMs (-1 when the op is not a resend), the entry's `p` ('' for none),
  * then storeKey, baseVersion, stateJson per write, then storeKey, version per read.
- * Replies: {'accepted', seq} | {'unchanged', seq} | {'conflict', version, stateJson|false, storeKey} of the
+ * Replies: {'accepted', seq, existed (a digit per write, as the entry's \`e\`)} | {'unchanged', seq} | {'conflict', version, stateJson|false, storeKey} of the
  * first store that moved | {'epoch_changed', epoch} | {'lost'} | a decision of DECIDE's
  * `decideAction` (an accepted answer carries the first store's state and key).
  */
@@ -209,22 +229,23 @@ if id ~= ARGV[1] then return {'epoch_changed', id} end
 local seq = tonumber(redis.call('GET', KEYS[2]) or '')
 if not seq or seq < tonumber(ARGV[2]) then return {'lost'} end
 redis.call('SISMEMBER', KEYS[4], '')
+local count = countAt(KEYS[6], seq)
 local decided = decideAction(KEYS[5], KEYS[3], ARGV[4], ARGV[5], ARGV[3], seq)
 if decided then return decided end
 -- A resent first op of a client with no record, whose earlier attempt's record could have expired: it may have run.
 local resent = tonumber(ARGV[11])
 if resent >= 0 and resent * 2 >= tonumber(ARGV[7]) and redis.call('EXISTS', KEYS[5]) == 0 then return {'unknown_client'} end
 local writes = tonumber(ARGV[10])
-local reads = #KEYS - 5 - writes
+local reads = #KEYS - 6 - writes
 local function writeArg(i, field) return ARGV[12 + 3 * (i - 1) + field] end
 local function readArg(i, field) return ARGV[12 + 3 * writes + 2 * (i - 1) + field] end
 -- Every check before the first write: a store that moved since the action ran means it must run again.
 for i = 1, writes + reads do
   local expected = i <= writes and writeArg(i, 2) or readArg(i - writes, 2)
-  local version = tonumber(redis.call('HGET', KEYS[5 + i], 'v') or '0')
+  local version = tonumber(redis.call('HGET', KEYS[6 + i], 'v') or '0')
   if version ~= tonumber(expected) then
     local key = i <= writes and writeArg(i, 1) or readArg(i - writes, 1)
-    return {'conflict', tostring(version), redis.call('HGET', KEYS[5 + i], 's') or false, key}
+    return {'conflict', tostring(version), redis.call('HGET', KEYS[6 + i], 's') or false, key}
   end
 end
 if writes == 0 then
@@ -232,6 +253,15 @@ if writes == 0 then
   return {'unchanged', tostring(seq)}
 end
 local nextSeq = seq + 1
+local existed = {}
+for i = 1, writes do
+  local was = exists(KEYS[6 + i])
+  existed[i] = was and '1' or '0'
+  if count then
+    if was and writeArg(i, 3) == '' then count = count - 1 elseif not was and writeArg(i, 3) ~= '' then count = count + 1 end
+  end
+end
+existed = table.concat(existed)
 local entry
 if writes == 1 then
   entry = {'k', writeArg(1, 1), 'v', tonumber(writeArg(1, 2)) + 1, 's', writeArg(1, 3), 'w', ARGV[3], 'o', ARGV[4]}
@@ -248,18 +278,20 @@ else
   end
 end
 local n = #entry
-if ARGV[12] ~= '' then entry[n + 1], entry[n + 2] = 'p', ARGV[12] end
+entry[n + 1], entry[n + 2] = 'e', existed
+if ARGV[12] ~= '' then entry[n + 3], entry[n + 4] = 'p', ARGV[12] end
 -- The first write: refused when seq is behind the Stream (the history was rolled back), and then nothing was written.
 local added = redis.pcall('XADD', KEYS[3], 'MAXLEN', '~', ARGV[9], '0-' .. nextSeq, unpack(entry))
 if type(added) == 'table' and added.err then return {'lost'} end
 redis.call('INCR', KEYS[2])
 for i = 1, writes do
-  redis.call('HSET', KEYS[5 + i], 'v', tonumber(writeArg(i, 2)) + 1, 's', writeArg(i, 3))
-  if writeArg(i, 3) == '' then redis.call('HSET', KEYS[5 + i], 'd', tonumber(writeArg(i, 2)) + 1) end
+  redis.call('HSET', KEYS[6 + i], 'v', tonumber(writeArg(i, 2)) + 1, 's', writeArg(i, 3))
+  if writeArg(i, 3) == '' then redis.call('HSET', KEYS[6 + i], 'd', tonumber(writeArg(i, 2)) + 1) end
   redis.call('SADD', KEYS[4], writeArg(i, 1))
 end
+if count then redis.call('HSET', KEYS[6], 'n', count, 'at', nextSeq) end
 record(KEYS[5], ARGV[4], ARGV[5], 'a' .. (tonumber(writeArg(1, 2)) + 1) .. ':' .. nextSeq, ARGV[6], ARGV[7], ARGV[8])
-return {'accepted', tostring(nextSeq)}
+return {'accepted', tostring(nextSeq), existed}
 `
 
 /**
@@ -273,23 +305,33 @@ return {id, tostring(base), tostring(seq), tostring(format)}
 `
 
 /**
- * LOAD: RECONCILE, then the stores, seq and recent events as of that one moment. The store hashes
- * are not in KEYS (their names come from the set); they share the namespace's slot.
- * KEYS: epoch, seq, log, stores. ARGV: candidate, expected, floor, recent, store key prefix, recent bytes.
- * Reply: {epoch, base, seq, format, {storeKey, version, stateJson, deletedAt or '', …}, entries (newest first)}.
+ * LOAD: RECONCILE, then seq, the store count and recent events as of that one moment; no store
+ * (they are read when needed, with READ). A namespace without an exact count (written by a release
+ * before it, or behind since such a release wrote) is counted here, once: SSCAN of the store set
+ * and HSTRLEN of each store's state, O(stores) in this one script, which blocks Redis meanwhile
+ * (about as long as a start of that release, which read every store, without their states).
+ * KEYS: epoch, seq, log, stores, count. ARGV: candidate, expected, floor, recent, store key prefix, recent bytes.
+ * Reply: {epoch, base, seq, format, storeCount, entries (newest first), counted ('1' when it counted now)}.
  */
 export const LOAD = `${ENSURE}
 local id, base, seq, format = ensure(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], tonumber(ARGV[3]), false)
-if seq < 0 then return {id, '0', '-1', tostring(format), {}, {}} end
-local stores = {}
-for _, key in ipairs(redis.call('SMEMBERS', KEYS[4])) do
-  local h = redis.call('HMGET', ARGV[5] .. key, 'v', 's', 'd')
-  if h[1] and h[2] then
-    stores[#stores + 1] = key
-    stores[#stores + 1] = h[1]
-    stores[#stores + 1] = h[2]
-    stores[#stores + 1] = h[3] or ''
-  end
+if seq < 0 then return {id, '0', '-1', tostring(format), '0', {}, '0'} end
+local count, counted = nil, '0'
+local c = redis.call('HMGET', KEYS[5], 'n', 'at')
+if c[1] and tonumber(c[2]) == seq then count = tonumber(c[1]) end
+if not count then
+  count, counted = 0, '1'
+  local cursor = '0'
+  repeat
+    local page = redis.call('SSCAN', KEYS[4], cursor, 'COUNT', 1000)
+    cursor = page[1]
+    for _, key in ipairs(page[2]) do
+      if redis.call('HSTRLEN', ARGV[5] .. key, 's') > 0 then count = count + 1 end
+    end
+  until cursor == '0'
+  -- SSCAN may return a key twice (a rehash meanwhile): none can happen within one script.
+  redis.call('DEL', KEYS[5])
+  redis.call('HSET', KEYS[5], 'n', count, 'at', seq)
 end
 -- The newest events, at most ARGV[4] of them and ARGV[6] bytes, read in chunks so the bound holds in Redis too.
 local recent = {}
@@ -308,5 +350,63 @@ while #recent < want and seq > base do
   end
   from = '(' .. chunk[#chunk][1]
 end
-return {id, tostring(base), tostring(seq), tostring(format), stores, recent}
+return {id, tostring(base), tostring(seq), tostring(format), tostring(count), recent, counted}
+`
+
+/**
+ * The check of READ and SCAN: nil when the epoch is still `expected` ('' for any) and seq not
+ * behind `floor`, else the reply ({'epoch_changed', epoch} or {'lost'}). Then the fields of a store,
+ * appended to `out` when it was ever written: key, version, state JSON ('' deleted), deletedAt or ''.
+ */
+const READING = `
+local function current(epochKey, seqKey, expected, floor)
+  local id = redis.call('HGET', epochKey, 'id')
+  if not id then return nil, {'lost'} end
+  if expected ~= '' and id ~= expected then return nil, {'epoch_changed', id} end
+  local seq = tonumber(redis.call('GET', seqKey) or '')
+  if not seq or seq < tonumber(floor) then return nil, {'lost'} end
+  return seq, nil, id
+end
+local function store(out, prefix, key)
+  local h = redis.call('HMGET', prefix .. key, 'v', 's', 'd')
+  if h[1] and h[2] then
+    out[#out + 1] = key
+    out[#out + 1] = h[1]
+    out[#out + 1] = h[2]
+    out[#out + 1] = h[3] or ''
+  end
+end
+`
+
+/**
+ * READ: the stores named as of one moment, with its seq; with no key named and ARGV[4] = '1', every
+ * store (one script over the whole set: the fallback of a read of every store, see SCAN).
+ * KEYS: epoch, seq, stores. ARGV: expected epoch, floor, store key prefix, every ('1' or '0'), then the keys.
+ * Reply: {'ok', seq, {storeKey, version, stateJson, deletedAt or '', …}, epoch} | {'epoch_changed', epoch} | {'lost'}.
+ */
+export const READ = `${READING}
+local seq, refused, id = current(KEYS[1], KEYS[2], ARGV[1], ARGV[2])
+if refused then return refused end
+local out = {}
+if ARGV[4] == '1' then
+  for _, key in ipairs(redis.call('SMEMBERS', KEYS[3])) do store(out, ARGV[3], key) end
+else
+  for i = 5, #ARGV do store(out, ARGV[3], ARGV[i]) end
+end
+return {'ok', tostring(seq), out, id}
+`
+
+/**
+ * SCAN: one page of every store (SSCAN of the set from a cursor) as of one moment, with its seq.
+ * Pages are read at different seqs; the storage brings each on to the last page's seq from the Stream.
+ * KEYS: epoch, seq, stores. ARGV: expected epoch, floor, store key prefix, cursor, page size.
+ * Reply: {'ok', seq, next cursor ('0' at the end), {storeKey, version, stateJson, deletedAt or '', …}, epoch} | like READ.
+ */
+export const SCAN = `${READING}
+local seq, refused, id = current(KEYS[1], KEYS[2], ARGV[1], ARGV[2])
+if refused then return refused end
+local page = redis.call('SSCAN', KEYS[3], ARGV[4], 'COUNT', tonumber(ARGV[5]))
+local out = {}
+for _, key in ipairs(page[2]) do store(out, ARGV[3], key) end
+return {'ok', tostring(seq), page[1], out, id}
 `

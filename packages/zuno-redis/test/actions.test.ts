@@ -131,7 +131,7 @@ describe.skipIf(!haveRedis)('zuno-redis actions', () => {
 
     const entries = await streamEntries(ns)
     // No patches: a number's patch is longer than the number, so none is kept.
-    expect(entries).toEqual([{ id: '0-1', fields: { w: writer, o: '1', n: '2', k1: 'a', v1: '1', s1: '99', k2: 'b', v2: '1', s2: '101' } }])
+    expect(entries).toEqual([{ id: '0-1', fields: { w: writer, o: '1', n: '2', k1: 'a', v1: '1', s1: '99', k2: 'b', v2: '1', s2: '101', e: '00' } }])
     expect(JSON.stringify(entries)).not.toContain(clientId)
 
     await until(() => followed.length === 1 && second.store('b').version === 1)
@@ -146,8 +146,8 @@ describe.skipIf(!haveRedis)('zuno-redis actions', () => {
         id: `${first.epoch}-1`,
         stateBytes: 5,
         changes: [
-          { storeKey: 'a', version: 1, state: 99, stateBytes: 2 },
-          { storeKey: 'b', version: 1, state: 101, stateBytes: 3 },
+          { storeKey: 'a', version: 1, state: 99, stateBytes: 2, existed: false },
+          { storeKey: 'b', version: 1, state: 101, stateBytes: 3, existed: false },
         ],
       },
     ])
@@ -166,8 +166,8 @@ describe.skipIf(!haveRedis)('zuno-redis actions', () => {
     expect(await instance.propose(plain, { principal: '' })).toMatchObject({ type: 'accepted', version: 2 })
     const [action, write] = (await streamEntries(ns)).map(({ fields }) => fields)
     // Neither carries a patch: the action's would be longer than its number, a client's whole state comes with none.
-    expect(action).toEqual({ k: 'a', v: '1', s: '101', w: actor.writer, o: '1' })
-    expect(write).toEqual({ k: 'a', v: '2', s: '102', w: writer.writer, o: '1' })
+    expect(action).toEqual({ k: 'a', v: '1', s: '101', w: actor.writer, o: '1', e: '0' })
+    expect(write).toEqual({ k: 'a', v: '2', s: '102', w: writer.writer, o: '1', e: '1' })
   })
 
   it('serializes concurrent actions from two instances: every unit kept, no write skew, every op applied exactly once', async () => {

@@ -34,6 +34,7 @@ describe.skipIf(!haveRedis)('review: zuno-redis actions', () => {
 
   it('refuses an action that reaches more than 1,000 stores, on memory and on Redis alike, recorded (review problem 7)', async () => {
     expect(await outcome(createMemoryStorage(), 1001)).toBe('refused action_failed')
+    expect(await outcome(createMemoryStorage({ lazy: true }), 1001)).toBe('refused action_failed')
     const storage = createRedisStorage({ namespace: namespace() })
     cleanups.push(() => storage.close())
     // Before the limit: 503 unavailable from Redis's script arguments past about 1,330 stores, retried forever.

@@ -21,19 +21,23 @@ describe.skipIf(!haveRedis)('deletion on Redis', () => {
     await Promise.all([writer.ready, reader.ready])
     await writer.store('doc', 'a').set('b')
     await writer.delete('doc')
+    // Read lazily: a store is in memory once loaded, and kept current from the Stream.
+    await reader.load(['doc'])
     await until(() => reader.snapshot(['doc']).stores.doc?.version === 2)
     expect(reader.snapshot(['doc']).stores.doc).toEqual({ version: 2, deleted: true })
-    expect(reader.snapshot().stores.doc).toEqual({ version: 2, deleted: true })
+    expect((await reader.hold()).snapshot().stores.doc).toEqual({ version: 2, deleted: true })
 
     // A fresh instance loads the namespace: the tombstone is there, and the next write is version 3.
     const restarted = openUniverse(ns, {}, { allowStore: () => true })
     await restarted.ready
+    await restarted.load(['doc'])
     expect(restarted.snapshot(['doc']).stores.doc).toEqual({ version: 2, deleted: true })
     expect(await restarted.store('doc').set('again')).toBe(3)
     await until(() => reader.store('doc').get() === 'again')
     // Created again, it keeps its latest deletion: snapshots say it, and an op made before it is told so.
     const later = openUniverse(ns, {}, { allowStore: () => true })
     await later.ready
+    await later.load(['doc'])
     expect(later.snapshot(['doc']).stores.doc).toEqual({ version: 3, state: 'again', deletedAt: 2 })
     const answer = await later.propose({ storeKey: 'doc', baseVersion: 1, state: 'stale', epoch: later.epoch, clientId: newClientId(), opId: 1 }, { principal: '' })
     expect(answer).toMatchObject({ type: 'conflict', version: 3, deletedAt: 2 })
@@ -62,6 +66,7 @@ describe.skipIf(!haveRedis)('deletion on Redis', () => {
     await Promise.all([universe.ready, other.ready])
     await universe.store('draft').set('hello')
     await universe.act('publish')
+    await other.load(['draft', 'published'])
     await until(() => other.snapshot(['draft']).stores.draft?.version === 2)
     expect(other.snapshot(['draft', 'published']).stores).toEqual({ draft: { version: 2, deleted: true }, published: { version: 1, state: ['hello'] } })
   })

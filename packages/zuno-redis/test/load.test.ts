@@ -1,4 +1,4 @@
-/** `load()`: one moment's image, the data format, and a v1 namespace migrated. */
+/** `load()`: one moment's image (no store: they are read with `read`), the data format, and a v1 namespace migrated. */
 import { describe, expect, it } from 'vitest'
 import { newClientId } from 'zuno'
 import { createRedisStorage } from '../src/index'
@@ -14,7 +14,7 @@ function storage(ns: string) {
 }
 
 describe.skipIf(!haveRedis)('zuno-redis load', () => {
-  it('reads stores and seq as of one moment, while stores are being created', async () => {
+  it('counts stores and reads seq as of one moment, while stores are being created', async () => {
     const ns = namespace()
     const writer = storage(ns)
     const { epoch } = await writer.load()
@@ -28,9 +28,9 @@ describe.skipIf(!haveRedis)('zuno-redis load', () => {
     })()
     for (let round = 0; round < 50; round++) {
       const image = await reader.load()
-      // Store s<i> was created by event i: every event up to the image's seq has its store, and no later one.
-      expect(image.stores.size).toBe(image.seq)
-      for (let i = 1; i <= image.seq; i++) expect(image.stores.get(`s${i}`)).toEqual({ version: 1, state: i })
+      // Store s<i> was created by event i: as many stores as events up to the image's seq.
+      expect(image.stores.size).toBe(0)
+      expect(image.storeCount).toBe(image.seq)
       expect(image.recent?.at(-1)?.seq ?? 0).toBe(image.seq)
     }
     writing = false
@@ -48,8 +48,10 @@ describe.skipIf(!haveRedis)('zuno-redis load', () => {
     await redis.xadd(`{${ns}}:log`, '0-2', 'k', 'counter', 'v', 2, 's', '2', 'c', 'some-client', 'o', 2)
     const image = await storage(ns).load()
     expect(image.epoch).not.toBe('v1epoch')
-    expect(image).toMatchObject({ seq: 2, recent: [] })
-    expect(image.stores.get('counter')).toEqual({ version: 2, state: 2 })
+    expect(image).toMatchObject({ seq: 2, recent: [], storeCount: 1 })
+    const migrated = storage(ns)
+    await migrated.load()
+    expect((await migrated.read?.(['counter']))?.stores.get('counter')).toEqual({ version: 2, state: 2 })
     expect(await redis.hget(`{${ns}}:epoch`, 'format')).toBe('2')
 
     await redis.hset(`{${ns}}:epoch`, 'format', 3)

@@ -53,13 +53,13 @@ describe.skipIf(!haveRedis)('zuno-redis', () => {
       await first.propose({ storeKey: 'counter', baseVersion: v, epoch: first.epoch, state: v + 1, clientId, opId: v + 1 }, anonymous)
     }
     await until(() => first.store('counter').version === 3)
-    const cursor = first.snapshot().cursor
+    const cursor = first.snapshot(['counter']).cursor
     await first.close()
     await first.storage.close()
     const second = openUniverse(ns)
     await second.ready
     expect(second.store('counter').get()).toBe(3)
-    expect(second.snapshot().cursor).toBe(cursor) // same epoch, same sequence
+    expect(second.snapshot(['counter']).cursor).toBe(cursor) // same epoch, same sequence
     expect(second.since(cursor.replace(/-3$/, '-1'))?.map((entry) => entry.event.version)).toEqual([2, 3])
     // The client's record lives in Redis: its retry is answered on the new instance, the next op follows.
     const retry = { storeKey: 'counter', baseVersion: 2, epoch: second.epoch, state: 3, clientId, opId: 3 }

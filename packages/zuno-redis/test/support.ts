@@ -92,10 +92,21 @@ export function startInstance(ns: string, env: Record<string, string> = {}): Pro
   })
 }
 
-/** `GET /state`: every store and the cursor (`<epoch>-<seq>`). */
+/**
+ * `GET /state`: every store and the cursor (`<epoch>-<seq>`). A 503 (the instance reloading after a
+ * new epoch: stores are read from Redis, which it no longer follows until then) is asked again, as a client would.
+ */
 export async function state(url: string): Promise<{ stores: Record<string, { version: number; state: unknown }>; cursor: string; epoch: string }> {
-  const body = (await (await fetch(`${url}/state`)).json()) as { stores: Record<string, { version: number; state: unknown }>; cursor: string }
-  return { ...body, epoch: parseEventId(body.cursor)?.epoch as string }
+  for (let attempt = 0; ; attempt++) {
+    const response = await fetch(`${url}/state`)
+    if (response.status === 503 && attempt < 100) {
+      await response.body?.cancel()
+      await sleep(50)
+      continue
+    }
+    const body = (await response.json()) as { stores: Record<string, { version: number; state: unknown }>; cursor: string }
+    return { ...body, epoch: parseEventId(body.cursor)?.epoch as string }
+  }
 }
 
 export interface Answer {

@@ -861,7 +861,8 @@ export class AuthoritativeUniverse<
   /** Keeps a store's latest patch (or, for a whole write, starts its patches over). */
   #rememberPatch(storeKey: string, version: number, patch: Patch | undefined): void {
     // Read lazily, only stores in memory keep patches: the others' would grow with every store written.
-    if (patch === undefined || this.#patchHistory === 0 || !this.#inMemory(storeKey)) {
+    // Those about to be read for good (declared, held: at start, the recent events come first) keep them too.
+    if (patch === undefined || this.#patchHistory === 0 || (!this.#inMemory(storeKey) && !this.#unloaded.has(storeKey))) {
       this.#recentPatches.delete(storeKey)
       return
     }
@@ -941,7 +942,11 @@ export class AuthoritativeUniverse<
     }
     let reads = 0
     for (let attempt = 0; attempt < ACTION_ATTEMPTS; attempt++) {
-      if (missing.length > 0 && reads++ <= MAX_STORES_PER_ACTION) {
+      // Each run reads the stores it lacked: more rounds than the limit means it reaches more stores than it may.
+      if (missing.length > 0 && reads++ >= MAX_STORES_PER_ACTION) {
+        return this.#recordAction(request, op, new ZunoError('action_failed', `An action may read and write ${MAX_STORES_PER_ACTION} stores at most`))
+      }
+      if (missing.length > 0) {
         // Caught or not by the action, a store it could not read makes this run void.
         const reading = missing.splice(0).filter((key) => !reached.has(key))
         for (const key of reading) reached.add(key)
