@@ -132,7 +132,7 @@ function makeWhere(kind: StorageKind, cleanups: Array<() => void>): Where {
 
 /** Deletes every key of a namespace (a million documents must not stay in the machine's Redis). */
 function dropNamespace(namespace: string): void {
-  const keys = execFileSync('redis-cli', ['--scan', '--pattern', `${namespace}*`], { encoding: 'utf8' }).split('\n').filter(Boolean)
+  const keys = execFileSync('redis-cli', ['--scan', '--pattern', `{${namespace}}*`], { encoding: 'utf8', maxBuffer: 1024 * 1024 * 1024 }).split('\n').filter(Boolean)
   for (let i = 0; i < keys.length; i += 500) execFileSync('redis-cli', ['unlink', ...keys.slice(i, i + 500)])
 }
 
