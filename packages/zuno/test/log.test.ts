@@ -70,3 +70,31 @@ describe('EventLog', () => {
     expect(log.since('ep-99')).toBeUndefined()
   })
 })
+
+describe('EventLog.backfill (the history a storage reads after a start)', () => {
+  it('puts back the newest events before the first kept, within the count and byte bounds, and serves them', () => {
+    const log = new EventLog('ep', 5, 4, 40)
+    log.append(entry(6, 10))
+    // Seqs 1–5, oldest first: room for 3 more by count; the bytes (10 each of 40) hold them.
+    expect(log.backfill([1, 2, 3, 4, 5].map((seq) => entry(seq, 10)))).toBe(3)
+    expect(seqs(log.since('ep-2'))).toEqual([3, 4, 5, 6])
+    expect(log.since('ep-1')).toBeUndefined()
+    // Full now: nothing more fits, and the newest stay whole.
+    expect(log.backfill([entry(2, 1)])).toBe(0)
+    log.append(entry(7, 10))
+    expect(seqs(log.since('ep-3'))).toEqual([4, 5, 6, 7])
+  })
+
+  it('stops at a gap or at the byte bound, and at the smallest retention keeps only what was applied', () => {
+    const bytes = new EventLog('ep', 3, 10, 25)
+    bytes.append(entry(4, 10))
+    expect(bytes.backfill([1, 2, 3].map((seq) => entry(seq, 10)))).toBe(1)
+    expect(seqs(bytes.since('ep-2'))).toEqual([3, 4])
+    const gap = new EventLog('ep', 3, 10)
+    expect(gap.backfill([entry(1), entry(2)])).toBe(0)
+    const one = new EventLog('ep', 3, 1)
+    one.append(entry(4))
+    expect(one.backfill([entry(3)])).toBe(0)
+    expect(seqs(one.since('ep-3'))).toEqual([4])
+  })
+})

@@ -379,6 +379,22 @@ export class AuthoritativeUniverse<
     this.#started = true
   }
 
+  /**
+   * Fills the resume log with the events before the start, once the storage reads them (after
+   * `ready`: a start does not wait for history). Events applied meanwhile stay; stores that kept
+   * patches since keep only those.
+   */
+  async #backfill(log: EventLog): Promise<void> {
+    const events = await (this.#storage.recent as NonNullable<Storage['recent']>).call(this.#storage)
+    // Another epoch began meanwhile: these belong to the history replaced.
+    if (this.#log !== log) return
+    const kept = log.backfill(events.map((event) => logEntry(event)))
+    const patched = new Set(this.#recentPatches.keys())
+    for (const event of events.slice(events.length - kept)) {
+      for (const change of event.changes ?? [event]) if (!patched.has(change.storeKey)) this.#rememberPatch(change.storeKey, change.version, change.patch)
+    }
+  }
+
   /** On a storage read lazily: reads the stores that must always be in memory (declared ones, those server code holds). */
   async #readUnloaded(): Promise<void> {
     if (this.#unloaded.size > 0) await this.#ensure([...this.#unloaded])
@@ -399,6 +415,9 @@ export class AuthoritativeUniverse<
     }
     const reloading = this.#log !== undefined
     this.#log = log
+    if (this.#storage.recent !== undefined) {
+      this.#backfill(log).catch((error: unknown) => console.error('[zuno] reading the recent events after a start failed; resumes from before it get a snapshot', error))
+    }
     this.#deleted.clear()
     this.#lastDeletion.clear()
     if (this.#hot !== undefined) {

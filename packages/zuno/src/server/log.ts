@@ -146,6 +146,31 @@ export class EventLog {
     return this.#lastSeq
   }
 
+  /**
+   * Puts back events from before the first one kept (the history a storage reads after a start),
+   * oldest first and ending just before it; as many of the newest of them as the bounds leave room
+   * for. Returns how many were kept.
+   */
+  backfill(entries: readonly LogEntry[]): number {
+    let first = this.#lastSeq - this.#count
+    let kept = 0
+    for (let i = entries.length - 1; i >= 0 && this.#count < this.retention; i--) {
+      const entry = entries[i] as LogEntry
+      if (entry.event.seq !== first) break
+      const { stateBytes } = entry.event
+      const size = this.retentionBytes === Number.POSITIVE_INFINITY ? 0 : stateBytes !== undefined ? stateBytes + 100 : entry.frame.byteLength
+      if (this.#bytes + size > this.retentionBytes) break
+      const slot = first % this.retention
+      this.#ring[slot] = entry
+      this.#sizes[slot] = size
+      this.#count += 1
+      this.#bytes += size
+      first -= 1
+      kept += 1
+    }
+    return kept
+  }
+
   /** Appends the next event; events must arrive in sequence order. */
   append(entry: LogEntry): void {
     const { seq } = entry.event

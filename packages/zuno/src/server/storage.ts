@@ -288,6 +288,13 @@ export interface Storage {
    */
   read?(keys: readonly string[] | undefined): Promise<StorageRead>
   /**
+   * The events just before the position the last `load()` gave, oldest first, as far back as the
+   * storage keeps them: {@link StorageImage.recent}, fetched once the universe is ready rather than
+   * before. A storage that has it leaves `recent` out of its image, and a start does not wait for
+   * its history: until they arrive, a client resuming from before the start gets a snapshot.
+   */
+  recent?(): Promise<CommittedEvent[]>
+  /**
    * Decides and, if accepted, commits one op. Fails (rejects, or throws) only when the storage
    * failed, and then nothing was acknowledged. A storage that decides in this process may return
    * the outcome itself instead of a promise: the proposal then costs no extra turn.

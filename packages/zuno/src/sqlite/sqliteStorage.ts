@@ -56,6 +56,7 @@ export interface SqliteStorageOptions extends ClientRecordOptions {
 /** The SQLite storage: a {@link Storage} read lazily, that can also be asked to recover from a failure now. */
 export interface SqliteStorage extends Storage {
   read(keys: readonly string[] | undefined): Promise<StorageRead>
+  recent(): Promise<CommittedEvent[]>
   /** Decides and commits in this process: the outcome comes back at once, never as a promise. */
   commit(request: CommitRequest): CommitOutcome
   /** Decides and commits an action in this process: the outcome comes back at once. */
@@ -113,8 +114,8 @@ export function createSqliteStorage(options: SqliteStorageOptions): SqliteStorag
   let epoch = ''
   let seq = 0
   let storeCount = 0
-  /** The recent events read at start, handed to the first `load()` only. */
-  let recent: CommittedEvent[] = []
+  /** The rows of the recent events read at start, parsed once the universe asks (`recent()`), after its start. */
+  let recentRows: SqlRow[] = []
   let failure: string | undefined
   /** The seq of a commit that failed: it may be on disk, so it is never given to another event. */
   let doubtfulSeq = 0
@@ -144,7 +145,7 @@ export function createSqliteStorage(options: SqliteStorageOptions): SqliteStorag
       restoreClients(statements)
       // Opened again after a close: what the window knew is read again.
       window = newWindow()
-      recent = readRecent(statements)
+      recentRows = readRecent(statements)
       failure = undefined
       db = opened
       st = statements
@@ -170,8 +171,8 @@ export function createSqliteStorage(options: SqliteStorageOptions): SqliteStorag
     ledger.restore(records)
   }
 
-  /** The last events the bounds keep, oldest first; the window learns their rows. */
-  const readRecent = (s: Statements): CommittedEvent[] => {
+  /** The rows of the last events the bounds keep, oldest first; the window learns them. */
+  const readRecent = (s: Statements): SqlRow[] => {
     const rows = s.recentEvents.all(window.maxCount)
     let bytes = 0
     let kept = 0
@@ -180,13 +181,13 @@ export function createSqliteStorage(options: SqliteStorageOptions): SqliteStorag
       if (kept > 0 && bytes > window.maxBytes) break
       kept += 1
     }
-    const events: CommittedEvent[] = []
+    const oldestFirst: SqlRow[] = []
     for (let i = kept - 1; i >= 0; i--) {
       const row = rows[i] as SqlRow
       window.restore(row.seq as number, row.bytes as number)
-      events.push(parseEvent(epoch, row.seq as number, row.body as string, row.bytes as number))
+      oldestFirst.push(row)
     }
-    return events
+    return oldestFirst
   }
 
   /** The statements, once open and healthy; else throws `unavailable` (answered 503). */
@@ -377,9 +378,14 @@ export function createSqliteStorage(options: SqliteStorageOptions): SqliteStorag
         })
         await opening
       }
-      const image: StorageImage = { epoch, seq, stores: new Map(), storeCount, recent }
-      recent = [] // handed over once: the universe keeps its own resume log from here
-      return image
+      return { epoch, seq, stores: new Map(), storeCount }
+    },
+
+    async recent(): Promise<CommittedEvent[]> {
+      // Handed over once: the universe keeps its own resume log from here.
+      const rows = recentRows
+      recentRows = []
+      return rows.map((row) => parseEvent(epoch, row.seq as number, row.body as string, row.bytes as number))
     },
 
     async read(keys: readonly string[] | undefined): Promise<StorageRead> {
