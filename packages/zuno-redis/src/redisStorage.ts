@@ -168,6 +168,8 @@ export function createRedisStorage(options: RedisStorageOptions): Storage {
   let connecting: Promise<unknown> | undefined
   let reconciling: Promise<void> = Promise.resolve()
 
+  /** Where the last `load()` left the history, for `recent()` to read the events up to it (once). */
+  let history: { epoch: string; base: number; seq: number } | undefined
   const connect = () => (connecting ??= Promise.all([commands.connect(), reader.connect()]))
 
   const unavailable = (error: unknown) =>
@@ -450,19 +452,14 @@ export function createRedisStorage(options: RedisStorageOptions): Storage {
   return {
     async load(): Promise<StorageImage> {
       await connect()
-      const reply = await loadScript(keys.epoch, keys.seq, keys.log, keys.stores, keys.count, newEpochId(), epoch, known, recent, keys.storePrefix, recentBytes)
-      const [id, , seqText, format, countText, latest] = reply as [string, string, string, string, string, Entry[], string]
+      // No recent event here (0): they are read after the start (`recent()`), which need not wait for them.
+      const reply = await loadScript(keys.epoch, keys.seq, keys.log, keys.stores, keys.count, newEpochId(), epoch, known, 0, keys.storePrefix, recentBytes)
+      const [id, baseText, seqText, format, countText] = reply as [string, string, string, string, string, Entry[], string]
       if (Number(seqText) < 0) {
         throw new Error(`Redis namespace ${options.namespace} holds Zuno data of format ${format}; this version reads format ${FORMAT} only`)
       }
       const seq = Number(seqText)
-      // The recent events, oldest first, as far back as they follow each other up to `seq`.
-      const events: CommittedEvent[] = []
-      for (const entry of latest) {
-        if (seqOf(entry[0]) !== seq - events.length) break
-        events.push(toEvent(id, entry))
-      }
-      events.reverse()
+      history = { epoch: id, base: Number(baseText), seq }
       if (id !== epoch && epoch !== '') console.warn(`[zuno-redis] loaded epoch ${id} (was ${epoch})`)
       epoch = id
       delivered = seq
@@ -472,7 +469,34 @@ export function createRedisStorage(options: RedisStorageOptions): Storage {
       loaded()
       wakeCaughtUp()
       // No store: each is read when the universe first needs it (`read`).
-      return { epoch: id, seq, stores: new Map(), storeCount: Number(countText), recent: events }
+      return { epoch: id, seq, stores: new Map(), storeCount: Number(countText) }
+    },
+
+    async recent(): Promise<CommittedEvent[]> {
+      const loaded = history
+      history = undefined
+      if (loaded === undefined) return []
+      // The newest entries up to the loaded seq, at most `recent` of them and `recentBytes` of fields.
+      const entries: Entry[] = []
+      let bytes = 0
+      let from = `0-${loaded.seq}`
+      reading: while (entries.length < recent && loaded.seq > loaded.base) {
+        const chunk = (await commands.xrevrange(keys.log, from, `(0-${loaded.base}`, 'COUNT', Math.min(100, recent - entries.length))) as Entry[]
+        if (chunk.length === 0) break
+        for (const entry of chunk) {
+          for (let i = 1; i < entry[1].length; i += 2) bytes += (entry[1][i] as string).length
+          if (bytes > recentBytes) break reading
+          entries.push(entry)
+        }
+        from = `(${(chunk[chunk.length - 1] as Entry)[0]}`
+      }
+      // Oldest first, as far back as they follow each other up to the loaded seq.
+      const events: CommittedEvent[] = []
+      for (const entry of entries) {
+        if (seqOf(entry[0]) !== loaded.seq - events.length) break
+        events.push(toEvent(loaded.epoch, entry))
+      }
+      return events.reverse()
     },
 
     async read(storeKeys: readonly string[] | undefined): Promise<StorageRead> {

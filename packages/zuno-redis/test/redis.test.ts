@@ -60,6 +60,8 @@ describe.skipIf(!haveRedis)('zuno-redis', () => {
     await second.ready
     expect(second.store('counter').get()).toBe(3)
     expect(second.snapshot(['counter']).cursor).toBe(cursor) // same epoch, same sequence
+    // The history is read after the start: a resume from before it waits for it (catchUp), then replays.
+    await second.catchUp(cursor.replace(/-3$/, '-1'), 1000)
     expect(second.since(cursor.replace(/-3$/, '-1'))?.map((entry) => entry.event.version)).toEqual([2, 3])
     // The client's record lives in Redis: its retry is answered on the new instance, the next op follows.
     const retry = { storeKey: 'counter', baseVersion: 2, epoch: second.epoch, state: 3, clientId, opId: 3 }

@@ -303,6 +303,8 @@ export class AuthoritativeUniverse<
   readonly #unloaded = new Set<string>()
   /** Reads in flight, by store: a second request for a store waits for the first read. */
   readonly #loading = new Map<string, Promise<void>>()
+  /** The resume log's history being read after a start (`Storage.recent`): resumes from before the start wait for it. */
+  #backfilling: Promise<void> | undefined
   /** A read of every store under way, which requests that come meanwhile share. */
   #readingEvery: Promise<StoresRead> | undefined
   /** Stores server code holds through `store()`: kept in memory for good. */
@@ -416,7 +418,11 @@ export class AuthoritativeUniverse<
     const reloading = this.#log !== undefined
     this.#log = log
     if (this.#storage.recent !== undefined) {
-      this.#backfill(log).catch((error: unknown) => console.error('[zuno] reading the recent events after a start failed; resumes from before it get a snapshot', error))
+      const backfilling = this.#backfill(log).catch((error: unknown) => console.error('[zuno] reading the recent events after a start failed; resumes from before it get a snapshot', error))
+      this.#backfilling = backfilling
+      backfilling.then(() => {
+        if (this.#backfilling === backfilling) this.#backfilling = undefined
+      })
     }
     this.#deleted.clear()
     this.#lastDeletion.clear()
@@ -1368,11 +1374,18 @@ export class AuthoritativeUniverse<
   /**
    * Waits until this universe has applied the event `eventId` names, for at most `timeoutMs`: a
    * client resuming from it saw it on another instance, and this one's follow of the storage is
-   * behind. `undefined` when there is nothing to wait for (applied already, another epoch, not an id).
+   * behind; or, from before this universe started, until the storage's history is read (see
+   * `Storage.recent`). `undefined` when there is nothing to wait for (applied already, another epoch, not an id).
    */
   catchUp(eventId: string, timeoutMs: number): Promise<void> | undefined {
     const target = parseEventId(eventId)
     const log = this.#readyLog()
+    // From before the start, while the history is still being read: resumed once it is (a replay, not a snapshot).
+    if (this.#backfilling !== undefined && target?.epoch === log.epoch && target.seq <= log.lastSeq && timeoutMs > 0) {
+      const backfilling = this.#backfilling
+      let timer: ReturnType<typeof setTimeout> | undefined
+      return Promise.race([backfilling, new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs)))]).finally(() => clearTimeout(timer))
+    }
     if (target === undefined || target.epoch !== log.epoch || target.seq <= log.lastSeq || !(timeoutMs > 0)) return undefined
     return new Promise((resolve) => {
       const waiter: Waiter = {
