@@ -114,8 +114,8 @@ export function createSqliteStorage(options: SqliteStorageOptions): SqliteStorag
   let epoch = ''
   let seq = 0
   let storeCount = 0
-  /** The rows of the recent events read at start, parsed once the universe asks (`recent()`), after its start. */
-  let recentRows: SqlRow[] = []
+  /** The seqs of the recent events at start, read whole once the universe asks (`recent()`), after its start. */
+  let recentSeqs: { first: number; last: number } | undefined
   let failure: string | undefined
   /** The seq of a commit that failed: it may be on disk, so it is never given to another event. */
   let doubtfulSeq = 0
@@ -145,7 +145,7 @@ export function createSqliteStorage(options: SqliteStorageOptions): SqliteStorag
       restoreClients(statements)
       // Opened again after a close: what the window knew is read again.
       window = newWindow()
-      recentRows = readRecent(statements)
+      recentSeqs = readRecent(statements)
       failure = undefined
       db = opened
       st = statements
@@ -171,8 +171,8 @@ export function createSqliteStorage(options: SqliteStorageOptions): SqliteStorag
     ledger.restore(records)
   }
 
-  /** The rows of the last events the bounds keep, oldest first; the window learns them. */
-  const readRecent = (s: Statements): SqlRow[] => {
+  /** The window learns the last events the bounds keep (their seqs and sizes); returns their range. */
+  const readRecent = (s: Statements): { first: number; last: number } | undefined => {
     const rows = s.recentEvents.all(window.maxCount)
     let bytes = 0
     let kept = 0
@@ -181,13 +181,11 @@ export function createSqliteStorage(options: SqliteStorageOptions): SqliteStorag
       if (kept > 0 && bytes > window.maxBytes) break
       kept += 1
     }
-    const oldestFirst: SqlRow[] = []
     for (let i = kept - 1; i >= 0; i--) {
       const row = rows[i] as SqlRow
       window.restore(row.seq as number, row.bytes as number)
-      oldestFirst.push(row)
     }
-    return oldestFirst
+    return kept === 0 ? undefined : { first: (rows[kept - 1] as SqlRow).seq as number, last: (rows[0] as SqlRow).seq as number }
   }
 
   /** The statements, once open and healthy; else throws `unavailable` (answered 503). */
@@ -382,10 +380,13 @@ export function createSqliteStorage(options: SqliteStorageOptions): SqliteStorag
     },
 
     async recent(): Promise<CommittedEvent[]> {
-      // Handed over once: the universe keeps its own resume log from here.
-      const rows = recentRows
-      recentRows = []
-      return rows.map((row) => parseEvent(epoch, row.seq as number, row.body as string, row.bytes as number))
+      // Handed over once: the universe keeps its own resume log from here. Those trimmed since are gone.
+      const range = recentSeqs
+      recentSeqs = undefined
+      if (range === undefined) return []
+      return ready()
+        .eventsBetween.all(range.first, range.last)
+        .map((row) => parseEvent(epoch, row.seq as number, row.body as string, row.bytes as number))
     },
 
     async read(keys: readonly string[] | undefined): Promise<StorageRead> {
