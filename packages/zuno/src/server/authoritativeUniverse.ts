@@ -387,6 +387,8 @@ export class AuthoritativeUniverse<
    * patches since keep only those.
    */
   async #backfill(log: EventLog): Promise<void> {
+    // After `ready` has settled: an in-process storage reads (and parses) them synchronously.
+    await new Promise((resolve) => setTimeout(resolve, 0))
     const events = await (this.#storage.recent as NonNullable<Storage['recent']>).call(this.#storage)
     // Another epoch began meanwhile: these belong to the history replaced.
     if (this.#log !== log) return
