@@ -6,24 +6,17 @@
  */
 import type { Socket } from 'node:net'
 import { monotonicMs, onCommand, report } from '../harness/channel'
+import { seededRandom } from '../harness/random'
 import { Deliveries, inBatches } from './deliveries'
 import { openSseSocket, stateEventsInto } from './sseSocket'
 
 const deliveries = new Deliveries()
 const open: Socket[] = []
 
-function random(seed: number): () => number {
-  let state = seed >>> 0
-  return () => {
-    state = (state * 1664525 + 1013904223) >>> 0
-    return state / 2 ** 32
-  }
-}
-
 onCommand(async (command) => {
   if (command.type === 'open') {
     const started = monotonicMs()
-    const next = random(command.seed as number)
+    const next = seededRandom(command.seed as number)
     const docs = command.docs as number
     const each = command.each as number
     const single = command.single as string | undefined

@@ -8,6 +8,7 @@
 import { createServer } from 'node:http'
 import { createNodeHandler, createUniverse } from 'zuno/server'
 import { monotonicMs, onCommand, report } from '../harness/channel'
+import { seededRandom } from '../harness/random'
 import { openStorage, type StorageKind } from './manyStoresStorage'
 import { BENCH_SERVER_OPTIONS } from './zunoOptions'
 
@@ -39,18 +40,9 @@ server.listen(0, '127.0.0.1', () => {
   report({ type: 'ready', port: (server.address() as { port: number }).port, startMs, processMs: process.uptime() * 1000, inMemory: universe.keys().length })
 })
 
-/** A small deterministic generator, so runs touch the same documents. */
-function random(seed: number): () => number {
-  let state = seed >>> 0
-  return () => {
-    state = (state * 1664525 + 1013904223) >>> 0
-    return state / 2 ** 32
-  }
-}
-
 onCommand(async (command) => {
   if (command.type === 'touch') {
-    const next = random(command.seed as number)
+    const next = seededRandom(command.seed as number)
     const of = command.of as number
     const started = monotonicMs()
     for (let done = 0; done < (command.count as number); done += 500) {

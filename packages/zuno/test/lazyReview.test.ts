@@ -10,6 +10,7 @@ import { applyPatch } from '../src/patch'
 import { createMemoryStorage, createUniverse, type Storage, type UniverseOptions } from '../src/server/index'
 import { epochOf, rawProposal } from './support/rawProposal'
 import { serveUniverse } from './support/zunoBehindProxy'
+import { lazyServer as serveLazy, propose } from './support/lazyServer'
 import { type RawStream, type SseFrame, openRawStream } from './support/sseReader'
 import { refuseAction } from '../src/index'
 import { setFlagsFromString } from 'node:v8'
@@ -23,18 +24,7 @@ afterEach(async () => {
 const BIG = 'y'.repeat(200)
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
-async function lazyServer(options: Partial<UniverseOptions> & Record<string, unknown> = {}, storage: Storage = createMemoryStorage({ lazy: true })) {
-  const universe = createUniverse({ stores: { counter: 0 }, allowStore: () => true, storage, ...options } as UniverseOptions)
-  await universe.ready
-  const served = await serveUniverse(universe)
-  cleanups.push(() => served.close())
-  return { universe, url: served.url, storage }
-}
-
-async function propose(url: string, body: string) {
-  const response = await fetch(`${url}/sync`, { method: 'POST', headers: { 'content-type': 'application/json' }, body })
-  return { status: response.status, body: (await response.json()) as Record<string, unknown> }
-}
+const lazyServer = (options: Partial<UniverseOptions> = {}, storage?: Storage) => serveLazy(cleanups, options, storage)
 
 describe('an action whose store is evicted while it runs', () => {
   it('streams a patch computed against the initial state, not the base it committed on', async () => {

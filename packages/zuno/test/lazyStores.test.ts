@@ -13,24 +13,14 @@ import { epochOf, rawProposal } from './support/rawProposal'
 import { openRawStream } from './support/sseReader'
 import { until } from './support/until'
 import { serveUniverse } from './support/zunoBehindProxy'
+import { lazyServer as serveLazy, propose } from './support/lazyServer'
 
 const cleanups: Array<() => unknown> = []
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
 })
 
-async function lazyServer(options: Partial<UniverseOptions> = {}, storage: Storage = createMemoryStorage({ lazy: true })) {
-  const universe = createUniverse({ stores: { counter: 0 }, allowStore: () => true, storage, ...options })
-  await universe.ready
-  const served = await serveUniverse(universe)
-  cleanups.push(() => served.close())
-  return { universe, url: served.url, storage }
-}
-
-async function propose(url: string, body: string) {
-  const response = await fetch(`${url}/sync`, { method: 'POST', headers: { 'content-type': 'application/json' }, body })
-  return { status: response.status, body: (await response.json()) as Record<string, unknown> }
-}
+const lazyServer = (options: Partial<UniverseOptions> = {}, storage?: Storage) => serveLazy(cleanups, options, storage)
 
 /** Writes `doc:0` … `doc:{count-1}` over HTTP, each to `{ n: i }` at version 1. */
 async function writeDocs(url: string, count: number) {
