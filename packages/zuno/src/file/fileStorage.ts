@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { ZunoError } from '../errors'
 import { randomId } from '../id'
@@ -92,6 +93,8 @@ export function createFileStorage(options: FileStorageOptions): FileStorage {
 
   const start = () => {
     fs.mkdirSync(dir, { recursive: true })
+    // The SQLite storage's data in the folder would otherwise be taken for no data at all: a new, empty history.
+    if (existsSync(join(dir, 'zuno.db'))) throw new Error(`${dir} holds the SQLite storage's data (zuno.db): the file storage needs a folder of its own (Zuno does not migrate between them)`)
     lock = lockFolder(fs, dir)
     let fd: number | undefined
     try {

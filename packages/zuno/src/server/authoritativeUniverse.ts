@@ -613,7 +613,7 @@ export class AuthoritativeUniverse<
         await this.#nextEvent(READ_RETRY_MS)
         continue
       }
-      await this.catchUp(eventIdOf(log.epoch, seq), READ_CATCH_UP_MS)
+      await this.#applied(eventIdOf(log.epoch, seq), READ_CATCH_UP_MS)
       if (this.#log === log && log.lastSeq >= seq) return { log, seq, stores }
     }
     throw new ZunoError('unavailable', 'This instance could not catch up with its storage to read a store', { retryAfter: 1 })
@@ -1388,6 +1388,13 @@ export class AuthoritativeUniverse<
       let timer: ReturnType<typeof setTimeout> | undefined
       return Promise.race([backfilling, new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs)))]).finally(() => clearTimeout(timer))
     }
+    return this.#applied(eventId, timeoutMs)
+  }
+
+  /** Waits, for at most `timeoutMs`, until this universe has applied the event `eventId` names (not for its history: a read never needs it). */
+  #applied(eventId: string, timeoutMs: number): Promise<void> | undefined {
+    const target = parseEventId(eventId)
+    const log = this.#readyLog()
     if (target === undefined || target.epoch !== log.epoch || target.seq <= log.lastSeq || !(timeoutMs > 0)) return undefined
     return new Promise((resolve) => {
       const waiter: Waiter = {

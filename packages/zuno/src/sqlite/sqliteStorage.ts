@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs'
+import { existsSync, mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { ZunoError } from '../errors'
 import { nodeFileSystem } from '../file/fileSystem'
@@ -113,6 +113,12 @@ export function createSqliteStorage(options: SqliteStorageOptions): SqliteStorag
   let opening: Promise<void> | undefined
   let epoch = ''
   let seq = 0
+  /**
+   * The seq of the last event this storage has (delivered, or from before the start): what a read
+   * is as of. Behind `seq` only when a failed commit used a seq up (skipped, never an event): a
+   * universe waiting for that seq would wait for good.
+   */
+  let eventSeq = 0
   let storeCount = 0
   /** The seqs of the recent events at start, read whole once the universe asks (`recent()`), after its start. */
   let recentSeqs: { first: number; last: number } | undefined
@@ -126,6 +132,10 @@ export function createSqliteStorage(options: SqliteStorageOptions): SqliteStorag
 
   const open = async () => {
     mkdirSync(dir, { recursive: true })
+    // Another storage's data in the folder would otherwise be taken for no data at all: a new, empty history.
+    for (const name of ['log.jsonl', 'snapshot.json']) {
+      if (existsSync(join(dir, name))) throw new Error(`${dir} holds the file storage's data (${name}): the SQLite storage needs a folder of its own (Zuno does not migrate between them)`)
+    }
     const held = lockFolder(nodeFileSystem, dir, 'SQLite storage')
     let opened: SqliteDatabase | undefined
     try {
@@ -142,6 +152,7 @@ export function createSqliteStorage(options: SqliteStorageOptions): SqliteStorag
         seq = meta.seq as number
         storeCount = meta.store_count as number
       }
+      eventSeq = seq
       restoreClients(statements)
       // Opened again after a close: what the window knew is read again.
       window = newWindow()
@@ -302,6 +313,7 @@ export function createSqliteStorage(options: SqliteStorageOptions): SqliteStorag
    * same queue as StoreTable's).
    */
   const deliver = (event: CommittedEvent) => {
+    eventSeq = event.seq
     if (listeners.size === 0) return
     undelivered.push(event)
     if (undelivered.length > 1) return
@@ -399,7 +411,7 @@ export function createSqliteStorage(options: SqliteStorageOptions): SqliteStorag
         s.beginRead.run()
         try {
           const meta = s.meta.get() as SqlRow
-          at = meta.seq as number
+          at = Math.min(meta.seq as number, eventSeq)
           readEpoch = meta.epoch as string
           if (keys === undefined) {
             for (const row of s.allStores.all()) stores.set(row.key as string, stateOf(row))
