@@ -126,6 +126,24 @@ describe('a universe on a storage read lazily', () => {
     expect(universe.snapshot(['doc:0']).stores['doc:0']).toEqual({ version: 2, state: { n: 'other' } })
   })
 
+  it('refuses a snapshot of every store past 10,000 stores (400 too_many_stores), and serves named ones', async () => {
+    const storage = createMemoryStorage({ lazy: true })
+    const { epoch } = await storage.load()
+    const clientId = newClientId()
+    for (let i = 0; i < 9_999; i++) storage.commit({ principal: '', clientId, opId: i + 1, digest: `d${i}`, epoch, write: { storeKey: `doc:${i}`, baseVersion: 0, state: i } })
+    // With the declared `counter`, 10,000 stores: at the bound, still served.
+    const { url } = await lazyServer({ hotStores: 0 }, storage)
+    expect((await fetch(`${url}/state`)).status).toBe(200)
+    storage.commit({ principal: '', clientId, opId: 10_000, digest: 'last', epoch, write: { storeKey: 'doc:last', baseVersion: 0, state: 1 } })
+    const refused = await fetch(`${url}/state`)
+    expect(refused.status).toBe(400)
+    expect(JSON.stringify(await refused.json())).toContain('too_many_stores')
+    const stream = await fetch(`${url}/sse`)
+    expect(stream.status).toBe(400)
+    await stream.body?.cancel()
+    expect((await (await fetch(`${url}/state?stores=doc:last`)).json()) as unknown).toMatchObject({ stores: { 'doc:last': { version: 1, state: 1 } } })
+  })
+
   it('counts the stores that exist from the storage, not from memory: maxStores holds with none of them in memory', async () => {
     const { universe, url } = await lazyServer({ hotStores: 0, maxStores: 4 })
     // The declared `counter` and three more make four.

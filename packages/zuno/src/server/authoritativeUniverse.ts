@@ -120,6 +120,9 @@ const READ_CATCH_UP_MS = 5000
 /** How long a storage may take to answer a read before it counts as failed (503), ms. */
 const READ_TIMEOUT_MS = 5000
 
+/** On a storage read lazily, the most stores a snapshot of every store reads (or `hotStores`, if more). */
+const EVERY_STORE_READ_LIMIT = 10_000
+
 /** How long a read of every store is shared with the requests that come after it, ms. */
 const EVERY_READ_SHARED_MS = 1000
 
@@ -733,6 +736,12 @@ export class AuthoritativeUniverse<
 
   /** Every store, read whole from a storage read lazily: shown as of this instance's position whenever asked. */
   async #holdEvery(): Promise<HeldStores> {
+    // One request must not make the server read (and encode) a million stores: past the bound, the
+    // stores are named (`?stores=`, follows), as an app with that many would anyway.
+    const most = Math.max(EVERY_STORE_READ_LIMIT, this.#hot?.limit ?? 0)
+    if (this.#storeCount() > most) {
+      throw new ZunoError('too_many_stores', `More than ${most} stores: name the stores to read (?stores=) rather than reading every one`)
+    }
     // Requests that come together (or within a second) share one read: a storm of them must not
     // read the storage once each. It is let go after that second, so memory follows the hot set again.
     let reading = this.#readingEvery
