@@ -803,6 +803,8 @@ export class AuthoritativeUniverse<
     }
     // An empty patch merges as nothing: its updater wrote nothing on the base it saw, and may write
     // something on the newer state (an item it could not see yet), so it rebases like any conflict.
+    // A merge right after a start may need the patches of the history, read after it.
+    if (this.#backfilling !== undefined && this.#specOf(storeKey)?.merge === true && patch.length > 0) await this.#backfilling
     const theirs = this.#specOf(storeKey)?.merge === true && patch.length > 0 ? this.#patchesSince(storeKey, baseVersion, version) : undefined
     if (theirs !== undefined && this.#mergeable(storeKey, theirs, patch)) {
       try {
@@ -1186,6 +1188,8 @@ export class AuthoritativeUniverse<
 
   /** The answer to an action's op, once this universe has applied its event. */
   async #actionAnswer(outcome: CommitOutcome): Promise<ActionResult> {
+    // A retry's kept answer may need the event from before the start: once the history is read.
+    if (outcome.type === 'answered' && this.#backfilling !== undefined) await this.#backfilling
     const log = this.#readyLog()
     switch (outcome.type) {
       case 'accepted': {
@@ -1302,6 +1306,8 @@ export class AuthoritativeUniverse<
    * be ahead of the streams); with `base`, the op was a patch, and patches may answer for the state.
    */
   #settle(storeKey: string, outcome: CommitOutcome, base?: number): Promise<ProposalResult> {
+    // A retry's kept answer may need the event from before the start: once the history is read.
+    if (outcome.type === 'answered' && this.#backfilling !== undefined) return this.#backfilling.then(() => this.#answer(storeKey, outcome, base))
     if (outcome.type === 'accepted') {
       // Usually applied already (an in-process storage delivers as it commits): no wait then.
       const reached = this.#reached(outcome.event.seq)
@@ -1322,7 +1328,7 @@ export class AuthoritativeUniverse<
     const outcome = await this.#storage.refuse(error.issues === undefined ? refusal : { ...refusal, issues: error.issues })
     // Processed long ago under this id, answer gone: the refusal stands, and tells nothing of the store.
     if (outcome.type === 'processed') return { type: 'refused', error }
-    return this.#answer(storeKey, outcome)
+    return this.#settle(storeKey, outcome)
   }
 
   #answer(storeKey: string, outcome: CommitOutcome, base?: number): ProposalResult {
