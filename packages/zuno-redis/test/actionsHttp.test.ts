@@ -101,7 +101,9 @@ describe.skipIf(!haveRedis)('actions over HTTP on two instances', () => {
         await Promise.all(moves)
       }),
     )
-    const truth = await state(one.url)
+    // Every move answered, on either instance: `one` shows the last of them once its follow of Redis has brought it.
+    let truth = await state(one.url)
+    await until(async () => (truth = await state(one.url)).stores.a?.version === 100, 10_000)
     expect(truth.stores.a?.version).toBe(100)
     await until(() => replicas.every((replica) => replica.store('a').version === 100 && replica.store('b').version === 100), 10_000)
     for (const replica of replicas) expect(replica.store('a').get()).toBe(truth.stores.a?.state)
