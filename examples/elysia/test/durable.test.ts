@@ -1,5 +1,5 @@
 /**
- * The Bun demo keeps its state in ZUNO_DATA_DIR (the file storage), declares the same schemas as
+ * The Bun demo keeps its state in ZUNO_DATA_DIR (SQLite, on bun:sqlite), declares the same schemas as
  * the Express demo, and renders a folder holding an invalid state. A real Bun process each time.
  */
 import { mkdtempSync, rmSync } from 'node:fs'
@@ -45,11 +45,11 @@ describe.skipIf(!haveBun)('the Bun demo’s state', () => {
   it('survives a restart of the Bun process on the same ZUNO_DATA_DIR, and says where it is kept', async () => {
     const dir = dataDir()
     const first = await start(dir)
-    expect(first.banner).toContain(`data in ${dir}`)
+    expect(first.banner).toContain(`data in ${dir} (SQLite)`) // bun:sqlite, the demo's default
     expect((await propose(first.url, { storeKey: 'counter', baseVersion: 0, state: 7 })).status).toBe(200)
     const todos = [{ id: 'a', text: 'kept on disk', done: true }]
     expect((await propose(first.url, { storeKey: 'todos', baseVersion: 0, state: todos })).status).toBe(200)
-    await first.stop('SIGTERM') // the graceful path; the file log is fsynced before each acknowledgement anyway
+    await first.stop('SIGTERM') // the graceful path; each acknowledgement is committed to SQLite anyway
     expect(first.child.exitCode).toBe(0)
 
     const second = await start(dir)

@@ -1,23 +1,25 @@
 /**
- * The durable file log under a real crash: the demo server (file storage, fsync before every
- * acknowledgement) is killed with SIGKILL during a write load and restarted on the same folder.
- * Every acknowledged write must be there, and versions must continue from where they were.
+ * The demo's embedded storages under a real crash: the demo server (SQLite, its default, and the
+ * file log of `ZUNO_STORAGE=file`; both durable before every acknowledgement) is killed with
+ * SIGKILL during a write load and restarted on the same folder. Every acknowledged write must be
+ * there, and versions must continue from where they were.
  */
 import { afterAll, describe, expect, it } from 'vitest'
 import { freePort } from '../../../packages/zuno/test/support/freePort'
 import { epochOf, rawProposal } from '../../../packages/zuno/test/support/rawProposal'
 import { demoProcesses } from './support/demoProcess'
 
-const demos = demoProcesses('durable')
-afterAll(() => {
-  demos.stop()
-})
+describe.each(['sqlite', 'file'])('the demo on ZUNO_STORAGE=%s', (storage) => {
+  const demos = demoProcesses(`durable-${storage}`, { env: { ZUNO_STORAGE: storage } })
+  afterAll(() => {
+    demos.stop()
+  })
 
-describe('the durable file log', () => {
   it('keeps every acknowledged write through kill -9, and versions continue', async () => {
     const port = await freePort()
     const url = `http://127.0.0.1:${port}/zuno`
     const server = await demos.start(port)
+    expect(server.output()).toContain(storage === 'sqlite' ? '(SQLite)' : '(file log)')
 
     // Four writers append to the todo list with compare-and-set, as fast as they can.
     const acknowledged: Array<{ id: string; version: number }> = []

@@ -1,16 +1,16 @@
 /**
  * The demo declares what its stores may hold: an anonymous client cannot store a state that would
  * break the page, and a page that cannot render answers a short plain page, never a stack trace.
- * Real servers on 127.0.0.1, real fetch, the real file storage in a temporary folder.
+ * Real servers on 127.0.0.1, real fetch, the demo's real storage (SQLite) in a temporary folder.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
-import { createFileStorage } from 'zuno/file'
 import { createUniverse } from 'zuno/server'
 import { type DemoServer, demoStores, startDemo } from '../src/demoServer'
 import { renderDemoPage } from '../src/render'
+import { embeddedStorage } from '../src/storage'
 import { epochOf, rawProposal } from '../../../packages/zuno/test/support/rawProposal'
 import { writeUncheckedTodos } from './support/uncheckedState'
 
@@ -26,7 +26,7 @@ afterAll(() => {
 
 const running: DemoServer[] = []
 const start = async (dir: string) => {
-  const demo = await startDemo(0, '127.0.0.1', createFileStorage({ dir }))
+  const demo = await startDemo(0, '127.0.0.1', (await embeddedStorage(dir)).storage)
   running.push(demo)
   return demo
 }
@@ -124,7 +124,7 @@ describe('the demo’s schemas', () => {
     // Storage that cannot load (its folder is a file): the universe never becomes ready.
     const notAFolder = join(dataDir(), 'not-a-folder')
     writeFileSync(notAFolder, 'x')
-    const universe = createUniverse({ stores: demoStores, storage: createFileStorage({ dir: notAFolder }) })
+    const universe = createUniverse({ stores: demoStores, storage: (await embeddedStorage(notAFolder)).storage })
     await expect(universe.ready).rejects.toThrow()
 
     const { status, html } = await renderDemoPage(universe)
