@@ -23,10 +23,12 @@ const KiB = 1024
  * with zuno-redis read lazily (issue #17: the READ and SCAN scripts, the store count in the commit
  * scripts, reads of every store brought on from the Stream) zuno-redis to 32.8 KiB; with the history
  * handed over after the start (`Storage.recent`, `EventLog.backfill`) zuno to 388.4 KiB and
- * zuno-redis to 33.6 KiB.
+ * zuno-redis to 33.6 KiB; with the store count asked again after entries of an earlier release
+ * (`Storage.count`, the universe's correction as of the counted seq) zuno to 393.1 KiB and
+ * zuno-redis (the COUNT script) to 33.9 KiB.
  */
 const tarballBudgets = {
-  zuno: 392 * KiB,
+  zuno: 396 * KiB,
   'zuno-express': 5.5 * KiB,
   'zuno-elysia': 4.5 * KiB,
   'zuno-react': 8.75 * KiB,

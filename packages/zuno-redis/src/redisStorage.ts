@@ -14,6 +14,7 @@ import {
   type RefusalAnswer,
   type RefusalRequest,
   type Storage,
+  type StorageCount,
   type StorageHealth,
   type StorageImage,
   type StorageRead,
@@ -21,7 +22,7 @@ import {
   writerTag,
 } from 'zuno/server'
 import { createRedisBus } from './redisBus'
-import { ACTION, COMMIT, FORMAT, LOAD, READ, RECONCILE, REFUSE, SCAN } from './scripts'
+import { ACTION, COMMIT, COUNT, FORMAT, LOAD, READ, RECONCILE, REFUSE, SCAN } from './scripts'
 
 /** Options of {@link createRedisStorage}. */
 export interface RedisStorageOptions extends ClientRecordOptions {
@@ -148,6 +149,7 @@ export function createRedisStorage(options: RedisStorageOptions): Storage {
   const loadScript = script('zunoLoad', 5, LOAD)
   const readScript = script('zunoRead', 3, READ)
   const scanScript = script('zunoScan', 3, SCAN)
+  const countScript = script('zunoCount', 4, COUNT)
 
   const bus = createRedisBus(url, `${ns}:bus`, commands)
   const commitListeners = new Set<(event: CommittedEvent) => void>()
@@ -497,6 +499,13 @@ export function createRedisStorage(options: RedisStorageOptions): Storage {
         events.push(toEvent(loaded.epoch, entry))
       }
       return events.reverse()
+    },
+
+    async count(): Promise<StorageCount> {
+      await connect()
+      const reply = await countScript(keys.epoch, keys.seq, keys.stores, keys.count, epoch, known, keys.storePrefix)
+      if (reply[0] !== 'ok') return await readRefused(reply)
+      return { epoch: reply[3] as string, seq: Number(reply[1]), storeCount: Number(reply[2]) }
     },
 
     async read(storeKeys: readonly string[] | undefined): Promise<StorageRead> {

@@ -305,6 +305,30 @@ return {id, tostring(base), tostring(seq), tostring(format)}
 `
 
 /**
+ * The store count as of `seq`, with '1' when it was counted now: the counter when it is exact as of
+ * `seq`, else SSCAN of the store set and HSTRLEN of each store's state, O(stores) in the calling
+ * script, which then leaves the counter exact as of `seq`.
+ */
+const COUNTING = `
+local function countStores(storesKey, countKey, prefix, seq)
+  local c = redis.call('HMGET', countKey, 'n', 'at')
+  if c[1] and tonumber(c[2]) == seq then return tonumber(c[1]), '0' end
+  local count, cursor = 0, '0'
+  repeat
+    local page = redis.call('SSCAN', storesKey, cursor, 'COUNT', 1000)
+    cursor = page[1]
+    for _, key in ipairs(page[2]) do
+      if redis.call('HSTRLEN', prefix .. key, 's') > 0 then count = count + 1 end
+    end
+  until cursor == '0'
+  -- SSCAN may return a key twice (a rehash meanwhile): none can happen within one script.
+  redis.call('DEL', countKey)
+  redis.call('HSET', countKey, 'n', count, 'at', seq)
+  return count, '1'
+end
+`
+
+/**
  * LOAD: RECONCILE, then seq, the store count and recent events as of that one moment; no store
  * (they are read when needed, with READ). A namespace without an exact count (written by a release
  * before it, or behind since such a release wrote) is counted here, once: SSCAN of the store set
@@ -313,26 +337,10 @@ return {id, tostring(base), tostring(seq), tostring(format)}
  * KEYS: epoch, seq, log, stores, count. ARGV: candidate, expected, floor, recent, store key prefix, recent bytes.
  * Reply: {epoch, base, seq, format, storeCount, entries (newest first), counted ('1' when it counted now)}.
  */
-export const LOAD = `${ENSURE}
+export const LOAD = `${ENSURE}${COUNTING}
 local id, base, seq, format = ensure(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], tonumber(ARGV[3]), false)
 if seq < 0 then return {id, '0', '-1', tostring(format), '0', {}, '0'} end
-local count, counted = nil, '0'
-local c = redis.call('HMGET', KEYS[5], 'n', 'at')
-if c[1] and tonumber(c[2]) == seq then count = tonumber(c[1]) end
-if not count then
-  count, counted = 0, '1'
-  local cursor = '0'
-  repeat
-    local page = redis.call('SSCAN', KEYS[4], cursor, 'COUNT', 1000)
-    cursor = page[1]
-    for _, key in ipairs(page[2]) do
-      if redis.call('HSTRLEN', ARGV[5] .. key, 's') > 0 then count = count + 1 end
-    end
-  until cursor == '0'
-  -- SSCAN may return a key twice (a rehash meanwhile): none can happen within one script.
-  redis.call('DEL', KEYS[5])
-  redis.call('HSET', KEYS[5], 'n', count, 'at', seq)
-end
+local count, counted = countStores(KEYS[4], KEYS[5], ARGV[5], seq)
 -- The newest events, at most ARGV[4] of them and ARGV[6] bytes, read in chunks so the bound holds in Redis too.
 local recent = {}
 local want, budget, bytes = tonumber(ARGV[4]), tonumber(ARGV[6]), 0
@@ -409,4 +417,19 @@ local page = redis.call('SSCAN', KEYS[3], ARGV[4], 'COUNT', tonumber(ARGV[5]))
 local out = {}
 for _, key in ipairs(page[2]) do store(out, ARGV[3], key) end
 return {'ok', tostring(seq), page[1], out, id}
+`
+
+/**
+ * COUNT: how many stores exist as of one moment, with its seq and epoch: the counter when it is
+ * exact, else counted as LOAD counts (once; the commit scripts then keep it exact). Asked by a
+ * universe that applied changes written by an older release, which do not say whether their store
+ * existed.
+ * KEYS: epoch, seq, stores, count. ARGV: expected epoch, floor, store key prefix.
+ * Reply: {'ok', seq, count, epoch} | {'epoch_changed', epoch} | {'lost'}.
+ */
+export const COUNT = `${READING}${COUNTING}
+local seq, refused, id = current(KEYS[1], KEYS[2], ARGV[1], ARGV[2])
+if refused then return refused end
+local count = countStores(KEYS[3], KEYS[4], ARGV[3], seq)
+return {'ok', tostring(seq), tostring(count), id}
 `

@@ -129,6 +129,9 @@ const EVERY_READ_SHARED_MS = 1000
 /** How long a read of another epoch waits for this instance to reload before reading again, ms. */
 const READ_RETRY_MS = 200
 
+/** How long after the last change whose `existed` had to be guessed the store count is asked of the storage, ms. */
+const COUNT_QUIET_MS = 1000
+
 /** Stores read from a storage read lazily, as of `seq`, once this instance's log (`log`) had reached it. */
 interface StoresRead {
   log: EventLog
@@ -314,6 +317,14 @@ export class AuthoritativeUniverse<
   readonly #kept = new Set<string>()
   /** On a storage read lazily: how many stores are written and not deleted, from the storage's count and each event since. */
   #writtenCount = 0
+  /** Set by `#publish` when it had to guess whether a change's store existed (an older release wrote the change). */
+  #guessed = false
+  /** The seq of the last change guessed so, and when it came: the storage is asked for a count once they stop. */
+  #lastGuess = { seq: 0, at: 0 }
+  #countTimer: ReturnType<typeof setTimeout> | undefined
+  /** While a count is asked of the storage: `#writtenCount` after each seq applied, to correct it as of the count's seq. */
+  #countsBySeq: Map<number, number> | undefined
+  #closed = false
 
   constructor(options: UniverseOptions<Schemas> & AppActions = {}) {
     super()
@@ -433,7 +444,11 @@ export class AuthoritativeUniverse<
     this.#lastDeletion.clear()
     if (this.#hot !== undefined) {
       // Read lazily: nothing held is known to be current in this history. What must stay is read again.
+      // The image's count is the storage's own: nothing guessed before it is left to correct.
       this.#writtenCount = image.storeCount ?? 0
+      clearTimeout(this.#countTimer)
+      this.#countTimer = undefined
+      this.#lastGuess = { seq: 0, at: 0 }
       this.#hot.clear()
       for (const cell of [...this.cells()]) {
         if (this.#declaredAtStart.has(cell.key) || this.#kept.has(cell.key)) this.#unloaded.add(cell.key)
@@ -1479,6 +1494,8 @@ export class AuthoritativeUniverse<
 
   /** Stops following the storage, and closes it if the universe made it. */
   async close(): Promise<void> {
+    this.#closed = true
+    clearTimeout(this.#countTimer)
     this.#stopBus?.()
     this.#signalListeners.clear()
     this.#stopCommits?.()
@@ -1607,9 +1624,11 @@ export class AuthoritativeUniverse<
       if (ahead !== undefined && ahead.version <= version) this.#ahead.delete(key)
     }
     if (this.#hot !== undefined) {
-      // Read lazily, stores are counted from what the storage says of each change (an entry written
-      // by an older release does not say: a version past 1 then counts as a store that existed).
+      // Read lazily, stores are counted from what the storage says of each change. An entry written
+      // by an older release does not say: a version past 1 then counts as a store that existed,
+      // wrong for one created again after a deletion, so the count is asked again (`#recount`).
       const before = existed ?? version > 1
+      if (existed === undefined && version > 1 && !deleted) this.#guessed = true
       if (before && deleted) this.#writtenCount -= 1
       else if (!before && !deleted) this.#writtenCount += 1
       // A store not in memory is read when next needed; a read in flight brings it on from the log.
@@ -1668,8 +1687,63 @@ export class AuthoritativeUniverse<
       for (const change of changes) deepFreeze(change.state)
       this.#publishTogether(changes)
     }
+    if (this.#guessed) {
+      this.#guessed = false
+      this.#guessedAt(event.seq)
+    }
+    this.#countsBySeq?.set(event.seq, this.#writtenCount)
     notifyEach(this.#listeners, entry, 'a commit listener of the universe')
     if (this.#waiters.size > 0) this.#wake(event.seq)
+  }
+
+  /** Notes a change whose store's existence was guessed, and asks the storage for a count once such changes stop. */
+  #guessedAt(seq: number): void {
+    this.#lastGuess = { seq, at: Date.now() }
+    if (this.#storage.count === undefined || this.#countTimer !== undefined || this.#closed) return
+    const check = () => {
+      const wait = this.#lastGuess.at + COUNT_QUIET_MS - Date.now()
+      if (wait > 0) {
+        this.#countTimer = setTimeout(check, wait)
+        return
+      }
+      this.#countTimer = undefined
+      void this.#recount()
+    }
+    this.#countTimer = setTimeout(check, COUNT_QUIET_MS)
+  }
+
+  /**
+   * Corrects the store count from the storage's own (`Storage.count`), as of the seq it counted at:
+   * by what this universe's count was off then, which the changes it applied since leave as it is.
+   */
+  async #recount(): Promise<void> {
+    const count = this.#storage.count
+    const log = this.#log
+    if (count === undefined || log === undefined || this.#closed) return
+    const counts = new Map([[log.lastSeq, this.#writtenCount]])
+    this.#countsBySeq = counts
+    try {
+      const counted = await withTimeout(count.call(this.#storage), READ_TIMEOUT_MS, 'The storage did not answer a count')
+      // Of another history: its load counted the stores afresh.
+      if (counted.epoch !== log.epoch || this.#log !== log) return
+      await this.#applied(eventIdOf(log.epoch, counted.seq), READ_CATCH_UP_MS)
+      if (this.#log !== log || log.lastSeq < counted.seq) throw new Error(`this instance did not reach seq ${counted.seq} in time`)
+      // This universe's count as of the counted seq: the last one noted at or before it.
+      let at = -1
+      let then = 0
+      for (const [seq, written] of counts) {
+        if (seq <= counted.seq && seq > at) [at, then] = [seq, written]
+      }
+      if (at < 0) return
+      this.#writtenCount += counted.storeCount - then
+      // Guessed again after the count: ask again once those stop too.
+      if (this.#lastGuess.seq > counted.seq) this.#guessedAt(this.#lastGuess.seq)
+    } catch (error) {
+      console.error('[zuno] counting the stores failed; asking again in a moment', error)
+      this.#guessedAt(this.#lastGuess.seq)
+    } finally {
+      if (this.#countsBySeq === counts) this.#countsBySeq = undefined
+    }
   }
 
   #wake(seq: number): void {

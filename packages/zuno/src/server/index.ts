@@ -25,6 +25,7 @@ export type {
   ReadCheck,
   RefusalRequest,
   Storage,
+  StorageCount,
   StorageHealth,
   StorageImage,
   StorageRead,

@@ -160,7 +160,9 @@ export interface CommittedEvent {
   /**
    * Whether the store existed (written and not deleted) just before this change. A storage with
    * {@link Storage.read} sets it: a universe that does not hold the store counts the stores that
-   * exist (`maxStores`) from it. With `changes`, each change tells its own.
+   * exist (`maxStores`) from it. With `changes`, each change tells its own. An event that does not
+   * say (written by an older release) is guessed from its version, and the universe asks
+   * {@link Storage.count} once such events stop.
    */
   existed?: boolean | undefined
   /** With a commit of several stores: each of them, the first being the one named above. Absent for one store. */
@@ -258,6 +260,16 @@ export interface StorageRead {
   stores: Map<string, StoreState>
 }
 
+/** How many stores exist, as of one position of a storage's log. */
+export interface StorageCount {
+  /** The epoch of the history counted: a count of another than the universe's is never used. */
+  epoch: string
+  /** The seq of the last event the count includes. */
+  seq: number
+  /** Stores written and not deleted, as of `seq`. */
+  storeCount: number
+}
+
 /** Whether a storage can take writes. */
 export type StorageHealth =
   | {
@@ -294,6 +306,13 @@ export interface Storage {
    * its history: until they arrive, a client resuming from before the start gets a snapshot.
    */
   recent?(): Promise<CommittedEvent[]>
+  /**
+   * How many stores exist (written and not deleted) as of one position of the log, exactly. A
+   * storage read lazily whose events may lack {@link CommittedEvent.existed} (others of an older
+   * release write beside it) has it: the universe, which had to guess for those events, corrects
+   * its count (`maxStores`) from it.
+   */
+  count?(): Promise<StorageCount>
   /**
    * Decides and, if accepted, commits one op. Fails (rejects, or throws) only when the storage
    * failed, and then nothing was acknowledged. A storage that decides in this process may return
