@@ -25,6 +25,8 @@ export const PATHS = {
   state: '/state',
   /** `POST`: start or stop following stores on an open stream ({@link SubscribeRequest}). */
   subscribe: '/subscribe',
+  /** `POST`: the presence of a stream's tabs in rooms, and events broadcast to rooms ({@link PresenceRequest}). */
+  presence: '/presence',
 } as const
 
 /** SSE event names. */
@@ -45,6 +47,8 @@ export const SSE_EVENTS = {
   followed: 'followed',
   /** Stores the stream no longer carries because the principal may no longer read them ({@link RevokedMessage}). */
   revoked: 'revoked',
+  /** Who is in a room and what they broadcast: a whole room, or what changed in it ({@link PresenceMessage}). */
+  presence: 'presence',
 } as const
 
 /** Most stores one stream follows: `?stores=` and `POST /subscribe` together. */
@@ -156,6 +160,10 @@ export const ERROR_STATUS = {
   payload_too_large: 413,
   /** The state is larger than the universe's `maxStateBytes`. */
   state_too_large: 413,
+  /** A presence value or broadcast event is larger than {@link PRESENCE_LIMITS}. */
+  presence_too_large: 413,
+  /** The room has as many peers as the server's `maxPeersPerRoom`, or the tab or stream is in as many rooms or tabs as it may be. */
+  room_full: 409,
   /** `POST /sync` was not sent as JSON. */
   unsupported_media_type: 415,
   /** The store's schema refused the state; the body lists the issues. */
@@ -427,6 +435,95 @@ export interface SubscribeRequest {
 export interface SubscribeAccepted {
   /** Always true. */
   ok: true
+}
+
+/**
+ * A tab's key: 22 base64url characters (128 random bits) the tab makes and keeps to itself. The
+ * server shows others a digest of it with the principal ({@link PresencePeer.id}), so only the
+ * tab, and only as its principal, can speak as that peer.
+ */
+export const TAB_KEY_PATTERN = /^[A-Za-z0-9_-]{22}$/
+
+/** Bounds of presence, the same on every server: what one request, tab and room may hold. */
+export const PRESENCE_LIMITS = {
+  /** Largest presence value of one peer, as JSON bytes. */
+  maxStateBytes: 2048,
+  /** Largest broadcast event, as JSON bytes. */
+  maxBroadcastBytes: 2048,
+  /** Most ops in one `POST /presence`. */
+  maxOps: 256,
+  /** Most tabs one stream carries. */
+  maxTabsPerStream: 64,
+  /** Most rooms one tab is in. */
+  maxRoomsPerTab: 32,
+} as const
+
+/** One thing a tab does in a room, in `POST /presence`. */
+export interface PresenceOp {
+  /** The tab's key ({@link TAB_KEY_PATTERN}). */
+  tab: string
+  /** The room: a store key, which the principal must be allowed to read. */
+  room: string
+  /** Joins the room, or replaces the tab's presence value there (any JSON, `null` for none). */
+  state?: unknown
+  /** Leaves the room. */
+  leave?: true
+  /** Sends an event to everyone in the room (the tab must be in it): never kept, never replayed. */
+  broadcast?: unknown
+}
+
+/** Body of `POST /presence`. With no op it only says the stream's tabs are still there. */
+export interface PresenceRequest {
+  /** The stream, as its `hello` event named it: it carries the rooms' presence to these tabs. */
+  streamId: string
+  /** Applied in order. */
+  ops: PresenceOp[]
+}
+
+/** Body of a 200 answer to `POST /presence`. */
+export interface PresenceAccepted {
+  /** Always true. */
+  ok: true
+  /** Per tab named in the request, its peer id: how the others, and the rooms' events, name it. */
+  peers: Record<string, string>
+}
+
+/** A peer in a room, as `presence` events show it. */
+export interface PresencePeer {
+  /** Stable for a tab and its principal, across reconnects and leader tabs. */
+  id: string
+  /** The id of the principal the server authenticated (`''` when anonymous). */
+  principal: string
+  /** Its presence value. */
+  state: unknown
+}
+
+/** An event broadcast to a room. */
+export interface PresenceBroadcast {
+  /** The sender's peer id. */
+  from: string
+  /** The id of the principal who sent it. */
+  principal: string
+  /** What was sent. */
+  data: unknown
+}
+
+/**
+ * Data of the `presence` SSE event. With `whole`, `peers` is everyone in the room (replace what
+ * you had); else `peers` are those who joined or changed, `left` those who left. Peers include the
+ * stream's own tabs: a tab knows its id from {@link PresenceAccepted}.
+ */
+export interface PresenceMessage {
+  /** The room. */
+  room: string
+  /** `peers` is the whole room. */
+  whole?: true
+  /** Who joined or changed (everyone, with `whole`), latest value each. */
+  peers?: PresencePeer[]
+  /** Who left. */
+  left?: string[]
+  /** Events broadcast to the room, in order. */
+  broadcasts?: PresenceBroadcast[]
 }
 
 /** Body of `GET /state`. Pass `cursor` as `lastEventId` to `/sse` to continue without a gap. */

@@ -134,6 +134,8 @@ export class Hub {
   /** Subscribers to a few stores, by store key. */
   readonly #byStore = new Map<string, Set<Subscriber>>()
   #heartbeat: ReturnType<typeof setInterval> | undefined
+  /** Called with each stream once it has closed (its presence then waits for another stream, or leaves). */
+  onRemoved: ((stream: Stream) => void) | undefined
 
   constructor(
     readonly options: HubOptions,
@@ -271,6 +273,7 @@ export class Hub {
     const mine = this.#byPrincipal.get(subscriber.principalId)
     mine?.delete(subscriber)
     if (mine?.size === 0) this.#byPrincipal.delete(subscriber.principalId)
+    this.onRemoved?.(subscriber)
     if (this.#subscribers.size === 0 && this.#heartbeat !== undefined) {
       clearInterval(this.#heartbeat)
       this.#heartbeat = undefined

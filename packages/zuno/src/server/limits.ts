@@ -13,6 +13,8 @@ export class RateLimiter {
     readonly burst: number,
     readonly capacity = 100_000,
     readonly now: () => number = Date.now,
+    /** What is limited, for the error's message. */
+    readonly what = 'proposals a second',
   ) {
     this.#buckets = new BoundedMap(capacity)
   }
@@ -26,7 +28,7 @@ export class RateLimiter {
     bucket.at = now
     if (bucket.tokens < 1) {
       const retryAfter = Math.ceil((1 - bucket.tokens) / this.rate)
-      throw new ZunoError('rate_limited', `More than ${this.rate} proposals a second; slow down`, { retryAfter })
+      throw new ZunoError('rate_limited', `More than ${this.rate} ${this.what}; slow down`, { retryAfter })
     }
     bucket.tokens -= 1
   }

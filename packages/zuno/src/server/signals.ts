@@ -2,8 +2,9 @@
  * What the instances that share a storage tell each other on its bus (see `InstanceBus`): a
  * universe's signals, and the in-process bus of a storage that only one process opens.
  */
-import type { ErrorCode } from '../protocol'
+import type { ErrorCode, PresenceOp } from '../protocol'
 import { notifyEach } from './notify'
+import type { PresenceSignal } from './presence'
 import type { InstanceBus } from './storage'
 
 /** A signal between instances. `to` names a sync server (its id is the first part of its stream ids). */
@@ -39,7 +40,26 @@ export type InstanceSignal =
       /** Stores to stop following. */
       unfollow: string[]
     }
-  /** The answer to a routed `subscribe`. */
+  /** A `POST /presence` that reached another sync server than the stream's. */
+  | {
+      /** The kind of signal. */
+      type: 'presenceOps'
+      /** The sync server holding the stream. */
+      to: string
+      /** The sync server waiting for the answer. */
+      from: string
+      /** Pairs the answer with the request. */
+      requestId: string
+      /** The id of the principal who asked: only their own streams may carry their tabs. */
+      principal: string
+      /** The stream. */
+      streamId: string
+      /** The ops (already checked and authorized by the sync server that was asked). */
+      ops: PresenceOp[]
+    }
+  /** What presence tells the other instances: rooms' changes, and a new instance's question. */
+  | PresenceSignal
+  /** The answer to a routed `subscribe` or `presenceOps`. */
   | {
       /** The kind of signal. */
       type: 'subscribed'
@@ -47,6 +67,8 @@ export type InstanceSignal =
       to: string
       /** The request's id. */
       requestId: string
+      /** For `presenceOps`: each tab's peer id. */
+      peers?: Record<string, string>
       /** Why it failed, if it did. */
       error?: {
         /** The error's code. */

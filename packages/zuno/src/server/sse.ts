@@ -1,4 +1,4 @@
-import { type CommitEvent, PROTOCOL_HEADER, PROTOCOL_VERSION, SSE_EVENTS, type SnapshotMessage, type StateEvent, type StoreChange } from '../protocol'
+import { type CommitEvent, PROTOCOL_HEADER, PROTOCOL_VERSION, type PresenceMessage, SSE_EVENTS, type SnapshotMessage, type StateEvent, type StoreChange } from '../protocol'
 import { utf8Bytes as encode } from './bytes'
 import type { CommittedChange, CommittedEvent } from './storage'
 
@@ -93,4 +93,9 @@ export function encodeFollowedFrame(cursor: string, followed: SnapshotMessage): 
 /** The `revoked` frame: stores the stream no longer carries. */
 export function encodeRevokedFrame(storeKeys: readonly string[]): Uint8Array {
   return encode(`event: ${SSE_EVENTS.revoked}\ndata: ${JSON.stringify({ stores: storeKeys })}\n\n`)
+}
+
+/** The `presence` frame of a room's changes (or of the whole room): encoded once, written to every stream in the room. */
+export function encodePresenceFrame(message: PresenceMessage): Uint8Array {
+  return encode(`event: ${SSE_EVENTS.presence}\ndata: ${JSON.stringify(message)}\n\n`)
 }

@@ -1,13 +1,14 @@
 /**
  * The control path of open streams: `POST /subscribe` (start and stop following stores without a
- * new connection) and revalidation (stop carrying what a principal may no longer read). A request
- * may reach another instance than the stream's: it goes there as a signal on the storage's bus,
- * and the answer comes back the same way.
+ * new connection), `POST /presence` (the stream's tabs in rooms) and revalidation (stop carrying
+ * what a principal may no longer read). A request may reach another instance than the stream's:
+ * it goes there as a signal on the storage's bus, and the answer comes back the same way.
  */
 import { ZunoError } from '../errors'
-import { MAX_STORES_PER_STREAM, STORE_KEY_PATTERN, STREAM_ID_PATTERN, type SubscribeRequest } from '../protocol'
+import { MAX_STORES_PER_STREAM, type PresenceOp, type PresenceRequest, STORE_KEY_PATTERN, STREAM_ID_PATTERN, type SubscribeRequest } from '../protocol'
 import type { ServedUniverse } from './authoritativeUniverse'
-import type { Hub } from './hub'
+import type { Hub, Stream } from './hub'
+import type { PresenceRooms } from './presence'
 import type { InstanceSignal } from './signals'
 import { encodeFollowedFrame, encodeRevokedFrame } from './sse'
 
@@ -18,6 +19,7 @@ const ROUTED_ANSWER_MS = 3000
 export interface StreamControlHost {
   readonly hub: Hub
   readonly universe: ServedUniverse
+  readonly presence: PresenceRooms
   /** May the principal a stream was opened with read `storeKey`, by every rule? */
   mayRead(principal: unknown, storeKey: string): boolean
 }
@@ -27,7 +29,7 @@ export class StreamControl {
   /** Per stream, the end of its control requests being applied: they take effect in the order they came. */
   readonly #applying = new Map<string, Promise<void>>()
   /** Requests routed to another instance, waiting for its answer, by request id. */
-  readonly #routed = new Map<string, { settle: (error: ZunoError | undefined) => void }>()
+  readonly #routed = new Map<string, { settle: (answer: RoutedAnswer) => void }>()
   #nextRequest = 0
   /** How many revalidations this sync server has carried out: a stream checked before one is checked again as it opens. */
   revalidations = 0
@@ -47,28 +49,60 @@ export class StreamControl {
    * the stream; throws `unknown_stream` when no instance holds it for this principal.
    */
   async subscribe(request: Required<SubscribeRequest>, principalId: string): Promise<void> {
-    const server = request.streamId.slice(0, request.streamId.indexOf('.'))
+    const server = serverOf(request.streamId)
     if (server === this.serverId) return this.#apply(request, principalId)
+    const { streamId, follow, unfollow } = request
+    await this.#route((requestId) => ({ type: 'subscribe', to: server, from: this.serverId, requestId, principal: principalId, streamId, follow, unfollow }))
+  }
+
+  /**
+   * Carries out a checked `POST /presence` for `principalId` on the instance that holds the stream
+   * (its heartbeat too, with no op). Resolves with each tab's peer id; throws `unknown_stream` when
+   * no instance holds the stream for this principal.
+   */
+  async presence(request: PresenceRequest, principalId: string): Promise<Record<string, string>> {
+    const server = serverOf(request.streamId)
+    if (server === this.serverId) return this.#presenceHere(request.streamId, principalId, request.ops)
+    const { streamId, ops } = request
+    const answer = await this.#route((requestId) => ({ type: 'presenceOps', to: server, from: this.serverId, requestId, principal: principalId, streamId, ops }))
+    return answer.peers ?? {}
+  }
+
+  /** Sends a request to the instance holding its stream and waits for the answer; throws its error, or `unknown_stream` past the wait. */
+  async #route(signalOf: (requestId: string) => InstanceSignal): Promise<RoutedAnswer> {
     const requestId = `${this.serverId}.${++this.#nextRequest}`
-    const answered = new Promise<ZunoError | undefined>((resolve) => {
-      const timer = setTimeout(() => settle(unknownStream()), ROUTED_ANSWER_MS)
-      const settle = (error: ZunoError | undefined) => {
+    const answered = new Promise<RoutedAnswer>((resolve) => {
+      const timer = setTimeout(() => settle({ error: unknownStream() }), ROUTED_ANSWER_MS)
+      const settle = (answer: RoutedAnswer) => {
         clearTimeout(timer)
         this.#routed.delete(requestId)
-        resolve(error)
+        resolve(answer)
       }
       this.#routed.set(requestId, { settle })
     })
-    const { streamId, follow, unfollow } = request
-    await this.host.universe.signal({ type: 'subscribe', to: server, from: this.serverId, requestId, principal: principalId, streamId, follow, unfollow })
-    const error = await answered
-    if (error !== undefined) throw error
+    await this.host.universe.signal(signalOf(requestId))
+    const answer = await answered
+    if (answer.error !== undefined) throw answer.error
+    return answer
+  }
+
+  #presenceHere(streamId: string, principalId: string, ops: readonly PresenceOp[]): Record<string, string> {
+    return this.host.presence.apply(this.#streamOf(streamId, principalId), ops)
+  }
+
+  /** The open stream `streamId` of this sync server, if it is `principalId`'s; else `unknown_stream`. */
+  #streamOf(streamId: string, principalId: string): Stream {
+    const stream = this.host.hub.stream(streamId)
+    // Another principal's stream is answered as no stream at all: its existence is not theirs to learn.
+    if (stream === undefined || stream.principalId !== principalId) throw unknownStream()
+    return stream
   }
 
   /** Asks the rules again for every open stream of `principalId` here, and revokes what they no longer allow. */
   revalidate(principalId: string): void {
     this.revalidations += 1
     const { hub } = this.host
+    this.host.presence.revalidate(principalId)
     for (const stream of [...hub.streamsOf(principalId)]) {
       if (stream.storeKeys === undefined) {
         const changed = stream.readable?.recheck()
@@ -110,7 +144,7 @@ export class StreamControl {
   /** Stops hearing signals and fails the requests still waiting for another instance. */
   close(): void {
     this.#stopSignals()
-    for (const { settle } of [...this.#routed.values()]) settle(unknownStream())
+    for (const { settle } of [...this.#routed.values()]) settle({ error: unknownStream() })
   }
 
   /**
@@ -152,9 +186,7 @@ export class StreamControl {
 
   /** Throws unless the stream is open, the principal's, and may follow these stores. */
   #check(streamId: string, principalId: string, follow: readonly string[], unfollow: readonly string[]): void {
-    const stream = this.host.hub.stream(streamId)
-    // Another principal's stream is answered as no stream at all: its existence is not theirs to learn.
-    if (stream === undefined || stream.principalId !== principalId) throw unknownStream()
+    const stream = this.#streamOf(streamId, principalId)
     // A stream of every store it may read follows them all already.
     if (stream.storeKeys === undefined) return
     // Checked before anything changes: a refused request does nothing.
@@ -177,6 +209,12 @@ export class StreamControl {
         break
       case 'revalidateAll':
         for (const principalId of this.host.hub.principals()) this.revalidate(principalId)
+        // Presence signals may have been lost too: every instance's peers, whole.
+        this.host.presence.resync()
+        break
+      case 'presence':
+      case 'presenceSync':
+        this.host.presence.heard(signal)
         break
       case 'subscribe': {
         if (signal.to !== this.serverId) break
@@ -191,14 +229,38 @@ export class StreamControl {
         )
         break
       }
+      case 'presenceOps': {
+        if (signal.to !== this.serverId) break
+        let answer: InstanceSignal
+        try {
+          const peers = this.#presenceHere(signal.streamId, signal.principal, signal.ops)
+          answer = { type: 'subscribed', to: signal.from, requestId: signal.requestId, peers }
+        } catch (caught) {
+          const error = caught instanceof ZunoError ? caught : unknownStream()
+          answer = { type: 'subscribed', to: signal.from, requestId: signal.requestId, error: { code: error.code, message: error.message } }
+        }
+        this.host.universe.signal(answer).catch((cause: unknown) => console.error('[zuno] could not answer a routed presence request', cause))
+        break
+      }
       case 'subscribed': {
         if (signal.to !== this.serverId) break
         const error = signal.error && new ZunoError(signal.error.code, signal.error.message)
-        this.#routed.get(signal.requestId)?.settle(error)
+        this.#routed.get(signal.requestId)?.settle(error === undefined ? { peers: signal.peers } : { error })
         break
       }
     }
   }
+}
+
+/** What a routed request's answer brings back. */
+interface RoutedAnswer {
+  error?: ZunoError | undefined
+  peers?: Record<string, string> | undefined
+}
+
+/** The sync server that holds a stream: the first part of its id. */
+function serverOf(streamId: string): string {
+  return streamId.slice(0, streamId.indexOf('.'))
 }
 
 function unknownStream(): ZunoError {

@@ -9,6 +9,7 @@ import {
   STORE_KEY_PATTERN,
   type ActionAccepted,
   type ActionRequest,
+  type PresenceAccepted,
   type StoreChange,
   type SubscribeAccepted,
   type SyncAccepted,
@@ -19,6 +20,7 @@ import type { ActionCaller, HeldStores, Proposer, ServedUniverse } from './autho
 import { utf8Length } from './bytes'
 import { Hub, type SseSink, type Subscription } from './hub'
 import { RateLimiter, StreamLimiter } from './limits'
+import { type PresenceOptions, PresenceRooms, type PresenceSignal, validatePresenceRequest } from './presence'
 import {
   encodeCommitFrame,
   encodeFollowedFrame,
@@ -84,6 +86,10 @@ export interface SyncServerOptions {
    * position; the replica keeps whatever it holds that is newer. Default 3,000.
    */
   resumeWaitMs?: number
+  /** Presence: peers per room, the tick that coalesces a room's changes, and how long silent or ended streams' tabs stay (docs/presence.md). */
+  presence?: PresenceOptions
+  /** `POST /presence` requests a second per stream, bursts of twice as many (429 `rate_limited` past it). A replica sends at most 20. Default 40. */
+  maxPresencePerSecond?: number
 }
 
 /** A request as the engine needs it; each adapter builds one from its framework's request. */
@@ -168,6 +174,7 @@ const ALLOWED_METHODS: ReadonlyMap<string, string> = new Map([
   [PATHS.sse, 'GET'],
   [PATHS.state, 'GET'],
   [PATHS.subscribe, 'POST'],
+  [PATHS.presence, 'POST'],
 ])
 
 /** A path the URL parser would leave as it is: no dots, escapes or other surprises. */
@@ -219,6 +226,8 @@ export class SyncServer {
   /** Names this sync server among the instances: the first part of its stream ids. */
   readonly #id = randomBase64url(12)
   readonly #control: StreamControl
+  readonly #presence: PresenceRooms
+  readonly #presenceRate: RateLimiter
 
   constructor(universe: ServedUniverse, options: SyncServerOptions = {}) {
     this.#universe = universe
@@ -233,11 +242,16 @@ export class SyncServer {
     const stopCommits = universe.onCommit((entry) => this.#hub.publish(entry))
     // A new epoch: every stream starts over from a snapshot of the new history.
     const stopResets = universe.onReset(() => this.#hub.closeAll(RESYNC_FRAME))
-    this.#control = new StreamControl(this.#id, { hub: this.#hub, universe, mayRead: (principal, storeKey) => this.#may(principal as Principal | undefined, storeKey, 'read') })
+    const mayRead = (principal: unknown, storeKey: string) => this.#may(principal as Principal | undefined, storeKey, 'read')
+    const publish = (signal: PresenceSignal) => universe.signal(signal).catch((error: unknown) => console.error('[zuno] could not tell the other instances of presence', error))
+    this.#presence = new PresenceRooms({ serverId: this.#id, mayRead, publish }, options.presence)
+    this.#hub.onRemoved = (stream) => this.#presence.ended(stream)
+    this.#control = new StreamControl(this.#id, { hub: this.#hub, universe, presence: this.#presence, mayRead })
     this.#stopFollowing = () => {
       stopCommits()
       stopResets()
       this.#control.close()
+      this.#presence.close()
     }
     this.#authenticate = options.authenticate
     // The app's store rules and this option must both allow; without rules, only the option asks.
@@ -247,6 +261,8 @@ export class SyncServer {
     this.#allowedOrigins = options.allowedOrigins && new Set(options.allowedOrigins)
     const rate = options.maxProposalsPerSecond ?? 50
     this.#rate = new RateLimiter(rate, rate * 2)
+    const presenceRate = options.maxPresencePerSecond ?? 40
+    this.#presenceRate = new RateLimiter(presenceRate, presenceRate * 2, 100_000, Date.now, 'presence requests a second per stream')
     this.#streamLimit = new StreamLimiter(options.maxStreams ?? 10_000, options.maxStreamsPerPrincipal ?? 16)
     this.#trustProxy = options.trustProxy === true
     this.#resumeWaitMs = options.resumeWaitMs ?? 3000
@@ -289,6 +305,7 @@ export class SyncServer {
     if (request.path === PATHS.sse) return this.#sse(request, principal).catch(errorResponse)
     if (request.path === PATHS.state) return this.#state(request, principal).catch(errorResponse)
     if (request.path === PATHS.subscribe) return this.#subscribe(request, principal).catch(errorResponse)
+    if (request.path === PATHS.presence) return this.#presenceRequest(request, principal).catch(errorResponse)
     return this.#sync(request, principal)
   }
 
@@ -480,6 +497,7 @@ export class SyncServer {
     const lastEventId = request.header('last-event-id') || request.query.get('lastEventId') || undefined
     // Patches only to a client that says it reads them: one of before deltas would take a patch for no state.
     const patches = request.query.get('patches') === '1'
+    const wantsHello = request.query.get('hello') === '1'
     const keySet = storeKeys === undefined ? undefined : new Set(storeKeys)
     const readable = storeKeys === undefined ? this.#readable(principal) : undefined
     if (this.#shuttingDown) throw shuttingDown()
@@ -534,8 +552,9 @@ export class SyncServer {
             gone = [...revoked, ...late]
           }
         }
-        // `hello` goes to a client that follows at runtime (it names what it holds): others never use its id.
-        const opening = versions === undefined ? [this.#retryHint] : [this.#retryHint, encodeHelloFrame(owner.streamId)]
+        // `hello` goes to a client that follows at runtime (it names what it holds) or asks for it
+        // (`?hello=1`, for presence): others never use its id.
+        const opening = versions === undefined && !wantsHello ? [this.#retryHint] : [this.#retryHint, encodeHelloFrame(owner.streamId)]
         if (gone.length > 0) opening.push(encodeRevokedFrame(gone))
         try {
           opening.push(...this.#openingFrames(lastEventId, streamKeys, streamSet ?? readable, patches, versions, held))
@@ -637,6 +656,20 @@ export class SyncServer {
     await this.#universe.ready
     await this.#control.subscribe(subscribe, principal?.id ?? '')
     const answer: SubscribeAccepted = { ok: true }
+    return json(200, answer)
+  }
+
+  /** `POST /presence`: the stream's tabs join, change and leave rooms, and broadcast to them; with no op, a heartbeat. */
+  async #presenceRequest(request: ZunoRequest, principal: Principal | undefined): Promise<ZunoResponse> {
+    if (!isJsonContentType(request.header('content-type'))) {
+      throw new ZunoError('unsupported_media_type', 'POST /presence takes Content-Type: application/json')
+    }
+    const presence = validatePresenceRequest(await this.#jsonBody(request))
+    this.#presenceRate.take(presence.streamId)
+    // Checked here too, so a refused request goes nowhere; the stream's instance asks again with its principal.
+    this.#mustRead(principal, [...new Set(presence.ops.map((op) => op.room))])
+    const peers = await this.#control.presence(presence, principal?.id ?? '')
+    const answer: PresenceAccepted = { ok: true, peers }
     return json(200, answer)
   }
 
