@@ -10,6 +10,7 @@ import { applyPatch } from '../src/patch'
 import { createMemoryStorage, createUniverse, type Storage, type UniverseOptions } from '../src/server/index'
 import { epochOf, rawProposal } from './support/rawProposal'
 import { serveUniverse } from './support/zunoBehindProxy'
+import { laggingStorage } from './support/laggingStorage'
 import { lazyServer as serveLazy, propose } from './support/lazyServer'
 import { type RawStream, type SseFrame, openRawStream } from './support/sseReader'
 import { refuseAction } from '../src/index'
@@ -510,38 +511,9 @@ describe('follows and grants racing writes', () => {
 })
 
 describe('a read ahead of the instance (a follow of the storage that lags, as on Redis)', () => {
-  function laggingLazyStorage() {
-    const inner = createMemoryStorage({ lazy: true })
-    let held: Parameters<Parameters<Storage['onCommit']>[0]>[0][] | undefined
-    const listeners: Array<Parameters<Storage['onCommit']>[0]> = []
-    inner.onCommit((event) => {
-      if (held !== undefined) held.push(event)
-      else for (const listener of listeners) listener(event)
-    })
-    const storage: Storage = {
-      ...inner,
-      onCommit(listener) {
-        listeners.push(listener)
-        return () => listeners.splice(listeners.indexOf(listener), 1)
-      },
-    }
-    return {
-      inner,
-      storage,
-      hold: () => {
-        held = []
-      },
-      release: () => {
-        const events = held ?? []
-        held = undefined
-        for (const event of events) for (const listener of listeners) listener(event)
-      },
-    }
-  }
-
   it('waits until the instance has caught up, and never shows a state newer than its cursor', async () => {
-    const lagging = laggingLazyStorage()
-    const { universe, url } = await lazyServer({ hotStores: 0 }, lagging.storage)
+    const lagging = laggingStorage(createMemoryStorage({ lazy: true }))
+    const { universe, url } = await lazyServer({ hotStores: 0 }, lagging)
     const epoch = universe.epoch
     expect((await propose(url, rawProposal(epoch, { storeKey: 'doc:1', baseVersion: 0, state: 1, clientId: newClientId(), opId: 1 }))).status).toBe(200)
     lagging.hold()
