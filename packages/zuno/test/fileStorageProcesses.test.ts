@@ -8,6 +8,7 @@ import { hostname } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { freshDir, openFile, removeDirs } from './support/fileUniverse'
+import { expectOneHolderPerFolder } from './support/holderFixtures'
 import { killFixtures, runFixture } from './support/runFixture'
 
 afterEach(() => {
@@ -56,20 +57,7 @@ describe('file storage on a real full disk', () => {
 
 describe('one folder, one process', () => {
   it('refuses a second process on the folder, naming it; a holder killed with SIGKILL does not block a restart', async () => {
-    const dir = freshDir()
-    const holder = runFixture('fileHolder.ts', { env: { DATA_DIR: dir } })
-    await holder.printed('ready')
-
-    const second = await runFixture('fileHolder.ts', { env: { DATA_DIR: dir } }).exited
-    expect(second.code).toBe(3)
-    expect(second.stderr).toContain(dir)
-    expect(second.stderr).toContain('in use')
-
-    holder.child.kill('SIGKILL')
-    await holder.exited
-    const third = runFixture('fileHolder.ts', { env: { DATA_DIR: dir } })
-    await third.printed('ready')
-    third.child.kill('SIGKILL')
+    await expectOneHolderPerFolder('fileHolder.ts', freshDir())
   })
 
   it('refuses a second storage in the same process until the first is closed', async () => {

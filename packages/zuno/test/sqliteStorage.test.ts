@@ -13,6 +13,7 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { opDigest } from '../src/server/clientLedger'
 import type { CommitOutcome, CommitRequest, CommittedEvent, StorageImage, Write } from '../src/server/storage'
 import { createSqliteStorage, type SqliteStorage, type SqliteStorageOptions } from '../src/sqlite/index'
+import { expectOneHolderPerFolder } from './support/holderFixtures'
 import { killFixtures, runFixture } from './support/runFixture'
 
 const testDir = fileURLToPath(new URL('.', import.meta.url))
@@ -459,17 +460,7 @@ describe('sqlite storage under real processes', () => {
   })
 
   it('refuses a second process on the folder, naming it; a holder killed with SIGKILL does not block a restart', async () => {
-    const dir = freshDir()
-    const holder = runFixture('sqliteHolder.ts', { env: { DATA_DIR: dir } })
-    await holder.printed((out) => out.includes('ready'))
-    const second = await runFixture('sqliteHolder.ts', { env: { DATA_DIR: dir } }).exited
-    expect(second.code).toBe(3)
-    expect(second.stderr).toContain(dir)
-    expect(second.stderr).toContain('in use')
-    holder.child.kill('SIGKILL')
-    await holder.exited
-    const third = runFixture('sqliteHolder.ts', { env: { DATA_DIR: dir } })
-    await third.printed((out) => out.includes('ready'))
+    await expectOneHolderPerFolder('sqliteHolder.ts', freshDir())
   }, 30_000)
 
   it('keeps every acknowledged write of a process killed with SIGKILL mid-burst', async () => {
