@@ -4,8 +4,9 @@
  */
 import { afterEach, describe, expect, it } from 'vitest'
 import { defineZuno } from 'zuno'
-import { type CommittedEvent, createMemoryStorage, createUniverse, type Storage } from 'zuno/server'
+import { createUniverse } from 'zuno/server'
 import { newClientId } from '../src/id'
+import { laggingStorage } from './support/laggingStorage'
 
 const app = defineZuno({
   stores: { level: { initial: 10 as number | null } },
@@ -19,33 +20,6 @@ const cleanups: Array<() => unknown> = []
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
 })
-
-/** A memory storage whose deliveries to the universe can be held: the universe lags, like one instance of two on Redis. */
-function laggingStorage(): Storage & { inner: Storage; hold(): void; release(): void } {
-  const inner = createMemoryStorage()
-  let held: CommittedEvent[] | undefined
-  const listeners: Array<(event: CommittedEvent) => void> = []
-  inner.onCommit((event) => {
-    if (held !== undefined) held.push(event)
-    else for (const listener of listeners) listener(event)
-  })
-  return {
-    ...inner,
-    inner,
-    onCommit(listener) {
-      listeners.push(listener)
-      return () => listeners.splice(listeners.indexOf(listener), 1)
-    },
-    hold: () => {
-      held = []
-    },
-    release: () => {
-      const events = held ?? []
-      held = undefined
-      for (const event of events) for (const listener of listeners) listener(event)
-    },
-  }
-}
 
 describe('review 2: an action run again on the state a conflict showed', () => {
   // Problem: authoritativeUniverse.ts proposeAction takes `outcome.state ?? this.#declared.get(storeKey)`:

@@ -2,50 +2,19 @@
  * The file storage under real processes: a real full disk (`ulimit -f`), two processes on one
  * folder, a holder killed with SIGKILL, and growth over thousands of large states.
  */
-import { type ChildProcess, spawn } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { hostname } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { afterEach, describe, expect, it } from 'vitest'
 import { freshDir, openFile, removeDirs } from './support/fileUniverse'
+import { expectOneHolderPerFolder } from './support/holderFixtures'
+import { killFixtures, runFixture } from './support/runFixture'
 
-const testDir = fileURLToPath(new URL('.', import.meta.url))
-const children: ChildProcess[] = []
 afterEach(() => {
-  for (const child of children.splice(0)) if (child.exitCode === null) child.kill('SIGKILL')
+  killFixtures()
   removeDirs()
 })
-
-/** Runs a fixture in a child Node process (through bash, for a `ulimit`); resolves with its output and exit code. */
-function run(fixture: string, dataDir: string, options: { args?: string[]; ulimitKb?: number; nodeFlags?: string[] } = {}) {
-  const command = ['exec', JSON.stringify(process.execPath), ...(options.nodeFlags ?? []), '--import', 'tsx', `fixtures/${fixture}`, ...(options.args ?? [])].join(' ')
-  const child = spawn('bash', ['-c', options.ulimitKb === undefined ? command : `ulimit -f ${options.ulimitKb}; ${command}`], {
-    cwd: testDir,
-    env: { ...process.env, DATA_DIR: dataDir },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
-  children.push(child)
-  let stdout = ''
-  let stderr = ''
-  child.stdout?.on('data', (chunk: Buffer) => {
-    stdout += chunk
-  })
-  child.stderr?.on('data', (chunk: Buffer) => {
-    stderr += chunk
-  })
-  const exited = new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) =>
-    child.once('exit', (code) => resolve({ code, stdout, stderr })),
-  )
-  const printed = (text: string) =>
-    new Promise<void>((resolve, reject) => {
-      const check = () => stdout.includes(text) && resolve()
-      child.stdout?.on('data', check)
-      child.once('exit', (code) => reject(new Error(`${fixture} exited with ${code} before printing ${text}: ${stderr}`)))
-      check()
-    })
-  return { child, exited, printed }
-}
 
 const jsonLines = (text: string) =>
   text
@@ -56,7 +25,7 @@ const jsonLines = (text: string) =>
 describe('file storage on a real full disk', () => {
   it('acknowledges only what landed: a restart without the limit has every acknowledged write, each id with one content', async () => {
     const dir = freshDir()
-    const { exited } = run('fileFullDisk.ts', dir, { ulimitKb: 16 })
+    const { exited } = runFixture('fileFullDisk.ts', { env: { DATA_DIR: dir }, ulimitKb: 16 })
     const { code, stdout, stderr } = await exited
     expect(code, stderr).toBe(0)
     const lines = jsonLines(stdout)
@@ -88,20 +57,7 @@ describe('file storage on a real full disk', () => {
 
 describe('one folder, one process', () => {
   it('refuses a second process on the folder, naming it; a holder killed with SIGKILL does not block a restart', async () => {
-    const dir = freshDir()
-    const holder = run('fileHolder.ts', dir)
-    await holder.printed('ready')
-
-    const second = await run('fileHolder.ts', dir).exited
-    expect(second.code).toBe(3)
-    expect(second.stderr).toContain(dir)
-    expect(second.stderr).toContain('in use')
-
-    holder.child.kill('SIGKILL')
-    await holder.exited
-    const third = run('fileHolder.ts', dir)
-    await third.printed('ready')
-    third.child.kill('SIGKILL')
+    await expectOneHolderPerFolder('fileHolder.ts', freshDir())
   })
 
   it('refuses a second storage in the same process until the first is closed', async () => {
@@ -147,7 +103,7 @@ describe('file storage growth', () => {
     'keeps the folder within a small multiple of the live state, and restarts with bounded memory',
     async () => {
       const dir = freshDir()
-      const written = await run('fileGrowth.ts', dir, { args: ['write', String(WRITES)] }).exited
+      const written = await runFixture('fileGrowth.ts', { env: { DATA_DIR: dir }, args: ['write', String(WRITES)] }).exited
       expect(written.code, written.stderr).toBe(0)
       const sizes = jsonLines(written.stdout)[0] as { maxFolder: number; folder: number; stateBytes: number; snapshot: number }
       console.log(`${WRITES} writes: ${JSON.stringify(sizes)}`)
@@ -159,7 +115,7 @@ describe('file storage growth', () => {
       expect(sizes.maxFolder).toBeLessThanOrEqual(bound)
       expect(sizes.folder).toBeLessThanOrEqual(bound)
 
-      const loaded = await run('fileGrowth.ts', dir, { args: ['load'], nodeFlags: ['--expose-gc'] }).exited
+      const loaded = await runFixture('fileGrowth.ts', { env: { DATA_DIR: dir }, args: ['load'], nodeFlags: ['--expose-gc'] }).exited
       expect(loaded.code, loaded.stderr).toBe(0)
       const memory = jsonLines(loaded.stdout)[0] as { rss: number; heapUsed: number; version: number }
       console.log(`restart: ${JSON.stringify(memory)}`)

@@ -10,8 +10,10 @@ import { applyPatch } from '../src/patch'
 import { createMemoryStorage, createUniverse, type Storage, type UniverseOptions } from '../src/server/index'
 import { epochOf, rawProposal } from './support/rawProposal'
 import { serveUniverse } from './support/zunoBehindProxy'
+import { laggingStorage } from './support/laggingStorage'
 import { lazyServer as serveLazy, propose } from './support/lazyServer'
-import { type RawStream, type SseFrame, openRawStream } from './support/sseReader'
+import { openFollowing, subscribe } from './support/runtimeFollow'
+import { dataOf, type SseFrame, openRawStream } from './support/sseReader'
 import { refuseAction } from '../src/index'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
@@ -188,21 +190,6 @@ describe('a storage read that fails', () => {
   }, 15_000)
 })
 
-async function openFollowing(url: string, query: string, headers: Record<string, string> = {}): Promise<{ stream: RawStream; streamId: string }> {
-  const stream = await openRawStream(`${url}/sse?patches=1&${query}`, headers)
-  cleanups.push(() => stream.close())
-  const hello = await stream.nextEvent()
-  expect(hello.event).toBe('hello')
-  return { stream, streamId: (JSON.parse(hello.data as string) as { streamId: string }).streamId }
-}
-
-async function subscribe(url: string, body: unknown, headers: Record<string, string> = {}) {
-  const response = await fetch(`${url}/subscribe`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) })
-  return { status: response.status, body: (await response.json()) as { ok: boolean; error?: string } }
-}
-
-const dataOf = (frame: SseFrame) => JSON.parse(frame.data as string) as Record<string, unknown>
-
 describe('memory bound', () => {
   it('keeps no patches of stores that are not in memory (another instance writes many stores)', async () => {
     setFlagsFromString('--expose-gc')
@@ -282,7 +269,7 @@ describe('memory bound', () => {
     await universe.delete('ghost:1')
     // Follows: forbidden by no rule here, but of an unknown stream, then real ones unfollowed.
     expect((await subscribe(url, { streamId: 'nope', follow: ['f:1'] })).status).toBeGreaterThanOrEqual(400)
-    const { stream, streamId } = await openFollowing(url, 'stores=counter&versions=-')
+    const { stream, streamId } = await openFollowing(cleanups, url, 'stores=counter&versions=-')
     await stream.nextEvent()
     expect((await subscribe(url, { streamId, follow: ['f:1', 'f:2'] })).status).toBe(200)
     expect((await subscribe(url, { streamId, unfollow: ['f:1', 'f:2'] })).status).toBe(200)
@@ -412,7 +399,7 @@ describe('follows and grants racing writes', () => {
     const epoch = universe.epoch
     const clientId = newClientId()
     expect((await propose(url, rawProposal(epoch, { storeKey: 'doc:1', baseVersion: 0, state: 1, clientId, opId: 1 }))).status).toBe(200)
-    const { stream, streamId } = await openFollowing(url, 'stores=counter&versions=-')
+    const { stream, streamId } = await openFollowing(cleanups, url, 'stores=counter&versions=-')
     await stream.nextEvent()
     storage.hold()
     const following = subscribe(url, { streamId, follow: ['doc:1'] })
@@ -436,7 +423,7 @@ describe('follows and grants racing writes', () => {
   it('an unfollow sent while a follow of the same store is still reading wins, as it came last', async () => {
     const storage = controlledStorage()
     const { universe, url } = await served(storage.storage)
-    const { stream, streamId } = await openFollowing(url, 'stores=counter&versions=-')
+    const { stream, streamId } = await openFollowing(cleanups, url, 'stores=counter&versions=-')
     await stream.nextEvent()
     storage.hold()
     const following = subscribe(url, { streamId, follow: ['doc:9'] })
@@ -510,38 +497,9 @@ describe('follows and grants racing writes', () => {
 })
 
 describe('a read ahead of the instance (a follow of the storage that lags, as on Redis)', () => {
-  function laggingLazyStorage() {
-    const inner = createMemoryStorage({ lazy: true })
-    let held: Parameters<Parameters<Storage['onCommit']>[0]>[0][] | undefined
-    const listeners: Array<Parameters<Storage['onCommit']>[0]> = []
-    inner.onCommit((event) => {
-      if (held !== undefined) held.push(event)
-      else for (const listener of listeners) listener(event)
-    })
-    const storage: Storage = {
-      ...inner,
-      onCommit(listener) {
-        listeners.push(listener)
-        return () => listeners.splice(listeners.indexOf(listener), 1)
-      },
-    }
-    return {
-      inner,
-      storage,
-      hold: () => {
-        held = []
-      },
-      release: () => {
-        const events = held ?? []
-        held = undefined
-        for (const event of events) for (const listener of listeners) listener(event)
-      },
-    }
-  }
-
   it('waits until the instance has caught up, and never shows a state newer than its cursor', async () => {
-    const lagging = laggingLazyStorage()
-    const { universe, url } = await lazyServer({ hotStores: 0 }, lagging.storage)
+    const lagging = laggingStorage(createMemoryStorage({ lazy: true }))
+    const { universe, url } = await lazyServer({ hotStores: 0 }, lagging)
     const epoch = universe.epoch
     expect((await propose(url, rawProposal(epoch, { storeKey: 'doc:1', baseVersion: 0, state: 1, clientId: newClientId(), opId: 1 }))).status).toBe(200)
     lagging.hold()

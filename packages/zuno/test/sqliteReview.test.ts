@@ -4,8 +4,6 @@
  * history read after a start, a failing statement under Bun, requests while the history is read,
  * and reads and writes right after a failure's recovery.
  */
-import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { createFileStorage } from '../src/file/index'
@@ -14,20 +12,16 @@ import { createUniverse } from '../src/server/index'
 import type { CommitRequest } from '../src/server/storage'
 import { createSqliteStorage } from '../src/sqlite/index'
 import { openRawStream } from './support/sseReader'
+import { freshDir as tempDir, removeDirs } from './support/tempDirs'
 import { serveUniverse } from './support/zunoBehindProxy'
 
 const cleanups: Array<() => unknown> = []
-const dirs: string[] = []
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
-  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true })
+  removeDirs()
 })
 
-function freshDir(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'zuno-review2-'))
-  dirs.push(dir)
-  return dir
-}
+const freshDir = () => tempDir('zuno-review2-')
 
 const op = (epoch: string, opId: number, storeKey: string, baseVersion: number, state: unknown, clientId = 'review2-client'): CommitRequest => ({
   principal: '',

@@ -4,7 +4,7 @@
  * second one on the folder, one killed with SIGKILL mid-burst, a full disk through `ulimit -f`),
  * and a start that does not read the stores.
  */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
+import { execFileSync } from 'node:child_process'
 import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -13,13 +13,14 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { opDigest } from '../src/server/clientLedger'
 import type { CommitOutcome, CommitRequest, CommittedEvent, StorageImage, Write } from '../src/server/storage'
 import { createSqliteStorage, type SqliteStorage, type SqliteStorageOptions } from '../src/sqlite/index'
+import { expectOneHolderPerFolder } from './support/holderFixtures'
+import { killFixtures, runFixture } from './support/runFixture'
 
 const testDir = fileURLToPath(new URL('.', import.meta.url))
 const dirs: string[] = []
 const open: SqliteStorage[] = []
-const children: ChildProcess[] = []
 afterEach(async () => {
-  for (const child of children.splice(0)) if (child.exitCode === null) child.kill('SIGKILL')
+  killFixtures()
   for (const storage of open.splice(0)) await storage.close()
   for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true })
 })
@@ -445,34 +446,6 @@ describe('sqlite storage failures', () => {
   })
 })
 
-/** Runs a fixture in a child Node process (through bash, for a `ulimit`). */
-function run(fixture: string, env: Record<string, string>, ulimitKb?: number) {
-  const command = ['exec', JSON.stringify(process.execPath), '--import', 'tsx', `fixtures/${fixture}`].join(' ')
-  const child = spawn('bash', ['-c', ulimitKb === undefined ? command : `ulimit -f ${ulimitKb}; ${command}`], {
-    cwd: testDir,
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
-  children.push(child)
-  let stdout = ''
-  let stderr = ''
-  child.stdout?.on('data', (chunk: Buffer) => {
-    stdout += chunk
-  })
-  child.stderr?.on('data', (chunk: Buffer) => {
-    stderr += chunk
-  })
-  const exited = new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => child.once('exit', (code) => resolve({ code, stdout, stderr })))
-  const printed = (test: (stdout: string) => boolean) =>
-    new Promise<void>((resolve, reject) => {
-      const check = () => test(stdout) && resolve()
-      child.stdout?.on('data', check)
-      child.once('exit', (code) => reject(new Error(`${fixture} exited with ${code}: ${stderr}`)))
-      check()
-    })
-  return { child, exited, printed }
-}
-
 const jsonLines = (text: string) =>
   text
     .split('\n')
@@ -481,29 +454,19 @@ const jsonLines = (text: string) =>
 
 describe('sqlite storage under real processes', () => {
   it('loads the native module only when a storage opens, not on import', async () => {
-    const { code, stdout, stderr } = await run('sqliteNative.ts', { DATA_DIR: freshDir() }).exited
+    const { code, stdout, stderr } = await runFixture('sqliteNative.ts', { env: { DATA_DIR: freshDir() } }).exited
     expect(code, stderr).toBe(0)
     expect(jsonLines(stdout)[0]).toEqual({ imported: false, created: false, opened: true })
   })
 
   it('refuses a second process on the folder, naming it; a holder killed with SIGKILL does not block a restart', async () => {
-    const dir = freshDir()
-    const holder = run('sqliteHolder.ts', { DATA_DIR: dir })
-    await holder.printed((out) => out.includes('ready'))
-    const second = await run('sqliteHolder.ts', { DATA_DIR: dir }).exited
-    expect(second.code).toBe(3)
-    expect(second.stderr).toContain(dir)
-    expect(second.stderr).toContain('in use')
-    holder.child.kill('SIGKILL')
-    await holder.exited
-    const third = run('sqliteHolder.ts', { DATA_DIR: dir })
-    await third.printed((out) => out.includes('ready'))
+    await expectOneHolderPerFolder('sqliteHolder.ts', freshDir())
   }, 30_000)
 
   it('keeps every acknowledged write of a process killed with SIGKILL mid-burst', async () => {
     const dir = freshDir()
     const clientId = 'burst-client'
-    const burst = run('sqliteBurst.ts', { DATA_DIR: dir, CLIENT_ID: clientId, STORES: '4' })
+    const burst = runFixture('sqliteBurst.ts', { env: { DATA_DIR: dir, CLIENT_ID: clientId, STORES: '4' } })
     // Killed at some point inside the burst, not between runs.
     await burst.printed((out) => out.split('\n').length > 400 + Math.floor(Math.random() * 400))
     burst.child.kill('SIGKILL')
@@ -539,7 +502,7 @@ describe('sqlite storage under real processes', () => {
 
   it('acknowledges only what landed on a real full disk: a restart has every acknowledged write, each event id with one content', async () => {
     const dir = freshDir()
-    const { code, stdout, stderr } = await run('sqliteFullDisk.ts', { DATA_DIR: dir }, 1024).exited
+    const { code, stdout, stderr } = await runFixture('sqliteFullDisk.ts', { env: { DATA_DIR: dir }, ulimitKb: 1024 }).exited
     expect(code, stderr).toBe(0)
     const lines = jsonLines(stdout)
     const acks = lines.filter((line) => 'ack' in line) as Array<{ ack: number; version: number; id: string; seq: number }>

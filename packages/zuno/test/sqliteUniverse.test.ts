@@ -3,9 +3,6 @@
  * hot set, and a restart on the same folder that keeps states, versions, answers, the store count
  * and the resume log; a replica that writes through it; start time with many stores.
  */
-import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { EventSource } from 'eventsource'
 import { afterEach, describe, expect, it } from 'vitest'
 import { connect } from '../src/index'
@@ -14,21 +11,17 @@ import { createUniverse, type UniverseOptions } from '../src/server/index'
 import { createSqliteStorage } from '../src/sqlite/index'
 import { rawProposal } from './support/rawProposal'
 import { openRawStream } from './support/sseReader'
+import { freshDir as tempDir, removeDirs } from './support/tempDirs'
 import { until } from './support/until'
 import { serveUniverse } from './support/zunoBehindProxy'
 
 const cleanups: Array<() => unknown> = []
-const dirs: string[] = []
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
-  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true })
+  removeDirs()
 })
 
-function freshDir(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'zuno-sqlite-universe-'))
-  dirs.push(dir)
-  return dir
-}
+const freshDir = () => tempDir('zuno-sqlite-universe-')
 
 /** A universe on a SQLite storage in `dir`, served on 127.0.0.1; `stop` closes the server, the universe and the storage. */
 async function serveOn(dir: string, options: Partial<UniverseOptions> = {}) {

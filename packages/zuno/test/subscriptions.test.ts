@@ -7,7 +7,8 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import type { Principal } from '../src/server/index'
 import { createMemoryStorage, createUniverse } from '../src/server/index'
-import { openRawStream, type RawStream, type SseFrame } from './support/sseReader'
+import { openFollowing, subscribe } from './support/runtimeFollow'
+import { dataOf, openRawStream, type SseFrame } from './support/sseReader'
 import { serveUniverse, startZuno } from './support/zunoBehindProxy'
 
 const cleanups: Array<() => unknown> = []
@@ -15,28 +16,12 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
 })
 
-/** Opens a stream as Zuno's client does when it follows at runtime, and reads its `hello`. */
-async function openFollowing(url: string, query: string, headers: Record<string, string> = {}): Promise<{ stream: RawStream; streamId: string }> {
-  const stream = await openRawStream(`${url}/sse?patches=1&${query}`, headers)
-  cleanups.push(() => stream.close())
-  const hello = await stream.nextEvent()
-  expect(hello.event).toBe('hello')
-  return { stream, streamId: (JSON.parse(hello.data as string) as { streamId: string }).streamId }
-}
-
-async function subscribe(url: string, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number; body: { ok: boolean; error?: string } }> {
-  const response = await fetch(`${url}/subscribe`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) })
-  return { status: response.status, body: (await response.json()) as { ok: boolean; error?: string } }
-}
-
-const dataOf = (frame: SseFrame) => JSON.parse(frame.data as string) as Record<string, unknown>
-
 describe('POST /subscribe', () => {
   it('adds a store to an open stream: its state as of the stream’s position, then each change, and nothing once unfollowed', async () => {
     const zuno = await startZuno()
     cleanups.push(() => zuno.close())
     await zuno.universe.store('doc:1', { title: 'a' }).set({ title: 'b' })
-    const { stream, streamId } = await openFollowing(zuno.url, 'stores=counter&versions=-')
+    const { stream, streamId } = await openFollowing(cleanups, zuno.url, 'stores=counter&versions=-')
     expect((await stream.nextEvent()).event).toBe('snapshot')
 
     expect(await subscribe(zuno.url, { streamId, follow: ['doc:1'] })).toEqual({ status: 200, body: { ok: true } })
@@ -61,7 +46,7 @@ describe('POST /subscribe', () => {
   it('opens twenty documents one after another on one stream, each consistent with the changes around it', async () => {
     const zuno = await startZuno()
     cleanups.push(() => zuno.close())
-    const { stream, streamId } = await openFollowing(zuno.url, 'stores=&versions=')
+    const { stream, streamId } = await openFollowing(cleanups, zuno.url, 'stores=&versions=')
     await stream.nextEvent() // the snapshot
     for (let i = 0; i < 20; i++) {
       // A change just before and just after each follow: the first is in the state, the second follows it.
@@ -85,7 +70,7 @@ describe('POST /subscribe', () => {
       },
     })
     cleanups.push(() => zuno.close())
-    const { stream, streamId } = await openFollowing(zuno.url, 'stores=&versions=', { 'x-user': 'ada' })
+    const { stream, streamId } = await openFollowing(cleanups, zuno.url, 'stores=&versions=', { 'x-user': 'ada' })
     await stream.nextEvent()
     expect(await subscribe(zuno.url, { streamId, follow: ['doc:1'] }, { 'x-user': 'bob' })).toMatchObject({ status: 404, body: { error: 'unknown_stream' } })
     expect(await subscribe(zuno.url, { streamId, follow: ['doc:1', 'secret:1'] }, { 'x-user': 'ada' })).toMatchObject({ status: 403, body: { error: 'forbidden' } })
@@ -101,7 +86,7 @@ describe('POST /subscribe', () => {
     const zuno = await startZuno()
     cleanups.push(() => zuno.close())
     const keys = (from: number, count: number) => Array.from({ length: count }, (_, i) => `d${from + i}`)
-    const { stream, streamId } = await openFollowing(zuno.url, `stores=${keys(0, 600).join(',')}&versions=${Array(600).fill('-').join(',')}`)
+    const { stream, streamId } = await openFollowing(cleanups, zuno.url, `stores=${keys(0, 600).join(',')}&versions=${Array(600).fill('-').join(',')}`)
     await stream.nextEvent()
     expect(await subscribe(zuno.url, { streamId, follow: keys(600, 400) })).toMatchObject({ status: 200 })
     expect(await subscribe(zuno.url, { streamId, follow: ['one-more'] })).toMatchObject({ status: 400, body: { error: 'too_many_stores' } })
@@ -114,7 +99,7 @@ describe('POST /subscribe', () => {
     const first = await serveUniverse(createUniverse({ storage, allowStore: () => true }))
     const second = await serveUniverse(createUniverse({ storage, allowStore: () => true }))
     cleanups.push(() => first.close(), () => second.close(), () => storage.close())
-    const { stream, streamId } = await openFollowing(first.url, 'stores=&versions=')
+    const { stream, streamId } = await openFollowing(cleanups, first.url, 'stores=&versions=')
     await stream.nextEvent()
     expect(await subscribe(second.url, { streamId, follow: ['doc:7'] })).toEqual({ status: 200, body: { ok: true } })
     expect((await stream.nextEvent(50)).event).toBe('followed')
@@ -179,11 +164,11 @@ describe('universe.revalidate', () => {
     const { members, handler } = roomsServer()
     const zuno = await startZuno({ handler })
     cleanups.push(() => zuno.close())
-    const { stream, streamId } = await openFollowing(zuno.url, 'stores=counter&versions=-', { 'x-user': 'ada' })
+    const { stream, streamId } = await openFollowing(cleanups, zuno.url, 'stores=counter&versions=-', { 'x-user': 'ada' })
     await stream.nextEvent()
     expect((await subscribe(zuno.url, { streamId, follow: ['room:42'] }, { 'x-user': 'ada' })).status).toBe(200)
     expect((await stream.nextEvent()).event).toBe('followed')
-    const bob = await openFollowing(zuno.url, 'stores=room:42&versions=-', { 'x-user': 'bob' })
+    const bob = await openFollowing(cleanups, zuno.url, 'stores=room:42&versions=-', { 'x-user': 'bob' })
     await bob.stream.nextEvent()
 
     members.get('room:42')?.delete('ada')
@@ -229,7 +214,7 @@ describe('universe.revalidate', () => {
     const other = createUniverse({ storage, allowStore: () => true })
     const served = await serveUniverse(holding, handler)
     cleanups.push(() => served.close(), () => other.close(), () => storage.close())
-    const { stream } = await openFollowing(served.url, 'stores=room:42&versions=-', { 'x-user': 'ada' })
+    const { stream } = await openFollowing(cleanups, served.url, 'stores=room:42&versions=-', { 'x-user': 'ada' })
     await stream.nextEvent()
     members.get('room:42')?.delete('ada')
     await other.ready

@@ -5,15 +5,13 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import { formatEventId, parseEventId } from '../src/index'
 import type { Principal } from '../src/server/index'
-import { openRawStream, type RawStream, type SseFrame } from './support/sseReader'
+import { dataOf, openRawStream, type RawStream, type SseFrame } from './support/sseReader'
 import { startZuno } from './support/zunoBehindProxy'
 
 const cleanups: Array<() => unknown> = []
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
 })
-
-const dataOf = (frame: SseFrame) => JSON.parse(frame.data as string) as Record<string, unknown>
 
 /** Every event of `stream` until none comes within `quietMs`. */
 async function drain(stream: RawStream, quietMs = 300): Promise<SseFrame[]> {

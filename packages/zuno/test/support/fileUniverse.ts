@@ -1,20 +1,12 @@
-import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { createFileStorage, type FileStorage, type FileStorageOptions } from '../../src/file/index'
 import { newClientId } from '../../src/id'
 import { type AuthoritativeUniverse, createUniverse } from '../../src/server/index'
+import { freshDir as tempDir } from './tempDirs'
 
-/** Temporary data folders, removed by {@link removeDirs}. */
-const dirs: string[] = []
-export function freshDir(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'zuno-file-'))
-  dirs.push(dir)
-  return dir
-}
-export function removeDirs(): void {
-  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true })
-}
+export { removeDirs } from './tempDirs'
+
+/** A temporary data folder named for the file storage, removed by `removeDirs`. */
+export const freshDir = (): string => tempDir('zuno-file-')
 
 /** A universe on a file storage in `dir`, ready; close the storage before opening the folder again. */
 export async function openFile(dir: string, options: Partial<FileStorageOptions> = {}) {

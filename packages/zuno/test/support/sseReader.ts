@@ -19,6 +19,9 @@ export interface RawStream {
   close(): void
 }
 
+/** The JSON in a frame's `data`, so a test can compare what an event carried. */
+export const dataOf = (frame: SseFrame) => JSON.parse(frame.data as string) as Record<string, unknown>
+
 export async function openRawStream(url: string, headers: Record<string, string> = {}): Promise<RawStream> {
   const controller = new AbortController()
   const response = await fetch(url, { headers, signal: controller.signal })
