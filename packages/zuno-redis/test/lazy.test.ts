@@ -248,7 +248,7 @@ describe.skipIf(!haveRedis)('zuno-redis read lazily', () => {
   it('a rolling upgrade: a store an older release creates again after a deletion is guessed as existing, then counted once its writes stop', async () => {
     const ns = namespace()
     const redis = redisClient()
-    const options = { stores: {}, allowStore: () => true, hotStores: 0, maxStores: 2 }
+    const options = { stores: {}, allowStore: () => true, hotStores: 0, maxStores: 2, recountEveryMs: 0 }
     const universe = openUniverse(ns, {}, options)
     await universe.ready
     // Seen, not changed: when the universe asks Redis for the count, and what it got.
@@ -306,6 +306,103 @@ describe.skipIf(!haveRedis)('zuno-redis read lazily', () => {
     expect(await create('c')).toBe('accepted')
     expect(await create('d')).toBe('store_limit')
   })
+
+  it('a rolling upgrade: one count at a time; guesses made while one is on its way are counted by the next, after it', async () => {
+    const ns = namespace()
+    const redis = redisClient()
+    const universe = openUniverse(ns, {}, { stores: {}, allowStore: () => true, hotStores: 0, maxStores: 3, recountEveryMs: 0 })
+    await universe.ready
+    const counts: Array<{ seq: number; storeCount: number }> = []
+    let answerFirst = () => {}
+    const firstAnswered = new Promise<void>((resolve) => {
+      answerFirst = resolve
+    })
+    const count = universe.storage.count?.bind(universe.storage) as NonNullable<typeof universe.storage.count>
+    universe.storage.count = async () => {
+      const counted = await count()
+      counts.push(counted)
+      // The first answer comes late (a busy Redis, a slow network).
+      if (counts.length === 1) await firstAnswered
+      return counted
+    }
+    const clientId = newClientId()
+    let opId = 0
+    const create = (storeKey: string) =>
+      universe.propose({ storeKey, baseVersion: 0, epoch: universe.epoch, state: storeKey, clientId, opId: ++opId }, { principal: '' }).then(
+        (answer) => (answer.type === 'refused' ? answer.error.code : answer.type),
+        (error: { code?: string }) => error.code,
+      )
+    const recreateByOlderRelease = (seq: number, version: number) =>
+      redis
+        .multi()
+        .xadd(`{${ns}}:log`, `0-${seq}`, 'k', 'b', 'v', version, 's', '"b"', 'w', 'oldwriter', 'o', seq)
+        .incr(`{${ns}}:seq`)
+        .hset(`{${ns}}:s:b`, 'v', version, 's', '"b"')
+        .exec()
+    const at = (seq: number) => until(() => universe.snapshot([]).cursor.endsWith(`-${seq}`))
+    expect(await create('a')).toBe('accepted')
+    expect(await create('b')).toBe('accepted')
+    await universe.delete('b')
+    await recreateByOlderRelease(4, 3)
+    await at(4)
+    await until(() => counts.length === 1, 5000)
+    // While the first count is on its way: another deletion and recreation, guessed again.
+    await universe.delete('b')
+    await recreateByOlderRelease(6, 5)
+    await at(6)
+    await new Promise((resolve) => setTimeout(resolve, 1500))
+    expect(counts).toHaveLength(1)
+    answerFirst()
+    // The next count comes after the first, and is the one that counts the second recreation.
+    await until(() => counts.length === 2, 5000)
+    expect(counts[1]).toMatchObject({ seq: 6, storeCount: 2 })
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    expect(await create('c')).toBe('accepted')
+    expect(await create('d')).toBe('store_limit')
+  }, 20_000)
+
+  it('a rolling upgrade: the older release’s updates of a store in memory ask no count; of stores not in memory, one count per recountEveryMs', async () => {
+    const ns = namespace()
+    const redis = redisClient()
+    const universe = openUniverse(ns, {}, { stores: {}, allowStore: () => true, hotStores: 0 })
+    await universe.ready
+    const counts: number[] = []
+    const count = universe.storage.count?.bind(universe.storage) as NonNullable<typeof universe.storage.count>
+    universe.storage.count = async () => {
+      const counted = await count()
+      counts.push(counted.seq)
+      return counted
+    }
+    // Held by server code: always in memory. `cold` is not.
+    const held = universe.store('held', 0)
+    await universe.load(['held'])
+    await held.set(1)
+    const clientId = newClientId()
+    await universe.propose({ storeKey: 'cold', baseVersion: 0, epoch: universe.epoch, state: 1, clientId, opId: 1 }, { principal: '' })
+    let seq = 2
+    const updateByOlderRelease = async (storeKey: string, version: number) => {
+      seq += 1
+      await redis
+        .multi()
+        .xadd(`{${ns}}:log`, `0-${seq}`, 'k', storeKey, 'v', version, 's', String(version), 'w', 'oldwriter', 'o', seq)
+        .incr(`{${ns}}:seq`)
+        .hset(`{${ns}}:s:${storeKey}`, 'v', version, 's', String(version))
+        .exec()
+      await until(() => universe.snapshot([]).cursor.endsWith(`-${seq}`))
+    }
+    for (let version = 2; version <= 4; version++) {
+      await updateByOlderRelease('held', version)
+      await new Promise((resolve) => setTimeout(resolve, 1200))
+    }
+    expect(held.get()).toBe(4)
+    expect(counts).toEqual([])
+    // Updates of a store not in memory, with a lull after each: guessed, but counted once (the default: a minute apart).
+    for (let version = 2; version <= 4; version++) {
+      await updateByOlderRelease('cold', version)
+      await new Promise((resolve) => setTimeout(resolve, 1200))
+    }
+    expect(counts).toEqual([seq - 2])
+  }, 20_000)
 
   it('a wiped Redis (FLUSHDB): the new epoch counts no store, and the count goes on from there', async () => {
     const ns = namespace(DB11)

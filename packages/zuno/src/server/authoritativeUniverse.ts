@@ -63,6 +63,14 @@ export interface UniverseOptions<S extends Schemas = Schemas> {
    */
   hotStores?: number
   /**
+   * With a storage read lazily whose changes may not say whether their store existed (Redis, while
+   * instances of an earlier release write beside this one): the least time between two counts of
+   * the stores asked of the storage (`Storage.count`), each of which may hold Redis for a pass over
+   * every store (about 0.3 s per 100,000). Until a count, `maxStores` may be passed by one per store
+   * that release created again after a deletion. Default 60,000.
+   */
+  recountEveryMs?: number
+  /**
    * Largest state of one store, in bytes of JSON (413 `state_too_large`). Default: only the body
    * limit, which bounds a whole state but not what patches build on one: set it for stores clients
    * patch (each patch's result is then measured, a pass over the state).
@@ -322,6 +330,11 @@ export class AuthoritativeUniverse<
   /** The seq of the last change guessed so, and when it came: the storage is asked for a count once they stop. */
   #lastGuess = { seq: 0, at: 0 }
   #countTimer: ReturnType<typeof setTimeout> | undefined
+  /** A count is being asked of the storage: one at a time (each corrects from its own seq). */
+  #recounting = false
+  /** When the last count was asked: the next waits `#recountMs` after it. */
+  #lastCountAt = Number.NEGATIVE_INFINITY
+  readonly #recountMs: number
   /** While a count is asked of the storage: `#writtenCount` after each seq applied, to correct it as of the count's seq. */
   #countsBySeq: Map<number, number> | undefined
   #closed = false
@@ -350,6 +363,7 @@ export class AuthoritativeUniverse<
     this.#retention = options.retention ?? 10_000
     this.#retentionBytes = options.retentionBytes ?? 64 * 1024 * 1024
     this.#maxStores = options.maxStores ?? 10_000
+    this.#recountMs = options.recountEveryMs ?? 60_000
     this.#maxStateBytes = options.maxStateBytes
     this.#actionTimeoutMs = options.actionTimeoutMs ?? 10_000
     this.#patchHistory = options.patchHistory ?? 64
@@ -1625,10 +1639,15 @@ export class AuthoritativeUniverse<
     }
     if (this.#hot !== undefined) {
       // Read lazily, stores are counted from what the storage says of each change. An entry written
-      // by an older release does not say: a version past 1 then counts as a store that existed,
-      // wrong for one created again after a deletion, so the count is asked again (`#recount`).
-      const before = existed ?? version > 1
-      if (existed === undefined && version > 1 && !deleted) this.#guessed = true
+      // by an older release does not say: a store in memory tells; for another, a version past 1
+      // counts as a store that existed, wrong for one created again after a deletion, so the count
+      // is asked again (`#recount`).
+      let before = existed
+      if (before === undefined && this.#inMemory(key)) before = !this.#deleted.has(key) && (this.existing(key)?.version ?? 0) > 0
+      if (before === undefined) {
+        before = version > 1
+        if (before && !deleted) this.#guessed = true
+      }
       if (before && deleted) this.#writtenCount -= 1
       else if (!before && !deleted) this.#writtenCount += 1
       // A store not in memory is read when next needed; a read in flight brings it on from the log.
@@ -1699,9 +1718,14 @@ export class AuthoritativeUniverse<
   /** Notes a change whose store's existence was guessed, and asks the storage for a count once such changes stop. */
   #guessedAt(seq: number): void {
     this.#lastGuess = { seq, at: Date.now() }
-    if (this.#storage.count === undefined || this.#countTimer !== undefined || this.#closed) return
+    this.#scheduleRecount()
+  }
+
+  /** A count once guesses have stopped for a second, and `#recountMs` after the last count; never two at once. */
+  #scheduleRecount(): void {
+    if (this.#storage.count === undefined || this.#countTimer !== undefined || this.#recounting || this.#closed) return
     const check = () => {
-      const wait = this.#lastGuess.at + COUNT_QUIET_MS - Date.now()
+      const wait = Math.max(this.#lastGuess.at + COUNT_QUIET_MS, this.#lastCountAt + this.#recountMs) - Date.now()
       if (wait > 0) {
         this.#countTimer = setTimeout(check, wait)
         return
@@ -1722,6 +1746,9 @@ export class AuthoritativeUniverse<
     if (count === undefined || log === undefined || this.#closed) return
     const counts = new Map([[log.lastSeq, this.#writtenCount]])
     this.#countsBySeq = counts
+    this.#recounting = true
+    this.#lastCountAt = Date.now()
+    let countedSeq = -1
     try {
       const counted = await withTimeout(count.call(this.#storage), READ_TIMEOUT_MS, 'The storage did not answer a count')
       // Of another history: its load counted the stores afresh.
@@ -1736,13 +1763,14 @@ export class AuthoritativeUniverse<
       }
       if (at < 0) return
       this.#writtenCount += counted.storeCount - then
-      // Guessed again after the count: ask again once those stop too.
-      if (this.#lastGuess.seq > counted.seq) this.#guessedAt(this.#lastGuess.seq)
+      countedSeq = counted.seq
     } catch (error) {
-      console.error('[zuno] counting the stores failed; asking again in a moment', error)
-      this.#guessedAt(this.#lastGuess.seq)
+      console.error('[zuno] counting the stores failed; asking again later', error)
     } finally {
       if (this.#countsBySeq === counts) this.#countsBySeq = undefined
+      this.#recounting = false
+      // Guessed again after the count (or it failed): ask again once those stop too.
+      if (this.#log === log && this.#lastGuess.seq > countedSeq) this.#scheduleRecount()
     }
   }
 
