@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs'
-import { join } from 'node:path'
+import { join, resolve } from 'node:path'
 import { createFileStorage } from 'zuno/file'
 import type { Storage } from 'zuno/server'
 import { createSqliteStorage } from 'zuno/sqlite'
@@ -25,11 +25,11 @@ const fileLogFiles = ['log.jsonl', 'snapshot.json']
  * is an optional dependency of the demo), the demo says so and keeps its state in a file log.
  * `ZUNO_STORAGE=sqlite` turns both fallbacks into errors.
  */
-export async function embeddedStorage(dir: string, requested = process.env.ZUNO_STORAGE): Promise<EmbeddedStorage> {
-  if (requested !== undefined && requested !== '' && !choices.includes(requested as Choice)) {
-    throw new Error(`ZUNO_STORAGE is "${requested}": use ${choices.join(' or ')}`)
-  }
-  const choice = requested === '' ? undefined : (requested as Choice | undefined)
+export async function embeddedStorage(folder: string, requested = process.env.ZUNO_STORAGE): Promise<EmbeddedStorage> {
+  const choice = storageChoice(requested)
+  if (folder === '') throw new Error('ZUNO_DATA_DIR is empty: name a folder, or leave it unset for the default')
+  // Relative to where the demo runs (its example's folder); the banner says where that is.
+  const dir = resolve(folder)
   const fileLog = () => ({ storage: createFileStorage({ dir }), description: `data in ${dir} (file log)` })
   if (choice === 'file') return fileLog()
 
@@ -41,10 +41,19 @@ export async function embeddedStorage(dir: string, requested = process.env.ZUNO_
   const unavailable = await sqliteUnavailable()
   if (unavailable !== undefined) {
     if (choice === 'sqlite') throw new Error(`ZUNO_STORAGE=sqlite, but ${unavailable}`)
+    // A folder SQLite wrote cannot go on as a file log: its state would seem gone.
+    if (existsSync(join(dir, 'zuno.db'))) throw new Error(`${dir} holds SQLite data (zuno.db), but ${unavailable}: rebuild it (npm rebuild better-sqlite3) or give ZUNO_DATA_DIR another folder`)
     console.warn(`[demo] ${unavailable}: keeping the state in a file log instead (read whole at start)`)
     return fileLog()
   }
   return { storage: createSqliteStorage({ dir }), description: `data in ${dir} (SQLite)` }
+}
+
+/** The storage `ZUNO_STORAGE` asks for (`undefined`: the default); throws on any other value, so a typo is not taken for the default. */
+export function storageChoice(requested: string | undefined): Choice | undefined {
+  if (requested === undefined || requested === '') return undefined
+  if (!choices.includes(requested as Choice)) throw new Error(`ZUNO_STORAGE is "${requested}": use ${choices.join(' or ')}`)
+  return requested as Choice
 }
 
 /** Why SQLite cannot open here, or `undefined` when it can: Bun has it built in; Node.js needs better-sqlite3's native part. */

@@ -3,7 +3,7 @@
  * when the folder already holds one (an upgrade loses nothing), or when better-sqlite3 cannot load
  * (said on stderr). Real demo processes on real folders.
  */
-import { existsSync } from 'node:fs'
+import { existsSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { createFileStorage } from 'zuno/file'
@@ -95,5 +95,46 @@ describe('the demo’s embedded storage', () => {
   it('is refused with ZUNO_STORAGE=sqlite where better-sqlite3 cannot load', async () => {
     const demos = demosWith('no-sqlite-strict', { env: { ZUNO_STORAGE: 'sqlite' }, preload: [withoutSqlite] })
     await expect(demos.start(await freePort())).rejects.toThrow(/ZUNO_STORAGE=sqlite, but better-sqlite3 could not be loaded/)
+  }, 30_000)
+
+  it('refuses, in one line and without a stack, what it cannot use: a SQLite folder without better-sqlite3, an empty or file ZUNO_DATA_DIR, Redis and ZUNO_STORAGE together', async () => {
+    const sqliteFolder = demosWith('sqlite-folder')
+    const first = await sqliteFolder.start(await freePort())
+    await setCounter(`http://127.0.0.1:${first.output().match(/127\.0\.0\.1:(\d+)/)?.[1]}/zuno`, 0, 5)
+    first.kill('SIGKILL')
+    await new Promise((resolve) => first.once('exit', resolve))
+    const refusals: Array<[DemoProcessOptions, RegExp]> = [
+      [{ env: { ZUNO_DATA_DIR: sqliteFolder.dataDir }, preload: [withoutSqlite] }, /holds SQLite data \(zuno\.db\), but better-sqlite3 could not be loaded .*: rebuild it/],
+      [{ env: { ZUNO_DATA_DIR: '' } }, /ZUNO_DATA_DIR is empty/],
+      [{ env: { ZUNO_REDIS_URL: 'redis://127.0.0.1:6379', ZUNO_STORAGE: 'file' } }, /set ZUNO_REDIS_URL or ZUNO_STORAGE, not both/],
+      [{ env: { ZUNO_REDIS_URL: 'redis://127.0.0.1:6379', ZUNO_STORAGE: 'postgres' } }, /ZUNO_STORAGE is "postgres"/],
+    ]
+    const aFile = join(sqliteFolder.dataDir, 'not-a-folder')
+    writeFileSync(aFile, 'x')
+    refusals.push([{ env: { ZUNO_DATA_DIR: aFile } }, /could not start: /])
+    for (const [options, why] of refusals) {
+      const refused = demosWith('refused', options)
+      const error = (await refused.start(await freePort()).catch((caught: Error) => caught)) as Error
+      expect(error.message).toMatch(/demo exited with 1/)
+      expect(error.message).toMatch(/\[demo\] could not start: /)
+      expect(error.message).toMatch(why)
+      expect(error.message).not.toMatch(/\n\s+at /)
+    }
+    // The SQLite folder's state is untouched: with better-sqlite3 it is all there.
+    const again = demosWith('sqlite-folder-again', { env: { ZUNO_DATA_DIR: sqliteFolder.dataDir } })
+    const port = await freePort()
+    await again.start(port)
+    expect(await counterOf(`http://127.0.0.1:${port}/zuno`)).toEqual({ version: 1, state: 5 })
+  }, 60_000)
+
+  it('shows a relative ZUNO_DATA_DIR as the folder it is, under the example', async () => {
+    const demos = demosWith('relative', { env: { ZUNO_DATA_DIR: '.data-relative-test' } })
+    const demo = await demos.start(await freePort())
+    const folder = join(new URL('..', import.meta.url).pathname, '.data-relative-test')
+    expect(demo.output()).toContain(`data in ${folder} (SQLite)`)
+    demo.kill('SIGKILL')
+    await new Promise((resolve) => demo.once('exit', resolve))
+    const { rmSync } = await import('node:fs')
+    rmSync(folder, { recursive: true, force: true })
   }, 30_000)
 })
