@@ -480,12 +480,22 @@ export interface PresenceRequest {
   ops: PresenceOp[]
 }
 
+/** Why a room's ops in a `POST /presence` were skipped. */
+export interface PresenceRefusal {
+  /** `forbidden`, `room_full`, or `invalid_body` for a broadcast to a room the tab is not in. */
+  error: ErrorCode
+  /** The reason in words. */
+  message: string
+}
+
 /** Body of a 200 answer to `POST /presence`. */
 export interface PresenceAccepted {
   /** Always true. */
   ok: true
   /** Per tab named in the request, its peer id: how the others, and the rooms' events, name it. */
   peers: Record<string, string>
+  /** Rooms whose ops were skipped (the others were applied), with the first reason for each. */
+  refused?: Record<string, PresenceRefusal>
 }
 
 /** A peer in a room, as `presence` events show it. */

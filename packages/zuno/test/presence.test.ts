@@ -44,7 +44,10 @@ async function openStream(url: string, user: string): Promise<{ stream: RawStrea
 
 async function presence(url: string, user: string, body: unknown) {
   const response = await fetch(`${url}/presence`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-user': user }, body: JSON.stringify(body) })
-  return { status: response.status, body: (await response.json()) as { ok: boolean; peers?: Record<string, string>; error?: string; message?: string } }
+  return {
+    status: response.status,
+    body: (await response.json()) as { ok: boolean; peers?: Record<string, string>; refused?: Record<string, { error: string; message: string }>; error?: string; message?: string },
+  }
 }
 
 const messageOf = (frame: SseFrame) => {
@@ -138,11 +141,11 @@ describe('POST /presence', () => {
     })
     expect((await outside.stream.drainEvents(150)).map(messageOf).filter((message) => message.room === 'doc:1')).toEqual([])
     const refused = await presence(zuno.url, '', { streamId: outside.streamId, ops: [{ tab: tabKey('o'), room: 'doc:1', broadcast: 'sneak' }] })
-    expect(refused).toMatchObject({ status: 400, body: { ok: false, error: 'invalid_body' } })
+    expect(refused).toMatchObject({ status: 200, body: { ok: true, refused: { 'doc:1': { error: 'invalid_body' } } } })
     expect(await b.stream.drainEvents(150)).toEqual([])
   })
 
-  it('refuses bad requests with a code, and changes nothing for a request that fails anywhere', async () => {
+  it('refuses bad requests with a code and applies none of them; skips only the rooms the rules or bounds refuse', async () => {
     const { handler } = roomsHandler()
     const zuno = await startZuno({ handler })
     cleanups.push(() => zuno.close())
@@ -161,13 +164,11 @@ describe('POST /presence', () => {
       ['ada', { streamId: ada.streamId, ops: [{ tab, room: 'room:1', state: 'x'.repeat(2100) }] }, 413, 'presence_too_large'],
       ['ada', { streamId: ada.streamId, ops: [{ tab, room: 'room:1', broadcast: 'x'.repeat(2100) }] }, 413, 'presence_too_large'],
       ['ada', { streamId: ada.streamId, ops: Array.from({ length: 257 }, () => ({ tab, room: 'room:1', state: 1 })) }, 400, 'invalid_body'],
-      // A room the principal may not read: refused, and the op before it in the request is not applied.
-      ['eve', { streamId: eve.streamId, ops: [{ tab, room: 'doc:1', state: 1 }, { tab, room: 'room:1', state: 1 }] }, 403, 'forbidden'],
+      // A bad op anywhere: none of the request is applied (the first op is fine).
+      ['ada', { streamId: ada.streamId, ops: [{ tab, room: 'doc:1', state: 1 }, { tab, room: 'doc:2' }] }, 400, 'invalid_body'],
       // Another principal's stream is no stream at all.
       ['eve', { streamId: ada.streamId, ops: [{ tab, room: 'doc:1', state: 1 }] }, 404, 'unknown_stream'],
       ['ada', { streamId: `${ada.streamId.split('.')[0]}.gone`, ops: [] }, 404, 'unknown_stream'],
-      // Past 32 rooms for one tab: nothing of the request is applied.
-      ['ada', { streamId: ada.streamId, ops: Array.from({ length: 33 }, (_, i) => ({ tab, room: `doc:${i}`, state: 1 })) }, 409, 'room_full'],
     ]
     for (const [user, body, status, error] of cases) {
       const answer = await presence(zuno.url, user, body)
@@ -182,6 +183,15 @@ describe('POST /presence', () => {
     await presence(zuno.url, 'ada', { streamId: ada.streamId, ops: [{ tab: tabKey('seen'), room: 'doc:1', state: 'me' }] })
     const whole = messageOf(await ada.stream.nextEvent())
     expect(whole.peers?.map((peer) => peer.state)).toEqual(['me'])
+
+    // A room the stream's principal may not read is skipped, and named; the other room's op is applied.
+    const mixed = await presence(zuno.url, 'eve', { streamId: eve.streamId, ops: [{ tab, room: 'doc:3', state: 'eve' }, { tab, room: 'room:1', state: 1 }] })
+    expect(mixed).toMatchObject({ status: 200, body: { ok: true, refused: { 'room:1': { error: 'forbidden', message: expect.any(String) } } } })
+    expect(Object.keys(mixed.body.refused ?? {})).toEqual(['room:1'])
+    expect(messageOf(await eve.stream.nextEvent())).toMatchObject({ room: 'doc:3', whole: true })
+    // Past 32 rooms for one tab: the 33rd is skipped with room_full.
+    const many = await presence(zuno.url, 'ada', { streamId: ada.streamId, ops: Array.from({ length: 33 }, (_, i) => ({ tab, room: `doc:${i + 10}`, state: 1 })) })
+    expect(many.body.refused).toEqual({ 'doc:42': { error: 'room_full', message: 'A tab is in at most 32 rooms' } })
   })
 
   it('refuses a join past maxPeersPerRoom with room_full, and lets the next in once one leaves', async () => {
@@ -191,11 +201,11 @@ describe('POST /presence', () => {
     const join = (name: string) => presence(zuno.url, '', { streamId, ops: [{ tab: tabKey(name), room: 'doc:1', state: name }] })
     expect((await join('a')).status).toBe(200)
     expect((await join('b')).status).toBe(200)
-    expect(await join('c')).toMatchObject({ status: 409, body: { error: 'room_full' } })
+    expect(await join('c')).toMatchObject({ status: 200, body: { refused: { 'doc:1': { error: 'room_full' } } } })
     // A peer already in sends again: not a join.
     expect((await join('b')).status).toBe(200)
     await presence(zuno.url, '', { streamId, ops: [{ tab: tabKey('a'), room: 'doc:1', leave: true }] })
-    expect((await join('c')).status).toBe(200)
+    expect((await join('c')).body.refused).toBeUndefined()
   })
 
   it('limits requests per stream with 429 rate_limited and Retry-After', async () => {
@@ -272,7 +282,7 @@ describe('presence over time', () => {
     expect(messageOf(await bob.stream.nextEvent())).toEqual({ room: 'room:1', left: [adaId] })
     const revoked = await ada.stream.nextEvent()
     expect([revoked.event, JSON.parse(revoked.data as string)]).toEqual(['revoked', { stores: ['room:1'] }])
-    expect(await presence(zuno.url, 'ada', { streamId: ada.streamId, ops: [{ tab: tabKey('a'), room: 'room:1', state: 2 }] })).toMatchObject({ status: 403 })
+    expect(await presence(zuno.url, 'ada', { streamId: ada.streamId, ops: [{ tab: tabKey('a'), room: 'room:1', state: 2 }] })).toMatchObject({ status: 200, body: { refused: { 'room:1': { error: 'forbidden' } } } })
   })
 
   it('two instances on one storage: each sees the other’s peers join, change and leave; a request for a stream held by the other goes there', async () => {

@@ -8,10 +8,12 @@
 import { ZunoError } from '../errors'
 import {
   PRESENCE_LIMITS,
+  type PresenceAccepted,
   type PresenceBroadcast,
   type PresenceMessage,
   type PresenceOp,
   type PresencePeer,
+  type PresenceRefusal,
   type PresenceRequest,
   STORE_KEY_PATTERN,
   STREAM_ID_PATTERN,
@@ -114,6 +116,9 @@ interface Carrier {
   endedAt: number | undefined
 }
 
+/** What {@link PresenceRooms.apply} did: the body of the answer, but for `ok`. */
+export type PresenceOutcome = Omit<PresenceAccepted, 'ok'>
+
 /** How often peers are checked for silence and ended streams, ms. */
 const SWEEP_MS = 1000
 
@@ -162,24 +167,29 @@ export class PresenceRooms {
   }
 
   /**
-   * Applies a checked `POST /presence` of `stream` (this sync server's, the principal's), all or
-   * nothing: throws `room_full`, `forbidden` or `invalid_body` before changing anything. Returns
-   * each tab's peer id.
+   * Applies a checked `POST /presence` of `stream` (this sync server's, the principal's), op by op.
+   * An op the rules or the bounds refuse is skipped, and its room named in `refused` (the first
+   * reason each): one room being full or forbidden holds up no other room's presence.
    */
-  apply(stream: Stream, ops: readonly PresenceOp[]): Record<string, string> {
-    const now = this.#now()
-    const carrier = this.#carrierOf(stream, now)
-    this.#check(carrier, ops)
+  apply(stream: Stream, ops: readonly PresenceOp[]): PresenceOutcome {
+    const carrier = this.#carrierOf(stream, this.#now())
     const peers: Record<string, string> = {}
+    let refused: Record<string, PresenceRefusal> | undefined
     for (const op of ops) {
       const id = peerIdOf(stream.principalId, op.tab)
       peers[op.tab] = id
+      const refusal = this.#refusal(carrier, op, id)
+      if (refusal !== undefined) {
+        refused ??= {}
+        refused[op.room] ??= { error: refusal.code, message: refusal.message }
+        continue
+      }
       if (op.leave === true) this.#leave(carrier, op.tab, op.room)
       else if (op.broadcast !== undefined) this.#broadcast(this.#roomOf(op.room), { from: id, principal: stream.principalId, data: op.broadcast }, true)
       else this.#set(carrier, op.tab, op.room, id, op.state ?? null)
     }
     this.#schedule()
-    return peers
+    return refused === undefined ? { peers } : { peers, refused }
   }
 
   /** A stream of this sync server ended: its peers wait `graceMs` for another stream, then leave. */
@@ -254,44 +264,24 @@ export class PresenceRooms {
     return carrier
   }
 
-  /** Refuses the whole request before any op is applied. */
-  #check(carrier: Carrier, ops: readonly PresenceOp[]): void {
+  /** Why `op` may not be applied now, if it may not: the rules (asked with the stream's principal), membership, the bounds. */
+  #refusal(carrier: Carrier, op: PresenceOp, id: string): ZunoError | undefined {
     const { stream } = carrier
-    const tabs = new Map(carrier.tabs)
-    const joining = new Map<string, number>()
-    const inRoom = (tab: string, room: string) => carrier.peers.has(tab + room)
-    const joined = new Set<string>()
-    const gone = new Set<string>()
-    for (const op of ops) {
-      const member = (inRoom(op.tab, op.room) || joined.has(op.tab + op.room)) && !gone.has(op.tab + op.room)
-      if (!this.#host.mayRead(stream.principal, op.room)) throw new ZunoError('forbidden', `You may not read ${JSON.stringify(op.room)}`)
-      if (op.leave === true) {
-        if (member) {
-          gone.add(op.tab + op.room)
-          joined.delete(op.tab + op.room)
-          tabs.set(op.tab, (tabs.get(op.tab) ?? 1) - 1)
-        }
-        continue
-      }
-      if (op.broadcast !== undefined) {
-        if (!member) throw new ZunoError('invalid_body', `A tab broadcasts only to a room it is in (${JSON.stringify(op.room)})`)
-        continue
-      }
-      if (member) continue
-      joined.add(op.tab + op.room)
-      gone.delete(op.tab + op.room)
-      const rooms = (tabs.get(op.tab) ?? 0) + 1
-      tabs.set(op.tab, rooms)
-      if (rooms > PRESENCE_LIMITS.maxRoomsPerTab) throw new ZunoError('room_full', `A tab is in at most ${PRESENCE_LIMITS.maxRoomsPerTab} rooms`)
-      if ([...tabs.values()].filter((count) => count > 0).length > PRESENCE_LIMITS.maxTabsPerStream) {
-        throw new ZunoError('room_full', `A stream carries at most ${PRESENCE_LIMITS.maxTabsPerStream} tabs`)
-      }
-      // A peer another stream carried (a new leader tab) is taken over, not added.
-      if (this.#peersById.get(peerIdOf(stream.principalId, op.tab))?.has(op.room) === true) continue
-      const count = (this.#rooms.get(op.room)?.peers.size ?? 0) + (joining.get(op.room) ?? 0) + 1
-      joining.set(op.room, (joining.get(op.room) ?? 0) + 1)
-      if (count > this.#maxPeersPerRoom) throw new ZunoError('room_full', `The room ${JSON.stringify(op.room)} has ${this.#maxPeersPerRoom} peers already`)
+    if (op.leave === true) return undefined
+    if (!this.#host.mayRead(stream.principal, op.room)) return new ZunoError('forbidden', `You may not read ${JSON.stringify(op.room)}`)
+    const member = carrier.peers.has(op.tab + op.room)
+    if (op.broadcast !== undefined) return member ? undefined : new ZunoError('invalid_body', `A tab broadcasts only to a room it is in (${JSON.stringify(op.room)})`)
+    if (member) return undefined
+    if ((carrier.tabs.get(op.tab) ?? 0) >= PRESENCE_LIMITS.maxRoomsPerTab) return new ZunoError('room_full', `A tab is in at most ${PRESENCE_LIMITS.maxRoomsPerTab} rooms`)
+    if (!carrier.tabs.has(op.tab) && carrier.tabs.size >= PRESENCE_LIMITS.maxTabsPerStream) {
+      return new ZunoError('room_full', `A stream carries at most ${PRESENCE_LIMITS.maxTabsPerStream} tabs`)
     }
+    // A peer another stream carried (a new leader tab) is taken over, not added.
+    if (this.#peersById.get(id)?.has(op.room) === true) return undefined
+    if ((this.#rooms.get(op.room)?.peers.size ?? 0) >= this.#maxPeersPerRoom) {
+      return new ZunoError('room_full', `The room ${JSON.stringify(op.room)} has ${this.#maxPeersPerRoom} peers already`)
+    }
+    return undefined
   }
 
   #roomOf(key: string): Room {

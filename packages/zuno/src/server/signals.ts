@@ -4,7 +4,7 @@
  */
 import type { ErrorCode, PresenceOp } from '../protocol'
 import { notifyEach } from './notify'
-import type { PresenceSignal } from './presence'
+import type { PresenceOutcome, PresenceSignal } from './presence'
 import type { InstanceBus } from './storage'
 
 /** A signal between instances. `to` names a sync server (its id is the first part of its stream ids). */
@@ -67,8 +67,8 @@ export type InstanceSignal =
       to: string
       /** The request's id. */
       requestId: string
-      /** For `presenceOps`: each tab's peer id. */
-      peers?: Record<string, string>
+      /** For `presenceOps`: what was done. */
+      presence?: PresenceOutcome
       /** Why it failed, if it did. */
       error?: {
         /** The error's code. */

@@ -8,7 +8,7 @@ import { ZunoError } from '../errors'
 import { MAX_STORES_PER_STREAM, type PresenceOp, type PresenceRequest, STORE_KEY_PATTERN, STREAM_ID_PATTERN, type SubscribeRequest } from '../protocol'
 import type { ServedUniverse } from './authoritativeUniverse'
 import type { Hub, Stream } from './hub'
-import type { PresenceRooms } from './presence'
+import type { PresenceOutcome, PresenceRooms } from './presence'
 import type { InstanceSignal } from './signals'
 import { encodeFollowedFrame, encodeRevokedFrame } from './sse'
 
@@ -60,12 +60,12 @@ export class StreamControl {
    * (its heartbeat too, with no op). Resolves with each tab's peer id; throws `unknown_stream` when
    * no instance holds the stream for this principal.
    */
-  async presence(request: PresenceRequest, principalId: string): Promise<Record<string, string>> {
+  async presence(request: PresenceRequest, principalId: string): Promise<PresenceOutcome> {
     const server = serverOf(request.streamId)
     if (server === this.serverId) return this.#presenceHere(request.streamId, principalId, request.ops)
     const { streamId, ops } = request
     const answer = await this.#route((requestId) => ({ type: 'presenceOps', to: server, from: this.serverId, requestId, principal: principalId, streamId, ops }))
-    return answer.peers ?? {}
+    return answer.presence ?? { peers: {} }
   }
 
   /** Sends a request to the instance holding its stream and waits for the answer; throws its error, or `unknown_stream` past the wait. */
@@ -86,7 +86,7 @@ export class StreamControl {
     return answer
   }
 
-  #presenceHere(streamId: string, principalId: string, ops: readonly PresenceOp[]): Record<string, string> {
+  #presenceHere(streamId: string, principalId: string, ops: readonly PresenceOp[]): PresenceOutcome {
     return this.host.presence.apply(this.#streamOf(streamId, principalId), ops)
   }
 
@@ -233,8 +233,8 @@ export class StreamControl {
         if (signal.to !== this.serverId) break
         let answer: InstanceSignal
         try {
-          const peers = this.#presenceHere(signal.streamId, signal.principal, signal.ops)
-          answer = { type: 'subscribed', to: signal.from, requestId: signal.requestId, peers }
+          const presence = this.#presenceHere(signal.streamId, signal.principal, signal.ops)
+          answer = { type: 'subscribed', to: signal.from, requestId: signal.requestId, presence }
         } catch (caught) {
           const error = caught instanceof ZunoError ? caught : unknownStream()
           answer = { type: 'subscribed', to: signal.from, requestId: signal.requestId, error: { code: error.code, message: error.message } }
@@ -245,7 +245,7 @@ export class StreamControl {
       case 'subscribed': {
         if (signal.to !== this.serverId) break
         const error = signal.error && new ZunoError(signal.error.code, signal.error.message)
-        this.#routed.get(signal.requestId)?.settle(error === undefined ? { peers: signal.peers } : { error })
+        this.#routed.get(signal.requestId)?.settle(error === undefined ? { presence: signal.presence } : { error })
         break
       }
     }
@@ -255,7 +255,7 @@ export class StreamControl {
 /** What a routed request's answer brings back. */
 interface RoutedAnswer {
   error?: ZunoError | undefined
-  peers?: Record<string, string> | undefined
+  presence?: PresenceOutcome | undefined
 }
 
 /** The sync server that holds a stream: the first part of its id. */
