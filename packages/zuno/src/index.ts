@@ -16,6 +16,7 @@ export type {
   RefusedOp,
   ReplicaOptions,
 } from './client/replicaUniverse'
+export type { BroadcastSender, PresencePeer, PresenceRoom } from './client/presence'
 export { createSnapshotUniverse, SnapshotUniverse, type SnapshotUniverseOptions } from './client/snapshotUniverse'
 export type { FirstRender } from './client/firstRender'
 export type { DigestLike } from './client/writerTags'
@@ -54,11 +55,13 @@ export {
   MAX_STORES_PER_STREAM,
   parseEventId,
   PATHS,
+  PRESENCE_LIMITS,
   PROTOCOL_HEADER,
   PROTOCOL_VERSION,
   SSE_EVENTS,
   STORE_KEY_PATTERN,
   STREAM_ID_PATTERN,
+  TAB_KEY_PATTERN,
 } from './protocol'
 export type {
   ActionAccepted,
@@ -71,6 +74,12 @@ export type {
   SchemaIssue,
   EventId,
   HelloMessage,
+  PresenceAccepted,
+  PresenceBroadcast,
+  PresenceMessage,
+  PresenceOp,
+  PresenceRefusal,
+  PresenceRequest,
   RevokedMessage,
   SnapshotMessage,
   SubscribeAccepted,

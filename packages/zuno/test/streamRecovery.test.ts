@@ -56,7 +56,7 @@ describe('replica stream recovery', () => {
     counter.subscribe((value) => shown.push(value))
     await until(() => counter.version === 3)
     expect(shown).toEqual([1, 33])
-    expect(server.urls[1]).toBe('/zuno/sse?v=2&patches=1') // a fresh stream: no lastEventId, so a snapshot
+    expect(server.urls[1]).toBe('/zuno/sse?v=2&patches=1&hello=1') // a fresh stream: no lastEventId, so a snapshot
   })
 
   it('applies a patch to the version before it, and resyncs on a patch past a gap or one that does not apply', async () => {
@@ -80,7 +80,7 @@ describe('replica stream recovery', () => {
     await until(() => doc.version === 4)
     expect(shown).toEqual([{ a: 1, b: 1 }, { a: 2, b: 1 }, { a: 2, b: 3 }, { a: 4, b: 4 }])
     // Each resync is a fresh stream: no lastEventId, so a snapshot.
-    expect(server.urls.slice(1)).toEqual(['/zuno/sse?v=2&patches=1', '/zuno/sse?v=2&patches=1'])
+    expect(server.urls.slice(1)).toEqual(['/zuno/sse?v=2&patches=1&hello=1', '/zuno/sse?v=2&patches=1&hello=1'])
   })
 
   it('reconnects by itself after the stream dies and resumes from the last applied id', async () => {
@@ -98,7 +98,7 @@ describe('replica stream recovery', () => {
     replica.status.subscribe((status) => statuses.push(status))
     const counter = replica.store<number>('counter', 0)
     await until(() => counter.version === 2)
-    expect(server.urls[1]).toBe('/zuno/sse?v=2&patches=1&lastEventId=ep-1')
+    expect(server.urls[1]).toBe('/zuno/sse?v=2&patches=1&hello=1&lastEventId=ep-1')
     expect(statuses).toEqual(['connected', 'offline', 'connecting', 'connected'])
   })
 
@@ -116,7 +116,7 @@ describe('replica stream recovery', () => {
     const replica = follow(server)
     const counter = replica.store<number>('counter', 0)
     await until(() => counter.version === 9)
-    expect(server.urls[1]).toBe('/zuno/sse?v=2&patches=1') // no lastEventId: a fresh snapshot, not a resume
+    expect(server.urls[1]).toBe('/zuno/sse?v=2&patches=1&hello=1') // no lastEventId: a fresh snapshot, not a resume
   })
 
   it('adopts the snapshot of a restarted server (new epoch) even with lower versions', async () => {
@@ -153,7 +153,7 @@ describe('replica stream recovery', () => {
     const counter = replica.store<number>('counter', 0)
     await until(() => notes.version === 2)
     await until(() => server.urls.length === 2 && replica.lastEventId === 'new-1')
-    expect(server.urls[1]).toBe('/zuno/sse?v=2&patches=1')
+    expect(server.urls[1]).toBe('/zuno/sse?v=2&patches=1&hello=1')
     // The new epoch reset what it does not hold to the initial state, and nothing of the old history stays.
     expect({ version: notes.version, state: notes.get() }).toEqual({ version: 0, state: 'initial' })
     expect({ version: counter.version, state: counter.get() }).toEqual({ version: 1, state: 7 })

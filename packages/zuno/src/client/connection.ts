@@ -1,5 +1,5 @@
 import { ZunoError } from '../errors'
-import { type CommitEvent, type HelloMessage, PATHS, PROTOCOL_VERSION, type RevokedMessage, SSE_EVENTS, type SnapshotMessage, type StateEvent } from '../protocol'
+import { type CommitEvent, type HelloMessage, PATHS, type PresenceMessage, PROTOCOL_VERSION, type RevokedMessage, SSE_EVENTS, type SnapshotMessage, type StateEvent } from '../protocol'
 import { refusesCredentials, streamRefusal } from './answers'
 import { backoffDelay } from './backoff'
 import type { StreamStores } from './follows'
@@ -52,6 +52,8 @@ export interface StreamHandlers {
   followed(message: SnapshotMessage, eventId: string): void
   /** Stores the stream no longer carries: the principal may no longer read them. */
   revoked(message: RevokedMessage): void
+  /** Who is in a room, and what they broadcast. */
+  presence(message: PresenceMessage): void
   /** A resumed stream has replayed what was missed. */
   resumed(): void
   state(event: StateEvent, eventId: string): void
@@ -208,6 +210,10 @@ export class StreamConnection {
       const message = parseData<RevokedMessage>(event.data)
       if (source === this.#source && Array.isArray(message?.stores)) this.#handlers.revoked(message)
     })
+    source.addEventListener(SSE_EVENTS.presence, (event) => {
+      const message = parseData<PresenceMessage>(event.data)
+      if (source === this.#source && typeof message?.room === 'string') this.#handlers.presence(message)
+    })
     source.addEventListener(SSE_EVENTS.resumed, () => {
       if (source === this.#source) this.#handlers.resumed()
     })
@@ -273,6 +279,8 @@ export class StreamConnection {
     query.set('v', String(PROTOCOL_VERSION))
     // This client reads patches: the server may send a change as one when it is shorter.
     query.set('patches', '1')
+    // The stream's id (its `hello`), which `POST /subscribe` and `POST /presence` name.
+    query.set('hello', '1')
     const named = this.#options.stores()
     if (named !== undefined) {
       query.set('stores', named.stores.join(','))

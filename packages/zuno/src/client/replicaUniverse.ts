@@ -1,9 +1,9 @@
 import type { ActionArgs, ActionSpec } from '../action'
 import { ZunoError } from '../errors'
-import { newClientId } from '../id'
+import { newClientId, randomBase64url } from '../id'
 import { Observable } from '../observable'
 import { appSetup, type ZunoApp } from '../app'
-import { ACTION_NAME_PATTERN } from '../protocol'
+import { ACTION_NAME_PATTERN, STORE_KEY_PATTERN } from '../protocol'
 import type { Schemas, StatesOf } from '../schema'
 import { type PublishedState, StoreCell, type Updater } from '../store'
 import { Universe } from '../universe'
@@ -27,6 +27,7 @@ import { SyncState } from './syncState'
 import { ReplicaStores } from './replicaStores'
 import { EventCursor } from './eventCursor'
 import { Follows } from './follows'
+import { type PresenceRoom, PresenceRooms } from './presence'
 import { type FirstRender, firstRenderOf } from './firstRender'
 import type { LockManagerLike } from './tabs'
 import type { ConnectionStatus, EventSourceConstructor } from './connection'
@@ -82,6 +83,8 @@ export class ReplicaUniverse<
   readonly #ops: OpLifecycle
   /** The stores followed at runtime, besides the fixed `stores`. */
   readonly #follows: Follows
+  /** The rooms this tab is in (`presence()`). */
+  readonly #presence = new PresenceRooms()
   /**
    * With `hydrate`: what the first render shows, to match the server's HTML (for `getServerSnapshot`).
    * Without it there is no server render to match.
@@ -190,6 +193,10 @@ export class ReplicaUniverse<
       sync: this.#sync,
       feed,
       follows: this.#follows,
+      presence: this.#presence,
+      // Its own, never sent to anyone but the server: others see a digest of it with the principal.
+      tabKey: randomBase64url(22),
+      presenceTransport: { url, fetch: fetchImpl, token: options.token, withCredentials: options.withCredentials ?? false, timers },
       ops: this.#ops,
       hold: this.#hold,
       replicas: this.#replicas,
@@ -264,6 +271,20 @@ export class ReplicaUniverse<
   follow(key: string): () => void {
     this.cell(key)
     return this.#follows.follow(key)
+  }
+
+  /**
+   * Joins `room` (any store key the principal may read) with `initial` as this tab's presence
+   * value, until `leave()`: the handle shows the others in the room (this browser's other tabs
+   * among them, each its own presence) and sends this tab's value, at most 20 times a second
+   * (latest wins), and events broadcast to the room. Never logged or stored. Handles of one room
+   * add up; the tab leaves once the last is let go. Tabs that share a stream carry their presence
+   * on the leader's. See docs/presence.md.
+   */
+  presence<P>(room: string, initial: P): PresenceRoom<P> {
+    if (!STORE_KEY_PATTERN.test(room)) throw new ZunoError('invalid_store_key', `Invalid room ${JSON.stringify(room.slice(0, 200))}`)
+    if (this.#sync.closed) throw new ZunoError('closed', 'The replica was closed')
+    return this.#presence.join(room, initial)
   }
 
   /** Closes the stream; ops still pending reject with a `closed` error, and `status` becomes `closed`. */

@@ -11,6 +11,7 @@ import type { CredentialHold } from './credentialHold'
 import type { EventCursor } from './eventCursor'
 import type { Follows } from './follows'
 import type { OpLifecycle } from './opLifecycle'
+import { PresenceSender, type PresenceSenderDeps, type PresenceRooms, type TabPresence } from './presence'
 import type { ReplicaStore } from './pendingQueue'
 import type { ReplicaOptions } from './replicaOptions'
 import type { ReplicaStores } from './replicaStores'
@@ -32,6 +33,12 @@ export interface StreamLinkDeps {
   readonly feed: ServerFeed
   /** The stores followed at runtime, this tab's and (when it leads) the other tabs'. */
   readonly follows: Follows
+  /** The rooms this tab is in. */
+  readonly presence: PresenceRooms
+  /** This tab's key: what the server knows its presence by. */
+  readonly tabKey: string
+  /** Where and how the leader posts presence. */
+  readonly presenceTransport: Pick<PresenceSenderDeps, 'url' | 'fetch' | 'token' | 'withCredentials' | 'timers'>
   /** An op waiting out a delivery pause goes as soon as the stream is connected again. */
   readonly ops: OpLifecycle
   readonly hold: CredentialHold
@@ -61,6 +68,10 @@ export class StreamLink {
   readonly #tabs: TabRelay | undefined
   /** Leader: until when another tab has said that ops wait there for the stream. */
   #followersWaitUntil = Number.NEGATIVE_INFINITY
+  /** Leader: what every tab of the browser wants shown, told to the stream. */
+  #sender: PresenceSender | undefined
+  /** Leader: each other tab's key, by tab id, to let its presence go when it closes. */
+  readonly #tabKeys = new Map<string, string>()
 
   constructor(deps: StreamLinkDeps) {
     this.#deps = deps
@@ -96,12 +107,30 @@ export class StreamLink {
         showTogether: (replicas) => deps.showTogether(replicas),
         knownStates: () => deps.replicas.known(),
         lastEventId: () => deps.cursor.lastEventId,
+        applyPresence: (message) => deps.presence.message(message),
+        presenceIds: (peers) => this.#identified(peers),
+        presenceRefused: (tab, room, refusal) => {
+          if (tab === deps.tabKey) deps.presence.refused(room, refusal)
+        },
+        tabPresence: (tabId, tab, rooms) => this.#tabPresence(tabId, tab, rooms),
+        tabBroadcast: (tab, room, data) => this.#sender?.broadcast(tab, room, data),
+        ownPresence: () => ({ tab: deps.tabKey, rooms: pairs(deps.presence.wanted()) }),
       })
       if (!this.#tabs.leader) this.#tabs.askLeader()
       // A follower's stream is the leader's: what it follows, the leader follows for it.
       const tabs = this.#tabs
       deps.follows.onChange = () => {
         if (this.#connection === undefined) tabs.follows(deps.follows.own())
+      }
+      // Until it leads, this tab's presence goes to the leader, which shows it on its stream.
+      if (this.#connection === undefined) {
+        deps.presence.connect({
+          changed: (rooms) => tabs.presence(deps.tabKey, pairs(rooms)),
+          broadcast: (room, data) => {
+            tabs.presenceBroadcast(deps.tabKey, room, data)
+            deps.presence.sent(1)
+          },
+        })
       }
     } else {
       this.#lead()
@@ -110,22 +139,46 @@ export class StreamLink {
 
   /** Opens the stream: this replica (tab) is the one that holds it, and relays it to the others. */
   #lead(): void {
-    const { sync, feed, lastError, hold, follows } = this.#deps
+    const { sync, feed, lastError, hold, follows, presence, tabKey } = this.#deps
     if (sync.closed) return
     // A tab that asked before this one led (its hello reached no leader) is answered once synced.
     sync.lead(this.#tabs !== undefined)
+    const sender = new PresenceSender({
+      ...this.#deps.presenceTransport,
+      identified: (peers) => {
+        this.#identified(peers)
+        this.#tabs?.presenceIds({ ...peers })
+      },
+      refused: (tab, room, refusal) => {
+        if (tab === tabKey) presence.refused(room, refusal)
+        else this.#tabs?.presenceRefused(tab, room, refusal)
+      },
+      sent: (tab, count) => {
+        if (tab === tabKey) presence.sent(count)
+      },
+    })
+    this.#sender = sender
+    presence.connect({ changed: (rooms) => sender.setTab(tabKey, rooms), broadcast: (room, data) => sender.broadcast(tabKey, room, data) })
     this.#connection = new StreamConnection(this.#deps.stream, {
       snapshot: (message, eventId) => {
         feed.applySnapshot(message, eventId)
         this.#tabs?.snapshot(message, eventId)
       },
-      hello: ({ streamId }) => follows.hello(streamId),
+      hello: ({ streamId }) => {
+        follows.hello(streamId)
+        sender.hello(streamId)
+      },
+      presence: (message) => {
+        presence.message(message)
+        this.#tabs?.presenceEvent(message)
+      },
       followed: (message, eventId) => {
         feed.applyFollowed(message, eventId)
         this.#tabs?.followed(message, eventId)
       },
       revoked: ({ stores }) => {
         follows.revoked(stores)
+        presence.revoked(stores)
         this.#tabs?.revoked(stores)
       },
       state: (event, eventId) => {
@@ -197,9 +250,31 @@ export class StreamLink {
     this.#tabs?.announceAll(entries)
   }
 
-  /** Closes this replica's own stream, if it holds one. */
+  /** Closes this replica's own stream, if it holds one; this tab's presence leaves at once (the others' stay for the next leader). */
   closeStream(): void {
+    if (this.#sender !== undefined) {
+      this.#sender.setTab(this.#deps.tabKey, undefined)
+      this.#sender.flushNow()
+      this.#sender.close()
+    }
     this.#connection?.close()
+  }
+
+  /** This tab's peer id, among those the server said. */
+  #identified(peers: Readonly<Record<string, string>>): void {
+    const own = peers[this.#deps.tabKey]
+    if (own !== undefined) this.#deps.presence.identified(own)
+  }
+
+  /** Leader: another tab's presence (`tab` undefined: it closed). */
+  #tabPresence(tabId: string, tab: string | undefined, rooms: ReadonlyArray<[string, unknown]>): void {
+    const key = tab ?? this.#tabKeys.get(tabId)
+    if (key === undefined) return
+    if (tab === undefined || rooms.length === 0) this.#tabKeys.delete(tabId)
+    else this.#tabKeys.set(tabId, tab)
+    const wanted = new Map<string, { state: unknown; json: string }>()
+    for (const [room, state] of rooms) wanted.set(room, { state, json: JSON.stringify(state) })
+    this.#sender?.setTab(key, wanted)
   }
 
   /** Leaves the other tabs: called last, once this tab's final announcements are out. */
@@ -213,4 +288,9 @@ export class StreamLink {
     // A follower whose ops wait keeps the leader's reconnect pauses short, as the leader's own would.
     else if (this.#connection === undefined && this.#deps.waiting()) this.#tabs?.hurry(false)
   }
+}
+
+/** A tab's presence as the tabs pass it: `[room, value]` pairs. */
+function pairs(rooms: TabPresence): Array<[string, unknown]> {
+  return [...rooms].map(([room, { state }]) => [room, state])
 }

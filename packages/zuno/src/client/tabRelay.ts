@@ -5,7 +5,7 @@
  */
 import { ZunoError } from '../errors'
 import type { LockManagerLike } from './tabs'
-import type { CommitEvent, SnapshotMessage, StateEvent, StoreState } from '../protocol'
+import type { CommitEvent, PresenceMessage, PresenceRefusal, SnapshotMessage, StateEvent, StoreState } from '../protocol'
 import type { ConnectionStatus } from './connection'
 import type { ReplicaStore } from './pendingQueue'
 import type { SyncState } from './syncState'
@@ -46,10 +46,22 @@ export interface RelayHost {
   /** The stores whose state came from the server (and so can be handed to a new tab). */
   knownStates(): Record<string, StoreState>
   lastEventId(): string | undefined
+  /** Follower: a room's presence, relayed by the leader. */
+  applyPresence(message: PresenceMessage): void
+  /** Follower: the tabs' peer ids, by tab key. */
+  presenceIds(peers: Record<string, string>): void
+  /** Follower: the server skipped a tab's ops in a room. */
+  presenceRefused(tab: string, room: string, refusal: PresenceRefusal): void
+  /** Leader: what another tab wants shown (`undefined`: the tab left). */
+  tabPresence(tabId: string, tab: string | undefined, rooms: ReadonlyArray<[string, unknown]>): void
+  /** Leader: another tab broadcasts to a room. */
+  tabBroadcast(tab: string, room: string, data: unknown): void
+  /** What this tab wants shown, with its key: told again to a new leader. */
+  ownPresence(): { tab: string; rooms: Array<[string, unknown]> }
 }
 
 /** What only the leader sends: its stream, relayed, and its greeting. */
-const RELAYED: ReadonlySet<TabMessage['type']> = new Set(['snapshot', 'state', 'commit', 'resumed', 'status', 'followed', 'revoked', 'overflow'])
+const RELAYED: ReadonlySet<TabMessage['type']> = new Set(['snapshot', 'state', 'commit', 'resumed', 'status', 'followed', 'revoked', 'overflow', 'presenceEvent', 'presenceIds', 'presenceRefused'])
 
 export class TabRelay {
   readonly #link: TabLink
@@ -172,16 +184,53 @@ export class TabRelay {
   }
 
   close(): void {
-    // The leader's stream need not follow for this tab any more (at once: the channel closes next).
-    if (!this.#host.leading()) this.#link.post({ type: 'follows', from: this.#host.tabId(), stores: [] })
+    // The leader's stream need not follow for this tab, nor show it, any more (at once: the channel closes next).
+    if (!this.#host.leading()) {
+      const from = this.#host.tabId()
+      this.#link.post({ type: 'follows', from, stores: [] })
+      this.#link.post({ type: 'presence', from, tab: this.#host.ownPresence().tab, rooms: [] })
+    }
     this.#link.close()
+  }
+
+  /** Follower: tells the leader what this tab wants shown, once this tab holds its own lock (so the leader can watch it). */
+  presence(tab: string, rooms: Array<[string, unknown]>): void {
+    const from = this.#host.tabId()
+    void this.#link.present.then(() => this.#link.post({ type: 'presence', from, tab, rooms }))
+  }
+
+  /** Follower: a broadcast of this tab, for the leader's stream. */
+  presenceBroadcast(tab: string, room: string, data: unknown): void {
+    this.#link.post({ type: 'presenceBroadcast', from: this.#host.tabId(), tab, room, data })
+  }
+
+  /** Leader: relays a room's presence from its stream. */
+  presenceEvent(message: PresenceMessage): void {
+    this.#link.post({ type: 'presenceEvent', from: this.#host.tabId(), message })
+  }
+
+  /** Leader: relays the tabs' peer ids. */
+  presenceIds(peers: Record<string, string>): void {
+    this.#link.post({ type: 'presenceIds', from: this.#host.tabId(), peers })
+  }
+
+  /** Leader: tells the tabs the server skipped one's ops in a room. */
+  presenceRefused(tab: string, room: string, refusal: PresenceRefusal): void {
+    this.#link.post({ type: 'presenceRefused', from: this.#host.tabId(), tab, room, refusal })
   }
 
   #resync(): void {
     this.#link.post({ type: 'hello', from: this.#host.tabId() })
-    // A new leader (or one that lost what it knew) hears this tab's follows with its hello.
+    // A new leader (or one that lost what it knew) hears this tab's follows and presence with its hello.
+    this.#tellNewLeader()
+  }
+
+  /** What a leader that is new to this tab must carry for it: its follows and its presence. */
+  #tellNewLeader(): void {
     const follows = this.#host.ownFollows()
     if (follows.length > 0) this.follows(follows)
+    const { tab, rooms } = this.#host.ownPresence()
+    if (rooms.length > 0) this.presence(tab, rooms)
   }
 
   #fromTab(message: TabMessage): void {
@@ -217,6 +266,23 @@ export class TabRelay {
         if (!leading) break
         host.tabFollows(message.from, message.stores)
         this.#watchTab(message.from)
+        break
+      case 'presence':
+        if (!leading) break
+        host.tabPresence(message.from, message.tab, message.rooms)
+        this.#watchTab(message.from)
+        break
+      case 'presenceBroadcast':
+        if (leading) host.tabBroadcast(message.tab, message.room, message.data)
+        break
+      case 'presenceEvent':
+        if (!leading) host.applyPresence(message.message)
+        break
+      case 'presenceIds':
+        if (!leading) host.presenceIds(message.peers)
+        break
+      case 'presenceRefused':
+        if (!leading) host.presenceRefused(message.tab, message.room, message.refusal)
         break
       case 'commit':
         if (!leading) host.applyCommit(message.event, message.eventId)
@@ -262,9 +328,8 @@ export class TabRelay {
     if (this.#formerLeaders.has(from)) return true
     if (this.#leaderHeard !== undefined) this.#formerLeaders.add(this.#leaderHeard)
     this.#leaderHeard = from
-    // A new leader knows nothing of what this tab follows: its stream must follow it too.
-    const follows = this.#host.ownFollows()
-    if (follows.length > 0) this.follows(follows)
+    // A new leader knows nothing of what this tab follows or shows: its stream must carry it too.
+    this.#tellNewLeader()
     return false
   }
 
@@ -275,6 +340,7 @@ export class TabRelay {
     this.#link.watch(tabId, () => {
       this.#watched.delete(tabId)
       this.#host.tabFollows(tabId, [])
+      this.#host.tabPresence(tabId, undefined, [])
     })
   }
 

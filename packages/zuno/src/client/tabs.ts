@@ -1,5 +1,5 @@
 import type { ConnectionStatus } from './connection'
-import type { CommitEvent, SnapshotMessage, StateEvent } from '../protocol'
+import type { CommitEvent, PresenceMessage, PresenceRefusal, SnapshotMessage, StateEvent } from '../protocol'
 
 /** The part of `BroadcastChannel` the tab layer uses. */
 export interface BroadcastChannelLike {
@@ -109,6 +109,61 @@ export type TabMessage =
       from: string
       /** The stores. */
       stores: string[]
+    }
+  /** A tab's presence, sent whole on each change (no room as it leaves): the leader's stream shows it. */
+  | {
+      /** The kind of message. */
+      type: 'presence'
+      /** The sending tab's id. */
+      from: string
+      /** The tab's key, which the server knows it by. */
+      tab: string
+      /** Its value per room. */
+      rooms: Array<[room: string, state: unknown]>
+    }
+  /** A tab broadcasts an event to a room, through the leader's stream. */
+  | {
+      /** The kind of message. */
+      type: 'presenceBroadcast'
+      /** The sending tab's id. */
+      from: string
+      /** The tab's key. */
+      tab: string
+      /** The room. */
+      room: string
+      /** The event. */
+      data: unknown
+    }
+  /** The leader's stream, relayed: who is in a room, and what they broadcast. */
+  | {
+      /** The kind of message. */
+      type: 'presenceEvent'
+      /** The sending tab's id. */
+      from: string
+      /** The event as the leader received it. */
+      message: PresenceMessage
+    }
+  /** The leader, relaying the server's answer: each tab's peer id, by tab key. */
+  | {
+      /** The kind of message. */
+      type: 'presenceIds'
+      /** The sending tab's id. */
+      from: string
+      /** Peer ids by tab key. */
+      peers: Record<string, string>
+    }
+  /** The leader, relaying the server's answer: a tab's ops in a room were skipped. */
+  | {
+      /** The kind of message. */
+      type: 'presenceRefused'
+      /** The sending tab's id. */
+      from: string
+      /** The tab's key. */
+      tab: string
+      /** The room. */
+      room: string
+      /** Why. */
+      refusal: PresenceRefusal
     }
   /** The leader's connection status. */
   | {
@@ -243,8 +298,10 @@ export class TabLink {
     return this.#leader
   }
 
-  /** Sends to every other tab (a channel never delivers to its sender). */
+  /** Sends to every other tab (a channel never delivers to its sender); nothing once this tab has left. */
   post(message: TabMessage): void {
+    // Late callers (an answer that arrives after the tab closed) have nobody left to tell.
+    if (this.#abort.signal.aborted) return
     this.#channel.postMessage(message)
   }
 

@@ -1,0 +1,442 @@
+/**
+ * Presence on a replica: the rooms this tab is in, with what the server streams of the others
+ * ({@link PresenceRooms}), and, on the tab that holds the stream, what every tab of the browser
+ * wants the server to show ({@link PresenceSender}): each tab's value per room, sent at most once a
+ * tick (latest wins), with a heartbeat while any tab is in a room.
+ */
+import { ZunoError } from '../errors'
+import {
+  type ErrorBody,
+  PATHS,
+  PRESENCE_LIMITS,
+  type PresenceAccepted,
+  type PresenceMessage,
+  type PresenceOp,
+  type PresenceRefusal,
+  PROTOCOL_HEADER,
+  PROTOCOL_VERSION,
+} from '../protocol'
+import type { Timers } from './connection'
+
+/** A peer in a room, as a replica shows it. */
+export interface PresencePeer<P = unknown> {
+  /** Stable for a tab and its principal, across reconnects and leader tabs. */
+  readonly id: string
+  /** The id of the principal the server authenticated (`''` when anonymous): not what the peer says of itself. */
+  readonly principal: string
+  /** Its presence value. */
+  readonly state: P
+}
+
+/** Who sent a broadcast event. */
+export interface BroadcastSender {
+  /** The sender's peer id. */
+  readonly id: string
+  /** The id of the principal the server authenticated. */
+  readonly principal: string
+}
+
+/**
+ * This tab's presence in one room: its own value, the others', and events broadcast to the room.
+ * Never logged or stored; a tab that closes or loses its connection leaves (docs/presence.md).
+ */
+export interface PresenceRoom<P = unknown> {
+  /** The room: a store key the principal may read. */
+  readonly room: string
+  /** This tab's value in the room. */
+  me(): P
+  /** Replaces this tab's value (or updates it from the current one); the others see the latest, at most 20 times a second. */
+  set(next: P | ((current: P) => P)): void
+  /** Everyone else in the room, this browser's other tabs included, in the order they joined; the same array until it changes. */
+  others(): readonly PresencePeer<P>[]
+  /** Calls `listener` when `me()`, `others()` or `error()` changes; returns the function that stops it. */
+  subscribe(listener: () => void): () => void
+  /** Sends `data` (JSON, at most 2 KiB) to everyone else in the room; never kept, never replayed. Throws `presence_too_large` or `queue_full`. */
+  broadcast(data: unknown): void
+  /** Calls `listener` with each event the others broadcast to the room; returns the function that stops it. */
+  onBroadcast(listener: (data: unknown, from: BroadcastSender) => void): () => void
+  /** Why the server does not show this tab in the room (`forbidden`, `room_full`), if it does not. */
+  error(): ZunoError | undefined
+  /** Lets go of this handle; the tab leaves the room once every handle of it has. */
+  leave(): void
+}
+
+/** What one tab wants the server to show: its value per room (JSON, measured once). */
+export type TabPresence = ReadonlyMap<string, { state: unknown; json: string }>
+
+/** Most events waiting to be sent, per replica, before `broadcast` throws `queue_full`. */
+const MAX_QUEUED_BROADCASTS = 64
+
+/** A room this tab is in. */
+class JoinedRoom<P> {
+  handles = 0
+  state: P
+  json: string
+  /** This tab's peer id, once the server has said it. */
+  selfId: string | undefined
+  readonly peers = new Map<string, PresencePeer<P>>()
+  othersCache: readonly PresencePeer<P>[] | undefined
+  error: ZunoError | undefined
+  readonly listeners = new Set<() => void>()
+  readonly broadcastListeners = new Set<(data: unknown, from: BroadcastSender) => void>()
+
+  constructor(
+    readonly room: string,
+    initial: P,
+  ) {
+    this.state = initial
+    this.json = measure(initial, PRESENCE_LIMITS.maxStateBytes, 'A presence value')
+  }
+
+  others(): readonly PresencePeer<P>[] {
+    this.othersCache ??= [...this.peers.values()].filter((peer) => peer.id !== this.selfId)
+    return this.othersCache
+  }
+
+  changed(): void {
+    this.othersCache = undefined
+    callEach(this.listeners, (listener) => listener())
+  }
+}
+
+/** What {@link PresenceRooms} tells the transport: this tab's wishes. */
+export interface PresenceRoomsHost {
+  /** This tab's value per room changed (a join, a `set`, a leave). */
+  changed(rooms: TabPresence): void
+  /** This tab broadcasts `data` to `room`. */
+  broadcast(room: string, data: unknown): void
+}
+
+/** The rooms this tab is in, as the replica shows them. */
+export class PresenceRooms {
+  readonly #rooms = new Map<string, JoinedRoom<unknown>>()
+  #host: PresenceRoomsHost | undefined
+  #queued = 0
+
+  /** Where this tab's wishes go: the sender on a leader, the leader tab from a follower. */
+  connect(host: PresenceRoomsHost): void {
+    this.#host = host
+    if (this.#rooms.size > 0) host.changed(this.wanted())
+  }
+
+  /** This tab's value per room. */
+  wanted(): TabPresence {
+    const wanted = new Map<string, { state: unknown; json: string }>()
+    for (const [room, joined] of this.#rooms) if (joined.error === undefined) wanted.set(room, { state: joined.state, json: joined.json })
+    return wanted
+  }
+
+  /** Joins `room` with `initial` (or takes another handle of it, keeping its value). */
+  join<P>(room: string, initial: P): PresenceRoom<P> {
+    let joined = this.#rooms.get(room) as JoinedRoom<P> | undefined
+    if (joined === undefined) {
+      joined = new JoinedRoom(room, initial)
+      this.#rooms.set(room, joined as JoinedRoom<unknown>)
+      this.#host?.changed(this.wanted())
+    }
+    joined.handles += 1
+    return this.#handle(joined)
+  }
+
+  /** A `presence` event of the stream. */
+  message(message: PresenceMessage): void {
+    const joined = this.#rooms.get(message.room)
+    if (joined === undefined) return
+    let changed = false
+    if (message.whole === true) {
+      joined.peers.clear()
+      changed = true
+    }
+    for (const peer of message.peers ?? []) {
+      joined.peers.set(peer.id, { id: peer.id, principal: peer.principal, state: peer.state })
+      changed = true
+    }
+    for (const id of message.left ?? []) changed = joined.peers.delete(id) || changed
+    if (changed) joined.changed()
+    for (const { from, principal, data } of message.broadcasts ?? []) {
+      if (from === joined.selfId) continue
+      callEach(joined.broadcastListeners, (listener) => listener(data, { id: from, principal }))
+    }
+  }
+
+  /** This tab's peer id (the same in every room, for a principal). */
+  identified(peerId: string): void {
+    for (const joined of this.#rooms.values()) {
+      if (joined.selfId === peerId) continue
+      joined.selfId = peerId
+      joined.changed()
+    }
+  }
+
+  /** The server skipped this tab's ops in `room`: it is not shown there until it joins again. */
+  refused(room: string, refusal: PresenceRefusal): void {
+    const joined = this.#rooms.get(room)
+    if (joined === undefined) return
+    joined.error = new ZunoError(refusal.error, refusal.message)
+    joined.peers.clear()
+    joined.changed()
+    this.#host?.changed(this.wanted())
+  }
+
+  /** The principal may no longer read these rooms (the stream said `revoked`). */
+  revoked(storeKeys: readonly string[]): void {
+    for (const room of storeKeys) if (this.#rooms.has(room)) this.refused(room, { error: 'forbidden', message: `You may no longer read ${JSON.stringify(room)}` })
+  }
+
+  /** A broadcast of this tab went out (or was dropped with its request): room for another. */
+  sent(count: number): void {
+    this.#queued = Math.max(0, this.#queued - count)
+  }
+
+  #handle<P>(joined: JoinedRoom<P>): PresenceRoom<P> {
+    let left = false
+    const rooms = this
+    return {
+      room: joined.room,
+      me: () => joined.state,
+      set(next) {
+        if (left) return
+        const state = typeof next === 'function' ? (next as (current: P) => P)(joined.state) : next
+        const json = measure(state, PRESENCE_LIMITS.maxStateBytes, 'A presence value')
+        joined.state = state
+        if (json === joined.json) return
+        joined.json = json
+        callEach(joined.listeners, (listener) => listener())
+        if (joined.error === undefined) rooms.#host?.changed(rooms.wanted())
+      },
+      others: () => joined.others(),
+      subscribe(listener) {
+        joined.listeners.add(listener)
+        return () => {
+          joined.listeners.delete(listener)
+        }
+      },
+      broadcast(data) {
+        if (left) return
+        measure(data, PRESENCE_LIMITS.maxBroadcastBytes, 'A broadcast event')
+        if (rooms.#queued >= MAX_QUEUED_BROADCASTS) throw new ZunoError('queue_full', `${MAX_QUEUED_BROADCASTS} broadcast events already wait to be sent`)
+        rooms.#queued += 1
+        rooms.#host?.broadcast(joined.room, data)
+      },
+      onBroadcast(listener) {
+        joined.broadcastListeners.add(listener)
+        return () => {
+          joined.broadcastListeners.delete(listener)
+        }
+      },
+      error: () => joined.error,
+      leave() {
+        if (left) return
+        left = true
+        joined.handles -= 1
+        if (joined.handles > 0) return
+        rooms.#rooms.delete(joined.room)
+        rooms.#host?.changed(rooms.wanted())
+      },
+    }
+  }
+}
+
+/** What {@link PresenceSender} needs: where and how to post, and whom to tell what the server said. */
+export interface PresenceSenderDeps {
+  /** The mount's URL, without a trailing slash. */
+  readonly url: string
+  readonly fetch: typeof fetch
+  readonly token: (() => string | undefined) | undefined
+  readonly withCredentials: boolean
+  readonly timers: Timers
+  /** Each tab's peer id, as the server said it. */
+  identified(peers: Readonly<Record<string, string>>): void
+  /** The server skipped a tab's ops in a room. */
+  refused(tab: string, room: string, refusal: PresenceRefusal): void
+  /** These broadcasts of a tab went out, or were dropped with their request. */
+  sent(tab: string, count: number): void
+}
+
+/** How often changes go out at most, ms: 20 a second. */
+export const PRESENCE_TICK_MS = 50
+
+/** How often a stream with tabs in rooms tells the server they are still there, ms (the server lets them go after 15 s of silence). */
+export const PRESENCE_HEARTBEAT_MS = 5000
+
+/** How long a failed request waits before the next try, ms (or the server's Retry-After). */
+const RETRY_MS = 1000
+
+/**
+ * The leader tab's `POST /presence`: what every tab of the browser wants shown, told to the stream
+ * it holds, at most once a tick, one request at a time. A new stream (its `hello`) is told all of it.
+ */
+export class PresenceSender {
+  readonly #deps: PresenceSenderDeps
+  /** What each tab wants shown, by tab key. */
+  readonly #wanted = new Map<string, TabPresence>()
+  /** What the server shows for the current stream: each tab's value JSON per room. */
+  readonly #shown = new Map<string, Map<string, string>>()
+  readonly #broadcasts: Array<{ tab: string; room: string; data: unknown }> = []
+  #streamId: string | undefined
+  #timer: unknown
+  #sending = false
+  #lastSent = Number.NEGATIVE_INFINITY
+  #heartbeat: unknown
+  #closed = false
+
+  constructor(deps: PresenceSenderDeps) {
+    this.#deps = deps
+  }
+
+  /** The stream said its id: everything wanted is told to it. */
+  hello(streamId: string): void {
+    this.#streamId = streamId
+    this.#shown.clear()
+    this.#schedule()
+  }
+
+  /** What tab `tab` wants shown (`undefined`: it is gone). */
+  setTab(tab: string, rooms: TabPresence | undefined): void {
+    if (rooms === undefined || rooms.size === 0) this.#wanted.delete(tab)
+    else this.#wanted.set(tab, rooms)
+    this.#schedule()
+  }
+
+  broadcast(tab: string, room: string, data: unknown): void {
+    this.#broadcasts.push({ tab, room, data })
+    this.#schedule()
+  }
+
+  /** Sends what is left now, without waiting for the tick (a tab closing); `keepalive` lets it outlive the page. */
+  flushNow(): void {
+    if (this.#timer !== undefined) this.#deps.timers.clearTimeout(this.#timer)
+    this.#timer = undefined
+    void this.#send(true)
+  }
+
+  close(): void {
+    this.#closed = true
+    if (this.#timer !== undefined) this.#deps.timers.clearTimeout(this.#timer)
+    if (this.#heartbeat !== undefined) this.#deps.timers.clearTimeout(this.#heartbeat)
+  }
+
+  #schedule(delay = Math.max(0, this.#lastSent + PRESENCE_TICK_MS - Date.now())): void {
+    if (this.#timer !== undefined || this.#closed) return
+    this.#timer = this.#deps.timers.setTimeout(() => {
+      this.#timer = undefined
+      void this.#send(false)
+    }, delay)
+  }
+
+  /** The ops that bring what the server shows to what the tabs want, then the broadcasts. */
+  #ops(): PresenceOp[] {
+    const ops: PresenceOp[] = []
+    for (const [tab, rooms] of this.#wanted) {
+      const shown = this.#shown.get(tab)
+      for (const [room, { state, json }] of rooms) if (shown?.get(room) !== json) ops.push({ tab, room, state })
+    }
+    for (const [tab, shown] of this.#shown) {
+      const rooms = this.#wanted.get(tab)
+      for (const room of shown.keys()) if (rooms?.has(room) !== true) ops.push({ tab, room, leave: true })
+    }
+    for (const { tab, room, data } of this.#broadcasts) ops.push({ tab, room, broadcast: data })
+    return ops.slice(0, PRESENCE_LIMITS.maxOps)
+  }
+
+  async #send(keepalive: boolean): Promise<void> {
+    const streamId = this.#streamId
+    if (this.#sending || streamId === undefined || this.#closed) return
+    const ops = this.#ops()
+    const beat = Date.now() - this.#lastSent >= PRESENCE_HEARTBEAT_MS - PRESENCE_TICK_MS
+    if (ops.length === 0 && (!beat || this.#wanted.size === 0)) return this.#beatLater()
+    const broadcasts = ops.filter((op) => op.broadcast !== undefined).length
+    this.#broadcasts.splice(0, broadcasts)
+    this.#sending = true
+    this.#lastSent = Date.now()
+    let retryIn: number | undefined
+    try {
+      const answer = await this.#post({ streamId, ops }, keepalive)
+      if (streamId !== this.#streamId || this.#closed) return
+      if (answer instanceof ZunoError) {
+        // Gone: the next stream's hello tells it all again. Anything else: tried again shortly.
+        if (answer.code === 'unknown_stream') this.#streamId = undefined
+        else retryIn = (answer.retryAfter ?? 0) * 1000 || RETRY_MS
+        return
+      }
+      for (const op of ops) {
+        if (op.broadcast !== undefined) continue
+        let shown = this.#shown.get(op.tab)
+        if (shown === undefined) this.#shown.set(op.tab, (shown = new Map()))
+        if (op.leave === true) shown.delete(op.room)
+        else shown.set(op.room, JSON.stringify(op.state))
+        if (shown.size === 0) this.#shown.delete(op.tab)
+      }
+      for (const [room, refusal] of Object.entries(answer.refused ?? {})) {
+        for (const op of ops) {
+          if (op.room !== room) continue
+          this.#shown.get(op.tab)?.delete(room)
+          this.#deps.refused(op.tab, room, refusal)
+        }
+      }
+      this.#deps.identified(answer.peers)
+    } finally {
+      this.#sending = false
+      if (this.#closed) return
+      const counts = new Map<string, number>()
+      for (const op of ops) if (op.broadcast !== undefined) counts.set(op.tab, (counts.get(op.tab) ?? 0) + 1)
+      for (const [tab, count] of counts) this.#deps.sent(tab, count)
+      if (retryIn !== undefined) this.#schedule(retryIn)
+      else if (this.#ops().length > 0) this.#schedule()
+      else this.#beatLater()
+    }
+  }
+
+  /** While any tab is in a room, a request (maybe with no op) goes at least every heartbeat. */
+  #beatLater(): void {
+    if (this.#heartbeat !== undefined) this.#deps.timers.clearTimeout(this.#heartbeat)
+    this.#heartbeat = undefined
+    if (this.#wanted.size === 0 || this.#closed) return
+    this.#heartbeat = this.#deps.timers.setTimeout(() => {
+      this.#heartbeat = undefined
+      void this.#send(false)
+    }, PRESENCE_HEARTBEAT_MS)
+  }
+
+  /** Sends one request; its answer, or the error that refused it. */
+  async #post(body: { streamId: string; ops: PresenceOp[] }, keepalive: boolean): Promise<PresenceAccepted | ZunoError> {
+    const { url, fetch: fetchImpl, token, withCredentials } = this.#deps
+    const headers: Record<string, string> = { 'content-type': 'application/json', [PROTOCOL_HEADER]: String(PROTOCOL_VERSION) }
+    const credential = token?.()
+    if (credential !== undefined) headers.authorization = `Bearer ${credential}`
+    try {
+      const response = await fetchImpl(`${url}${PATHS.presence}`, {
+        method: 'POST',
+        headers,
+        body: JSON.stringify(body),
+        credentials: withCredentials ? 'include' : 'same-origin',
+        ...(keepalive ? { keepalive: true } : {}),
+      })
+      const answer = (await response.json().catch(() => undefined)) as PresenceAccepted | ErrorBody | undefined
+      if (response.ok && answer?.ok === true) return answer
+      const error = answer?.ok === false ? answer : undefined
+      const retryAfter = Number(response.headers.get('retry-after'))
+      return new ZunoError(error?.error ?? `http_${response.status}`, error?.message ?? `The server answered ${response.status}`, retryAfter > 0 ? { retryAfter } : undefined)
+    } catch (cause) {
+      return new ZunoError('network', 'Could not reach the server to tell presence', { cause })
+    }
+  }
+}
+
+/** `value`'s JSON, within `most` bytes; throws `presence_too_large` past them (checked here, so the server never has to refuse it). */
+function measure(value: unknown, most: number, what: string): string {
+  const json = JSON.stringify(value ?? null)
+  if (json.length > most || new TextEncoder().encode(json).byteLength > most) throw new ZunoError('presence_too_large', `${what} may take at most ${most} bytes of JSON`)
+  return json
+}
+
+/** Calls each listener; one that throws is reported, and the others still hear. */
+function callEach<L>(listeners: Iterable<L>, call: (listener: L) => void): void {
+  for (const listener of [...listeners]) {
+    try {
+      call(listener)
+    } catch (error) {
+      console.error('[zuno] a presence listener threw; the others still run', error)
+    }
+  }
+}

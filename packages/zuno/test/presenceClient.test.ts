@@ -1,0 +1,215 @@
+/**
+ * `replica.presence(room)` against a real server on 127.0.0.1 with the real `eventsource` client:
+ * replicas see each other join, move and leave, with the principal the server authenticated;
+ * values are sent at most once a tick; broadcasts; a closed replica leaves at once; tabs carry
+ * their presence on the leader's one stream, each its own, across a leader handoff and a crash.
+ */
+import { EventSource } from 'eventsource'
+import { afterEach, describe, expect, it } from 'vitest'
+import { connect, type PresenceRoom, type ReplicaOptions, type ReplicaUniverse } from '../src/index'
+import type { BroadcastChannelConstructor } from '../src/client/tabs'
+import type { Principal } from '../src/server/index'
+import { SimBrowser } from './simulation/simBrowser'
+import type { VirtualClock } from './simulation/virtualClock'
+import { until } from './support/until'
+import { startZuno } from './support/zunoBehindProxy'
+
+const cleanups: Array<() => unknown> = []
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
+})
+
+const realClock = { get now() { return Date.now() }, setTimeout: (run: () => void, ms: number) => setTimeout(run, ms) } as unknown as VirtualClock
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+function replicaOf(url: string, options: Partial<ReplicaOptions> = {}): ReplicaUniverse {
+  const replica = connect({ url, EventSource, stores: [], ...options })
+  cleanups.push(() => replica.close())
+  return replica
+}
+
+/** A server whose principal is the `?token=` (the stream) or the bearer token (requests). */
+const byToken = {
+  authenticate: (request: { header(name: string): string | null | undefined; query?: URLSearchParams }) => {
+    const bearer = request.header('authorization')?.replace(/^Bearer /, '')
+    const token = bearer ?? (request as { query?: URLSearchParams }).query?.get('token') ?? undefined
+    return token === undefined ? undefined : ({ id: token } satisfies Principal)
+  },
+}
+
+const statesOf = <P>(room: PresenceRoom<P>) => room.others().map((peer) => peer.state)
+
+describe('replica.presence', () => {
+  it('two replicas see each other join, move and leave, with the principals the server authenticated', async () => {
+    const zuno = await startZuno({ handler: byToken })
+    cleanups.push(() => zuno.close())
+    const ada = replicaOf(zuno.url, { token: () => 'ada' })
+    const bob = replicaOf(zuno.url, { token: () => 'bob' })
+    const adaRoom = ada.presence('doc:1', { x: 0 })
+    const bobRoom = bob.presence('doc:1', { x: 100 })
+    await until(() => adaRoom.others().length === 1 && bobRoom.others().length === 1)
+    expect(adaRoom.others()).toEqual([{ id: expect.any(String), principal: 'bob', state: { x: 100 } }])
+    expect(bobRoom.others()[0]?.principal).toBe('ada')
+    // The same array until something changes (what useSyncExternalStore needs).
+    expect(adaRoom.others()).toBe(adaRoom.others())
+
+    let heard = 0
+    bobRoom.subscribe(() => heard++)
+    for (let x = 1; x <= 30; x++) adaRoom.set({ x })
+    expect(adaRoom.me()).toEqual({ x: 30 })
+    await until(() => (statesOf(bobRoom)[0] as { x: number }).x === 30)
+    // Thirty sets in one turn went out as one value.
+    expect(heard).toBeLessThanOrEqual(2)
+    adaRoom.set((current) => ({ x: current.x + 1 }))
+    await until(() => (statesOf(bobRoom)[0] as { x: number }).x === 31)
+
+    adaRoom.leave()
+    await until(() => bobRoom.others().length === 0)
+  })
+
+  it('sends a replica’s values at most about 20 times a second, the latest last', async () => {
+    const zuno = await startZuno()
+    cleanups.push(() => zuno.close())
+    const mover = replicaOf(zuno.url)
+    const watcher = replicaOf(zuno.url)
+    const moving = mover.presence('doc:1', 0)
+    const watching = watcher.presence<number | null>('doc:1', null)
+    await until(() => watching.others().length === 1)
+    const posts = () => zuno.seen.filter((seen) => seen.path === '/zuno/presence').length
+    const before = posts()
+    const started = Date.now()
+    while (Date.now() - started < 1000) {
+      moving.set(Date.now() - started)
+      await sleep(2)
+    }
+    moving.set(-1)
+    await until(() => statesOf(watching)[0] === -1)
+    const sent = posts() - before
+    expect(sent).toBeGreaterThanOrEqual(10)
+    expect(sent).toBeLessThanOrEqual(24)
+  })
+
+  it('broadcasts to the others in the room, not to itself, in order', async () => {
+    const zuno = await startZuno()
+    cleanups.push(() => zuno.close())
+    const a = replicaOf(zuno.url).presence('doc:1', 'a')
+    const b = replicaOf(zuno.url).presence('doc:1', 'b')
+    await until(() => a.others().length === 1 && b.others().length === 1)
+    const heardByB: unknown[] = []
+    const heardByA: unknown[] = []
+    b.onBroadcast((data, from) => heardByB.push([data, from.id === a.others()[0]?.id ? 'b?' : from.id === b.others()[0]?.id ? 'a' : '?']))
+    a.onBroadcast((data) => heardByA.push(data))
+    a.broadcast({ emoji: '🎉' })
+    a.broadcast('second')
+    await until(() => heardByB.length === 2)
+    expect(heardByB).toEqual([
+      [{ emoji: '🎉' }, 'a'],
+      ['second', 'a'],
+    ])
+    await sleep(100)
+    expect(heardByA).toEqual([])
+    expect(() => a.broadcast('x'.repeat(3000))).toThrow(expect.objectContaining({ code: 'presence_too_large' }))
+    expect(() => a.set('x'.repeat(3000))).toThrow(expect.objectContaining({ code: 'presence_too_large' }))
+  })
+
+  it('a replica that closes leaves at once, without waiting for the server to notice', async () => {
+    const zuno = await startZuno({ handler: { presence: { graceMs: 10_000, timeoutMs: 60_000 } } })
+    cleanups.push(() => zuno.close())
+    const leaving = replicaOf(zuno.url)
+    leaving.presence('doc:1', 'leaving')
+    const staying = replicaOf(zuno.url).presence('doc:1', 'staying')
+    await until(() => staying.others().length === 1)
+    const closedAt = Date.now()
+    leaving.close()
+    await until(() => staying.others().length === 0, 2000)
+    expect(Date.now() - closedAt).toBeLessThan(1000)
+  })
+
+  it('shows a room the principal may not read as refused, and the others nothing of it', async () => {
+    const zuno = await startZuno({ handler: { ...byToken, authorize: ({ principal, storeKey }: { principal: Principal | undefined; storeKey: string }) => storeKey !== 'secret' || principal?.id === 'ada' } })
+    cleanups.push(() => zuno.close())
+    const ada = replicaOf(zuno.url, { token: () => 'ada' }).presence('secret', 'ada')
+    const eve = replicaOf(zuno.url, { token: () => 'eve' })
+    const eveSecret = eve.presence('secret', 'eve')
+    const eveOpen = eve.presence('doc:1', 'eve')
+    await until(() => eveSecret.error() !== undefined)
+    expect(eveSecret.error()?.code).toBe('forbidden')
+    expect(eveOpen.error()).toBeUndefined()
+    await sleep(200)
+    expect(ada.others()).toEqual([])
+    expect(eveSecret.others()).toEqual([])
+    expect(() => eve.presence('not a key!', 0)).toThrow(expect.objectContaining({ code: 'invalid_store_key' }))
+  })
+})
+
+describe('tabs and presence', () => {
+  it('eight tabs of one browser are eight presences over one stream', async () => {
+    const zuno = await startZuno()
+    cleanups.push(() => zuno.close())
+    const browser = new SimBrowser(realClock, () => 1)
+    const tabs = Array.from({ length: 8 }, (_, i) => replicaOf(zuno.url, { tabs: true, BroadcastChannel: browser.channelFor(), locks: browser.locksFor(`tab${i}`) }))
+    const rooms = tabs.map((tab, i) => tab.presence('doc:1', `tab${i}`))
+    const outside = replicaOf(zuno.url).presence('doc:1', 'outside')
+    await until(() => outside.others().length === 8, 5000)
+    expect(statesOf(outside).sort()).toEqual(['tab0', 'tab1', 'tab2', 'tab3', 'tab4', 'tab5', 'tab6', 'tab7'])
+    for (const [i, room] of rooms.entries()) {
+      await until(() => room.others().length === 8)
+      expect(statesOf(room)).not.toContain(`tab${i}`)
+    }
+    // One stream for the browser, one for the outside replica.
+    expect(zuno.seen.filter((seen) => seen.path === '/zuno/sse')).toHaveLength(2)
+    rooms[5]?.set('moved')
+    await until(() => statesOf(outside).includes('moved'))
+    await until(() => rooms.every((room, i) => i === 5 || statesOf(room).includes('moved')))
+  })
+
+  it('a leader handoff shows no leave or join of the tabs that stay; the tab that closed leaves at once', async () => {
+    const zuno = await startZuno({ handler: { presence: { graceMs: 1000 } } })
+    cleanups.push(() => zuno.close())
+    const browser = new SimBrowser(realClock, () => 1)
+    const tab = (name: string) => replicaOf(zuno.url, { tabs: true, BroadcastChannel: browser.channelFor(), locks: browser.locksFor(name) })
+    const first = tab('first')
+    await until(() => first.status.get() === 'connected')
+    first.presence('doc:1', 'first')
+    const second = tab('second')
+    second.presence('doc:1', 'second')
+    const third = tab('third')
+    third.presence('doc:1', 'third')
+    const outside = replicaOf(zuno.url).presence('doc:1', 'outside')
+    await until(() => outside.others().length === 3)
+    const seenCounts: number[] = []
+    outside.subscribe(() => seenCounts.push(outside.others().length))
+    first.close()
+    await until(() => outside.others().length === 2, 2000)
+    await until(() => zuno.seen.filter((seen) => seen.path === '/zuno/sse').length === 3)
+    // Past the grace (1 s) and the sweep after it: a tab the new leader did not take over would be gone.
+    await sleep(2500)
+    // Only the tab that closed went; the two others were never shown leaving and joining again.
+    expect(statesOf(outside).sort()).toEqual(['second', 'third'])
+    expect(seenCounts.every((count) => count >= 2)).toBe(true)
+  })
+
+  it('a follower tab that crashes (no goodbye) leaves once its lock is free', async () => {
+    const zuno = await startZuno()
+    cleanups.push(() => zuno.close())
+    const browser = new SimBrowser(realClock, () => 1)
+    const leader = replicaOf(zuno.url, { tabs: true, BroadcastChannel: browser.channelFor(), locks: browser.locksFor('leader') })
+    await until(() => leader.status.get() === 'connected')
+    leader.presence('doc:1', 'leader')
+    const crashed = { value: false }
+    const Base = browser.channelFor()
+    const Crashable = class extends Base {
+      override postMessage(message: unknown): void {
+        if (!crashed.value) super.postMessage(message)
+      }
+    } as BroadcastChannelConstructor
+    const follower = replicaOf(zuno.url, { tabs: true, BroadcastChannel: Crashable, locks: browser.locksFor('follower') })
+    follower.presence('doc:1', 'follower')
+    const outside = replicaOf(zuno.url).presence('doc:1', 'outside')
+    await until(() => outside.others().length === 2)
+    crashed.value = true
+    follower.close()
+    await until(() => outside.others().length === 1, 2000)
+    expect(statesOf(outside)).toEqual(['leader'])
+  })
+})
