@@ -116,7 +116,7 @@ interface Carrier {
   endedAt: number | undefined
 }
 
-/** What {@link PresenceRooms.apply} did: the body of the answer, but for `ok`. */
+/** What a `POST /presence` did: the body of its answer, but for `ok`. */
 export type PresenceOutcome = Omit<PresenceAccepted, 'ok'>
 
 /** How often peers are checked for silence and ended streams, ms. */
