@@ -3,7 +3,8 @@
  *
  * @module zuno-react
  */
-import { createContext, createElement, type ReactNode, useCallback, useContext, useRef, useState, useSyncExternalStore } from 'react'
+import { useCallback, useRef, useState, useSyncExternalStore } from 'react'
+import { useUniverse } from './universe'
 import {
   type ActionArgs,
   type ActionsOfApp,
@@ -32,20 +33,8 @@ export type ObservedUniverse = Universe & {
 /** What hydration renders: a hydrated replica's (or a server render's) first render, when it has one. */
 const firstRenderOf = (universe: Universe): FirstRender | undefined => (universe as { firstRender?: FirstRender }).firstRender
 
-const UniverseContext = createContext<Universe | null>(null)
-
-/** Makes `universe` available to the hooks below it. */
-// biome-ignore lint/suspicious/noExplicitAny: any app's universe, a store family's (an index signature of states) included
-export function ZunoProvider(props: { universe: Universe<Record<string, any>>; children?: ReactNode }): ReactNode {
-  return createElement(UniverseContext.Provider, { value: props.universe as Universe }, props.children)
-}
-
-/** The universe of the nearest `ZunoProvider`. */
-export function useUniverse<U extends Universe = Universe>(): U {
-  const universe = useContext(UniverseContext)
-  if (universe === null) throw new Error('useUniverse: wrap the tree in <ZunoProvider universe={…}>')
-  return universe as U
-}
+export { ZunoProvider, useUniverse } from './universe'
+export { useBroadcast, useMyPresence, useOthers } from './presence'
 
 /**
  * The store itself, for `set`. Stable across renders. `initial` declares the store's initial state

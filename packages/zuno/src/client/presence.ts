@@ -72,6 +72,8 @@ class JoinedRoom<P> {
   handles = 0
   state: P
   json: string
+  /** Whether a join gave the value (a join without one, to watch the others, shows `null` until one does). */
+  given: boolean
   /** This tab's peer id, once the server has said it. */
   selfId: string | undefined
   readonly peers = new Map<string, PresencePeer<P>>()
@@ -83,9 +85,11 @@ class JoinedRoom<P> {
   constructor(
     readonly room: string,
     initial: P,
+    given: boolean,
   ) {
     this.state = initial
     this.json = measure(initial, PRESENCE_LIMITS.maxStateBytes, 'A presence value')
+    this.given = given
   }
 
   others(): readonly PresencePeer<P>[] {
@@ -126,13 +130,19 @@ export class PresenceRooms {
     return wanted
   }
 
-  /** Joins `room` with `initial` (or takes another handle of it, keeping its value). */
-  join<P>(room: string, initial: P): PresenceRoom<P> {
+  /**
+   * Joins `room` with `initial` (or takes another handle of it, keeping its value). Without
+   * `given`, the join only watches: the value is `null` until a join that gives one, or a `set`.
+   */
+  join<P>(room: string, initial: P, given = true): PresenceRoom<P> {
     let joined = this.#rooms.get(room) as JoinedRoom<P> | undefined
     if (joined === undefined) {
-      joined = new JoinedRoom(room, initial)
+      joined = new JoinedRoom(room, initial, given)
       this.#rooms.set(room, joined as JoinedRoom<unknown>)
       this.#host?.changed(this.wanted())
+    } else if (given && !joined.given) {
+      joined.given = true
+      this.#handle(joined).set(initial)
     }
     joined.handles += 1
     return this.#handle(joined)
@@ -199,6 +209,7 @@ export class PresenceRooms {
         const state = typeof next === 'function' ? (next as (current: P) => P)(joined.state) : next
         const json = measure(state, PRESENCE_LIMITS.maxStateBytes, 'A presence value')
         joined.state = state
+        joined.given = true
         if (json === joined.json) return
         joined.json = json
         callEach(joined.listeners, (listener) => listener())

@@ -281,10 +281,13 @@ export class ReplicaUniverse<
    * add up; the tab leaves once the last is let go. Tabs that share a stream carry their presence
    * on the leader's. See docs/presence.md.
    */
-  presence<P>(room: string, initial: P): PresenceRoom<P> {
+  presence<P>(room: string, initial: P): PresenceRoom<P>
+  /** Joins `room` to watch the others: this tab shows there with `null` until a join that gives a value, or a `set`. */
+  presence<P = unknown>(room: string): PresenceRoom<P | null>
+  presence<P>(room: string, ...initial: [] | [P]): PresenceRoom<P | null> {
     if (!STORE_KEY_PATTERN.test(room)) throw new ZunoError('invalid_store_key', `Invalid room ${JSON.stringify(room.slice(0, 200))}`)
     if (this.#sync.closed) throw new ZunoError('closed', 'The replica was closed')
-    return this.#presence.join(room, initial)
+    return initial.length === 0 ? this.#presence.join<P | null>(room, null, false) : this.#presence.join<P | null>(room, initial[0])
   }
 
   /** Closes the stream; ops still pending reject with a `closed` error, and `status` becomes `closed`. */
