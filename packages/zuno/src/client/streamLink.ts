@@ -3,7 +3,7 @@
  * do not share one), or follows the leader tab's. What arrives goes to the replica's stores and,
  * from a leader, on to the other tabs.
  */
-import type { ZunoError } from '../errors'
+import { ZunoError } from '../errors'
 import type { Observable } from '../observable'
 import { refusesCredentials } from './answers'
 import { type ConnectionStatus, StreamConnection, type StreamOptions } from './connection'
@@ -11,7 +11,8 @@ import type { CredentialHold } from './credentialHold'
 import type { EventCursor } from './eventCursor'
 import type { Follows } from './follows'
 import type { OpLifecycle } from './opLifecycle'
-import { PresenceSender, type PresenceSenderDeps, type PresenceRooms, type TabPresence } from './presence'
+import type { PresenceRooms, TabPresence } from './presence'
+import type { PresenceSender, PresenceSenderDeps } from './presenceSender'
 import type { ReplicaStore } from './pendingQueue'
 import type { ReplicaOptions } from './replicaOptions'
 import type { ReplicaStores } from './replicaStores'
@@ -68,8 +69,12 @@ export class StreamLink {
   readonly #tabs: TabRelay | undefined
   /** Leader: until when another tab has said that ops wait there for the stream. */
   #followersWaitUntil = Number.NEGATIVE_INFINITY
-  /** Leader: what every tab of the browser wants shown, told to the stream. */
+  /** Leader: what every tab of the browser wants shown, told to the stream; loaded with its module when first needed. */
   #sender: PresenceSender | undefined
+  /** Leader: what the sender is told once it has loaded, in order. */
+  #forSender: Array<(sender: PresenceSender) => void> | undefined
+  /** Leader: the stream's id, for a sender that loads after its `hello`. */
+  #streamId: string | undefined
   /** Leader: each other tab's key, by tab id, to let its presence go when it closes. */
   readonly #tabKeys = new Map<string, string>()
 
@@ -113,7 +118,7 @@ export class StreamLink {
           if (tab === deps.tabKey) deps.presence.refused(room, refusal)
         },
         tabPresence: (tabId, tab, rooms) => this.#tabPresence(tabId, tab, rooms),
-        tabBroadcast: (tab, room, data) => this.#sender?.broadcast(tab, room, data),
+        tabBroadcast: (tab, room, data) => this.#toSender((sender) => sender.broadcast(tab, room, data)),
         ownPresence: () => ({ tab: deps.tabKey, rooms: pairs(deps.presence.wanted()) }),
       })
       if (!this.#tabs.leader) this.#tabs.askLeader()
@@ -143,22 +148,10 @@ export class StreamLink {
     if (sync.closed) return
     // A tab that asked before this one led (its hello reached no leader) is answered once synced.
     sync.lead(this.#tabs !== undefined)
-    const sender = new PresenceSender({
-      ...this.#deps.presenceTransport,
-      identified: (peers) => {
-        this.#identified(peers)
-        this.#tabs?.presenceIds({ ...peers })
-      },
-      refused: (tab, room, refusal) => {
-        if (tab === tabKey) presence.refused(room, refusal)
-        else this.#tabs?.presenceRefused(tab, room, refusal)
-      },
-      sent: (tab, count) => {
-        if (tab === tabKey) presence.sent(count)
-      },
+    presence.connect({
+      changed: (rooms) => this.#toSender((sender) => sender.setTab(tabKey, rooms)),
+      broadcast: (room, data) => this.#toSender((sender) => sender.broadcast(tabKey, room, data)),
     })
-    this.#sender = sender
-    presence.connect({ changed: (rooms) => sender.setTab(tabKey, rooms), broadcast: (room, data) => sender.broadcast(tabKey, room, data) })
     this.#connection = new StreamConnection(this.#deps.stream, {
       snapshot: (message, eventId) => {
         feed.applySnapshot(message, eventId)
@@ -166,7 +159,8 @@ export class StreamLink {
       },
       hello: ({ streamId }) => {
         follows.hello(streamId)
-        sender.hello(streamId)
+        this.#streamId = streamId
+        this.#sender?.hello(streamId)
       },
       presence: (message) => {
         presence.message(message)
@@ -260,6 +254,49 @@ export class StreamLink {
     this.#connection?.close()
   }
 
+  /**
+   * Leader: `call` with the presence sender, loading its module the first time a tab is in a room
+   * (an app that never is never downloads it); calls made meanwhile run in order once it is there.
+   */
+  #toSender(call: (sender: PresenceSender) => void): void {
+    if (this.#sender !== undefined) return call(this.#sender)
+    if (this.#forSender !== undefined) {
+      this.#forSender.push(call)
+      return
+    }
+    const waiting = [call]
+    this.#forSender = waiting
+    const { presence, tabKey } = this.#deps
+    import('./presenceSender').then(
+      ({ PresenceSender }) => {
+        if (this.#deps.sync.closed) return
+        const deps: PresenceSenderDeps = {
+          ...this.#deps.presenceTransport,
+          identified: (peers) => {
+            this.#identified(peers)
+            this.#tabs?.presenceIds({ ...peers })
+          },
+          refused: (tab, room, refusal) => {
+            if (tab === tabKey) presence.refused(room, refusal)
+            else this.#tabs?.presenceRefused(tab, room, refusal)
+          },
+          sent: (tab, count) => {
+            if (tab === tabKey) presence.sent(count)
+          },
+        }
+        const sender = new PresenceSender(deps)
+        this.#sender = sender
+        this.#forSender = undefined
+        for (const waited of waiting) waited(sender)
+        if (this.#streamId !== undefined) sender.hello(this.#streamId)
+      },
+      (error: unknown) => {
+        this.#forSender = undefined
+        this.#deps.lastError.set(new ZunoError('network', 'Could not load the presence module', { cause: error }))
+      },
+    )
+  }
+
   /** This tab's peer id, among those the server said. */
   #identified(peers: Readonly<Record<string, string>>): void {
     const own = peers[this.#deps.tabKey]
@@ -274,7 +311,9 @@ export class StreamLink {
     else this.#tabKeys.set(tabId, tab)
     const wanted = new Map<string, { state: unknown; json: string }>()
     for (const [room, state] of rooms) wanted.set(room, { state, json: JSON.stringify(state) })
-    this.#sender?.setTab(key, wanted)
+    // A tab that leaves before any was in a room needs no sender.
+    if (wanted.size === 0 && this.#sender === undefined && this.#forSender === undefined) return
+    this.#toSender((sender) => sender.setTab(key, wanted))
   }
 
   /** Leaves the other tabs: called last, once this tab's final announcements are out. */

@@ -1,0 +1,195 @@
+/**
+ * The leader tab's `POST /presence`: what every tab of the browser wants the server to show, each
+ * tab's value per room, sent at most once a tick (latest wins), with a heartbeat while any tab is
+ * in a room. Loaded on demand: an app that never joins a room never downloads it.
+ */
+import { ZunoError } from '../errors'
+import { type ErrorBody, PATHS, PRESENCE_LIMITS, type PresenceAccepted, type PresenceOp, type PresenceRefusal, PROTOCOL_HEADER, PROTOCOL_VERSION } from '../protocol'
+import type { Timers } from './connection'
+import type { TabPresence } from './presence'
+
+/** What {@link PresenceSender} needs: where and how to post, and whom to tell what the server said. */
+export interface PresenceSenderDeps {
+  /** The mount's URL, without a trailing slash. */
+  readonly url: string
+  readonly fetch: typeof fetch
+  readonly token: (() => string | undefined) | undefined
+  readonly withCredentials: boolean
+  readonly timers: Timers
+  /** Each tab's peer id, as the server said it. */
+  identified(peers: Readonly<Record<string, string>>): void
+  /** The server skipped a tab's ops in a room. */
+  refused(tab: string, room: string, refusal: PresenceRefusal): void
+  /** These broadcasts of a tab went out, or were dropped with their request. */
+  sent(tab: string, count: number): void
+}
+
+/** How often changes go out at most, ms: 20 a second. */
+export const PRESENCE_TICK_MS = 50
+
+/** How often a stream with tabs in rooms tells the server they are still there, ms (the server lets them go after 15 s of silence). */
+export const PRESENCE_HEARTBEAT_MS = 5000
+
+/** How long a failed request waits before the next try, ms (or the server's Retry-After). */
+const RETRY_MS = 1000
+
+/**
+ * The leader tab's `POST /presence`: what every tab of the browser wants shown, told to the stream
+ * it holds, at most once a tick, one request at a time. A new stream (its `hello`) is told all of it.
+ */
+export class PresenceSender {
+  readonly #deps: PresenceSenderDeps
+  /** What each tab wants shown, by tab key. */
+  readonly #wanted = new Map<string, TabPresence>()
+  /** What the server shows for the current stream: each tab's value JSON per room. */
+  readonly #shown = new Map<string, Map<string, string>>()
+  readonly #broadcasts: Array<{ tab: string; room: string; data: unknown }> = []
+  #streamId: string | undefined
+  #timer: unknown
+  #sending = false
+  #lastSent = Number.NEGATIVE_INFINITY
+  #heartbeat: unknown
+  #closed = false
+
+  constructor(deps: PresenceSenderDeps) {
+    this.#deps = deps
+  }
+
+  /** The stream said its id: everything wanted is told to it. */
+  hello(streamId: string): void {
+    this.#streamId = streamId
+    this.#shown.clear()
+    this.#schedule()
+  }
+
+  /** What tab `tab` wants shown (`undefined`: it is gone). */
+  setTab(tab: string, rooms: TabPresence | undefined): void {
+    if (rooms === undefined || rooms.size === 0) this.#wanted.delete(tab)
+    else this.#wanted.set(tab, rooms)
+    this.#schedule()
+  }
+
+  broadcast(tab: string, room: string, data: unknown): void {
+    this.#broadcasts.push({ tab, room, data })
+    this.#schedule()
+  }
+
+  /** Sends what is left now, without waiting for the tick (a tab closing); `keepalive` lets it outlive the page. */
+  flushNow(): void {
+    if (this.#timer !== undefined) this.#deps.timers.clearTimeout(this.#timer)
+    this.#timer = undefined
+    void this.#send(true)
+  }
+
+  close(): void {
+    this.#closed = true
+    if (this.#timer !== undefined) this.#deps.timers.clearTimeout(this.#timer)
+    if (this.#heartbeat !== undefined) this.#deps.timers.clearTimeout(this.#heartbeat)
+  }
+
+  #schedule(delay = Math.max(0, this.#lastSent + PRESENCE_TICK_MS - Date.now())): void {
+    if (this.#timer !== undefined || this.#closed) return
+    this.#timer = this.#deps.timers.setTimeout(() => {
+      this.#timer = undefined
+      void this.#send(false)
+    }, delay)
+  }
+
+  /** The ops that bring what the server shows to what the tabs want, then the broadcasts. */
+  #ops(): PresenceOp[] {
+    const ops: PresenceOp[] = []
+    for (const [tab, rooms] of this.#wanted) {
+      const shown = this.#shown.get(tab)
+      for (const [room, { state, json }] of rooms) if (shown?.get(room) !== json) ops.push({ tab, room, state })
+    }
+    for (const [tab, shown] of this.#shown) {
+      const rooms = this.#wanted.get(tab)
+      for (const room of shown.keys()) if (rooms?.has(room) !== true) ops.push({ tab, room, leave: true })
+    }
+    for (const { tab, room, data } of this.#broadcasts) ops.push({ tab, room, broadcast: data })
+    return ops.slice(0, PRESENCE_LIMITS.maxOps)
+  }
+
+  async #send(keepalive: boolean): Promise<void> {
+    const streamId = this.#streamId
+    if (this.#sending || streamId === undefined || this.#closed) return
+    const ops = this.#ops()
+    const beat = Date.now() - this.#lastSent >= PRESENCE_HEARTBEAT_MS - PRESENCE_TICK_MS
+    if (ops.length === 0 && (!beat || this.#wanted.size === 0)) return this.#beatLater()
+    const broadcasts = ops.filter((op) => op.broadcast !== undefined).length
+    this.#broadcasts.splice(0, broadcasts)
+    this.#sending = true
+    this.#lastSent = Date.now()
+    let retryIn: number | undefined
+    try {
+      const answer = await this.#post({ streamId, ops }, keepalive)
+      if (streamId !== this.#streamId || this.#closed) return
+      if (answer instanceof ZunoError) {
+        // Gone: the next stream's hello tells it all again. Anything else: tried again shortly.
+        if (answer.code === 'unknown_stream') this.#streamId = undefined
+        else retryIn = (answer.retryAfter ?? 0) * 1000 || RETRY_MS
+        return
+      }
+      for (const op of ops) {
+        if (op.broadcast !== undefined) continue
+        let shown = this.#shown.get(op.tab)
+        if (shown === undefined) this.#shown.set(op.tab, (shown = new Map()))
+        if (op.leave === true) shown.delete(op.room)
+        else shown.set(op.room, JSON.stringify(op.state))
+        if (shown.size === 0) this.#shown.delete(op.tab)
+      }
+      for (const [room, refusal] of Object.entries(answer.refused ?? {})) {
+        for (const op of ops) {
+          if (op.room !== room) continue
+          this.#shown.get(op.tab)?.delete(room)
+          this.#deps.refused(op.tab, room, refusal)
+        }
+      }
+      this.#deps.identified(answer.peers)
+    } finally {
+      this.#sending = false
+      if (this.#closed) return
+      const counts = new Map<string, number>()
+      for (const op of ops) if (op.broadcast !== undefined) counts.set(op.tab, (counts.get(op.tab) ?? 0) + 1)
+      for (const [tab, count] of counts) this.#deps.sent(tab, count)
+      if (retryIn !== undefined) this.#schedule(retryIn)
+      else if (this.#ops().length > 0) this.#schedule()
+      else this.#beatLater()
+    }
+  }
+
+  /** While any tab is in a room, a request (maybe with no op) goes at least every heartbeat. */
+  #beatLater(): void {
+    if (this.#heartbeat !== undefined) this.#deps.timers.clearTimeout(this.#heartbeat)
+    this.#heartbeat = undefined
+    if (this.#wanted.size === 0 || this.#closed) return
+    this.#heartbeat = this.#deps.timers.setTimeout(() => {
+      this.#heartbeat = undefined
+      void this.#send(false)
+    }, PRESENCE_HEARTBEAT_MS)
+  }
+
+  /** Sends one request; its answer, or the error that refused it. */
+  async #post(body: { streamId: string; ops: PresenceOp[] }, keepalive: boolean): Promise<PresenceAccepted | ZunoError> {
+    const { url, fetch: fetchImpl, token, withCredentials } = this.#deps
+    const headers: Record<string, string> = { 'content-type': 'application/json', [PROTOCOL_HEADER]: String(PROTOCOL_VERSION) }
+    const credential = token?.()
+    if (credential !== undefined) headers.authorization = `Bearer ${credential}`
+    try {
+      const response = await fetchImpl(`${url}${PATHS.presence}`, {
+        method: 'POST',
+        headers,
+        body: JSON.stringify(body),
+        credentials: withCredentials ? 'include' : 'same-origin',
+        ...(keepalive ? { keepalive: true } : {}),
+      })
+      const answer = (await response.json().catch(() => undefined)) as PresenceAccepted | ErrorBody | undefined
+      if (response.ok && answer?.ok === true) return answer
+      const error = answer?.ok === false ? answer : undefined
+      const retryAfter = Number(response.headers.get('retry-after'))
+      return new ZunoError(error?.error ?? `http_${response.status}`, error?.message ?? `The server answered ${response.status}`, retryAfter > 0 ? { retryAfter } : undefined)
+    } catch (cause) {
+      return new ZunoError('network', 'Could not reach the server to tell presence', { cause })
+    }
+  }
+}
