@@ -496,6 +496,8 @@ export interface PresenceAccepted {
   peers: Record<string, string>
   /** Rooms whose ops were skipped (the others were applied), with the first reason for each. */
   refused?: Record<string, PresenceRefusal>
+  /** While any of its tabs is in a room, the stream sends a request (with no op, if none) at least this often, ms. */
+  heartbeatMs: number
 }
 
 /** A peer in a room, as `presence` events show it. */

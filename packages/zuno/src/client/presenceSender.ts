@@ -27,7 +27,7 @@ export interface PresenceSenderDeps {
 /** How often changes go out at most, ms: 20 a second. */
 export const PRESENCE_TICK_MS = 50
 
-/** How often a stream with tabs in rooms tells the server they are still there, ms (the server lets them go after 15 s of silence). */
+/** How often a stream with tabs in rooms tells the server they are still there until the server says (its answers' `heartbeatMs`), ms. */
 export const PRESENCE_HEARTBEAT_MS = 5000
 
 /** How long a failed request waits before the next try, ms (or the server's Retry-After). */
@@ -49,6 +49,8 @@ export class PresenceSender {
   #sending = false
   #lastSent = Number.NEGATIVE_INFINITY
   #heartbeat: unknown
+  /** As the server asks ({@link PresenceAccepted.heartbeatMs}). */
+  #heartbeatMs = PRESENCE_HEARTBEAT_MS
   #closed = false
 
   constructor(deps: PresenceSenderDeps) {
@@ -114,7 +116,7 @@ export class PresenceSender {
     const streamId = this.#streamId
     if (this.#sending || streamId === undefined || this.#closed) return
     const ops = this.#ops()
-    const beat = Date.now() - this.#lastSent >= PRESENCE_HEARTBEAT_MS - PRESENCE_TICK_MS
+    const beat = Date.now() - this.#lastSent >= this.#heartbeatMs - PRESENCE_TICK_MS
     if (ops.length === 0 && (!beat || this.#wanted.size === 0)) return this.#beatLater()
     const broadcasts = ops.filter((op) => op.broadcast !== undefined).length
     this.#broadcasts.splice(0, broadcasts)
@@ -145,6 +147,7 @@ export class PresenceSender {
           this.#deps.refused(op.tab, room, refusal)
         }
       }
+      if (answer.heartbeatMs > 0) this.#heartbeatMs = Math.max(PRESENCE_TICK_MS, answer.heartbeatMs)
       this.#deps.identified(answer.peers)
     } finally {
       this.#sending = false
@@ -166,7 +169,7 @@ export class PresenceSender {
     this.#heartbeat = this.#deps.timers.setTimeout(() => {
       this.#heartbeat = undefined
       void this.#send(false)
-    }, PRESENCE_HEARTBEAT_MS)
+    }, this.#heartbeatMs)
   }
 
   /** Sends one request; its answer, or the error that refused it. */

@@ -33,7 +33,9 @@ export interface PresenceOptions {
   tickMs?: number
   /**
    * A stream's tabs leave once it has not sent `POST /presence` (an op or a heartbeat) for this
-   * long, ms: what bounds a lost connection the server cannot see (a half-open socket). Default 15,000.
+   * long, ms: what bounds a lost connection the server cannot see (a half-open socket). The peers of
+   * an instance not heard from for as long leave too (a crash): give every instance the same value.
+   * Default 15,000.
    */
   timeoutMs?: number
   /**
@@ -122,8 +124,6 @@ export type PresenceOutcome = Omit<PresenceAccepted, 'ok'>
 /** How often peers are checked for silence and ended streams, ms. */
 const SWEEP_MS = 1000
 
-/** How often a sync server with peers tells the others it is alive (they expire its peers after `timeoutMs` of silence), ms. */
-const ALIVE_MS = 5000
 
 /** The presence of a sync server's streams, and of the other instances' as their signals tell. */
 export class PresenceRooms {
@@ -132,6 +132,8 @@ export class PresenceRooms {
   readonly #tickMs: number
   readonly #timeoutMs: number
   readonly #graceMs: number
+  /** How often this sync server, with peers, tells the others it is alive: three times per `timeoutMs`, after which they let its peers go. */
+  readonly #aliveMs: number
   readonly #now: () => number
   readonly #rooms = new Map<string, Room>()
   /** Streams that carry peers (or did, within the grace), by stream id. */
@@ -154,6 +156,7 @@ export class PresenceRooms {
     this.#tickMs = options.tickMs ?? 50
     this.#timeoutMs = options.timeoutMs ?? 15_000
     this.#graceMs = options.graceMs ?? 3000
+    this.#aliveMs = this.#timeoutMs / 3
     this.#now = now
     // What the others hold now: they answer with their peers, whole.
     host.publish({ type: 'presenceSync', from: host.serverId })
@@ -189,7 +192,9 @@ export class PresenceRooms {
       else this.#set(carrier, op.tab, op.room, id, op.state ?? null)
     }
     this.#schedule()
-    return refused === undefined ? { peers } : { peers, refused }
+    // Three heartbeats a timeout: two may be lost before the tabs are.
+    const heartbeatMs = Math.floor(this.#timeoutMs / 3)
+    return refused === undefined ? { peers, heartbeatMs } : { peers, refused, heartbeatMs }
   }
 
   /** A stream of this sync server ended: its peers wait `graceMs` for another stream, then leave. */
@@ -501,7 +506,7 @@ export class PresenceRooms {
       this.#instances.delete(instance)
       for (const room of this.#rooms.values()) for (const peer of [...room.peers.values()]) if (peer.instance === instance) this.#removeRemote(peer)
     }
-    if (this.#carriers.size > 0 && now - this.#lastAlive >= ALIVE_MS) this.#publishWhole()
+    if (this.#carriers.size > 0 && now - this.#lastAlive >= this.#aliveMs) this.#publishWhole()
     this.#schedule()
     if (this.#carriers.size === 0 && this.#instances.size === 0) {
       clearInterval(this.#sweep)

@@ -65,7 +65,8 @@ export class StreamControl {
     if (server === this.serverId) return this.#presenceHere(request.streamId, principalId, request.ops)
     const { streamId, ops } = request
     const answer = await this.#route((requestId) => ({ type: 'presenceOps', to: server, from: this.serverId, requestId, principal: principalId, streamId, ops }))
-    return answer.presence ?? { peers: {} }
+    if (answer.presence === undefined) throw unknownStream()
+    return answer.presence
   }
 
   /** Sends a request to the instance holding its stream and waits for the answer; throws its error, or `unknown_stream` past the wait. */
