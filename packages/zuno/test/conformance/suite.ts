@@ -1008,6 +1008,44 @@ export function runConformanceSuite(target: ConformanceTarget): void {
         )
       }, 60_000)
 
+      it('never answers 5xx, and answers every 4xx in JSON with a code, for fuzzed presence bodies', async () => {
+        const sse = await stream('?stores=&hello=1')
+        const { streamId } = JSON.parse((await sse.nextEvent()).data as string) as { streamId: string }
+        const tab = 'fuzzTabKey_0123456789_'
+        const op = fc.record(
+          {
+            tab: fc.oneof(fc.constant(tab), fc.string()),
+            room: fc.oneof(fc.constantFrom('doc.fuzz', 'counter', 'constructor', 'toString', '__proto__'), fc.string()),
+            state: fc.jsonValue(),
+            leave: fc.oneof(fc.constant(true), fc.jsonValue()),
+            broadcast: fc.jsonValue(),
+          },
+          { requiredKeys: [] },
+        )
+        const body = fc.oneof(
+          fc.json(),
+          fc.record({ streamId: fc.oneof(fc.constant(streamId), fc.string()), ops: fc.oneof(fc.array(op, { maxLength: 40 }), fc.jsonValue()) }, { requiredKeys: [] }).map((value) =>
+            JSON.stringify(value),
+          ),
+        )
+        await fc.assert(
+          fc.asyncProperty(body, async (text) => {
+            const response = await fetch(`${server.url}/presence`, {
+              method: 'POST',
+              headers: { 'content-type': 'application/json' },
+              body: text,
+              signal: AbortSignal.timeout(5000),
+            })
+            expect(response.status).toBeLessThan(500)
+            const answer = (await response.json()) as { ok: boolean; error?: string }
+            if (response.status >= 400) expect(typeof answer.error).toBe('string')
+            else expect(answer.ok).toBe(true)
+          }),
+          { numRuns: 150, seed: 20261127 },
+        )
+        await expectUnchanged()
+      }, 60_000)
+
       it('never answers 5xx to fuzzed stream and state queries', async () => {
         await fc.assert(
           fc.asyncProperty(fc.string(), fc.string(), async (stores, lastEventId) => {
