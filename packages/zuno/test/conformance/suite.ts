@@ -972,8 +972,15 @@ export function runConformanceSuite(target: ConformanceTarget): void {
         }
         expect(mismatches).toEqual([])
         await expectUnchanged()
-        // The stream is still open, and the corpus left its tab in no room.
-        expect((await fetch(`${server.url}/presence`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ streamId, ops: [] }) })).status).toBe(200)
+        // Every case that joined a room left it: a stream that joins them now finds only itself there.
+        const rooms = ['hostile.room', 'hostile.size', 'hostile.proto', 'hostile.fine', 'constructor', 'toString', 'hasOwnProperty', 'valueOf', 'prototype']
+        const checker = await stream('?stores=&hello=1')
+        const checkerId = (JSON.parse((await checker.nextEvent()).data as string) as { streamId: string }).streamId
+        const ops = rooms.map((room) => ({ tab: 'checkerTabKey_01234567', room, state: 'checker' }))
+        const joined = await fetch(`${server.url}/presence`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ streamId: checkerId, ops }) })
+        expect(await joined.json()).toEqual({ ok: true, peers: { checkerTabKey_01234567: expect.any(String) } })
+        const wholes = (await checker.drainEvents()).map((event) => JSON.parse(event.data as string) as { room: string; whole?: true; peers: Array<{ state: unknown }> })
+        expect(wholes.filter((message) => message.whole).map(({ room, peers }) => [room, peers.map((peer) => peer.state)])).toEqual(rooms.map((room) => [room, ['checker']]))
       }, 60_000)
 
       it('never answers 5xx, and answers every 4xx in JSON with a code, for fuzzed sync bodies', async () => {
