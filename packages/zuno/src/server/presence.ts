@@ -184,7 +184,8 @@ export class PresenceRooms {
       const refusal = this.#refusal(carrier, op, id)
       if (refusal !== undefined) {
         refused ??= {}
-        refused[op.room] ??= { error: refusal.code, message: refusal.message }
+        // Own properties only: a room may be named `constructor` or `toString`.
+        if (!Object.hasOwn(refused, op.room)) refused[op.room] = { error: refusal.code, message: refusal.message }
         continue
       }
       if (op.leave === true) this.#leave(carrier, op.tab, op.room)

@@ -1,11 +1,12 @@
 /**
  * Writes hostile-corpus.json: requests every adapter must refuse with a 4xx JSON error (with the
- * given code), changing nothing. Run `node --import tsx makeHostileCorpus.ts` after editing; the
+ * given code), changing nothing; or, for `POST /presence`, where skipping a room is the defined
+ * answer, a 200 that names exactly the rooms refused, each with its code. Run `node --import tsx makeHostileCorpus.ts` after editing; the
  * JSON is checked in, so the corpus is reviewable and stable.
  */
 import { writeFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
-import { CLIENT_PLACEHOLDER, EPOCH_PLACEHOLDER } from './placeholders'
+import { CLIENT_PLACEHOLDER, EPOCH_PLACEHOLDER, STREAM_PLACEHOLDER } from './placeholders'
 
 export interface HostileCase {
   name: string
@@ -15,7 +16,10 @@ export interface HostileCase {
   headers: Record<string, string>
   body: string | null
   status: number
-  error: string
+  /** The code of the JSON error; absent for a 200. */
+  error?: string
+  /** For a 200 to `POST /presence`: the rooms refused, each with its code (none when absent). */
+  refused?: Record<string, string>
 }
 
 const JSON_TYPE = { 'content-type': 'application/json' }
@@ -465,6 +469,235 @@ for (const value of [-1, 1.5, '10', null, 1e300]) {
   add({ name: `action: resentAfterMs ${JSON.stringify(value)}`, method: 'POST', target: '/sync', body: action({ resentAfterMs: value }), status: 400, error: 'invalid_body' })
 }
 add({ name: 'action: an argument JSON reads as Infinity', method: 'POST', target: '/sync', body: action({}).replace('"by":1', '"by":1e400'), status: 422, error: 'invalid_args' })
+
+// The presence path: POST /presence, on a stream the suite opens with `?hello=1` (STREAM_PLACEHOLDER).
+// The stream's tab joins no room for good: a case that joins leaves again in the same request.
+const TAB = 'hostileTabKey_0123456_'
+const ROOM = 'hostile.room'
+const presenceBody = (ops: unknown, fields: Record<string, unknown> = {}) => JSON.stringify({ streamId: STREAM_PLACEHOLDER, ops, ...fields })
+const presenceOp = (fields: Record<string, unknown> = {}, drop: string[] = []) => {
+  const op: Record<string, unknown> = { tab: TAB, room: ROOM, state: 1, ...fields }
+  for (const key of drop) delete op[key]
+  return op
+}
+/** Joins `room`, does `ops` there, and leaves. */
+const inRoom = (room: string, ...ops: unknown[]) => [{ tab: TAB, room, state: null }, ...ops, { tab: TAB, room, leave: true }]
+const addPresence = (name: string, body: string | null, status: number, error?: string, fields: Partial<HostileCase> = {}) =>
+  add({ name: `presence: ${name}`, method: 'POST', target: '/presence', body, status, ...(error === undefined ? {} : { error }), ...fields })
+
+// Malformed JSON, and JSON that is not an object.
+for (const [name, body] of [
+  ['empty', ''],
+  ['open brace', '{'],
+  ['truncated after key', '{"streamId":'],
+  ['truncated in ops', `{"streamId":"${STREAM_PLACEHOLDER}","ops":[{"tab":`],
+  ['trailing comma', `{"streamId":"${STREAM_PLACEHOLDER}","ops":[],}`],
+  ['trailing garbage', `${presenceBody([])}x`],
+  ['two documents', `${presenceBody([])}${presenceBody([])}`],
+  ['single quotes', `{'streamId':'${STREAM_PLACEHOLDER}'}`],
+  ['NaN state', `{"streamId":"${STREAM_PLACEHOLDER}","ops":[{"tab":"${TAB}","room":"${ROOM}","state":NaN}]}`],
+  ['undefined state', `{"streamId":"${STREAM_PLACEHOLDER}","ops":[{"tab":"${TAB}","room":"${ROOM}","state":undefined}]}`],
+  ['comment', `/* hi */ ${presenceBody([])}`],
+  ['null byte', '\u0000'],
+  ['form encoding', `streamId=${STREAM_PLACEHOLDER}&ops=`],
+] as const) {
+  addPresence(`malformed JSON: ${name}`, body, 400, 'bad_json')
+}
+for (const [name, body] of [
+  ['array', '[]'],
+  ['array of requests', `[${presenceBody([])}]`],
+  ['string', `"${STREAM_PLACEHOLDER}"`],
+  ['number', '42'],
+  ['true', 'true'],
+  ['null', 'null'],
+] as const) {
+  addPresence(`not an object: ${name}`, body, 400, 'invalid_body')
+}
+
+// The stream id.
+for (const [name, streamId] of [
+  ['missing', undefined],
+  ['empty', ''],
+  ['a number', 7],
+  ['null', null],
+  ['an array', [STREAM_PLACEHOLDER]],
+  ['an object', { id: STREAM_PLACEHOLDER }],
+  ['no dot', 'justoneword'],
+  ['three parts', `${STREAM_PLACEHOLDER}.x`],
+  ['a slash', `${STREAM_PLACEHOLDER}/x`],
+  ['a leading space', ` ${STREAM_PLACEHOLDER}`],
+  ['a newline after', `${STREAM_PLACEHOLDER}\n`],
+  ['a part of 33 characters', `${'a'.repeat(33)}.b`],
+  ['unicode', 'strëam.id'],
+  ['__proto__', '__proto__'],
+] as const) {
+  addPresence(`stream id ${name}`, presenceBody([], { streamId }), 400, 'invalid_body')
+}
+// Of the shape, but no stream open: one this server never opened; ones of instances that do not exist (answered after the routed wait).
+addPresence('stream id of this server, never opened', presenceBody([presenceOp()], { streamId: `${STREAM_PLACEHOLDER}x` }), 404, 'unknown_stream')
+addPresence('stream id of another instance: __proto__.constructor', presenceBody([presenceOp()], { streamId: '__proto__.constructor' }), 404, 'unknown_stream')
+addPresence('stream id of another instance: constructor.prototype', presenceBody([]).replace(STREAM_PLACEHOLDER, 'constructor.prototype'), 404, 'unknown_stream')
+
+// The ops.
+for (const [name, ops] of [
+  ['an object', { 0: presenceOp() }],
+  ['a string', 'join'],
+  ['null', null],
+  ['a number', 1],
+  ['257 ops', Array.from({ length: 257 }, () => presenceOp())],
+  ['an op null', [null]],
+  ['an op a number', [1]],
+  ['an op an array', [[TAB, ROOM, 1]]],
+  ['an op a string', ['join']],
+  ['a bad op after a good one', [presenceOp(), presenceOp({}, ['state'])]],
+] as const) {
+  addPresence(`ops ${name}`, presenceBody(ops), 400, 'invalid_body')
+}
+addPresence('no ops at all (a heartbeat)', presenceBody(undefined), 200)
+addPresence('256 ops', presenceBody([...Array.from({ length: 255 }, (_, i) => presenceOp({ state: i })), presenceOp({ leave: true }, ['state'])]), 200)
+
+// Tab keys.
+for (const [name, tab] of [
+  ['missing', undefined],
+  ['empty', ''],
+  ['21 characters', 't'.repeat(21)],
+  ['23 characters', 't'.repeat(23)],
+  ['base64, not base64url', `${'t'.repeat(20)}+/`],
+  ['padding', `${'t'.repeat(20)}==`],
+  ['unicode', 'ä'.repeat(22)],
+  ['a space', `${'t'.repeat(21)} `],
+  ['a newline', `${'t'.repeat(21)}\n`],
+  ['a number', 1234567890123456789012],
+  ['null', null],
+  ['an array', [TAB]],
+  ['an object', { key: TAB }],
+  ['__proto__', '__proto__'],
+  ['constructor', 'constructor'],
+] as const) {
+  addPresence(`tab ${name}`, presenceBody([presenceOp({ tab })]), 400, 'invalid_body')
+}
+addPresence('tab of the right shape that starts __proto__', presenceBody([presenceOp({ tab: '__proto__'.padEnd(22, '_') }), presenceOp({ tab: '__proto__'.padEnd(22, '_'), leave: true }, ['state'])]), 200)
+
+// Rooms: store keys.
+for (const [name, room] of [
+  ['missing', undefined],
+  ['empty', ''],
+  ['__proto__', '__proto__'],
+  ['__defineGetter__', '__defineGetter__'],
+  ['leading dot', '.room'],
+  ['space', 'a b'],
+  ['slash', 'a/b'],
+  ['path traversal', '../etc/passwd'],
+  ['null byte', 'room\u0000'],
+  ['header injection', 'room\r\nSet-Cookie: x=1'],
+  ['unicode', 'räum'],
+  ['129 characters', 'r'.repeat(129)],
+  ['10,000 characters', 'r'.repeat(10_000)],
+  ['a number', 7],
+  ['null', null],
+  ['an array', [ROOM]],
+  ['an object', { key: ROOM }],
+] as const) {
+  addPresence(`room ${name}`, presenceBody([presenceOp({ room })]), 400, 'invalid_store_key')
+}
+// Names every object has: plain rooms. Joined and left, and refused by name where the tab broadcasts from outside.
+for (const room of ['constructor', 'toString', 'hasOwnProperty', 'valueOf', 'prototype']) {
+  addPresence(`room ${room}: joined and left`, presenceBody(inRoom(room, { tab: TAB, room, state: { [room]: room } })), 200)
+  addPresence(`room ${room}: a broadcast from outside is refused by name`, presenceBody([presenceOp({ room, broadcast: room }, ['state'])]), 200, undefined, {
+    refused: { [room]: 'invalid_body' },
+  })
+}
+addPresence(
+  'rooms refused by name, one each, beside a room applied',
+  presenceBody([
+    presenceOp({ room: 'constructor', broadcast: 1 }, ['state']),
+    presenceOp({ room: 'toString', broadcast: 2 }, ['state']),
+    presenceOp({ room: 'constructor', broadcast: 3 }, ['state']),
+    ...inRoom('hostile.fine', { tab: TAB, room: 'hostile.fine', broadcast: 'ok' }),
+  ]),
+  200,
+  undefined,
+  { refused: { constructor: 'invalid_body', toString: 'invalid_body' } },
+)
+
+// What an op does: exactly one of state, leave and broadcast.
+for (const [name, fields, drop] of [
+  ['none of state, leave and broadcast', {}, ['state']],
+  ['state and leave', { leave: true }, []],
+  ['state and broadcast', { broadcast: 1 }, []],
+  ['leave and broadcast', { leave: true, broadcast: 1 }, ['state']],
+  ['leave false', { leave: false }, ['state']],
+  ['leave "true"', { leave: 'true' }, ['state']],
+  ['leave 1', { leave: 1 }, ['state']],
+  ['leave null', { leave: null }, ['state']],
+  ['broadcast null', { broadcast: null }, ['state']],
+] as const) {
+  addPresence(`op with ${name}`, presenceBody([presenceOp(fields, [...drop])]), 400, 'invalid_body')
+}
+
+// Prototype tricks: fields hidden where only own properties count, and keys that pollute nothing in values.
+addPresence('request fields hidden under __proto__', `{"__proto__":${presenceBody([presenceOp()])}}`, 400, 'invalid_body')
+addPresence('request fields hidden under constructor.prototype', `{"constructor":{"prototype":${presenceBody([presenceOp()])}}}`, 400, 'invalid_body')
+addPresence('op fields hidden under __proto__', presenceBody([]).replace('"ops":[]', `"ops":[{"__proto__":${JSON.stringify(presenceOp())}}]`), 400, 'invalid_body')
+addPresence('leave hidden under __proto__', presenceBody([]).replace('"ops":[]', `"ops":[{"tab":"${TAB}","room":"${ROOM}","__proto__":{"leave":true}}]`), 400, 'invalid_body')
+const rawInRoom = (room: string, rawOp: string) => presenceBody([]).replace('"ops":[]', `"ops":[{"tab":"${TAB}","room":"${room}","state":null},${rawOp},{"tab":"${TAB}","room":"${room}","leave":true}]`)
+addPresence('state with a __proto__ key', rawInRoom('hostile.proto', `{"tab":"${TAB}","room":"hostile.proto","state":{"__proto__":{"polluted":true},"a":1}}`), 200)
+addPresence('state with constructor.prototype', rawInRoom('hostile.proto', `{"tab":"${TAB}","room":"hostile.proto","state":{"constructor":{"prototype":{"polluted":true}}}}`), 200)
+addPresence('broadcast with a __proto__ key', rawInRoom('hostile.proto', `{"tab":"${TAB}","room":"hostile.proto","broadcast":{"__proto__":{"polluted":true}}}`), 200)
+addPresence('duplicate stream ids: the last counts', `{"streamId":"${STREAM_PLACEHOLDER}","streamId":"no-dot","ops":[]}`, 400, 'invalid_body')
+
+// Presence values and broadcasts: at most 2,048 bytes of JSON, counted as the server encodes them.
+const sized = <T>(name: string, value: T, bytes: number): T => {
+  const json = JSON.stringify(value)
+  if (Buffer.byteLength(json) !== bytes) throw new Error(`${name}: ${Buffer.byteLength(json)} bytes, not ${bytes}`)
+  return value
+}
+for (const [name, atBound] of [
+  ['ASCII', 'x'.repeat(2046)],
+  ['two-byte é', 'é'.repeat(1023)],
+  ['three-byte €', '€'.repeat(682)],
+  ['four-byte emoji', `${'🙂'.repeat(511)}xx`],
+  ['control characters, escaped', '\u0001'.repeat(341)],
+] as const) {
+  addPresence(`state of ${name}, exactly 2,048 bytes`, presenceBody(inRoom('hostile.size', { tab: TAB, room: 'hostile.size', state: sized(name, atBound, 2048) })), 200)
+  addPresence(`state of ${name}, one byte past`, presenceBody([presenceOp({ state: sized(name, `${atBound}x`, 2049) })]), 413, 'presence_too_large')
+}
+const objectAtBound = sized('an object', { list: Array.from({ length: 1019 }, () => 0) }, 2048)
+addPresence('state an object, exactly 2,048 bytes', presenceBody(inRoom('hostile.size', { tab: TAB, room: 'hostile.size', state: objectAtBound })), 200)
+addPresence('state an object, past 2,048 bytes', presenceBody([presenceOp({ state: sized('an object', { list: [...objectAtBound.list, 0] }, 2050) })]), 413, 'presence_too_large')
+// Escaped in the request (6 bytes each), counted as re-encoded (2 bytes each).
+addPresence('state of é written as \\u00e9, 2,048 bytes re-encoded', presenceBody([]).replace('"ops":[]', `"ops":[{"tab":"${TAB}","room":"hostile.size","state":"${'\\u00e9'.repeat(1023)}"},{"tab":"${TAB}","room":"hostile.size","leave":true}]`), 200)
+addPresence('state of é written as \\u00e9, 2,050 bytes re-encoded', presenceBody([]).replace('"ops":[]', `"ops":[{"tab":"${TAB}","room":"hostile.size","state":"${'\\u00e9'.repeat(1024)}"}]`), 413, 'presence_too_large')
+addPresence('broadcast exactly 2,048 bytes', presenceBody(inRoom('hostile.size', { tab: TAB, room: 'hostile.size', broadcast: 'x'.repeat(2046) })), 200)
+addPresence('broadcast past 2,048 bytes', presenceBody(inRoom('hostile.size', { tab: TAB, room: 'hostile.size', broadcast: 'x'.repeat(2047) })), 413, 'presence_too_large')
+addPresence('broadcast of two-byte é past 2,048 bytes', presenceBody(inRoom('hostile.size', { tab: TAB, room: 'hostile.size', broadcast: `${'é'.repeat(1023)}x` })), 413, 'presence_too_large')
+addPresence('broadcast exactly 2,048 bytes from outside the room', presenceBody([presenceOp({ room: 'hostile.outside', broadcast: 'x'.repeat(2046) }, ['state'])]), 200, undefined, {
+  refused: { 'hostile.outside': 'invalid_body' },
+})
+addPresence('state of 60 KiB', presenceBody([presenceOp({ state: 'x'.repeat(60 * 1024) })]), 413, 'presence_too_large')
+addPresence('state of 10,000 small keys', presenceBody([presenceOp({ state: Object.fromEntries(Array.from({ length: 10_000 }, (_, i) => [`k${i}`, 0])) })]), 413, 'payload_too_large')
+addPresence('state of 300 small keys', presenceBody([presenceOp({ state: Object.fromEntries(Array.from({ length: 300 }, (_, i) => [`k${i}`, 0])) })]), 413, 'presence_too_large')
+addPresence('256 ops of 2,000 bytes each', presenceBody(Array.from({ length: 256 }, () => presenceOp({ state: 'x'.repeat(2000) }))), 413, 'payload_too_large')
+addPresence('body of 70 KiB', presenceBody([presenceOp({ state: 'x'.repeat(70 * 1024) })]), 413, 'payload_too_large')
+// Depth (the suite's limit is 16).
+for (const levels of [17, 1_000, 30_000]) {
+  addPresence(`state of ${levels} nested arrays`, presenceBody([]).replace('"ops":[]', `"ops":[{"tab":"${TAB}","room":"${ROOM}","state":${'['.repeat(levels)}${']'.repeat(levels)}}]`), 400, 'too_deep')
+}
+addPresence('broadcast of 100 nested objects', presenceBody([]).replace('"ops":[]', `"ops":[{"tab":"${TAB}","room":"${ROOM}","broadcast":${'{"a":'.repeat(100)}1${'}'.repeat(100)}}]`), 400, 'too_deep')
+addPresence('unbalanced opening brackets only', '['.repeat(10_000), 400, 'too_deep')
+
+// Content types, methods and protocol.
+for (const contentType of ['text/plain', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=x', 'application/jsonx', 'application/octet-stream']) {
+  addPresence(`content type ${contentType}`, presenceBody([]), 415, 'unsupported_media_type', { headers: { 'content-type': contentType } })
+}
+addPresence('content type missing', presenceBody([]), 415, 'unsupported_media_type', { headers: {} })
+for (const method of ['GET', 'PUT', 'DELETE', 'PATCH']) {
+  add({ name: `presence: method ${method}`, method, target: '/presence', body: method === 'GET' || method === 'DELETE' ? null : presenceBody([]), status: 405, error: 'method_not_allowed' })
+}
+for (const target of ['/presence/', '/Presence', '/presence/extra', '/presence%00']) {
+  add({ name: `presence: path ${target}`, method: 'POST', target, body: presenceBody([]), status: 404, error: 'not_found' })
+}
+addPresence('another protocol version named', presenceBody([]), 400, 'unsupported_protocol', { headers: { ...JSON_TYPE, 'zuno-protocol': '1' } })
 
 const here = fileURLToPath(new URL('./hostile-corpus.json', import.meta.url))
 writeFileSync(here, `${JSON.stringify(cases, null, 1)}\n`)

@@ -11,8 +11,9 @@ import { newClientId } from '../../src/id'
 import { parseEventId } from '../../src/protocol'
 import { writerTag } from '../../src/writerTag'
 import { openRawStream, type RawStream } from '../support/sseReader'
+import { until } from '../support/until'
 import type { HostileCase } from './makeHostileCorpus'
-import { CLIENT_PLACEHOLDER, EPOCH_PLACEHOLDER } from './placeholders'
+import { CLIENT_PLACEHOLDER, EPOCH_PLACEHOLDER, STREAM_PLACEHOLDER } from './placeholders'
 
 /** The checked-in hostile-input corpus (regenerate with makeHostileCorpus.ts). */
 const hostileCorpus = JSON.parse(readFileSync(new URL('./hostile-corpus.json', import.meta.url), 'utf8')) as HostileCase[]
@@ -32,12 +33,14 @@ export interface ConformanceConfig {
   maxProposalsPerSecond: number
   /** How long a resume from an id past the server's position waits before the snapshot. */
   resumeWaitMs: number
+  /** `POST /presence` requests a second per stream; the library's default when absent. */
+  maxPresencePerSecond?: number
 }
 
 /** The sync server options a target passes on from a config. */
 export function serverOptions(config: ConformanceConfig) {
-  const { maxBodyBytes, maxDepth, heartbeatMs, maxProposalsPerSecond, resumeWaitMs } = config
-  return { maxBodyBytes, maxDepth, heartbeatMs, maxProposalsPerSecond, resumeWaitMs }
+  const { maxBodyBytes, maxDepth, heartbeatMs, maxProposalsPerSecond, resumeWaitMs, maxPresencePerSecond } = config
+  return { maxBodyBytes, maxDepth, heartbeatMs, maxProposalsPerSecond, resumeWaitMs, ...(maxPresencePerSecond === undefined ? {} : { maxPresencePerSecond }) }
 }
 
 /** A server started by a target. */
@@ -64,6 +67,7 @@ export const conformanceConfig: ConformanceConfig = {
   heartbeatMs: 200,
   maxProposalsPerSecond: 100_000,
   resumeWaitMs: 100,
+  maxPresencePerSecond: 100_000,
 }
 
 interface Answer {
@@ -726,12 +730,222 @@ export function runConformanceSuite(target: ConformanceTarget): void {
       })
     })
 
+    describe('POST /presence', () => {
+      /** A tab's key, as a tab makes one: 22 base64url characters. */
+      const tabKey = (name: string) => name.padEnd(22, '_').slice(0, 22)
+      const presence = async (body: unknown, init: { contentType?: string; raw?: boolean; url?: string } = {}): Promise<Answer> => {
+        const response = await fetch(`${init.url ?? server.url}/presence`, {
+          method: 'POST',
+          headers: { 'content-type': init.contentType ?? 'application/json' },
+          body: init.raw ? (body as string) : JSON.stringify(body),
+        })
+        return { status: response.status, contentType: response.headers.get('content-type'), body: await response.json() }
+      }
+      /** A stream that asked for its id, past its hello and snapshot. */
+      const helloStream = async (): Promise<{ sse: RawStream; streamId: string }> => {
+        const sse = await stream('?stores=&hello=1')
+        const hello = await sse.nextEvent()
+        expect(hello.event).toBe('hello')
+        const { streamId } = JSON.parse(hello.data as string) as { streamId: string }
+        expect((await sse.nextEvent()).event).toBe('snapshot')
+        return { sse, streamId }
+      }
+      /** The next event of `sse`, which must be a `presence` event. */
+      const nextPresence = async (sse: RawStream): Promise<Record<string, unknown>> => {
+        const event = await sse.nextEvent()
+        expect(event.event).toBe('presence')
+        return JSON.parse(event.data as string) as Record<string, unknown>
+      }
+
+      it('names a stream that asks with ?hello=1 in its first event, and no other', async () => {
+        const sse = await stream('?hello=1')
+        const hello = await sse.nextEvent()
+        expect(hello.event).toBe('hello')
+        expect(hello.id).toBeUndefined()
+        expect(JSON.parse(hello.data as string)).toEqual({ streamId: expect.stringMatching(/^[A-Za-z0-9_-]{1,32}\.[A-Za-z0-9_-]{1,32}$/) })
+        expect((await sse.nextEvent()).event).toBe('snapshot')
+        // Each stream its own id; a stream that does not ask is not told.
+        const other = await helloStream()
+        expect(other.streamId).not.toBe(JSON.parse(hello.data as string).streamId)
+        expect((await (await stream()).nextEvent()).event).toBe('snapshot')
+        // With no op, a heartbeat: nobody is named, nothing is sent.
+        expect(await presence({ streamId: other.streamId, ops: [] })).toMatchObject({ status: 200, body: { ok: true, peers: {} } })
+        expect(await other.sse.drainEvents(150)).toEqual([])
+      })
+
+      it('shows each stream the room whole as it joins, then the others joining, changing (coalesced) and leaving', async () => {
+        const a = await helloStream()
+        const b = await helloStream()
+        const joined = await presence({ streamId: a.streamId, ops: [{ tab: tabKey('a'), room: 'doc.1', state: { x: 1 } }] })
+        expect(joined.status).toBe(200)
+        expect(joined.contentType).toMatch(/^application\/json/)
+        const aId = (joined.body.peers as Record<string, string>)[tabKey('a')] as string
+        expect(joined.body).toEqual({ ok: true, peers: { [tabKey('a')]: aId } })
+        expect(aId).toMatch(/^[A-Za-z0-9_-]+$/)
+        expect(await nextPresence(a.sse)).toEqual({ room: 'doc.1', whole: true, peers: [{ id: aId, principal: '', state: { x: 1 } }] })
+        // Her join, as the room hears of it at the tick: to her own stream too.
+        expect(await nextPresence(a.sse)).toEqual({ room: 'doc.1', peers: [{ id: aId, principal: '', state: { x: 1 } }] })
+
+        const bJoined = await presence({ streamId: b.streamId, ops: [{ tab: tabKey('b'), room: 'doc.1', state: null }] })
+        const bId = (bJoined.body.peers as Record<string, string>)[tabKey('b')] as string
+        expect(bId).not.toBe(aId)
+        expect(await nextPresence(b.sse)).toEqual({
+          room: 'doc.1',
+          whole: true,
+          peers: [
+            { id: aId, principal: '', state: { x: 1 } },
+            { id: bId, principal: '', state: null },
+          ],
+        })
+        expect(await nextPresence(a.sse)).toEqual({ room: 'doc.1', peers: [{ id: bId, principal: '', state: null }] })
+        expect(await nextPresence(b.sse)).toEqual({ room: 'doc.1', peers: [{ id: bId, principal: '', state: null }] })
+
+        // Five changes in one request: one goes out, the latest; a value sent again unchanged goes out to nobody.
+        const moves = [2, 3, 4, 5, 6].map((x) => ({ tab: tabKey('a'), room: 'doc.1', state: { x } }))
+        expect((await presence({ streamId: a.streamId, ops: moves })).status).toBe(200)
+        expect(await nextPresence(b.sse)).toEqual({ room: 'doc.1', peers: [{ id: aId, principal: '', state: { x: 6 } }] })
+        expect(await nextPresence(a.sse)).toEqual({ room: 'doc.1', peers: [{ id: aId, principal: '', state: { x: 6 } }] })
+        expect((await presence({ streamId: a.streamId, ops: [{ tab: tabKey('a'), room: 'doc.1', state: { x: 6 } }] })).status).toBe(200)
+        expect(await b.sse.drainEvents(150)).toEqual([])
+
+        expect(await presence({ streamId: b.streamId, ops: [{ tab: tabKey('b'), room: 'doc.1', leave: true }] })).toMatchObject({ status: 200, body: { ok: true } })
+        expect(await nextPresence(a.sse)).toEqual({ room: 'doc.1', left: [bId] })
+        // Gone from the room: B hears no more of it.
+        await presence({ streamId: a.streamId, ops: [{ tab: tabKey('a'), room: 'doc.1', state: { x: 7 } }] })
+        expect(await nextPresence(a.sse)).toMatchObject({ room: 'doc.1', peers: [{ id: aId, state: { x: 7 } }] })
+        expect(await b.sse.drainEvents(150)).toEqual([])
+      })
+
+      it('broadcasts to everyone in the room, in order, and names in refused a room whose ops were skipped', async () => {
+        const a = await helloStream()
+        const b = await helloStream()
+        const outside = await helloStream()
+        await presence({ streamId: a.streamId, ops: [{ tab: tabKey('a'), room: 'doc.2', state: null }] })
+        await presence({ streamId: b.streamId, ops: [{ tab: tabKey('b'), room: 'doc.2', state: null }] })
+        await a.sse.drainEvents(150)
+        await b.sse.drainEvents(50)
+        const sent = await presence({
+          streamId: a.streamId,
+          ops: [
+            { tab: tabKey('a'), room: 'doc.2', broadcast: { emoji: '👍' } },
+            { tab: tabKey('a'), room: 'doc.2', broadcast: 'ping' },
+          ],
+        })
+        expect(sent.status).toBe(200)
+        expect(sent.body.refused).toBeUndefined()
+        const from = (sent.body.peers as Record<string, string>)[tabKey('a')]
+        const heard = {
+          room: 'doc.2',
+          broadcasts: [
+            { from, principal: '', data: { emoji: '👍' } },
+            { from, principal: '', data: 'ping' },
+          ],
+        }
+        expect(await nextPresence(b.sse)).toEqual(heard)
+        expect(await nextPresence(a.sse)).toEqual(heard)
+
+        // A tab broadcasts only to a room it is in: that room is skipped and named, the request's other ops applied.
+        const mixed = await presence({
+          streamId: outside.streamId,
+          ops: [
+            { tab: tabKey('o'), room: 'doc.3', state: 'here' },
+            { tab: tabKey('o'), room: 'doc.2', broadcast: 'sneak' },
+            { tab: tabKey('o'), room: 'doc.2', broadcast: 'again' },
+          ],
+        })
+        expect(mixed.status).toBe(200)
+        expect(mixed.body).toEqual({
+          ok: true,
+          peers: { [tabKey('o')]: expect.any(String) },
+          refused: { 'doc.2': { error: 'invalid_body', message: expect.any(String) } },
+        })
+        expect(await nextPresence(outside.sse)).toMatchObject({ room: 'doc.3', whole: true, peers: [{ state: 'here' }] })
+        expect(await b.sse.drainEvents(150)).toEqual([])
+
+        // A tab is in at most 32 rooms: the 33rd is skipped with room_full.
+        const many = await presence({ streamId: outside.streamId, ops: Array.from({ length: 33 }, (_, i) => ({ tab: tabKey('m'), room: `doc.m${i}`, state: i })) })
+        expect(many.status).toBe(200)
+        expect(many.body.refused).toEqual({ 'doc.m32': { error: 'room_full', message: expect.any(String) } })
+      })
+
+      it('names a refused room even when its name is a property of every object', async () => {
+        const { streamId } = await helloStream()
+        const rooms = ['constructor', 'toString', 'hasOwnProperty', 'valueOf']
+        const answer = await presence({ streamId, ops: rooms.map((room) => ({ tab: tabKey('p'), room, broadcast: 1 })) })
+        expect(answer.status).toBe(200)
+        expect(Object.keys(answer.body.refused as object).sort()).toEqual([...rooms].sort())
+        for (const room of rooms) expect((answer.body.refused as Record<string, unknown>)[room]).toEqual({ error: 'invalid_body', message: expect.any(String) })
+      })
+
+      it('answers 404 unknown_stream for a stream that is not open, in JSON, and applies nothing', async () => {
+        const { sse, streamId } = await helloStream()
+        const instance = streamId.split('.')[0] as string
+        expectError(await presence({ streamId: `${instance}.notAStream`, ops: [{ tab: tabKey('x'), room: 'doc.4', state: 1 }] }), 404, 'unknown_stream')
+        // A stream that ended is no longer open.
+        sse.close()
+        await until(async () => (await presence({ streamId, ops: [] })).status === 404)
+        expectError(await presence({ streamId, ops: [{ tab: tabKey('x'), room: 'doc.4', state: 1 }] }), 404, 'unknown_stream')
+        const watcher = await helloStream()
+        await presence({ streamId: watcher.streamId, ops: [{ tab: tabKey('w'), room: 'doc.4', state: 'w' }] })
+        expect(((await nextPresence(watcher.sse)).peers as unknown[]).length).toBe(1)
+      })
+
+      it('answers 405 to GET, 415 to any content type but JSON, 400 to a bad body and 413 past the bounds, in JSON', async () => {
+        const { streamId } = await helloStream()
+        const get = await fetch(`${server.url}/presence`)
+        expect(get.status).toBe(405)
+        expect(get.headers.get('allow')).toBe('POST')
+        expect(await get.json()).toMatchObject({ ok: false, error: 'method_not_allowed' })
+        for (const contentType of ['text/plain', 'application/x-www-form-urlencoded', 'application/jsonx']) {
+          expectError(await presence({ streamId, ops: [] }, { contentType }), 415, 'unsupported_media_type')
+        }
+        expect((await presence({ streamId, ops: [] }, { contentType: 'application/json; charset=utf-8' })).status).toBe(200)
+        expectError(await presence('{"streamId":', { raw: true }), 400, 'bad_json')
+        expectError(await presence({ streamId: 'no-dot', ops: [] }), 400, 'invalid_body')
+        expectError(await presence({ streamId, ops: [{ tab: 'short', room: 'doc.5', state: 1 }] }), 400, 'invalid_body')
+        expectError(await presence({ streamId, ops: [{ tab: tabKey('t'), room: '../x', state: 1 }] }), 400, 'invalid_store_key')
+        expectError(await presence({ streamId, ops: [{ tab: tabKey('t'), room: 'doc.5', state: 'x'.repeat(2047) }] }), 413, 'presence_too_large')
+        expect((await presence({ streamId, ops: [{ tab: tabKey('t'), room: 'doc.5', state: 'x'.repeat(2046) }] })).status).toBe(200)
+      })
+
+      it('answers 429 rate_limited with Retry-After past the rate of one stream, not of another', async () => {
+        const limited = await target.start({ ...conformanceConfig, maxPresencePerSecond: 1 })
+        try {
+          const open = async () => {
+            const sse = await openRawStream(`${limited.url}/sse?stores=&hello=1`)
+            streams.push(sse)
+            return (JSON.parse((await sse.nextEvent()).data as string) as { streamId: string }).streamId
+          }
+          const [first, second] = [await open(), await open()]
+          const statuses: number[] = []
+          for (let i = 0; i < 10 && !statuses.includes(429); i++) {
+            const response = await fetch(`${limited.url}/presence`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ streamId: first, ops: [] }) })
+            statuses.push(response.status)
+            if (response.status === 429) {
+              expect(Number(response.headers.get('retry-after'))).toBeGreaterThan(0)
+              expect(await response.json()).toMatchObject({ ok: false, error: 'rate_limited' })
+            } else await response.body?.cancel()
+          }
+          // The burst (twice the rate) goes through, then the stream is refused; another stream is not.
+          expect(statuses.slice(0, 2)).toEqual([200, 200])
+          expect(statuses).toContain(429)
+          expect((await presence({ streamId: second, ops: [] }, { url: limited.url })).status).toBe(200)
+        } finally {
+          await limited.close()
+        }
+      })
+    })
+
     describe('hostile input', () => {
-      it(`refuses all ${hostileCorpus.length} cases of the corpus with the expected 4xx JSON error, changing nothing`, async () => {
+      it(`answers all ${hostileCorpus.length} cases of the corpus as expected (a 4xx JSON error, or a presence 200 naming the rooms refused), changing nothing`, async () => {
+        // The presence cases speak for a stream of the server's, which asked for its id.
+        const presenceStream = await stream('?stores=&hello=1')
+        const { streamId } = JSON.parse((await presenceStream.nextEvent()).data as string) as { streamId: string }
         const mismatches: string[] = []
         for (const hostile of hostileCorpus) {
           // Each case is the first op of a client of its own, in the server's epoch.
-          const body = hostile.body?.replaceAll(EPOCH_PLACEHOLDER, epoch).replaceAll(CLIENT_PLACEHOLDER, newClientId()) ?? null
+          const body =
+            hostile.body?.replaceAll(EPOCH_PLACEHOLDER, epoch).replaceAll(CLIENT_PLACEHOLDER, newClientId()).replaceAll(STREAM_PLACEHOLDER, streamId) ?? null
           const response = await fetch(`${server.url}${hostile.target}`, {
             method: hostile.method,
             headers: hostile.headers,
@@ -739,18 +953,34 @@ export function runConformanceSuite(target: ConformanceTarget): void {
             signal: AbortSignal.timeout(5000), // a hang fails the case
           })
           const text = await response.text()
+          let answer: { ok?: unknown; error?: unknown; refused?: Record<string, { error?: unknown }> } = {}
           let code: unknown
           try {
-            code = (JSON.parse(text) as { error?: unknown }).error
+            answer = JSON.parse(text) as typeof answer
+            code = answer.error
           } catch {
             code = `not JSON: ${text.slice(0, 60)}`
           }
           if (response.status !== hostile.status || code !== hostile.error) {
             mismatches.push(`${hostile.name}: ${response.status} ${String(code)} (wanted ${hostile.status} ${hostile.error})`)
+          } else if (hostile.status === 200) {
+            // Exactly the rooms the case expects refused, each with its code.
+            const refused = JSON.stringify(Object.entries(answer.refused ?? {}).map(([room, refusal]) => [room, refusal.error]).sort())
+            const wanted = JSON.stringify(Object.entries(hostile.refused ?? {}).sort())
+            if (answer.ok !== true || refused !== wanted) mismatches.push(`${hostile.name}: 200 refusing ${refused} (wanted ${wanted})`)
           }
         }
         expect(mismatches).toEqual([])
         await expectUnchanged()
+        // Every case that joined a room left it: a stream that joins them now finds only itself there.
+        const rooms = ['hostile.room', 'hostile.size', 'hostile.proto', 'hostile.fine', 'constructor', 'toString', 'hasOwnProperty', 'valueOf', 'prototype']
+        const checker = await stream('?stores=&hello=1')
+        const checkerId = (JSON.parse((await checker.nextEvent()).data as string) as { streamId: string }).streamId
+        const ops = rooms.map((room) => ({ tab: 'checkerTabKey_01234567', room, state: 'checker' }))
+        const joined = await fetch(`${server.url}/presence`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ streamId: checkerId, ops }) })
+        expect(await joined.json()).toEqual({ ok: true, peers: { checkerTabKey_01234567: expect.any(String) } })
+        const wholes = (await checker.drainEvents()).map((event) => JSON.parse(event.data as string) as { room: string; whole?: true; peers: Array<{ state: unknown }> })
+        expect(wholes.filter((message) => message.whole).map(({ room, peers }) => [room, peers.map((peer) => peer.state)])).toEqual(rooms.map((room) => [room, ['checker']]))
       }, 60_000)
 
       it('never answers 5xx, and answers every 4xx in JSON with a code, for fuzzed sync bodies', async () => {
@@ -783,6 +1013,44 @@ export function runConformanceSuite(target: ConformanceTarget): void {
           }),
           { numRuns: 150, seed: 20261126 },
         )
+      }, 60_000)
+
+      it('never answers 5xx, and answers every 4xx in JSON with a code, for fuzzed presence bodies', async () => {
+        const sse = await stream('?stores=&hello=1')
+        const { streamId } = JSON.parse((await sse.nextEvent()).data as string) as { streamId: string }
+        const tab = 'fuzzTabKey_0123456789_'
+        const op = fc.record(
+          {
+            tab: fc.oneof(fc.constant(tab), fc.string()),
+            room: fc.oneof(fc.constantFrom('doc.fuzz', 'counter', 'constructor', 'toString', '__proto__'), fc.string()),
+            state: fc.jsonValue(),
+            leave: fc.oneof(fc.constant(true), fc.jsonValue()),
+            broadcast: fc.jsonValue(),
+          },
+          { requiredKeys: [] },
+        )
+        const body = fc.oneof(
+          fc.json(),
+          fc.record({ streamId: fc.oneof(fc.constant(streamId), fc.string()), ops: fc.oneof(fc.array(op, { maxLength: 40 }), fc.jsonValue()) }, { requiredKeys: [] }).map((value) =>
+            JSON.stringify(value),
+          ),
+        )
+        await fc.assert(
+          fc.asyncProperty(body, async (text) => {
+            const response = await fetch(`${server.url}/presence`, {
+              method: 'POST',
+              headers: { 'content-type': 'application/json' },
+              body: text,
+              signal: AbortSignal.timeout(5000),
+            })
+            expect(response.status).toBeLessThan(500)
+            const answer = (await response.json()) as { ok: boolean; error?: string }
+            if (response.status >= 400) expect(typeof answer.error).toBe('string')
+            else expect(answer.ok).toBe(true)
+          }),
+          { numRuns: 150, seed: 20261127 },
+        )
+        await expectUnchanged()
       }, 60_000)
 
       it('never answers 5xx to fuzzed stream and state queries', async () => {
