@@ -175,6 +175,15 @@ describe('POST /presence', () => {
       expect([JSON.stringify(body).slice(0, 80), answer.status, answer.body.error]).toEqual([JSON.stringify(body).slice(0, 80), status, error])
       expect(answer.body.message).toEqual(expect.any(String))
     }
+    // A number JSON cannot hold would reach the others as null: refused, as a state's is.
+    for (const field of ['state', 'broadcast']) {
+      const huge = await fetch(`${zuno.url}/presence`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-user': 'ada' },
+        body: `{"streamId":"${ada.streamId}","ops":[{"tab":"${tab}","room":"doc:1","${field}":{"x":1e400}}]}`,
+      })
+      expect([huge.status, ((await huge.json()) as { error: string; message: string }).message]).toEqual([400, expect.stringContaining('is not JSON: it.x is Infinity')])
+    }
     const wrongType = await fetch(`${zuno.url}/presence`, { method: 'POST', headers: { 'content-type': 'text/plain', 'x-user': 'ada' }, body: '{}' })
     expect([wrongType.status, ((await wrongType.json()) as { error: string }).error]).toEqual([415, 'unsupported_media_type'])
     const get = await fetch(`${zuno.url}/presence`, { headers: { 'x-user': 'ada' } })

@@ -14,7 +14,8 @@ export function toJsonValue(value: unknown, storeKey: string, maxDepth: number =
   return value
 }
 
-function findNonJson(root: unknown, maxDepth: number): string | undefined {
+/** What in `root` is not plain JSON (in words), or `undefined` when it all is; see {@link toJsonValue}. */
+export function findNonJson(root: unknown, maxDepth: number): string | undefined {
   const stack: Array<[unknown, string, number]> = [[root, 'the state', 0]]
   let visited = 0
   while (stack.length > 0) {

@@ -7,6 +7,7 @@
  */
 import { ZunoError } from '../errors'
 import {
+  DEFAULT_LIMITS,
   PRESENCE_LIMITS,
   type PresenceAccepted,
   type PresenceBroadcast,
@@ -22,6 +23,7 @@ import {
 } from '../protocol'
 import { sha256 } from '../sha256'
 import { utf8Bytes } from './bytes'
+import { findNonJson } from './json'
 import type { Stream } from './hub'
 import { encodePresenceFrame, encodeRevokedFrame } from './sse'
 
@@ -556,4 +558,7 @@ function checkOp(value: unknown): PresenceOp {
 function checkSize(value: unknown, most: number, what: string): void {
   const json = JSON.stringify(value)
   if (json.length > most || utf8Bytes(json).byteLength > most) throw new ZunoError('presence_too_large', `${what} may take at most ${most} bytes of JSON`)
+  // A number JSON cannot hold (1e400 parses as Infinity) would reach the others as null: refused, as a state's is.
+  const problem = findNonJson(value, DEFAULT_LIMITS.maxDepth)
+  if (problem !== undefined) throw new ZunoError('invalid_body', `${what} is not JSON: ${problem.replace('the state', 'it')}`)
 }
