@@ -125,6 +125,26 @@ describe('replica.presence', () => {
     expect(Date.now() - closedAt).toBeLessThan(1000)
   })
 
+  it('a page that hides (pagehide) leaves at once, and shows again when it comes back from the back-forward cache', async () => {
+    const zuno = await startZuno({ handler: { presence: { graceMs: 10_000, timeoutMs: 60_000 } } })
+    cleanups.push(() => zuno.close())
+    const watching = replicaOf(zuno.url).presence('doc:1', 'watcher')
+    // The page the other replica runs in: a window that sends page events.
+    const page = new EventTarget()
+    ;(globalThis as { window?: unknown }).window = page
+    cleanups.push(() => delete (globalThis as { window?: unknown }).window)
+    const inPage = replicaOf(zuno.url, { tabs: false })
+    delete (globalThis as { window?: unknown }).window
+    inPage.presence('doc:1', 'in the page')
+    await until(() => statesOf(watching).includes('in the page'))
+    const hiddenAt = Date.now()
+    page.dispatchEvent(new Event('pagehide'))
+    await until(() => watching.others().length === 0, 2000)
+    expect(Date.now() - hiddenAt).toBeLessThan(1000)
+    page.dispatchEvent(Object.assign(new Event('pageshow'), { persisted: true }))
+    await until(() => statesOf(watching).includes('in the page'))
+  })
+
   it('shows a room the principal may not read as refused, and the others nothing of it', async () => {
     const zuno = await startZuno({ handler: { ...byToken, authorize: ({ principal, storeKey }: { principal: Principal | undefined; storeKey: string }) => storeKey !== 'secret' || principal?.id === 'ada' } })
     cleanups.push(() => zuno.close())

@@ -104,6 +104,8 @@ export class PresenceRooms {
   readonly #rooms = new Map<string, JoinedRoom<unknown>>()
   #host: PresenceRoomsHost | undefined
   #queued = 0
+  /** The page is hidden away (unloading, or in the back-forward cache): this tab shows in no room meanwhile. */
+  #hidden = false
 
   /** Where this tab's wishes go: the sender on a leader, the leader tab from a follower. */
   connect(host: PresenceRoomsHost): void {
@@ -114,8 +116,16 @@ export class PresenceRooms {
   /** This tab's value per room. */
   wanted(): TabPresence {
     const wanted = new Map<string, { state: unknown; json: string }>()
+    if (this.#hidden) return wanted
     for (const [room, joined] of this.#rooms) if (joined.error === undefined) wanted.set(room, { state: joined.state, json: joined.json })
     return wanted
+  }
+
+  /** The page went away (`pagehide`) or came back (`pageshow`): this tab leaves every room, or shows in them again. */
+  hide(hidden: boolean): void {
+    if (this.#hidden === hidden) return
+    this.#hidden = hidden
+    if (this.#rooms.size > 0) this.#host?.changed(this.wanted())
   }
 
   /**

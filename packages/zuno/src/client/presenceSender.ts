@@ -80,7 +80,9 @@ export class PresenceSender {
   flushNow(): void {
     if (this.#timer !== undefined) this.#deps.timers.clearTimeout(this.#timer)
     this.#timer = undefined
-    void this.#send(true)
+    // A request in flight would hold this one back past the page's end: it goes beside it.
+    if (this.#sending && this.#streamId !== undefined) void this.#post({ streamId: this.#streamId, ops: this.#ops() }, true)
+    else void this.#send(true)
   }
 
   close(): void {

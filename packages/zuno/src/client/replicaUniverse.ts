@@ -85,6 +85,8 @@ export class ReplicaUniverse<
   readonly #follows: Follows
   /** The rooms this tab is in (`presence()`). */
   readonly #presence = new PresenceRooms()
+  /** In a browser: stops hearing `pagehide` and `pageshow`. */
+  #stopPageEvents: (() => void) | undefined
   /**
    * With `hydrate`: what the first render shows, to match the server's HTML (for `getServerSnapshot`).
    * Without it there is no server render to match.
@@ -208,6 +210,10 @@ export class ReplicaUniverse<
       waiting: () => this.#queue.length > 0,
       now: this.#now,
     })
+    this.#stopPageEvents = onPageEvents(
+      () => this.#link?.pageHidden(),
+      () => this.#link?.pageShown(),
+    )
   }
 
   /**
@@ -293,6 +299,7 @@ export class ReplicaUniverse<
   /** Closes the stream; ops still pending reject with a `closed` error, and `status` becomes `closed`. */
   close(): void {
     if (!this.#sync.close()) return
+    this.#stopPageEvents?.()
     this.#link?.closeStream()
     this.#follows.close()
     this.#hold.clear()
@@ -484,4 +491,22 @@ export function connect(options: ReplicaOptions & { app?: ZunoApp }): ReplicaUni
   // Each action's `run` takes its own arguments' type; the replica calls it with what that schema let through.
   const actions = app.actions as Readonly<Record<string, ActionSpec>>
   return new ReplicaUniverse({ ...rest, initial: states, schemas, ids: { ...ids, ...rest.ids }, actions, specs })
+}
+
+/**
+ * In a browser, calls `hidden` on `pagehide` (the page unloads, or goes into the back-forward
+ * cache) and `shown` when it comes back from that cache; returns what stops it. Elsewhere, nothing.
+ */
+function onPageEvents(hidden: () => void, shown: () => void): (() => void) | undefined {
+  const page = typeof window === 'undefined' ? undefined : (window as unknown as Pick<EventTarget, 'addEventListener' | 'removeEventListener'>)
+  if (page?.addEventListener === undefined) return undefined
+  const onShow = (event: Event) => {
+    if ((event as { persisted?: boolean }).persisted === true) shown()
+  }
+  page.addEventListener('pagehide', hidden)
+  page.addEventListener('pageshow', onShow)
+  return () => {
+    page.removeEventListener('pagehide', hidden)
+    page.removeEventListener('pageshow', onShow)
+  }
 }

@@ -297,6 +297,20 @@ export class StreamLink {
     )
   }
 
+  /**
+   * The page is going away, or into the back-forward cache (`pagehide`): this tab's presence
+   * leaves now, in a request that outlives the page (the leader's) or a goodbye to the leader.
+   */
+  pageHidden(): void {
+    this.#deps.presence.hide(true)
+    this.#sender?.flushNow()
+  }
+
+  /** The page came back from the back-forward cache: this tab shows in its rooms again. */
+  pageShown(): void {
+    this.#deps.presence.hide(false)
+  }
+
   /** This tab's peer id, among those the server said. */
   #identified(peers: Readonly<Record<string, string>>): void {
     const own = peers[this.#deps.tabKey]
