@@ -52,6 +52,8 @@ export interface PresenceRoom<P = unknown> {
 /** What one tab wants the server to show: its value per room (JSON, measured once). */
 export type TabPresence = ReadonlyMap<string, { state: unknown; json: string }>
 
+const NOBODY: readonly PresencePeer[] = Object.freeze([])
+
 /** Most events waiting to be sent, per replica, before `broadcast` throws `queue_full`. */
 const MAX_QUEUED_BROADCASTS = 64
 
@@ -81,6 +83,9 @@ class JoinedRoom<P> {
   }
 
   others(): readonly PresencePeer<P>[] {
+    // Until the server has said which peer is this tab, the room could show it among the others
+    // (its first event may overtake the answer that names it): nobody is shown for that moment.
+    if (this.selfId === undefined) return NOBODY as readonly PresencePeer<P>[]
     this.othersCache ??= [...this.peers.values()].filter((peer) => peer.id !== this.selfId)
     return this.othersCache
   }
