@@ -12,7 +12,7 @@ import type { Principal } from '../src/server/index'
 import { SimBrowser } from './simulation/simBrowser'
 import type { VirtualClock } from './simulation/virtualClock'
 import { until } from './support/until'
-import { startZuno } from './support/zunoBehindProxy'
+import { htmlPage, startProxy, startZuno } from './support/zunoBehindProxy'
 
 const cleanups: Array<() => unknown> = []
 afterEach(async () => {
@@ -114,6 +114,29 @@ describe('replica.presence', () => {
     expect(heardByA).toEqual([])
     expect(() => a.broadcast('x'.repeat(3000))).toThrow(expect.objectContaining({ code: 'presence_too_large' }))
     expect(() => a.set('x'.repeat(3000))).toThrow(expect.objectContaining({ code: 'presence_too_large' }))
+  })
+
+  it('keeps a broadcast whose request failed (a proxy’s 502, a lost answer) and sends it with the next', async () => {
+    const zuno = await startZuno()
+    cleanups.push(() => zuno.close())
+    let failing = 0
+    const proxy = await startProxy({ port: zuno.port }, (req, body) => {
+      if (!req.url?.startsWith('/zuno/presence') || !body.includes('"broadcast"') || failing === 0) return undefined
+      failing -= 1
+      // The first one never reaches the server (502); the second is cut off with no answer.
+      return failing === 1 ? { status: 502, body: htmlPage(502, 'Bad Gateway') } : { status: 0 }
+    })
+    cleanups.push(() => proxy.close())
+    const sender = replicaOf(proxy.url).presence('doc:1', 'sender')
+    const receiver = replicaOf(zuno.url).presence('doc:1', 'receiver')
+    await until(() => receiver.others().length === 1 && sender.others().length === 1)
+    const heard: unknown[] = []
+    receiver.onBroadcast((data) => heard.push(data))
+    failing = 2
+    sender.broadcast('first')
+    sender.broadcast('second')
+    await until(() => heard.length >= 2, 8000)
+    expect(heard).toEqual(['first', 'second'])
   })
 
   it('a replica that closes leaves at once, without waiting for the server to notice', async () => {

@@ -46,7 +46,8 @@ export class PresenceSender {
   readonly #broadcasts: Array<{ tab: string; room: string; data: unknown }> = []
   #streamId: string | undefined
   #timer: unknown
-  #sending = false
+  /** The stream a request is out for: one at a time per stream; a new stream need not wait for the last one's (it may take seconds to fail). */
+  #sendingFor: string | undefined
   #lastSent = Number.NEGATIVE_INFINITY
   #heartbeat: unknown
   /** As the server asks ({@link PresenceAccepted.heartbeatMs}). */
@@ -81,7 +82,7 @@ export class PresenceSender {
     if (this.#timer !== undefined) this.#deps.timers.clearTimeout(this.#timer)
     this.#timer = undefined
     // A request in flight would hold this one back past the page's end: it goes beside it.
-    if (this.#sending && this.#streamId !== undefined) void this.#post({ streamId: this.#streamId, ops: this.#ops() }, true)
+    if (this.#sendingFor !== undefined && this.#streamId !== undefined) void this.#post({ streamId: this.#streamId, ops: this.#ops() }, true)
     else void this.#send(true)
   }
 
@@ -116,19 +117,26 @@ export class PresenceSender {
 
   async #send(keepalive: boolean): Promise<void> {
     const streamId = this.#streamId
-    if (this.#sending || streamId === undefined || this.#closed) return
+    if (streamId === undefined || this.#sendingFor === streamId || this.#closed) return
     const ops = this.#ops()
     const beat = Date.now() - this.#lastSent >= this.#heartbeatMs - PRESENCE_TICK_MS
     if (ops.length === 0 && (!beat || this.#wanted.size === 0)) return this.#beatLater()
-    const broadcasts = ops.filter((op) => op.broadcast !== undefined).length
-    this.#broadcasts.splice(0, broadcasts)
-    this.#sending = true
+    // Taken off the queue while out; put back at its head if the request fails, so none is lost.
+    const broadcasts = this.#broadcasts.splice(0, ops.filter((op) => op.broadcast !== undefined).length)
+    let delivered = false
+    this.#sendingFor = streamId
     this.#lastSent = Date.now()
     let retryIn: number | undefined
     try {
       const answer = await this.#post({ streamId, ops }, keepalive)
-      if (streamId !== this.#streamId || this.#closed) return
+      if (this.#closed) return
+      if (streamId !== this.#streamId) {
+        // Answered for a stream since replaced: the new one is told all of it, broadcasts included.
+        if (answer instanceof ZunoError) this.#broadcasts.unshift(...broadcasts)
+        return
+      }
       if (answer instanceof ZunoError) {
+        this.#broadcasts.unshift(...broadcasts)
         // Gone: the next stream's hello tells it all again. Anything else: tried again shortly.
         if (answer.code === 'unknown_stream') this.#streamId = undefined
         else retryIn = (answer.retryAfter ?? 0) * 1000 || RETRY_MS
@@ -142,25 +150,32 @@ export class PresenceSender {
         else shown.set(op.room, JSON.stringify(op.state))
         if (shown.size === 0) this.#shown.delete(op.tab)
       }
+      delivered = true
       for (const [room, refusal] of Object.entries(answer.refused ?? {})) {
-        for (const op of ops) {
-          if (op.room !== room) continue
-          this.#shown.get(op.tab)?.delete(room)
-          this.#deps.refused(op.tab, room, refusal)
+        for (const tab of new Set(ops.filter((op) => op.room === room).map((op) => op.tab))) {
+          this.#shown.get(tab)?.delete(room)
+          // Not asked for again, whatever the tab's next wish says, until it joins anew.
+          const wanted = this.#wanted.get(tab)
+          if (wanted?.has(room) === true) this.#wanted.set(tab, new Map([...wanted].filter(([key]) => key !== room)))
+          this.#deps.refused(tab, room, refusal)
         }
       }
       if (answer.heartbeatMs > 0) this.#heartbeatMs = Math.max(PRESENCE_TICK_MS, answer.heartbeatMs)
       this.#deps.identified(answer.peers)
     } finally {
-      this.#sending = false
-      if (this.#closed) return
-      const counts = new Map<string, number>()
-      for (const op of ops) if (op.broadcast !== undefined) counts.set(op.tab, (counts.get(op.tab) ?? 0) + 1)
-      for (const [tab, count] of counts) this.#deps.sent(tab, count)
-      if (retryIn !== undefined) this.#schedule(retryIn)
-      else if (this.#ops().length > 0) this.#schedule()
-      else this.#beatLater()
+      if (this.#sendingFor === streamId) this.#sendingFor = undefined
+      if (!this.#closed) this.#after(delivered ? broadcasts : [], retryIn)
     }
+  }
+
+  /** After a request: its broadcasts count as sent, and the next request is scheduled (a retry, what changed meanwhile, or the heartbeat). */
+  #after(delivered: ReadonlyArray<{ tab: string }>, retryIn: number | undefined): void {
+    const counts = new Map<string, number>()
+    for (const { tab } of delivered) counts.set(tab, (counts.get(tab) ?? 0) + 1)
+    for (const [tab, count] of counts) this.#deps.sent(tab, count)
+    if (retryIn !== undefined) this.#schedule(retryIn)
+    else if (this.#ops().length > 0) this.#schedule()
+    else this.#beatLater()
   }
 
   /** While any tab is in a room, a request (maybe with no op) goes at least every heartbeat. */
