@@ -163,6 +163,33 @@ describe('tabs and presence', () => {
     await until(() => rooms.every((room, i) => i === 5 || statesOf(room).includes('moved')))
   })
 
+  it('a tab that joins a room its browser is in already sees everyone there, whichever tab leads', async () => {
+    const zuno = await startZuno()
+    cleanups.push(() => zuno.close())
+    const browser = new SimBrowser(realClock, () => 1)
+    const tab = (name: string) => replicaOf(zuno.url, { tabs: true, BroadcastChannel: browser.channelFor(), locks: browser.locksFor(name) })
+    const leader = tab('leader')
+    await until(() => leader.status.get() === 'connected')
+    leader.presence('doc:1', 'leader')
+    const outside = replicaOf(zuno.url).presence('doc:1', 'outside')
+    await until(() => outside.others().length === 1)
+    // A follower joins the room later, on the stream that is in it already.
+    const follower = tab('follower')
+    const late = follower.presence('doc:1', 'follower')
+    await until(() => outside.others().length === 2)
+    await until(() => late.others().length === 2, 2000)
+    expect(statesOf(late).sort()).toEqual(['leader', 'outside'])
+    // The leader joins a room its follower is in already.
+    const followerRoom = follower.presence('doc:2', 'follower')
+    const outside2 = replicaOf(zuno.url).presence('doc:2', 'outside')
+    await until(() => followerRoom.others().length === 1 && outside2.others().length === 1)
+    const leaderRoom = leader.presence('doc:2', 'leader')
+    await until(() => outside2.others().length === 2)
+    await until(() => leaderRoom.others().length === 2, 2000)
+    expect(statesOf(leaderRoom).sort()).toEqual(['follower', 'outside'])
+    expect(statesOf(followerRoom).sort()).toEqual(['leader', 'outside'])
+  })
+
   it('a leader handoff shows no leave or join of the tabs that stay; the tab that closed leaves at once', async () => {
     const zuno = await startZuno({ handler: { presence: { graceMs: 1000 } } })
     cleanups.push(() => zuno.close())

@@ -175,6 +175,8 @@ export class PresenceRooms {
     const carrier = this.#carrierOf(stream, this.#now())
     const peers: Record<string, string> = {}
     let refused: Record<string, PresenceRefusal> | undefined
+    /** Rooms a tab of this stream joined: the stream gets each whole, once, after the ops. */
+    const joined = new Set<Room>()
     for (const op of ops) {
       const id = peerIdOf(stream.principalId, op.tab)
       peers[op.tab] = id
@@ -186,8 +188,11 @@ export class PresenceRooms {
       }
       if (op.leave === true) this.#leave(carrier, op.tab, op.room)
       else if (op.broadcast !== undefined) this.#broadcast(this.#roomOf(op.room), { from: id, principal: stream.principalId, data: op.broadcast }, true)
-      else this.#set(carrier, op.tab, op.room, id, op.state ?? null)
+      else this.#set(carrier, op.tab, op.room, id, op.state ?? null, joined)
     }
+    // A tab that joins has nothing of the room yet, and its stream's other tabs cannot hand it what
+    // they hold (the stream's holder keeps only its own rooms): the stream gets the room whole.
+    for (const room of joined) if (room.streams.has(carrier)) carrier.stream.send(this.#wholeFrame(room))
     this.#schedule()
     return refused === undefined ? { peers } : { peers, refused }
   }
@@ -293,7 +298,7 @@ export class PresenceRooms {
     return room
   }
 
-  #set(carrier: Carrier, tab: string, roomKey: string, id: string, state: unknown): void {
+  #set(carrier: Carrier, tab: string, roomKey: string, id: string, state: unknown, joined: Set<Room>): void {
     const stateJson = JSON.stringify(state)
     const key = tab + roomKey
     let peer = carrier.peers.get(key)
@@ -315,13 +320,9 @@ export class PresenceRooms {
       peer.carrier = carrier
       carrier.peers.set(key, peer)
       carrier.tabs.set(tab, (carrier.tabs.get(tab) ?? 0) + 1)
-      const streamPeers = room.streams.get(carrier) ?? 0
-      room.streams.set(carrier, streamPeers + 1)
-      // A stream new to the room gets all of it at once; the others hear of the peer at the tick.
-      if (streamPeers === 0) {
-        if (peer.stateJson === '') this.#assign(peer, state, stateJson)
-        carrier.stream.send(this.#wholeFrame(room))
-      }
+      room.streams.set(carrier, (room.streams.get(carrier) ?? 0) + 1)
+      // The stream gets all of the room once the ops are applied; the others hear of the peer at the tick.
+      joined.add(room)
     }
     if (peer.stateJson === stateJson) return
     this.#assign(peer, state, stateJson)
