@@ -187,6 +187,7 @@ describe('tabs and presence', () => {
     await until(() => outside2.others().length === 2)
     await until(() => leaderRoom.others().length === 2, 2000)
     expect(statesOf(leaderRoom).sort()).toEqual(['follower', 'outside'])
+    await until(() => followerRoom.others().length === 2)
     expect(statesOf(followerRoom).sort()).toEqual(['leader', 'outside'])
   })
 
