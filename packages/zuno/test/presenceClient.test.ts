@@ -125,6 +125,29 @@ describe('replica.presence', () => {
     expect(Date.now() - closedAt).toBeLessThan(1000)
   })
 
+  it('a replica that closes while a request of its is on its way still leaves at once', async () => {
+    const zuno = await startZuno({ handler: { presence: { graceMs: 10_000, timeoutMs: 60_000 } } })
+    cleanups.push(() => zuno.close())
+    let slow = false
+    // Its presence requests take 500 ms once slow: one is still on its way when it closes, and its
+    // goodbye reaches the server after the end of its stream.
+    const slowFetch: typeof fetch = async (input, init) => {
+      if (slow && String(input).endsWith('/presence')) await sleep(500)
+      return fetch(input, init)
+    }
+    const leaving = replicaOf(zuno.url, { fetch: slowFetch })
+    const room = leaving.presence('doc:1', 'leaving')
+    const staying = replicaOf(zuno.url).presence('doc:1', 'staying')
+    await until(() => staying.others().length === 1)
+    slow = true
+    room.set('moved')
+    await sleep(120) // past the tick: the change is on its way
+    const closedAt = Date.now()
+    leaving.close()
+    await until(() => staying.others().length === 0, 3000)
+    expect(Date.now() - closedAt).toBeLessThan(1500)
+  })
+
   it('shows a room the principal may not read as refused, and the others nothing of it', async () => {
     const zuno = await startZuno({ handler: { ...byToken, authorize: ({ principal, storeKey }: { principal: Principal | undefined; storeKey: string }) => storeKey !== 'secret' || principal?.id === 'ada' } })
     cleanups.push(() => zuno.close())

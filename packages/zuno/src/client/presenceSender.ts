@@ -47,6 +47,8 @@ export class PresenceSender {
   #streamId: string | undefined
   #timer: unknown
   #sending = false
+  /** The ops of the request on its way, if one is. */
+  #inFlight: readonly PresenceOp[] = []
   #lastSent = Number.NEGATIVE_INFINITY
   #heartbeat: unknown
   #closed = false
@@ -78,7 +80,13 @@ export class PresenceSender {
   flushNow(): void {
     if (this.#timer !== undefined) this.#deps.timers.clearTimeout(this.#timer)
     this.#timer = undefined
-    void this.#send(true)
+    if (!this.#sending) return void this.#send(true)
+    // A request is on its way, and its answer may never be read (the page is going): the leaves go
+    // now too, beside it, for the rooms it shows or is showing that no tab wants any more.
+    const streamId = this.#streamId
+    if (streamId === undefined || this.#closed) return
+    const leaves = this.#leavesBeside(this.#inFlight)
+    if (leaves.length > 0) void this.#post({ streamId, ops: leaves }, true)
   }
 
   close(): void {
@@ -110,6 +118,21 @@ export class PresenceSender {
     return ops.slice(0, PRESENCE_LIMITS.maxOps)
   }
 
+  /** A leave for each room a tab is shown in, or is being shown in by `inFlight`, that it no longer wants. */
+  #leavesBeside(inFlight: readonly PresenceOp[]): PresenceOp[] {
+    const shown = new Set<string>()
+    const ops: PresenceOp[] = []
+    const leave = (tab: string, room: string) => {
+      const key = `${tab} ${room}`
+      if (shown.has(key) || this.#wanted.get(tab)?.has(room) === true) return
+      shown.add(key)
+      ops.push({ tab, room, leave: true })
+    }
+    for (const [tab, rooms] of this.#shown) for (const room of rooms.keys()) leave(tab, room)
+    for (const op of inFlight) if (op.leave !== true && op.broadcast === undefined) leave(op.tab, op.room)
+    return ops.slice(0, PRESENCE_LIMITS.maxOps)
+  }
+
   async #send(keepalive: boolean): Promise<void> {
     const streamId = this.#streamId
     if (this.#sending || streamId === undefined || this.#closed) return
@@ -119,6 +142,7 @@ export class PresenceSender {
     const broadcasts = ops.filter((op) => op.broadcast !== undefined).length
     this.#broadcasts.splice(0, broadcasts)
     this.#sending = true
+    this.#inFlight = ops
     this.#lastSent = Date.now()
     let retryIn: number | undefined
     try {
@@ -148,6 +172,7 @@ export class PresenceSender {
       this.#deps.identified(answer.peers)
     } finally {
       this.#sending = false
+      this.#inFlight = []
       if (this.#closed) return
       const counts = new Map<string, number>()
       for (const op of ops) if (op.broadcast !== undefined) counts.set(op.tab, (counts.get(op.tab) ?? 0) + 1)

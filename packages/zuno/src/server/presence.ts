@@ -180,6 +180,8 @@ export class PresenceRooms {
     for (const op of ops) {
       const id = peerIdOf(stream.principalId, op.tab)
       peers[op.tab] = id
+      // An ended stream's tabs only leave: none joins, changes or broadcasts on it.
+      if (carrier.endedAt !== undefined && op.leave !== true) continue
       const refusal = this.#refusal(carrier, op, id)
       if (refusal !== undefined) {
         refused ??= {}
@@ -195,6 +197,12 @@ export class PresenceRooms {
     for (const room of joined) if (room.streams.has(carrier)) carrier.stream.send(this.#wholeFrame(room))
     this.#schedule()
     return refused === undefined ? { peers } : { peers, refused }
+  }
+
+  /** A stream of `principalId` here that ended within the grace, its peers still shown: its tabs may still leave. */
+  endedStream(streamId: string, principalId: string): Stream | undefined {
+    const carrier = this.#carriers.get(streamId)
+    return carrier?.endedAt !== undefined && carrier.stream.principalId === principalId ? carrier.stream : undefined
   }
 
   /** A stream of this sync server ended: its peers wait `graceMs` for another stream, then leave. */
