@@ -38,6 +38,11 @@ const universe = connect({
 })
 // For the end-to-end tests and the curious: the page's universe.
 Object.assign(window, { zuno: universe })
+// A tab that closes (or navigates away) says so: it leaves the presence rooms at once instead of
+// after the server's grace. Ops not yet confirmed stay in the outbox for the next page.
+addEventListener('pagehide', (event) => {
+  if (!event.persisted) universe.close()
+})
 
 hydrateRoot(
   document.getElementById('root') as HTMLElement,
