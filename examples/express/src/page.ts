@@ -36,9 +36,8 @@ export function page(markup: string, serializedState: string): string {
       .online li { gap: 0.35rem; padding: 0; font-size: 0.9rem; }
       .swatch { width: 0.6rem; height: 0.6rem; border-radius: 50%; }
       .board { position: relative; min-height: 4rem; overflow: hidden; }
-      .cursor { position: absolute; pointer-events: none; transition: left 50ms linear, top 50ms linear; }
-      .cursor::before { content: ''; position: absolute; left: -4px; top: -4px; width: 8px; height: 8px; border-radius: 50%; background: currentColor; }
-      .cursor span { position: absolute; left: 6px; top: 6px; padding: 0 0.3rem; border-radius: 4px; font-size: 0.75rem; white-space: nowrap; color: white; }
+      .cursor { position: absolute; width: 8px; height: 8px; margin: -4px 0 0 -4px; border-radius: 50%; background: currentColor; pointer-events: none; transition: left 50ms linear, top 50ms linear; }
+      .cursor span { position: absolute; left: 10px; top: 10px; padding: 0 0.3rem; border-radius: 4px; font-size: 0.75rem; white-space: nowrap; color: white; }
     </style>
   </head>
   <body>

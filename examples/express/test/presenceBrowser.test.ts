@@ -97,7 +97,7 @@ describe.skipIf(!haveChromium)('presence in the demo, in Chromium', () => {
     expect(await cursorsOf(b)).toEqual([])
 
     await pointAt(a, 40, 20)
-    await until(async () => (await cursorsOf(b)).length === 1, 5000)
+    await b.waitForSelector('[data-testid="cursor"]', { state: 'visible', timeout: 5000 })
     await until(async () => JSON.stringify(await cursorsOf(b)) === JSON.stringify([{ name: aName, x: 40, y: 20 }]), 5000)
     // Many moves: the last position arrives (the replica sends the latest, at most 20 a second).
     const box = await a.locator('[data-testid="todo-board"]').boundingBox()
