@@ -32,6 +32,12 @@ export function page(markup: string, serializedState: string): string {
       .conflicts li { font-size: 0.9rem; color: #8a5a00; }
       .problem.delivery h2 { color: #5a6275; }
       .problem.credentials h2, .problem.refused h2 { color: #d73a49; }
+      .online ul { display: flex; flex-wrap: wrap; gap: 0.25rem 1rem; margin: 0; }
+      .online li { gap: 0.35rem; padding: 0; font-size: 0.9rem; }
+      .swatch { width: 0.6rem; height: 0.6rem; border-radius: 50%; }
+      .board { position: relative; min-height: 4rem; overflow: hidden; }
+      .cursor { position: absolute; width: 8px; height: 8px; margin: -4px 0 0 -4px; border-radius: 50%; background: currentColor; pointer-events: none; transition: left 50ms linear, top 50ms linear; }
+      .cursor span { position: absolute; left: 10px; top: 10px; padding: 0 0.3rem; border-radius: 4px; font-size: 0.75rem; white-space: nowrap; color: white; }
     </style>
   </head>
   <body>

@@ -172,6 +172,29 @@ describe('replica.presence', () => {
     await until(() => statesOf(watching).includes('in the page'))
   })
 
+  it('a replica that closes while a request of its is on its way still leaves at once', async () => {
+    const zuno = await startZuno({ handler: { presence: { graceMs: 10_000, timeoutMs: 60_000 } } })
+    cleanups.push(() => zuno.close())
+    let slow = false
+    // Its presence requests take 500 ms once slow: one is still on its way when it closes, and its
+    // goodbye reaches the server after the end of its stream.
+    const slowFetch: typeof fetch = async (input, init) => {
+      if (slow && String(input).endsWith('/presence')) await sleep(500)
+      return fetch(input, init)
+    }
+    const leaving = replicaOf(zuno.url, { fetch: slowFetch })
+    const room = leaving.presence('doc:1', 'leaving')
+    const staying = replicaOf(zuno.url).presence('doc:1', 'staying')
+    await until(() => staying.others().length === 1)
+    slow = true
+    room.set('moved')
+    await sleep(120) // past the tick: the change is on its way
+    const closedAt = Date.now()
+    leaving.close()
+    await until(() => staying.others().length === 0, 3000)
+    expect(Date.now() - closedAt).toBeLessThan(1500)
+  })
+
   it('shows a room the principal may not read as refused, and the others nothing of it', async () => {
     const zuno = await startZuno({ handler: { ...byToken, authorize: ({ principal, storeKey }: { principal: Principal | undefined; storeKey: string }) => storeKey !== 'secret' || principal?.id === 'ada' } })
     cleanups.push(() => zuno.close())
@@ -208,6 +231,34 @@ describe('tabs and presence', () => {
     rooms[5]?.set('moved')
     await until(() => statesOf(outside).includes('moved'))
     await until(() => rooms.every((room, i) => i === 5 || statesOf(room).includes('moved')))
+  })
+
+  it('a tab that joins a room its browser is in already sees everyone there, whichever tab leads', async () => {
+    const zuno = await startZuno()
+    cleanups.push(() => zuno.close())
+    const browser = new SimBrowser(realClock, () => 1)
+    const tab = (name: string) => replicaOf(zuno.url, { tabs: true, BroadcastChannel: browser.channelFor(), locks: browser.locksFor(name) })
+    const leader = tab('leader')
+    await until(() => leader.status.get() === 'connected')
+    leader.presence('doc:1', 'leader')
+    const outside = replicaOf(zuno.url).presence('doc:1', 'outside')
+    await until(() => outside.others().length === 1)
+    // A follower joins the room later, on the stream that is in it already.
+    const follower = tab('follower')
+    const late = follower.presence('doc:1', 'follower')
+    await until(() => outside.others().length === 2)
+    await until(() => late.others().length === 2, 2000)
+    expect(statesOf(late).sort()).toEqual(['leader', 'outside'])
+    // The leader joins a room its follower is in already.
+    const followerRoom = follower.presence('doc:2', 'follower')
+    const outside2 = replicaOf(zuno.url).presence('doc:2', 'outside')
+    await until(() => followerRoom.others().length === 1 && outside2.others().length === 1)
+    const leaderRoom = leader.presence('doc:2', 'leader')
+    await until(() => outside2.others().length === 2)
+    await until(() => leaderRoom.others().length === 2, 2000)
+    expect(statesOf(leaderRoom).sort()).toEqual(['follower', 'outside'])
+    await until(() => followerRoom.others().length === 2)
+    expect(statesOf(followerRoom).sort()).toEqual(['leader', 'outside'])
   })
 
   it('a leader handoff shows no leave or join of the tabs that stay; the tab that closed leaves at once', async () => {

@@ -3,6 +3,7 @@ import { type ReadableValue, type ZunoError } from 'zuno'
 import { useAction, useConnectionStatus, useLastError, usePendingCount, useStore, useStoreApi, useStoreVersion } from 'zuno-react'
 import type { Todo } from '../stores'
 import { ERROR_HEADINGS, errorKind } from './errorKind'
+import { CursorBoard, Online } from './Presence'
 
 /** A conflict as the page lists it. */
 export interface ConflictNote {
@@ -23,6 +24,7 @@ export function App({ conflicts = noConflicts }: { conflicts?: ReadableValue<Con
       </p>
       <Status />
       <Counter />
+      <Online />
       <Todos />
       <Conflicts conflicts={conflicts} />
       <LastProblem />
@@ -90,14 +92,16 @@ function Todos() {
         />
         <button type="submit">Add</button>
       </form>
-      <ul data-testid="todo-list">
-        {todos.map((todo) => (
-          <li key={todo.id} className={todo.done ? 'done' : ''}>
-            <input type="checkbox" checked={todo.done} onChange={() => toggle(todo.id)} />
-            <span>{todo.text}</span>
-          </li>
-        ))}
-      </ul>
+      <CursorBoard>
+        <ul data-testid="todo-list">
+          {todos.map((todo) => (
+            <li key={todo.id} className={todo.done ? 'done' : ''}>
+              <input type="checkbox" checked={todo.done} onChange={() => toggle(todo.id)} />
+              <span>{todo.text}</span>
+            </li>
+          ))}
+        </ul>
+      </CursorBoard>
     </section>
   )
 }

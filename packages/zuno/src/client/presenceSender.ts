@@ -48,6 +48,8 @@ export class PresenceSender {
   #timer: unknown
   /** The stream a request is out for: one at a time per stream; a new stream need not wait for the last one's (it may take seconds to fail). */
   #sendingFor: string | undefined
+  /** The ops of the request on its way, if one is. */
+  #inFlight: readonly PresenceOp[] = []
   #lastSent = Number.NEGATIVE_INFINITY
   #heartbeat: unknown
   /** As the server asks ({@link PresenceAccepted.heartbeatMs}). */
@@ -81,9 +83,13 @@ export class PresenceSender {
   flushNow(): void {
     if (this.#timer !== undefined) this.#deps.timers.clearTimeout(this.#timer)
     this.#timer = undefined
-    // A request in flight would hold this one back past the page's end: it goes beside it.
-    if (this.#sendingFor !== undefined && this.#streamId !== undefined) void this.#post({ streamId: this.#streamId, ops: this.#ops() }, true)
-    else void this.#send(true)
+    const streamId = this.#streamId
+    if (this.#sendingFor === undefined || this.#sendingFor !== streamId) return void this.#send(true)
+    // A request is on its way, and its answer may never be read (the page is going): the leaves go
+    // now too, beside it, for the rooms it shows or is showing that no tab wants any more.
+    if (streamId === undefined || this.#closed) return
+    const leaves = this.#leavesBeside(this.#inFlight)
+    if (leaves.length > 0) void this.#post({ streamId, ops: leaves }, true)
   }
 
   close(): void {
@@ -115,6 +121,21 @@ export class PresenceSender {
     return ops.slice(0, PRESENCE_LIMITS.maxOps)
   }
 
+  /** A leave for each room a tab is shown in, or is being shown in by `inFlight`, that it no longer wants. */
+  #leavesBeside(inFlight: readonly PresenceOp[]): PresenceOp[] {
+    const shown = new Set<string>()
+    const ops: PresenceOp[] = []
+    const leave = (tab: string, room: string) => {
+      const key = `${tab} ${room}`
+      if (shown.has(key) || this.#wanted.get(tab)?.has(room) === true) return
+      shown.add(key)
+      ops.push({ tab, room, leave: true })
+    }
+    for (const [tab, rooms] of this.#shown) for (const room of rooms.keys()) leave(tab, room)
+    for (const op of inFlight) if (op.leave !== true && op.broadcast === undefined) leave(op.tab, op.room)
+    return ops.slice(0, PRESENCE_LIMITS.maxOps)
+  }
+
   async #send(keepalive: boolean): Promise<void> {
     const streamId = this.#streamId
     if (streamId === undefined || this.#sendingFor === streamId || this.#closed) return
@@ -125,6 +146,7 @@ export class PresenceSender {
     const broadcasts = this.#broadcasts.splice(0, ops.filter((op) => op.broadcast !== undefined).length)
     let delivered = false
     this.#sendingFor = streamId
+    this.#inFlight = ops
     this.#lastSent = Date.now()
     let retryIn: number | undefined
     try {
@@ -163,7 +185,10 @@ export class PresenceSender {
       if (answer.heartbeatMs > 0) this.#heartbeatMs = Math.max(PRESENCE_TICK_MS, answer.heartbeatMs)
       this.#deps.identified(answer.peers)
     } finally {
-      if (this.#sendingFor === streamId) this.#sendingFor = undefined
+      if (this.#sendingFor === streamId) {
+        this.#sendingFor = undefined
+        this.#inFlight = []
+      }
       if (!this.#closed) this.#after(delivered ? broadcasts : [], retryIn)
     }
   }

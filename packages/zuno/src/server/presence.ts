@@ -180,9 +180,13 @@ export class PresenceRooms {
     const carrier = this.#carrierOf(stream, this.#now())
     const peers: Record<string, string> = {}
     let refused: Record<string, PresenceRefusal> | undefined
+    /** Rooms a tab of this stream joined: the stream gets each whole, once, after the ops. */
+    const joined = new Set<Room>()
     for (const op of ops) {
       const id = peerIdOf(stream.principalId, op.tab)
       peers[op.tab] = id
+      // An ended stream's tabs only leave: none joins, changes or broadcasts on it.
+      if (carrier.endedAt !== undefined && op.leave !== true) continue
       const refusal = this.#refusal(carrier, op, id)
       if (refusal !== undefined) {
         refused ??= {}
@@ -192,12 +196,21 @@ export class PresenceRooms {
       }
       if (op.leave === true) this.#leave(carrier, op.tab, op.room)
       else if (op.broadcast !== undefined) this.#broadcast(this.#roomOf(op.room), { from: id, principal: stream.principalId, data: op.broadcast }, true)
-      else this.#set(carrier, op.tab, op.room, id, op.state ?? null)
+      else this.#set(carrier, op.tab, op.room, id, op.state ?? null, joined)
     }
+    // A tab that joins has nothing of the room yet, and its stream's other tabs cannot hand it what
+    // they hold (the stream's holder keeps only its own rooms): the stream gets the room whole.
+    for (const room of joined) if (room.streams.has(carrier)) carrier.stream.send(this.#wholeFrame(room))
     this.#schedule()
     // Three heartbeats a timeout: two may be lost before the tabs are.
     const heartbeatMs = Math.floor(this.#timeoutMs / 3)
     return refused === undefined ? { peers, heartbeatMs } : { peers, refused, heartbeatMs }
+  }
+
+  /** A stream of `principalId` here that ended within the grace, its peers still shown: its tabs may still leave. */
+  endedStream(streamId: string, principalId: string): Stream | undefined {
+    const carrier = this.#carriers.get(streamId)
+    return carrier?.endedAt !== undefined && carrier.stream.principalId === principalId ? carrier.stream : undefined
   }
 
   /** A stream of this sync server ended: its peers wait `graceMs` for another stream, then leave. */
@@ -301,7 +314,7 @@ export class PresenceRooms {
     return room
   }
 
-  #set(carrier: Carrier, tab: string, roomKey: string, id: string, state: unknown): void {
+  #set(carrier: Carrier, tab: string, roomKey: string, id: string, state: unknown, joined: Set<Room>): void {
     const stateJson = JSON.stringify(state)
     const key = tab + roomKey
     let peer = carrier.peers.get(key)
@@ -323,13 +336,9 @@ export class PresenceRooms {
       peer.carrier = carrier
       carrier.peers.set(key, peer)
       carrier.tabs.set(tab, (carrier.tabs.get(tab) ?? 0) + 1)
-      const streamPeers = room.streams.get(carrier) ?? 0
-      room.streams.set(carrier, streamPeers + 1)
-      // A stream new to the room gets all of it at once; the others hear of the peer at the tick.
-      if (streamPeers === 0) {
-        if (peer.stateJson === '') this.#assign(peer, state, stateJson)
-        carrier.stream.send(this.#wholeFrame(room))
-      }
+      room.streams.set(carrier, (room.streams.get(carrier) ?? 0) + 1)
+      // The stream gets all of the room once the ops are applied; the others hear of the peer at the tick.
+      joined.add(room)
     }
     if (peer.stateJson === stateJson) return
     this.#assign(peer, state, stateJson)

@@ -88,7 +88,9 @@ export class StreamControl {
   }
 
   #presenceHere(streamId: string, principalId: string, ops: readonly PresenceOp[]): PresenceOutcome {
-    return this.host.presence.apply(this.#streamOf(streamId, principalId), ops)
+    // A stream that just ended still takes its tabs' leaves (a closing tab's goodbye may arrive after its stream's end).
+    const ended = this.host.hub.stream(streamId) === undefined ? this.host.presence.endedStream(streamId, principalId) : undefined
+    return this.host.presence.apply(ended ?? this.#streamOf(streamId, principalId), ops)
   }
 
   /** The open stream `streamId` of this sync server, if it is `principalId`'s; else `unknown_stream`. */
