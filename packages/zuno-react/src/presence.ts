@@ -18,6 +18,8 @@ const NOBODY: readonly PresencePeer[] = Object.freeze([])
 class RoomSource<P> {
   /** The handle of the current subscription, if any. */
   handle: PresenceRoom<P | null> | undefined
+  /** What was asked before React subscribed (a child's mount effect runs before its parent's): done once it has. */
+  readonly waiting: Array<(handle: PresenceRoom<P | null>) => void> = []
 
   constructor(
     readonly universe: Partial<PresenceUniverse>,
@@ -25,10 +27,17 @@ class RoomSource<P> {
     readonly initial: [] | [P],
   ) {}
 
+  /** Calls `call` with the room's handle, now or once React has subscribed. */
+  use(call: (handle: PresenceRoom<P | null>) => void): void {
+    if (this.handle !== undefined) call(this.handle)
+    else this.waiting.push(call)
+  }
+
   readonly subscribe = (onChange: () => void): (() => void) => {
     const handle = this.universe.presence?.<P>(this.room, ...this.initial)
     if (handle === undefined) return () => {}
     this.handle = handle
+    for (const call of this.waiting.splice(0)) call(handle)
     const stop = handle.subscribe(onChange)
     // The room may show more than the defaults read before joining (another component joined it first).
     onChange()
@@ -55,7 +64,7 @@ export function useMyPresence<P>(room: string, initial: P): [P, (next: P | ((cur
   const source = useRoomSource<P>(room, [initial])
   const get = () => (source.handle?.me() ?? initial) as P
   const me = useSyncExternalStore(source.subscribe, get, () => initial)
-  const set = useCallback((next: P | ((current: P) => P)) => source.handle?.set(next as P), [source])
+  const set = useCallback((next: P | ((current: P) => P)) => source.use((handle) => handle.set(next as P)), [source])
   return [me, set]
 }
 
@@ -104,7 +113,7 @@ export function useBroadcast(room: string, listener?: (data: unknown, from: Broa
     [source],
   )
   useSyncExternalStore(subscribe, noChange, noChange)
-  return useCallback((data: unknown) => source.handle?.broadcast(data), [source])
+  return useCallback((data: unknown) => source.use((handle) => handle.broadcast(data)), [source])
 }
 
 const identity = <T>(value: T) => value

@@ -484,8 +484,10 @@ export interface PresenceRequest {
 export interface PresenceRefusal {
   /** `forbidden`, `room_full`, or `invalid_body` for a broadcast to a room the tab is not in. */
   error: ErrorCode
-  /** The reason in words. */
+  /** The reason in words (the first one's, when several tabs were refused). */
   message: string
+  /** The tabs whose ops in the room were skipped: another tab's in the same room may have been applied. */
+  tabs: string[]
 }
 
 /** Body of a 200 answer to `POST /presence`. */

@@ -200,7 +200,7 @@ describe('POST /presence', () => {
     expect(messageOf(await eve.stream.nextEvent())).toMatchObject({ room: 'doc:3', whole: true })
     // Past 32 rooms for one tab: the 33rd is skipped with room_full.
     const many = await presence(zuno.url, 'ada', { streamId: ada.streamId, ops: Array.from({ length: 33 }, (_, i) => ({ tab, room: `doc:${i + 10}`, state: 1 })) })
-    expect(many.body.refused).toEqual({ 'doc:42': { error: 'room_full', message: 'A tab is in at most 32 rooms' } })
+    expect(many.body.refused).toEqual({ 'doc:42': { error: 'room_full', message: 'A tab is in at most 32 rooms', tabs: [tab] } })
   })
 
   it('refuses a join past maxPeersPerRoom with room_full, and lets the next in once one leaves', async () => {

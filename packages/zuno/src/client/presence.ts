@@ -109,6 +109,10 @@ export class PresenceRooms {
   readonly #rooms = new Map<string, JoinedRoom<unknown>>()
   #host: PresenceRoomsHost | undefined
   #queued = 0
+  /** This tab's peer id, once the server has said it: the same in every room. */
+  #selfId: string | undefined
+  /** Rooms left lately, still kept current, for a join that comes back soon (a component remounted, a view switched). */
+  readonly #lingering = new Map<string, JoinedRoom<unknown>>()
   /** The page is hidden away (unloading, or in the back-forward cache): this tab shows in no room meanwhile. */
   #hidden = false
 
@@ -140,7 +144,18 @@ export class PresenceRooms {
   join<P>(room: string, initial: P, given = true): PresenceRoom<P> {
     let joined = this.#rooms.get(room) as JoinedRoom<P> | undefined
     if (joined === undefined) {
-      joined = new JoinedRoom(room, initial, given)
+      // Left a moment ago: what it knows of the room is still right (the server may never have
+      // heard of the leave, and then sends nothing new), so it is taken up again with the new value.
+      const lingering = this.#lingering.get(room) as JoinedRoom<P> | undefined
+      this.#lingering.delete(room)
+      joined = lingering ?? new JoinedRoom(room, initial, given)
+      if (lingering !== undefined) {
+        joined.state = initial
+        joined.json = measure(initial, PRESENCE_LIMITS.maxStateBytes, 'A presence value')
+        joined.given = given
+        joined.error = undefined
+      }
+      joined.selfId = this.#selfId
       this.#rooms.set(room, joined as JoinedRoom<unknown>)
       this.#host?.changed(this.wanted())
     } else if (given && !joined.given) {
@@ -153,7 +168,7 @@ export class PresenceRooms {
 
   /** A `presence` event of the stream. */
   message(message: PresenceMessage): void {
-    const joined = this.#rooms.get(message.room)
+    const joined = this.#rooms.get(message.room) ?? this.#lingering.get(message.room)
     if (joined === undefined) return
     let changed = false
     if (message.whole === true) {
@@ -174,6 +189,7 @@ export class PresenceRooms {
 
   /** This tab's peer id (the same in every room, for a principal). */
   identified(peerId: string): void {
+    this.#selfId = peerId
     for (const joined of this.#rooms.values()) {
       if (joined.selfId === peerId) continue
       joined.selfId = peerId
@@ -182,7 +198,7 @@ export class PresenceRooms {
   }
 
   /** The server skipped this tab's ops in `room`: it is not shown there until it joins again. */
-  refused(room: string, refusal: PresenceRefusal): void {
+  refused(room: string, refusal: Pick<PresenceRefusal, 'error' | 'message'>): void {
     const joined = this.#rooms.get(room)
     if (joined === undefined) return
     joined.error = new ZunoError(refusal.error, refusal.message)
@@ -199,6 +215,13 @@ export class PresenceRooms {
   /** A broadcast of this tab went out (or was dropped with its request): room for another. */
   sent(count: number): void {
     this.#queued = Math.max(0, this.#queued - count)
+  }
+
+  #linger(joined: JoinedRoom<unknown>): void {
+    this.#lingering.delete(joined.room)
+    this.#lingering.set(joined.room, joined)
+    // The oldest goes first: as many as a tab may be in.
+    if (this.#lingering.size > PRESENCE_LIMITS.maxRoomsPerTab) this.#lingering.delete(this.#lingering.keys().next().value as string)
   }
 
   #handle<P>(joined: JoinedRoom<P>): PresenceRoom<P> {
@@ -245,6 +268,7 @@ export class PresenceRooms {
         joined.handles -= 1
         if (joined.handles > 0) return
         rooms.#rooms.delete(joined.room)
+        rooms.#linger(joined as JoinedRoom<unknown>)
         rooms.#host?.changed(rooms.wanted())
       },
     }

@@ -16,6 +16,8 @@ export interface PresenceSenderDeps {
   readonly token: (() => string | undefined) | undefined
   readonly withCredentials: boolean
   readonly timers: Timers
+  /** The server does not know the stream: open a new one (its `hello` follows). */
+  reconnect(): void
   /** Each tab's peer id, as the server said it. */
   identified(peers: Readonly<Record<string, string>>): void
   /** The server skipped a tab's ops in a room. */
@@ -29,6 +31,9 @@ export const PRESENCE_TICK_MS = 50
 
 /** How often a stream with tabs in rooms tells the server they are still there until the server says (its answers' `heartbeatMs`), ms. */
 export const PRESENCE_HEARTBEAT_MS = 5000
+
+/** How long a request may take before it counts as failed, ms (a routed one takes up to 3 s to be refused). */
+const REQUEST_TIMEOUT_MS = 10_000
 
 /** How long a failed request waits before the next try, ms (or the server's Retry-After). */
 const RETRY_MS = 1000
@@ -98,7 +103,7 @@ export class PresenceSender {
     if (this.#heartbeat !== undefined) this.#deps.timers.clearTimeout(this.#heartbeat)
   }
 
-  #schedule(delay = Math.max(0, this.#lastSent + PRESENCE_TICK_MS - Date.now())): void {
+  #schedule(delay = Math.max(0, this.#lastSent + PRESENCE_TICK_MS - performance.now())): void {
     if (this.#timer !== undefined || this.#closed) return
     this.#timer = this.#deps.timers.setTimeout(() => {
       this.#timer = undefined
@@ -106,18 +111,18 @@ export class PresenceSender {
     }, delay)
   }
 
-  /** The ops that bring what the server shows to what the tabs want, then the broadcasts. */
+  /** The ops that bring what the server shows to what the tabs want: joins and changes, the broadcasts, then the leaves (an event sent just before leaving goes while the tab is still in the room). */
   #ops(): PresenceOp[] {
     const ops: PresenceOp[] = []
     for (const [tab, rooms] of this.#wanted) {
       const shown = this.#shown.get(tab)
       for (const [room, { state, json }] of rooms) if (shown?.get(room) !== json) ops.push({ tab, room, state })
     }
+    for (const { tab, room, data } of this.#broadcasts) ops.push({ tab, room, broadcast: data })
     for (const [tab, shown] of this.#shown) {
       const rooms = this.#wanted.get(tab)
       for (const room of shown.keys()) if (rooms?.has(room) !== true) ops.push({ tab, room, leave: true })
     }
-    for (const { tab, room, data } of this.#broadcasts) ops.push({ tab, room, broadcast: data })
     return ops.slice(0, PRESENCE_LIMITS.maxOps)
   }
 
@@ -140,14 +145,15 @@ export class PresenceSender {
     const streamId = this.#streamId
     if (streamId === undefined || this.#sendingFor === streamId || this.#closed) return
     const ops = this.#ops()
-    const beat = Date.now() - this.#lastSent >= this.#heartbeatMs - PRESENCE_TICK_MS
+    const beat = performance.now() - this.#lastSent >= this.#heartbeatMs - PRESENCE_TICK_MS
     if (ops.length === 0 && (!beat || this.#wanted.size === 0)) return this.#beatLater()
     // Taken off the queue while out; put back at its head if the request fails, so none is lost.
     const broadcasts = this.#broadcasts.splice(0, ops.filter((op) => op.broadcast !== undefined).length)
     let delivered = false
     this.#sendingFor = streamId
     this.#inFlight = ops
-    this.#lastSent = Date.now()
+    // Monotonic: a step of the wall clock neither stalls nor hurries the ticks.
+    this.#lastSent = performance.now()
     let retryIn: number | undefined
     try {
       const answer = await this.#post({ streamId, ops }, keepalive)
@@ -160,7 +166,12 @@ export class PresenceSender {
       if (answer instanceof ZunoError) {
         this.#broadcasts.unshift(...broadcasts)
         // Gone: the next stream's hello tells it all again. Anything else: tried again shortly.
-        if (answer.code === 'unknown_stream') this.#streamId = undefined
+        if (answer.code === 'unknown_stream') {
+          // The server no longer knows it (it ended, or the request found no way to it): a new stream
+          // (its hello) is told all of it; asked for, since an open stream would never bring one.
+          this.#streamId = undefined
+          this.#deps.reconnect()
+        }
         else retryIn = (answer.retryAfter ?? 0) * 1000 || RETRY_MS
         return
       }
@@ -174,7 +185,8 @@ export class PresenceSender {
       }
       delivered = true
       for (const [room, refusal] of Object.entries(answer.refused ?? {})) {
-        for (const tab of new Set(ops.filter((op) => op.room === room).map((op) => op.tab))) {
+        // Only the tabs named: another tab's ops in the room may have been applied.
+        for (const tab of new Set(refusal.tabs ?? ops.filter((op) => op.room === room).map((op) => op.tab))) {
           this.#shown.get(tab)?.delete(room)
           // Not asked for again, whatever the tab's next wish says, until it joins anew.
           const wanted = this.#wanted.get(tab)
@@ -227,6 +239,8 @@ export class PresenceSender {
         body: JSON.stringify(body),
         credentials: withCredentials ? 'include' : 'same-origin',
         ...(keepalive ? { keepalive: true } : {}),
+        // One that never completes would hold every later request (and the heartbeat) back for good.
+        signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
       })
       const answer = (await response.json().catch(() => undefined)) as PresenceAccepted | ErrorBody | undefined
       if (response.ok && answer?.ok === true) return answer

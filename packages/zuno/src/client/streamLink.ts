@@ -272,6 +272,7 @@ export class StreamLink {
         if (this.#deps.sync.closed) return
         const deps: PresenceSenderDeps = {
           ...this.#deps.presenceTransport,
+          reconnect: () => this.#connection?.reconnect(),
           identified: (peers) => {
             this.#identified(peers)
             this.#tabs?.presenceIds({ ...peers })

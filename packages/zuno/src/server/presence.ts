@@ -90,8 +90,8 @@ interface Peer {
   readonly room: Room
   /** The stream of this instance that carries it; `undefined` for another instance's peer. */
   carrier: Carrier | undefined
-  /** For another instance's peer: that instance. */
-  readonly instance: string | undefined
+  /** For another instance's peer: that instance (the last to say it carries the peer: a tab's stream may move). */
+  instance: string | undefined
 }
 
 /** A room as this sync server knows it: every instance's peers, and this one's streams in it. */
@@ -105,6 +105,8 @@ interface Room {
   readonly left: Set<string>
   /** Events to send at the next tick, each marked when one of this instance's peers sent it (those go to the others too). */
   readonly broadcasts: Array<{ broadcast: PresenceBroadcast; local: boolean }>
+  /** This instance's streams a tab of which joined since the last tick: each gets the room whole at it. */
+  readonly wholeFor: Set<Carrier>
 }
 
 /** A stream of this sync server that carries tabs' presence. */
@@ -152,7 +154,8 @@ export class PresenceRooms {
   #lastAlive = 0
   #closed = false
 
-  constructor(host: PresenceHost, options: PresenceOptions = {}, now: () => number = Date.now) {
+  /** `now` is monotonic: a step of the wall clock neither stalls the ticks nor sweeps live peers. */
+  constructor(host: PresenceHost, options: PresenceOptions = {}, now: () => number = () => performance.now()) {
     this.#host = host
     this.#maxPeersPerRoom = options.maxPeersPerRoom ?? 1000
     this.#tickMs = options.tickMs ?? 50
@@ -180,8 +183,6 @@ export class PresenceRooms {
     const carrier = this.#carrierOf(stream, this.#now())
     const peers: Record<string, string> = {}
     let refused: Record<string, PresenceRefusal> | undefined
-    /** Rooms a tab of this stream joined: the stream gets each whole, once, after the ops. */
-    const joined = new Set<Room>()
     for (const op of ops) {
       const id = peerIdOf(stream.principalId, op.tab)
       peers[op.tab] = id
@@ -191,16 +192,15 @@ export class PresenceRooms {
       if (refusal !== undefined) {
         refused ??= {}
         // Own properties only: a room may be named `constructor` or `toString`.
-        if (!Object.hasOwn(refused, op.room)) refused[op.room] = { error: refusal.code, message: refusal.message }
+        const named = Object.hasOwn(refused, op.room) ? refused[op.room] : undefined
+        if (named === undefined) refused[op.room] = { error: refusal.code, message: refusal.message, tabs: [op.tab] }
+        else if (!named.tabs.includes(op.tab)) named.tabs.push(op.tab)
         continue
       }
       if (op.leave === true) this.#leave(carrier, op.tab, op.room)
       else if (op.broadcast !== undefined) this.#broadcast(this.#roomOf(op.room), { from: id, principal: stream.principalId, data: op.broadcast }, true)
-      else this.#set(carrier, op.tab, op.room, id, op.state ?? null, joined)
+      else this.#set(carrier, op.tab, op.room, id, op.state ?? null)
     }
-    // A tab that joins has nothing of the room yet, and its stream's other tabs cannot hand it what
-    // they hold (the stream's holder keeps only its own rooms): the stream gets the room whole.
-    for (const room of joined) if (room.streams.has(carrier)) carrier.stream.send(this.#wholeFrame(room))
     this.#schedule()
     // Three heartbeats a timeout: two may be lost before the tabs are.
     const heartbeatMs = Math.floor(this.#timeoutMs / 3)
@@ -308,13 +308,13 @@ export class PresenceRooms {
   #roomOf(key: string): Room {
     let room = this.#rooms.get(key)
     if (room === undefined) {
-      room = { key, peers: new Map(), streams: new Map(), changed: new Set(), left: new Set(), broadcasts: [] }
+      room = { key, peers: new Map(), streams: new Map(), changed: new Set(), left: new Set(), broadcasts: [], wholeFor: new Set() }
       this.#rooms.set(key, room)
     }
     return room
   }
 
-  #set(carrier: Carrier, tab: string, roomKey: string, id: string, state: unknown, joined: Set<Room>): void {
+  #set(carrier: Carrier, tab: string, roomKey: string, id: string, state: unknown): void {
     const stateJson = JSON.stringify(state)
     const key = tab + roomKey
     let peer = carrier.peers.get(key)
@@ -337,8 +337,10 @@ export class PresenceRooms {
       carrier.peers.set(key, peer)
       carrier.tabs.set(tab, (carrier.tabs.get(tab) ?? 0) + 1)
       room.streams.set(carrier, (room.streams.get(carrier) ?? 0) + 1)
-      // The stream gets all of the room once the ops are applied; the others hear of the peer at the tick.
-      joined.add(room)
+      // A tab that joins has nothing of the room yet, and its stream's other tabs cannot hand it what
+      // they hold: the stream gets the room whole at the next tick (once however many tabs join).
+      room.wholeFor.add(carrier)
+      this.#dirty.add(room)
     }
     if (peer.stateJson === stateJson) return
     this.#assign(peer, state, stateJson)
@@ -370,6 +372,17 @@ export class PresenceRooms {
     if (streamPeers === 0) peer.room.streams.delete(carrier)
     else peer.room.streams.set(carrier, streamPeers)
     if (carrier.peers.size === 0 && carrier.endedAt !== undefined) this.#carriers.delete(carrier.stream.streamId)
+  }
+
+  /** A peer this instance carried is now another instance's: it stays in the room, as theirs. */
+  #handOver(peer: Peer, instance: string): void {
+    const carrier = peer.carrier as Carrier
+    this.#detach(carrier, (peer.tab as string) + peer.room.key, peer)
+    peer.carrier = undefined
+    peer.instance = instance
+    const rooms = this.#peersById.get(peer.id)
+    rooms?.delete(peer.room.key)
+    if (rooms?.size === 0) this.#peersById.delete(peer.id)
   }
 
   /** A local peer leaves its room. */
@@ -412,7 +425,13 @@ export class PresenceRooms {
         peer = { id, tab: undefined, principal, state, stateJson: '', room, carrier: undefined, instance }
         room.peers.set(id, peer)
         room.left.delete(id)
-      } else if (peer.carrier !== undefined) continue // carried here now (its tab's new leader connected to this instance)
+      } else if (peer.carrier !== undefined) {
+        // Carried here by a live stream (its tab's new leader connected to this instance): this one speaks for it.
+        if (peer.carrier.endedAt === undefined) continue
+        // Carried by a stream of this instance that ended: its tab's next stream is on that instance,
+        // which speaks for it now (no leave when this one's grace ends).
+        this.#handOver(peer, instance)
+      } else peer.instance = instance // its tab's stream moved between other instances
       const stateJson = JSON.stringify(state)
       if (peer.stateJson !== stateJson) this.#assign(peer, state, stateJson)
     }
@@ -438,6 +457,12 @@ export class PresenceRooms {
     this.#lastTick = this.#now()
     const mine: PresenceMessage[] = []
     for (const room of this.#dirty) {
+      if (room.wholeFor.size > 0) {
+        // Encoded once a tick however many tabs joined: a request of joins and leaves cannot make the server encode the room again and again.
+        const whole = this.#wholeFrame(room)
+        for (const carrier of room.wholeFor) if (carrier.endedAt === undefined && room.streams.has(carrier)) carrier.stream.send(whole)
+        room.wholeFor.clear()
+      }
       const message: PresenceMessage = { room: room.key }
       const own: PresenceMessage = { room: room.key }
       if (room.changed.size > 0) {
@@ -512,6 +537,9 @@ export class PresenceRooms {
       if (!silent && !ended) continue
       for (const [key, peer] of [...carrier.peers]) this.#remove(peer, key)
       this.#carriers.delete(carrier.stream.streamId)
+      // Silent but still open (its requests fail, its page's timers sleep): the stream ends, and its
+      // client's next one tells its tabs again, rather than believe it is shown when it is not.
+      if (silent && !ended) carrier.stream.drop()
     }
     for (const [instance, heardAt] of [...this.#instances]) {
       if (now - heardAt <= this.#timeoutMs) continue

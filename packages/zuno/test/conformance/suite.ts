@@ -865,7 +865,7 @@ export function runConformanceSuite(target: ConformanceTarget): void {
         // A tab is in at most 32 rooms: the 33rd is skipped with room_full.
         const many = await presence({ streamId: outside.streamId, ops: Array.from({ length: 33 }, (_, i) => ({ tab: tabKey('m'), room: `doc.m${i}`, state: i })) })
         expect(many.status).toBe(200)
-        expect(many.body.refused).toEqual({ 'doc.m32': { error: 'room_full', message: expect.any(String) } })
+        expect(many.body.refused).toEqual({ 'doc.m32': { error: 'room_full', message: expect.any(String), tabs: [expect.any(String)] } })
       })
 
       it('names a refused room even when its name is a property of every object', async () => {
@@ -874,7 +874,7 @@ export function runConformanceSuite(target: ConformanceTarget): void {
         const answer = await presence({ streamId, ops: rooms.map((room) => ({ tab: tabKey('p'), room, broadcast: 1 })) })
         expect(answer.status).toBe(200)
         expect(Object.keys(answer.body.refused as object).sort()).toEqual([...rooms].sort())
-        for (const room of rooms) expect((answer.body.refused as Record<string, unknown>)[room]).toEqual({ error: 'invalid_body', message: expect.any(String) })
+        for (const room of rooms) expect((answer.body.refused as Record<string, unknown>)[room]).toEqual({ error: 'invalid_body', message: expect.any(String), tabs: [expect.any(String)] })
       })
 
       it('answers 404 unknown_stream for a stream that is not open, in JSON, and applies nothing', async () => {

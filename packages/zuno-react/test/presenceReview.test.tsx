@@ -1,0 +1,108 @@
+/**
+ * The presence hooks under a fresh-context review's attacks (issue #18): each test reproduced a
+ * finding and failed until its fix. A real server, real replicas with the `eventsource` client.
+ */
+import { EventSource } from 'eventsource'
+import { act, version as reactVersion, useEffect, useState } from 'react'
+import { createRoot } from 'react-dom/client'
+import { afterEach, describe, expect, it } from 'vitest'
+import { connect, type Universe } from 'zuno'
+import { createUniverse } from 'zuno/server'
+import { useBroadcast, useMyPresence, useOthers, ZunoProvider } from 'zuno-react'
+import { until } from '../../zuno/test/support/until'
+import { serveExpress } from '../../zuno-express/test/serveExpress'
+
+;(globalThis as { IS_REACT_ACT_ENVIRONMENT?: boolean }).IS_REACT_ACT_ENVIRONMENT = true
+
+const cleanups: Array<() => unknown> = []
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
+})
+
+function mount(universe: Universe, element: React.ReactNode) {
+  const container = document.createElement('div')
+  document.body.append(container)
+  const root = createRoot(container)
+  act(() => root.render(<ZunoProvider universe={universe}>{element}</ZunoProvider>))
+  cleanups.push(() => {
+    act(() => root.unmount())
+    container.remove()
+  })
+}
+
+async function twoReplicas() {
+  const served = await serveExpress(createUniverse({ stores: {}, allowStore: () => true }))
+  cleanups.push(served.close)
+  const replica = () => {
+    const made = connect({ url: served.url, EventSource, tabs: false, fetch: globalThis.fetch, stores: [] })
+    cleanups.push(() => made.close())
+    return made
+  }
+  return { a: replica(), b: replica() }
+}
+
+const settle = (ms = 30) => act(() => new Promise((resolve) => setTimeout(resolve, ms)))
+
+describe(`zuno-react presence, as a review attacked it, on React ${reactVersion}`, () => {
+  it('R18-9: a set and a broadcast from a child’s mount effect (it runs before the parent’s hook has joined) go out once it has', async () => {
+    const { a, b } = await twoReplicas()
+    const bRoom = b.presence('doc:1', 'b')
+    const heard: unknown[] = []
+    bRoom.onBroadcast((data) => heard.push(data))
+    function Child({ setMe, send }: { setMe: (next: string) => void; send: (data: unknown) => void }) {
+      useEffect(() => {
+        setMe('ready')
+        send('joined')
+      }, [setMe, send])
+      return null
+    }
+    function Parent() {
+      const [me, setMe] = useMyPresence('doc:1', 'loading')
+      const send = useBroadcast('doc:1')
+      return (
+        <>
+          <span>{me}</span>
+          <Child setMe={setMe} send={send} />
+        </>
+      )
+    }
+    mount(a, <Parent />)
+    await until(() => bRoom.others().length === 1)
+    await settle(500)
+    // the room shows 'ready' and B heard 'joined' (or the calls throw). (It failed so before its fix.)
+    expect(bRoom.others().map((peer) => peer.state)).toEqual(['ready'])
+    expect(heard).toEqual(['joined'])
+  })
+
+  it('R18-13: switching between two views of the same room (one unmounts as the other mounts) keeps showing the others', async () => {
+    const { a, b } = await twoReplicas()
+    const bRoom = b.presence('doc:1', 'b')
+    let show: (view: 'list' | 'grid') => void = () => {}
+    let shown = ''
+    function List() {
+      const others = useOthers<string>('doc:1')
+      shown = `list: ${others.map((peer) => peer.state).join(',')}`
+      return <span>{shown}</span>
+    }
+    function Grid() {
+      const others = useOthers<string>('doc:1')
+      shown = `grid: ${others.map((peer) => peer.state).join(',')}`
+      return <span>{shown}</span>
+    }
+    function Page() {
+      const [view, setView] = useState<'list' | 'grid'>('list')
+      show = setView
+      return view === 'list' ? <List /> : <Grid />
+    }
+    mount(a, <Page />)
+    await until(() => bRoom.others().length === 1)
+    await settle(500)
+    expect(shown).toBe('list: b')
+    act(() => show('grid'))
+    await settle(1500)
+    bRoom.set('b moved')
+    await settle(1000)
+    // 'grid: b moved'. (It failed so before its fix.)
+    expect(shown).toBe('grid: b moved')
+  })
+})
