@@ -68,7 +68,7 @@ function connections(id: SystemId, peers: number): number {
 export const presence: Suite = {
   id: 'presence',
   title: 'Presence',
-  steps: (config) => POINTS.reduce((sum, { rooms, peersPerRoom }) => sum + 1 + config.reps * systems.filter((system) => connections(system.id, rooms * peersPerRoom) <= MAX_CONNECTIONS).length, 0),
+  steps: (config) => POINTS.reduce((sum, { rooms, peersPerRoom }) => sum + (1 + config.reps) * systems.filter((system) => connections(system.id, rooms * peersPerRoom) <= MAX_CONNECTIONS).length, 0),
   async run(config: BenchConfig, progress: Progress): Promise<SuiteResult> {
     const windowMs = config.quick ? 2000 : 4000
     const warmupMs = 1000
@@ -83,12 +83,13 @@ export const presence: Suite = {
       for (const system of systems) {
         if (!here.includes(system)) notes.push(`${shape}: ${system.name} not run: ${connections(system.id, peers).toLocaleString('en-US')} connections pass the ${MAX_CONNECTIONS.toLocaleString('en-US')} open files a process may hold here.`)
       }
-      progress.step(`presence, ${shape} at 20 Hz: starting servers, connecting ${peers.toLocaleString('en-US')} peers to each`)
-      const children: Child[] = []
       const runs = new Map<SystemId, Run[]>()
-      try {
-        const setups = new Map<SystemId, { server: Child; load: Child }>()
-        for (const system of here) {
+      // One system at a time, its processes stopped before the next starts: a saturated server's
+      // backlog (socket.io's can take minutes to drain) must not run on the core the next one is measured on.
+      for (const system of here) {
+        progress.step(`presence, ${shape} at 20 Hz, ${system.name}: starting, connecting ${peers.toLocaleString('en-US')} peers`)
+        const children: Child[] = []
+        try {
           const { child: server, ready } = await start<{ type: string; port: number }>({ name: `${system.id} server`, script: system.script, core: SERVER_CORE })
           children.push(server)
           const { child: load } = await start({ name: `${system.id} peers`, script: 'load/presencePeers.ts', core: LOAD_CORE })
@@ -98,16 +99,13 @@ export const presence: Suite = {
             'opened',
             600_000,
           )
-          progress.detail(`${system.name}: ${opened.peers.toLocaleString('en-US')} peers in ${round(opened.ms / 1000)} s`)
-          setups.set(system.id, { server, load })
+          progress.detail(`${opened.peers.toLocaleString('en-US')} peers in ${round(opened.ms / 1000)} s`)
           runs.set(system.id, [])
-        }
-        // A short round each, not counted: JIT, buffers.
-        for (const system of here) await measure(setups.get(system.id)!, { warmupMs: 500, windowMs: 500, drainMs })
-        for (let rep = 1; rep <= config.reps; rep++) {
-          for (const system of here) {
+          // A short round, not counted: JIT, buffers.
+          await measure({ server, load }, { warmupMs: 500, windowMs: 500, drainMs })
+          for (let rep = 1; rep <= config.reps; rep++) {
             progress.step(`presence, ${shape}: ${system.name}, run ${rep}/${config.reps}`)
-            const run = await measure(setups.get(system.id)!, { warmupMs, windowMs, drainMs })
+            const run = await measure({ server, load }, { warmupMs, windowMs, drainMs })
             runs.get(system.id)!.push(run)
             progress.detail(
               `p50 ${round(run.p50)} ms, p99 ${round(run.p99)} ms, ${Math.round(run.delivered / run.seconds).toLocaleString('en-US')} deliveries/s, ` +
@@ -117,9 +115,9 @@ export const presence: Suite = {
                 (run.saturated.length > 0 ? `; SATURATED: ${run.saturated.join('; ')}` : ''),
             )
           }
+        } finally {
+          await Promise.all(children.map((child) => child.stop()))
         }
-      } finally {
-        await Promise.all(children.map((child) => child.stop()))
       }
       // A system saturated at a point when most of its runs were: its latency there means nothing.
       const saturatedAt = (id: SystemId) => {
@@ -188,7 +186,7 @@ export const presence: Suite = {
         `Each run: 1 s of movement, then a ${windowMs / 1000} s window, then the peers stop and what was made in the window is awaited (at most 5 s). ` +
         'A delivered update is one peer\'s value arriving at one other peer (for Zuno, at each other tab of a stream the frame reached); latency is from the making of the value to its arrival, p50 and p99 over every delivery of the window\'s values. ' +
         'Superseded: values of the window no frame carried (a later value of the same peer went instead: latest wins). Server CPU: user + system time of the server process (/proc) over the window, divided by the window\'s deliveries. ' +
-        'Saturated: the server used ≥ 90 % of its core (or, with the time it waited for it while other processes ran there, ≥ 90 % of the window), or the load process the same of its own, or made < 97 % of the values it should (it fell behind), or more than 1 % of the deliveries had not arrived 5 s after the window; targets are judged only where neither side saturated. The systems\' runs interleave.',
+        'Saturated: the server used ≥ 90 % of its core (or, with the time it waited for it while other processes ran there, ≥ 90 % of the window), or the load process the same of its own, or made < 97 % of the values it should (it fell behind), or more than 1 % of the deliveries had not arrived 5 s after the window; targets are judged only where neither side saturated. One system runs at a time (its runs consecutive, its processes stopped before the next system starts), and each run begins once the server and the load process are idle.',
       comparisons,
       figures,
       notes,
@@ -198,7 +196,7 @@ export const presence: Suite = {
 
 async function measure(setup: { server: Child; load: Child }, shape: { warmupMs: number; windowMs: number; drainMs: number }): Promise<Run> {
   const { server, load } = setup
-  await settle(server)
+  const settled = (await settle(server)) && (await settle(load))
   await load.ask({ type: 'move' }, 'moving', 60_000)
   await sleep(shape.warmupMs)
   const server0 = server.cpuSeconds() ?? Number.NaN
@@ -220,6 +218,7 @@ async function measure(setup: { server: Child; load: Child }, shape: { warmupMs:
     if (cpu / seconds >= 0.9) run.saturated.push(`${who} at ≥ 90 % of its core`)
     else if ((cpu + wait) / seconds >= 0.9) run.saturated.push(`${who}'s core busy (other processes on it: waited for it ${Math.round((100 * wait) / seconds)} % of the time)`)
   }
+  if (!settled) run.saturated.push('the previous run had not drained 30 s after it ended')
   busy(run.serverCpuSeconds, run.serverWaitSeconds, 'server')
   busy(run.loadCpuSeconds, run.loadWaitSeconds, 'load generator')
   if (run.made < 0.97 * run.target) run.saturated.push(`load generator made ${Math.round((100 * run.made) / run.target)} % of the values`)
@@ -227,14 +226,15 @@ async function measure(setup: { server: Child; load: Child }, shape: { warmupMs:
   return run
 }
 
-/** Waits until the server is idle (under 10 % of its core for 200 ms; at most 30 s): a backlog of the last run must not land in the next. */
-async function settle(server: Child): Promise<void> {
+/** Waits until a process is idle (under 10 % of its core for 200 ms; at most 30 s): a backlog of the last run must not land in the next. Whether it became idle. */
+async function settle(child: Child): Promise<boolean> {
   for (let i = 0; i < 150; i++) {
-    const before = server.cpuSeconds()
+    const before = child.cpuSeconds()
     await sleep(200)
-    const after = server.cpuSeconds()
-    if (before === undefined || after === undefined || after - before < 0.02) return
+    const after = child.cpuSeconds()
+    if (before === undefined || after === undefined || after - before < 0.02) return true
   }
+  return false
 }
 
 /** The machine's load average (1, 5, 15 min): the benchmark's processes are not alone on it when it passes 2. */
