@@ -129,6 +129,8 @@ export const presence: Suite = {
       for (const system of here) {
         const all = runs.get(system.id)!
         const of = (pick: (run: Run) => number) => round(median(all.map(pick)))
+        // A median past every bound (most runs delivered nothing of their window in time) reads as such.
+        const bounded = (value: number) => (Number.isFinite(value) ? value : 'none arrived')
         const saturated = saturatedAt(system.id)
         point[system.id] = {
           system: system.name,
@@ -138,9 +140,9 @@ export const presence: Suite = {
           'superseded %': of((run) => (100 * (run.made - run.seenValues)) / run.made),
           'deliveries/s': of((run) => run.delivered / run.seconds),
           'undelivered %': of((run) => (100 * Math.max(0, run.expected - run.delivered)) / run.expected),
-          'p50 ms': of((run) => run.p50),
-          'p99 ms': of((run) => run.p99),
-          'server CPU µs per delivery': of((run) => (run.serverCpuSeconds / run.delivered) * 1e6),
+          'p50 ms': bounded(of((run) => run.p50)),
+          'p99 ms': bounded(of((run) => run.p99)),
+          'server CPU µs per delivery': bounded(of((run) => (run.serverCpuSeconds / run.delivered) * 1e6)),
           'server CPU % of a core': of((run) => (100 * run.serverCpuSeconds) / run.seconds),
           'load CPU % of a core': of((run) => (100 * run.loadCpuSeconds) / run.seconds),
           'server waited for its core %': of((run) => (100 * run.serverWaitSeconds) / run.seconds),
@@ -185,7 +187,7 @@ export const presence: Suite = {
         'All peers of a system sit in one process on the other core, speaking the protocols on bare sockets with the least work a client can do; the server is in its own process on core 0. ' +
         `Each run: 1 s of movement, then a ${windowMs / 1000} s window, then the peers stop and what was made in the window is awaited (at most 5 s). ` +
         'A delivered update is one peer\'s value arriving at one other peer (for Zuno, at each other tab of a stream the frame reached); latency is from the making of the value to its arrival, p50 and p99 over every delivery of the window\'s values. ' +
-        'Superseded: values of the window no frame carried (a later value of the same peer went instead: latest wins). Server CPU: user + system time of the server process (/proc) over the window, divided by the window\'s deliveries. ' +
+        'Superseded: values of the window no frame carried by the end of the wait (a later value of the same peer went instead: latest wins; on a saturated server, also values still queued). Server CPU: user + system time of the server process (/proc) over the window, divided by the window\'s deliveries. ' +
         'Saturated: the server used ≥ 90 % of its core (or, with the time it waited for it while other processes ran there, ≥ 90 % of the window), or the load process the same of its own, or made < 97 % of the values it should (it fell behind), or more than 1 % of the deliveries had not arrived 5 s after the window; targets are judged only where neither side saturated. One system runs at a time (its runs consecutive, its processes stopped before the next system starts), and each run begins once the server and the load process are idle.',
       comparisons,
       figures,
@@ -213,6 +215,8 @@ async function measure(setup: { server: Child; load: Child }, shape: { warmupMs:
   const seconds = (performance.now() - started) / 1000
   await load.ask({ type: 'windowEnd' }, 'windowEnded', 120_000)
   const result = await load.ask<LoadResult>({ type: 'stop', drainMs: shape.drainMs }, 'result', shape.drainMs + 120_000)
+  // Nothing of the window arrived within the drain: its latency is unbounded, not unknown.
+  if (result.delivered === 0) result.p50 = result.p99 = result.max = Number.POSITIVE_INFINITY
   const run: Run = { ...result, serverCpuSeconds: server1 - server0, loadCpuSeconds: load1 - load0, serverWaitSeconds: serverWait1 - serverWait0, loadWaitSeconds: loadWait1 - loadWait0, seconds, saturated: [] }
   const busy = (cpu: number, wait: number, who: string) => {
     if (cpu / seconds >= 0.9) run.saturated.push(`${who} at ≥ 90 % of its core`)
