@@ -219,14 +219,14 @@ async function measure(setup: { server: Child; load: Child }, shape: { warmupMs:
   if (result.delivered === 0) result.p50 = result.p99 = result.max = Number.POSITIVE_INFINITY
   const run: Run = { ...result, serverCpuSeconds: server1 - server0, loadCpuSeconds: load1 - load0, serverWaitSeconds: serverWait1 - serverWait0, loadWaitSeconds: loadWait1 - loadWait0, seconds, saturated: [] }
   const busy = (cpu: number, wait: number, who: string) => {
-    if (cpu / seconds >= 0.9) run.saturated.push(`${who} at ≥ 90 % of its core`)
-    else if ((cpu + wait) / seconds >= 0.9) run.saturated.push(`${who}'s core busy (other processes on it: waited for it ${Math.round((100 * wait) / seconds)} % of the time)`)
+    if (cpu / seconds >= 0.9) run.saturated.push(`${who} at its core's limit`)
+    else if ((cpu + wait) / seconds >= 0.9) run.saturated.push(`${who}'s core full (with other processes on it)`)
   }
-  if (!settled) run.saturated.push('the previous run had not drained 30 s after it ended')
+  if (!settled) run.saturated.push('the previous run had not drained')
   busy(run.serverCpuSeconds, run.serverWaitSeconds, 'server')
   busy(run.loadCpuSeconds, run.loadWaitSeconds, 'load generator')
-  if (run.made < 0.97 * run.target) run.saturated.push(`load generator made ${Math.round((100 * run.made) / run.target)} % of the values`)
-  if (run.expected - run.delivered > 0.01 * run.expected) run.saturated.push(`${round((100 * (run.expected - run.delivered)) / run.expected)} % undelivered 5 s after the window`)
+  if (run.made < 0.97 * run.target) run.saturated.push('load generator behind')
+  if (run.expected - run.delivered > 0.01 * run.expected) run.saturated.push('deliveries missing after 5 s')
   return run
 }
 
