@@ -13,10 +13,11 @@ import { hotStore } from './suites/hotStore'
 import { largeStore } from './suites/largeStore'
 import { manyStores } from './suites/manyStores'
 import { memory } from './suites/memory'
+import { presence } from './suites/presence'
 import { reconnect } from './suites/reconnect'
 import { throughput } from './suites/throughput'
 
-const suites: Suite[] = [throughput, fanout, memory, hotStore, reconnect, core, largeStore, manyStores]
+const suites: Suite[] = [throughput, fanout, memory, hotStore, reconnect, core, largeStore, manyStores, presence]
 
 const args = process.argv.slice(2)
 if (args.includes('--report')) {

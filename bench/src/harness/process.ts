@@ -118,6 +118,21 @@ export class Child {
     }
   }
 
+  /**
+   * Time the child's main thread spent runnable but waiting for its core, in seconds
+   * (`/proc/<pid>/schedstat`); `undefined` where there is none. Other processes on the core (not
+   * the benchmark's) show here: a server that waited is not one that was slow.
+   */
+  waitSeconds(): number | undefined {
+    const pid = this.#process.pid
+    if (pid === undefined) return undefined
+    try {
+      return Number(readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[1]) / 1e9
+    } catch {
+      return undefined
+    }
+  }
+
   /** Stops the child (SIGTERM, then SIGKILL after 3 s) and waits for it to exit. */
   async stop(): Promise<void> {
     if (this.#process.exitCode !== null || this.#process.signalCode !== null) return

@@ -135,6 +135,23 @@ function writeCharts(results: SuiteResult[]): Chart[] {
     save('fanout-latency.svg', 'Fan-out: p99 from commit to the last subscriber', lineChart({ title: 'p99 commit → last subscriber', xLabel: 'SSE subscribers', yLabel: 'ms (lower is better)', series: [...byServer.values()] }))
     save('fanout-throughput.svg', 'Fan-out: deliveries per second', lineChart({ title: 'Deliveries per second', xLabel: 'SSE subscribers', yLabel: 'deliveries/s (higher is better)', series: [...byServerRate.values()] }))
   }
+  const presence = results.find((result) => result.id === 'presence')
+  if (presence !== undefined) {
+    // Per system, its server's CPU per delivered update at each shape it ran, by its number of peers.
+    const bySystem = new Map<string, Series>()
+    for (const [shape, point] of Object.entries(presence.figures)) {
+      const [, rooms, each] = /^(\d+) rooms? × (\d+) peers/.exec(shape) ?? []
+      if (rooms === undefined || each === undefined || typeof point !== 'object' || point === null) continue
+      for (const row of Object.values(point as Record<string, Record<string, unknown>>)) {
+        const name = String(row.system)
+        const value = Number(row['server CPU µs per delivery'])
+        if (!Number.isFinite(value)) continue
+        if (!bySystem.has(name)) bySystem.set(name, { name, points: [] })
+        bySystem.get(name)?.points.push([Number(rooms) * Number(each), value])
+      }
+    }
+    save('presence-cpu.svg', 'Presence: server CPU per delivered update', lineChart({ title: 'Server CPU per delivered update', xLabel: 'peers at 20 Hz (rooms of 100, and one of 50)', yLabel: 'µs (lower is better)', series: [...bySystem.values()] }))
+  }
   const throughput = results.find((result) => result.id === 'throughput')
   if (throughput !== undefined) {
     type Figure = { short: string; acceptedPerSecond: number; acceptedPerCpuSecond?: number; zuno: boolean }

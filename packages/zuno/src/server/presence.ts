@@ -116,6 +116,8 @@ interface Carrier {
   readonly peers: Map<string, Peer>
   /** Its tabs, each with the number of rooms it is in. */
   readonly tabs: Map<string, number>
+  /** Peer ids of the tabs its requests named, by tab key: a digest per tab, not per op (bounded by {@link MAX_CACHED_IDS}). */
+  readonly ids: Map<string, string>
   /** When it last sent `POST /presence`. */
   heardAt: number
   /** When its stream ended: its peers leave at `graceMs` after, unless another stream takes them. */
@@ -127,6 +129,9 @@ export type PresenceOutcome = Omit<PresenceAccepted, 'ok'>
 
 /** How often peers are checked for silence and ended streams, ms. */
 const SWEEP_MS = 1000
+
+/** Most peer ids a stream keeps computed: twice the tabs it may carry (requests naming more tabs start it afresh). */
+const MAX_CACHED_IDS = 2 * PRESENCE_LIMITS.maxTabsPerStream
 
 
 /** The presence of a sync server's streams, and of the other instances' as their signals tell. */
@@ -184,7 +189,7 @@ export class PresenceRooms {
     const peers: Record<string, string> = {}
     let refused: Record<string, PresenceRefusal> | undefined
     for (const op of ops) {
-      const id = peerIdOf(stream.principalId, op.tab)
+      const id = carrier.ids.get(op.tab) ?? this.#idOf(carrier, op.tab)
       peers[op.tab] = id
       // An ended stream's tabs only leave: none joins, changes or broadcasts on it.
       if (carrier.endedAt !== undefined && op.leave !== true) continue
@@ -277,12 +282,20 @@ export class PresenceRooms {
   #carrierOf(stream: Stream, now: number): Carrier {
     let carrier = this.#carriers.get(stream.streamId)
     if (carrier === undefined) {
-      carrier = { stream, peers: new Map(), tabs: new Map(), heardAt: now, endedAt: undefined }
+      carrier = { stream, peers: new Map(), tabs: new Map(), ids: new Map(), heardAt: now, endedAt: undefined }
       this.#carriers.set(stream.streamId, carrier)
       this.#startSweeping()
     }
     carrier.heardAt = now
     return carrier
+  }
+
+  /** A tab's peer id, computed once per stream: the principal is the stream's, so the digest stays what it was. */
+  #idOf(carrier: Carrier, tab: string): string {
+    const id = peerIdOf(carrier.stream.principalId, tab)
+    if (carrier.ids.size >= MAX_CACHED_IDS) carrier.ids.clear()
+    carrier.ids.set(tab, id)
+    return id
   }
 
   /** Why `op` may not be applied now, if it may not: the rules (asked with the stream's principal), membership, the bounds. */
