@@ -68,7 +68,11 @@ describe(`zuno-react presence, as a review attacked it, on React ${reactVersion}
     }
     mount(a, <Parent />)
     await until(() => bRoom.others().length === 1)
-    await settle(500)
+    // Within the bound, however loaded the machine (a fixed pause was too short under load).
+    await until(async () => {
+      await settle()
+      return heard.length === 1 && bRoom.others()[0]?.state === 'ready'
+    }, 5000)
     // the room shows 'ready' and B heard 'joined' (or the calls throw). (It failed so before its fix.)
     expect(bRoom.others().map((peer) => peer.state)).toEqual(['ready'])
     expect(heard).toEqual(['joined'])

@@ -780,7 +780,7 @@ export function runConformanceSuite(target: ConformanceTarget): void {
         expect(joined.status).toBe(200)
         expect(joined.contentType).toMatch(/^application\/json/)
         const aId = (joined.body.peers as Record<string, string>)[tabKey('a')] as string
-        expect(joined.body).toEqual({ ok: true, peers: { [tabKey('a')]: aId } })
+        expect(joined.body).toEqual({ ok: true, peers: { [tabKey('a')]: aId }, heartbeatMs: expect.any(Number) })
         expect(aId).toMatch(/^[A-Za-z0-9_-]+$/)
         expect(await nextPresence(a.sse)).toEqual({ room: 'doc.1', whole: true, peers: [{ id: aId, principal: '', state: { x: 1 } }] })
         // Her join, as the room hears of it at the tick: to her own stream too.
@@ -857,7 +857,8 @@ export function runConformanceSuite(target: ConformanceTarget): void {
         expect(mixed.body).toEqual({
           ok: true,
           peers: { [tabKey('o')]: expect.any(String) },
-          refused: { 'doc.2': { error: 'invalid_body', message: expect.any(String) } },
+          refused: { 'doc.2': { error: 'invalid_body', message: expect.any(String), tabs: [tabKey('o')] } },
+          heartbeatMs: expect.any(Number),
         })
         expect(await nextPresence(outside.sse)).toMatchObject({ room: 'doc.3', whole: true, peers: [{ state: 'here' }] })
         expect(await b.sse.drainEvents(150)).toEqual([])
@@ -978,7 +979,7 @@ export function runConformanceSuite(target: ConformanceTarget): void {
         const checkerId = (JSON.parse((await checker.nextEvent()).data as string) as { streamId: string }).streamId
         const ops = rooms.map((room) => ({ tab: 'checkerTabKey_01234567', room, state: 'checker' }))
         const joined = await fetch(`${server.url}/presence`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ streamId: checkerId, ops }) })
-        expect(await joined.json()).toEqual({ ok: true, peers: { checkerTabKey_01234567: expect.any(String) } })
+        expect(await joined.json()).toEqual({ ok: true, peers: { checkerTabKey_01234567: expect.any(String) }, heartbeatMs: expect.any(Number) })
         const wholes = (await checker.drainEvents()).map((event) => JSON.parse(event.data as string) as { room: string; whole?: true; peers: Array<{ state: unknown }> })
         expect(wholes.filter((message) => message.whole).map(({ room, peers }) => [room, peers.map((peer) => peer.state)])).toEqual(rooms.map((room) => [room, ['checker']]))
       }, 60_000)
