@@ -66,13 +66,16 @@ describe(`zuno-react presence, as a review attacked it, on React ${reactVersion}
         </>
       )
     }
+    // B is in the room on the server before A's events (a broadcast reaches whoever is there): A
+    // shows in B's room first, through a handle of its own, let go once the component holds the room.
+    const before = a.presence('doc:1', 'before')
+    await until(() => bRoom.others().length === 1, 15_000)
     mount(a, <Parent />)
-    await until(() => bRoom.others().length === 1)
-    // Within the bound, however loaded the machine (a fixed pause was too short under load).
+    before.leave()
     await until(async () => {
       await settle()
       return heard.length === 1 && bRoom.others()[0]?.state === 'ready'
-    }, 5000)
+    }, 15_000)
     // the room shows 'ready' and B heard 'joined' (or the calls throw). (It failed so before its fix.)
     expect(bRoom.others().map((peer) => peer.state)).toEqual(['ready'])
     expect(heard).toEqual(['joined'])
