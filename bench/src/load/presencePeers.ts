@@ -4,9 +4,9 @@
  * moment it was made (`t`, monotonic ms) and its number (`s`).
  *
  * - `zuno`: peers are tabs; a stream (`GET /zuno/sse?hello=1`) carries `tabsPerStream` tabs of one
- *   room and posts `POST /zuno/presence` as the replica's sender does: at most one request per
- *   50 ms per stream, one at a time, each tab's latest value (latest wins), on its own keep-alive
- *   connection. Every stream reads its room's `presence` events.
+ *   room and posts `POST /zuno/presence` as the replica's sender does: each tab's latest value
+ *   (latest wins), a tab's changes on its pace (20 a second, bursts of 2), requests one at a time
+ *   and at least 10 ms apart, on their own keep-alive connection. Every stream reads its room's `presence` events.
  * - `socketio`: peers are sockets (engine.io v4 over WebSocket), each in its room, emitting every
  *   value; the server broadcasts each one to the room.
  *
@@ -20,6 +20,8 @@ import { monotonicMs, onCommand, report } from '../harness/channel'
 import { inBatches } from './deliveries'
 
 const TICK_MS = 50
+/** A stream's requests go at least this far apart (the replica's sender). */
+const REQUEST_GAP_MS = 10
 
 /** Latencies, weighted, in buckets of 0.02 ms up to 60 s: percentiles of millions of deliveries without keeping them. */
 class Histogram {
@@ -48,6 +50,8 @@ interface Peer {
   index: number
   room: number
   seq: number
+  /** Zuno: when the tab's next change is due on its pace (one per 50 ms; one may go a period early). */
+  pace: number
   /** The Zuno stream carrying it. */
   stream?: ZunoStream
   /** Zuno: the tab's key, and its latest value. */
@@ -130,7 +134,7 @@ function move(peer: Peer, now: number): void {
 }
 
 function layout(count: number): void {
-  peers = Array.from({ length: count }, (_, index) => ({ index, room: Math.floor(index / peersPerRoom), seq: 0 }))
+  peers = Array.from({ length: count }, (_, index) => ({ index, room: Math.floor(index / peersPerRoom), seq: 0, pace: Number.NEGATIVE_INFINITY }))
   slots = Array.from({ length: TICK_MS }, () => [])
   // Phases spread evenly over the period, and within a room too.
   for (const peer of peers) slots[Math.floor(((peer.index * 7 + peer.room) % peersPerRoom) * (TICK_MS / peersPerRoom)) % TICK_MS]!.push(peer)
@@ -163,9 +167,14 @@ function changed(stream: ZunoStream, peer: Peer, now: number): void {
   schedule(stream, now)
 }
 
+/** When a tab may send its next change: a period before its pace's next slot (the replica's sender: 20 a second, bursts of 2). */
+const changeDueAt = (peer: Peer) => peer.pace - TICK_MS
+
 function schedule(stream: ZunoStream, now: number): void {
   if (stream.inFlight || stream.timer !== undefined || stream.dirty.size === 0) return
-  const wait = stream.lastSent + TICK_MS - now
+  let dueAt = Number.POSITIVE_INFINITY
+  for (const peer of stream.dirty) dueAt = Math.min(dueAt, changeDueAt(peer))
+  const wait = Math.max(dueAt, stream.lastSent + REQUEST_GAP_MS) - now
   if (wait <= 0) sendPresence(stream, now)
   else
     stream.timer = setTimeout(() => {
@@ -175,8 +184,12 @@ function schedule(stream: ZunoStream, now: number): void {
 }
 
 function sendPresence(stream: ZunoStream, now: number): void {
-  const ops = [...stream.dirty].map((peer) => ({ tab: peer.tab, room: `room:${peer.room}`, state: peer.state }))
-  stream.dirty.clear()
+  const due = [...stream.dirty].filter((peer) => changeDueAt(peer) <= now)
+  const ops = due.map((peer) => ({ tab: peer.tab, room: `room:${peer.room}`, state: peer.state }))
+  for (const peer of due) {
+    stream.dirty.delete(peer)
+    peer.pace = Math.max(peer.pace, now) + TICK_MS
+  }
   stream.inFlight = true
   stream.lastSent = now
   post(stream, JSON.stringify({ streamId: stream.streamId, ops }), (status, body) => {

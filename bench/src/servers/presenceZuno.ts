@@ -1,7 +1,7 @@
 /**
  * Zuno's node:http handler for the presence suite: no store is written; every room (any store key)
- * may be joined. Presence as a server ships it: `presence.tickMs` 50, the default rate limits of
- * `POST /presence` (40 a second per stream; a replica sends at most 20).
+ * may be joined. Presence as a server ships it: `presence.tickMs` 5, the default rate limits of
+ * `POST /presence` (100 a second per stream; a replica sends at most 100).
  */
 import { createServer } from 'node:http'
 import { createNodeHandler, createUniverse } from 'zuno/server'

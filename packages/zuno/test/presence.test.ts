@@ -114,6 +114,27 @@ describe('POST /presence', () => {
     expect(frames.at(-1)?.peers?.[0]?.state).toBe(20)
   })
 
+  it('sends the first change after a quiet tick at once, and holds the next ones for the tick', async () => {
+    const tickMs = 2000
+    const zuno = await startZuno({ handler: { presence: { tickMs } } })
+    cleanups.push(() => zuno.close())
+    const watcher = await openStream(zuno.url, '')
+    const mover = await openStream(zuno.url, '')
+    await presence(zuno.url, '', { streamId: watcher.streamId, ops: [{ tab: tabKey('w'), room: 'doc:1', state: 0 }] })
+    await presence(zuno.url, '', { streamId: mover.streamId, ops: [{ tab: tabKey('m'), room: 'doc:1', state: 0 }] })
+    // The joins, then a tick with nothing to send.
+    await watcher.stream.drainEvents(tickMs + 300)
+    const posted = Date.now()
+    await presence(zuno.url, '', { streamId: mover.streamId, ops: [{ tab: tabKey('m'), room: 'doc:1', state: 1 }] })
+    expect(messageOf(await watcher.stream.nextEvent()).peers?.[0]?.state).toBe(1)
+    const first = Date.now()
+    expect(first - posted).toBeLessThan(tickMs / 2)
+    await presence(zuno.url, '', { streamId: mover.streamId, ops: [{ tab: tabKey('m'), room: 'doc:1', state: 2 }] })
+    await presence(zuno.url, '', { streamId: mover.streamId, ops: [{ tab: tabKey('m'), room: 'doc:1', state: 3 }] })
+    expect(messageOf(await watcher.stream.nextEvent(3 * tickMs)).peers?.[0]?.state).toBe(3)
+    expect(Date.now() - first).toBeGreaterThanOrEqual(tickMs * 0.9)
+  })
+
   it('broadcasts to everyone in the room, in order, never to a tab outside it, and refuses a broadcast from outside', async () => {
     const zuno = await startZuno()
     cleanups.push(() => zuno.close())
@@ -225,6 +246,31 @@ describe('POST /presence', () => {
     for (let i = 0; i < 6; i++) answers.push(await fetch(`${zuno.url}/presence`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ streamId, ops: [] }) }))
     expect(answers.map((answer) => answer.status)).toEqual([200, 200, 200, 200, 429, 429])
     expect(Number(answers[4]?.headers.get('retry-after'))).toBeGreaterThanOrEqual(1)
+  })
+
+  it('limits broadcast events per stream: a request’s worth at once, then the rate; a request past it is refused whole', async () => {
+    const zuno = await startZuno({ handler: { maxBroadcastsPerSecond: 1 } })
+    cleanups.push(() => zuno.close())
+    const sender = await openStream(zuno.url, '')
+    const watcher = await openStream(zuno.url, '')
+    await presence(zuno.url, '', { streamId: watcher.streamId, ops: [{ tab: tabKey('w'), room: 'doc:1', state: null }] })
+    const events = (count: number, from: number) => Array.from({ length: count }, (_, i) => ({ tab: tabKey('s'), room: 'doc:1', broadcast: from + i }))
+    // A join and 255 events: a full request (256 ops) passes even at 1 a second.
+    expect((await presence(zuno.url, '', { streamId: sender.streamId, ops: [{ tab: tabKey('s'), room: 'doc:1', state: null }, ...events(255, 0)] })).status).toBe(200)
+    // The bucket holds 256 (a request's most): one more event, then none left.
+    expect((await presence(zuno.url, '', { streamId: sender.streamId, ops: events(1, 255) })).status).toBe(200)
+    const refused = await fetch(`${zuno.url}/presence`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ streamId: sender.streamId, ops: [{ tab: tabKey('s'), room: 'doc:1', state: 'moved' }, ...events(1, 256)] }) })
+    expect(refused.status).toBe(429)
+    expect(((await refused.json()) as { error: string }).error).toBe('rate_limited')
+    expect(Number(refused.headers.get('retry-after'))).toBe(1)
+    // Refused whole: neither its change nor its event reached the room; a request without events still goes.
+    expect((await presence(zuno.url, '', { streamId: sender.streamId, ops: [] })).status).toBe(200)
+    const heard = (await watcher.stream.drainEvents(300)).map(messageOf)
+    expect(heard.flatMap((message) => message.broadcasts ?? []).map((broadcast) => broadcast.data)).toEqual(Array.from({ length: 256 }, (_, i) => i))
+    expect(heard.flatMap((message) => message.peers ?? []).some((peer) => peer.state === 'moved')).toBe(false)
+    // A second later there is one again.
+    await new Promise((resolve) => setTimeout(resolve, 1000))
+    expect((await presence(zuno.url, '', { streamId: sender.streamId, ops: events(1, 256) })).status).toBe(200)
   })
 })
 

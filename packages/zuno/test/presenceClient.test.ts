@@ -94,6 +94,46 @@ describe('replica.presence', () => {
     expect(sent).toBeLessThanOrEqual(24)
   })
 
+  it('sends each change of tabs moving at 20 a second at once: no tab waits for another, none drifts a period behind', async () => {
+    const zuno = await startZuno()
+    cleanups.push(() => zuno.close())
+    const browser = new SimBrowser(realClock, () => 1)
+    const tabs = ['left', 'right'].map((name) => replicaOf(zuno.url, { tabs: true, BroadcastChannel: browser.channelFor(), locks: browser.locksFor(name) }))
+    const rooms = tabs.map((tab) => tab.presence<{ made: number } | null>('doc:1', null))
+    const watching = replicaOf(zuno.url).presence<{ made: number } | null>('doc:1', null)
+    await until(() => watching.others().length === 2, 5000)
+    // How long each value took from its tab's set to the watcher (one process: one clock).
+    const latencies: number[] = []
+    const seen = new Set<number>()
+    watching.subscribe(() => {
+      for (const peer of watching.others()) {
+        const made = peer.state?.made
+        if (made === undefined || seen.has(made)) continue
+        seen.add(made)
+        latencies.push(performance.now() - made)
+      }
+    })
+    // Each tab on a 50 ms beat (a timer late for one set makes the next one early), the second
+    // half a period after the first: one stream carries both.
+    let sets = 0
+    const started = performance.now()
+    const moving = rooms.map((room, i) =>
+      (async () => {
+        for (let beat = 0; beat < 30; beat++) {
+          await sleep(started + 25 * i + 50 * beat - performance.now())
+          room.set({ made: performance.now() })
+          sets++
+        }
+      })(),
+    )
+    await Promise.all(moving)
+    await sleep(300)
+    latencies.sort((a, b) => a - b)
+    // Held for a period (by the other tab's request or by a pace that slips behind), the median would be 25 ms or more.
+    expect(latencies[Math.floor(latencies.length / 2)]).toBeLessThan(20)
+    expect(latencies.length).toBeGreaterThanOrEqual(sets * 0.8)
+  })
+
   it('broadcasts to the others in the room, not to itself, in order', async () => {
     const zuno = await startZuno()
     cleanups.push(() => zuno.close())

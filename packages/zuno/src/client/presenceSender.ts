@@ -1,7 +1,8 @@
 /**
  * The leader tab's `POST /presence`: what every tab of the browser wants the server to show, each
- * tab's value per room, sent at most once a tick (latest wins), with a heartbeat while any tab is
- * in a room. Loaded on demand: an app that never joins a room never downloads it.
+ * tab's value per room (a tab's changes paced to 20 a second, latest wins; joins, leaves and
+ * broadcasts at once), with a heartbeat while any tab is in a room. Loaded on demand: an app that
+ * never joins a room never downloads it.
  */
 import { ZunoError } from '../errors'
 import { type ErrorBody, PATHS, PRESENCE_LIMITS, type PresenceAccepted, type PresenceOp, type PresenceRefusal, PROTOCOL_HEADER, PROTOCOL_VERSION } from '../protocol'
@@ -26,8 +27,15 @@ export interface PresenceSenderDeps {
   sent(tab: string, count: number): void
 }
 
-/** How often changes go out at most, ms: 20 a second. */
+/**
+ * A tab's changes of its value go out at most once per this, ms, on average (20 a second), latest
+ * wins; one may go early by as much (a burst of 2), so a tab changing at 20 a second, a little
+ * early or late, is sent at once every time rather than drifting a period behind.
+ */
 export const PRESENCE_TICK_MS = 50
+
+/** Requests of one stream go at least this far apart, ms (100 a second, within the server's default `maxPresencePerSecond`). */
+export const PRESENCE_REQUEST_GAP_MS = 10
 
 /** How often a stream with tabs in rooms tells the server they are still there until the server says (its answers' `heartbeatMs`), ms. */
 export const PRESENCE_HEARTBEAT_MS = 5000
@@ -56,6 +64,8 @@ export class PresenceSender {
   /** The ops of the request on its way, if one is. */
   #inFlight: readonly PresenceOp[] = []
   #lastSent = Number.NEGATIVE_INFINITY
+  /** Per tab, when its next change is due on the pace of one per {@link PRESENCE_TICK_MS} (one may go a period early). */
+  readonly #paceOf = new Map<string, number>()
   #heartbeat: unknown
   /** As the server asks ({@link PresenceAccepted.heartbeatMs}). */
   #heartbeatMs = PRESENCE_HEARTBEAT_MS
@@ -74,8 +84,10 @@ export class PresenceSender {
 
   /** What tab `tab` wants shown (`undefined`: it is gone). */
   setTab(tab: string, rooms: TabPresence | undefined): void {
-    if (rooms === undefined || rooms.size === 0) this.#wanted.delete(tab)
-    else this.#wanted.set(tab, rooms)
+    if (rooms === undefined || rooms.size === 0) {
+      this.#wanted.delete(tab)
+      this.#paceOf.delete(tab)
+    } else this.#wanted.set(tab, rooms)
     this.#schedule()
   }
 
@@ -103,20 +115,51 @@ export class PresenceSender {
     if (this.#heartbeat !== undefined) this.#deps.timers.clearTimeout(this.#heartbeat)
   }
 
-  #schedule(delay = Math.max(0, this.#lastSent + PRESENCE_TICK_MS - performance.now())): void {
-    if (this.#timer !== undefined || this.#closed) return
+  /** Sends when the next op is due (at once for a join, a leave, a broadcast; on its tab's pace for a change), or after `delay`. */
+  #schedule(delay = this.#dueIn(performance.now())): void {
+    if (this.#timer !== undefined || this.#closed || delay === Number.POSITIVE_INFINITY) return
     this.#timer = this.#deps.timers.setTimeout(() => {
       this.#timer = undefined
       void this.#send(false)
     }, delay)
   }
 
-  /** The ops that bring what the server shows to what the tabs want: joins and changes, the broadcasts, then the leaves (an event sent just before leaving goes while the tab is still in the room). */
-  #ops(): PresenceOp[] {
+  /** How long until a request is due, ms: the next op's time, no sooner than a gap after the last request; infinite with nothing to send. */
+  #dueIn(now: number): number {
+    let dueAt = Number.POSITIVE_INFINITY
+    if (this.#broadcasts.length > 0) dueAt = now
+    for (const [tab, rooms] of this.#wanted) {
+      const shown = this.#shown.get(tab)
+      for (const [room, { json }] of rooms) {
+        const current = shown?.get(room)
+        if (current === json) continue
+        dueAt = Math.min(dueAt, current === undefined ? now : this.#changeDueAt(tab))
+      }
+    }
+    for (const [tab, shown] of this.#shown) for (const room of shown.keys()) if (this.#wanted.get(tab)?.has(room) !== true) dueAt = now
+    if (dueAt === Number.POSITIVE_INFINITY) return dueAt
+    return Math.max(0, dueAt - now, this.#lastSent + PRESENCE_REQUEST_GAP_MS - now)
+  }
+
+  /** When tab `tab` may send its next change: a period before its pace's next slot. */
+  #changeDueAt(tab: string): number {
+    return (this.#paceOf.get(tab) ?? Number.NEGATIVE_INFINITY) - PRESENCE_TICK_MS
+  }
+
+  /**
+   * The ops that bring what the server shows to what the tabs want: joins, and the changes of the
+   * tabs their pace lets go (all of them with `unpaced`), the broadcasts, then the leaves (an event
+   * sent just before leaving goes while the tab is still in the room).
+   */
+  #ops(now: number, unpaced: boolean): PresenceOp[] {
     const ops: PresenceOp[] = []
     for (const [tab, rooms] of this.#wanted) {
       const shown = this.#shown.get(tab)
-      for (const [room, { state, json }] of rooms) if (shown?.get(room) !== json) ops.push({ tab, room, state })
+      const mayChange = unpaced || this.#changeDueAt(tab) <= now
+      for (const [room, { state, json }] of rooms) {
+        const current = shown?.get(room)
+        if (current !== json && (current === undefined || mayChange)) ops.push({ tab, room, state })
+      }
     }
     for (const { tab, room, data } of this.#broadcasts) ops.push({ tab, room, broadcast: data })
     for (const [tab, shown] of this.#shown) {
@@ -144,16 +187,24 @@ export class PresenceSender {
   async #send(keepalive: boolean): Promise<void> {
     const streamId = this.#streamId
     if (streamId === undefined || this.#sendingFor === streamId || this.#closed) return
-    const ops = this.#ops()
-    const beat = performance.now() - this.#lastSent >= this.#heartbeatMs - PRESENCE_TICK_MS
-    if (ops.length === 0 && (!beat || this.#wanted.size === 0)) return this.#beatLater()
+    const now = performance.now()
+    const ops = this.#ops(now, keepalive)
+    const beat = now - this.#lastSent >= this.#heartbeatMs - PRESENCE_TICK_MS
+    if (ops.length === 0 && (!beat || this.#wanted.size === 0)) {
+      // Changes held by their tabs' pace go when it lets them.
+      this.#schedule()
+      return this.#beatLater()
+    }
+    // A request with a tab's changes (not only joins) spends one slot of the tab's pace.
+    const changed = new Set(ops.filter((op) => op.state !== undefined && this.#shown.get(op.tab)?.has(op.room) === true).map((op) => op.tab))
+    for (const tab of changed) this.#paceOf.set(tab, Math.max(this.#paceOf.get(tab) ?? now, now) + PRESENCE_TICK_MS)
     // Taken off the queue while out; put back at its head if the request fails, so none is lost.
     const broadcasts = this.#broadcasts.splice(0, ops.filter((op) => op.broadcast !== undefined).length)
     let delivered = false
     this.#sendingFor = streamId
     this.#inFlight = ops
-    // Monotonic: a step of the wall clock neither stalls nor hurries the ticks.
-    this.#lastSent = performance.now()
+    // Monotonic: a step of the wall clock neither stalls nor hurries the pace.
+    this.#lastSent = now
     let retryIn: number | undefined
     try {
       const answer = await this.#post({ streamId, ops }, keepalive)
@@ -211,7 +262,7 @@ export class PresenceSender {
     for (const { tab } of delivered) counts.set(tab, (counts.get(tab) ?? 0) + 1)
     for (const [tab, count] of counts) this.#deps.sent(tab, count)
     if (retryIn !== undefined) this.#schedule(retryIn)
-    else if (this.#ops().length > 0) this.#schedule()
+    else if (this.#dueIn(performance.now()) < Number.POSITIVE_INFINITY) this.#schedule()
     else this.#beatLater()
   }
 

@@ -19,18 +19,18 @@ export class RateLimiter {
     this.#buckets = new BoundedMap(capacity)
   }
 
-  /** Takes one token for `key`, or throws `rate_limited` with the seconds until the next one. */
-  take(key: string): void {
+  /** Takes `count` tokens for `key`, or none and throws `rate_limited` with the seconds until there are as many. */
+  take(key: string, count = 1): void {
     const now = this.now()
     let bucket = this.#buckets.get(key)
     if (bucket === undefined) this.#buckets.set(key, (bucket = { tokens: this.burst, at: now }))
     bucket.tokens = Math.min(this.burst, bucket.tokens + ((now - bucket.at) / 1000) * this.rate)
     bucket.at = now
-    if (bucket.tokens < 1) {
-      const retryAfter = Math.ceil((1 - bucket.tokens) / this.rate)
+    if (bucket.tokens < count) {
+      const retryAfter = Math.ceil((count - bucket.tokens) / this.rate)
       throw new ZunoError('rate_limited', `More than ${this.rate} ${this.what}; slow down`, { retryAfter })
     }
-    bucket.tokens -= 1
+    bucket.tokens -= count
   }
 }
 

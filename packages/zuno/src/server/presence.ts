@@ -31,7 +31,12 @@ import { encodePresenceFrame, encodeRevokedFrame } from './sse'
 export interface PresenceOptions {
   /** Most peers in one room, on every instance together; a join past it is refused `room_full`. Default 1,000. */
   maxPeersPerRoom?: number
-  /** A room's changes go out at most once per tick, coalesced, ms. Default 50 (20 a second). */
+  /**
+   * A room's changes go out at most once per tick, coalesced (each peer's latest value), ms. The
+   * first change after a quiet tick goes at the end of the event loop's turn; the rest wait for the
+   * tick. Longer ticks make fewer, larger frames for rooms of many busy peers, at the price of
+   * latency. Default 5.
+   */
   tickMs?: number
   /**
    * A stream's tabs leave once it has not sent `POST /presence` (an op or a heartbeat) for this
@@ -153,7 +158,8 @@ export class PresenceRooms {
   readonly #dirty = new Set<Room>()
   /** The other instances, by id, and when each was last heard. */
   readonly #instances = new Map<string, number>()
-  #tick: ReturnType<typeof setTimeout> | undefined
+  /** Cancels the flush that is due, if one is. */
+  #tick: (() => void) | undefined
   #lastTick = 0
   #sweep: ReturnType<typeof setInterval> | undefined
   #lastAlive = 0
@@ -163,7 +169,7 @@ export class PresenceRooms {
   constructor(host: PresenceHost, options: PresenceOptions = {}, now: () => number = () => performance.now()) {
     this.#host = host
     this.#maxPeersPerRoom = options.maxPeersPerRoom ?? 1000
-    this.#tickMs = options.tickMs ?? 50
+    this.#tickMs = options.tickMs ?? 5
     this.#timeoutMs = options.timeoutMs ?? 15_000
     this.#graceMs = options.graceMs ?? 3000
     this.#aliveMs = this.#timeoutMs / 3
@@ -275,7 +281,7 @@ export class PresenceRooms {
   /** Stops the tick and the sweep; the streams' peers go with the sync server. */
   close(): void {
     this.#closed = true
-    clearTimeout(this.#tick)
+    this.#tick?.()
     clearInterval(this.#sweep)
   }
 
@@ -462,7 +468,14 @@ export class PresenceRooms {
   #schedule(): void {
     if (this.#dirty.size === 0 || this.#tick !== undefined || this.#closed) return
     const wait = Math.max(0, this.#lastTick + this.#tickMs - this.#now())
-    this.#tick = setTimeout(() => this.#flush(), wait)
+    if (wait > 0) {
+      const timer = setTimeout(() => this.#flush(), wait)
+      this.#tick = () => clearTimeout(timer)
+    } else {
+      // At the end of this turn of the event loop: every request read in it goes in the one frame.
+      const immediate = setImmediate(() => this.#flush())
+      this.#tick = () => clearImmediate(immediate)
+    }
   }
 
   #flush(): void {

@@ -3,6 +3,7 @@ import {
   DEFAULT_LIMITS,
   MAX_STORES_PER_STREAM,
   PATHS,
+  PRESENCE_LIMITS,
   parseStoreList,
   PROTOCOL_HEADER,
   PROTOCOL_VERSION,
@@ -88,8 +89,15 @@ export interface SyncServerOptions {
   resumeWaitMs?: number
   /** Presence: peers per room, the tick that coalesces a room's changes, and how long silent or ended streams' tabs stay (docs/presence.md). */
   presence?: PresenceOptions
-  /** `POST /presence` requests a second per stream, bursts of twice as many (429 `rate_limited` past it). A replica sends at most 20. Default 40. */
+  /** `POST /presence` requests a second per stream, bursts of twice as many (429 `rate_limited` past it). A replica sends at most 100. Default 100. */
   maxPresencePerSecond?: number
+  /**
+   * Broadcast events a second per stream, bursts of twice as many and at least a request's worth
+   * ({@link PRESENCE_LIMITS}`.maxOps`); a request with more than its stream has left is refused
+   * whole, 429 `rate_limited`. Bounds what one browser makes every other peer of a room receive.
+   * Default 100.
+   */
+  maxBroadcastsPerSecond?: number
 }
 
 /** A request as the engine needs it; each adapter builds one from its framework's request. */
@@ -228,6 +236,7 @@ export class SyncServer {
   readonly #control: StreamControl
   readonly #presence: PresenceRooms
   readonly #presenceRate: RateLimiter
+  readonly #broadcastRate: RateLimiter
 
   constructor(universe: ServedUniverse, options: SyncServerOptions = {}) {
     this.#universe = universe
@@ -261,8 +270,10 @@ export class SyncServer {
     this.#allowedOrigins = options.allowedOrigins && new Set(options.allowedOrigins)
     const rate = options.maxProposalsPerSecond ?? 50
     this.#rate = new RateLimiter(rate, rate * 2)
-    const presenceRate = options.maxPresencePerSecond ?? 40
+    const presenceRate = options.maxPresencePerSecond ?? 100
     this.#presenceRate = new RateLimiter(presenceRate, presenceRate * 2, 100_000, Date.now, 'presence requests a second per stream')
+    const broadcastRate = options.maxBroadcastsPerSecond ?? 100
+    this.#broadcastRate = new RateLimiter(broadcastRate, Math.max(2 * broadcastRate, PRESENCE_LIMITS.maxOps), 100_000, Date.now, 'broadcast events a second per stream')
     this.#streamLimit = new StreamLimiter(options.maxStreams ?? 10_000, options.maxStreamsPerPrincipal ?? 16)
     this.#trustProxy = options.trustProxy === true
     this.#resumeWaitMs = options.resumeWaitMs ?? 3000
@@ -666,6 +677,8 @@ export class SyncServer {
     }
     const presence = validatePresenceRequest(await this.#jsonBody(request))
     this.#presenceRate.take(presence.streamId)
+    const broadcasts = presence.ops.reduce((count, op) => (op.broadcast === undefined ? count : count + 1), 0)
+    if (broadcasts > 0) this.#broadcastRate.take(presence.streamId, broadcasts)
     // The rules are asked by the stream's instance, with the principal the stream holds, room by room.
     const outcome = await this.#control.presence(presence, principal?.id ?? '')
     const answer: PresenceAccepted = { ok: true, ...outcome }
