@@ -362,4 +362,63 @@ describe('presence over time', () => {
     const left = messageOf(await a.stream.nextEvent())
     expect(left.left).toEqual([bId])
   })
+
+  it('a lone instance publishes no tick’s changes on the bus; once another is heard it does, and each sees the other’s peers', async () => {
+    const storage = createMemoryStorage()
+    cleanups.push(() => storage.close())
+    const published: Array<{ type: string; whole?: boolean }> = []
+    cleanups.push(storage.bus!.subscribe((message) => published.push((JSON.parse(message) as { signal: { type: string; whole?: boolean } }).signal)))
+    const ticks = () => published.filter((signal) => signal.type === 'presence' && signal.whole !== true).length
+    const first = await serveUniverse(createUniverse({ storage, allowStore: () => true }))
+    cleanups.push(() => first.close())
+    const a = await openStream(first.url, '')
+    const move = (state: number) => presence(first.url, '', { streamId: a.streamId, ops: [{ tab: tabKey('a'), room: 'doc:1', state }] })
+    const aId = (await move(0)).body.peers?.[tabKey('a')]
+    for (let state = 1; state <= 5; state++) {
+      await move(state)
+      await new Promise((resolve) => setTimeout(resolve, 20))
+    }
+    await a.stream.drainEvents(100)
+    expect(ticks()).toBe(0)
+
+    // A second instance asks for the others' peers as it starts: the first answers, and publishes from then on.
+    const second = await serveUniverse(createUniverse({ storage, allowStore: () => true }))
+    cleanups.push(() => second.close())
+    const b = await openStream(second.url, '')
+    const bId = (await presence(second.url, '', { streamId: b.streamId, ops: [{ tab: tabKey('b'), room: 'doc:1', state: 'b' }] })).body.peers?.[tabKey('b')]
+    expect(messageOf(await b.stream.nextEvent())).toMatchObject({ whole: true, peers: expect.arrayContaining([{ id: aId, principal: '', state: 5 }]) })
+    await until(async () => (await a.stream.drainEvents(50)).some((frame) => messageOf(frame).peers?.some((peer) => peer.id === bId) === true))
+    await move(6)
+    await until(async () => (await b.stream.drainEvents(50)).some((frame) => messageOf(frame).peers?.some((peer) => peer.id === aId && peer.state === 6) === true))
+    expect(ticks()).toBeGreaterThan(0)
+  })
+
+  it('an instance that missed the answer to its presenceSync tells its peers, whole, the first time it hears another', async () => {
+    const storage = createMemoryStorage()
+    cleanups.push(() => storage.close())
+    // The bus loses every whole message while `losing` (a subscription not yet live on Redis).
+    const bus = storage.bus!
+    let losing = false
+    ;(storage as { bus: typeof bus }).bus = {
+      publish: (message) => (losing && (JSON.parse(message) as { signal: { whole?: boolean } }).signal.whole === true ? undefined : bus.publish(message)),
+      subscribe: (listener, lost) => bus.subscribe(listener, lost),
+    }
+    const first = await serveUniverse(createUniverse({ storage, allowStore: () => true }))
+    cleanups.push(() => first.close())
+    const a = await openStream(first.url, '')
+    const aId = (await presence(first.url, '', { streamId: a.streamId, ops: [{ tab: tabKey('a'), room: 'doc:1', state: 0 }] })).body.peers?.[tabKey('a')]
+    await a.stream.drainEvents(100)
+    losing = true
+    const second = await serveUniverse(createUniverse({ storage, allowStore: () => true }))
+    cleanups.push(() => second.close())
+    const b = await openStream(second.url, '')
+    const bId = (await presence(second.url, '', { streamId: b.streamId, ops: [{ tab: tabKey('b'), room: 'doc:1', state: 'b' }] })).body.peers?.[tabKey('b')]
+    // The first's answer was lost: the second shows only its own.
+    expect(messageOf(await b.stream.nextEvent())).toEqual({ room: 'doc:1', whole: true, peers: [{ id: bId, principal: '', state: 'b' }] })
+    losing = false
+    // The first's next change is the first the second hears of it: the second then tells it everything.
+    await presence(first.url, '', { streamId: a.streamId, ops: [{ tab: tabKey('a'), room: 'doc:1', state: 1 }] })
+    await until(async () => (await b.stream.drainEvents(50)).some((frame) => messageOf(frame).peers?.some((peer) => peer.id === aId && peer.state === 1) === true), 1000)
+    await until(async () => (await a.stream.drainEvents(50)).some((frame) => messageOf(frame).peers?.some((peer) => peer.id === bId) === true), 1000)
+  })
 })

@@ -163,6 +163,12 @@ export class PresenceRooms {
   #lastTick = 0
   #sweep: ReturnType<typeof setInterval> | undefined
   #lastAlive = 0
+  /**
+   * Whether another instance was ever heard. Until then a tick's changes are not published: a lone
+   * instance would only hear them back. Its peers, whole, still go to whoever asks (`presenceSync`)
+   * and with every sign of life, and it tells them all once it first hears another.
+   */
+  #othersHeard = false
   #closed = false
 
   /** `now` is monotonic: a step of the wall clock neither stalls the ticks nor sweeps live peers. */
@@ -174,15 +180,14 @@ export class PresenceRooms {
     this.#graceMs = options.graceMs ?? 3000
     this.#aliveMs = this.#timeoutMs / 3
     this.#now = now
-    // What the others hold now: they answer with their peers, whole.
-    host.publish({ type: 'presenceSync', from: host.serverId })
   }
 
-  /** How many peers this sync server's streams carry. */
-  get localPeers(): number {
-    let count = 0
-    for (const carrier of this.#carriers.values()) count += carrier.peers.size
-    return count
+  /**
+   * Asks the other instances for their peers (they answer with them, whole). Called once the sync
+   * server hears signals: on a bus within one process the answer comes back before `publish` returns.
+   */
+  start(): void {
+    this.#host.publish({ type: 'presenceSync', from: this.#host.serverId })
   }
 
   /**
@@ -254,6 +259,11 @@ export class PresenceRooms {
   heard(signal: PresenceSignal): void {
     if (signal.from === this.#host.serverId || this.#closed) return
     this.#instances.set(signal.from, this.#now())
+    if (!this.#othersHeard) {
+      this.#othersHeard = true
+      // What it missed while this one published nothing (a presenceSync is answered just below).
+      if (signal.type !== 'presenceSync') this.#publishWhole()
+    }
     if (signal.type === 'presenceSync') {
       this.#lastAlive = 0
       this.#publishWhole()
@@ -522,7 +532,7 @@ export class PresenceRooms {
       if (room.peers.size === 0 && room.streams.size === 0) this.#rooms.delete(room.key)
     }
     this.#dirty.clear()
-    if (mine.length > 0) {
+    if (mine.length > 0 && this.#othersHeard) {
       this.#lastAlive = this.#lastTick
       this.#host.publish({ type: 'presence', from: this.#host.serverId, rooms: mine })
     }

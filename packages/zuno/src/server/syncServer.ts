@@ -256,6 +256,7 @@ export class SyncServer {
     this.#presence = new PresenceRooms({ serverId: this.#id, mayRead, publish }, options.presence)
     this.#hub.onRemoved = (stream) => this.#presence.ended(stream)
     this.#control = new StreamControl(this.#id, { hub: this.#hub, universe, presence: this.#presence, mayRead })
+    this.#presence.start()
     this.#stopFollowing = () => {
       stopCommits()
       stopResets()
