@@ -48,7 +48,7 @@ export class Child {
     const command =
       spec.runtime === 'bun'
         ? [bunBinary, join(benchRoot, 'src', spec.script)]
-        : [process.execPath, ...(spec.nodeFlags ?? []), ...(process.env.XPROF && spec.script.includes('presenceZuno') ? ['--cpu-prof', '--cpu-prof-dir=/tmp/xprof'] : []), compiled(spec.script)]
+        : [process.execPath, ...(spec.nodeFlags ?? []), compiled(spec.script)]
     const pinned = canPin ? ['/usr/bin/taskset', '-c', String(spec.core), ...command] : command
     this.#process = spawn(pinned[0] as string, [...pinned.slice(1), ...(spec.args ?? [])], {
       cwd: benchRoot,

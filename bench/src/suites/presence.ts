@@ -16,7 +16,7 @@ import { median, round } from '../harness/stats'
  * socket.io room of 100 peers at 20 Hz is near a core's worth of broadcasting on its own, so one
  * room of 50 peers (49,000 deliveries a second) is where both systems keep up.
  */
-const POINTS = process.env.XPOINTS ? process.env.XPOINTS.split(',').map((p) => ({ rooms: Number(p.split('x')[0]), peersPerRoom: Number(p.split('x')[1]) })) : [
+const POINTS = [
   { rooms: 1, peersPerRoom: 50 },
   { rooms: 1, peersPerRoom: 100 },
   { rooms: 10, peersPerRoom: 100 },
