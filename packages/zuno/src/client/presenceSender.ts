@@ -59,6 +59,10 @@ export class PresenceSender {
   readonly #broadcasts: Array<{ tab: string; room: string; data: unknown }> = []
   #streamId: string | undefined
   #timer: unknown
+  /** When the timer fires. */
+  #timerAt = Number.POSITIVE_INFINITY
+  /** No request before this (a failed one's retry, the server's `Retry-After`), unless the page is going. */
+  #notBefore = Number.NEGATIVE_INFINITY
   /** The stream a request is out for: one at a time per stream; a new stream need not wait for the last one's (it may take seconds to fail). */
   #sendingFor: string | undefined
   /** The ops of the request on its way, if one is. */
@@ -79,6 +83,8 @@ export class PresenceSender {
   hello(streamId: string): void {
     this.#streamId = streamId
     this.#shown.clear()
+    // The wait for a retry was the last stream's (its limits are per stream).
+    this.#notBefore = Number.NEGATIVE_INFINITY
     this.#schedule()
   }
 
@@ -100,6 +106,7 @@ export class PresenceSender {
   flushNow(): void {
     if (this.#timer !== undefined) this.#deps.timers.clearTimeout(this.#timer)
     this.#timer = undefined
+    this.#timerAt = Number.POSITIVE_INFINITY
     const streamId = this.#streamId
     if (this.#sendingFor === undefined || this.#sendingFor !== streamId) return void this.#send(true)
     // A request is on its way, and its answer may never be read (the page is going): the leaves go
@@ -115,11 +122,16 @@ export class PresenceSender {
     if (this.#heartbeat !== undefined) this.#deps.timers.clearTimeout(this.#heartbeat)
   }
 
-  /** Sends when the next op is due (at once for a join, a leave, a broadcast; on its tab's pace for a change), or after `delay`. */
-  #schedule(delay = this.#dueIn(performance.now())): void {
-    if (this.#timer !== undefined || this.#closed || delay === Number.POSITIVE_INFINITY) return
+  /** Sends when the next op is due (at once for a join, a leave, a broadcast; on its tab's pace for a change): sooner than the timer set, if it is. */
+  #schedule(): void {
+    const now = performance.now()
+    const delay = this.#dueIn(now)
+    if (this.#closed || delay === Number.POSITIVE_INFINITY || now + delay >= this.#timerAt) return
+    if (this.#timer !== undefined) this.#deps.timers.clearTimeout(this.#timer)
+    this.#timerAt = now + delay
     this.#timer = this.#deps.timers.setTimeout(() => {
       this.#timer = undefined
+      this.#timerAt = Number.POSITIVE_INFINITY
       void this.#send(false)
     }, delay)
   }
@@ -138,7 +150,7 @@ export class PresenceSender {
     }
     for (const [tab, shown] of this.#shown) for (const room of shown.keys()) if (this.#wanted.get(tab)?.has(room) !== true) dueAt = now
     if (dueAt === Number.POSITIVE_INFINITY) return dueAt
-    return Math.max(0, dueAt - now, this.#lastSent + PRESENCE_REQUEST_GAP_MS - now)
+    return Math.max(0, dueAt - now, this.#lastSent + PRESENCE_REQUEST_GAP_MS - now, this.#notBefore - now)
   }
 
   /** When tab `tab` may send its next change: a period before its pace's next slot. */
@@ -261,8 +273,8 @@ export class PresenceSender {
     const counts = new Map<string, number>()
     for (const { tab } of delivered) counts.set(tab, (counts.get(tab) ?? 0) + 1)
     for (const [tab, count] of counts) this.#deps.sent(tab, count)
-    if (retryIn !== undefined) this.#schedule(retryIn)
-    else if (this.#dueIn(performance.now()) < Number.POSITIVE_INFINITY) this.#schedule()
+    if (retryIn !== undefined) this.#notBefore = performance.now() + retryIn
+    if (this.#dueIn(performance.now()) < Number.POSITIVE_INFINITY) this.#schedule()
     else this.#beatLater()
   }
 

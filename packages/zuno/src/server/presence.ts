@@ -445,7 +445,10 @@ export class PresenceRooms {
   /** What another instance's peers did in a room. */
   #heardRoom(instance: string, message: PresenceMessage, whole: boolean): void {
     if (typeof message?.room !== 'string' || !STORE_KEY_PATTERN.test(message.room)) return
-    const room = this.#roomOf(message.room)
+    const known = this.#rooms.get(message.room)
+    // Leaves and events for a room nobody here is in: nobody to forget, nobody to tell (and no empty room kept).
+    if (known === undefined && (message.peers === undefined || message.peers.length === 0)) return
+    const room = known ?? this.#roomOf(message.room)
     const named = new Set<string>()
     for (const { id, principal, state } of message.peers ?? []) {
       named.add(id)
