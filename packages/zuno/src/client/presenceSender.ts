@@ -48,7 +48,7 @@ const RETRY_MS = 1000
 
 /**
  * The leader tab's `POST /presence`: what every tab of the browser wants shown, told to the stream
- * it holds, at most once a tick, one request at a time. A new stream (its `hello`) is told all of it.
+ * it holds, each tab's changes on its pace, one request at a time. A new stream (its `hello`) is told all of it.
  */
 export class PresenceSender {
   readonly #deps: PresenceSenderDeps
