@@ -1,6 +1,6 @@
 import { EventSource } from 'eventsource'
 import { act, StrictMode, version as reactVersion, useState } from 'react'
-import { createRoot, hydrateRoot, type Root } from 'react-dom/client'
+import { hydrateRoot } from 'react-dom/client'
 import { renderToString } from 'react-dom/server'
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import { connect, createSnapshotUniverse, defineZuno, type StateResponse, type Universe } from 'zuno'
@@ -17,6 +17,7 @@ import {
 } from 'zuno-react'
 import { until } from '../../zuno/test/support/until'
 import { serveExpress } from '../../zuno-express/test/serveExpress'
+import { mounter } from './support/mount'
 
 ;(globalThis as { IS_REACT_ACT_ENVIRONMENT?: boolean }).IS_REACT_ACT_ENVIRONMENT = true
 
@@ -57,17 +58,7 @@ async function inBrowserPage(html: string, run: (page: { container: HTMLElement;
   return errors
 }
 
-function mount(universe: Universe, element: React.ReactNode): { container: HTMLElement; root: Root } {
-  const container = document.createElement('div')
-  document.body.append(container)
-  const root = createRoot(container)
-  act(() => root.render(<ZunoProvider universe={universe}>{element}</ZunoProvider>))
-  cleanups.push(() => {
-    act(() => root.unmount())
-    container.remove()
-  })
-  return { container, root }
-}
+const mount = mounter(cleanups)
 
 describe(`zuno-react on React ${reactVersion}`, () => {
   it('renders the store and re-renders once per change, not for other stores', async () => {
