@@ -1,21 +1,11 @@
 import { act, StrictMode, version as reactVersion } from 'react'
 import { renderToString } from 'react-dom/server'
-import { afterEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { createSnapshotUniverse } from 'zuno'
 import { useBroadcast, useMyPresence, useOthers, ZunoProvider } from 'zuno-react'
 import { until } from '../../zuno/test/support/until'
-import { mounter, settle } from './support/mount'
-import { twoReplicas as twoReplicasOn } from './support/twoReplicas'
-
-;(globalThis as { IS_REACT_ACT_ENVIRONMENT?: boolean }).IS_REACT_ACT_ENVIRONMENT = true
-
-const cleanups: Array<() => unknown> = []
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
-})
-
-const mount = mounter(cleanups)
-const twoReplicas = () => twoReplicasOn(cleanups)
+import { mount, settle } from './support/mount'
+import { twoReplicas } from './support/twoReplicas'
 
 describe(`zuno-react presence on React ${reactVersion}`, () => {
   it('useMyPresence and useOthers: two replicas see each other move, and one that unmounts leave', async () => {

@@ -3,21 +3,11 @@
  * finding and failed until its fix. A real server, real replicas with the `eventsource` client.
  */
 import { act, version as reactVersion, useEffect, useState } from 'react'
-import { afterEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { useBroadcast, useMyPresence, useOthers } from 'zuno-react'
 import { until } from '../../zuno/test/support/until'
-import { mounter, settle } from './support/mount'
-import { twoReplicas as twoReplicasOn } from './support/twoReplicas'
-
-;(globalThis as { IS_REACT_ACT_ENVIRONMENT?: boolean }).IS_REACT_ACT_ENVIRONMENT = true
-
-const cleanups: Array<() => unknown> = []
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
-})
-
-const mount = mounter(cleanups)
-const twoReplicas = () => twoReplicasOn(cleanups)
+import { mount, settle } from './support/mount'
+import { twoReplicas } from './support/twoReplicas'
 
 describe(`zuno-react presence, as a review attacked it, on React ${reactVersion}`, () => {
   it('R18-9: a set and a broadcast from a child’s mount effect (it runs before the parent’s hook has joined) go out once it has', async () => {
