@@ -152,6 +152,22 @@ export function runConformanceSuite(target: ConformanceTarget): void {
       expect(answer.body).toMatchObject({ ok: false, error: code })
       expect(typeof answer.body.message).toBe('string')
     }
+    /**
+     * Sends requests with `send` until one is refused with 429 (at most `attempts`): each 429 must
+     * say when to retry and be a JSON `rate_limited` error. Resolves with every status, in order.
+     */
+    const statusesUntilRateLimited = async (attempts: number, send: (i: number) => Promise<Response>): Promise<number[]> => {
+      const statuses: number[] = []
+      for (let i = 0; i < attempts && !statuses.includes(429); i++) {
+        const response = await send(i)
+        statuses.push(response.status)
+        if (response.status === 429) {
+          expect(Number(response.headers.get('retry-after'))).toBeGreaterThan(0)
+          expect(await response.json()).toMatchObject({ ok: false, error: 'rate_limited' })
+        } else await response.body?.cancel()
+      }
+      return statuses
+    }
     const expectUnchanged = async () => {
       const { body } = await getState()
       expect(body.stores).toEqual({
@@ -918,15 +934,9 @@ export function runConformanceSuite(target: ConformanceTarget): void {
             return (JSON.parse((await sse.nextEvent()).data as string) as { streamId: string }).streamId
           }
           const [first, second] = [await open(), await open()]
-          const statuses: number[] = []
-          for (let i = 0; i < 10 && !statuses.includes(429); i++) {
-            const response = await fetch(`${limited.url}/presence`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ streamId: first, ops: [] }) })
-            statuses.push(response.status)
-            if (response.status === 429) {
-              expect(Number(response.headers.get('retry-after'))).toBeGreaterThan(0)
-              expect(await response.json()).toMatchObject({ ok: false, error: 'rate_limited' })
-            } else await response.body?.cancel()
-          }
+          const statuses = await statusesUntilRateLimited(10, () =>
+            fetch(`${limited.url}/presence`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ streamId: first, ops: [] }) }),
+          )
           // The burst (twice the rate) goes through, then the stream is refused; another stream is not.
           expect(statuses.slice(0, 2)).toEqual([200, 200])
           expect(statuses).toContain(429)
@@ -1129,19 +1139,13 @@ export function runConformanceSuite(target: ConformanceTarget): void {
         try {
           const { cursor } = (await (await fetch(`${limited.url}/state`)).json()) as { cursor: string }
           const limitedEpoch = parseEventId(cursor)?.epoch
-          const statuses: number[] = []
-          for (let i = 0; i < 20 && !statuses.includes(429); i++) {
-            const response = await fetch(`${limited.url}/sync`, {
+          const statuses = await statusesUntilRateLimited(20, (i) =>
+            fetch(`${limited.url}/sync`, {
               method: 'POST',
               headers: { 'content-type': 'application/json' },
               body: JSON.stringify(proposal({ storeKey: `open.k${i}`, baseVersion: 0, epoch: limitedEpoch })), // a fresh client id each time
-            })
-            statuses.push(response.status)
-            if (response.status === 429) {
-              expect(Number(response.headers.get('retry-after'))).toBeGreaterThan(0)
-              expect(await response.json()).toMatchObject({ ok: false, error: 'rate_limited' })
-            } else await response.body?.cancel()
-          }
+            }),
+          )
           // The burst (twice the rate) goes through, then the same address is refused, new ids or not.
           expect(statuses.slice(0, 2)).toEqual([200, 200])
           expect(statuses).toContain(429)
