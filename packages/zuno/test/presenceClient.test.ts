@@ -5,9 +5,9 @@
  * their presence on the leader's one stream, each its own, across a leader handoff and a crash.
  */
 import { afterEach, describe, expect, it } from 'vitest'
-import type { BroadcastChannelConstructor } from '../src/client/tabs'
 import type { Principal } from '../src/server/index'
 import { SimBrowser } from './simulation/simBrowser'
+import { crashableChannel } from './support/crashableChannel'
 import { browserTabs, realClock, replicaOpener, statesOf } from './support/presenceReplicas'
 import { until } from './support/until'
 import { htmlPage, startProxy, startZuno } from './support/zunoBehindProxy'
@@ -323,18 +323,12 @@ describe('tabs and presence', () => {
     const leader = replicaOf(zuno.url, { tabs: true, BroadcastChannel: browser.channelFor(), locks: browser.locksFor('leader') })
     await until(() => leader.status.get() === 'connected')
     leader.presence('doc:1', 'leader')
-    const crashed = { value: false }
-    const Base = browser.channelFor()
-    const Crashable = class extends Base {
-      override postMessage(message: unknown): void {
-        if (!crashed.value) super.postMessage(message)
-      }
-    } as BroadcastChannelConstructor
-    const follower = replicaOf(zuno.url, { tabs: true, BroadcastChannel: Crashable, locks: browser.locksFor('follower') })
+    const crashable = crashableChannel(browser)
+    const follower = replicaOf(zuno.url, { tabs: true, BroadcastChannel: crashable.Channel, locks: browser.locksFor('follower') })
     follower.presence('doc:1', 'follower')
     const outside = replicaOf(zuno.url).presence('doc:1', 'outside')
     await until(() => outside.others().length === 2)
-    crashed.value = true
+    crashable.crash()
     follower.close()
     await until(() => outside.others().length === 1, 2000)
     expect(statesOf(outside)).toEqual(['leader'])
