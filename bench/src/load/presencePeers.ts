@@ -18,6 +18,7 @@ import { randomBytes } from 'node:crypto'
 import { connect, type Socket } from 'node:net'
 import { monotonicMs, onCommand, report } from '../harness/channel'
 import { inBatches } from './deliveries'
+import { openSseSocket } from './sseSocket'
 
 const TICK_MS = 50
 /** A stream's requests go at least this far apart (the replica's sender). */
@@ -234,54 +235,40 @@ function openPost(stream: ZunoStream): Promise<Socket> {
   })
 }
 
-function openStream(tabs: Peer[]): Promise<ZunoStream> {
-  return new Promise((resolve, reject) => {
-    const socket = connect({ host: '127.0.0.1', port, noDelay: true })
-    socket.setEncoding('latin1')
-    const stream: ZunoStream = {
-      streamId: '',
-      sse: socket,
-      post: undefined as unknown as Socket,
-      tabs,
-      ownIds: new Set(),
-      room: tabs[0]!.room,
-      dirty: new Set(),
-      inFlight: false,
-      lastSent: Number.NEGATIVE_INFINITY,
-      timer: undefined,
-      answered: undefined,
-    }
-    let buffer = ''
-    let headersDone = false
-    socket.on('connect', () => socket.write('GET /zuno/sse?hello=1 HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n'))
-    socket.on('data', (chunk: string) => {
-      buffer += chunk
-      if (!headersDone) {
-        const end = buffer.indexOf('\r\n\r\n')
-        if (end < 0) return
-        if (!buffer.startsWith('HTTP/1.1 200')) {
-          reject(new Error(`SSE answered ${buffer.slice(0, 200)}`))
-          socket.destroy()
-          return
-        }
-        headersDone = true
-        buffer = buffer.slice(end + 4)
-      }
-      const end = buffer.lastIndexOf('\n\n')
-      if (end < 0) return
-      const text = buffer.slice(0, end + 1)
-      buffer = buffer.slice(end + 2)
-      if (stream.streamId === '') {
-        const at = text.indexOf('event: hello\ndata: ')
-        if (at >= 0) {
-          stream.streamId = (JSON.parse(text.slice(at + 19, text.indexOf('\n', at + 19))) as { streamId: string }).streamId
-          resolve(stream)
-        }
-      }
-      presenceFrames(stream, text, monotonicMs())
-    })
-    socket.on('error', reject)
+async function openStream(tabs: Peer[]): Promise<ZunoStream> {
+  const stream: ZunoStream = {
+    streamId: '',
+    sse: undefined as unknown as Socket,
+    post: undefined as unknown as Socket,
+    tabs,
+    ownIds: new Set(),
+    room: tabs[0]!.room,
+    dirty: new Set(),
+    inFlight: false,
+    lastSent: Number.NEGATIVE_INFINITY,
+    timer: undefined,
+    answered: undefined,
+  }
+  // Ready once its hello names it, which may come in the same packet as the answer's headers.
+  let named = () => {}
+  let failed = (_error: Error) => {}
+  const hello = new Promise<void>((resolve, reject) => {
+    named = resolve
+    failed = reject
   })
+  stream.sse = await openSseSocket(port, '/zuno/sse?hello=1', (text, now) => {
+    if (stream.streamId === '') {
+      const at = text.indexOf('event: hello\ndata: ')
+      if (at >= 0) {
+        stream.streamId = (JSON.parse(text.slice(at + 19, text.indexOf('\n', at + 19))) as { streamId: string }).streamId
+        named()
+      }
+    }
+    presenceFrames(stream, text, now)
+  })
+  stream.sse.on('error', failed)
+  await hello
+  return stream
 }
 
 /** Reads the `presence` events of one arrival at a stream: each value's latency, once per tab of the stream that is not its sender. */

@@ -6,7 +6,11 @@ import { connect, type Socket } from 'node:net'
 import { monotonicMs } from '../harness/channel'
 import type { Deliveries } from './deliveries'
 
-/** Opens `path` on `port`; resolves with the socket once the server answered 200, then calls `onFrames` with each run of whole frames. */
+/**
+ * Opens `path` on `port`; resolves with the socket once the server answered 200, then calls
+ * `onFrames` with each run of whole frames, every line of them ending in its newline (a reader can
+ * look for the end of a `data:` line without a special case for the last one).
+ */
 export function openSseSocket(port: number, path: string, onFrames: (text: string, now: number) => void): Promise<Socket> {
   return new Promise((resolve, reject) => {
     const socket = connect({ host: '127.0.0.1', port, noDelay: true })
@@ -30,7 +34,7 @@ export function openSseSocket(port: number, path: string, onFrames: (text: strin
       }
       const end = buffer.lastIndexOf('\n\n')
       if (end < 0) return
-      onFrames(buffer.slice(0, end), monotonicMs())
+      onFrames(buffer.slice(0, end + 1), monotonicMs())
       buffer = buffer.slice(end + 2)
     })
     socket.on('error', reject)

@@ -2,21 +2,16 @@
  * A stream refused with 401 in real headless Chromium: a browser's EventSource never says why it
  * failed, so this is where the client's own reading of the answer matters.
  */
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { createServer, type Server } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { build } from 'esbuild'
-import { type Browser, chromium } from 'playwright-core'
+import type { Browser } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createNodeHandler, createUniverse } from 'zuno/server'
-
-const executablePath = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
-const haveChromium = existsSync(executablePath)
-if (!haveChromium && process.env.CI) {
-  throw new Error(`Chromium is required in CI and missing at ${executablePath} (apt-get install -y chromium)`)
-}
+import { haveChromium, launchChromium } from './support/chromium'
 
 let browser: Browser
 let server: Server
@@ -53,10 +48,7 @@ describe.skipIf(!haveChromium)('credentials in Chromium', () => {
     })
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
     url = `http://127.0.0.1:${(server.address() as { port: number }).port}`
-    browser = await chromium.launch({
-      executablePath,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    })
+    browser = await launchChromium()
   })
   afterAll(async () => {
     await browser?.close()

@@ -5,14 +5,12 @@
  */
 import { existsSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
-import { type Browser, chromium } from 'playwright-core'
+import type { Browser } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { type DemoServer, startDemo } from '../src/demoServer'
+import { haveChromium, launchChromium } from './support/chromium'
 import { openThreeTabs } from './support/hydrationCheck'
 
-const executablePath = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
-const haveChromium = existsSync(executablePath)
-if (!haveChromium && process.env.CI) throw new Error(`Chromium is required in CI and missing at ${executablePath}`)
 const bundle = fileURLToPath(new URL('../dist/app.js', import.meta.url))
 
 let browser: Browser
@@ -21,10 +19,7 @@ let demo: DemoServer
 describe.skipIf(!haveChromium)('hydration of the Express demo in Chromium', () => {
   beforeAll(async () => {
     if (!existsSync(bundle)) throw new Error('dist/app.js is missing: run `pnpm build` first')
-    browser = await chromium.launch({
-      executablePath,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    })
+    browser = await launchChromium()
     demo = await startDemo(0)
   })
   afterAll(async () => {

@@ -6,14 +6,12 @@
  */
 import { existsSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
-import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core'
+import type { Browser, BrowserContext, Page } from 'playwright-core'
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { until } from '../../../packages/zuno/test/support/until'
 import { type DemoServer, startDemo } from '../src/demoServer'
+import { haveChromium, launchChromium } from './support/chromium'
 
-const executablePath = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
-const haveChromium = existsSync(executablePath)
-if (!haveChromium && process.env.CI) throw new Error(`Chromium is required in CI and missing at ${executablePath} (apt-get install -y chromium)`)
 const bundle = fileURLToPath(new URL('../dist/app.js', import.meta.url))
 
 let browser: Browser
@@ -69,10 +67,7 @@ async function pointAt(page: Page, x: number, y: number): Promise<void> {
 describe.skipIf(!haveChromium)('presence in the demo, in Chromium', () => {
   beforeAll(async () => {
     if (!existsSync(bundle)) throw new Error('dist/app.js is missing: run `pnpm build` first')
-    browser = await chromium.launch({
-      executablePath,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    })
+    browser = await launchChromium()
   })
   afterAll(() => browser?.close())
   beforeEach(async () => {

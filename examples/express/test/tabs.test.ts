@@ -2,15 +2,11 @@
  * Tabs of one browser in real headless Chromium against a real server: a tab says `connected`
  * only once it shows the server's data, and tabs that follow different stores each get theirs.
  */
-import { existsSync } from 'node:fs'
-import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core'
+import type { Browser, BrowserContext, Page } from 'playwright-core'
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { until } from '../../../packages/zuno/test/support/until'
+import { haveChromium, launchChromium } from './support/chromium'
 import { startTabServer, type TabServer } from './support/tabServer'
-
-const executablePath = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
-const haveChromium = existsSync(executablePath)
-if (!haveChromium && process.env.CI) throw new Error(`Chromium is required in CI and missing at ${executablePath}`)
 
 const stores = { 'doc.1': { title: 'one' }, 'doc.2': { title: 'two' } }
 
@@ -40,10 +36,7 @@ const connected = (page: Page) => until(async () => (await statusOf(page)) === '
 
 describe.skipIf(!haveChromium)('tabs in Chromium', () => {
   beforeAll(async () => {
-    browser = await chromium.launch({
-      executablePath,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    })
+    browser = await launchChromium()
   })
   afterAll(() => browser?.close())
   beforeEach(async () => {

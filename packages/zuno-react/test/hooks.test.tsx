@@ -1,8 +1,8 @@
 import { EventSource } from 'eventsource'
 import { act, StrictMode, version as reactVersion, useState } from 'react'
-import { createRoot, hydrateRoot, type Root } from 'react-dom/client'
+import { hydrateRoot } from 'react-dom/client'
 import { renderToString } from 'react-dom/server'
-import { afterEach, describe, expect, it, vi } from 'vitest'
+import { describe, expect, it, vi } from 'vitest'
 import { connect, createSnapshotUniverse, defineZuno, type StateResponse, type Universe } from 'zuno'
 import { createUniverse } from 'zuno/server'
 import {
@@ -17,13 +17,8 @@ import {
 } from 'zuno-react'
 import { until } from '../../zuno/test/support/until'
 import { serveExpress } from '../../zuno-express/test/serveExpress'
-
-;(globalThis as { IS_REACT_ACT_ENVIRONMENT?: boolean }).IS_REACT_ACT_ENVIRONMENT = true
-
-const cleanups: Array<() => unknown> = []
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
-})
+import { cleanups } from './support/cleanups'
+import { mount } from './support/mount'
 
 /** What the server sends: the page rendered from a snapshot universe of `state`. */
 function renderOnServer(state: StateResponse, app: React.ReactNode, initial?: Record<string, unknown>): string {
@@ -57,17 +52,6 @@ async function inBrowserPage(html: string, run: (page: { container: HTMLElement;
   return errors
 }
 
-function mount(universe: Universe, element: React.ReactNode): { container: HTMLElement; root: Root } {
-  const container = document.createElement('div')
-  document.body.append(container)
-  const root = createRoot(container)
-  act(() => root.render(<ZunoProvider universe={universe}>{element}</ZunoProvider>))
-  cleanups.push(() => {
-    act(() => root.unmount())
-    container.remove()
-  })
-  return { container, root }
-}
 
 describe(`zuno-react on React ${reactVersion}`, () => {
   it('renders the store and re-renders once per change, not for other stores', async () => {

@@ -1,50 +1,11 @@
-import { EventSource } from 'eventsource'
 import { act, StrictMode, version as reactVersion } from 'react'
-import { createRoot } from 'react-dom/client'
 import { renderToString } from 'react-dom/server'
-import { afterEach, describe, expect, it } from 'vitest'
-import { connect, createSnapshotUniverse, type Universe } from 'zuno'
-import { createUniverse } from 'zuno/server'
+import { describe, expect, it } from 'vitest'
+import { createSnapshotUniverse } from 'zuno'
 import { useBroadcast, useMyPresence, useOthers, ZunoProvider } from 'zuno-react'
 import { until } from '../../zuno/test/support/until'
-import { serveExpress } from '../../zuno-express/test/serveExpress'
-
-;(globalThis as { IS_REACT_ACT_ENVIRONMENT?: boolean }).IS_REACT_ACT_ENVIRONMENT = true
-
-const cleanups: Array<() => unknown> = []
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
-})
-
-function mount(universe: Universe, element: React.ReactNode) {
-  const container = document.createElement('div')
-  document.body.append(container)
-  const root = createRoot(container)
-  act(() => root.render(<ZunoProvider universe={universe}>{element}</ZunoProvider>))
-  let mounted = true
-  const unmount = () => {
-    if (!mounted) return
-    mounted = false
-    act(() => root.unmount())
-    container.remove()
-  }
-  cleanups.push(unmount)
-  return { container, unmount }
-}
-
-async function twoReplicas() {
-  const served = await serveExpress(createUniverse({ stores: {} , allowStore: () => true }))
-  cleanups.push(served.close)
-  const replica = () => {
-    const made = connect({ url: served.url, EventSource, tabs: false, fetch: globalThis.fetch, stores: [] })
-    cleanups.push(() => made.close())
-    return made
-  }
-  return { served, a: replica(), b: replica() }
-}
-
-/** Lets React render what the replicas heard. */
-const settle = (ms = 30) => act(() => new Promise((resolve) => setTimeout(resolve, ms)))
+import { mount, settle } from './support/mount'
+import { twoReplicas } from './support/twoReplicas'
 
 describe(`zuno-react presence on React ${reactVersion}`, () => {
   it('useMyPresence and useOthers: two replicas see each other move, and one that unmounts leave', async () => {

@@ -2,46 +2,12 @@
  * The presence hooks under a fresh-context review's attacks (issue #18): each test reproduced a
  * finding and failed until its fix. A real server, real replicas with the `eventsource` client.
  */
-import { EventSource } from 'eventsource'
 import { act, version as reactVersion, useEffect, useState } from 'react'
-import { createRoot } from 'react-dom/client'
-import { afterEach, describe, expect, it } from 'vitest'
-import { connect, type Universe } from 'zuno'
-import { createUniverse } from 'zuno/server'
-import { useBroadcast, useMyPresence, useOthers, ZunoProvider } from 'zuno-react'
+import { describe, expect, it } from 'vitest'
+import { useBroadcast, useMyPresence, useOthers } from 'zuno-react'
 import { until } from '../../zuno/test/support/until'
-import { serveExpress } from '../../zuno-express/test/serveExpress'
-
-;(globalThis as { IS_REACT_ACT_ENVIRONMENT?: boolean }).IS_REACT_ACT_ENVIRONMENT = true
-
-const cleanups: Array<() => unknown> = []
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
-})
-
-function mount(universe: Universe, element: React.ReactNode) {
-  const container = document.createElement('div')
-  document.body.append(container)
-  const root = createRoot(container)
-  act(() => root.render(<ZunoProvider universe={universe}>{element}</ZunoProvider>))
-  cleanups.push(() => {
-    act(() => root.unmount())
-    container.remove()
-  })
-}
-
-async function twoReplicas() {
-  const served = await serveExpress(createUniverse({ stores: {}, allowStore: () => true }))
-  cleanups.push(served.close)
-  const replica = () => {
-    const made = connect({ url: served.url, EventSource, tabs: false, fetch: globalThis.fetch, stores: [] })
-    cleanups.push(() => made.close())
-    return made
-  }
-  return { a: replica(), b: replica() }
-}
-
-const settle = (ms = 30) => act(() => new Promise((resolve) => setTimeout(resolve, ms)))
+import { mount, settle } from './support/mount'
+import { twoReplicas } from './support/twoReplicas'
 
 describe(`zuno-react presence, as a review attacked it, on React ${reactVersion}`, () => {
   it('R18-9: a set and a broadcast from a child’s mount effect (it runs before the parent’s hook has joined) go out once it has', async () => {

@@ -1,15 +1,14 @@
 /** Two instances on one Redis, one of them behind: resumes wait for it, replicas never go back. */
-import { createServer as createHttpServer } from 'node:http'
 import { createConnection, createServer as createTcpServer, type Socket } from 'node:net'
 import { EventSource } from 'eventsource'
 import { describe, expect, it } from 'vitest'
 import { connect } from 'zuno'
-import { type AuthoritativeUniverse, type CommittedEvent, createNodeHandler, createUniverse, type Storage, type SyncServerOptions } from 'zuno/server'
+import { type CommittedEvent, createUniverse, type Storage, type SyncServerOptions } from 'zuno/server'
 import { openRawStream } from '../../zuno/test/support/sseReader'
 import { until } from '../../zuno/test/support/until'
 import { createRedisStorage } from '../src/index'
 import { redisAvailable } from './redisAvailable'
-import { cleanups, namespace, openUniverse } from './support'
+import { cleanups, namespace, openUniverse, serveOverHttp } from './support'
 
 const haveRedis = await redisAvailable()
 
@@ -53,20 +52,6 @@ function laggingStorage(ns: string) {
   }
 }
 
-/** Serves `universe` on 127.0.0.1 with core's node:http handler; closed after the test. */
-async function serve(universe: AuthoritativeUniverse, options: SyncServerOptions = {}): Promise<{ url: string; port: number }> {
-  const handler = createNodeHandler(universe, options)
-  const server = createHttpServer(handler)
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  cleanups.push(async () => {
-    handler.close()
-    server.closeAllConnections()
-    await new Promise((resolve) => server.close(resolve))
-  })
-  const { port } = server.address() as { port: number }
-  return { url: `http://127.0.0.1:${port}/zuno`, port }
-}
-
 /** A TCP proxy, as a load balancer: `switchTo` cuts every connection and sends new ones to another port. */
 async function balancer(port: number) {
   let target = port
@@ -108,7 +93,7 @@ async function twoInstances(options: SyncServerOptions = {}) {
     await lagging.storage.close()
   })
   await b.ready
-  return { a, b, lagging, servedA: await serve(a), servedB: await serve(b, options) }
+  return { a, b, lagging, servedA: await serveOverHttp(a), servedB: await serveOverHttp(b, options) }
 }
 
 describe.skipIf(!haveRedis)('an instance that lags behind another', () => {

@@ -43,6 +43,30 @@ async function writerOn(storage: Storage) {
 const set = (storeKey: string, baseVersion: number, state: unknown): Write => ({ storeKey, baseVersion, state })
 const del = (storeKey: string, baseVersion: number): Write => ({ storeKey, baseVersion, state: undefined, deleted: true })
 
+/** Creates stores as one client (each store's state is its key): the answer's type, or the refusal's code. */
+function storeCreator() {
+  const clientId = newClientId()
+  let opId = 0
+  return (universe: ReturnType<typeof openUniverse>, storeKey: string, baseVersion = 0) =>
+    universe.propose({ storeKey, baseVersion, epoch: universe.epoch, state: storeKey, clientId, opId: ++opId }, { principal: '' }).then(
+      (answer) => (answer.type === 'refused' ? answer.error.code : answer.type),
+      (error: { code?: string }) => error.code,
+    )
+}
+
+/**
+ * Writes `storeKey` at `version` (`stateJson` its state) at `seq`, as an instance of the older
+ * release does: its Stream entry has no `e`, so it does not say whether the store existed.
+ */
+function writeAsOlderRelease(redis: ReturnType<typeof redisClient>, ns: string, seq: number, storeKey: string, version: number, stateJson: string) {
+  return redis
+    .multi()
+    .xadd(`{${ns}}:log`, `0-${seq}`, 'k', storeKey, 'v', version, 's', stateJson, 'w', 'oldwriter', 'o', seq)
+    .incr(`{${ns}}:seq`)
+    .hset(`{${ns}}:s:${storeKey}`, 'v', version, 's', stateJson)
+    .exec()
+}
+
 /** The store after `event`'s change of it, as Redis keeps it (a deletion's version is its deletedAt). */
 function after(before: StoreState | undefined, change: { version: number; state: unknown; deleted?: boolean | undefined }): StoreState {
   if (change.deleted) return { version: change.version, state: undefined, deleted: true, deletedAt: change.version }
@@ -220,13 +244,7 @@ describe.skipIf(!haveRedis)('zuno-redis read lazily', () => {
     const options = { stores: {}, allowStore: () => true, hotStores: 0, maxStores: 3 }
     const [a, b] = [openUniverse(ns, {}, options), openUniverse(ns, {}, options)]
     await Promise.all([a.ready, b.ready])
-    const clientId = newClientId()
-    let opId = 0
-    const create = (universe: typeof a, storeKey: string, baseVersion = 0) =>
-      universe.propose({ storeKey, baseVersion, epoch: universe.epoch, state: storeKey, clientId, opId: ++opId }, { principal: '' }).then(
-        (answer) => (answer.type === 'refused' ? answer.error.code : answer.type),
-        (error: { code?: string }) => error.code,
-      )
+    const create = storeCreator()
     const at = (universe: typeof a, seq: number) => until(() => universe.snapshot([]).cursor.endsWith(`-${seq}`))
     expect(await create(a, 'd1')).toBe('accepted')
     expect(await create(a, 'd2')).toBe('accepted')
@@ -261,24 +279,13 @@ describe.skipIf(!haveRedis)('zuno-redis read lazily', () => {
       await afterCount()
       return counted
     }
-    const clientId = newClientId()
-    let opId = 0
-    const create = (storeKey: string) =>
-      universe.propose({ storeKey, baseVersion: 0, epoch: universe.epoch, state: storeKey, clientId, opId: ++opId }, { principal: '' }).then(
-        (answer) => (answer.type === 'refused' ? answer.error.code : answer.type),
-        (error: { code?: string }) => error.code,
-      )
+    const createStore = storeCreator()
+    const create = (storeKey: string) => createStore(universe, storeKey)
     expect(await create('a')).toBe('accepted')
     expect(await create('b')).toBe('accepted')
     await universe.delete('b')
     // An instance of the older release creates `b` again at version 3: its entry has no `e`.
-    const recreate = (seq: number, version: number) =>
-      redis
-        .multi()
-        .xadd(`{${ns}}:log`, `0-${seq}`, 'k', 'b', 'v', version, 's', '"b again"', 'w', 'oldwriter', 'o', seq)
-        .incr(`{${ns}}:seq`)
-        .hset(`{${ns}}:s:b`, 'v', version, 's', '"b again"')
-        .exec()
+    const recreate = (seq: number, version: number) => writeAsOlderRelease(redis, ns, seq, 'b', version, '"b again"')
     await recreate(4, 3)
     await until(() => universe.snapshot([]).cursor.endsWith('-4'))
     expect(counts).toEqual([])
@@ -325,20 +332,9 @@ describe.skipIf(!haveRedis)('zuno-redis read lazily', () => {
       if (counts.length === 1) await firstAnswered
       return counted
     }
-    const clientId = newClientId()
-    let opId = 0
-    const create = (storeKey: string) =>
-      universe.propose({ storeKey, baseVersion: 0, epoch: universe.epoch, state: storeKey, clientId, opId: ++opId }, { principal: '' }).then(
-        (answer) => (answer.type === 'refused' ? answer.error.code : answer.type),
-        (error: { code?: string }) => error.code,
-      )
-    const recreateByOlderRelease = (seq: number, version: number) =>
-      redis
-        .multi()
-        .xadd(`{${ns}}:log`, `0-${seq}`, 'k', 'b', 'v', version, 's', '"b"', 'w', 'oldwriter', 'o', seq)
-        .incr(`{${ns}}:seq`)
-        .hset(`{${ns}}:s:b`, 'v', version, 's', '"b"')
-        .exec()
+    const createStore = storeCreator()
+    const create = (storeKey: string) => createStore(universe, storeKey)
+    const recreateByOlderRelease = (seq: number, version: number) => writeAsOlderRelease(redis, ns, seq, 'b', version, '"b"')
     const at = (seq: number) => until(() => universe.snapshot([]).cursor.endsWith(`-${seq}`))
     expect(await create('a')).toBe('accepted')
     expect(await create('b')).toBe('accepted')
@@ -382,12 +378,7 @@ describe.skipIf(!haveRedis)('zuno-redis read lazily', () => {
     let seq = 2
     const updateByOlderRelease = async (storeKey: string, version: number) => {
       seq += 1
-      await redis
-        .multi()
-        .xadd(`{${ns}}:log`, `0-${seq}`, 'k', storeKey, 'v', version, 's', String(version), 'w', 'oldwriter', 'o', seq)
-        .incr(`{${ns}}:seq`)
-        .hset(`{${ns}}:s:${storeKey}`, 'v', version, 's', String(version))
-        .exec()
+      await writeAsOlderRelease(redis, ns, seq, storeKey, version, String(version))
       await until(() => universe.snapshot([]).cursor.endsWith(`-${seq}`))
     }
     for (let version = 2; version <= 4; version++) {

@@ -3,29 +3,21 @@
  * finding and failed until its fix. Two instances in this process on one Redis namespace, real
  * HTTP on 127.0.0.1, the real `eventsource` client, real `CLIENT KILL TYPE pubsub`.
  */
-import { createServer } from 'node:http'
 import { EventSource } from 'eventsource'
 import { describe, expect, it } from 'vitest'
 import { connect, type ReplicaOptions } from 'zuno'
-import { createNodeHandler, type NodeHandlerOptions } from 'zuno/server'
+import type { NodeHandlerOptions } from 'zuno/server'
 import { until } from '../../zuno/test/support/until'
 import { redisAvailable } from './redisAvailable'
-import { cleanups, namespace, openUniverse, redisClient, sleep } from './support'
+import { cleanups, namespace, openUniverse, redisClient, serveOverHttp, sleep } from './support'
 
 const haveRedis = await redisAvailable()
 
 async function instance(ns: string, options: NodeHandlerOptions) {
   const universe = openUniverse(ns, {}, { stores: { counter: 0 }, allowStore: () => true })
   await universe.ready
-  const handler = createNodeHandler(universe, options)
-  const server = createServer(handler)
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  cleanups.push(async () => {
-    handler.close()
-    server.closeAllConnections()
-    await new Promise((resolve) => server.close(resolve))
-  })
-  return { url: `http://127.0.0.1:${(server.address() as { port: number }).port}/zuno` }
+  const { url } = await serveOverHttp(universe, options)
+  return { url }
 }
 
 function replicaOf(url: string, options: Partial<ReplicaOptions> = {}) {

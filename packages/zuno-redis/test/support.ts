@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url'
 import { Redis } from 'ioredis'
 import { afterEach } from 'vitest'
 import { newClientId, parseEventId, type ZunoApp } from 'zuno'
-import { createNodeHandler, createUniverse, type UniverseOptions } from 'zuno/server'
+import { createNodeHandler, createUniverse, type NodeHandlerOptions, type UniverseOptions } from 'zuno/server'
 import { createRedisStorage, type RedisStorageOptions } from '../src/index'
 
 export const cleanups: Array<() => unknown> = []
@@ -40,22 +40,32 @@ export function openUniverse(ns: string, options: Partial<RedisStorageOptions> =
   return Object.assign(opened, { storage })
 }
 
-/** An instance of `app` on the Redis namespace `ns`, served over HTTP on 127.0.0.1 by core's node handler; closed after the test. */
-export async function serveApp<TStores extends Record<string, unknown>, TActions extends Record<string, unknown>>(ns: string, app: ZunoApp<TStores, TActions>) {
-  const storage = createRedisStorage({ namespace: ns })
-  const universe = createUniverse({ app, storage })
-  await universe.ready
-  const handler = createNodeHandler(universe)
+/** Serves `universe` over HTTP on 127.0.0.1 with core's node handler; the server closed after the test. */
+export async function serveOverHttp(universe: Parameters<typeof createNodeHandler>[0], options: NodeHandlerOptions = {}): Promise<{ url: string; port: number }> {
+  const handler = createNodeHandler(universe, options)
   const server = createServer(handler)
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   cleanups.push(async () => {
     handler.close()
     server.closeAllConnections()
     await new Promise((resolve) => server.close(resolve))
+  })
+  const { port } = server.address() as { port: number }
+  return { url: `http://127.0.0.1:${port}/zuno`, port }
+}
+
+/** An instance of `app` on the Redis namespace `ns`, served over HTTP on 127.0.0.1 by core's node handler; closed after the test. */
+export async function serveApp<TStores extends Record<string, unknown>, TActions extends Record<string, unknown>>(ns: string, app: ZunoApp<TStores, TActions>) {
+  const storage = createRedisStorage({ namespace: ns })
+  const universe = createUniverse({ app, storage })
+  await universe.ready
+  // Closed after its server (cleanups run last first).
+  cleanups.push(async () => {
     await universe.close()
     await storage.close()
   })
-  return { universe, url: `http://127.0.0.1:${(server.address() as { port: number }).port}/zuno` }
+  const { url } = await serveOverHttp(universe)
+  return { universe, url }
 }
 
 /** A Redis connection closed after the test. */

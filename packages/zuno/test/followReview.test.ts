@@ -10,8 +10,8 @@ import { connect, type ReplicaOptions, type ReplicaUniverse } from '../src/index
 import { createNodeHandler, createUniverse, type NodeHandlerOptions, type Principal } from '../src/server/index'
 import { SimBrowser } from './simulation/simBrowser'
 import type { VirtualClock } from './simulation/virtualClock'
+import { crashableChannel } from './support/crashableChannel'
 import { until } from './support/until'
-import type { BroadcastChannelConstructor } from '../src/client/tabs'
 
 const cleanups: Array<() => unknown> = []
 afterEach(async () => {
@@ -135,19 +135,13 @@ describe('a follower tab that goes without a goodbye', () => {
     const leader = replicaOf(zuno.url, { stores: [], tabs: true, BroadcastChannel: browser.channelFor(), locks: browser.locksFor('leader'), followGraceMs: 0 })
     await until(() => leader.status.get() === 'connected')
     // The follower's channel goes dead at once when its tab does: nothing it posts after leaves it.
-    const crashed = { value: false }
-    const Base = browser.channelFor()
-    const Crashable = class extends Base {
-      override postMessage(message: unknown): void {
-        if (!crashed.value) super.postMessage(message)
-      }
-    } as BroadcastChannelConstructor
-    const follower = replicaOf(zuno.url, { stores: [], tabs: true, BroadcastChannel: Crashable, locks: browser.locksFor('follower'), followGraceMs: 0 })
+    const crashable = crashableChannel(browser)
+    const follower = replicaOf(zuno.url, { stores: [], tabs: true, BroadcastChannel: crashable.Channel, locks: browser.locksFor('follower'), followGraceMs: 0 })
     await until(() => follower.status.get() === 'connected')
     follower.follow('doc')
     await until(() => leader.store('doc').get() === 1)
     // The tab is closed (no pagehide handler runs close(), or it crashed): its lock goes, its goodbye never comes.
-    crashed.value = true
+    crashable.crash()
     follower.close()
     await sleep(1500)
     await zuno.universe.store('doc').set(2)

@@ -4,13 +4,11 @@
  * values are sent at most once a tick; broadcasts; a closed replica leaves at once; tabs carry
  * their presence on the leader's one stream, each its own, across a leader handoff and a crash.
  */
-import { EventSource } from 'eventsource'
 import { afterEach, describe, expect, it } from 'vitest'
-import { connect, type PresenceRoom, type ReplicaOptions, type ReplicaUniverse } from '../src/index'
-import type { BroadcastChannelConstructor } from '../src/client/tabs'
 import type { Principal } from '../src/server/index'
 import { SimBrowser } from './simulation/simBrowser'
-import type { VirtualClock } from './simulation/virtualClock'
+import { crashableChannel } from './support/crashableChannel'
+import { browserTabs, realClock, replicaOpener, statesOf } from './support/presenceReplicas'
 import { until } from './support/until'
 import { htmlPage, startProxy, startZuno } from './support/zunoBehindProxy'
 
@@ -19,14 +17,8 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
 })
 
-const realClock = { get now() { return Date.now() }, setTimeout: (run: () => void, ms: number) => setTimeout(run, ms) } as unknown as VirtualClock
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
-
-function replicaOf(url: string, options: Partial<ReplicaOptions> = {}): ReplicaUniverse {
-  const replica = connect({ url, EventSource, stores: [], ...options })
-  cleanups.push(() => replica.close())
-  return replica
-}
+const replicaOf = replicaOpener(cleanups)
 
 /** A server whose principal is the `?token=` (the stream) or the bearer token (requests). */
 const byToken = {
@@ -36,8 +28,6 @@ const byToken = {
     return token === undefined ? undefined : ({ id: token } satisfies Principal)
   },
 }
-
-const statesOf = <P>(room: PresenceRoom<P>) => room.others().map((peer) => peer.state)
 
 describe('replica.presence', () => {
   it('two replicas see each other join, move and leave, with the principals the server authenticated', async () => {
@@ -97,8 +87,8 @@ describe('replica.presence', () => {
   it('sends each change of tabs moving at 20 a second at once: no tab waits for another, none drifts a period behind', async () => {
     const zuno = await startZuno()
     cleanups.push(() => zuno.close())
-    const browser = new SimBrowser(realClock, () => 1)
-    const tabs = ['left', 'right'].map((name) => replicaOf(zuno.url, { tabs: true, BroadcastChannel: browser.channelFor(), locks: browser.locksFor(name) }))
+    const tab = browserTabs(replicaOf, zuno.url)
+    const tabs = ['left', 'right'].map((name) => tab(name))
     const rooms = tabs.map((tab) => tab.presence<{ made: number } | null>('doc:1', null))
     const watching = replicaOf(zuno.url).presence<{ made: number } | null>('doc:1', null)
     await until(() => watching.others().length === 2, 5000)
@@ -257,8 +247,8 @@ describe('tabs and presence', () => {
   it('eight tabs of one browser are eight presences over one stream', async () => {
     const zuno = await startZuno()
     cleanups.push(() => zuno.close())
-    const browser = new SimBrowser(realClock, () => 1)
-    const tabs = Array.from({ length: 8 }, (_, i) => replicaOf(zuno.url, { tabs: true, BroadcastChannel: browser.channelFor(), locks: browser.locksFor(`tab${i}`) }))
+    const tab = browserTabs(replicaOf, zuno.url)
+    const tabs = Array.from({ length: 8 }, (_, i) => tab(`tab${i}`))
     const rooms = tabs.map((tab, i) => tab.presence('doc:1', `tab${i}`))
     const outside = replicaOf(zuno.url).presence('doc:1', 'outside')
     await until(() => outside.others().length === 8, 5000)
@@ -277,8 +267,7 @@ describe('tabs and presence', () => {
   it('a tab that joins a room its browser is in already sees everyone there, whichever tab leads', async () => {
     const zuno = await startZuno()
     cleanups.push(() => zuno.close())
-    const browser = new SimBrowser(realClock, () => 1)
-    const tab = (name: string) => replicaOf(zuno.url, { tabs: true, BroadcastChannel: browser.channelFor(), locks: browser.locksFor(name) })
+    const tab = browserTabs(replicaOf, zuno.url)
     const leader = tab('leader')
     await until(() => leader.status.get() === 'connected')
     leader.presence('doc:1', 'leader')
@@ -305,8 +294,7 @@ describe('tabs and presence', () => {
   it('a leader handoff shows no leave or join of the tabs that stay; the tab that closed leaves at once', async () => {
     const zuno = await startZuno({ handler: { presence: { graceMs: 1000 } } })
     cleanups.push(() => zuno.close())
-    const browser = new SimBrowser(realClock, () => 1)
-    const tab = (name: string) => replicaOf(zuno.url, { tabs: true, BroadcastChannel: browser.channelFor(), locks: browser.locksFor(name) })
+    const tab = browserTabs(replicaOf, zuno.url)
     const first = tab('first')
     await until(() => first.status.get() === 'connected')
     first.presence('doc:1', 'first')
@@ -335,18 +323,12 @@ describe('tabs and presence', () => {
     const leader = replicaOf(zuno.url, { tabs: true, BroadcastChannel: browser.channelFor(), locks: browser.locksFor('leader') })
     await until(() => leader.status.get() === 'connected')
     leader.presence('doc:1', 'leader')
-    const crashed = { value: false }
-    const Base = browser.channelFor()
-    const Crashable = class extends Base {
-      override postMessage(message: unknown): void {
-        if (!crashed.value) super.postMessage(message)
-      }
-    } as BroadcastChannelConstructor
-    const follower = replicaOf(zuno.url, { tabs: true, BroadcastChannel: Crashable, locks: browser.locksFor('follower') })
+    const crashable = crashableChannel(browser)
+    const follower = replicaOf(zuno.url, { tabs: true, BroadcastChannel: crashable.Channel, locks: browser.locksFor('follower') })
     follower.presence('doc:1', 'follower')
     const outside = replicaOf(zuno.url).presence('doc:1', 'outside')
     await until(() => outside.others().length === 2)
-    crashed.value = true
+    crashable.crash()
     follower.close()
     await until(() => outside.others().length === 1, 2000)
     expect(statesOf(outside)).toEqual(['leader'])

@@ -3,13 +3,11 @@
  * (R18-n) and failed until its fix. Real servers on 127.0.0.1, real streams, real `eventsource`
  * clients; clock steps by replacing `Date.now` (the wall clock), which presence must not follow.
  */
-import { EventSource } from 'eventsource'
 import { afterEach, describe, expect, it } from 'vitest'
-import { connect, type ReplicaOptions, type ReplicaUniverse } from '../src/index'
+import type { ReplicaOptions } from '../src/index'
 import type { PresenceMessage } from '../src/protocol'
 import { createMemoryStorage, createUniverse } from '../src/server/index'
-import { SimBrowser } from './simulation/simBrowser'
-import type { VirtualClock } from './simulation/virtualClock'
+import { browserTabs, replicaOpener, statesOf } from './support/presenceReplicas'
 import { openRawStream, type RawStream } from './support/sseReader'
 import { until } from './support/until'
 import { serveUniverse, startZuno } from './support/zunoBehindProxy'
@@ -21,13 +19,7 @@ afterEach(async () => {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 const tabKey = (name: string) => name.padEnd(22, '_').slice(0, 22)
-const realClock = { get now() { return Date.now() }, setTimeout: (run: () => void, ms: number) => setTimeout(run, ms) } as unknown as VirtualClock
-
-function replicaOf(url: string, options: Partial<ReplicaOptions> = {}): ReplicaUniverse {
-  const replica = connect({ url, EventSource, stores: [], ...options })
-  cleanups.push(() => replica.close())
-  return replica
-}
+const replicaOf = replicaOpener(cleanups)
 
 async function openStream(url: string, user = ''): Promise<{ stream: RawStream; streamId: string }> {
   const stream = await openRawStream(`${url}/sse?stores=&hello=1`, { 'x-user': user })
@@ -73,6 +65,66 @@ function watch(stream: RawStream, room: string) {
   return { peers, leaves }
 }
 
+/** A raw stream on `url` whose tab 'w' is in 'doc:1', and what it is shown there (see `watch`). */
+async function watcherOn(url: string) {
+  const watcher = await openStream(url)
+  await presence(url, { streamId: watcher.streamId, ops: [{ tab: tabKey('w'), room: 'doc:1', state: 'w' }] })
+  return { ...watcher, seen: watch(watcher.stream, 'doc:1') }
+}
+
+/** A tab on `url` whose value in 'doc:1' changes every 150 ms, as a cursor does, until the test ends. */
+async function busyPeerOn(url: string) {
+  const busy = await openStream(url)
+  await presence(url, { streamId: busy.streamId, ops: [{ tab: tabKey('busy'), room: 'doc:1', state: 0 }] })
+  let n = 0
+  const mover = setInterval(() => void presence(url, { streamId: busy.streamId, ops: [{ tab: tabKey('busy'), room: 'doc:1', state: ++n }] }), 150)
+  cleanups.push(() => clearInterval(mover))
+}
+
+/** Replaces `Date.now` (the wall clock) with one the test can step away from the real one; put back after the test. */
+function steppableWallClock() {
+  const realNow = Date.now
+  let offset = 0
+  Date.now = () => realNow() + offset
+  cleanups.push(() => {
+    Date.now = realNow
+  })
+  return {
+    setOffset: (ms: number) => {
+      offset = ms
+    },
+  }
+}
+
+/** Ada and Bob in 'doc:1' on `url`, once each sees the other; Ada's replica takes `adaOptions`. */
+async function adaAndBob<A, B>(url: string, adaState: A, bobState: B, adaOptions: Partial<ReplicaOptions> = {}) {
+  const ada = replicaOf(url, adaOptions)
+  const adaRoom = ada.presence('doc:1', adaState)
+  const bobRoom = replicaOf(url).presence('doc:1', bobState)
+  await until(() => bobRoom.others().length === 1 && adaRoom.others().length === 1)
+  return { ada, adaRoom, bobRoom }
+}
+
+/**
+ * Ada and Bob on a server that drops a tab silent for 1.2 s. `silenceAda()` fails Ada's
+ * POST /presence (a proxy's errors, a routed request lost) while her stream stays up, until Bob no
+ * longer sees her; then her requests go through again.
+ */
+async function adaAndBobWithSilenceableAda() {
+  const zuno = await startZuno({ handler: { presence: { timeoutMs: 1200 } } })
+  cleanups.push(() => zuno.close())
+  let failing = false
+  const flaky: typeof fetch = (input, init) =>
+    failing && String(input).endsWith('/presence') ? Promise.reject(new TypeError('fetch failed')) : fetch(input, init)
+  const pair = await adaAndBob(zuno.url, { name: 'ada' }, { name: 'bob' }, { fetch: flaky })
+  const silenceAda = async () => {
+    failing = true
+    await until(() => pair.bobRoom.others().length === 0, 5000)
+    failing = false
+  }
+  return { ...pair, silenceAda }
+}
+
 describe('presence, as a review attacked it', () => {
   it('R18-1: a tab whose next stream lands on another instance within the grace stays shown there, not leaving when the first instance’s grace ends', async () => {
     const storage = createMemoryStorage()
@@ -82,15 +134,9 @@ describe('presence, as a review attacked it', () => {
     cleanups.push(() => first.close(), () => second.close(), () => storage.close())
 
     // A watcher on the first instance.
-    const watcher = await openStream(first.url)
-    await presence(first.url, { streamId: watcher.streamId, ops: [{ tab: tabKey('w'), room: 'doc:1', state: 'w' }] })
-    const seen = watch(watcher.stream, 'doc:1')
+    const { seen } = await watcherOn(first.url)
     // A busy peer on the second instance (its value changes often, as a cursor does).
-    const busy = await openStream(second.url)
-    await presence(second.url, { streamId: busy.streamId, ops: [{ tab: tabKey('busy'), room: 'doc:1', state: 0 }] })
-    let n = 0
-    const mover = setInterval(() => void presence(second.url, { streamId: busy.streamId, ops: [{ tab: tabKey('busy'), room: 'doc:1', state: ++n }] }), 150)
-    cleanups.push(() => clearInterval(mover))
+    await busyPeerOn(second.url)
 
     // Tab t1's leader stream is on the first instance...
     const leader = await openStream(first.url)
@@ -113,19 +159,14 @@ describe('presence, as a review attacked it', () => {
   })
 
   it('R18-2: a wall clock that steps back does not stall the rooms’ presence events', async () => {
-    const realNow = Date.now
-    let offset = 0
-    Date.now = () => realNow() + offset
-    cleanups.push(() => {
-      Date.now = realNow
-    })
+    const wallClock = steppableWallClock()
     const zuno = await startZuno()
     cleanups.push(() => zuno.close())
     const a = await openStream(zuno.url)
     await presence(zuno.url, { streamId: a.streamId, ops: [{ tab: tabKey('a'), room: 'doc:1', state: 'a' }] })
     await a.stream.drainEvents(200)
     // The clock steps back one minute.
-    offset = -60_000
+    wallClock.setOffset(-60_000)
     const b = await openStream(zuno.url)
     const bId = (await presence(zuno.url, { streamId: b.streamId, ops: [{ tab: tabKey('b'), room: 'doc:1', state: 'b' }] })).body.peers?.[tabKey('b')]
     // A hears of B within a tick or so. (It failed so before its fix.)
@@ -134,12 +175,7 @@ describe('presence, as a review attacked it', () => {
   })
 
   it('R18-3: a wall clock that steps forward past timeoutMs drops no live, heartbeating peer', async () => {
-    const realNow = Date.now
-    let offset = 0
-    Date.now = () => realNow() + offset
-    cleanups.push(() => {
-      Date.now = realNow
-    })
+    const wallClock = steppableWallClock()
     const zuno = await startZuno()
     cleanups.push(() => zuno.close())
     const a = await openStream(zuno.url)
@@ -154,7 +190,7 @@ describe('presence, as a review attacked it', () => {
     }, 5000)
     cleanups.push(() => clearInterval(beat))
     // The clock steps forward 20 s (a VM resumed, NTP): the streams are as alive as before and keep beating.
-    offset = 20_000
+    wallClock.setOffset(20_000)
     await sleep(2500)
     // A newcomer is shown the room whole. Expected: a and b (alive, beating) and itself. (It failed so before its fix.)
     const c = await openStream(zuno.url)
@@ -164,45 +200,25 @@ describe('presence, as a review attacked it', () => {
   })
 
   it('R18-4: a tab the server dropped for silence while its stream stayed open shows again once its requests go through', async () => {
-    const zuno = await startZuno({ handler: { presence: { timeoutMs: 1200 } } })
-    cleanups.push(() => zuno.close())
-    let failing = false
-    const flaky: typeof fetch = (input, init) =>
-      failing && String(input).endsWith('/presence') ? Promise.reject(new TypeError('fetch failed')) : fetch(input, init)
-    const ada = replicaOf(zuno.url, { fetch: flaky })
-    const adaRoom = ada.presence('doc:1', { name: 'ada' })
-    const bobRoom = replicaOf(zuno.url).presence('doc:1', { name: 'bob' })
-    await until(() => bobRoom.others().length === 1 && adaRoom.others().length === 1)
-    // A few seconds of failing POST /presence (a proxy's errors, a routed request lost) while the stream stays up.
-    failing = true
-    await until(() => bobRoom.others().length === 0, 5000)
-    failing = false
+    const { ada, adaRoom, bobRoom, silenceAda } = await adaAndBobWithSilenceableAda()
+    // A few seconds of failing POST /presence while the stream stays up.
+    await silenceAda()
     // Ada's requests go through again (heartbeats every 400 ms): she is in the room as far as her replica knows.
     await sleep(3000)
     expect(ada.status.get()).toBe('connected')
     expect(adaRoom.error()).toBeUndefined()
     // Bob sees Ada again. (It failed so before its fix.)
-    expect(bobRoom.others().map((peer) => peer.state)).toEqual([{ name: 'ada' }])
+    expect(statesOf(bobRoom)).toEqual([{ name: 'ada' }])
   })
 
   it('R18-4b: a stream whose tabs were swept for silence ends, and its replica, on the next, sees the room as it is', async () => {
-    const zuno = await startZuno({ handler: { presence: { timeoutMs: 1200 } } })
-    cleanups.push(() => zuno.close())
-    let failing = false
-    const flaky: typeof fetch = (input, init) =>
-      failing && String(input).endsWith('/presence') ? Promise.reject(new TypeError('fetch failed')) : fetch(input, init)
-    const ada = replicaOf(zuno.url, { fetch: flaky })
-    const adaRoom = ada.presence('doc:1', { name: 'ada' })
-    const bobRoom = replicaOf(zuno.url).presence('doc:1', { name: 'bob' })
-    await until(() => bobRoom.others().length === 1 && adaRoom.others().length === 1)
-    failing = true
-    await until(() => bobRoom.others().length === 0, 5000)
-    failing = false
+    const { adaRoom, bobRoom, silenceAda } = await adaAndBobWithSilenceableAda()
+    await silenceAda()
     await sleep(1000)
     bobRoom.set({ name: 'bob, moved' })
     await sleep(1000)
     // Ada's replica shows Bob as he is (or shows an error). (It failed so before its fix.)
-    expect(adaRoom.others().map((peer) => peer.state)).toEqual([{ name: 'bob, moved' }])
+    expect(statesOf(adaRoom)).toEqual([{ name: 'bob, moved' }])
   })
 
   it('R18-5: a broadcast followed by leave() in the same tick (a "bye") reaches the room', async () => {
@@ -226,8 +242,7 @@ describe('presence, as a review attacked it', () => {
   it('R18-6: one tab’s refused op in a room touches no other tab of the browser in that room', async () => {
     const zuno = await startZuno()
     cleanups.push(() => zuno.close())
-    const browser = new SimBrowser(realClock, () => 1)
-    const tab = (name: string) => replicaOf(zuno.url, { tabs: true, BroadcastChannel: browser.channelFor(), locks: browser.locksFor(name) })
+    const tab = browserTabs(replicaOf, zuno.url)
     const leader = tab('leader')
     await until(() => leader.status.get() === 'connected')
     const leaderRoom = leader.presence('doc:1', 'L0')
@@ -245,10 +260,10 @@ describe('presence, as a review attacked it', () => {
     await sleep(500)
     // the leader tab is fine and shows its move. (It failed so before its fix.)
     expect(leaderRoom.error()).toBeUndefined()
-    expect(outside.others().map((peer) => peer.state)).toEqual(['L1'])
+    expect(statesOf(outside)).toEqual(['L1'])
     leaderRoom.set('L2')
     await sleep(500)
-    expect(outside.others().map((peer) => peer.state)).toEqual(['L2'])
+    expect(statesOf(outside)).toEqual(['L2'])
   })
 
 
@@ -259,16 +274,10 @@ describe('presence, as a review attacked it', () => {
     const second = await serveUniverse(createUniverse({ storage, allowStore: () => true }), options)
     const third = await serveUniverse(createUniverse({ storage, allowStore: () => true }), options)
     cleanups.push(() => second.close(), () => third.close(), () => storage.close())
-    const watcher = await openStream(third.url)
-    await presence(third.url, { streamId: watcher.streamId, ops: [{ tab: tabKey('w'), room: 'doc:1', state: 'w' }] })
-    const seen = watch(watcher.stream, 'doc:1')
-    const wBeat = setInterval(() => void presence(third.url, { streamId: watcher.streamId, ops: [] }), 300)
+    const { streamId: watcherId, seen } = await watcherOn(third.url)
+    const wBeat = setInterval(() => void presence(third.url, { streamId: watcherId, ops: [] }), 300)
     cleanups.push(() => clearInterval(wBeat))
-    const busy = await openStream(second.url)
-    await presence(second.url, { streamId: busy.streamId, ops: [{ tab: tabKey('busy'), room: 'doc:1', state: 0 }] })
-    let n = 0
-    const mover = setInterval(() => void presence(second.url, { streamId: busy.streamId, ops: [{ tab: tabKey('busy'), room: 'doc:1', state: ++n }] }), 150)
-    cleanups.push(() => clearInterval(mover))
+    await busyPeerOn(second.url)
 
     const old = await openStream(doomed.url)
     const t1 = (await presence(doomed.url, { streamId: old.streamId, ops: [{ tab: tabKey('t1'), room: 'doc:1', state: 't1' }] })).body.peers?.[tabKey('t1')] as string
@@ -319,22 +328,15 @@ describe('presence, as a review attacked it', () => {
     const zuno = await startZuno()
     cleanups.push(() => zuno.close())
     // The server's presence took its clock as it started: only the replica's steps back.
-    const realNow = Date.now
-    let offset = 0
-    Date.now = () => realNow() + offset
-    cleanups.push(() => {
-      Date.now = realNow
-    })
-    const adaRoom = replicaOf(zuno.url).presence('doc:1', 'ada 0')
-    const bobRoom = replicaOf(zuno.url).presence('doc:1', 'bob')
-    await until(() => bobRoom.others().length === 1 && adaRoom.others().length === 1)
+    const wallClock = steppableWallClock()
+    const { adaRoom, bobRoom } = await adaAndBob(zuno.url, 'ada 0', 'bob')
     adaRoom.set('ada 1')
     await until(() => bobRoom.others()[0]?.state === 'ada 1')
-    offset = -60_000
+    wallClock.setOffset(-60_000)
     adaRoom.set('ada 2')
     await sleep(2000)
     // Bob sees 'ada 2' within a tick (nothing went for 60 s before the fix).
-    expect(bobRoom.others().map((peer) => peer.state)).toEqual(['ada 2'])
+    expect(statesOf(bobRoom)).toEqual(['ada 2'])
   })
 
   it('R18-13: leave() and a join of the same room in the same tick (a view switched) keeps showing the others', async () => {
@@ -351,7 +353,7 @@ describe('presence, as a review attacked it', () => {
     bobRoom.set('bob moved')
     await sleep(1000)
     // Bob, as he is. (It failed so before its fix.)
-    expect(second.others().map((peer) => peer.state)).toEqual(['bob moved'])
+    expect(statesOf(second)).toEqual(['bob moved'])
   })
 
   it('R18-14: a POST /presence that never completes times out, and presence goes on', async () => {
@@ -365,10 +367,7 @@ describe('presence, as a review attacked it', () => {
       }
       return fetch(input, init)
     }
-    const ada = replicaOf(zuno.url, { fetch: hanging })
-    const adaRoom = ada.presence('doc:1', 'ada 0')
-    const bobRoom = replicaOf(zuno.url).presence('doc:1', 'bob')
-    await until(() => bobRoom.others().length === 1 && adaRoom.others().length === 1)
+    const { ada, adaRoom, bobRoom } = await adaAndBob(zuno.url, 'ada 0', 'bob', { fetch: hanging })
     hangNext = true
     adaRoom.set('ada 1')
     await sleep(1000)
@@ -378,6 +377,6 @@ describe('presence, as a review attacked it', () => {
     }
     // the stuck request is given up and Bob sees 'ada 7'. (It failed so before its fix.)
     expect(ada.status.get()).toBe('connected')
-    expect(bobRoom.others().map((peer) => peer.state)).toEqual(['ada 7'])
+    expect(statesOf(bobRoom)).toEqual(['ada 7'])
   })
 })

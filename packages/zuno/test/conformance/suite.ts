@@ -152,6 +152,22 @@ export function runConformanceSuite(target: ConformanceTarget): void {
       expect(answer.body).toMatchObject({ ok: false, error: code })
       expect(typeof answer.body.message).toBe('string')
     }
+    /**
+     * Sends requests with `send` until one is refused with 429 (at most `attempts`): each 429 must
+     * say when to retry and be a JSON `rate_limited` error. Resolves with every status, in order.
+     */
+    const statusesUntilRateLimited = async (attempts: number, send: (i: number) => Promise<Response>): Promise<number[]> => {
+      const statuses: number[] = []
+      for (let i = 0; i < attempts && !statuses.includes(429); i++) {
+        const response = await send(i)
+        statuses.push(response.status)
+        if (response.status === 429) {
+          expect(Number(response.headers.get('retry-after'))).toBeGreaterThan(0)
+          expect(await response.json()).toMatchObject({ ok: false, error: 'rate_limited' })
+        } else await response.body?.cancel()
+      }
+      return statuses
+    }
     const expectUnchanged = async () => {
       const { body } = await getState()
       expect(body.stores).toEqual({
@@ -918,15 +934,9 @@ export function runConformanceSuite(target: ConformanceTarget): void {
             return (JSON.parse((await sse.nextEvent()).data as string) as { streamId: string }).streamId
           }
           const [first, second] = [await open(), await open()]
-          const statuses: number[] = []
-          for (let i = 0; i < 10 && !statuses.includes(429); i++) {
-            const response = await fetch(`${limited.url}/presence`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ streamId: first, ops: [] }) })
-            statuses.push(response.status)
-            if (response.status === 429) {
-              expect(Number(response.headers.get('retry-after'))).toBeGreaterThan(0)
-              expect(await response.json()).toMatchObject({ ok: false, error: 'rate_limited' })
-            } else await response.body?.cancel()
-          }
+          const statuses = await statusesUntilRateLimited(10, () =>
+            fetch(`${limited.url}/presence`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ streamId: first, ops: [] }) }),
+          )
           // The burst (twice the rate) goes through, then the stream is refused; another stream is not.
           expect(statuses.slice(0, 2)).toEqual([200, 200])
           expect(statuses).toContain(429)
@@ -938,10 +948,29 @@ export function runConformanceSuite(target: ConformanceTarget): void {
     })
 
     describe('hostile input', () => {
+      /** A stream that asked for its id with ?hello=1, past its first event, which names it. */
+      const streamWithId = async (): Promise<{ sse: RawStream; streamId: string }> => {
+        const sse = await stream('?stores=&hello=1')
+        const { streamId } = JSON.parse((await sse.nextEvent()).data as string) as { streamId: string }
+        return { sse, streamId }
+      }
+      /** POSTs a fuzzed body to `path`: the server never answers 5xx, and answers every 4xx in JSON with a code. */
+      const postFuzzed = async (path: string, text: string): Promise<{ status: number; answer: { ok: boolean; error?: string } }> => {
+        const response = await fetch(`${server.url}${path}`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: text,
+          signal: AbortSignal.timeout(5000),
+        })
+        expect(response.status).toBeLessThan(500)
+        const answer = (await response.json()) as { ok: boolean; error?: string }
+        if (response.status >= 400) expect(typeof answer.error).toBe('string')
+        return { status: response.status, answer }
+      }
+
       it(`answers all ${hostileCorpus.length} cases of the corpus as expected (a 4xx JSON error, or a presence 200 naming the rooms refused), changing nothing`, async () => {
         // The presence cases speak for a stream of the server's, which asked for its id.
-        const presenceStream = await stream('?stores=&hello=1')
-        const { streamId } = JSON.parse((await presenceStream.nextEvent()).data as string) as { streamId: string }
+        const { streamId } = await streamWithId()
         const mismatches: string[] = []
         for (const hostile of hostileCorpus) {
           // Each case is the first op of a client of its own, in the server's epoch.
@@ -975,8 +1004,7 @@ export function runConformanceSuite(target: ConformanceTarget): void {
         await expectUnchanged()
         // Every case that joined a room left it: a stream that joins them now finds only itself there.
         const rooms = ['hostile.room', 'hostile.size', 'hostile.proto', 'hostile.fine', 'constructor', 'toString', 'hasOwnProperty', 'valueOf', 'prototype']
-        const checker = await stream('?stores=&hello=1')
-        const checkerId = (JSON.parse((await checker.nextEvent()).data as string) as { streamId: string }).streamId
+        const { sse: checker, streamId: checkerId } = await streamWithId()
         const ops = rooms.map((room) => ({ tab: 'checkerTabKey_01234567', room, state: 'checker' }))
         const joined = await fetch(`${server.url}/presence`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ streamId: checkerId, ops }) })
         expect(await joined.json()).toEqual({ ok: true, peers: { checkerTabKey_01234567: expect.any(String) }, heartbeatMs: expect.any(Number) })
@@ -1004,23 +1032,14 @@ export function runConformanceSuite(target: ConformanceTarget): void {
         )
         await fc.assert(
           fc.asyncProperty(body, async (text) => {
-            const response = await fetch(`${server.url}/sync`, {
-              method: 'POST',
-              headers: { 'content-type': 'application/json' },
-              body: text,
-              signal: AbortSignal.timeout(5000),
-            })
-            expect(response.status).toBeLessThan(500)
-            const answer = (await response.json()) as { ok: boolean; error?: string }
-            if (response.status >= 400) expect(typeof answer.error).toBe('string')
+            await postFuzzed('/sync', text)
           }),
           { numRuns: 150, seed: 20261126 },
         )
       }, 60_000)
 
       it('never answers 5xx, and answers every 4xx in JSON with a code, for fuzzed presence bodies', async () => {
-        const sse = await stream('?stores=&hello=1')
-        const { streamId } = JSON.parse((await sse.nextEvent()).data as string) as { streamId: string }
+        const { streamId } = await streamWithId()
         const tab = 'fuzzTabKey_0123456789_'
         const op = fc.record(
           {
@@ -1040,16 +1059,8 @@ export function runConformanceSuite(target: ConformanceTarget): void {
         )
         await fc.assert(
           fc.asyncProperty(body, async (text) => {
-            const response = await fetch(`${server.url}/presence`, {
-              method: 'POST',
-              headers: { 'content-type': 'application/json' },
-              body: text,
-              signal: AbortSignal.timeout(5000),
-            })
-            expect(response.status).toBeLessThan(500)
-            const answer = (await response.json()) as { ok: boolean; error?: string }
-            if (response.status >= 400) expect(typeof answer.error).toBe('string')
-            else expect(answer.ok).toBe(true)
+            const { status, answer } = await postFuzzed('/presence', text)
+            if (status < 400) expect(answer.ok).toBe(true)
           }),
           { numRuns: 150, seed: 20261127 },
         )
@@ -1128,19 +1139,13 @@ export function runConformanceSuite(target: ConformanceTarget): void {
         try {
           const { cursor } = (await (await fetch(`${limited.url}/state`)).json()) as { cursor: string }
           const limitedEpoch = parseEventId(cursor)?.epoch
-          const statuses: number[] = []
-          for (let i = 0; i < 20 && !statuses.includes(429); i++) {
-            const response = await fetch(`${limited.url}/sync`, {
+          const statuses = await statusesUntilRateLimited(20, (i) =>
+            fetch(`${limited.url}/sync`, {
               method: 'POST',
               headers: { 'content-type': 'application/json' },
               body: JSON.stringify(proposal({ storeKey: `open.k${i}`, baseVersion: 0, epoch: limitedEpoch })), // a fresh client id each time
-            })
-            statuses.push(response.status)
-            if (response.status === 429) {
-              expect(Number(response.headers.get('retry-after'))).toBeGreaterThan(0)
-              expect(await response.json()).toMatchObject({ ok: false, error: 'rate_limited' })
-            } else await response.body?.cancel()
-          }
+            }),
+          )
           // The burst (twice the rate) goes through, then the same address is refused, new ids or not.
           expect(statuses.slice(0, 2)).toEqual([200, 200])
           expect(statuses).toContain(429)
