@@ -62,7 +62,8 @@ function useRoomSource<P>(room: string, initial: [] | [P]): RoomSource<P> {
  */
 export function useMyPresence<P>(room: string, initial: P): [P, (next: P | ((current: P) => P)) => void] {
   const source = useRoomSource<P>(room, [initial])
-  const get = () => (source.handle?.me() ?? initial) as P
+  // `initial` only until the room's handle exists: a value of `null` is this tab's value, not a gap.
+  const get = () => (source.handle === undefined ? initial : source.handle.me()) as P
   const me = useSyncExternalStore(source.subscribe, get, () => initial)
   const set = useCallback((next: P | ((current: P) => P)) => source.use((handle) => handle.set(next as P)), [source])
   return [me, set]

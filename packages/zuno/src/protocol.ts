@@ -470,6 +470,11 @@ export interface PresenceOp {
   leave?: true
   /** Sends an event to everyone in the room (the tab must be in it): never kept, never replayed. */
   broadcast?: unknown
+  /**
+   * With `broadcast`: the event's number, increasing with each event of the tab. An event sent
+   * again (its request's answer was lost) with a number the tab's peer has had goes out no more.
+   */
+  seq?: number
 }
 
 /** Body of `POST /presence`. With no op it only says the stream's tabs are still there. */
@@ -482,7 +487,11 @@ export interface PresenceRequest {
 
 /** Why a room's ops in a `POST /presence` were skipped. */
 export interface PresenceRefusal {
-  /** `forbidden`, `room_full`, or `invalid_body` for a broadcast to a room the tab is not in. */
+  /**
+   * `forbidden`, `room_full`, or `invalid_body` for a broadcast to a room the tab is not in. A
+   * replica also shows, this way, a request the server refused whole for good (`too_deep`,
+   * `payload_too_large`: a server with smaller limits than the replica checks for).
+   */
   error: ErrorCode
   /** The reason in words (the first one's, when several tabs were refused). */
   message: string

@@ -4,7 +4,7 @@
  * (./presenceSender, loaded when a tab first joins a room).
  */
 import { ZunoError } from '../errors'
-import { PRESENCE_LIMITS, type PresenceMessage, type PresenceRefusal } from '../protocol'
+import { DEFAULT_LIMITS, PRESENCE_LIMITS, type PresenceMessage, type PresenceRefusal } from '../protocol'
 
 /** A peer in a room, as a replica shows it. */
 export interface PresencePeer<P = unknown> {
@@ -100,8 +100,8 @@ class JoinedRoom<P> {
 export interface PresenceRoomsHost {
   /** This tab's value per room changed (a join, a `set`, a leave). */
   changed(rooms: TabPresence): void
-  /** This tab broadcasts `data` to `room`. */
-  broadcast(room: string, data: unknown): void
+  /** This tab broadcasts `data` to `room`, its `seq`-th event. */
+  broadcast(room: string, data: unknown, seq: number): void
 }
 
 /** The rooms this tab is in, as the replica shows them. */
@@ -109,6 +109,8 @@ export class PresenceRooms {
   readonly #rooms = new Map<string, JoinedRoom<unknown>>()
   #host: PresenceRoomsHost | undefined
   #queued = 0
+  /** This tab's last event's number: the server sends an event sent again (its answer lost) once. */
+  #broadcastSeq = 0
   /** This tab's peer id, once the server has said it: the same in every room. */
   #selfId: string | undefined
   /** Rooms left lately, still kept current, for a join that comes back soon (a component remounted, a view switched). */
@@ -213,8 +215,8 @@ export class PresenceRooms {
   }
 
   /** A broadcast of this tab went out (or was dropped with its request): room for another. */
-  sent(count: number): void {
-    this.#queued = Math.max(0, this.#queued - count)
+  sent(count: number | undefined): void {
+    this.#queued = count === undefined ? 0 : Math.max(0, this.#queued - count)
   }
 
   #linger(joined: JoinedRoom<unknown>): void {
@@ -250,10 +252,10 @@ export class PresenceRooms {
       },
       broadcast(data) {
         if (left) return
-        measure(data, PRESENCE_LIMITS.maxBroadcastBytes, 'A broadcast event')
+        if (measure(data, PRESENCE_LIMITS.maxBroadcastBytes, 'A broadcast event') === 'null') throw new ZunoError('invalid_body', 'A broadcast event is a JSON value other than null')
         if (rooms.#queued >= MAX_QUEUED_BROADCASTS) throw new ZunoError('queue_full', `${MAX_QUEUED_BROADCASTS} broadcast events already wait to be sent`)
         rooms.#queued += 1
-        rooms.#host?.broadcast(joined.room, data)
+        rooms.#host?.broadcast(joined.room, data, ++rooms.#broadcastSeq)
       },
       onBroadcast(listener) {
         joined.broadcastListeners.add(listener)
@@ -275,11 +277,36 @@ export class PresenceRooms {
   }
 }
 
-/** `value`'s JSON, within `most` bytes; throws `presence_too_large` past them (checked here, so the server never has to refuse it). */
+/** How deep a value may nest: the request puts it three levels down (the body, its `ops`, the op) in what the server reads. */
+const MAX_VALUE_DEPTH = DEFAULT_LIMITS.maxDepth - 3
+
+/**
+ * `value` as the server will read it (JSON; `undefined`, or anything JSON has no text for, is
+ * `null`), within `most` bytes and the depth a server takes by default; throws
+ * `presence_too_large` or `too_deep` past them: checked here, so the server never has to refuse it.
+ */
 function measure(value: unknown, most: number, what: string): string {
-  const json = JSON.stringify(value ?? null)
+  const json = JSON.stringify(value) ?? 'null'
   if (json.length > most || new TextEncoder().encode(json).byteLength > most) throw new ZunoError('presence_too_large', `${what} may take at most ${most} bytes of JSON`)
+  if (depthOf(json) > MAX_VALUE_DEPTH) throw new ZunoError('too_deep', `${what} may nest at most ${MAX_VALUE_DEPTH} levels of arrays and objects`)
   return json
+}
+
+/** How deep `json` nests arrays and objects. */
+function depthOf(json: string): number {
+  let depth = 0
+  let deepest = 0
+  let inString = false
+  for (let i = 0; i < json.length; i++) {
+    const char = json.charCodeAt(i)
+    if (inString) {
+      if (char === 0x5c) i++ // an escape: the next character is not the string's end
+      else if (char === 0x22) inString = false
+    } else if (char === 0x22) inString = true
+    else if (char === 0x5b || char === 0x7b) deepest = Math.max(deepest, ++depth)
+    else if (char === 0x5d || char === 0x7d) depth--
+  }
+  return deepest
 }
 
 /** Calls each listener; one that throws is reported, and the others still hear. */

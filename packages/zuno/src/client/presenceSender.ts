@@ -46,6 +46,16 @@ const REQUEST_TIMEOUT_MS = 10_000
 /** How long a failed request waits before the next try, ms (or the server's Retry-After). */
 const RETRY_MS = 1000
 
+/** Statuses that refuse the request itself (its body, its size): sent again, it would be refused again. */
+const REFUSED_FOR_GOOD: ReadonlySet<number> = new Set([400, 413])
+
+/**
+ * The most bytes of values and events one request carries at first: a browser with many tabs in
+ * many rooms tells a new stream in several requests. A server that refuses one as too large
+ * (`maxBodyBytes`) halves it.
+ */
+const MAX_REQUEST_BYTES = 64 * 1024
+
 /**
  * The leader tab's `POST /presence`: what every tab of the browser wants shown, told to the stream
  * it holds, each tab's changes on its pace, one request at a time. A new stream (its `hello`) is told all of it.
@@ -56,7 +66,8 @@ export class PresenceSender {
   readonly #wanted = new Map<string, TabPresence>()
   /** What the server shows for the current stream: each tab's value JSON per room. */
   readonly #shown = new Map<string, Map<string, string>>()
-  readonly #broadcasts: Array<{ tab: string; room: string; data: unknown }> = []
+  /** Events to send, each with the length of its JSON. */
+  readonly #broadcasts: Array<{ tab: string; room: string; data: unknown; seq: number; bytes: number }> = []
   #streamId: string | undefined
   #timer: unknown
   /** When the timer fires. */
@@ -74,6 +85,8 @@ export class PresenceSender {
   /** As the server asks ({@link PresenceAccepted.heartbeatMs}). */
   #heartbeatMs = PRESENCE_HEARTBEAT_MS
   #closed = false
+  /** The most bytes of values and events a request carries: {@link MAX_REQUEST_BYTES}, halved by each 413. */
+  #maxRequestBytes = MAX_REQUEST_BYTES
 
   constructor(deps: PresenceSenderDeps) {
     this.#deps = deps
@@ -97,8 +110,9 @@ export class PresenceSender {
     this.#schedule()
   }
 
-  broadcast(tab: string, room: string, data: unknown): void {
-    this.#broadcasts.push({ tab, room, data })
+  /** Tab `tab`'s `seq`-th event for `room`. */
+  broadcast(tab: string, room: string, data: unknown, seq: number): void {
+    this.#broadcasts.push({ tab, room, data, seq, bytes: JSON.stringify(data).length })
     this.#schedule()
   }
 
@@ -165,20 +179,29 @@ export class PresenceSender {
    */
   #ops(now: number, unpaced: boolean): PresenceOp[] {
     const ops: PresenceOp[] = []
+    // At most maxOps ops and #maxRequestBytes of JSON (each op's value or event, room, and about 64
+    // bytes of the rest): what does not fit goes with the next request.
+    let bytes = 0
+    const fits = (size: number) => ops.length < PRESENCE_LIMITS.maxOps && (ops.length === 0 || bytes + size + 64 <= this.#maxRequestBytes) && ((bytes += size + 64), true)
     for (const [tab, rooms] of this.#wanted) {
       const shown = this.#shown.get(tab)
       const mayChange = unpaced || this.#changeDueAt(tab) <= now
-      for (const [room, { state, json }] of rooms) {
+      for (const [room, { json }] of rooms) {
         const current = shown?.get(room)
-        if (current !== json && (current === undefined || mayChange)) ops.push({ tab, room, state })
+        // The value as measured (`undefined` and the like as `null`): what was checked is what goes.
+        if (current !== json && (current === undefined || mayChange) && fits(json.length + room.length)) ops.push({ tab, room, state: JSON.parse(json) })
       }
     }
-    for (const { tab, room, data } of this.#broadcasts) ops.push({ tab, room, broadcast: data })
+    for (const { tab, room, data, seq, bytes: size } of this.#broadcasts) {
+      // In order: an event that does not fit holds back the ones after it.
+      if (!fits(size + room.length)) break
+      ops.push({ tab, room, broadcast: data, seq })
+    }
     for (const [tab, shown] of this.#shown) {
       const rooms = this.#wanted.get(tab)
-      for (const room of shown.keys()) if (rooms?.has(room) !== true) ops.push({ tab, room, leave: true })
+      for (const room of shown.keys()) if (rooms?.has(room) !== true && fits(room.length)) ops.push({ tab, room, leave: true })
     }
-    return ops.slice(0, PRESENCE_LIMITS.maxOps)
+    return ops
   }
 
   /** A leave for each room a tab is shown in, or is being shown in by `inFlight`, that it no longer wants. */
@@ -200,6 +223,8 @@ export class PresenceSender {
     const streamId = this.#streamId
     if (streamId === undefined || this.#sendingFor === streamId || this.#closed) return
     const now = performance.now()
+    // A timer set before a failed request's retry wait: it waits too (unless the page is going).
+    if (!keepalive && now < this.#notBefore) return this.#schedule()
     const ops = this.#ops(now, keepalive)
     const beat = now - this.#lastSent >= this.#heartbeatMs - PRESENCE_TICK_MS
     if (ops.length === 0 && (!beat || this.#wanted.size === 0)) {
@@ -222,8 +247,26 @@ export class PresenceSender {
       const answer = await this.#post({ streamId, ops }, keepalive)
       if (this.#closed) return
       if (streamId !== this.#streamId) {
-        // Answered for a stream since replaced: the new one is told all of it, broadcasts included.
+        // Answered for a stream since replaced: the new one is told all of it, and the broadcasts
+        // that did not go with it.
         if (answer instanceof ZunoError) this.#broadcasts.unshift(...broadcasts)
+        else delivered = true
+        return
+      }
+      if (answer instanceof ZunoError && answer.status === 413 && ops.length > 1) {
+        // Larger than the server takes (its `maxBodyBytes`): the same ops go again, fewer at a time.
+        this.#broadcasts.unshift(...broadcasts)
+        this.#maxRequestBytes = Math.max(PRESENCE_LIMITS.maxStateBytes, Math.floor(this.#maxRequestBytes / 2))
+        return
+      }
+      if (answer instanceof ZunoError && REFUSED_FOR_GOOD.has(answer.status)) {
+        // The same request would be refused again (a server with smaller limits than the
+        // replica checks for): its rooms show the error rather than be asked for again and again.
+        for (const op of ops) {
+          if (op.leave === true) this.#forget(op.tab, op.room)
+          else if (op.broadcast === undefined) this.#refuse(op.tab, op.room, { error: answer.code, message: answer.message, tabs: [op.tab] })
+        }
+        delivered = true // dropped, with its rooms told why
         return
       }
       if (answer instanceof ZunoError) {
@@ -249,13 +292,7 @@ export class PresenceSender {
       delivered = true
       for (const [room, refusal] of Object.entries(answer.refused ?? {})) {
         // Only the tabs named: another tab's ops in the room may have been applied.
-        for (const tab of new Set(refusal.tabs ?? ops.filter((op) => op.room === room).map((op) => op.tab))) {
-          this.#shown.get(tab)?.delete(room)
-          // Not asked for again, whatever the tab's next wish says, until it joins anew.
-          const wanted = this.#wanted.get(tab)
-          if (wanted?.has(room) === true) this.#wanted.set(tab, new Map([...wanted].filter(([key]) => key !== room)))
-          this.#deps.refused(tab, room, refusal)
-        }
+        for (const tab of new Set(refusal.tabs ?? ops.filter((op) => op.room === room).map((op) => op.tab))) this.#refuse(tab, room, refusal)
       }
       if (answer.heartbeatMs > 0) this.#heartbeatMs = Math.max(PRESENCE_TICK_MS, answer.heartbeatMs)
       this.#deps.identified(answer.peers)
@@ -266,6 +303,21 @@ export class PresenceSender {
       }
       if (!this.#closed) this.#after(delivered ? broadcasts : [], retryIn)
     }
+  }
+
+  /** The server shows tab `tab` in `room` no more. */
+  #forget(tab: string, room: string): void {
+    const shown = this.#shown.get(tab)
+    shown?.delete(room)
+    if (shown?.size === 0) this.#shown.delete(tab)
+  }
+
+  /** Tab `tab` was refused `room`: not asked for again, whatever the tab's next wish says, until it joins anew. */
+  #refuse(tab: string, room: string, refusal: PresenceRefusal): void {
+    this.#forget(tab, room)
+    const wanted = this.#wanted.get(tab)
+    if (wanted?.has(room) === true) this.#wanted.set(tab, new Map([...wanted].filter(([key]) => key !== room)))
+    this.#deps.refused(tab, room, refusal)
   }
 
   /** After a request: its broadcasts count as sent, and the next request is scheduled (a retry, what changed meanwhile, or the heartbeat). */

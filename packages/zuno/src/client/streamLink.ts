@@ -117,8 +117,11 @@ export class StreamLink {
         presenceRefused: (tab, room, refusal) => {
           if (tab === deps.tabKey) deps.presence.refused(room, refusal)
         },
+        presenceSent: (tab, count) => {
+          if (tab === deps.tabKey) deps.presence.sent(count)
+        },
         tabPresence: (tabId, tab, rooms) => this.#tabPresence(tabId, tab, rooms),
-        tabBroadcast: (tab, room, data) => this.#toSender((sender) => sender.broadcast(tab, room, data)),
+        tabBroadcast: (tab, room, data, seq) => this.#toSender((sender) => sender.broadcast(tab, room, data, seq)),
         ownPresence: () => ({ tab: deps.tabKey, rooms: pairs(deps.presence.wanted()) }),
       })
       if (!this.#tabs.leader) this.#tabs.askLeader()
@@ -131,10 +134,8 @@ export class StreamLink {
       if (this.#connection === undefined) {
         deps.presence.connect({
           changed: (rooms) => tabs.presence(deps.tabKey, pairs(rooms)),
-          broadcast: (room, data) => {
-            tabs.presenceBroadcast(deps.tabKey, room, data)
-            deps.presence.sent(1)
-          },
+          // Counted as waiting until the leader says it went (presenceSent): a follower holds to the bound too.
+          broadcast: (room, data, seq) => tabs.presenceBroadcast(deps.tabKey, room, data, seq),
         })
       }
     } else {
@@ -148,9 +149,11 @@ export class StreamLink {
     if (sync.closed) return
     // A tab that asked before this one led (its hello reached no leader) is answered once synced.
     sync.lead(this.#tabs !== undefined)
+    // Events this tab handed to a leader before it led went with that leader (fire-and-forget).
+    presence.sent(undefined)
     presence.connect({
       changed: (rooms) => this.#toSender((sender) => sender.setTab(tabKey, rooms)),
-      broadcast: (room, data) => this.#toSender((sender) => sender.broadcast(tabKey, room, data)),
+      broadcast: (room, data, seq) => this.#toSender((sender) => sender.broadcast(tabKey, room, data, seq)),
     })
     this.#connection = new StreamConnection(this.#deps.stream, {
       snapshot: (message, eventId) => {
@@ -283,6 +286,7 @@ export class StreamLink {
           },
           sent: (tab, count) => {
             if (tab === tabKey) presence.sent(count)
+            else this.#tabs?.presenceSent(tab, count)
           },
         }
         const sender = new PresenceSender(deps)

@@ -52,16 +52,18 @@ export interface RelayHost {
   presenceIds(peers: Record<string, string>): void
   /** Follower: the server skipped a tab's ops in a room. */
   presenceRefused(tab: string, room: string, refusal: PresenceRefusal): void
+  /** Follower: so many of a tab's broadcast events left the leader (`undefined`: a new leader, which holds none of them). */
+  presenceSent(tab: string, count: number | undefined): void
   /** Leader: what another tab wants shown (`undefined`: the tab left). */
   tabPresence(tabId: string, tab: string | undefined, rooms: ReadonlyArray<[string, unknown]>): void
   /** Leader: another tab broadcasts to a room. */
-  tabBroadcast(tab: string, room: string, data: unknown): void
+  tabBroadcast(tab: string, room: string, data: unknown, seq: number): void
   /** What this tab wants shown, with its key: told again to a new leader. */
   ownPresence(): { tab: string; rooms: Array<[string, unknown]> }
 }
 
 /** What only the leader sends: its stream, relayed, and its greeting. */
-const RELAYED: ReadonlySet<TabMessage['type']> = new Set(['snapshot', 'state', 'commit', 'resumed', 'status', 'followed', 'revoked', 'overflow', 'presenceEvent', 'presenceIds', 'presenceRefused'])
+const RELAYED: ReadonlySet<TabMessage['type']> = new Set(['snapshot', 'state', 'commit', 'resumed', 'status', 'followed', 'revoked', 'overflow', 'presenceEvent', 'presenceIds', 'presenceRefused', 'presenceSent'])
 
 export class TabRelay {
   readonly #link: TabLink
@@ -200,8 +202,8 @@ export class TabRelay {
   }
 
   /** Follower: a broadcast of this tab, for the leader's stream. */
-  presenceBroadcast(tab: string, room: string, data: unknown): void {
-    this.#link.post({ type: 'presenceBroadcast', from: this.#host.tabId(), tab, room, data })
+  presenceBroadcast(tab: string, room: string, data: unknown, seq: number): void {
+    this.#link.post({ type: 'presenceBroadcast', from: this.#host.tabId(), tab, room, data, seq })
   }
 
   /** Leader: relays a room's presence from its stream. */
@@ -212,6 +214,11 @@ export class TabRelay {
   /** Leader: relays the tabs' peer ids. */
   presenceIds(peers: Record<string, string>): void {
     this.#link.post({ type: 'presenceIds', from: this.#host.tabId(), peers })
+  }
+
+  /** Leader: tells a tab so many of its broadcast events went out. */
+  presenceSent(tab: string, count: number): void {
+    this.#link.post({ type: 'presenceSent', from: this.#host.tabId(), tab, count })
   }
 
   /** Leader: tells the tabs the server skipped one's ops in a room. */
@@ -231,6 +238,8 @@ export class TabRelay {
     if (follows.length > 0) this.follows(follows)
     const { tab, rooms } = this.#host.ownPresence()
     if (rooms.length > 0) this.presence(tab, rooms)
+    // Events the last leader held went with it (fire-and-forget): they no longer wait.
+    this.#host.presenceSent(tab, undefined)
   }
 
   #fromTab(message: TabMessage): void {
@@ -273,7 +282,7 @@ export class TabRelay {
         this.#watchTab(message.from)
         break
       case 'presenceBroadcast':
-        if (leading) host.tabBroadcast(message.tab, message.room, message.data)
+        if (leading) host.tabBroadcast(message.tab, message.room, message.data, message.seq)
         break
       case 'presenceEvent':
         if (!leading) host.applyPresence(message.message)
@@ -283,6 +292,9 @@ export class TabRelay {
         break
       case 'presenceRefused':
         if (!leading) host.presenceRefused(message.tab, message.room, message.refusal)
+        break
+      case 'presenceSent':
+        if (!leading) host.presenceSent(message.tab, message.count)
         break
       case 'commit':
         if (!leading) host.applyCommit(message.event, message.eventId)

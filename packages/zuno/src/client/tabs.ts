@@ -133,6 +133,8 @@ export type TabMessage =
       room: string
       /** The event. */
       data: unknown
+      /** Its number, the tab's ({@link PresenceOp.seq}). */
+      seq: number
     }
   /** The leader's stream, relayed: who is in a room, and what they broadcast. */
   | {
@@ -151,6 +153,17 @@ export type TabMessage =
       from: string
       /** Peer ids by tab key. */
       peers: Record<string, string>
+    }
+  /** The leader: so many of a tab's broadcast events went out (or were dropped with their request): room for as many more. */
+  | {
+      /** The kind of message. */
+      type: 'presenceSent'
+      /** The sending tab's id. */
+      from: string
+      /** The tab's key. */
+      tab: string
+      /** How many events. */
+      count: number
     }
   /** The leader, relaying the server's answer: a tab's ops in a room were skipped. */
   | {

@@ -11,10 +11,11 @@ export class RateLimiter {
   constructor(
     readonly rate: number,
     readonly burst: number,
-    readonly capacity = 100_000,
-    readonly now: () => number = Date.now,
     /** What is limited, for the error's message. */
     readonly what = 'proposals a second',
+    readonly capacity = 100_000,
+    /** Monotonic: a step of the wall clock neither empties nor fills the buckets. */
+    readonly now: () => number = () => performance.now(),
   ) {
     this.#buckets = new BoundedMap(capacity)
   }

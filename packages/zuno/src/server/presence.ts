@@ -97,6 +97,8 @@ interface Peer {
   carrier: Carrier | undefined
   /** For another instance's peer: that instance (the last to say it carries the peer: a tab's stream may move). */
   instance: string | undefined
+  /** The number of the last event of its tab sent to the room ({@link PresenceOp.seq}). */
+  lastBroadcast?: number
 }
 
 /** A room as this sync server knows it: every instance's peers, and this one's streams in it. */
@@ -214,7 +216,15 @@ export class PresenceRooms {
         continue
       }
       if (op.leave === true) this.#leave(carrier, op.tab, op.room)
-      else if (op.broadcast !== undefined) this.#broadcast(this.#roomOf(op.room), { from: id, principal: stream.principalId, data: op.broadcast }, true)
+      else if (op.broadcast !== undefined) {
+        const peer = carrier.peers.get(op.tab + op.room)
+        if (op.seq !== undefined && peer !== undefined) {
+          // Sent again after its answer was lost: it went out the first time.
+          if (op.seq <= (peer.lastBroadcast ?? 0)) continue
+          peer.lastBroadcast = op.seq
+        }
+        this.#broadcast(this.#roomOf(op.room), { from: id, principal: stream.principalId, data: op.broadcast }, true)
+      }
       else this.#set(carrier, op.tab, op.room, id, op.state ?? null)
     }
     this.#schedule()
@@ -574,11 +584,13 @@ export class PresenceRooms {
       const silent = now - carrier.heardAt > this.#timeoutMs
       const ended = carrier.endedAt !== undefined && now - carrier.endedAt > this.#graceMs
       if (!silent && !ended) continue
+      const shown = carrier.peers.size > 0
       for (const [key, peer] of [...carrier.peers]) this.#remove(peer, key)
       this.#carriers.delete(carrier.stream.streamId)
-      // Silent but still open (its requests fail, its page's timers sleep): the stream ends, and its
-      // client's next one tells its tabs again, rather than believe it is shown when it is not.
-      if (silent && !ended) carrier.stream.drop()
+      // Silent but still open, with tabs shown (its requests fail, its page's timers sleep): the
+      // stream ends, and its client's next one tells its tabs again, rather than believe it is shown
+      // when it is not. A stream whose tabs all left owes no heartbeat: it stays.
+      if (silent && !ended && shown) carrier.stream.drop()
     }
     for (const [instance, heardAt] of [...this.#instances]) {
       if (now - heardAt <= this.#timeoutMs) continue
@@ -618,6 +630,7 @@ function checkOp(value: unknown): PresenceOp {
   }
   const kinds = ['state', 'leave', 'broadcast'].filter((kind) => Object.hasOwn(op, kind))
   if (kinds.length !== 1) throw new ZunoError('invalid_body', 'Each op has exactly one of `state`, `leave` and `broadcast`')
+  if (Object.hasOwn(op, 'seq') && !Object.hasOwn(op, 'broadcast')) throw new ZunoError('invalid_body', '`seq` goes only with `broadcast`')
   if (Object.hasOwn(op, 'leave')) {
     if (op.leave !== true) throw new ZunoError('invalid_body', '`leave` must be true')
     return { tab: op.tab, room: op.room, leave: true }
@@ -625,7 +638,9 @@ function checkOp(value: unknown): PresenceOp {
   if (Object.hasOwn(op, 'broadcast')) {
     if (op.broadcast === undefined || op.broadcast === null) throw new ZunoError('invalid_body', '`broadcast` must be a JSON value other than null')
     checkSize(op.broadcast, PRESENCE_LIMITS.maxBroadcastBytes, 'A broadcast event')
-    return { tab: op.tab, room: op.room, broadcast: op.broadcast }
+    if (!Object.hasOwn(op, 'seq')) return { tab: op.tab, room: op.room, broadcast: op.broadcast }
+    if (!Number.isSafeInteger(op.seq) || (op.seq as number) < 1) throw new ZunoError('invalid_body', '`seq` must be a positive integer')
+    return { tab: op.tab, room: op.room, broadcast: op.broadcast, seq: op.seq as number }
   }
   checkSize(op.state, PRESENCE_LIMITS.maxStateBytes, 'A presence value')
   return { tab: op.tab, room: op.room, state: op.state }

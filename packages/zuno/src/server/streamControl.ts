@@ -60,6 +60,11 @@ export class StreamControl {
    * (its heartbeat too, with no op). Resolves with each tab's peer id; throws `unknown_stream` when
    * no instance holds the stream for this principal.
    */
+  /** Whether the stream `streamId` names is this sync server's (else a request for it goes to the instance that holds it). */
+  holds(streamId: string): boolean {
+    return serverOf(streamId) === this.serverId
+  }
+
   async presence(request: PresenceRequest, principalId: string): Promise<PresenceOutcome> {
     const server = serverOf(request.streamId)
     if (server === this.serverId) return this.#presenceHere(request.streamId, principalId, request.ops)

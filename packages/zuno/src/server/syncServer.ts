@@ -89,7 +89,11 @@ export interface SyncServerOptions {
   resumeWaitMs?: number
   /** Presence: peers per room, the tick that coalesces a room's changes, and how long silent or ended streams' tabs stay (docs/presence.md). */
   presence?: PresenceOptions
-  /** `POST /presence` requests a second per stream, bursts of twice as many (429 `rate_limited` past it). A replica sends at most 100. Default 100. */
+  /**
+   * `POST /presence` requests a second per stream, bursts of twice as many (429 `rate_limited` past
+   * it); as many again per principal (or address, for the anonymous) for streams held by other
+   * instances. A replica sends at most 100. Default 100.
+   */
   maxPresencePerSecond?: number
   /**
    * Broadcast events a second per stream, bursts of twice as many and at least a request's worth
@@ -237,6 +241,8 @@ export class SyncServer {
   readonly #presence: PresenceRooms
   readonly #presenceRate: RateLimiter
   readonly #broadcastRate: RateLimiter
+  /** Requests for streams on other instances, per principal (or address): stream ids are the client's to write, and each such request costs a message on the bus and a wait. */
+  readonly #routedPresenceRate: RateLimiter
 
   constructor(universe: ServedUniverse, options: SyncServerOptions = {}) {
     this.#universe = universe
@@ -272,9 +278,10 @@ export class SyncServer {
     const rate = options.maxProposalsPerSecond ?? 50
     this.#rate = new RateLimiter(rate, rate * 2)
     const presenceRate = options.maxPresencePerSecond ?? 100
-    this.#presenceRate = new RateLimiter(presenceRate, presenceRate * 2, 100_000, Date.now, 'presence requests a second per stream')
+    this.#presenceRate = new RateLimiter(presenceRate, presenceRate * 2, 'presence requests a second per stream')
+    this.#routedPresenceRate = new RateLimiter(presenceRate, presenceRate * 2, 'presence requests a second for streams on other instances')
     const broadcastRate = options.maxBroadcastsPerSecond ?? 100
-    this.#broadcastRate = new RateLimiter(broadcastRate, Math.max(2 * broadcastRate, PRESENCE_LIMITS.maxOps), 100_000, Date.now, 'broadcast events a second per stream')
+    this.#broadcastRate = new RateLimiter(broadcastRate, Math.max(2 * broadcastRate, PRESENCE_LIMITS.maxOps), 'broadcast events a second per stream')
     this.#streamLimit = new StreamLimiter(options.maxStreams ?? 10_000, options.maxStreamsPerPrincipal ?? 16)
     this.#trustProxy = options.trustProxy === true
     this.#resumeWaitMs = options.resumeWaitMs ?? 3000
@@ -678,6 +685,7 @@ export class SyncServer {
     }
     const presence = validatePresenceRequest(await this.#jsonBody(request))
     this.#presenceRate.take(presence.streamId)
+    if (!this.#control.holds(presence.streamId)) this.#routedPresenceRate.take(principal?.id ?? this.#peerKey(request) ?? 'anonymous')
     const broadcasts = presence.ops.reduce((count, op) => (op.broadcast === undefined ? count : count + 1), 0)
     if (broadcasts > 0) this.#broadcastRate.take(presence.streamId, broadcasts)
     // The rules are asked by the stream's instance, with the principal the stream holds, room by room.
