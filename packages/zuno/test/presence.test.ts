@@ -238,6 +238,29 @@ describe('POST /presence', () => {
     expect((await join('c')).body.refused).toBeUndefined()
   })
 
+  it('delivers an event sent again with a number its tab’s peer has had once, and refuses a number that is not one', async () => {
+    const zuno = await startZuno()
+    cleanups.push(() => zuno.close())
+    const sender = await openStream(zuno.url, '')
+    const watcher = await openStream(zuno.url, '')
+    await presence(zuno.url, '', { streamId: watcher.streamId, ops: [{ tab: tabKey('w'), room: 'doc:1', state: null }] })
+    await presence(zuno.url, '', { streamId: sender.streamId, ops: [{ tab: tabKey('s'), room: 'doc:1', state: null }] })
+    const event = (data: string, seq: number) => ({ tab: tabKey('s'), room: 'doc:1', broadcast: data, seq })
+    // The first request's answer is lost; the replica sends it again with the next event.
+    expect((await presence(zuno.url, '', { streamId: sender.streamId, ops: [event('a', 1), event('b', 2)] })).status).toBe(200)
+    expect((await presence(zuno.url, '', { streamId: sender.streamId, ops: [event('a', 1), event('b', 2), event('c', 3)] })).status).toBe(200)
+    // Without a number, an event always goes.
+    expect((await presence(zuno.url, '', { streamId: sender.streamId, ops: [{ tab: tabKey('s'), room: 'doc:1', broadcast: 'd' }] })).status).toBe(200)
+    const heard = (await watcher.stream.drainEvents(300)).map(messageOf).flatMap((message) => message.broadcasts ?? []).map((broadcast) => broadcast.data)
+    expect(heard).toEqual(['a', 'b', 'c', 'd'])
+    for (const seq of [0, -1, 1.5, '1', null, 2 ** 53]) {
+      const refused = await presence(zuno.url, '', { streamId: sender.streamId, ops: [{ ...event('e', 4), seq }] })
+      expect([refused.status, refused.body.error]).toEqual([400, 'invalid_body'])
+    }
+    const onState = await presence(zuno.url, '', { streamId: sender.streamId, ops: [{ tab: tabKey('s'), room: 'doc:1', state: 1, seq: 5 }] })
+    expect([onState.status, onState.body.error]).toEqual([400, 'invalid_body'])
+  })
+
   it('limits requests per stream with 429 rate_limited and Retry-After', async () => {
     const zuno = await startZuno({ handler: { maxPresencePerSecond: 2 } })
     cleanups.push(() => zuno.close())
