@@ -6,7 +6,7 @@
  * - `zuno`: peers are tabs; a stream (`GET /zuno/sse?hello=1`) carries `tabsPerStream` tabs of one
  *   room and posts `POST /zuno/presence` as the replica's sender does: each tab's latest value
  *   (latest wins), a tab's changes on its pace (20 a second, bursts of 2), requests one at a time
- *   and at least 10 ms apart, on their own keep-alive connection. Every stream reads its room's `presence` events.
+ *   and 100 a second at most (bursts of 10), on their own keep-alive connection. Every stream reads its room's `presence` events.
  * - `socketio`: peers are sockets (engine.io v4 over WebSocket), each in its room, emitting every
  *   value; the server broadcasts each one to the room.
  *
@@ -21,8 +21,9 @@ import { inBatches } from './deliveries'
 import { openSseSocket } from './sseSocket'
 
 const TICK_MS = 50
-/** A stream's requests go at least this far apart (the replica's sender). */
+/** A stream's requests go one per 10 ms on average, in bursts of up to 10 (the replica's sender). */
 const REQUEST_GAP_MS = 10
+const REQUEST_BURST = 10
 
 /** Latencies, weighted, in buckets of 0.02 ms up to 60 s: percentiles of millions of deliveries without keeping them. */
 class Histogram {
@@ -152,7 +153,8 @@ interface ZunoStream {
   room: number
   dirty: Set<Peer>
   inFlight: boolean
-  lastSent: number
+  /** When its next request is due on its pace (a burst may go ahead of it). */
+  requestPace: number
   timer: ReturnType<typeof setTimeout> | undefined
   answered: ((status: number, body: string) => void) | undefined
 }
@@ -175,7 +177,7 @@ function schedule(stream: ZunoStream, now: number): void {
   if (stream.inFlight || stream.timer !== undefined || stream.dirty.size === 0) return
   let dueAt = Number.POSITIVE_INFINITY
   for (const peer of stream.dirty) dueAt = Math.min(dueAt, changeDueAt(peer))
-  const wait = Math.max(dueAt, stream.lastSent + REQUEST_GAP_MS) - now
+  const wait = Math.max(dueAt, stream.requestPace - REQUEST_GAP_MS * REQUEST_BURST) - now
   if (wait <= 0) sendPresence(stream, now)
   else
     stream.timer = setTimeout(() => {
@@ -192,7 +194,7 @@ function sendPresence(stream: ZunoStream, now: number): void {
     peer.pace = Math.max(peer.pace, now) + TICK_MS
   }
   stream.inFlight = true
-  stream.lastSent = now
+  stream.requestPace = Math.max(stream.requestPace, now) + REQUEST_GAP_MS
   post(stream, JSON.stringify({ streamId: stream.streamId, ops }), (status, body) => {
     stream.inFlight = false
     if (status !== 200) {
@@ -245,7 +247,7 @@ async function openStream(tabs: Peer[]): Promise<ZunoStream> {
     room: tabs[0]!.room,
     dirty: new Set(),
     inFlight: false,
-    lastSent: Number.NEGATIVE_INFINITY,
+    requestPace: Number.NEGATIVE_INFINITY,
     timer: undefined,
     answered: undefined,
   }
@@ -330,7 +332,7 @@ async function openZuno(tabsPerStream: number): Promise<void> {
     const { peers: ids, refused } = JSON.parse(answer.body) as { peers: Record<string, string>; refused?: unknown }
     if (refused !== undefined) throw new Error(`join refused: ${JSON.stringify(refused).slice(0, 300)}`)
     for (const id of Object.values(ids)) stream.ownIds.add(id)
-    stream.lastSent = monotonicMs()
+    stream.requestPace = monotonicMs() + REQUEST_GAP_MS
     streams.push(stream)
   })
 }

@@ -1,6 +1,6 @@
 /**
  * Presence (issue #18): rooms of 100 peers, each moving its cursor at 20 Hz. Zuno (its rooms
- * coalesced per room per 50 ms tick, one frame per room encoded once) against the same traffic
+ * coalesced per room per 5 ms tick, one frame per room encoded once) against the same traffic
  * through a plain socket.io room broadcast (one `socket.to(room).emit` per message). Targets: p99
  * delivery latency ≤ 1.25 × socket.io's, server CPU per delivered update ≤ 1 ×. The named shape
  * (100 rooms) and smaller ones, where the load can be generated on this machine.
@@ -182,7 +182,7 @@ export const presence: Suite = {
       title: 'Presence',
       method:
         `Rooms of 100 peers (and one of 50); every peer makes a new cursor value \`{ x, y }\` every 50 ms (20 Hz), phases spread evenly over the 50 ms, stamped with the moment it was made. ` +
-        'Zuno: peers are tabs on streams opened with `?hello=1`, each stream carrying 4 tabs of one room (a browser with the document open in 4 tabs; at 50 peers, the last stream carries 2) or 1 (every peer its own browser), posting `POST /zuno/presence` as the replica does: at most one request per 50 ms per stream, one at a time, each tab\'s latest value; the server sends each room\'s changes once per 50 ms tick. ' +
+        'Zuno: peers are tabs on streams opened with `?hello=1`, each stream carrying 4 tabs of one room (a browser with the document open in 4 tabs; at 50 peers, the last stream carries 2) or 1 (every peer its own browser), posting `POST /zuno/presence` as the replica does: each tab\'s latest value, a tab\'s changes at most 20 a second (bursts of 2), the stream\'s requests one at a time and at most 100 a second (bursts of 10); the server sends each room\'s changes at most once per 5 ms tick (its default), the first change after a quiet tick at once. ' +
         'socket.io: peers are sockets (WebSocket) in their room, each emitting every value; the server broadcasts each to the room (`socket.to(room).emit`). ' +
         'All peers of a system sit in one process on the other core, speaking the protocols on bare sockets with the least work a client can do; the server is in its own process on core 0. ' +
         `Each run: 1 s of movement, then a ${windowMs / 1000} s window, then the peers stop and what was made in the window is awaited (at most 5 s). ` +

@@ -34,8 +34,15 @@ export interface PresenceSenderDeps {
  */
 export const PRESENCE_TICK_MS = 50
 
-/** Requests of one stream go at least this far apart, ms (100 a second, within the server's default `maxPresencePerSecond`). */
+/**
+ * A stream's requests go at most one per this on average, ms (100 a second: the server's default
+ * `maxPresencePerSecond`), in bursts of up to {@link PRESENCE_REQUEST_BURST}: tabs that change a few
+ * ms apart each go at once, and a browser never passes the server's budget.
+ */
 export const PRESENCE_REQUEST_GAP_MS = 10
+
+/** How many requests may go at once, ahead of the stream's pace (well within the server's bursts of twice its rate). */
+export const PRESENCE_REQUEST_BURST = 10
 
 /** How often a stream with tabs in rooms tells the server they are still there until the server says (its answers' `heartbeatMs`), ms. */
 export const PRESENCE_HEARTBEAT_MS = 5000
@@ -79,6 +86,8 @@ export class PresenceSender {
   /** The ops of the request on its way, if one is. */
   #inFlight: readonly PresenceOp[] = []
   #lastSent = Number.NEGATIVE_INFINITY
+  /** When the stream's next request is due on its pace of one per {@link PRESENCE_REQUEST_GAP_MS} (a burst may go ahead of it). */
+  #requestPace = Number.NEGATIVE_INFINITY
   /** Per tab, when its next change is due on the pace of one per {@link PRESENCE_TICK_MS} (one may go a period early). */
   readonly #paceOf = new Map<string, number>()
   #heartbeat: unknown
@@ -164,7 +173,8 @@ export class PresenceSender {
     }
     for (const [tab, shown] of this.#shown) for (const room of shown.keys()) if (this.#wanted.get(tab)?.has(room) !== true) dueAt = now
     if (dueAt === Number.POSITIVE_INFINITY) return dueAt
-    return Math.max(0, dueAt - now, this.#lastSent + PRESENCE_REQUEST_GAP_MS - now, this.#notBefore - now)
+    const requestDueAt = this.#requestPace - PRESENCE_REQUEST_GAP_MS * PRESENCE_REQUEST_BURST
+    return Math.max(0, dueAt - now, requestDueAt - now, this.#notBefore - now)
   }
 
   /** When tab `tab` may send its next change: a period before its pace's next slot. */
@@ -242,6 +252,7 @@ export class PresenceSender {
     this.#inFlight = ops
     // Monotonic: a step of the wall clock neither stalls nor hurries the pace.
     this.#lastSent = now
+    this.#requestPace = Math.max(this.#requestPace, now) + PRESENCE_REQUEST_GAP_MS
     let retryIn: number | undefined
     try {
       const answer = await this.#post({ streamId, ops }, keepalive)
