@@ -4,16 +4,12 @@
  * replicas and streams; the only stand-ins are transports (a fetch that watches, loses or delays
  * requests), never the code under test.
  */
-import { EventSource } from 'eventsource'
-import { afterEach, describe, expect, it } from 'vitest'
-import { connect, type ReplicaOptions, type ReplicaUniverse } from '../src/index'
-import { SimBrowser } from './simulation/simBrowser'
-import type { VirtualClock } from './simulation/virtualClock'
-import { openRawStream, type RawStream } from './support/sseReader'
-import { until } from './support/until'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
+import { afterEach, describe, expect, it } from 'vitest'
 import { createMemoryStorage, createUniverse } from '../src/server/index'
+import { browserTabs, replicaOpener, statesOf, streamOpener } from './support/presenceReplicas'
+import { until } from './support/until'
 import { serveUniverse, startZuno } from './support/zunoBehindProxy'
 
 const cleanups: Array<() => unknown> = []
@@ -24,19 +20,9 @@ afterEach(async () => {
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 const tabKey = (name: string) => name.padEnd(22, '_').slice(0, 22)
 
-function replicaOf(url: string, options: Partial<ReplicaOptions> = {}): ReplicaUniverse {
-  const replica = connect({ url, EventSource, stores: [], ...options })
-  cleanups.push(() => replica.close())
-  return replica
-}
+const replicaOf = replicaOpener(cleanups)
 
-async function openStream(url: string, user = ''): Promise<{ stream: RawStream; streamId: string }> {
-  const stream = await openRawStream(`${url}/sse?stores=&hello=1`, { 'x-user': user })
-  cleanups.push(() => stream.close())
-  const hello = await stream.nextEvent()
-  expect(hello.event).toBe('hello')
-  return { stream, streamId: (JSON.parse(hello.data as string) as { streamId: string }).streamId }
-}
+const openStream = streamOpener(cleanups)
 
 async function presence(url: string, body: unknown, user = '') {
   const response = await fetch(`${url}/presence`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-user': user }, body: JSON.stringify(body) })
@@ -54,16 +40,22 @@ function watchedFetch() {
   return { fetch: watched, statuses }
 }
 
-const stateOf = (room: { others(): readonly { state: unknown }[] }) => room.others().map((peer) => peer.state)
+const stateOf = statesOf
+
+/** A server, and Ada (her requests watched) and Bob in `doc:1`, each seeing the other. */
+async function adaAndBob() {
+  const zuno = await startZuno()
+  cleanups.push(() => zuno.close())
+  const watched = watchedFetch()
+  const ada = replicaOf(zuno.url, { fetch: watched.fetch }).presence('doc:1', { n: 0 })
+  const bob = replicaOf(zuno.url).presence('doc:1', { n: -1 })
+  await until(() => stateOf(bob).length === 1 && ada.others().length === 1, 10_000)
+  return { zuno, watched, ada, bob }
+}
 
 describe('presence, as a second review attacked it', () => {
   it('R18b-1: broadcast(null) throws at once, and the tab’s later changes still reach the room', async () => {
-    const zuno = await startZuno()
-    cleanups.push(() => zuno.close())
-    const watched = watchedFetch()
-    const ada = replicaOf(zuno.url, { fetch: watched.fetch }).presence('doc:1', { n: 0 })
-    const bob = replicaOf(zuno.url).presence('doc:1', { n: -1 })
-    await until(() => stateOf(bob).length === 1 && ada.others().length === 1, 10_000)
+    const { watched, ada, bob } = await adaAndBob()
     let thrown: unknown
     try {
       ada.broadcast(null) // JSON, 4 bytes: the client's checks let it through
@@ -225,9 +217,7 @@ describe('presence, as a second review attacked it', () => {
   it('R18b-8: a follower tab’s events count as waiting until the leader sends them: queue_full past 64, and the browser’s presence is not held behind a flood', async () => {
     const zuno = await startZuno()
     cleanups.push(() => zuno.close())
-    const realClock = { get now() { return Date.now() }, setTimeout: (run: () => void, ms: number) => setTimeout(run, ms) } as unknown as VirtualClock
-    const browser = new SimBrowser(realClock, () => 1)
-    const tab = (name: string) => replicaOf(zuno.url, { tabs: true, BroadcastChannel: browser.channelFor(), locks: browser.locksFor(name) })
+    const tab = browserTabs(replicaOf, zuno.url)
     const leader = tab('leader')
     await until(() => leader.status.get() === 'connected', 10_000)
     const leaderRoom = leader.presence('doc:1', { at: 0 })
@@ -302,12 +292,7 @@ describe('presence, as a second review attacked it', () => {
     cleanups.push(() => {
       Date.now = realNow
     })
-    const zuno = await startZuno()
-    cleanups.push(() => zuno.close())
-    const watched = watchedFetch()
-    const ada = replicaOf(zuno.url, { fetch: watched.fetch }).presence('doc:1', { n: 0 })
-    const bob = replicaOf(zuno.url).presence('doc:1', { n: -1 })
-    await until(() => stateOf(bob).length === 1 && ada.others().length === 1, 10_000)
+    const { watched, ada, bob } = await adaAndBob()
     // NTP steps the wall clock back one minute (the docs: "a step of the wall clock neither stalls presence nor lets live peers go").
     offset = -60_000
     ada.set({ n: 1 })

@@ -7,8 +7,8 @@ import { afterEach, describe, expect, it } from 'vitest'
 import type { ReplicaOptions } from '../src/index'
 import type { PresenceMessage } from '../src/protocol'
 import { createMemoryStorage, createUniverse } from '../src/server/index'
-import { browserTabs, replicaOpener, statesOf } from './support/presenceReplicas'
-import { openRawStream, type RawStream } from './support/sseReader'
+import { browserTabs, replicaOpener, statesOf, streamOpener } from './support/presenceReplicas'
+import type { RawStream } from './support/sseReader'
 import { until } from './support/until'
 import { serveUniverse, startZuno } from './support/zunoBehindProxy'
 
@@ -21,14 +21,7 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 const tabKey = (name: string) => name.padEnd(22, '_').slice(0, 22)
 const replicaOf = replicaOpener(cleanups)
 
-async function openStream(url: string, user = ''): Promise<{ stream: RawStream; streamId: string }> {
-  const stream = await openRawStream(`${url}/sse?stores=&hello=1`, { 'x-user': user })
-  cleanups.push(() => stream.close())
-  const hello = await stream.nextEvent()
-  expect(hello.event).toBe('hello')
-  expect((await stream.nextEvent()).event).toBe('snapshot')
-  return { stream, streamId: (JSON.parse(hello.data as string) as { streamId: string }).streamId }
-}
+const openStream = streamOpener(cleanups)
 
 async function presence(url: string, body: unknown, user = '') {
   const response = await fetch(`${url}/presence`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-user': user }, body: JSON.stringify(body) })

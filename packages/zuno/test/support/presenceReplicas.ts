@@ -1,7 +1,9 @@
 import { EventSource } from 'eventsource'
+import { expect } from 'vitest'
 import { connect, type PresenceRoom, type ReplicaOptions, type ReplicaUniverse } from '../../src/index'
 import { SimBrowser } from '../simulation/simBrowser'
 import type { VirtualClock } from '../simulation/virtualClock'
+import { openRawStream, type RawStream } from './sseReader'
 
 /** The process's own clock in the shape a SimBrowser takes, for tabs that talk to real servers. */
 export const realClock = { get now() { return Date.now() }, setTimeout: (run: () => void, ms: number) => setTimeout(run, ms) } as unknown as VirtualClock
@@ -22,6 +24,18 @@ export function replicaOpener(cleanups: Array<() => unknown>) {
 export function browserTabs(replicaOf: ReturnType<typeof replicaOpener>, url: string) {
   const browser = new SimBrowser(realClock, () => 1)
   return (name: string) => replicaOf(url, { tabs: true, BroadcastChannel: browser.channelFor(), locks: browser.locksFor(name) })
+}
+
+/** Opens `openStream(url, user)` for presence tests: a raw stream that asked for its id (`hello`), read past its snapshot; `cleanups` gets its closing. */
+export function streamOpener(cleanups: Array<() => unknown>) {
+  return async (url: string, user = ''): Promise<{ stream: RawStream; streamId: string }> => {
+    const stream = await openRawStream(`${url}/sse?stores=&hello=1`, { 'x-user': user })
+    cleanups.push(() => stream.close())
+    const hello = await stream.nextEvent()
+    expect(hello.event).toBe('hello')
+    expect((await stream.nextEvent()).event).toBe('snapshot')
+    return { stream, streamId: (JSON.parse(hello.data as string) as { streamId: string }).streamId }
+  }
 }
 
 /** The values of the others in `room`, as the room shows them now. */
