@@ -251,8 +251,11 @@ describe('POST /presence', () => {
     expect((await presence(zuno.url, '', { streamId: sender.streamId, ops: [event('a', 1), event('b', 2), event('c', 3)] })).status).toBe(200)
     // Without a number, an event always goes.
     expect((await presence(zuno.url, '', { streamId: sender.streamId, ops: [{ tab: tabKey('s'), room: 'doc:1', broadcast: 'd' }] })).status).toBe(200)
+    // Out of order, within the window of 64 below the highest: each once; past it, taken as had.
+    const late = [event('j', 100), event('k', 37), event('l', 36), event('m', 35), event('k', 37), event('n', 101), event('o', 38)]
+    expect((await presence(zuno.url, '', { streamId: sender.streamId, ops: late })).status).toBe(200)
     const heard = (await watcher.stream.drainEvents(300)).map(messageOf).flatMap((message) => message.broadcasts ?? []).map((broadcast) => broadcast.data)
-    expect(heard).toEqual(['a', 'b', 'c', 'd'])
+    expect(heard).toEqual(['a', 'b', 'c', 'd', 'j', 'k', 'l', 'n', 'o'])
     for (const seq of [0, -1, 1.5, '1', null, 2 ** 53]) {
       const refused = await presence(zuno.url, '', { streamId: sender.streamId, ops: [{ ...event('e', 4), seq }] })
       expect([refused.status, refused.body.error]).toEqual([400, 'invalid_body'])

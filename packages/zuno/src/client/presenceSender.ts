@@ -265,9 +265,10 @@ export class PresenceSender {
         return
       }
       if (answer instanceof ZunoError && answer.status === 413 && ops.length > 1) {
-        // Larger than the server takes (its `maxBodyBytes`): the same ops go again, fewer at a time.
+        // Larger than the server takes (its `maxBodyBytes`): the same ops go again, fewer at a time,
+        // down to one a request (one refused alone is refused for good, below).
         this.#broadcasts.unshift(...broadcasts)
-        this.#maxRequestBytes = Math.max(PRESENCE_LIMITS.maxStateBytes, Math.floor(this.#maxRequestBytes / 2))
+        this.#maxRequestBytes = Math.floor(this.#maxRequestBytes / 2)
         return
       }
       if (answer instanceof ZunoError && REFUSED_FOR_GOOD.has(answer.status)) {

@@ -23,6 +23,7 @@ import {
 } from '../protocol'
 import { sha256 } from '../sha256'
 import { utf8Bytes } from './bytes'
+import { BoundedMap } from './boundedMap'
 import { findNonJson } from './json'
 import type { Stream } from './hub'
 import { encodePresenceFrame, encodeRevokedFrame } from './sse'
@@ -97,8 +98,15 @@ interface Peer {
   carrier: Carrier | undefined
   /** For another instance's peer: that instance (the last to say it carries the peer: a tab's stream may move). */
   instance: string | undefined
-  /** The number of the last event of its tab sent to the room ({@link PresenceOp.seq}). */
-  lastBroadcast?: number
+}
+
+/** How many of a peer's event numbers below its highest are remembered: events may come back out of order after a reconnect, a replica holds at most 64. */
+const SEQ_WINDOW = 64
+
+/** The event numbers a peer has sent to a room: the highest, and which of the {@link SEQ_WINDOW} below it (bit i: highest − 1 − i). */
+interface SeenEvents {
+  highest: number
+  below: bigint
 }
 
 /** A room as this sync server knows it: every instance's peers, and this one's streams in it. */
@@ -158,6 +166,12 @@ export class PresenceRooms {
   readonly #peersById = new Map<string, Map<string, Peer>>()
   /** Rooms with changes to send at the next tick. */
   readonly #dirty = new Set<Room>()
+  /**
+   * The event numbers each peer has sent to each room, by peer id and room: kept apart from the
+   * peer, which a sweep or a leave ends while its tab may still send an event again. Bounded: the
+   * oldest are forgotten first.
+   */
+  readonly #seenEvents = new BoundedMap<string, SeenEvents>(100_000)
   /** The other instances, by id, and when each was last heard. */
   readonly #instances = new Map<string, number>()
   /** Cancels the flush that is due, if one is. */
@@ -201,11 +215,15 @@ export class PresenceRooms {
     const carrier = this.#carrierOf(stream, this.#now())
     const peers: Record<string, string> = {}
     let refused: Record<string, PresenceRefusal> | undefined
+    let skipped = false
     for (const op of ops) {
       const id = carrier.ids.get(op.tab) ?? this.#idOf(carrier, op.tab)
       peers[op.tab] = id
       // An ended stream's tabs only leave: none joins, changes or broadcasts on it.
-      if (carrier.endedAt !== undefined && op.leave !== true) continue
+      if (carrier.endedAt !== undefined && op.leave !== true) {
+        skipped = true
+        continue
+      }
       const refusal = this.#refusal(carrier, op, id)
       if (refusal !== undefined) {
         refused ??= {}
@@ -217,17 +235,15 @@ export class PresenceRooms {
       }
       if (op.leave === true) this.#leave(carrier, op.tab, op.room)
       else if (op.broadcast !== undefined) {
-        const peer = carrier.peers.get(op.tab + op.room)
-        if (op.seq !== undefined && peer !== undefined) {
-          // Sent again after its answer was lost: it went out the first time.
-          if (op.seq <= (peer.lastBroadcast ?? 0)) continue
-          peer.lastBroadcast = op.seq
-        }
+        // Sent again after its answer was lost: it went out the first time.
+        if (op.seq !== undefined && !this.#firstTime(id, op.room, op.seq)) continue
         this.#broadcast(this.#roomOf(op.room), { from: id, principal: stream.principalId, data: op.broadcast }, true)
       }
       else this.#set(carrier, op.tab, op.room, id, op.state ?? null)
     }
     this.#schedule()
+    // Its leaves went; the rest must go on the tab's next stream, which this answer asks for.
+    if (skipped) throw new ZunoError('unknown_stream', 'The stream has ended: only its tabs\' leaves were taken')
     // Three heartbeats a timeout: two may be lost before the tabs are.
     const heartbeatMs = Math.floor(this.#timeoutMs / 3)
     return refused === undefined ? { peers, heartbeatMs } : { peers, refused, heartbeatMs }
@@ -303,6 +319,30 @@ export class PresenceRooms {
     this.#closed = true
     this.#tick?.()
     clearInterval(this.#sweep)
+  }
+
+  /** Whether peer `id` sends event `seq` to `room` for the first time (and remembers that it did): an anti-replay window. */
+  #firstTime(id: string, room: string, seq: number): boolean {
+    const key = `${id} ${room}`
+    const seen = this.#seenEvents.get(key)
+    if (seen === undefined) {
+      this.#seenEvents.set(key, { highest: seq, below: 0n })
+      return true
+    }
+    if (seq > seen.highest) {
+      const shift = seq - seen.highest
+      // The old highest becomes bit shift − 1; bits pushed past the window are forgotten.
+      seen.below = shift > SEQ_WINDOW ? 0n : ((seen.below << BigInt(shift)) | (1n << BigInt(shift - 1))) & ((1n << BigInt(SEQ_WINDOW)) - 1n)
+      seen.highest = seq
+      return true
+    }
+    const back = seen.highest - seq
+    // Too old to tell: taken as had (a replica holds fewer unsent events than the window).
+    if (back === 0 || back > SEQ_WINDOW) return false
+    const bit = 1n << BigInt(back - 1)
+    if ((seen.below & bit) !== 0n) return false
+    seen.below |= bit
+    return true
   }
 
   #carrierOf(stream: Stream, now: number): Carrier {
