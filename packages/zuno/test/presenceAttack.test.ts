@@ -6,23 +6,13 @@
  */
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
-import { afterEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { createMemoryStorage, createUniverse } from '../src/server/index'
-import { browserTabs, replicaOpener, statesOf, streamOpener } from './support/presenceReplicas'
+import { browserTabs, presenceTestKit, sleep, statesOf, tabKey } from './support/presenceReplicas'
 import { until } from './support/until'
 import { serveUniverse, startZuno } from './support/zunoBehindProxy'
 
-const cleanups: Array<() => unknown> = []
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
-})
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
-const tabKey = (name: string) => name.padEnd(22, '_').slice(0, 22)
-
-const replicaOf = replicaOpener(cleanups)
-
-const openStream = streamOpener(cleanups)
+const { cleanups, replicaOf, openStream } = presenceTestKit()
 
 async function presence(url: string, body: unknown, user = '') {
   const response = await fetch(`${url}/presence`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-user': user }, body: JSON.stringify(body) })

@@ -4,18 +4,23 @@
  * `eventsource` client; the stand-ins are transports (a proxy, a fetch that loses answers).
  */
 import { createServer, type Socket, connect as netConnect } from 'node:net'
-import { afterEach, describe, expect, it } from 'vitest'
-import { replicaOpener, statesOf } from './support/presenceReplicas'
+import { describe, expect, it } from 'vitest'
+import type { ReplicaOptions } from '../src/index'
+import { presenceTestKit, sleep, statesOf } from './support/presenceReplicas'
 import { until } from './support/until'
 import { startProxy, startZuno } from './support/zunoBehindProxy'
 
-const cleanups: Array<() => unknown> = []
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
-})
+const { cleanups, replicaOf } = presenceTestKit()
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
-const replicaOf = replicaOpener(cleanups)
+/** Ada (on `adaUrl`, with `options`) and Bob (on `bobUrl`) in `doc:1`, each seeing the other; what Bob hears broadcast. */
+async function adaAndBob(adaUrl: string, bobUrl: string, options: Partial<ReplicaOptions> = {}) {
+  const adaRoom = replicaOf(adaUrl, options).presence('doc:1', 'ada')
+  const bobRoom = replicaOf(bobUrl).presence('doc:1', 'bob')
+  const heard: unknown[] = []
+  bobRoom.onBroadcast((data) => heard.push(data))
+  await until(() => bobRoom.others().length === 1 && adaRoom.others().length === 1)
+  return { adaRoom, bobRoom, heard }
+}
 
 describe('presence, as a third review attacked it', () => {
   it('R18c-1: a server whose maxBodyBytes takes one value at a time gets one op a request, not 413 after 413', async () => {
@@ -68,12 +73,7 @@ describe('presence, as a third review attacked it', () => {
       return undefined
     })
     cleanups.push(() => proxy.close())
-    const ada = replicaOf(proxy.url)
-    const adaRoom = ada.presence('doc:1', 'ada')
-    const bobRoom = replicaOf(zuno.url).presence('doc:1', 'bob')
-    const heard: unknown[] = []
-    bobRoom.onBroadcast((data) => heard.push(data))
-    await until(() => bobRoom.others().length === 1 && adaRoom.others().length === 1)
+    const { adaRoom, bobRoom, heard } = await adaAndBob(proxy.url, zuno.url)
     adaRoom.broadcast({ n: 1 })
     // Bob hears it the first time (the request reached the server).
     await until(() => heard.length >= 1)
@@ -100,12 +100,7 @@ describe('presence, as a third review attacked it', () => {
       return fetch(input, init)
     }
     let resent = 0
-    const ada = replicaOf(zuno.url, { fetch: stalling })
-    const adaRoom = ada.presence('doc:1', 'ada')
-    const bobRoom = replicaOf(zuno.url).presence('doc:1', 'bob')
-    const heard: unknown[] = []
-    bobRoom.onBroadcast((data) => heard.push(data))
-    await until(() => bobRoom.others().length === 1 && adaRoom.others().length === 1)
+    const { adaRoom, bobRoom, heard } = await adaAndBob(zuno.url, zuno.url, { fetch: stalling })
     adaRoom.broadcast({ n: 1 })
     // Ada's stream says nothing while the request hangs: the server times her tab out and ends the stream;
     // her replica opens another and shows her again.

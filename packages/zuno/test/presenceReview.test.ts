@@ -3,25 +3,16 @@
  * (R18-n) and failed until its fix. Real servers on 127.0.0.1, real streams, real `eventsource`
  * clients; clock steps by replacing `Date.now` (the wall clock), which presence must not follow.
  */
-import { afterEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import type { ReplicaOptions } from '../src/index'
 import type { PresenceMessage } from '../src/protocol'
 import { createMemoryStorage, createUniverse } from '../src/server/index'
-import { browserTabs, replicaOpener, statesOf, streamOpener } from './support/presenceReplicas'
+import { browserTabs, presenceTestKit, sleep, statesOf, tabKey } from './support/presenceReplicas'
 import type { RawStream } from './support/sseReader'
 import { until } from './support/until'
 import { serveUniverse, startZuno } from './support/zunoBehindProxy'
 
-const cleanups: Array<() => unknown> = []
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
-})
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
-const tabKey = (name: string) => name.padEnd(22, '_').slice(0, 22)
-const replicaOf = replicaOpener(cleanups)
-
-const openStream = streamOpener(cleanups)
+const { cleanups, replicaOf, openStream } = presenceTestKit()
 
 async function presence(url: string, body: unknown, user = '') {
   const response = await fetch(`${url}/presence`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-user': user }, body: JSON.stringify(body) })

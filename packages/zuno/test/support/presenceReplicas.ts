@@ -1,5 +1,5 @@
 import { EventSource } from 'eventsource'
-import { expect } from 'vitest'
+import { afterEach, expect } from 'vitest'
 import { connect, type PresenceRoom, type ReplicaOptions, type ReplicaUniverse } from '../../src/index'
 import { SimBrowser } from '../simulation/simBrowser'
 import type { VirtualClock } from '../simulation/virtualClock'
@@ -37,6 +37,23 @@ export function streamOpener(cleanups: Array<() => unknown>) {
     return { stream, streamId: (JSON.parse(hello.data as string) as { streamId: string }).streamId }
   }
 }
+
+/**
+ * What a presence test file opens, closed after each test: `replicaOf(url, options)` and
+ * `openStream(url, user)`; `cleanups` takes whatever else a test opens.
+ */
+export function presenceTestKit() {
+  const cleanups: Array<() => unknown> = []
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
+  })
+  return { cleanups, replicaOf: replicaOpener(cleanups), openStream: streamOpener(cleanups) }
+}
+
+/** A tab's key, as a tab makes one (22 base64url characters), from a readable name. */
+export const tabKey = (name: string) => name.padEnd(22, '_').slice(0, 22)
+
+export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
 /** The values of the others in `room`, as the room shows them now. */
 export const statesOf = <P>(room: PresenceRoom<P>) => room.others().map((peer) => peer.state)
